@@ -1,0 +1,1 @@
+"""The hostwright domain: aggregates, events, commands and policies. Pure: no I/O, no clock reads."""

@@ -1,0 +1,85 @@
+"""The hosting plan a service is sold with: the Hestia package and its quotas.
+
+A plan arrives from WHMCS as JSON; ``HostingPlan.parse`` types and bounds every field and
+refuses anything it does not know, so a typo in WHMCS configuration is an error, not a
+silently ignored limit. ``None`` means unlimited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from domain.errors import InvalidInput
+
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PHP_VERSION = re.compile(r"^[5-9]\.[0-9]$")
+UNLIMITED = "unlimited"
+
+# field -> inclusive upper bound; the unit is in the name
+_BOUNDED_FIELDS: dict[str, int] = {
+    "disk_mb": 100_000_000,
+    "bandwidth_mb": 1_000_000_000,
+    "web_domains": 100_000,
+    "web_aliases": 100_000,
+    "mail_domains": 100_000,
+    "mail_accounts": 1_000_000,
+    "databases": 100_000,
+    "dns_domains": 100_000,
+    "cron_jobs": 10_000,
+}
+
+
+@dataclass(frozen=True)
+class HostingPlan:
+    package: str = "default"
+    disk_mb: int | None = None
+    bandwidth_mb: int | None = None
+    web_domains: int | None = None
+    web_aliases: int | None = None
+    mail_domains: int | None = None
+    mail_accounts: int | None = None
+    databases: int | None = None
+    dns_domains: int | None = None
+    cron_jobs: int | None = None
+    php_version: str | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> HostingPlan:
+        """Builds a plan from a JSON object, or raises InvalidInput naming the bad field."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise InvalidInput("plan must be a JSON object")
+        known = {"package", "php_version", *_BOUNDED_FIELDS}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidInput(f"plan has unknown field(s): {', '.join(map(str, unknown))}")
+        values: dict[str, Any] = {}
+        package = raw.get("package", "default")
+        if not isinstance(package, str) or not _PACKAGE.match(package):
+            raise InvalidInput(
+                "plan.package must be 1-64 characters of letters, digits, '_', '.' or '-'"
+            )
+        values["package"] = package
+        php = raw.get("php_version")
+        if php is not None and (not isinstance(php, str) or not _PHP_VERSION.match(php)):
+            raise InvalidInput("plan.php_version must look like '8.2'")
+        values["php_version"] = php
+        for name, upper in _BOUNDED_FIELDS.items():
+            values[name] = _bounded(name, raw.get(name), upper)
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bounded(name: str, value: object, upper: int) -> int | None:
+    if value is None or value == UNLIMITED:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"plan.{name} must be a whole number or 'unlimited'")
+    if not 0 <= value <= upper:
+        raise InvalidInput(f"plan.{name} must be between 0 and {upper}")
+    return value

@@ -1,0 +1,291 @@
+"""The Service aggregate: one hosting service sold through WHMCS, and everything asked of it.
+
+Lifecycle requests (``*Requested``) are recorded by the gateway; status changes (``Activated``,
+``Suspended`` …) are recorded by the pipeline once the nodes have done the work. ``handle``
+is the decision function: it either records one event, does nothing (already satisfied or a
+repeated command id), or raises Conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.commands import (
+    ChangePlan,
+    Command,
+    FactoryResetService,
+    OrderService,
+    RedeployService,
+    SuspendService,
+    SyncUsage,
+    TerminateService,
+    UnsuspendService,
+    VerifyRepairService,
+)
+from domain.errors import Conflict
+
+SERVICE_NAMESPACE = uuid.UUID("5b0e2f1c-6a53-4c8e-9a57-6f1d2c0b7e11")
+STATUSES = ("provisioning", "active", "deploy_failed", "suspended", "terminating", "terminated")
+_REMEMBERED_COMMAND_IDS = 100
+
+
+def service_uuid(service_id: str) -> uuid.UUID:
+    """The aggregate id of a WHMCS service id: stable, so the same order maps to one aggregate."""
+    return uuid.uuid5(SERVICE_NAMESPACE, f"service/{service_id}")
+
+
+class Service(Aggregate):
+    class Ordered(Aggregate.Created):
+        service_id: str
+        client_id: str
+        mode: str
+        domain: str
+        plan: dict[str, Any]
+        username: str | None
+        label: str | None
+        password_sealed: str | None
+        actor: str
+        command_id: str | None
+
+    def __init__(
+        self,
+        service_id: str,
+        client_id: str,
+        mode: str,
+        domain: str,
+        plan: dict[str, Any],
+        username: str | None,
+        label: str | None,
+        password_sealed: str | None,
+        actor: str,
+        command_id: str | None,
+    ) -> None:
+        self.service_id = service_id
+        self.client_id = client_id
+        self.mode = mode
+        self.domain = domain
+        self.plan = plan
+        self.username = username
+        self.label = label
+        self.password_sealed = password_sealed
+        self.status = "provisioning"
+        self.pending: str | None = "deploy"
+        self.forced = False
+        self.command_ids: list[str] = [command_id] if command_id else []
+
+    class Event(Aggregate.Event):
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Service)
+            command_id = getattr(self, "command_id", None)
+            if command_id:
+                aggregate.command_ids = [*aggregate.command_ids, command_id][
+                    -_REMEMBERED_COMMAND_IDS:
+                ]
+            self.apply_to(aggregate)
+
+        def apply_to(self, service: Service) -> None:
+            pass
+
+    class Requested(Event):
+        actor: str
+        command_id: str | None
+
+    class SuspendRequested(Requested):
+        reason: str
+
+        def apply_to(self, service: Service) -> None:
+            service.pending = "suspend"
+
+    class UnsuspendRequested(Requested):
+        def apply_to(self, service: Service) -> None:
+            service.pending = "unsuspend"
+
+    class TerminateRequested(Requested):
+        force: bool
+
+        def apply_to(self, service: Service) -> None:
+            service.status = "terminating"
+            service.pending = "terminate"
+            service.forced = service.forced or self.force
+
+    class RedeployRequested(Requested):
+        def apply_to(self, service: Service) -> None:
+            service.status = "provisioning"
+            service.pending = "deploy"
+
+    class FactoryResetRequested(Requested):
+        def apply_to(self, service: Service) -> None:
+            service.status = "provisioning"
+            service.pending = "deploy"
+
+    class VerifyRepairRequested(Requested):
+        def apply_to(self, service: Service) -> None:
+            service.pending = "verify"
+
+    class PlanChangeRequested(Requested):
+        plan: dict[str, Any]
+
+        def apply_to(self, service: Service) -> None:
+            service.plan = self.plan
+
+    class UsageSyncRequested(Requested):
+        pass
+
+    class Activated(Event):
+        def apply_to(self, service: Service) -> None:
+            service.status = "active"
+            service.pending = None
+
+    class DeployFailed(Event):
+        reason: str
+
+        def apply_to(self, service: Service) -> None:
+            service.status = "deploy_failed"
+            service.pending = None
+
+    class Suspended(Event):
+        def apply_to(self, service: Service) -> None:
+            service.status = "suspended"
+            service.pending = None
+
+    class Unsuspended(Event):
+        def apply_to(self, service: Service) -> None:
+            service.status = "active"
+            service.pending = None
+
+    class Terminated(Event):
+        leftovers: list[dict[str, str]]
+
+        def apply_to(self, service: Service) -> None:
+            service.status = "terminated"
+            service.pending = None
+
+    @classmethod
+    def order(cls, command: OrderService, password_sealed: str | None) -> Service:
+        """Creates the aggregate from a validated order; the password arrives already sealed."""
+        return cls._create(
+            cls.Ordered,
+            id=service_uuid(command.service_id),
+            timestamp=command.now,
+            service_id=command.service_id,
+            client_id=command.client_id,
+            mode=command.mode,
+            domain=command.domain,
+            plan=command.plan.to_json(),
+            username=command.username,
+            label=command.label,
+            password_sealed=password_sealed,
+            actor=command.actor,
+            command_id=command.command_id,
+        )
+
+    def handle(self, command: Command) -> bool:
+        """Records the event the command asks for; False when it is already satisfied."""
+        if command.command_id and command.command_id in self.command_ids:
+            return False
+        event = self._decide(command)
+        if event is None:
+            return False
+        event_class, fields = event
+        self.trigger_event(
+            event_class,
+            timestamp=command.now,
+            actor=command.actor,
+            command_id=command.command_id,
+            **fields,
+        )
+        return True
+
+    def _decide(self, command: Command) -> tuple[type[Service.Requested], dict[str, Any]] | None:
+        if isinstance(command, TerminateService):
+            if self.status == "terminated":
+                return None
+            if self.status == "terminating" and (self.forced or not command.force):
+                return None
+            return Service.TerminateRequested, {"force": command.force}
+        self._refuse_when_closing(command)
+        if isinstance(command, SuspendService):
+            if self.pending == "suspend" or (
+                self.status == "suspended" and self.pending != "unsuspend"
+            ):
+                return None
+            return Service.SuspendRequested, {"reason": command.reason}
+        if isinstance(command, UnsuspendService):
+            if self.pending == "suspend" or (
+                self.status == "suspended" and self.pending != "unsuspend"
+            ):
+                return Service.UnsuspendRequested, {}
+            return None
+        if isinstance(command, ChangePlan):
+            new_plan = command.plan.to_json()
+            if new_plan == self.plan:
+                return None
+            return Service.PlanChangeRequested, {"plan": new_plan}
+        if isinstance(command, SyncUsage):
+            return Service.UsageSyncRequested, {}
+        self._refuse_when_suspended(command)
+        if isinstance(command, RedeployService):
+            return Service.RedeployRequested, {}
+        if isinstance(command, FactoryResetService):
+            return Service.FactoryResetRequested, {}
+        if isinstance(command, VerifyRepairService):
+            return Service.VerifyRepairRequested, {}
+        raise TypeError(f"Service cannot handle {type(command).__name__}")
+
+    def _refuse_when_closing(self, command: Command) -> None:
+        if self.status in ("terminating", "terminated"):
+            raise Conflict(
+                f"service {self.service_id} is {self.status}; "
+                f"{_action_name(command)} is not possible"
+            )
+
+    def _refuse_when_suspended(self, command: Command) -> None:
+        if self.status == "suspended" or self.pending == "suspend":
+            raise Conflict(
+                f"service {self.service_id} is suspended; unsuspend it before "
+                f"{_action_name(command)}"
+            )
+
+    # Status changes, recorded by the pipeline once the nodes have done the work.
+
+    def mark_active(self, now: datetime) -> None:
+        self._refuse_after_termination("activate")
+        self.trigger_event(Service.Activated, timestamp=now)
+
+    def mark_deploy_failed(self, now: datetime, reason: str) -> None:
+        self._refuse_after_termination("fail the deploy of")
+        self.trigger_event(Service.DeployFailed, timestamp=now, reason=reason)
+
+    def mark_suspended(self, now: datetime) -> None:
+        self._refuse_after_termination("suspend")
+        self.trigger_event(Service.Suspended, timestamp=now)
+
+    def mark_unsuspended(self, now: datetime) -> None:
+        self._refuse_after_termination("unsuspend")
+        self.trigger_event(Service.Unsuspended, timestamp=now)
+
+    def mark_terminated(self, now: datetime, leftovers: list[dict[str, str]]) -> None:
+        if self.status == "terminated":
+            return
+        self.trigger_event(Service.Terminated, timestamp=now, leftovers=leftovers)
+
+    def _refuse_after_termination(self, verb: str) -> None:
+        if self.status == "terminated":
+            raise Conflict(f"cannot {verb} service {self.service_id}: it is terminated")
+
+
+def _action_name(command: Command) -> str:
+    name = type(command).__name__
+    return {
+        "SuspendService": "suspend",
+        "UnsuspendService": "unsuspend",
+        "RedeployService": "redeploy",
+        "FactoryResetService": "factory reset",
+        "VerifyRepairService": "verify & repair",
+        "ChangePlan": "change plan",
+        "SyncUsage": "usage sync",
+    }.get(name, name)

@@ -1,0 +1,1 @@
+"""Running hostwright: settings, composition root, storage, transports, CLI, simulated nodes."""

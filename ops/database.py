@@ -1,0 +1,137 @@
+"""A thin SQL layer over SQLite and PostgreSQL for what is not the event store itself:
+view tables, tracking positions, the relay's position and consumer inboxes.
+
+SQL is written once with ``?`` placeholders; ``Database.sql`` adapts it to the dialect.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database:
+    """One database by URL: ``sqlite:///path`` or ``postgresql://…``."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite:") else "postgresql"
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+
+    @property
+    def sqlite_path(self) -> str:
+        return sqlite_path(self.url)
+
+    def sql(self, text: str) -> str:
+        return text if self.dialect == "sqlite" else text.replace("?", "%s")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """One transaction; commits on success, rolls back on error."""
+        if self.dialect == "sqlite":
+            conn = sqlite3.connect(self.sqlite_path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute("BEGIN IMMEDIATE")
+                cursor = conn.cursor()
+                try:
+                    yield _SqliteCursor(cursor, self)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        else:
+            with self._postgres_pool().connection() as pg, pg.transaction():
+                with pg.cursor() as cur:
+                    yield _PostgresCursor(cur, self)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _postgres_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    postgres_conninfo(self.url), min_size=1, max_size=self._pool_size, open=True
+                )
+            return self._pool
+
+
+class _SqliteCursor:
+    def __init__(self, cursor: sqlite3.Cursor, db: Database) -> None:
+        self._cursor = cursor
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(sql, params)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(sql, params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+class _PostgresCursor:
+    def __init__(self, cursor: psycopg.Cursor[Any], db: Database) -> None:
+        self._cursor = cursor
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(self._db.sql(sql), params)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(self._db.sql(sql), params)  # type: ignore[arg-type]
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db`` and ``sqlite:////abs/path.db`` → the file path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url}")
+    return url[len("sqlite:///") :]
+
+
+def postgres_conninfo(url: str) -> str:
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """eventsourcing's POSTGRES_* variables for a ``postgresql://user:pass@host:port/db`` URL."""
+    parts = urlsplit(postgres_conninfo(url))
+    env = {
+        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+    }
+    return env

@@ -1,0 +1,73 @@
+"""The broker interface both transports implement: AMQP (aio-pika) and in-process.
+
+Semantics every implementation keeps:
+- one topic exchange; routing keys like ``Service.Ordered`` or ``task.web.web1``;
+  binding patterns use ``*`` (one word) and ``#`` (zero or more words);
+- ``publish`` returns only once the broker has confirmed the message, is ``mandatory``
+  (a message no queue is bound for raises ``Unroutable``) and persistent;
+- every queue is durable and has a dead-letter queue ``<name>.dead``; ``reject(requeue=False)``
+  moves a delivery there;
+- a delivery not acked before its consumer goes away is delivered again with ``redelivered``;
+- ``consume`` gives at most ``prefetch`` unacked deliveries to the callback at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class TransportError(Exception):
+    """The broker could not be reached or refused the operation; the caller retries."""
+
+
+class Unroutable(TransportError):
+    """A mandatory message matched no queue."""
+
+
+@dataclass(frozen=True)
+class Message:
+    routing_key: str
+    body: bytes
+    message_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Delivery(Protocol):
+    message: Message
+    redelivered: bool
+
+    async def ack(self) -> None: ...
+
+    async def reject(self, *, requeue: bool) -> None: ...
+
+
+DeliveryCallback = Callable[[Delivery], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def cancel(self) -> None:
+        """Stops new deliveries; in-flight ones may still be acked or rejected."""
+
+
+class Transport(Protocol):
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, message: Message) -> None:
+        """Publishes and waits for the broker's confirm; raises TransportError/Unroutable."""
+
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        """Publishes all with confirms pipelined; returns when every one is confirmed."""
+
+    async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
+        """Declares a durable queue (and its dead-letter queue) bound to the patterns."""
+
+    async def consume(
+        self, queue: str, callback: DeliveryCallback, *, prefetch: int
+    ) -> Subscription: ...
+
+    async def queue_depth(self, name: str) -> int:
+        """Messages ready in the queue (not counting unacked ones)."""
