@@ -1,1 +1,1 @@
-"""The hostwright domain: aggregates, events, commands and policies. Pure: no I/O, no clock reads."""
+"""The hostwright domain: aggregates, events, commands, policies. Pure: no I/O, no clock."""

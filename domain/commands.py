@@ -1,4 +1,4 @@
-"""Commands: what WHMCS (or an admin) asks hostwright to do. Imperative names; each carries its time.
+"""Commands: what WHMCS (or an admin) asks hostwright to do; imperative, each carrying its time.
 
 ``parse_order`` and ``parse_lifecycle`` are the validation edge: they turn untrusted JSON into
 typed commands or raise InvalidInput, before anything is recorded.
@@ -7,7 +7,7 @@ typed commands or raise InvalidInput, before anything is recorded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,17 @@ from domain.names import normalise_domain, validate_label, validate_username
 MODES = ("split", "unified", "vanity")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ORDER_FIELDS = frozenset(
-    {"service_id", "client_id", "mode", "domain", "plan", "username", "password", "label",
-     "command_id"}
+    {
+        "service_id",
+        "client_id",
+        "mode",
+        "domain",
+        "plan",
+        "username",
+        "password",
+        "label",
+        "command_id",
+    }
 )
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128
@@ -41,7 +50,8 @@ class OrderService(Command):
     plan: HostingPlan
     username: str | None = None
     label: str | None = None
-    password: str | None = None  # plain only in memory; sealed before it is recorded
+    # plain only in memory and never in a repr; sealed before it is recorded
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +112,7 @@ def parse_external_id(raw: object, what: str) -> str:
         raise InvalidInput(f"{what} must be an integer or a short identifier")
     if isinstance(raw, int) and raw >= 0:
         return str(raw)
-    if isinstance(raw, str) and _EXTERNAL_ID.match(raw):
+    if isinstance(raw, str) and _EXTERNAL_ID.fullmatch(raw):
         return raw
     raise InvalidInput(f"{what} must be an integer or 1-64 characters of A-Z a-z 0-9 _ -")
 
@@ -156,6 +166,7 @@ def parse_lifecycle(
     command_class = LIFECYCLE_ACTIONS.get(action)
     if command_class is None:
         raise InvalidInput(f"unknown action {action!r}")
+    service_id = parse_external_id(service_id, "service id")
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -165,7 +176,7 @@ def parse_lifecycle(
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(map(str, unknown))}")
     common: dict[str, Any] = {
-        "service_id": parse_external_id(service_id, "service id"),
+        "service_id": service_id,
         "now": now,
         "actor": actor,
         "command_id": _parse_command_id(body.get("command_id")),
@@ -184,9 +195,9 @@ def parse_lifecycle(
         if not isinstance(reason, str) or len(reason) > 500:
             raise InvalidInput("reason must be a string of at most 500 characters")
         return SuspendService(reason=reason, **common)
-    for field in ("force", "plan", "reason"):
-        if field in body:
-            raise InvalidInput(f"{action} takes no {field}")
+    for name in ("force", "plan", "reason"):
+        if name in body:
+            raise InvalidInput(f"{action} takes no {name}")
     return command_class(**common)
 
 
@@ -203,6 +214,6 @@ def _parse_password(raw: object) -> str | None:
 def _parse_command_id(raw: object) -> str | None:
     if raw is None:
         return None
-    if isinstance(raw, str) and _EXTERNAL_ID.match(raw):
+    if isinstance(raw, str) and _EXTERNAL_ID.fullmatch(raw):
         return raw
     raise InvalidInput("command_id must be 1-64 characters of A-Z a-z 0-9 _ -")

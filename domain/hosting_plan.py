@@ -58,13 +58,13 @@ class HostingPlan:
             raise InvalidInput(f"plan has unknown field(s): {', '.join(map(str, unknown))}")
         values: dict[str, Any] = {}
         package = raw.get("package", "default")
-        if not isinstance(package, str) or not _PACKAGE.match(package):
+        if not isinstance(package, str) or not _PACKAGE.fullmatch(package):
             raise InvalidInput(
                 "plan.package must be 1-64 characters of letters, digits, '_', '.' or '-'"
             )
         values["package"] = package
         php = raw.get("php_version")
-        if php is not None and (not isinstance(php, str) or not _PHP_VERSION.match(php)):
+        if php is not None and (not isinstance(php, str) or not _PHP_VERSION.fullmatch(php)):
             raise InvalidInput("plan.php_version must look like '8.2'")
         values["php_version"] = php
         for name, upper in _BOUNDED_FIELDS.items():

@@ -51,7 +51,7 @@ def validate_username(raw: object) -> str:
     """Returns a Hestia-safe username (2-32 chars, a-z 0-9 _ -, starting with a letter)."""
     if not isinstance(raw, str):
         raise InvalidInput("username must be a string")
-    if not _USERNAME.match(raw):
+    if not _USERNAME.fullmatch(raw):
         raise InvalidInput(
             f"username {raw!r} is not valid: 2 to 32 characters, lowercase letters, digits, "
             "'_' or '-', starting with a letter and ending with a letter or digit"
@@ -65,15 +65,39 @@ def _to_ascii_label(label: str, raw: str, what: str = "domain") -> str:
     if not label:
         raise InvalidInput(f"{what} {raw!r} has an empty label")
     if not label.isascii():
-        try:
-            label = label.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidInput(f"{what} {raw!r} is not a valid internationalised name") from exc
+        label = _punycode(label, raw, what)
+    elif label.startswith("xn--"):
+        _check_punycode(label, raw, what)
+    elif label[2:4] == "--":
+        raise InvalidInput(f"{what} {raw!r} has '--' in the third and fourth place of a label")
     if len(label) > MAX_LABEL_LENGTH:
         raise InvalidInput(f"{what} {raw!r} has a label longer than 63 characters")
-    if not _LABEL.match(label):
+    if not _LABEL.fullmatch(label):
         raise InvalidInput(
             f"{what} {raw!r} is not valid: labels use a-z, 0-9 and '-', "
             "and do not start or end with '-'"
         )
     return label
+
+
+def _punycode(label: str, raw: str, what: str) -> str:
+    """IDN label → xn--…, refusing labels IDNA would silently change (ß→ss, zero-width…)."""
+    try:
+        ascii_label = label.encode("idna").decode("ascii")
+        round_trip = ascii_label.encode("ascii").decode("idna")
+    except UnicodeError as exc:
+        raise InvalidInput(f"{what} {raw!r} is not a valid internationalised name") from exc
+    if round_trip != label:
+        raise InvalidInput(
+            f"{what} {raw!r} would be changed by IDNA conversion; send the exact name"
+        )
+    return ascii_label
+
+
+def _check_punycode(label: str, raw: str, what: str) -> None:
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError as exc:
+        raise InvalidInput(f"{what} {raw!r} has an invalid punycode label") from exc
+    if decoded.isascii():
+        raise InvalidInput(f"{what} {raw!r} has an invalid punycode label")

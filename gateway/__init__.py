@@ -1,1 +1,1 @@
-"""The HTTP surface: WHMCS API, admin and client APIs, dashboards. Writes only by recording commands."""
+"""The HTTP surface: WHMCS, admin and client APIs, dashboards. Writes only by recording commands."""

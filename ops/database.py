@@ -59,9 +59,12 @@ class Database:
             finally:
                 conn.close()
         else:
-            with self._postgres_pool().connection() as pg, pg.transaction():
-                with pg.cursor() as cur:
-                    yield _PostgresCursor(cur, self)
+            with (
+                self._postgres_pool().connection() as pg,
+                pg.transaction(),
+                pg.cursor() as cur,
+            ):
+                yield _PostgresCursor(cur, self)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -101,10 +104,10 @@ class _PostgresCursor:
         self._db = db
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._cursor.execute(self._db.sql(sql), params)  # type: ignore[arg-type]
+        return self._cursor.execute(self._db.sql(sql), params)
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
-        return self._cursor.executemany(self._db.sql(sql), params)  # type: ignore[arg-type]
+        return self._cursor.executemany(self._db.sql(sql), params)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()

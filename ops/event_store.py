@@ -49,12 +49,11 @@ class EventStore:
             self.app.save(service)
         except IntegrityError:
             existing = self.get_service(command.service_id)
-            if (existing.mode, existing.domain, existing.client_id) != (
-                command.mode, command.domain, command.client_id
-            ):
+            if _order_details(existing) != _order_details(service):
                 raise Conflict(
-                    f"service {command.service_id} already exists with another "
-                    "client, mode or domain"
+                    f"service {command.service_id} already exists with other details "
+                    "(client, mode, domain, plan, username or label); use change-plan "
+                    "or terminate it first"
                 ) from None
             return False
         return True
@@ -74,7 +73,7 @@ class EventStore:
 
     def get_service(self, service_id: str) -> Service:
         try:
-            service = self.app.repository.get(service_uuid(service_id))
+            service: Any = self.app.repository.get(service_uuid(service_id))
         except AggregateNotFoundError:
             raise NotFound(f"service {service_id} not found") from None
         assert isinstance(service, Service)
@@ -88,10 +87,8 @@ class EventStore:
         stored = self.recorder.select_events(service_uuid(service_id))
         if not stored:
             raise NotFound(f"service {service_id} not found")
-        events = [self.app.mapper.to_domain_event(s) for s in stored]
-        return [
-            event_as_json(e) for e in events if as_of is None or e.timestamp <= as_of
-        ]
+        events: list[Any] = [self.app.mapper.to_domain_event(s) for s in stored]
+        return [event_as_json(e) for e in events if as_of is None or e.timestamp <= as_of]
 
     def notifications(self, after: int, limit: int) -> Sequence[Notification]:
         """Notifications with ids greater than ``after``, at most ``limit``."""
@@ -114,6 +111,18 @@ class EventStore:
 
     def close(self) -> None:
         self.app.close()
+
+
+def _order_details(service: Service) -> tuple[object, ...]:
+    """What makes a repeated order "the same order" (the password is sealed, so not compared)."""
+    return (
+        service.client_id,
+        service.mode,
+        service.domain,
+        service.username,
+        service.label,
+        service.plan,
+    )
 
 
 def event_topic(event: object) -> str:

@@ -33,6 +33,7 @@ class Settings:
     exchange: str = "hostwright"
     prefetch: int = 64
     relay_batch: int = 500
+    projection_batch: int = 1000
     view_prefix: str = "hw_"
 
     @classmethod
@@ -54,7 +55,7 @@ class Settings:
         for name in known:
             if PREFIX + name.upper() in environ:
                 values[name] = environ[PREFIX + name.upper()]
-        for name in ("prefetch", "relay_batch"):
+        for name in ("prefetch", "relay_batch", "projection_batch"):
             if name in values:
                 values[name] = _positive_int(name, values[name])
         settings = cls(**values)

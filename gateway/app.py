@@ -1,0 +1,269 @@
+"""The HTTP gateway for WHMCS: validates a call, records it as a command, answers at once.
+
+``create_app`` consumes the ports (a CommandLedger to record commands, ViewQueries to read the
+projections), the API token and a clock, and emits a Starlette app. Nothing happens inside a
+request besides validation and one ledger call; validation always comes first, so no error
+path records anything.
+
+Status codes, one per kind of failure (every error body is ``{"result": "error", "error": …}``):
+
+- 400: the request cannot be read — the body is not JSON, not a JSON object, sent with a
+  non-JSON Content-Type; or a query parameter (``as_of``, ``since``, ``limit``) is malformed.
+- 401: the ``Authorization: Bearer`` token is missing or wrong (every ``/v1`` path).
+- 404: unknown route, unknown lifecycle action, unknown service.
+- 409: the command conflicts with the service's state or an earlier order (``Conflict``).
+- 413: the body is larger than 64 KiB.
+- 422: well-formed JSON whose values fail validation (``InvalidInput`` from the domain).
+- 500: anything unexpected; the body says only "internal error".
+- 503: ``/healthz`` when the event store cannot be reached.
+
+A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
+when the body has none, so a retried call records one event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
+from domain.errors import Conflict, InvalidInput, NotFound
+from gateway.auth import BearerTokenMiddleware
+from gateway.boundary import ErrorBoundaryMiddleware
+from gateway.ports import CommandLedger, ViewQueries
+from gateway.responses import ApiJSONResponse, error, success
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_OPLOG_LIMIT = 200
+MAX_OPLOG_LIMIT = 1000
+WHMCS_ACTOR = "whmcs"
+_log = logging.getLogger("hostwright.gateway")
+
+
+class BadRequest(Exception):
+    """The request cannot be read as the contract says (HTTP 400, or ``status_code``)."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def create_app(
+    *,
+    ledger: CommandLedger,
+    views: ViewQueries,
+    api_token: str,
+    clock: Callable[[], datetime],
+) -> Starlette:
+    """The WHMCS API over ``ledger`` (writes) and ``views`` (reads), guarded by ``api_token``."""
+    if not api_token:
+        raise ValueError("the API token must not be empty")
+
+    async def order_service(request: Request) -> Response:
+        body = _with_idempotency_key(request, await _read_json(request, required=True))
+        command = parse_order(body, now=clock(), actor=WHMCS_ACTOR)
+        await asyncio.to_thread(ledger.order_service, command)
+        return success(service_id=command.service_id, status="provisioning")
+
+    async def lifecycle(request: Request) -> Response:
+        action: str = request.path_params["action"]
+        service_id: str = request.path_params["service_id"]
+        if action not in LIFECYCLE_ACTIONS:
+            return error(404, f"unknown action {action!r}")
+        body = _with_idempotency_key(request, await _read_json(request, required=False))
+        command = parse_lifecycle(action, service_id, body, now=clock(), actor=WHMCS_ACTOR)
+        await asyncio.to_thread(ledger.request, command)
+        return success()
+
+    async def service(request: Request) -> Response:
+        service_id: str = request.path_params["service_id"]
+        row = await asyncio.to_thread(views.service, service_id)
+        if row is None:
+            raise NotFound(f"service {service_id} not found")
+        return ApiJSONResponse(_service_status(row))
+
+    async def events(request: Request) -> Response:
+        service_id: str = request.path_params["service_id"]
+        as_of = _query_time(request, "as_of")
+        found = await asyncio.to_thread(ledger.events_of, service_id, as_of)
+        return ApiJSONResponse({"service_id": service_id, "events": found})
+
+    async def oplog(request: Request) -> Response:
+        service_id = request.query_params.get("service_id") or None
+        since = _query_time(request, "since")
+        limit = _query_limit(request)
+        entries = await asyncio.to_thread(
+            lambda: views.oplog(service_id=service_id, since=since, limit=limit)
+        )
+        return ApiJSONResponse({"entries": entries})
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await asyncio.to_thread(ledger.ping)
+        except Exception as exc:
+            _log.warning("healthz: the event store did not answer (%s)", type(exc).__name__)
+            return ApiJSONResponse(
+                {"status": "error", "error": "the event store is not reachable"},
+                status_code=503,
+            )
+        return ApiJSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/services", order_service, methods=["POST"]),
+        Route("/v1/services/{service_id}", service, methods=["GET"]),
+        Route("/v1/services/{service_id}/events", events, methods=["GET"]),
+        Route("/v1/services/{service_id}/{action}", lifecycle, methods=["POST"]),
+        Route("/v1/oplog", oplog, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(ErrorBoundaryMiddleware),
+            Middleware(BearerTokenMiddleware, token=api_token),
+        ],
+        exception_handlers={
+            BadRequest: _bad_request,
+            InvalidInput: _status(422),
+            NotFound: _status(404),
+            Conflict: _status(409),
+            HTTPException: _http_exception,
+        },
+    )
+
+
+async def _read_json(request: Request, *, required: bool) -> object:
+    """The body as parsed JSON; None when it is empty and not ``required``."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise BadRequest("the request body must be JSON (Content-Type: application/json)")
+    raw = await _read_body(request)
+    if not raw.strip():
+        if required:
+            raise BadRequest("the request body must be a JSON object")
+        return None
+    try:
+        parsed: object = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if parsed is None and required:
+        raise BadRequest("the request body must be a JSON object")
+    return parsed
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _with_idempotency_key(request: Request, body: object) -> object:
+    """Uses the ``Idempotency-Key`` header as the command id when the body names none."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return body
+    if body is None:
+        return {"command_id": key}
+    if isinstance(body, dict) and body.get("command_id") is None:
+        return {**body, "command_id": key}
+    return body
+
+
+def _query_time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, like 2025-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _query_limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if not raw:
+        return DEFAULT_OPLOG_LIMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_OPLOG_LIMIT}")
+    return min(int(raw), MAX_OPLOG_LIMIT)
+
+
+def _service_status(row: dict[str, Any]) -> dict[str, Any]:
+    """The contract's service body from a services-view row.
+
+    The row holds ``service_id, mode, domain, status`` and the progress as ``done, total,
+    current_step`` — flat, or nested under ``progress``.
+    """
+    nested = row.get("progress")
+    source: dict[str, Any] = nested if isinstance(nested, dict) else row
+    done = int(source.get("done") or 0)
+    total = int(source.get("total") or 0)
+    status = row.get("status")
+    if status == "active":
+        percent = 100
+    elif total <= 0:
+        percent = 0
+    else:
+        percent = max(0, min(100, done * 100 // total))
+    return {
+        "service_id": row.get("service_id"),
+        "mode": row.get("mode"),
+        "domain": row.get("domain"),
+        "status": status,
+        "progress": {
+            "done": done,
+            "total": total,
+            "percent": percent,
+            "current_step": source.get("current_step"),
+        },
+    }
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return error(exc.status_code, exc.message)
+
+
+def _status(status_code: int) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return error(status_code, str(exc) or "refused")
+
+    return handle
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "not found", 405: "method not allowed"}
+    return error(
+        exc.status_code,
+        messages.get(exc.status_code, exc.detail),
+        dict(exc.headers) if exc.headers else None,
+    )

@@ -1,0 +1,135 @@
+"""``hostwright``: the command line. Each subcommand builds a System from Settings and runs.
+
+hostwright up                       every part in one process
+hostwright serve gateway|relay|projections
+hostwright replay                   exit 0 when every view equals a rebuild from event 0
+hostwright demo [--listen H:P] [--data DIR]
+hostwright simnode --roles web,mail,dns --listen H:P --data DIR
+hostwright bench intake [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from ops.bootstrap import System
+from ops.components import COMPONENTS, serve_all
+from ops.consumer import install_stop_signals
+from ops.settings import Settings, SettingsError
+
+log = logging.getLogger("hostwright")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simnode"]:
+        from ops.simnode.main import run_simnode
+
+        return run_simnode(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+    except SettingsError as exc:
+        print(f"hostwright: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hostwright", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run every part in one process")
+    up.set_defaults(run=_run_up)
+
+    serve = sub.add_parser("serve", help="run one part (scale out by running more)")
+    serve.add_argument("component", choices=sorted(COMPONENTS))
+    serve.set_defaults(run=_run_serve)
+
+    replay = sub.add_parser("replay", help="compare every view with a rebuild from event 0")
+    replay.set_defaults(run=_run_replay)
+
+    demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
+    demo.add_argument("--listen", default="127.0.0.1:8080")
+    demo.add_argument("--data", default="demo-data")
+    demo.set_defaults(run=_run_demo)
+
+    # `simnode` takes its own options; main() hands them over before this parser runs.
+    sub.add_parser("simnode", help="run one simulated HestiaCP node (simnode --help)")
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(required=True, metavar="BENCHMARK")
+    intake = bench_sub.add_parser("intake", help="POST /v1/services rate and latency")
+    intake.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
+    intake.add_argument("--seconds", type=float, default=10.0)
+    intake.add_argument("--rate", type=float, default=200.0, help="open-loop offered rate")
+    intake.set_defaults(run=_run_bench_intake)
+    return parser
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    return _run_until_signal(System(Settings.load()), "all")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    return _run_until_signal(System(Settings.load()), args.component)
+
+
+def _run_until_signal(system: System, component: str) -> int:
+    async def run() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        runner = serve_all if component == "all" else COMPONENTS[component]
+        log.info("serving %s", component)
+        try:
+            await runner(system, stop)
+        finally:
+            await system.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from ops.replay import replay_and_compare
+    from projections.catalogue import all_views
+
+    system = System(Settings.load())
+    try:
+        difference = replay_and_compare(
+            system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
+        )
+    finally:
+        system.store.close()
+        system.db.close()
+    if difference is None:
+        print("replay: every view equals its rebuild from event 0")
+        return 0
+    print(f"replay: views differ from a rebuild from event 0: {difference}")
+    return 1
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ops.demo import run_demo
+
+    return run_demo(listen=args.listen, data_dir=args.data)
+
+
+def _run_bench_intake(args: argparse.Namespace) -> int:
+    from ops.bench_intake import run_intake_bench
+
+    return run_intake_bench(postgres_url=args.postgres_url, seconds=args.seconds, rate=args.rate)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

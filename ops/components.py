@@ -1,0 +1,96 @@
+"""The long-running parts of hostwright, each an ``async (system, stop)`` function.
+
+``hostwright serve <name>`` runs one of them per process (scale out by running more);
+``hostwright up`` runs them all in one process. Each returns once ``stop`` is set and its
+in-flight work is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import contextmanager, suppress
+
+import uvicorn
+
+from ops.bootstrap import System
+
+log = logging.getLogger(__name__)
+
+Component = Callable[[System, asyncio.Event], Awaitable[None]]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: our stop event decides when to shut down."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_gateway(system: System, stop: asyncio.Event) -> None:
+    settings = system.settings
+    config = uvicorn.Config(
+        system.gateway(),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.ensure_future(server.serve())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    stopping.cancel()
+
+
+async def serve_relay(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await system.relay().run(stop)
+
+
+async def serve_projections(system: System, stop: asyncio.Event) -> None:
+    await system.projection_runner().run(stop)
+
+
+COMPONENTS: dict[str, Component] = {
+    "gateway": serve_gateway,
+    "relay": serve_relay,
+    "projections": serve_projections,
+}
+
+
+async def serve_all(system: System, stop: asyncio.Event) -> None:
+    """Every component in this process: what ``hostwright up`` runs."""
+    tasks = [asyncio.ensure_future(component(system, stop)) for component in COMPONENTS.values()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _connect(system: System, stop: asyncio.Event) -> None:
+    """Connects the transport, waiting (with back-off) while the broker is down."""
+    from ops.transport import TransportError
+
+    delay = 0.2
+    async with system.connect_lock:
+        while not stop.is_set() and not system.transport_connected:
+            try:
+                await system.transport.connect()
+                system.transport_connected = True
+                return
+            except TransportError as exc:
+                log.warning("broker unavailable (%s); retrying in %.1fs", exc, delay)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 5.0)

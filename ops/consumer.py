@@ -1,0 +1,207 @@
+"""The consumer loop: takes messages from one queue and hands each to a handler, once.
+
+Per delivery: a message without ``message_id`` cannot be de-duplicated, so it is dead-lettered;
+one the inbox has already seen is acked and skipped; otherwise the handler runs, and on
+success the id is remembered, then the delivery acked (a crash between the two means one
+redelivery, which the inbox absorbs). A handler that raises gets one redelivery; raising
+again dead-letters the message (``<queue>.dead``), so nothing loops forever.
+
+Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
+the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
+On stop the loop stops taking, hands back what it took but did not start, lets in-flight
+handlers finish within ``stop_grace`` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+from ops.inbox import Inbox
+from ops.transport import Delivery, Message, Subscription, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Awaitable[None]]
+
+# Pause before handing a message back when our own storage (not the handler) failed, so an
+# inbox outage does not become a hot redelivery loop.
+_INFRA_PAUSE = 0.5
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        transport: Transport,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        consumer_name: str,
+        inbox: Inbox,
+        prefetch: int = 64,
+        stop_grace: float = 10.0,
+        concurrency: int = 1,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._transport = transport
+        self._queue = queue
+        self._bindings = list(bindings)
+        self._handler = handler
+        self._name = consumer_name
+        self._inbox = inbox
+        self._prefetch = prefetch
+        self._stop_grace = stop_grace
+        self._concurrency = max(1, concurrency)
+        self._max_backoff = max_backoff
+        self._pending: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._in_progress: dict[str, asyncio.Event] = {}
+        self._stopping = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consumes until ``stop`` is set; waits out a broker outage with capped back-off."""
+        workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        try:
+            subscription = await self._subscribe(stop)
+            if subscription is None:
+                return
+            await stop.wait()
+            await self._stop_taking(subscription)
+            try:
+                await asyncio.wait_for(self._idle.wait(), self._stop_grace)
+            except TimeoutError:
+                log.warning(
+                    "%s: in-flight handlers outlived the %.1fs grace", self._name, self._stop_grace
+                )
+        finally:
+            self._stopping = True
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _subscribe(self, stop: asyncio.Event) -> Subscription | None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self._transport.declare_queue(self._queue, self._bindings)
+                return await self._transport.consume(
+                    self._queue, self._on_delivery, prefetch=self._prefetch
+                )
+            except TransportError as exc:
+                log.warning(
+                    "%s: broker unavailable (%s); retrying in %.1fs", self._name, exc, backoff
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        return None
+
+    async def _stop_taking(self, subscription: Subscription) -> None:
+        self._stopping = True
+        try:
+            await subscription.cancel()
+        except TransportError as exc:
+            log.warning("%s: cancelling the subscription: %s", self._name, exc)
+        while not self._pending.empty():
+            await _settle(self._pending.get_nowait().reject(requeue=True))
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        if self._stopping:
+            await _settle(delivery.reject(requeue=True))
+            return
+        self._pending.put_nowait(delivery)
+
+    async def _work(self) -> None:
+        while True:
+            delivery = await self._pending.get()
+            self._busy += 1
+            self._idle.clear()
+            try:
+                await self._process(delivery)
+            finally:
+                self._busy -= 1
+                if self._busy == 0:
+                    self._idle.set()
+
+    async def _process(self, delivery: Delivery) -> None:
+        message_id = delivery.message.message_id
+        if not message_id:
+            log.error(
+                "%s: a message on %s has no message_id; dead-lettered",
+                self._name,
+                delivery.message.routing_key,
+            )
+            await _settle(delivery.reject(requeue=False))
+            return
+        # A duplicate arriving while its twin is still being handled waits for the twin, so
+        # the inbox check below sees its outcome (only possible with concurrency > 1).
+        while (twin := self._in_progress.get(message_id)) is not None:
+            await twin.wait()
+        done = self._in_progress[message_id] = asyncio.Event()
+        try:
+            await self._handle_once(delivery, message_id)
+        finally:
+            del self._in_progress[message_id]
+            done.set()
+
+    async def _handle_once(self, delivery: Delivery, message_id: str) -> None:
+        try:
+            seen = await asyncio.to_thread(self._inbox.seen, self._name, message_id)
+        except Exception:
+            log.exception("%s: inbox unavailable; handing %s back", self._name, message_id)
+            await asyncio.sleep(_INFRA_PAUSE)
+            await _settle(delivery.reject(requeue=True))
+            return
+        if seen:
+            await _settle(delivery.ack())
+            return
+        try:
+            await self._handler(delivery.message)
+        except Exception:
+            if delivery.redelivered:
+                log.exception(
+                    "%s: handler failed again on %s; dead-lettered", self._name, message_id
+                )
+                await _settle(delivery.reject(requeue=False))
+            else:
+                log.warning(
+                    "%s: handler failed on %s; one redelivery",
+                    self._name,
+                    message_id,
+                    exc_info=True,
+                )
+                await _settle(delivery.reject(requeue=True))
+            return
+        try:
+            await asyncio.to_thread(self._inbox.remember, self._name, message_id)
+        except Exception:
+            # Acking now could let a redelivery run the handler twice unnoticed; not acking
+            # means one redelivery that the handler (idempotent by design) absorbs.
+            log.exception(
+                "%s: could not remember %s; it will be redelivered", self._name, message_id
+            )
+            await asyncio.sleep(_INFRA_PAUSE)
+            await _settle(delivery.reject(requeue=True))
+            return
+        await _settle(delivery.ack())
+
+
+async def _settle(settling: Awaitable[None]) -> None:
+    """Acks/rejects; a broker failure here only means the broker redelivers later."""
+    try:
+        await settling
+    except TransportError as exc:
+        log.warning("settling a delivery failed (%s); the broker will redeliver it", exc)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Sets ``stop`` on SIGTERM and SIGINT (call from inside the running event loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

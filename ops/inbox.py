@@ -1,0 +1,59 @@
+"""A consumer's inbox: the message ids it has already handled, so redeliveries are absorbed.
+
+The broker delivers at least once (the relay may republish a batch, a consumer may die before
+its ack); the inbox turns that into effectively once per consumer. One table,
+``{prefix}inbox(consumer, message_id)``, on SQLite or PostgreSQL, created on first use.
+Synchronous: async callers go through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+
+from ops.database import Database
+
+
+class Inbox:
+    def __init__(self, db: Database, prefix: str = "hw_") -> None:
+        self._db = db
+        self._table = f"{prefix}inbox"
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def seen(self, consumer: str, message_id: str) -> bool:
+        """Whether ``consumer`` has already handled ``message_id``."""
+        self._ensure_table()
+        with self._db.transaction() as cur:
+            cur.execute(
+                f"SELECT 1 FROM {self._table} WHERE consumer = ? AND message_id = ?",  # noqa: S608
+                (consumer, message_id),
+            )
+            return cur.fetchone() is not None
+
+    def remember(self, consumer: str, message_id: str) -> None:
+        """Records that ``consumer`` handled ``message_id``; remembering twice is harmless."""
+        self._ensure_table()
+        with self._db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {self._table} (consumer, message_id) VALUES (?, ?) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                (consumer, message_id),
+            )
+
+    def _ensure_table(self) -> None:
+        # Several threads may make the first call at once; create the table only once.
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                with self._db.transaction() as cur:
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {self._table} ("
+                        "consumer TEXT NOT NULL, message_id TEXT NOT NULL, "
+                        "PRIMARY KEY (consumer, message_id))"
+                    )
+            except psycopg.errors.UniqueViolation:
+                pass  # PostgreSQL: another process created it between the check and the create
+            self._ready = True

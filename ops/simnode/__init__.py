@@ -1,0 +1,13 @@
+"""A simulated HestiaCP node: SSH with Hestia's ``v-*`` commands, DNS, HTTP(S), fault injection.
+
+``SimNode`` runs one in-process; ``run_simnode(argv)`` is ``hostwright simnode``;
+``read_command_log``/``read_stats`` read what a node recorded.
+"""
+
+from __future__ import annotations
+
+from ops.simnode.faults import Faults
+from ops.simnode.journal import read_command_log, read_stats
+from ops.simnode.main import SimNode, run_simnode
+
+__all__ = ["Faults", "SimNode", "read_command_log", "read_stats", "run_simnode"]

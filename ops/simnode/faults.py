@@ -1,0 +1,70 @@
+"""Fault injection: what is wrong with the node right now, kept in ``DIR/faults.json``.
+
+The file is the single source of truth: the node writes it at start-up from its constructor or
+CLI flags, re-reads it on every connection and every command, and an operator or a test edits
+it while the node runs. Format (every key optional)::
+
+    {
+      "refuse": false,         # true: the SSH listener is closed; new connections are refused
+      "hang": false,           # true: connections are accepted but commands never answer
+      "fail_next": 0,          # the next N commands fail (the node counts it down in the file)
+      "fail_code": 15,         # ... with this exit code (E_CONNECT by default)
+      "latency_ms": 0,         # added to every command
+      "fail_commands": {}      # {"v-add-web-domain": 2}: that command always exits with that code
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ops.simnode.state import write_atomically
+
+
+@dataclass
+class Faults:
+    refuse: bool = False
+    hang: bool = False
+    fail_next: int = 0
+    fail_code: int = 15
+    latency_ms: int = 0
+    fail_commands: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Faults:
+        known = {k: data[k] for k in asdict(cls()) if k in data}
+        return cls(**known)  # type: ignore[arg-type]
+
+
+class FaultFile:
+    """``DIR/faults.json``: consumes the directory, emits the current ``Faults``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "faults.json"
+
+    def read(self) -> Faults:
+        try:
+            return Faults.from_json(json.loads(self.path.read_text(encoding="utf-8") or "{}"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            # A file half-written by a hand editor counts as "no faults" until it is whole.
+            return Faults()
+
+    def write(self, faults: Faults) -> None:
+        write_atomically(self.path, json.dumps(asdict(faults), indent=2) + "\n")
+
+    def take_failure(self) -> int | None:
+        """Count one command against ``fail_next``/… : the exit code to fail it with, if any."""
+        faults = self.read()
+        if faults.fail_next <= 0:
+            return None
+        faults.fail_next -= 1
+        self.write(faults)
+        return faults.fail_code
+
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0

@@ -1,0 +1,114 @@
+"""The operation log: one row per Service event, for audits and ``GET /v1/oplog``.
+
+Consumes every ``Service.*`` event; emits ``oplog`` rows keyed by the event's position in
+the notification log: who (the command's actor, or ``hostwright`` for status changes the
+system recorded), what (``action``), whether it was asked for (``kind`` = ``command``) or
+happened (``outcome``), and a JSON ``detail``. Secrets are never copied: ``detail`` is built
+from an allow-list of fields per event, so ``password_sealed`` cannot leak in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from domain.service import Service
+from projections.services_view import ServiceIds, event_time
+from projections.view import Column, Recorded, Rows, Table
+
+SYSTEM_ACTOR = "hostwright"
+
+OPLOG = Table(
+    name="oplog",
+    columns=(
+        Column("position", "int"),
+        Column("service_id", "text"),
+        Column("at", "text"),
+        Column("actor", "text"),
+        Column("action", "text"),
+        Column("kind", "text"),
+        Column("detail", "json"),
+    ),
+    key=("position",),
+    indexes=(("service_id", "position"),),
+)
+
+Detail = Callable[[Any], dict[str, Any]]
+
+
+def _no_detail(event: Any) -> dict[str, Any]:
+    return {}
+
+
+def _order_detail(event: Service.Ordered) -> dict[str, Any]:
+    return {
+        "client_id": event.client_id,
+        "mode": event.mode,
+        "domain": event.domain,
+        "plan": event.plan,
+        "username": event.username,
+        "label": event.label,
+    }
+
+
+def _fields(*names: str) -> Detail:
+    def detail(event: Any) -> dict[str, Any]:
+        return {name: getattr(event, name) for name in names}
+
+    return detail
+
+
+# event type -> (action, kind, detail); anything not listed is not an operation on a service
+ENTRIES: dict[type[Any], tuple[str, str, Detail]] = {
+    Service.Ordered: ("order", "command", _order_detail),
+    Service.SuspendRequested: ("suspend", "command", _fields("reason")),
+    Service.UnsuspendRequested: ("unsuspend", "command", _no_detail),
+    Service.TerminateRequested: ("terminate", "command", _fields("force")),
+    Service.RedeployRequested: ("redeploy", "command", _no_detail),
+    Service.FactoryResetRequested: ("factory-reset", "command", _no_detail),
+    Service.VerifyRepairRequested: ("verify-repair", "command", _no_detail),
+    Service.PlanChangeRequested: ("change-plan", "command", _fields("plan")),
+    Service.UsageSyncRequested: ("sync-usage", "command", _no_detail),
+    Service.Activated: ("activated", "outcome", _no_detail),
+    Service.DeployFailed: ("deploy-failed", "outcome", _fields("reason")),
+    Service.Suspended: ("suspended", "outcome", _no_detail),
+    Service.Unsuspended: ("unsuspended", "outcome", _no_detail),
+    Service.Terminated: ("terminated", "outcome", _fields("leftovers")),
+}
+
+
+class OperationLogView:
+    """Consumes Service events; emits one ``oplog`` row per event (plus its id lookup rows)."""
+
+    name = "oplog"
+
+    def __init__(self) -> None:
+        self._ids = ServiceIds("oplog_aggregates")
+        self.tables: tuple[Table, ...] = (OPLOG, self._ids.table)
+
+    def apply(self, recorded: Recorded, rows: Rows) -> None:
+        event = recorded.event
+        entry = ENTRIES.get(type(event))
+        if entry is None:
+            return
+        action, kind, detail = entry
+        if isinstance(event, Service.Ordered):
+            self._ids.remember(event, rows)
+            service_id: str | None = event.service_id
+        else:
+            service_id = self._ids.of(event, rows)
+        if service_id is None:
+            return
+        command_id = getattr(event, "command_id", None)
+        rows.put(
+            OPLOG.name,
+            {
+                "position": recorded.position,
+                "service_id": service_id,
+                "at": event_time(event),
+                "actor": getattr(event, "actor", None) or SYSTEM_ACTOR,
+                "action": action,
+                "kind": kind,
+                "detail": detail(event) | ({"command_id": command_id} if command_id else {}),
+            },
+        )

@@ -1,0 +1,188 @@
+"""The services view: one row per service with its status, in-flight operation and progress.
+
+Consumes every ``Service.*`` event; emits rows of the ``services`` table keyed by
+``service_id``, which the gateway turns into ``GET /v1/services/{id}``. Times are the
+events' own timestamps, never the clock, so a replay from event 0 gives identical rows.
+
+Only ``Service.Ordered`` carries the WHMCS service id; later events name their aggregate
+by UUID. The view therefore keeps its own ``services_aggregates`` table (aggregate id →
+service id); ``ServiceIds`` is that lookup, shared with other views that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.service import Service
+from projections.view import Column, Recorded, Row, Rows, Table
+
+SERVICES = Table(
+    name="services",
+    columns=(
+        Column("service_id", "text"),
+        Column("client_id", "text"),
+        Column("mode", "text"),
+        Column("domain", "text"),
+        Column("label", "text"),
+        Column("username", "text"),
+        Column("status", "text"),
+        Column("plan", "json"),
+        Column("pending", "text"),
+        Column("progress_done", "int"),
+        Column("progress_total", "int"),
+        Column("current_step", "text"),
+        Column("ordered_at", "text"),
+        Column("updated_at", "text"),
+        Column("last_position", "int"),
+    ),
+    key=("service_id",),
+)
+
+
+def event_time(event: Any) -> str:
+    """An event's timestamp as UTC ISO text with microseconds: sortable as a string."""
+    return iso_time(event.timestamp)
+
+
+def iso_time(moment: datetime) -> str:
+    """The one text form of a time in views; a naive time is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class ServiceIds:
+    """Remembers which WHMCS service id each Service aggregate belongs to, in a view's table."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table = Table(
+            name=table_name,
+            columns=(Column("aggregate_id", "text"), Column("service_id", "text")),
+            key=("aggregate_id",),
+        )
+
+    def remember(self, ordered: Service.Ordered, rows: Rows) -> None:
+        rows.put(
+            self.table.name,
+            {"aggregate_id": str(ordered.originator_id), "service_id": ordered.service_id},
+        )
+
+    def of(self, event: Any, rows: Rows) -> str | None:
+        """The service id of a later event's aggregate; None when its order was never seen."""
+        found = rows.get(self.table.name, (str(event.originator_id),))
+        return None if found is None else str(found["service_id"])
+
+
+# One small function per event: (row before, event) -> the row's changed fields.
+Change = Callable[[Row, Any], Row]
+
+
+def _ordered(event: Service.Ordered) -> Row:
+    return {
+        "service_id": event.service_id,
+        "client_id": event.client_id,
+        "mode": event.mode,
+        "domain": event.domain,
+        "label": event.label,
+        "username": event.username,
+        "status": "provisioning",
+        "plan": event.plan,
+        "pending": "deploy",
+        "progress_done": 0,
+        "progress_total": 0,
+        "current_step": None,
+        "ordered_at": event_time(event),
+    }
+
+
+def _pending(operation: str) -> Change:
+    def change(row: Row, event: Any) -> Row:
+        return {"pending": operation}
+
+    return change
+
+
+def _terminate_requested(row: Row, event: Service.TerminateRequested) -> Row:
+    return {"status": "terminating", "pending": "terminate"}
+
+
+def _redeploy_requested(row: Row, event: Any) -> Row:
+    # a redeploy or factory reset starts a new pipeline run: its progress starts from zero
+    return {
+        "status": "provisioning",
+        "pending": "deploy",
+        "progress_done": 0,
+        "progress_total": 0,
+        "current_step": None,
+    }
+
+
+def _plan_change_requested(row: Row, event: Service.PlanChangeRequested) -> Row:
+    return {"plan": event.plan}
+
+
+def _usage_sync_requested(row: Row, event: Service.UsageSyncRequested) -> Row:
+    return {}
+
+
+def _activated(row: Row, event: Service.Activated) -> Row:
+    return {
+        "status": "active",
+        "pending": None,
+        "progress_done": row["progress_total"],
+        "current_step": None,
+    }
+
+
+def _settled(status: str) -> Change:
+    def change(row: Row, event: Any) -> Row:
+        return {"status": status, "pending": None}
+
+    return change
+
+
+CHANGES: dict[type[Any], Change] = {
+    Service.SuspendRequested: _pending("suspend"),
+    Service.UnsuspendRequested: _pending("unsuspend"),
+    Service.TerminateRequested: _terminate_requested,
+    Service.RedeployRequested: _redeploy_requested,
+    Service.FactoryResetRequested: _redeploy_requested,
+    Service.VerifyRepairRequested: _pending("verify"),
+    Service.PlanChangeRequested: _plan_change_requested,
+    Service.UsageSyncRequested: _usage_sync_requested,
+    Service.Activated: _activated,
+    Service.DeployFailed: _settled("deploy_failed"),
+    Service.Suspended: _settled("suspended"),
+    Service.Unsuspended: _settled("active"),
+    Service.Terminated: _settled("terminated"),
+}
+
+
+class ServicesView:
+    """Consumes Service events; emits ``services`` rows (and its aggregate-id lookup rows)."""
+
+    name = "services"
+
+    def __init__(self) -> None:
+        self._ids = ServiceIds("services_aggregates")
+        self.tables: tuple[Table, ...] = (SERVICES, self._ids.table)
+
+    def apply(self, recorded: Recorded, rows: Rows) -> None:
+        event = recorded.event
+        if isinstance(event, Service.Ordered):
+            self._ids.remember(event, rows)
+            row = _ordered(event)
+        else:
+            change = CHANGES.get(type(event))
+            if change is None:
+                return
+            service_id = self._ids.of(event, rows)
+            before = None if service_id is None else rows.get(SERVICES.name, (service_id,))
+            if before is None:
+                return
+            row = {**before, **change(before, event)}
+        row["updated_at"] = event_time(event)
+        row["last_position"] = recorded.position
+        rows.put(SERVICES.name, row)

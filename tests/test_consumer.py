@@ -1,0 +1,277 @@
+"""The consumer loop on both transports: once per message id, bounded retries, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import SimpleNamespace
+
+import aio_pika
+import aiormq.channel
+import pytest
+
+from ops.amqp_transport import AmqpTransport
+from ops.consumer import ConsumerLoop, Handler
+from ops.database import Database
+from ops.inbox import Inbox
+from ops.inprocess_transport import InProcessTransport
+from ops.transport import Message, TransportError
+from tests.test_transport import (
+    AnyTransport,
+    QueueNames,
+    clean_broker,
+    new_transport,
+    wait_for_depth,
+    wait_until,
+)
+
+
+@pytest.fixture
+def queue_names(exchange_name: str) -> QueueNames:
+    return QueueNames(exchange_name)
+
+
+@pytest.fixture(params=["amqp", "inprocess"])
+async def transport(
+    request: pytest.FixtureRequest, amqp_url: str, exchange_name: str, queue_names: QueueNames
+) -> AsyncIterator[AnyTransport]:
+    transport = new_transport(request.param, amqp_url, exchange_name)
+    await transport.connect()
+    try:
+        yield transport
+    finally:
+        await transport.close()
+        if request.param == "amqp":
+            await clean_broker(amqp_url, exchange_name, queue_names)
+
+
+@pytest.fixture
+def inbox(sqlite_url: str) -> Iterator[Inbox]:
+    db = Database(sqlite_url)
+    yield Inbox(db)
+    db.close()
+
+
+class Running:
+    """A consumer loop running in the background until ``stop``."""
+
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.ensure_future(loop.run(self.stop))
+
+    async def finish(self, timeout: float = 5.0) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout)
+
+
+def start(
+    transport: AnyTransport,
+    queue: str,
+    handler: Handler,
+    inbox: Inbox,
+    *,
+    bindings: Sequence[str] = ("task.#",),
+    **options: float,
+) -> Running:
+    loop = ConsumerLoop(
+        transport,
+        queue,
+        bindings,
+        handler,
+        consumer_name="tester",
+        inbox=inbox,
+        **options,  # type: ignore[arg-type]
+    )
+    return Running(loop)
+
+
+def task(message_id: str) -> Message:
+    return Message(routing_key="task.web.w1", body=b"{}", message_id=message_id)
+
+
+async def test_a_duplicate_message_id_reaches_the_handler_once(
+    transport: AnyTransport, queue_names: QueueNames, database_url: str
+) -> None:
+    queue = queue_names("work")
+    db = Database(database_url)
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.message_id)
+
+    running = start(transport, queue, handle, Inbox(db))
+    await _published_when_bound(transport, [task(i) for i in ["a", "a", "b", "a", "end"]])
+    await wait_until(lambda: "end" in handled, "the last message")
+    await running.finish()
+    assert handled == ["a", "b", "end"]
+
+    # A later consumer process (same name, same inbox) still knows what was handled.
+    restarted = start(transport, queue, handle, Inbox(db))
+    await transport.publish_many([task("b"), task("end-2")])
+    await wait_until(lambda: "end-2" in handled, "the message after the repeat")
+    await restarted.finish()
+    assert handled == ["a", "b", "end", "end-2"]
+    db.close()
+
+
+async def test_a_handler_that_keeps_failing_dead_letters_after_one_redelivery(
+    transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
+) -> None:
+    queue = queue_names("work")
+    attempts: list[bool] = []
+
+    async def fail(message: Message) -> None:
+        attempts.append(True)
+        raise RuntimeError("node on fire")
+
+    running = start(transport, queue, fail, inbox)
+    await _published_when_bound(transport, [task("doomed")])
+    await wait_for_depth(transport, f"{queue}.dead", 1)
+    await running.finish()
+    assert len(attempts) == 2
+    assert await transport.queue_depth(queue) == 0
+
+
+async def test_a_message_without_an_id_is_dead_lettered(
+    transport: AnyTransport,
+    queue_names: QueueNames,
+    inbox: Inbox,
+    amqp_url: str,
+    exchange_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = queue_names("work")
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.message_id)
+
+    running = start(transport, queue, handle, inbox)
+    await _published_when_bound(transport, [task("first")])
+    if isinstance(transport, AmqpTransport):
+        await _publish_as_a_foreign_client(amqp_url, exchange_name, monkeypatch)
+    else:
+        await transport.publish(task(""))
+    await transport.publish(task("after"))
+    await wait_for_depth(transport, f"{queue}.dead", 1)
+    await wait_until(lambda: "after" in handled, "the message after it")
+    await running.finish()
+    assert handled == ["first", "after"]
+
+
+async def test_stopping_lets_the_handler_in_flight_finish(
+    transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
+) -> None:
+    queue = queue_names("work")
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(message: Message) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(message.message_id)
+
+    running = start(transport, queue, slow, inbox, prefetch=10)
+    await _published_when_bound(transport, [task("in-flight"), task("waiting")])
+    await asyncio.wait_for(started.wait(), 5)
+    running.stop.set()
+    await asyncio.sleep(0.05)
+    assert not running.task.done(), "run returned before its handler finished"
+    await asyncio.wait_for(running.task, 5)
+    assert finished == ["in-flight"]
+    # The one taken but not started went back; the finished one was acked, so a reconnect
+    # (which returns anything unacked) brings back only the waiting one.
+    await transport.close()
+    await transport.connect()
+    await wait_for_depth(transport, queue, 1)
+
+
+async def test_stop_grace_bounds_the_wait_for_a_stuck_handler(
+    transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
+) -> None:
+    queue = queue_names("work")
+    started = asyncio.Event()
+
+    async def stuck(message: Message) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    running = start(transport, queue, stuck, inbox, stop_grace=0.2)
+    await _published_when_bound(transport, [task("stuck")])
+    await asyncio.wait_for(started.wait(), 5)
+    began = time.monotonic()
+    await running.finish()
+    assert time.monotonic() - began < 2
+    await transport.close()  # the process goes away: the unacked message returns
+    await transport.connect()
+    await wait_for_depth(transport, queue, 1)
+
+
+class FlakyBroker(InProcessTransport):
+    """Refuses the first declarations, as a broker that is not up yet would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__("flaky")
+        self.failures = failures
+
+    async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransportError("connection refused")
+        await super().declare_queue(name, bindings)
+
+
+async def test_the_loop_waits_for_the_broker_with_back_off(inbox: Inbox) -> None:
+    broker = FlakyBroker(failures=3)
+    await broker.connect()
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.message_id)
+
+    running = start(broker, "work", handle, inbox, max_backoff=0.05)
+    await wait_until(lambda: broker.failures == 0, "the retries")
+    await _published_when_bound(broker, [task("late")])
+    await wait_until(lambda: handled == ["late"], "the delivery")
+    await running.finish()
+
+
+async def test_the_loop_returns_when_stopped_while_the_broker_is_down(inbox: Inbox) -> None:
+    broker = FlakyBroker(failures=1_000_000)
+    await broker.connect()
+
+    async def handle(message: Message) -> None:
+        raise AssertionError("nothing can arrive")
+
+    running = start(broker, "work", handle, inbox, max_backoff=0.05)
+    await asyncio.sleep(0.1)
+    await running.finish(timeout=1)
+
+
+async def _published_when_bound(transport: AnyTransport, messages: list[Message]) -> None:
+    """Publishes once the loop has declared and bound its queue (until then: Unroutable)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            await transport.publish(messages[0])
+            break
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+    await transport.publish_many(messages[1:])
+
+
+async def _publish_as_a_foreign_client(
+    amqp_url: str, exchange: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishes a message with no message_id. aiormq stamps a random id on everything it
+    sends; other producers need not, so stop it from doing so for this one message."""
+    with monkeypatch.context() as patch:
+        patch.setattr(aiormq.channel, "UUID", lambda **_: SimpleNamespace(hex=None))
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            target = await channel.get_exchange(exchange)
+            await target.publish(aio_pika.Message(b"{}"), "task.web.w1")

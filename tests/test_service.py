@@ -1,0 +1,154 @@
+"""The Service aggregate's decisions: what each command records, ignores or refuses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.commands import parse_lifecycle, parse_order
+from domain.errors import Conflict, InvalidInput
+from domain.service import Service, service_uuid
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def ordered(mode: str = "split", **extra: object) -> Service:
+    body = {"service_id": 42, "client_id": 7, "mode": mode, "domain": "shop.example.com", **extra}
+    service = Service.order(parse_order(body, now=NOW, actor="whmcs"), None)
+    service.collect_events()
+    return service
+
+
+def ask(service: Service, action: str, body: dict[str, object] | None = None) -> list[str]:
+    """Runs one lifecycle command; returns the names of the events it recorded."""
+    command = parse_lifecycle(action, "42", body or {}, now=NOW + timedelta(minutes=1), actor="a")
+    service.handle(command)
+    return [type(e).__name__ for e in service.collect_events()]
+
+
+def test_an_order_creates_a_provisioning_service_with_a_stable_id() -> None:
+    service = ordered()
+    assert service.id == service_uuid("42")
+    assert (service.status, service.pending, service.domain) == (
+        "provisioning",
+        "deploy",
+        "shop.example.com",
+    )
+
+
+def test_events_carry_the_commands_time_not_the_clock() -> None:
+    service = Service.order(
+        parse_order(
+            {"service_id": 1, "client_id": 1, "mode": "split", "domain": "a.example"},
+            now=NOW,
+            actor="whmcs",
+        ),
+        None,
+    )
+    assert service.collect_events()[0].timestamp == NOW
+
+
+def test_suspend_then_suspend_again_records_once() -> None:
+    service = ordered()
+    assert ask(service, "suspend") == ["SuspendRequested"]
+    assert ask(service, "suspend") == []
+    service.mark_suspended(NOW)
+    service.collect_events()
+    assert ask(service, "suspend") == []
+
+
+def test_unsuspend_of_a_service_that_is_not_suspended_is_a_no_op() -> None:
+    service = ordered()
+    assert ask(service, "unsuspend") == []
+    ask(service, "suspend")
+    assert ask(service, "unsuspend") == ["UnsuspendRequested"]
+    assert ask(service, "unsuspend") == []
+
+
+def test_while_suspended_redeploy_and_reset_are_refused() -> None:
+    service = ordered()
+    ask(service, "suspend")
+    service.mark_suspended(NOW)
+    service.collect_events()
+    for action in ("redeploy", "factory-reset", "verify-repair"):
+        with pytest.raises(Conflict, match="suspended"):
+            ask(service, action)
+    assert service.collect_events() == []
+
+
+def test_terminate_is_final_and_force_can_follow_once() -> None:
+    service = ordered()
+    assert ask(service, "terminate") == ["TerminateRequested"]
+    assert service.status == "terminating"
+    assert ask(service, "terminate") == []
+    assert ask(service, "terminate", {"force": True}) == ["TerminateRequested"]
+    assert ask(service, "terminate", {"force": True}) == []
+    for action in ("suspend", "redeploy", "change-plan"):
+        body = {"plan": {"package": "big"}} if action == "change-plan" else {}
+        with pytest.raises(Conflict, match="terminating"):
+            ask(service, action, body)
+    service.mark_terminated(NOW, leftovers=[])
+    assert service.status == "terminated"
+    with pytest.raises(Conflict):
+        service.mark_active(NOW)
+
+
+def test_change_plan_to_the_same_plan_is_a_no_op() -> None:
+    service = ordered(plan={"package": "basic", "disk_mb": 100})
+    assert ask(service, "change-plan", {"plan": {"package": "basic", "disk_mb": 100}}) == []
+    assert ask(service, "change-plan", {"plan": {"package": "pro", "disk_mb": 900}}) == [
+        "PlanChangeRequested"
+    ]
+    assert service.plan["package"] == "pro"
+
+
+def test_a_repeated_command_id_records_nothing() -> None:
+    service = ordered()
+    assert ask(service, "sync-usage", {"command_id": "c-1"}) == ["UsageSyncRequested"]
+    assert ask(service, "sync-usage", {"command_id": "c-1"}) == []
+    assert ask(service, "sync-usage", {"command_id": "c-2"}) == ["UsageSyncRequested"]
+
+
+def test_status_changes_follow_the_pipelines_outcomes() -> None:
+    service = ordered()
+    service.mark_deploy_failed(NOW, "node web1 unreachable")
+    service.collect_events()
+    assert service.status == "deploy_failed"
+    assert ask(service, "redeploy") == ["RedeployRequested"]
+    assert service.status == "provisioning"
+    service.mark_active(NOW)
+    assert (service.status, service.pending) == ("active", None)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"mode": "vps"}, "mode"),
+        ({"domain": "exa mple.com"}, "white space"),
+        ({"domain": "-a.com"}, "not valid"),
+        ({"domain": "a" * 300 + ".com"}, "63"),
+        ({"domain": "a.com; rm -rf /"}, "white space"),
+        ({"domain": "../etc"}, "empty label"),
+        ({"mode": "vanity", "domain": "shop.example.com"}, "label"),
+        ({"mode": "vanity", "label": "shop", "domain": "other.example.com"}, "<label>"),
+        ({"username": "$(reboot)"}, "username"),
+        ({"username": "root"}, "reserved"),
+        ({"password": "short"}, "password"),
+        ({"plan": {"disk_mb": -1}}, "disk_mb"),
+        ({"plan": {"disk_mb": True}}, "disk_mb"),
+        ({"plan": {"cpu": 4}}, "unknown"),
+        ({"surprise": 1}, "unknown"),
+    ],
+)
+def test_bad_orders_are_refused_with_a_readable_reason(
+    body: dict[str, object], message: str
+) -> None:
+    base: dict[str, object] = {
+        "service_id": 1,
+        "client_id": 1,
+        "mode": "split",
+        "domain": "a.example.com",
+    }
+    with pytest.raises(InvalidInput, match=message):
+        parse_order({**base, **body}, now=NOW, actor="whmcs")
