@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 
 import uvicorn
@@ -30,6 +31,11 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def serve_gateway(system: System, stop: asyncio.Event) -> None:
+    # Requests wait on the store in threads; the default pool (cores + 4) would cap how many
+    # orders one group-commit round can gather.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=64, thread_name_prefix="gateway")
+    )
     settings = system.settings
     config = uvicorn.Config(
         system.gateway(),

@@ -23,6 +23,7 @@ from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
 from ops.database import postgres_env, sqlite_path
+from ops.group_commit import GroupCommit
 
 SECRET_FIELDS = frozenset({"password_sealed"})
 _ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
@@ -41,12 +42,13 @@ class EventStore:
         self.database_url = database_url
         self.app = Hostwright(env=store_env(database_url))
         self.recorder = self.app.recorder
+        self._group = GroupCommit(self.app.save)
 
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
         """Records Service.Ordered; False (and nothing recorded) when the service exists already."""
         service = Service.order(command, password_sealed)
         try:
-            self.app.save(service)
+            self._group.save(*service.collect_events())
         except IntegrityError:
             existing = self.get_service(command.service_id)
             if _order_details(existing) != _order_details(service):
@@ -65,7 +67,7 @@ class EventStore:
             if not service.handle(command):
                 return False
             try:
-                self.app.save(service)
+                self._group.save(*service.collect_events())
             except IntegrityError:
                 continue  # another writer got there first: decide again on fresh state
             return True
@@ -110,6 +112,7 @@ class EventStore:
         return json.dumps(body, separators=(",", ":")).encode()
 
     def close(self) -> None:
+        self._group.close()
         self.app.close()
 
 
