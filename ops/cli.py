@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     intake.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     intake.add_argument("--seconds", type=float, default=10.0)
     intake.add_argument("--rate", type=float, default=200.0, help="open-loop offered rate")
+    intake.add_argument("--stores", default="sqlite,postgresql", help="which stores to measure")
     intake.set_defaults(run=_run_bench_intake)
     return parser
 
@@ -129,7 +130,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_bench_intake(args: argparse.Namespace) -> int:
     from ops.bench_intake import run_intake_bench
 
-    return run_intake_bench(postgres_url=args.postgres_url, seconds=args.seconds, rate=args.rate)
+    return run_intake_bench(
+        postgres_url=args.postgres_url,
+        seconds=args.seconds,
+        rate=args.rate,
+        stores=tuple(args.stores.split(",")),
+    )
 
 
 if __name__ == "__main__":

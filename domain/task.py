@@ -1,0 +1,291 @@
+"""The Task aggregate: one idempotent step of one operation on one node, and its attempts.
+
+planned → dispatched(attempt n, lease) → succeeded
+                                     → failed → retry scheduled → dispatched(n+1) …
+                                              → error (permanent, or out of attempts)
+any open state → cancelled
+A result or lease expiry for an attempt other than the current one is ignored: once an
+attempt is superseded (its lease ran out, it was force-failed, the task was cancelled),
+whatever its handler reports later changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Conflict
+from domain.retry_policy import RetryPolicy
+
+TASK_NAMESPACE = uuid.UUID("0f6f8d43-2a8e-4a55-9c3e-3f0b7f2f6a21")
+OPEN_STATES = ("planned", "dispatched", "retry_scheduled")
+FINAL_STATES = ("succeeded", "error", "cancelled")
+
+
+def task_uuid(service_id: str, run: int, step: str) -> uuid.UUID:
+    """Stable per (service, run, step): planning the same run twice makes the same tasks."""
+    return uuid.uuid5(TASK_NAMESPACE, f"task/{service_id}/{run}/{step}")
+
+
+class Task(Aggregate):
+    class Planned(Aggregate.Created):
+        service_id: str
+        run: int
+        step: str
+        role: str
+        action: str
+        server_id: str
+        params: dict[str, Any]
+        depends_on: list[str]
+
+    def __init__(
+        self,
+        service_id: str,
+        run: int,
+        step: str,
+        role: str,
+        action: str,
+        server_id: str,
+        params: dict[str, Any],
+        depends_on: list[str],
+    ) -> None:
+        self.service_id = service_id
+        self.run = run
+        self.step = step
+        self.role = role
+        self.action = action
+        self.server_id = server_id
+        self.params = params
+        self.depends_on = depends_on
+        self.state = "planned"
+        self.attempt = 0
+        self.round_start = 0  # attempts before the last "Try again"
+        self.lease_expires_at: datetime | None = None
+        self.due_at: datetime | None = None
+        self.error: str | None = None
+        self.outputs: dict[str, Any] = {}
+
+    class Dispatched(Aggregate.Event):
+        attempt: int
+        lease_expires_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "dispatched"
+            aggregate.attempt = self.attempt
+            aggregate.lease_expires_at = self.lease_expires_at
+            aggregate.due_at = None
+
+    class LeaseRenewed(Aggregate.Event):
+        attempt: int
+        lease_expires_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.lease_expires_at = self.lease_expires_at
+
+    class Succeeded(Aggregate.Event):
+        attempt: int
+        changed: bool
+        log: list[str]
+        outputs: dict[str, Any]  # facts later steps need, e.g. the DKIM record's value
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "succeeded"
+            aggregate.lease_expires_at = None
+            aggregate.error = None
+            aggregate.outputs = self.outputs
+
+    class Failed(Aggregate.Event):
+        attempt: int
+        error: str
+        retryable: bool
+        log: list[str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.error = self.error
+            aggregate.lease_expires_at = None
+
+    class RetryScheduled(Aggregate.Event):
+        due_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "retry_scheduled"
+            aggregate.due_at = self.due_at
+
+    class Errored(Aggregate.Event):
+        error: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "error"
+            aggregate.error = self.error
+
+    class Cancelled(Aggregate.Event):
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "cancelled"
+            aggregate.lease_expires_at = None
+            aggregate.due_at = None
+
+    class Retried(Aggregate.Event):
+        """Staff asked to try an errored task again (Try again): attempts start afresh."""
+
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = "planned"
+            aggregate.error = None
+            aggregate.round_start = aggregate.attempt
+
+    @classmethod
+    def plan(
+        cls,
+        *,
+        service_id: str,
+        run: int,
+        step: str,
+        role: str,
+        action: str,
+        server_id: str,
+        params: dict[str, Any],
+        depends_on: list[str],
+        now: datetime,
+    ) -> Task:
+        return cls._create(
+            cls.Planned,
+            id=task_uuid(service_id, run, step),
+            timestamp=now,
+            service_id=service_id,
+            run=run,
+            step=step,
+            role=role,
+            action=action,
+            server_id=server_id,
+            params=params,
+            depends_on=depends_on,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def is_due(self, now: datetime) -> bool:
+        """Ready to dispatch, as far as this task alone can tell (dependencies are checked
+        by whoever holds the whole run)."""
+        if self.state == "planned":
+            return True
+        return self.state == "retry_scheduled" and self.due_at is not None and self.due_at <= now
+
+    def dispatch(self, now: datetime, lease_s: float) -> int:
+        """Starts the next attempt; returns its number."""
+        if not self.is_due(now):
+            raise Conflict(f"task {self.step} is {self.state}; it cannot be dispatched now")
+        attempt = self.attempt + 1
+        self.trigger_event(
+            Task.Dispatched,
+            timestamp=now,
+            attempt=attempt,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        return attempt
+
+    def renew_lease(self, attempt: int, now: datetime, lease_s: float) -> bool:
+        if self.state != "dispatched" or attempt != self.attempt:
+            return False
+        self.trigger_event(
+            Task.LeaseRenewed,
+            timestamp=now,
+            attempt=attempt,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        return True
+
+    def succeed(
+        self,
+        attempt: int,
+        now: datetime,
+        *,
+        changed: bool,
+        log: list[str],
+        outputs: dict[str, Any] | None = None,
+    ) -> bool:
+        """Records the attempt's success; False (nothing recorded) for a superseded attempt."""
+        if self.state != "dispatched" or attempt != self.attempt:
+            return False
+        self.trigger_event(
+            Task.Succeeded,
+            timestamp=now,
+            attempt=attempt,
+            changed=changed,
+            log=log,
+            outputs=outputs or {},
+        )
+        return True
+
+    def fail(
+        self,
+        attempt: int,
+        now: datetime,
+        *,
+        error: str,
+        retryable: bool,
+        log: list[str],
+        policy: RetryPolicy,
+        unit_random: float,
+    ) -> bool:
+        """Records the attempt's failure and what follows: a retry when the policy allows,
+        else error. False (nothing recorded) for a superseded attempt."""
+        if self.state != "dispatched" or attempt != self.attempt:
+            return False
+        self.trigger_event(
+            Task.Failed, timestamp=now, attempt=attempt, error=error, retryable=retryable, log=log
+        )
+        tries = attempt - self.round_start
+        if retryable and not policy.gives_up_after(tries):
+            due = now + timedelta(seconds=policy.delay(tries, unit_random))
+            self.trigger_event(Task.RetryScheduled, timestamp=now, due_at=due)
+        else:
+            reason = error if not retryable else f"gave up after {tries} attempts: {error}"
+            self.trigger_event(Task.Errored, timestamp=now, error=reason)
+        return True
+
+    def expire_lease(self, now: datetime, policy: RetryPolicy, unit_random: float) -> bool:
+        """The handler went silent: its attempt fails (retryably) once the lease has run out."""
+        if self.state != "dispatched" or self.lease_expires_at is None:
+            return False
+        if self.lease_expires_at > now:
+            return False
+        return self.fail(
+            self.attempt,
+            now,
+            error=f"attempt {self.attempt}: the handler's lease expired",
+            retryable=True,
+            log=[],
+            policy=policy,
+            unit_random=unit_random,
+        )
+
+    def force_fail(self, now: datetime, actor: str) -> bool:
+        """Staff gave up on a stuck attempt: error now; its late result will be ignored."""
+        if self.state != "dispatched":
+            return False
+        self.trigger_event(
+            Task.Errored,
+            timestamp=now,
+            error=f"force-failed by {actor} while attempt {self.attempt} was stuck",
+        )
+        return True
+
+    def cancel(self, now: datetime, actor: str) -> bool:
+        if self.state in FINAL_STATES:
+            return False
+        self.trigger_event(Task.Cancelled, timestamp=now, actor=actor)
+        return True
+
+    def retry(self, now: datetime, actor: str) -> bool:
+        if self.state not in ("error", "cancelled"):
+            return False
+        self.trigger_event(Task.Retried, timestamp=now, actor=actor)
+        return True
