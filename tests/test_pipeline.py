@@ -1,0 +1,280 @@
+"""The pipeline's decisions, on a real event store (SQLite) with a fixed plan and fake
+publisher/limits: dependencies, per-server limits, retries on the policy's schedule,
+superseded attempts, outcomes, and a rebuild after a crash."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from domain.commands import parse_lifecycle, parse_order
+from domain.retry_policy import RetryPolicy
+from domain.service import Service, service_uuid
+from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
+from handlers.pipeline import Pipeline, PipelineSettings, PlannedStep
+from ops.event_store import EventStore
+from ops.pipeline_store import StorePipelineAdapter
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+STEPS = [
+    PlannedStep("web.user", "web", "ensure_user", "web1", {"user": "u1"}, ()),
+    PlannedStep("web.domain", "web", "ensure_web_domain", "web1", {"user": "u1"}, ("web.user",)),
+    PlannedStep("mail.domain", "mail", "ensure_mail_domain", "mail1", {}, ()),
+    PlannedStep("mail.dkim", "mail", "ensure_dkim", "mail1", {}, ("mail.domain",)),
+    PlannedStep("dns.records@dns1", "dns", "ensure_dns_records", "dns1", {}, ("mail.dkim",)),
+    PlannedStep("dns.records@dns2", "dns", "ensure_dns_records", "dns2", {}, ("mail.dkim",)),
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FixedPlanner:
+    def steps(self, service: Service, kind: str) -> list[PlannedStep]:
+        return list(STEPS)
+
+
+class Limits:
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+
+    def max_concurrency(self, server_id: str) -> int:
+        return self.limit
+
+
+class Published:
+    def __init__(self) -> None:
+        self.messages: list[TaskMessage] = []
+
+    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+        message = TaskMessage.from_json(body)
+        assert (routing_key, message_id) == (message.routing_key, message.message_id)
+        self.messages.append(message)
+
+    def steps(self) -> list[str]:
+        return [m.step for m in self.messages]
+
+    def take(self) -> list[TaskMessage]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0.2)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EventStore:
+    return EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+
+
+def build(store: EventStore, clock: Clock, published: Published, limit: int = 4) -> Pipeline:
+    return Pipeline(
+        StorePipelineAdapter(store),
+        FixedPlanner(),
+        Limits(limit),
+        published,
+        settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
+        clock=clock,
+        unit_random=lambda: 0.5,
+    )
+
+
+def order(store: EventStore, service_id: str = "7") -> None:
+    store.order_service(
+        parse_order(
+            {
+                "service_id": service_id,
+                "client_id": 1,
+                "mode": "split",
+                "domain": f"s{service_id}.example.com",
+            },
+            now=T0,
+            actor="whmcs",
+        ),
+        None,
+    )
+
+
+def ok(message: TaskMessage, **outputs: str) -> ResultMessage:
+    return ResultMessage(
+        task_id=message.task_id,
+        attempt=message.attempt,
+        role=message.role,
+        outcome="succeeded",
+        changed=True,
+        log=["done"],
+        outputs=outputs,
+    )
+
+
+def failed(message: TaskMessage, outcome: str = "failed_retryable") -> ResultMessage:
+    return ResultMessage(
+        task_id=message.task_id,
+        attempt=message.attempt,
+        role=message.role,
+        outcome=outcome,
+        error="exit 15: connect",
+        log=["boom"],
+    )
+
+
+async def run_to_the_end(pipeline: Pipeline, published: Published) -> None:
+    while published.messages:
+        for message in published.take():
+            outputs = {"dkim_txt": "v=DKIM1; p=abc"} if message.step == "mail.dkim" else {}
+            await pipeline.on_result(ok(message, **outputs))
+
+
+async def test_an_order_runs_its_steps_in_dependency_order_and_ends_active(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    assert sorted(published.steps()) == ["mail.domain", "web.user"]
+    first = published.take()
+    for message in first:
+        await pipeline.on_result(ok(message))
+    assert sorted(published.steps()) == ["mail.dkim", "web.domain"]
+    dkim = next(m for m in published.messages if m.step == "mail.dkim")
+    await pipeline.on_result(ok(dkim, dkim_txt="v=DKIM1; p=abc"))
+    records = [m for m in published.messages if m.step.startswith("dns.records")]
+    assert {m.server_id for m in records} == {"dns1", "dns2"}
+    assert all(m.inputs == {"dkim_txt": "v=DKIM1; p=abc"} for m in records)
+    published.messages = [m for m in published.messages if m.step != "mail.dkim"]
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "active"
+
+
+async def test_the_same_order_event_delivered_twice_plans_once(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    restarted = build(store, clock, Published())
+    await restarted.rebuild()
+    await restarted.on_event("Service.Ordered", service_uuid("7"), version=1)
+    planned = [
+        e for e in StorePipelineAdapter(store).task_history() if type(e).__name__ == "Planned"
+    ]
+    assert len(planned) == len(STEPS)
+
+
+async def test_no_server_gets_more_attempts_than_its_limit(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published, limit=1)
+    for sid in ("1", "2", "3"):
+        order(store, sid)
+        await pipeline.on_event("Service.Ordered", service_uuid(sid), version=1)
+    servers = [m.server_id for m in published.messages]
+    assert sorted(servers) == ["mail1", "web1"]  # one each, the rest wait
+    await pipeline.on_result(ok(published.messages[0]))
+    assert pipeline.in_flight("web1") <= 1 and pipeline.in_flight("mail1") <= 1
+
+
+async def test_retries_follow_the_policy_then_the_service_fails(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    web = next(m for m in published.take() if m.step == "web.user")
+    expected_delays = [10, 20]
+    for attempt, delay in enumerate(expected_delays, start=1):
+        assert web.attempt == attempt
+        await pipeline.on_result(failed(web))
+        published.take()
+        clock.now += timedelta(seconds=delay - 1)
+        await pipeline.tick()
+        assert "web.user" not in published.steps(), "retried before its back-off"
+        clock.now += timedelta(seconds=1)
+        await pipeline.tick()
+        web = next(m for m in published.take() if m.step == "web.user")
+    await pipeline.on_result(failed(web))
+    service = store.get_service("7")
+    assert service.status == "deploy_failed"
+
+
+async def test_a_permanent_failure_is_not_retried(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    web = next(m for m in published.take() if m.step == "web.user")
+    await pipeline.on_result(failed(web, "failed_permanent"))
+    clock.now += timedelta(hours=1)
+    await pipeline.tick()
+    assert "web.user" not in published.steps()
+    assert store.get_service("7").status == "deploy_failed"
+
+
+async def test_a_silent_handler_loses_its_lease_and_its_late_result_is_ignored(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    web = next(m for m in published.take() if m.step == "web.user")
+    clock.now += timedelta(seconds=20)
+    await pipeline.on_heartbeat(HeartbeatMessage(web.task_id, web.attempt, "web", 1))
+    clock.now += timedelta(seconds=20)
+    await pipeline.tick()
+    assert "web.user" not in published.steps(), "the heartbeat should have renewed the lease"
+    clock.now += timedelta(seconds=11)
+    await pipeline.tick()  # lease ran out: attempt 1 failed, retry in 10 s
+    clock.now += timedelta(seconds=10)
+    await pipeline.tick()
+    retry = next(m for m in published.take() if m.step == "web.user")
+    assert retry.attempt == 2
+    await pipeline.on_result(ok(web))  # attempt 1 reports late
+    assert "web.domain" not in published.steps()
+    await pipeline.on_result(ok(retry))
+    assert "web.domain" in published.steps()
+
+
+async def test_a_restarted_pipeline_continues_from_the_store(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    in_flight = published.take()
+    # crash: a new pipeline knows only the store
+    published_again = Published()
+    restarted = build(store, clock, published_again)
+    await restarted.rebuild()
+    assert published_again.messages == []  # nothing dispatched twice
+    for message in in_flight:
+        await restarted.on_result(ok(message))
+    await run_to_the_end(restarted, published_again)
+    assert store.get_service("7").status == "active"
+
+
+async def test_a_redeploy_starts_a_new_run_that_supersedes_the_open_one(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    old = published.take()
+    store.request(parse_lifecycle("redeploy", "7", {}, now=T0, actor="whmcs"))
+    await pipeline.on_event("Service.RedeployRequested", service_uuid("7"), version=2)
+    fresh = published.take()
+    assert {m.step for m in fresh} == {"web.user", "mail.domain"}
+    for message in old:
+        await pipeline.on_result(ok(message))  # results of the superseded run change nothing
+    assert published.messages == []
+    for message in fresh:
+        await pipeline.on_result(ok(message))
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "active"
