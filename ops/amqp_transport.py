@@ -213,21 +213,24 @@ class AmqpTransport:
         async with _as_transport_errors(f"publish {message.routing_key}", self.timeout):
             await exchange.publish(_outgoing(message), message.routing_key, mandatory=True)
 
-    async def publish_many(self, messages: Sequence[Message]) -> None:
-        """Publishes all, confirms pipelined; raises the first failure once all are settled
-        (an ``Unroutable`` in preference, so the caller can park what nothing wants)."""
+    async def publish_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Publishes all, confirms pipelined; once all are settled, returns the unroutable
+        ones or raises the first other failure."""
         results = await asyncio.gather(
             *(self.publish(message) for message in messages), return_exceptions=True
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, Exception):
-                raise failure
-        unroutable = [f for f in failures if isinstance(f, Unroutable)]
-        if unroutable:
-            raise unroutable[0]
+        unroutable = []
+        failures = []
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, Unroutable):
+                unroutable.append(message)
+            elif isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                failures.append(result)
         if failures:
             raise failures[0]
+        return unroutable
 
     async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
         channel = self._require(self._admin)

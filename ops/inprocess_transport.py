@@ -195,16 +195,15 @@ class InProcessTransport:
         # A real broker's confirm is a suspension point; keep callers from starving consumers.
         await asyncio.sleep(0)
 
-    async def publish_many(self, messages: Sequence[Message]) -> None:
-        """Publishes every routable message; raises the first ``Unroutable`` afterwards."""
-        failures: list[TransportError] = []
+    async def publish_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Publishes every routable message; returns the unroutable ones."""
+        unroutable = []
         for message in messages:
             try:
                 await self.publish(message)
-            except TransportError as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
+            except Unroutable:
+                unroutable.append(message)
+        return unroutable
 
     async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
         self._require_connection()

@@ -4,8 +4,9 @@ Each event becomes one persistent, mandatory message with ``message_id`` = its n
 id and routing key = its topic (``Service.Ordered``). A batch is published with confirms
 pipelined, and the relay's position advances only after every confirm of the batch: a crash
 at any point republishes at most one batch, which consumers' inboxes absorb (at-least-once,
-never lost). A topic no queue is bound for is parked under ``unrouted.<topic>`` rather than
-dropped or allowed to block everything behind it.
+never lost). The relay declares the whole topology (ops/topology.py) before it publishes,
+so a topic that still routes nowhere is one no part of hostwright consumes: it is counted
+and let go rather than parked forever or allowed to block everything behind it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from eventsourcing.persistence import Notification
 
 from ops.event_store import EventStore
 from ops.positions import PositionStore
-from ops.transport import Message, Transport, TransportError, Unroutable
+from ops.topology import declare_topology
+from ops.transport import Message, Transport, TransportError
 
 log = logging.getLogger(__name__)
-
-UNROUTED_QUEUE = "unrouted"
-UNROUTED_PREFIX = "unrouted."
 
 
 def routing_key(notification: Notification) -> str:
@@ -53,13 +52,14 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self.published = 0
+        self.unrouted = 0
 
     def notify(self) -> None:
         """Wakes the relay now instead of at its next poll (in-process callers)."""
         self._wake.set()
 
     async def prepare(self) -> None:
-        await self._transport.declare_queue(UNROUTED_QUEUE, [UNROUTED_PREFIX + "#"])
+        await declare_topology(self._transport)
 
     async def relay_once(self) -> int:
         """Publishes the next batch after the stored position; returns how many it published."""
@@ -68,10 +68,10 @@ class OutboxRelay:
         if not batch:
             return 0
         messages = await asyncio.to_thread(self._messages, batch)
-        try:
-            await self._transport.publish_many(messages)
-        except Unroutable:
-            await self._publish_one_by_one(messages)
+        unroutable = await self._transport.publish_many(messages)
+        for message in unroutable:
+            self.unrouted += 1
+            log.debug("relay: nothing consumes %s", message.routing_key)
         await asyncio.to_thread(self._positions.advance, self._name, batch[-1].id)
         self.published += len(batch)
         return len(batch)
@@ -103,21 +103,6 @@ class OutboxRelay:
         )
         for task in pending:
             task.cancel()
-
-    async def _publish_one_by_one(self, messages: list[Message]) -> None:
-        for message in messages:
-            try:
-                await self._transport.publish(message)
-            except Unroutable:
-                log.error("relay: no queue is bound for %s; parked it", message.routing_key)
-                await self._transport.publish(
-                    Message(
-                        routing_key=UNROUTED_PREFIX + message.routing_key,
-                        body=message.body,
-                        message_id=message.message_id,
-                        headers=message.headers,
-                    )
-                )
 
     def _messages(self, batch: Sequence[Notification]) -> list[Message]:
         return [

@@ -35,6 +35,19 @@ class Settings:
     relay_batch: int = 500
     projection_batch: int = 1000
     view_prefix: str = "hw_"
+    # the deploy pipeline and its handlers
+    ssh_key: str | None = None  # private key the handlers log in to nodes with (a path)
+    retry_max_attempts: int = 5
+    retry_initial_backoff_s: float = 5.0
+    retry_max_backoff_s: float = 600.0
+    lease_s: float = 60.0
+    heartbeat_s: float = 10.0
+    dispatch_batch: int = 200
+    command_timeout_s: float = 120.0
+    # Vanity mode: the provider's own domain, shared mail user and DNS zone owner
+    vanity_domain: str | None = None
+    vanity_mail_user: str | None = None
+    vanity_dns_user: str | None = None
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -55,9 +68,24 @@ class Settings:
         for name in known:
             if PREFIX + name.upper() in environ:
                 values[name] = environ[PREFIX + name.upper()]
-        for name in ("prefetch", "relay_batch", "projection_batch"):
+        for name in (
+            "prefetch",
+            "relay_batch",
+            "projection_batch",
+            "retry_max_attempts",
+            "dispatch_batch",
+        ):
             if name in values:
                 values[name] = _positive_int(name, values[name])
+        for name in (
+            "retry_initial_backoff_s",
+            "retry_max_backoff_s",
+            "lease_s",
+            "heartbeat_s",
+            "command_timeout_s",
+        ):
+            if name in values:
+                values[name] = _positive_float(name, values[name])
         settings = cls(**values)
         settings.check()
         return settings
@@ -80,6 +108,16 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+def _positive_float(name: str, value: object) -> float:
+    try:
+        number = float(str(value))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number") from exc
+    if not number > 0:
+        raise SettingsError(f"{name} must be above 0")
+    return number
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -59,8 +59,10 @@ class Transport(Protocol):
     async def publish(self, message: Message) -> None:
         """Publishes and waits for the broker's confirm; raises TransportError/Unroutable."""
 
-    async def publish_many(self, messages: Sequence[Message]) -> None:
-        """Publishes all with confirms pipelined; returns when every one is confirmed."""
+    async def publish_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Publishes all with confirms pipelined; returns, once every one is settled, the
+        messages no queue was bound for (each routable one published exactly once).
+        Raises TransportError when any other publish failed."""
 
     async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
         """Declares a durable queue (and its dead-letter queue) bound to the patterns."""

@@ -22,6 +22,7 @@ import pytest
 
 from domain.commands import parse_order
 from domain.service import Service
+from domain.task import Task
 from ops.amqp_transport import AmqpTransport
 from ops.consumer import ConsumerLoop
 from ops.database import Database
@@ -30,6 +31,7 @@ from ops.inbox import Inbox
 from ops.inprocess_transport import InProcessTransport
 from ops.outbox_relay import OutboxRelay
 from ops.positions import PositionStore
+from ops.topology import PIPELINE_QUEUE, QUEUES
 from ops.transport import Message, Transport
 from tests.processes import HostwrightProcess
 from tests.tcp_proxy import TcpProxy
@@ -81,7 +83,7 @@ async def connected_amqp(amqp_url: str, exchange_name: str) -> AsyncIterator[Amq
     try:
         yield transport
     finally:
-        for queue in ("collector", "collector.dead", "unrouted", "unrouted.dead"):
+        for queue in ("collector", "collector.dead", *QUEUES, *(f"{q}.dead" for q in QUEUES)):
             await transport.delete_queue(queue)
         await transport.delete_exchange()
         await transport.close()
@@ -146,16 +148,31 @@ async def test_every_stored_event_is_published_once_in_order(
     db.close()
 
 
-async def test_an_event_no_queue_wants_is_parked_not_lost(
+async def test_the_topology_is_declared_first_and_unconsumed_topics_do_not_block(
     transport: Transport, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store, db = EventStore(url), Database(url)
     record_orders(store, 3)
+    task = Task.plan(
+        service_id="1",
+        run=1,
+        step="web.user",
+        role="web",
+        action="ensure_user",
+        server_id="web1",
+        params={},
+        depends_on=[],
+        now=NOW,
+    )
+    store.save(task)  # Task.Planned: nothing consumes it from the broker
+    record_orders(store, 2, first=4)
     relay = OutboxRelay(store, PositionStore(db), transport)
     await relay.prepare()
-    assert await relay.relay_once() == 3
-    await wait_until_depth(transport, "unrouted", 3)
+    assert await relay.relay_once() == 6
+    assert relay.unrouted == 1
+    await wait_until_depth(transport, PIPELINE_QUEUE, 5)  # the orders wait for the pipeline
+    assert await relay.relay_once() == 0
     store.close()
     db.close()
 
