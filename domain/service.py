@@ -75,6 +75,7 @@ class Service(Aggregate):
         self.status = "provisioning"
         self.pending: str | None = "deploy"
         self.forced = False
+        self.placement: dict[str, Any] | None = None  # the nodes it lives on, once chosen
         self.command_ids: list[str] = [command_id] if command_id else []
 
     class Event(Aggregate.Event):
@@ -134,6 +135,15 @@ class Service(Aggregate):
 
     class UsageSyncRequested(Requested):
         pass
+
+    class Placed(Event):
+        """The nodes chosen for the service; every later run reuses them, so adding a node
+        never moves an existing service."""
+
+        placement: dict[str, Any]
+
+        def apply_to(self, service: Service) -> None:
+            service.placement = self.placement
 
     class Activated(Event):
         def apply_to(self, service: Service) -> None:
@@ -251,6 +261,11 @@ class Service(Aggregate):
             )
 
     # Status changes, recorded by the pipeline once the nodes have done the work.
+
+    def place(self, now: datetime, placement: dict[str, Any]) -> None:
+        if self.placement is not None:
+            raise Conflict(f"service {self.service_id} is placed already")
+        self.trigger_event(Service.Placed, timestamp=now, placement=placement)
 
     def mark_active(self, now: datetime) -> None:
         self._refuse_after_termination("activate")

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from domain.errors import Conflict
+from domain.deploy_plan import StepSpec
+from domain.errors import Conflict, DomainError, NotFound
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
 from domain.task import Task
@@ -40,18 +41,6 @@ RUN_STARTERS = {
     "Service.VerifyRepairRequested": "deploy",
     "Service.FactoryResetRequested": "reset",
 }
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """What the planner hands the pipeline for one step (mirrors domain.deploy_plan.StepSpec)."""
-
-    step: str
-    role: str
-    action: str
-    server_id: str
-    params: dict[str, Any]
-    depends_on: tuple[str, ...]
 
 
 class PipelineStore(Protocol):
@@ -70,7 +59,10 @@ class PipelineStore(Protocol):
 
 
 class Planner(Protocol):
-    def steps(self, service: Service, kind: str) -> list[PlannedStep]:
+    def place(self, service: Service) -> dict[str, Any]:
+        """Chooses the nodes for a service that has none yet (recorded as Service.Placed)."""
+
+    def steps(self, service: Service, placement: dict[str, Any], kind: str) -> list[StepSpec]:
         """The steps of a run of ``kind`` ("deploy" or "reset") for the service as it is now."""
 
 
@@ -230,15 +222,36 @@ class Pipeline:
     # --- decisions ---------------------------------------------------------------------
 
     async def _start_run(self, aggregate_id: uuid.UUID, run_no: int, kind: str) -> None:
+        for _ in range(5):
+            if await self._try_start_run(aggregate_id, run_no, kind):
+                return
+        raise Conflict(f"could not start run {run_no} of {aggregate_id}: the service kept changing")
+
+    async def _try_start_run(self, aggregate_id: uuid.UUID, run_no: int, kind: str) -> bool:
+        """Plans and records the run; False when the service changed meanwhile (try again)."""
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
         if current is not None and current.run >= run_no:
-            return  # a redelivery, or an older event than the run we have
+            return True  # a redelivery, or an older event than the run we have
         if service.status in ("terminating", "terminated", "suspended"):
-            return
-        steps = self._planner.steps(service, kind)
+            return True
         now = self._clock()
+        try:
+            placement = service.placement
+            if placement is None:
+                placement = self._planner.place(service)
+                service.place(now, placement)
+            steps = self._planner.steps(service, placement, kind)
+        except DomainError as exc:
+            reason = str(exc)  # no node for a role, a reserved vanity label…: say why
+        else:
+            reason = ""
+        if reason:
+            await self._mark_service(
+                service_id, "deploy_failed", lambda s: s.mark_deploy_failed(now, reason)
+            )
+            return True
         tasks = [
             Task.plan(
                 service_id=service_id,
@@ -255,18 +268,23 @@ class Pipeline:
         ]
         superseded = []
         if current is not None:
-            for old in current.open_tasks():
-                if old.cancel(now, actor="pipeline: superseded by a newer run"):
-                    superseded.append(old)
+            superseded = [t for t in current.open_tasks() if t.is_open]
+            for old in superseded:
+                old.cancel(now, actor="pipeline: superseded by a newer run")
         try:
-            await self._save(*superseded, *tasks)
+            await self._save(service, *superseded, *tasks)
         except Conflict:
-            # Planned before (a redelivered event after a crash): load what the store has.
-            tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
+            try:  # planned before (a redelivered event after a crash): take the store's tasks
+                tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
+            except NotFound:
+                for old in superseded:
+                    await self._refresh_task(old.id)
+                return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._remember(task)
         if not tasks:
             await self._settle(self._runs.setdefault(service_id, _Run(service_id, run_no)))
+        return True
 
     async def _refresh_task(self, task_id: uuid.UUID) -> None:
         if task_id not in self._by_id:
@@ -350,9 +368,7 @@ class Pipeline:
         )
 
     def _message(self, run: _Run, task: Task, attempt: int) -> TaskMessage:
-        inputs: dict[str, Any] = {}
-        for dep in task.depends_on:
-            inputs.update(run.tasks[dep].outputs)
+        inputs = {dep: run.tasks[dep].outputs for dep in task.depends_on}
         return TaskMessage(
             task_id=str(task.id),
             attempt=attempt,

@@ -10,22 +10,23 @@ from pathlib import Path
 import pytest
 
 from domain.commands import parse_lifecycle, parse_order
+from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
-from handlers.pipeline import Pipeline, PipelineSettings, PlannedStep
+from handlers.pipeline import Pipeline, PipelineSettings
 from ops.event_store import EventStore
 from ops.pipeline_store import StorePipelineAdapter
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 STEPS = [
-    PlannedStep("web.user", "web", "ensure_user", "web1", {"user": "u1"}, ()),
-    PlannedStep("web.domain", "web", "ensure_web_domain", "web1", {"user": "u1"}, ("web.user",)),
-    PlannedStep("mail.domain", "mail", "ensure_mail_domain", "mail1", {}, ()),
-    PlannedStep("mail.dkim", "mail", "ensure_dkim", "mail1", {}, ("mail.domain",)),
-    PlannedStep("dns.records@dns1", "dns", "ensure_dns_records", "dns1", {}, ("mail.dkim",)),
-    PlannedStep("dns.records@dns2", "dns", "ensure_dns_records", "dns2", {}, ("mail.dkim",)),
+    StepSpec("web.user", "web", "ensure_user", "web1", {"user": "u1"}, ()),
+    StepSpec("web.domain", "web", "ensure_web_domain", "web1", {"user": "u1"}, ("web.user",)),
+    StepSpec("mail.domain", "mail", "ensure_mail_domain", "mail1", {}, ()),
+    StepSpec("mail.dkim", "mail", "ensure_dkim", "mail1", {}, ("mail.domain",)),
+    StepSpec("dns.records@dns1", "dns", "ensure_dns_records", "dns1", {}, ("mail.dkim",)),
+    StepSpec("dns.records@dns2", "dns", "ensure_dns_records", "dns2", {}, ("mail.dkim",)),
 ]
 
 
@@ -38,7 +39,11 @@ class Clock:
 
 
 class FixedPlanner:
-    def steps(self, service: Service, kind: str) -> list[PlannedStep]:
+    def place(self, service: Service) -> dict[str, object]:
+        return {"web_server": "web1", "mail_server": "mail1", "dns_servers": ["dns1", "dns2"]}
+
+    def steps(self, service: Service, placement: dict[str, object], kind: str) -> list[StepSpec]:
+        assert placement == self.place(service)
         return list(STEPS)
 
 
@@ -149,10 +154,12 @@ async def test_an_order_runs_its_steps_in_dependency_order_and_ends_active(
     await pipeline.on_result(ok(dkim, dkim_txt="v=DKIM1; p=abc"))
     records = [m for m in published.messages if m.step.startswith("dns.records")]
     assert {m.server_id for m in records} == {"dns1", "dns2"}
-    assert all(m.inputs == {"dkim_txt": "v=DKIM1; p=abc"} for m in records)
+    assert all(m.inputs == {"mail.dkim": {"dkim_txt": "v=DKIM1; p=abc"}} for m in records)
     published.messages = [m for m in published.messages if m.step != "mail.dkim"]
     await run_to_the_end(pipeline, published)
-    assert store.get_service("7").status == "active"
+    service = store.get_service("7")
+    assert service.status == "active"
+    assert service.placement == FixedPlanner().place(service)
 
 
 async def test_the_same_order_event_delivered_twice_plans_once(store: EventStore) -> None:

@@ -1,0 +1,360 @@
+"""The Server aggregate: one node hostwright drives (HestiaCP over SSH, or a PowerDNS node).
+
+``POST /v1/servers`` bodies go through ``parse_server`` (strict: every field typed, bounded and
+free of shell metacharacters, unknown fields refused) into a ``RegisterServer`` command.
+``Server.register`` records ``Server.Registered``; registering the same server_id again records
+``Server.Updated`` when a field changed and nothing when none did. Only a reference to the
+private key lives elsewhere (settings); the pinned *public* host key is recorded here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Conflict, InvalidInput
+
+SERVER_NAMESPACE = uuid.UUID("7c1d4a52-93e0-4f7b-8d6a-2b5e0c9f1a34")
+ROLES = ("web", "mail", "dns")  # also the canonical order roles are stored in
+MAX_CONCURRENCY = 64
+_SERVER_FIELDS = (
+    "server_id",
+    "roles",
+    "host",
+    "port",
+    "username",
+    "host_key",
+    "ip",
+    "max_concurrency",
+)
+_SERVER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_KEY_COMMENT = re.compile(r"^[\x20-\x7e]{1,200}$")
+_MIN_RSA_BITS = 2048
+
+
+def server_uuid(server_id: str) -> uuid.UUID:
+    """The aggregate id of a server id: stable, so registering twice finds the same node."""
+    return uuid.uuid5(SERVER_NAMESPACE, f"server/{server_id}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterServer:
+    """Register (or re-describe) a node. Fields are already validated and normalised."""
+
+    server_id: str
+    roles: tuple[str, ...]
+    host: str
+    port: int
+    username: str
+    host_key: str  # "<type> <base64>", the comment dropped: it plays no part in pinning
+    ip: str
+    max_concurrency: int
+    now: datetime
+    actor: str
+
+    def fields(self) -> dict[str, Any]:
+        """The node description as recorded in events (JSON-able)."""
+        return {
+            "server_id": self.server_id,
+            "roles": list(self.roles),
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "host_key": self.host_key,
+            "ip": self.ip,
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What planning needs to know about a node (see domain/placement.py)."""
+
+    server_id: str
+    roles: tuple[str, ...]
+    ip: str
+    max_concurrency: int = 1
+
+
+def parse_server(body: object, *, now: datetime, actor: str) -> RegisterServer:
+    """Validates a ``POST /v1/servers`` body into RegisterServer, or raises InvalidInput."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    unknown = sorted(map(str, set(body) - set(_SERVER_FIELDS)))
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(unknown)}")
+    missing = [name for name in _SERVER_FIELDS if name not in body]
+    if missing:
+        raise InvalidInput(f"missing field(s): {', '.join(missing)}")
+    return RegisterServer(
+        server_id=parse_server_id(body["server_id"]),
+        roles=_parse_roles(body["roles"]),
+        host=_parse_host(body["host"]),
+        port=_bounded_int(body["port"], "port", 1, 65535),
+        username=parse_unix_user(body["username"]),
+        host_key=parse_host_key(body["host_key"]),
+        ip=_parse_ip(body["ip"]),
+        max_concurrency=_bounded_int(
+            body["max_concurrency"], "max_concurrency", 1, MAX_CONCURRENCY
+        ),
+        now=now,
+        actor=actor,
+    )
+
+
+def parse_server_id(raw: object) -> str:
+    """A server id is one lowercase DNS label: it travels in routing keys and step names."""
+    if not isinstance(raw, str) or not _SERVER_ID.fullmatch(raw):
+        raise InvalidInput(
+            "server_id must be 1-63 characters of a-z, 0-9 and '-', "
+            "not starting or ending with '-' (like web1)"
+        )
+    return raw
+
+
+class Server(Aggregate):
+    class Registered(Aggregate.Created):
+        server_id: str
+        roles: list[str]
+        host: str
+        port: int
+        username: str
+        host_key: str
+        ip: str
+        max_concurrency: int
+        actor: str
+
+    def __init__(
+        self,
+        server_id: str,
+        roles: list[str],
+        host: str,
+        port: int,
+        username: str,
+        host_key: str,
+        ip: str,
+        max_concurrency: int,
+        actor: str,
+    ) -> None:
+        self.server_id = server_id
+        self.roles = list(roles)
+        self.host = host
+        self.port = port
+        self.username = username
+        self.host_key = host_key
+        self.ip = ip
+        self.max_concurrency = max_concurrency
+
+    class Updated(Aggregate.Event):
+        """The node was registered again with different fields; carries the whole new state
+        (so a reader needs no history) and the names of the fields that changed."""
+
+        server_id: str
+        roles: list[str]
+        host: str
+        port: int
+        username: str
+        host_key: str
+        ip: str
+        max_concurrency: int
+        changed: list[str]
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.roles = list(self.roles)
+            aggregate.host = self.host
+            aggregate.port = self.port
+            aggregate.username = self.username
+            aggregate.host_key = self.host_key
+            aggregate.ip = self.ip
+            aggregate.max_concurrency = self.max_concurrency
+
+    @classmethod
+    def register(cls, command: RegisterServer) -> Server:
+        """Creates the aggregate from a validated registration."""
+        return cls._create(
+            cls.Registered,
+            id=server_uuid(command.server_id),
+            timestamp=command.now,
+            actor=command.actor,
+            **command.fields(),
+        )
+
+    def handle(self, command: RegisterServer) -> bool:
+        """Records Updated when the registration changes something; False when it does not."""
+        if command.server_id != self.server_id:
+            raise Conflict(f"registration for {command.server_id} sent to server {self.server_id}")
+        new, old = command.fields(), self.fields()
+        changed = [name for name, value in new.items() if old[name] != value]
+        if not changed:
+            return False
+        self.trigger_event(
+            Server.Updated, timestamp=command.now, actor=command.actor, changed=changed, **new
+        )
+        return True
+
+    def fields(self) -> dict[str, Any]:
+        """The node's current description, in the shape ``RegisterServer.fields`` has."""
+        return {
+            "server_id": self.server_id,
+            "roles": list(self.roles),
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "host_key": self.host_key,
+            "ip": self.ip,
+            "max_concurrency": self.max_concurrency,
+        }
+
+    def facts(self) -> ServerFacts:
+        return ServerFacts(
+            server_id=self.server_id,
+            roles=tuple(self.roles),
+            ip=self.ip,
+            max_concurrency=self.max_concurrency,
+        )
+
+
+def parse_host_key(raw: object) -> str:
+    """An OpenSSH public key line → ``"<type> <base64>"``, or InvalidInput.
+
+    The base64 blob is decoded and its wire format checked against the declared type, so a
+    truncated paste or a key of another type is caught at registration, not at first connect.
+    """
+    if not isinstance(raw, str):
+        raise InvalidInput("host_key must be a string like 'ssh-ed25519 AAAA… [comment]'")
+    # one trailing newline is how a .pub file ends; anything else is refused, not trimmed
+    line = raw[:-1] if raw.endswith("\n") else raw
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise InvalidInput("host_key must be '<type> <base64> [comment]', one space apart")
+    key_type, encoded = parts[0], parts[1]
+    if len(parts) == 3 and not _KEY_COMMENT.fullmatch(parts[2]):
+        raise InvalidInput("host_key's comment must be 1-200 printable ASCII characters")
+    checker = _KEY_CHECKS.get(key_type)
+    if checker is None:
+        raise InvalidInput(f"host_key type must be one of {', '.join(_KEY_CHECKS)}")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("host_key is not valid base64") from exc
+    fields = _wire_strings(blob)
+    if fields is None or not fields or fields[0] != key_type.encode():
+        raise InvalidInput(f"host_key's base64 does not encode an {key_type} key")
+    problem = checker(fields[1:])
+    if problem:
+        raise InvalidInput(f"host_key: {problem}")
+    return f"{key_type} {encoded}"
+
+
+def _wire_strings(blob: bytes) -> list[bytes] | None:
+    """Splits SSH wire format (uint32 length + bytes, repeated); None when malformed."""
+    out = []
+    offset = 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            return None
+        (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        offset += 4
+        if offset + length > len(blob):
+            return None
+        out.append(blob[offset : offset + length])
+        offset += length
+    return out
+
+
+def _check_ed25519(rest: list[bytes]) -> str | None:
+    if len(rest) != 1 or len(rest[0]) != 32:
+        return "an ssh-ed25519 key is one 32-byte value"
+    return None
+
+
+def _check_rsa(rest: list[bytes]) -> str | None:
+    if len(rest) != 2:
+        return "an ssh-rsa key is an exponent and a modulus"
+    modulus_bits = int.from_bytes(rest[1], "big").bit_length()
+    if modulus_bits < _MIN_RSA_BITS:
+        return f"the ssh-rsa key has {modulus_bits} bits; at least {_MIN_RSA_BITS} are needed"
+    return None
+
+
+def _check_ecdsa_p256(rest: list[bytes]) -> str | None:
+    # curve name, then an uncompressed point: 0x04 || X(32) || Y(32)
+    if len(rest) != 2 or rest[0] != b"nistp256" or len(rest[1]) != 65 or rest[1][0] != 4:
+        return "an ecdsa-sha2-nistp256 key is the curve name and a 65-byte point"
+    return None
+
+
+_KEY_CHECKS = {
+    "ssh-ed25519": _check_ed25519,
+    "ssh-rsa": _check_rsa,
+    "ecdsa-sha2-nistp256": _check_ecdsa_p256,
+}
+
+
+def _parse_roles(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(f"roles must be a non-empty list of {', '.join(ROLES)}")
+    for role in raw:
+        if role not in ROLES:
+            raise InvalidInput(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    if len(set(raw)) != len(raw):
+        raise InvalidInput("roles lists a role twice")
+    return tuple(role for role in ROLES if role in raw)
+
+
+def _parse_host(raw: object) -> str:
+    """A hostname (lowercase labels, dots between) or an IP address; nothing a shell reads."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInput("host must be a hostname or an IP address")
+    try:
+        return ipaddress.ip_address(raw).compressed
+    except ValueError:
+        pass
+    labels = raw.split(".")
+    if len(raw) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise InvalidInput(
+            f"host {raw!r} is not a hostname (lowercase a-z, 0-9, '-', dots between labels) "
+            "or an IP address"
+        )
+    if labels[-1].isdigit():
+        raise InvalidInput(f"host {raw!r} looks like a malformed IP address")
+    return raw
+
+
+def parse_unix_user(raw: object, what: str = "username") -> str:
+    """A login name on a node (may be a system account like admin, unlike a service user)."""
+    if not isinstance(raw, str) or not _UNIX_USER.fullmatch(raw):
+        raise InvalidInput(
+            f"{what} must be 1-32 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'"
+        )
+    return raw
+
+
+def _parse_ip(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise InvalidInput("ip must be an IPv4 or IPv6 address as a string")
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"ip {raw!r} is not an IPv4 or IPv6 address") from exc
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidInput(f"ip {raw!r} cannot be a node's address")
+    return address.compressed
+
+
+def _bounded_int(raw: object, name: str, lower: int, upper: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lower <= raw <= upper:
+        raise InvalidInput(f"{name} must be a whole number from {lower} to {upper}")
+    return raw
