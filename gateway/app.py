@@ -8,14 +8,18 @@ path records anything.
 Status codes, one per kind of failure (every error body is ``{"result": "error", "error": …}``):
 
 - 400: the request cannot be read — the body is not JSON, not a JSON object, sent with a
-  non-JSON Content-Type; or a query parameter (``as_of``, ``since``, ``limit``) is malformed.
+  non-JSON Content-Type; or a query parameter (``as_of``, ``since``, ``limit``, ``state``)
+  is malformed.
 - 401: the ``Authorization: Bearer`` token is missing or wrong (every ``/v1`` path).
-- 404: unknown route, unknown lifecycle action, unknown service.
-- 409: the command conflicts with the service's state or an earlier order (``Conflict``).
+- 404: unknown route, unknown lifecycle or task action, unknown service, unknown task.
+- 409: the command conflicts with the service's (or task's) state or an earlier order
+  (``Conflict``).
 - 413: the body is larger than 64 KiB.
 - 422: well-formed JSON whose values fail validation (``InvalidInput`` from the domain).
 - 500: anything unexpected; the body says only "internal error".
 - 503: ``/healthz`` when the event store cannot be reached.
+
+The timeline and task routes live in ``gateway.tasks_api``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
 when the body has none, so a retried call records one event.
@@ -43,6 +47,7 @@ from gateway.auth import BearerTokenMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.ports import CommandLedger, ViewQueries
 from gateway.responses import ApiJSONResponse, error, success
+from gateway.tasks_api import BadQuery, task_routes
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_OPLOG_LIMIT = 200
@@ -125,6 +130,7 @@ def create_app(
         Route("/v1/services", order_service, methods=["POST"]),
         Route("/v1/services/{service_id}", service, methods=["GET"]),
         Route("/v1/services/{service_id}/events", events, methods=["GET"]),
+        *task_routes(ledger=ledger, views=views, clock=clock, actor=WHMCS_ACTOR),
         Route("/v1/services/{service_id}/{action}", lifecycle, methods=["POST"]),
         Route("/v1/oplog", oplog, methods=["GET"]),
     ]
@@ -136,6 +142,7 @@ def create_app(
         ],
         exception_handlers={
             BadRequest: _bad_request,
+            BadQuery: _status(400),
             InvalidInput: _status(422),
             NotFound: _status(404),
             Conflict: _status(409),

@@ -28,6 +28,14 @@ class CommandLedger(Protocol):
     def ping(self) -> None:
         """Raises when the store cannot be reached."""
 
+    def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        """Records Task.Retried (True). Raises NotFound for an unknown task id, Conflict when
+        the task is not in error or cancelled."""
+
+    def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        """Records Task.Cancelled (True). Raises NotFound for an unknown task id, Conflict
+        when the task has already finished (succeeded, error or cancelled)."""
+
 
 class ViewQueries(Protocol):
     """Reads of the projections' views."""
@@ -37,3 +45,19 @@ class ViewQueries(Protocol):
     def oplog(
         self, *, service_id: str | None, since: datetime | None, limit: int
     ) -> list[dict[str, Any]]: ...
+
+    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
+        """The steps of the service's latest run in order; None for an unknown service."""
+
+    def tasks(
+        self,
+        *,
+        state: str | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Visible (not hidden) task-queue rows matching every filter given, without logs."""
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """One visible task-queue row with its ``log``; None when unknown."""

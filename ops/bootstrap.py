@@ -12,15 +12,21 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 
+from domain.retry_policy import RetryPolicy
 from gateway.app import create_app
+from handlers.pipeline import Pipeline, PipelineSettings
+from ops.broker_publisher import BrokerPublisher
 from ops.command_ledger import StoreLedger
 from ops.database import Database
+from ops.deploy_planner import DeployPlanner, provider_settings
 from ops.event_store import EventStore
 from ops.inbox import Inbox
 from ops.outbox_relay import OutboxRelay
+from ops.pipeline_store import StorePipelineAdapter
 from ops.positions import PositionStore
 from ops.projection_runner import ProjectionRunner
 from ops.sealing import PasswordSealer
+from ops.server_registry import ServerRegistry
 from ops.settings import Settings, SettingsError
 from ops.transport import Transport
 from ops.view_store import SqlViewQueries, ViewStore
@@ -40,6 +46,7 @@ class System:
     _store: EventStore | None = None
     _db: Database | None = None
     _transport: Transport | None = None
+    _registry: ServerRegistry | None = None
     transport_connected: bool = False
     connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -91,6 +98,34 @@ class System:
             ViewStore(self.db, views, self.settings.view_prefix),
             views,
             batch_size=self.settings.projection_batch,
+        )
+
+    def server_registry(self) -> ServerRegistry:
+        if self._registry is None:
+            self._registry = ServerRegistry(self.store)
+        return self._registry
+
+    def retry_policy(self) -> RetryPolicy:
+        settings = self.settings
+        return RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            initial_backoff_s=settings.retry_initial_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+
+    def pipeline(self) -> Pipeline:
+        registry = self.server_registry()
+        return Pipeline(
+            StorePipelineAdapter(self.store),
+            DeployPlanner(registry, provider_settings(self.settings)),
+            registry,
+            BrokerPublisher(self.transport),
+            settings=PipelineSettings(
+                policy=self.retry_policy(),
+                lease_s=self.settings.lease_s,
+                batch_size=self.settings.dispatch_batch,
+            ),
+            clock=self.clock,
         )
 
     def inbox(self) -> Inbox:

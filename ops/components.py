@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 import uvicorn
 
 from ops.bootstrap import System
+from ops.pipeline_service import run_pipeline
+from ops.topology import declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,23 @@ async def serve_projections(system: System, stop: asyncio.Event) -> None:
     await system.projection_runner().run(stop)
 
 
+async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await declare_topology(system.transport)
+    await run_pipeline(
+        system.pipeline(),
+        system.transport,
+        system.inbox(),
+        stop,
+        prefetch=system.settings.prefetch,
+    )
+
+
 COMPONENTS: dict[str, Component] = {
     "gateway": serve_gateway,
     "relay": serve_relay,
     "projections": serve_projections,
+    "pipeline": serve_pipeline,
 }
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from ops.database import Cursor, Database
 from projections.oplog_view import OPLOG, OperationLogView
 from projections.services_view import SERVICES, ServicesView, iso_time
+from projections.task_queue_view import TASK_QUEUE, TaskQueueView
+from projections.timeline_view import TIMELINE, DeployTimelineView
 from projections.view import Recorded, Row, Table, View
 
 log = logging.getLogger(__name__)
@@ -309,10 +311,16 @@ class _BatchRows:
 
 
 class SqlViewQueries:
-    """The gateway's ``ViewQueries`` over the services and oplog views' tables."""
+    """The gateway's ``ViewQueries`` over the services, oplog, task-queue and timeline tables."""
 
     def __init__(self, db: Database, prefix: str = "hw_") -> None:
-        self._store = ViewStore(db, [ServicesView(), OperationLogView()], prefix)
+        views: list[View] = [
+            ServicesView(),
+            OperationLogView(),
+            TaskQueueView(),
+            DeployTimelineView(),
+        ]
+        self._store = ViewStore(db, views, prefix)
 
     def service(self, service_id: str) -> dict[str, Any] | None:
         """The service's row, with its progress also nested as the status body shows it."""
@@ -344,3 +352,51 @@ class SqlViewQueries:
             return self._store.select(OPLOG.name, where, params, "position", limit)
         latest = self._store.select(OPLOG.name, where, params, "position DESC", limit)
         return latest[::-1]
+
+    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
+        """The steps of the service's latest run in planning order; None for an unknown service."""
+        known = self._store.select(SERVICES.name, "service_id = ?", (service_id,), "service_id", 1)
+        if not known:
+            return None
+        return self._store.select(TIMELINE.name, "service_id = ?", (service_id,), "position", None)
+
+    def tasks(
+        self,
+        *,
+        state: str | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """The latest ``limit`` visible tasks matching every filter given, in planning order
+        (oldest first), without their logs."""
+        conditions, params = [_FALSE_HIDDEN], []
+        for column, value in (
+            ("state", state),
+            ("service_id", service_id),
+            ("server_id", server_id),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(conditions)
+        latest = self._store.select(TASK_QUEUE.name, where, params, "position DESC", limit)
+        return [_visible(row, with_log=False) for row in reversed(latest)]
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """One visible task with its log; None when unknown or hidden."""
+        found = self._store.select(
+            TASK_QUEUE.name, f"task_id = ? AND {_FALSE_HIDDEN}", (task_id,), "task_id", 1
+        )
+        if not found:
+            return None
+        return _visible(found[0], with_log=True)
+
+
+def _visible(row: Row, *, with_log: bool) -> Row:
+    hidden = {"hidden"} if with_log else {"hidden", "log"}
+    return {name: value for name, value in row.items() if name not in hidden}
+
+
+# hidden is a bool column: INTEGER on SQLite, BOOLEAN on PostgreSQL; NOT hidden reads both
+_FALSE_HIDDEN = "(hidden IS NULL OR NOT hidden)"

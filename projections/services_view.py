@@ -7,6 +7,10 @@ events' own timestamps, never the clock, so a replay from event 0 gives identica
 Only ``Service.Ordered`` carries the WHMCS service id; later events name their aggregate
 by UUID. The view therefore keeps its own ``services_aggregates`` table (aggregate id →
 service id); ``ServiceIds`` is that lookup, shared with other views that need it.
+
+The progress fields follow ``Task.*`` events of the service's latest run (``RunProgress``):
+``progress_total`` counts its planned tasks, ``progress_done`` its succeeded ones, and
+``current_step`` is the step of its most recently dispatched task still open (or null).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.service import Service
+from domain.task import Task
 from projections.view import Column, Recorded, Row, Rows, Table
 
 SERVICES = Table(
@@ -77,6 +82,99 @@ class ServiceIds:
 
 # One small function per event: (row before, event) -> the row's changed fields.
 Change = Callable[[Row, Any], Row]
+
+
+TASK_EVENTS = (
+    Task.Planned,
+    Task.Dispatched,
+    Task.LeaseRenewed,
+    Task.Succeeded,
+    Task.Failed,
+    Task.RetryScheduled,
+    Task.Errored,
+    Task.Cancelled,
+    Task.Retried,
+)
+
+
+class RunProgress:
+    """The services row's progress from Task events, counting only each service's latest run.
+
+    ``services_tasks`` maps a task to its service, run and step; ``services_runs`` holds per
+    service the latest run and its tasks in flight (dispatched or awaiting a retry), in the
+    order they were last dispatched. A redeploy or factory reset forgets the run in flight,
+    so its late events do not count towards the progress the request reset to zero.
+    """
+
+    def __init__(self) -> None:
+        self.tasks = Table(
+            name="services_tasks",
+            columns=(
+                Column("task_id", "text"),
+                Column("service_id", "text"),
+                Column("run", "int"),
+                Column("step", "text"),
+            ),
+            key=("task_id",),
+        )
+        self.runs = Table(
+            name="services_runs",
+            columns=(
+                Column("service_id", "text"),
+                Column("run", "int"),
+                Column("in_flight", "json"),
+            ),
+            key=("service_id",),
+        )
+
+    def forget_run(self, service_id: str, rows: Rows) -> None:
+        rows.delete(self.runs.name, (service_id,))
+
+    def change(self, event: Any, rows: Rows) -> tuple[str, Row] | None:
+        """The service id and the changed progress fields for one Task event; None if none."""
+        if isinstance(event, Task.Planned):
+            return self._planned(event, rows)
+        task_id = str(event.originator_id)
+        task = rows.get(self.tasks.name, (task_id,))
+        if task is None:
+            return None
+        service_id = str(task["service_id"])
+        run = rows.get(self.runs.name, (service_id,))
+        before = rows.get(SERVICES.name, (service_id,))
+        if run is None or run["run"] != task["run"] or before is None:
+            return None
+        in_flight = [entry for entry in run["in_flight"] if entry[0] != task_id]
+        fields: Row = {}
+        if isinstance(event, Task.Dispatched):
+            in_flight.append([task_id, task["step"]])
+        elif isinstance(event, Task.Succeeded):
+            fields["progress_done"] = int(before["progress_done"] or 0) + 1
+        elif not isinstance(event, Task.Errored | Task.Cancelled | Task.Retried):
+            return None
+        fields["current_step"] = in_flight[-1][1] if in_flight else None
+        rows.put(self.runs.name, {**run, "in_flight": in_flight})
+        return service_id, fields
+
+    def _planned(self, event: Task.Planned, rows: Rows) -> tuple[str, Row] | None:
+        before = rows.get(SERVICES.name, (event.service_id,))
+        run = rows.get(self.runs.name, (event.service_id,))
+        if before is None or (run is not None and event.run < run["run"]):
+            return None
+        rows.put(
+            self.tasks.name,
+            {
+                "task_id": str(event.originator_id),
+                "service_id": event.service_id,
+                "run": event.run,
+                "step": event.step,
+            },
+        )
+        if run is not None and event.run == run["run"]:
+            return event.service_id, {"progress_total": int(before["progress_total"] or 0) + 1}
+        rows.put(
+            self.runs.name, {"service_id": event.service_id, "run": event.run, "in_flight": []}
+        )
+        return event.service_id, {"progress_total": 1, "progress_done": 0, "current_step": None}
 
 
 def _ordered(event: Service.Ordered) -> Row:
@@ -167,10 +265,19 @@ class ServicesView:
 
     def __init__(self) -> None:
         self._ids = ServiceIds("services_aggregates")
-        self.tables: tuple[Table, ...] = (SERVICES, self._ids.table)
+        self._progress = RunProgress()
+        self.tables: tuple[Table, ...] = (
+            SERVICES,
+            self._ids.table,
+            self._progress.tasks,
+            self._progress.runs,
+        )
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
+        if isinstance(event, TASK_EVENTS):
+            self._apply_task_event(recorded, rows)
+            return
         if isinstance(event, Service.Ordered):
             self._ids.remember(event, rows)
             row = _ordered(event)
@@ -183,6 +290,24 @@ class ServicesView:
             if before is None:
                 return
             row = {**before, **change(before, event)}
+            if change is _redeploy_requested:
+                self._progress.forget_run(row["service_id"], rows)
         row["updated_at"] = event_time(event)
         row["last_position"] = recorded.position
+        rows.put(SERVICES.name, row)
+
+    def _apply_task_event(self, recorded: Recorded, rows: Rows) -> None:
+        found = self._progress.change(recorded.event, rows)
+        if found is None:
+            return
+        service_id, fields = found
+        before = rows.get(SERVICES.name, (service_id,))
+        if before is None:
+            return
+        row = {
+            **before,
+            **fields,
+            "updated_at": event_time(recorded.event),
+            "last_position": recorded.position,
+        }
         rows.put(SERVICES.name, row)

@@ -101,6 +101,22 @@ class FakeViews:
         self.oplog_calls.append({"service_id": service_id, "since": since, "limit": limit})
         return self.oplog_entries[:limit]
 
+    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
+        return [] if service_id in self.services else None
+
+    def tasks(
+        self,
+        *,
+        state: str | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        return []
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        return None
+
 
 class BrokenLedger:
     """A ledger whose store is down, or whose every call fails in an unexpected way."""
@@ -116,6 +132,12 @@ class BrokenLedger:
 
     def ping(self) -> None:
         raise OSError("database file is gone: /secret/path")
+
+    def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        raise RuntimeError("boom")
+
+    def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        raise RuntimeError("boom")
 
 
 @pytest.fixture

@@ -89,7 +89,12 @@ def test_catch_up_builds_the_views_and_a_second_catch_up_is_a_no_op(setup: Setup
     runner = setup.runner()
     assert runner.catch_up() == last
     assert runner.catch_up() == 0
-    assert ViewStore(setup.db, setup.views).positions() == {"services": last, "oplog": last}
+    assert ViewStore(setup.db, setup.views).positions() == {
+        "services": last,
+        "oplog": last,
+        "task_queue": last,
+        "timeline": last,
+    }
 
     queries = SqlViewQueries(setup.db)
     assert queries.service("404") is None
