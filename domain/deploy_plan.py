@@ -26,8 +26,8 @@ remove_web_domain   web   user, domain
 remove_mail_domain  mail  user, domain
 remove_mailbox      mail  user, domain, account
 remove_dns_zone     dns   user, domain
-remove_dns_record   dns   user, domain, record, type
-remove_user         any   user
+remove_dns_record   dns   user, domain, record, type, value (only that exact record goes)
+remove_user         any   user, email (the contact it was created with)
 =================== ===== =====================================================================
 
 A record dict is ``{record, type, value}`` plus ``priority`` (int) for MX; instead of ``value``
@@ -239,8 +239,15 @@ def plan_removal(
         _vanity_removal(chain, service, placement, provider)
     else:
         _full_removal(chain, service, placement)
-    chain.remove_users()
+    chain.remove_users(_contact_email(service, provider))
     return chain.steps
+
+
+def _contact_email(service: ServiceFacts, provider: ProviderSettings | None) -> str:
+    """The contact address the service's users are created with (see the deploy chains)."""
+    if service.mode == "vanity" and provider is not None:
+        return f"{service.label}@{provider.provider_domain}"
+    return f"webmaster@{service.domain}"
 
 
 class _Chain:
@@ -321,7 +328,8 @@ class _Chain:
         if owns_node:
             self._removals.setdefault(server_id, (role, []))[1].append(key)
 
-    def remove_users(self) -> None:
+    def remove_users(self, email: str) -> None:
+        """``email``: the contact the user was created with (the handler checks it is ours)."""
         for server_id, (role, keys) in self._removals.items():
             suffix = f"@{server_id}" if role == "dns" else ""
             self.add(
@@ -329,7 +337,7 @@ class _Chain:
                 role,
                 "remove_user",
                 server_id,
-                {"user": self.service.user},
+                {"user": self.service.user, "email": email},
                 tuple(keys),
             )
 
@@ -337,7 +345,7 @@ class _Chain:
 def _full_deploy(chain: _Chain, service: ServiceFacts, placement: Placement) -> None:
     """Split and unified: the same chain; on one node (unified) the set-up happens once."""
     domain, user = service.domain, service.user
-    email = f"webmaster@{domain}"
+    email = _contact_email(service, None)
     web, mail = placement.web_server, placement.mail_server
     web_ip, mail_ip = chain.ip(web), chain.ip(mail)
 
@@ -395,8 +403,7 @@ def _vanity_deploy(
     assert service.label is not None
     label, user = service.label, service.user
     web = placement.web_server
-    mailbox = f"{label}@{provider.provider_domain}"
-    web_user = chain.node_user("web", web, mailbox)
+    web_user = chain.node_user("web", web, _contact_email(service, provider))
     web_domain = chain.add(
         "web.domain",
         "web",
@@ -438,7 +445,9 @@ def _vanity_deploy(
 def zone_records(domain: str, web_ip: str, mail_ip: str, dkim_step: str) -> list[dict[str, Any]]:
     """The records a split or unified zone holds; the DKIM value comes from ``dkim_step``."""
     mail_net = "ip6" if _a_type(mail_ip) == "AAAA" else "ip4"
-    return [
+    # replace: each of these names holds only our value (Hestia's zone template puts its own
+    # MX, SPF and www/webmail CNAMEs there; two SPF records make SPF fail outright)
+    records: list[dict[str, Any]] = [
         {"record": "@", "type": _a_type(web_ip), "value": web_ip},
         {"record": "www", "type": _a_type(web_ip), "value": web_ip},
         {"record": "mail", "type": _a_type(mail_ip), "value": mail_ip},
@@ -452,6 +461,7 @@ def zone_records(domain: str, web_ip: str, mail_ip: str, dkim_step: str) -> list
             "value_from": {"step": dkim_step, "output": "dkim_txt"},
         },
     ]
+    return [{**record, "replace": True} for record in records]
 
 
 def _vanity_removal(
@@ -477,7 +487,8 @@ def _vanity_removal(
         },
         owns_node=False,
     )
-    record_type = _a_type(_vanity_ip(chain, placement, provider))
+    published = _vanity_ip(chain, placement, provider)
+    record_type = _a_type(published)
     for dns in placement.dns_servers:
         chain.remove(
             "dns",
@@ -489,6 +500,7 @@ def _vanity_removal(
                 "domain": provider.provider_domain,
                 "record": label,
                 "type": record_type,
+                "value": published,
             },
             owns_node=False,
         )

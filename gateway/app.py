@@ -45,8 +45,9 @@ from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.errors import Conflict, InvalidInput, NotFound
 from gateway.auth import BearerTokenMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
-from gateway.ports import CommandLedger, ViewQueries
+from gateway.ports import CommandLedger, ServerBook, ViewQueries
 from gateway.responses import ApiJSONResponse, error, success
+from gateway.servers_api import server_routes
 from gateway.tasks_api import BadQuery, task_routes
 
 MAX_BODY_BYTES = 64 * 1024
@@ -71,6 +72,7 @@ def create_app(
     views: ViewQueries,
     api_token: str,
     clock: Callable[[], datetime],
+    servers: ServerBook | None = None,
 ) -> Starlette:
     """The WHMCS API over ``ledger`` (writes) and ``views`` (reads), guarded by ``api_token``."""
     if not api_token:
@@ -134,6 +136,13 @@ def create_app(
         Route("/v1/services/{service_id}/{action}", lifecycle, methods=["POST"]),
         Route("/v1/oplog", oplog, methods=["GET"]),
     ]
+    if servers is not None:
+        routes += server_routes(
+            servers=servers,
+            clock=clock,
+            actor=WHMCS_ACTOR,
+            read_json=lambda request: _read_json(request, required=True),
+        )
     return Starlette(
         routes=routes,
         middleware=[

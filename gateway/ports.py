@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.commands import Command, OrderService
+from domain.server import RegisterServer
 
 
 class CommandLedger(Protocol):
@@ -61,3 +62,13 @@ class ViewQueries(Protocol):
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """One visible task-queue row with its ``log``; None when unknown."""
+
+
+class ServerBook(Protocol):
+    """The registered nodes."""
+
+    def register(self, command: RegisterServer) -> bool:
+        """Records the registration; False when the node is registered unchanged already."""
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every registered node as JSON-ready dicts (public data only)."""

@@ -15,11 +15,13 @@ from starlette.applications import Starlette
 from domain.retry_policy import RetryPolicy
 from gateway.app import create_app
 from handlers.pipeline import Pipeline, PipelineSettings
+from handlers.role_handler import RoleHandler
 from ops.broker_publisher import BrokerPublisher
 from ops.command_ledger import StoreLedger
 from ops.database import Database
 from ops.deploy_planner import DeployPlanner, provider_settings
 from ops.event_store import EventStore
+from ops.handler_service import RegistryDirectory, driver_factory
 from ops.inbox import Inbox
 from ops.outbox_relay import OutboxRelay
 from ops.pipeline_store import StorePipelineAdapter
@@ -76,6 +78,7 @@ class System:
             views=SqlViewQueries(self.db, self.settings.view_prefix),
             api_token=self.settings.api_token,
             clock=self.clock,
+            servers=self.server_registry(),
         )
 
     def sealer(self) -> PasswordSealer:
@@ -126,6 +129,16 @@ class System:
                 batch_size=self.settings.dispatch_batch,
             ),
             clock=self.clock,
+        )
+
+    def role_handler(self, role: str) -> RoleHandler:
+        return RoleHandler(
+            role,
+            directory=RegistryDirectory(self.server_registry(), self.settings.ssh_key),
+            publisher=BrokerPublisher(self.transport),
+            heartbeat_interval=self.settings.heartbeat_s,
+            drivers=driver_factory(self.settings.command_timeout_s),
+            unseal=self.sealer().unseal,
         )
 
     def inbox(self) -> Inbox:

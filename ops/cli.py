@@ -1,7 +1,8 @@
 """``hostwright``: the command line. Each subcommand builds a System from Settings and runs.
 
 hostwright up                       every part in one process
-hostwright serve gateway|relay|projections
+hostwright serve gateway|relay|projections|pipeline
+hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
@@ -20,6 +21,7 @@ from ops.bootstrap import System
 from ops.components import COMPONENTS, serve_all
 from ops.consumer import install_stop_signals
 from ops.settings import Settings, SettingsError
+from ops.topology import ROLES
 
 log = logging.getLogger("hostwright")
 
@@ -37,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    for chatty in ("httpx", "asyncssh"):  # a line per request / per SSH channel is noise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         code: int = args.run(args)
     except SettingsError as exc:
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_run_up)
 
     serve = sub.add_parser("serve", help="run one part (scale out by running more)")
-    serve.add_argument("component", choices=sorted(COMPONENTS))
+    serve.add_argument("component", choices=sorted({name.split(".")[0] for name in COMPONENTS}))
+    serve.add_argument("role", nargs="?", choices=ROLES, help="for `serve handler`: the role")
     serve.set_defaults(run=_run_serve)
 
     replay = sub.add_parser("replay", help="compare every view with a rebuild from event 0")
@@ -84,7 +88,14 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    return _run_until_signal(System(Settings.load()), args.component)
+    component = args.component
+    if component == "handler":
+        if args.role is None:
+            raise SettingsError("serve handler needs a role: web, mail or dns")
+        component = f"handler.{args.role}"
+    elif args.role is not None:
+        raise SettingsError(f"serve {component} takes no role")
+    return _run_until_signal(System(Settings.load()), component)
 
 
 def _run_until_signal(system: System, component: str) -> int:

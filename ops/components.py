@@ -17,8 +17,9 @@ from contextlib import contextmanager, suppress
 import uvicorn
 
 from ops.bootstrap import System
+from ops.handler_service import run_handler
 from ops.pipeline_service import run_pipeline
-from ops.topology import declare_topology
+from ops.topology import ROLES, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,27 @@ async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
     )
 
 
+def handler_component(role: str) -> Component:
+    async def serve_handler(system: System, stop: asyncio.Event) -> None:
+        await _connect(system, stop)
+        await declare_topology(system.transport)
+        await run_handler(
+            system.role_handler(role),
+            system.transport,
+            system.inbox(),
+            stop,
+            prefetch=system.settings.prefetch,
+        )
+
+    return serve_handler
+
+
 COMPONENTS: dict[str, Component] = {
     "gateway": serve_gateway,
     "relay": serve_relay,
     "projections": serve_projections,
     "pipeline": serve_pipeline,
+    **{f"handler.{role}": handler_component(role) for role in ROLES},
 }
 
 

@@ -13,6 +13,7 @@ from domain.deploy_plan import (
     plan_deploy,
     plan_removal,
 )
+from domain.errors import Conflict
 from domain.placement import Placement, placement_for
 from domain.service import Service
 from ops.server_registry import ServerRegistry
@@ -25,7 +26,13 @@ class DeployPlanner:
         self._provider = provider
 
     def place(self, service: Service) -> dict[str, Any]:
-        return placement_for(service.service_id, service.mode, self._registry.servers()).to_json()
+        try:
+            placement = placement_for(service.service_id, service.mode, self._registry.servers())
+        except Conflict:
+            # a node registered in the last moments may be the one it needs: look again
+            self._registry.refresh()
+            placement = placement_for(service.service_id, service.mode, self._registry.servers())
+        return placement.to_json()
 
     def steps(self, service: Service, placement: dict[str, Any], kind: str) -> list[StepSpec]:
         nodes = self._nodes(service, placement)

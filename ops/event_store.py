@@ -8,6 +8,7 @@ boundaries as JSON envelopes made by ``envelope``; secrets never leave the store
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
@@ -17,7 +18,13 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.persistence import (
+    IntegrityError,
+    InternalError,
+    Notification,
+    OperationalError,
+    ProgrammingError,
+)
 
 from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
@@ -40,7 +47,7 @@ class EventStore:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.app = Hostwright(env=store_env(database_url))
+        self.app = _open_application(database_url)
         self.recorder = self.app.recorder
         self._group = GroupCommit(self.app.save)
 
@@ -126,6 +133,20 @@ def _order_details(service: Service) -> tuple[object, ...]:
         service.label,
         service.plan,
     )
+
+
+def _open_application(database_url: str) -> Hostwright:
+    """Opens the store, creating its tables if need be. Several processes starting on a new
+    PostgreSQL database race on CREATE TABLE IF NOT EXISTS ("tuple concurrently updated");
+    the loser tries again, and then finds the tables there."""
+    for attempt in range(5):
+        try:
+            return Hostwright(env=store_env(database_url))
+        except (InternalError, ProgrammingError, OperationalError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def event_topic(event: object) -> str:

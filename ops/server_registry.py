@@ -56,6 +56,10 @@ class ServerRegistry:
                 self._read_at = time.monotonic()
             return sorted(self._servers.values(), key=lambda s: s.server_id)
 
+    def refresh(self) -> None:
+        """Forget the cache: the next read sees every registration up to now."""
+        self._read_at = float("-inf")
+
     def get(self, server_id: str) -> Server:
         for server in self.all():
             if server.server_id == server_id:
@@ -65,6 +69,10 @@ class ServerRegistry:
             if server.server_id == server_id:
                 return server
         raise NotFound(f"server {server_id} is not registered")
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The gateway's ServerBook listing: public fields only."""
+        return [server.fields() for server in self.all()]
 
     def servers(self) -> list[ServerFacts]:
         return [server.facts() for server in self.all()]

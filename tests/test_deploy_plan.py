@@ -103,6 +103,7 @@ def test_split_builds_the_chain_on_each_node() -> None:
 
 def test_split_zone_records_point_web_and_mail_at_their_nodes() -> None:
     records = by_key(plan_deploy(facts(), SPLIT, None, IPS))["dns.records@dns1"].params["records"]
+    assert all(record.pop("replace") is True for record in records)
     assert records == [
         {"record": "@", "type": "A", "value": "192.0.2.1"},
         {"record": "www", "type": "A", "value": "192.0.2.1"},
@@ -122,8 +123,9 @@ def test_split_zone_records_point_web_and_mail_at_their_nodes() -> None:
 def test_an_ipv6_mail_node_gets_aaaa_and_ip6_in_spf() -> None:
     placement = Placement("web1", "dns2", ("dns1",))
     records = plan_deploy(facts(), placement, None, IPS)[-1].params["records"]
-    assert {"record": "mail", "type": "AAAA", "value": "2001:db8::4"} in records
-    assert {"record": "@", "type": "TXT", "value": "v=spf1 a mx ip6:2001:db8::4 -all"} in records
+    plain = [{k: v for k, v in record.items() if k != "replace"} for record in records]
+    assert {"record": "mail", "type": "AAAA", "value": "2001:db8::4"} in plain
+    assert {"record": "@", "type": "TXT", "value": "v=spf1 a mx ip6:2001:db8::4 -all"} in plain
 
 
 def test_no_php_step_without_a_php_version() -> None:
@@ -271,11 +273,17 @@ def test_vanity_removal_leaves_the_providers_things_alone() -> None:
         *[
             (
                 "remove_dns_record",
-                {"user": "sharedns", "domain": "example.net", "record": "bob", "type": "A"},
+                {
+                    "user": "sharedns",
+                    "domain": "example.net",
+                    "record": "bob",
+                    "type": "A",
+                    "value": "192.0.2.1",
+                },
             )
         ]
         * 2,
-        ("remove_user", {"user": vanity().user}),
+        ("remove_user", {"user": vanity().user, "email": "bob@example.net"}),
     ]
 
 

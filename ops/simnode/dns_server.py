@@ -47,6 +47,8 @@ def _owner(origin: dns.name.Name, record: str) -> dns.name.Name:
 
 def _rdata(origin: dns.name.Name, rtype: str, priority: str, value: str) -> dns.rdata.Rdata | None:
     text = f"{priority} {value}" if rtype in ("MX", "SRV") else value
+    if rtype == "TXT":
+        text = _txt_strings(text.replace("%quote%", "'"))
     try:
         return dns.rdata.from_text(
             dns.rdataclass.IN,
@@ -57,6 +59,17 @@ def _rdata(origin: dns.name.Name, rtype: str, priority: str, value: str) -> dns.
         )
     except (dns.exception.DNSException, ValueError):
         return None
+
+
+def _txt_strings(value: str) -> str:
+    """A TXT value as DNS character-strings of at most 255 bytes each, as Hestia writes long
+    values (a 2048-bit DKIM key) into the zone file."""
+    # the stored value is zone-file text (DKIM's ``\;``); the strings carry the plain text
+    raw = value.strip('"').replace('" "', "").replace("\\;", ";").encode()
+    chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+    return " ".join(
+        '"' + c.decode().replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks
+    )
 
 
 def _soa(origin: dns.name.Name, zone: DnsZone) -> dns.rrset.RRset:

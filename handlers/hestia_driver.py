@@ -1,0 +1,296 @@
+"""The HestiaCP driver: ``v-*`` commands on one node over a small pool of SSH connections.
+
+``HestiaDriver(access)`` consumes a ``NodeAccess`` (address, login, the pinned host key, the
+client key files) and emits ``CommandResult``s for argv lists, parsed ``v-list-* json`` output,
+and files put over SFTP. Connections are opened lazily, kept for the driver's lifetime and
+shared (one SSH connection carries several commands at once, and a fresh connection per command
+is ~7x slower); a broken one is dropped and replaced on the next call. SSH failures and timeouts
+raise ``TransientNodeError``; a host key that does not match the pinned one, or a login the node
+refuses, raise ``PermanentNodeError`` (retrying cannot fix either; an operator must).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import posixpath
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncssh
+
+from handlers.hestia_command import (
+    CommandResult,
+    PermanentNodeError,
+    TransientNodeError,
+    command_line,
+    error_for,
+    shown,
+)
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How to reach one node. ``host_key`` is its OpenSSH public key line, pinned."""
+
+    server_id: str
+    host: str
+    port: int
+    username: str
+    host_key: str
+    client_keys: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        key = self.host_key.strip()
+        if not key or "\n" in key:
+            raise ValueError(f"{self.server_id}: host_key must be one OpenSSH public key line")
+        try:
+            asyncssh.import_public_key(key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise ValueError(f"{self.server_id}: host_key is not a public key: {exc}") from exc
+        if isinstance(self.client_keys, str):
+            object.__setattr__(self, "client_keys", (self.client_keys,))
+
+    def known_hosts(self) -> asyncssh.SSHKnownHosts:
+        """A known_hosts holding exactly the pinned key for this host and port."""
+        pattern = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return asyncssh.import_known_hosts(f"{pattern} {self.host_key.strip()}\n")
+
+
+@dataclass(eq=False)
+class _Slot:
+    conn: asyncssh.SSHClientConnection
+    busy: int = 0
+
+
+class HestiaDriver:
+    def __init__(
+        self,
+        access: NodeAccess,
+        *,
+        pool_size: int = 4,
+        command_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.access = access
+        self._pool_size = max(1, pool_size)
+        self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout
+        self._slots: list[_Slot] = []
+        self._opening = 0
+        self._changed = asyncio.Condition()
+        self._closed = False
+        self.connections_opened = 0  # for tests and metrics: how often we had to connect
+
+    @property
+    def server_id(self) -> str:
+        return self.access.server_id
+
+    async def run(self, argv: Sequence[str]) -> CommandResult:
+        """Runs one command; any exit status is returned, SSH trouble raises TransientNodeError."""
+        line = command_line(argv)
+        started = time.monotonic()
+        slot, process = await self._start(line, argv)
+        try:
+            completed = await self._wait(process, argv, slot)
+        finally:
+            slot.busy -= 1
+        if completed.exit_status is None:
+            raise self._transient(argv, "the connection ended without an exit status")
+        return CommandResult(
+            exit_status=completed.exit_status,
+            stdout=_text(completed.stdout),
+            stderr=_text(completed.stderr),
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
+
+    async def check(self, argv: Sequence[str]) -> CommandResult:
+        """Runs ``argv`` and raises the classified NodeError unless it exits 0."""
+        result = await self.run(argv)
+        if result.exit_status != 0:
+            raise error_for(self.server_id, argv, result)
+        return result
+
+    async def list_json(self, argv: Sequence[str]) -> Any:
+        """``argv`` + ``json`` (give it without the format), parsed; any non-zero exit raises."""
+        full = [*argv, "json"]
+        return self._parse(full, (await self.check(full)).stdout)
+
+    async def probe_json(self, argv: Sequence[str]) -> Any | None:
+        """Like ``list_json``, but "does not exist" (exit 3) is an answer: ``None``."""
+        full = [*argv, "json"]
+        result = await self.run(full)
+        if result.exit_status == 3:
+            return None
+        if result.exit_status != 0:
+            raise error_for(self.server_id, full, result)
+        return self._parse(full, result.stdout)
+
+    async def put_file(self, path: str, data: bytes) -> None:
+        """Writes ``data`` to ``path`` on the node over SFTP, readable by our login only."""
+        slot = await self._acquire()
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                async with slot.conn.start_sftp_client() as sftp:
+                    await sftp.makedirs(posixpath.dirname(path) or "/", exist_ok=True)
+                    async with sftp.open(path, "wb") as remote:
+                        await remote.write(data)
+                    await sftp.chmod(path, 0o600)
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            self._discard(slot)
+            raise TransientNodeError(f"{self.server_id}: uploading {path} failed: {exc}") from exc
+        finally:
+            slot.busy -= 1
+
+    async def remove_file(self, path: str) -> None:
+        """Deletes ``path`` on the node over SFTP; a missing file is fine."""
+        slot = await self._acquire()
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                async with slot.conn.start_sftp_client() as sftp:
+                    with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                        await sftp.remove(path)
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            self._discard(slot)
+            raise TransientNodeError(f"{self.server_id}: removing {path} failed: {exc}") from exc
+        finally:
+            slot.busy -= 1
+
+    async def close(self) -> None:
+        """Closes every pooled connection; later calls fail with TransientNodeError."""
+        self._closed = True
+        slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.conn.close()
+        for slot in slots:
+            await slot.conn.wait_closed()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._slots)
+
+    async def _start(
+        self, line: str, argv: Sequence[str]
+    ) -> tuple[_Slot, asyncssh.SSHClientProcess[str]]:
+        # A command whose channel could not even be opened never ran, so it is safe to try
+        # once more on a fresh connection (the pooled one may have died while idle).
+        for attempt in (1, 2):
+            slot = await self._acquire()
+            try:
+                process = await slot.conn.create_process(line, encoding="utf-8", errors="replace")
+            except (asyncssh.Error, OSError) as exc:
+                slot.busy -= 1
+                self._discard(slot)
+                if attempt == 2:
+                    raise self._transient(argv, f"could not start it: {exc}") from exc
+                continue
+            return slot, process
+        raise AssertionError("unreachable")
+
+    async def _wait(
+        self, process: asyncssh.SSHClientProcess[str], argv: Sequence[str], slot: _Slot
+    ) -> asyncssh.SSHCompletedProcess:
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                return await process.wait(check=False)
+        except TimeoutError:
+            # Only this channel is abandoned; the connection itself may be fine.
+            process.close()
+            raise self._transient(argv, f"no answer within {self._command_timeout:g}s") from None
+        except (asyncssh.Error, OSError) as exc:
+            self._discard(slot)
+            raise self._transient(argv, f"the connection failed: {exc}") from exc
+
+    async def _acquire(self) -> _Slot:
+        """The least busy open connection, or a new one while the pool has room."""
+        async with self._changed:
+            while True:
+                if self._closed:
+                    raise TransientNodeError(f"{self.server_id}: the driver is closed")
+                self._slots = [s for s in self._slots if not s.conn.is_closed()]
+                best = min(self._slots, key=lambda s: s.busy, default=None)
+                full = len(self._slots) + self._opening >= self._pool_size
+                if best is not None and (best.busy == 0 or full):
+                    best.busy += 1
+                    return best
+                if not full:
+                    self._opening += 1
+                    break
+                await self._changed.wait()
+        try:
+            conn = await self._connect()
+        finally:
+            async with self._changed:
+                self._opening -= 1
+                self._changed.notify_all()
+        slot = _Slot(conn, busy=1)
+        if self._closed:
+            conn.close()
+            raise TransientNodeError(f"{self.server_id}: the driver is closed")
+        self._slots.append(slot)
+        return slot
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        access = self.access
+        where = f"{access.server_id} ({access.username}@{access.host}:{access.port})"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                conn = await asyncssh.connect(
+                    access.host,
+                    access.port,
+                    username=access.username,
+                    client_keys=list(access.client_keys) or (),
+                    known_hosts=access.known_hosts(),
+                    agent_path=None,
+                    config=None,
+                )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise PermanentNodeError(
+                f"{where}: the node's host key does not match the pinned key"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise PermanentNodeError(f"{where}: the node refused our SSH key") from exc
+        except TimeoutError as exc:
+            raise TransientNodeError(
+                f"{where}: no SSH connection within {self._connect_timeout:g}s"
+            ) from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise TransientNodeError(f"{where}: cannot connect: {exc}") from exc
+        self.connections_opened += 1
+        return conn
+
+    def _discard(self, slot: _Slot) -> None:
+        if slot in self._slots:
+            self._slots.remove(slot)
+        slot.conn.close()
+
+    def _transient(self, argv: Sequence[str], why: str) -> TransientNodeError:
+        return TransientNodeError(f"{self.server_id}: {shown(argv)}: {why}")
+
+    def _parse(self, argv: Sequence[str], stdout: str) -> Any:
+        text = stdout.strip()
+        if not text:
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+        try:
+            # Some Hestia versions leave a comma before a closing brace in hand-built JSON.
+            return json.loads(re.sub(r",\s*([}\]])", r"\1", text))
+        except json.JSONDecodeError as exc:
+            raise TransientNodeError(
+                f"{self.server_id}: {shown(argv)} printed no valid JSON ({exc})"
+            ) from exc
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

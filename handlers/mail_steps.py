@@ -1,0 +1,164 @@
+"""Step actions for mail: ``ensure_mail_domain``, ``ensure_dkim``, ``ensure_mailbox`` and removals.
+
+``ensure_dkim`` emits the DKIM TXT value (``v=DKIM1; k=rsa; p=…``, unquoted) as ``dkim_txt``,
+which ``ensure_dns_records`` on the DNS nodes turns into the ``mail._domainkey`` record.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from handlers.domain_owner import raise_conflict
+from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.step import (
+    NodeDriver,
+    StepLog,
+    StepOutcome,
+    StepParamsError,
+    apply,
+    domain_name,
+    flag,
+    text,
+)
+
+DKIM_RECORD = "mail._domainkey"
+_QUOTA = re.compile(r"^(?:[0-9]+|unlimited)$")
+
+
+async def _mail_domain(driver: NodeDriver, user: str, domain: str) -> dict[str, Any] | None:
+    found = await driver.probe_json(["v-list-mail-domain", user, domain])
+    return None if found is None else found.get(domain, {})
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _dkim_size(params: dict[str, Any]) -> str:
+    size = params.get("dkim_size", 2048)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1024 <= size <= 4096:
+        raise StepParamsError("param 'dkim_size' must be a number of bits from 1024 to 4096")
+    return str(size)
+
+
+async def ensure_mail_domain(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """The mail domain ``domain`` held by ``user``.
+
+    params: ``user``, ``domain``, ``antispam`` (default true), ``antivirus`` (default true),
+    ``dkim`` (default true), ``dkim_size`` (bits, default 2048). Another user's domain →
+    permanent conflict. An existing domain is left as it is (``ensure_dkim`` adds a missing
+    DKIM key). outputs: none.
+    """
+    user, domain = text(params, "user"), domain_name(params)
+    options = [_yes(flag(params, name, True)) for name in ("antispam", "antivirus", "dkim")]
+    argv = ["v-add-mail-domain", user, domain, *options, _dkim_size(params)]
+    if await _mail_domain(driver, user, domain) is not None:
+        log.note(f"mail domain {domain}: present for {user}")
+        return StepOutcome(False)
+    changed = await apply(driver, log, argv, also_ok=(4,)) == 0
+    if not changed:
+        await raise_conflict(driver, log, "mail", domain, user)
+    if await _mail_domain(driver, user, domain) is None:
+        raise TransientNodeError(f"{driver.server_id}: mail domain {domain} is still absent")
+    return StepOutcome(changed)
+
+
+async def ensure_dkim(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """DKIM signing for the mail domain, and its public record.
+
+    params: ``user``, ``domain``, ``dkim_size`` (bits, default 2048; used only when a key is
+    made). outputs: ``dkim_txt`` (the TXT value, unquoted: ``v=DKIM1; k=rsa; p=…``) and
+    ``dkim_record`` (``mail._domainkey``).
+    """
+    user, domain = text(params, "user"), domain_name(params)
+    conf = await _mail_domain(driver, user, domain)
+    if conf is None:
+        raise PermanentNodeError(f"{driver.server_id}: mail domain {domain} of {user} is absent")
+    changed = False
+    if conf.get("DKIM") == "yes":
+        log.note(f"mail domain {domain}: DKIM already on")
+    else:
+        argv = ["v-add-mail-domain-dkim", user, domain, _dkim_size(params)]
+        changed = await apply(driver, log, argv, also_ok=(4,)) == 0
+    listed = await driver.list_json(["v-list-mail-domain-dkim-dns", user, domain])
+    value = str((listed or {}).get(DKIM_RECORD, {}).get("TXT", ""))
+    # Hestia prints the value inside single quotes: 'v=DKIM1; k=rsa; p=…'.
+    value = value.strip().strip("'\"")
+    if "p=" not in value or "NOT-ACTIVATED" in value:
+        raise TransientNodeError(f"{driver.server_id}: {domain} has no DKIM public key yet")
+    return StepOutcome(changed, {"dkim_txt": value, "dkim_record": DKIM_RECORD})
+
+
+async def _accounts(driver: NodeDriver, user: str, domain: str) -> dict[str, Any]:
+    found = await driver.probe_json(["v-list-mail-accounts", user, domain])
+    if found is None:
+        raise PermanentNodeError(f"{driver.server_id}: mail domain {domain} of {user} is absent")
+    return dict(found)
+
+
+async def ensure_mailbox(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """The mailbox ``account@domain`` in ``user``'s mail domain (e.g. the provider's shared one).
+
+    params: ``user``, ``domain``, ``account`` (the local part), ``password``, ``quota``
+    (optional, MB or ``unlimited``; used when the mailbox is made). An existing mailbox keeps
+    its password. outputs: ``address``.
+    """
+    user, domain = text(params, "user"), domain_name(params)
+    account, password = text(params, "account").lower(), text(params, "password")
+    quota = params.get("quota")
+    if quota is not None and not _QUOTA.fullmatch(str(quota)):
+        raise StepParamsError("param 'quota' must be a number of MB or 'unlimited'")
+    address = {"address": f"{account}@{domain}"}
+    if account in await _accounts(driver, user, domain):
+        log.note(f"mailbox {account}@{domain}: present")
+        return StepOutcome(False, address)
+    argv = ["v-add-mail-account", user, domain, account, password]
+    argv += [str(quota)] if quota is not None else []
+    changed = await apply(driver, log, argv, also_ok=(4,)) == 0
+    if account not in await _accounts(driver, user, domain):
+        raise TransientNodeError(f"{driver.server_id}: mailbox {account}@{domain} is still absent")
+    return StepOutcome(changed, address)
+
+
+async def remove_mailbox(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """No mailbox ``account@domain`` in ``user``'s mail domain; nothing else is touched.
+
+    params: ``user``, ``domain``, ``account``. Absent (or its domain absent) → unchanged.
+    """
+    user, domain = text(params, "user"), domain_name(params)
+    account = text(params, "account").lower()
+    found = await driver.probe_json(["v-list-mail-accounts", user, domain])
+    if found is None or account not in found:
+        log.note(f"mailbox {account}@{domain}: already absent")
+        return StepOutcome(False)
+    argv = ["v-delete-mail-account", user, domain, account]
+    changed = await apply(driver, log, argv, also_ok=(3,)) == 0
+    if account in (await driver.probe_json(["v-list-mail-accounts", user, domain]) or {}):
+        raise TransientNodeError(f"{driver.server_id}: mailbox {account}@{domain} is still there")
+    return StepOutcome(changed)
+
+
+async def remove_mail_domain(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """No mail domain ``domain`` for ``user`` (its mailboxes go with it).
+
+    params: ``user``, ``domain``. Absent → unchanged.
+    """
+    user, domain = text(params, "user"), domain_name(params)
+    if await _mail_domain(driver, user, domain) is None:
+        log.note(f"mail domain {domain}: already absent for {user}")
+        return StepOutcome(False)
+    changed = await apply(driver, log, ["v-delete-mail-domain", user, domain], also_ok=(3,)) == 0
+    if await _mail_domain(driver, user, domain) is not None:
+        raise TransientNodeError(f"{driver.server_id}: mail domain {domain} is still present")
+    return StepOutcome(changed)

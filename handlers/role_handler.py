@@ -1,0 +1,180 @@
+"""A role handler service (web, mail or dns): one task message in, one result message out.
+
+``RoleHandler.handle(message)`` consumes a delivery's ``body`` (a ``TaskMessage``), finds the
+node in the ``ServerDirectory``, runs the task's step action against that node's driver while a
+``HeartbeatMessage`` goes out every ``heartbeat_interval`` seconds, and publishes exactly one
+``ResultMessage``: ``succeeded`` (with ``changed``, outputs and log), ``failed_retryable`` or
+``failed_permanent`` (with a readable error and the log). Whatever the step raises becomes a
+result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. A
+failure to publish the result also raises: the delivery is then not acked, comes back, and the
+idempotent step runs again. Drivers (with their SSH pools) live as long as the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from handlers.hestia_command import NodeError
+from handlers.hestia_driver import HestiaDriver, NodeAccess
+from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
+from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
+from handlers.step_params import Unseal, resolve_params
+from handlers.step_registry import STEP_ACTIONS
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+        """Publishes one message and returns once the broker has confirmed it."""
+
+
+class ServerDirectory(Protocol):
+    async def node_access(self, server_id: str) -> NodeAccess | None:
+        """How to reach the node, or None when no such server is registered."""
+
+
+class ClosableDriver(NodeDriver, Protocol):
+    async def close(self) -> None: ...
+
+
+class InboundMessage(Protocol):
+    @property
+    def body(self) -> bytes: ...
+
+
+DriverFactory = Callable[[NodeAccess], ClosableDriver]
+
+
+class RoleHandler:
+    def __init__(
+        self,
+        role: str,
+        *,
+        directory: ServerDirectory,
+        publisher: Publisher,
+        heartbeat_interval: float = 5.0,
+        drivers: DriverFactory | None = None,
+        actions: Mapping[str, StepAction] | None = None,
+        unseal: Unseal | None = None,
+    ) -> None:
+        self.role = role
+        self._directory = directory
+        self._publisher = publisher
+        self._heartbeat_interval = heartbeat_interval
+        self._make_driver: DriverFactory = drivers or HestiaDriver
+        self._actions = dict(STEP_ACTIONS if actions is None else actions)
+        self._drivers: dict[str, tuple[NodeAccess, ClosableDriver]] = {}
+        self._unseal = unseal or _cannot_unseal
+
+    async def handle(self, message: InboundMessage) -> None:
+        task = decode_task(message.body)
+        steplog = StepLog()
+        heartbeat = asyncio.create_task(self._heartbeats(task))
+        try:
+            result = await self._run(task, steplog)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
+
+    async def close(self) -> None:
+        drivers, self._drivers = self._drivers, {}
+        for _, driver in drivers.values():
+            await driver.close()
+
+    async def _run(self, task: TaskMessage, steplog: StepLog) -> ResultMessage:
+        def failed(error: str, *, retryable: bool) -> ResultMessage:
+            outcome = "failed_retryable" if retryable else "failed_permanent"
+            steplog.note(f"{outcome}: {error}")
+            return ResultMessage(
+                task.task_id, task.attempt, self.role, outcome, error=error, log=steplog.lines
+            )
+
+        action = self._actions.get(task.action)
+        if action is None:
+            return failed(f"unknown action {task.action!r}", retryable=False)
+        steplog.note(f"{task.action} on {task.server_id} (attempt {task.attempt})")
+        try:
+            driver = await self._driver(task.server_id)
+            if driver is None:
+                return failed(f"unknown server {task.server_id!r}", retryable=False)
+            params = resolve_params(task.params, task.inputs, self._unseal)
+            outcome: StepOutcome = await action(driver, params, task.inputs, steplog)
+        except NodeError as exc:
+            return failed(str(exc), retryable=exc.retryable)
+        except StepParamsError as exc:
+            return failed(f"bad params for {task.action}: {exc}", retryable=False)
+        except Exception as exc:
+            # Not a node answer nor bad params: most likely our own bug or something passing.
+            # Retrying is bounded by the pipeline's policy, and the traceback is in our log.
+            log.exception("%s: %s failed unexpectedly", self.role, task.message_id)
+            return failed(f"unexpected {type(exc).__name__}: {exc}", retryable=True)
+        steplog.note("changed" if outcome.changed else "already as wanted; nothing changed")
+        return ResultMessage(
+            task.task_id,
+            task.attempt,
+            self.role,
+            "succeeded",
+            changed=outcome.changed,
+            log=steplog.lines,
+            outputs=outcome.outputs,
+        )
+
+    async def _driver(self, server_id: str) -> ClosableDriver | None:
+        access = await self._directory.node_access(server_id)
+        if access is None:
+            return None
+        known = self._drivers.get(server_id)
+        if known is not None and known[0] == access:
+            return known[1]
+        if known is not None:
+            # The server was re-registered (new address or host key): drop the old pool.
+            await known[1].close()
+        driver = self._make_driver(access)
+        self._drivers[server_id] = (access, driver)
+        return driver
+
+    async def _heartbeats(self, task: TaskMessage) -> None:
+        sequence = 0
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            sequence += 1
+            beat = HeartbeatMessage(task.task_id, task.attempt, self.role, sequence)
+            try:
+                await self._publisher.publish(beat.routing_key, beat.to_json(), beat.message_id)
+            except Exception:
+                # A lost heartbeat only shortens the lease; the step must not stop for it.
+                log.warning("%s: heartbeat %d for %s not sent", self.role, sequence, task.task_id)
+
+
+def decode_task(body: bytes) -> TaskMessage:
+    """The task in ``body``, or ValueError (missing fields and wrong types included)."""
+    try:
+        task = TaskMessage.from_json(body)
+    except TypeError as exc:
+        raise ValueError(f"malformed task message: {exc}") from exc
+    checks: dict[str, tuple[Any, type | tuple[type, ...]]] = {
+        "task_id": (task.task_id, str),
+        "attempt": (task.attempt, int),
+        "service_id": (task.service_id, str),
+        "step": (task.step, str),
+        "role": (task.role, str),
+        "action": (task.action, str),
+        "server_id": (task.server_id, str),
+        "params": (task.params, dict),
+        "inputs": (task.inputs, dict),
+    }
+    for name, (value, kind) in checks.items():
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"malformed task message: {name} has the wrong type")
+    return task
+
+
+def _cannot_unseal(sealed: str) -> str:
+    raise StepParamsError("this handler has no key to unseal passwords (HOSTWRIGHT_SECRET_KEY)")

@@ -1,0 +1,71 @@
+"""``hostwright serve handler <role>``: one role's handler fed from its queue.
+
+Deliveries are de-duplicated by ``<task_id>:<attempt>`` (the inbox), so a redelivered task
+message never runs its step twice; several steps run at once (the pipeline enforces each
+server's limit before it dispatches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from domain.errors import NotFound
+from handlers.hestia_driver import HestiaDriver, NodeAccess
+from handlers.role_handler import RoleHandler
+from ops.consumer import ConsumerLoop
+from ops.inbox import Inbox
+from ops.server_registry import ServerRegistry
+from ops.topology import handler_bindings, handler_queue
+from ops.transport import Transport
+
+
+class RegistryDirectory:
+    """The handlers' ServerDirectory: registered nodes, logged in to with our private key."""
+
+    def __init__(self, registry: ServerRegistry, ssh_key: str | None) -> None:
+        self._registry = registry
+        self._client_keys = (ssh_key,) if ssh_key else ()
+
+    async def node_access(self, server_id: str) -> NodeAccess | None:
+        try:
+            server = await asyncio.to_thread(self._registry.get, server_id)
+        except NotFound:
+            return None
+        return NodeAccess(
+            server_id=server.server_id,
+            host=server.host,
+            port=server.port,
+            username=server.username,
+            host_key=server.host_key,
+            client_keys=self._client_keys,
+        )
+
+
+async def run_handler(
+    handler: RoleHandler,
+    transport: Transport,
+    inbox: Inbox,
+    stop: asyncio.Event,
+    *,
+    prefetch: int,
+    concurrency: int = 16,
+) -> None:
+    loop = ConsumerLoop(
+        transport,
+        handler_queue(handler.role),
+        handler_bindings(handler.role),
+        handler.handle,
+        consumer_name=handler_queue(handler.role),
+        inbox=inbox,
+        prefetch=prefetch,
+        concurrency=concurrency,
+    )
+    try:
+        await loop.run(stop)
+    finally:
+        await handler.close()
+
+
+def driver_factory(command_timeout: float) -> partial[HestiaDriver]:
+    return partial(HestiaDriver, command_timeout=command_timeout)

@@ -1,0 +1,265 @@
+"""A whole hostwright on RabbitMQ as real processes, with simulated Hestia nodes: the
+end-to-end tests' harness.
+
+Nodes run in the test's event loop (SimNode), so a test must only ever wait with ``await``.
+Every hostwright part is its own ``hostwright serve …`` process, so a test can SIGKILL or
+SIGSTOP any of them and start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import httpx
+
+from handlers.hestia_driver import HestiaDriver, NodeAccess
+from ops.amqp_transport import AmqpTransport
+from ops.simnode import SimNode
+from ops.topology import QUEUES
+from tests.processes import HostwrightProcess
+
+PROVIDER_DOMAIN = "hosted.example"
+PROVIDER_MAIL_USER = "provmail"
+PROVIDER_DNS_USER = "provdns"
+PARTS = (
+    "gateway",
+    "relay",
+    "projections",
+    "pipeline",
+    "handler web",
+    "handler mail",
+    "handler dns",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Deployment:
+    def __init__(self, tmp_path: Path, amqp_url: str, exchange: str, database_url: str) -> None:
+        self.tmp = tmp_path
+        self.amqp_url = amqp_url
+        self.exchange = exchange
+        self.database_url = database_url
+        self.port = free_port()
+        self.token = secrets.token_urlsafe(16)
+        self.nodes: dict[str, SimNode] = {}
+        self.node_ips: dict[str, str] = {}
+        self.processes: dict[str, HostwrightProcess] = {}
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        self.key_path = tmp_path / "client_key"
+        self.key_path.write_bytes(key.export_private_key())
+        self.key_path.chmod(0o600)
+        self.public_key = key.export_public_key().decode().strip()
+        self.settings: dict[str, str] = {
+            "HOSTWRIGHT_DATABASE_URL": database_url,
+            "HOSTWRIGHT_AMQP_URL": amqp_url,
+            "HOSTWRIGHT_EXCHANGE": exchange,
+            "HOSTWRIGHT_LISTEN": f"127.0.0.1:{self.port}",
+            "HOSTWRIGHT_API_TOKEN": self.token,
+            "HOSTWRIGHT_SECRET_KEY": "e2e-secret-key",
+            "HOSTWRIGHT_SSH_KEY": str(self.key_path),
+            "HOSTWRIGHT_RETRY_MAX_ATTEMPTS": "4",
+            "HOSTWRIGHT_RETRY_INITIAL_BACKOFF_S": "0.5",
+            "HOSTWRIGHT_RETRY_MAX_BACKOFF_S": "4",
+            "HOSTWRIGHT_LEASE_S": "10",
+            "HOSTWRIGHT_HEARTBEAT_S": "1",
+            "HOSTWRIGHT_COMMAND_TIMEOUT_S": "8",
+            "HOSTWRIGHT_VANITY_DOMAIN": PROVIDER_DOMAIN,
+            "HOSTWRIGHT_VANITY_MAIL_USER": PROVIDER_MAIL_USER,
+            "HOSTWRIGHT_VANITY_DNS_USER": PROVIDER_DNS_USER,
+        }
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+
+    # --- nodes -----------------------------------------------------------------------
+
+    async def add_node(self, server_id: str, roles: tuple[str, ...], ip: str) -> SimNode:
+        node = SimNode(self.tmp / f"node-{server_id}", roles, ip=ip)
+        await node.start()
+        node.authorize(self.public_key)
+        self.nodes[server_id] = node
+        self.node_ips[server_id] = ip
+        return node
+
+    def access(self, server_id: str) -> NodeAccess:
+        node = self.nodes[server_id]
+        return NodeAccess(
+            server_id,
+            node.host,
+            node.port,
+            "hostwright",
+            node.host_public_key,
+            (str(self.key_path),),
+        )
+
+    async def on_node(self, server_id: str, *argv: str) -> Any:
+        """Runs one Hestia command on a node as staff would; returns parsed JSON when asked."""
+        driver = HestiaDriver(self.access(server_id))
+        try:
+            if argv[0].startswith("v-list-"):
+                return await driver.list_json(list(argv))
+            return await driver.check(list(argv))
+        finally:
+            await driver.close()
+
+    async def register_nodes(
+        self, only: tuple[str, ...] | None = None, max_concurrency: int = 4
+    ) -> None:
+        for server_id, node in self.nodes.items():
+            if only is not None and server_id not in only:
+                continue
+            body = {
+                "server_id": server_id,
+                "roles": sorted(node.roles),
+                "host": node.host,
+                "port": node.port,
+                "username": "hostwright",
+                "host_key": node.host_public_key,
+                "ip": self.node_ips[server_id],
+                "max_concurrency": max_concurrency,
+            }
+            reply = await self.client.post("/v1/servers", json=body)
+            assert reply.status_code == 202, reply.text
+
+    async def provision_provider(self, mail_server: str, dns_servers: list[str]) -> None:
+        """The provider's own things vanity services hang off, made by hand as staff would."""
+        await self.on_node(
+            mail_server,
+            "v-add-user",
+            PROVIDER_MAIL_USER,
+            "Provider-pass-1",
+            f"postmaster@{PROVIDER_DOMAIN}",
+        )
+        await self.on_node(mail_server, "v-add-mail-domain", PROVIDER_MAIL_USER, PROVIDER_DOMAIN)
+        for dns in dns_servers:
+            await self.on_node(
+                dns,
+                "v-add-user",
+                PROVIDER_DNS_USER,
+                "Provider-pass-1",
+                f"hostmaster@{PROVIDER_DOMAIN}",
+            )
+            await self.on_node(
+                dns, "v-add-dns-domain", PROVIDER_DNS_USER, PROVIDER_DOMAIN, self.node_ips[dns]
+            )
+
+    # --- hostwright ------------------------------------------------------------------
+
+    def start(self, part: str, **extra_env: str) -> HostwrightProcess:
+        name = part.replace(" ", "-") + f"-{len(self.processes)}"
+        process = HostwrightProcess(
+            ["serve", *part.split()], {**self.settings, **extra_env}, self.tmp, name
+        ).start()
+        self.processes[part] = process
+        return process
+
+    async def start_all(self) -> None:
+        for part in PARTS:
+            self.start(part)
+        await self.wait_for_gateway()
+
+    async def wait_for_gateway(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if (await self.client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError("the gateway never answered:\n" + self.logs())
+
+    async def order(self, service_id: int, mode: str, domain: str, **extra: Any) -> None:
+        body = {
+            "service_id": service_id,
+            "client_id": 1,
+            "mode": mode,
+            "domain": domain,
+            "plan": {"package": "e2e", "disk_mb": 1000},
+            **extra,
+        }
+        reply = await self.client.post("/v1/services", json=body)
+        assert reply.status_code == 202, reply.text
+
+    async def status(self, service_id: int) -> dict[str, Any]:
+        reply = await self.client.get(f"/v1/services/{service_id}")
+        if reply.status_code == 404:
+            return {"status": None}
+        assert reply.status_code == 200, reply.text
+        value: dict[str, Any] = reply.json()
+        return value
+
+    async def wait_status(self, service_ids: list[int], status: str, timeout: float) -> None:
+        try:
+            await wait_until(
+                lambda: self._all_in(service_ids, status),
+                timeout,
+                f"services {service_ids} {status}",
+            )
+        except AssertionError as exc:
+            tasks = (await self.client.get("/v1/tasks")).json()["tasks"]
+            unfinished = [t for t in tasks if t["state"] != "succeeded"]
+            states = {i: (await self.status(i))["status"] for i in service_ids}
+            raise AssertionError(
+                f"{exc}\nstatuses: {states}\nunfinished tasks: {dumps(unfinished)}\n{self.logs()}"
+            ) from None
+
+    async def _all_in(self, service_ids: list[int], status: str) -> bool:
+        statuses = [(await self.status(i))["status"] for i in service_ids]
+        return all(s == status for s in statuses)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {part} ---\n{p.log()[-3000:]}" for part, p in self.processes.items())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        for process in self.processes.values():
+            process.__exit__()
+        for node in self.nodes.values():
+            await node.stop()
+        transport = AmqpTransport(self.amqp_url, self.exchange)
+        await transport.connect()
+        for queue in QUEUES:
+            await transport.delete_queue(queue)
+            await transport.delete_queue(f"{queue}.dead")
+        await transport.delete_exchange()
+        await transport.close()
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]],
+    timeout: float,
+    what: str,
+    context: Callable[[], str] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
+
+
+def records_of(listing: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+    """(name, type, value) of every record in a v-list-dns-records listing, duplicates kept."""
+    return sorted((r["RECORD"], r["TYPE"], r["VALUE"].replace('"', "")) for r in listing.values())
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=1, sort_keys=True)
