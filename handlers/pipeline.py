@@ -291,6 +291,9 @@ class Pipeline:
             return
         task = await asyncio.to_thread(self._store.task, task_id)
         self._remember(task)
+        run = self._runs.get(task.service_id)
+        if run is not None and task.is_open:
+            run.outcome_recorded = False  # "Try again": the run's outcome is open once more
 
     async def _settle(self, run: _Run) -> None:
         """Records the service's outcome once the run has one (and only if not yet recorded,

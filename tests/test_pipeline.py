@@ -4,6 +4,7 @@ superseded attempts, outcomes, and a rebuild after a crash."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -283,5 +284,29 @@ async def test_a_redeploy_starts_a_new_run_that_supersedes_the_open_one(
     assert published.messages == []
     for message in fresh:
         await pipeline.on_result(ok(message))
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "active"
+
+
+async def test_try_again_on_a_failed_task_brings_the_service_back_to_active(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    first = published.take()
+    web = next(m for m in first if m.step == "web.user")
+    await pipeline.on_result(failed(web, "failed_permanent"))
+    published.messages.extend(m for m in first if m is not web)  # the mail chain goes on
+    assert store.get_service("7").status == "deploy_failed"
+    # staff press "Try again" on the task: the gateway records Task.Retried, the relay brings it
+    adapter = StorePipelineAdapter(store)
+    task = adapter.task(uuid.UUID(web.task_id))
+    assert task.retry(clock.now, actor="admin")
+    adapter.save(task)
+    await pipeline.on_event("Task.Retried", task.id, version=task.version)
+    retried = next(m for m in published.messages if m.step == "web.user")
+    assert retried.attempt == 2
     await run_to_the_end(pipeline, published)
     assert store.get_service("7").status == "active"
