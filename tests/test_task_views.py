@@ -24,6 +24,7 @@ from projections.services_view import ServicesView
 from projections.task_queue_view import TaskQueueView
 from projections.timeline_view import DeployTimelineView, duration_ms
 from projections.view import Recorded, Row, Rows, View
+from tests.memory_rows import MemoryRows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0)
@@ -36,28 +37,6 @@ def at(seconds: float) -> datetime:
 
 def text(seconds: float) -> str:
     return at(seconds).isoformat(timespec="microseconds")
-
-
-class MemoryRows:
-    """The ``Rows`` port over dicts: {table: {key: row}} (as in tests/test_views.py)."""
-
-    def __init__(self, views: list[View]) -> None:
-        self.tables: dict[str, dict[tuple[Any, ...], Row]] = {}
-        self.keys: dict[str, tuple[str, ...]] = {}
-        for view in views:
-            for table in view.tables:
-                self.tables[table.name] = {}
-                self.keys[table.name] = table.key
-
-    def get(self, table: str, key: tuple[Any, ...]) -> Row | None:
-        row = self.tables[table].get(key)
-        return None if row is None else dict(row)
-
-    def put(self, table: str, row: Row) -> None:
-        self.tables[table][tuple(row[k] for k in self.keys[table])] = dict(row)
-
-    def delete(self, table: str, key: tuple[Any, ...]) -> None:
-        self.tables[table].pop(key, None)
 
 
 def test_the_fake_satisfies_the_real_port() -> None:

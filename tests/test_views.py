@@ -11,30 +11,9 @@ from projections.catalogue import all_views
 from projections.oplog_view import OperationLogView
 from projections.services_view import ServicesView
 from projections.view import Recorded, Row, Rows, View
+from tests.memory_rows import MemoryRows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-class MemoryRows:
-    """The ``Rows`` port over dicts: {table: {key: row}}."""
-
-    def __init__(self, views: list[View]) -> None:
-        self.tables: dict[str, dict[tuple[Any, ...], Row]] = {}
-        self.keys: dict[str, tuple[str, ...]] = {}
-        for view in views:
-            for table in view.tables:
-                self.tables[table.name] = {}
-                self.keys[table.name] = table.key
-
-    def get(self, table: str, key: tuple[Any, ...]) -> Row | None:
-        row = self.tables[table].get(key)
-        return None if row is None else dict(row)
-
-    def put(self, table: str, row: Row) -> None:
-        self.tables[table][tuple(row[k] for k in self.keys[table])] = dict(row)
-
-    def delete(self, table: str, key: tuple[Any, ...]) -> None:
-        self.tables[table].pop(key, None)
 
 
 def test_the_fake_satisfies_the_real_port() -> None:
