@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 
 import aio_pika
@@ -17,33 +17,16 @@ from ops.database import Database
 from ops.inbox import Inbox
 from ops.inprocess_transport import InProcessTransport
 from ops.transport import Message, TransportError
-from tests.test_transport import (
+from tests.test_transport import (  # noqa: F401 - shared fixtures
     AnyTransport,
     QueueNames,
     clean_broker,
     new_transport,
+    queue_names,
+    transport,
     wait_for_depth,
     wait_until,
 )
-
-
-@pytest.fixture
-def queue_names(exchange_name: str) -> QueueNames:
-    return QueueNames(exchange_name)
-
-
-@pytest.fixture(params=["amqp", "inprocess"])
-async def transport(
-    request: pytest.FixtureRequest, amqp_url: str, exchange_name: str, queue_names: QueueNames
-) -> AsyncIterator[AnyTransport]:
-    transport = new_transport(request.param, amqp_url, exchange_name)
-    await transport.connect()
-    try:
-        yield transport
-    finally:
-        await transport.close()
-        if request.param == "amqp":
-            await clean_broker(amqp_url, exchange_name, queue_names)
 
 
 @pytest.fixture
