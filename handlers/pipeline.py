@@ -113,6 +113,10 @@ class Pipeline:
         self._random = unit_random
         self._runs: dict[str, _Run] = {}  # latest run per service
         self._by_id: dict[uuid.UUID, Task] = {}
+        # Attempts of a superseded run that may still be running on a node: a newer run of the
+        # same service waits for them (result, or lease out) so an old removal cannot land
+        # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
+        self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
         self._lock = asyncio.Lock()
 
     # --- state -------------------------------------------------------------------------
@@ -142,12 +146,19 @@ class Pipeline:
             self._by_id[task.id] = task
 
     def in_flight(self, server_id: str) -> int:
-        return sum(
+        running = sum(
             1
             for run in self._runs.values()
             for task in run.tasks.values()
             if task.server_id == server_id and task.state == "dispatched"
         )
+        draining = sum(
+            1
+            for attempts in self._draining.values()
+            for server, _ in attempts.values()
+            if server == server_id
+        )
+        return running + draining
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -164,9 +175,11 @@ class Pipeline:
 
     async def on_result(self, result: ResultMessage) -> None:
         async with self._lock:
+            self._stop_draining(uuid.UUID(result.task_id))
             task = self._by_id.get(uuid.UUID(result.task_id))
             if task is None:
                 log.info("pipeline: result for a task not in an open run: %s", result.task_id)
+                await self._dispatch_ready()  # it may have been what a newer run waited for
                 return
             now = self._clock()
             if result.outcome == "succeeded":
@@ -208,6 +221,10 @@ class Pipeline:
         """Expires leases and starts whatever is due."""
         async with self._lock:
             now = self._clock()
+            for service_id, attempts in list(self._draining.items()):
+                for task_id, (_, lease) in list(attempts.items()):
+                    if lease <= now:
+                        self._stop_draining(task_id, service_id)
             for run in list(self._runs.values()):
                 expired = [
                     t
@@ -270,6 +287,11 @@ class Pipeline:
         if current is not None:
             superseded = [t for t in current.open_tasks() if t.is_open]
             for old in superseded:
+                if old.state == "dispatched" and old.lease_expires_at is not None:
+                    self._draining.setdefault(service_id, {})[old.id] = (
+                        old.server_id,
+                        old.lease_expires_at,
+                    )
                 old.cancel(now, actor="pipeline: superseded by a newer run")
         try:
             await self._save(service, *superseded, *tasks)
@@ -285,6 +307,12 @@ class Pipeline:
         if not tasks:
             await self._settle(self._runs.setdefault(service_id, _Run(service_id, run_no)))
         return True
+
+    def _stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:
+        for sid in [service_id] if service_id else list(self._draining):
+            attempts = self._draining.get(sid)
+            if attempts and attempts.pop(task_id, None) is not None and not attempts:
+                del self._draining[sid]
 
     async def _refresh_task(self, task_id: uuid.UUID) -> None:
         if task_id not in self._by_id:
@@ -341,6 +369,8 @@ class Pipeline:
                     break
                 if not task.is_due(now) or not self._dependencies_met(run, task):
                     continue
+                if self._draining.get(run.service_id):
+                    continue  # the superseded run still has attempts out on a node
                 if task.server_id not in in_flight:
                     in_flight[task.server_id] = self.in_flight(task.server_id)
                 if in_flight[task.server_id] >= self._limits.max_concurrency(task.server_id):

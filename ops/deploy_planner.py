@@ -64,4 +64,5 @@ def provider_settings(settings: Settings) -> ProviderSettings | None:
         provider_domain=settings.vanity_domain,
         shared_mail_user=settings.vanity_mail_user or "",
         provider_dns_user=settings.vanity_dns_user or "",
+        mail_server=settings.vanity_mail_server,
     )

@@ -48,6 +48,7 @@ class Settings:
     vanity_domain: str | None = None
     vanity_mail_user: str | None = None
     vanity_dns_user: str | None = None
+    vanity_mail_server: str | None = None  # server_id holding the shared mail user
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:

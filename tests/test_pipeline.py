@@ -277,11 +277,12 @@ async def test_a_redeploy_starts_a_new_run_that_supersedes_the_open_one(
     old = published.take()
     store.request(parse_lifecycle("redeploy", "7", {}, now=T0, actor="whmcs"))
     await pipeline.on_event("Service.RedeployRequested", service_uuid("7"), version=2)
-    fresh = published.take()
-    assert {m.step for m in fresh} == {"web.user", "mail.domain"}
+    assert published.messages == []  # waits for the old attempts to come off the nodes
     for message in old:
         await pipeline.on_result(ok(message))  # results of the superseded run change nothing
-    assert published.messages == []
+    fresh = published.take()
+    assert {m.step for m in fresh} == {"web.user", "mail.domain"}
+    assert all(m.task_id not in {o.task_id for o in old} for m in fresh)
     for message in fresh:
         await pipeline.on_result(ok(message))
     await run_to_the_end(pipeline, published)
@@ -310,3 +311,22 @@ async def test_try_again_on_a_failed_task_brings_the_service_back_to_active(
     assert retried.attempt == 2
     await run_to_the_end(pipeline, published)
     assert store.get_service("7").status == "active"
+
+
+async def test_a_new_run_waits_until_the_superseded_runs_attempts_are_off_the_nodes(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    old = published.take()  # web.user and mail.domain are running on their nodes
+    store.request(parse_lifecycle("redeploy", "7", {}, now=T0, actor="whmcs"))
+    await pipeline.on_event("Service.RedeployRequested", service_uuid("7"), version=2)
+    assert published.messages == [], "the new run must not overlap the old one's attempts"
+    assert pipeline.in_flight("web1") == 1  # the old attempt still counts against the limit
+    await pipeline.on_result(ok(old[0]))  # ignored as a result, but it is off the node now
+    assert published.messages == []
+    clock.now += timedelta(seconds=31)  # the other old attempt's lease runs out
+    await pipeline.tick()
+    assert {m.step for m in published.take()} == {"web.user", "mail.domain"}
