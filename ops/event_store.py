@@ -138,11 +138,12 @@ def _order_details(service: Service) -> tuple[object, ...]:
 def _open_application(database_url: str) -> Hostwright:
     """Opens the store, creating its tables if need be. Several processes starting on a new
     PostgreSQL database race on CREATE TABLE IF NOT EXISTS ("tuple concurrently updated");
-    the loser tries again, and then finds the tables there."""
+    the loser tries again, and then finds the tables there. The race also surfaces as a
+    unique violation on PostgreSQL's catalogue (``pg_type_typname_nsp_index``): IntegrityError."""
     for attempt in range(5):
         try:
             return Hostwright(env=store_env(database_url))
-        except (InternalError, ProgrammingError, OperationalError):
+        except (InternalError, ProgrammingError, OperationalError, IntegrityError):
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
