@@ -7,6 +7,7 @@ hostwright replay                   exit 0 when every view equals a rebuild from
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright bench intake [...]
+hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     intake.add_argument("--rate", type=float, default=200.0, help="open-loop offered rate")
     intake.add_argument("--stores", default="sqlite,postgresql", help="which stores to measure")
     intake.set_defaults(run=_run_bench_intake)
+    deploy = bench_sub.add_parser(
+        "deploy", help="Split orders to active on simulated nodes: rate and latency"
+    )
+    deploy.add_argument("--services", type=int, default=200, help="orders in the burst")
+    deploy.add_argument("--latency-ms", default="0,50", help="added per node command, e.g. 0,50")
+    deploy.add_argument("--amqp-url", default=None, help="default: HOSTWRIGHT_AMQP_URL or local")
+    deploy.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
+    deploy.add_argument("--burst-rate", type=float, default=200.0, help="burst orders per second")
+    deploy.add_argument("--paced", type=int, default=40, help="orders in the paced phase")
+    deploy.add_argument("--paced-rate", type=float, default=2.0, help="paced orders per second")
+    deploy.add_argument("--node-concurrency", type=int, default=16, help="max_concurrency per node")
+    deploy.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    deploy.set_defaults(run=_run_bench_deploy)
     return parser
 
 
@@ -146,6 +160,22 @@ def _run_bench_intake(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         rate=args.rate,
         stores=tuple(args.stores.split(",")),
+    )
+
+
+def _run_bench_deploy(args: argparse.Namespace) -> int:
+    from ops.bench_deploy import run_deploy_bench
+
+    return run_deploy_bench(
+        services=args.services,
+        latencies=tuple(int(v) for v in args.latency_ms.split(",") if v.strip()),
+        amqp_url=args.amqp_url,
+        postgres_url=args.postgres_url,
+        burst_rate=args.burst_rate,
+        paced=args.paced,
+        paced_rate=args.paced_rate,
+        node_concurrency=args.node_concurrency,
+        profile=not args.no_profile,
     )
 
 
