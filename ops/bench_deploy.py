@@ -337,7 +337,8 @@ async def _drive(
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(pids).items()}
         profile_lines = _stop_profiler(spy) if spy is not None else []
         await asyncio.sleep(0.7)  # PostgreSQL's statistics lag by up to half a second
-        commits = _commits(database_url) - commits_before
+        commits_after = _commits(database_url)
+        commits = commits_after - commits_before if min(commits_before, commits_after) >= 0 else 0
         events = store.max_notification_id() - events_before
         burst = reader.phase("burst", ids, orders)
 
@@ -502,11 +503,16 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 def _commits(database_url: str) -> int:
+    """Transactions committed in the database so far; -1 when the server has no free slot."""
     name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
-        ).fetchone()
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+            ).fetchone()
+    except psycopg.OperationalError as exc:
+        print(f"(could not count PostgreSQL commits: {exc})")
+        return -1
     return int(row[0]) if row else 0
 
 
@@ -558,7 +564,13 @@ _CATEGORIES = (
     ("concurrent", "thread hand-offs"),
 )
 # (function, file) of a leaf frame that is waiting for work, not doing any
-_IDLE_LEAVES = (("select", "selectors"), ("wait", "threading"), ("get", "queue"))
+# (an idle pool worker blocks in C inside SimpleQueue.get, so its leaf frame is _worker)
+_IDLE_LEAVES = (
+    ("select", "selectors"),
+    ("wait", "threading"),
+    ("get", "queue"),
+    ("_worker", "thread"),
+)
 
 
 def _category(frames: list[str]) -> str:
