@@ -232,8 +232,14 @@ class AmqpTransport:
             raise failures[0]
         return unroutable
 
+    def queue_name(self, name: str) -> str:
+        """The broker's name for a queue: queues are global in a vhost, so they carry the
+        exchange's name; two installs (or test runs) on one vhost never share a queue."""
+        return f"{self.exchange}.{name}"
+
     async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
         channel = self._require(self._admin)
+        name = self.queue_name(name)
         async with _as_transport_errors(f"declare {name}", self.timeout):
             dead = await channel.declare_queue(f"{name}.dead", durable=True)
             await dead.bind(self.dead_exchange, routing_key=name)
@@ -252,6 +258,7 @@ class AmqpTransport:
         self, queue: str, callback: DeliveryCallback, *, prefetch: int
     ) -> _AmqpSubscription:
         connection = self._require(self._connection)
+        queue = self.queue_name(queue)
         async with _as_transport_errors(f"consume {queue}", self.timeout):
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=prefetch)
@@ -267,6 +274,7 @@ class AmqpTransport:
 
     async def queue_depth(self, name: str) -> int:
         channel = self._require(self._admin)
+        name = self.queue_name(name)
         async with _as_transport_errors(f"depth of {name}", self.timeout):
             # A fresh passive declare each time: the robust channel's cached queue object
             # keeps the message count of its first declaration.
@@ -277,6 +285,7 @@ class AmqpTransport:
     async def delete_queue(self, name: str) -> None:
         """Deletes a queue if it exists (test and tool clean-up)."""
         channel = self._require(self._admin)
+        name = self.queue_name(name)
         async with _as_transport_errors(f"delete {name}", self.timeout):
             await channel.queue_delete(name)
 
