@@ -65,16 +65,27 @@ class RegisterServer:
 
     def fields(self) -> dict[str, Any]:
         """The node description as recorded in events (JSON-able)."""
-        return {
-            "server_id": self.server_id,
-            "roles": list(self.roles),
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "host_key": self.host_key,
-            "ip": self.ip,
-            "max_concurrency": self.max_concurrency,
-        }
+        return node_description(self)
+
+
+NODE_FIELDS = (
+    "server_id",
+    "roles",
+    "host",
+    "port",
+    "username",
+    "host_key",
+    "ip",
+    "max_concurrency",
+)
+
+
+def node_description(node: Any) -> dict[str, Any]:
+    """A node's description as recorded in events (JSON-able), from a RegisterServer command
+    or a Server aggregate alike: both carry the same fields."""
+    description = {name: getattr(node, name) for name in NODE_FIELDS}
+    description["roles"] = list(description["roles"])
+    return description
 
 
 @dataclass(frozen=True)
@@ -206,16 +217,7 @@ class Server(Aggregate):
 
     def fields(self) -> dict[str, Any]:
         """The node's current description, in the shape ``RegisterServer.fields`` has."""
-        return {
-            "server_id": self.server_id,
-            "roles": list(self.roles),
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "host_key": self.host_key,
-            "ip": self.ip,
-            "max_concurrency": self.max_concurrency,
-        }
+        return node_description(self)
 
     def facts(self) -> ServerFacts:
         return ServerFacts(
