@@ -40,6 +40,7 @@ class Task(Aggregate):
         server_id: str
         params: dict[str, Any]
         depends_on: list[str]
+        operation: str  # what its run does: deploy, reset, suspend, unsuspend, terminate, …
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Task(Aggregate):
         server_id: str,
         params: dict[str, Any],
         depends_on: list[str],
+        operation: str = "deploy",
     ) -> None:
         self.service_id = service_id
         self.run = run
@@ -60,6 +62,7 @@ class Task(Aggregate):
         self.server_id = server_id
         self.params = params
         self.depends_on = depends_on
+        self.operation = operation
         self.state = "planned"
         self.attempt = 0
         self.round_start = 0  # attempts before the last "Try again"
@@ -152,6 +155,7 @@ class Task(Aggregate):
         params: dict[str, Any],
         depends_on: list[str],
         now: datetime,
+        operation: str = "deploy",
     ) -> Task:
         return cls._create(
             cls.Planned,
@@ -165,6 +169,7 @@ class Task(Aggregate):
             server_id=server_id,
             params=params,
             depends_on=depends_on,
+            operation=operation,
         )
 
     @property

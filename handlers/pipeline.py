@@ -280,6 +280,7 @@ class Pipeline:
                 params=s.params,
                 depends_on=list(s.depends_on),
                 now=now,
+                operation=kind,
             )
             for s in steps
         ]
