@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +72,7 @@ TOPICS = {
     get_topic(Service.DeployFailed): "failed",
     get_topic(Task.Planned): "planned",
     get_topic(Task.Dispatched): "dispatched",
+    get_topic(Task.Succeeded): "succeeded",
 }
 
 
@@ -108,6 +109,7 @@ class Run:
     commits: int
     events: int
     profile: list[str] = field(default_factory=list)
+    step_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 def run_deploy_bench(
@@ -341,6 +343,7 @@ async def _drive(
         commits = commits_after - commits_before if min(commits_before, commits_after) >= 0 else 0
         events = store.max_notification_id() - events_before
         burst = reader.phase("burst", ids, orders)
+        step_ms = reader.step_times(ids)
 
         print(f"[{latency_ms} ms/command] paced: {paced} orders at {paced_rate:g}/s …")
         paced_ids = range(100_000, 100_000 + paced)
@@ -358,7 +361,15 @@ async def _drive(
     finally:
         store.close()
     return Run(
-        latency_ms, burst, paced_phase, cpu, wall, commits, events, _summarise(profile_lines)
+        latency_ms,
+        burst,
+        paced_phase,
+        cpu,
+        wall,
+        commits,
+        events,
+        _summarise(profile_lines),
+        step_ms,
     )
 
 
@@ -405,6 +416,7 @@ class _EventReader:
         self.first_dispatch: dict[str, datetime] = {}
         self.activated: dict[str, datetime] = {}
         self.failed: dict[str, datetime] = {}
+        self._steps: dict[uuid.UUID, _StepTimes] = {}
 
     def poll(self) -> None:
         topics = list(TOPICS)
@@ -425,10 +437,25 @@ class _EventReader:
             self.ordered[event.service_id] = event.timestamp
         elif kind == "planned":
             self._task_service[event.originator_id] = event.service_id
+            self._steps[event.originator_id] = _StepTimes(
+                event.service_id,
+                event.run,
+                event.step,
+                event.role,
+                event.timestamp,
+                tuple(event.depends_on),
+            )
         elif kind == "dispatched":
             sid = self._task_service.get(event.originator_id)
             if sid is not None and sid not in self.first_dispatch:
                 self.first_dispatch[sid] = event.timestamp
+            times = self._steps.get(event.originator_id)
+            if times is not None:
+                times.dispatched = event.timestamp
+        elif kind == "succeeded":
+            times = self._steps.get(event.originator_id)
+            if times is not None:
+                times.succeeded = event.timestamp
         elif kind in ("activated", "failed"):
             sid = self._service_of.get(event.originator_id)
             if sid is not None:
@@ -444,6 +471,23 @@ class _EventReader:
             await asyncio.sleep(0.25)
         done = len(wanted & (set(self.activated) | set(self.failed)))
         raise TimeoutError(f"only {done} of {len(wanted)} services settled in {timeout:.0f}s")
+
+    def step_times(self, ids: range) -> dict[str, list[float]]:
+        """Where a step's time goes, in ms: from ready (planned, or its last dependency
+        succeeded) to dispatched — the pipeline, with per-server limits — and from dispatched
+        to its success recorded, per role — the broker, the handler, SSH and the node."""
+        wanted = {str(i) for i in ids}
+        by_key = {(t.service_id, t.run, t.step): t for t in self._steps.values()}
+        spans: dict[str, list[float]] = defaultdict(list)
+        for t in self._steps.values():
+            if t.service_id not in wanted or t.dispatched is None or t.succeeded is None:
+                continue
+            deps = [by_key.get((t.service_id, t.run, d)) for d in t.depends_on]
+            done = [d.succeeded for d in deps if d is not None and d.succeeded is not None]
+            ready = max([t.planned, *done])
+            spans["ready → dispatched (pipeline)"].append(_ms(t.dispatched - ready))
+            spans[f"dispatched → succeeded, {t.role}"].append(_ms(t.succeeded - t.dispatched))
+        return dict(spans)
 
     def phase(self, name: str, ids: range, orders: LoadResult) -> Phase:
         sids = [str(i) for i in ids]
@@ -464,6 +508,18 @@ class _EventReader:
             [_ms(self.activated[s] - self.ordered[s]) for s in sids if s in self.activated],
             orders,
         )
+
+
+@dataclass
+class _StepTimes:
+    service_id: str
+    run: int
+    step: str
+    role: str
+    planned: datetime
+    depends_on: tuple[str, ...]
+    dispatched: datetime | None = None
+    succeeded: datetime | None = None
 
 
 def _ms(delta: Any) -> float:
@@ -723,6 +779,12 @@ def _report(floor: Floor, runs: list[Run], node_concurrency: int) -> None:
         for label, seconds in sorted(run.cpu_s.items(), key=lambda kv: -kv[1]):
             if seconds >= 0.05:
                 print(f"  {seconds:8.1f}  {seconds / run.wall_s:6.0%}  {label}")
+        print("  a step's time in the burst, ms (p50 / p99 / mean, steps):")
+        for label, values in sorted(run.step_ms.items()):
+            print(
+                f"    {_pct(values, 50):7.0f} / {_pct(values, 99):7.0f} / "
+                f"{statistics.mean(values):7.0f}, {len(values):>5}  {label}"
+            )
         for line in run.profile:
             print("  " + line)
     print()

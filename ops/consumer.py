@@ -8,6 +8,12 @@ again dead-letters the message (``<queue>.dead``), so nothing loops forever.
 
 Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
 the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
+
+With a ``batch_handler`` one worker takes every delivery waiting at that moment (up to
+``max_batch``) and hands them over together: one inbox query, one handler call, one inbox
+write for the lot — what lets the pipeline record a batch of results in one transaction. If
+the batch handler raises, each message of the batch goes through ``handler`` on its own, with
+the usual redelivery rules, so one bad message cannot hold the others back.
 On stop the loop stops taking, hands back what it took but did not start, lets in-flight
 handlers finish within ``stop_grace`` and returns.
 """
@@ -26,6 +32,7 @@ from ops.transport import Delivery, Message, Subscription, Transport, TransportE
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Awaitable[None]]
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
 # Pause before handing a message back when our own storage (not the handler) failed, so an
 # inbox outage does not become a hot redelivery loop.
@@ -46,6 +53,8 @@ class ConsumerLoop:
         stop_grace: float = 10.0,
         concurrency: int = 1,
         max_backoff: float = 5.0,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = 256,
     ) -> None:
         self._transport = transport
         self._queue = queue
@@ -55,7 +64,9 @@ class ConsumerLoop:
         self._inbox = inbox
         self._prefetch = prefetch
         self._stop_grace = stop_grace
-        self._concurrency = max(1, concurrency)
+        self._concurrency = 1 if batch_handler else max(1, concurrency)
+        self._batch_handler = batch_handler
+        self._max_batch = max(1, max_batch)
         self._max_backoff = max_backoff
         self._pending: asyncio.Queue[Delivery] = asyncio.Queue()
         self._busy = 0
@@ -123,7 +134,13 @@ class ConsumerLoop:
             self._busy += 1
             self._idle.clear()
             try:
-                await self._process(delivery)
+                if self._batch_handler is None:
+                    await self._process(delivery)
+                else:
+                    batch = [delivery]
+                    while len(batch) < self._max_batch and not self._pending.empty():
+                        batch.append(self._pending.get_nowait())
+                    await self._process_batch(batch, self._batch_handler)
             finally:
                 self._busy -= 1
                 if self._busy == 0:
@@ -149,6 +166,53 @@ class ConsumerLoop:
         finally:
             del self._in_progress[message_id]
             done.set()
+
+    async def _process_batch(self, batch: list[Delivery], handle: BatchHandler) -> None:
+        fresh: dict[str, Delivery] = {}
+        repeats: list[Delivery] = []
+        for delivery in batch:
+            message_id = delivery.message.message_id
+            if not message_id:
+                await self._process(delivery)  # dead-letters it, with the reason logged
+            elif message_id in fresh:
+                repeats.append(delivery)  # the same message twice in one batch
+            else:
+                fresh[message_id] = delivery
+        try:
+            seen = await asyncio.to_thread(self._inbox.seen_among, self._name, list(fresh))
+        except Exception:
+            log.exception("%s: inbox unavailable; handing %d back", self._name, len(batch))
+            await asyncio.sleep(_INFRA_PAUSE)
+            for delivery in [*fresh.values(), *repeats]:
+                await _settle(delivery.reject(requeue=True))
+            return
+        for message_id in seen:
+            await _settle(fresh.pop(message_id).ack())
+        if fresh:
+            try:
+                await handle([delivery.message for delivery in fresh.values()])
+            except Exception:
+                log.warning(
+                    "%s: a batch of %d failed; handling its messages one by one",
+                    self._name,
+                    len(fresh),
+                    exc_info=True,
+                )
+                for message_id, delivery in fresh.items():
+                    await self._handle_once(delivery, message_id)
+            else:
+                try:
+                    await asyncio.to_thread(self._inbox.remember_all, self._name, list(fresh))
+                except Exception:
+                    log.exception("%s: could not remember a batch; redelivery follows", self._name)
+                    await asyncio.sleep(_INFRA_PAUSE)
+                    for delivery in fresh.values():
+                        await _settle(delivery.reject(requeue=True))
+                    fresh = {}
+                for delivery in fresh.values():
+                    await _settle(delivery.ack())
+        for delivery in repeats:
+            await _settle(delivery.ack())
 
     async def _handle_once(self, delivery: Delivery, message_id: str) -> None:
         try:

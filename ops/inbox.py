@@ -32,6 +32,32 @@ class Inbox:
             )
             return cur.fetchone() is not None
 
+    def seen_among(self, consumer: str, message_ids: list[str]) -> set[str]:
+        """Which of ``message_ids`` ``consumer`` has already handled (one query)."""
+        if not message_ids:
+            return set()
+        self._ensure_table()
+        marks = ", ".join("?" for _ in message_ids)
+        with self._db.transaction() as cur:
+            cur.execute(
+                f"SELECT message_id FROM {self._table} "  # noqa: S608
+                f"WHERE consumer = ? AND message_id IN ({marks})",
+                (consumer, *message_ids),
+            )
+            return {row[0] for row in cur.fetchall()}
+
+    def remember_all(self, consumer: str, message_ids: list[str]) -> None:
+        """Records several handled ids in one transaction."""
+        if not message_ids:
+            return
+        self._ensure_table()
+        with self._db.transaction() as cur:
+            cur.executemany(
+                f"INSERT INTO {self._table} (consumer, message_id) VALUES (?, ?) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                [(consumer, message_id) for message_id in message_ids],
+            )
+
     def remember(self, consumer: str, message_id: str) -> None:
         """Records that ``consumer`` handled ``message_id``; remembering twice is harmless."""
         self._ensure_table()

@@ -1,8 +1,9 @@
 """``hostwright serve pipeline``: the pipeline fed from its queue and a clock tick.
 
 The queue carries relayed Service events and staff's Task commands (JSON envelopes made by
-the relay), the handlers' results and their heartbeats; each is decoded here and handed to
-the pipeline, which is the only place decisions are made.
+the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
+nudges; each is decoded here and handed to the pipeline, which is the only place decisions
+are made. Whatever waits on the queue at once is handed over as one batch.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from handlers.messages import HeartbeatMessage, ResultMessage
-from handlers.pipeline import Pipeline
+from handlers.pipeline import CronTick, Pipeline, PipelineInput, RelayedEvent
 from ops.consumer import ConsumerLoop
 from ops.inbox import Inbox
 from ops.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
@@ -28,20 +30,38 @@ class PipelineFeed:
     """Decodes what arrives on the pipeline's queue; raises ValueError on anything malformed
     (the consumer loop dead-letters it)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(
+        self, pipeline: Pipeline, settings_changed: Callable[[], None] = lambda: None
+    ) -> None:
         self._pipeline = pipeline
+        self._settings_changed = settings_changed
 
     async def handle(self, message: Message) -> None:
-        key = message.routing_key
-        if key.startswith("result."):
-            await self._pipeline.on_result(ResultMessage.from_json(message.body))
-        elif key.startswith("heartbeat."):
-            await self._pipeline.on_heartbeat(HeartbeatMessage.from_json(message.body))
-        else:
-            envelope = _envelope(message.body)
-            await self._pipeline.on_event(
-                envelope["topic"], uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
-            )
+        await self.handle_batch([message])
+
+    async def handle_batch(self, messages: list[Message]) -> None:
+        inputs = [decode(message) for message in messages]
+        if any(_is_settings_change(item) for item in inputs):
+            self._settings_changed()  # staff changed the runtime settings: read them again
+        await self._pipeline.on_batch(inputs)
+
+
+def _is_settings_change(item: PipelineInput) -> bool:
+    return isinstance(item, RelayedEvent) and item.topic.startswith("RuntimeSettings.")
+
+
+def decode(message: Message) -> PipelineInput:
+    key = message.routing_key
+    if key.startswith("result."):
+        return ResultMessage.from_json(message.body)
+    if key.startswith("heartbeat."):
+        return HeartbeatMessage.from_json(message.body)
+    if key.startswith("cron."):
+        return CronTick(key.removeprefix("cron."))
+    envelope = _envelope(message.body)
+    return RelayedEvent(
+        envelope["topic"], uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
+    )
 
 
 async def run_pipeline(
@@ -52,16 +72,19 @@ async def run_pipeline(
     *,
     prefetch: int,
     tick_interval: float = 0.2,
+    settings_changed: Callable[[], None] = lambda: None,
 ) -> None:
     await pipeline.rebuild()
+    feed = PipelineFeed(pipeline, settings_changed)
     loop = ConsumerLoop(
         transport,
         PIPELINE_QUEUE,
         PIPELINE_BINDINGS,
-        PipelineFeed(pipeline).handle,
+        feed.handle,
         consumer_name="pipeline",
         inbox=inbox,
         prefetch=prefetch,
+        batch_handler=feed.handle_batch,
     )
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
     try:

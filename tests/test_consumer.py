@@ -258,3 +258,54 @@ async def _publish_as_a_foreign_client(
             channel = await connection.channel()
             target = await channel.get_exchange(exchange)
             await target.publish(aio_pika.Message(b"{}"), "task.web.w1")
+
+
+async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
+    transport: AnyTransport, queue_names: QueueNames, database_url: str
+) -> None:
+    """Batch mode: a repeat is absorbed by the inbox as before, the messages waiting at once
+    arrive in one call, and a batch that fails is retried message by message — so a poison
+    message is dead-lettered alone and the others are handled."""
+    queue = queue_names("work")
+    db = Database(database_url)
+    batches: list[list[str]] = []
+    singles: list[str] = []
+    release = asyncio.Event()
+
+    async def handle_batch(messages: list[Message]) -> None:
+        ids = [m.message_id for m in messages]
+        batches.append(ids)
+        await release.wait()
+        if "poison" in ids:
+            raise ValueError("one bad message in the batch")
+
+    async def handle(message: Message) -> None:
+        if message.message_id == "poison":
+            raise ValueError("still bad")
+        singles.append(message.message_id)
+
+    loop = ConsumerLoop(
+        transport,
+        queue,
+        ["task.#"],
+        handle,
+        consumer_name="tester",
+        inbox=Inbox(db),
+        batch_handler=handle_batch,
+    )
+    running = Running(loop)
+    await _published_when_bound(transport, [task("first")])
+    await wait_until(lambda: batches == [["first"]], "the first batch")
+    await transport.publish_many([task(i) for i in ["a", "b", "a", "poison", "c"]])
+    await asyncio.sleep(0.2)  # let every delivery reach the loop while the first batch waits
+    release.set()
+    await wait_for_depth(transport, f"{queue}.dead", 1)
+    await wait_until(lambda: "c" in singles, "the good messages of the failed batch")
+    assert batches[1] == ["a", "b", "poison", "c"]  # waiting together: one call, repeat gone
+    assert singles == ["a", "b", "c"]
+
+    # Handled ones are remembered: sending them again reaches no handler.
+    await transport.publish_many([task("a"), task("first"), task("end")])
+    await wait_until(lambda: batches[-1] == ["end"], "the next batch")
+    await running.finish()
+    db.close()

@@ -2,9 +2,9 @@
 
 Each finished command appends one JSON line ``{"argv", "user", "started", "finished",
 "exit_code", "changed"}`` (passwords masked as Hestia's own log masks them). ``stats.json``
-``{"running", "peak_running", "commands"}`` is rewritten whenever a command starts or ends, so
-a benchmark can read the node's peak concurrency while it runs. ``read_command_log`` and
-``read_stats`` read them back.
+``{"running", "peak_running", "commands"}`` is rewritten whenever a command ends or a start
+raises the peak, so a benchmark can read the node's peak concurrency while it runs.
+``read_command_log`` and ``read_stats`` read them back.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class Journal:
     def started(self) -> None:
         self.running += 1
         self.total += 1
-        self.peak = max(self.peak, self.running)
-        self._write_stats()
+        if self.running > self.peak:  # otherwise the end of the command writes the news
+            self.peak = self.running
+            self._write_stats()
 
     def finished(
         self,
