@@ -4,9 +4,15 @@ planned → dispatched(attempt n, lease) → succeeded
                                      → failed → retry scheduled → dispatched(n+1) …
                                               → error (permanent, or out of attempts)
 any open state → cancelled
+a stuck attempt (dispatched, or awaiting its retry after a lease expiry) → error (force-failed)
+any final state → hidden (a bulk delete: gone from the queue view, its events all kept)
+
 A result or lease expiry for an attempt other than the current one is ignored: once an
 attempt is superseded (its lease ran out, it was force-failed, the task was cancelled),
 whatever its handler reports later changes nothing.
+
+``stuck_since`` is when the current streak of lease expiries began (the first expired
+lease's end); any sign of life from a handler — a renewed lease, a result — ends the streak.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from domain.retry_policy import RetryPolicy
 TASK_NAMESPACE = uuid.UUID("0f6f8d43-2a8e-4a55-9c3e-3f0b7f2f6a21")
 OPEN_STATES = ("planned", "dispatched", "retry_scheduled")
 FINAL_STATES = ("succeeded", "error", "cancelled")
+LEASE_EXPIRED = "the handler's lease expired"
 
 
 def task_uuid(service_id: str, run: int, step: str) -> uuid.UUID:
@@ -69,7 +76,11 @@ class Task(Aggregate):
         self.lease_expires_at: datetime | None = None
         self.due_at: datetime | None = None
         self.error: str | None = None
+        self.failed_retryably = False  # the last failure was one that may pass (node away…)
         self.outputs: dict[str, Any] = {}
+        self.stuck_since: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.hidden = False
 
     class Dispatched(Aggregate.Event):
         attempt: int
@@ -87,6 +98,7 @@ class Task(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.lease_expires_at = self.lease_expires_at
+            aggregate.stuck_since = None  # the handler is alive
 
     class Succeeded(Aggregate.Event):
         attempt: int
@@ -99,16 +111,31 @@ class Task(Aggregate):
             aggregate.lease_expires_at = None
             aggregate.error = None
             aggregate.outputs = self.outputs
+            aggregate.stuck_since = None
+            aggregate.finished_at = self.timestamp
 
     class Failed(Aggregate.Event):
         attempt: int
         error: str
         retryable: bool
         log: list[str]
+        lease_expired: bool  # no result came: the attempt's lease ran out
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lease_expired"] = str(state["error"]).endswith(LEASE_EXPIRED)
 
         def apply(self, aggregate: Any) -> None:
+            if self.lease_expired:
+                began = aggregate.stuck_since or aggregate.lease_expires_at or self.timestamp
+                aggregate.stuck_since = began
+            else:
+                aggregate.stuck_since = None
             aggregate.error = self.error
             aggregate.lease_expires_at = None
+            aggregate.failed_retryably = self.retryable
 
     class RetryScheduled(Aggregate.Event):
         due_at: datetime
@@ -123,6 +150,10 @@ class Task(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.state = "error"
             aggregate.error = self.error
+            aggregate.lease_expires_at = None
+            aggregate.due_at = None
+            aggregate.stuck_since = None
+            aggregate.finished_at = self.timestamp
 
     class Cancelled(Aggregate.Event):
         actor: str
@@ -131,6 +162,8 @@ class Task(Aggregate):
             aggregate.state = "cancelled"
             aggregate.lease_expires_at = None
             aggregate.due_at = None
+            aggregate.stuck_since = None
+            aggregate.finished_at = self.timestamp
 
     class Retried(Aggregate.Event):
         """Staff asked to try an errored task again (Try again): attempts start afresh."""
@@ -141,6 +174,18 @@ class Task(Aggregate):
             aggregate.state = "planned"
             aggregate.error = None
             aggregate.round_start = aggregate.attempt
+            aggregate.stuck_since = None
+            aggregate.finished_at = None
+
+    class Hidden(Aggregate.Event):
+        """Staff deleted a finished task from the queue (a bulk delete or clean-up); its
+        events stay, so the audit replay and the timeline still show it."""
+
+        actor: str
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.hidden = True
 
     @classmethod
     def plan(
@@ -175,6 +220,19 @@ class Task(Aggregate):
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    def stuck_at(self, now: datetime) -> datetime | None:
+        """Since when the task has been stuck as of ``now``: the start of its streak of lease
+        expiries, or the end of the current attempt's lease once that has passed; None when
+        it is not stuck (finished, waiting its turn, or its handler showed life)."""
+        if not self.is_open:
+            return None
+        if self.stuck_since is not None:
+            return self.stuck_since
+        lease = self.lease_expires_at
+        if self.state == "dispatched" and lease is not None and lease <= now:
+            return lease
+        return None
 
     def is_due(self, now: datetime) -> bool:
         """Ready to dispatch, as far as this task alone can tell (dependencies are checked
@@ -242,10 +300,39 @@ class Task(Aggregate):
     ) -> bool:
         """Records the attempt's failure and what follows: a retry when the policy allows,
         else error. False (nothing recorded) for a superseded attempt."""
+        return self._record_failure(
+            attempt,
+            now,
+            error=error,
+            retryable=retryable,
+            log=log,
+            lease_expired=False,
+            policy=policy,
+            unit_random=unit_random,
+        )
+
+    def _record_failure(
+        self,
+        attempt: int,
+        now: datetime,
+        *,
+        error: str,
+        retryable: bool,
+        log: list[str],
+        lease_expired: bool,
+        policy: RetryPolicy,
+        unit_random: float,
+    ) -> bool:
         if self.state != "dispatched" or attempt != self.attempt:
             return False
         self.trigger_event(
-            Task.Failed, timestamp=now, attempt=attempt, error=error, retryable=retryable, log=log
+            Task.Failed,
+            timestamp=now,
+            attempt=attempt,
+            error=error,
+            retryable=retryable,
+            log=log,
+            lease_expired=lease_expired,
         )
         tries = attempt - self.round_start
         if retryable and not policy.gives_up_after(tries):
@@ -262,19 +349,24 @@ class Task(Aggregate):
             return False
         if self.lease_expires_at > now:
             return False
-        return self.fail(
+        return self._record_failure(
             self.attempt,
             now,
-            error=f"attempt {self.attempt}: the handler's lease expired",
+            error=f"attempt {self.attempt}: {LEASE_EXPIRED}",
             retryable=True,
             log=[],
+            lease_expired=True,
             policy=policy,
             unit_random=unit_random,
         )
 
     def force_fail(self, now: datetime, actor: str) -> bool:
-        """Staff gave up on a stuck attempt: error now; its late result will be ignored."""
-        if self.state != "dispatched":
+        """Staff gave up on a stuck attempt — one in flight, or one awaiting its retry after
+        its lease ran out: error now. Every attempt up to the current one is superseded, so
+        whatever their handlers report later changes nothing (``succeed`` and ``fail`` only
+        take the current attempt of a dispatched task)."""
+        stuck_retry = self.state == "retry_scheduled" and self.stuck_since is not None
+        if self.state != "dispatched" and not stuck_retry:
             return False
         self.trigger_event(
             Task.Errored,
@@ -290,7 +382,15 @@ class Task(Aggregate):
         return True
 
     def retry(self, now: datetime, actor: str) -> bool:
-        if self.state not in ("error", "cancelled"):
+        if self.state not in ("error", "cancelled") or self.hidden:
             return False
         self.trigger_event(Task.Retried, timestamp=now, actor=actor)
+        return True
+
+    def hide(self, now: datetime, actor: str, reason: str) -> bool:
+        """Deletes a finished task from the queue view; False (nothing recorded) while it is
+        open or when it is hidden already."""
+        if self.state not in FINAL_STATES or self.hidden:
+            return False
+        self.trigger_event(Task.Hidden, timestamp=now, actor=actor, reason=reason)
         return True

@@ -1,24 +1,40 @@
 """The deploy timeline and the task queue over HTTP: reads of their views, and staff's
-retry / cancel of one task.
+retry / cancel of one task and bulk changes to the queue.
 
 ``task_routes`` consumes the ports (ViewQueries for the timeline and task-queue views, a
-CommandLedger to record ``Task.Retried`` / ``Task.Cancelled``) and a clock, and emits the
-routes ``create_app`` mounts:
+CommandLedger to record ``Task.Retried`` / ``Task.Cancelled`` / ``Task.Hidden`` /
+``Task.Errored``), a clock and the queue's default ages, and emits the routes ``create_app``
+mounts:
 
 - ``GET /v1/services/{id}/timeline`` → ``{"service_id", "steps": [...]}``, 404 for an
   unknown service;
-- ``GET /v1/tasks?state=&service_id=&server_id=&limit=`` → ``{"tasks": [...]}``, 400 for a
-  state that no task can be in;
-- ``GET /v1/tasks/{task_id}`` → the task with its ``log``; 404 when unknown;
+- ``GET /v1/tasks?state=&service_id=&server_id=&stuck=&limit=`` → ``{"tasks": [...]}``,
+  latest ``limit`` (default 200, at most 1000) oldest first; 400 for a state no task can be
+  in, a ``stuck`` other than ``true`` / ``false``, a bad ``limit``. Each task has ``stuck``
+  (open, its lease ran out, no sign of life from a handler since) and ``stuck_since``.
+  Deleted (hidden) tasks are not listed;
+- ``GET /v1/tasks/{task_id}`` → the task with its ``log``; 404 when unknown or deleted;
 - ``POST /v1/tasks/{task_id}/{retry|cancel}`` → 202 ``{"result": "success"}``; 404 for an
-  unknown task (or an id that is not a UUID), 409 when the task's state refuses it.
+  unknown or deleted task (or an id that is not a UUID), 409 when the task's state refuses it;
+- ``POST /v1/tasks/bulk`` ``{"action", "older_than_s"?, "service_id"?, "server_id"?}`` →
+  202 ``{"result": "success", "action", "matched", "changed", "task_ids"}``. ``action`` is
+  ``delete_succeeded`` / ``delete_failed`` / ``delete_cancelled`` (hide tasks finished in
+  that state at least ``older_than_s`` ago, default 0), ``clean_completed`` (hide every
+  finished task older than ``older_than_s``, default the ``clean_completed_after_s``
+  setting) or ``force_fail_stuck`` (put in error every task stuck for at least
+  ``older_than_s``, default the ``stuck_after_s`` setting; its late result is ignored).
+  ``matched`` counts the tasks the queue view proposed, ``changed`` and ``task_ids`` those
+  recorded (the task itself decides: one that moved on meanwhile is left alone). Hiding
+  removes a task from the queue's reads only: its events stay, and so do its timeline step
+  and the audit replay. An unknown action or field, or a bad number or id, is 422 and
+  records nothing; a body that is not a JSON object is 400.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +44,7 @@ from starlette.routing import Route
 
 from domain.errors import NotFound
 from domain.task import FINAL_STATES, OPEN_STATES
+from domain.task_bulk import BulkDefaults, ChangeTasksInBulk, QueueAges, parse_bulk
 from gateway.ports import CommandLedger, ViewQueries
 from gateway.responses import ApiJSONResponse, error, success
 
@@ -63,8 +80,11 @@ TASK_FIELDS = (
     "finished_at",
     "due_at",
     "lease_expires_at",
+    "stuck",
+    "stuck_since",
     "error",
 )
+STUCK_VALUES = {"true": True, "false": False}
 
 
 class BadQuery(Exception):
@@ -77,8 +97,14 @@ def task_routes(
     views: ViewQueries,
     clock: Callable[[], datetime],
     actor: str,
+    read_json: Callable[[Request], Awaitable[object]],
+    queue_ages: Callable[[], QueueAges] | None = None,
 ) -> list[Route]:
-    """The timeline and task routes over ``views`` (reads) and ``ledger`` (retry / cancel)."""
+    """The timeline and task routes over ``views`` (reads) and ``ledger`` (changes).
+    ``read_json`` reads a request's JSON object body (raising 400 / 413 as the app does);
+    ``queue_ages`` gives the bulk actions' default ages when asked, as settings may change
+    (``BulkDefaults`` when not given)."""
+    ages_now: Callable[[], QueueAges] = queue_ages or BulkDefaults
 
     async def timeline(request: Request) -> Response:
         service_id: str = request.path_params["service_id"]
@@ -95,17 +121,24 @@ def task_routes(
             raise BadQuery(f"state must be one of {', '.join(TASK_STATES)}")
         service_id = request.query_params.get("service_id") or None
         server_id = request.query_params.get("server_id") or None
+        stuck = _stuck(request)
         limit = _limit(request)
+        now = clock()
         found = await asyncio.to_thread(
             lambda: views.tasks(
-                state=state, service_id=service_id, server_id=server_id, limit=limit
+                state=state,
+                service_id=service_id,
+                server_id=server_id,
+                stuck=stuck,
+                limit=limit,
+                now=now,
             )
         )
         return ApiJSONResponse({"tasks": [_pick(task, TASK_FIELDS) for task in found]})
 
     async def show_task(request: Request) -> Response:
         task_id = _task_id(request)
-        found = await asyncio.to_thread(views.task, task_id)
+        found = await asyncio.to_thread(views.task, task_id, clock())
         if found is None:
             raise NotFound(f"task {task_id} not found")
         return ApiJSONResponse({**_pick(found, TASK_FIELDS), "log": found.get("log") or []})
@@ -119,9 +152,23 @@ def task_routes(
         await asyncio.to_thread(changes[action], task_id, clock(), actor)
         return success()
 
+    async def bulk(request: Request) -> Response:
+        body = await read_json(request)
+        ages = await asyncio.to_thread(ages_now)
+        command = parse_bulk(body, now=clock(), actor=actor, defaults=ages)
+        candidates = await asyncio.to_thread(_candidates, views, command)
+        changed = await asyncio.to_thread(ledger.change_tasks, command, candidates)
+        return success(
+            action=command.action,
+            matched=len(candidates),
+            changed=len(changed),
+            task_ids=changed,
+        )
+
     return [
         Route("/v1/services/{service_id}/timeline", timeline, methods=["GET"]),
         Route("/v1/tasks", list_tasks, methods=["GET"]),
+        Route("/v1/tasks/bulk", bulk, methods=["POST"]),
         Route("/v1/tasks/{task_id}", show_task, methods=["GET"]),
         Route("/v1/tasks/{task_id}/{action}", change_task, methods=["POST"]),
     ]
@@ -134,6 +181,31 @@ def _task_id(request: Request) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         raise NotFound(f"task {raw} not found") from None
+
+
+def _candidates(views: ViewQueries, command: ChangeTasksInBulk) -> list[str]:
+    """The tasks the queue view proposes for a bulk action (each then decides for itself)."""
+    if command.forces_failure:
+        return views.task_ids(
+            stuck_before=command.cutoff,
+            service_id=command.service_id,
+            server_id=command.server_id,
+        )
+    return views.task_ids(
+        states=command.states,
+        finished_before=command.cutoff,
+        service_id=command.service_id,
+        server_id=command.server_id,
+    )
+
+
+def _stuck(request: Request) -> bool | None:
+    raw = request.query_params.get("stuck")
+    if not raw:
+        return None
+    if raw not in STUCK_VALUES:
+        raise BadQuery("stuck must be true or false")
+    return STUCK_VALUES[raw]
 
 
 def _limit(request: Request) -> int:

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from ops.database import Cursor, Database
+from ops.task_queue_queries import TaskQueueQueries
 from projections.oplog_view import OPLOG, OperationLogView
 from projections.services_view import SERVICES, ServicesView, iso_time
-from projections.task_queue_view import TASK_QUEUE, TaskQueueView
+from projections.task_queue_view import TaskQueueView
 from projections.timeline_view import TIMELINE, DeployTimelineView
 from projections.view import Recorded, Row, Table, View
 
@@ -321,6 +322,7 @@ class SqlViewQueries:
             DeployTimelineView(),
         ]
         self._store = ViewStore(db, views, prefix)
+        self._tasks = TaskQueueQueries(self._store)
 
     def service(self, service_id: str) -> dict[str, Any] | None:
         """The service's row, with its progress also nested as the status body shows it."""
@@ -366,37 +368,38 @@ class SqlViewQueries:
         state: str | None = None,
         service_id: str | None = None,
         server_id: str | None = None,
+        stuck: bool | None = None,
         limit: int = 200,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """The latest ``limit`` visible tasks matching every filter given, in planning order
-        (oldest first), without their logs."""
-        conditions, params = [_FALSE_HIDDEN], []
-        for column, value in (
-            ("state", state),
-            ("service_id", service_id),
-            ("server_id", server_id),
-        ):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(value)
-        where = " AND ".join(conditions)
-        latest = self._store.select(TASK_QUEUE.name, where, params, "position DESC", limit)
-        return [_visible(row, with_log=False) for row in reversed(latest)]
-
-    def task(self, task_id: str) -> dict[str, Any] | None:
-        """One visible task with its log; None when unknown or hidden."""
-        found = self._store.select(
-            TASK_QUEUE.name, f"task_id = ? AND {_FALSE_HIDDEN}", (task_id,), "task_id", 1
+        """See ``TaskQueueQueries.tasks``."""
+        return self._tasks.tasks(
+            state=state,
+            service_id=service_id,
+            server_id=server_id,
+            stuck=stuck,
+            limit=limit,
+            now=now,
         )
-        if not found:
-            return None
-        return _visible(found[0], with_log=True)
 
+    def task(self, task_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+        """See ``TaskQueueQueries.task``."""
+        return self._tasks.task(task_id, now)
 
-def _visible(row: Row, *, with_log: bool) -> Row:
-    hidden = {"hidden"} if with_log else {"hidden", "log"}
-    return {name: value for name, value in row.items() if name not in hidden}
-
-
-# hidden is a bool column: INTEGER on SQLite, BOOLEAN on PostgreSQL; NOT hidden reads both
-_FALSE_HIDDEN = "(hidden IS NULL OR NOT hidden)"
+    def task_ids(
+        self,
+        *,
+        states: Sequence[str] = (),
+        finished_before: datetime | None = None,
+        stuck_before: datetime | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+    ) -> list[str]:
+        """See ``TaskQueueQueries.task_ids``."""
+        return self._tasks.task_ids(
+            states=states,
+            finished_before=finished_before,
+            stuck_before=stuck_before,
+            service_id=service_id,
+            server_id=server_id,
+        )

@@ -6,8 +6,13 @@ planned, first started, finished, is next due and holds its lease until, its err
 log — every attempt's lines, each attempt headed by a line naming it. Times are the events'
 own timestamps (or times the events carry), never the clock, so a replay gives identical rows.
 
-``hidden`` starts false and is never changed here: a bulk delete hides a row from the queue
-without forgetting the task's history.
+``stuck`` is true while the task is open and its streak of lease expiries goes on (no sign of
+life from a handler since), and ``stuck_since`` is when that streak began: the end of the
+first expired lease. A view only knows time through events, so a task dispatched past its
+lease is not marked here; ``stuck_since_at`` adds that at query time.
+
+``hidden`` turns true on ``Task.Hidden`` (a bulk delete): the row leaves the queue's reads
+but stays in the table, and every other view keeps the task's history.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from domain.task import Task
+from domain.task import OPEN_STATES, Task
 from projections.services_view import event_time, iso_time
 from projections.view import Column, Recorded, Row, Rows, Table
 
@@ -39,6 +44,8 @@ TASK_QUEUE = Table(
         Column("lease_expires_at", "text"),
         Column("error", "text"),
         Column("log", "json"),
+        Column("stuck", "bool"),
+        Column("stuck_since", "text"),
         Column("hidden", "bool"),
         Column("updated_at", "text"),
     ),
@@ -66,12 +73,31 @@ def _planned(event: Task.Planned, position: int) -> Row:
         "lease_expires_at": None,
         "error": None,
         "log": [],
+        "stuck": False,
+        "stuck_since": None,
         "hidden": False,
     }
 
 
+def stuck_since_at(row: Row, now: str) -> str | None:
+    """Since when a row's task has been stuck as of ``now`` (a view time text): the start of
+    its streak of lease expiries, or, while dispatched, its lease's end once ``now`` is past
+    it; None when it is not stuck. The same rule as ``Task.stuck_at``."""
+    if row["state"] not in OPEN_STATES:
+        return None
+    if row.get("stuck_since"):
+        return str(row["stuck_since"])
+    lease = row.get("lease_expires_at")
+    if row["state"] == "dispatched" and lease is not None and lease <= now:
+        return str(lease)
+    return None
+
+
 # One small function per event: (row before, event) -> the row's changed fields.
 Change = Callable[[Row, Any], Row]
+
+# a result, a renewed lease or staff's decision ends a streak of lease expiries
+_NOT_STUCK: Row = {"stuck": False, "stuck_since": None}
 
 
 def _dispatched(row: Row, event: Task.Dispatched) -> Row:
@@ -88,7 +114,7 @@ def _dispatched(row: Row, event: Task.Dispatched) -> Row:
 
 
 def _lease_renewed(row: Row, event: Task.LeaseRenewed) -> Row:
-    return {"lease_expires_at": iso_time(event.lease_expires_at)}
+    return {"lease_expires_at": iso_time(event.lease_expires_at), **_NOT_STUCK}
 
 
 def _succeeded(row: Row, event: Task.Succeeded) -> Row:
@@ -98,16 +124,22 @@ def _succeeded(row: Row, event: Task.Succeeded) -> Row:
         "finished_at": event_time(event),
         "lease_expires_at": None,
         "error": None,
+        **_NOT_STUCK,
         "log": [*row["log"], *event.log, f"attempt {event.attempt} {outcome}"],
     }
 
 
 def _failed(row: Row, event: Task.Failed) -> Row:
     kind = "retryable" if event.retryable else "permanent"
+    stuck: Row = _NOT_STUCK
+    if event.lease_expired:
+        began = row["stuck_since"] or row["lease_expires_at"] or event_time(event)
+        stuck = {"stuck": True, "stuck_since": began}
     return {
         "error": event.error,
         "lease_expires_at": None,
         "log": [*row["log"], *event.log, f"attempt {event.attempt} failed ({kind}): {event.error}"],
+        **stuck,
     }
 
 
@@ -122,6 +154,7 @@ def _errored(row: Row, event: Task.Errored) -> Row:
         "due_at": None,
         "lease_expires_at": None,
         "error": event.error,
+        **_NOT_STUCK,
     }
 
 
@@ -132,6 +165,7 @@ def _cancelled(row: Row, event: Task.Cancelled) -> Row:
         "due_at": None,
         "lease_expires_at": None,
         "log": [*row["log"], f"cancelled by {event.actor} at {event_time(event)}"],
+        **_NOT_STUCK,
     }
 
 
@@ -141,7 +175,12 @@ def _retried(row: Row, event: Task.Retried) -> Row:
         "finished_at": None,
         "error": None,
         "log": [*row["log"], f"retried by {event.actor} at {event_time(event)}"],
+        **_NOT_STUCK,
     }
+
+
+def _hidden(row: Row, event: Task.Hidden) -> Row:
+    return {"hidden": True}
 
 
 CHANGES: dict[type[Any], Change] = {
@@ -153,6 +192,7 @@ CHANGES: dict[type[Any], Change] = {
     Task.Errored: _errored,
     Task.Cancelled: _cancelled,
     Task.Retried: _retried,
+    Task.Hidden: _hidden,
 }
 
 

@@ -4,6 +4,7 @@ PostgreSQL through the projection runner, audited by a replay from event 0."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from ops.replay import replay_and_compare
 from ops.view_store import SqlViewQueries, ViewStore
 from projections.catalogue import all_views
 from projections.services_view import ServicesView
-from projections.task_queue_view import TaskQueueView
+from projections.task_queue_view import TaskQueueView, stuck_since_at
 from projections.timeline_view import DeployTimelineView, duration_ms
 from projections.view import Recorded, Row, Rows, View
 from tests.memory_rows import MemoryRows
@@ -220,6 +221,126 @@ def test_running_out_of_attempts_is_an_error_naming_the_tries() -> None:
     assert [line for line in row["log"] if line.startswith("--- attempt")] == [
         f"--- attempt {n} on web-1 at {text(100 * (n - 1))} ---" for n in (1, 2, 3)
     ]
+
+
+def expire(task: Task, seconds: float) -> None:
+    assert task.expire_lease(at(seconds), POLICY, 0.5)
+
+
+def stuck_of(history: History, task: Task) -> tuple[Any, Any]:
+    row = history.row("task_queue", str(task.id))
+    return row["stuck"], row["stuck_since"]
+
+
+def test_a_streak_of_lease_expiries_is_stuck_from_the_first_expired_lease() -> None:
+    history = History([TaskQueueView()])
+    task = plan("web-user")
+    task.dispatch(at(1), LEASE_S)  # lease until 31
+    history.record(task)
+    assert stuck_of(history, task) == (False, None)
+    expire(task, 40)
+    history.record(task)
+    assert stuck_of(history, task) == (True, text(31))
+    task.dispatch(at(50), LEASE_S)  # the next attempt, to the same frozen handler
+    history.record(task)
+    assert stuck_of(history, task) == (True, text(31))
+    expire(task, 90)
+    history.record(task)
+    row = history.row("task_queue", str(task.id))
+    assert (row["state"], row["attempts"], row["stuck"], row["stuck_since"]) == (
+        "retry_scheduled",
+        2,
+        True,
+        text(31),
+    )
+    # a handler heartbeating the next attempt ends the streak
+    task.dispatch(at(110), LEASE_S)  # after a 20 s back-off
+    assert task.renew_lease(3, at(120), LEASE_S)
+    history.record(task)
+    assert stuck_of(history, task) == (False, None)
+
+
+@pytest.mark.parametrize("end", ["succeed", "fail", "force_fail", "cancel"])
+def test_any_other_outcome_ends_the_streak(end: str) -> None:
+    history = History([TaskQueueView()])
+    task = plan("web-user")
+    task.dispatch(at(1), LEASE_S)
+    expire(task, 40)
+    task.dispatch(at(50), LEASE_S)
+    history.record(task)
+    assert stuck_of(history, task) == (True, text(31))
+    if end == "succeed":
+        succeed(task, 55)
+    elif end == "fail":
+        fail(task, 55)
+    elif end == "force_fail":
+        assert task.force_fail(at(55), "whmcs")
+    else:
+        assert task.cancel(at(55), "whmcs")
+    history.record(task)
+    assert stuck_of(history, task) == (False, None)
+
+
+def test_stuck_at_query_time_adds_a_dispatched_task_past_its_lease() -> None:
+    history = History([TaskQueueView()])
+    silent, expired, waiting = plan("web-user"), plan("mail-user"), plan("dns-zone")
+    silent.dispatch(at(1), LEASE_S)
+    expired.dispatch(at(1), LEASE_S)
+    expire(expired, 40)
+    history.record(silent, expired, waiting)
+    row = history.row("task_queue", str(silent.id))
+    assert (row["stuck"], row["stuck_since"]) == (False, None)  # no event said so
+    assert stuck_since_at(row, text(30)) is None
+    assert stuck_since_at(row, text(31)) == text(31)
+    assert stuck_since_at(history.row("task_queue", str(expired.id)), text(0)) == text(31)
+    assert stuck_since_at(history.row("task_queue", str(waiting.id)), text(999)) is None
+    # the aggregate says the same
+    assert silent.stuck_at(at(30)) is None and silent.stuck_at(at(31)) == at(31)
+    assert expired.stuck_at(at(0)) == at(31) and waiting.stuck_at(at(999)) is None
+
+
+def test_hiding_a_task_hides_its_queue_row_and_changes_no_other_view() -> None:
+    history = History(all_views())
+    history.record(order())
+    task = plan("web-user")
+    task.dispatch(at(1), LEASE_S)
+    succeed(task, 2)
+    history.record(task)
+    before = {name: history.table(name) for name in history.rows.tables}
+    assert task.hide(at(3), "whmcs", "delete_succeeded")
+    history.record(task)
+    row = history.row("task_queue", str(task.id))
+    assert (row["hidden"], row["state"], row["updated_at"]) == (True, "succeeded", text(3))
+    after = {name: history.table(name) for name in history.rows.tables}
+    changed = [name for name in after if after[name] != before[name]]
+    assert changed == ["task_queue"]
+
+
+def test_a_failure_stored_before_lease_expired_existed_reads_as_one(sqlite_url: str) -> None:
+    store = EventStore(sqlite_url)
+    try:
+        mapper = store.app.mapper
+        expired, ordinary = plan("web-user"), plan("mail-user")
+        expired.dispatch(at(1), LEASE_S)
+        expire(expired, 40)
+        ordinary.dispatch(at(1), LEASE_S)
+        fail(ordinary, 2)
+        failures = [
+            e
+            for e in (*expired.collect_events(), *ordinary.collect_events())
+            if isinstance(e, Task.Failed)
+        ]
+        assert [e.lease_expired for e in failures] == [True, False]
+        for event in failures:
+            stored = mapper.to_stored_event(event)
+            state = mapper.transcoder.decode(stored.state)
+            assert state.pop("class_version") == 2
+            del state["lease_expired"]  # as version 1 stored it
+            old = dataclasses.replace(stored, state=mapper.transcoder.encode(state))
+            read: Any = mapper.to_domain_event(old)
+            assert (read.error, read.lease_expired) == (event.error, event.lease_expired)
+    finally:
+        store.close()
 
 
 # --- the timeline ---------------------------------------------------------------------------
