@@ -10,15 +10,16 @@ Actions and their params (every value JSON-able; a handler receives exactly thes
 =================== ===== =====================================================================
 action              role  params
 =================== ===== =====================================================================
-ensure_package      any   package (str), plan (quota dict: HostingPlan fields but package and
-                          php_version; an int or None = unlimited)
+ensure_package      any   package (str), plan (quota dict: HostingPlan fields but package,
+                          php_version and mailbox_quota_mb; an int or None = unlimited)
 ensure_user         any   user, package, email, password_sealed (str | None; None = the
                           handler sets a password of its own and never reports it)
 ensure_web_domain   web   user, domain, ip (the node's address), aliases (list of names)
 ensure_php          web   user, domain, php_version ("8.2")
 ensure_mail_domain  mail  user, domain, dkim (bool)
 ensure_dkim         mail  user, domain → outputs {"dkim_txt": "<TXT value of mail._domainkey>"}
-ensure_mailbox      mail  user, domain, account (local part), password_sealed
+ensure_mailbox      mail  user, domain, account (local part), password_sealed, quota (MB;
+                          only when the plan has mailbox_quota_mb)
 ensure_dns_zone     dns   user, domain, ip (the zone's default address: the web node's)
 ensure_dns_records  dns   user, domain, records (list of record dicts, below)
 ensure_dns_record   dns   user, domain, record, type, value
@@ -45,6 +46,8 @@ can be joined into one (factory reset) without clashing.
 Vanity: the service's own web user and ``<label>.<provider_domain>``; the mailbox
 ``<label>@<provider_domain>`` on the provider's shared mail user; the A (AAAA) record ``<label>``
 in the provider's zone. No step creates, changes or removes the provider's domain, zone or users.
+
+Suspend, unsuspend and change plan are planned in domain/lifecycle_plan.py.
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ RESERVED_VANITY_LABELS = frozenset(
         "noreply",
     }
 )
-_QUOTA_EXCLUDED = ("package", "php_version")
+# the plan field a vanity mailbox's quota comes from (MB; absent or None = as Hestia sets it)
+MAILBOX_QUOTA_FIELD = "mailbox_quota_mb"
+_QUOTA_EXCLUDED = ("package", "php_version", MAILBOX_QUOTA_FIELD)
 _USERNAME_BASE = 12
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
@@ -195,6 +200,16 @@ def derive_username(domain: str, service_id: str) -> str:
     return validate_username(base + digest)
 
 
+def mailbox_quota(service: ServiceFacts) -> int | None:
+    """The vanity mailbox's quota in MB from the service's plan; None = not set."""
+    value = service.plan.get(MAILBOX_QUOTA_FIELD)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"plan.{MAILBOX_QUOTA_FIELD} must be a whole number of MB")
+    return value
+
+
 def check_vanity_label(label: str, provider: ProviderSettings) -> None:
     """InvalidInput when a vanity label would take one of the provider's own names."""
     label = validate_label(label)
@@ -211,10 +226,10 @@ def plan_deploy(
     node_ips: Mapping[str, str],
 ) -> list[StepSpec]:
     """The steps that build (or converge) the service, in dependency order."""
-    _guard(service, provider)
-    chain = _Chain(service, node_ips)
+    check_scope(service, provider)
+    chain = StepChain(service, node_ips)
     if service.mode == "vanity":
-        assert provider is not None  # _guard refused it otherwise
+        assert provider is not None  # check_scope refused it otherwise
         _vanity_deploy(chain, service, placement, provider)
     else:
         _full_deploy(chain, service, placement)
@@ -232,31 +247,34 @@ def plan_removal(
     The service's own users go last on each node, after everything else removed there; the
     Hestia package stays (it is shared by name with other services on the plan).
     """
-    _guard(service, provider)
-    chain = _Chain(service, node_ips)
+    check_scope(service, provider)
+    chain = StepChain(service, node_ips)
     if service.mode == "vanity":
-        assert provider is not None  # _guard refused it otherwise
+        assert provider is not None  # check_scope refused it otherwise
         _vanity_removal(chain, service, placement, provider)
     else:
         _full_removal(chain, service, placement)
-    chain.remove_users(_contact_email(service, provider))
+    chain.remove_users(contact_email(service, provider))
     return chain.steps
 
 
-def _contact_email(service: ServiceFacts, provider: ProviderSettings | None) -> str:
+def contact_email(service: ServiceFacts, provider: ProviderSettings | None) -> str:
     """The contact address the service's users are created with (see the deploy chains)."""
     if service.mode == "vanity" and provider is not None:
         return f"{service.label}@{provider.provider_domain}"
     return f"webmaster@{service.domain}"
 
 
-class _Chain:
+class StepChain:
     """Collects steps in order; sets up each node (package, user) once, however many roles
-    the node serves for this service."""
+    the node serves for this service. Also used by domain/lifecycle_plan.py."""
 
-    def __init__(self, service: ServiceFacts, node_ips: Mapping[str, str]) -> None:
+    def __init__(
+        self, service: ServiceFacts, node_ips: Mapping[str, str], prefix: str = ""
+    ) -> None:
         self.service = service
         self.node_ips = node_ips
+        self.prefix = prefix  # put before the keys of node set-up steps ("change_plan.")
         self.steps: list[StepSpec] = []
         self._user_steps: dict[str, str] = {}  # server_id -> key of its ensure_user step
         self._removals: dict[str, tuple[str, list[str]]] = {}  # server_id -> (role, keys)
@@ -291,14 +309,14 @@ class _Chain:
         package_name = str(plan.get("package", "default"))
         quotas = {k: v for k, v in plan.items() if k not in _QUOTA_EXCLUDED}
         package = self.add(
-            f"{role}.package{suffix}",
+            f"{self.prefix}{role}.package{suffix}",
             role,
             "ensure_package",
             server_id,
             {"package": package_name, "plan": quotas},
         )
         user = self.add(
-            f"{role}.user{suffix}",
+            f"{self.prefix}{role}.user{suffix}",
             role,
             "ensure_user",
             server_id,
@@ -342,10 +360,10 @@ class _Chain:
             )
 
 
-def _full_deploy(chain: _Chain, service: ServiceFacts, placement: Placement) -> None:
+def _full_deploy(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
     """Split and unified: the same chain; on one node (unified) the set-up happens once."""
     domain, user = service.domain, service.user
-    email = _contact_email(service, None)
+    email = contact_email(service, None)
     web, mail = placement.web_server, placement.mail_server
     web_ip, mail_ip = chain.ip(web), chain.ip(mail)
 
@@ -398,12 +416,12 @@ def _full_deploy(chain: _Chain, service: ServiceFacts, placement: Placement) -> 
 
 
 def _vanity_deploy(
-    chain: _Chain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
+    chain: StepChain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
 ) -> None:
     assert service.label is not None
     label, user = service.label, service.user
     web = placement.web_server
-    web_user = chain.node_user("web", web, _contact_email(service, provider))
+    web_user = chain.node_user("web", web, contact_email(service, provider))
     web_domain = chain.add(
         "web.domain",
         "web",
@@ -423,9 +441,10 @@ def _vanity_deploy(
             "domain": provider.provider_domain,
             "account": label,
             "password_sealed": service.password_sealed,
+            **_quota_param(service),
         },
     )
-    published = _vanity_ip(chain, placement, provider)
+    published = vanity_address(chain, placement, provider)
     for dns in placement.dns_servers:
         chain.add(
             f"dns.record@{dns}",
@@ -436,22 +455,27 @@ def _vanity_deploy(
                 "user": provider.provider_dns_user,
                 "domain": provider.provider_domain,
                 "record": label,
-                "type": _a_type(published),
+                "type": address_type(published),
                 "value": published,
             },
         )
 
 
+def _quota_param(service: ServiceFacts) -> dict[str, Any]:
+    quota = mailbox_quota(service)
+    return {} if quota is None else {"quota": quota}
+
+
 def zone_records(domain: str, web_ip: str, mail_ip: str, dkim_step: str) -> list[dict[str, Any]]:
     """The records a split or unified zone holds; the DKIM value comes from ``dkim_step``."""
-    mail_net = "ip6" if _a_type(mail_ip) == "AAAA" else "ip4"
+    mail_net = "ip6" if address_type(mail_ip) == "AAAA" else "ip4"
     # replace: each of these names holds only our value (Hestia's zone template puts its own
     # MX, SPF and www/webmail CNAMEs there; two SPF records make SPF fail outright)
     records: list[dict[str, Any]] = [
-        {"record": "@", "type": _a_type(web_ip), "value": web_ip},
-        {"record": "www", "type": _a_type(web_ip), "value": web_ip},
-        {"record": "mail", "type": _a_type(mail_ip), "value": mail_ip},
-        {"record": "webmail", "type": _a_type(mail_ip), "value": mail_ip},
+        {"record": "@", "type": address_type(web_ip), "value": web_ip},
+        {"record": "www", "type": address_type(web_ip), "value": web_ip},
+        {"record": "mail", "type": address_type(mail_ip), "value": mail_ip},
+        {"record": "webmail", "type": address_type(mail_ip), "value": mail_ip},
         {"record": "@", "type": "MX", "value": f"mail.{domain}", "priority": MX_PRIORITY},
         {"record": "@", "type": "TXT", "value": f"v=spf1 a mx {mail_net}:{mail_ip} -all"},
         {"record": "_dmarc", "type": "TXT", "value": DMARC_POLICY},
@@ -465,7 +489,7 @@ def zone_records(domain: str, web_ip: str, mail_ip: str, dkim_step: str) -> list
 
 
 def _vanity_removal(
-    chain: _Chain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
+    chain: StepChain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
 ) -> None:
     """The site and its own user, the mailbox, the record: never the provider's things."""
     user = service.user
@@ -487,8 +511,8 @@ def _vanity_removal(
         },
         owns_node=False,
     )
-    published = _vanity_ip(chain, placement, provider)
-    record_type = _a_type(published)
+    published = vanity_address(chain, placement, provider)
+    record_type = address_type(published)
     for dns in placement.dns_servers:
         chain.remove(
             "dns",
@@ -506,7 +530,7 @@ def _vanity_removal(
         )
 
 
-def _full_removal(chain: _Chain, service: ServiceFacts, placement: Placement) -> None:
+def _full_removal(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
     owned = {"user": service.user, "domain": service.domain}
     chain.remove("web", "domain", "remove_web_domain", placement.web_server, dict(owned))
     chain.remove("mail", "domain", "remove_mail_domain", placement.mail_server, dict(owned))
@@ -514,7 +538,7 @@ def _full_removal(chain: _Chain, service: ServiceFacts, placement: Placement) ->
         chain.remove("dns", f"zone@{dns}", "remove_dns_zone", dns, dict(owned))
 
 
-def _php(chain: _Chain, service: ServiceFacts, web: str, web_domain: str) -> None:
+def _php(chain: StepChain, service: ServiceFacts, web: str, web_domain: str) -> None:
     version = service.plan.get("php_version")
     if version:
         chain.add(
@@ -527,7 +551,7 @@ def _php(chain: _Chain, service: ServiceFacts, web: str, web_domain: str) -> Non
         )
 
 
-def _guard(service: ServiceFacts, provider: ProviderSettings | None) -> None:
+def check_scope(service: ServiceFacts, provider: ProviderSettings | None) -> None:
     """Refuses plans that could touch the provider's shared domain, zone or users."""
     if provider is not None:
         if service.user in provider.users:
@@ -558,7 +582,9 @@ def _guard(service: ServiceFacts, provider: ProviderSettings | None) -> None:
         raise Conflict(str(exc)) from exc
 
 
-def _vanity_ip(chain: _Chain, placement: Placement, provider: ProviderSettings) -> str:
+def vanity_address(chain: StepChain, placement: Placement, provider: ProviderSettings) -> str:
+    """The address a vanity service's record publishes: the provider's web_ip, else the
+    web node's."""
     if provider.web_ip is not None:
         return _address(provider.web_ip, "provider web_ip")
     return chain.ip(placement.web_server)
@@ -571,5 +597,6 @@ def _address(raw: str, what: str) -> str:
         raise InvalidInput(f"{what} {raw!r} is not an IP address") from exc
 
 
-def _a_type(ip: str) -> str:
+def address_type(ip: str) -> str:
+    """The record type that holds ``ip``: A or AAAA."""
     return "AAAA" if ipaddress.ip_address(ip).version == 6 else "A"

@@ -28,6 +28,7 @@ _BOUNDED_FIELDS: dict[str, int] = {
     "databases": 100_000,
     "dns_domains": 100_000,
     "cron_jobs": 10_000,
+    "mailbox_quota_mb": 1_000_000,  # a vanity service's one mailbox on the provider's domain
 }
 
 
@@ -43,6 +44,7 @@ class HostingPlan:
     databases: int | None = None
     dns_domains: int | None = None
     cron_jobs: int | None = None
+    mailbox_quota_mb: int | None = None
     php_version: str | None = None
 
     @classmethod

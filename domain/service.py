@@ -75,6 +75,7 @@ class Service(Aggregate):
         self.status = "provisioning"
         self.pending: str | None = "deploy"
         self.forced = False
+        self.plan_pending = False  # a plan change not yet applied on the nodes
         self.placement: dict[str, Any] | None = None  # the nodes it lives on, once chosen
         self.command_ids: list[str] = [command_id] if command_id else []
 
@@ -132,6 +133,7 @@ class Service(Aggregate):
 
         def apply_to(self, service: Service) -> None:
             service.plan = self.plan
+            service.plan_pending = True
 
     class UsageSyncRequested(Requested):
         pass
@@ -166,6 +168,25 @@ class Service(Aggregate):
         def apply_to(self, service: Service) -> None:
             service.status = "active"
             service.pending = None
+
+    class PlanApplied(Event):
+        """The nodes hold the plan's package and quotas now."""
+
+        def apply_to(self, service: Service) -> None:
+            service.plan_pending = False
+
+    class OperationFailed(Event):
+        """A suspend, unsuspend, plan change or terminate that could not be finished (a task
+        of it is in error); the status stays what it was and staff are told."""
+
+        operation: str
+        reason: str
+
+        def apply_to(self, service: Service) -> None:
+            if self.operation == "change_plan":
+                service.plan_pending = False
+            elif self.operation != "terminate":
+                service.pending = None
 
     class Terminated(Event):
         leftovers: list[dict[str, str]]
@@ -282,6 +303,16 @@ class Service(Aggregate):
     def mark_unsuspended(self, now: datetime) -> None:
         self._refuse_after_termination("unsuspend")
         self.trigger_event(Service.Unsuspended, timestamp=now)
+
+    def mark_plan_applied(self, now: datetime) -> None:
+        self._refuse_after_termination("change the plan of")
+        self.trigger_event(Service.PlanApplied, timestamp=now)
+
+    def mark_operation_failed(self, now: datetime, operation: str, reason: str) -> None:
+        self._refuse_after_termination(f"fail the {operation} of")
+        self.trigger_event(
+            Service.OperationFailed, timestamp=now, operation=operation, reason=reason
+        )
 
     def mark_terminated(self, now: datetime, leftovers: list[dict[str, str]]) -> None:
         if self.status == "terminated":

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +30,9 @@ from typing import Any, Protocol
 from domain.deploy_plan import StepSpec
 from domain.errors import Conflict, DomainError, NotFound
 from domain.retry_policy import RetryPolicy
+from domain.run_outcome import DEPLOY_KINDS, StepOutcome, may_start, record_outcome
 from domain.service import Service, service_uuid
-from domain.task import Task
+from domain.task import Task, task_uuid
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,15 @@ RUN_STARTERS = {
     "Service.RedeployRequested": "deploy",
     "Service.VerifyRepairRequested": "deploy",
     "Service.FactoryResetRequested": "reset",
+    "Service.SuspendRequested": "suspend",
+    "Service.UnsuspendRequested": "unsuspend",
+    "Service.PlanChangeRequested": "change_plan",
+    "Service.TerminateRequested": "terminate",
 }
+SCHEDULER = "scheduler"
+# Task events staff record (Try again, cancel, force-fail of a stuck attempt): the pipeline
+# takes the store's word for the task. Errored is also the pipeline's own; re-reading is cheap.
+STAFF_TASK_TOPICS = ("Task.Retried", "Task.Cancelled", "Task.Errored")
 
 
 class PipelineStore(Protocol):
@@ -85,11 +95,65 @@ class PipelineSettings:
 class _Run:
     service_id: str
     run: int
+    kind: str
     tasks: dict[str, Task] = field(default_factory=dict)  # by step
     outcome_recorded: bool = False
 
     def open_tasks(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.is_open]
+
+    def outcomes(self) -> list[StepOutcome] | None:
+        """Each step's outcome once nothing more can happen in the run (every task final, or
+        planned behind a step that failed for good); None while something still can. A
+        deploy has failed as soon as one step is in error: that is reported at once."""
+        failed = {s for s, t in self.tasks.items() if t.state in ("error", "cancelled")}
+        blocked: set[str] = set()
+        changed = True
+        while changed:  # planned tasks behind a failed step, however far behind
+            changed = False
+            for step, task in self.tasks.items():
+                if step in blocked or task.state != "planned":
+                    continue
+                if any(dep in failed or dep in blocked for dep in task.depends_on):
+                    blocked.add(step)
+                    changed = True
+        early = self.kind in DEPLOY_KINDS and any(t.state == "error" for t in self.tasks.values())
+        if not early and any(t.is_open and s not in blocked for s, t in self.tasks.items()):
+            return None
+        return [
+            StepOutcome(
+                step=step,
+                server_id=task.server_id,
+                action=task.action,
+                state="blocked" if step in blocked else task.state,
+                error=_blocked_by(task, failed | blocked) if step in blocked else task.error,
+            )
+            for step, task in self.tasks.items()
+        ]
+
+
+def _blocked_by(task: Task, failed: set[str]) -> str:
+    return "not attempted: it depends on " + ", ".join(d for d in task.depends_on if d in failed)
+
+
+@dataclass(frozen=True)
+class RelayedEvent:
+    """A stored event as the relay announced it."""
+
+    topic: str
+    aggregate_id: uuid.UUID
+    version: int
+
+
+@dataclass(frozen=True)
+class CronTick:
+    """The scheduler's periodic nudge: ``retries`` and ``stuck`` expire leases and start
+    what is due; ``terminations`` tries again the failed steps of unfinished terminations."""
+
+    job: str
+
+
+PipelineInput = RelayedEvent | CronTick | ResultMessage | HeartbeatMessage
 
 
 class Pipeline:
@@ -100,7 +164,7 @@ class Pipeline:
         limits: Limits,
         publisher: Publisher,
         *,
-        settings: PipelineSettings | None = None,
+        settings: PipelineSettings | Callable[[], PipelineSettings] | None = None,
         clock: Callable[[], datetime],
         unit_random: Callable[[], float] = random.random,
     ) -> None:
@@ -108,16 +172,23 @@ class Pipeline:
         self._planner = planner
         self._limits = limits
         self._publisher = publisher
-        self._settings = settings or PipelineSettings()
+        fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
+        self._settings_of = settings if callable(settings) else lambda: fixed
         self._clock = clock
         self._random = unit_random
         self._runs: dict[str, _Run] = {}  # latest run per service
         self._by_id: dict[uuid.UUID, Task] = {}
+        self._finished: dict[str, int] = {}  # last run that ended well, per service
         # Attempts of a superseded run that may still be running on a node: a newer run of the
         # same service waits for them (result, or lease out) so an old removal cannot land
         # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
         self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
         self._lock = asyncio.Lock()
+
+    @property
+    def _settings(self) -> PipelineSettings:
+        """The settings as they are now (staff may change them while the pipeline runs)."""
+        return self._settings_of()
 
     # --- state -------------------------------------------------------------------------
 
@@ -127,6 +198,7 @@ class Pipeline:
         async with self._lock:
             self._runs.clear()
             self._by_id.clear()
+            self._finished.clear()
             for task in tasks:
                 self._remember(task)
             for run in list(self._runs.values()):
@@ -140,101 +212,178 @@ class Pipeline:
             if current is not None:
                 for old in current.tasks.values():
                     self._by_id.pop(old.id, None)
-            current = self._runs[task.service_id] = _Run(task.service_id, task.run)
+            current = self._runs[task.service_id] = _Run(task.service_id, task.run, task.operation)
         if task.run == current.run:
             current.tasks[task.step] = task
             self._by_id[task.id] = task
 
     def in_flight(self, server_id: str) -> int:
-        running = sum(
-            1
+        return self._in_flight_by_server().get(server_id, 0)
+
+    def _in_flight_by_server(self) -> Counter[str]:
+        counts: Counter[str] = Counter(
+            task.server_id
             for run in self._runs.values()
             for task in run.tasks.values()
-            if task.server_id == server_id and task.state == "dispatched"
+            if task.state == "dispatched"
         )
-        draining = sum(
-            1
-            for attempts in self._draining.values()
-            for server, _ in attempts.values()
-            if server == server_id
-        )
-        return running + draining
+        for attempts in self._draining.values():
+            counts.update(server for server, _ in attempts.values())
+        return counts
 
     # --- inputs ------------------------------------------------------------------------
 
     async def on_event(self, topic: str, aggregate_id: uuid.UUID, version: int) -> None:
         """A relayed event (topic, aggregate, version): starts runs for service events,
         refreshes tasks that staff changed."""
-        kind = RUN_STARTERS.get(topic)
-        async with self._lock:
-            if kind is not None:
-                await self._start_run(aggregate_id, version, kind)
-            elif topic in ("Task.Retried", "Task.Cancelled"):
-                await self._refresh_task(aggregate_id)
-            await self._dispatch_ready()
+        await self.on_batch([RelayedEvent(topic, aggregate_id, version)])
 
     async def on_result(self, result: ResultMessage) -> None:
-        async with self._lock:
-            self._stop_draining(uuid.UUID(result.task_id))
-            task = self._by_id.get(uuid.UUID(result.task_id))
-            if task is None:
-                log.info("pipeline: result for a task not in an open run: %s", result.task_id)
-                await self._dispatch_ready()  # it may have been what a newer run waited for
-                return
-            now = self._clock()
-            if result.outcome == "succeeded":
-                recorded = task.succeed(
-                    result.attempt,
-                    now,
-                    changed=result.changed,
-                    log=result.log,
-                    outputs=result.outputs,
-                )
-            else:
-                recorded = task.fail(
-                    result.attempt,
-                    now,
-                    error=result.error,
-                    retryable=result.outcome == "failed_retryable",
-                    log=result.log,
-                    policy=self._settings.policy,
-                    unit_random=self._random(),
-                )
-            if recorded:
-                try:
-                    await self._save(task)
-                except Conflict:
-                    await self._refresh_task(task.id)
-                    return
-                await self._settle(self._runs[task.service_id])
-            await self._dispatch_ready()
+        await self.on_batch([result])
 
     async def on_heartbeat(self, beat: HeartbeatMessage) -> None:
+        await self.on_batch([beat])
+
+    async def on_batch(self, inputs: list[PipelineInput]) -> None:
+        """Everything that arrived together: results and heartbeats are recorded in one
+        transaction, then the runs they touched settle and one dispatch round follows (one
+        more transaction). Relayed events are taken in their place in the order."""
         async with self._lock:
-            task = self._by_id.get(uuid.UUID(beat.task_id))
-            if task is not None and task.renew_lease(
-                beat.attempt, self._clock(), self._settings.lease_s
-            ):
-                await self._save(task)
+            touched: dict[uuid.UUID, Task] = {}
+            taken: list[ResultMessage | HeartbeatMessage] = []
+            for item in inputs:
+                if isinstance(item, RelayedEvent):
+                    await self._record(touched, taken)
+                    await self._take_event(item)
+                elif isinstance(item, CronTick):
+                    await self._record(touched, taken)
+                    await self._take_cron(item)
+                else:
+                    self._take_report(item, touched)
+                    taken.append(item)
+            await self._record(touched, taken)
+            await self._dispatch_ready()
+
+    def _take_report(
+        self, item: ResultMessage | HeartbeatMessage, touched: dict[uuid.UUID, Task]
+    ) -> None:
+        """Applies a result or heartbeat to its task in memory (recorded by ``_record``)."""
+        task_id = uuid.UUID(item.task_id)
+        now = self._clock()
+        if isinstance(item, HeartbeatMessage):
+            task = self._by_id.get(task_id)
+            if task is not None and task.renew_lease(item.attempt, now, self._settings.lease_s):
+                touched[task.id] = task
+            return
+        self._stop_draining(task_id)  # whatever the outcome, it is off the node
+        task = self._by_id.get(task_id)
+        if task is None:
+            log.info("pipeline: result for a task not in an open run: %s", item.task_id)
+            return
+        if item.outcome == "succeeded":
+            recorded = task.succeed(
+                item.attempt, now, changed=item.changed, log=item.log, outputs=item.outputs
+            )
+        else:
+            recorded = task.fail(
+                item.attempt,
+                now,
+                error=item.error,
+                retryable=item.outcome == "failed_retryable",
+                log=item.log,
+                policy=self._settings.policy,
+                unit_random=self._random(),
+            )
+        if recorded:
+            touched[task.id] = task
+
+    async def _record(
+        self, touched: dict[uuid.UUID, Task], taken: list[ResultMessage | HeartbeatMessage]
+    ) -> None:
+        """Saves what the reports changed, in one transaction, and settles those runs. On a
+        conflict (staff changed one of the tasks meanwhile) the store's word is taken for
+        every touched task and the reports are applied again one at a time."""
+        if not touched:
+            taken.clear()
+            return
+        tasks = list(touched.values())
+        touched.clear()
+        try:
+            await self._save(*tasks)
+        except Conflict:
+            for task in tasks:
+                await self._refresh_task(task.id)
+            for item in taken:
+                one: dict[uuid.UUID, Task] = {}
+                self._take_report(item, one)
+                try:
+                    await self._save(*one.values())
+                except Conflict:
+                    for task in one.values():
+                        await self._refresh_task(task.id)
+            tasks = [self._by_id[t.id] for t in tasks if t.id in self._by_id]
+        taken.clear()
+        for service_id in dict.fromkeys(task.service_id for task in tasks):
+            run = self._runs.get(service_id)
+            if run is not None:
+                await self._settle(run)
+
+    async def _take_event(self, event: RelayedEvent) -> None:
+        kind = RUN_STARTERS.get(event.topic)
+        if kind is not None:
+            await self._start_run(event.aggregate_id, event.version, kind)
+        elif event.topic in STAFF_TASK_TOPICS:
+            run = await self._refresh_task(event.aggregate_id)
+            if run is not None:
+                await self._settle(run)  # a force-failed attempt may end the run
+
+    async def _take_cron(self, tick: CronTick) -> None:
+        if tick.job == "terminations":
+            await self._retry_terminations()
+        elif tick.job in ("retries", "stuck"):
+            await self._expire_leases()
+
+    async def _retry_terminations(self) -> None:
+        """A termination that could not reach a node stays ``terminating``; its steps that
+        failed in a way that may pass are tried again, so it finishes once the node is back."""
+        now = self._clock()
+        for run in list(self._runs.values()):
+            if run.kind != "terminate" or run.outcomes() is None:
+                continue  # not a termination, or one still under way
+            again = [
+                t
+                for t in run.tasks.values()
+                if t.state == "error" and t.failed_retryably and t.retry(now, actor=SCHEDULER)
+            ]
+            if again:
+                await self._save(*again)
+                run.outcome_recorded = False
 
     async def tick(self) -> None:
         """Expires leases and starts whatever is due."""
         async with self._lock:
-            now = self._clock()
-            for service_id, attempts in list(self._draining.items()):
-                for task_id, (_, lease) in list(attempts.items()):
-                    if lease <= now:
-                        self._stop_draining(task_id, service_id)
-            for run in list(self._runs.values()):
-                expired = [
-                    t
-                    for t in run.open_tasks()
-                    if t.expire_lease(now, self._settings.policy, self._random())
-                ]
-                if expired:
-                    await self._save(*expired)
-                    await self._settle(run)
+            await self._expire_leases()
             await self._dispatch_ready()
+
+    async def _expire_leases(self) -> None:
+        now = self._clock()
+        for service_id, attempts in list(self._draining.items()):
+            for task_id, (_, lease) in list(attempts.items()):
+                if lease <= now:
+                    self._stop_draining(task_id, service_id)
+        for run in list(self._runs.values()):
+            expired = [
+                t
+                for t in run.open_tasks()
+                if t.expire_lease(now, self._settings.policy, self._random())
+            ]
+            if expired:
+                try:
+                    await self._save(*expired)
+                except Conflict:  # staff force-failed or cancelled one meanwhile
+                    for task in expired:
+                        await self._refresh_task(task.id)
+                await self._settle(run)
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -249,10 +398,13 @@ class Pipeline:
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
-        if current is not None and current.run >= run_no:
+        if (current.run if current else self._finished.get(service_id, 0)) >= run_no:
             return True  # a redelivery, or an older event than the run we have
-        if service.status in ("terminating", "terminated", "suspended"):
+        if not may_start(service, kind):
             return True
+        deploying = current is not None and current.kind in DEPLOY_KINDS and current.open_tasks()
+        if kind == "change_plan" and deploying:
+            kind = "deploy"  # a deploy under way: deploy again with the new plan
         now = self._clock()
         try:
             placement = service.placement
@@ -265,9 +417,8 @@ class Pipeline:
         else:
             reason = ""
         if reason:
-            await self._mark_service(
-                service_id, "deploy_failed", lambda s: s.mark_deploy_failed(now, reason)
-            )
+            failure = StepOutcome("plan", "", "plan", "error", reason)
+            await self._record_outcome(service_id, kind, [failure])
             return True
         tasks = [
             Task.plan(
@@ -306,7 +457,9 @@ class Pipeline:
         for task in tasks:
             self._remember(task)
         if not tasks:
-            await self._settle(self._runs.setdefault(service_id, _Run(service_id, run_no)))
+            await self._settle(
+                self._runs.setdefault(service_id, _Run(service_id, run_no, kind)),
+            )
         return True
 
     def _stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:
@@ -315,44 +468,72 @@ class Pipeline:
             if attempts and attempts.pop(task_id, None) is not None and not attempts:
                 del self._draining[sid]
 
-    async def _refresh_task(self, task_id: uuid.UUID) -> None:
+    async def _refresh_task(self, task_id: uuid.UUID) -> _Run | None:
+        """Takes the store's word for a task; returns its run when that is open here."""
         if task_id not in self._by_id:
-            return
+            await self._reopen_finished(task_id)
+            return None
         task = await asyncio.to_thread(self._store.task, task_id)
         self._remember(task)
         run = self._runs.get(task.service_id)
         if run is not None and task.is_open:
             run.outcome_recorded = False  # "Try again": the run's outcome is open once more
+        return run
+
+    async def _reopen_finished(self, task_id: uuid.UUID) -> None:
+        """Staff retried a (cancelled) task of a run that had ended and been forgotten: the
+        run comes back with that task and every step it depends on, as the store has them."""
+        try:
+            task = await asyncio.to_thread(self._store.task, task_id)
+        except NotFound:
+            return
+        if not task.is_open or task.run < self._finished.get(task.service_id, 0):
+            return
+        if task.service_id in self._runs:
+            return  # a newer run is under way; this one stays closed
+        self._finished.pop(task.service_id, None)
+        wanted, loaded = list(task.depends_on), [task]
+        while wanted:
+            step = wanted.pop()
+            if any(t.step == step for t in loaded):
+                continue
+            dep = await asyncio.to_thread(
+                self._store.task, task_uuid(task.service_id, task.run, step)
+            )
+            loaded.append(dep)
+            wanted.extend(dep.depends_on)
+        for each in loaded:
+            self._remember(each)
 
     async def _settle(self, run: _Run) -> None:
-        """Records the service's outcome once the run has one (and only if not yet recorded,
-        so settling again after a restart records nothing twice)."""
+        """Records the service's outcome once the run has ended (and only once: settling
+        again after a restart records nothing twice). A run that ended well is forgotten."""
         if run.outcome_recorded:
             return
-        states = [t.state for t in run.tasks.values()]
-        now = self._clock()
-        if "error" in states:
-            errors = "; ".join(
-                f"{t.step}: {t.error}" for t in run.tasks.values() if t.state == "error"
-            )
-            await self._mark_service(
-                run.service_id, "deploy_failed", lambda s: s.mark_deploy_failed(now, errors)
-            )
-            run.outcome_recorded = True
-        elif all(state in ("succeeded", "cancelled") for state in states):
-            await self._mark_service(run.service_id, "active", lambda s: s.mark_active(now))
-            run.outcome_recorded = True
+        outcomes = run.outcomes()
+        if outcomes is None:
+            return
+        await self._record_outcome(run.service_id, run.kind, outcomes)
+        run.outcome_recorded = True
+        if all(o.state in ("succeeded", "cancelled") for o in outcomes):
+            self._forget(run)
 
-    async def _mark_service(
-        self, service_id: str, status: str, change: Callable[[Service], None]
+    def _forget(self, run: _Run) -> None:
+        """A run that ended well leaves the working state (only failed runs wait there for a
+        Try again), so the pipeline's memory and its scans stay the size of the open work."""
+        if self._runs.get(run.service_id) is run:
+            del self._runs[run.service_id]
+            self._finished[run.service_id] = run.run
+        for task in run.tasks.values():
+            self._by_id.pop(task.id, None)
+
+    async def _record_outcome(
+        self, service_id: str, kind: str, outcomes: list[StepOutcome]
     ) -> None:
         for _ in range(5):
             service = await asyncio.to_thread(self._store.service, service_uuid(service_id))
-            if service.status in ("terminating", "terminated", "suspended"):
+            if not record_outcome(service, kind, outcomes, self._clock()):
                 return
-            if service.status == status and service.pending is None:
-                return  # recorded before a restart
-            change(service)
             try:
                 await asyncio.to_thread(self._store.save, service)
                 return
@@ -362,7 +543,7 @@ class Pipeline:
     async def _dispatch_ready(self) -> None:
         now = self._clock()
         budget = self._settings.batch_size
-        in_flight: dict[str, int] = {}
+        in_flight = self._in_flight_by_server()
         started: list[tuple[Task, TaskMessage]] = []
         for run in self._runs.values():
             for task in run.tasks.values():
@@ -372,8 +553,6 @@ class Pipeline:
                     continue
                 if self._draining.get(run.service_id):
                     continue  # the superseded run still has attempts out on a node
-                if task.server_id not in in_flight:
-                    in_flight[task.server_id] = self.in_flight(task.server_id)
                 if in_flight[task.server_id] >= self._limits.max_concurrency(task.server_id):
                     continue
                 attempt = task.dispatch(now, self._settings.lease_s)
@@ -389,11 +568,13 @@ class Pipeline:
             for task, _ in started:
                 await self._refresh_task(task.id)
             return
-        for _, message in started:
-            # Saved first: if this publish is lost, the lease runs out and the step is retried.
-            await self._publisher.publish(
-                message.routing_key, message.to_json(), message.message_id
+        # Saved first: if a publish is lost, its lease runs out and the step is retried.
+        await asyncio.gather(
+            *(
+                self._publisher.publish(message.routing_key, message.to_json(), message.message_id)
+                for _, message in started
             )
+        )
 
     def _dependencies_met(self, run: _Run, task: Task) -> bool:
         return all(

@@ -6,7 +6,14 @@ in unified mode one node takes web, mail and DNS tasks, and every role needs ``e
 
 from __future__ import annotations
 
-from handlers import dns_steps, mail_steps, user_steps, web_steps
+from handlers import (
+    dns_steps,
+    mail_steps,
+    mailbox_steps,
+    suspension_steps,
+    user_steps,
+    web_steps,
+)
 from handlers.step import StepAction
 
 STEP_ACTIONS: dict[str, StepAction] = {
@@ -26,4 +33,11 @@ STEP_ACTIONS: dict[str, StepAction] = {
     "ensure_dns_record": dns_steps.ensure_dns_record,
     "remove_dns_record": dns_steps.remove_dns_record,
     "remove_dns_zone": dns_steps.remove_dns_zone,
+    "suspend_user": suspension_steps.suspend_user,
+    "unsuspend_user": suspension_steps.unsuspend_user,
+    "suspend_dns_record": suspension_steps.suspend_dns_record,
+    "unsuspend_dns_record": suspension_steps.unsuspend_dns_record,
+    "suspend_mailbox": mailbox_steps.suspend_mailbox,
+    "unsuspend_mailbox": mailbox_steps.unsuspend_mailbox,
+    "ensure_mailbox_quota": mailbox_steps.ensure_mailbox_quota,
 }

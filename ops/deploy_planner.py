@@ -1,8 +1,13 @@
-"""The pipeline's Planner port: domain/deploy_plan.py over the registered nodes and the
-provider's vanity settings."""
+"""The pipeline's Planner port: domain/deploy_plan.py and domain/lifecycle_plan.py over the
+registered nodes and the provider's vanity settings.
+
+Run kinds: ``deploy`` (build or converge), ``reset`` (remove everything, then build again),
+``terminate`` (remove only), ``suspend``, ``unsuspend``, ``change_plan``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,10 +19,23 @@ from domain.deploy_plan import (
     plan_removal,
 )
 from domain.errors import Conflict
+from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement, placement_for
 from domain.service import Service
 from ops.server_registry import ServerRegistry
 from ops.settings import Settings
+
+PlanFunction = Callable[
+    [ServiceFacts, Placement, ProviderSettings | None, Mapping[str, str]], list[StepSpec]
+]
+PLANS: dict[str, PlanFunction] = {
+    "deploy": plan_deploy,
+    "terminate": plan_removal,
+    "suspend": plan_suspend,
+    "unsuspend": plan_unsuspend,
+    "change_plan": plan_change_plan,
+}
+RUN_KINDS = (*PLANS, "reset")
 
 
 class DeployPlanner:
@@ -35,12 +53,14 @@ class DeployPlanner:
         return placement.to_json()
 
     def steps(self, service: Service, placement: dict[str, Any], kind: str) -> list[StepSpec]:
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}; one of {', '.join(RUN_KINDS)}")
         nodes = self._nodes(service, placement)
         facts = ServiceFacts.from_service(service)
         ips = self._registry.ips()
-        deploy = plan_deploy(facts, nodes, self._provider, ips)
         if kind != "reset":
-            return deploy
+            return PLANS[kind](facts, nodes, self._provider, ips)
+        deploy = plan_deploy(facts, nodes, self._provider, ips)
         removal = plan_removal(facts, nodes, self._provider, ips)
         removed = tuple(step.step for step in removal)
         # factory reset: everything is removed before anything is built again

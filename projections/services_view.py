@@ -38,6 +38,8 @@ SERVICES = Table(
         Column("progress_done", "int"),
         Column("progress_total", "int"),
         Column("current_step", "text"),
+        Column("last_error", "text"),  # why the last operation failed, until one succeeds
+        Column("leftovers", "json"),  # what a forced terminate left behind, per node
         Column("ordered_at", "text"),
         Column("updated_at", "text"),
         Column("last_position", "int"),
@@ -236,9 +238,27 @@ def _activated(row: Row, event: Service.Activated) -> Row:
 
 def _settled(status: str) -> Change:
     def change(row: Row, event: Any) -> Row:
-        return {"status": status, "pending": None}
+        return {"status": status, "pending": None, "last_error": None}
 
     return change
+
+
+def _deploy_failed(row: Row, event: Service.DeployFailed) -> Row:
+    return {"status": "deploy_failed", "pending": None, "last_error": event.reason}
+
+
+def _operation_failed(row: Row, event: Service.OperationFailed) -> Row:
+    pending = row["pending"] if event.operation in ("terminate", "change_plan") else None
+    return {"pending": pending, "last_error": f"{event.operation}: {event.reason}"}
+
+
+def _terminated(row: Row, event: Service.Terminated) -> Row:
+    return {
+        "status": "terminated",
+        "pending": None,
+        "last_error": None,
+        "leftovers": list(event.leftovers),
+    }
 
 
 CHANGES: dict[type[Any], Change] = {
@@ -251,10 +271,12 @@ CHANGES: dict[type[Any], Change] = {
     Service.PlanChangeRequested: _plan_change_requested,
     Service.UsageSyncRequested: _usage_sync_requested,
     Service.Activated: _activated,
-    Service.DeployFailed: _settled("deploy_failed"),
+    Service.DeployFailed: _deploy_failed,
+    Service.OperationFailed: _operation_failed,
+    Service.PlanApplied: lambda row, event: {"last_error": None},
     Service.Suspended: _settled("suspended"),
     Service.Unsuspended: _settled("active"),
-    Service.Terminated: _settled("terminated"),
+    Service.Terminated: _terminated,
 }
 
 

@@ -34,6 +34,7 @@ PARTS = (
     "relay",
     "projections",
     "pipeline",
+    "scheduler",
     "handler web",
     "handler mail",
     "handler dns",
@@ -80,6 +81,8 @@ class Deployment:
             "HOSTWRIGHT_VANITY_DOMAIN": PROVIDER_DOMAIN,
             "HOSTWRIGHT_VANITY_MAIL_USER": PROVIDER_MAIL_USER,
             "HOSTWRIGHT_VANITY_DNS_USER": PROVIDER_DNS_USER,
+            "HOSTWRIGHT_CRON_TERMINATIONS_S": "2",
+            "HOSTWRIGHT_CRON_STUCK_S": "1",
         }
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",

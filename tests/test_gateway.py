@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 from starlette.types import ASGIApp
 
 from domain.commands import OrderService
+from domain.task_bulk import ChangeTasksInBulk
 from gateway.app import create_app
 from gateway.ports import CommandLedger, ViewQueries
 from ops.command_ledger import StoreLedger
@@ -110,12 +111,25 @@ class FakeViews:
         state: str | None = None,
         service_id: str | None = None,
         server_id: str | None = None,
+        stuck: bool | None = None,
         limit: int = 200,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
         return []
 
-    def task(self, task_id: str) -> dict[str, Any] | None:
+    def task(self, task_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         return None
+
+    def task_ids(
+        self,
+        *,
+        states: Sequence[str] = (),
+        finished_before: datetime | None = None,
+        stuck_before: datetime | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+    ) -> list[str]:
+        return []
 
 
 class BrokenLedger:
@@ -137,6 +151,9 @@ class BrokenLedger:
         raise RuntimeError("boom")
 
     def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        raise RuntimeError("boom")
+
+    def change_tasks(self, command: ChangeTasksInBulk, task_ids: Sequence[str]) -> list[str]:
         raise RuntimeError("boom")
 
 
@@ -572,6 +589,8 @@ def test_a_service_reads_its_status_and_progress_from_the_view(
         "domain": "shop.example.com",
         "status": "provisioning",
         "progress": {"done": 2, "total": 3, "percent": 66, "current_step": "mail.add_user"},
+        "last_error": None,
+        "leftovers": [],
     }
 
 

@@ -330,3 +330,124 @@ async def test_a_new_run_waits_until_the_superseded_runs_attempts_are_off_the_no
     clock.now += timedelta(seconds=31)  # the other old attempt's lease runs out
     await pipeline.tick()
     assert {m.step for m in published.take()} == {"web.user", "mail.domain"}
+
+
+class CountingStore(StorePipelineAdapter):
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store)
+        self.saves: list[int] = []
+
+    def save(self, *aggregates: object) -> None:
+        self.saves.append(len(aggregates))
+        super().save(*aggregates)
+
+
+async def test_a_batch_of_results_is_one_transaction_and_a_conflict_loses_none(
+    store: EventStore,
+) -> None:
+    """Results arriving together are recorded in one save (then one save dispatches what they
+    unblocked); when staff changed one of the tasks first, the batch falls back to one save per
+    result and every other result is still recorded."""
+    clock, published = Clock(), Published()
+    counting = CountingStore(store)
+    pipeline = Pipeline(
+        counting,
+        FixedPlanner(),
+        Limits(),
+        published,
+        settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
+        clock=clock,
+        unit_random=lambda: 0.5,
+    )
+    for service_id in ("1", "2", "3"):
+        order(store, service_id)
+        await pipeline.on_event("Service.Ordered", service_uuid(service_id), version=1)
+    first = published.take()
+    assert len(first) == 6  # web.user and mail.domain of each service
+    counting.saves.clear()
+    await pipeline.on_batch([ok(message) for message in first])
+    assert counting.saves == [6, 6]  # six results in one save; six dispatches in the next
+    second = published.take()
+
+    # Staff cancels one of the dispatched tasks behind the pipeline's back.
+    victim = second[0]
+    cancelled = store.app.repository.get(uuid.UUID(victim.task_id))
+    cancelled.cancel(clock(), actor="staff")
+    store.save(cancelled)
+    counting.saves.clear()
+    results = [ok(m, dkim_txt="v=DKIM1; p=abc") for m in second]
+    await pipeline.on_batch(results)
+    assert counting.saves[0] == 6  # the batch save, refused as a whole
+    for message in second:
+        task = store.app.repository.get(uuid.UUID(message.task_id))
+        expected = "cancelled" if message is victim else "succeeded"
+        assert task.state == expected, message.step
+
+
+async def active_service(store: EventStore, pipeline: Pipeline, published: Published) -> None:
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "active"
+
+
+async def terminate(store: EventStore, pipeline: Pipeline, force: bool) -> None:
+    command = parse_lifecycle("terminate", "7", {"force": force}, now=T0, actor="whmcs")
+    store.request(command)
+    service = store.get_service("7")
+    await pipeline.on_event("Service.TerminateRequested", service.id, version=service.version)
+
+
+async def fail_until_error(
+    pipeline: Pipeline, published: Published, clock: Clock, step: str
+) -> None:
+    """Fails every attempt of ``step`` (node unreachable) until the policy gives up; every
+    other step succeeds."""
+    while True:
+        for message in published.take():
+            if message.step == step:
+                await pipeline.on_result(failed(message))
+            else:
+                await pipeline.on_result(ok(message))
+        clock.now += timedelta(seconds=70)
+        await pipeline.tick()
+        if not published.messages:
+            return
+
+
+async def test_a_terminate_that_cannot_reach_a_node_waits_and_the_scheduler_finishes_it(
+    store: EventStore,
+) -> None:
+    from handlers.pipeline import CronTick
+
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    await active_service(store, pipeline, published)
+    await terminate(store, pipeline, force=False)
+    assert {m.step for m in published.messages} == {s.step for s in STEPS if not s.depends_on}
+    await fail_until_error(pipeline, published, clock, "web.user")
+    assert store.get_service("7").status == "terminating"
+    # The scheduler's nudge: the step that failed because the node was away is tried again.
+    await pipeline.on_batch([CronTick("terminations")])
+    (again,) = published.take()
+    assert again.step == "web.user"
+    await pipeline.on_result(ok(again))
+    await run_to_the_end(pipeline, published)
+    service = store.get_service("7")
+    assert service.status == "terminated"
+
+
+async def test_a_forced_terminate_closes_the_service_and_lists_what_was_left(
+    store: EventStore,
+) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    await active_service(store, pipeline, published)
+    await terminate(store, pipeline, force=True)
+    await fail_until_error(pipeline, published, clock, "web.user")
+    service = store.get_service("7")
+    assert service.status == "terminated"
+    events = store.events_of("7", None)
+    (terminated,) = [e for e in events if e["topic"] == "Service.Terminated"]
+    left = [(x["server_id"], x["step"]) for x in terminated["data"]["leftovers"]]
+    assert left == [("web1", "web.user"), ("web1", "web.domain")]

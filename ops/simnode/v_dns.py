@@ -1,4 +1,4 @@
-"""DNS zones and records: ``v-add-dns-domain`` … ``v-delete-dns-record``.
+"""DNS zones and records: ``v-add-dns-domain`` … ``v-unsuspend-dns-record``.
 
 A new zone gets the records of Hestia's ``default`` DNS template (an NS per name server, A @
 and mail, CNAME www/ftp/webmail, MX, SPF and DMARC TXT, SRV for submission/IMAP/POP3).
@@ -341,5 +341,42 @@ def unsuspend_dns_domain(node: Node, argv: list[str]) -> str:
     zone = zone_of(user_valid(node, argv[0]), domain)
     suspended(zone.conf, "dns", domain)
     _set_zone_suspended(zone, "no")
+    node.changed = True
+    return ""
+
+
+def _zone_record(node: Node, argv: list[str], name: str) -> tuple[DnsZone, Conf]:
+    """The checks v-suspend-dns-record and v-unsuspend-dns-record share, in Hestia's order."""
+    check_args(argv, 3, name, "USER DOMAIN ID [RESTART]")
+    domain = v.format_domain(argv[1])
+    v.user_format(argv[0])
+    v.domain_format(domain)
+    v.id_format(argv[2])
+    v.restart_format(arg(argv, 3))
+    system_enabled(node, "DNS_SYSTEM")
+    zone = zone_of(user_valid(node, argv[0]), domain)
+    unsuspended(zone.conf, "dns", domain)
+    target = next((r for r in zone.records if r["ID"] == argv[2]), None)
+    if target is None:
+        raise not_exist(f"{domain} id", argv[2])
+    return zone, target
+
+
+@command("v-suspend-dns-record")
+def suspend_dns_record(node: Node, argv: list[str]) -> str:
+    zone, record = _zone_record(node, argv, "v-suspend-dns-record")
+    unsuspended(record, "id", record["ID"])
+    record["SUSPENDED"] = "yes"
+    _bump_serial(node, zone)
+    node.changed = True
+    return ""
+
+
+@command("v-unsuspend-dns-record")
+def unsuspend_dns_record(node: Node, argv: list[str]) -> str:
+    # Hestia does not check that the record is suspended: unsuspending twice exits 0.
+    zone, record = _zone_record(node, argv, "v-unsuspend-dns-record")
+    record["SUSPENDED"] = "no"
+    _bump_serial(node, zone)
     node.changed = True
     return ""

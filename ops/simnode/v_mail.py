@@ -1,4 +1,4 @@
-"""Mail domains, accounts and DKIM: ``v-add-mail-domain`` … ``v-unsuspend-mail-account``.
+"""Mail domains, accounts and DKIM: ``v-add-mail-domain`` … ``v-change-mail-account-quota``.
 
 DKIM keys are real RSA keys (``cryptography``); ``v-list-mail-domain-dkim-dns`` prints the
 public key the way Hestia does (the PEM body on one line, inside ``'v=DKIM1; k=rsa; p=…'``).
@@ -59,6 +59,9 @@ _ACCOUNT_KEYS = [
     "TIME",
     "DATE",
 ]
+
+# v-list-mail-account (one mailbox) prints a few more fields than v-list-mail-accounts
+_ONE_ACCOUNT_KEYS = [*_ACCOUNT_KEYS[:5], "RATE_LIMIT", *_ACCOUNT_KEYS[5:], "WEBMAIL_ALIAS"]
 
 
 def dkim_private_key(bits: int) -> str:
@@ -291,6 +294,35 @@ def list_mail_accounts(node: Node, argv: list[str]) -> str:
     return render(objects, arg(argv, 2, "shell"), name_key="ACCOUNT")
 
 
+@command("v-list-mail-account")
+def list_mail_account(node: Node, argv: list[str]) -> str:
+    usage = "USER DOMAIN ACCOUNT [FORMAT]"
+    user, domain = _user_domain(node, argv, "v-list-mail-account", usage, 3)
+    v.localpart_format(argv[2])
+    mail = _mail_domain(user_valid(node, user), domain)
+    conf = mail.accounts.get(argv[2])
+    if conf is None:
+        raise not_exist(f"{domain} account", argv[2])
+    full = {**conf, "WEBMAIL_ALIAS": f"webmail.{domain}"}
+    fields = {key: full.get(key, "") for key in _ONE_ACCOUNT_KEYS}
+    return render({argv[2]: fields}, arg(argv, 3, "shell"), name_key="ACCOUNT")
+
+
+@command("v-change-mail-account-quota")
+def change_mail_account_quota(node: Node, argv: list[str]) -> str:
+    _user_domain(node, argv, "v-change-mail-account-quota", "USER DOMAIN ACCOUNT QUOTA", 4)
+    v.localpart_format(argv[2])
+    quota = argv[3]
+    if quota != "unlimited":
+        v.int_format(quota, "quota")
+    _, conf = _account(node, argv, "v-change-mail-account-quota", check_user=True)
+    unsuspended(conf, "account", conf["ACCOUNT"])
+    # Hestia stores 0 (and "unlimited", which bash's -eq reads as 0) as unlimited
+    conf["QUOTA"] = "unlimited" if quota == "unlimited" or int(quota) == 0 else quota
+    node.changed = True
+    return ""
+
+
 @command("v-suspend-mail-account")
 def suspend_mail_account(node: Node, argv: list[str]) -> str:
     _, conf = _account(node, argv, "v-suspend-mail-account", check_user=True)
@@ -317,9 +349,16 @@ def suspend_mail_domain(node: Node, argv: list[str]) -> str:
     unsuspended(data.conf, "user", user)
     mail = _mail_domain(data, domain)
     unsuspended(mail.conf, "mail", domain)
-    mail.conf["SUSPENDED"] = "yes"
+    _set_domain_suspended(mail, "yes")
     node.changed = True
     return ""
+
+
+def _set_domain_suspended(mail: MailDomain, value: str) -> None:
+    # Hestia seds SUSPENDED in mail/<domain>.conf: every mailbox of the domain follows it.
+    mail.conf["SUSPENDED"] = value
+    for account in mail.accounts.values():
+        account["SUSPENDED"] = value
 
 
 @command("v-unsuspend-mail-domain")
@@ -329,6 +368,6 @@ def unsuspend_mail_domain(node: Node, argv: list[str]) -> str:
     system_enabled(node, "MAIL_SYSTEM")
     mail = _mail_domain(user_valid(node, user), domain)
     suspended(mail.conf, "mail", domain)
-    mail.conf["SUSPENDED"] = "no"
+    _set_domain_suspended(mail, "no")
     node.changed = True
     return ""

@@ -245,12 +245,15 @@ def list_users(node: Node, argv: list[str]) -> str:
 
 
 def _set_suspended(data: UserData, value: str) -> None:
-    # v-suspend-user / v-unsuspend-user cascade to every web, mail and DNS domain of the user.
+    # v-suspend-user / v-unsuspend-user cascade to every web, mail and DNS domain of the user,
+    # and the domain commands rewrite every mailbox and record of the domain with it (sed).
     data.conf["SUSPENDED"] = value
     for conf in data.web.values():
         conf["SUSPENDED"] = value
     for mail in data.mail.values():
         mail.conf["SUSPENDED"] = value
+        for account in mail.accounts.values():
+            account["SUSPENDED"] = value
     for zone in data.dns.values():
         zone.conf["SUSPENDED"] = value
         for record in zone.records:

@@ -2,7 +2,10 @@
 
 ``WebServer`` consumes the node state (to map a ``Host`` header to a user's web domain or alias)
 and the simulated file system; it answers ``GET /.well-known/acme-challenge/<token>`` with the
-file of that name under the domain's document root, and 404 for anything else. HTTPS presents
+file of that name under the domain's document root, and 404 for anything else. A suspended
+domain answers every request with Hestia's suspended page ("This site is currently suspended",
+``templates/web/suspend``); Hestia's nginx sends it with 200, the simulator with 403 so that
+no check can take it for the site. HTTPS presents
 the certificate installed for the requested name (``v-add-web-domain-ssl``; chosen by SNI) or
 else a self-signed one generated once into ``DIR/https_default.crt``/``.key``. Plain asyncio:
 one request per connection, ``Connection: close``.
@@ -26,6 +29,11 @@ from cryptography.x509.oid import NameOID
 from ops.simnode.state import NodeState
 
 _CHALLENGE = "/.well-known/acme-challenge/"
+SUSPENDED_PAGE = (
+    b'<!doctype html>\n<html lang="en">\n<head><title>Access Denied</title></head>\n'
+    b"<body><h1>This site is currently suspended</h1>\n<p>If you are the owner of this site, "
+    b"please contact support for more information.</p></body>\n</html>\n"
+)
 
 
 def ensure_default_certificate(data_dir: Path) -> tuple[Path, Path]:
@@ -135,8 +143,9 @@ class WebServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, body = await self._respond(reader)
+            kind = "text/html" if body.startswith(b"<!doctype html>") else "text/plain"
             head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode() + body)
@@ -157,12 +166,12 @@ class WebServer:
             for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
         }
         site = find_site(self._state(), headers.get("host", ""))
+        if site is not None and site[2].get("SUSPENDED") == "yes":
+            return "403 Forbidden", b"" if method == "HEAD" else SUSPENDED_PAGE
         if method not in ("GET", "HEAD") or site is None or not target.startswith(_CHALLENGE):
             return "404 Not Found", b"not found\n"
         user, domain, conf = site
         token = target[len(_CHALLENGE) :].split("?", 1)[0]
-        if conf.get("SUSPENDED") == "yes":
-            return "403 Forbidden", b"suspended\n"
         if not token or "/" in token or token.startswith("."):
             return "404 Not Found", b"not found\n"
         root = conf.get("CUSTOM_DOCROOT") or f"/home/{user}/web/{domain}/public_html"

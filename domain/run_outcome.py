@@ -1,0 +1,118 @@
+"""What a run of tasks may start on a service, and what the service records when it ends.
+
+A run has a kind (its tasks' ``operation``): ``deploy`` (order, redeploy, verify & repair),
+``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan`` or ``terminate``. It has
+ended when nothing more can happen in it: every task is final, or planned behind a step that
+failed for good. Then the service records the outcome once — each rule below checks that it
+is still wanted, so settling the same run again (after a restart, a redelivery) records
+nothing twice:
+
+========== ============================ ==============================================
+kind       every task succeeded         some task in error
+========== ============================ ==============================================
+deploy     Activated                    DeployFailed (the failed steps and errors)
+reset      Activated                    DeployFailed
+suspend    Suspended                    OperationFailed (status unchanged)
+unsuspend  Unsuspended                  OperationFailed
+change     PlanApplied                  OperationFailed
+terminate  Terminated                   forced: Terminated with the leftovers listed;
+                                        else nothing: it stays ``terminating`` and the
+                                        scheduler tries the failed steps again
+========== ============================ ==============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.service import Service
+
+DEPLOY_KINDS = ("deploy", "reset")
+PENDING_OF = {"suspend": "suspend", "unsuspend": "unsuspend", "terminate": "terminate"}
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    server_id: str
+    action: str
+    state: str  # succeeded | error | cancelled | blocked (planned behind a failed step)
+    error: str | None = None
+
+
+def may_start(service: Service, kind: str) -> bool:
+    """Whether a run of ``kind`` should be planned for the service as it is now."""
+    if service.status == "terminated":
+        return False
+    if kind == "terminate":
+        return True
+    if service.status == "terminating":
+        return False
+    suspended = service.status == "suspended" or service.pending == "suspend"
+    return not (kind in DEPLOY_KINDS and suspended)
+
+
+def record_outcome(
+    service: Service, kind: str, steps: Iterable[StepOutcome], now: datetime
+) -> bool:
+    """Records what the ended run means for the service; False when nothing is to record."""
+    steps = list(steps)
+    failed = [s for s in steps if s.state in ("error", "blocked")]
+    if service.status == "terminated":
+        return False
+    if kind == "terminate":
+        if failed and not service.forced:
+            return False
+        service.mark_terminated(now, [_leftover(s) for s in failed])
+        return True
+    if service.status == "terminating":
+        return False  # a terminate came after this run; it decides
+    if kind in DEPLOY_KINDS:
+        return _record_deploy(service, failed, now)
+    if kind == "change_plan":
+        if not service.plan_pending:
+            return False
+    elif service.pending != PENDING_OF.get(kind):
+        return False  # recorded already, or a newer request took over
+    if failed:
+        service.mark_operation_failed(now, kind, _reason(failed))
+    elif kind == "suspend":
+        service.mark_suspended(now)
+    elif kind == "unsuspend":
+        service.mark_unsuspended(now)
+    else:
+        service.mark_plan_applied(now)
+    return True
+
+
+def _record_deploy(service: Service, failed: list[StepOutcome], now: datetime) -> bool:
+    if service.status == "suspended" or service.pending in ("suspend", "unsuspend"):
+        return False
+    if failed:
+        if service.status == "deploy_failed" and service.pending is None:
+            return False
+        service.mark_deploy_failed(now, _reason(failed))
+        return True
+    recorded = False
+    if service.status != "active" or service.pending is not None:
+        service.mark_active(now)
+        recorded = True
+    if service.plan_pending:  # a plan change that arrived during the deploy rode along
+        service.mark_plan_applied(now)
+        recorded = True
+    return recorded
+
+
+def _reason(failed: list[StepOutcome]) -> str:
+    return "; ".join(f"{s.step}: {s.error}" for s in failed if s.state == "error")
+
+
+def _leftover(step: StepOutcome) -> dict[str, str]:
+    return {
+        "server_id": step.server_id,
+        "step": step.step,
+        "action": step.action,
+        "error": step.error or "",
+    }
