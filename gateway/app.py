@@ -45,9 +45,10 @@ from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.errors import Conflict, InvalidInput, NotFound
 from gateway.auth import BearerTokenMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
-from gateway.ports import CommandLedger, ServerBook, ViewQueries
+from gateway.ports import CommandLedger, ServerBook, SettingsBook, ViewQueries
 from gateway.responses import ApiJSONResponse, error, success
 from gateway.servers_api import server_routes
+from gateway.settings_api import settings_routes
 from gateway.tasks_api import BadQuery, task_routes
 
 MAX_BODY_BYTES = 64 * 1024
@@ -73,6 +74,7 @@ def create_app(
     api_token: str,
     clock: Callable[[], datetime],
     servers: ServerBook | None = None,
+    settings: SettingsBook | None = None,
 ) -> Starlette:
     """The WHMCS API over ``ledger`` (writes) and ``views`` (reads), guarded by ``api_token``."""
     if not api_token:
@@ -132,13 +134,28 @@ def create_app(
         Route("/v1/services", order_service, methods=["POST"]),
         Route("/v1/services/{service_id}", service, methods=["GET"]),
         Route("/v1/services/{service_id}/events", events, methods=["GET"]),
-        *task_routes(ledger=ledger, views=views, clock=clock, actor=WHMCS_ACTOR),
+        *task_routes(
+            ledger=ledger,
+            views=views,
+            clock=clock,
+            actor=WHMCS_ACTOR,
+            read_json=lambda request: _read_json(request, required=True),
+            # the bulk actions' default ages are runtime settings when the app has them
+            queue_ages=None if settings is None else lambda: settings.current().queue,
+        ),
         Route("/v1/services/{service_id}/{action}", lifecycle, methods=["POST"]),
         Route("/v1/oplog", oplog, methods=["GET"]),
     ]
     if servers is not None:
         routes += server_routes(
             servers=servers,
+            clock=clock,
+            actor=WHMCS_ACTOR,
+            read_json=lambda request: _read_json(request, required=True),
+        )
+    if settings is not None:
+        routes += settings_routes(
+            settings=settings,
             clock=clock,
             actor=WHMCS_ACTOR,
             read_json=lambda request: _read_json(request, required=True),
@@ -260,6 +277,9 @@ def _service_status(row: dict[str, Any]) -> dict[str, Any]:
             "percent": percent,
             "current_step": source.get("current_step"),
         },
+        "last_error": row.get("last_error"),
+        # what a forced terminate could not remove, per node, for staff to clear by hand
+        "leftovers": row.get("leftovers") or [],
     }
 
 

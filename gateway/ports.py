@@ -6,11 +6,14 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from domain.commands import Command, OrderService
+from domain.runtime_settings import RuntimeSettingsValues, SettingsApplied, SettingsUpdate
 from domain.server import RegisterServer
+from domain.task_bulk import ChangeTasksInBulk
 
 
 class CommandLedger(Protocol):
@@ -37,6 +40,11 @@ class CommandLedger(Protocol):
         """Records Task.Cancelled (True). Raises NotFound for an unknown task id, Conflict
         when the task has already finished (succeeded, error or cancelled)."""
 
+    def change_tasks(self, command: ChangeTasksInBulk, task_ids: Sequence[str]) -> list[str]:
+        """Lets ``command`` decide on each task named (candidates the task-queue view found)
+        and records what it decides — Task.Hidden or Task.Errored — many tasks per save.
+        Returns the ids of the tasks it changed, in the order given; skips unknown ids."""
+
 
 class ViewQueries(Protocol):
     """Reads of the projections' views."""
@@ -56,12 +64,29 @@ class ViewQueries(Protocol):
         state: str | None = None,
         service_id: str | None = None,
         server_id: str | None = None,
+        stuck: bool | None = None,
         limit: int = 200,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Visible (not hidden) task-queue rows matching every filter given, without logs."""
+        """Visible (not hidden) task-queue rows matching every filter given, without logs.
+        ``stuck`` and ``stuck_since`` count a dispatched task past its lease at ``now``."""
 
-    def task(self, task_id: str) -> dict[str, Any] | None:
+    def task(self, task_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """One visible task-queue row with its ``log``; None when unknown."""
+
+    def task_ids(
+        self,
+        *,
+        states: Sequence[str] = (),
+        finished_before: datetime | None = None,
+        stuck_before: datetime | None = None,
+        service_id: str | None = None,
+        server_id: str | None = None,
+    ) -> list[str]:
+        """Ids of visible tasks, oldest first, in one of ``states`` (any when empty),
+        finished at or before ``finished_before``, stuck since at or before
+        ``stuck_before`` (open, with a lease that ran out by then and no sign of life since),
+        and of the service and node given."""
 
 
 class ServerBook(Protocol):
@@ -72,3 +97,14 @@ class ServerBook(Protocol):
 
     def listing(self) -> list[dict[str, Any]]:
         """Every registered node as JSON-ready dicts (public data only)."""
+
+
+class SettingsBook(Protocol):
+    """The runtime settings (retry policy, concurrency, batch size, tickets, queue)."""
+
+    def current(self) -> RuntimeSettingsValues:
+        """The values in force (the defaults while no change is recorded)."""
+
+    def change(self, update: SettingsUpdate, now: datetime, actor: str) -> SettingsApplied:
+        """Records the update when it changes something (``changed`` empty when not).
+        Raises InvalidInput, recording nothing, when the merged values are not valid."""

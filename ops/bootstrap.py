@@ -18,6 +18,7 @@ from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.broker_publisher import BrokerPublisher
 from ops.command_ledger import StoreLedger
+from ops.cron_jobs import cron_jobs
 from ops.database import Database
 from ops.deploy_planner import DeployPlanner, provider_settings
 from ops.event_store import EventStore
@@ -27,9 +28,13 @@ from ops.outbox_relay import OutboxRelay
 from ops.pipeline_store import StorePipelineAdapter
 from ops.positions import PositionStore
 from ops.projection_runner import ProjectionRunner
+from ops.runtime_settings_reader import RuntimeSettingsReader
+from ops.schedule_claims import ClaimStore
+from ops.scheduler import Scheduler
 from ops.sealing import PasswordSealer
 from ops.server_registry import ServerRegistry
 from ops.settings import Settings, SettingsError
+from ops.settings_book import StoreSettingsBook, runtime_defaults
 from ops.transport import Transport
 from ops.view_store import SqlViewQueries, ViewStore
 from projections.catalogue import all_views
@@ -49,6 +54,7 @@ class System:
     _db: Database | None = None
     _transport: Transport | None = None
     _registry: ServerRegistry | None = None
+    _runtime_settings: RuntimeSettingsReader | None = None
     transport_connected: bool = False
     connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -79,7 +85,19 @@ class System:
             api_token=self.settings.api_token,
             clock=self.clock,
             servers=self.server_registry(),
+            settings=self.settings_book(),
         )
+
+    def settings_book(self) -> StoreSettingsBook:
+        """The runtime settings (``GET|PUT /v1/settings``), defaults from the process settings."""
+        return StoreSettingsBook(self.store, runtime_defaults(self.settings))
+
+    def runtime_settings(self) -> RuntimeSettingsReader:
+        """This process's one cached reader of the runtime settings (call ``refresh()`` on it
+        when a ``RuntimeSettings.Changed`` event arrives)."""
+        if self._runtime_settings is None:
+            self._runtime_settings = RuntimeSettingsReader(self.settings_book())
+        return self._runtime_settings
 
     def sealer(self) -> PasswordSealer:
         if not self.settings.secret_key:
@@ -118,16 +136,22 @@ class System:
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()
+        runtime = self.runtime_settings()
+
+        def settings_now() -> PipelineSettings:
+            values = runtime.current()
+            return PipelineSettings(
+                policy=values.policy(),
+                lease_s=self.settings.lease_s,
+                batch_size=values.batch_size,
+            )
+
         return Pipeline(
             StorePipelineAdapter(self.store),
             DeployPlanner(registry, provider_settings(self.settings)),
-            registry,
+            RuntimeLimits(runtime, registry),
             BrokerPublisher(self.transport),
-            settings=PipelineSettings(
-                policy=self.retry_policy(),
-                lease_s=self.settings.lease_s,
-                batch_size=self.settings.dispatch_batch,
-            ),
+            settings=settings_now,
             clock=self.clock,
         )
 
@@ -139,6 +163,13 @@ class System:
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
+        )
+
+    def scheduler(self) -> Scheduler:
+        return Scheduler(
+            cron_jobs(self.settings, self.transport),
+            ClaimStore(self.db, self.settings.view_prefix),
+            clock=lambda: self.clock().timestamp(),
         )
 
     def inbox(self) -> Inbox:
@@ -161,3 +192,15 @@ def build_transport(settings: Settings) -> Transport:
     from ops.inprocess_transport import InProcessTransport
 
     return InProcessTransport(settings.exchange)
+
+
+class RuntimeLimits:
+    """Each server's limit: the runtime settings' override, else what it was registered with."""
+
+    def __init__(self, runtime: RuntimeSettingsReader, registry: ServerRegistry) -> None:
+        self._runtime = runtime
+        self._registry = registry
+
+    def max_concurrency(self, server_id: str) -> int:
+        registered = self._registry.max_concurrency(server_id)
+        return self._runtime.current().max_concurrency(server_id, registered=registered)

@@ -1,7 +1,7 @@
 """``hostwright``: the command line. Each subcommand builds a System from Settings and runs.
 
 hostwright up                       every part in one process
-hostwright serve gateway|relay|projections|pipeline
+hostwright serve gateway|relay|projections|pipeline|scheduler
 hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright demo [--listen H:P] [--data DIR]

@@ -19,6 +19,7 @@ import uvicorn
 from ops.bootstrap import System
 from ops.handler_service import run_handler
 from ops.pipeline_service import run_pipeline
+from ops.ticket_service import StoreTicketAdapter, build_ticket_desk, run_tickets
 from ops.topology import ROLES, declare_topology
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
         system.inbox(),
         stop,
         prefetch=system.settings.prefetch,
+        settings_changed=system.runtime_settings().refresh,
     )
 
 
@@ -98,11 +100,33 @@ def handler_component(role: str) -> Component:
     return serve_handler
 
 
+async def serve_scheduler(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await declare_topology(system.transport)
+    await system.scheduler().run(stop)
+
+
+async def serve_tickets(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await declare_topology(system.transport)
+    runtime = system.runtime_settings()
+    await run_tickets(
+        build_ticket_desk(system, config=lambda: runtime.current().tickets),
+        StoreTicketAdapter(system.store),
+        system.transport,
+        system.inbox(),
+        stop,
+        prefetch=system.settings.prefetch,
+    )
+
+
 COMPONENTS: dict[str, Component] = {
     "gateway": serve_gateway,
     "relay": serve_relay,
     "projections": serve_projections,
     "pipeline": serve_pipeline,
+    "scheduler": serve_scheduler,
+    "tickets": serve_tickets,
     **{f"handler.{role}": handler_component(role) for role in ROLES},
 }
 

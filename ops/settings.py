@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from domain.ticket import PRIORITIES
 
 PREFIX = "HOSTWRIGHT_"
 
@@ -44,11 +46,28 @@ class Settings:
     heartbeat_s: float = 10.0
     dispatch_batch: int = 200
     command_timeout_s: float = 120.0
+    # task-queue housekeeping (POST /v1/tasks/bulk): the age clean_completed hides, and how
+    # long a lease may have run out before force_fail_stuck takes a task (unset: twice lease_s)
+    clean_completed_after_s: float = 7 * 24 * 3600.0
+    stuck_after_s: float | None = None
+    # the cron runner: how often each periodic job runs (ops/cron_jobs.py)
+    cron_retries_s: float = 1.0
+    cron_stuck_s: float = 10.0
+    cron_terminations_s: float = 30.0
+    cron_tickets_s: float = 30.0
     # Vanity mode: the provider's own domain, shared mail user and DNS zone owner
     vanity_domain: str | None = None
     vanity_mail_user: str | None = None
     vanity_dns_user: str | None = None
     vanity_mail_server: str | None = None  # server_id holding the shared mail user
+    # WHMCS tickets for failed operations: the WHMCS API (calls go to <url>/includes/api.php)
+    # and the ticket defaults, until staff change them in the runtime settings
+    whmcs_url: str | None = None
+    whmcs_identifier: str | None = None
+    whmcs_secret: str | None = field(default=None, repr=False)
+    tickets_enabled: bool = False
+    tickets_department_id: int = 1
+    tickets_priority: str = "Medium"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,15 +94,24 @@ class Settings:
             "projection_batch",
             "retry_max_attempts",
             "dispatch_batch",
+            "tickets_department_id",
         ):
             if name in values:
                 values[name] = _positive_int(name, values[name])
+        if "tickets_enabled" in values:
+            values["tickets_enabled"] = _flag("tickets_enabled", values["tickets_enabled"])
         for name in (
             "retry_initial_backoff_s",
             "retry_max_backoff_s",
             "lease_s",
             "heartbeat_s",
             "command_timeout_s",
+            "clean_completed_after_s",
+            "stuck_after_s",
+            "cron_retries_s",
+            "cron_stuck_s",
+            "cron_terminations_s",
+            "cron_tickets_s",
         ):
             if name in values:
                 values[name] = _positive_float(name, values[name])
@@ -101,6 +129,26 @@ class Settings:
             raise SettingsError("HOSTWRIGHT_LISTEN must be HOST:PORT")
         if not self.view_prefix.replace("_", "").isalnum():
             raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
+        self._check_whmcs()
+
+    def _check_whmcs(self) -> None:
+        if self.whmcs_url is not None and not self.whmcs_url.startswith(("http://", "https://")):
+            raise SettingsError("HOSTWRIGHT_WHMCS_URL must be http(s)://… (the WHMCS base URL)")
+        if self.tickets_priority not in PRIORITIES:
+            raise SettingsError(
+                f"HOSTWRIGHT_TICKETS_PRIORITY must be one of {', '.join(PRIORITIES)}"
+            )
+        api = (self.whmcs_url, self.whmcs_identifier, self.whmcs_secret)
+        if self.tickets_enabled and not all(api):
+            raise SettingsError(
+                "HOSTWRIGHT_TICKETS_ENABLED needs HOSTWRIGHT_WHMCS_URL, "
+                "HOSTWRIGHT_WHMCS_IDENTIFIER and HOSTWRIGHT_WHMCS_SECRET"
+            )
+
+    @property
+    def stuck_threshold_s(self) -> float:
+        """How long a task stays stuck before ``force_fail_stuck`` takes it by default."""
+        return 2 * self.lease_s if self.stuck_after_s is None else self.stuck_after_s
 
     @property
     def listen_host(self) -> str:
@@ -119,6 +167,17 @@ def _positive_float(name: str, value: object) -> float:
     if not number > 0:
         raise SettingsError(f"{name} must be above 0")
     return number
+
+
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false")
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -11,7 +11,18 @@ from ops.transport import Transport
 
 ROLES = ("web", "mail", "dns")
 PIPELINE_QUEUE = "pipeline"
-PIPELINE_BINDINGS = ("Service.*", "Task.Retried", "Task.Cancelled", "result.*", "heartbeat.*")
+PIPELINE_BINDINGS = (
+    "Service.*",
+    "Task.Retried",
+    "Task.Cancelled",
+    "Task.Errored",  # staff force-failed a stuck attempt (the pipeline's own errors too)
+    "RuntimeSettings.*",
+    "result.*",
+    "heartbeat.*",
+    "cron.*",  # the scheduler's ticks (ops/cron_jobs.py)
+)
+TICKETS_QUEUE = "tickets"
+TICKETS_BINDINGS = ("Task.Errored",)  # terminal failures become WHMCS tickets
 
 
 def handler_queue(role: str) -> str:
@@ -24,6 +35,7 @@ def handler_bindings(role: str) -> tuple[str, ...]:
 
 QUEUES: dict[str, tuple[str, ...]] = {
     PIPELINE_QUEUE: PIPELINE_BINDINGS,
+    TICKETS_QUEUE: TICKETS_BINDINGS,
     **{handler_queue(role): handler_bindings(role) for role in ROLES},
 }
 

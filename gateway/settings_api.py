@@ -1,0 +1,44 @@
+"""The runtime settings over HTTP: ``GET /v1/settings`` shows them, ``PUT /v1/settings``
+changes them. Consumes a SettingsBook port and a clock; emits routes.
+
+``GET`` answers ``{"settings": {retry, concurrency, batch_size, tickets, queue}}``. ``PUT``
+takes that document, whole or in part (the fields named replace the current ones; see
+``domain.runtime_settings``), and answers 200 ``{"result": "success", "changed": [dotted
+names], "settings": {…}}``; ``changed`` is empty, and nothing is recorded, when the values
+were already so. A body that fails validation is a 422 and records nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from domain.runtime_settings import parse_settings_update
+from gateway.ports import SettingsBook
+from gateway.responses import ApiJSONResponse, success
+
+ReadJson = Callable[[Request], Coroutine[Any, Any, object]]
+
+
+def settings_routes(
+    *, settings: SettingsBook, clock: Callable[[], datetime], actor: str, read_json: ReadJson
+) -> list[Route]:
+    async def show(request: Request) -> Response:
+        values = await asyncio.to_thread(settings.current)
+        return ApiJSONResponse({"settings": values.as_json()})
+
+    async def change(request: Request) -> Response:
+        update = parse_settings_update(await read_json(request))
+        applied = await asyncio.to_thread(settings.change, update, clock(), actor)
+        return success(200, changed=applied.changed, settings=applied.values.as_json())
+
+    return [
+        Route("/v1/settings", show, methods=["GET"]),
+        Route("/v1/settings", change, methods=["PUT"]),
+    ]
