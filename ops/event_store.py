@@ -182,8 +182,10 @@ def store_env(database_url: str) -> dict[str, str]:
         }
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_POOL_SIZE": "8",
-        "POSTGRES_MAX_OVERFLOW": "8",
+        # Connections open on demand up to 16; only 2 stay open while idle, so a whole
+        # deployment of a dozen processes holds few of PostgreSQL's (default 100) slots.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "14",
         **postgres_env(database_url),
     }
 

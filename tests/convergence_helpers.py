@@ -22,7 +22,13 @@ REQUEST_TOPICS = {
     "redeploy": "Service.RedeployRequested",
     "verify-repair": "Service.VerifyRepairRequested",
     "factory-reset": "Service.FactoryResetRequested",
+    "suspend": "Service.SuspendRequested",
+    "unsuspend": "Service.UnsuspendRequested",
+    "change-plan": "Service.PlanChangeRequested",
+    "terminate": "Service.TerminateRequested",
 }
+# what the service records when a run ends with a task in error (domain/run_outcome.py)
+FAILURE_TOPICS = ("Service.DeployFailed", "Service.OperationFailed")
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,23 @@ async def request(system: Deployment, service_id: int, action: str) -> int:
     return int(max(versions))
 
 
-async def run_finished(system: Deployment, service_id: int, run: int) -> bool:
+async def run_finished(
+    system: Deployment,
+    service_id: int,
+    run: int,
+    outcome: str = "Service.Activated",
+    status: str = "active",
+) -> bool:
     """The run numbered ``run`` finished for the service: every one of its tasks succeeded,
-    the timeline shows exactly those tasks, an Activated event came after the request, and
-    the service reads ``active``."""
+    the timeline shows exactly those tasks, ``outcome`` (the event domain/run_outcome.py
+    records for the run's kind: Activated, Suspended, Unsuspended, PlanApplied, Terminated)
+    came after the request, and the service reads ``status``. A DeployFailed or an
+    OperationFailed after the request fails the test."""
     later = [e["topic"] for e in await events(system, service_id) if e["version"] > run]
-    if "Service.DeployFailed" in later:
+    failed = [topic for topic in later if topic in FAILURE_TOPICS]
+    if failed:
         raise AssertionError(f"service {service_id}: run {run} failed: {later}")
-    if "Service.Activated" not in later:
+    if outcome not in later:
         return False
     reply = await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
     tasks = [t for t in reply.json()["tasks"] if t["run"] == run]
@@ -127,8 +142,8 @@ async def run_finished(system: Deployment, service_id: int, run: int) -> bool:
         return False
     if any(s["state"] != "succeeded" or not s["finished_at"] for s in steps):
         return False
-    status: object = (await system.status(service_id))["status"]
-    return status == "active"
+    now: object = (await system.status(service_id))["status"]
+    return now == status
 
 
 async def wait_run(system: Deployment, service_id: int, run: int, timeout: float) -> None:

@@ -163,7 +163,7 @@ async def test_terminate_waits_for_a_refusing_node_and_force_lists_what_was_left
             tasks = await tasks_of(system, 3)
             return any(t["server_id"] == "dns2" and t["state"] == "error" for t in tasks)
 
-        await wait_until(dns2_step_failed, 60, "the dns2 removal to fail")
+        await wait_until(dns2_step_failed, 60, "the dns2 removal to fail", system.logs)
         assert (await system.status(3))["status"] == "terminating"
         assert await user_state(system, "web1", "user3") is None  # the other nodes are done
 

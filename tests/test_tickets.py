@@ -28,7 +28,7 @@ from ops.components import COMPONENTS
 from ops.event_store import EventStore
 from ops.settings import Settings, SettingsError
 from ops.ticket_service import StoreTicketAdapter, TicketFeed, settings_ticket_config
-from ops.topology import declare_topology
+from ops.topology import QUEUES, declare_topology
 from ops.transport import Message
 from tests.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
 
@@ -349,12 +349,16 @@ async def test_the_double_refuses_what_whmcs_would_refuse(whmcs: WhmcsDouble) ->
     assert len(whmcs.calls()) == 1
 
 
+@pytest.mark.parametrize("broker", ["rabbitmq", "in-process"])
 async def test_the_tickets_component_consumes_task_errored_from_its_queue(
-    sqlite_url: str, whmcs: WhmcsDouble
+    sqlite_url: str, whmcs: WhmcsDouble, broker: str, amqp_url: str, exchange_name: str
 ) -> None:
-    """`hostwright serve tickets` as wired: settings → System → queue `tickets` → WHMCS."""
+    """`hostwright serve tickets` as wired: settings → System → queue `tickets` → WHMCS. Three
+    terminal failures of one operation (one of them relayed twice) and one of another."""
     settings = Settings(
         database_url=sqlite_url,
+        amqp_url=amqp_url if broker == "rabbitmq" else None,
+        exchange=exchange_name,
         whmcs_url=whmcs.url,
         whmcs_identifier=IDENTIFIER,
         whmcs_secret=SECRET,
@@ -369,24 +373,33 @@ async def test_the_tickets_component_consumes_task_errored_from_its_queue(
     await system.transport.connect()
     system.transport_connected = True
     await declare_topology(system.transport)
-    message = fail(system.store, "42", 1, "web.user", clock)
-    await system.transport.publish(message)
-    await system.transport.publish(message)  # republished by the relay: the inbox absorbs it
+    messages = [fail(system.store, "42", 1, step, clock) for step in ("web.user", "mail.user")]
+    messages.append(messages[0])  # republished by the relay: the inbox absorbs it
+    messages.append(fail(system.store, "42", 1, "dns.user@dns1", clock))
+    messages.append(fail(system.store, "42", 2, "web.user", clock))  # another operation
+    for message in messages:
+        await system.transport.publish(message)
     stop = asyncio.Event()
     serving = asyncio.ensure_future(COMPONENTS["tickets"](system, stop))
     try:
         for _ in range(200):
-            if whmcs.calls("OpenTicket"):
+            if len(whmcs.calls("OpenTicket")) == 2 and len(whmcs.calls("AddTicketNote")) == 2:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)  # nothing more follows
     finally:
         stop.set()
         await asyncio.wait_for(serving, 10)
+        if broker == "rabbitmq":
+            for queue in QUEUES:
+                await system.transport.delete_queue(queue)
+                await system.transport.delete_queue(f"{queue}.dead")
+            await system.transport.delete_exchange()
         await system.close()
-    (opened,) = whmcs.calls("OpenTicket")
-    assert (opened.params["deptid"], opened.params["priority"]) == ("2", "Low")
-    assert not whmcs.calls("AddTicketNote")
+    opened = whmcs.calls("OpenTicket")
+    assert len(opened) == 2
+    assert {(o.params["deptid"], o.params["priority"]) for o in opened} == {("2", "Low")}
+    assert len(whmcs.calls("AddTicketNote")) == 2
 
 
 def test_ticket_settings_come_from_the_environment() -> None:
