@@ -456,10 +456,12 @@ class Pipeline:
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._remember(task)
-        if not tasks:
-            await self._settle(
-                self._runs.setdefault(service_id, _Run(service_id, run_no, kind)),
-            )
+        if not tasks:  # nothing to do on any node: the run has ended as it began
+            if current is not None:
+                for old in current.tasks.values():
+                    self._by_id.pop(old.id, None)
+            empty = self._runs[service_id] = _Run(service_id, run_no, kind)
+            await self._settle(empty)
         return True
 
     def _stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:

@@ -28,6 +28,8 @@ class ServerRegistry:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._servers: dict[str, Server] = {}
+        self._by_aggregate: dict[Any, Any] = {}
+        self._after = 0  # the last notification read
         self._read_at = float("-inf")
 
     def register(self, command: RegisterServer) -> bool:
@@ -87,16 +89,18 @@ class ServerRegistry:
             return 1
 
     def _read(self) -> dict[str, Server]:
-        servers: dict[Any, Any] = {}
-        after = 0
+        """Applies the Server events recorded since the last read (only those: the log
+        only grows, and re-reading it from the start would cost more as it does)."""
         while True:
             page = self._store.recorder.select_notifications(
-                start=after, limit=1000, topics=SERVER_TOPICS, inclusive_of_start=False
+                start=self._after, limit=1000, topics=SERVER_TOPICS, inclusive_of_start=False
             )
             for notification in page:
                 event: Any = self._store.decode(notification)
-                servers[event.originator_id] = event.mutate(servers.get(event.originator_id))
+                known = self._by_aggregate.get(event.originator_id)
+                self._by_aggregate[event.originator_id] = event.mutate(known)
+            if page:
+                self._after = page[-1].id
             if len(page) < 1000:
                 break
-            after = page[-1].id
-        return {server.server_id: server for server in servers.values()}
+        return {server.server_id: server for server in self._by_aggregate.values()}

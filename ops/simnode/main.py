@@ -95,11 +95,12 @@ class SimNode:
         self.executor.faults.write(faults)
 
     async def apply_faults(self) -> None:
-        """Open or close the SSH listener to match ``faults.json`` now."""
+        """Open or close the SSH listener to match ``faults.json`` now. Refusing is a node
+        that went away: its open connections and running commands are dropped as well."""
         async with self._faults_lock:
             refuse = self.executor.faults.read().refuse
             if refuse and self.ssh.listening:
-                await self.ssh.close()
+                await self.ssh.shutdown()
             elif not refuse and not self.ssh.listening:
                 await self.ssh.open()
             self._write_ports()
