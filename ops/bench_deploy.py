@@ -51,9 +51,11 @@ from domain.service import Service
 from domain.task import Task
 from ops.amqp_transport import AmqpTransport
 from ops.bench_intake import DEFAULT_POSTGRES, _free_port, _scratch_postgres, _store_save_rate
+from ops.bench_ssh_floor import ssh_command_rate
 from ops.demo_nodes import SPLIT_NODES, SimnodeProcesses, ensure_client_key
 from ops.event_store import EventStore
 from ops.http_load import LoadResult, json_body, open_loop
+from ops.simnode import read_command_log
 from ops.transport import Delivery, Message
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -81,6 +83,7 @@ class Floor:
     round_trip_ms: list[float]
     msgs_per_s: float
     store_saves_per_s: float
+    ssh_commands_per_s: float
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Run:
     events: int
     profile: list[str] = field(default_factory=list)
     step_ms: dict[str, list[float]] = field(default_factory=dict)
+    node_commands: Counter[str] = field(default_factory=Counter)
 
 
 def run_deploy_bench(
@@ -134,7 +138,9 @@ def run_deploy_bench(
         with _scratch_postgres(server) as db_url:
             print("floor: PostgreSQL single-event saves for 3 s …", flush=True)
             saves = _store_save_rate(db_url, 3.0)
-        floor = Floor(floor_rt, floor_rate, saves)
+        print("floor: Hestia commands over SSH, driver and simulated node in one process …")
+        ssh_rate = asyncio.run(ssh_command_rate(Path(tmp)))
+        floor = Floor(floor_rt, floor_rate, saves, ssh_rate)
         for latency in latencies:
             # a fresh database and virtual host each: queue names are global in a vhost
             with _scratch_postgres(server) as db_url, _scratch_vhost(amqp) as vhost_url:
@@ -322,6 +328,7 @@ async def _drive(
         spy = _start_profiler(tmp / "pipeline.spy", pids["pipeline"]) if profile else None
         cpu_before = _cpu_seconds(pids)
         commits_before = _commits(database_url)
+        commands_before = _node_commands(tmp / "nodes")
         events_before = store.max_notification_id()
         began = time.perf_counter()
         ids = range(1000, 1000 + services)
@@ -337,6 +344,7 @@ async def _drive(
         await reader.wait_settled(ids, timeout=max(120.0, services * (1 + latency_ms / 10)))
         wall = time.perf_counter() - began
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(pids).items()}
+        commands = _node_commands(tmp / "nodes") - commands_before
         profile_lines = _stop_profiler(spy) if spy is not None else []
         await asyncio.sleep(0.7)  # PostgreSQL's statistics lag by up to half a second
         commits_after = _commits(database_url)
@@ -370,6 +378,7 @@ async def _drive(
         events,
         _summarise(profile_lines),
         step_ms,
+        commands,
     )
 
 
@@ -556,6 +565,15 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             elif name == "beam.smp":
                 found["rabbitmq"] = found.get("rabbitmq", 0) + seconds
     return found
+
+
+def _node_commands(nodes_dir: Path) -> Counter[str]:
+    """Every command the simulated nodes have run so far, by command name."""
+    counts: Counter[str] = Counter()
+    for node_dir in nodes_dir.iterdir():
+        if node_dir.is_dir():
+            counts.update(entry["argv"][0] for entry in read_command_log(node_dir))
+    return counts
 
 
 def _commits(database_url: str) -> int:
@@ -752,6 +770,10 @@ def _report(floor: Floor, runs: list[Run], node_concurrency: int) -> None:
         f"confirms pipelined: {floor.msgs_per_s:.0f} msgs/s"
     )
     print(f"floor  PostgreSQL single-event saves: {floor.store_saves_per_s:.0f}/s")
+    print(
+        f"floor  Hestia commands over SSH (asyncssh client + simulated node, one process, "
+        f"one core): {floor.ssh_commands_per_s:.0f}/s"
+    )
     print(f"(4 nodes: web1, mail1, dns1, dns2; max_concurrency {node_concurrency} per node)")
     print()
     print(
@@ -779,6 +801,18 @@ def _report(floor: Floor, runs: list[Run], node_concurrency: int) -> None:
         for label, seconds in sorted(run.cpu_s.items(), key=lambda kv: -kv[1]):
             if seconds >= 0.05:
                 print(f"  {seconds:8.1f}  {seconds / run.wall_s:6.0%}  {label}")
+        commands = run.node_commands
+        top = ", ".join(f"{name} {count / n:.1f}" for name, count in commands.most_common(6))
+        per_service = sum(commands.values()) / n
+        ceiling = floor.ssh_commands_per_s * 2 * 60 / per_service if per_service else 0.0
+        print(
+            f"  node commands per service: {per_service:.1f} "
+            f"(over SSH, each a session on a pooled connection; most: {top})"
+        )
+        print(
+            f"  SSH alone bounds this machine at ≈{ceiling:.0f} services/min "
+            f"(SSH floor * 2 cores * 60 / commands per service; nothing else running)"
+        )
         print("  a step's time in the burst, ms (p50 / p99 / mean, steps):")
         for label, values in sorted(run.step_ms.items()):
             print(

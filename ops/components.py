@@ -95,6 +95,7 @@ def handler_component(role: str) -> Component:
             system.inbox(),
             stop,
             prefetch=system.settings.prefetch,
+            concurrency=system.settings.handler_concurrency,
         )
 
     return serve_handler

@@ -46,6 +46,7 @@ class Settings:
     heartbeat_s: float = 10.0
     dispatch_batch: int = 200
     command_timeout_s: float = 120.0
+    handler_concurrency: int = 32  # steps one handler process runs at once (all its nodes)
     # task-queue housekeeping (POST /v1/tasks/bulk): the age clean_completed hides, and how
     # long a lease may have run out before force_fail_stuck takes a task (unset: twice lease_s)
     clean_completed_after_s: float = 7 * 24 * 3600.0
@@ -94,6 +95,7 @@ class Settings:
             "projection_batch",
             "retry_max_attempts",
             "dispatch_batch",
+            "handler_concurrency",
             "tickets_department_id",
         ):
             if name in values:
