@@ -120,6 +120,23 @@ async def test_suspend_unsuspend_and_terminate_reach_every_node_and_repeats_are_
         assert await user_state(system, "web1", "bloguser") == "no"
         assert (await vanity_mailbox(system))["blog"]["SUSPENDED"] == "no"
 
+        # change plan, twice: the new package (and its quotas) on every node of the service
+        bigger = {"plan": {"package": "pkg1big", "disk_mb": 5000}}
+        assert await act(system, 1, "change-plan", **bigger) == 202
+        assert await act(system, 1, "change-plan", **bigger) == 202
+
+        async def plan_applied() -> bool:
+            return "Service.PlanApplied" in await service_events(system, 1)
+
+        await wait_until(plan_applied, 60, "the plan change on the nodes", system.logs)
+        for node in nodes:
+            user = (await system.on_node(node, "v-list-user", "user1"))["user1"]
+            package = await system.on_node(node, "v-list-user-package", "pkg1big")
+            assert user["PACKAGE"] == "pkg1big", node
+            assert package["pkg1big"]["DISK_QUOTA"] == "5000", node
+        assert (await service_events(system, 1)).count("Service.PlanChangeRequested") == 1
+        assert (await system.status(1))["status"] == "active"
+
         # terminate, twice
         for service_id in (1, 2):
             assert await act(system, service_id, "terminate") == 202
