@@ -165,6 +165,9 @@ class TicketFeed:
         self._store = store
 
     async def handle(self, message: Message) -> None:
+        if message.routing_key == "cron.tickets":  # the scheduler: retry what is owed
+            await self._desk.deliver_pending()
+            return
         envelope = _envelope(message.body)
         if envelope["topic"] != "Task.Errored":
             return

@@ -22,7 +22,8 @@ PIPELINE_BINDINGS = (
     "cron.*",  # the scheduler's ticks (ops/cron_jobs.py)
 )
 TICKETS_QUEUE = "tickets"
-TICKETS_BINDINGS = ("Task.Errored",)  # terminal failures become WHMCS tickets
+# terminal failures become WHMCS tickets; the scheduler's tick retries undelivered ones
+TICKETS_BINDINGS = ("Task.Errored", "cron.tickets")
 
 
 def handler_queue(role: str) -> str:

@@ -214,6 +214,9 @@ async def test_with_whmcs_down_the_ticket_arrives_later_once(
     whmcs.up()
     assert await the_desk.deliver_pending() == 1 and not whmcs.calls()  # back-off not over
     clock.advance(60)
+    tick = Message("cron.tickets", b"{}", "cron:tickets:1")
+    await feed.handle(tick)  # the scheduler's tick on the tickets queue retries it
+    assert len(whmcs.calls("OpenTicket")) == 1
     assert await the_desk.deliver_pending() == 0
     clock.advance(600)
     assert await the_desk.deliver_pending() == 0
