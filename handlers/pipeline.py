@@ -184,6 +184,7 @@ class Pipeline:
         # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
         self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
         self._lock = asyncio.Lock()
+        self.changed = asyncio.Event()  # set after each batch: the next due moment may move
 
     @property
     def _settings(self) -> PipelineSettings:
@@ -216,6 +217,25 @@ class Pipeline:
         if task.run == current.run:
             current.tasks[task.step] = task
             self._by_id[task.id] = task
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def next_due(self) -> datetime | None:
+        """The earliest moment something is due without any message arriving: a retry's
+        back-off ending, a lease running out, a superseded attempt's lease ending."""
+        moments = [
+            moment
+            for run in self._runs.values()
+            for task in run.tasks.values()
+            for moment in (
+                task.due_at if task.state == "retry_scheduled" else None,
+                task.lease_expires_at if task.state == "dispatched" else None,
+            )
+            if moment is not None
+        ]
+        moments += [lease for attempts in self._draining.values() for _, lease in attempts.values()]
+        return min(moments, default=None)
 
     def in_flight(self, server_id: str) -> int:
         return self._in_flight_by_server().get(server_id, 0)
@@ -263,6 +283,7 @@ class Pipeline:
                     taken.append(item)
             await self._record(touched, taken)
             await self._dispatch_ready()
+            self.changed.set()  # the timer may have something sooner to wait for
 
     def _take_report(
         self, item: ResultMessage | HeartbeatMessage, touched: dict[uuid.UUID, Task]

@@ -9,7 +9,6 @@ are made. Whatever waits on the queue at once is handed over as one batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -71,7 +70,7 @@ async def run_pipeline(
     stop: asyncio.Event,
     *,
     prefetch: int,
-    tick_interval: float = 0.2,
+    tick_interval: float = 1.0,
     settings_changed: Callable[[], None] = lambda: None,
 ) -> None:
     await pipeline.rebuild()
@@ -94,14 +93,36 @@ async def run_pipeline(
         await ticking
 
 
-async def _tick(pipeline: Pipeline, stop: asyncio.Event, interval: float) -> None:
+async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None:
+    """Ticks the pipeline when a retry falls due or a lease runs out — at that moment, not on
+    a polling beat — and at least every ``longest`` seconds. After each batch the pipeline
+    sets ``changed`` and the next moment is looked for again. (What was due at the last tick
+    and is still waiting — a retry behind a full server — starts when a result frees a slot,
+    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
     while not stop.is_set():
         try:
             await pipeline.tick()
         except Exception:
             log.exception("pipeline: tick failed; trying again")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        ticked_at = pipeline.now()
+        while not stop.is_set():
+            pipeline.changed.clear()
+            due, now = pipeline.next_due(), pipeline.now()
+            if due is not None and ticked_at < due <= now:
+                break  # came due since the last tick
+            wait = longest - (now - ticked_at).total_seconds()
+            if wait <= 0:
+                break
+            if due is not None and due > now:
+                wait = min(wait, (due - now).total_seconds())
+            await _first_of(stop, pipeline.changed, wait)
+
+
+async def _first_of(stop: asyncio.Event, changed: asyncio.Event, timeout: float) -> None:
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(changed.wait())}
+    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
 
 
 def _envelope(body: bytes) -> dict[str, Any]:

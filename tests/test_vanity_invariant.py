@@ -6,13 +6,16 @@ service's own subdomain, mailbox and record, and none of the provider's users, d
 records or mailboxes is ever suspended.
 
 The test keeps its own account of every service (``Expected``: status, plan, the vanity
-mailbox's quota) and, after each sequence, holds the nodes to it:
+mailbox's quota) and, after every step whose runs all ended and again once the nodes went
+quiet at the end of a sequence, holds the nodes to it:
 
 - active: the service's web user, its subdomain, its mailbox ``<label>@<provider domain>`` and
   its one record ``<label>`` on every DNS node are there and open; the user is on its plan's
   package and the mailbox has the quota its plan last set (``unlimited`` when none did);
 - suspended: those same things are there and SUSPENDED — only they;
-- terminated: its web user, subdomain, mailbox and record are gone from every node.
+- terminated: its web user, subdomain, mailbox and record are gone from every node;
+- the split service: its user on every node is on its plan's package, and suspended with all
+  its domains and records, or none of them.
 
 Each action's answer follows from that account: while suspended, redeploy and factory reset
 answer 409 and change nothing; after terminate every action answers 409 except terminate
@@ -27,7 +30,9 @@ One deployment serves every hypothesis example (a deployment per example would t
 each example uses fresh service ids and labels (a slot whose service was terminated gets a new
 one on "create"), and the invariant is checked against the snapshot taken before the first
 example, with every vanity service made so far accounted for. The split service lives across
-examples (it is never terminated; its plan and suspension carry over). The test is a plain
+examples (it is never terminated; its plan and suspension carry over). For the same reason
+hypothesis does not shrink: once the deployment is broken every later sequence fails, and the
+first failing one, with the step after which it failed, is the one to read. The test is a plain
 function that owns its event loop: hypothesis calls the inner ``@given`` function
 synchronously, and that drives the async harness with ``run_until_complete``.
 """
