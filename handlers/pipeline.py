@@ -265,13 +265,23 @@ class Pipeline:
         await self.on_batch([beat])
 
     async def on_batch(self, inputs: list[PipelineInput]) -> None:
-        """Everything that arrived together: results and heartbeats are recorded in one
-        transaction, then the runs they touched settle and one dispatch round follows (one
-        more transaction). Relayed events are taken in their place in the order."""
+        """Everything that arrived together: new runs are planned and their first steps
+        dispatched first; then results and heartbeats are recorded in one transaction, the
+        runs they touched settle and one dispatch round follows (one more transaction).
+        Other relayed events (staff's task commands, scheduler ticks) keep their place."""
         async with self._lock:
+            # New runs first, and their first steps out at once: an order's first step does
+            # not wait behind the recording of other services' results in the same batch.
+            starts = [i for i in inputs if isinstance(i, RelayedEvent) and i.topic in RUN_STARTERS]
+            for event in starts:
+                await self._take_event(event)
+            if starts:
+                await self._dispatch_ready()
             touched: dict[uuid.UUID, Task] = {}
             taken: list[ResultMessage | HeartbeatMessage] = []
             for item in inputs:
+                if any(item is event for event in starts):
+                    continue
                 if isinstance(item, RelayedEvent):
                     await self._record(touched, taken)
                     await self._take_event(item)

@@ -40,7 +40,7 @@ class OutboxRelay:
         *,
         name: str = "relay",
         batch_size: int = 500,
-        idle_interval: float = 0.02,
+        idle_interval: float = 0.01,
         max_backoff: float = 5.0,
     ) -> None:
         self._store = store
@@ -51,6 +51,7 @@ class OutboxRelay:
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
+        self._position: int | None = None  # read once, then kept: this relay advances it
         self.published = 0
         self.unrouted = 0
 
@@ -63,18 +64,23 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publishes the next batch after the stored position; returns how many it published."""
-        position = await asyncio.to_thread(self._positions.get, self._name)
-        batch = await asyncio.to_thread(self._store.notifications, position, self._batch_size)
+        if self._position is None:
+            self._position = await asyncio.to_thread(self._positions.get, self._name)
+        batch, messages = await asyncio.to_thread(self._next_batch, self._position)
         if not batch:
             return 0
-        messages = await asyncio.to_thread(self._messages, batch)
         unroutable = await self._transport.publish_many(messages)
         for message in unroutable:
             self.unrouted += 1
             log.debug("relay: nothing consumes %s", message.routing_key)
         await asyncio.to_thread(self._positions.advance, self._name, batch[-1].id)
+        self._position = batch[-1].id
         self.published += len(batch)
         return len(batch)
+
+    def _next_batch(self, position: int) -> tuple[Sequence[Notification], list[Message]]:
+        batch = self._store.notifications(position, self._batch_size)
+        return batch, self._messages(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relays until ``stop`` is set, backing off while the broker is unreachable."""
