@@ -16,8 +16,9 @@ suspend    Suspended                    OperationFailed (status unchanged)
 unsuspend  Unsuspended                  OperationFailed
 change     PlanApplied                  OperationFailed
 terminate  Terminated                   forced: Terminated with the leftovers listed;
-                                        else nothing: it stays ``terminating`` and the
-                                        scheduler tries the failed steps again
+                                        else OperationFailed once: it stays
+                                        ``terminating`` and the scheduler tries the
+                                        failed steps again
 ========== ============================ ==============================================
 """
 
@@ -57,14 +58,19 @@ def may_start(service: Service, kind: str) -> bool:
 def record_outcome(
     service: Service, kind: str, steps: Iterable[StepOutcome], now: datetime
 ) -> bool:
-    """Records what the ended run means for the service; False when nothing is to record."""
+    """Records what the ended run means for the service; False when nothing is to record.
+    Each rule looks at what the service already says, not only at its pending request, so a
+    run that ends well after a Try again is recorded too, and settling twice records once."""
     steps = list(steps)
     failed = [s for s in steps if s.state in ("error", "blocked")]
     if service.status == "terminated":
         return False
     if kind == "terminate":
         if failed and not service.forced:
-            return False
+            if service.terminate_failed:
+                return False  # reported already; the scheduler keeps trying
+            service.mark_operation_failed(now, kind, _reason(failed))
+            return True
         service.mark_terminated(now, [_leftover(s) for s in failed])
         return True
     if service.status == "terminating":
@@ -72,18 +78,43 @@ def record_outcome(
     if kind in DEPLOY_KINDS:
         return _record_deploy(service, failed, now)
     if kind == "change_plan":
-        if not service.plan_pending:
-            return False
-    elif service.pending != PENDING_OF.get(kind):
-        return False  # recorded already, or a newer request took over
+        return _record_plan_change(service, failed, now)
+    if service.pending not in (None, kind):
+        return False  # a newer, different request took over
     if failed:
+        if service.pending != kind:
+            return False  # reported already
         service.mark_operation_failed(now, kind, _reason(failed))
     elif kind == "suspend":
+        if service.status == "suspended" and service.pending is None:
+            return False
         service.mark_suspended(now)
-    elif kind == "unsuspend":
-        service.mark_unsuspended(now)
     else:
-        service.mark_plan_applied(now)
+        if service.status != "suspended" and service.pending is None:
+            return False
+        service.mark_unsuspended(now)
+    return True
+
+
+def pending_kind(service: Service) -> str | None:
+    """The kind of run the service still waits for once its current run has ended (a
+    suspend, unsuspend or plan change asked for while another run was under way)."""
+    if service.status == "terminated" or service.pending == "terminate":
+        return None
+    if service.pending in ("suspend", "unsuspend"):
+        return service.pending
+    return "change_plan" if service.plan_pending else None
+
+
+def _record_plan_change(service: Service, failed: list[StepOutcome], now: datetime) -> bool:
+    if failed:
+        if service.plan_state != "pending":
+            return False
+        service.mark_operation_failed(now, "change_plan", _reason(failed))
+        return True
+    if service.plan_state == "applied":
+        return False
+    service.mark_plan_applied(now)
     return True
 
 

@@ -75,7 +75,9 @@ class Service(Aggregate):
         self.status = "provisioning"
         self.pending: str | None = "deploy"
         self.forced = False
-        self.plan_pending = False  # a plan change not yet applied on the nodes
+        # "pending": a plan change not on the nodes yet; "failed": it did not get there
+        self.plan_state = "applied"
+        self.terminate_failed = False  # the last terminate attempt could not finish (reported once)
         self.placement: dict[str, Any] | None = None  # the nodes it lives on, once chosen
         self.command_ids: list[str] = [command_id] if command_id else []
 
@@ -112,6 +114,7 @@ class Service(Aggregate):
         def apply_to(self, service: Service) -> None:
             service.status = "terminating"
             service.pending = "terminate"
+            service.terminate_failed = False
             service.forced = service.forced or self.force
 
     class RedeployRequested(Requested):
@@ -133,7 +136,7 @@ class Service(Aggregate):
 
         def apply_to(self, service: Service) -> None:
             service.plan = self.plan
-            service.plan_pending = True
+            service.plan_state = "pending"
 
     class UsageSyncRequested(Requested):
         pass
@@ -173,7 +176,7 @@ class Service(Aggregate):
         """The nodes hold the plan's package and quotas now."""
 
         def apply_to(self, service: Service) -> None:
-            service.plan_pending = False
+            service.plan_state = "applied"
 
     class OperationFailed(Event):
         """A suspend, unsuspend, plan change or terminate that could not be finished (a task
@@ -184,8 +187,10 @@ class Service(Aggregate):
 
         def apply_to(self, service: Service) -> None:
             if self.operation == "change_plan":
-                service.plan_pending = False
-            elif self.operation != "terminate":
+                service.plan_state = "failed"
+            elif self.operation == "terminate":
+                service.terminate_failed = True
+            else:
                 service.pending = None
 
     class Terminated(Event):
@@ -303,6 +308,11 @@ class Service(Aggregate):
     def mark_unsuspended(self, now: datetime) -> None:
         self._refuse_after_termination("unsuspend")
         self.trigger_event(Service.Unsuspended, timestamp=now)
+
+    @property
+    def plan_pending(self) -> bool:
+        """A plan change was asked for and is not on the nodes yet."""
+        return self.plan_state == "pending"
 
     def mark_plan_applied(self, now: datetime) -> None:
         self._refuse_after_termination("change the plan of")

@@ -30,7 +30,13 @@ from typing import Any, Protocol
 from domain.deploy_plan import StepSpec
 from domain.errors import Conflict, DomainError, NotFound
 from domain.retry_policy import RetryPolicy
-from domain.run_outcome import DEPLOY_KINDS, StepOutcome, may_start, record_outcome
+from domain.run_outcome import (
+    DEPLOY_KINDS,
+    StepOutcome,
+    may_start,
+    pending_kind,
+    record_outcome,
+)
 from domain.service import Service, service_uuid
 from domain.task import Task, task_uuid
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
@@ -132,6 +138,16 @@ class _Run:
         ]
 
 
+def _waits_for(kind: str, current: str) -> bool:
+    """Whether a new run of ``kind`` waits for an open run of ``current`` to end rather than
+    supersede it. A terminate, a redeploy or a factory reset supersede whatever runs; a
+    suspend and an unsuspend supersede each other; anything else waits its turn, so a
+    suspend never cuts a deploy short and a plan change never drops a suspend."""
+    if kind == "terminate" or kind in DEPLOY_KINDS or kind == current:
+        return False
+    return {kind, current} != {"suspend", "unsuspend"}
+
+
 def _blocked_by(task: Task, failed: set[str]) -> str:
     return "not attempted: it depends on " + ", ".join(d for d in task.depends_on if d in failed)
 
@@ -184,6 +200,7 @@ class Pipeline:
         # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
         self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
         self._lock = asyncio.Lock()
+        self._stale = False  # a save failed: memory must be rebuilt from the store
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
 
     @property
@@ -195,17 +212,28 @@ class Pipeline:
 
     async def rebuild(self) -> None:
         """Rebuilds the open runs from the store's Task events."""
-        tasks = await asyncio.to_thread(_replay_tasks, self._store)
         async with self._lock:
-            self._runs.clear()
-            self._by_id.clear()
-            self._finished.clear()
-            for task in tasks:
-                self._remember(task)
-            for run in list(self._runs.values()):
-                if not run.open_tasks():
-                    await self._settle(run)
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        tasks = await asyncio.to_thread(_replay_tasks, self._store)
+        self._runs.clear()
+        self._by_id.clear()
+        self._finished.clear()
+        for task in tasks:
+            self._remember(task)
+        self._stale = False
+        for run in list(self._runs.values()):
+            await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
+
+    async def _fresh(self) -> None:
+        """After a save failed for another reason than a conflict, memory may hold changes
+        the store does not (the events left the aggregates with the failed save): the store's
+        word is taken again before anything else is decided."""
+        if self._stale:
+            log.warning("pipeline: a save failed earlier; rebuilding from the store")
+            await self._rebuild()
 
     def _remember(self, task: Task) -> None:
         current = self._runs.get(task.service_id)
@@ -270,6 +298,7 @@ class Pipeline:
         runs they touched settle and one dispatch round follows (one more transaction).
         Other relayed events (staff's task commands, scheduler ticks) keep their place."""
         async with self._lock:
+            await self._fresh()
             # New runs first, and their first steps out at once: an order's first step does
             # not wait behind the recording of other services' results in the same batch.
             starts = [i for i in inputs if isinstance(i, RelayedEvent) and i.topic in RUN_STARTERS]
@@ -387,12 +416,18 @@ class Pipeline:
                 if t.state == "error" and t.failed_retryably and t.retry(now, actor=SCHEDULER)
             ]
             if again:
-                await self._save(*again)
+                try:
+                    await self._save(*again)
+                except Conflict:  # staff changed one meanwhile: take the store's word
+                    for task in again:
+                        await self._refresh_task(task.id)
+                    continue
                 run.outcome_recorded = False
 
     async def tick(self) -> None:
         """Expires leases and starts whatever is due."""
         async with self._lock:
+            await self._fresh()
             await self._expire_leases()
             await self._dispatch_ready()
 
@@ -433,9 +468,12 @@ class Pipeline:
             return True  # a redelivery, or an older event than the run we have
         if not may_start(service, kind):
             return True
-        deploying = current is not None and current.kind in DEPLOY_KINDS and current.open_tasks()
-        if kind == "change_plan" and deploying:
-            kind = "deploy"  # a deploy under way: deploy again with the new plan
+        under_way = current is not None and current.outcomes() is None
+        if under_way and current is not None and _waits_for(kind, current.kind):
+            if kind == "change_plan" and current.kind in DEPLOY_KINDS:
+                kind = "deploy"  # a deploy under way: deploy again, with the new plan
+            else:
+                return True  # still pending on the service: started when that run ends
         now = self._clock()
         try:
             placement = service.placement
@@ -522,7 +560,8 @@ class Pipeline:
             return
         if not task.is_open or task.run < self._finished.get(task.service_id, 0):
             return
-        if task.service_id in self._runs:
+        current = self._runs.get(task.service_id)
+        if current is not None and current.run != task.run:
             return  # a newer run is under way; this one stays closed
         self._finished.pop(task.service_id, None)
         wanted, loaded = list(task.depends_on), [task]
@@ -537,19 +576,27 @@ class Pipeline:
             wanted.extend(dep.depends_on)
         for each in loaded:
             self._remember(each)
+        self._runs[task.service_id].outcome_recorded = False  # its outcome is open again
 
     async def _settle(self, run: _Run) -> None:
         """Records the service's outcome once the run has ended (and only once: settling
-        again after a restart records nothing twice). A run that ended well is forgotten."""
+        again after a restart records nothing twice). A run that ended well, or whose
+        service is terminated, is forgotten; a request that waited for the run starts now."""
         if run.outcome_recorded:
             return
         outcomes = run.outcomes()
         if outcomes is None:
             return
-        await self._record_outcome(run.service_id, run.kind, outcomes)
+        service = await self._record_outcome(run.service_id, run.kind, outcomes)
+        if service is None:
+            return  # not recorded: the next settle of this run tries again
         run.outcome_recorded = True
-        if all(o.state in ("succeeded", "cancelled") for o in outcomes):
+        ended_well = all(o.state in ("succeeded", "cancelled") for o in outcomes)
+        if ended_well or service.status == "terminated":
             self._forget(run)
+        waiting = pending_kind(service)
+        if waiting is not None and waiting != run.kind:
+            await self._start_run(service.id, service.version, waiting)
 
     def _forget(self, run: _Run) -> None:
         """A run that ended well leaves the working state (only failed runs wait there for a
@@ -562,16 +609,20 @@ class Pipeline:
 
     async def _record_outcome(
         self, service_id: str, kind: str, outcomes: list[StepOutcome]
-    ) -> None:
+    ) -> Service | None:
+        """Records the outcome; returns the service as the store has it now (None if it
+        kept changing under us)."""
         for _ in range(5):
             service = await asyncio.to_thread(self._store.service, service_uuid(service_id))
             if not record_outcome(service, kind, outcomes, self._clock()):
-                return
+                return service
             try:
                 await asyncio.to_thread(self._store.save, service)
-                return
+                return service
             except Conflict:
                 continue  # someone recorded a command meanwhile: decide again
+        log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
+        return None
 
     async def _dispatch_ready(self) -> None:
         now = self._clock()
@@ -630,8 +681,15 @@ class Pipeline:
         )
 
     async def _save(self, *aggregates: Any) -> None:
-        if aggregates:
+        if not aggregates:
+            return
+        try:
             await asyncio.to_thread(self._store.save, *aggregates)
+        except Conflict:
+            raise
+        except Exception:
+            self._stale = True  # nothing of it was recorded, but memory moved on
+            raise
 
 
 def _replay_tasks(store: PipelineStore) -> list[Task]:

@@ -451,3 +451,94 @@ async def test_a_forced_terminate_closes_the_service_and_lists_what_was_left(
     (terminated,) = [e for e in events if e["topic"] == "Service.Terminated"]
     left = [(x["server_id"], x["step"]) for x in terminated["data"]["leftovers"]]
     assert left == [("web1", "web.user"), ("web1", "web.domain")]
+
+
+class FlakyStore(StorePipelineAdapter):
+    """Fails the next ``failures`` saves as a dropped database connection would."""
+
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store)
+        self.failures = 0
+
+    def save(self, *aggregates: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            for aggregate in aggregates:
+                aggregate.collect_events()  # type: ignore[attr-defined]  # as a failed save does
+            raise RuntimeError("connection lost")
+        super().save(*aggregates)
+
+
+async def test_a_save_that_fails_for_another_reason_makes_the_pipeline_reread_the_store(
+    store: EventStore,
+) -> None:
+    """The failed batch's results are applied again one by one (the consumer's fallback):
+    they must be recorded, not taken as already known from memory that the store never got."""
+    clock, published = Clock(), Published()
+    flaky = FlakyStore(store)
+    pipeline = Pipeline(
+        flaky,
+        FixedPlanner(),
+        Limits(),
+        published,
+        settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
+        clock=clock,
+        unit_random=lambda: 0.5,
+    )
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    first = published.take()
+    flaky.failures = 1
+    with pytest.raises(RuntimeError):
+        await pipeline.on_batch([ok(m) for m in first])
+    for message in first:  # the consumer loop's one-by-one fallback
+        await pipeline.on_result(ok(message))
+    for message in first:
+        assert store.app.repository.get(uuid.UUID(message.task_id)).state == "succeeded"
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "active"
+
+
+async def request(store: EventStore, pipeline: Pipeline, action: str, **body: object) -> None:
+    store.request(parse_lifecycle(action, "7", body, now=T0, actor="whmcs"))
+    service = store.get_service("7")
+    topic = {"suspend": "SuspendRequested", "change-plan": "PlanChangeRequested"}[action]
+    await pipeline.on_event(f"Service.{topic}", service.id, version=service.version)
+
+
+async def test_a_suspend_during_the_deploy_waits_for_it_and_then_runs(store: EventStore) -> None:
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    await request(store, pipeline, "suspend")
+    assert all(m.step in {s.step for s in STEPS} for m in published.messages)
+    history = task_runs(store)
+    assert list(history) == [1], "the suspend must not cut the deploy short"
+    await run_to_the_end(pipeline, published)  # the deploy, then the suspend's run
+    assert len(task_runs(store)) == 2
+    assert store.get_service("7").status == "suspended"
+
+
+async def test_a_forced_terminate_is_not_retried_by_the_scheduler_once_closed(
+    store: EventStore,
+) -> None:
+    from handlers.pipeline import CronTick
+
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    await active_service(store, pipeline, published)
+    await terminate(store, pipeline, force=True)
+    await fail_until_error(pipeline, published, clock, "web.user")
+    assert store.get_service("7").status == "terminated"
+    await pipeline.on_batch([CronTick("terminations")])
+    assert not published.messages  # the leftovers are listed, not tried forever
+
+
+def task_runs(store: EventStore) -> dict[int, int]:
+    """How many tasks each run of service 7 planned."""
+    runs: dict[int, int] = {}
+    for event in StorePipelineAdapter(store).task_history():
+        if type(event).__name__ == "Planned" and event.service_id == "7":
+            runs[event.run] = runs.get(event.run, 0) + 1
+    return runs

@@ -40,7 +40,7 @@ def active() -> Service:
         ("suspend", "suspend", FAILED, ["OperationFailed"], "active"),
         ("change-plan", "change_plan", OK, ["PlanApplied"], "active"),
         ("terminate", "terminate", OK, ["Terminated"], "terminated"),
-        ("terminate", "terminate", FAILED, [], "terminating"),
+        ("terminate", "terminate", FAILED, ["OperationFailed"], "terminating"),
     ],
 )
 def test_each_kind_records_its_outcome_once(
