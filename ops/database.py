@@ -16,6 +16,14 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+# What PostgreSQL may raise when processes race on CREATE TABLE IF NOT EXISTS (the check and
+# the create are not atomic): the loser finds the table made by the winner.
+TABLE_CREATION_RACE = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.DuplicateTable,
+)
+
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...

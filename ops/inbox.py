@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import threading
 
-import psycopg
-
-from ops.database import Database
+from ops.database import TABLE_CREATION_RACE, Database
 
 
 class Inbox:
@@ -80,6 +78,6 @@ class Inbox:
                         "consumer TEXT NOT NULL, message_id TEXT NOT NULL, "
                         "PRIMARY KEY (consumer, message_id))"
                     )
-            except psycopg.errors.UniqueViolation:
+            except TABLE_CREATION_RACE:
                 pass  # PostgreSQL: another process created it between the check and the create
             self._ready = True

@@ -6,7 +6,7 @@ superseded relay cannot move another's progress back.
 
 from __future__ import annotations
 
-from ops.database import Database
+from ops.database import TABLE_CREATION_RACE, Database
 
 
 class PositionStore:
@@ -35,9 +35,12 @@ class PositionStore:
     def _ensure_table(self) -> None:
         if self._created:
             return
-        with self._db.transaction() as cur:
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} "
-                "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
-            )
+        try:
+            with self._db.transaction() as cur:
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._table} "
+                    "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+                )
+        except TABLE_CREATION_RACE:
+            pass  # PostgreSQL: another process created it between the check and the create
         self._created = True

@@ -15,9 +15,7 @@ import math
 import threading
 from datetime import UTC, datetime
 
-import psycopg
-
-from ops.database import Database
+from ops.database import TABLE_CREATION_RACE, Database
 
 
 class ClaimStore:
@@ -74,6 +72,6 @@ class ClaimStore:
                         "claimed_by TEXT NOT NULL, claimed_at TEXT NOT NULL, "
                         "PRIMARY KEY (job, period))"
                     )
-            except psycopg.errors.UniqueViolation:
+            except TABLE_CREATION_RACE:
                 pass  # PostgreSQL: another process created it between the check and the create
             self._ready = True
