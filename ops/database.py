@@ -41,6 +41,8 @@ class Database:
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pool_size = pool_size
         self._lock = threading.Lock()
+        self._tables_made: set[str] = set()
+        self._tables_lock = threading.Lock()
 
     @property
     def sqlite_path(self) -> str:
@@ -48,6 +50,20 @@ class Database:
 
     def sql(self, text: str) -> str:
         return text if self.dialect == "sqlite" else text.replace("?", "%s")
+
+    def create_table(self, name: str, columns: str) -> None:
+        """``CREATE TABLE IF NOT EXISTS name (columns)``, once per table for this object.
+        Several threads may ask at once (one of them creates it), and on PostgreSQL another
+        process may win the race between the check and the create: neither is an error."""
+        with self._tables_lock:
+            if name in self._tables_made:
+                return
+            try:
+                with self.transaction() as cur:
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+            except TABLE_CREATION_RACE:
+                pass  # the table is there: another process created it a moment ago
+            self._tables_made.add(name)
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:

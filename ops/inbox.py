@@ -8,17 +8,13 @@ Synchronous: async callers go through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-import threading
-
-from ops.database import TABLE_CREATION_RACE, Database
+from ops.database import Database
 
 
 class Inbox:
     def __init__(self, db: Database, prefix: str = "hw_") -> None:
         self._db = db
         self._table = f"{prefix}inbox"
-        self._ready = False
-        self._lock = threading.Lock()
 
     def seen(self, consumer: str, message_id: str) -> bool:
         """Whether ``consumer`` has already handled ``message_id``."""
@@ -67,17 +63,7 @@ class Inbox:
             )
 
     def _ensure_table(self) -> None:
-        # Several threads may make the first call at once; create the table only once.
-        with self._lock:
-            if self._ready:
-                return
-            try:
-                with self._db.transaction() as cur:
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                        "consumer TEXT NOT NULL, message_id TEXT NOT NULL, "
-                        "PRIMARY KEY (consumer, message_id))"
-                    )
-            except TABLE_CREATION_RACE:
-                pass  # PostgreSQL: another process created it between the check and the create
-            self._ready = True
+        self._db.create_table(
+            self._table,
+            "consumer TEXT NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (consumer, message_id)",
+        )

@@ -6,14 +6,13 @@ superseded relay cannot move another's progress back.
 
 from __future__ import annotations
 
-from ops.database import TABLE_CREATION_RACE, Database
+from ops.database import Database
 
 
 class PositionStore:
     def __init__(self, db: Database, prefix: str = "hw_") -> None:
         self._db = db
         self._table = f"{prefix}positions"
-        self._created = False
 
     def get(self, name: str) -> int:
         self._ensure_table()
@@ -33,14 +32,7 @@ class PositionStore:
             )
 
     def _ensure_table(self) -> None:
-        if self._created:
-            return
-        try:
-            with self._db.transaction() as cur:
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self._table} "
-                    "(name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
-                )
-        except TABLE_CREATION_RACE:
-            pass  # PostgreSQL: another process created it between the check and the create
-        self._created = True
+        self._db.create_table(
+            self._table,
+            "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
+        )

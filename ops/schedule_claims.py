@@ -12,10 +12,9 @@ than that can never claim a period again. Synchronous: async callers go through
 from __future__ import annotations
 
 import math
-import threading
 from datetime import UTC, datetime
 
-from ops.database import TABLE_CREATION_RACE, Database
+from ops.database import Database
 
 
 class ClaimStore:
@@ -25,8 +24,6 @@ class ClaimStore:
         self._db = db
         self._table = f"{prefix}schedule_claims"
         self._retention_s = retention_s
-        self._ready = False
-        self._lock = threading.Lock()
 
     def claim(self, job: str, period: int, period_s: float, claimed_by: str, now: float) -> bool:
         """Claims period ``period`` (of ``period_s`` seconds) of ``job``; True only for the
@@ -60,18 +57,8 @@ class ClaimStore:
             return [(int(period), str(by)) for period, by in cur.fetchall()]
 
     def _ensure_table(self) -> None:
-        # Several threads may make the first call at once; create the table only once.
-        with self._lock:
-            if self._ready:
-                return
-            try:
-                with self._db.transaction() as cur:
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                        "job TEXT NOT NULL, period BIGINT NOT NULL, "
-                        "claimed_by TEXT NOT NULL, claimed_at TEXT NOT NULL, "
-                        "PRIMARY KEY (job, period))"
-                    )
-            except TABLE_CREATION_RACE:
-                pass  # PostgreSQL: another process created it between the check and the create
-            self._ready = True
+        self._db.create_table(
+            self._table,
+            "job TEXT NOT NULL, period BIGINT NOT NULL, "
+            "claimed_by TEXT NOT NULL, claimed_at TEXT NOT NULL, PRIMARY KEY (job, period)",
+        )
