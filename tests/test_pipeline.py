@@ -81,9 +81,15 @@ def store(tmp_path: Path) -> EventStore:
     return EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
 
 
-def build(store: EventStore, clock: Clock, published: Published, limit: int = 4) -> Pipeline:
+def build(
+    store: EventStore,
+    clock: Clock,
+    published: Published,
+    limit: int = 4,
+    adapter: StorePipelineAdapter | None = None,
+) -> Pipeline:
     return Pipeline(
-        StorePipelineAdapter(store),
+        adapter or StorePipelineAdapter(store),
         FixedPlanner(),
         Limits(limit),
         published,
@@ -350,15 +356,7 @@ async def test_a_batch_of_results_is_one_transaction_and_a_conflict_loses_none(
     result and every other result is still recorded."""
     clock, published = Clock(), Published()
     counting = CountingStore(store)
-    pipeline = Pipeline(
-        counting,
-        FixedPlanner(),
-        Limits(),
-        published,
-        settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
-        clock=clock,
-        unit_random=lambda: 0.5,
-    )
+    pipeline = build(store, clock, published, adapter=counting)
     for service_id in ("1", "2", "3"):
         order(store, service_id)
         await pipeline.on_event("Service.Ordered", service_uuid(service_id), version=1)
@@ -476,15 +474,7 @@ async def test_a_save_that_fails_for_another_reason_makes_the_pipeline_reread_th
     they must be recorded, not taken as already known from memory that the store never got."""
     clock, published = Clock(), Published()
     flaky = FlakyStore(store)
-    pipeline = Pipeline(
-        flaky,
-        FixedPlanner(),
-        Limits(),
-        published,
-        settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
-        clock=clock,
-        unit_random=lambda: 0.5,
-    )
+    pipeline = build(store, clock, published, adapter=flaky)
     order(store)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     first = published.take()
