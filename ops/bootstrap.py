@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 
-from domain.retry_policy import RetryPolicy
 from gateway.app import create_app
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
@@ -125,14 +124,6 @@ class System:
         if self._registry is None:
             self._registry = ServerRegistry(self.store)
         return self._registry
-
-    def retry_policy(self) -> RetryPolicy:
-        settings = self.settings
-        return RetryPolicy(
-            max_attempts=settings.retry_max_attempts,
-            initial_backoff_s=settings.retry_initial_backoff_s,
-            max_backoff_s=settings.retry_max_backoff_s,
-        )
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()
