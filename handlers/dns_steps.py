@@ -20,6 +20,7 @@ from handlers.step import (
     StepParamsError,
     apply,
     domain_name,
+    remove_domain,
     text,
     text_list,
 )
@@ -214,10 +215,11 @@ async def remove_dns_zone(
 ) -> StepOutcome:
     """No DNS zone ``domain`` for ``user``. params: ``user``, ``domain``. Absent → unchanged."""
     user, domain = text(params, "user"), domain_name(params)
-    if await _zone(driver, user, domain) is None:
-        log.note(f"DNS zone {domain}: already absent for {user}")
-        return StepOutcome(False)
-    changed = await apply(driver, log, ["v-delete-dns-domain", user, domain], also_ok=(3,)) == 0
-    if await _zone(driver, user, domain) is not None:
-        raise TransientNodeError(f"{driver.server_id}: DNS zone {domain} is still present")
-    return StepOutcome(changed)
+    return await remove_domain(
+        driver,
+        log,
+        f"DNS zone {domain}",
+        user,
+        lambda: _zone(driver, user, domain),
+        ["v-delete-dns-domain", user, domain],
+    )

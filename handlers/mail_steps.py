@@ -19,6 +19,7 @@ from handlers.step import (
     apply,
     domain_name,
     flag,
+    remove_domain,
     text,
 )
 
@@ -155,10 +156,11 @@ async def remove_mail_domain(
     params: ``user``, ``domain``. Absent → unchanged.
     """
     user, domain = text(params, "user"), domain_name(params)
-    if await _mail_domain(driver, user, domain) is None:
-        log.note(f"mail domain {domain}: already absent for {user}")
-        return StepOutcome(False)
-    changed = await apply(driver, log, ["v-delete-mail-domain", user, domain], also_ok=(3,)) == 0
-    if await _mail_domain(driver, user, domain) is not None:
-        raise TransientNodeError(f"{driver.server_id}: mail domain {domain} is still present")
-    return StepOutcome(changed)
+    return await remove_domain(
+        driver,
+        log,
+        f"mail domain {domain}",
+        user,
+        lambda: _mail_domain(driver, user, domain),
+        ["v-delete-mail-domain", user, domain],
+    )

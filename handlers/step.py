@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from handlers.hestia_command import CommandResult, error_for, shown
+from handlers.hestia_command import CommandResult, TransientNodeError, error_for, shown
 
 
 class NodeDriver(Protocol):
@@ -71,6 +71,26 @@ async def apply(
     if result.exit_status == 0 or result.exit_status in also_ok:
         return result.exit_status
     raise error_for(driver.server_id, argv, result)
+
+
+async def remove_domain(
+    driver: NodeDriver,
+    log: StepLog,
+    what: str,
+    user: str,
+    probe: Callable[[], Awaitable[Any | None]],
+    argv: Sequence[str],
+) -> StepOutcome:
+    """The removal steps' one shape: ``what`` (a web/mail domain, a DNS zone of ``user``)
+    absent already → unchanged; else ``argv`` deletes it (exit 3, gone meanwhile, is fine)
+    and the probe must no longer find it."""
+    if await probe() is None:
+        log.note(f"{what}: already absent for {user}")
+        return StepOutcome(False)
+    changed = await apply(driver, log, argv, also_ok=(3,)) == 0
+    if await probe() is not None:
+        raise TransientNodeError(f"{driver.server_id}: {what} is still present")
+    return StepOutcome(changed)
 
 
 def text(params: dict[str, Any], name: str, default: str | None = None) -> str:

@@ -14,6 +14,7 @@ from handlers.step import (
     apply,
     domain_name,
     optional_text,
+    remove_domain,
     text,
 )
 
@@ -100,10 +101,11 @@ async def remove_web_domain(
     params: ``user``, ``domain``. Absent (or the user absent) → unchanged. outputs: none.
     """
     user, domain = text(params, "user"), domain_name(params)
-    if await _web_domain(driver, user, domain) is None:
-        log.note(f"web domain {domain}: already absent for {user}")
-        return StepOutcome(False)
-    changed = await apply(driver, log, ["v-delete-web-domain", user, domain], also_ok=(3,)) == 0
-    if await _web_domain(driver, user, domain) is not None:
-        raise TransientNodeError(f"{driver.server_id}: web domain {domain} is still present")
-    return StepOutcome(changed)
+    return await remove_domain(
+        driver,
+        log,
+        f"web domain {domain}",
+        user,
+        lambda: _web_domain(driver, user, domain),
+        ["v-delete-web-domain", user, domain],
+    )
