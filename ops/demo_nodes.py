@@ -113,11 +113,13 @@ class DemoNodes:
         nodes: Sequence[tuple[str, tuple[str, ...]]] = DEMO_NODES,
         *,
         latency_ms: int = 0,
+        dkim_keys_ahead: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.public_key = public_key
         self.specs = tuple(nodes)
         self.latency_ms = latency_ms
+        self.dkim_keys_ahead = dkim_keys_ahead
         self.nodes: dict[str, SimNode] = {}
 
     async def start(self) -> list[NodeAddress]:
@@ -163,11 +165,13 @@ class SimnodeProcesses:
         nodes: Sequence[tuple[str, tuple[str, ...]]] = SPLIT_NODES,
         *,
         latency_ms: int = 0,
+        dkim_keys_ahead: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.public_key = public_key
         self.specs = tuple(nodes)
         self.latency_ms = latency_ms
+        self.dkim_keys_ahead = dkim_keys_ahead
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self._addresses: list[NodeAddress] = []
 
@@ -179,6 +183,7 @@ class SimnodeProcesses:
                 *(sys.executable, "-m", "ops.cli", "simnode"),
                 *("--roles", ",".join(roles), "--listen", "127.0.0.1:0"),
                 *("--data", str(node_dir), "--latency-ms", str(self.latency_ms)),
+                *("--dkim-keys-ahead", str(self.dkim_keys_ahead)),
             ]
             self.procs[server_id] = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -2,13 +2,16 @@
 
 Each finished command appends one JSON line ``{"argv", "user", "started", "finished",
 "exit_code", "changed"}`` (passwords masked as Hestia's own log masks them). ``stats.json``
-``{"running", "peak_running", "commands"}`` is rewritten whenever a command ends or a start
-raises the peak, so a benchmark can read the node's peak concurrency while it runs.
+``{"running", "peak_running", "commands"}`` is rewritten at once when a start raises the peak,
+and otherwise within ``STATS_DELAY_S`` of a command's end (at most once per such delay: a
+rewrite per command was a tenth of a busy node's CPU), so a benchmark or a test can read the
+node's peak concurrency and what is running while it runs.
 ``read_command_log`` and ``read_stats`` read them back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from ops.simnode.state import write_atomically
 # Which argument (0-based, after the command name) holds a password (Hestia's HIDE=n).
 _SECRET_ARG = {"v-add-user": 1, "v-change-user-password": 1, "v-add-mail-account": 3}
 _SECRET_ARG["v-change-mail-account-password"] = 3
+STATS_DELAY_S = 0.02
 
 
 def masked(argv: list[str]) -> list[str]:
@@ -39,6 +43,8 @@ class Journal:
         self.running = 0
         self.peak = int(stats.get("peak_running", 0))
         self.total = int(stats.get("commands", 0))
+        self._log = self.log_path.open("a", encoding="utf-8")
+        self._stats_due: asyncio.TimerHandle | None = None
 
     def started(self) -> None:
         self.running += 1
@@ -65,15 +71,33 @@ class Journal:
             "exit_code": exit_code,
             "changed": changed,
         }
-        with self.log_path.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
-        self._write_stats()
+        self._log.write(json.dumps(entry) + "\n")
+        self._log.flush()
+        self._stats_soon()
 
     def reset_peak(self) -> None:
         self.peak = self.running
         self._write_stats()
 
+    def flush(self) -> None:
+        """Writes the stats now if a write is pending (the node is stopping)."""
+        if self._stats_due is not None:
+            self._write_stats()
+
+    def _stats_soon(self) -> None:
+        if self._stats_due is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_stats()
+            return
+        self._stats_due = loop.call_later(STATS_DELAY_S, self._write_stats)
+
     def _write_stats(self) -> None:
+        if self._stats_due is not None:
+            self._stats_due.cancel()
+            self._stats_due = None
         stats = {"running": self.running, "peak_running": self.peak, "commands": self.total}
         write_atomically(self.stats_path, json.dumps(stats) + "\n")
 

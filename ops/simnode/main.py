@@ -21,6 +21,7 @@ from ops.simnode.executor import CommandExecutor
 from ops.simnode.faults import Faults
 from ops.simnode.ssh_server import SshListener
 from ops.simnode.state import NodeState, write_atomically
+from ops.simnode.v_mail import make_dkim_keys_ahead
 from ops.simnode.web_server import WebServer
 
 ROLES = ("web", "mail", "dns")
@@ -123,6 +124,7 @@ class SimNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.ssh.shutdown()
+        self.executor.journal.flush()
         if self.dns:
             await self.dns.stop()
         if self.web:
@@ -166,6 +168,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fail-next", type=int, default=0)
     parser.add_argument("--refuse", action="store_true")
     parser.add_argument("--hang", action="store_true")
+    parser.add_argument(
+        "--dkim-keys-ahead",
+        type=int,
+        default=0,
+        help="generate this many 2048-bit DKIM keys before listening (benchmarks)",
+    )
     return parser.parse_args(argv)
 
 
@@ -185,6 +193,8 @@ async def _serve(args: argparse.Namespace) -> int:
         https_port=args.https_port,
         faults=faults,
     )
+    if args.dkim_keys_ahead > 0 and "mail" in node.roles:
+        make_dkim_keys_ahead(2048, args.dkim_keys_ahead)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

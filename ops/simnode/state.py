@@ -5,6 +5,11 @@ Hestia keeps its objects as lines of ``KEY='value'`` pairs (``user.conf``, ``web
 the ``v-list-* json`` output can be produced the same way Hestia produces it. ``NodeState``
 consumes and emits plain JSON (``to_json``/``from_json``); ``StateFile`` loads it from and saves it
 atomically to ``DIR/state.json``.
+
+A command reaches the users it changes by name (``state.users[name]``, ``.get``, assignment,
+``del``), and ``UserTable`` notes those names, so a save re-encodes only them: re-encoding a
+node of a few hundred zones on every command was most of a benchmark node's CPU. The file is
+the same bytes a whole ``json.dumps(state.to_json(), sort_keys=True, …)`` would give.
 """
 
 from __future__ import annotations
@@ -75,11 +80,47 @@ class UserData:
     dns: dict[str, DnsZone] = field(default_factory=dict)
 
 
+class UserTable(dict[str, UserData]):
+    """``NodeState.users``: a dict that notes every user reached by name since ``take_touched``.
+
+    Iterating (``items``, ``values``) notes nothing: a command must not change a user it only
+    came across while iterating, or the change would not be saved.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.touched: set[str] = set(self)
+
+    def __getitem__(self, name: str) -> UserData:
+        self.touched.add(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: UserData | None = None) -> UserData | None:  # type: ignore[override]
+        self.touched.add(name)
+        return super().get(name, default)
+
+    def __setitem__(self, name: str, data: UserData) -> None:
+        self.touched.add(name)
+        super().__setitem__(name, data)
+
+    def __delitem__(self, name: str) -> None:
+        self.touched.add(name)
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        self.touched.add(name)
+        return super().pop(name, *default)
+
+    def take_touched(self) -> set[str]:
+        touched, self.touched = self.touched, set()
+        return touched
+
+
 @dataclass
 class NodeState:
     """All users and packages of one node."""
 
-    users: dict[str, UserData] = field(default_factory=dict)
+    users: UserTable = field(default_factory=UserTable)
     packages: dict[str, Conf] = field(default_factory=dict)
 
     @classmethod
@@ -89,22 +130,8 @@ class NodeState:
         return cls(packages={"default": dict(DEFAULT_PACKAGE), "system": system})
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "packages": self.packages,
-            "users": {
-                name: {
-                    "conf": u.conf,
-                    "web": u.web,
-                    "ssl": u.ssl,
-                    "mail": {
-                        d: {"conf": m.conf, "accounts": m.accounts, "dkim": m.dkim_private_pem}
-                        for d, m in u.mail.items()
-                    },
-                    "dns": {d: {"conf": z.conf, "records": z.records} for d, z in u.dns.items()},
-                }
-                for name, u in self.users.items()
-            },
-        }
+        users = dict.items(self.users)  # the whole table: reaching users by name would note them
+        return {"packages": self.packages, "users": {n: _user_json(u) for n, u in users}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeState:
@@ -123,7 +150,24 @@ class NodeState:
             )
             for name, u in data.get("users", {}).items()
         }
-        return cls(users=users, packages=data.get("packages", {}))
+        return cls(users=UserTable(users), packages=data.get("packages", {}))
+
+
+def _user_json(u: UserData) -> dict[str, Any]:
+    return {
+        "conf": u.conf,
+        "web": u.web,
+        "ssl": u.ssl,
+        "mail": {
+            d: {"conf": m.conf, "accounts": m.accounts, "dkim": m.dkim_private_pem}
+            for d, m in u.mail.items()
+        },
+        "dns": {d: {"conf": z.conf, "records": z.records} for d, z in u.dns.items()},
+    }
+
+
+def _encode(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -138,6 +182,8 @@ class StateFile:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "state.json"
+        self._encoded: dict[str, str] = {}  # user name → its encoded JSON, as last saved
+        self._of: NodeState | None = None
 
     def load(self) -> NodeState:
         if not self.path.exists():
@@ -145,7 +191,15 @@ class StateFile:
         return NodeState.from_json(json.loads(self.path.read_text(encoding="utf-8")))
 
     def save(self, state: NodeState) -> None:
-        # Compact: with ``indent`` json falls back to its pure-Python encoder, which made
-        # saving a node of a few hundred zones the slowest thing in a benchmark run.
-        text = json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
-        write_atomically(self.path, text)
+        """Writes ``state``, re-encoding only the users touched since the last save of it."""
+        # Compact: with ``indent`` json falls back to its pure-Python encoder.
+        touched = state.users.take_touched()
+        if state is not self._of:
+            self._of, self._encoded, touched = state, {}, set(dict.keys(state.users))
+        for name in touched:
+            if dict.__contains__(state.users, name):
+                self._encoded[name] = _encode(_user_json(dict.__getitem__(state.users, name)))
+            else:
+                self._encoded.pop(name, None)
+        users = ",".join(f"{_encode(n)}:{self._encoded[n]}" for n in sorted(self._encoded))
+        write_atomically(self.path, f'{{"packages":{_encode(state.packages)},"users":{{{users}}}}}')
