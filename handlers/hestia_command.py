@@ -104,6 +104,29 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(["sudo", HESTIA_BIN + items[0], *items[1:]])
 
 
+# A command session: one shell per SSH channel, kept open and given one command line after
+# another, instead of an exec channel per command (opening, running and closing a channel was
+# most of the SSH cost of a command, on both ends). SHELL_PREAMBLE, sent once, defines
+# ``hw_run MARKER CMD…``: it runs CMD with no stdin (stdin is the session's own input) and then
+# writes "\nMARKER EXIT\n" to stdout and "\nMARKER\n" to stderr, so the reader knows where
+# the command's output ends. MARKER is random per session, so no output can fake it.
+SHELL_COMMAND = "bash --noprofile --norc"
+SHELL_PREAMBLE = (
+    'hw_run() { m=$1; shift; "$@" </dev/null; rc=$?; '
+    'printf \'\\n%s %d\\n\' "$m" "$rc"; printf \'\\n%s\\n\' "$m" >&2; }'
+)
+SHELL_RUNNER = "hw_run"
+
+
+def session_line(marker: str, argv: Sequence[str]) -> str | None:
+    """The line a command session runs for ``argv`` (with its newline), or ``None`` when an
+    argument holds a line break: such a command goes over an exec channel of its own."""
+    items = check_argv(argv)
+    if any("\n" in item or "\r" in item for item in items):
+        return None
+    return shlex.join([SHELL_RUNNER, marker, "sudo", HESTIA_BIN + items[0], *items[1:]]) + "\n"
+
+
 def masked(argv: Sequence[str]) -> list[str]:
     """``argv`` with its password argument, if any, replaced by ``*****``."""
     items = list(argv)

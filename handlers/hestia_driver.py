@@ -4,9 +4,12 @@
 client key files) and emits ``CommandResult``s for argv lists, parsed ``v-list-* json`` output,
 and files put over SFTP. Connections are opened lazily, kept for the driver's lifetime and
 shared (one SSH connection carries several commands at once, and a fresh connection per command
-is ~7x slower); a broken one is dropped and replaced on the next call. SSH failures and timeouts
-raise ``TransientNodeError``; a host key that does not match the pinned one, or a login the node
-refuses, raise ``PermanentNodeError`` (retrying cannot fix either; an operator must).
+is ~7x slower); a broken one is dropped and replaced on the next call. Commands run in command
+sessions (``hestia_command.SHELL_PREAMBLE``): up to ``SESSIONS_PER_CONNECTION`` shells per
+connection, each running one command at a time and kept for the next, which costs a fraction of
+an exec channel per command. SSH failures and timeouts raise ``TransientNodeError``; a host key
+that does not match the pinned one, or a login the node refuses, raise ``PermanentNodeError``
+(retrying cannot fix either; an operator must).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import json
 import posixpath
 import re
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,13 +28,19 @@ from typing import Any
 import asyncssh
 
 from handlers.hestia_command import (
+    SHELL_COMMAND,
+    SHELL_PREAMBLE,
     CommandResult,
     PermanentNodeError,
     TransientNodeError,
     command_line,
     error_for,
+    session_line,
     shown,
 )
+
+# Below OpenSSH's default MaxSessions (10), leaving room for an SFTP channel.
+SESSIONS_PER_CONNECTION = 8
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,40 @@ class NodeAccess:
 class _Slot:
     conn: asyncssh.SSHClientConnection
     busy: int = 0
+    sessions: int = 0
+
+
+class _NotSent(Exception):
+    """The command line could not be written: the command never ran."""
+
+
+@dataclass(eq=False)
+class _Session:
+    """One shell on ``slot``'s connection that has run the preamble; one command at a time."""
+
+    slot: _Slot
+    process: asyncssh.SSHClientProcess[str]
+    marker: str
+    end: re.Pattern[str]
+
+    @property
+    def usable(self) -> bool:
+        return not self.slot.conn.is_closed() and not self.process.is_closing()
+
+    async def run(self, line: str) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of one ``session_line``."""
+        try:
+            self.process.stdin.write(line)
+        except (asyncssh.Error, OSError) as exc:
+            raise _NotSent(exc) from exc
+        out = await self.process.stdout.readuntil(self.end, len(self.marker) + 16)
+        found = self.end.search(out)
+        assert found is not None
+        err = await self.process.stderr.readuntil(f"\n{self.marker}\n")
+        return int(found[1]), out[: found.start()], err[: -len(self.marker) - 2]
+
+    def close(self) -> None:
+        self.process.close()
 
 
 class HestiaDriver:
@@ -75,16 +119,20 @@ class HestiaDriver:
         pool_size: int = 4,
         command_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        use_sessions: bool = True,
     ) -> None:
         self.access = access
         self._pool_size = max(1, pool_size)
         self._command_timeout = command_timeout
         self._connect_timeout = connect_timeout
         self._slots: list[_Slot] = []
+        self._idle: list[_Session] = []
         self._opening = 0
         self._changed = asyncio.Condition()
         self._closed = False
+        self._use_sessions = use_sessions  # False: an exec channel per command (no shell)
         self.connections_opened = 0  # for tests and metrics: how often we had to connect
+        self.sessions_opened = 0
 
     @property
     def server_id(self) -> str:
@@ -92,8 +140,53 @@ class HestiaDriver:
 
     async def run(self, argv: Sequence[str]) -> CommandResult:
         """Runs one command; any exit status is returned, SSH trouble raises TransientNodeError."""
-        line = command_line(argv)
         started = time.monotonic()
+        line = session_line("", argv)
+        if line is None or not self._use_sessions:
+            status, stdout, stderr = await self._run_exec(argv)
+        else:
+            status, stdout, stderr = await self._run_in_session(argv)
+        return CommandResult(
+            exit_status=status,
+            stdout=stdout,
+            stderr=stderr,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
+
+    async def _run_in_session(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        # A line that could not even be written never ran, so it is safe to try once more on
+        # a fresh session (a kept one may have died while idle).
+        for attempt in (1, 2):
+            session = await self._take_session(argv)
+            if session is None:  # every connection holds its most sessions, all busy
+                return await self._run_exec(argv)
+            line = session_line(session.marker, argv)
+            assert line is not None
+            try:
+                async with asyncio.timeout(self._command_timeout):
+                    answer = await session.run(line)
+            except _NotSent as exc:
+                self._drop_session(session)
+                if attempt == 2:
+                    raise self._transient(argv, f"could not start it: {exc}") from exc
+                continue
+            except TimeoutError:
+                # Only this session is abandoned; the connection itself may be fine.
+                self._drop_session(session)
+                raise self._transient(
+                    argv, f"no answer within {self._command_timeout:g}s"
+                ) from None
+            except (asyncssh.Error, OSError, asyncio.IncompleteReadError) as exc:
+                self._drop_session(session)
+                if session.slot.conn.is_closed():
+                    self._discard(session.slot)
+                raise self._transient(argv, f"the connection failed: {exc}") from exc
+            self._return_session(session)
+            return answer
+        raise AssertionError("unreachable")
+
+    async def _run_exec(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        line = command_line(argv)
         slot, process = await self._start(line, argv)
         try:
             completed = await self._wait(process, argv, slot)
@@ -101,12 +194,7 @@ class HestiaDriver:
             slot.busy -= 1
         if completed.exit_status is None:
             raise self._transient(argv, "the connection ended without an exit status")
-        return CommandResult(
-            exit_status=completed.exit_status,
-            stdout=_text(completed.stdout),
-            stderr=_text(completed.stderr),
-            duration_ms=(time.monotonic() - started) * 1000,
-        )
+        return completed.exit_status, _text(completed.stdout), _text(completed.stderr)
 
     async def check(self, argv: Sequence[str]) -> CommandResult:
         """Runs ``argv`` and raises the classified NodeError unless it exits 0."""
@@ -163,6 +251,7 @@ class HestiaDriver:
     async def close(self) -> None:
         """Closes every pooled connection; later calls fail with TransientNodeError."""
         self._closed = True
+        self._idle.clear()
         slots, self._slots = self._slots, []
         for slot in slots:
             slot.conn.close()
@@ -172,6 +261,44 @@ class HestiaDriver:
     @property
     def open_connections(self) -> int:
         return len(self._slots)
+
+    async def _take_session(self, argv: Sequence[str]) -> _Session | None:
+        """A kept idle session, or a new one on a connection with room for it; ``None`` when
+        the pool is full and no connection has room."""
+        while self._idle:
+            session = self._idle.pop()
+            if session.usable:
+                session.slot.busy += 1
+                return session
+            self._drop_session(session)
+        slot = await self._pick(for_session=True)
+        if slot is None:
+            return None
+        try:
+            process = await slot.conn.create_process(
+                SHELL_COMMAND, encoding="utf-8", errors="replace"
+            )
+            process.stdin.write(SHELL_PREAMBLE + "\n")
+        except (asyncssh.Error, OSError) as exc:
+            slot.busy -= 1
+            slot.sessions -= 1
+            self._discard(slot)
+            raise self._transient(argv, f"could not start a command session: {exc}") from exc
+        self.sessions_opened += 1
+        marker = "hw-end-" + secrets.token_hex(8)
+        end = re.compile(f"\n{re.escape(marker)} (\\d+)\n")
+        return _Session(slot, process, marker, end)
+
+    def _return_session(self, session: _Session) -> None:
+        session.slot.busy -= 1
+        if self._closed or not session.usable:
+            self._drop_session(session)
+        else:
+            self._idle.append(session)
+
+    def _drop_session(self, session: _Session) -> None:
+        session.slot.sessions -= 1
+        session.close()
 
     async def _start(
         self, line: str, argv: Sequence[str]
@@ -207,19 +334,34 @@ class HestiaDriver:
 
     async def _acquire(self) -> _Slot:
         """The least busy open connection, or a new one while the pool has room."""
+        slot = await self._pick(for_session=False)
+        assert slot is not None
+        return slot
+
+    async def _pick(self, *, for_session: bool) -> _Slot | None:
+        """The least busy open connection (for a session: with room for one more), or a new
+        one while the pool has room; for a session, ``None`` rather than waiting."""
         async with self._changed:
             while True:
                 if self._closed:
                     raise TransientNodeError(f"{self.server_id}: the driver is closed")
                 self._slots = [s for s in self._slots if not s.conn.is_closed()]
-                best = min(self._slots, key=lambda s: s.busy, default=None)
+                usable = [
+                    s
+                    for s in self._slots
+                    if not for_session or s.sessions < SESSIONS_PER_CONNECTION
+                ]
+                best = min(usable, key=lambda s: s.busy, default=None)
                 full = len(self._slots) + self._opening >= self._pool_size
                 if best is not None and (best.busy == 0 or full):
                     best.busy += 1
+                    best.sessions += for_session
                     return best
                 if not full:
                     self._opening += 1
                     break
+                if for_session:
+                    return None
                 await self._changed.wait()
         try:
             conn = await self._connect()
@@ -227,7 +369,7 @@ class HestiaDriver:
             async with self._changed:
                 self._opening -= 1
                 self._changed.notify_all()
-        slot = _Slot(conn, busy=1)
+        slot = _Slot(conn, busy=1, sessions=int(for_session))
         if self._closed:
             conn.close()
             raise TransientNodeError(f"{self.server_id}: the driver is closed")

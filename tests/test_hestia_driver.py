@@ -214,3 +214,135 @@ def test_errors_never_carry_passwords() -> None:
     assert "Sup3r$ecret" not in str(error)
     assert "v-add-mail-account u d.test info '*****'" in str(error)
     assert masked(["v-add-user", "a", "pw", "e@x.test"]) == ["v-add-user", "a", "*****", "e@x.test"]
+
+
+async def test_commands_share_a_kept_session(env: tuple[SimNode, HestiaDriver]) -> None:
+    node, driver = env
+    for _ in range(10):
+        assert (await driver.run(["v-list-users", "json"])).exit_status == 0
+    assert (driver.connections_opened, driver.sessions_opened) == (1, 1)
+    await asyncio.gather(*(driver.run(["v-list-users", "json"]) for _ in range(3)))
+    assert driver.sessions_opened == 3
+    assert len(read_command_log(node.data_dir)) == 13
+
+
+async def test_a_session_answers_as_an_exec_channel_does(tmp_path: Path) -> None:
+    node, sessions = await node_and_driver(tmp_path)
+    key_path = sessions.access.client_keys[0]
+    execs = HestiaDriver(access_for(node, key_path), use_sessions=False)
+    tricky = "a b; $(x) 'q' \"d\" hw-end-0 0"
+    commands = [
+        ["v-add-user", "alice", "pw-secret", "alice@example.com"],
+        ["v-add-dns-domain", "alice", "alice.test", "192.0.2.1"],
+        ["v-add-dns-record", "alice", "alice.test", "@", "TXT", tricky],
+        ["v-list-dns-records", "alice", "alice.test", "json"],
+        ["v-list-user", "bob", "json"],  # exit 3 with its message on stdout
+        ["v-list-user"],  # usage line
+        ["v-no-such-command"],  # 127 and stderr
+    ]
+    try:
+        for argv in commands:
+            if argv[0].startswith("v-add"):
+                assert (await sessions.run(argv)).exit_status == 0
+                continue
+            by_session, by_exec = await sessions.run(argv), await execs.run(argv)
+            assert (by_session.exit_status, by_session.stdout, by_session.stderr) == (
+                by_exec.exit_status,
+                by_exec.stdout,
+                by_exec.stderr,
+            ), argv
+        records = await sessions.list_json(["v-list-dns-records", "alice", "alice.test"])
+        assert any("hw-end-0 0" in entry["VALUE"] for entry in records.values())
+        assert execs.sessions_opened == 0 and sessions.sessions_opened == 1
+    finally:
+        await execs.close()
+        await sessions.close()
+        await node.stop()
+
+
+async def test_an_argument_with_a_line_break_goes_over_an_exec_channel(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    node, driver = env
+    result = await driver.run(["v-list-user", "a\nb", "json"])
+    assert result.exit_status != 0
+    assert read_command_log(node.data_dir)[-1]["argv"] == ["v-list-user", "a\nb", "json"]
+    assert driver.sessions_opened == 0
+
+
+async def test_the_session_protocol_runs_in_real_bash(tmp_path: Path) -> None:
+    """The driver against an SSH server whose shell is a real ``bash``, with a stand-in
+    ``sudo`` on its PATH: the preamble, the markers, stdout/stderr and exit codes as bash
+    itself gives them, and the commands never read the session's own input."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sudo = bin_dir / "sudo"
+    sudo.write_text(
+        "#!/bin/sh\n"
+        'case "${1##*/}" in\n'
+        "  v-out) printf 'no newline' ;;\n"
+        "  v-err) echo 'Error: it broke'; echo 'on stderr' >&2; exit 4 ;;\n"
+        "  v-stdin) cat ;;\n"
+        '  *) echo "$@" ;;\nesac\n'
+    )
+    sudo.chmod(0o755)
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    key_path, public = client_key_file(tmp_path / "keys")
+
+    async def shell(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        assert process.command == "bash --noprofile --norc"
+        bash = await asyncio.create_subprocess_exec(
+            "bash",
+            "--noprofile",
+            "--norc",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        )
+        assert bash.stdin and bash.stdout and bash.stderr
+
+        async def feed() -> None:
+            while line := await process.stdin.readline():
+                bash.stdin.write(line)  # type: ignore[union-attr]
+            bash.stdin.close()  # type: ignore[union-attr]
+
+        async def copy(source: asyncio.StreamReader, target: asyncssh.SSHWriter[bytes]) -> None:
+            while chunk := await source.read(4096):
+                target.write(chunk)
+
+        await asyncio.gather(
+            feed(), copy(bash.stdout, process.stdout), copy(bash.stderr, process.stderr)
+        )
+        process.exit(await bash.wait())
+
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_host_keys=[host_key],
+        authorized_client_keys=asyncssh.import_authorized_keys(public),
+        process_factory=shell,
+        encoding=None,
+    )
+    access = NodeAccess(
+        "bash1",
+        "127.0.0.1",
+        server.get_port(),
+        "hostwright",
+        host_key.export_public_key().decode(),
+        (key_path,),
+    )
+    driver = HestiaDriver(access, command_timeout=5.0)
+    try:
+        out = await driver.run(["v-out"])
+        assert (out.exit_status, out.stdout, out.stderr) == (0, "no newline", "")
+        err = await driver.run(["v-err"])
+        assert (err.exit_status, err.stdout, err.stderr) == (4, "Error: it broke\n", "on stderr\n")
+        echo = await driver.run(["v-echo", "a b", "$(x)", "'q'"])
+        assert echo.stdout == "/usr/local/hestia/bin/v-echo a b $(x) 'q'\n"
+        assert (await driver.run(["v-stdin"])).stdout == ""
+        assert (await driver.run(["v-out"])).stdout == "no newline"
+        assert driver.sessions_opened == 1
+    finally:
+        await driver.close()
+        server.close()

@@ -86,7 +86,8 @@ async def test_every_changing_command_leaves_the_file_equal_to_the_whole_state(
 
 async def test_a_reloaded_node_saves_all_its_users_the_first_time(tmp_path: Path) -> None:
     first = CommandExecutor(tmp_path, frozenset({"web", "dns"}), "10.0.0.1")
-    for line in (f"v-add-user alice {PASSWORD} a@example.org", f"v-add-user bob {PASSWORD} b@x.org"):
+    for user in ("alice", "bob"):
+        line = f"v-add-user {user} {PASSWORD} {user}@example.org"
         assert (await first.execute("admin", line)).exit_code == 0
     second = CommandExecutor(tmp_path, frozenset({"web", "dns"}), "10.0.0.1")
     assert (await second.execute("admin", "v-suspend-user bob")).changed

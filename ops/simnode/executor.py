@@ -1,7 +1,8 @@
 """From an SSH command line to a Hestia answer, with the node's faults and its record.
 
 ``CommandExecutor.execute(user, line)`` consumes the exec request's command line and the SSH
-user name, and emits a ``CommandResult``. The line is split with ``shlex.split`` and never given
+user name (``execute_words``: a command session's line, already split), and emits a
+``CommandResult``. The line is split with ``shlex.split`` and never given
 to a shell; a leading ``sudo`` is dropped; ``/usr/local/hestia/bin/v-…`` and ``v-…`` are the same
 command. The state is saved to disk after every command that changed it.
 """
@@ -24,9 +25,14 @@ HESTIA_BIN = "/usr/local/hestia/bin/"
 def parse_command_line(line: str) -> list[str] | None:
     """The argv Hestia would run, bare command name first; ``None`` if it is no Hestia command."""
     try:
-        argv = shlex.split(line)
+        return hestia_argv(shlex.split(line))
     except ValueError:
         return None
+
+
+def hestia_argv(words: list[str]) -> list[str] | None:
+    """``parse_command_line`` for a line already split into words."""
+    argv = words
     if argv and argv[0] == "sudo":
         argv = argv[1:]
     if not argv:
@@ -51,8 +57,15 @@ class CommandExecutor:
         self.journal = Journal(data_dir)
 
     async def execute(self, user: str, line: str) -> CommandResult:
-        argv = parse_command_line(line)
-        shown = argv or _words(line)
+        """Runs an exec request's command line."""
+        return await self._execute(user, parse_command_line(line), _words(line))
+
+    async def execute_words(self, user: str, words: list[str]) -> CommandResult:
+        """Runs a command a session's ``hw_run`` was given, already split into words."""
+        return await self._execute(user, hestia_argv(words), words)
+
+    async def _execute(self, user: str, argv: list[str] | None, words: list[str]) -> CommandResult:
+        shown = argv or words
         started = datetime.now(UTC)
         self.journal.started()
         result: CommandResult | None = None

@@ -53,7 +53,7 @@ class SimNode:
         self.host = host
         self.ip = ip or (host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")  # noqa: S104
         self.executor = CommandExecutor(self.data_dir, self.roles, self.ip)
-        self.ssh = SshListener(self.data_dir, host, port, self.executor.execute)
+        self.ssh = SshListener(self.data_dir, host, port, self.executor)
         self.dns = DnsServer(host, dns_port, self._state) if "dns" in self.roles else None
         self.web = (
             WebServer(self.data_dir, host, http_port, https_port, self._state)

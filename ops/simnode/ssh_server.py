@@ -1,26 +1,35 @@
 """The node's SSH side (asyncssh): public-key logins, exec requests, SFTP.
 
-``SshListener`` consumes the node's directory and an ``execute(user, line)`` coroutine; it accepts
-any user name whose public key is listed in ``DIR/authorized_keys`` (re-read on every login, no
+``SshListener`` consumes the node's directory and a ``CommandExecutor``; it accepts any user
+name whose public key is listed in ``DIR/authorized_keys`` (re-read on every login, no
 passwords), runs each exec request's command line through ``execute`` and answers with its
-stdout, stderr and exit status. SFTP is served chrooted to ``DIR/fs`` (the simulated host's
-file system). The host key is generated once into ``DIR/ssh_host_key`` (mode 600) and
-``DIR/ssh_host_key.pub``. ``open``/``close`` start and stop listening without touching
-connections already open, which is how the ``refuse`` fault is made.
+stdout, stderr and exit status. The one shell it runs is hostwright's command session
+(``handlers.hestia_command``): ``SHELL_COMMAND`` whose first line must be exactly
+``SHELL_PREAMBLE``, then one ``hw_run MARKER CMD…`` line per command, answered as bash would.
+SFTP is served chrooted to ``DIR/fs`` (the simulated host's file system). The host key is
+generated once into ``DIR/ssh_host_key`` (mode 600) and ``DIR/ssh_host_key.pub``.
+``open``/``close`` start and stop listening without touching connections already open, which is
+how the ``refuse`` fault is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+import shlex
 from pathlib import Path
+from typing import Protocol
 
 import asyncssh
 
+from handlers.hestia_command import SHELL_COMMAND, SHELL_PREAMBLE, SHELL_RUNNER
 from ops.simnode.commands import CommandResult
 
-Execute = Callable[[str, str], Awaitable[CommandResult]]
+
+class Executor(Protocol):
+    async def execute(self, user: str, line: str) -> CommandResult: ...
+
+    async def execute_words(self, user: str, words: list[str]) -> CommandResult: ...
 
 
 def ensure_host_key(data_dir: Path) -> asyncssh.SSHKey:
@@ -77,12 +86,12 @@ class _Server(asyncssh.SSHServer):
 class SshListener:
     """One SSH listening socket for the node; ``port`` is fixed after the first ``open``."""
 
-    def __init__(self, data_dir: Path, host: str, port: int, execute: Execute) -> None:
+    def __init__(self, data_dir: Path, host: str, port: int, executor: Executor) -> None:
         self.host, self.port = host, port
         self.authorized_keys = data_dir / "authorized_keys"
         self.fs_root = data_dir / "fs"
         self.host_key = ensure_host_key(data_dir)
-        self.execute = execute
+        self.executor = executor
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -135,7 +144,10 @@ class SshListener:
                 process.exit(1)
                 return
             user = process.get_extra_info("username") or ""
-            result = await self.execute(user, process.command)
+            if process.command == SHELL_COMMAND:
+                await self._session(process, user)
+                return
+            result = await self.executor.execute(user, process.command)
             process.stdout.write(result.stdout.encode())
             process.stderr.write(result.stderr.encode())
             process.exit(result.exit_code)
@@ -144,3 +156,25 @@ class SshListener:
         finally:
             if task is not None:
                 self.tasks.discard(task)
+
+    async def _session(self, process: asyncssh.SSHServerProcess[bytes], user: str) -> None:
+        """hostwright's command session: the preamble, then ``hw_run MARKER CMD…`` lines."""
+        preamble = (await process.stdin.readline()).decode("utf-8", "replace")
+        if preamble.rstrip("\n") != SHELL_PREAMBLE:
+            process.stderr.write(b"This node's shell only runs hostwright's command session.\n")
+            process.exit(2)
+            return
+        while line := (await process.stdin.readline()).decode("utf-8", "replace"):
+            try:
+                words = shlex.split(line)
+            except ValueError:
+                words = []
+            if len(words) < 3 or words[0] != SHELL_RUNNER:
+                process.stderr.write(f"bash: cannot run {line.strip()[:80]!r} here\n".encode())
+                process.exit(2)
+                return
+            marker, command = words[1], words[2:]
+            result = await self.executor.execute_words(user, command)
+            process.stdout.write(f"{result.stdout}\n{marker} {result.exit_code}\n".encode())
+            process.stderr.write(f"{result.stderr}\n{marker}\n".encode())
+        process.exit(0)
