@@ -1,7 +1,7 @@
 """What the convergence and Vanity-invariant tests share: node snapshots, command-log windows,
 and waiting for one lifecycle run of a service to finish.
 
-Everything here reads what the simulated nodes keep on disk (``DIR/state.json``, ``DIR/fs/``,
+Everything here reads what the simulated nodes keep on disk (``DIR/state/``, ``DIR/fs/``,
 ``DIR/commands.jsonl``) or asks the gateway; nothing reaches into hostwright's processes.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.event_store import EventStore
-from ops.simnode import read_command_log
+from ops.simnode import read_command_log, read_state_json
 from tests.deployment import Deployment, dumps, wait_until
 
 # a request event's version is the number of the run the pipeline starts for it
@@ -33,7 +33,8 @@ FAILURE_TOPICS = ("Service.DeployFailed", "Service.OperationFailed")
 
 @dataclass(frozen=True)
 class NodeSnapshot:
-    """One node as it is on disk: ``state.json`` byte for byte, and every file under ``fs/``
+    """One node as it is on disk: its whole state (``read_state_json``) byte for byte, and every
+    file under ``fs/``
     with a hash of its content (directories listed too, so an empty docroot counts)."""
 
     state: bytes
@@ -42,8 +43,7 @@ class NodeSnapshot:
 
 def snapshot(system: Deployment, server_id: str) -> NodeSnapshot:
     data_dir = system.nodes[server_id].data_dir
-    state_path = data_dir / "state.json"
-    state = state_path.read_bytes() if state_path.exists() else b""
+    state = read_state_json(data_dir).encode()
     return NodeSnapshot(state, _files(data_dir / "fs"))
 
 

@@ -1,6 +1,6 @@
-"""The simulated node's ``state.json`` is saved incrementally (only the users a command touched
-are re-encoded) and must still be exactly what encoding the whole state gives, after every
-kind of changing command; and the journal's log and stats keep up with the commands."""
+"""The simulated node's state is saved incrementally (only the files of the users a command
+touched are rewritten) and must still read back as exactly the whole state, after every kind
+of changing command; and the journal's log and stats keep up with the commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ops.simnode.executor import CommandExecutor
 from ops.simnode.journal import read_command_log, read_stats
-from ops.simnode.state import DEFAULT_PACKAGE, StateFile
+from ops.simnode.state import DEFAULT_PACKAGE, StateFile, read_state_json
 from ops.simnode.v_mail import dkim_private_key, make_dkim_keys_ahead
 
 PASSWORD = "s3cret-Pass"
@@ -76,7 +76,7 @@ async def test_every_changing_command_leaves_the_file_equal_to_the_whole_state(
         assert result.exit_code == 0, (line, result.stdout)
         if result.changed:
             changed += 1
-            assert (tmp_path / "state.json").read_text() == _whole(executor), line
+            assert read_state_json(tmp_path) == _whole(executor), line
     assert changed == len(SCRIPT)
     # What was saved loads back into the same state.
     reloaded = StateFile(tmp_path).load()
@@ -91,10 +91,16 @@ async def test_a_reloaded_node_saves_all_its_users_the_first_time(tmp_path: Path
         assert (await first.execute("admin", line)).exit_code == 0
     second = CommandExecutor(tmp_path, frozenset({"web", "dns"}), "10.0.0.1")
     assert (await second.execute("admin", "v-suspend-user bob")).changed
-    saved = json.loads((tmp_path / "state.json").read_text())
+    saved = json.loads(read_state_json(tmp_path))
     assert sorted(saved["users"]) == ["alice", "bob"]
     assert saved["users"]["bob"]["conf"]["SUSPENDED"] == "yes"
-    assert (tmp_path / "state.json").read_text() == _whole(second)
+    assert read_state_json(tmp_path) == _whole(second)
+    assert sorted(p.name for p in (tmp_path / "state" / "users").iterdir()) == [
+        "alice.json",
+        "bob.json",
+    ]
+    assert (await second.execute("admin", "v-delete-user alice")).changed
+    assert [p.name for p in (tmp_path / "state" / "users").iterdir()] == ["bob.json"]
 
 
 async def test_stats_are_written_soon_after_a_command_ends(tmp_path: Path) -> None:

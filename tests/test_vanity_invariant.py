@@ -52,6 +52,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from domain.hosting_plan import HostingPlan
+from ops.simnode import read_state_json
 from tests.convergence_helpers import REQUEST_TOPICS, events, run_finished, settle
 from tests.deployment import (
     PROVIDER_DNS_USER,
@@ -211,8 +212,7 @@ async def start(tmp_path: Path, amqp_url: str, exchange: str, database_url: str)
 
 
 def node_state(system: Deployment, server_id: str) -> dict[str, Any]:
-    path = system.nodes[server_id].data_dir / "state.json"
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(read_state_json(system.nodes[server_id].data_dir))
     return data
 
 

@@ -9,5 +9,6 @@ from __future__ import annotations
 from ops.simnode.faults import Faults
 from ops.simnode.journal import read_command_log, read_stats
 from ops.simnode.main import SimNode, run_simnode
+from ops.simnode.state import read_state_json
 
-__all__ = ["Faults", "SimNode", "read_command_log", "read_stats", "run_simnode"]
+__all__ = ["Faults", "SimNode", "read_command_log", "read_state_json", "read_stats", "run_simnode"]

@@ -58,7 +58,8 @@ class CommandExecutor:
 
     async def execute(self, user: str, line: str) -> CommandResult:
         """Runs an exec request's command line."""
-        return await self._execute(user, parse_command_line(line), _words(line))
+        argv = parse_command_line(line)
+        return await self._execute(user, argv, [] if argv else _words(line))
 
     async def execute_words(self, user: str, words: list[str]) -> CommandResult:
         """Runs a command a session's ``hw_run`` was given, already split into words."""

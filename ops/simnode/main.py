@@ -2,7 +2,7 @@
 
 ``SimNode(data_dir, roles, host, port, …)`` starts an SSH server answering Hestia's ``v-*``
 commands, plus DNS over UDP (role ``dns``) and HTTP/HTTPS (role ``web``); everything it keeps is
-in ``data_dir``: ``state.json``, ``fs/`` (the simulated host's files), ``ssh_host_key[.pub]``,
+in ``data_dir``: ``state/``, ``fs/`` (the simulated host's files), ``ssh_host_key[.pub]``,
 ``authorized_keys``, ``faults.json``, ``commands.jsonl``, ``stats.json`` and ``ports.json``.
 """
 

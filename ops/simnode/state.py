@@ -1,15 +1,16 @@
-"""The simulated node's data model, kept as one JSON file in the node's directory.
+"""The simulated node's data model, kept as JSON files in the node's directory.
 
 Hestia keeps its objects as lines of ``KEY='value'`` pairs (``user.conf``, ``web.conf``,
 ``dns/<domain>.conf`` …); here every such object is a ``dict[str, str]`` with the same keys, so
 the ``v-list-* json`` output can be produced the same way Hestia produces it. ``NodeState``
 consumes and emits plain JSON (``to_json``/``from_json``); ``StateFile`` loads it from and saves it
-atomically to ``DIR/state.json``.
+to ``DIR/state/``: ``packages.json`` and one ``users/<user>.json`` per user, each replaced
+atomically, as Hestia keeps a directory per user. ``read_state_json`` gives the whole state as
+one canonical JSON text (for comparing a node before and after, byte for byte).
 
 A command reaches the users it changes by name (``state.users[name]``, ``.get``, assignment,
-``del``), and ``UserTable`` notes those names, so a save re-encodes only them: re-encoding a
-node of a few hundred zones on every command was most of a benchmark node's CPU. The file is
-the same bytes a whole ``json.dumps(state.to_json(), sort_keys=True, …)`` would give.
+``del``), and ``UserTable`` notes those names, so a save writes only their files: rewriting a
+node of a few hundred zones on every command was most of a benchmark node's CPU.
 """
 
 from __future__ import annotations
@@ -178,28 +179,47 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 class StateFile:
-    """``DIR/state.json``: consumes a directory, emits the ``NodeState`` kept there."""
+    """``DIR/state/``: consumes a directory, emits the ``NodeState`` kept there."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "state.json"
-        self._encoded: dict[str, str] = {}  # user name → its encoded JSON, as last saved
+        self.root = data_dir / "state"
+        self.users_dir = self.root / "users"
+        self._packages = ""  # as last written
         self._of: NodeState | None = None
 
     def load(self) -> NodeState:
-        if not self.path.exists():
+        packages = self.root / "packages.json"
+        if not packages.exists():
             return NodeState.fresh()
-        return NodeState.from_json(json.loads(self.path.read_text(encoding="utf-8")))
+        users = {
+            path.stem: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted(self.users_dir.glob("*.json"))
+        }
+        packages_json = json.loads(packages.read_text(encoding="utf-8"))
+        return NodeState.from_json({"packages": packages_json, "users": users})
 
     def save(self, state: NodeState) -> None:
-        """Writes ``state``, re-encoding only the users touched since the last save of it."""
-        # Compact: with ``indent`` json falls back to its pure-Python encoder.
+        """Writes the users touched since the last save of ``state``, and changed packages."""
         touched = state.users.take_touched()
-        if state is not self._of:
-            self._of, self._encoded, touched = state, {}, set(dict.keys(state.users))
+        if state is not self._of:  # the first save of this state: write it all
+            self._of, self._packages = state, ""
+            self.users_dir.mkdir(parents=True, exist_ok=True)
+            on_disk = {path.stem for path in self.users_dir.glob("*.json")}
+            touched = on_disk | set(dict.keys(state.users))
         for name in touched:
-            if dict.__contains__(state.users, name):
-                self._encoded[name] = _encode(_user_json(dict.__getitem__(state.users, name)))
+            path = self.users_dir / f"{name}.json"
+            if "/" in name or name.startswith("."):
+                continue  # never a valid Hestia user; nothing such is ever stored
+            if name in state.users:
+                write_atomically(path, _encode(_user_json(dict.__getitem__(state.users, name))))
             else:
-                self._encoded.pop(name, None)
-        users = ",".join(f"{_encode(n)}:{self._encoded[n]}" for n in sorted(self._encoded))
-        write_atomically(self.path, f'{{"packages":{_encode(state.packages)},"users":{{{users}}}}}')
+                path.unlink(missing_ok=True)
+        packages = _encode(state.packages)
+        if packages != self._packages:
+            write_atomically(self.root / "packages.json", packages)
+            self._packages = packages
+
+
+def read_state_json(data_dir: Path | str) -> str:
+    """The whole state of the node in ``data_dir`` as one canonical JSON text."""
+    return _encode(StateFile(Path(data_dir)).load().to_json())

@@ -8,10 +8,9 @@ When the same node holds the user's DNS zone for the domain, adding DKIM also ad
 
 from __future__ import annotations
 
-import functools
-
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from ops.simnode import validation as v
 from ops.simnode.commands import (
@@ -85,18 +84,31 @@ def dkim_private_key(bits: int) -> str:
 
 def _new_rsa_key(bits: int) -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    return key.private_bytes(
+    pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
+    _PUBLIC_BODIES[pem] = _public_body(key.public_key())
+    return pem
 
 
-@functools.lru_cache(maxsize=4096)
+# The ``p=`` part of each key this process made or read: loading an RSA key checks it, which
+# costs as much as making one.
+_PUBLIC_BODIES: dict[str, str] = {}
+
+
 def dkim_public_body(private_pem: str) -> str:
     """The ``p=`` part: the public key's PEM without its header lines, on one line."""
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    pem = key.public_key().public_bytes(
+    body = _PUBLIC_BODIES.get(private_pem)
+    if body is None:
+        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        body = _PUBLIC_BODIES[private_pem] = _public_body(key.public_key())
+    return body
+
+
+def _public_body(key: PublicKeyTypes) -> str:
+    pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "".join(line for line in pem.decode().splitlines() if "KEY-----" not in line)
