@@ -62,6 +62,13 @@ class ServerRegistry:
         """Forget the cache: the next read sees every registration up to now."""
         self._read_at = float("-inf")
 
+    def cached(self, server_id: str) -> Server | None:
+        """The server as the cache holds it, while the cache is fresh; ``None`` means "ask
+        ``get``" (stale cache, or not registered as far as the cache knows)."""
+        if time.monotonic() - self._read_at > self._ttl:
+            return None
+        return self._servers.get(server_id)
+
     def get(self, server_id: str) -> Server:
         for server in self.all():
             if server.server_id == server_id:

@@ -7,10 +7,14 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncssh
 import pytest
 
 from domain.errors import Conflict, InvalidInput
 from domain.server import Server, parse_host_key, parse_server, server_uuid
+from ops.event_store import EventStore
+from ops.handler_service import RegistryDirectory
+from ops.server_registry import ServerRegistry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvkcWkh33XP+nVwAr39SKD2LH3ynKCVGsuxXwfRfERU"
@@ -184,3 +188,21 @@ def test_changed_fields_record_an_update_naming_them() -> None:
 def test_a_registration_for_another_server_is_a_conflict() -> None:
     with pytest.raises(Conflict):
         registered().handle(parse_server(body(server_id="web2"), now=NOW, actor="a"))
+
+
+async def test_handlers_see_a_new_host_key_once_the_registry_has_it(sqlite_url: str) -> None:
+    store = EventStore(sqlite_url)
+    try:
+        registry = ServerRegistry(store, ttl=60.0)
+        directory = RegistryDirectory(registry, "/keys/id_ed25519")
+        registry.register(parse_server(body(), now=NOW, actor="staff"))
+        first = await directory.node_access("web1")
+        assert first is not None and first.host_key == ED25519
+        assert await directory.node_access("web1") is first  # made once, from the cache
+        other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        registry.register(parse_server(body(host_key=other), now=NOW, actor="staff"))
+        again = await directory.node_access("web1")
+        assert again is not None and again.host_key == other.strip()
+        assert await directory.node_access("db9") is None
+    finally:
+        store.close()
