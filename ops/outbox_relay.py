@@ -1,12 +1,19 @@
-"""The outbox relay: follows the event store's notification log and publishes every event.
+"""The outbox relay: follows the event store's notification log and publishes the events
+some queue consumes.
 
 Each event becomes one persistent, mandatory message with ``message_id`` = its notification
 id and routing key = its topic (``Service.Ordered``). A batch is published with confirms
 pipelined, and the relay's position advances only after every confirm of the batch: a crash
 at any point republishes at most one batch, which consumers' inboxes absorb (at-least-once,
-never lost). The relay declares the whole topology (ops/topology.py) before it publishes,
-so a topic that still routes nowhere is one no part of hostwright consumes: it is counted
-and let go rather than parked forever or allowed to block everything behind it.
+never lost).
+
+A topic no binding of the topology (ops/topology.py) matches is one no part of hostwright
+consumes (most ``Task.*`` events): the broker would only return it, so it is skipped before
+it is even decoded, and counted in ``unrouted``. So is a message the broker returns anyway
+(the relay declares the whole topology first, so that is rare): it is let go rather than
+parked forever or allowed to block everything behind it. A batch that publishes nothing
+stores its position only once ``position_interval`` has passed since the last store, which
+spares a commit per skipped batch; a crash then merely re-reads skipped rows.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from eventsourcing.persistence import Notification
 
 from ops.event_store import EventStore
 from ops.positions import PositionStore
-from ops.topology import declare_topology
+from ops.topology import declare_topology, routed
 from ops.transport import Message, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_interval: float = 0.01,
         max_backoff: float = 5.0,
+        position_interval: float = 1.0,
     ) -> None:
         self._store = store
         self._positions = positions
@@ -50,8 +59,11 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
+        self._position_interval = position_interval
         self._wake = asyncio.Event()
         self._position: int | None = None  # read once, then kept: this relay advances it
+        self._stored = 0  # the position last read or written in the store
+        self._stored_at = 0.0
         self.published = 0
         self.unrouted = 0
 
@@ -63,20 +75,26 @@ class OutboxRelay:
         await declare_topology(self._transport)
 
     async def relay_once(self) -> int:
-        """Publishes the next batch after the stored position; returns how many it published."""
+        """Relays the next batch after the position; returns how many events it went past
+        (published or skipped)."""
         if self._position is None:
             self._position = await asyncio.to_thread(self._positions.get, self._name)
+            self._stored, self._stored_at = self._position, time.monotonic()
         batch, messages = await asyncio.to_thread(self._next_batch, self._position)
-        if not batch:
-            return 0
-        unroutable = await self._transport.publish_many(messages)
-        for message in unroutable:
-            self.unrouted += 1
-            log.debug("relay: nothing consumes %s", message.routing_key)
-        await asyncio.to_thread(self._positions.advance, self._name, batch[-1].id)
-        self._position = batch[-1].id
-        self.published += len(batch)
+        if batch:
+            unroutable = await self._transport.publish_many(messages) if messages else []
+            for message in unroutable:
+                log.debug("relay: nothing consumes %s", message.routing_key)
+            self.unrouted += len(batch) - len(messages) + len(unroutable)
+            self.published += len(batch)
+            self._position = batch[-1].id
+        if self._position > self._stored and (messages or self._store_due()):
+            await asyncio.to_thread(self._positions.advance, self._name, self._position)
+            self._stored, self._stored_at = self._position, time.monotonic()
         return len(batch)
+
+    def _store_due(self) -> bool:
+        return time.monotonic() - self._stored_at >= self._position_interval
 
     def _next_batch(self, position: int) -> tuple[Sequence[Notification], list[Message]]:
         batch = self._store.notifications(position, self._batch_size)
@@ -111,6 +129,7 @@ class OutboxRelay:
             task.cancel()
 
     def _messages(self, batch: Sequence[Notification]) -> list[Message]:
+        """Messages for the batch's routed events, in order; the rest are never decoded."""
         return [
             Message(
                 routing_key=routing_key(n),
@@ -119,6 +138,7 @@ class OutboxRelay:
                 headers={"aggregate_id": str(n.originator_id)},
             )
             for n in batch
+            if routed(routing_key(n))
         ]
 
 

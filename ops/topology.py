@@ -2,11 +2,19 @@
 
 Declaring the whole topology before anything is published means a topic that still routes
 nowhere is one no part of hostwright consumes (Task.Dispatched, say: the views follow the
-store, not the broker), so the relay may safely let it go. Declaring is idempotent.
+store, not the broker). ``routed`` answers that from these bindings alone, so the relay does
+not even publish such a topic. Declaring is idempotent.
+
+These are the only bindings the relay honours: a queue bound to the exchange from outside
+this table (by hand, or by another program) gets only the topics some queue here also
+matches — add its binding here if it must see more.
 """
 
 from __future__ import annotations
 
+import functools
+
+from ops.inprocess_transport import topic_matches
 from ops.transport import Transport
 
 ROLES = ("web", "mail", "dns")
@@ -39,6 +47,15 @@ QUEUES: dict[str, tuple[str, ...]] = {
     TICKETS_QUEUE: TICKETS_BINDINGS,
     **{handler_queue(role): handler_bindings(role) for role in ROLES},
 }
+
+
+@functools.cache
+def routed(routing_key: str) -> bool:
+    """Whether some binding in ``QUEUES`` matches ``routing_key`` (AMQP topic matching, as
+    the broker does it): a message with any other key would be returned unroutable."""
+    return any(
+        topic_matches(pattern, routing_key) for bindings in QUEUES.values() for pattern in bindings
+    )
 
 
 async def declare_topology(transport: Transport) -> None:

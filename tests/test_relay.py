@@ -1,4 +1,5 @@
-"""The outbox relay: every stored event reaches the broker, through crashes and outages.
+"""The outbox relay: every stored event a queue is bound for reaches the broker, through crashes
+and outages.
 
 The kill and outage tests run the real CLI (`hostwright serve relay`, `hostwright up`) as
 processes against RabbitMQ; "broker down" is a TCP proxy in front of RabbitMQ that the test
