@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import functools
 
+from handlers.pipeline import RUN_STARTERS, STAFF_TASK_TOPICS
 from ops.inprocess_transport import topic_matches
 from ops.transport import Transport
 
 ROLES = ("web", "mail", "dns")
 PIPELINE_QUEUE = "pipeline"
 PIPELINE_BINDINGS = (
-    "Service.*",
-    "Task.Retried",
-    "Task.Cancelled",
-    "Task.Errored",  # staff force-failed a stuck attempt (the pipeline's own errors too)
+    # the Service events that start a run: the pipeline ignores the others, so the relay
+    # need not publish them (a broker still holding the old "Service.*" binding gets none)
+    *RUN_STARTERS,
+    *STAFF_TASK_TOPICS,  # staff retried, cancelled or force-failed a task
     "RuntimeSettings.*",
     "result.*",
     "heartbeat.*",
