@@ -199,6 +199,7 @@ class Pipeline:
         # same service waits for them (result, or lease out) so an old removal cannot land
         # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
         self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
+        self._servers: set[str] = set()  # every server a remembered task runs on
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
@@ -245,6 +246,7 @@ class Pipeline:
         if task.run == current.run:
             current.tasks[task.step] = task
             self._by_id[task.id] = task
+            self._servers.add(task.server_id)
 
     def now(self) -> datetime:
         return self._clock()
@@ -628,19 +630,24 @@ class Pipeline:
         now = self._clock()
         budget = self._settings.batch_size
         in_flight = self._in_flight_by_server()
+        # Free slots per server; the scan of the open runs (oldest first) stops as soon as no
+        # server has one left, which in a backlog is after the first few ready steps.
+        room = {s: max(0, self._limits.max_concurrency(s) - in_flight[s]) for s in self._servers}
+        free = sum(room.values())
         started: list[tuple[Task, TaskMessage]] = []
         for run in self._runs.values():
+            if budget <= 0 or free <= 0:
+                break
+            if self._draining.get(run.service_id):
+                continue  # the superseded run still has attempts out on a node
             for task in run.tasks.values():
-                if budget <= 0:
-                    break
+                if budget <= 0 or room[task.server_id] <= 0:
+                    continue
                 if not task.is_due(now) or not self._dependencies_met(run, task):
                     continue
-                if self._draining.get(run.service_id):
-                    continue  # the superseded run still has attempts out on a node
-                if in_flight[task.server_id] >= self._limits.max_concurrency(task.server_id):
-                    continue
                 attempt = task.dispatch(now, self._settings.lease_s)
-                in_flight[task.server_id] += 1
+                room[task.server_id] -= 1
+                free -= 1
                 budget -= 1
                 started.append((task, self._message(run, task, attempt)))
         if not started:
