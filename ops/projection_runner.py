@@ -1,10 +1,11 @@
 """The projection runner: follows the event store's notification log into the views.
 
 Consumes notifications (pages of ``batch_size`` after the slowest view's position), decodes
-each once, and emits one ``ViewStore.apply_batch`` per view and page — rows and tracking
-position in one transaction. It keeps no state of its own between pages: positions are read
-from the database each time, so a runner killed at any moment resumes where the last
-committed batch left off, and two runners of the same views do not double-apply.
+each once, and emits one ``ViewStore.apply_page`` per page — every view's rows and tracking
+position in one transaction. Between pages it remembers the positions that transaction
+returned; the stored, locked positions stay the truth, so a memory made stale by a second
+runner only costs a page read again, a runner killed at any moment resumes where the last
+committed page left off, and two runners of the same views do not double-apply.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ProjectionRunner:
         self._views = list(views)
         self._batch_size = batch_size
         self._idle_interval = idle_interval
+        self._positions: dict[str, int] | None = None  # read once, then what apply_page returns
 
     def catch_up(self, *, until: int | None = None, max_batches: int | None = None) -> int:
         """Applies what is new, page by page; returns how many notifications were consumed.
@@ -59,8 +61,9 @@ class ProjectionRunner:
         return consumed
 
     def _step(self, until: int | None) -> int:
-        positions = self._view_store.positions()
-        after = min(positions[view.name] for view in self._views)
+        if self._positions is None:
+            self._positions = self._view_store.positions()
+        after = min(self._positions[view.name] for view in self._views)
         limit = self._batch_size if until is None else min(self._batch_size, until - after)
         if limit <= 0:
             return 0
@@ -70,10 +73,8 @@ class ProjectionRunner:
             for n in notifications
             if until is None or n.id <= until
         ]
-        for view in self._views:
-            fresh = [r for r in recorded if r.position > positions[view.name]]
-            if fresh:
-                self._view_store.apply_batch(view, fresh)
+        if recorded:
+            self._positions.update(self._view_store.apply_page(self._views, after, recorded))
         return len(recorded)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -83,7 +84,9 @@ class ProjectionRunner:
         position did not move, so nothing is lost or applied twice.
         """
         backoff = _FIRST_ERROR_BACKOFF
+        clock = asyncio.get_running_loop()
         while not stop.is_set():
+            started = clock.time()
             try:
                 consumed = await asyncio.to_thread(self.catch_up, max_batches=1)
             except Exception:
@@ -92,10 +95,14 @@ class ProjectionRunner:
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
                 continue
             backoff = _FIRST_ERROR_BACKOFF
-            if consumed == 0:
-                await _wait(stop, self._idle_interval)
+            if consumed < self._batch_size:
+                # the log is read to its end: poll again one interval after this step began,
+                # so an event recorded during the step waits no longer than one between polls
+                await _wait(stop, self._idle_interval - (clock.time() - started))
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)

@@ -1,9 +1,9 @@
 """Views in SQL: their tables, their tracking positions, and batched, exactly-once updates.
 
 ``ViewStore`` owns ``{prefix}{table}`` for every table of its views and
-``{prefix}tracking(view, position)``. ``apply_batch`` consumes a run of recorded events for
-one view and, in one transaction, emits the changed rows and the new tracking position, so
-a crash leaves either both or neither. ``SqlViewQueries`` is the gateway's read port.
+``{prefix}tracking(view, position)``. ``apply_page`` consumes a page of recorded events for
+all the runner's views and, in one transaction, emits the changed rows and the new tracking
+positions, so a crash leaves either all or none. ``SqlViewQueries`` is the gateway's read port.
 """
 
 from __future__ import annotations
@@ -70,42 +70,56 @@ class ViewStore:
             stored = {str(name): int(position) for name, position in cur.fetchall()}
         return {name: stored.get(name, 0) for name in self._views} | stored
 
-    def apply_batch(self, view: View, recorded_events: Sequence[Recorded]) -> None:
-        """Applies the events after the view's position, then moves it, in one transaction.
+    def apply_page(
+        self, views: Sequence[View], after: int, recorded_events: Sequence[Recorded]
+    ) -> dict[str, int]:
+        """Applies one page — every event after ``after``, in order — to ``views`` in one
+        transaction with their new positions; returns each view's position after it.
 
-        Events at or below the stored position were applied before (a runner that crashed
-        after committing, or a second runner) and are skipped, so re-applying is harmless.
+        The views' tracking rows are locked first, always in name order, so two runners take
+        turns without deadlocking; events at or below a view's stored position were applied
+        before (a runner that crashed after committing, or a second runner) and are skipped.
+        A view whose stored position is behind ``after`` is left alone: the page does not
+        connect to it, and the position returned sends the caller back to read from there.
         """
-        if view.name not in self._views:
-            raise ValueError(f"view {view.name} is not kept in this store")
+        unknown = [view.name for view in views if view.name not in self._views]
+        if unknown:
+            raise ValueError(f"views {unknown} are not kept in this store")
         positions = [r.position for r in recorded_events]
-        if positions != sorted(set(positions)):
-            raise ValueError("recorded events must be in increasing position order")
+        if positions != sorted(set(positions)) or (positions and positions[0] <= after):
+            raise ValueError("recorded events must follow `after`, in increasing position order")
         self.ensure_tables()
         with self._db.transaction() as cur:
-            position = self._locked_position(cur, view.name)
-            fresh = [r for r in recorded_events if r.position > position]
-            if not fresh:
-                return
-            rows = _BatchRows(cur, {t.name: self._sql[t.name] for t in view.tables})
-            for recorded in fresh:
-                view.apply(recorded, rows)
-            rows.flush()
-            cur.execute(
-                f"UPDATE {self._tracking} SET position = ? WHERE view = ?",  # noqa: S608
-                (fresh[-1].position, view.name),
-            )
+            stored = self._locked_positions(cur, [view.name for view in views])
+            moved = []
+            for view in views:
+                position = stored[view.name]
+                fresh = [r for r in recorded_events if r.position > position]
+                if position < after or not fresh:
+                    continue
+                rows = _BatchRows(cur, {t.name: self._sql[t.name] for t in view.tables})
+                for recorded in fresh:
+                    view.apply(recorded, rows)
+                rows.flush()
+                stored[view.name] = fresh[-1].position
+                moved.append((fresh[-1].position, view.name))
+            if moved:
+                cur.executemany(
+                    f"UPDATE {self._tracking} SET position = ? WHERE view = ?",  # noqa: S608
+                    moved,
+                )
+        return stored
 
     def snapshot(self, view_name: str) -> tuple[int, dict[str, list[Row]]]:
         """The view's position and every row of its tables, read consistently.
 
-        The tracking row is locked as ``apply_batch`` locks it, so no batch can commit
+        The tracking row is locked as ``apply_page`` locks it, so no page can commit
         between reading the position and reading the rows.
         """
         view = self._views[view_name]
         self.ensure_tables()
         with self._db.transaction() as cur:
-            position = self._locked_position(cur, view_name)
+            position = self._locked_positions(cur, [view_name])[view_name]
             tables = {t.name: self._select_all(cur, t.name) for t in view.tables}
         return position, tables
 
@@ -175,23 +189,26 @@ class ViewStore:
                         f"CREATE INDEX IF NOT EXISTS {name}_{'_'.join(index)}_idx "
                         f"ON {name} ({', '.join(index)})"
                     )
-            # a tracking row per view exists from the start, so apply_batch can lock it
+            # a tracking row per view exists from the start, so apply_page can lock it
             cur.executemany(
                 f"INSERT INTO {self._tracking} (view, position) VALUES (?, 0) "  # noqa: S608
                 "ON CONFLICT (view) DO NOTHING",
                 [(name,) for name in self._views],
             )
 
-    def _locked_position(self, cur: Cursor, view_name: str) -> int:
-        # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock
-        # so two runners of one view cannot interleave their batches.
+    def _locked_positions(self, cur: Cursor, view_names: Sequence[str]) -> dict[str, int]:
+        # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row locks
+        # so two runners cannot interleave their pages, taken in one order so they cannot
+        # deadlock (PostgreSQL locks the rows as the ORDER BY returns them).
         lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
+        names = sorted(set(view_names))
         cur.execute(
-            f"SELECT position FROM {self._tracking} WHERE view = ?{lock}",  # noqa: S608
-            (view_name,),
+            f"SELECT view, position FROM {self._tracking} "  # noqa: S608
+            f"WHERE view IN ({', '.join('?' for _ in names)}) ORDER BY view{lock}",
+            names,
         )
-        found = cur.fetchone()
-        return 0 if found is None else int(found[0])
+        found = {str(name): int(position) for name, position in cur.fetchall()}
+        return {name: found.get(name, 0) for name in names}
 
     def _select_all(self, cur: Cursor, table: str) -> list[Row]:
         spec = self._sql[table]

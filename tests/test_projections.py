@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from eventsourcing.persistence import Notification
 
 from domain.commands import Command, parse_lifecycle, parse_order
 from domain.hosting_plan import HostingPlan
-from ops.database import Database
+from ops.database import Cursor, Database
 from ops.event_store import EventStore
 from ops.projection_runner import ProjectionRunner
 from ops.replay import replay_and_compare
@@ -225,16 +227,101 @@ class Counting:
 
 def test_events_at_or_below_the_position_are_not_applied_again(setup: Setup) -> None:
     record_history(setup.store, count=10)
-    notifications = setup.store.notifications(0, 15)
+    notifications = setup.store.notifications(0, 20)
     recorded = [Recorded(n.id, setup.store.decode(n)) for n in notifications]
     view = Counting(setup.views[1])
     store = ViewStore(setup.db, [view])
-    store.apply_batch(view, recorded[:10])
-    store.apply_batch(view, recorded[5:15])
-    store.apply_batch(view, recorded[:3])
-    assert view.seen == [r.position for r in recorded]
+    store.apply_page([view], 0, recorded[:10])
+    store.apply_page([view], recorded[4].position, recorded[5:15])
+    assert store.apply_page([view], 0, recorded[:3]) == {"oplog": recorded[14].position}
+    # a page that does not follow on from the position is not applied
+    assert store.apply_page([view], recorded[15].position, recorded[16:]) == {
+        "oplog": recorded[14].position
+    }
+    assert view.seen == [r.position for r in recorded[:15]]
     assert store.position("oplog") == recorded[14].position
-    assert [row["position"] for row in store.rows("oplog")] == [r.position for r in recorded]
+    assert [row["position"] for row in store.rows("oplog")] == [r.position for r in recorded[:15]]
+
+
+class CountingDatabase(Database):
+    """A Database that counts its transactions: each one is a commit (or a rollback)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.transactions = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        self.transactions += 1
+        with super().transaction() as cur:
+            yield cur
+
+
+def reads_after(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``after`` of every page the store is asked for from now on."""
+    asked: list[int] = []
+    read = store.notifications
+
+    def notifications(after: int, limit: int) -> Sequence[Notification]:
+        asked.append(after)
+        return read(after, limit)
+
+    monkeypatch.setattr(store, "notifications", notifications)
+    return asked
+
+
+def test_a_page_is_one_transaction_for_every_view(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_history(setup.store, count=30)
+    db = CountingDatabase(setup.db.url)
+    runner = ProjectionRunner(setup.store, ViewStore(db, setup.views), setup.views, batch_size=10)
+    runner.catch_up(max_batches=1)  # the first step reads the positions (and makes the tables)
+    db.transactions = 0
+    asked = reads_after(setup.store, monkeypatch)
+
+    assert runner.catch_up(max_batches=3) == 30
+    assert (db.transactions, asked) == (3, [10, 20, 30])
+    # every view moves, those that ignored the whole page too
+    assert ViewStore(setup.db, setup.views).positions() == {v.name: 40 for v in setup.views}
+
+    runner.catch_up()
+    db.transactions = 0
+    assert runner.catch_up() == 0
+    assert db.transactions == 0  # an empty step is one notification read and nothing else
+    db.close()
+
+
+def test_a_restarted_runner_resumes_from_the_stored_positions(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_history(setup.store, count=20)
+    last = setup.store.max_notification_id()
+    setup.runner(batch_size=17).catch_up(max_batches=1)
+    asked = reads_after(setup.store, monkeypatch)
+    counted = [Counting(view) for view in setup.views]
+
+    ProjectionRunner(setup.store, ViewStore(setup.db, counted), counted, batch_size=17).catch_up()
+    assert asked[0] == 17
+    for view in counted:
+        assert view.seen == list(range(18, last + 1)), view.name
+    assert setup.replay() is None
+
+
+def test_a_runner_behind_another_rereads_a_page_and_applies_nothing_twice(setup: Setup) -> None:
+    record_history(setup.store, count=20)
+    last = setup.store.max_notification_id()
+    counted = [Counting(view) for view in setup.views]
+    behind, ahead = (
+        ProjectionRunner(setup.store, ViewStore(setup.db, counted), counted, batch_size=10)
+        for _ in range(2)
+    )
+    behind.catch_up(max_batches=1)
+    ahead.catch_up()
+    assert behind.catch_up(max_batches=1) == 10  # its memory says 10: it reads 11..20 again
+    assert behind.catch_up() == 0  # and now knows where the other one left the views
+    for view in counted:
+        assert view.seen == list(range(1, last + 1)), view.name
 
 
 async def test_run_follows_new_events_until_stopped(setup: Setup) -> None:
@@ -260,12 +347,38 @@ async def test_run_follows_new_events_until_stopped(setup: Setup) -> None:
     assert status is not None and status["status"] == "terminating"
 
 
-def test_two_runners_at_once_apply_each_event_once(setup: Setup) -> None:
+def test_runners_racing_on_one_store_apply_each_event_once(setup: Setup) -> None:
     record_history(setup.store, count=60)
-    runners = [setup.runner(batch_size=7), setup.runner(batch_size=11)]
-    with ThreadPoolExecutor(2) as pool:
+    last = setup.store.max_notification_id()
+    counted = [Counting(view) for view in setup.views]
+    runners = [
+        ProjectionRunner(setup.store, ViewStore(setup.db, counted), counted, batch_size=size)
+        for size in (7, 11, 13)
+    ]
+    with ThreadPoolExecutor(len(runners)) as pool:
         consumed = list(pool.map(lambda runner: runner.catch_up(), runners))
-    assert sum(consumed) >= setup.store.max_notification_id()
-    oplog = ViewStore(setup.db, setup.views).rows("oplog")
-    assert len(oplog) == setup.store.max_notification_id()
+    assert sum(consumed) >= last
+    for view in counted:
+        assert sorted(view.seen) == list(range(1, last + 1)), view.name
     assert setup.replay() is None
+
+
+async def test_run_idles_after_a_page_that_is_not_full(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_history(setup.store, count=10)
+    last = setup.store.max_notification_id()
+    views = ViewStore(setup.db, setup.views)
+    runner = ProjectionRunner(setup.store, views, setup.views, batch_size=7, idle_interval=60)
+    asked = reads_after(setup.store, monkeypatch)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    for _ in range(200):
+        if min(views.positions().values()) == last:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    # full pages are followed at once; the first page that is not full ends the burst
+    assert asked == list(range(0, last + 1, 7))
+    stop.set()
+    await asyncio.wait_for(running, 5)
