@@ -298,7 +298,9 @@ class Pipeline:
         """Everything that arrived together: new runs are planned and their first steps
         dispatched first; then results and heartbeats are recorded in one transaction, the
         runs they touched settle and one dispatch round follows (one more transaction).
-        Other relayed events (staff's task commands, scheduler ticks) keep their place."""
+        Other relayed events (staff's task commands, scheduler ticks) keep their place.
+        The round's task messages are published once the lock is let go, so the next batch
+        can be decided while they are confirmed."""
         async with self._lock:
             await self._fresh()
             # New runs first, and their first steps out at once: an order's first step does
@@ -307,7 +309,7 @@ class Pipeline:
             for event in starts:
                 await self._take_event(event)
             if starts:
-                await self._dispatch_ready()
+                await self._send(await self._dispatch_ready())
             touched: dict[uuid.UUID, Task] = {}
             taken: list[ResultMessage | HeartbeatMessage] = []
             for item in inputs:
@@ -323,8 +325,9 @@ class Pipeline:
                     self._take_report(item, touched)
                     taken.append(item)
             await self._record(touched, taken)
-            await self._dispatch_ready()
+            outgoing = await self._dispatch_ready()
             self.changed.set()  # the timer may have something sooner to wait for
+        await self._send(outgoing)
 
     def _take_report(
         self, item: ResultMessage | HeartbeatMessage, touched: dict[uuid.UUID, Task]
@@ -431,7 +434,8 @@ class Pipeline:
         async with self._lock:
             await self._fresh()
             await self._expire_leases()
-            await self._dispatch_ready()
+            outgoing = await self._dispatch_ready()
+        await self._send(outgoing)
 
     async def _expire_leases(self) -> None:
         now = self._clock()
@@ -626,7 +630,9 @@ class Pipeline:
         log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
         return None
 
-    async def _dispatch_ready(self) -> None:
+    async def _dispatch_ready(self) -> list[TaskMessage]:
+        """Dispatches every ready step a server has room for and records it; the task
+        messages to publish (``_send``) once that is recorded."""
         now = self._clock()
         budget = self._settings.batch_size
         in_flight = self._in_flight_by_server()
@@ -651,19 +657,22 @@ class Pipeline:
                 budget -= 1
                 started.append((task, self._message(run, task, attempt)))
         if not started:
-            return
+            return []
         try:
             await self._save(*(task for task, _ in started))
         except Conflict:
             # Staff changed one of them meanwhile (cancel, retry): take the store's word.
             for task, _ in started:
                 await self._refresh_task(task.id)
-            return
-        # Saved first: if a publish is lost, its lease runs out and the step is retried.
+            return []
+        return [message for _, message in started]
+
+    async def _send(self, messages: list[TaskMessage]) -> None:
+        # Recorded first: if a publish is lost, its lease runs out and the step is retried.
         await asyncio.gather(
             *(
                 self._publisher.publish(message.routing_key, message.to_json(), message.message_id)
-                for _, message in started
+                for message in messages
             )
         )
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -74,6 +76,7 @@ class RoleHandler:
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
         steplog = StepLog()
+        began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
         try:
             result = await self._run(task, steplog)
@@ -81,6 +84,8 @@ class RoleHandler:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
+        result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -477,6 +478,7 @@ class _EventReader:
             times = self._steps.get(event.originator_id)
             if times is not None:
                 times.succeeded = event.timestamp
+                times.handler_ms, times.commands_ms = _handler_timing(event.log)
         elif kind == "placed":
             sid = self._service_of.get(event.originator_id)
             if sid is not None:
@@ -500,7 +502,8 @@ class _EventReader:
     def step_times(self, ids: range) -> dict[str, list[float]]:
         """Where a step's time goes, in ms: from ready (planned, or its last dependency
         succeeded) to dispatched — the pipeline, with per-server limits — and from dispatched
-        to its success recorded, per role — the broker, the handler, SSH and the node."""
+        to its success recorded, per role — the broker, the handler, SSH and the node — with
+        the part the handler itself timed and, of that, its node commands (the step's log)."""
         wanted = {str(i) for i in ids}
         by_key = {(t.service_id, t.run, t.step): t for t in self._steps.values()}
         spans: dict[str, list[float]] = defaultdict(list)
@@ -512,6 +515,9 @@ class _EventReader:
             ready = max([t.planned, *done])
             spans["ready → dispatched (pipeline)"].append(_ms(t.dispatched - ready))
             spans[f"dispatched → succeeded, {t.role}"].append(_ms(t.succeeded - t.dispatched))
+            if t.handler_ms is not None:
+                spans[f"dispatched → succeeded, {t.role}: in the handler"].append(t.handler_ms)
+                spans[f"dispatched → succeeded, {t.role}: node commands"].append(t.commands_ms)
         return dict(spans)
 
     def phase(self, name: str, ids: range, orders: LoadResult) -> Phase:
@@ -546,6 +552,19 @@ class _StepTimes:
     depends_on: tuple[str, ...]
     dispatched: datetime | None = None
     succeeded: datetime | None = None
+    handler_ms: float | None = None  # the handler's own timing, from the step's log
+    commands_ms: float = 0.0
+
+
+_COMMAND_MS = re.compile(r" -> exit \d+ \((\d+) ms\)$")
+_HANDLER_MS = re.compile(r"^(\d+) ms in the \w+ handler$")
+
+
+def _handler_timing(log: list[str]) -> tuple[float | None, float]:
+    """(ms the step spent in the handler, ms of it in node commands), from the step's log."""
+    handler = next((float(m[1]) for line in log if (m := _HANDLER_MS.match(line))), None)
+    commands = sum(float(m[1]) for line in log if (m := _COMMAND_MS.search(line)))
+    return handler, commands
 
 
 def _ms(delta: Any) -> float:

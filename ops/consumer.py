@@ -10,10 +10,13 @@ Deliveries are handled in arrival order by ``concurrency`` workers (1 by default
 the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
 
 With a ``batch_handler`` one worker takes every delivery waiting at that moment (up to
-``max_batch``) and hands them over together: one inbox query, one handler call, one inbox
-write for the lot — what lets the pipeline record a batch of results in one transaction. If
-the batch handler raises, each message of the batch goes through ``handler`` on its own, with
-the usual redelivery rules, so one bad message cannot hold the others back.
+``max_batch``) and hands them over together: one handler call and one inbox write for the lot —
+what lets the pipeline record a batch of results in one transaction. The inbox is asked only
+about redelivered deliveries, and the write and the acks run while the next batch is taken, so
+a batch handler must absorb a duplicate the broker does not flag itself (the pipeline does: a
+result or a run start it has seen changes nothing). If the batch handler raises, each message
+of the batch goes through ``handler`` on its own, with the usual redelivery rules, so one bad
+message cannot hold the others back.
 On stop the loop stops taking, hands back what it took but did not start, lets in-flight
 handlers finish within ``stop_grace`` and returns.
 """
@@ -73,6 +76,7 @@ class ConsumerLoop:
         self._idle = asyncio.Event()
         self._idle.set()
         self._in_progress: dict[str, asyncio.Event] = {}
+        self._tails: set[asyncio.Future[None]] = set()  # batches' remember-and-ack, running
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -178,8 +182,13 @@ class ConsumerLoop:
                 repeats.append(delivery)  # the same message twice in one batch
             else:
                 fresh[message_id] = delivery
+        # Only a redelivered message can have been handled already by this consumer; a batch
+        # handler absorbs a duplicate the broker does not flag (a publisher's retry) itself.
+        again = [message_id for message_id, d in fresh.items() if d.redelivered]
         try:
-            seen = await asyncio.to_thread(self._inbox.seen_among, self._name, list(fresh))
+            seen = (
+                await asyncio.to_thread(self._inbox.seen_among, self._name, again) if again else []
+            )
         except Exception:
             log.exception("%s: inbox unavailable; handing %d back", self._name, len(batch))
             await asyncio.sleep(_INFRA_PAUSE)
@@ -188,31 +197,45 @@ class ConsumerLoop:
             return
         for message_id in seen:
             await _settle(fresh.pop(message_id).ack())
-        if fresh:
-            try:
-                await handle([delivery.message for delivery in fresh.values()])
-            except Exception:
-                log.warning(
-                    "%s: a batch of %d failed; handling its messages one by one",
-                    self._name,
-                    len(fresh),
-                    exc_info=True,
-                )
-                for message_id, delivery in fresh.items():
-                    await self._handle_once(delivery, message_id)
-            else:
-                try:
-                    await asyncio.to_thread(self._inbox.remember_all, self._name, list(fresh))
-                except Exception:
-                    log.exception("%s: could not remember a batch; redelivery follows", self._name)
-                    await asyncio.sleep(_INFRA_PAUSE)
-                    for delivery in fresh.values():
-                        await _settle(delivery.reject(requeue=True))
-                    fresh = {}
-                for delivery in fresh.values():
-                    await _settle(delivery.ack())
         for delivery in repeats:
             await _settle(delivery.ack())
+        if not fresh:
+            return
+        try:
+            await handle([delivery.message for delivery in fresh.values()])
+        except Exception:
+            log.warning(
+                "%s: a batch of %d failed; handling its messages one by one",
+                self._name,
+                len(fresh),
+                exc_info=True,
+            )
+            for message_id, delivery in fresh.items():
+                await self._handle_once(delivery, message_id)
+            return
+        # Remembering and acking need not hold up the next batch.
+        self._busy += 1
+        tail = asyncio.ensure_future(self._remember_and_ack(fresh))
+        self._tails.add(tail)
+        tail.add_done_callback(self._tail_done)
+
+    async def _remember_and_ack(self, handled: dict[str, Delivery]) -> None:
+        try:
+            await asyncio.to_thread(self._inbox.remember_all, self._name, list(handled))
+        except Exception:
+            log.exception("%s: could not remember a batch; redelivery follows", self._name)
+            await asyncio.sleep(_INFRA_PAUSE)
+            for delivery in handled.values():
+                await _settle(delivery.reject(requeue=True))
+            return
+        for delivery in handled.values():
+            await _settle(delivery.ack())
+
+    def _tail_done(self, tail: asyncio.Future[None]) -> None:
+        self._tails.discard(tail)
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
 
     async def _handle_once(self, delivery: Delivery, message_id: str) -> None:
         try:

@@ -263,9 +263,10 @@ async def _publish_as_a_foreign_client(
 async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
     transport: AnyTransport, queue_names: QueueNames, database_url: str
 ) -> None:
-    """Batch mode: a repeat is absorbed by the inbox as before, the messages waiting at once
-    arrive in one call, and a batch that fails is retried message by message — so a poison
-    message is dead-lettered alone and the others are handled."""
+    """Batch mode: the messages waiting at once arrive in one call, a repeat within it is
+    dropped, a batch that fails is retried message by message — so a poison message is
+    dead-lettered alone and the others are handled — and a redelivery the inbox holds is
+    absorbed without reaching a handler."""
     queue = queue_names("work")
     db = Database(database_url)
     batches: list[list[str]] = []
@@ -276,12 +277,16 @@ async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
         ids = [m.message_id for m in messages]
         batches.append(ids)
         await release.wait()
-        if "poison" in ids:
+        if "poison" in ids or "handled-then-crashed" in ids:
             raise ValueError("one bad message in the batch")
 
     async def handle(message: Message) -> None:
         if message.message_id == "poison":
             raise ValueError("still bad")
+        if message.message_id == "handled-then-crashed":
+            # as if it had been handled and remembered, and the ack lost with the connection
+            Inbox(db).remember("tester", message.message_id)
+            raise ConnectionError("gone before the ack")
         singles.append(message.message_id)
 
     loop = ConsumerLoop(
@@ -304,8 +309,16 @@ async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
     assert batches[1] == ["a", "b", "poison", "c"]  # waiting together: one call, repeat gone
     assert singles == ["a", "b", "c"]
 
-    # Handled ones are remembered: sending them again reaches no handler.
-    await transport.publish_many([task("a"), task("first"), task("end")])
+    # A redelivery of a message the inbox holds reaches no handler again.
+    await transport.publish_many([task("handled-then-crashed")])
+    await wait_until(lambda: ["handled-then-crashed"] in batches, "the crashed one's batch")
+    await transport.publish_many([task("end")])
     await wait_until(lambda: batches[-1] == ["end"], "the next batch")
+    assert batches.count(["handled-then-crashed"]) == 1
+    assert "handled-then-crashed" not in singles
+    # Sent again without the broker flagging it (a publisher's retry): the batch handler
+    # gets it and must absorb it; the inbox is only asked about redeliveries.
+    await transport.publish_many([task("a")])
+    await wait_until(lambda: batches[-1] == ["a"], "a message sent again")
     await running.finish()
     db.close()

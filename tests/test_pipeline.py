@@ -15,7 +15,7 @@ from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
-from handlers.pipeline import Pipeline, PipelineSettings
+from handlers.pipeline import Pipeline, PipelineSettings, RelayedEvent
 from ops.event_store import EventStore
 from ops.pipeline_store import StorePipelineAdapter
 
@@ -182,6 +182,39 @@ async def test_the_same_order_event_delivered_twice_plans_once(store: EventStore
         e for e in StorePipelineAdapter(store).task_history() if type(e).__name__ == "Planned"
     ]
     assert len(planned) == len(STEPS)
+
+
+async def test_every_input_delivered_twice_changes_nothing_the_second_time(
+    store: EventStore,
+) -> None:
+    """The consumer asks its inbox only about redeliveries the broker flags, so a duplicate it
+    does not flag (a relay or a handler publishing again after a crash) reaches the pipeline:
+    a run start, a result and a heartbeat twice, the duplicates in later batches."""
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    start = RelayedEvent("Service.Ordered", service_uuid("7"), 1)
+    await pipeline.on_batch([start])
+    await pipeline.on_batch([start])
+    sent: list[TaskMessage] = []
+    while published.messages:
+        batch = published.take()
+        sent += batch
+        results = [
+            ok(m, **({"dkim_txt": "v=DKIM1; p=abc"} if m.step == "mail.dkim" else {}))
+            for m in batch
+        ]
+        beats = [HeartbeatMessage(m.task_id, m.attempt, m.role, 1) for m in batch]
+        await pipeline.on_batch([*beats, *results])
+        await pipeline.on_batch([*results, *beats])
+    assert sorted(m.step for m in sent) == sorted(s.step for s in STEPS)  # each once
+    history = list(StorePipelineAdapter(store).task_history())
+    succeeded = [e for e in history if type(e).__name__ == "Succeeded"]
+    assert len(succeeded) == len(STEPS)
+    service = store.get_service("7")
+    assert service.status == "active"
+    topics = [e["topic"] for e in store.events_of("7")]
+    assert topics.count("Service.Activated") == 1
 
 
 async def test_no_server_gets_more_attempts_than_its_limit(store: EventStore) -> None:
