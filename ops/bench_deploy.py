@@ -10,7 +10,8 @@ For each ``--latency-ms`` value (added by the simulated nodes to every command),
   for both, order → first step started (the service's first Task.Dispatched timestamp minus
   its Service.Ordered timestamp) and order → active (Service.Activated), p50/p99, read from
   the store. During the burst: CPU seconds per process, PostgreSQL commits and events per
-  service, and a py-spy profile of the pipeline process (when py-spy is installed).
+  service; then, unmeasured, a burst of half as many orders with the pipeline process
+  profiled by py-spy (when installed: sampling slows the process it samples).
 
 Shape: every hostwright part is its own ``hostwright serve …`` process, as production runs
 them on RabbitMQ and as tests/deployment.py does: it spreads the work over both cores (one
@@ -337,7 +338,6 @@ async def _drive(
         await reader.wait_settled(range(1, 6), timeout=120)
 
         print(f"[{latency_ms} ms/command] burst: {services} orders at {burst_rate:.0f}/s …")
-        spy = _start_profiler(tmp / "pipeline.spy", pids["pipeline"]) if profile else None
         cpu_before = _cpu_seconds(pids)
         commits_before = _commits(database_url)
         commands_before = _node_commands(tmp / "nodes")
@@ -357,7 +357,6 @@ async def _drive(
         wall = time.perf_counter() - began
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds(pids).items()}
         commands = _node_commands(tmp / "nodes") - commands_before
-        profile_lines = _stop_profiler(spy) if spy is not None else []
         await asyncio.sleep(0.7)  # PostgreSQL's statistics lag by up to half a second
         commits_after = _commits(database_url)
         commits = commits_after - commits_before if min(commits_before, commits_after) >= 0 else 0
@@ -378,6 +377,28 @@ async def _drive(
         )
         await reader.wait_settled(paced_ids, timeout=120 + paced * (1 + latency_ms / 10))
         paced_phase = reader.phase("paced", paced_ids, paced_orders)
+
+        # A sampling profiler slows the process it samples (and takes CPU of its own), so
+        # the profile comes from a burst of its own, after the measured ones.
+        profile_lines: list[str] = []
+        spy = _start_profiler(tmp / "pipeline.spy", pids["pipeline"]) if profile else None
+        if spy is not None:
+            profiled = max(1, services // 2)
+            print(f"[{latency_ms} ms/command] profiled burst: {profiled} orders (not measured) …")
+            await open_loop(
+                host,
+                port,
+                headers,
+                _orders(200_000),
+                rate=burst_rate,
+                seconds=profiled / burst_rate,
+                expect=202,
+            )
+            await reader.wait_settled(
+                range(200_000, 200_000 + profiled),
+                timeout=max(120.0, profiled * (1 + latency_ms / 10)),
+            )
+            profile_lines = _stop_profiler(spy)
     finally:
         store.close()
     return Run(
@@ -723,7 +744,7 @@ def _summarise(lines: list[str]) -> list[str]:
     loop_total = sum(threads["loop"].values())
     if not loop_total:
         return []
-    out = [f"pipeline process profile (py-spy, {loop_total / rate:.0f} s of the burst):"]
+    out = [f"pipeline process profile (py-spy, {loop_total / rate:.0f} s of the profiled burst):"]
     idle = threads["loop"]["idle"]
     out.append(
         f"  event-loop thread: {1 - idle / loop_total:.0%} busy, "
