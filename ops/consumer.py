@@ -6,6 +6,10 @@ success the id is remembered, then the delivery acked (a crash between the two m
 redelivery, which the inbox absorbs). A handler that raises gets one redelivery; raising
 again dead-letters the message (``<queue>.dead``), so nothing loops forever.
 
+``first_deliveries_are_new``: the queue's only publisher sends each message id once (the
+pipeline, one task message per attempt), so only a delivery the broker flags as redelivered
+can repeat one: the inbox is asked only about those (it is still written for every message).
+
 Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
 the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
 
@@ -58,6 +62,7 @@ class ConsumerLoop:
         max_backoff: float = 5.0,
         batch_handler: BatchHandler | None = None,
         max_batch: int = 256,
+        first_deliveries_are_new: bool = False,
     ) -> None:
         self._transport = transport
         self._queue = queue
@@ -70,6 +75,7 @@ class ConsumerLoop:
         self._concurrency = 1 if batch_handler else max(1, concurrency)
         self._batch_handler = batch_handler
         self._max_batch = max(1, max_batch)
+        self._first_deliveries_are_new = first_deliveries_are_new
         self._max_backoff = max_backoff
         self._pending: asyncio.Queue[Delivery] = asyncio.Queue()
         self._busy = 0
@@ -239,7 +245,11 @@ class ConsumerLoop:
 
     async def _handle_once(self, delivery: Delivery, message_id: str) -> None:
         try:
-            seen = await asyncio.to_thread(self._inbox.seen, self._name, message_id)
+            seen = (
+                False
+                if self._first_deliveries_are_new and not delivery.redelivered
+                else await asyncio.to_thread(self._inbox.seen, self._name, message_id)
+            )
         except Exception:
             log.exception("%s: inbox unavailable; handing %s back", self._name, message_id)
             await asyncio.sleep(_INFRA_PAUSE)

@@ -66,6 +66,8 @@ async def run_handler(
         inbox=inbox,
         prefetch=prefetch,
         concurrency=concurrency,
+        # the pipeline publishes a task message once per attempt, after recording it
+        first_deliveries_are_new=True,
     )
     try:
         await loop.run(stop)

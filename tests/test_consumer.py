@@ -98,6 +98,45 @@ async def test_a_duplicate_message_id_reaches_the_handler_once(
     db.close()
 
 
+async def test_with_first_deliveries_new_only_a_redelivery_is_checked_against_the_inbox(
+    transport: AnyTransport, queue_names: QueueNames, database_url: str
+) -> None:
+    """The handlers' setting: their one publisher sends a message id once, so a first
+    delivery skips the inbox read; a redelivery of a handled message still reaches nothing."""
+    queue = queue_names("work")
+    db = Database(database_url)
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        if message.message_id == "crashed" and "crashed" not in handled:
+            handled.append("crashed")
+            Inbox(db).remember("tester", "crashed")  # handled, then the ack got lost
+            raise ConnectionError("gone before the ack")
+        handled.append(message.message_id)
+
+    loop = ConsumerLoop(
+        transport,
+        queue,
+        ["task.#"],
+        handle,
+        consumer_name="tester",
+        inbox=Inbox(db),
+        first_deliveries_are_new=True,
+    )
+    running = Running(loop)
+    await _published_when_bound(transport, [task("a"), task("crashed"), task("b")])
+    await wait_until(lambda: "b" in handled, "the last message")
+    await transport.publish_many([task("end")])
+    await wait_until(lambda: "end" in handled, "the message after the redelivery")
+    assert handled.count("crashed") == 1  # its redelivery was absorbed by the inbox
+    every = {"a", "b", "end"}
+    await wait_until(lambda: Inbox(db).seen_among("tester", [*every]) == every, "remembered")
+    await transport.publish_many([task("a")])  # a first delivery: not checked, by design
+    await wait_until(lambda: handled.count("a") == 2, "the resent message")
+    await running.finish()
+    db.close()
+
+
 async def test_a_handler_that_keeps_failing_dead_letters_after_one_redelivery(
     transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
 ) -> None:
