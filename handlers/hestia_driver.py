@@ -41,6 +41,18 @@ from handlers.hestia_command import (
 
 # Below OpenSSH's default MaxSessions (10), leaving room for an SFTP channel.
 SESSIONS_PER_CONNECTION = 8
+# AES-GCM first: with AES-NI it costs asyncssh less per packet than ChaCha20-Poly1305 (the
+# SSH floor measured ~40% higher); a server without it picks the next one it has.
+# asyncssh's default list, reordered: nothing weaker is ever offered.
+PREFERRED_CIPHERS = list(
+    dict.fromkeys(
+        [
+            "aes128-gcm@openssh.com",
+            "aes256-gcm@openssh.com",
+            *(alg.decode() for alg in asyncssh.encryption.get_default_encryption_algs()),
+        ]
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -389,6 +401,7 @@ class HestiaDriver:
                     known_hosts=access.known_hosts(),
                     agent_path=None,
                     config=None,
+                    encryption_algs=PREFERRED_CIPHERS,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise PermanentNodeError(

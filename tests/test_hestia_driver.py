@@ -18,7 +18,7 @@ from handlers.hestia_command import (
     error_for,
     masked,
 )
-from handlers.hestia_driver import HestiaDriver, NodeAccess
+from handlers.hestia_driver import PREFERRED_CIPHERS, HestiaDriver, NodeAccess
 from ops.simnode import Faults, SimNode, read_command_log, read_stats
 
 
@@ -346,3 +346,14 @@ async def test_the_session_protocol_runs_in_real_bash(tmp_path: Path) -> None:
     finally:
         await driver.close()
         server.close()
+
+
+async def test_the_connection_prefers_aes_gcm_and_offers_nothing_weaker_than_the_defaults(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    _, driver = env
+    assert (await driver.run(["v-list-users", "json"])).exit_status == 0
+    (slot,) = driver._slots
+    assert slot.conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+    defaults = {a.decode() for a in asyncssh.encryption.get_default_encryption_algs()}
+    assert set(PREFERRED_CIPHERS) == defaults

@@ -1,14 +1,22 @@
-"""The simulated node's state is saved incrementally (only the files of the users a command
-touched are rewritten) and must still read back as exactly the whole state, after every kind
-of changing command; and the journal's log and stats keep up with the commands."""
+"""The simulated node's own bookkeeping, which must stay cheap and exact: its state is saved
+incrementally (only the files of the users a command touched are rewritten) and must still
+read back as exactly the whole state after every kind of changing command; the journal's log
+and stats keep up with the commands; DKIM keys made ahead are used once; and a command
+session's line splits as shlex would split it."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ops.simnode.executor import CommandExecutor
 from ops.simnode.journal import read_command_log, read_stats
+from ops.simnode.ssh_server import split_words
 from ops.simnode.state import DEFAULT_PACKAGE, StateFile, read_state_json
 from ops.simnode.v_mail import dkim_private_key, make_dkim_keys_ahead
 
@@ -117,3 +125,16 @@ def test_keys_made_ahead_are_used_once_each() -> None:
     keys = {dkim_private_key(1024) for _ in range(3)}  # the third is made on demand
     assert len(keys) == 3
     assert all(key.startswith("-----BEGIN RSA PRIVATE KEY-----") for key in keys)
+
+
+@given(st.lists(st.text(max_size=12), max_size=6))
+def test_the_session_line_splitter_agrees_with_shlex(words: list[str]) -> None:
+    line = shlex.join(["hw_run", "m", *words])
+    assert split_words(line) == shlex.split(line) == ["hw_run", "m", *words]
+
+
+def test_the_session_line_splitter_leaves_other_quoting_to_shlex() -> None:
+    for line in ('a "b c" d', "a\\ b", "a 'b' \"c\"", "x'y'z 'q'"):
+        assert split_words(line) == shlex.split(line)
+    with pytest.raises(ValueError):
+        split_words("a 'b")

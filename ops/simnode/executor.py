@@ -89,7 +89,8 @@ class CommandExecutor:
             await asyncio.Event().wait()
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
-        code = self.faults.take_failure()
+            faults = self.faults.read()  # changed while this command waited, perhaps
+        code = self.faults.take_failure(faults)
         if code is not None:
             return CommandResult(code, "Error: simulated failure\n")
         if argv is None:

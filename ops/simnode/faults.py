@@ -54,9 +54,10 @@ class FaultFile:
     def write(self, faults: Faults) -> None:
         write_atomically(self.path, json.dumps(asdict(faults), indent=2) + "\n")
 
-    def take_failure(self) -> int | None:
-        """Count one command against ``fail_next``/… : the exit code to fail it with, if any."""
-        faults = self.read()
+    def take_failure(self, faults: Faults | None = None) -> int | None:
+        """Count one command against ``fail_next``/… : the exit code to fail it with, if any
+        (``faults``: as just read, to spare reading them again)."""
+        faults = faults if faults is not None else self.read()
         if faults.fail_next <= 0:
             return None
         faults.fail_next -= 1
