@@ -93,10 +93,14 @@ async def run_pipeline(
         await ticking
 
 
+RECHECK_S = 0.05
+
+
 async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None:
     """Ticks the pipeline when a retry falls due or a lease runs out — at that moment, not on
     a polling beat — and at least every ``longest`` seconds. After each batch the pipeline
-    sets ``changed`` and the next moment is looked for again. (What was due at the last tick
+    sets ``changed`` and the next moment is looked for again, at most every ``RECHECK_S``
+    (so a moment can be missed by that much). (What was due at the last tick
     and is still waiting — a retry behind a full server — starts when a result frees a slot,
     which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
     while not stop.is_set():
@@ -116,6 +120,10 @@ async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None
             if due is not None and due > now:
                 wait = min(wait, (due - now).total_seconds())
             await _first_of(stop, pipeline.changed, wait)
+            if pipeline.changed.is_set():
+                # Batches come back to back in a burst; looking for the next due moment (a
+                # scan of every open task) once per RECHECK_S is enough.
+                await asyncio.sleep(RECHECK_S)
 
 
 async def _first_of(stop: asyncio.Event, changed: asyncio.Event, timeout: float) -> None:
