@@ -41,6 +41,8 @@ from handlers.hestia_command import (
 
 # Below OpenSSH's default MaxSessions (10), leaving room for an SFTP channel.
 SESSIONS_PER_CONNECTION = 8
+# Idle shells kept for the next commands; more are closed (each is a process on the node).
+IDLE_SESSIONS_KEPT = 16
 # AES-GCM first: with AES-NI it costs asyncssh less per packet than ChaCha20-Poly1305 (the
 # SSH floor measured ~40% higher); a server without it picks the next one it has.
 # asyncssh's default list, reordered: nothing weaker is ever offered.
@@ -303,7 +305,7 @@ class HestiaDriver:
 
     def _return_session(self, session: _Session) -> None:
         session.slot.busy -= 1
-        if self._closed or not session.usable:
+        if self._closed or not session.usable or len(self._idle) >= IDLE_SESSIONS_KEPT:
             self._drop_session(session)
         else:
             self._idle.append(session)
@@ -352,7 +354,8 @@ class HestiaDriver:
 
     async def _pick(self, *, for_session: bool) -> _Slot | None:
         """The least busy open connection (for a session: with room for one more), or a new
-        one while the pool has room; for a session, ``None`` rather than waiting."""
+        one while the pool has room; for a session, ``None`` rather than waiting when no
+        connection is on its way either."""
         async with self._changed:
             while True:
                 if self._closed:
@@ -372,8 +375,8 @@ class HestiaDriver:
                 if not full:
                     self._opening += 1
                     break
-                if for_session:
-                    return None
+                if for_session and not self._opening:
+                    return None  # no connection coming that could hold one more session
                 await self._changed.wait()
         try:
             conn = await self._connect()

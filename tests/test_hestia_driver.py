@@ -18,7 +18,12 @@ from handlers.hestia_command import (
     error_for,
     masked,
 )
-from handlers.hestia_driver import PREFERRED_CIPHERS, HestiaDriver, NodeAccess
+from handlers.hestia_driver import (
+    IDLE_SESSIONS_KEPT,
+    PREFERRED_CIPHERS,
+    HestiaDriver,
+    NodeAccess,
+)
 from ops.simnode import Faults, SimNode, read_command_log, read_stats
 
 
@@ -357,3 +362,13 @@ async def test_the_connection_prefers_aes_gcm_and_offers_nothing_weaker_than_the
     assert slot.conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
     defaults = {a.decode() for a in asyncssh.encryption.get_default_encryption_algs()}
     assert set(PREFERRED_CIPHERS) == defaults
+
+
+async def test_at_most_so_many_idle_sessions_are_kept(env: tuple[SimNode, HestiaDriver]) -> None:
+    node, driver = env
+    node.set_faults(Faults(latency_ms=100))
+    burst = IDLE_SESSIONS_KEPT + 4
+    results = await asyncio.gather(*(driver.run(["v-list-users", "json"]) for _ in range(burst)))
+    assert all(r.exit_status == 0 for r in results)
+    assert driver.sessions_opened == burst  # all at once: one session each
+    assert len(driver._idle) == IDLE_SESSIONS_KEPT  # the rest closed when they finished
