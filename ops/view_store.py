@@ -3,7 +3,9 @@
 ``ViewStore`` owns ``{prefix}{table}`` for every table of its views and
 ``{prefix}tracking(view, position)``. ``apply_page`` consumes a page of recorded events for
 all the runner's views and, in one transaction, emits the changed rows and the new tracking
-positions, so a crash leaves either all or none. ``SqlViewQueries`` is the gateway's read port.
+positions, so a crash leaves either all or none. A ``Prefetching`` view's reads for the page
+are made first, a few keys-in-a-list queries per table, instead of one query per row.
+``SqlViewQueries`` is the gateway's read port.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from projections.oplog_view import OPLOG, OperationLogView
 from projections.services_view import SERVICES, ServicesView, iso_time
 from projections.task_queue_view import TaskQueueView
 from projections.timeline_view import TIMELINE, DeployTimelineView
-from projections.view import Recorded, Row, Table, View
+from projections.view import Prefetching, Recorded, Row, Table, View
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ _SQL_TYPES = {
     "postgresql": {"text": "TEXT", "int": "BIGINT", "json": "TEXT", "bool": "BOOLEAN"},
 }
 _CREATE_ATTEMPTS = 3
+_KEYS_PER_LOAD = 500  # keys per prefetch query: well under both databases' parameter limits
 
 
 class ViewStore:
@@ -98,6 +101,8 @@ class ViewStore:
                 if position < after or not fresh:
                     continue
                 rows = _BatchRows(cur, {t.name: self._sql[t.name] for t in view.tables})
+                if isinstance(view, Prefetching):
+                    view.prefetch(fresh, rows)
                 for recorded in fresh:
                     view.apply(recorded, rows)
                 rows.flush()
@@ -232,6 +237,7 @@ class _TableSql:
         by_key = " AND ".join(f"{k} = ?" for k in table.key)
         self.select_all = f"SELECT {columns} FROM {sql_name} ORDER BY {', '.join(table.key)}"  # noqa: S608
         self.select_one = f"SELECT {columns} FROM {sql_name} WHERE {by_key}"  # noqa: S608
+        self._select = f"SELECT {columns} FROM {sql_name} WHERE "  # noqa: S608
         self.delete_one = f"DELETE FROM {sql_name} WHERE {by_key}"  # noqa: S608
         others = [n for n in self.names if n not in table.key]
         action = (
@@ -244,6 +250,15 @@ class _TableSql:
             f"INSERT INTO {sql_name} ({columns}) VALUES ({placeholders}) "  # noqa: S608
             f"ON CONFLICT ({', '.join(table.key)}) {action}"
         )
+
+    def select_many(self, count: int) -> str:
+        """The rows of ``count`` keys, their values given key after key."""
+        key = self.table.key
+        if len(key) == 1:
+            return f"{self._select}{key[0]} IN ({', '.join(['?'] * count)})"
+        # SQLite takes a row value's IN only from a subquery, hence the VALUES list
+        values = ", ".join([f"({', '.join(['?'] * len(key))})"] * count)
+        return f"{self._select}({', '.join(key)}) IN (VALUES {values})"
 
     def key_of(self, row: Row) -> tuple[Any, ...]:
         return tuple(row[k] for k in self.table.key)
@@ -274,8 +289,9 @@ class _TableSql:
 
 
 class _BatchRows:
-    """``Rows`` for one batch: reads go to the database once per key, writes stay in memory
-    until ``flush`` sends them as one executemany per table and kind."""
+    """``Rows`` for one batch: reads go to the database once per key (or ``load`` many keys
+    at once beforehand), writes stay in memory until ``flush`` sends them as one executemany
+    per table and kind."""
 
     def __init__(self, cur: Cursor, tables: dict[str, _TableSql]) -> None:
         self._cur = cur
@@ -293,6 +309,19 @@ class _BatchRows:
         row = cache[key]
         # a copy, so a view changing what it read does not change the batch behind its back
         return None if row is None else dict(row)
+
+    def load(self, table: str, keys: Iterable[tuple[Any, ...]]) -> list[Row]:
+        spec = self._table(table)
+        cache = self._cache[table]
+        asked = set(keys)
+        missing = sorted(asked - cache.keys())
+        for start in range(0, len(missing), _KEYS_PER_LOAD):
+            chunk = missing[start : start + _KEYS_PER_LOAD]
+            self._cur.execute(spec.select_many(len(chunk)), [v for key in chunk for v in key])
+            found = {spec.key_of(row): row for row in map(spec.decode, self._cur.fetchall())}
+            for key in chunk:
+                cache[key] = found.get(key)
+        return [dict(row) for key in asked if (row := cache[key]) is not None]
 
     def put(self, table: str, row: Row) -> None:
         spec = self._table(table)

@@ -9,12 +9,12 @@ from an allow-list of fields per event, so ``password_sealed`` cannot leak in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.service import Service
 from projections.services_view import ServiceIds, event_time
-from projections.view import Column, Recorded, Rows, Table
+from projections.view import Column, Recorded, RowLoader, Rows, Table
 
 SYSTEM_ACTOR = "hostwright"
 
@@ -85,6 +85,11 @@ class OperationLogView:
     def __init__(self) -> None:
         self._ids = ServiceIds("oplog_aggregates")
         self.tables: tuple[Table, ...] = (OPLOG, self._ids.table)
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads the service-id lookups of the page's events after their orders."""
+        events = [recorded.event for recorded in page if type(recorded.event) in ENTRIES]
+        self._ids.load([e for e in events if not isinstance(e, Service.Ordered)], rows)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event

@@ -15,13 +15,13 @@ The progress fields follow ``Task.*`` events of the service's latest run (``RunP
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from domain.service import Service
 from domain.task import Task
-from projections.view import Column, Recorded, Row, Rows, Table
+from projections.view import Column, Recorded, Row, RowLoader, Rows, Table
 
 SERVICES = Table(
     name="services",
@@ -81,6 +81,11 @@ class ServiceIds:
         found = rows.get(self.table.name, (str(event.originator_id),))
         return None if found is None else str(found["service_id"])
 
+    def load(self, events: Iterable[Any], rows: RowLoader) -> set[str]:
+        """Loads what ``of`` reads for these events at once; returns the service ids found."""
+        found = rows.load(self.table.name, {(str(event.originator_id),) for event in events})
+        return {str(row["service_id"]) for row in found}
+
 
 # One small function per event: (row before, event) -> the row's changed fields.
 Change = Callable[[Row, Any], Row]
@@ -128,6 +133,18 @@ class RunProgress:
             ),
             key=("service_id",),
         )
+
+    def load(self, events: Sequence[Any], rows: RowLoader) -> set[str]:
+        """Loads the task rows ``change`` reads for these events at once; returns the service
+        ids whose run (and services row) ``change`` will read next."""
+        task_ids = {
+            (str(event.originator_id),)
+            for event in events
+            if isinstance(event, TASK_EVENTS) and not isinstance(event, Task.Planned)
+        }
+        found = rows.load(self.tasks.name, task_ids)
+        planned = {event.service_id for event in events if isinstance(event, Task.Planned)}
+        return planned | {str(task["service_id"]) for task in found}
 
     def forget_run(self, service_id: str, rows: Rows) -> None:
         rows.delete(self.runs.name, (service_id,))
@@ -317,6 +334,15 @@ class ServicesView:
         row["updated_at"] = event_time(event)
         row["last_position"] = recorded.position
         rows.put(SERVICES.name, row)
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads the page's reads: lookups and tasks first, then the services they name."""
+        events = [recorded.event for recorded in page]
+        service_ids = self._ids.load([e for e in events if type(e) in CHANGES], rows)
+        service_ids |= self._progress.load(events, rows)
+        keys = {(service_id,) for service_id in service_ids}
+        rows.load(SERVICES.name, keys)
+        rows.load(self._progress.runs.name, keys)
 
     def _apply_task_event(self, recorded: Recorded, rows: Rows) -> None:
         found = self._progress.change(recorded.event, rows)

@@ -17,12 +17,12 @@ but stays in the table, and every other view keeps the task's history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.task import OPEN_STATES, Task
 from projections.services_view import event_time, iso_time
-from projections.view import Column, Recorded, Row, Rows, Table
+from projections.view import Column, Recorded, Row, RowLoader, Rows, Table
 
 TASK_QUEUE = Table(
     name="task_queue",
@@ -201,6 +201,11 @@ class TaskQueueView:
 
     name = "task_queue"
     tables: tuple[Table, ...] = (TASK_QUEUE,)
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads the rows of the page's tasks that change (a planned task's row is new)."""
+        keys = {(str(r.event.originator_id),) for r in page if type(r.event) in CHANGES}
+        rows.load(TASK_QUEUE.name, keys)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event

@@ -12,13 +12,13 @@ can be found and removed (views only reach rows by key).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from domain.task import Task
 from projections.services_view import event_time
-from projections.view import Column, Recorded, Row, Rows, Table
+from projections.view import Column, Recorded, Row, RowLoader, Rows, Table
 
 TIMELINE = Table(
     name="timeline",
@@ -110,6 +110,13 @@ class DeployTimelineView:
 
     name = "timeline"
     tables: tuple[Table, ...] = (TIMELINE, TIMELINE_RUNS)
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads the steps the page's task events change and the runs its plans extend."""
+        events = [recorded.event for recorded in page]
+        rows.load(TIMELINE.name, {(str(e.originator_id),) for e in events if type(e) in CHANGES})
+        planned = {(e.service_id,) for e in events if isinstance(e, Task.Planned)}
+        rows.load(TIMELINE_RUNS.name, planned)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event

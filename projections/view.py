@@ -4,12 +4,17 @@ A view never touches a database. It receives ``Rows`` (a port the projection run
 implements over SQL, batching many events into one transaction with the tracking position)
 and reads or writes plain dict rows through it. Because views are pure functions of the
 event sequence, dropping the tables and replaying from event 0 gives the same rows.
+
+A view may also be ``Prefetching``: told a page of events before it applies them, it names
+the rows the page will read, and the runner reads them in a few queries rather than one
+query per row. That is only a speed-up; a row it did not name is read when asked for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
 
@@ -52,3 +57,20 @@ class View(Protocol):
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         """Changes rows for one event; ignores events it does not care about."""
+
+
+class RowLoader(Protocol):
+    """Reads many rows of a view's tables at once, before a page is applied."""
+
+    def load(self, table: str, keys: Iterable[tuple[Any, ...]]) -> list[Row]:
+        """Reads the rows of these keys at once; returns those that exist. Keys that do not
+        exist are remembered as absent, so reading them later costs no query either."""
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A view that can say, before a page is applied, which rows the page will read."""
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads what applying ``page`` in order will read; rows the page itself writes first
+        need not be loaded, and missing some only costs their one-row reads."""
