@@ -2,7 +2,8 @@
 
 Per delivery: a message without ``message_id`` cannot be de-duplicated, so it is dead-lettered;
 one the inbox has already seen is acked and skipped; otherwise the handler runs, and on
-success the id is remembered, then the delivery acked (a crash between the two means one
+success the id is remembered (with those of the handlers finishing meanwhile, in one
+transaction), then the delivery acked (a crash between the two means one
 redelivery, which the inbox absorbs). A handler that raises gets one redelivery; raising
 again dead-letters the message (``<queue>.dead``), so nothing loops forever.
 
@@ -83,6 +84,7 @@ class ConsumerLoop:
         self._idle.set()
         self._in_progress: dict[str, asyncio.Event] = {}
         self._tails: set[asyncio.Future[None]] = set()  # batches' remember-and-ack, running
+        self._remembering = _GroupRemember(inbox, consumer_name)
         self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -276,7 +278,7 @@ class ConsumerLoop:
                 await _settle(delivery.reject(requeue=True))
             return
         try:
-            await asyncio.to_thread(self._inbox.remember, self._name, message_id)
+            await self._remembering.remember(message_id)
         except Exception:
             # Acking now could let a redelivery run the handler twice unnoticed; not acking
             # means one redelivery that the handler (idempotent by design) absorbs.
@@ -287,6 +289,44 @@ class ConsumerLoop:
             await _settle(delivery.reject(requeue=True))
             return
         await _settle(delivery.ack())
+
+
+class _GroupRemember:
+    """Remembers handled message ids, the ids of handlers finishing while a write is under
+    way together in the next one: one transaction for several concurrent handlers."""
+
+    def __init__(self, inbox: Inbox, consumer: str) -> None:
+        self._inbox = inbox
+        self._consumer = consumer
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._writing = False
+        self._writer: asyncio.Future[None] | None = None
+
+    async def remember(self, message_id: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((message_id, done))
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.ensure_future(self._write_rounds())
+        await done
+
+    async def _write_rounds(self) -> None:
+        try:
+            while self._waiting:
+                round_, self._waiting = self._waiting, []
+                ids = [message_id for message_id, _ in round_]
+                try:
+                    await asyncio.to_thread(self._inbox.remember_all, self._consumer, ids)
+                except Exception as exc:
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = False
 
 
 async def _settle(settling: Awaitable[None]) -> None:

@@ -137,6 +137,41 @@ async def test_with_first_deliveries_new_only_a_redelivery_is_checked_against_th
     db.close()
 
 
+class CountingInbox(Inbox):
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.writes: list[list[str]] = []
+
+    def remember_all(self, consumer: str, message_ids: list[str]) -> None:
+        self.writes.append(list(message_ids))
+        super().remember_all(consumer, message_ids)
+
+
+async def test_handlers_finishing_together_are_remembered_in_one_write(
+    transport: AnyTransport, queue_names: QueueNames, database_url: str
+) -> None:
+    queue = queue_names("work")
+    db = Database(database_url)
+    inbox = CountingInbox(db)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        started.append(message.message_id)
+        await release.wait()
+
+    running = start(transport, queue, handle, inbox, concurrency=8)
+    ids = [f"m{i}" for i in range(8)]
+    await _published_when_bound(transport, [task(i) for i in ids])
+    await wait_until(lambda: len(started) == 8, "all eight running at once")
+    release.set()
+    await wait_until(lambda: inbox.seen_among("tester", ids) == set(ids), "all remembered")
+    await running.finish()
+    assert sorted(i for write in inbox.writes for i in write) == ids
+    assert len(inbox.writes) <= 2, inbox.writes  # the first alone, the rest together
+    db.close()
+
+
 async def test_a_handler_that_keeps_failing_dead_letters_after_one_redelivery(
     transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
 ) -> None:
