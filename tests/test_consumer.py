@@ -114,16 +114,7 @@ async def test_with_first_deliveries_new_only_a_redelivery_is_checked_against_th
             raise ConnectionError("gone before the ack")
         handled.append(message.message_id)
 
-    loop = ConsumerLoop(
-        transport,
-        queue,
-        ["task.#"],
-        handle,
-        consumer_name="tester",
-        inbox=Inbox(db),
-        first_deliveries_are_new=True,
-    )
-    running = Running(loop)
+    running = start(transport, queue, handle, Inbox(db), first_deliveries_are_new=True)
     await _published_when_bound(transport, [task("a"), task("crashed"), task("b")])
     await wait_until(lambda: "b" in handled, "the last message")
     await transport.publish_many([task("end")])

@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from domain.commands import parse_lifecycle, parse_order
-from domain.retry_policy import RetryPolicy
 from domain.service import Service
 from domain.task import Task
 from ops.database import Cursor, Database
@@ -29,14 +27,9 @@ from projections.view import (
     Table,
     View,
 )
+from tests.test_task_views import NOW, POLICY, at, plan
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0)
 STEPS = ("web-user", "web-domain", "mail-user", "mail-domain", "dns-zone")
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
 
 
 # --- recording what a page sends ------------------------------------------------------------
@@ -117,20 +110,6 @@ class HalfPrefetched(RowByRow):
 # --- histories ------------------------------------------------------------------------------
 
 
-def plan(service_id: str, step: str, run: int = 1, seconds: float = 0) -> Task:
-    return Task.plan(
-        service_id=service_id,
-        run=run,
-        step=step,
-        role=step.split("-")[0],
-        action=f"do {step}",
-        server_id=f"{step.split('-')[0]}-1",
-        params={},
-        depends_on=[],
-        now=at(seconds),
-    )
-
-
 def order(i: int, password: str | None = None) -> Service:
     body: dict[str, Any] = {"service_id": i, "client_id": 7, "mode": "split"}
     body |= {"domain": f"s{i}.example"} | ({"password": password} if password else {})
@@ -163,7 +142,7 @@ def record_burst(store: EventStore, services: int) -> None:
     dispatched and succeeded across all services at once, and every service activated."""
     ordered = [order(i) for i in range(1, services + 1)]
     store.save(*ordered)
-    tasks = {s.service_id: [plan(s.service_id, step) for step in STEPS] for s in ordered}
+    tasks = {s.service_id: [plan(step, service_id=s.service_id) for step in STEPS] for s in ordered}
     for planned in tasks.values():
         store.save(*planned)
     for n in range(len(STEPS)):
@@ -184,7 +163,9 @@ def record_mixed(store: EventStore, services: int = 24) -> None:
     across services as a busy system records them."""
     ordered = [order(i, "Secret-pass-123" if i % 5 == 0 else None) for i in range(1, services + 1)]
     store.save(*ordered)
-    tasks = {s.service_id: [plan(s.service_id, step) for step in STEPS[:3]] for s in ordered}
+    tasks = {
+        s.service_id: [plan(step, service_id=s.service_id) for step in STEPS[:3]] for s in ordered
+    }
     for planned in tasks.values():
         store.save(*planned)
     for planned in tasks.values():
@@ -220,7 +201,8 @@ def record_mixed(store: EventStore, services: int = 24) -> None:
             ask(service, "redeploy", None, 40)
             store.save(service)
             newer = [
-                plan(service.service_id, step, run=service.version, seconds=41) for step in STEPS
+                plan(step, service_id=service.service_id, run=service.version, seconds=41)
+                for step in STEPS
             ]
             newer[0].dispatch(at(42), 30)
             for old in planned:
@@ -237,7 +219,7 @@ def record_mixed(store: EventStore, services: int = 24) -> None:
         if i % 5 == 0:
             ask(service, "terminate", {"force": True}, 54)
         store.save(service)
-    stray = plan("999", "web-user")
+    stray = plan("web-user", service_id="999")
     stray.dispatch(at(60), 30)
     store.save(stray)
 
