@@ -18,6 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ops import event_loop
 from ops.bootstrap import System
 from ops.components import COMPONENTS, serve_all
 from ops.consumer import install_stop_signals
@@ -123,7 +124,7 @@ def _run_until_signal(system: System, component: str) -> int:
         finally:
             await system.close()
 
-    asyncio.run(run())
+    event_loop.run(run())
     return 0
 
 

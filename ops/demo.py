@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from ops import event_loop
 from ops.bootstrap import System
 from ops.components import serve_all
 from ops.consumer import install_stop_signals
@@ -101,7 +102,7 @@ def run_demo(*, listen: str, data_dir: str) -> int:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
-    asyncio.run(_serve_with_samples(System(settings), url, data))
+    event_loop.run(_serve_with_samples(System(settings), url, data))
     return 0
 
 

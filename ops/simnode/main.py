@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
+from ops import event_loop
 from ops.simnode.dns_server import DnsServer
 from ops.simnode.executor import CommandExecutor
 from ops.simnode.faults import Faults
@@ -211,7 +212,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def run_simnode(argv: list[str]) -> int:
     """``hostwright simnode …``: run one simulated node until SIGTERM/SIGINT; exit status."""
-    return asyncio.run(_serve(_parse_args(argv)))
+    return event_loop.run(_serve(_parse_args(argv)))
 
 
 __all__ = ["Faults", "SimNode", "run_simnode"]
