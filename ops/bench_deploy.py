@@ -705,12 +705,14 @@ _CATEGORIES = (
     ("concurrent", "thread hand-offs"),
 )
 # (function, file) of a leaf frame that is waiting for work, not doing any
-# (an idle pool worker blocks in C inside SimpleQueue.get, so its leaf frame is _worker)
+# (an idle pool worker blocks in C inside SimpleQueue.get, so its leaf frame is _worker; on
+# uvloop the loop itself is C, so Runner.run as the leaf is waiting or the loop's own work)
 _IDLE_LEAVES = (
     ("select", "selectors"),
     ("wait", "threading"),
     ("get", "queue"),
     ("_worker", "thread"),
+    ("run", "runners"),
 )
 
 
@@ -744,7 +746,7 @@ def _summarise(lines: list[str]) -> list[str]:
         name, _, rest = stack.partition("): ")[2].partition(";")
         frames = rest.split(";") if rest else [name]
         kind = "loop" if name.startswith("MainThread") else "store"
-        if kind == "store" and not name.startswith("asyncio_"):
+        if kind == "store" and not name.startswith(("asyncio_", "uvloop_")):
             continue  # psycopg's pool maintenance threads: idle all along
         category = _category(frames)
         threads[kind][category] += count
@@ -757,8 +759,8 @@ def _summarise(lines: list[str]) -> list[str]:
     out = [f"pipeline process profile (py-spy, {loop_total / rate:.0f} s of the profiled burst):"]
     idle = threads["loop"]["idle"]
     out.append(
-        f"  event-loop thread: {1 - idle / loop_total:.0%} busy, "
-        f"{idle / loop_total:.0%} waiting (for the broker, or for a store call in a thread)"
+        f"  event-loop thread: {1 - idle / loop_total:.0%} in Python, {idle / loop_total:.0%} "
+        "waiting (for the broker, or a store call in a thread) or in uvloop's own C code"
     )
     out += [
         f"    {n / loop_total:6.1%}  {label}"
