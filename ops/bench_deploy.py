@@ -72,6 +72,11 @@ PARTS = (
     "handler mail",
     "handler dns",
 )
+OUTCOME_TOPICS = (
+    get_topic(Service.Ordered),
+    get_topic(Service.Activated),
+    get_topic(Service.DeployFailed),
+)
 TOPICS = {
     get_topic(Service.Ordered): "ordered",
     get_topic(Service.Placed): "placed",
@@ -470,19 +475,28 @@ class _EventReader:
         self.activated: dict[str, datetime] = {}
         self.failed: dict[str, datetime] = {}
         self._steps: dict[uuid.UUID, _StepTimes] = {}
+        self._outcomes_after = 0
 
     def poll(self) -> None:
-        topics = list(TOPICS)
+        """Reads every event the figures come from (after a phase: it decodes ~48 a service)."""
+        self._after = self._read(list(TOPICS), self._after)
+
+    def poll_outcomes(self) -> None:
+        """Reads only what says a service settled: cheap enough to do while a burst runs on
+        the same two cores, where decoding every task event would take CPU from it."""
+        self._outcomes_after = self._read(list(OUTCOME_TOPICS), self._outcomes_after)
+
+    def _read(self, topics: list[str], after: int) -> int:
         while True:
             page = self._store.recorder.select_notifications(
-                start=self._after, limit=5000, topics=topics, inclusive_of_start=False
+                start=after, limit=5000, topics=topics, inclusive_of_start=False
             )
             for notification in page:
                 self._take(TOPICS[notification.topic], self._store.decode(notification))
             if page:
-                self._after = page[-1].id
+                after = page[-1].id
             if len(page) < 5000:
-                return
+                return after
 
     def _take(self, kind: str, event: Any) -> None:
         if kind == "ordered":
@@ -523,8 +537,9 @@ class _EventReader:
         wanted = {str(i) for i in ids}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            await asyncio.to_thread(self.poll)
+            await asyncio.to_thread(self.poll_outcomes)
             if wanted <= set(self.activated) | set(self.failed):
+                await asyncio.to_thread(self.poll)
                 return
             await asyncio.sleep(0.25)
         done = len(wanted & (set(self.activated) | set(self.failed)))
