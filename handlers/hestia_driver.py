@@ -195,6 +195,11 @@ class HestiaDriver:
                 if session.slot.conn.is_closed():
                     self._discard(session.slot)
                 raise self._transient(argv, f"the connection failed: {exc}") from exc
+            except BaseException:
+                self._drop_session(session)  # cancelled mid-command: where it stands is unknown
+                raise
+            finally:
+                session.slot.busy -= 1
             self._return_session(session)
             return answer
         raise AssertionError("unreachable")
@@ -304,7 +309,6 @@ class HestiaDriver:
         return _Session(slot, process, marker, end)
 
     def _return_session(self, session: _Session) -> None:
-        session.slot.busy -= 1
         if self._closed or not session.usable or len(self._idle) >= IDLE_SESSIONS_KEPT:
             self._drop_session(session)
         else:

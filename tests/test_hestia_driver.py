@@ -167,8 +167,10 @@ async def test_refused_and_hanging_node_are_transient(tmp_path: Path) -> None:
         node.set_faults(Faults(hang=True))
         with pytest.raises(TransientNodeError, match=r"no answer within 0\.3s"):
             await driver.run(["v-list-users", "json"])
+        assert sum(slot.busy for slot in driver._slots) == 0  # the abandoned one counts no more
         node.set_faults(Faults())
         assert (await driver.run(["v-list-users", "json"])).exit_status == 0
+        assert sum(slot.busy for slot in driver._slots) == 0
     finally:
         await driver.close()
         await node.stop()
