@@ -18,15 +18,18 @@ from domain.server import Server
 from domain.service import Service
 from domain.task import Task
 from domain.ticket import Ticket
-from ops.amqp_transport import AmqpTransport
 from ops.database import Database
 from ops.event_store import EventStore
 from ops.inprocess_transport import InProcessTransport, topic_matches
 from ops.outbox_relay import OutboxRelay
 from ops.positions import PositionStore
-from ops.topology import PIPELINE_QUEUE, QUEUES, declare_topology, routed
+from ops.topology import PIPELINE_QUEUE, declare_topology, routed
 from ops.transport import Delivery, Message, Transport
-from tests.test_relay import NOW, record_orders
+from tests.test_relay import (
+    NOW,
+    record_orders,
+    transport,  # noqa: F401 - the shared fixture
+)
 
 
 @pytest.mark.parametrize(
@@ -77,25 +80,6 @@ def _event_topics() -> list[str]:
         for member in vars(aggregate).values()
         if isinstance(member, type) and issubclass(member, Aggregate.Event)
     ]
-
-
-@pytest.fixture(params=["amqp", "inprocess"])
-async def transport(
-    request: pytest.FixtureRequest, amqp_url: str, exchange_name: str
-) -> AsyncIterator[Transport]:
-    if request.param == "amqp":
-        amqp = AmqpTransport(amqp_url, exchange_name)
-        await amqp.connect()
-        yield amqp
-        for queue in (*QUEUES, *(f"{q}.dead" for q in QUEUES)):
-            await amqp.delete_queue(queue)
-        await amqp.delete_exchange()
-        await amqp.close()
-        return
-    in_process = InProcessTransport(exchange_name)
-    await in_process.connect()
-    yield in_process
-    await in_process.close()
 
 
 async def test_the_relay_skips_exactly_what_the_broker_would_return(
