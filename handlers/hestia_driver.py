@@ -103,7 +103,11 @@ class _Session:
     slot: _Slot
     process: asyncssh.SSHClientProcess[str]
     marker: str
-    end: re.Pattern[str]
+
+    def __post_init__(self) -> None:
+        marker = re.escape(self.marker)
+        self._out_end = re.compile(f"\n{marker} (\\d+)\n\\Z")
+        self._err_end = re.compile(f"\n{marker}\n\\Z")
 
     @property
     def usable(self) -> bool:
@@ -115,14 +119,32 @@ class _Session:
             self.process.stdin.write(line)
         except (asyncssh.Error, OSError) as exc:
             raise _NotSent(exc) from exc
-        out = await self.process.stdout.readuntil(self.end, len(self.marker) + 16)
-        found = self.end.search(out)
-        assert found is not None
-        err = await self.process.stderr.readuntil(f"\n{self.marker}\n")
-        return int(found[1]), out[: found.start()], err[: -len(self.marker) - 2]
+        out, status = await _read_to_end(self.process.stdout, self._out_end)
+        err, _ = await _read_to_end(self.process.stderr, self._err_end)
+        return int(status[1]), out, err
 
     def close(self) -> None:
         self.process.close()
+
+
+async def _read_to_end(
+    stream: asyncssh.SSHReader[str], end: re.Pattern[str]
+) -> tuple[str, re.Match[str]]:
+    """What ``stream`` sends up to ``end`` (the command's last line, matched at the end of
+    what has arrived), and the match. Read in chunks into a buffer of our own: asyncssh's
+    ``readuntil`` gives up once its buffer holds a whole window (2 MiB) without the end."""
+    parts: list[str] = []
+    tail = ""
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            raise asyncio.IncompleteReadError("".join(parts).encode(), None)
+        parts.append(chunk)
+        tail = (tail + chunk)[-128:]
+        found = end.search(tail)
+        if found is not None:
+            text = "".join(parts)
+            return text[: len(text) - len(tail) + found.start()], found
 
 
 class HestiaDriver:
@@ -294,19 +316,23 @@ class HestiaDriver:
         if slot is None:
             return None
         try:
-            process = await slot.conn.create_process(
-                SHELL_COMMAND, encoding="utf-8", errors="replace"
-            )
+            # A connection that died silently would otherwise hold this open for hours.
+            async with asyncio.timeout(self._connect_timeout):
+                process = await slot.conn.create_process(
+                    SHELL_COMMAND, encoding="utf-8", errors="replace"
+                )
             process.stdin.write(SHELL_PREAMBLE + "\n")
-        except (asyncssh.Error, OSError) as exc:
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
             slot.busy -= 1
             slot.sessions -= 1
             self._discard(slot)
             raise self._transient(argv, f"could not start a command session: {exc}") from exc
+        except BaseException:
+            slot.busy -= 1
+            slot.sessions -= 1
+            raise
         self.sessions_opened += 1
-        marker = "hw-end-" + secrets.token_hex(8)
-        end = re.compile(f"\n{re.escape(marker)} (\\d+)\n")
-        return _Session(slot, process, marker, end)
+        return _Session(slot, process, "hw-end-" + secrets.token_hex(8))
 
     def _return_session(self, session: _Session) -> None:
         if self._closed or not session.usable or len(self._idle) >= IDLE_SESSIONS_KEPT:
@@ -409,6 +435,9 @@ class HestiaDriver:
                     agent_path=None,
                     config=None,
                     encryption_algs=PREFERRED_CIPHERS,
+                    # a node gone without a word is noticed within ~45 s, not hours
+                    keepalive_interval=15,
+                    keepalive_count_max=3,
                 )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise PermanentNodeError(

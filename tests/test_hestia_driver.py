@@ -290,6 +290,7 @@ async def test_the_session_protocol_runs_in_real_bash(tmp_path: Path) -> None:
         "  v-out) printf 'no newline' ;;\n"
         "  v-err) echo 'Error: it broke'; echo 'on stderr' >&2; exit 4 ;;\n"
         "  v-stdin) cat ;;\n"
+        "  v-big) yes x | tr -d '\\n' | head -c 3000000; head -c 300000 /dev/zero >&2 ;;\n"
         '  *) echo "$@" ;;\nesac\n'
     )
     sudo.chmod(0o755)
@@ -348,6 +349,10 @@ async def test_the_session_protocol_runs_in_real_bash(tmp_path: Path) -> None:
         echo = await driver.run(["v-echo", "a b", "$(x)", "'q'"])
         assert echo.stdout == "/usr/local/hestia/bin/v-echo a b $(x) 'q'\n"
         assert (await driver.run(["v-stdin"])).stdout == ""
+        # more than an SSH window (2 MiB) on stdout, and some on stderr
+        big = await driver.run(["v-big"])
+        assert (len(big.stdout), set(big.stdout)) == (3_000_000, {"x"})
+        assert big.stderr == "\0" * 300_000
         assert (await driver.run(["v-out"])).stdout == "no newline"
         assert driver.sessions_opened == 1
     finally:

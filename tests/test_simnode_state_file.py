@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ops.simnode.executor import CommandExecutor
 from ops.simnode.journal import read_command_log, read_stats
 from ops.simnode.ssh_server import split_words
-from ops.simnode.state import DEFAULT_PACKAGE, StateFile, read_state_json
+from ops.simnode.state import DEFAULT_PACKAGE, NodeState, StateFile, UserData, read_state_json
 from ops.simnode.v_mail import dkim_private_key, make_dkim_keys_ahead
 
 PASSWORD = "s3cret-Pass"
@@ -138,3 +138,14 @@ def test_the_session_line_splitter_leaves_other_quoting_to_shlex() -> None:
         assert split_words(line) == shlex.split(line)
     with pytest.raises(ValueError):
         split_words("a 'b")
+
+
+async def test_a_node_kept_in_one_state_json_comes_back_with_its_users(tmp_path: Path) -> None:
+    state = NodeState.fresh()
+    state.users["alice"] = UserData(conf={"CONTACT": "a@example.org", "SUSPENDED": "no"})
+    (tmp_path / "state.json").write_text(json.dumps(state.to_json()))
+    executor = CommandExecutor(tmp_path, frozenset({"web"}), "10.0.0.1")
+    assert (await executor.execute("admin", "v-suspend-user alice")).changed
+    saved = json.loads(read_state_json(tmp_path))
+    assert saved["users"]["alice"]["conf"]["SUSPENDED"] == "yes"
+    assert sorted(saved["packages"]) == ["default", "system"]

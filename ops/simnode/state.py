@@ -190,6 +190,9 @@ class StateFile:
     def load(self) -> NodeState:
         packages = self.root / "packages.json"
         if not packages.exists():
+            earlier = self.root.parent / "state.json"  # one file, as simnodes kept it before
+            if earlier.exists():
+                return NodeState.from_json(json.loads(earlier.read_text(encoding="utf-8")))
             return NodeState.fresh()
         users = {
             path.stem: json.loads(path.read_text(encoding="utf-8"))
