@@ -39,7 +39,9 @@ from handlers.hestia_command import (
     shown,
 )
 
-# Below OpenSSH's default MaxSessions (10), leaving room for an SFTP channel.
+# OpenSSH refuses an 11th channel on a connection (MaxSessions 10): kept sessions and the
+# SFTP / exec channels opened beside them stay below that together.
+CHANNELS_PER_CONNECTION = 9
 SESSIONS_PER_CONNECTION = 8
 # Idle shells kept for the next commands; more are closed (each is a process on the node).
 IDLE_SESSIONS_KEPT = 16
@@ -89,7 +91,13 @@ class NodeAccess:
 class _Slot:
     conn: asyncssh.SSHClientConnection
     busy: int = 0
-    sessions: int = 0
+    sessions: int = 0  # open command sessions, busy or idle
+    others: int = 0  # open SFTP and exec channels
+
+    def has_room(self, for_session: bool) -> bool:
+        if for_session and self.sessions >= SESSIONS_PER_CONNECTION:
+            return False
+        return self.sessions + self.others < CHANNELS_PER_CONNECTION
 
 
 class _NotSent(Exception):
@@ -232,7 +240,7 @@ class HestiaDriver:
         try:
             completed = await self._wait(process, argv, slot)
         finally:
-            slot.busy -= 1
+            self._release(slot)
         if completed.exit_status is None:
             raise self._transient(argv, "the connection ended without an exit status")
         return completed.exit_status, _text(completed.stdout), _text(completed.stderr)
@@ -270,10 +278,10 @@ class HestiaDriver:
                         await remote.write(data)
                     await sftp.chmod(path, 0o600)
         except (asyncssh.Error, OSError, TimeoutError) as exc:
-            self._discard(slot)
+            self._discard_unless_refused(slot, exc)
             raise TransientNodeError(f"{self.server_id}: uploading {path} failed: {exc}") from exc
         finally:
-            slot.busy -= 1
+            self._release(slot)
 
     async def remove_file(self, path: str) -> None:
         """Deletes ``path`` on the node over SFTP; a missing file is fine."""
@@ -284,10 +292,10 @@ class HestiaDriver:
                     with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                         await sftp.remove(path)
         except (asyncssh.Error, OSError, TimeoutError) as exc:
-            self._discard(slot)
+            self._discard_unless_refused(slot, exc)
             raise TransientNodeError(f"{self.server_id}: removing {path} failed: {exc}") from exc
         finally:
-            slot.busy -= 1
+            self._release(slot)
 
     async def close(self) -> None:
         """Closes every pooled connection; later calls fail with TransientNodeError."""
@@ -354,8 +362,8 @@ class HestiaDriver:
             try:
                 process = await slot.conn.create_process(line, encoding="utf-8", errors="replace")
             except (asyncssh.Error, OSError) as exc:
-                slot.busy -= 1
-                self._discard(slot)
+                self._release(slot)
+                self._discard_unless_refused(slot, exc)
                 if attempt == 2:
                     raise self._transient(argv, f"could not start it: {exc}") from exc
                 continue
@@ -391,30 +399,32 @@ class HestiaDriver:
                 if self._closed:
                     raise TransientNodeError(f"{self.server_id}: the driver is closed")
                 self._slots = [s for s in self._slots if not s.conn.is_closed()]
-                usable = [
-                    s
-                    for s in self._slots
-                    if not for_session or s.sessions < SESSIONS_PER_CONNECTION
-                ]
+                usable = [s for s in self._slots if s.has_room(for_session)]
                 best = min(usable, key=lambda s: s.busy, default=None)
                 full = len(self._slots) + self._opening >= self._pool_size
+                if best is None and full and not for_session and self._idle:
+                    self._drop_session(self._idle.pop(0))  # its channel makes room for this one
+                    continue
                 if best is not None and (best.busy == 0 or full):
                     best.busy += 1
                     best.sessions += for_session
+                    best.others += not for_session
                     return best
                 if not full:
                     self._opening += 1
                     break
                 if for_session and not self._opening:
                     return None  # no connection coming that could hold one more session
-                await self._changed.wait()
+                # every channel of every connection is in use: look again shortly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
         try:
             conn = await self._connect()
         finally:
             async with self._changed:
                 self._opening -= 1
                 self._changed.notify_all()
-        slot = _Slot(conn, busy=1, sessions=int(for_session))
+        slot = _Slot(conn, busy=1, sessions=int(for_session), others=int(not for_session))
         if self._closed:
             conn.close()
             raise TransientNodeError(f"{self.server_id}: the driver is closed")
@@ -453,6 +463,17 @@ class HestiaDriver:
             raise TransientNodeError(f"{where}: cannot connect: {exc}") from exc
         self.connections_opened += 1
         return conn
+
+    def _release(self, slot: _Slot) -> None:
+        """An SFTP or exec channel of ``slot`` is done."""
+        slot.busy -= 1
+        slot.others -= 1
+
+    def _discard_unless_refused(self, slot: _Slot, exc: BaseException) -> None:
+        # A channel the node refused (too many on this connection, say) says nothing
+        # about the connection, which other commands may be using right now.
+        if not isinstance(exc, asyncssh.ChannelOpenError):
+            self._discard(slot)
 
     def _discard(self, slot: _Slot) -> None:
         if slot in self._slots:

@@ -19,6 +19,7 @@ from handlers.hestia_command import (
     masked,
 )
 from handlers.hestia_driver import (
+    CHANNELS_PER_CONNECTION,
     IDLE_SESSIONS_KEPT,
     PREFERRED_CIPHERS,
     HestiaDriver,
@@ -379,3 +380,35 @@ async def test_at_most_so_many_idle_sessions_are_kept(env: tuple[SimNode, Hestia
     assert all(r.exit_status == 0 for r in results)
     assert driver.sessions_opened == burst  # all at once: one session each
     assert len(driver._idle) == IDLE_SESSIONS_KEPT  # the rest closed when they finished
+
+
+async def test_a_connection_never_holds_more_channels_than_openssh_allows(tmp_path: Path) -> None:
+    """OpenSSH refuses an 11th channel on a connection: kept sessions and SFTP channels
+    together stay at CHANNELS_PER_CONNECTION as the node counts them, an idle session giving
+    way when needed."""
+    node, driver = await node_and_driver(tmp_path, command_timeout=10.0)
+    driver._pool_size = 1
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            for conn in node.ssh.connections:  # as the node counts them
+                peak = max(peak, len(conn._channels))
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        node.set_faults(Faults(latency_ms=150))
+        commands = [driver.run(["v-list-users", "json"]) for _ in range(12)]
+        uploads = [driver.put_file(f"/tmp/hw-{i}.txt", b"x") for i in range(4)]
+        results = await asyncio.gather(*commands, *uploads)
+        assert all(r.exit_status == 0 for r in results[:12])  # type: ignore[union-attr]
+        assert all((node.data_dir / f"fs/tmp/hw-{i}.txt").exists() for i in range(4))
+        node.set_faults(Faults())
+        await asyncio.gather(*(driver.put_file(f"/tmp/hw-{i}.txt", b"y") for i in range(3)))
+        assert 0 < peak <= CHANNELS_PER_CONNECTION
+    finally:
+        watcher.cancel()
+        await driver.close()
+        await node.stop()
