@@ -7,11 +7,12 @@ pipelined, and the relay's position advances only after every confirm of the bat
 at any point republishes at most one batch, which consumers' inboxes absorb (at-least-once,
 never lost).
 
-A topic no binding of the topology (ops/topology.py) matches is one no part of hostwright
-consumes (most ``Task.*`` events): the broker would only return it, so it is skipped before
-it is even decoded, and counted in ``unrouted``. So is a message the broker returns anyway
-(the relay declares the whole topology first, so that is rare): it is let go rather than
-parked forever or allowed to block everything behind it. A batch that publishes nothing
+A Task event no binding of the topology (ops/topology.py) matches is one no part of hostwright
+consumes (most of them): the broker would only return it, so it is skipped before it is even
+decoded, and counted in ``unrouted``. Other events are published even when nothing here
+consumes them, so a consumer deployed ahead of the relay in an upgrade misses none; the broker
+returns them (counted too), and they are let go rather than parked forever or allowed to
+block everything behind them. A batch that publishes nothing
 stores its position only once ``position_interval`` has passed since the last store, which
 spares a commit per skipped batch; a crash then merely re-reads skipped rows.
 """
@@ -28,7 +29,7 @@ from eventsourcing.persistence import Notification
 
 from ops.event_store import EventStore
 from ops.positions import PositionStore
-from ops.topology import declare_topology, routed
+from ops.topology import declare_topology, skipped_by_relay
 from ops.transport import Message, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class OutboxRelay:
                 headers={"aggregate_id": str(n.originator_id)},
             )
             for n in batch
-            if routed(routing_key(n))
+            if not skipped_by_relay(routing_key(n))
         ]
 
 

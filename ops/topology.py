@@ -2,12 +2,12 @@
 
 Declaring the whole topology before anything is published means a topic that still routes
 nowhere is one no part of hostwright consumes (Task.Dispatched, say: the views follow the
-store, not the broker). ``routed`` answers that from these bindings alone, so the relay does
-not even publish such a topic. Declaring is idempotent.
+store, not the broker). ``routed`` answers that from these bindings alone, and the relay does
+not even publish such a Task event (``skipped_by_relay``). Declaring is idempotent.
 
-These are the only bindings the relay honours: a queue bound to the exchange from outside
-this table (by hand, or by another program) gets only the topics some queue here also
-matches — add its binding here if it must see more.
+For Task events these are the only bindings the relay honours: a queue bound to the exchange
+from outside this table (by hand, or by another program) gets only the Task topics some queue
+here also matches — add its binding here if it must see more. Every other event is published.
 """
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ QUEUES: dict[str, tuple[str, ...]] = {
     TICKETS_QUEUE: TICKETS_BINDINGS,
     **{handler_queue(role): handler_bindings(role) for role in ROLES},
 }
+
+
+@functools.cache
+def skipped_by_relay(routing_key: str) -> bool:
+    """Whether the relay may leave an event unpublished: a Task event no binding here takes
+    (Task.Planned, .Dispatched, .Succeeded …: most of the events). Events of other aggregates
+    are always published, even when the broker returns them: a consumer deployed ahead of the
+    relay in an upgrade, or bound from outside, then loses nothing but Task progress events."""
+    return routing_key.startswith("Task.") and not routed(routing_key)
 
 
 @functools.cache
