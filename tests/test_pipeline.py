@@ -115,6 +115,15 @@ def order(store: EventStore, service_id: str = "7") -> None:
     )
 
 
+async def ordered(store: EventStore) -> tuple[Clock, Published, Pipeline]:
+    """A pipeline that has just taken the order of service 7 (its first steps published)."""
+    clock, published = Clock(), Published()
+    pipeline = build(store, clock, published)
+    order(store)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    return clock, published, pipeline
+
+
 def ok(message: TaskMessage, **outputs: str) -> ResultMessage:
     return ResultMessage(
         task_id=message.task_id,
@@ -148,10 +157,7 @@ async def run_to_the_end(pipeline: Pipeline, published: Published) -> None:
 async def test_an_order_runs_its_steps_in_dependency_order_and_ends_active(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    _clock, published, pipeline = await ordered(store)
     assert sorted(published.steps()) == ["mail.domain", "web.user"]
     first = published.take()
     for message in first:
@@ -170,10 +176,7 @@ async def test_an_order_runs_its_steps_in_dependency_order_and_ends_active(
 
 
 async def test_the_same_order_event_delivered_twice_plans_once(store: EventStore) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, _published, pipeline = await ordered(store)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     restarted = build(store, clock, Published())
     await restarted.rebuild()
@@ -230,10 +233,7 @@ async def test_no_server_gets_more_attempts_than_its_limit(store: EventStore) ->
 
 
 async def test_retries_follow_the_policy_then_the_service_fails(store: EventStore) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, pipeline = await ordered(store)
     web = next(m for m in published.take() if m.step == "web.user")
     expected_delays = [10, 20]
     for attempt, delay in enumerate(expected_delays, start=1):
@@ -252,10 +252,7 @@ async def test_retries_follow_the_policy_then_the_service_fails(store: EventStor
 
 
 async def test_a_permanent_failure_is_not_retried(store: EventStore) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, pipeline = await ordered(store)
     web = next(m for m in published.take() if m.step == "web.user")
     await pipeline.on_result(failed(web, "failed_permanent"))
     clock.now += timedelta(hours=1)
@@ -267,10 +264,7 @@ async def test_a_permanent_failure_is_not_retried(store: EventStore) -> None:
 async def test_a_silent_handler_loses_its_lease_and_its_late_result_is_ignored(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, pipeline = await ordered(store)
     web = next(m for m in published.take() if m.step == "web.user")
     clock.now += timedelta(seconds=20)
     await pipeline.on_heartbeat(HeartbeatMessage(web.task_id, web.attempt, "web", 1))
@@ -290,10 +284,7 @@ async def test_a_silent_handler_loses_its_lease_and_its_late_result_is_ignored(
 
 
 async def test_a_restarted_pipeline_continues_from_the_store(store: EventStore) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, _pipeline = await ordered(store)
     in_flight = published.take()
     # crash: a new pipeline knows only the store
     published_again = Published()
@@ -309,10 +300,7 @@ async def test_a_restarted_pipeline_continues_from_the_store(store: EventStore) 
 async def test_a_redeploy_starts_a_new_run_that_supersedes_the_open_one(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    _clock, published, pipeline = await ordered(store)
     old = published.take()
     store.request(parse_lifecycle("redeploy", "7", {}, now=T0, actor="whmcs"))
     await pipeline.on_event("Service.RedeployRequested", service_uuid("7"), version=2)
@@ -331,10 +319,7 @@ async def test_a_redeploy_starts_a_new_run_that_supersedes_the_open_one(
 async def test_try_again_on_a_failed_task_brings_the_service_back_to_active(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, pipeline = await ordered(store)
     first = published.take()
     web = next(m for m in first if m.step == "web.user")
     await pipeline.on_result(failed(web, "failed_permanent"))
@@ -355,10 +340,7 @@ async def test_try_again_on_a_failed_task_brings_the_service_back_to_active(
 async def test_a_new_run_waits_until_the_superseded_runs_attempts_are_off_the_nodes(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    clock, published, pipeline = await ordered(store)
     old = published.take()  # web.user and mail.domain are running on their nodes
     store.request(parse_lifecycle("redeploy", "7", {}, now=T0, actor="whmcs"))
     await pipeline.on_event("Service.RedeployRequested", service_uuid("7"), version=2)
@@ -530,10 +512,7 @@ async def request(store: EventStore, pipeline: Pipeline, action: str, **body: ob
 
 
 async def test_a_suspend_during_the_deploy_waits_for_it_and_then_runs(store: EventStore) -> None:
-    clock, published = Clock(), Published()
-    pipeline = build(store, clock, published)
-    order(store)
-    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    _clock, published, pipeline = await ordered(store)
     await request(store, pipeline, "suspend")
     assert all(m.step in {s.step for s in STEPS} for m in published.messages)
     history = task_runs(store)
