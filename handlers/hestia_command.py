@@ -118,12 +118,18 @@ SHELL_PREAMBLE = (
 SHELL_RUNNER = "hw_run"
 
 
-def session_line(marker: str, argv: Sequence[str]) -> str | None:
-    """The line a command session runs for ``argv`` (with its newline), or ``None`` when an
-    argument holds a line break: such a command goes over an exec channel of its own."""
+def fits_a_session(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` can be one line of a command session: no argument holds a line break
+    (such a command goes over an exec channel of its own)."""
+    return not any("\n" in item or "\r" in item for item in argv)
+
+
+def session_line(marker: str, argv: Sequence[str]) -> str:
+    """The line a command session runs for ``argv`` (with its newline); ``argv`` must
+    ``fits_a_session``."""
     items = check_argv(argv)
-    if any("\n" in item or "\r" in item for item in items):
-        return None
+    if not fits_a_session(items):
+        raise ValueError(f"{items[0]}: an argument holds a line break")
     return shlex.join([SHELL_RUNNER, marker, "sudo", HESTIA_BIN + items[0], *items[1:]]) + "\n"
 
 

@@ -33,8 +33,10 @@ from handlers.hestia_command import (
     CommandResult,
     PermanentNodeError,
     TransientNodeError,
+    check_argv,
     command_line,
     error_for,
+    fits_a_session,
     session_line,
     shown,
 )
@@ -185,8 +187,8 @@ class HestiaDriver:
     async def run(self, argv: Sequence[str]) -> CommandResult:
         """Runs one command; any exit status is returned, SSH trouble raises TransientNodeError."""
         started = time.monotonic()
-        line = session_line("", argv)
-        if line is None or not self._use_sessions:
+        check_argv(argv)  # a bad argv is refused before any channel is taken
+        if not self._use_sessions or not fits_a_session(argv):
             status, stdout, stderr = await self._run_exec(argv)
         else:
             status, stdout, stderr = await self._run_in_session(argv)
@@ -204,11 +206,9 @@ class HestiaDriver:
             session = await self._take_session(argv)
             if session is None:  # every connection holds its most sessions, all busy
                 return await self._run_exec(argv)
-            line = session_line(session.marker, argv)
-            assert line is not None
             try:
                 async with asyncio.timeout(self._command_timeout):
-                    answer = await session.run(line)
+                    answer = await session.run(session_line(session.marker, argv))
             except _NotSent as exc:
                 self._drop_session(session)
                 if attempt == 2:
@@ -330,15 +330,13 @@ class HestiaDriver:
                     SHELL_COMMAND, encoding="utf-8", errors="replace"
                 )
             process.stdin.write(SHELL_PREAMBLE + "\n")
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
+        except BaseException as exc:
             slot.busy -= 1
             slot.sessions -= 1
+            if not isinstance(exc, asyncssh.Error | OSError | TimeoutError):
+                raise  # cancelled, say: the connection is not to blame
             self._discard(slot)
             raise self._transient(argv, f"could not start a command session: {exc}") from exc
-        except BaseException:
-            slot.busy -= 1
-            slot.sessions -= 1
-            raise
         self.sessions_opened += 1
         return _Session(slot, process, "hw-end-" + secrets.token_hex(8))
 

@@ -236,8 +236,8 @@ class _TableSql:
         columns = ", ".join(self.names)
         by_key = " AND ".join(f"{k} = ?" for k in table.key)
         self.select_all = f"SELECT {columns} FROM {sql_name} ORDER BY {', '.join(table.key)}"  # noqa: S608
-        self.select_one = f"SELECT {columns} FROM {sql_name} WHERE {by_key}"  # noqa: S608
         self._select = f"SELECT {columns} FROM {sql_name} WHERE "  # noqa: S608
+        self.select_one = self._select + by_key
         self.delete_one = f"DELETE FROM {sql_name} WHERE {by_key}"  # noqa: S608
         others = [n for n in self.names if n not in table.key]
         action = (
