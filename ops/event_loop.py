@@ -13,11 +13,24 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from ops.settings import SettingsError
+
 T = TypeVar("T")
 
 
+LOOPS = ("uvloop", "asyncio")
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    if os.environ.get("HOSTWRIGHT_EVENT_LOOP", "uvloop") != "asyncio":
+    """Runs ``main``; a ``HOSTWRIGHT_EVENT_LOOP`` other than uvloop or asyncio is a
+    ``SettingsError`` (the CLI prints it and exits 2), raised before anything runs."""
+    wanted = os.environ.get("HOSTWRIGHT_EVENT_LOOP", "uvloop")
+    if wanted not in LOOPS:
+        main.close()
+        raise SettingsError(
+            f"HOSTWRIGHT_EVENT_LOOP must be one of {', '.join(LOOPS)}, not {wanted!r}"
+        )
+    if wanted == "uvloop":
         try:
             uvloop = importlib.import_module("uvloop")
         except ImportError:

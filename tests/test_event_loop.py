@@ -25,3 +25,17 @@ def test_asyncio_s_own_loop_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     loop_type = event_loop.run(_loop_type())
     assert not issubclass(loop_type, uvloop.Loop)
     assert issubclass(loop_type, asyncio.AbstractEventLoop)
+
+
+def test_an_unknown_loop_is_a_clear_error_and_nothing_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[bool] = []
+
+    async def main() -> None:
+        ran.append(True)
+
+    monkeypatch.setenv("HOSTWRIGHT_EVENT_LOOP", "tokio")
+    with pytest.raises(ValueError, match="HOSTWRIGHT_EVENT_LOOP must be one of uvloop, asyncio"):
+        event_loop.run(main())
+    assert ran == []
