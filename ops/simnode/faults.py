@@ -1,8 +1,11 @@
 """Fault injection: what is wrong with the node right now, kept in ``DIR/faults.json``.
 
 The file is the single source of truth: the node writes it at start-up from its constructor or
-CLI flags, re-reads it on every connection and every command, and an operator or a test edits
-it while the node runs. Format (every key optional)::
+CLI flags, looks at it on every connection and every command, and an operator or a test edits
+it while the node runs. Looking is a ``stat``: the file is parsed again only when its inode,
+size, modification or change time differ from the last parse (a write through
+``write_atomically`` always brings a new inode; an editor writing in place changes the times).
+Format (every key optional)::
 
     {
       "refuse": false,         # true: the SSH listener is closed; new connections are refused
@@ -17,7 +20,8 @@ it while the node runs. Format (every key optional)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ops.simnode.state import write_atomically
@@ -43,8 +47,20 @@ class FaultFile:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "faults.json"
+        self._parsed: tuple[tuple[int, ...], Faults] | None = None
 
     def read(self) -> Faults:
+        """The faults as the file has them now (a copy the caller may change)."""
+        try:
+            seen = os.stat(self.path)
+        except FileNotFoundError:
+            return Faults()
+        identity = (seen.st_ino, seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns)
+        if self._parsed is None or self._parsed[0] != identity:
+            self._parsed = (identity, self._parse())
+        return replace(self._parsed[1], fail_commands=dict(self._parsed[1].fail_commands))
+
+    def _parse(self) -> Faults:
         try:
             return Faults.from_json(json.loads(self.path.read_text(encoding="utf-8") or "{}"))
         except (FileNotFoundError, json.JSONDecodeError):
