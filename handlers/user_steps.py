@@ -164,18 +164,24 @@ async def ensure_user(
 
     params: ``user``, ``password``, ``email`` (the contact; an existing user with another
     contact is someone else's → permanent conflict), ``package`` (default ``default``),
-    ``name`` (optional full name). An existing user of ours keeps its password; its package is
-    set with ``v-change-user-package`` when it differs or its quotas drifted. outputs: none.
+    ``name`` (optional full name), ``quotas`` (optional: the package is first made to hold
+    them, as ``ensure_package`` does). An existing user of ours keeps its password; its
+    package is set with ``v-change-user-package`` when it differs or its quotas drifted.
+    outputs: none.
     """
     user, email = text(params, "user"), text(params, "email")
     password = text(params, "password")
     package = text(params, "package", "default")
     name = optional_text(params, "name")
+    package_changed = False
+    if "quotas" in params:
+        package_params = {"package": package, "quotas": params["quotas"]}
+        package_changed = (await ensure_package(driver, package_params, inputs, log)).changed
     found = await driver.probe_json(["v-list-user", user])
-    changed = False
+    added = False
     if found is None:
         argv = ["v-add-user", user, password, email, package, *([name] if name else [])]
-        changed = await apply(driver, log, argv, also_ok=(4,)) == 0
+        added = await apply(driver, log, argv, also_ok=(4,)) == 0
         found = await driver.probe_json(["v-list-user", user])
         if found is None:
             raise TransientNodeError(f"{driver.server_id}: user {user} is still absent")
@@ -184,12 +190,13 @@ async def ensure_user(
         raise PermanentNodeError(
             f"conflict: user {user} on {driver.server_id} belongs to another contact"
         )
-    if not changed and await _package_drifted(driver, user, conf, package, log):
+    moved = False
+    if not added and await _package_drifted(driver, user, conf, package, log):
         await apply(driver, log, ["v-change-user-package", user, package])
-        changed = True
-    if not changed:
+        moved = True
+    if not added and not moved:
         log.note(f"user {user}: present on package {package}")
-    return StepOutcome(changed=changed)
+    return StepOutcome(changed=package_changed or added or moved)
 
 
 async def _package_drifted(

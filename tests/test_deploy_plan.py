@@ -74,24 +74,24 @@ def test_split_builds_the_chain_on_each_node() -> None:
         ("web.user", "ensure_user", "web1", ("web.package",)),
         ("web.domain", "ensure_web_domain", "web1", ("web.user",)),
         ("web.php", "ensure_php", "web1", ("web.domain",)),
-        ("mail.package", "ensure_package", "mail1", ()),
-        ("mail.user", "ensure_user", "mail1", ("mail.package",)),
+        ("mail.user", "ensure_user", "mail1", ()),
         ("mail.domain", "ensure_mail_domain", "mail1", ("mail.user",)),
         ("mail.dkim", "ensure_dkim", "mail1", ("mail.domain",)),
-        ("dns.package@dns1", "ensure_package", "dns1", ()),
-        ("dns.user@dns1", "ensure_user", "dns1", ("dns.package@dns1",)),
+        ("dns.user@dns1", "ensure_user", "dns1", ()),
         ("dns.zone@dns1", "ensure_dns_zone", "dns1", ("dns.user@dns1",)),
         ("dns.records@dns1", "ensure_dns_records", "dns1", ("dns.zone@dns1", "mail.dkim")),
-        ("dns.package@dns2", "ensure_package", "dns2", ()),
-        ("dns.user@dns2", "ensure_user", "dns2", ("dns.package@dns2",)),
+        ("dns.user@dns2", "ensure_user", "dns2", ()),
         ("dns.zone@dns2", "ensure_dns_zone", "dns2", ("dns.user@dns2",)),
         ("dns.records@dns2", "ensure_dns_records", "dns2", ("dns.zone@dns2", "mail.dkim")),
     ]
     step = by_key(steps)
-    assert step["web.package"].params == {
-        "package": "gold",
-        "plan": {"disk_mb": 1000, "mail_accounts": None},
-    }
+    quotas = {"disk_mb": 1000, "mail_accounts": None}
+    assert step["web.package"].params == {"package": "gold", "plan": quotas}
+    # a mail or DNS node's user step sees to the package itself, with the same quotas
+    for key in ("mail.user", "dns.user@dns1", "dns.user@dns2"):
+        assert step[key].params["package"] == "gold"
+        assert step[key].params["plan"] == quotas
+    assert "plan" not in step["web.user"].params
     assert step["web.php"].params["php_version"] == "8.2"
     assert step["web.domain"].params == {
         "user": facts().user,

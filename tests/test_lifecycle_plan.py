@@ -123,17 +123,14 @@ def test_split_change_plan_sets_the_package_and_user_on_every_node() -> None:
     assert shape(steps) == [
         ("change_plan.web.package", "ensure_package", "web1", ()),
         ("change_plan.web.user", "ensure_user", "web1", ("change_plan.web.package",)),
-        ("change_plan.mail.package", "ensure_package", "mail1", ()),
-        ("change_plan.mail.user", "ensure_user", "mail1", ("change_plan.mail.package",)),
-        ("change_plan.dns.package@dns1", "ensure_package", "dns1", ()),
-        ("change_plan.dns.user@dns1", "ensure_user", "dns1", ("change_plan.dns.package@dns1",)),
-        ("change_plan.dns.package@dns2", "ensure_package", "dns2", ()),
-        ("change_plan.dns.user@dns2", "ensure_user", "dns2", ("change_plan.dns.package@dns2",)),
+        ("change_plan.mail.user", "ensure_user", "mail1", ()),
+        ("change_plan.dns.user@dns1", "ensure_user", "dns1", ()),
+        ("change_plan.dns.user@dns2", "ensure_user", "dns2", ()),
     ]
     # the same package and user as the deploy makes, so a redeploy agrees with it
     deployed = by_key(plan_deploy(service, SPLIT, None, IPS))
     changed = by_key(steps)
-    for key in ("web.package", "web.user", "mail.user", "dns.package@dns2", "dns.user@dns2"):
+    for key in ("web.package", "web.user", "mail.user", "dns.user@dns1", "dns.user@dns2"):
         assert changed[f"change_plan.{key}"].params == deployed[key].params
     assert changed["change_plan.web.package"].params == {
         "package": "gold",

@@ -90,6 +90,29 @@ async def test_user_once_its_package_and_its_owner(env: tuple[SimNode, HestiaDri
         await step(driver, "remove_user", {"user": "alice", "email": "mallory@example.com"})
 
 
+async def test_user_with_quotas_sees_to_its_package_first(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """A mail or DNS node's user step carries the plan: package, then user, in one step."""
+    node, driver = env
+    gold = {**ALICE, "package": "gold", "quotas": {"WEB_DOMAINS": 3, "DISK_QUOTA": 500}}
+    await twice(node, driver, "ensure_user", gold)
+    assert [argv[0] for argv in changes(node)] == ["v-add-user-package", "v-add-user"]
+    listed = await driver.list_json(["v-list-user", "alice"])
+    assert (listed["alice"]["PACKAGE"], listed["alice"]["DISK_QUOTA"]) == ("gold", "500")
+    # a plan change: the package takes the new quotas and the user is moved onto them
+    gold["quotas"] = {"WEB_DOMAINS": 3, "DISK_QUOTA": 800}
+    outcome, lines = await step(driver, "ensure_user", gold)
+    assert outcome.changed and any("differs in DISK_QUOTA" in line for line in lines)
+    assert [argv[0] for argv in changes(node)[-2:]] == [
+        "v-add-user-package",
+        "v-change-user-package",
+    ]
+    listed = await driver.list_json(["v-list-user", "alice"])
+    assert listed["alice"]["DISK_QUOTA"] == "800"
+    assert not (await step(driver, "ensure_user", gold))[0].changed
+
+
 async def test_web_domain_php_and_conflict(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
