@@ -10,7 +10,7 @@ Actions and their params (every value JSON-able; a handler receives exactly thes
 =================== ===== =====================================================================
 action              role  params
 =================== ===== =====================================================================
-ensure_package      any   package (str), plan (quota dict: HostingPlan fields but package,
+ensure_package      web   package (str), plan (quota dict: HostingPlan fields but package,
                           php_version and mailbox_quota_mb; an int or None = unlimited)
 ensure_user         any   user, package, email, password_sealed (str | None; None = the
                           handler sets a password of its own and never reports it), plan

@@ -20,8 +20,9 @@ suspend_dns_record   dns   user (the zone's holder), domain (the zone), record, 
 unsuspend_dns_record dns   user, domain, record, type, value
 ==================== ===== ===================================================================
 
-Change plan uses ``ensure_package`` and ``ensure_user`` (deploy's params): the package gets the
-plan's quotas and the user is moved onto it.
+Change plan uses deploy's set-up steps with deploy's params (``ensure_package`` then
+``ensure_user`` on the web node, ``ensure_user`` carrying the plan on a mail or DNS node): the
+package gets the plan's quotas and the user is moved onto it.
 
 Split and unified: the service's user on every node the placement touches (web, mail, each DNS
 node), once per node. Vanity: the service's own web user; the mailbox ``<label>@<provider

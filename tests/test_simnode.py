@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import signal
 import sys
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from ops.simnode import Faults, SimNode, read_command_log, read_stats
-from ops.simnode.faults import FaultFile
+from ops.simnode.faults import SETTLED_NS, FaultFile
 
 
 class Client:
@@ -225,33 +224,44 @@ async def test_fail_next_refuse_and_latency(client: Client, node: SimNode) -> No
 def test_fault_file_is_parsed_again_whenever_it_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The node parses faults.json only when it changed; every kind of change is seen."""
+    """The node keeps its parse of a settled faults.json; every kind of change is seen."""
     faults = FaultFile(tmp_path)
     assert faults.read() == Faults()
     faults.write(Faults(fail_next=1))
     assert faults.read().fail_next == 1
     faults.read().fail_commands["v-add-user"] = 3  # a caller's copy, not the parsed one
     assert faults.read().fail_commands == {}
-    reads = 0
+    parses = 0
     real_read_text = Path.read_text
 
     def counted(path: Path, *args: object, **kwargs: object) -> str:
-        nonlocal reads
-        reads += 1
+        nonlocal parses
+        parses += 1 if path == faults.path else 0
         return real_read_text(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Path, "read_text", counted)
     for _ in range(3):
         faults.read()
-    assert reads == 0  # unchanged: a stat, no parse
+    assert parses == 3  # a file younger than SETTLED_NS is parsed on every look
+    time.sleep(SETTLED_NS / 1e9 + 0.02)
+    for _ in range(3):
+        faults.read()
+    assert parses == 4  # settled and unchanged: a stat, no parse
+    # the node's own write (as if the inode freed by the last replace came back, same size)
     assert faults.take_failure() == 15
     assert faults.read().fail_next == 0
     # an editor writing in place a moment later: same inode, same size, new content
-    text, before = faults.path.read_text(encoding="utf-8"), faults.path.stat().st_mtime_ns
+    time.sleep(SETTLED_NS / 1e9 + 0.02)
+    text = faults.path.read_text(encoding="utf-8")
+    assert faults.read().latency_ms == 0
     with faults.path.open("r+", encoding="utf-8") as edit:
         edit.write(text.replace('"latency_ms": 0', '"latency_ms": 7'))
-    os.utime(faults.path, ns=(before + 10**9, before + 10**9))  # on a coarse clock, too
     assert faults.read().latency_ms == 7
+    # half written: no faults, and never kept, so finishing the file within a tick is seen
+    faults.path.write_text('{"fail_next":  2', encoding="utf-8")  # the size it will have
+    assert faults.read() == Faults()
+    faults.path.write_text('{"fail_next": 2}', encoding="utf-8")
+    assert faults.read().fail_next == 2
     faults.path.unlink()
     assert faults.read() == Faults()
 

@@ -2,9 +2,11 @@
 
 The file is the single source of truth: the node writes it at start-up from its constructor or
 CLI flags, looks at it on every connection and every command, and an operator or a test edits
-it while the node runs. Looking is a ``stat``: the file is parsed again only when its inode,
-size, modification or change time differ from the last parse (a write through
-``write_atomically`` always brings a new inode; an editor writing in place changes the times).
+it while the node runs. Looking is mostly a ``stat``: a parse is kept while the file's inode,
+size and times stay as they were, once the file was already older than ``SETTLED_NS`` when it
+was parsed. A newer file is parsed on every look, as git treats a "racily clean" index: on a
+coarse clock a second write within one tick can keep the times, and an inode freed by an atomic
+replace comes back on the next one. The node's own writes drop the parse at once.
 Format (every key optional)::
 
     {
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ops.simnode.state import write_atomically
+
+SETTLED_NS = 100_000_000  # a file this much older than its parse cannot change unseen
 
 
 @dataclass
@@ -47,7 +52,7 @@ class FaultFile:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "faults.json"
-        self._parsed: tuple[tuple[int, ...], Faults] | None = None
+        self._kept: tuple[tuple[int, ...], Faults] | None = None  # a settled file's parse
 
     def read(self) -> Faults:
         """The faults as the file has them now (a copy the caller may change)."""
@@ -56,18 +61,25 @@ class FaultFile:
         except FileNotFoundError:
             return Faults()
         identity = (seen.st_ino, seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns)
-        if self._parsed is None or self._parsed[0] != identity:
-            self._parsed = (identity, self._parse())
-        return replace(self._parsed[1], fail_commands=dict(self._parsed[1].fail_commands))
+        if self._kept is not None and self._kept[0] == identity:
+            faults = self._kept[1]
+        else:
+            parsed_at = time.time_ns()
+            parsed = self._parse()
+            settled = max(seen.st_mtime_ns, seen.st_ctime_ns) < parsed_at - SETTLED_NS
+            self._kept = (identity, parsed) if parsed is not None and settled else None
+            faults = parsed or Faults()
+        return replace(faults, fail_commands=dict(faults.fail_commands))
 
-    def _parse(self) -> Faults:
+    def _parse(self) -> Faults | None:
         try:
             return Faults.from_json(json.loads(self.path.read_text(encoding="utf-8") or "{}"))
         except (FileNotFoundError, json.JSONDecodeError):
             # A file half-written by a hand editor counts as "no faults" until it is whole.
-            return Faults()
+            return None
 
     def write(self, faults: Faults) -> None:
+        self._kept = None
         write_atomically(self.path, json.dumps(asdict(faults), indent=2) + "\n")
 
     def take_failure(self, faults: Faults | None = None) -> int | None:
