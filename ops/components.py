@@ -46,6 +46,7 @@ async def serve_gateway(system: System, stop: asyncio.Event) -> None:
     # 1 ms keeps those waits out of the latency tail.
     sys.setswitchinterval(0.001)
     settings = system.settings
+    listener = system.listener()
     config = uvicorn.Config(
         system.gateway(),
         host=settings.listen_host,
@@ -55,7 +56,7 @@ async def serve_gateway(system: System, stop: asyncio.Event) -> None:
         lifespan="on",
     )
     server = _EmbeddedServer(config)
-    serving = asyncio.ensure_future(server.serve())
+    serving = asyncio.ensure_future(server.serve(sockets=[listener]))
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True

@@ -95,6 +95,8 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     data.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(listen, data)
     settings.check()
+    system = System(settings)
+    system.listener()  # a taken address is a one-line error before the URL is printed
     url = f"http://{settings.listen}"
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
@@ -102,7 +104,7 @@ def run_demo(*, listen: str, data_dir: str) -> int:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
-    event_loop.run(_serve_with_samples(System(settings), url, data))
+    event_loop.run(_serve_with_samples(system, url, data))
     return 0
 
 
