@@ -22,6 +22,7 @@ from ops import event_loop
 from ops.bootstrap import System
 from ops.components import COMPONENTS, serve_all
 from ops.consumer import install_stop_signals
+from ops.pipeline_lead import LeadLost
 from ops.settings import Settings, SettingsError
 from ops.topology import ROLES
 
@@ -127,7 +128,11 @@ def _run_until_signal(system: System, component: str) -> int:
         finally:
             await system.close()
 
-    event_loop.run(run())
+    try:
+        event_loop.run(run())
+    except LeadLost as exc:
+        log.error("%s", exc)
+        return 1  # a supervisor starts it again; it stands by until it leads once more
     return 0
 
 

@@ -18,6 +18,7 @@ import uvicorn
 
 from ops.bootstrap import System
 from ops.handler_service import run_handler
+from ops.pipeline_lead import LeadLost, PipelineLead
 from ops.pipeline_service import run_pipeline
 from ops.ticket_service import StoreTicketAdapter, build_ticket_desk, run_tickets
 from ops.topology import ROLES, declare_topology
@@ -74,16 +75,39 @@ async def serve_projections(system: System, stop: asyncio.Event) -> None:
 
 
 async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
-    await _connect(system, stop)
-    await declare_topology(system.transport)
-    await run_pipeline(
-        system.pipeline(),
-        system.transport,
-        system.inbox(),
-        stop,
-        prefetch=system.settings.prefetch,
-        settings_changed=system.runtime_settings().refresh,
-    )
+    """Stands by until this process leads (ops/pipeline_lead.py), then pilots until ``stop``;
+    raises ``LeadLost`` if the lead goes first."""
+    lead = PipelineLead(system.settings.database_url, system.settings.view_prefix)
+    if not await lead.acquire(stop):
+        return
+    halt = asyncio.Event()
+    halting = asyncio.ensure_future(_first_set(halt, stop, lead.lost))
+    try:
+        await _connect(system, halt)
+        await declare_topology(system.transport)
+        await run_pipeline(
+            system.pipeline(),
+            system.transport,
+            system.inbox(),
+            halt,
+            prefetch=system.settings.prefetch,
+            settings_changed=system.runtime_settings().refresh,
+        )
+    finally:
+        halting.cancel()
+        await lead.release()
+    if lead.lost.is_set() and not stop.is_set():
+        raise LeadLost("the pipeline lost its lead (its database connection) and stopped")
+
+
+async def _first_set(target: asyncio.Event, *sources: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(source.wait()) for source in sources]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        target.set()
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def handler_component(role: str) -> Component:

@@ -16,6 +16,7 @@ every hostwright part a real process, every node a real SSH server (tests/deploy
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,50 @@ async def test_sigkill_of_the_pipeline_mid_run_ends_active_with_no_apply_twice(
         assert all(r.kinds[-1] == "Succeeded" for r in history.values()), dumps(
             {r.step: r.kinds for r in history.values() if r.kinds[-1] != "Succeeded"}
         )
+
+
+async def test_a_second_pipeline_stands_by_and_takes_over_when_the_leader_is_killed(
+    tmp_path: Path, amqp_url: str, exchange_name: str, fresh_postgres_url: str
+) -> None:
+    async with deployment(
+        tmp_path, amqp_url, exchange_name, fresh_postgres_url, SPLIT_NODES
+    ) as system:
+        leader = system.processes["pipeline"]
+        await wait_until(
+            _says(leader.log, "pipeline: leading"), 30, "the first pipeline leading", system.logs
+        )
+        standby = system.start("pipeline")
+        await wait_until(
+            _says(standby.log, "standing by"), 30, "the second pipeline standing by", system.logs
+        )
+        system.nodes["web1"].set_faults(Faults(latency_ms=300))
+        services = [31, 32, 33, 34]
+        for service_id in services:
+            await order_split(system, service_id)
+
+        async def mid_run() -> bool:
+            history = await task_history(system)
+            return sum(len(r.of("Dispatched")) for r in history.values()) >= 8
+
+        await wait_until(mid_run, 30, "eight dispatched attempts", system.logs)
+        assert "leading" not in standby.log() and "rebuilt" not in standby.log()
+        leader.kill()
+        await wait_until(
+            _says(standby.log, "pipeline: leading"), 30, "the standby taking over", system.logs
+        )
+        await system.wait_status(services, "active", 60)
+        await settle(system)
+        assert_no_double_apply(system)
+        history = await task_history(system)
+        only_succeeded_once(history)
+        assert all(r.kinds[-1] == "Succeeded" for r in history.values())
+
+
+def _says(log: Callable[[], str], text: str) -> Callable[[], Awaitable[bool]]:
+    async def said() -> bool:
+        return text in log()
+
+    return said
 
 
 # --- 3. a node that refuses connections for a while ---------------------------------------
