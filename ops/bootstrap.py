@@ -22,7 +22,7 @@ from ops.cron_jobs import cron_jobs
 from ops.database import Database
 from ops.deploy_planner import DeployPlanner, provider_settings
 from ops.event_store import EventStore
-from ops.gateway_listener import bind_listener
+from ops.gateway_listener import bind_listeners
 from ops.handler_service import RegistryDirectory, driver_factory
 from ops.inbox import Inbox
 from ops.outbox_relay import OutboxRelay
@@ -56,15 +56,16 @@ class System:
     _transport: Transport | None = None
     _registry: ServerRegistry | None = None
     _runtime_settings: RuntimeSettingsReader | None = None
-    _listener: socket.socket | None = None
+    _listeners: list[socket.socket] | None = None
     transport_connected: bool = False
     connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def listener(self) -> socket.socket:
-        """The gateway's socket, bound on first use (``ListenError`` if the address is taken)."""
-        if self._listener is None:
-            self._listener = bind_listener(self.settings.listen_host, self.settings.listen_port)
-        return self._listener
+    def listeners(self) -> list[socket.socket]:
+        """The gateway's sockets, listening from first use (``ListenError`` if it cannot)."""
+        if self._listeners is None:
+            host, port = self.settings.listen_host, self.settings.listen_port
+            self._listeners = bind_listeners(host, port)
+        return self._listeners
 
     @property
     def store(self) -> EventStore:
@@ -176,8 +177,8 @@ class System:
         return Inbox(self.db, self.settings.view_prefix)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners or ():
+            listener.close()
         if self._transport is not None:
             await self._transport.close()
         if self._store is not None:

@@ -116,7 +116,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _run_until_signal(system: System, component: str) -> int:
     if component in ("all", "gateway"):
-        system.listener()  # a taken address is a one-line error before anything starts
+        system.listeners()  # a taken address is a one-line error before anything starts
 
     async def run() -> None:
         stop = asyncio.Event()

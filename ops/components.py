@@ -18,7 +18,7 @@ import uvicorn
 
 from ops.bootstrap import System
 from ops.handler_service import run_handler
-from ops.pipeline_lead import LeadLost, PipelineLead
+from ops.pipeline_lead import TAKEOVER_WAIT_S, LeadLost, PipelineLead
 from ops.pipeline_service import run_pipeline
 from ops.ticket_service import StoreTicketAdapter, build_ticket_desk, run_tickets
 from ops.topology import ROLES, declare_topology
@@ -47,7 +47,7 @@ async def serve_gateway(system: System, stop: asyncio.Event) -> None:
     # 1 ms keeps those waits out of the latency tail.
     sys.setswitchinterval(0.001)
     settings = system.settings
-    listener = system.listener()
+    listeners = system.listeners()
     config = uvicorn.Config(
         system.gateway(),
         host=settings.listen_host,
@@ -57,7 +57,7 @@ async def serve_gateway(system: System, stop: asyncio.Event) -> None:
         lifespan="on",
     )
     server = _EmbeddedServer(config)
-    serving = asyncio.ensure_future(server.serve(sockets=[listener]))
+    serving = asyncio.ensure_future(server.serve(sockets=listeners))
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
@@ -77,37 +77,55 @@ async def serve_projections(system: System, stop: asyncio.Event) -> None:
 async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
     """Stands by until this process leads (ops/pipeline_lead.py), then pilots until ``stop``;
     raises ``LeadLost`` if the lead goes first."""
-    lead = PipelineLead(system.settings.database_url, system.settings.view_prefix)
-    if not await lead.acquire(stop):
-        return
-    halt = asyncio.Event()
-    halting = asyncio.ensure_future(_first_set(halt, stop, lead.lost))
+    lead = PipelineLead(system.settings.database_url)
     try:
-        await _connect(system, halt)
-        await declare_topology(system.transport)
-        await run_pipeline(
-            system.pipeline(),
-            system.transport,
-            system.inbox(),
-            halt,
-            prefetch=system.settings.prefetch,
-            settings_changed=system.runtime_settings().refresh,
-        )
+        if not await lead.acquire(stop):
+            return
+        if lead.took_over:
+            log.info("pipeline: giving the last leader %.0f s to halt", TAKEOVER_WAIT_S)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TAKEOVER_WAIT_S)
+        await _pilot(system, stop, lead)
     finally:
-        halting.cancel()
         await lead.release()
     if lead.lost.is_set() and not stop.is_set():
         raise LeadLost("the pipeline lost its lead (its database connection) and stopped")
 
 
-async def _first_set(target: asyncio.Event, *sources: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(source.wait()) for source in sources]
+async def _pilot(system: System, stop: asyncio.Event, lead: PipelineLead) -> None:
+    """The pipeline until ``stop`` (a graceful halt: in-flight batches finish) or until the
+    lead is lost (cancelled at once: another pipeline may already lead)."""
+    halt = asyncio.Event()
+    piloting = asyncio.ensure_future(_run_pipeline(system, halt))
+    ends = [asyncio.ensure_future(event.wait()) for event in (stop, lead.lost)]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        target.set()
+        await asyncio.wait({piloting, *ends}, return_when=asyncio.FIRST_COMPLETED)
+        halt.set()
+        if lead.lost.is_set():
+            piloting.cancel()
+        await asyncio.wait({piloting})
     finally:
-        for wait in waits:
-            wait.cancel()
+        for end in ends:
+            end.cancel()
+        piloting.cancel()  # nothing to cancel once it is done
+    failure = None if piloting.cancelled() else piloting.exception()
+    if failure is not None:
+        raise failure
+
+
+async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
+    await _connect(system, halt)
+    if halt.is_set():
+        return
+    await declare_topology(system.transport)
+    await run_pipeline(
+        system.pipeline(),
+        system.transport,
+        system.inbox(),
+        halt,
+        prefetch=system.settings.prefetch,
+        settings_changed=system.runtime_settings().refresh,
+    )
 
 
 def handler_component(role: str) -> Component:

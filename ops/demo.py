@@ -96,7 +96,7 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     settings = demo_settings(listen, data)
     settings.check()
     system = System(settings)
-    system.listener()  # a taken address is a one-line error before the URL is printed
+    system.listeners()  # a taken address is a one-line error before the URL is printed
     url = f"http://{settings.listen}"
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)

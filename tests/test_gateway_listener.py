@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.gateway_listener import ListenError, bind_listener
+from ops.gateway_listener import ListenError, bind_listeners
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,16 +39,26 @@ def _hostwright(
     )
 
 
-def test_bind_listener_binds_or_names_the_address(taken_port: int) -> None:
-    with pytest.raises(ListenError, match=rf"cannot listen on 127\.0\.0\.1:{taken_port}: "):
-        bind_listener("127.0.0.1", taken_port)
+def test_bind_listeners_listens_or_names_the_address(taken_port: int) -> None:
+    with pytest.raises(ListenError, match=rf"127\.0\.0\.1:{taken_port}: .*another process"):
+        bind_listeners("127.0.0.1", taken_port)
     with pytest.raises(ListenError, match=r"cannot listen on no-such-host\.invalid:80"):
-        bind_listener("no-such-host.invalid", 80)
-    free = bind_listener("localhost", 0)
+        bind_listeners("no-such-host.invalid", 80)
+    with pytest.raises(ListenError, match=r"192\.0\.2\.1:8080: .*not an address of this"):
+        bind_listeners("192.0.2.1", 8080)
+    for listener in bind_listeners("localhost", 0):  # a name: each address it resolves to
+        assert listener.getsockname()[1] > 0
+        listener.close()
+    first = bind_listeners("127.0.0.1", 0)
     try:
-        assert free.getsockname()[1] > 0
+        port = first[0].getsockname()[1]
+        assert port > 0
+        # a second process asking a moment later, before any request was served, is refused
+        with pytest.raises(ListenError, match="another process holds it"):
+            bind_listeners("127.0.0.1", port)
     finally:
-        free.close()
+        for listener in first:
+            listener.close()
 
 
 def test_demo_on_a_taken_port_says_so_and_starts_nothing(taken_port: int, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -25,17 +27,14 @@ async def test_one_lead_on_either_database_the_next_takes_over_on_release(
     database_url: str,
 ) -> None:
     stop = asyncio.Event()
-    first, second = PipelineLead(database_url, "hw_"), PipelineLead(database_url, "hw_")
-    other_install = PipelineLead(database_url, "shop_")
+    first, second = PipelineLead(database_url), PipelineLead(database_url)
     assert await first.acquire(stop)
+    assert not first.took_over  # nobody led before it: no need to wait for anyone to halt
     waiting = await _standing_by(second, stop)
-    if database_url.startswith("postgresql"):
-        # another install on the same server (its own table prefix) is not held up
-        assert await asyncio.wait_for(other_install.acquire(stop), 5)
-        await other_install.release()
     await first.release()
     assert await asyncio.wait_for(waiting, STANDBY_S * 3)
-    third = PipelineLead(database_url, "hw_")
+    assert second.took_over
+    third = PipelineLead(database_url)
     stopped = await _standing_by(third, stop)
     stop.set()
     assert await asyncio.wait_for(stopped, STANDBY_S * 3) is False  # stopped while standing by
@@ -46,8 +45,8 @@ async def test_one_lead_on_either_database_the_next_takes_over_on_release(
 async def test_a_lead_whose_session_ends_is_lost_and_taken_over(fresh_postgres_url: str) -> None:
     stop = asyncio.Event()
     leader, standby = (
-        PipelineLead(fresh_postgres_url, "hw_"),
-        PipelineLead(fresh_postgres_url, "hw_"),
+        PipelineLead(fresh_postgres_url),
+        PipelineLead(fresh_postgres_url),
     )
     assert await leader.acquire(stop)
     waiting = await _standing_by(standby, stop)
@@ -74,7 +73,9 @@ async def test_a_pipeline_that_loses_its_lead_stops_and_says_so(fresh_postgres_u
         with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
             for _ in range(100):
                 held = admin.execute(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = %s)",
+                    (urlsplit(fresh_postgres_url).path.lstrip("/"),),
                 ).fetchall()
                 if held:
                     break
@@ -88,3 +89,9 @@ async def test_a_pipeline_that_loses_its_lead_stops_and_says_so(fresh_postgres_u
         stop.set()
         await asyncio.gather(piloting, return_exceptions=True)
         await system.close()
+
+
+async def test_a_pipeline_on_a_new_sqlite_folder_leads(tmp_path: Path) -> None:
+    lead = PipelineLead(f"sqlite:///{tmp_path / 'new' / 'folder' / 'store.sqlite'}")
+    assert await asyncio.wait_for(lead.acquire(asyncio.Event()), 5)
+    await lead.release()
