@@ -12,12 +12,13 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import uvicorn
 
 from ops.bootstrap import System
 from ops.handler_service import run_handler
+from ops.pause import pause
 from ops.pipeline_lead import TAKEOVER_WAIT_S, LeadLost, PipelineLead
 from ops.pipeline_service import run_pipeline
 from ops.ticket_service import StoreTicketAdapter, build_ticket_desk, run_tickets
@@ -83,8 +84,7 @@ async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
             return
         if lead.took_over:
             log.info("pipeline: giving the last leader %.0f s to halt", TAKEOVER_WAIT_S)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), TAKEOVER_WAIT_S)
+            await pause(stop, TAKEOVER_WAIT_S)
         await _pilot(system, stop, lead)
     finally:
         await lead.release()
@@ -202,6 +202,5 @@ async def _connect(system: System, stop: asyncio.Event) -> None:
                 return
             except TransportError as exc:
                 log.warning("broker unavailable (%s); retrying in %.1fs", exc, delay)
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await pause(stop, delay)
                 delay = min(delay * 2, 5.0)

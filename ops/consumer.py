@@ -29,12 +29,12 @@ handlers finish within ``stop_grace`` and returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.inbox import Inbox
+from ops.pause import pause
 from ops.transport import Delivery, Message, Subscription, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ class ConsumerLoop:
                 log.warning(
                     "%s: broker unavailable (%s); retrying in %.1fs", self._name, exc, backoff
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, self._max_backoff)
         return None
 

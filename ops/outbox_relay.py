@@ -20,7 +20,6 @@ spares a commit per skipped batch; a crash then merely re-reads skipped rows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 from eventsourcing.persistence import Notification
 
 from ops.event_store import EventStore
+from ops.pause import pause
 from ops.positions import PositionStore
 from ops.topology import declare_topology, skipped_by_relay
 from ops.transport import Message, Transport, TransportError
@@ -114,7 +114,7 @@ class OutboxRelay:
                 backoff = 0.1
             except TransportError as exc:
                 log.warning("relay: broker unavailable (%s); retrying in %.1fs", exc, backoff)
-                await _sleep_or_stop(stop, backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if count < self._batch_size:
@@ -141,8 +141,3 @@ class OutboxRelay:
             for n in batch
             if not skipped_by_relay(routing_key(n))
         ]
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -34,6 +34,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ops.database import postgres_conninfo, sqlite_path
+from ops.pause import pause
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,7 @@ class PipelineLead:
                 log.warning("pipeline: cannot ask for the lead (%s); trying again", exc)
                 await self._drop_connection()
             self.took_over = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), STANDBY_S)
+            await pause(stop, STANDBY_S)
         return False
 
     async def release(self) -> None:

@@ -11,11 +11,11 @@ committed page left off, and two runners of the same views do not double-apply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
 from ops.event_store import EventStore
+from ops.pause import pause
 from ops.view_store import ViewStore
 from projections.view import Recorded, View
 
@@ -91,18 +91,11 @@ class ProjectionRunner:
                 consumed = await asyncio.to_thread(self.catch_up, max_batches=1)
             except Exception:
                 log.exception("projection step failed; retrying in %.2fs", backoff)
-                await _wait(stop, backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
                 continue
             backoff = _FIRST_ERROR_BACKOFF
             if consumed < self._batch_size:
                 # the log is read to its end: poll again one interval after this step began,
                 # so an event recorded during the step waits no longer than one between polls
-                await _wait(stop, self._idle_interval - (clock.time() - started))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+                await pause(stop, self._idle_interval - (clock.time() - started))

@@ -16,7 +16,6 @@ Consumes: a clock (Unix seconds, injectable). Emits: calls to each job's action 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ops.pause import pause
 from ops.schedule_claims import ClaimStore
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,7 @@ class Scheduler:
         try:
             while not stop.is_set():
                 await self.run_due()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._delay())
+                await pause(stop, self._delay())
         finally:
             await self.finish()
 

@@ -11,7 +11,6 @@ attempts and leases keep each WHMCS call to one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from ops.bootstrap import System
 from ops.consumer import ConsumerLoop
 from ops.event_store import EventStore
 from ops.inbox import Inbox
+from ops.pause import pause
 from ops.pipeline_service import _envelope
 from ops.settings import Settings
 from ops.topology import TICKETS_BINDINGS, TICKETS_QUEUE
@@ -213,5 +213,4 @@ async def _retry(desk: TicketDesk, stop: asyncio.Event, interval: float) -> None
             await desk.deliver_pending()
         except Exception:
             log.exception("tickets: retrying pending tickets failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await pause(stop, interval)
