@@ -7,7 +7,7 @@ events (Activated, DeployFailed) and task messages to ``task.<role>.<server_id>`
 
 Its working state — the open runs and their tasks — is rebuilt from the event store on
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
-active at a time (ops/pipeline_lead.py sees to it); handlers are what scales out.
+active at a time (ops/services/pipeline_lead.py sees to it); handlers are what scales out.
 
 Dispatch rules: a step starts when every step it depends on has succeeded, its server has
 fewer than ``max_concurrency`` attempts in flight, and at most ``batch_size`` steps start

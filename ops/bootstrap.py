@@ -16,28 +16,28 @@ from starlette.applications import Starlette
 from gateway.app import create_app
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
-from ops.broker_publisher import BrokerPublisher
-from ops.command_ledger import StoreLedger
-from ops.cron_jobs import cron_jobs
-from ops.database import Database
-from ops.deploy_planner import DeployPlanner, provider_settings
-from ops.event_store import EventStore
-from ops.gateway_listener import bind_listeners
-from ops.handler_service import RegistryDirectory, driver_factory
-from ops.inbox import Inbox
-from ops.outbox_relay import OutboxRelay
-from ops.pipeline_store import StorePipelineAdapter
-from ops.positions import PositionStore
-from ops.projection_runner import ProjectionRunner
-from ops.runtime_settings_reader import RuntimeSettingsReader
-from ops.schedule_claims import ClaimStore
-from ops.scheduler import Scheduler
-from ops.sealing import PasswordSealer
-from ops.server_registry import ServerRegistry
+from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.deploy_planner import DeployPlanner, provider_settings
+from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
+from ops.adapters.sealing import PasswordSealer
+from ops.adapters.server_registry import ServerRegistry
+from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.messaging.broker_publisher import BrokerPublisher
+from ops.messaging.inbox import Inbox
+from ops.messaging.outbox_relay import OutboxRelay
+from ops.messaging.transport import Transport
+from ops.runtime.gateway_listener import bind_listeners
+from ops.services.cron_jobs import cron_jobs
+from ops.services.handler import RegistryDirectory, driver_factory
+from ops.services.schedule_claims import ClaimStore
+from ops.services.scheduler import Scheduler
 from ops.settings import Settings, SettingsError
-from ops.settings_book import StoreSettingsBook, runtime_defaults
-from ops.transport import Transport
-from ops.view_store import SqlViewQueries, ViewStore
+from ops.store.database import Database
+from ops.store.event_store import EventStore
+from ops.store.positions import PositionStore
+from ops.views.projection_runner import ProjectionRunner
+from ops.views.view_store import SqlViewQueries, ViewStore
 from projections.catalogue import all_views
 
 
@@ -189,10 +189,10 @@ class System:
 
 def build_transport(settings: Settings) -> Transport:
     if settings.amqp_url:
-        from ops.amqp_transport import AmqpTransport
+        from ops.messaging.amqp_transport import AmqpTransport
 
         return AmqpTransport(settings.amqp_url, settings.exchange)
-    from ops.inprocess_transport import InProcessTransport
+    from ops.messaging.inprocess_transport import InProcessTransport
 
     return InProcessTransport(settings.exchange)
 

@@ -18,13 +18,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ops import event_loop
 from ops.bootstrap import System
-from ops.components import COMPONENTS, serve_all
-from ops.consumer import install_stop_signals
-from ops.pipeline_lead import LeadLost
+from ops.messaging.consumer import install_stop_signals
+from ops.messaging.topology import ROLES
+from ops.runtime import event_loop
+from ops.runtime.components import COMPONENTS, serve_all
+from ops.services.pipeline_lead import LeadLost
 from ops.settings import Settings, SettingsError
-from ops.topology import ROLES
 
 log = logging.getLogger("hostwright")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("hostwright")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simnode"]:
-        from ops.simnode.main import run_simnode
+        from ops.devtools.simnode.main import run_simnode
 
         return run_simnode(argv[1:])
     parser = _parser()
@@ -137,7 +137,7 @@ def _run_until_signal(system: System, component: str) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from ops.replay import replay_and_compare
+    from ops.views.replay import replay_and_compare
     from projections.catalogue import all_views
 
     system = System(Settings.load())
@@ -156,13 +156,13 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from ops.demo import run_demo
+    from ops.devtools.demo import run_demo
 
     return run_demo(listen=args.listen, data_dir=args.data)
 
 
 def _run_bench_intake(args: argparse.Namespace) -> int:
-    from ops.bench_intake import run_intake_bench
+    from ops.devtools.bench.intake import run_intake_bench
 
     return run_intake_bench(
         postgres_url=args.postgres_url,
@@ -173,7 +173,7 @@ def _run_bench_intake(args: argparse.Namespace) -> int:
 
 
 def _run_bench_deploy(args: argparse.Namespace) -> int:
-    from ops.bench_deploy import run_deploy_bench
+    from ops.devtools.bench.deploy import run_deploy_bench
 
     return run_deploy_bench(
         services=args.services,

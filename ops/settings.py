@@ -51,7 +51,7 @@ class Settings:
     # long a lease may have run out before force_fail_stuck takes a task (unset: twice lease_s)
     clean_completed_after_s: float = 7 * 24 * 3600.0
     stuck_after_s: float | None = None
-    # the cron runner: how often each periodic job runs (ops/cron_jobs.py)
+    # the cron runner: how often each periodic job runs (ops/services/cron_jobs.py)
     cron_retries_s: float = 1.0
     cron_stuck_s: float = 10.0
     cron_terminations_s: float = 30.0

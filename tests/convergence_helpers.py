@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.event_store import EventStore
-from ops.simnode import read_command_log, read_state_json
+from ops.devtools.simnode import read_command_log, read_state_json
+from ops.store.event_store import EventStore
 from tests.deployment import Deployment, dumps, wait_until
 
 # a request event's version is the number of the run the pipeline starts for it

@@ -21,9 +21,9 @@ import asyncssh
 import httpx
 
 from handlers.hestia_driver import HestiaDriver, NodeAccess
-from ops.amqp_transport import AmqpTransport
-from ops.simnode import SimNode
-from ops.topology import QUEUES
+from ops.devtools.simnode import SimNode
+from ops.messaging.amqp_transport import AmqpTransport
+from ops.messaging.topology import QUEUES
 from tests.processes import HostwrightProcess
 
 PROVIDER_DOMAIN = "hosted.example"

@@ -19,9 +19,9 @@ from typing import Any
 
 from domain.placement import placement_for
 from domain.server import ServerFacts
-from ops.event_store import EventStore
-from ops.pipeline_store import StorePipelineAdapter
-from ops.simnode import read_command_log
+from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.devtools.simnode import read_command_log
+from ops.store.event_store import EventStore
 from tests.deployment import Deployment, dumps
 from tests.processes import HostwrightProcess
 

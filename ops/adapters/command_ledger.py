@@ -1,0 +1,136 @@
+"""``StoreLedger``: the gateway's CommandLedger port over the event store.
+
+It consumes validated commands and emits events through ``EventStore``; an order's password
+is sealed here, so the clear text never reaches the store, the outbox or the broker. Staff's
+retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on the Task aggregate;
+a bulk change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task
+that qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone
+as far as retry and cancel can tell (404), as it is from the queue's reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.commands import Command, OrderService
+from domain.errors import Conflict, NotFound
+from domain.task import Task
+from domain.task_bulk import ChangeTasksInBulk
+from ops.adapters.sealing import PasswordSealer
+from ops.store.event_store import EventStore
+
+_MAX_CONFLICT_RETRIES = 10
+_BULK_BATCH = 200  # tasks per save: one transaction, one lock of the PostgreSQL store
+
+log = logging.getLogger(__name__)
+
+
+class StoreLedger:
+    """Implements ``gateway.ports.CommandLedger``. Synchronous, like the store behind it."""
+
+    def __init__(self, store: EventStore, sealer: PasswordSealer) -> None:
+        self._store = store
+        self._sealer = sealer
+
+    def order_service(self, command: OrderService) -> bool:
+        sealed = None if command.password is None else self._sealer.seal(command.password)
+        return self._store.order_service(command, sealed)
+
+    def request(self, command: Command) -> bool:
+        return self._store.request(command)
+
+    def events_of(self, service_id: str, as_of: datetime | None) -> list[dict[str, Any]]:
+        return self._store.events_of(service_id, as_of)
+
+    def ping(self) -> None:
+        self._store.max_notification_id()
+
+    def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        return self._change_task(
+            task_id,
+            lambda task: task.retry(now, actor),
+            "can be retried only in error or cancelled",
+        )
+
+    def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
+        return self._change_task(
+            task_id,
+            lambda task: task.cancel(now, actor),
+            "has finished; it cannot be cancelled",
+        )
+
+    def change_tasks(self, command: ChangeTasksInBulk, task_ids: Sequence[str]) -> list[str]:
+        unique = list(dict.fromkeys(task_ids))
+        changed: list[str] = []
+        for start in range(0, len(unique), _BULK_BATCH):
+            changed += self._change_batch(command, unique[start : start + _BULK_BATCH])
+        return changed
+
+    def _change_batch(self, command: ChangeTasksInBulk, task_ids: Sequence[str]) -> list[str]:
+        """Decides on each task and saves every change in one call; when another writer got
+        to one of them first (nothing is saved then), decides on each again, one by one."""
+        found = (self._known_task(task_id) for task_id in task_ids)
+        decided = [task for task in found if task is not None and command.decide(task)]
+        if not decided:
+            return []
+        try:
+            self._store.save(*decided)
+        except IntegrityError:
+            ids = [str(task.id) for task in decided]
+            return [task_id for task_id in ids if self._change_one(command, task_id)]
+        return [str(task.id) for task in decided]
+
+    def _change_one(self, command: ChangeTasksInBulk, task_id: str) -> bool:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            task = self._known_task(task_id)
+            if task is None or not command.decide(task):
+                return False
+            try:
+                self._store.save(task)
+            except IntegrityError:
+                continue
+            return True
+        log.warning("bulk %s: task %s kept changing; left as it was", command.action, task_id)
+        return False
+
+    def _known_task(self, task_id: str) -> Task | None:
+        try:
+            return self._task(task_id)
+        except NotFound:
+            return None
+
+    def _change_task(self, task_id: str, decide: Callable[[Task], bool], refusal: str) -> bool:
+        """Loads the task, lets ``decide`` record one event, saves it; decides again on fresh
+        state when another writer (the pipeline) recorded an event on the task first."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            task = self._task(task_id)
+            if task.hidden:
+                raise NotFound(f"task {task_id} was deleted from the queue")
+            if not decide(task):
+                raise Conflict(f"task {task_id} is {task.state}: it {refusal}")
+            try:
+                self._store.save(task)
+            except IntegrityError:
+                continue
+            return True
+        raise Conflict(f"task {task_id} is busy; try again")
+
+    def _task(self, task_id: str) -> Task:
+        try:
+            aggregate_id = uuid.UUID(task_id)
+        except ValueError:
+            raise NotFound(f"task {task_id} not found") from None
+        try:
+            found: Any = self._store.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"task {task_id} not found") from None
+        if not isinstance(found, Task):
+            raise NotFound(f"task {task_id} not found")
+        return found

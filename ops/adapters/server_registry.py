@@ -1,0 +1,113 @@
+"""The registered nodes, read from the store's Server events — the truth, with no view lag,
+so an order placed right after ``POST /v1/servers`` already sees the new node.
+
+Serves the pipeline (placement, per-server limits), the handlers (where and how to log in)
+and the gateway (register, list). Reads are cached for ``ttl`` seconds; a miss refreshes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from domain.errors import Conflict, NotFound
+from domain.server import RegisterServer, Server, ServerFacts, server_uuid
+from ops.store.event_store import EventStore
+
+SERVER_TOPICS = (get_topic(Server.Registered), get_topic(Server.Updated))
+
+
+class ServerRegistry:
+    def __init__(self, store: EventStore, *, ttl: float = 2.0) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._servers: dict[str, Server] = {}
+        self._by_aggregate: dict[Any, Any] = {}
+        self._after = 0  # the last notification read
+        self._read_at = float("-inf")
+
+    def register(self, command: RegisterServer) -> bool:
+        """Records the registration; False when the node is registered already, unchanged."""
+        for _ in range(5):
+            try:
+                existing: Any = self._store.app.repository.get(server_uuid(command.server_id))
+            except AggregateNotFoundError:
+                server = Server.register(command)
+            else:
+                server = existing
+                if not server.handle(command):
+                    return False
+            try:
+                self._store.save(server)
+            except IntegrityError:
+                continue
+            self._read_at = float("-inf")
+            return True
+        raise Conflict(f"server {command.server_id} is being registered concurrently; try again")
+
+    def all(self) -> list[Server]:
+        with self._lock:
+            if time.monotonic() - self._read_at > self._ttl:
+                self._servers = self._read()
+                self._read_at = time.monotonic()
+            return sorted(self._servers.values(), key=lambda s: s.server_id)
+
+    def refresh(self) -> None:
+        """Forget the cache: the next read sees every registration up to now."""
+        self._read_at = float("-inf")
+
+    def cached(self, server_id: str) -> Server | None:
+        """The server as the cache holds it, while the cache is fresh; ``None`` means "ask
+        ``get``" (stale cache, or not registered as far as the cache knows)."""
+        if time.monotonic() - self._read_at > self._ttl:
+            return None
+        return self._servers.get(server_id)
+
+    def get(self, server_id: str) -> Server:
+        for server in self.all():
+            if server.server_id == server_id:
+                return server
+        self._read_at = float("-inf")  # registered a moment ago, perhaps
+        for server in self.all():
+            if server.server_id == server_id:
+                return server
+        raise NotFound(f"server {server_id} is not registered")
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The gateway's ServerBook listing: public fields only."""
+        return [server.fields() for server in self.all()]
+
+    def servers(self) -> list[ServerFacts]:
+        return [server.facts() for server in self.all()]
+
+    def ips(self) -> dict[str, str]:
+        return {server.server_id: server.ip for server in self.all()}
+
+    def max_concurrency(self, server_id: str) -> int:
+        try:
+            return self.get(server_id).max_concurrency
+        except NotFound:
+            return 1
+
+    def _read(self) -> dict[str, Server]:
+        """Applies the Server events recorded since the last read (only those: the log
+        only grows, and re-reading it from the start would cost more as it does)."""
+        while True:
+            page = self._store.recorder.select_notifications(
+                start=self._after, limit=1000, topics=SERVER_TOPICS, inclusive_of_start=False
+            )
+            for notification in page:
+                event: Any = self._store.decode(notification)
+                known = self._by_aggregate.get(event.originator_id)
+                self._by_aggregate[event.originator_id] = event.mutate(known)
+            if page:
+                self._after = page[-1].id
+            if len(page) < 1000:
+                break
+        return {server.server_id: server for server in self._by_aggregate.values()}

@@ -1,0 +1,91 @@
+"""``StoreSettingsBook``: the gateway's SettingsBook port over the event store.
+
+It reads the RuntimeSettings aggregate (the defaults from the process settings while none is
+recorded) and records changes on it: the first change saves ``RuntimeSettings.Adopted`` (the
+defaults it started from) and ``RuntimeSettings.Changed`` in one transaction, later ones a
+``Changed`` each. Once a change is recorded, the recorded values win over the process settings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import Conflict, InvalidInput
+from domain.runtime_settings import (
+    SETTINGS_ID,
+    RuntimeSettings,
+    RuntimeSettingsValues,
+    SettingsApplied,
+    SettingsUpdate,
+)
+from ops.settings import Settings, SettingsError
+from ops.store.event_store import EventStore
+
+DEFAULT_CONCURRENCY = 1  # what ServerRegistry assumes for a server it does not know
+_MAX_CONFLICT_RETRIES = 5
+
+
+class StoreSettingsBook:
+    """Implements ``gateway.ports.SettingsBook``. Synchronous, like the store behind it."""
+
+    def __init__(self, store: EventStore, defaults: RuntimeSettingsValues) -> None:
+        self._store = store
+        self._defaults = defaults
+
+    def current(self) -> RuntimeSettingsValues:
+        recorded = self._load()
+        return self._defaults if recorded is None else recorded.values
+
+    def change(self, update: SettingsUpdate, now: datetime, actor: str) -> SettingsApplied:
+        """Records the update when it changes something. InvalidInput (nothing recorded) when
+        the merged values are not valid; Conflict when other writers keep getting there first."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            aggregate = self._load() or RuntimeSettings.adopt(self._defaults, now, actor)
+            changed = aggregate.change(update, now, actor)
+            if not changed:
+                return SettingsApplied(aggregate.values, [])
+            try:
+                self._store.save(aggregate)
+            except IntegrityError:
+                continue  # another admin's change landed first: merge into that instead
+            return SettingsApplied(aggregate.values, changed)
+        raise Conflict("the settings are being changed by someone else; try again")
+
+    def _load(self) -> RuntimeSettings | None:
+        try:
+            found: Any = self._store.app.repository.get(SETTINGS_ID)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, RuntimeSettings)
+        return found
+
+
+def runtime_defaults(settings: Settings) -> RuntimeSettingsValues:
+    """The runtime settings in force until the first change, all from the process settings
+    (concurrency: ``DEFAULT_CONCURRENCY``). SettingsError when they are out of bounds."""
+    document = {
+        "retry": {
+            "max_attempts": settings.retry_max_attempts,
+            "initial_backoff_s": settings.retry_initial_backoff_s,
+            "max_backoff_s": settings.retry_max_backoff_s,
+        },
+        "concurrency": {"default": DEFAULT_CONCURRENCY, "per_server": {}},
+        "batch_size": settings.dispatch_batch,
+        "tickets": {
+            "enabled": settings.tickets_enabled,
+            "department_id": settings.tickets_department_id,
+            "priority": settings.tickets_priority,
+        },
+        "queue": {
+            "stuck_after_s": settings.stuck_threshold_s,
+            "clean_completed_after_s": settings.clean_completed_after_s,
+        },
+    }
+    try:
+        return RuntimeSettingsValues.from_json(document)
+    except InvalidInput as exc:
+        raise SettingsError(f"the process settings give invalid runtime settings: {exc}") from None

@@ -1,0 +1,191 @@
+"""``hostwright demo``: the whole system on the embedded default (SQLite + in-process transport),
+with simulated HestiaCP nodes, in one process.
+
+Prints ``gateway: <url>`` and ``token: <token>`` before it serves. Then it starts simulated
+nodes (web1, mail1, dns1, dns2 and a unified uni1, kept under ``DIR/nodes``), authorizes the
+handlers' SSH key on them (``DIR/ssh_client_key``, made once, mode 600), makes the provider's
+vanity mail user, mail domain, DNS user and zone on them as staff would, registers them through
+``POST /v1/servers`` and places a few sample orders (split, unified, vanity) that deploy to
+``active``. Run it again with the same ``DIR`` and it carries on: same token, same nodes and
+state, re-registration is a no-op (or an update when a node's port had to change), and the
+sample orders are repeats, which the gateway answers without recording anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ops.bootstrap import System
+from ops.devtools.demo_nodes import (
+    PROVIDER_DNS_USER,
+    PROVIDER_DOMAIN,
+    PROVIDER_MAIL_USER,
+    DemoNodes,
+    NodeAddress,
+    ensure_client_key,
+    provision_provider,
+    wait_until,
+)
+from ops.messaging.consumer import install_stop_signals
+from ops.runtime import event_loop
+from ops.runtime.components import serve_all
+from ops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ORDERS = [
+    {
+        "service_id": 1001,
+        "client_id": 1,
+        "mode": "split",
+        "domain": "split-demo.example.com",
+        "username": "splitdemo",
+        "plan": {"package": "basic", "disk_mb": 1024, "mail_accounts": 10},
+    },
+    {
+        "service_id": 1002,
+        "client_id": 2,
+        "mode": "unified",
+        "domain": "unified-demo.example.net",
+        "username": "unidemo",
+        "plan": {"package": "standard", "disk_mb": 4096},
+    },
+    {
+        "service_id": 1003,
+        "client_id": 3,
+        "mode": "vanity",
+        "label": "shop",
+        "domain": f"shop.{PROVIDER_DOMAIN}",
+        "username": "shopdemo",
+        "plan": {"package": "vanity"},
+    },
+]
+SAMPLE_IDS: list[int] = [int(str(order["service_id"])) for order in SAMPLE_ORDERS]
+NODE_MAX_CONCURRENCY = 4
+
+
+def demo_settings(listen: str, data: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{data / 'hostwright.sqlite'}",
+        listen=listen,
+        api_token=_kept_secret(data / "api_token"),
+        secret_key=_kept_secret(data / "secret_key"),
+        ssh_key=str(data / "ssh_client_key"),
+        vanity_domain=PROVIDER_DOMAIN,
+        vanity_mail_user=PROVIDER_MAIL_USER,
+        vanity_dns_user=PROVIDER_DNS_USER,
+        # a demo should show a retry within seconds, not minutes
+        retry_initial_backoff_s=1.0,
+        retry_max_backoff_s=30.0,
+        lease_s=30.0,
+        heartbeat_s=5.0,
+        command_timeout_s=30.0,
+    )
+
+
+def run_demo(*, listen: str, data_dir: str) -> int:
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(listen, data)
+    settings.check()
+    system = System(settings)
+    system.listeners()  # a taken address is a one-line error before the URL is printed
+    url = f"http://{settings.listen}"
+    print(f"gateway: {url}", flush=True)
+    print(f"token: {settings.api_token}", flush=True)
+    print(
+        f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
+        flush=True,
+    )
+    event_loop.run(_serve_with_samples(system, url, data))
+    return 0
+
+
+async def _serve_with_samples(system: System, url: str, data: Path) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    key_path = Path(system.settings.ssh_key or data / "ssh_client_key")
+    public_key = ensure_client_key(key_path)
+    nodes = DemoNodes(data / "nodes", public_key)
+    serving = asyncio.ensure_future(serve_all(system, stop))
+    try:
+        addresses = await nodes.start()
+        await provision_provider(addresses, key_path)
+        setup = asyncio.ensure_future(
+            _register_and_order(url, system.settings.api_token or "", addresses, serving)
+        )
+        await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
+        if setup.done() and setup.exception() is not None:
+            log.error("demo: setting up the sample data failed: %s", setup.exception())
+        await serving
+    finally:
+        stop.set()
+        await asyncio.gather(serving, return_exceptions=True)
+        await nodes.stop()
+        await system.close()
+
+
+async def _register_and_order(
+    url: str, token: str, addresses: list[NodeAddress], serving: asyncio.Future[None]
+) -> None:
+    """Registers the split nodes, orders split and vanity, and only once both are placed
+    registers the unified node and orders unified (as tests/e2e/test_deploy_e2e.py does): the
+    unified node serves the provider's zone, so it cannot also hold the provider's mail
+    domain, and a vanity service placed on it for mail could not get its mailbox."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+        for _ in range(400):
+            if serving.done():
+                return
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+
+        async def register(nodes: list[NodeAddress]) -> None:
+            for node in nodes:
+                body = node.registration(NODE_MAX_CONCURRENCY)
+                reply = await client.post("/v1/servers", json=body)
+                if reply.status_code != 202:
+                    raise RuntimeError(f"registering {node.server_id}: {reply.text}")
+
+        async def order(body: dict[str, Any]) -> None:
+            reply = await client.post("/v1/services", json=body)
+            log.info("demo order %s: %s %s", body["service_id"], reply.status_code, reply.text)
+
+        async def placed(service_id: object) -> bool:
+            reply = await client.get(f"/v1/services/{service_id}/events")
+            topics = [e["topic"] for e in reply.json().get("events", [])]
+            return reply.status_code == 200 and "Service.Placed" in topics
+
+        unified = [n for n in addresses if len(n.roles) == 3]
+        await register([n for n in addresses if n not in unified])
+        first = [o for o in SAMPLE_ORDERS if o["mode"] != "unified"]
+        for body in first:
+            await order(body)
+        for body in first:
+            sid = body["service_id"]
+            await wait_until(partial(placed, sid), 60, f"service {sid}'s placement")
+        await register(unified)
+        for body in SAMPLE_ORDERS:
+            if body["mode"] == "unified":
+                await order(body)
+
+
+def _kept_secret(path: Path) -> str:
+    """A random secret kept in the data folder, so a restarted demo keeps its token and key."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(24)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value

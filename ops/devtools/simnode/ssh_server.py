@@ -1,0 +1,191 @@
+"""The node's SSH side (asyncssh): public-key logins, exec requests, SFTP.
+
+``SshListener`` consumes the node's directory and a ``CommandExecutor``; it accepts any user
+name whose public key is listed in ``DIR/authorized_keys`` (re-read on every login, no
+passwords), runs each exec request's command line through ``execute`` and answers with its
+stdout, stderr and exit status. The one shell it runs is hostwright's command session
+(``handlers.hestia_command``): ``SHELL_COMMAND`` whose first line must be exactly
+``SHELL_PREAMBLE``, then one ``hw_run MARKER CMD…`` line per command, answered as bash would.
+SFTP is served chrooted to ``DIR/fs`` (the simulated host's file system). The host key is
+generated once into ``DIR/ssh_host_key`` (mode 600) and ``DIR/ssh_host_key.pub``.
+``open``/``close`` start and stop listening without touching connections already open, which is
+how the ``refuse`` fault is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+
+from handlers.hestia_command import SHELL_COMMAND, SHELL_PREAMBLE, SHELL_RUNNER
+from ops.devtools.simnode.commands import CommandResult
+
+_PLAIN_OR_SINGLE_QUOTED = re.compile(r"(?:[^\s']+|'[^']*')+")
+
+
+def split_words(line: str) -> list[str]:
+    """``shlex.split(line)``, quicker for what ``shlex.join`` writes: plain words and
+    single-quoted ones (anything else, e.g. double quotes or backslashes, goes to shlex)."""
+    if '"' in line or "\\" in line or line.count("'") % 2:
+        return shlex.split(line)
+    return [word.replace("'", "") for word in _PLAIN_OR_SINGLE_QUOTED.findall(line)]
+
+
+class Executor(Protocol):
+    async def execute(self, user: str, line: str) -> CommandResult: ...
+
+    async def execute_words(self, user: str, words: list[str]) -> CommandResult: ...
+
+
+def ensure_host_key(data_dir: Path) -> asyncssh.SSHKey:
+    """The node's host key, created on first start and reused afterwards."""
+    path = data_dir / "ssh_host_key"
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    os.chmod(path, 0o600)
+    key.write_public_key(str(data_dir / "ssh_host_key.pub"))
+    return key
+
+
+def _authorized(path: Path) -> set[bytes]:
+    if not path.exists():
+        return set()
+    keys: set[bytes] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                keys.add(asyncssh.import_public_key(line.strip()).public_data)
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+    return keys
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, listener: SshListener) -> None:
+        self._listener = listener
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._listener.connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._listener.connections.discard(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return key.public_data in _authorized(self._listener.authorized_keys)
+
+
+class SshListener:
+    """One SSH listening socket for the node; ``port`` is fixed after the first ``open``."""
+
+    def __init__(self, data_dir: Path, host: str, port: int, executor: Executor) -> None:
+        self.host, self.port = host, port
+        self.authorized_keys = data_dir / "authorized_keys"
+        self.fs_root = data_dir / "fs"
+        self.host_key = ensure_host_key(data_dir)
+        self.executor = executor
+        self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._acceptor is not None
+
+    async def open(self) -> None:
+        if self._acceptor is not None:
+            return
+        self._acceptor = await asyncssh.listen(
+            self.host,
+            self.port,
+            server_factory=lambda: _Server(self),
+            server_host_keys=[self.host_key],
+            process_factory=self._process,
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=bytes(self.fs_root)),
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+        )
+        self.port = self._acceptor.get_port()
+
+    async def close(self) -> None:
+        """Stop listening; connections already open keep working."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            # Not wait_closed(): from Python 3.12 on it also waits for every open connection.
+            acceptor.close()
+            await asyncio.sleep(0)
+
+    async def shutdown(self) -> None:
+        """Stop listening, drop every connection and every command still running."""
+        await self.close()
+        for task in list(self.tasks):
+            task.cancel()
+        for conn in list(self.connections):
+            conn.abort()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            if process.command is None:
+                process.stderr.write(b"This node only runs Hestia commands.\n")
+                process.exit(1)
+                return
+            user = process.get_extra_info("username") or ""
+            if process.command == SHELL_COMMAND:
+                await self._session(process, user)
+                return
+            result = await self.executor.execute(user, process.command)
+            process.stdout.write(result.stdout.encode())
+            process.stderr.write(result.stderr.encode())
+            process.exit(result.exit_code)
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            process.close()
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+
+    async def _session(self, process: asyncssh.SSHServerProcess[bytes], user: str) -> None:
+        """hostwright's command session: the preamble, then ``hw_run MARKER CMD…`` lines."""
+        preamble = (await process.stdin.readline()).decode("utf-8", "replace")
+        if preamble.rstrip("\n") != SHELL_PREAMBLE:
+            process.stderr.write(b"This node's shell only runs hostwright's command session.\n")
+            process.exit(2)
+            return
+        while line := (await process.stdin.readline()).decode("utf-8", "replace"):
+            try:
+                words = split_words(line)
+            except ValueError:
+                words = []
+            if len(words) < 3 or words[0] != SHELL_RUNNER:
+                process.stderr.write(f"bash: cannot run {line.strip()[:80]!r} here\n".encode())
+                process.exit(2)
+                return
+            marker, command = words[1], words[2:]
+            result = await self.executor.execute_words(user, command)
+            process.stdout.write(f"{result.stdout}\n{marker} {result.exit_code}\n".encode())
+            process.stderr.write(f"{result.stderr}\n{marker}\n".encode())
+        process.exit(0)

@@ -1,0 +1,1 @@
+"""Moving messages: transports (RabbitMQ, in-process), topology, outbox relay, consumer, inbox."""

@@ -1,0 +1,343 @@
+"""The consumer loop: takes messages from one queue and hands each to a handler, once.
+
+Per delivery: a message without ``message_id`` cannot be de-duplicated, so it is dead-lettered;
+one the inbox has already seen is acked and skipped; otherwise the handler runs, and on
+success the id is remembered (with those of the handlers finishing meanwhile, in one
+transaction), then the delivery acked (a crash between the two means one
+redelivery, which the inbox absorbs). A handler that raises gets one redelivery; raising
+again dead-letters the message (``<queue>.dead``), so nothing loops forever.
+
+``first_deliveries_are_new``: the queue's only publisher sends each message id once (the
+pipeline, one task message per attempt), so only a delivery the broker flags as redelivered
+can repeat one: the inbox is asked only about those (it is still written for every message).
+
+Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
+the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
+
+With a ``batch_handler`` one worker takes every delivery waiting at that moment (up to
+``max_batch``) and hands them over together: one handler call and one inbox write for the lot —
+what lets the pipeline record a batch of results in one transaction. The inbox is asked only
+about redelivered deliveries, and the write and the acks run while the next batch is taken, so
+a batch handler must absorb a duplicate the broker does not flag itself (the pipeline does: a
+result or a run start it has seen changes nothing). If the batch handler raises, each message
+of the batch goes through ``handler`` on its own, with the usual redelivery rules, so one bad
+message cannot hold the others back.
+On stop the loop stops taking, hands back what it took but did not start, lets in-flight
+handlers finish within ``stop_grace`` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+from ops.messaging.inbox import Inbox
+from ops.messaging.transport import Delivery, Message, Subscription, Transport, TransportError
+from ops.runtime.pause import pause
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Awaitable[None]]
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
+
+# Pause before handing a message back when our own storage (not the handler) failed, so an
+# inbox outage does not become a hot redelivery loop.
+_INFRA_PAUSE = 0.5
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        transport: Transport,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        consumer_name: str,
+        inbox: Inbox,
+        prefetch: int = 64,
+        stop_grace: float = 10.0,
+        concurrency: int = 1,
+        max_backoff: float = 5.0,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = 256,
+        first_deliveries_are_new: bool = False,
+    ) -> None:
+        self._transport = transport
+        self._queue = queue
+        self._bindings = list(bindings)
+        self._handler = handler
+        self._name = consumer_name
+        self._inbox = inbox
+        self._prefetch = prefetch
+        self._stop_grace = stop_grace
+        self._concurrency = 1 if batch_handler else max(1, concurrency)
+        self._batch_handler = batch_handler
+        self._max_batch = max(1, max_batch)
+        self._first_deliveries_are_new = first_deliveries_are_new
+        self._max_backoff = max_backoff
+        self._pending: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._in_progress: dict[str, asyncio.Event] = {}
+        self._tails: set[asyncio.Future[None]] = set()  # batches' remember-and-ack, running
+        self._remembering = _GroupRemember(inbox, consumer_name)
+        self._stopping = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consumes until ``stop`` is set; waits out a broker outage with capped back-off."""
+        workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        try:
+            subscription = await self._subscribe(stop)
+            if subscription is None:
+                return
+            await stop.wait()
+            await self._stop_taking(subscription)
+            try:
+                await asyncio.wait_for(self._idle.wait(), self._stop_grace)
+            except TimeoutError:
+                log.warning(
+                    "%s: in-flight handlers outlived the %.1fs grace", self._name, self._stop_grace
+                )
+        finally:
+            self._stopping = True
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _subscribe(self, stop: asyncio.Event) -> Subscription | None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self._transport.declare_queue(self._queue, self._bindings)
+                return await self._transport.consume(
+                    self._queue, self._on_delivery, prefetch=self._prefetch
+                )
+            except TransportError as exc:
+                log.warning(
+                    "%s: broker unavailable (%s); retrying in %.1fs", self._name, exc, backoff
+                )
+                await pause(stop, backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        return None
+
+    async def _stop_taking(self, subscription: Subscription) -> None:
+        self._stopping = True
+        try:
+            await subscription.cancel()
+        except TransportError as exc:
+            log.warning("%s: cancelling the subscription: %s", self._name, exc)
+        while not self._pending.empty():
+            await _settle(self._pending.get_nowait().reject(requeue=True))
+
+    async def _on_delivery(self, delivery: Delivery) -> None:
+        if self._stopping:
+            await _settle(delivery.reject(requeue=True))
+            return
+        self._pending.put_nowait(delivery)
+
+    async def _work(self) -> None:
+        while True:
+            delivery = await self._pending.get()
+            self._busy += 1
+            self._idle.clear()
+            try:
+                if self._batch_handler is None:
+                    await self._process(delivery)
+                else:
+                    batch = [delivery]
+                    while len(batch) < self._max_batch and not self._pending.empty():
+                        batch.append(self._pending.get_nowait())
+                    await self._process_batch(batch, self._batch_handler)
+            finally:
+                self._busy -= 1
+                if self._busy == 0:
+                    self._idle.set()
+
+    async def _process(self, delivery: Delivery) -> None:
+        message_id = delivery.message.message_id
+        if not message_id:
+            log.error(
+                "%s: a message on %s has no message_id; dead-lettered",
+                self._name,
+                delivery.message.routing_key,
+            )
+            await _settle(delivery.reject(requeue=False))
+            return
+        # A duplicate arriving while its twin is still being handled waits for the twin, so
+        # the inbox check below sees its outcome (only possible with concurrency > 1).
+        while (twin := self._in_progress.get(message_id)) is not None:
+            await twin.wait()
+        done = self._in_progress[message_id] = asyncio.Event()
+        try:
+            await self._handle_once(delivery, message_id)
+        finally:
+            del self._in_progress[message_id]
+            done.set()
+
+    async def _process_batch(self, batch: list[Delivery], handle: BatchHandler) -> None:
+        fresh: dict[str, Delivery] = {}
+        repeats: list[Delivery] = []
+        for delivery in batch:
+            message_id = delivery.message.message_id
+            if not message_id:
+                await self._process(delivery)  # dead-letters it, with the reason logged
+            elif message_id in fresh:
+                repeats.append(delivery)  # the same message twice in one batch
+            else:
+                fresh[message_id] = delivery
+        # Only a redelivered message can have been handled already by this consumer; a batch
+        # handler absorbs a duplicate the broker does not flag (a publisher's retry) itself.
+        again = [message_id for message_id, d in fresh.items() if d.redelivered]
+        try:
+            seen = (
+                await asyncio.to_thread(self._inbox.seen_among, self._name, again) if again else []
+            )
+        except Exception:
+            log.exception("%s: inbox unavailable; handing %d back", self._name, len(batch))
+            await asyncio.sleep(_INFRA_PAUSE)
+            for delivery in [*fresh.values(), *repeats]:
+                await _settle(delivery.reject(requeue=True))
+            return
+        for message_id in seen:
+            await _settle(fresh.pop(message_id).ack())
+        for delivery in repeats:
+            await _settle(delivery.ack())
+        if not fresh:
+            return
+        try:
+            await handle([delivery.message for delivery in fresh.values()])
+        except Exception:
+            log.warning(
+                "%s: a batch of %d failed; handling its messages one by one",
+                self._name,
+                len(fresh),
+                exc_info=True,
+            )
+            for message_id, delivery in fresh.items():
+                await self._handle_once(delivery, message_id)
+            return
+        # Remembering and acking need not hold up the next batch.
+        self._busy += 1
+        tail = asyncio.ensure_future(self._remember_and_ack(fresh))
+        self._tails.add(tail)
+        tail.add_done_callback(self._tail_done)
+
+    async def _remember_and_ack(self, handled: dict[str, Delivery]) -> None:
+        try:
+            await asyncio.to_thread(self._inbox.remember_all, self._name, list(handled))
+        except Exception:
+            log.exception("%s: could not remember a batch; redelivery follows", self._name)
+            await asyncio.sleep(_INFRA_PAUSE)
+            for delivery in handled.values():
+                await _settle(delivery.reject(requeue=True))
+            return
+        for delivery in handled.values():
+            await _settle(delivery.ack())
+
+    def _tail_done(self, tail: asyncio.Future[None]) -> None:
+        self._tails.discard(tail)
+        self._busy -= 1
+        if self._busy == 0:
+            self._idle.set()
+
+    async def _handle_once(self, delivery: Delivery, message_id: str) -> None:
+        try:
+            seen = (
+                False
+                if self._first_deliveries_are_new and not delivery.redelivered
+                else await asyncio.to_thread(self._inbox.seen, self._name, message_id)
+            )
+        except Exception:
+            log.exception("%s: inbox unavailable; handing %s back", self._name, message_id)
+            await asyncio.sleep(_INFRA_PAUSE)
+            await _settle(delivery.reject(requeue=True))
+            return
+        if seen:
+            await _settle(delivery.ack())
+            return
+        try:
+            await self._handler(delivery.message)
+        except Exception:
+            if delivery.redelivered:
+                log.exception(
+                    "%s: handler failed again on %s; dead-lettered", self._name, message_id
+                )
+                await _settle(delivery.reject(requeue=False))
+            else:
+                log.warning(
+                    "%s: handler failed on %s; one redelivery",
+                    self._name,
+                    message_id,
+                    exc_info=True,
+                )
+                await _settle(delivery.reject(requeue=True))
+            return
+        try:
+            await self._remembering.remember(message_id)
+        except Exception:
+            # Acking now could let a redelivery run the handler twice unnoticed; not acking
+            # means one redelivery that the handler (idempotent by design) absorbs.
+            log.exception(
+                "%s: could not remember %s; it will be redelivered", self._name, message_id
+            )
+            await asyncio.sleep(_INFRA_PAUSE)
+            await _settle(delivery.reject(requeue=True))
+            return
+        await _settle(delivery.ack())
+
+
+class _GroupRemember:
+    """Remembers handled message ids, the ids of handlers finishing while a write is under
+    way together in the next one: one transaction for several concurrent handlers."""
+
+    def __init__(self, inbox: Inbox, consumer: str) -> None:
+        self._inbox = inbox
+        self._consumer = consumer
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+        self._writing = False
+        self._writer: asyncio.Future[None] | None = None
+
+    async def remember(self, message_id: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((message_id, done))
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.ensure_future(self._write_rounds())
+        await done
+
+    async def _write_rounds(self) -> None:
+        try:
+            while self._waiting:
+                round_, self._waiting = self._waiting, []
+                ids = [message_id for message_id, _ in round_]
+                try:
+                    await asyncio.to_thread(self._inbox.remember_all, self._consumer, ids)
+                except Exception as exc:
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in round_:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = False
+
+
+async def _settle(settling: Awaitable[None]) -> None:
+    """Acks/rejects; a broker failure here only means the broker redelivers later."""
+    try:
+        await settling
+    except TransportError as exc:
+        log.warning("settling a delivery failed (%s); the broker will redeliver it", exc)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Sets ``stop`` on SIGTERM and SIGINT (call from inside the running event loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

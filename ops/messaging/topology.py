@@ -1,0 +1,73 @@
+"""Every queue hostwright consumes, with its bindings: declared up front by each component.
+
+Declaring the whole topology before anything is published means a topic that still routes
+nowhere is one no part of hostwright consumes (Task.Dispatched, say: the views follow the
+store, not the broker). ``routed`` answers that from these bindings alone, and the relay does
+not even publish such a Task event (``skipped_by_relay``). Declaring is idempotent.
+
+For Task events these are the only bindings the relay honours: a queue bound to the exchange
+from outside this table (by hand, or by another program) gets only the Task topics some queue
+here also matches — add its binding here if it must see more. Every other event is published.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from handlers.pipeline import RUN_STARTERS, STAFF_TASK_TOPICS
+from ops.messaging.inprocess_transport import topic_matches
+from ops.messaging.transport import Transport
+
+ROLES = ("web", "mail", "dns")
+PIPELINE_QUEUE = "pipeline"
+PIPELINE_BINDINGS = (
+    # the Service events that start a run: the pipeline ignores the others, so the relay
+    # need not publish them (a broker still holding the old "Service.*" binding gets none)
+    *RUN_STARTERS,
+    *STAFF_TASK_TOPICS,  # staff retried, cancelled or force-failed a task
+    "RuntimeSettings.*",
+    "result.*",
+    "heartbeat.*",
+    "cron.*",  # the scheduler's ticks (ops/services/cron_jobs.py)
+)
+TICKETS_QUEUE = "tickets"
+# terminal failures become WHMCS tickets; the scheduler's tick retries undelivered ones
+TICKETS_BINDINGS = ("Task.Errored", "cron.tickets")
+
+
+def handler_queue(role: str) -> str:
+    return f"handler.{role}"
+
+
+def handler_bindings(role: str) -> tuple[str, ...]:
+    return (f"task.{role}.*",)
+
+
+QUEUES: dict[str, tuple[str, ...]] = {
+    PIPELINE_QUEUE: PIPELINE_BINDINGS,
+    TICKETS_QUEUE: TICKETS_BINDINGS,
+    **{handler_queue(role): handler_bindings(role) for role in ROLES},
+}
+
+
+@functools.cache
+def skipped_by_relay(routing_key: str) -> bool:
+    """Whether the relay may leave an event unpublished: a Task event no binding here takes
+    (Task.Planned, .Dispatched, .Succeeded …: most of the events). Events of other aggregates
+    are always published, even when the broker returns them: a consumer deployed ahead of the
+    relay in an upgrade, or bound from outside, then loses nothing but Task progress events."""
+    return routing_key.startswith("Task.") and not routed(routing_key)
+
+
+@functools.cache
+def routed(routing_key: str) -> bool:
+    """Whether some binding in ``QUEUES`` matches ``routing_key`` (AMQP topic matching, as
+    the broker does it): a message with any other key would be returned unroutable."""
+    return any(
+        topic_matches(pattern, routing_key) for bindings in QUEUES.values() for pattern in bindings
+    )
+
+
+async def declare_topology(transport: Transport) -> None:
+    for queue, bindings in QUEUES.items():
+        await transport.declare_queue(queue, bindings)

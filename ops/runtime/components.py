@@ -1,0 +1,206 @@
+"""The long-running parts of hostwright, each an ``async (system, stop)`` function.
+
+``hostwright serve <name>`` runs one of them per process (scale out by running more);
+``hostwright up`` runs them all in one process. Each returns once ``stop`` is set and its
+in-flight work is finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import uvicorn
+
+from ops.bootstrap import System
+from ops.messaging.topology import ROLES, declare_topology
+from ops.runtime.pause import pause
+from ops.services.handler import run_handler
+from ops.services.pipeline import run_pipeline
+from ops.services.pipeline_lead import TAKEOVER_WAIT_S, LeadLost, PipelineLead
+from ops.services.tickets import StoreTicketAdapter, build_ticket_desk, run_tickets
+
+log = logging.getLogger(__name__)
+
+Component = Callable[[System, asyncio.Event], Awaitable[None]]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: our stop event decides when to shut down."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_gateway(system: System, stop: asyncio.Event) -> None:
+    # Requests wait on the store in threads; the default pool (cores + 4) would cap how many
+    # orders one group-commit round can gather.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=64, thread_name_prefix="gateway")
+    )
+    # A request crosses threads (event loop -> store thread -> group-commit writer) and each
+    # crossing may wait a whole GIL switch interval (5 ms by default) behind a busy thread;
+    # 1 ms keeps those waits out of the latency tail.
+    sys.setswitchinterval(0.001)
+    settings = system.settings
+    listeners = system.listeners()
+    config = uvicorn.Config(
+        system.gateway(),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.ensure_future(server.serve(sockets=listeners))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    stopping.cancel()
+
+
+async def serve_relay(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await system.relay().run(stop)
+
+
+async def serve_projections(system: System, stop: asyncio.Event) -> None:
+    await system.projection_runner().run(stop)
+
+
+async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
+    """Stands by until this process leads (ops/services/pipeline_lead.py), then pilots until
+    ``stop``; raises ``LeadLost`` if the lead goes first."""
+    lead = PipelineLead(system.settings.database_url)
+    try:
+        if not await lead.acquire(stop):
+            return
+        if lead.took_over:
+            log.info("pipeline: giving the last leader %.0f s to halt", TAKEOVER_WAIT_S)
+            await pause(stop, TAKEOVER_WAIT_S)
+        await _pilot(system, stop, lead)
+    finally:
+        await lead.release()
+    if lead.lost.is_set() and not stop.is_set():
+        raise LeadLost("the pipeline lost its lead (its database connection) and stopped")
+
+
+async def _pilot(system: System, stop: asyncio.Event, lead: PipelineLead) -> None:
+    """The pipeline until ``stop`` (a graceful halt: in-flight batches finish) or until the
+    lead is lost (cancelled at once: another pipeline may already lead)."""
+    halt = asyncio.Event()
+    piloting = asyncio.ensure_future(_run_pipeline(system, halt))
+    ends = [asyncio.ensure_future(event.wait()) for event in (stop, lead.lost)]
+    try:
+        await asyncio.wait({piloting, *ends}, return_when=asyncio.FIRST_COMPLETED)
+        halt.set()
+        if lead.lost.is_set():
+            piloting.cancel()
+        await asyncio.wait({piloting})
+    finally:
+        for end in ends:
+            end.cancel()
+        piloting.cancel()  # nothing to cancel once it is done
+    failure = None if piloting.cancelled() else piloting.exception()
+    if failure is not None:
+        raise failure
+
+
+async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
+    await _connect(system, halt)
+    if halt.is_set():
+        return
+    await declare_topology(system.transport)
+    await run_pipeline(
+        system.pipeline(),
+        system.transport,
+        system.inbox(),
+        halt,
+        prefetch=system.settings.prefetch,
+        settings_changed=system.runtime_settings().refresh,
+    )
+
+
+def handler_component(role: str) -> Component:
+    async def serve_handler(system: System, stop: asyncio.Event) -> None:
+        await _connect(system, stop)
+        await declare_topology(system.transport)
+        await run_handler(
+            system.role_handler(role),
+            system.transport,
+            system.inbox(),
+            stop,
+            prefetch=system.settings.prefetch,
+            concurrency=system.settings.handler_concurrency,
+        )
+
+    return serve_handler
+
+
+async def serve_scheduler(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await declare_topology(system.transport)
+    await system.scheduler().run(stop)
+
+
+async def serve_tickets(system: System, stop: asyncio.Event) -> None:
+    await _connect(system, stop)
+    await declare_topology(system.transport)
+    runtime = system.runtime_settings()
+    await run_tickets(
+        build_ticket_desk(system, config=lambda: runtime.current().tickets),
+        StoreTicketAdapter(system.store),
+        system.transport,
+        system.inbox(),
+        stop,
+        prefetch=system.settings.prefetch,
+    )
+
+
+COMPONENTS: dict[str, Component] = {
+    "gateway": serve_gateway,
+    "relay": serve_relay,
+    "projections": serve_projections,
+    "pipeline": serve_pipeline,
+    "scheduler": serve_scheduler,
+    "tickets": serve_tickets,
+    **{f"handler.{role}": handler_component(role) for role in ROLES},
+}
+
+
+async def serve_all(system: System, stop: asyncio.Event) -> None:
+    """Every component in this process: what ``hostwright up`` runs."""
+    tasks = [asyncio.ensure_future(component(system, stop)) for component in COMPONENTS.values()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _connect(system: System, stop: asyncio.Event) -> None:
+    """Connects the transport, waiting (with back-off) while the broker is down."""
+    from ops.messaging.transport import TransportError
+
+    delay = 0.2
+    async with system.connect_lock:
+        while not stop.is_set() and not system.transport_connected:
+            try:
+                await system.transport.connect()
+                system.transport_connected = True
+                return
+            except TransportError as exc:
+                log.warning("broker unavailable (%s); retrying in %.1fs", exc, delay)
+                await pause(stop, delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,1 @@
+"""One module per long-running part: pipeline, role handler, tickets, scheduler."""

@@ -1,0 +1,66 @@
+"""Every periodic job hostwright runs, in one table: its name, how often, and what it does.
+
+  retries        every ``cron_retries_s`` (1 s)        dispatch retries that have come due
+  stuck          every ``cron_stuck_s`` (10 s)         fail attempts whose lease ran out
+  terminations   every ``cron_terminations_s`` (30 s)  carry out pending terminations
+  tickets        every ``cron_tickets_s`` (30 s)       deliver WHMCS tickets still owed
+
+By default a job publishes its tick for the pipeline, which does the work: routing key
+``cron.<job>``, ``message_id`` ``cron:<job>:<period>`` (so a duplicate is absorbed by the
+consumer's inbox), body ``{"job", "period", "period_s", "due_at"}`` (ops/services/scheduler.py's
+``Tick.to_json``). Work that lives in ops replaces that with an in-process action.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ops.messaging.transport import Message, Transport, Unroutable
+from ops.services.scheduler import Action, Job, Tick
+from ops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def cron_periods(settings: Settings) -> dict[str, float]:
+    """Job name → period in seconds."""
+    return {
+        "retries": settings.cron_retries_s,
+        "stuck": settings.cron_stuck_s,
+        "terminations": settings.cron_terminations_s,
+        "tickets": settings.cron_tickets_s,
+    }
+
+
+def tick_message(tick: Tick) -> Message:
+    return Message(
+        routing_key=f"cron.{tick.job}",
+        body=tick.to_json(),
+        message_id=f"cron:{tick.job}:{tick.period}",
+    )
+
+
+def publish_tick(transport: Transport) -> Action:
+    """The default action: publish the tick (confirmed) for whoever binds ``cron.*``."""
+
+    async def publish(tick: Tick) -> None:
+        try:
+            await transport.publish(tick_message(tick))
+        except Unroutable:
+            log.debug("cron: nothing consumes cron.%s", tick.job)
+
+    return publish
+
+
+def cron_jobs(
+    settings: Settings, transport: Transport, in_process: Mapping[str, Action] | None = None
+) -> list[Job]:
+    """The job table; ``in_process`` replaces the published tick of the jobs it names."""
+    periods = cron_periods(settings)
+    actions = dict(in_process or {})
+    unknown = sorted(set(actions) - set(periods))
+    if unknown:
+        raise ValueError(f"no such cron job: {', '.join(unknown)}")
+    publish = publish_tick(transport)
+    return [Job(name, period, actions.get(name, publish)) for name, period in periods.items()]

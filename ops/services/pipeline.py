@@ -1,0 +1,143 @@
+"""``hostwright serve pipeline``: the pipeline fed from its queue and a clock tick.
+
+The queue carries relayed Service events and staff's Task commands (JSON envelopes made by
+the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
+nudges; each is decoded here and handed to the pipeline, which is the only place decisions
+are made. Whatever waits on the queue at once is handed over as one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from handlers.messages import HeartbeatMessage, ResultMessage
+from handlers.pipeline import CronTick, Pipeline, PipelineInput, RelayedEvent
+from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.inbox import Inbox
+from ops.messaging.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
+from ops.messaging.transport import Message, Transport
+
+log = logging.getLogger(__name__)
+
+
+class PipelineFeed:
+    """Decodes what arrives on the pipeline's queue; raises ValueError on anything malformed
+    (the consumer loop dead-letters it)."""
+
+    def __init__(
+        self, pipeline: Pipeline, settings_changed: Callable[[], None] = lambda: None
+    ) -> None:
+        self._pipeline = pipeline
+        self._settings_changed = settings_changed
+
+    async def handle(self, message: Message) -> None:
+        await self.handle_batch([message])
+
+    async def handle_batch(self, messages: list[Message]) -> None:
+        inputs = [decode(message) for message in messages]
+        if any(_is_settings_change(item) for item in inputs):
+            self._settings_changed()  # staff changed the runtime settings: read them again
+        await self._pipeline.on_batch(inputs)
+
+
+def _is_settings_change(item: PipelineInput) -> bool:
+    return isinstance(item, RelayedEvent) and item.topic.startswith("RuntimeSettings.")
+
+
+def decode(message: Message) -> PipelineInput:
+    key = message.routing_key
+    if key.startswith("result."):
+        return ResultMessage.from_json(message.body)
+    if key.startswith("heartbeat."):
+        return HeartbeatMessage.from_json(message.body)
+    if key.startswith("cron."):
+        return CronTick(key.removeprefix("cron."))
+    envelope = _envelope(message.body)
+    return RelayedEvent(
+        envelope["topic"], uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
+    )
+
+
+async def run_pipeline(
+    pipeline: Pipeline,
+    transport: Transport,
+    inbox: Inbox,
+    stop: asyncio.Event,
+    *,
+    prefetch: int,
+    tick_interval: float = 1.0,
+    settings_changed: Callable[[], None] = lambda: None,
+) -> None:
+    await pipeline.rebuild()
+    feed = PipelineFeed(pipeline, settings_changed)
+    loop = ConsumerLoop(
+        transport,
+        PIPELINE_QUEUE,
+        PIPELINE_BINDINGS,
+        feed.handle,
+        consumer_name="pipeline",
+        inbox=inbox,
+        prefetch=prefetch,
+        batch_handler=feed.handle_batch,
+    )
+    ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
+    try:
+        await loop.run(stop)
+    finally:
+        stop.set()
+        await ticking
+
+
+RECHECK_S = 0.05
+
+
+async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None:
+    """Ticks the pipeline when a retry falls due or a lease runs out — at that moment, not on
+    a polling beat — and at least every ``longest`` seconds. After each batch the pipeline
+    sets ``changed`` and the next moment is looked for again, at most every ``RECHECK_S``
+    (so a moment can be missed by that much). (What was due at the last tick
+    and is still waiting — a retry behind a full server — starts when a result frees a slot,
+    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
+    while not stop.is_set():
+        try:
+            await pipeline.tick()
+        except Exception:
+            log.exception("pipeline: tick failed; trying again")
+        ticked_at = pipeline.now()
+        while not stop.is_set():
+            pipeline.changed.clear()
+            due, now = pipeline.next_due(), pipeline.now()
+            if due is not None and ticked_at < due <= now:
+                break  # came due since the last tick
+            wait = longest - (now - ticked_at).total_seconds()
+            if wait <= 0:
+                break
+            if due is not None and due > now:
+                wait = min(wait, (due - now).total_seconds())
+            await _first_of(stop, pipeline.changed, wait)
+            if pipeline.changed.is_set():
+                # Batches come back to back in a burst; looking for the next due moment (a
+                # scan of every open task) once per RECHECK_S is enough.
+                await asyncio.sleep(RECHECK_S)
+
+
+async def _first_of(stop: asyncio.Event, changed: asyncio.Event, timeout: float) -> None:
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(changed.wait())}
+    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+
+
+def _envelope(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a JSON event envelope: {exc}") from exc
+    if not isinstance(value, dict) or not {"topic", "aggregate_id", "version"} <= set(value):
+        raise ValueError("an event envelope needs topic, aggregate_id and version")
+    return value

@@ -1,0 +1,216 @@
+"""``hostwright serve tickets``: a WHMCS ticket for every terminally failed operation.
+
+Consumes its queue ``tickets`` (relayed ``Task.Errored`` envelopes): loads the task as of
+that event and its service from the store, records the failure on the operation's Ticket
+and delivers it at once. Whatever could not be delivered (WHMCS down) is retried by
+``deliver_pending`` — every ``retry_interval`` here, and by the scheduler (the cron runner)
+when it calls it. Both may run at once, in any number of processes: the Ticket aggregate's
+attempts and leases keep each WHMCS call to one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from domain.errors import Conflict, NotFound
+from domain.service import Service
+from domain.task import Task
+from domain.ticket import Ticket, TicketConfig
+from handlers.ticket_desk import TicketApi, TicketDesk
+from handlers.whmcs_api import WhmcsApi, WhmcsRejected, WhmcsTicket
+from ops.bootstrap import System
+from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.inbox import Inbox
+from ops.messaging.topology import TICKETS_BINDINGS, TICKETS_QUEUE
+from ops.messaging.transport import Message, Transport
+from ops.runtime.pause import pause
+from ops.services.pipeline import _envelope
+from ops.settings import Settings
+from ops.store.event_store import EventStore
+
+log = logging.getLogger(__name__)
+
+TICKET_EVENT_TOPICS = tuple(
+    dict.fromkeys(
+        get_topic(cls)
+        for cls in (Ticket.Raised, *vars(Ticket).values())
+        if isinstance(cls, type)
+        and issubclass(cls, (Ticket.Event, Ticket.Raised))
+        and cls not in (Ticket.Event, Ticket.Created)
+    )
+)
+_PAGE = 1000
+
+
+class StoreTicketAdapter:
+    """The event store as the desk's TicketStore, plus the reads the feed needs."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def ticket(self, ticket_id: uuid.UUID) -> Ticket | None:
+        try:
+            ticket: Any = self._store.app.repository.get(ticket_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(ticket, Ticket)
+        return ticket
+
+    def task(self, task_id: uuid.UUID, version: int) -> Task:
+        """The task as it was right after its event ``version``."""
+        try:
+            task: Any = self._store.app.repository.get(task_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"task {task_id} not found") from None
+        assert isinstance(task, Task)
+        return task
+
+    def service(self, service_id: str) -> Service:
+        return self._store.get_service(service_id)
+
+    def save(self, *aggregates: Any) -> None:
+        try:
+            self._store.save(*aggregates)
+        except IntegrityError:
+            raise Conflict("another writer recorded an event first") from None
+
+    def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
+        ids: dict[uuid.UUID, None] = {}
+        while True:
+            page = self._store.recorder.select_notifications(
+                start=position, limit=_PAGE, topics=TICKET_EVENT_TOPICS, inclusive_of_start=False
+            )
+            ids.update((uuid.UUID(str(n.originator_id)), None) for n in page)
+            if page:
+                position = page[-1].id
+            if len(page) < _PAGE:
+                return list(ids), position
+
+
+class UnconfiguredWhmcs:
+    """Stands in while HOSTWRIGHT_WHMCS_URL/IDENTIFIER/SECRET are unset: every call is
+    refused, so recorded tickets wait (and are delivered once WHMCS is configured)."""
+
+    async def open_ticket(self, **_: Any) -> WhmcsTicket:
+        raise _unconfigured()
+
+    async def add_ticket_note(self, **_: Any) -> None:
+        raise _unconfigured()
+
+    async def find_ticket(self, **_: Any) -> WhmcsTicket | None:
+        raise _unconfigured()
+
+    async def ticket_has_note(self, **_: Any) -> bool:
+        raise _unconfigured()
+
+
+def _unconfigured() -> WhmcsRejected:
+    return WhmcsRejected(
+        "the WHMCS API is not configured (HOSTWRIGHT_WHMCS_URL, HOSTWRIGHT_WHMCS_IDENTIFIER, "
+        "HOSTWRIGHT_WHMCS_SECRET)",
+        maybe_done=False,
+    )
+
+
+def settings_ticket_config(settings: Settings) -> TicketConfig:
+    """The ticket settings from the environment/TOML (the defaults until staff change them)."""
+    return TicketConfig(
+        enabled=settings.tickets_enabled,
+        department_id=settings.tickets_department_id,
+        priority=settings.tickets_priority,
+    )
+
+
+def whmcs_api(settings: Settings) -> TicketApi:
+    if settings.whmcs_url and settings.whmcs_identifier and settings.whmcs_secret:
+        return WhmcsApi(settings.whmcs_url, settings.whmcs_identifier, settings.whmcs_secret)
+    return UnconfiguredWhmcs()
+
+
+def build_ticket_desk(
+    system: System,
+    config: Callable[[], TicketConfig] | None = None,
+    api: TicketApi | None = None,
+) -> TicketDesk:
+    """One desk per process (it remembers which tickets still owe a call). ``config`` is read
+    on every use, so a settings aggregate can switch tickets on/off or move them at runtime."""
+    defaults = settings_ticket_config(system.settings)
+    return TicketDesk(
+        StoreTicketAdapter(system.store),
+        api or whmcs_api(system.settings),
+        config or (lambda: defaults),
+        clock=system.clock,
+    )
+
+
+async def deliver_pending(desk: TicketDesk) -> int:
+    """What the cron runner calls: retries every ticket owing a call whose back-off has run
+    out; returns how many still owe one."""
+    return await desk.deliver_pending()
+
+
+class TicketFeed:
+    """Decodes the tickets queue; raises ValueError on a malformed envelope (dead-lettered)."""
+
+    def __init__(self, desk: TicketDesk, store: StoreTicketAdapter) -> None:
+        self._desk = desk
+        self._store = store
+
+    async def handle(self, message: Message) -> None:
+        if message.routing_key == "cron.tickets":  # the scheduler: retry what is owed
+            await self._desk.deliver_pending()
+            return
+        envelope = _envelope(message.body)
+        if envelope["topic"] != "Task.Errored":
+            return
+        task = await asyncio.to_thread(
+            self._store.task, uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
+        )
+        service = await asyncio.to_thread(self._store.service, task.service_id)
+        ticket_id = await self._desk.record_failure(task, service)
+        if ticket_id is not None:
+            await self._desk.deliver(ticket_id, ignore_backoff=True)
+
+
+async def run_tickets(
+    desk: TicketDesk,
+    store: StoreTicketAdapter,
+    transport: Transport,
+    inbox: Inbox,
+    stop: asyncio.Event,
+    *,
+    prefetch: int,
+    retry_interval: float = 60.0,
+) -> None:
+    loop = ConsumerLoop(
+        transport,
+        TICKETS_QUEUE,
+        TICKETS_BINDINGS,
+        TicketFeed(desk, store).handle,
+        consumer_name=TICKETS_QUEUE,
+        inbox=inbox,
+        prefetch=prefetch,
+    )
+    retrying = asyncio.ensure_future(_retry(desk, stop, retry_interval))
+    try:
+        await loop.run(stop)
+    finally:
+        stop.set()
+        await retrying
+
+
+async def _retry(desk: TicketDesk, stop: asyncio.Event, interval: float) -> None:
+    while not stop.is_set():
+        try:
+            await desk.deliver_pending()
+        except Exception:
+            log.exception("tickets: retrying pending tickets failed; trying again later")
+        await pause(stop, interval)

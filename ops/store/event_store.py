@@ -1,0 +1,198 @@
+"""The event store: an eventsourcing Application over SQLite (default) or PostgreSQL.
+
+``EventStore`` records commands as events on Service aggregates (one transaction each) and
+reads them back; its notification log is the outbox the relay follows. Events cross process
+boundaries as JSON envelopes made by ``envelope``; secrets never leave the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    IntegrityError,
+    InternalError,
+    Notification,
+    OperationalError,
+    ProgrammingError,
+)
+
+from domain.commands import Command, OrderService
+from domain.errors import Conflict, NotFound
+from domain.service import Service, service_uuid
+from ops.store.database import postgres_env, sqlite_path
+from ops.store.group_commit import GroupCommit
+
+SECRET_FIELDS = frozenset({"password_sealed"})
+_ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+_MAX_CONFLICT_RETRIES = 10
+
+
+class Hostwright(Application[uuid.UUID]):
+    name = "hostwright"
+    is_snapshotting_enabled = False
+
+
+class EventStore:
+    """Records commands and reads events. Synchronous: call it through ``asyncio.to_thread``."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.app = _open_application(database_url)
+        self.recorder = self.app.recorder
+        self._group = GroupCommit(self.app.save)
+
+    def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
+        """Records Service.Ordered; False (and nothing recorded) when the service exists already."""
+        service = Service.order(command, password_sealed)
+        try:
+            self._group.save(*service.collect_events())
+        except IntegrityError:
+            existing = self.get_service(command.service_id)
+            if _order_details(existing) != _order_details(service):
+                raise Conflict(
+                    f"service {command.service_id} already exists with other details "
+                    "(client, mode, domain, plan, username or label); use change-plan "
+                    "or terminate it first"
+                ) from None
+            return False
+        return True
+
+    def request(self, command: Command) -> bool:
+        """Applies a lifecycle command to its service; False when it was already satisfied."""
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            service = self.get_service(command.service_id)
+            if not service.handle(command):
+                return False
+            try:
+                self._group.save(*service.collect_events())
+            except IntegrityError:
+                continue  # another writer got there first: decide again on fresh state
+            return True
+        raise Conflict(f"service {command.service_id} is busy; try again")
+
+    def get_service(self, service_id: str) -> Service:
+        try:
+            service: Any = self.app.repository.get(service_uuid(service_id))
+        except AggregateNotFoundError:
+            raise NotFound(f"service {service_id} not found") from None
+        assert isinstance(service, Service)
+        return service
+
+    def save(self, *aggregates: Any) -> None:
+        self.app.save(*aggregates)
+
+    def events_of(self, service_id: str, as_of: datetime | None = None) -> list[dict[str, Any]]:
+        """The service's events in order, as JSON-ready dicts, up to ``as_of`` when given."""
+        stored = self.recorder.select_events(service_uuid(service_id))
+        if not stored:
+            raise NotFound(f"service {service_id} not found")
+        events: list[Any] = [self.app.mapper.to_domain_event(s) for s in stored]
+        return [event_as_json(e) for e in events if as_of is None or e.timestamp <= as_of]
+
+    def notifications(self, after: int, limit: int) -> Sequence[Notification]:
+        """Notifications with ids greater than ``after``, at most ``limit``."""
+        return self.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def decode(self, notification: Notification) -> DomainEventProtocol[uuid.UUID]:
+        return self.app.mapper.to_domain_event(notification)
+
+    def envelope(self, notification: Notification) -> bytes:
+        """The JSON body published for one notification."""
+        event = self.decode(notification)
+        body = event_as_json(event)
+        body["notification_id"] = notification.id
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def close(self) -> None:
+        self._group.close()
+        self.app.close()
+
+
+def _order_details(service: Service) -> tuple[object, ...]:
+    """What makes a repeated order "the same order" (the password is sealed, so not compared)."""
+    return (
+        service.client_id,
+        service.mode,
+        service.domain,
+        service.username,
+        service.label,
+        service.plan,
+    )
+
+
+def _open_application(database_url: str) -> Hostwright:
+    """Opens the store, creating its tables if need be. Several processes starting on a new
+    PostgreSQL database race on CREATE TABLE IF NOT EXISTS ("tuple concurrently updated");
+    the loser tries again, and then finds the tables there. The race also surfaces as a
+    unique violation on PostgreSQL's catalogue (``pg_type_typname_nsp_index``): IntegrityError."""
+    for attempt in range(5):
+        try:
+            return Hostwright(env=store_env(database_url))
+        except (InternalError, ProgrammingError, OperationalError, IntegrityError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def event_topic(event: object) -> str:
+    """``Service.Ordered`` for domain.service:Service.Ordered — also the routing key."""
+    return type(event).__qualname__
+
+
+def event_as_json(event: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if is_dataclass(event):
+        for field in fields(event):
+            if field.name in _ENVELOPE_SKIP or field.name in SECRET_FIELDS:
+                continue
+            data[field.name] = _jsonable(getattr(event, field.name))
+    return {
+        "topic": event_topic(event),
+        "aggregate_id": str(event.originator_id),
+        "version": event.originator_version,
+        "timestamp": event.timestamp.isoformat(),
+        "data": data,
+    }
+
+
+def store_env(database_url: str) -> dict[str, str]:
+    if database_url.startswith("sqlite:"):
+        path = sqlite_path(database_url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # Connections open on demand up to 16; only 2 stay open while idle, so a whole
+        # deployment of a dozen processes holds few of PostgreSQL's (default 100) slots.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "14",
+        **postgres_env(database_url),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value

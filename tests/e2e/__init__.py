@@ -1,0 +1,1 @@
+"""End-to-end tests: the whole system as processes, driven over HTTP, killed and restarted."""

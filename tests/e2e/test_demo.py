@@ -1,0 +1,120 @@
+"""`hostwright demo` (what `make demo` runs): prints the gateway URL and token, starts simulated
+nodes, and deploys its sample orders to `active` on the embedded default (SQLite + in-process
+transport); a second start with the same folder carries on where the first stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ops.devtools.demo import SAMPLE_IDS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Demo:
+    def __init__(self, tmp_path: Path, data: Path, name: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTWRIGHT_")}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "ops.cli", "demo"),
+                    *("--listen", f"127.0.0.1:{self.port}", "--data", str(data)),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        assert self.proc.stdout is not None
+        self.first_lines = [self.proc.stdout.readline().strip() for _ in range(2)]
+        self.token = self.first_lines[1].removeprefix("token: ")
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base + path, headers=self.headers, timeout=5)
+
+    def wait_active(self, timeout: float) -> dict[int, Any]:
+        deadline = time.monotonic() + timeout
+        statuses: dict[int, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                for sid in SAMPLE_IDS:
+                    reply = self.get(f"/v1/services/{sid}")
+                    statuses[sid] = reply.json().get("status") if reply.status_code == 200 else None
+            except httpx.TransportError:
+                pass
+            if statuses and all(statuses.get(sid) == "active" for sid in SAMPLE_IDS):
+                return statuses
+            time.sleep(0.2)
+        raise AssertionError(f"the samples did not all reach active: {statuses}\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(20)
+
+
+def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "demo"
+    demo = _Demo(tmp_path, data, "first")
+    try:
+        assert demo.first_lines[0] == f"gateway: http://127.0.0.1:{demo.port}"
+        assert demo.first_lines[1].startswith("token: ")
+        demo.wait_active(90)
+        assert httpx.get(f"{demo.base}/v1/services/1003").status_code == 401
+        modes = {sid: demo.get(f"/v1/services/{sid}").json()["mode"] for sid in SAMPLE_IDS}
+        assert sorted(modes.values()) == ["split", "unified", "vanity"]
+        timelines = {}
+        for sid in SAMPLE_IDS:
+            steps = timelines[sid] = demo.get(f"/v1/services/{sid}/timeline").json()["steps"]
+            assert steps, f"service {sid} has no timeline"
+            assert all(s["state"] == "succeeded" for s in steps), steps
+            assert all(s["started_at"] and s["finished_at"] for s in steps), steps
+        split_steps = demo.get("/v1/services/1001/timeline").json()["steps"]
+        assert {s["role"] for s in split_steps} == {"web", "mail", "dns"}
+        servers = demo.get("/v1/servers").json()["servers"]
+        assert {s["server_id"] for s in servers} >= {"web1", "mail1", "dns1", "dns2", "uni1"}
+    finally:
+        code = demo.stop()
+    assert code == 0, demo.log()
+    key = data / "ssh_client_key"
+    assert key.exists() and key.stat().st_mode & 0o777 == 0o600
+
+    again = _Demo(tmp_path, data, "second")
+    try:
+        assert again.token == demo.token
+        again.wait_active(60)
+        # nothing re-ran: the samples' timelines are the first run's
+        for sid in SAMPLE_IDS:
+            assert again.get(f"/v1/services/{sid}/timeline").json()["steps"] == timelines[sid]
+        assert len(again.get("/v1/servers").json()["servers"]) == 5
+    finally:
+        code = again.stop()
+    assert code == 0, again.log()
+    for name in ("first", "second"):
+        log = (tmp_path / f"{name}.log").read_text(errors="replace")
+        assert "Traceback" not in log and " ERROR " not in log, log[-4000:]

@@ -1,0 +1,1 @@
+"""Integration tests: one real part each (SQLite, PostgreSQL, RabbitMQ, SSH to a simnode)."""

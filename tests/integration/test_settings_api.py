@@ -1,0 +1,473 @@
+"""``GET|PUT /v1/settings`` over a real event store (SQLite file and PostgreSQL), the real
+StoreSettingsBook, and the RuntimeSettingsReader the running parts use.
+
+A valid change records ``RuntimeSettings.Changed`` (the first one after ``Adopted``, the
+baseline, in the same save); every refusal is a 4xx JSON error that records nothing: the
+store's notification id and the settings GET shows are compared before and after each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.retry_policy import RetryPolicy
+from domain.runtime_settings import (
+    SETTINGS_ID,
+    RuntimeSettings,
+    RuntimeSettingsValues,
+    parse_settings_update,
+)
+from domain.ticket import TicketConfig
+from gateway.app import create_app
+from gateway.ports import SettingsBook
+from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
+from ops.adapters.sealing import PasswordSealer
+from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.bootstrap import System
+from ops.settings import Settings, SettingsError
+from ops.store.event_store import EventStore, event_topic
+from tests.integration.test_gateway import (
+    AUTH,
+    START,
+    TOKEN,
+    Client,
+    Clock,
+    FakeViews,
+    assert_readable_error,
+    serving,
+)
+
+DEFAULTS = runtime_defaults(Settings())
+DEFAULT_DOCUMENT = {
+    "retry": {"max_attempts": 5, "initial_backoff_s": 5.0, "max_backoff_s": 600.0},
+    "concurrency": {"default": 1, "per_server": {}},
+    "batch_size": 200,
+    "tickets": {"enabled": False, "department_id": 1, "priority": "Medium"},
+    "queue": {"stuck_after_s": 120.0, "clean_completed_after_s": 604800.0},
+}
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[EventStore]:
+    event_store = EventStore(database_url)
+    yield event_store
+    event_store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+def book(store: EventStore) -> StoreSettingsBook:
+    return StoreSettingsBook(store, DEFAULTS)
+
+
+@pytest.fixture
+def client(store: EventStore, book: StoreSettingsBook, clock: Clock) -> Iterator[Client]:
+    app = create_app(
+        ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
+        views=FakeViews(),
+        api_token=TOKEN,
+        clock=clock,
+        settings=book,
+    )
+    with serving(app) as test_client:
+        yield test_client
+
+
+def put(client: Client, body: Any) -> Any:
+    return client.request("PUT", "/v1/settings", json=body, headers=AUTH)
+
+
+def shown(client: Client) -> dict[str, Any]:
+    reply = client.get("/v1/settings", headers=AUTH)
+    assert reply.status_code == 200, reply.text
+    settings: dict[str, Any] = reply.json()["settings"]
+    return settings
+
+
+def events_since(store: EventStore, after: int) -> list[Any]:
+    return [store.decode(n) for n in store.notifications(after, 100)]
+
+
+# --- reading and changing -------------------------------------------------------------------
+
+
+def test_get_shows_the_defaults_and_records_nothing(client: Client, store: EventStore) -> None:
+    assert shown(client) == DEFAULT_DOCUMENT
+    assert store.max_notification_id() == 0
+
+
+def test_the_defaults_follow_the_process_settings(store: EventStore, clock: Clock) -> None:
+    process = Settings(
+        retry_max_attempts=3,
+        retry_initial_backoff_s=2.5,
+        retry_max_backoff_s=40.0,
+        dispatch_batch=50,
+        tickets_enabled=True,
+        tickets_department_id=6,
+        tickets_priority="Low",
+        lease_s=30.0,
+        clean_completed_after_s=3600.0,
+    )
+    book = StoreSettingsBook(store, runtime_defaults(process))
+    values = book.current()
+    assert values.policy() == RetryPolicy(max_attempts=3, initial_backoff_s=2.5, max_backoff_s=40)
+    assert values.batch_size == 50
+    assert values.tickets == TicketConfig(enabled=True, department_id=6, priority="Low")
+    assert (values.queue.stuck_after_s, values.queue.clean_completed_after_s) == (60.0, 3600.0)
+    explicit = runtime_defaults(Settings(stuck_after_s=300.0))
+    assert explicit.queue.stuck_after_s == 300.0
+
+
+def test_process_settings_out_of_bounds_are_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="batch_size"):
+        runtime_defaults(Settings(dispatch_batch=50_000))
+    with pytest.raises(SettingsError, match=r"tickets\.priority"):
+        runtime_defaults(Settings(tickets_priority="urgent"))
+    with pytest.raises(SettingsError, match=r"max_backoff_s .* at least"):
+        runtime_defaults(Settings(retry_initial_backoff_s=30.0, retry_max_backoff_s=10.0))
+
+
+def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStore) -> None:
+    change = {
+        "retry": {"max_attempts": 8, "initial_backoff_s": 1.5},
+        "concurrency": {"per_server": {"web1": 3, "dns2": 10}},
+        "tickets": {"enabled": True, "department_id": 4, "priority": "High"},
+    }
+    reply = put(client, change)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["result"] == "success"
+    assert body["changed"] == [
+        "retry.max_attempts",
+        "retry.initial_backoff_s",
+        "concurrency.per_server",
+        "tickets.enabled",
+        "tickets.department_id",
+        "tickets.priority",
+    ]
+    expected = {
+        **DEFAULT_DOCUMENT,
+        "retry": {"max_attempts": 8, "initial_backoff_s": 1.5, "max_backoff_s": 600.0},
+        "concurrency": {"default": 1, "per_server": {"dns2": 10, "web1": 3}},
+        "tickets": {"enabled": True, "department_id": 4, "priority": "High"},
+    }
+    assert body["settings"] == expected
+    assert shown(client) == expected
+
+    recorded = events_since(store, 0)
+    assert [event_topic(e) for e in recorded] == [
+        "RuntimeSettings.Adopted",
+        "RuntimeSettings.Changed",
+    ]
+    adopted, changed = recorded
+    assert adopted.values == DEFAULT_DOCUMENT  # the baseline the change started from
+    assert changed.values == expected
+    assert changed.changed == body["changed"]
+    assert changed.actor == "whmcs"
+    assert changed.timestamp == START
+
+    count = store.max_notification_id()
+    reply = put(client, {"batch_size": 20})
+    assert reply.json()["changed"] == ["batch_size"]
+    assert [event_topic(e) for e in events_since(store, count)] == ["RuntimeSettings.Changed"]
+    assert shown(client) == {**expected, "batch_size": 20}
+
+
+def test_the_recorded_settings_survive_a_new_store(
+    client: Client, store: EventStore, database_url: str
+) -> None:
+    assert put(client, {"queue": {"stuck_after_s": 120}}).status_code == 200
+    reopened = EventStore(database_url)
+    try:
+        values = StoreSettingsBook(reopened, DEFAULTS).current()
+    finally:
+        reopened.close()
+    assert values.queue.stuck_after_s == 120.0
+    assert values.as_json() == shown(client)
+
+
+def test_a_repeated_identical_put_records_nothing(client: Client, store: EventStore) -> None:
+    change = {"retry": {"max_attempts": 2}, "batch_size": 7}
+    assert put(client, change).json()["changed"] == ["retry.max_attempts", "batch_size"]
+    count = store.max_notification_id()
+    reply = put(client, change)
+    assert reply.status_code == 200
+    assert reply.json()["changed"] == []
+    assert put(client, shown(client)).json()["changed"] == []  # GET's document, sent back
+    assert put(client, {}).json()["changed"] == []
+    assert store.max_notification_id() == count
+
+
+def test_putting_the_defaults_back_before_any_change_records_nothing(
+    client: Client, store: EventStore
+) -> None:
+    reply = put(client, DEFAULT_DOCUMENT)
+    assert reply.status_code == 200
+    assert reply.json()["changed"] == []
+    assert store.max_notification_id() == 0
+
+
+def test_a_per_server_map_replaces_the_previous_one(client: Client) -> None:
+    put(client, {"concurrency": {"per_server": {"web1": 3, "web2": 4}}})
+    put(client, {"concurrency": {"per_server": {"web2": 5}}})
+    assert shown(client)["concurrency"]["per_server"] == {"web2": 5}
+    put(client, {"concurrency": {"per_server": {}}})
+    assert shown(client)["concurrency"]["per_server"] == {}
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+INVALID: list[tuple[str, Any, str]] = [
+    # (case, body, a word the error must name)
+    ("negative back-off", {"retry": {"initial_backoff_s": -1}}, "retry.initial_backoff_s"),
+    ("zero back-off", {"retry": {"initial_backoff_s": 0}}, "retry.initial_backoff_s"),
+    ("negative max back-off", {"retry": {"max_backoff_s": -5.0}}, "retry.max_backoff_s"),
+    ("zero attempts", {"retry": {"max_attempts": 0}}, "retry.max_attempts"),
+    ("too many attempts", {"retry": {"max_attempts": 101}}, "retry.max_attempts"),
+    ("attempts as a string", {"retry": {"max_attempts": "3"}}, "retry.max_attempts"),
+    ("attempts as a fraction", {"retry": {"max_attempts": 2.5}}, "retry.max_attempts"),
+    ("attempts as a bool", {"retry": {"max_attempts": True}}, "retry.max_attempts"),
+    ("back-off as a string", {"retry": {"initial_backoff_s": "5"}}, "retry.initial_backoff_s"),
+    ("back-off over a day", {"retry": {"max_backoff_s": 86_401}}, "retry.max_backoff_s"),
+    (
+        "max below initial",
+        {"retry": {"initial_backoff_s": 30, "max_backoff_s": 10}},
+        "retry.max_backoff_s",
+    ),
+    ("initial above the current max", {"retry": {"initial_backoff_s": 900}}, "max_backoff_s"),
+    ("unknown top-level key", {"retries": {"max_attempts": 3}}, "retries"),
+    ("unknown key in a section", {"retry": {"jitter": 0.1}}, "retry.jitter"),
+    ("the GET wrapper", {"settings": DEFAULT_DOCUMENT}, "settings"),
+    ("section not an object", {"retry": 3}, "retry"),
+    ("bad server id", {"concurrency": {"per_server": {"Web_1": 2}}}, "per_server"),
+    ("server id with a shell", {"concurrency": {"per_server": {"a;b": 2}}}, "per_server"),
+    ("zero per-server limit", {"concurrency": {"per_server": {"web1": 0}}}, "per_server.web1"),
+    ("per-server over the cap", {"concurrency": {"per_server": {"web1": 65}}}, "web1"),
+    ("per-server not a map", {"concurrency": {"per_server": ["web1"]}}, "per_server"),
+    ("zero default concurrency", {"concurrency": {"default": 0}}, "concurrency.default"),
+    ("zero batch size", {"batch_size": 0}, "batch_size"),
+    ("huge batch size", {"batch_size": 10_001}, "batch_size"),
+    ("batch size null", {"batch_size": None}, "batch_size"),
+    ("bad priority", {"tickets": {"priority": "Urgent"}}, "tickets.priority"),
+    ("lowercase priority", {"tickets": {"priority": "high"}}, "tickets.priority"),
+    ("zero department", {"tickets": {"department_id": 0}}, "tickets.department_id"),
+    ("enabled as a string", {"tickets": {"enabled": "yes"}}, "tickets.enabled"),
+    ("enabled as a number", {"tickets": {"enabled": 1}}, "tickets.enabled"),
+    ("zero stuck-after", {"queue": {"stuck_after_s": 0}}, "queue.stuck_after_s"),
+    ("negative clean-after", {"queue": {"clean_completed_after_s": -1}}, "clean_completed"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "named"), INVALID, ids=[c for c, _, _ in INVALID])
+def test_invalid_settings_are_422_and_change_nothing(
+    client: Client, store: EventStore, case: str, body: Any, named: str
+) -> None:
+    assert put(client, {"batch_size": 99}).status_code == 200  # a recorded state to keep
+    count, before = store.max_notification_id(), shown(client)
+    reply = put(client, body)
+    assert_readable_error(reply, 422)
+    assert named in reply.json()["error"]
+    assert store.max_notification_id() == count
+    assert shown(client) == before
+
+
+def test_an_invalid_first_put_records_not_even_the_baseline(
+    client: Client, store: EventStore
+) -> None:
+    reply = put(client, {"batch_size": 50, "retry": {"max_attempts": 0}})
+    assert_readable_error(reply, 422)
+    assert store.max_notification_id() == 0
+    assert shown(client) == DEFAULT_DOCUMENT
+
+
+UNREADABLE: list[tuple[str, bytes, str, int]] = [
+    ("malformed JSON", b'{"batch_size": 5', "application/json", 400),
+    ("a JSON list", b"[1]", "application/json", 400),
+    ("an empty body", b"", "application/json", 400),
+    ("JSON null", b"null", "application/json", 400),
+    ("Infinity", b'{"retry": {"max_backoff_s": Infinity}}', "application/json", 400),
+    ("a form", b"batch_size=5", "application/x-www-form-urlencoded", 400),
+    # json reads 1e999 as inf: the domain must refuse it, not the parser
+    ("an overflowing number", b'{"retry": {"max_backoff_s": 1e999}}', "application/json", 422),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "raw", "content_type", "status"), UNREADABLE, ids=[c for c, *_ in UNREADABLE]
+)
+def test_an_unreadable_body_is_refused_and_changes_nothing(
+    client: Client, store: EventStore, case: str, raw: bytes, content_type: str, status: int
+) -> None:
+    reply = client.request(
+        "PUT", "/v1/settings", content=raw, headers={**AUTH, "Content-Type": content_type}
+    )
+    assert_readable_error(reply, status)
+    assert store.max_notification_id() == 0
+    assert shown(client) == DEFAULT_DOCUMENT
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer not-the-token"}], ids=["missing", "wrong"]
+)
+def test_settings_need_the_token(
+    client: Client, store: EventStore, headers: dict[str, str]
+) -> None:
+    assert_readable_error(client.get("/v1/settings", headers=headers), 401)
+    reply = client.request("PUT", "/v1/settings", json={"batch_size": 5}, headers=headers)
+    assert_readable_error(reply, 401)
+    assert store.max_notification_id() == 0
+    assert shown(client) == DEFAULT_DOCUMENT
+
+
+# --- writers racing -------------------------------------------------------------------------
+
+
+class StaleFirstBook(StoreSettingsBook):
+    """Loads a copy taken before another admin's change, once: its save must then lose and
+    the change be decided again on the fresh state."""
+
+    def __init__(self, store: EventStore, stale: RuntimeSettings) -> None:
+        super().__init__(store, DEFAULTS)
+        self._stale: RuntimeSettings | None = stale
+
+    def _load(self) -> RuntimeSettings | None:
+        if self._stale is not None:
+            stale, self._stale = self._stale, None
+            return stale
+        return super()._load()
+
+
+def test_a_change_that_loses_a_race_is_merged_into_the_winner(
+    book: StoreSettingsBook, store: EventStore
+) -> None:
+    book.change(parse_settings_update({"batch_size": 10}), START, "admin-a")
+    stale: Any = store.app.repository.get(SETTINGS_ID)
+    book.change(parse_settings_update({"retry": {"max_attempts": 9}}), START, "admin-b")
+    late = StaleFirstBook(store, stale)
+    applied = late.change(parse_settings_update({"tickets": {"enabled": True}}), START, "admin-c")
+    assert applied.changed == ["tickets.enabled"]
+    values = book.current()
+    assert (values.batch_size, values.retry.max_attempts, values.tickets.enabled) == (10, 9, True)
+
+
+# --- the reader the running parts use -------------------------------------------------------
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_reader_sees_a_change_after_refresh_or_its_ttl(
+    book: StoreSettingsBook, clock: Clock
+) -> None:
+    monotonic = FakeMonotonic()
+    reader = RuntimeSettingsReader(book, ttl=30, monotonic=monotonic)
+    assert reader.current() == DEFAULTS
+
+    book.change(
+        parse_settings_update(
+            {
+                "retry": {"max_attempts": 2, "initial_backoff_s": 1, "max_backoff_s": 4},
+                "concurrency": {"default": 2, "per_server": {"web1": 6}},
+                "batch_size": 25,
+                "tickets": {"enabled": True, "department_id": 3, "priority": "Low"},
+            }
+        ),
+        clock(),
+        "admin",
+    )
+    assert reader.current() == DEFAULTS  # cached
+    reader.refresh()
+    values = reader.current()
+    assert values.policy() == RetryPolicy(max_attempts=2, initial_backoff_s=1, max_backoff_s=4)
+    assert values.max_concurrency("web1") == 6
+    assert values.max_concurrency("web1", registered=3) == 6  # the override wins
+    assert values.max_concurrency("mail1", registered=3) == 3
+    assert values.max_concurrency("mail1") == 2
+    assert values.batch_size == 25
+    assert values.tickets == TicketConfig(enabled=True, department_id=3, priority="Low")
+
+    book.change(parse_settings_update({"batch_size": 26}), clock(), "admin")
+    monotonic.now += 29
+    assert reader.current().batch_size == 25
+    monotonic.now += 1
+    assert reader.current().batch_size == 26
+
+
+class FlakySource:
+    def __init__(self, values: RuntimeSettingsValues) -> None:
+        self.values = values
+        self.down = False
+        self.reads = 0
+
+    def current(self) -> RuntimeSettingsValues:
+        self.reads += 1
+        if self.down:
+            raise OSError("the database is gone")
+        return self.values
+
+
+def test_the_reader_keeps_the_last_values_while_the_store_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = FlakySource(DEFAULTS)
+    monotonic = FakeMonotonic()
+    reader = RuntimeSettingsReader(source, ttl=5, monotonic=monotonic)
+    assert reader.current() == DEFAULTS
+    source.down = True
+    reader.refresh()
+    assert reader.current() == DEFAULTS
+    assert "OSError" in caplog.text and "gone" not in caplog.text
+    assert reader.current() == DEFAULTS
+    assert source.reads == 2  # not re-read on every call while down: once per ttl
+    monotonic.now += 5
+    reader.current()
+    assert source.reads == 3
+
+
+def test_the_reader_raises_when_it_never_read_anything() -> None:
+    source = FlakySource(DEFAULTS)
+    source.down = True
+    with pytest.raises(OSError):
+        RuntimeSettingsReader(source).current()
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def test_the_composition_root_serves_the_settings(tmp_path: Path) -> None:
+    system = System(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+            api_token=TOKEN,
+            secret_key="a-secret-key-only-for-tests",
+            retry_max_attempts=4,
+        )
+    )
+    try:
+        with serving(system.gateway()) as client:
+            assert shown(client)["retry"]["max_attempts"] == 4
+            assert put(client, {"retry": {"max_attempts": 6}}).status_code == 200
+            assert system.runtime_settings() is system.runtime_settings()
+            assert system.runtime_settings().current().retry.max_attempts == 6
+    finally:
+        asyncio.run(system.close())
+
+
+def test_the_book_satisfies_the_port(book: StoreSettingsBook) -> None:
+    port: SettingsBook = book
+    assert port.current() == DEFAULTS

@@ -1,0 +1,118 @@
+"""DESIGN.md's layer table, enforced by reading every module's imports.
+
+domain/      stdlib (no I/O modules) + eventsourcing.domain; no clock reads
+projections/ stdlib + domain
+gateway/     stdlib + domain + projections + the HTTP framework
+handlers/    domain + their drivers' libraries; never gateway, projections or ops
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = {"domain", "handlers", "projections", "gateway", "ops"}
+IO_MODULES = {
+    "asyncio",
+    "io",
+    "os",
+    "pathlib",
+    "socket",
+    "sqlite3",
+    "ssl",
+    "subprocess",
+    "http",
+    "urllib",
+    "shutil",
+    "tempfile",
+    "time",
+    "logging",
+    "select",
+    "selectors",
+    "signal",
+    "threading",
+    "multiprocessing",
+    "random",
+    "secrets",
+}
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+RULES: dict[str, dict[str, set[str]]] = {
+    # layer: {"project": allowed project packages, "third_party": allowed third-party roots}
+    "domain": {"project": {"domain"}, "third_party": {"eventsourcing.domain"}},
+    "projections": {"project": {"domain", "projections"}, "third_party": set()},
+    "gateway": {"project": {"domain", "projections", "gateway"}, "third_party": {"starlette"}},
+    "handlers": {
+        "project": {"domain", "handlers"},
+        "third_party": {"asyncssh", "dns", "acme", "josepy", "cryptography", "httpx"},
+    },
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _violations(layer: str) -> list[str]:
+    rule = RULES[layer]
+    problems = []
+    for path in sorted((ROOT / layer).rglob("*.py")):
+        for line, module in _imports(path):
+            root = module.split(".")[0]
+            where = f"{path.relative_to(ROOT)}:{line} imports {module}"
+            if root == "__future__":
+                continue
+            if root in PROJECT:
+                if root not in rule["project"]:
+                    problems.append(where)
+            elif root in sys.stdlib_module_names:
+                if layer == "domain" and root in IO_MODULES:
+                    problems.append(where + " (I/O in the domain)")
+            elif not any(
+                module == t or module.startswith(t + ".") or root == t for t in rule["third_party"]
+            ):
+                problems.append(where)
+    return problems
+
+
+@pytest.mark.parametrize("layer", sorted(RULES))
+def test_layer_imports_only_what_the_design_allows(layer: str) -> None:
+    assert _violations(layer) == []
+
+
+def test_the_domain_reads_no_clock() -> None:
+    calls = []
+    for path in sorted((ROOT / "domain").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in CLOCK_CALLS
+            ):
+                calls.append(f"{path.relative_to(ROOT)}:{node.lineno} calls .{node.func.attr}()")
+    assert calls == []
+
+
+def test_the_checker_catches_a_reach_across(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rules must be able to fail: a gateway module importing ops is flagged."""
+    fake_root = tmp_path
+    (fake_root / "gateway").mkdir()
+    (fake_root / "gateway" / "bad.py").write_text("from ops.event_store import EventStore\n")
+    (fake_root / "domain").mkdir()
+    (fake_root / "domain" / "bad.py").write_text("import sqlite3\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
+    assert _violations("gateway") == ["gateway/bad.py:1 imports ops.event_store"]
+    assert _violations("domain") == ["domain/bad.py:1 imports sqlite3 (I/O in the domain)"]

@@ -1,0 +1,118 @@
+"""What a service records when a run ends, per kind, and that settling twice records once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.run_outcome import StepOutcome, may_start, record_outcome
+from domain.service import Service
+from tests.unit.test_service import ask, ordered
+
+NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+OK = [StepOutcome("web.user", "web1", "ensure_user", "succeeded")]
+FAILED = [
+    StepOutcome("dns.zone@dns2", "dns2", "remove_dns_zone", "error", "exit 15: connect"),
+    StepOutcome("dns.user@dns2", "dns2", "remove_user", "blocked", "not attempted"),
+    StepOutcome("web.user", "web1", "remove_user", "succeeded"),
+]
+
+
+def settle(service: Service, kind: str, steps: list[StepOutcome]) -> list[str]:
+    """Records the outcome twice, as a restarted pipeline would; returns the events."""
+    record_outcome(service, kind, steps, NOW)
+    assert not record_outcome(service, kind, steps, NOW + timedelta(seconds=1))
+    return [type(e).__name__ for e in service.collect_events()]
+
+
+def active() -> Service:
+    service = ordered()
+    record_outcome(service, "deploy", OK, NOW)
+    service.collect_events()
+    return service
+
+
+@pytest.mark.parametrize(
+    ("action", "kind", "steps", "events", "status"),
+    [
+        ("suspend", "suspend", OK, ["Suspended"], "suspended"),
+        ("suspend", "suspend", FAILED, ["OperationFailed"], "active"),
+        ("change-plan", "change_plan", OK, ["PlanApplied"], "active"),
+        ("terminate", "terminate", OK, ["Terminated"], "terminated"),
+        ("terminate", "terminate", FAILED, ["OperationFailed"], "terminating"),
+    ],
+)
+def test_each_kind_records_its_outcome_once(
+    action: str, kind: str, steps: list[StepOutcome], events: list[str], status: str
+) -> None:
+    service = active()
+    body = {"plan": {"package": "bigger", "disk_mb": 5000}} if action == "change-plan" else {}
+    ask(service, action, body)
+    assert settle(service, kind, steps) == events
+    assert service.status == status
+
+
+def test_a_deploy_records_active_or_failed_with_the_failed_steps() -> None:
+    service = ordered()
+    assert settle(service, "deploy", FAILED) == ["DeployFailed"]
+    assert service.status == "deploy_failed"
+    assert settle(service, "deploy", OK) == ["Activated"]  # after a Try again
+
+
+def test_a_forced_terminate_ends_with_the_leftovers_listed() -> None:
+    service = active()
+    ask(service, "terminate", {"force": True})
+    assert settle(service, "terminate", FAILED) == ["Terminated"]
+    assert service.status == "terminated"
+    terminated = ordered_and_forced_terminated()
+    assert terminated.leftovers == [
+        {
+            "server_id": "dns2",
+            "step": "dns.zone@dns2",
+            "action": "remove_dns_zone",
+            "error": "exit 15: connect",
+        },
+        {
+            "server_id": "dns2",
+            "step": "dns.user@dns2",
+            "action": "remove_user",
+            "error": "not attempted",
+        },
+    ]
+
+
+def ordered_and_forced_terminated() -> Service.Terminated:
+    service = active()
+    ask(service, "terminate", {"force": True})
+    record_outcome(service, "terminate", FAILED, NOW)
+    (event,) = service.collect_events()
+    assert isinstance(event, Service.Terminated)
+    return event
+
+
+def test_an_unsuspend_brings_it_back_to_active() -> None:
+    service = active()
+    ask(service, "suspend")
+    settle(service, "suspend", OK)
+    ask(service, "unsuspend")
+    assert settle(service, "unsuspend", OK) == ["Unsuspended"]
+    assert service.status == "active"
+
+
+def test_a_plan_change_during_a_deploy_is_applied_with_it() -> None:
+    service = ordered()
+    ask(service, "change-plan", {"plan": {"package": "bigger", "disk_mb": 5000}})
+    assert settle(service, "deploy", OK) == ["Activated", "PlanApplied"]
+
+
+def test_what_may_start() -> None:
+    service = active()
+    ask(service, "suspend")
+    assert not may_start(service, "deploy")
+    assert may_start(service, "unsuspend") and may_start(service, "terminate")
+    ask(service, "terminate")
+    assert not may_start(service, "unsuspend")
+    assert may_start(service, "terminate")
+    settle(service, "terminate", OK)
+    assert not may_start(service, "terminate")
