@@ -32,6 +32,20 @@ from domain.service import Service
 
 DEPLOY_KINDS = ("deploy", "reset")
 PENDING_OF = {"suspend": "suspend", "unsuspend": "unsuspend", "terminate": "terminate"}
+# The Service events that start a run, and the run's kind.
+RUN_STARTERS = {
+    "Service.Ordered": "deploy",
+    "Service.RedeployRequested": "deploy",
+    "Service.VerifyRepairRequested": "deploy",
+    "Service.FactoryResetRequested": "reset",
+    "Service.SuspendRequested": "suspend",
+    "Service.UnsuspendRequested": "unsuspend",
+    "Service.PlanChangeRequested": "change_plan",
+    "Service.TerminateRequested": "terminate",
+}
+# Task events staff record (Try again, cancel, force-fail of a stuck attempt): the pipeline
+# takes the store's word for the task. Errored is also the pipeline's own; re-reading is cheap.
+STAFF_TASK_TOPICS = ("Task.Retried", "Task.Cancelled", "Task.Errored")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from domain.errors import Conflict, DomainError, NotFound
 from domain.retry_policy import RetryPolicy
 from domain.run_outcome import (
     DEPLOY_KINDS,
+    RUN_STARTERS,
+    STAFF_TASK_TOPICS,
     StepOutcome,
     may_start,
     pending_kind,
@@ -43,20 +45,7 @@ from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 
 log = logging.getLogger(__name__)
 
-RUN_STARTERS = {
-    "Service.Ordered": "deploy",
-    "Service.RedeployRequested": "deploy",
-    "Service.VerifyRepairRequested": "deploy",
-    "Service.FactoryResetRequested": "reset",
-    "Service.SuspendRequested": "suspend",
-    "Service.UnsuspendRequested": "unsuspend",
-    "Service.PlanChangeRequested": "change_plan",
-    "Service.TerminateRequested": "terminate",
-}
 SCHEDULER = "scheduler"
-# Task events staff record (Try again, cancel, force-fail of a stuck attempt): the pipeline
-# takes the store's word for the task. Errored is also the pipeline's own; re-reading is cheap.
-STAFF_TASK_TOPICS = ("Task.Retried", "Task.Cancelled", "Task.Errored")
 
 
 class PipelineStore(Protocol):

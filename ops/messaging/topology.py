@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from handlers.pipeline import RUN_STARTERS, STAFF_TASK_TOPICS
+from domain.run_outcome import RUN_STARTERS, STAFF_TASK_TOPICS
 from ops.messaging.inprocess_transport import topic_matches
 from ops.messaging.transport import Transport
 

@@ -4,6 +4,10 @@ domain/      stdlib (no I/O modules) + eventsourcing.domain; no clock reads
 projections/ stdlib + domain
 gateway/     stdlib + domain + projections + the HTTP framework
 handlers/    domain + their drivers' libraries; never gateway, projections or ops
+
+and inside ops/ (what a part may not reach for):
+ops/store, ops/messaging  no handlers, gateway, adapters, services or devtools
+ops/devtools              imported by nothing that runs in production: only by ops/cli.py
 """
 
 from __future__ import annotations
@@ -86,6 +90,49 @@ def _violations(layer: str) -> list[str]:
     return problems
 
 
+# ops sub-package: project import prefixes it must not use
+OPS_FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "ops/store": ("handlers", "gateway", "ops.adapters", "ops.services", "ops.devtools"),
+    "ops/messaging": ("handlers", "gateway", "ops.adapters", "ops.services", "ops.devtools"),
+}
+DEVTOOLS_IMPORTERS = {"ops/cli.py"}
+
+
+def _reaches(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def _ops_violations(package: str) -> list[str]:
+    problems = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for line, module in _imports(path):
+            if any(_reaches(module, prefix) for prefix in OPS_FORBIDDEN[package]):
+                problems.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return problems
+
+
+def _devtools_importers() -> list[str]:
+    problems = []
+    for layer in sorted(PROJECT):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            if where.startswith("ops/devtools/") or where in DEVTOOLS_IMPORTERS:
+                continue
+            for line, module in _imports(path):
+                if _reaches(module, "ops.devtools"):
+                    problems.append(f"{where}:{line} imports {module}")
+    return problems
+
+
+@pytest.mark.parametrize("package", sorted(OPS_FORBIDDEN))
+def test_ops_store_and_messaging_reach_no_handler_or_service(package: str) -> None:
+    assert _ops_violations(package) == []
+
+
+def test_devtools_are_imported_by_the_command_line_only() -> None:
+    assert _devtools_importers() == []
+
+
 @pytest.mark.parametrize("layer", sorted(RULES))
 def test_layer_imports_only_what_the_design_allows(layer: str) -> None:
     assert _violations(layer) == []
@@ -110,9 +157,15 @@ def test_the_checker_catches_a_reach_across(
     """The rules must be able to fail: a gateway module importing ops is flagged."""
     fake_root = tmp_path
     (fake_root / "gateway").mkdir()
-    (fake_root / "gateway" / "bad.py").write_text("from ops.event_store import EventStore\n")
+    (fake_root / "gateway" / "bad.py").write_text("from ops.store.event_store import EventStore\n")
     (fake_root / "domain").mkdir()
     (fake_root / "domain" / "bad.py").write_text("import sqlite3\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
-    assert _violations("gateway") == ["gateway/bad.py:1 imports ops.event_store"]
+    assert _violations("gateway") == ["gateway/bad.py:1 imports ops.store.event_store"]
     assert _violations("domain") == ["domain/bad.py:1 imports sqlite3 (I/O in the domain)"]
+    (fake_root / "ops" / "messaging").mkdir(parents=True)
+    (fake_root / "ops" / "messaging" / "bad.py").write_text("from handlers.pipeline import X\n")
+    (fake_root / "ops" / "services").mkdir()
+    (fake_root / "ops" / "services" / "bad.py").write_text("import ops.devtools.demo\n")
+    assert _ops_violations("ops/messaging") == ["ops/messaging/bad.py:1 imports handlers.pipeline"]
+    assert _devtools_importers() == ["ops/services/bad.py:1 imports ops.devtools.demo"]
