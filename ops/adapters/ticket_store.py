@@ -1,7 +1,7 @@
 """The event store as the ticket desk's port (handlers.ticket_desk.TicketStore), plus the
 reads the ticket feed needs.
 
-Consumes the desk's loads and saves of Ticket aggregates and the feed's reads of
+Consumes the desk's loads, decisions and saves of Ticket aggregates and the feed's reads of
 Task and Service; emits the aggregates, Conflict when another writer recorded first, and the
 ids of tickets changed since a position in the store.
 """
@@ -14,7 +14,9 @@ from typing import Any
 from domain.service import Service
 from domain.task import Task
 from domain.ticket import Ticket
+from handlers.ticket_desk import TicketDecision
 from ops.store.event_store import EventStore, aggregate_event_topics
+from ops.store.unit_of_work import Decision
 
 TICKET_EVENT_TOPICS = aggregate_event_topics(Ticket, Ticket.Raised)
 
@@ -39,6 +41,15 @@ class StoreTicketAdapter:
 
     def save(self, *aggregates: Any) -> None:
         self._store.work.save(*aggregates)
+
+    def update(
+        self, ticket_id: uuid.UUID, decide: TicketDecision, busy: str, attempts: int
+    ) -> None:
+        def decided() -> Decision[None]:
+            ticket = decide(self.ticket(ticket_id))
+            return Decision(None, () if ticket is None else (ticket,))
+
+        self._store.work.run(decided, busy=busy, attempts=attempts)
 
     def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
         ids: dict[uuid.UUID, None] = {}
