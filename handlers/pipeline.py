@@ -59,6 +59,13 @@ class PipelineStore(Protocol):
         """Records all pending events in one transaction; raises Conflict when another
         writer recorded an event on one of them first (nothing is recorded then)."""
 
+    def update_service(
+        self, aggregate_id: uuid.UUID, decide: Callable[[Service], bool], busy: str, attempts: int
+    ) -> Service:
+        """Loads the service, lets ``decide`` record events on it (True when it did) and saves
+        them, deciding again on fresh state when another writer was first; the service as the
+        store has it now. Conflict(``busy``) when it kept changing ``attempts`` times."""
+
     def task_history(self) -> Iterable[Any]:
         """Every Task domain event in order, for rebuilding the working state."""
 
@@ -607,17 +614,17 @@ class Pipeline:
     ) -> Service | None:
         """Records the outcome; returns the service as the store has it now (None if it
         kept changing under us)."""
-        for _ in range(5):
-            service = await asyncio.to_thread(self._store.service, service_uuid(service_id))
-            if not record_outcome(service, kind, outcomes, self._clock()):
-                return service
-            try:
-                await asyncio.to_thread(self._store.save, service)
-                return service
-            except Conflict:
-                continue  # someone recorded a command meanwhile: decide again
-        log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
-        return None
+        try:
+            return await asyncio.to_thread(
+                self._store.update_service,
+                service_uuid(service_id),
+                lambda service: record_outcome(service, kind, outcomes, self._clock()),
+                f"service {service_id} kept changing",
+                5,
+            )
+        except Conflict:
+            log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
+            return None
 
     async def _dispatch_ready(self) -> list[TaskMessage]:
         """Dispatches every ready step a server has room for and records it; the task

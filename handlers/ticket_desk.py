@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 _CONFLICT_RETRIES = 10
 DEFAULT_POLICY = RetryPolicy(max_attempts=100, initial_backoff_s=10.0, max_backoff_s=900.0)
 
+TicketDecision = Callable[[Ticket | None], Ticket | None]
+
 
 class TicketStore(Protocol):
     """The event store as the desk needs it (synchronous; called in a thread)."""
@@ -43,6 +45,13 @@ class TicketStore(Protocol):
 
     def save(self, *aggregates: Any) -> None:
         """Records the pending events; raises Conflict when another writer was first."""
+
+    def update(
+        self, ticket_id: uuid.UUID, decide: TicketDecision, busy: str, attempts: int
+    ) -> None:
+        """Loads the ticket (None: there is none yet) and saves the ticket ``decide`` returns
+        with its new events (None: nothing to record); decides again on fresh state when
+        another writer was first. Conflict(``busy``) when it kept changing ``attempts`` times."""
 
     def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
         """Ids of tickets with events after ``position`` in the store, and the new position."""
@@ -97,9 +106,10 @@ class TicketDesk:
         if not self._config().enabled or task.state != "error":
             return None
         ticket_id = ticket_uuid(task.service_id, task.operation, task.run)
-        for _ in range(_CONFLICT_RETRIES):
+
+        def decide(found: Ticket | None) -> Ticket | None:
             now = self._clock()
-            ticket = await self._load(ticket_id) or Ticket.raise_for(
+            ticket = found or Ticket.raise_for(
                 service_id=task.service_id,
                 client_id=service.client_id,
                 domain=service.domain,
@@ -116,14 +126,11 @@ class TicketDesk:
                 error=task.error or "no error message",
                 now=now,
             )
-            if not recorded:
-                return ticket_id
-            try:
-                await asyncio.to_thread(self._store.save, ticket)
-            except Conflict:
-                continue
-            return ticket_id
-        raise Conflict(f"ticket {ticket_id} is busy; its failure was not recorded")
+            return ticket if recorded else None
+
+        busy = f"ticket {ticket_id} is busy; its failure was not recorded"
+        await asyncio.to_thread(self._store.update, ticket_id, decide, busy, _CONFLICT_RETRIES)
+        return ticket_id
 
     async def deliver(self, ticket_id: uuid.UUID, *, ignore_backoff: bool = False) -> None:
         """Makes the calls the ticket owes until none is owed or one fails (recorded, to be
@@ -248,19 +255,17 @@ class TicketDesk:
         await self._record(ticket, failed)
 
     async def _record(self, ticket: Ticket, change: Callable[[Ticket], None]) -> None:
-        """Records an outcome; when another writer recorded something first (a new failure,
-        say), applies it again to the fresh ticket (the domain ignores it if moot)."""
-        change(ticket)
-        for _ in range(_CONFLICT_RETRIES):
-            try:
-                await asyncio.to_thread(self._store.save, ticket)
-                return
-            except Conflict:
-                fresh = await self._load(ticket.id)
-                assert fresh is not None
-                ticket = fresh
-                change(ticket)
-        raise Conflict(f"ticket {ticket.id} is busy; an outcome was not recorded")
+        """Records an outcome on the ticket as the store has it; when another writer recorded
+        something first (a new failure, say), applies it again to the fresh ticket (the domain
+        ignores it if moot)."""
+
+        def decide(found: Ticket | None) -> Ticket:
+            assert found is not None
+            change(found)
+            return found
+
+        busy = f"ticket {ticket.id} is busy; an outcome was not recorded"
+        await asyncio.to_thread(self._store.update, ticket.id, decide, busy, _CONFLICT_RETRIES)
 
     async def _load(self, ticket_id: uuid.UUID) -> Ticket | None:
         return await asyncio.to_thread(self._store.ticket, ticket_id)
@@ -275,4 +280,4 @@ def _whmcs_id(value: str) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-__all__ = ["TicketApi", "TicketConfig", "TicketDesk", "TicketStore"]
+__all__ = ["TicketApi", "TicketConfig", "TicketDecision", "TicketDesk", "TicketStore"]

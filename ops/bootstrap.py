@@ -18,18 +18,19 @@ from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
+from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.messaging.broker_publisher import BrokerPublisher
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.transport import Transport
 from ops.runtime.gateway_listener import bind_listeners
 from ops.services.cron_jobs import cron_jobs
-from ops.services.handler import RegistryDirectory, driver_factory
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.settings import Settings, SettingsError
@@ -134,6 +135,9 @@ class System:
         if self._registry is None:
             self._registry = ServerRegistry(self.store)
         return self._registry
+
+    def ticket_store(self) -> StoreTicketAdapter:
+        return StoreTicketAdapter(self.store)
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()

@@ -16,17 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-
 from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.task import Task
 from domain.task_bulk import ChangeTasksInBulk
 from ops.adapters.sealing import PasswordSealer
 from ops.store.event_store import EventStore
+from ops.store.unit_of_work import Decision
 
-_MAX_CONFLICT_RETRIES = 10
 _BULK_BATCH = 200  # tasks per save: one transaction, one lock of the PostgreSQL store
 
 log = logging.getLogger(__name__)
@@ -38,6 +35,7 @@ class StoreLedger:
     def __init__(self, store: EventStore, sealer: PasswordSealer) -> None:
         self._store = store
         self._sealer = sealer
+        self._tasks = store.repository(Task, "task")
 
     def order_service(self, command: OrderService) -> bool:
         sealed = None if command.password is None else self._sealer.seal(command.password)
@@ -81,24 +79,23 @@ class StoreLedger:
         if not decided:
             return []
         try:
-            self._store.save(*decided)
-        except IntegrityError:
+            self._store.work.save(*decided)
+        except Conflict:
             ids = [str(task.id) for task in decided]
             return [task_id for task_id in ids if self._change_one(command, task_id)]
         return [str(task.id) for task in decided]
 
     def _change_one(self, command: ChangeTasksInBulk, task_id: str) -> bool:
-        for _ in range(_MAX_CONFLICT_RETRIES):
+        def decide() -> Decision[bool]:
             task = self._known_task(task_id)
-            if task is None or not command.decide(task):
-                return False
-            try:
-                self._store.save(task)
-            except IntegrityError:
-                continue
-            return True
-        log.warning("bulk %s: task %s kept changing; left as it was", command.action, task_id)
-        return False
+            changed = task is not None and command.decide(task)
+            return Decision.of(changed, task, changed=changed)
+
+        try:
+            return self._store.work.run(decide, busy=f"task {task_id} is busy")
+        except Conflict:
+            log.warning("bulk %s: task %s kept changing; left as it was", command.action, task_id)
+            return False
 
     def _known_task(self, task_id: str) -> Task | None:
         try:
@@ -109,28 +106,20 @@ class StoreLedger:
     def _change_task(self, task_id: str, decide: Callable[[Task], bool], refusal: str) -> bool:
         """Loads the task, lets ``decide`` record one event, saves it; decides again on fresh
         state when another writer (the pipeline) recorded an event on the task first."""
-        for _ in range(_MAX_CONFLICT_RETRIES):
+
+        def change() -> Decision[bool]:
             task = self._task(task_id)
             if task.hidden:
                 raise NotFound(f"task {task_id} was deleted from the queue")
             if not decide(task):
                 raise Conflict(f"task {task_id} is {task.state}: it {refusal}")
-            try:
-                self._store.save(task)
-            except IntegrityError:
-                continue
-            return True
-        raise Conflict(f"task {task_id} is busy; try again")
+            return Decision(True, (task,))
+
+        return self._store.work.run(change, busy=f"task {task_id} is busy; try again")
 
     def _task(self, task_id: str) -> Task:
         try:
             aggregate_id = uuid.UUID(task_id)
         except ValueError:
             raise NotFound(f"task {task_id} not found") from None
-        try:
-            found: Any = self._store.app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"task {task_id} not found") from None
-        if not isinstance(found, Task):
-            raise NotFound(f"task {task_id} not found")
-        return found
+        return self._tasks.get(aggregate_id, task_id)

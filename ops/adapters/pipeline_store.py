@@ -1,67 +1,48 @@
-"""The event store as the pipeline's port (handlers.pipeline.PipelineStore)."""
+"""The event store as the pipeline's port (handlers.pipeline.PipelineStore).
+
+Consumes the pipeline's loads, decisions and saves of Service and Task aggregates; emits the
+aggregates, Conflict when another writer recorded first, and every Task event in order.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
-
-from domain.errors import Conflict, NotFound
 from domain.service import Service
 from domain.task import Task
-from ops.store.event_store import EventStore
+from ops.store.event_store import EventStore, aggregate_event_topics
+from ops.store.unit_of_work import Decision
 
-TASK_EVENT_TOPICS = tuple(
-    dict.fromkeys(
-        get_topic(cls)
-        for cls in (Task.Planned, *vars(Task).values())
-        if isinstance(cls, type)
-        and issubclass(cls, (Task.Event, Task.Planned))
-        and cls not in (Task.Event, Task.Created)
-    )
-)
+TASK_EVENT_TOPICS = aggregate_event_topics(Task, Task.Planned)
 _PAGE = 5000
 
 
 class StorePipelineAdapter:
     def __init__(self, store: EventStore) -> None:
         self._store = store
+        self._services = store.repository(Service, "service")
+        self._tasks = store.repository(Task, "task")
 
     def service(self, aggregate_id: uuid.UUID) -> Service:
-        try:
-            service: Any = self._store.app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"service {aggregate_id} not found") from None
-        assert isinstance(service, Service)
-        return service
+        return self._services.get(aggregate_id)
 
     def task(self, task_id: uuid.UUID) -> Task:
-        try:
-            task: Any = self._store.app.repository.get(task_id)
-        except AggregateNotFoundError:
-            raise NotFound(f"task {task_id} not found") from None
-        assert isinstance(task, Task)
-        return task
+        return self._tasks.get(task_id)
 
     def save(self, *aggregates: Any) -> None:
-        try:
-            self._store.save(*aggregates)
-        except IntegrityError:
-            raise Conflict("another writer recorded an event first") from None
+        self._store.work.save(*aggregates)
+
+    def update_service(
+        self, aggregate_id: uuid.UUID, decide: Callable[[Service], bool], busy: str, attempts: int
+    ) -> Service:
+        def decided() -> Decision[Service]:
+            service = self.service(aggregate_id)
+            return Decision.of(service, service, changed=decide(service))
+
+        return self._store.work.run(decided, busy=busy, attempts=attempts)
 
     def task_history(self) -> Iterator[Any]:
-        after = 0
-        recorder = self._store.recorder
-        while True:
-            page = recorder.select_notifications(
-                start=after, limit=_PAGE, topics=TASK_EVENT_TOPICS, inclusive_of_start=False
-            )
-            for notification in page:
-                yield self._store.decode(notification)
-            if len(page) < _PAGE:
-                return
-            after = page[-1].id
+        for notification in self._store.notifications_of(TASK_EVENT_TOPICS, page=_PAGE):
+            yield self._store.decode(notification)

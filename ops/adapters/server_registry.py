@@ -11,13 +11,12 @@ import threading
 import time
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from domain.errors import Conflict, NotFound
+from domain.errors import NotFound
 from domain.server import RegisterServer, Server, ServerFacts, server_uuid
 from ops.store.event_store import EventStore
+from ops.store.unit_of_work import Decision
 
 SERVER_TOPICS = (get_topic(Server.Registered), get_topic(Server.Updated))
 
@@ -25,6 +24,7 @@ SERVER_TOPICS = (get_topic(Server.Registered), get_topic(Server.Updated))
 class ServerRegistry:
     def __init__(self, store: EventStore, *, ttl: float = 2.0) -> None:
         self._store = store
+        self._registered = store.repository(Server, "server")
         self._ttl = ttl
         self._lock = threading.Lock()
         self._servers: dict[str, Server] = {}
@@ -34,22 +34,22 @@ class ServerRegistry:
 
     def register(self, command: RegisterServer) -> bool:
         """Records the registration; False when the node is registered already, unchanged."""
-        for _ in range(5):
-            try:
-                existing: Any = self._store.app.repository.get(server_uuid(command.server_id))
-            except AggregateNotFoundError:
-                server = Server.register(command)
-            else:
-                server = existing
-                if not server.handle(command):
-                    return False
-            try:
-                self._store.save(server)
-            except IntegrityError:
-                continue
+
+        def decide() -> Decision[bool]:
+            existing = self._registered.find(server_uuid(command.server_id))
+            if existing is None:
+                return Decision(True, (Server.register(command),))
+            changed = existing.handle(command)
+            return Decision.of(changed, existing, changed=changed)
+
+        changed = self._store.work.run(
+            decide,
+            busy=f"server {command.server_id} is being registered concurrently; try again",
+            attempts=5,
+        )
+        if changed:
             self._read_at = float("-inf")
-            return True
-        raise Conflict(f"server {command.server_id} is being registered concurrently; try again")
+        return changed
 
     def all(self) -> list[Server]:
         with self._lock:
@@ -98,16 +98,9 @@ class ServerRegistry:
     def _read(self) -> dict[str, Server]:
         """Applies the Server events recorded since the last read (only those: the log
         only grows, and re-reading it from the start would cost more as it does)."""
-        while True:
-            page = self._store.recorder.select_notifications(
-                start=self._after, limit=1000, topics=SERVER_TOPICS, inclusive_of_start=False
-            )
-            for notification in page:
-                event: Any = self._store.decode(notification)
-                known = self._by_aggregate.get(event.originator_id)
-                self._by_aggregate[event.originator_id] = event.mutate(known)
-            if page:
-                self._after = page[-1].id
-            if len(page) < 1000:
-                break
+        for notification in self._store.notifications_of(SERVER_TOPICS, after=self._after):
+            event: Any = self._store.decode(notification)
+            known = self._by_aggregate.get(event.originator_id)
+            self._by_aggregate[event.originator_id] = event.mutate(known)
+            self._after = notification.id
         return {server.server_id: server for server in self._by_aggregate.values()}

@@ -9,12 +9,8 @@ defaults it started from) and ``RuntimeSettings.Changed`` in one transaction, la
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-
-from domain.errors import Conflict, InvalidInput
+from domain.errors import InvalidInput
 from domain.runtime_settings import (
     SETTINGS_ID,
     RuntimeSettings,
@@ -24,6 +20,7 @@ from domain.runtime_settings import (
 )
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
+from ops.store.unit_of_work import Decision
 
 DEFAULT_CONCURRENCY = 1  # what ServerRegistry assumes for a server it does not know
 _MAX_CONFLICT_RETRIES = 5
@@ -35,6 +32,7 @@ class StoreSettingsBook:
     def __init__(self, store: EventStore, defaults: RuntimeSettingsValues) -> None:
         self._store = store
         self._defaults = defaults
+        self._settings = store.repository(RuntimeSettings, "settings")
 
     def current(self) -> RuntimeSettingsValues:
         recorded = self._load()
@@ -43,25 +41,22 @@ class StoreSettingsBook:
     def change(self, update: SettingsUpdate, now: datetime, actor: str) -> SettingsApplied:
         """Records the update when it changes something. InvalidInput (nothing recorded) when
         the merged values are not valid; Conflict when other writers keep getting there first."""
-        for _ in range(_MAX_CONFLICT_RETRIES):
+
+        def decide() -> Decision[SettingsApplied]:
             aggregate = self._load() or RuntimeSettings.adopt(self._defaults, now, actor)
             changed = aggregate.change(update, now, actor)
-            if not changed:
-                return SettingsApplied(aggregate.values, [])
-            try:
-                self._store.save(aggregate)
-            except IntegrityError:
-                continue  # another admin's change landed first: merge into that instead
-            return SettingsApplied(aggregate.values, changed)
-        raise Conflict("the settings are being changed by someone else; try again")
+            return Decision.of(
+                SettingsApplied(aggregate.values, changed), aggregate, changed=bool(changed)
+            )
+
+        return self._store.work.run(
+            decide,
+            busy="the settings are being changed by someone else; try again",
+            attempts=_MAX_CONFLICT_RETRIES,
+        )
 
     def _load(self) -> RuntimeSettings | None:
-        try:
-            found: Any = self._store.app.repository.get(SETTINGS_ID)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(found, RuntimeSettings)
-        return found
+        return self._settings.find(SETTINGS_ID)
 
 
 def runtime_defaults(settings: Settings) -> RuntimeSettingsValues:

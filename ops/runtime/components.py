@@ -22,7 +22,7 @@ from ops.runtime.pause import pause
 from ops.services.handler import run_handler
 from ops.services.pipeline import run_pipeline
 from ops.services.pipeline_lead import TAKEOVER_WAIT_S, LeadLost, PipelineLead
-from ops.services.tickets import StoreTicketAdapter, build_ticket_desk, run_tickets
+from ops.services.tickets import build_ticket_desk, run_tickets
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ async def serve_tickets(system: System, stop: asyncio.Event) -> None:
     runtime = system.runtime_settings()
     await run_tickets(
         build_ticket_desk(system, config=lambda: runtime.current().tickets),
-        StoreTicketAdapter(system.store),
+        system.ticket_store(),
         system.transport,
         system.inbox(),
         stop,

@@ -16,16 +16,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
-
-from domain.errors import Conflict, NotFound
-from domain.service import Service
-from domain.task import Task
-from domain.ticket import Ticket, TicketConfig
+from domain.ticket import TicketConfig
 from handlers.ticket_desk import TicketApi, TicketDesk
 from handlers.whmcs_api import WhmcsApi, WhmcsRejected, WhmcsTicket
+from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.bootstrap import System
 from ops.messaging.consumer import ConsumerLoop
 from ops.messaging.inbox import Inbox
@@ -34,65 +28,8 @@ from ops.messaging.transport import Message, Transport
 from ops.runtime.pause import pause
 from ops.services.pipeline import _envelope
 from ops.settings import Settings
-from ops.store.event_store import EventStore
 
 log = logging.getLogger(__name__)
-
-TICKET_EVENT_TOPICS = tuple(
-    dict.fromkeys(
-        get_topic(cls)
-        for cls in (Ticket.Raised, *vars(Ticket).values())
-        if isinstance(cls, type)
-        and issubclass(cls, (Ticket.Event, Ticket.Raised))
-        and cls not in (Ticket.Event, Ticket.Created)
-    )
-)
-_PAGE = 1000
-
-
-class StoreTicketAdapter:
-    """The event store as the desk's TicketStore, plus the reads the feed needs."""
-
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
-
-    def ticket(self, ticket_id: uuid.UUID) -> Ticket | None:
-        try:
-            ticket: Any = self._store.app.repository.get(ticket_id)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(ticket, Ticket)
-        return ticket
-
-    def task(self, task_id: uuid.UUID, version: int) -> Task:
-        """The task as it was right after its event ``version``."""
-        try:
-            task: Any = self._store.app.repository.get(task_id, version=version)
-        except AggregateNotFoundError:
-            raise NotFound(f"task {task_id} not found") from None
-        assert isinstance(task, Task)
-        return task
-
-    def service(self, service_id: str) -> Service:
-        return self._store.get_service(service_id)
-
-    def save(self, *aggregates: Any) -> None:
-        try:
-            self._store.save(*aggregates)
-        except IntegrityError:
-            raise Conflict("another writer recorded an event first") from None
-
-    def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
-        ids: dict[uuid.UUID, None] = {}
-        while True:
-            page = self._store.recorder.select_notifications(
-                start=position, limit=_PAGE, topics=TICKET_EVENT_TOPICS, inclusive_of_start=False
-            )
-            ids.update((uuid.UUID(str(n.originator_id)), None) for n in page)
-            if page:
-                position = page[-1].id
-            if len(page) < _PAGE:
-                return list(ids), position
 
 
 class UnconfiguredWhmcs:
@@ -144,7 +81,7 @@ def build_ticket_desk(
     on every use, so a settings aggregate can switch tickets on/off or move them at runtime."""
     defaults = settings_ticket_config(system.settings)
     return TicketDesk(
-        StoreTicketAdapter(system.store),
+        system.ticket_store(),
         api or whmcs_api(system.settings),
         config or (lambda: defaults),
         clock=system.clock,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     IntegrityError,
@@ -25,16 +25,17 @@ from eventsourcing.persistence import (
     OperationalError,
     ProgrammingError,
 )
+from eventsourcing.utils import get_topic
 
 from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
 from ops.store.database import postgres_env, sqlite_path
 from ops.store.group_commit import GroupCommit
+from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
 
 SECRET_FIELDS = frozenset({"password_sealed"})
 _ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
-_MAX_CONFLICT_RETRIES = 10
 
 
 class Hostwright(Application[uuid.UUID]):
@@ -50,6 +51,13 @@ class EventStore:
         self.app = _open_application(database_url)
         self.recorder = self.app.recorder
         self._group = GroupCommit(self.app.save)
+        self._commands = UnitOfWork(self._save_grouped)
+        self.work = UnitOfWork(self.save)
+        self._services = self.repository(Service, "service")
+
+    def repository(self, kind: type[A], noun: str) -> Repository[A]:
+        """The aggregates of one type; ``noun`` names them in NotFound."""
+        return Repository(self.app.repository, kind, noun)
 
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
         """Records Service.Ordered; False (and nothing recorded) when the service exists already."""
@@ -69,27 +77,25 @@ class EventStore:
 
     def request(self, command: Command) -> bool:
         """Applies a lifecycle command to its service; False when it was already satisfied."""
-        for _ in range(_MAX_CONFLICT_RETRIES):
+
+        def decide() -> Decision[bool]:
             service = self.get_service(command.service_id)
-            if not service.handle(command):
-                return False
-            try:
-                self._group.save(*service.collect_events())
-            except IntegrityError:
-                continue  # another writer got there first: decide again on fresh state
-            return True
-        raise Conflict(f"service {command.service_id} is busy; try again")
+            handled = service.handle(command)
+            return Decision.of(handled, service, changed=handled)
+
+        return self._commands.run(decide, busy=f"service {command.service_id} is busy; try again")
 
     def get_service(self, service_id: str) -> Service:
-        try:
-            service: Any = self.app.repository.get(service_uuid(service_id))
-        except AggregateNotFoundError:
-            raise NotFound(f"service {service_id} not found") from None
-        assert isinstance(service, Service)
-        return service
+        return self._services.get(service_uuid(service_id), service_id)
 
     def save(self, *aggregates: Any) -> None:
         self.app.save(*aggregates)
+
+    def _save_grouped(self, *aggregates: Any) -> None:
+        # Events, not aggregates: a combined round that fails is retried caller by caller.
+        self._group.save(
+            *(event for aggregate in aggregates for event in aggregate.collect_events())
+        )
 
     def events_of(self, service_id: str, as_of: datetime | None = None) -> list[dict[str, Any]]:
         """The service's events in order, as JSON-ready dicts, up to ``as_of`` when given."""
@@ -104,6 +110,20 @@ class EventStore:
         return self.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )
+
+    def notifications_of(
+        self, topics: Sequence[str], *, after: int = 0, page: int = 1000
+    ) -> Iterator[Notification]:
+        """Every notification of these topics with an id greater than ``after``, in order,
+        read ``page`` at a time."""
+        while True:
+            read = self.recorder.select_notifications(
+                start=after, limit=page, topics=topics, inclusive_of_start=False
+            )
+            yield from read
+            if len(read) < page:
+                return
+            after = read[-1].id
 
     def max_notification_id(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -153,6 +173,20 @@ def _open_application(database_url: str) -> Hostwright:
 def event_topic(event: object) -> str:
     """``Service.Ordered`` for domain.service:Service.Ordered — also the routing key."""
     return type(event).__qualname__
+
+
+def aggregate_event_topics(aggregate: type[Any], created: type[Any]) -> tuple[str, ...]:
+    """The stored topics of every event of ``aggregate`` (``created`` being the event it
+    starts with), for reading its events by topic."""
+    return tuple(
+        dict.fromkeys(
+            get_topic(cls)
+            for cls in (created, *vars(aggregate).values())
+            if isinstance(cls, type)
+            and issubclass(cls, (aggregate.Event, created))
+            and cls not in (aggregate.Event, aggregate.Created)
+        )
+    )
 
 
 def event_as_json(event: Any) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import pytest
 
 from domain.errors import Conflict, InvalidInput
 from domain.server import Server, parse_host_key, parse_server, server_uuid
+from ops.adapters.node_directory import RegistryDirectory
 from ops.adapters.server_registry import ServerRegistry
-from ops.services.handler import RegistryDirectory
 from ops.store.event_store import EventStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -23,11 +23,12 @@ from domain.task import Task, task_uuid
 from domain.ticket import Ticket, TicketConfig, ticket_uuid
 from handlers.ticket_desk import TicketDesk
 from handlers.whmcs_api import WhmcsApi, WhmcsRejected, WhmcsTicket, WhmcsUnavailable
+from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.bootstrap import System
 from ops.messaging.topology import QUEUES, declare_topology
 from ops.messaging.transport import Message
 from ops.runtime.components import COMPONENTS
-from ops.services.tickets import StoreTicketAdapter, TicketFeed, settings_ticket_config
+from ops.services.tickets import TicketFeed, settings_ticket_config
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
 from tests.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble

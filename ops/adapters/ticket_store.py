@@ -1,0 +1,59 @@
+"""The event store as the ticket desk's port (handlers.ticket_desk.TicketStore), plus the
+reads the ticket feed needs.
+
+Consumes the desk's loads, decisions and saves of Ticket aggregates and the feed's reads of
+Task and Service; emits the aggregates, Conflict when another writer recorded first, and the
+ids of tickets changed since a position in the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from domain.service import Service
+from domain.task import Task
+from domain.ticket import Ticket
+from handlers.ticket_desk import TicketDecision
+from ops.store.event_store import EventStore, aggregate_event_topics
+from ops.store.unit_of_work import Decision
+
+TICKET_EVENT_TOPICS = aggregate_event_topics(Ticket, Ticket.Raised)
+
+
+class StoreTicketAdapter:
+    """Synchronous, like the store behind it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._tickets = store.repository(Ticket, "ticket")
+        self._tasks = store.repository(Task, "task")
+
+    def ticket(self, ticket_id: uuid.UUID) -> Ticket | None:
+        return self._tickets.find(ticket_id)
+
+    def task(self, task_id: uuid.UUID, version: int) -> Task:
+        """The task as it was right after its event ``version``."""
+        return self._tasks.get(task_id, version=version)
+
+    def service(self, service_id: str) -> Service:
+        return self._store.get_service(service_id)
+
+    def save(self, *aggregates: Any) -> None:
+        self._store.work.save(*aggregates)
+
+    def update(
+        self, ticket_id: uuid.UUID, decide: TicketDecision, busy: str, attempts: int
+    ) -> None:
+        def decided() -> Decision[None]:
+            ticket = decide(self.ticket(ticket_id))
+            return Decision(None, () if ticket is None else (ticket,))
+
+        self._store.work.run(decided, busy=busy, attempts=attempts)
+
+    def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
+        ids: dict[uuid.UUID, None] = {}
+        for notification in self._store.notifications_of(TICKET_EVENT_TOPICS, after=position):
+            ids[uuid.UUID(str(notification.originator_id))] = None
+            position = notification.id
+        return list(ids), position
