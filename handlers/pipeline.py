@@ -38,7 +38,9 @@ from domain.run_outcome import (
     may_start,
     pending_kind,
     record_outcome,
+    step_outcomes,
 )
+from domain.run_outcome import waits_for as _waits_for
 from domain.service import Service, service_uuid
 from domain.task import Task, task_uuid
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
@@ -98,47 +100,9 @@ class _Run:
         return [t for t in self.tasks.values() if t.is_open]
 
     def outcomes(self) -> list[StepOutcome] | None:
-        """Each step's outcome once nothing more can happen in the run (every task final, or
-        planned behind a step that failed for good); None while something still can. A
-        deploy has failed as soon as one step is in error: that is reported at once."""
-        failed = {s for s, t in self.tasks.items() if t.state in ("error", "cancelled")}
-        blocked: set[str] = set()
-        changed = True
-        while changed:  # planned tasks behind a failed step, however far behind
-            changed = False
-            for step, task in self.tasks.items():
-                if step in blocked or task.state != "planned":
-                    continue
-                if any(dep in failed or dep in blocked for dep in task.depends_on):
-                    blocked.add(step)
-                    changed = True
-        early = self.kind in DEPLOY_KINDS and any(t.state == "error" for t in self.tasks.values())
-        if not early and any(t.is_open and s not in blocked for s, t in self.tasks.items()):
-            return None
-        return [
-            StepOutcome(
-                step=step,
-                server_id=task.server_id,
-                action=task.action,
-                state="blocked" if step in blocked else task.state,
-                error=_blocked_by(task, failed | blocked) if step in blocked else task.error,
-            )
-            for step, task in self.tasks.items()
-        ]
-
-
-def _waits_for(kind: str, current: str) -> bool:
-    """Whether a new run of ``kind`` waits for an open run of ``current`` to end rather than
-    supersede it. A terminate, a redeploy or a factory reset supersede whatever runs; a
-    suspend and an unsuspend supersede each other; anything else waits its turn, so a
-    suspend never cuts a deploy short and a plan change never drops a suspend."""
-    if kind == "terminate" or kind in DEPLOY_KINDS or kind == current:
-        return False
-    return {kind, current} != {"suspend", "unsuspend"}
-
-
-def _blocked_by(task: Task, failed: set[str]) -> str:
-    return "not attempted: it depends on " + ", ".join(d for d in task.depends_on if d in failed)
+        """Each step's outcome once nothing more can happen in the run; None while
+        something still can (domain/run_outcome.py)."""
+        return step_outcomes(self.kind, self.tasks)
 
 
 @dataclass(frozen=True)
