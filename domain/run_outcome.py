@@ -1,11 +1,16 @@
 """What a run of tasks may start on a service, and what the service records when it ends.
 
+Consumes: a Service, a run's kind and its Task aggregates (by step). Emits: whether a run may
+start or must wait for the open one, each step's outcome, and the Service event that records
+the outcome.
+
 A run has a kind (its tasks' ``operation``): ``deploy`` (order, redeploy, verify & repair),
-``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan`` or ``terminate``. It has
-ended when nothing more can happen in it: every task is final, or planned behind a step that
-failed for good. Then the service records the outcome once — each rule below checks that it
-is still wanted, so settling the same run again (after a restart, a redelivery) records
-nothing twice:
+``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan`` or ``terminate``. A new
+run supersedes the open one or waits for it to end (``waits_for``). A run has ended when
+nothing more can happen in it: every task is final, or planned behind a step that failed for
+good (``step_outcomes``). Then the service records the outcome once — each rule below checks
+that it is still wanted, so settling the same run again (after a restart, a redelivery)
+records nothing twice:
 
 ========== ============================ ==============================================
 kind       every task succeeded         some task in error
@@ -24,11 +29,12 @@ terminate  Terminated                   forced: Terminated with the leftovers li
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from domain.service import Service
+from domain.task import Task
 
 DEPLOY_KINDS = ("deploy", "reset")
 PENDING_OF = {"suspend": "suspend", "unsuspend": "unsuspend", "terminate": "terminate"}
@@ -67,6 +73,47 @@ def may_start(service: Service, kind: str) -> bool:
         return False
     suspended = service.status == "suspended" or service.pending == "suspend"
     return not (kind in DEPLOY_KINDS and suspended)
+
+
+def waits_for(kind: str, current: str) -> bool:
+    """Whether a new run of ``kind`` waits for an open run of ``current`` to end rather than
+    supersede it. A terminate, a redeploy or a factory reset supersede whatever runs; a
+    suspend and an unsuspend supersede each other; anything else waits its turn, so a
+    suspend never cuts a deploy short and a plan change never drops a suspend."""
+    if kind == "terminate" or kind in DEPLOY_KINDS or kind == current:
+        return False
+    return {kind, current} != {"suspend", "unsuspend"}
+
+
+def step_outcomes(kind: str, tasks: Mapping[str, Task]) -> list[StepOutcome] | None:
+    """Each step's outcome (``tasks`` by step) once nothing more can happen in a run of
+    ``kind`` (every task final, or planned behind a step that failed for good); None while
+    something still can. A deploy has failed as soon as one step is in error: that is
+    reported at once."""
+    failed = {s for s, t in tasks.items() if t.state in ("error", "cancelled")}
+    blocked: set[str] = set()
+    changed = True
+    while changed:  # planned tasks behind a failed step, however far behind
+        changed = False
+        for step, task in tasks.items():
+            if step in blocked or task.state != "planned":
+                continue
+            if any(dep in failed or dep in blocked for dep in task.depends_on):
+                blocked.add(step)
+                changed = True
+    early = kind in DEPLOY_KINDS and any(t.state == "error" for t in tasks.values())
+    if not early and any(t.is_open and s not in blocked for s, t in tasks.items()):
+        return None
+    return [
+        StepOutcome(
+            step=step,
+            server_id=task.server_id,
+            action=task.action,
+            state="blocked" if step in blocked else task.state,
+            error=_blocked_by(task, failed | blocked) if step in blocked else task.error,
+        )
+        for step, task in tasks.items()
+    ]
 
 
 def record_outcome(
@@ -148,6 +195,10 @@ def _record_deploy(service: Service, failed: list[StepOutcome], now: datetime) -
         service.mark_plan_applied(now)
         recorded = True
     return recorded
+
+
+def _blocked_by(task: Task, failed: set[str]) -> str:
+    return "not attempted: it depends on " + ", ".join(d for d in task.depends_on if d in failed)
 
 
 def _reason(failed: list[StepOutcome]) -> str:

@@ -9,10 +9,9 @@ Its working state — the open runs and their tasks — is rebuilt from the even
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
 active at a time (ops/services/pipeline_lead.py sees to it); handlers are what scales out.
 
-Dispatch rules: a step starts when every step it depends on has succeeded, its server has
-fewer than ``max_concurrency`` attempts in flight, and at most ``batch_size`` steps start
-per tick. An attempt holds a lease that heartbeats renew; when it runs out the attempt
-fails (retryably) and any later result for it is ignored.
+This module starts runs and settles them, and takes what arrives in order; the working state
+lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
+handlers/pipeline_attempts.py, and which ready steps start in handlers/pipeline_dispatch.py.
 """
 
 from __future__ import annotations
@@ -21,15 +20,13 @@ import asyncio
 import logging
 import random
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from domain.deploy_plan import StepSpec
 from domain.errors import Conflict, DomainError, NotFound
-from domain.retry_policy import RetryPolicy
 from domain.run_outcome import (
     DEPLOY_KINDS,
     RUN_STARTERS,
@@ -39,13 +36,16 @@ from domain.run_outcome import (
     pending_kind,
     record_outcome,
 )
+from domain.run_outcome import waits_for as _waits_for
 from domain.service import Service, service_uuid
-from domain.task import Task, task_uuid
+from domain.task import Task
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
+from handlers.pipeline_attempts import Attempts, Report
+from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
+from handlers.pipeline_runs import OpenRuns
+from handlers.pipeline_runs import Run as _Run
 
 log = logging.getLogger(__name__)
-
-SCHEDULER = "scheduler"
 
 
 class PipelineStore(Protocol):
@@ -86,68 +86,6 @@ class Publisher(Protocol):
     async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
 
 
-@dataclass
-class PipelineSettings:
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    lease_s: float = 30.0
-    batch_size: int = 200
-
-
-@dataclass
-class _Run:
-    service_id: str
-    run: int
-    kind: str
-    tasks: dict[str, Task] = field(default_factory=dict)  # by step
-    outcome_recorded: bool = False
-
-    def open_tasks(self) -> list[Task]:
-        return [t for t in self.tasks.values() if t.is_open]
-
-    def outcomes(self) -> list[StepOutcome] | None:
-        """Each step's outcome once nothing more can happen in the run (every task final, or
-        planned behind a step that failed for good); None while something still can. A
-        deploy has failed as soon as one step is in error: that is reported at once."""
-        failed = {s for s, t in self.tasks.items() if t.state in ("error", "cancelled")}
-        blocked: set[str] = set()
-        changed = True
-        while changed:  # planned tasks behind a failed step, however far behind
-            changed = False
-            for step, task in self.tasks.items():
-                if step in blocked or task.state != "planned":
-                    continue
-                if any(dep in failed or dep in blocked for dep in task.depends_on):
-                    blocked.add(step)
-                    changed = True
-        early = self.kind in DEPLOY_KINDS and any(t.state == "error" for t in self.tasks.values())
-        if not early and any(t.is_open and s not in blocked for s, t in self.tasks.items()):
-            return None
-        return [
-            StepOutcome(
-                step=step,
-                server_id=task.server_id,
-                action=task.action,
-                state="blocked" if step in blocked else task.state,
-                error=_blocked_by(task, failed | blocked) if step in blocked else task.error,
-            )
-            for step, task in self.tasks.items()
-        ]
-
-
-def _waits_for(kind: str, current: str) -> bool:
-    """Whether a new run of ``kind`` waits for an open run of ``current`` to end rather than
-    supersede it. A terminate, a redeploy or a factory reset supersede whatever runs; a
-    suspend and an unsuspend supersede each other; anything else waits its turn, so a
-    suspend never cuts a deploy short and a plan change never drops a suspend."""
-    if kind == "terminate" or kind in DEPLOY_KINDS or kind == current:
-        return False
-    return {kind, current} != {"suspend", "unsuspend"}
-
-
-def _blocked_by(task: Task, failed: set[str]) -> str:
-    return "not attempted: it depends on " + ", ".join(d for d in task.depends_on if d in failed)
-
-
 @dataclass(frozen=True)
 class RelayedEvent:
     """A stored event as the relay announced it."""
@@ -182,28 +120,39 @@ class Pipeline:
     ) -> None:
         self._store = store
         self._planner = planner
-        self._limits = limits
         self._publisher = publisher
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
-        self._settings_of = settings if callable(settings) else lambda: fixed
         self._clock = clock
-        self._random = unit_random
-        self._runs: dict[str, _Run] = {}  # latest run per service
-        self._by_id: dict[uuid.UUID, Task] = {}
-        self._finished: dict[str, int] = {}  # last run that ended well, per service
-        # Attempts of a superseded run that may still be running on a node: a newer run of the
-        # same service waits for them (result, or lease out) so an old removal cannot land
-        # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
-        self._draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
-        self._servers: set[str] = set()  # every server a remembered task runs on
+        self._open = OpenRuns(store)
+        self._attempts = Attempts(
+            open_runs=self._open,
+            max_concurrency=limits.max_concurrency,
+            save=self._save,
+            settle=self._settle,
+            # as they are now: staff may change them while the pipeline runs
+            settings=settings if callable(settings) else lambda: fixed,
+            clock=clock,
+            unit_random=unit_random,
+        )
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
 
     @property
-    def _settings(self) -> PipelineSettings:
-        """The settings as they are now (staff may change them while the pipeline runs)."""
-        return self._settings_of()
+    def _runs(self) -> dict[str, _Run]:
+        return self._open.runs
+
+    @property
+    def _by_id(self) -> dict[uuid.UUID, Task]:
+        return self._open.by_id
+
+    @property
+    def _finished(self) -> dict[str, int]:
+        return self._open.finished
+
+    @property
+    def _draining(self) -> dict[str, dict[uuid.UUID, tuple[str, datetime]]]:
+        return self._open.draining
 
     # --- state -------------------------------------------------------------------------
 
@@ -213,12 +162,7 @@ class Pipeline:
             await self._rebuild()
 
     async def _rebuild(self) -> None:
-        tasks = await asyncio.to_thread(_replay_tasks, self._store)
-        self._runs.clear()
-        self._by_id.clear()
-        self._finished.clear()
-        for task in tasks:
-            self._remember(task)
+        await self._open.reload()
         self._stale = False
         for run in list(self._runs.values()):
             await self._settle(run)
@@ -233,16 +177,7 @@ class Pipeline:
             await self._rebuild()
 
     def _remember(self, task: Task) -> None:
-        current = self._runs.get(task.service_id)
-        if current is None or task.run > current.run:
-            if current is not None:
-                for old in current.tasks.values():
-                    self._by_id.pop(old.id, None)
-            current = self._runs[task.service_id] = _Run(task.service_id, task.run, task.operation)
-        if task.run == current.run:
-            current.tasks[task.step] = task
-            self._by_id[task.id] = task
-            self._servers.add(task.server_id)
+        self._open.remember(task)
 
     def now(self) -> datetime:
         return self._clock()
@@ -250,32 +185,10 @@ class Pipeline:
     def next_due(self) -> datetime | None:
         """The earliest moment something is due without any message arriving: a retry's
         back-off ending, a lease running out, a superseded attempt's lease ending."""
-        moments = [
-            moment
-            for run in self._runs.values()
-            for task in run.tasks.values()
-            for moment in (
-                task.due_at if task.state == "retry_scheduled" else None,
-                task.lease_expires_at if task.state == "dispatched" else None,
-            )
-            if moment is not None
-        ]
-        moments += [lease for attempts in self._draining.values() for _, lease in attempts.values()]
-        return min(moments, default=None)
+        return self._open.next_due()
 
     def in_flight(self, server_id: str) -> int:
-        return self._in_flight_by_server().get(server_id, 0)
-
-    def _in_flight_by_server(self) -> Counter[str]:
-        counts: Counter[str] = Counter(
-            task.server_id
-            for run in self._runs.values()
-            for task in run.tasks.values()
-            if task.state == "dispatched"
-        )
-        for attempts in self._draining.values():
-            counts.update(server for server, _ in attempts.values())
-        return counts
+        return self._open.in_flight_by_server().get(server_id, 0)
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -305,89 +218,25 @@ class Pipeline:
             for event in starts:
                 await self._take_event(event)
             if starts:
-                await self._send(await self._dispatch_ready())
+                await self._send(await self._attempts.dispatch())
             touched: dict[uuid.UUID, Task] = {}
-            taken: list[ResultMessage | HeartbeatMessage] = []
+            taken: list[Report] = []
             for item in inputs:
                 if any(item is event for event in starts):
                     continue
                 if isinstance(item, RelayedEvent):
-                    await self._record(touched, taken)
+                    await self._attempts.record(touched, taken)
                     await self._take_event(item)
                 elif isinstance(item, CronTick):
-                    await self._record(touched, taken)
+                    await self._attempts.record(touched, taken)
                     await self._take_cron(item)
                 else:
-                    self._take_report(item, touched)
+                    self._attempts.take(item, touched)
                     taken.append(item)
-            await self._record(touched, taken)
-            outgoing = await self._dispatch_ready()
+            await self._attempts.record(touched, taken)
+            outgoing = await self._attempts.dispatch()
             self.changed.set()  # the timer may have something sooner to wait for
         await self._send(outgoing)
-
-    def _take_report(
-        self, item: ResultMessage | HeartbeatMessage, touched: dict[uuid.UUID, Task]
-    ) -> None:
-        """Applies a result or heartbeat to its task in memory (recorded by ``_record``)."""
-        task_id = uuid.UUID(item.task_id)
-        now = self._clock()
-        if isinstance(item, HeartbeatMessage):
-            task = self._by_id.get(task_id)
-            if task is not None and task.renew_lease(item.attempt, now, self._settings.lease_s):
-                touched[task.id] = task
-            return
-        self._stop_draining(task_id)  # whatever the outcome, it is off the node
-        task = self._by_id.get(task_id)
-        if task is None:
-            log.info("pipeline: result for a task not in an open run: %s", item.task_id)
-            return
-        if item.outcome == "succeeded":
-            recorded = task.succeed(
-                item.attempt, now, changed=item.changed, log=item.log, outputs=item.outputs
-            )
-        else:
-            recorded = task.fail(
-                item.attempt,
-                now,
-                error=item.error,
-                retryable=item.outcome == "failed_retryable",
-                log=item.log,
-                policy=self._settings.policy,
-                unit_random=self._random(),
-            )
-        if recorded:
-            touched[task.id] = task
-
-    async def _record(
-        self, touched: dict[uuid.UUID, Task], taken: list[ResultMessage | HeartbeatMessage]
-    ) -> None:
-        """Saves what the reports changed, in one transaction, and settles those runs. On a
-        conflict (staff changed one of the tasks meanwhile) the store's word is taken for
-        every touched task and the reports are applied again one at a time."""
-        if not touched:
-            taken.clear()
-            return
-        tasks = list(touched.values())
-        touched.clear()
-        try:
-            await self._save(*tasks)
-        except Conflict:
-            for task in tasks:
-                await self._refresh_task(task.id)
-            for item in taken:
-                one: dict[uuid.UUID, Task] = {}
-                self._take_report(item, one)
-                try:
-                    await self._save(*one.values())
-                except Conflict:
-                    for task in one.values():
-                        await self._refresh_task(task.id)
-            tasks = [self._by_id[t.id] for t in tasks if t.id in self._by_id]
-        taken.clear()
-        for service_id in dict.fromkeys(task.service_id for task in tasks):
-            run = self._runs.get(service_id)
-            if run is not None:
-                await self._settle(run)
 
     async def _take_event(self, event: RelayedEvent) -> None:
         kind = RUN_STARTERS.get(event.topic)
@@ -400,58 +249,17 @@ class Pipeline:
 
     async def _take_cron(self, tick: CronTick) -> None:
         if tick.job == "terminations":
-            await self._retry_terminations()
+            await self._attempts.retry_terminations()
         elif tick.job in ("retries", "stuck"):
-            await self._expire_leases()
-
-    async def _retry_terminations(self) -> None:
-        """A termination that could not reach a node stays ``terminating``; its steps that
-        failed in a way that may pass are tried again, so it finishes once the node is back."""
-        now = self._clock()
-        for run in list(self._runs.values()):
-            if run.kind != "terminate" or run.outcomes() is None:
-                continue  # not a termination, or one still under way
-            again = [
-                t
-                for t in run.tasks.values()
-                if t.state == "error" and t.failed_retryably and t.retry(now, actor=SCHEDULER)
-            ]
-            if again:
-                try:
-                    await self._save(*again)
-                except Conflict:  # staff changed one meanwhile: take the store's word
-                    for task in again:
-                        await self._refresh_task(task.id)
-                    continue
-                run.outcome_recorded = False
+            await self._attempts.expire_leases()
 
     async def tick(self) -> None:
         """Expires leases and starts whatever is due."""
         async with self._lock:
             await self._fresh()
-            await self._expire_leases()
-            outgoing = await self._dispatch_ready()
+            await self._attempts.expire_leases()
+            outgoing = await self._attempts.dispatch()
         await self._send(outgoing)
-
-    async def _expire_leases(self) -> None:
-        now = self._clock()
-        for service_id, attempts in list(self._draining.items()):
-            for task_id, (_, lease) in list(attempts.items()):
-                if lease <= now:
-                    self._stop_draining(task_id, service_id)
-        for run in list(self._runs.values()):
-            expired = [
-                t
-                for t in run.open_tasks()
-                if t.expire_lease(now, self._settings.policy, self._random())
-            ]
-            if expired:
-                try:
-                    await self._save(*expired)
-                except Conflict:  # staff force-failed or cancelled one meanwhile
-                    for task in expired:
-                        await self._refresh_task(task.id)
-                await self._settle(run)
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -535,50 +343,9 @@ class Pipeline:
             await self._settle(empty)
         return True
 
-    def _stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:
-        for sid in [service_id] if service_id else list(self._draining):
-            attempts = self._draining.get(sid)
-            if attempts and attempts.pop(task_id, None) is not None and not attempts:
-                del self._draining[sid]
-
     async def _refresh_task(self, task_id: uuid.UUID) -> _Run | None:
         """Takes the store's word for a task; returns its run when that is open here."""
-        if task_id not in self._by_id:
-            await self._reopen_finished(task_id)
-            return None
-        task = await asyncio.to_thread(self._store.task, task_id)
-        self._remember(task)
-        run = self._runs.get(task.service_id)
-        if run is not None and task.is_open:
-            run.outcome_recorded = False  # "Try again": the run's outcome is open once more
-        return run
-
-    async def _reopen_finished(self, task_id: uuid.UUID) -> None:
-        """Staff retried a (cancelled) task of a run that had ended and been forgotten: the
-        run comes back with that task and every step it depends on, as the store has them."""
-        try:
-            task = await asyncio.to_thread(self._store.task, task_id)
-        except NotFound:
-            return
-        if not task.is_open or task.run < self._finished.get(task.service_id, 0):
-            return
-        current = self._runs.get(task.service_id)
-        if current is not None and current.run != task.run:
-            return  # a newer run is under way; this one stays closed
-        self._finished.pop(task.service_id, None)
-        wanted, loaded = list(task.depends_on), [task]
-        while wanted:
-            step = wanted.pop()
-            if any(t.step == step for t in loaded):
-                continue
-            dep = await asyncio.to_thread(
-                self._store.task, task_uuid(task.service_id, task.run, step)
-            )
-            loaded.append(dep)
-            wanted.extend(dep.depends_on)
-        for each in loaded:
-            self._remember(each)
-        self._runs[task.service_id].outcome_recorded = False  # its outcome is open again
+        return await self._open.refresh(task_id)
 
     async def _settle(self, run: _Run) -> None:
         """Records the service's outcome once the run has ended (and only once: settling
@@ -595,19 +362,10 @@ class Pipeline:
         run.outcome_recorded = True
         ended_well = all(o.state in ("succeeded", "cancelled") for o in outcomes)
         if ended_well or service.status == "terminated":
-            self._forget(run)
+            self._open.forget(run)
         waiting = pending_kind(service)
         if waiting is not None and waiting != run.kind:
             await self._start_run(service.id, service.version, waiting)
-
-    def _forget(self, run: _Run) -> None:
-        """A run that ended well leaves the working state (only failed runs wait there for a
-        Try again), so the pipeline's memory and its scans stay the size of the open work."""
-        if self._runs.get(run.service_id) is run:
-            del self._runs[run.service_id]
-            self._finished[run.service_id] = run.run
-        for task in run.tasks.values():
-            self._by_id.pop(task.id, None)
 
     async def _record_outcome(
         self, service_id: str, kind: str, outcomes: list[StepOutcome]
@@ -626,43 +384,6 @@ class Pipeline:
             log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
             return None
 
-    async def _dispatch_ready(self) -> list[TaskMessage]:
-        """Dispatches every ready step a server has room for and records it; the task
-        messages to publish (``_send``) once that is recorded."""
-        now = self._clock()
-        budget = self._settings.batch_size
-        in_flight = self._in_flight_by_server()
-        # Free slots per server; the scan of the open runs (oldest first) stops as soon as no
-        # server has one left, which in a backlog is after the first few ready steps.
-        room = {s: max(0, self._limits.max_concurrency(s) - in_flight[s]) for s in self._servers}
-        free = sum(room.values())
-        started: list[tuple[Task, TaskMessage]] = []
-        for run in self._runs.values():
-            if budget <= 0 or free <= 0:
-                break
-            if self._draining.get(run.service_id):
-                continue  # the superseded run still has attempts out on a node
-            for task in run.tasks.values():
-                if budget <= 0 or room[task.server_id] <= 0:
-                    continue
-                if not task.is_due(now) or not self._dependencies_met(run, task):
-                    continue
-                attempt = task.dispatch(now, self._settings.lease_s)
-                room[task.server_id] -= 1
-                free -= 1
-                budget -= 1
-                started.append((task, self._message(run, task, attempt)))
-        if not started:
-            return []
-        try:
-            await self._save(*(task for task, _ in started))
-        except Conflict:
-            # Staff changed one of them meanwhile (cancel, retry): take the store's word.
-            for task, _ in started:
-                await self._refresh_task(task.id)
-            return []
-        return [message for _, message in started]
-
     async def _send(self, messages: list[TaskMessage]) -> None:
         # Recorded first: if a publish is lost, its lease runs out and the step is retried.
         await asyncio.gather(
@@ -670,26 +391,6 @@ class Pipeline:
                 self._publisher.publish(message.routing_key, message.to_json(), message.message_id)
                 for message in messages
             )
-        )
-
-    def _dependencies_met(self, run: _Run, task: Task) -> bool:
-        return all(
-            run.tasks.get(dep) is not None and run.tasks[dep].state == "succeeded"
-            for dep in task.depends_on
-        )
-
-    def _message(self, run: _Run, task: Task, attempt: int) -> TaskMessage:
-        inputs = {dep: run.tasks[dep].outputs for dep in task.depends_on}
-        return TaskMessage(
-            task_id=str(task.id),
-            attempt=attempt,
-            service_id=task.service_id,
-            step=task.step,
-            role=task.role,
-            action=task.action,
-            server_id=task.server_id,
-            params=task.params,
-            inputs=inputs,
         )
 
     async def _save(self, *aggregates: Any) -> None:
@@ -702,10 +403,3 @@ class Pipeline:
         except Exception:
             self._stale = True  # nothing of it was recorded, but memory moved on
             raise
-
-
-def _replay_tasks(store: PipelineStore) -> list[Task]:
-    tasks: dict[uuid.UUID, Any] = {}
-    for event in store.task_history():
-        tasks[event.originator_id] = event.mutate(tasks.get(event.originator_id))
-    return list(tasks.values())

@@ -1,4 +1,5 @@
-"""What a service records when a run ends, per kind, and that settling twice records once."""
+"""What a service records when a run ends, per kind, and that settling twice records once;
+which new run waits for the open one, and when a run has ended."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.run_outcome import StepOutcome, may_start, record_outcome
+from domain.retry_policy import RetryPolicy
+from domain.run_outcome import StepOutcome, may_start, record_outcome, step_outcomes, waits_for
 from domain.service import Service
+from domain.task import Task
 from tests.unit.test_service import ask, ordered
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -116,3 +119,51 @@ def test_what_may_start() -> None:
     assert may_start(service, "terminate")
     settle(service, "terminate", OK)
     assert not may_start(service, "terminate")
+
+
+def test_which_new_run_waits_for_the_open_one() -> None:
+    for kind in ("terminate", "deploy", "reset"):
+        assert not waits_for(kind, "suspend")
+    assert not waits_for("suspend", "unsuspend") and not waits_for("unsuspend", "suspend")
+    assert not waits_for("suspend", "suspend")
+    assert waits_for("suspend", "deploy") and waits_for("change_plan", "suspend")
+
+
+def step(name: str, depends_on: list[str] | None = None) -> Task:
+    return Task.plan(
+        service_id="42",
+        run=1,
+        step=name,
+        role="web",
+        action="ensure_" + name,
+        server_id="web1",
+        params={},
+        depends_on=depends_on or [],
+        now=NOW,
+        operation="suspend",
+    )
+
+
+def test_step_outcomes_wait_for_every_task_and_list_the_blocked_ones() -> None:
+    first, second, third = step("a"), step("b", ["a"]), step("c", ["b"])
+    tasks = {"a": first, "b": second, "c": third}
+    assert step_outcomes("suspend", tasks) is None
+    first.dispatch(NOW, lease_s=30)
+    first.fail(1, NOW, error="exit 1", retryable=False, log=[], policy=RetryPolicy(), unit_random=0)
+    outcomes = step_outcomes("suspend", tasks)
+    assert outcomes is not None
+    assert [(o.step, o.state, o.error) for o in outcomes] == [
+        ("a", "error", "exit 1"),
+        ("b", "blocked", "not attempted: it depends on a"),
+        ("c", "blocked", "not attempted: it depends on b"),
+    ]
+
+
+def test_a_deploy_has_failed_as_soon_as_one_step_is_in_error() -> None:
+    first, other = step("a"), step("b")
+    first.dispatch(NOW, lease_s=30)
+    first.fail(1, NOW, error="exit 1", retryable=False, log=[], policy=RetryPolicy(), unit_random=0)
+    assert step_outcomes("suspend", {"a": first, "b": other}) is None
+    outcomes = step_outcomes("deploy", {"a": first, "b": other})
+    assert outcomes is not None
+    assert [o.state for o in outcomes] == ["error", "planned"]

@@ -1,0 +1,200 @@
+"""The pipeline's working state: the open run of each service and its Task aggregates.
+
+Consumes: Task aggregates — replayed from the store's Task event history on start, read again
+one at a time when staff changed one, or planned and changed by the pipeline itself. Emits
+nothing: the pipeline asks it which runs are open, how many attempts each server has in flight
+and when something next falls due, and records what changed itself (handlers/pipeline.py).
+Nothing here writes to the store or reads a clock.
+
+Only open work stays: a run that ended well is forgotten (remembering just its number, so a
+redelivered event does not start it again), while a failed run waits here for a Try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.errors import NotFound
+from domain.retry_policy import RetryPolicy
+from domain.run_outcome import StepOutcome, step_outcomes
+from domain.task import Task, task_uuid
+
+
+class TaskReader(Protocol):
+    """The event store's Tasks (synchronous; called in a thread)."""
+
+    def task(self, task_id: uuid.UUID) -> Task: ...
+
+    def task_history(self) -> Iterable[Any]:
+        """Every Task domain event in order."""
+
+
+@dataclass
+class Run:
+    service_id: str
+    run: int
+    kind: str
+    tasks: dict[str, Task] = field(default_factory=dict)  # by step
+    outcome_recorded: bool = False
+
+    def open_tasks(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.is_open]
+
+    def expire_leases(
+        self, now: datetime, policy: RetryPolicy, unit_random: Callable[[], float]
+    ) -> list[Task]:
+        """Fails (retryably) the attempts whose lease ran out; the tasks that changed."""
+        return [t for t in self.open_tasks() if t.expire_lease(now, policy, unit_random())]
+
+    def retry_failed_retryably(self, now: datetime, actor: str) -> list[Task]:
+        """Tries again the steps in error whose failure may pass; the tasks that changed."""
+        return [
+            t
+            for t in self.tasks.values()
+            if t.state == "error" and t.failed_retryably and t.retry(now, actor=actor)
+        ]
+
+    def outcomes(self) -> list[StepOutcome] | None:
+        """Each step's outcome once nothing more can happen in the run; None while
+        something still can (domain/run_outcome.py)."""
+        return step_outcomes(self.kind, self.tasks)
+
+
+class OpenRuns:
+    """The latest run per service, its tasks by id, the last run that ended well per service,
+    and the attempts of superseded runs that may still be running on a node."""
+
+    def __init__(self, store: TaskReader) -> None:
+        self._store = store
+        self.runs: dict[str, Run] = {}  # latest run per service
+        self.by_id: dict[uuid.UUID, Task] = {}
+        self.finished: dict[str, int] = {}  # last run that ended well, per service
+        # Attempts of a superseded run that may still be running on a node: a newer run of the
+        # same service waits for them (result, or lease out) so an old removal cannot land
+        # after a new ensure. {service_id: {task_id: (server_id, lease_expires_at)}}
+        self.draining: dict[str, dict[uuid.UUID, tuple[str, datetime]]] = {}
+        self.servers: set[str] = set()  # every server a remembered task runs on
+
+    async def reload(self) -> None:
+        """Takes the store's tasks as the whole working state. Superseded attempts still out
+        on a node are kept: the store has them only as cancelled tasks."""
+        tasks = await asyncio.to_thread(_replay_tasks, self._store)
+        self.runs.clear()
+        self.by_id.clear()
+        self.finished.clear()
+        for task in tasks:
+            self.remember(task)
+
+    def remember(self, task: Task) -> None:
+        """Takes the task as it is now; a task of a newer run replaces the service's run."""
+        current = self.runs.get(task.service_id)
+        if current is None or task.run > current.run:
+            if current is not None:
+                for old in current.tasks.values():
+                    self.by_id.pop(old.id, None)
+            current = self.runs[task.service_id] = Run(task.service_id, task.run, task.operation)
+        if task.run == current.run:
+            current.tasks[task.step] = task
+            self.by_id[task.id] = task
+            self.servers.add(task.server_id)
+
+    async def refresh(self, task_id: uuid.UUID) -> Run | None:
+        """Takes the store's word for a task; returns its run when that is open here."""
+        if task_id not in self.by_id:
+            await self._reopen_finished(task_id)
+            return None
+        task = await asyncio.to_thread(self._store.task, task_id)
+        self.remember(task)
+        run = self.runs.get(task.service_id)
+        if run is not None and task.is_open:
+            run.outcome_recorded = False  # "Try again": the run's outcome is open once more
+        return run
+
+    async def _reopen_finished(self, task_id: uuid.UUID) -> None:
+        """Staff retried a (cancelled) task of a run that had ended and been forgotten: the
+        run comes back with that task and every step it depends on, as the store has them."""
+        try:
+            task = await asyncio.to_thread(self._store.task, task_id)
+        except NotFound:
+            return
+        if not task.is_open or task.run < self.finished.get(task.service_id, 0):
+            return
+        current = self.runs.get(task.service_id)
+        if current is not None and current.run != task.run:
+            return  # a newer run is under way; this one stays closed
+        self.finished.pop(task.service_id, None)
+        wanted, loaded = list(task.depends_on), [task]
+        while wanted:
+            step = wanted.pop()
+            if any(t.step == step for t in loaded):
+                continue
+            dep = await asyncio.to_thread(
+                self._store.task, task_uuid(task.service_id, task.run, step)
+            )
+            loaded.append(dep)
+            wanted.extend(dep.depends_on)
+        for each in loaded:
+            self.remember(each)
+        self.runs[task.service_id].outcome_recorded = False  # its outcome is open again
+
+    def forget(self, run: Run) -> None:
+        """A run that ended well leaves the working state (only failed runs wait there for a
+        Try again), so the pipeline's memory and its scans stay the size of the open work."""
+        if self.runs.get(run.service_id) is run:
+            del self.runs[run.service_id]
+            self.finished[run.service_id] = run.run
+        for task in run.tasks.values():
+            self.by_id.pop(task.id, None)
+
+    def stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:
+        for sid in [service_id] if service_id else list(self.draining):
+            attempts = self.draining.get(sid)
+            if attempts and attempts.pop(task_id, None) is not None and not attempts:
+                del self.draining[sid]
+
+    def stop_draining_expired(self, now: datetime) -> None:
+        """A superseded attempt whose lease ran out is no longer waited for."""
+        for service_id, attempts in list(self.draining.items()):
+            for task_id, (_, lease) in list(attempts.items()):
+                if lease <= now:
+                    self.stop_draining(task_id, service_id)
+
+    def next_due(self) -> datetime | None:
+        """The earliest moment something is due without any message arriving: a retry's
+        back-off ending, a lease running out, a superseded attempt's lease ending."""
+        moments = [
+            moment
+            for run in self.runs.values()
+            for task in run.tasks.values()
+            for moment in (
+                task.due_at if task.state == "retry_scheduled" else None,
+                task.lease_expires_at if task.state == "dispatched" else None,
+            )
+            if moment is not None
+        ]
+        moments += [lease for attempts in self.draining.values() for _, lease in attempts.values()]
+        return min(moments, default=None)
+
+    def in_flight_by_server(self) -> Counter[str]:
+        counts: Counter[str] = Counter(
+            task.server_id
+            for run in self.runs.values()
+            for task in run.tasks.values()
+            if task.state == "dispatched"
+        )
+        for attempts in self.draining.values():
+            counts.update(server for server, _ in attempts.values())
+        return counts
+
+
+def _replay_tasks(store: TaskReader) -> list[Task]:
+    tasks: dict[uuid.UUID, Any] = {}
+    for event in store.task_history():
+        tasks[event.originator_id] = event.mutate(tasks.get(event.originator_id))
+    return list(tasks.values())
