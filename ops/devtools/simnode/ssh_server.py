@@ -4,7 +4,7 @@
 name whose public key is listed in ``DIR/authorized_keys`` (re-read on every login, no
 passwords), runs each exec request's command line through ``execute`` and answers with its
 stdout, stderr and exit status. The one shell it runs is hostwright's command session
-(``handlers.hestia_command``): ``SHELL_COMMAND`` whose first line must be exactly
+(``handlers.hestia_session``): ``SHELL_COMMAND`` whose first line must be exactly
 ``SHELL_PREAMBLE``, then one ``hw_run MARKER CMD…`` line per command, answered as bash would.
 SFTP is served chrooted to ``DIR/fs`` (the simulated host's file system). The host key is
 generated once into ``DIR/ssh_host_key`` (mode 600) and ``DIR/ssh_host_key.pub``.
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import asyncssh
 
-from handlers.hestia_command import SHELL_COMMAND, SHELL_PREAMBLE, SHELL_RUNNER
+from handlers.hestia_session import SHELL_COMMAND, SHELL_PREAMBLE, SHELL_RUNNER
 from ops.devtools.simnode.commands import CommandResult
 
 _PLAIN_OR_SINGLE_QUOTED = re.compile(r"(?:[^\s']+|'[^']*')+")
