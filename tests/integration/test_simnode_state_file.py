@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ops.devtools.simnode.executor import CommandExecutor
 from ops.devtools.simnode.journal import read_command_log, read_stats
-from ops.devtools.simnode.shell import split_words
+from ops.devtools.simnode.shell_words import split_words
 from ops.devtools.simnode.state import (
     DEFAULT_PACKAGE,
     NodeState,

@@ -18,14 +18,13 @@ script from its input stops at a syntax error too.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 from ops.devtools.simnode.commands import CommandResult
+from ops.devtools.simnode.shell_words import Write, compiled, printf, split_words
 
-Write = Callable[[str], None]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
 _TOKEN = re.compile(
@@ -37,20 +36,8 @@ _TOKEN = re.compile(
     |(?P<word>(?:[^\s|&;()<>'"\\]|\\.|'[^']*'|"(?:[^"\\]|\\.)*")+)""",
     re.X | re.S,
 )
-_EXPANSION = re.compile(r"\$(?:([0-9#?@])|\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}|([A-Za-z_]\w*))")
-_PRINTF_SPEC = re.compile(r"%([-+ 0#]*[0-9]*)([sdi%])")
-_PRINTF_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "a": "\a", "e": "\x1b"}
 # What ``shlex.join`` leaves unquoted: a line of only these and '…' words needs no parser.
 _PLAIN_OUTSIDE_QUOTES = re.compile(r"[\w@%+=:,./ -]*")
-_PLAIN_OR_SINGLE_QUOTED = re.compile(r"(?:[^\s']+|'[^']*')+")
-
-
-def split_words(line: str) -> list[str]:
-    """``shlex.split(line)``, quicker for what ``shlex.join`` writes: plain words and
-    single-quoted ones (anything else, e.g. double quotes or backslashes, goes to shlex)."""
-    if '"' in line or "\\" in line or line.count("'") % 2:
-        return shlex.split(line)
-    return [word.replace("'", "") for word in _PLAIN_OR_SINGLE_QUOTED.findall(line)]
 
 
 class ShellExit(Exception):
@@ -69,6 +56,14 @@ class _Incomplete(Exception):
 class _Command:
     words: list[str] = field(default_factory=list)  # as written, quotes and all
     redirects: list[tuple[str, str]] = field(default_factory=list)  # (operator, target)
+    assignments: list[tuple[str, str]] = field(default_factory=list)  # name, value as written
+
+    def finished(self) -> _Command:
+        """The command with its leading ``name=value`` words taken as assignments."""
+        while self.words and (found := _ASSIGNMENT.fullmatch(self.words[0])):
+            self.assignments.append((found[1], found[2]))
+            self.words = self.words[1:]
+        return self
 
 
 @dataclass
@@ -83,7 +78,10 @@ class Shell:
         self, run: Callable[[list[str]], Awaitable[CommandResult]], out: Write, err: Write
     ) -> None:
         self._run = run
-        self._streams = {"1": out, "2": err}
+        self._out, self._err = out, err
+        # what a line writes, sent at its end: one write per stream instead of one per command
+        self._written: tuple[list[str], list[str]] = ([], [])
+        self._streams = {"1": self._written[0].append, "2": self._written[1].append}
         self.status = 0
         self._variables: dict[str, str] = {}
         self._functions: dict[str, _Function] = {}
@@ -92,6 +90,15 @@ class Shell:
 
     async def run_line(self, line: str) -> None:
         """Runs one line of input (with its newline, if it had one)."""
+        try:
+            await self._run_line(line)
+        finally:
+            for written, write in zip(self._written, (self._out, self._err), strict=True):
+                if written:
+                    write("".join(written))
+                    written.clear()
+
+    async def _run_line(self, line: str) -> None:
         source = self._pending + line
         quoted_removed = re.sub(r"'[^']*'", "", source.rstrip("\n"))
         if not self._pending and _PLAIN_OUTSIDE_QUOTES.fullmatch(quoted_removed):
@@ -125,7 +132,7 @@ class Shell:
                 continue
             if kind in ("operator", "newline") and text in (";", "\n"):
                 if current.words or current.redirects:
-                    commands.append(current)
+                    commands.append(current.finished())
                 elif text == ";" and not defined:
                     self._syntax_error(text)
                 current = _Command()
@@ -140,7 +147,7 @@ class Shell:
                 current.words.append(text)
             defined = False
         if current.words or current.redirects:
-            commands.append(current)
+            commands.append(current.finished())
         return commands
 
     def _define(self, name: str, tokens: list[tuple[str, str]], at: int) -> int:
@@ -197,21 +204,23 @@ class Shell:
         raise ShellExit(2)
 
     async def _simple(self, command: _Command, expanded: list[str] | None = None) -> None:
+        if expanded is not None:
+            fields = expanded
+        else:
+            fields = [f for word in command.words for f in self._expand(word)]
+        if not fields:
+            for name, value in command.assignments:
+                self._variables[name] = "".join(self._expand(value, split=False))
+            self.status = 0
+            return
+        if command.assignments:
+            self._syntax_error(command.assignments[0][0] + "=", known=False)
+        if not command.redirects:
+            await self._call(fields)
+            return
         streams = dict(self._streams)
         for operator, target in command.redirects:
             self._redirect(streams, operator, "".join(self._expand(target)))
-        words = command.words
-        assignments: list[tuple[str, str]] = []
-        while expanded is None and words and (found := _ASSIGNMENT.fullmatch(words[0])):
-            assignments.append((found[1], "".join(self._expand(found[2], split=False))))
-            words = words[1:]
-        fields = expanded if expanded is not None else [f for w in words for f in self._expand(w)]
-        if not fields:
-            self._variables.update(assignments)
-            self.status = 0
-            return
-        if assignments:
-            self._syntax_error(command.words[0], known=False)
         saved, self._streams = self._streams, streams
         try:
             await self._call(fields)
@@ -246,7 +255,7 @@ class Shell:
             if count <= len(self._arguments):
                 self._arguments = self._arguments[count:]
         elif name == "printf" and arguments:
-            self.status = _printf(arguments[0], arguments[1:], self._streams)
+            self.status = printf(arguments[0], arguments[1:], self._streams)
         elif name == "echo":
             self._streams["1"](" ".join(arguments) + "\n")
             self.status = 0
@@ -261,60 +270,37 @@ class Shell:
     def _expand(self, word: str, *, split: bool = True) -> list[str]:
         """The fields one word stands for: quotes removed, parameters expanded, unquoted
         expansions split at blanks, ``"$@"`` one field per argument."""
-        if word == '"$@"':
-            return list(self._arguments)  # no arguments: no field at all, not an empty one
-        fields: list[str] = [""]
+        parts = compiled(word)
+        if parts is None:
+            return list(self._arguments)  # "$@" alone: no arguments make no field at all
+        if len(parts) == 1 and parts[0][1] is None:
+            return [parts[0][2]]
+        fields = [""]
         started = False  # a quoted empty string is still a field
-        at = 0
-        while at < len(word):
-            char = word[at]
-            if char == "'":
-                end = word.index("'", at + 1)
-                fields[-1] += word[at + 1 : end]
-                started, at = True, end + 1
-            elif char == '"':
-                end = _closing_quote(word, at)
-                self._expand_quoted(word[at + 1 : end], fields)
-                started, at = True, end + 1
-            elif char == "\\":
-                fields[-1] += word[at + 1 : at + 2]
-                started, at = True, at + 2
-            elif char == "$" and (found := _EXPANSION.match(word, at)):
-                values = self._parameter(found)
-                text = " ".join(values)
-                pieces = text.split() if split else [text]
-                if pieces:
-                    fields[-1] += pieces[0]
-                    fields += pieces[1:]
-                    started = True
-                at = found.end()
-            else:
-                fields[-1] += char
-                started, at = True, at + 1
-        return fields if started or fields != [""] else []
-
-    def _expand_quoted(self, inner: str, fields: list[str]) -> None:
-        at = 0
-        while at < len(inner):
-            char = inner[at]
-            if char == "\\" and at + 1 < len(inner) and inner[at + 1] in '$`"\\\n':
-                fields[-1] += inner[at + 1]
-                at += 2
-            elif char == "$" and (found := _EXPANSION.match(inner, at)):
-                values = self._parameter(found)
-                if found[1] == "@":
+        for quoted, parameter, text in parts:
+            if parameter is None:
+                fields[-1] += text
+                started = True
+                continue
+            values = self._parameter(parameter)
+            if quoted:
+                started = True
+                if parameter == "@":
                     if values:
                         fields[-1] += values[0]
                         fields += values[1:]
                 else:
-                    fields[-1] += values[0] if values else ""
-                at = found.end()
-            else:
-                fields[-1] += char
-                at += 1
+                    fields[-1] += values[0]
+                continue
+            joined = " ".join(values)
+            pieces = joined.split() if split else [joined]
+            if pieces:
+                fields[-1] += pieces[0]
+                fields += pieces[1:]
+                started = True
+        return fields if started or fields != [""] else []
 
-    def _parameter(self, found: re.Match[str]) -> list[str]:
-        name = found[1] or found[2] or found[3]
+    def _parameter(self, name: str) -> list[str]:
         if name == "@":
             return list(self._arguments)
         if name == "#":
@@ -327,47 +313,5 @@ class Shell:
         return [self._variables.get(name, "")]
 
 
-def _closing_quote(word: str, at: int) -> int:
-    end = at + 1
-    while word[end] != '"':
-        end += 2 if word[end] == "\\" else 1
-    return end
-
-
 def _discard(text: str) -> None:
     return None
-
-
-def _printf(form: str, arguments: list[str], streams: dict[str, Write]) -> int:
-    """bash's ``printf FORMAT ARG…``: the format reused while arguments remain; the status."""
-    status = 0
-    remaining = list(arguments)
-    output: list[str] = []
-    while True:
-        used = 0
-
-        def spec(found: re.Match[str]) -> str:
-            nonlocal used, status
-            flags, kind = found[1], found[2]
-            if kind == "%":
-                return "%"
-            value = remaining.pop(0) if remaining else ""
-            used += 1
-            if kind == "s":
-                return f"%{flags}s" % value
-            try:
-                number = int(value or "0")
-            except ValueError:
-                streams["2"](f"bash: printf: {value}: invalid number\n")
-                status, number = 1, 0
-            return f"%{flags}d" % number
-
-        output.append(_PRINTF_SPEC.sub(spec, _unescape(form)))
-        if not remaining or used == 0:
-            break
-    streams["1"]("".join(output))
-    return status
-
-
-def _unescape(form: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _PRINTF_ESCAPES.get(m[1], "\\" + m[1]), form)
