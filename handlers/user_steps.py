@@ -1,8 +1,7 @@
 """Step actions for Hestia packages and users: ``ensure_package``, ``ensure_user``, ``remove_user``.
 
-A user is "ours" when its contact e-mail is the one the planner gives: Hestia has no owner
-field, and refusing to adopt or delete a user with another contact is what keeps one service
-from taking over another's account.
+A user is "ours" when its contact e-mail is the one the planner gives (handlers/ownership.py);
+another's is never adopted or deleted.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ import re
 import secrets
 from typing import Any
 
-from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.hestia_command import TransientNodeError
+from handlers.ownership import require_our_user
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -153,10 +153,6 @@ async def ensure_package(
     return StepOutcome(changed=True)
 
 
-def _contact_matches(conf: dict[str, Any], email: str) -> bool:
-    return str(conf.get("CONTACT", "")).lower() == email.lower()
-
-
 async def ensure_user(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
@@ -186,10 +182,7 @@ async def ensure_user(
         if found is None:
             raise TransientNodeError(f"{driver.server_id}: user {user} is still absent")
     conf = found.get(user, {})
-    if not _contact_matches(conf, email):
-        raise PermanentNodeError(
-            f"conflict: user {user} on {driver.server_id} belongs to another contact"
-        )
+    require_our_user(driver, user, conf, email, refusal="conflict")
     moved = False
     if not added and await _package_drifted(driver, user, conf, package, log):
         await apply(driver, log, ["v-change-user-package", user, package])
@@ -226,10 +219,7 @@ async def remove_user(
     if found is None:
         log.note(f"user {user}: already absent")
         return StepOutcome(changed=False)
-    if not _contact_matches(found.get(user, {}), email):
-        raise PermanentNodeError(
-            f"refused: user {user} on {driver.server_id} belongs to another contact"
-        )
+    require_our_user(driver, user, found.get(user, {}), email, refusal="refused")
     changed = await apply(driver, log, ["v-delete-user", user], also_ok=(3,)) == 0
     if await driver.probe_json(["v-list-user", user]) is not None:
         raise TransientNodeError(f"{driver.server_id}: user {user} is still present")
