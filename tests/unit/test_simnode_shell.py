@@ -84,6 +84,10 @@ SCRIPTS = {
         "}\n",
         "g a 'b c'\n",
     ],
+    "backslashes and double quotes": [
+        'x=1; echo a\\ b "c\\"d" "e\\f" \\$x "$x"\'$x\' ""\n',
+        'set_ok=yes; printf "%s|%s\\n" "${set_ok}" "$unset"\n',
+    ],
     "a quote over two lines": ["echo 'a\n", "b'\n", "printf '%d\\n' zz; echo $?\n"],
     "a command that is not there": ["nothere x\n", "echo $?\n"],
     "a syntax error stops the shell": ["echo one\n", "echo two; ;\n", "echo three\n"],

@@ -44,42 +44,44 @@ def compiled(word: str) -> tuple[_Part, ...] | None:
     parts: list[_Part] = []
     at = 0
     while at < len(word):
-        char = word[at]
-        if char == "'":
+        if word[at] == "'":
             end = word.index("'", at + 1)
             parts.append((True, None, word[at + 1 : end]))
-            at = end + 1
-        elif char == '"':
+        elif word[at] == '"':
             end = _closing_quote(word, at)
-            parts += _quoted_parts(word[at + 1 : end]) or [(True, None, "")]
-            at = end + 1
-        elif char == "\\":
-            parts.append((True, None, word[at + 1 : at + 2]))
-            at += 2
-        elif char == "$" and (found := _EXPANSION.match(word, at)):
-            parts.append((False, found[1] or found[2] or found[3], ""))
-            at = found.end()
+            parts += _parts(word[at + 1 : end], quoted=True) or [(True, None, "")]
         else:
-            parts.append((False, None, char))
-            at += 1
+            end = _unquoted_end(word, at)
+            parts += _parts(word[at:end], quoted=False)
+            at = end
+            continue
+        at = end + 1
     return tuple(parts)
 
 
-def _quoted_parts(inner: str) -> list[_Part]:
+def _parts(text: str, *, quoted: bool) -> list[_Part]:
+    """Text and parameters of a stretch of a word outside quotes, or inside double quotes
+    (where a backslash keeps its meaning only before ``$ ` " \\`` and a newline)."""
     parts: list[_Part] = []
     at = 0
-    while at < len(inner):
-        char = inner[at]
-        if char == "\\" and at + 1 < len(inner) and inner[at + 1] in '$`"\\\n':
-            parts.append((True, None, inner[at + 1]))
+    while at < len(text):
+        char = text[at]
+        if char == "\\" and at + 1 < len(text) and (not quoted or text[at + 1] in '$`"\\\n'):
+            parts.append((True, None, text[at + 1]))  # an escaped character is quoted
             at += 2
-        elif char == "$" and (found := _EXPANSION.match(inner, at)):
-            parts.append((True, found[1] or found[2] or found[3], ""))
+        elif char == "$" and (found := _EXPANSION.match(text, at)):
+            parts.append((quoted, found[1] or found[2] or found[3], ""))
             at = found.end()
         else:
-            parts.append((True, None, char))
+            parts.append((quoted, None, char))
             at += 1
     return parts
+
+
+def _unquoted_end(word: str, at: int) -> int:
+    while at < len(word) and word[at] not in "'\"":
+        at += 2 if word[at] == "\\" else 1
+    return min(at, len(word))
 
 
 def _closing_quote(word: str, at: int) -> int:
