@@ -11,6 +11,7 @@ import re
 import secrets
 from typing import Any
 
+from domain.hosting_plan import LIMIT_KEYS, PACKAGE_DEFAULTS, UNLIMITED
 from handlers.hestia_command import TransientNodeError
 from handlers.ownership import require_our_user
 from handlers.step import (
@@ -23,44 +24,6 @@ from handlers.step import (
     text,
 )
 
-# install/common/packages/default.pkg, in Hestia's order; quotas override these.
-PACKAGE_DEFAULTS: dict[str, str] = {
-    "WEB_TEMPLATE": "default",
-    "PROXY_TEMPLATE": "default",
-    "BACKEND_TEMPLATE": "default",
-    "DNS_TEMPLATE": "default",
-    "WEB_DOMAINS": "unlimited",
-    "WEB_ALIASES": "unlimited",
-    "DNS_DOMAINS": "unlimited",
-    "DNS_RECORDS": "unlimited",
-    "MAIL_DOMAINS": "unlimited",
-    "MAIL_ACCOUNTS": "unlimited",
-    "RATE_LIMIT": "200",
-    "DATABASES": "unlimited",
-    "CRON_JOBS": "unlimited",
-    "DISK_QUOTA": "unlimited",
-    "CPU_QUOTA": "unlimited",
-    "CPU_QUOTA_PERIOD": "unlimited",
-    "MEMORY_LIMIT": "unlimited",
-    "SWAP_LIMIT": "unlimited",
-    "BANDWIDTH": "unlimited",
-    "NS": "ns1.domain.tld,ns2.domain.tld",
-    "SHELL": "nologin",
-    "BACKUPS": "1",
-    "BACKUPS_INCREMENTAL": "no",
-}
-LIMIT_KEYS = (
-    "WEB_DOMAINS",
-    "WEB_ALIASES",
-    "DNS_DOMAINS",
-    "DNS_RECORDS",
-    "MAIL_DOMAINS",
-    "MAIL_ACCOUNTS",
-    "DATABASES",
-    "CRON_JOBS",
-    "DISK_QUOTA",
-    "BANDWIDTH",
-)
 # Hestia *sources* a package file as shell: only plain words may go into it.
 _PACKAGE_VALUE = re.compile(r"^[A-Za-z0-9._,/-]*$")
 _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -78,7 +41,7 @@ def package_definition(quotas: object) -> dict[str, str]:
         if key not in PACKAGE_DEFAULTS:
             raise StepParamsError(f"quota {key!r} is not a Hestia package key")
         if raw is None:
-            value = "unlimited"
+            value = UNLIMITED
         elif isinstance(raw, bool):
             raise StepParamsError(f"quota {key!r} must be a number, a word or null")
         elif isinstance(raw, int):
