@@ -2,7 +2,10 @@
 
 A plan arrives from WHMCS as JSON; ``HostingPlan.parse`` types and bounds every field and
 refuses anything it does not know, so a typo in WHMCS configuration is an error, not a
-silently ignored limit. ``None`` means unlimited.
+silently ignored limit. ``None`` means unlimited. In Hestia's terms: ``PACKAGE_KEYS`` names the
+package key each limit goes to, ``PACKAGE_DEFAULTS`` is the package a plan asks for where it
+sets nothing, and ``LIMIT_KEYS`` are the package keys that limit what a user may hold (Hestia
+copies them into the user); the handlers send and check exactly these.
 """
 
 from __future__ import annotations
@@ -16,6 +19,53 @@ from domain.errors import InvalidInput
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHP_VERSION = re.compile(r"^[5-9]\.[0-9]$")
 UNLIMITED = "unlimited"
+
+# Every key of a Hestia package, in the order Hestia writes a package file, with what a plan
+# asks for when it leaves the key unset. A limit the plan does not set is no limit; the rest
+# are what a fresh Hestia gives its own default package, so a plan changes only its limits.
+PACKAGE_DEFAULTS: dict[str, str] = {
+    "WEB_TEMPLATE": "default",
+    "PROXY_TEMPLATE": "default",
+    "BACKEND_TEMPLATE": "default",
+    "DNS_TEMPLATE": "default",
+    "WEB_DOMAINS": UNLIMITED,
+    "WEB_ALIASES": UNLIMITED,
+    "DNS_DOMAINS": UNLIMITED,
+    "DNS_RECORDS": UNLIMITED,
+    "MAIL_DOMAINS": UNLIMITED,
+    "MAIL_ACCOUNTS": UNLIMITED,
+    "RATE_LIMIT": "200",
+    "DATABASES": UNLIMITED,
+    "CRON_JOBS": UNLIMITED,
+    "DISK_QUOTA": UNLIMITED,
+    "CPU_QUOTA": UNLIMITED,
+    "CPU_QUOTA_PERIOD": UNLIMITED,
+    "MEMORY_LIMIT": UNLIMITED,
+    "SWAP_LIMIT": UNLIMITED,
+    "BANDWIDTH": UNLIMITED,
+    "NS": "ns1.domain.tld,ns2.domain.tld",
+    "SHELL": "nologin",
+    "BACKUPS": "1",
+    "BACKUPS_INCREMENTAL": "no",
+}
+# HostingPlan field -> the Hestia package key that carries it (None = unlimited, passed on so)
+PACKAGE_KEYS = {
+    "disk_mb": "DISK_QUOTA",
+    "bandwidth_mb": "BANDWIDTH",
+    "web_domains": "WEB_DOMAINS",
+    "web_aliases": "WEB_ALIASES",
+    "mail_domains": "MAIL_DOMAINS",
+    "mail_accounts": "MAIL_ACCOUNTS",
+    "databases": "DATABASES",
+    "dns_domains": "DNS_DOMAINS",
+    "cron_jobs": "CRON_JOBS",
+}
+# The counted limits of a package, in Hestia's order: the plan's, and DNS_RECORDS, which a plan
+# leaves unlimited but a package may set. A user holds its own copy of them, which drifts from
+# its package when the package changes; that is why they are compared user against package.
+LIMIT_KEYS = tuple(
+    key for key in PACKAGE_DEFAULTS if key in {*PACKAGE_KEYS.values(), "DNS_RECORDS"}
+)
 
 # field -> inclusive upper bound; the unit is in the name
 _BOUNDED_FIELDS: dict[str, int] = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.dns_records import TEXT_TYPES, DesiredRecord, RecordKey, listed_key
-from handlers.domain_owner import raise_conflict
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
 from handlers.mail_steps import DKIM_RECORD
+from handlers.ownership import raise_conflict
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -20,15 +20,11 @@ from handlers.step import (
     StepParamsError,
     apply,
     domain_name,
+    listed_domain,
     remove_domain,
     text,
     text_list,
 )
-
-
-async def _zone(driver: NodeDriver, user: str, domain: str) -> dict[str, Any] | None:
-    found = await driver.probe_json(["v-list-dns-domain", user, domain])
-    return None if found is None else found.get(domain, {})
 
 
 async def ensure_dns_zone(
@@ -44,14 +40,14 @@ async def ensure_dns_zone(
     nameservers = text_list(params, "nameservers")
     if len(nameservers) > 8:
         raise StepParamsError("Hestia takes at most 8 name servers")
-    if await _zone(driver, user, domain) is not None:
+    if await listed_domain(driver, "dns", user, domain) is not None:
         log.note(f"DNS zone {domain}: present for {user}")
         return StepOutcome(False)
     argv = ["v-add-dns-domain", user, domain, ip, *nameservers]
     changed = await apply(driver, log, argv, also_ok=(4,)) == 0
     if not changed:
         await raise_conflict(driver, log, "dns", domain, user)
-    if await _zone(driver, user, domain) is None:
+    if await listed_domain(driver, "dns", user, domain) is None:
         raise TransientNodeError(f"{driver.server_id}: DNS zone {domain} is still absent")
     return StepOutcome(changed)
 
@@ -220,6 +216,6 @@ async def remove_dns_zone(
         log,
         f"DNS zone {domain}",
         user,
-        lambda: _zone(driver, user, domain),
+        lambda: listed_domain(driver, "dns", user, domain),
         ["v-delete-dns-domain", user, domain],
     )

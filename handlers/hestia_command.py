@@ -104,35 +104,6 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(["sudo", HESTIA_BIN + items[0], *items[1:]])
 
 
-# A command session: one shell per SSH channel, kept open and given one command line after
-# another, instead of an exec channel per command (opening, running and closing a channel was
-# most of the SSH cost of a command, on both ends). SHELL_PREAMBLE, sent once, defines
-# ``hw_run MARKER CMD…``: it runs CMD with no stdin (stdin is the session's own input) and then
-# writes "\nMARKER EXIT\n" to stdout and "\nMARKER\n" to stderr, so the reader knows where
-# the command's output ends. MARKER is random per session, so no output can fake it.
-SHELL_COMMAND = "bash --noprofile --norc"
-SHELL_PREAMBLE = (
-    'hw_run() { m=$1; shift; "$@" </dev/null; rc=$?; '
-    'printf \'\\n%s %d\\n\' "$m" "$rc"; printf \'\\n%s\\n\' "$m" >&2; }'
-)
-SHELL_RUNNER = "hw_run"
-
-
-def fits_a_session(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` can be one line of a command session: no argument holds a line break
-    (such a command goes over an exec channel of its own)."""
-    return not any("\n" in item or "\r" in item for item in argv)
-
-
-def session_line(marker: str, argv: Sequence[str]) -> str:
-    """The line a command session runs for ``argv`` (with its newline); ``argv`` must
-    ``fits_a_session``."""
-    items = check_argv(argv)
-    if not fits_a_session(items):
-        raise ValueError(f"{items[0]}: an argument holds a line break")
-    return shlex.join([SHELL_RUNNER, marker, "sudo", HESTIA_BIN + items[0], *items[1:]]) + "\n"
-
-
 def masked(argv: Sequence[str]) -> list[str]:
     """``argv`` with its password argument, if any, replaced by ``*****``."""
     items = list(argv)
@@ -154,6 +125,11 @@ def scrub(text: str, argv: Sequence[str]) -> str:
     if index is None or index + 1 >= len(items) or not items[index + 1]:
         return text
     return text.replace(items[index + 1], MASK)
+
+
+def transient_error(server_id: str, argv: Sequence[str], why: str) -> TransientNodeError:
+    """SSH trouble while running ``argv``: ``why`` is what went wrong."""
+    return TransientNodeError(f"{server_id}: {shown(argv)}: {why}")
 
 
 def error_for(server_id: str, argv: Sequence[str], result: CommandResult) -> NodeError:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from handlers.domain_owner import raise_conflict
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import raise_conflict
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -19,17 +19,13 @@ from handlers.step import (
     apply,
     domain_name,
     flag,
+    listed_domain,
     remove_domain,
     text,
 )
 
 DKIM_RECORD = "mail._domainkey"
 _QUOTA = re.compile(r"^(?:[0-9]+|unlimited)$")
-
-
-async def _mail_domain(driver: NodeDriver, user: str, domain: str) -> dict[str, Any] | None:
-    found = await driver.probe_json(["v-list-mail-domain", user, domain])
-    return None if found is None else found.get(domain, {})
 
 
 def _yes(value: bool) -> str:
@@ -56,13 +52,13 @@ async def ensure_mail_domain(
     user, domain = text(params, "user"), domain_name(params)
     options = [_yes(flag(params, name, True)) for name in ("antispam", "antivirus", "dkim")]
     argv = ["v-add-mail-domain", user, domain, *options, _dkim_size(params)]
-    if await _mail_domain(driver, user, domain) is not None:
+    if await listed_domain(driver, "mail", user, domain) is not None:
         log.note(f"mail domain {domain}: present for {user}")
         return StepOutcome(False)
     changed = await apply(driver, log, argv, also_ok=(4,)) == 0
     if not changed:
         await raise_conflict(driver, log, "mail", domain, user)
-    if await _mail_domain(driver, user, domain) is None:
+    if await listed_domain(driver, "mail", user, domain) is None:
         raise TransientNodeError(f"{driver.server_id}: mail domain {domain} is still absent")
     return StepOutcome(changed)
 
@@ -77,7 +73,7 @@ async def ensure_dkim(
     ``dkim_record`` (``mail._domainkey``).
     """
     user, domain = text(params, "user"), domain_name(params)
-    conf = await _mail_domain(driver, user, domain)
+    conf = await listed_domain(driver, "mail", user, domain)
     if conf is None:
         raise PermanentNodeError(f"{driver.server_id}: mail domain {domain} of {user} is absent")
     changed = False
@@ -161,6 +157,6 @@ async def remove_mail_domain(
         log,
         f"mail domain {domain}",
         user,
-        lambda: _mail_domain(driver, user, domain),
+        lambda: listed_domain(driver, "mail", user, domain),
         ["v-delete-mail-domain", user, domain],
     )

@@ -93,6 +93,15 @@ async def remove_domain(
     return StepOutcome(changed)
 
 
+async def listed_domain(
+    driver: NodeDriver, kind: str, user: str, domain: str
+) -> dict[str, Any] | None:
+    """``user``'s ``kind`` (``web``, ``mail`` or ``dns``) domain as ``v-list-<kind>-domain``
+    shows it, or ``None`` when the user has no such domain."""
+    found = await driver.probe_json([f"v-list-{kind}-domain", user, domain])
+    return None if found is None else found.get(domain, {})
+
+
 def text(params: dict[str, Any], name: str, default: str | None = None) -> str:
     """A required (or defaulted) one-line string param."""
     value = params.get(name, default)

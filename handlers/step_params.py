@@ -13,22 +13,10 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from domain.hosting_plan import PACKAGE_KEYS
 from handlers.step import StepParamsError
 
 Unseal = Callable[[str], str]
-
-# HostingPlan field -> Hestia package key (None = unlimited, passed on as such)
-HESTIA_PACKAGE_KEYS = {
-    "disk_mb": "DISK_QUOTA",
-    "bandwidth_mb": "BANDWIDTH",
-    "web_domains": "WEB_DOMAINS",
-    "web_aliases": "WEB_ALIASES",
-    "mail_domains": "MAIL_DOMAINS",
-    "mail_accounts": "MAIL_ACCOUNTS",
-    "databases": "DATABASES",
-    "dns_domains": "DNS_DOMAINS",
-    "cron_jobs": "CRON_JOBS",
-}
 
 
 def resolve_params(
@@ -43,9 +31,7 @@ def resolve_params(
         if not isinstance(plan, Mapping):
             raise StepParamsError("plan must be an object")
         resolved["quotas"] = {
-            HESTIA_PACKAGE_KEYS[key]: value
-            for key, value in plan.items()
-            if key in HESTIA_PACKAGE_KEYS
+            PACKAGE_KEYS[key]: value for key, value in plan.items() if key in PACKAGE_KEYS
         }
     if isinstance(resolved.get("aliases"), list):
         # Hestia takes aliases as one comma-separated argument; none at all = leave it out

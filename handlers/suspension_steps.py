@@ -17,6 +17,7 @@ from typing import Any
 
 from handlers.dns_records import DesiredRecord, listed_key
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import require_our_user
 from handlers.step import NodeDriver, StepLog, StepOutcome, apply, domain_name, text
 
 SUSPENDED_COUNTS = ("SUSPENDED_WEB", "SUSPENDED_MAIL", "SUSPENDED_DNS")
@@ -29,11 +30,7 @@ async def _our_user(driver: NodeDriver, user: str, email: str, verb: str) -> dic
             f"{driver.server_id}: user {user} does not exist; there is nothing to {verb}"
         )
     conf = dict(found.get(user, {}))
-    # ownership as handlers/user_steps.py decides it: the contact the user was created with
-    if str(conf.get("CONTACT", "")).lower() != email.lower():
-        raise PermanentNodeError(
-            f"refused: user {user} on {driver.server_id} belongs to another contact"
-        )
+    require_our_user(driver, user, conf, email, refusal="refused")
     return conf
 
 

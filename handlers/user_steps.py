@@ -1,8 +1,7 @@
 """Step actions for Hestia packages and users: ``ensure_package``, ``ensure_user``, ``remove_user``.
 
-A user is "ours" when its contact e-mail is the one the planner gives: Hestia has no owner
-field, and refusing to adopt or delete a user with another contact is what keeps one service
-from taking over another's account.
+A user is "ours" when its contact e-mail is the one the planner gives (handlers/ownership.py);
+another's is never adopted or deleted.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ import re
 import secrets
 from typing import Any
 
-from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from domain.hosting_plan import LIMIT_KEYS, PACKAGE_DEFAULTS, UNLIMITED
+from handlers.hestia_command import TransientNodeError
+from handlers.ownership import require_our_user
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -23,44 +24,6 @@ from handlers.step import (
     text,
 )
 
-# install/common/packages/default.pkg, in Hestia's order; quotas override these.
-PACKAGE_DEFAULTS: dict[str, str] = {
-    "WEB_TEMPLATE": "default",
-    "PROXY_TEMPLATE": "default",
-    "BACKEND_TEMPLATE": "default",
-    "DNS_TEMPLATE": "default",
-    "WEB_DOMAINS": "unlimited",
-    "WEB_ALIASES": "unlimited",
-    "DNS_DOMAINS": "unlimited",
-    "DNS_RECORDS": "unlimited",
-    "MAIL_DOMAINS": "unlimited",
-    "MAIL_ACCOUNTS": "unlimited",
-    "RATE_LIMIT": "200",
-    "DATABASES": "unlimited",
-    "CRON_JOBS": "unlimited",
-    "DISK_QUOTA": "unlimited",
-    "CPU_QUOTA": "unlimited",
-    "CPU_QUOTA_PERIOD": "unlimited",
-    "MEMORY_LIMIT": "unlimited",
-    "SWAP_LIMIT": "unlimited",
-    "BANDWIDTH": "unlimited",
-    "NS": "ns1.domain.tld,ns2.domain.tld",
-    "SHELL": "nologin",
-    "BACKUPS": "1",
-    "BACKUPS_INCREMENTAL": "no",
-}
-LIMIT_KEYS = (
-    "WEB_DOMAINS",
-    "WEB_ALIASES",
-    "DNS_DOMAINS",
-    "DNS_RECORDS",
-    "MAIL_DOMAINS",
-    "MAIL_ACCOUNTS",
-    "DATABASES",
-    "CRON_JOBS",
-    "DISK_QUOTA",
-    "BANDWIDTH",
-)
 # Hestia *sources* a package file as shell: only plain words may go into it.
 _PACKAGE_VALUE = re.compile(r"^[A-Za-z0-9._,/-]*$")
 _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -78,7 +41,7 @@ def package_definition(quotas: object) -> dict[str, str]:
         if key not in PACKAGE_DEFAULTS:
             raise StepParamsError(f"quota {key!r} is not a Hestia package key")
         if raw is None:
-            value = "unlimited"
+            value = UNLIMITED
         elif isinstance(raw, bool):
             raise StepParamsError(f"quota {key!r} must be a number, a word or null")
         elif isinstance(raw, int):
@@ -153,10 +116,6 @@ async def ensure_package(
     return StepOutcome(changed=True)
 
 
-def _contact_matches(conf: dict[str, Any], email: str) -> bool:
-    return str(conf.get("CONTACT", "")).lower() == email.lower()
-
-
 async def ensure_user(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
@@ -186,10 +145,7 @@ async def ensure_user(
         if found is None:
             raise TransientNodeError(f"{driver.server_id}: user {user} is still absent")
     conf = found.get(user, {})
-    if not _contact_matches(conf, email):
-        raise PermanentNodeError(
-            f"conflict: user {user} on {driver.server_id} belongs to another contact"
-        )
+    require_our_user(driver, user, conf, email, refusal="conflict")
     moved = False
     if not added and await _package_drifted(driver, user, conf, package, log):
         await apply(driver, log, ["v-change-user-package", user, package])
@@ -226,10 +182,7 @@ async def remove_user(
     if found is None:
         log.note(f"user {user}: already absent")
         return StepOutcome(changed=False)
-    if not _contact_matches(found.get(user, {}), email):
-        raise PermanentNodeError(
-            f"refused: user {user} on {driver.server_id} belongs to another contact"
-        )
+    require_our_user(driver, user, found.get(user, {}), email, refusal="refused")
     changed = await apply(driver, log, ["v-delete-user", user], also_ok=(3,)) == 0
     if await driver.probe_json(["v-list-user", user]) is not None:
         raise TransientNodeError(f"{driver.server_id}: user {user} is still present")

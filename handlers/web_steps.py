@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.domain_owner import raise_conflict
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import raise_conflict
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -13,15 +13,11 @@ from handlers.step import (
     StepParamsError,
     apply,
     domain_name,
+    listed_domain,
     optional_text,
     remove_domain,
     text,
 )
-
-
-async def _web_domain(driver: NodeDriver, user: str, domain: str) -> dict[str, Any] | None:
-    found = await driver.probe_json(["v-list-web-domain", user, domain])
-    return None if found is None else found.get(domain, {})
 
 
 async def ensure_web_domain(
@@ -38,7 +34,7 @@ async def ensure_web_domain(
     ip, aliases = optional_text(params, "ip"), optional_text(params, "aliases")
     if aliases is not None and ip is None:
         raise StepParamsError("param 'aliases' needs 'ip' (Hestia's arguments are positional)")
-    conf = await _web_domain(driver, user, domain)
+    conf = await listed_domain(driver, "web", user, domain)
     changed = False
     if conf is None:
         argv = ["v-add-web-domain", user, domain, *([ip] if ip else [])]
@@ -49,7 +45,7 @@ async def ensure_web_domain(
             await raise_conflict(driver, log, "web", domain, user)
         else:
             changed = True
-        conf = await _web_domain(driver, user, domain)
+        conf = await listed_domain(driver, "web", user, domain)
         if conf is None:
             raise TransientNodeError(f"{driver.server_id}: web domain {domain} is still absent")
     else:
@@ -79,7 +75,7 @@ async def ensure_php(
     """
     user, domain = text(params, "user"), domain_name(params)
     backend = backend_template(params)
-    conf = await _web_domain(driver, user, domain)
+    conf = await listed_domain(driver, "web", user, domain)
     if conf is None:
         raise PermanentNodeError(f"{driver.server_id}: web domain {domain} of {user} is absent")
     if conf.get("BACKEND") == backend:
@@ -87,7 +83,7 @@ async def ensure_php(
         return StepOutcome(False, {"backend": backend})
     log.note(f"web domain {domain}: backend {conf.get('BACKEND')} -> {backend}")
     await apply(driver, log, ["v-change-web-domain-backend-tpl", user, domain, backend])
-    after = await _web_domain(driver, user, domain)
+    after = await listed_domain(driver, "web", user, domain)
     if after is None or after.get("BACKEND") != backend:
         raise TransientNodeError(f"{driver.server_id}: {domain} did not take backend {backend}")
     return StepOutcome(True, {"backend": backend})
@@ -106,6 +102,6 @@ async def remove_web_domain(
         log,
         f"web domain {domain}",
         user,
-        lambda: _web_domain(driver, user, domain),
+        lambda: listed_domain(driver, "web", user, domain),
         ["v-delete-web-domain", user, domain],
     )

@@ -18,13 +18,9 @@ from handlers.hestia_command import (
     error_for,
     masked,
 )
-from handlers.hestia_driver import (
-    CHANNELS_PER_CONNECTION,
-    IDLE_SESSIONS_KEPT,
-    PREFERRED_CIPHERS,
-    HestiaDriver,
-    NodeAccess,
-)
+from handlers.hestia_driver import HestiaDriver, NodeAccess
+from handlers.hestia_pool import CHANNELS_PER_CONNECTION, PREFERRED_CIPHERS
+from handlers.hestia_session import IDLE_SESSIONS_KEPT
 from ops.devtools.simnode import Faults, SimNode, read_command_log, read_stats
 
 
@@ -168,10 +164,10 @@ async def test_refused_and_hanging_node_are_transient(tmp_path: Path) -> None:
         node.set_faults(Faults(hang=True))
         with pytest.raises(TransientNodeError, match=r"no answer within 0\.3s"):
             await driver.run(["v-list-users", "json"])
-        assert sum(slot.busy for slot in driver._slots) == 0  # the abandoned one counts no more
+        assert sum(slot.busy for slot in driver._pool.slots) == 0  # abandoned: counts no more
         node.set_faults(Faults())
         assert (await driver.run(["v-list-users", "json"])).exit_status == 0
-        assert sum(slot.busy for slot in driver._slots) == 0
+        assert sum(slot.busy for slot in driver._pool.slots) == 0
     finally:
         await driver.close()
         await node.stop()
@@ -366,7 +362,7 @@ async def test_the_connection_prefers_aes_gcm_and_offers_nothing_weaker_than_the
 ) -> None:
     _, driver = env
     assert (await driver.run(["v-list-users", "json"])).exit_status == 0
-    (slot,) = driver._slots
+    (slot,) = driver._pool.slots
     assert slot.conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
     defaults = {a.decode() for a in asyncssh.encryption.get_default_encryption_algs()}
     assert set(PREFERRED_CIPHERS) == defaults
@@ -379,7 +375,7 @@ async def test_at_most_so_many_idle_sessions_are_kept(env: tuple[SimNode, Hestia
     results = await asyncio.gather(*(driver.run(["v-list-users", "json"]) for _ in range(burst)))
     assert all(r.exit_status == 0 for r in results)
     assert driver.sessions_opened == burst  # all at once: one session each
-    assert len(driver._idle) == IDLE_SESSIONS_KEPT  # the rest closed when they finished
+    assert len(driver._sessions.idle) == IDLE_SESSIONS_KEPT  # the rest closed when they finished
 
 
 async def test_a_connection_never_holds_more_channels_than_openssh_allows(tmp_path: Path) -> None:
@@ -387,7 +383,7 @@ async def test_a_connection_never_holds_more_channels_than_openssh_allows(tmp_pa
     together stay at CHANNELS_PER_CONNECTION as the node counts them, an idle session giving
     way when needed."""
     node, driver = await node_and_driver(tmp_path, command_timeout=10.0)
-    driver._pool_size = 1
+    driver._pool.size = 1
     peak = 0
 
     async def watch() -> None:

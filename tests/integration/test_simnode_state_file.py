@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ops.devtools.simnode.dkim_keys import dkim_private_key, make_dkim_keys_ahead
 from ops.devtools.simnode.executor import CommandExecutor
 from ops.devtools.simnode.journal import read_command_log, read_stats
-from ops.devtools.simnode.ssh_server import split_words
+from ops.devtools.simnode.shell_words import split_words
 from ops.devtools.simnode.state import (
     DEFAULT_PACKAGE,
     NodeState,
@@ -24,7 +25,6 @@ from ops.devtools.simnode.state import (
     UserData,
     read_state_json,
 )
-from ops.devtools.simnode.v_mail import dkim_private_key, make_dkim_keys_ahead
 
 PASSWORD = "s3cret-Pass"
 

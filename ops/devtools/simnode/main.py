@@ -16,12 +16,12 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
+from ops.devtools.simnode.dkim_keys import make_dkim_keys_ahead
 from ops.devtools.simnode.dns_server import DnsServer
 from ops.devtools.simnode.executor import CommandExecutor
 from ops.devtools.simnode.faults import Faults
 from ops.devtools.simnode.ssh_server import SshListener
 from ops.devtools.simnode.state import NodeState, write_atomically
-from ops.devtools.simnode.v_mail import make_dkim_keys_ahead
 from ops.devtools.simnode.web_server import WebServer
 from ops.runtime import event_loop
 

@@ -3,9 +3,9 @@
 ``SshListener`` consumes the node's directory and a ``CommandExecutor``; it accepts any user
 name whose public key is listed in ``DIR/authorized_keys`` (re-read on every login, no
 passwords), runs each exec request's command line through ``execute`` and answers with its
-stdout, stderr and exit status. The one shell it runs is hostwright's command session
-(``handlers.hestia_command``): ``SHELL_COMMAND`` whose first line must be exactly
-``SHELL_PREAMBLE``, then one ``hw_run MARKER CMD…`` line per command, answered as bash would.
+stdout, stderr and exit status. The one shell it runs is ``bash --noprofile --norc``, emulated
+by ``shell.Shell`` (which knows bash, not the client: what a client's command session writes is
+run as bash would run it, so the client's mistakes show here as they would on a real node).
 SFTP is served chrooted to ``DIR/fs`` (the simulated host's file system). The host key is
 generated once into ``DIR/ssh_host_key`` (mode 600) and ``DIR/ssh_host_key.pub``.
 ``open``/``close`` start and stop listening without touching connections already open, which is
@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import shlex
 from pathlib import Path
 from typing import Protocol
 
 import asyncssh
 
-from handlers.hestia_command import SHELL_COMMAND, SHELL_PREAMBLE, SHELL_RUNNER
 from ops.devtools.simnode.commands import CommandResult
+from ops.devtools.simnode.shell import Shell, ShellExit
 
-_PLAIN_OR_SINGLE_QUOTED = re.compile(r"(?:[^\s']+|'[^']*')+")
-
-
-def split_words(line: str) -> list[str]:
-    """``shlex.split(line)``, quicker for what ``shlex.join`` writes: plain words and
-    single-quoted ones (anything else, e.g. double quotes or backslashes, goes to shlex)."""
-    if '"' in line or "\\" in line or line.count("'") % 2:
-        return shlex.split(line)
-    return [word.replace("'", "") for word in _PLAIN_OR_SINGLE_QUOTED.findall(line)]
+# The only shell a Hestia node gives hostwright's login (a real node has more; none is used).
+BASH = "bash --noprofile --norc"
 
 
 class Executor(Protocol):
@@ -155,7 +146,7 @@ class SshListener:
                 process.exit(1)
                 return
             user = process.get_extra_info("username") or ""
-            if process.command == SHELL_COMMAND:
+            if process.command == BASH:
                 await self._session(process, user)
                 return
             result = await self.executor.execute(user, process.command)
@@ -169,23 +160,20 @@ class SshListener:
                 self.tasks.discard(task)
 
     async def _session(self, process: asyncssh.SSHServerProcess[bytes], user: str) -> None:
-        """hostwright's command session: the preamble, then ``hw_run MARKER CMD…`` lines."""
-        preamble = (await process.stdin.readline()).decode("utf-8", "replace")
-        if preamble.rstrip("\n") != SHELL_PREAMBLE:
-            process.stderr.write(b"This node's shell only runs hostwright's command session.\n")
-            process.exit(2)
+        """A shell: each line of input run as bash would, until the input ends."""
+
+        async def run(words: list[str]) -> CommandResult:
+            return await self.executor.execute_words(user, words)
+
+        shell = Shell(
+            run,
+            out=lambda text: process.stdout.write(text.encode()),
+            err=lambda text: process.stderr.write(text.encode()),
+        )
+        try:
+            while line := (await process.stdin.readline()).decode("utf-8", "replace"):
+                await shell.run_line(line)
+        except ShellExit as stop:
+            process.exit(stop.status)
             return
-        while line := (await process.stdin.readline()).decode("utf-8", "replace"):
-            try:
-                words = split_words(line)
-            except ValueError:
-                words = []
-            if len(words) < 3 or words[0] != SHELL_RUNNER:
-                process.stderr.write(f"bash: cannot run {line.strip()[:80]!r} here\n".encode())
-                process.exit(2)
-                return
-            marker, command = words[1], words[2:]
-            result = await self.executor.execute_words(user, command)
-            process.stdout.write(f"{result.stdout}\n{marker} {result.exit_code}\n".encode())
-            process.stderr.write(f"{result.stderr}\n{marker}\n".encode())
-        process.exit(0)
+        process.exit(shell.status)

@@ -23,7 +23,8 @@ from typing import Any
 
 Conf = dict[str, str]
 
-# The packages every fresh Hestia install ships (install/common/packages/*.pkg).
+# What a fresh Hestia install ships as its "default" package (install/common/packages/default.pkg,
+# as hestiacp has it at d128cc6): the simulator's own knowledge of Hestia, not hostwright's plans.
 DEFAULT_PACKAGE: Conf = {
     "WEB_TEMPLATE": "default",
     "PROXY_TEMPLATE": "default",

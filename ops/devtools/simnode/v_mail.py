@@ -8,10 +8,6 @@ When the same node holds the user's DNS zone for the domain, adding DKIM also ad
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-
 from ops.devtools.simnode import validation as v
 from ops.devtools.simnode.commands import (
     Node,
@@ -26,6 +22,7 @@ from ops.devtools.simnode.commands import (
     unsuspended,
     user_valid,
 )
+from ops.devtools.simnode.dkim_keys import dkim_private_key, dkim_public_body
 from ops.devtools.simnode.output import render
 from ops.devtools.simnode.state import Conf, MailDomain, UserData
 from ops.devtools.simnode.v_dns import add_record, delete_records_named
@@ -63,55 +60,6 @@ _ACCOUNT_KEYS = [
 
 # v-list-mail-account (one mailbox) prints a few more fields than v-list-mail-accounts
 _ONE_ACCOUNT_KEYS = [*_ACCOUNT_KEYS[:5], "RATE_LIMIT", *_ACCOUNT_KEYS[5:], "WEBMAIL_ALIAS"]
-
-
-# Keys made before they are asked for (``make_dkim_keys_ahead``), by size; each is used once.
-_KEYS_AHEAD: dict[int, list[str]] = {}
-
-
-def make_dkim_keys_ahead(bits: int, count: int) -> None:
-    """Generate ``count`` keys now, for the next ``v-add-mail-domain[-dkim]`` calls: a
-    benchmark's node would otherwise spend most of its CPU in RSA key generation, on the
-    machine whose throughput is measured (a real node does it on its own CPU)."""
-    _KEYS_AHEAD.setdefault(bits, []).extend(_new_rsa_key(bits) for _ in range(count))
-
-
-def dkim_private_key(bits: int) -> str:
-    """A new RSA key as PKCS#8 PEM (``openssl genrsa`` + the DKIM ``.pem``)."""
-    ahead = _KEYS_AHEAD.get(bits)
-    return ahead.pop() if ahead else _new_rsa_key(bits)
-
-
-def _new_rsa_key(bits: int) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    _PUBLIC_BODIES[pem] = _public_body(key.public_key())
-    return pem
-
-
-# The ``p=`` part of each key this process made or read: loading an RSA key checks it, which
-# costs as much as making one.
-_PUBLIC_BODIES: dict[str, str] = {}
-
-
-def dkim_public_body(private_pem: str) -> str:
-    """The ``p=`` part: the public key's PEM without its header lines, on one line."""
-    body = _PUBLIC_BODIES.get(private_pem)
-    if body is None:
-        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-        body = _PUBLIC_BODIES[private_pem] = _public_body(key.public_key())
-    return body
-
-
-def _public_body(key: PublicKeyTypes) -> str:
-    pem = key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "".join(line for line in pem.decode().splitlines() if "KEY-----" not in line)
 
 
 def _mail_domain(data: UserData, domain: str) -> MailDomain:

@@ -24,17 +24,14 @@ from ops.devtools.simnode.state import DEFAULT_PACKAGE, Conf, UserData
 from ops.devtools.simnode.validation import Exit, HestiaError, arg, check_args
 
 _PACKAGE_KEYS = [k for k in DEFAULT_PACKAGE if k not in ("TIME", "DATE")]
-_LIMIT_KEYS = [
-    "WEB_DOMAINS",
-    "WEB_ALIASES",
-    "DNS_DOMAINS",
-    "DNS_RECORDS",
-    "MAIL_DOMAINS",
-    "MAIL_ACCOUNTS",
-    "DATABASES",
-    "CRON_JOBS",
-    "DISK_QUOTA",
-    "BANDWIDTH",
+# v-add-user-package takes each count limit of a package file as a whole number or
+# "unlimited", and the resource limits (CPU, memory, swap) only on a node that limits resources,
+# which a simulated one does not: the count limits are what a fresh install leaves unlimited.
+_RESOURCE_LIMITS = frozenset({"CPU_QUOTA", "CPU_QUOTA_PERIOD", "MEMORY_LIMIT", "SWAP_LIMIT"})
+_COUNT_LIMITS = [
+    key
+    for key, value in DEFAULT_PACKAGE.items()
+    if value == "unlimited" and key not in _RESOURCE_LIMITS
 ]
 _USER_JSON_KEYS = [
     "NAME",
@@ -347,7 +344,7 @@ def add_user_package(node: Node, argv: list[str]) -> str:
     if not path.is_file():
         raise HestiaError(Exit.NOTEXIST, f"{pkg_file} does not exist")
     conf = _parse_package_file(path.read_text(encoding="utf-8"))
-    for key in _LIMIT_KEYS:
+    for key in _COUNT_LIMITS:
         value = conf.get(key, "")
         if value != "unlimited":
             v.int_format(value, key)

@@ -1,15 +1,34 @@
-"""Who holds a domain on a node, for the "exists" answer (exit 4) of ``v-add-*-domain``.
+"""Whose a user or a domain on a node is: the one ownership rule of each that the steps share.
 
-Hestia answers 4 both when our own user already has the domain and when another user does;
-``owner_of`` consumes a driver, the kind (``web``, ``mail`` or ``dns``) and the domain, and
-emits the user that holds it (a web alias counts), or ``None``. ``conflict`` builds the
-permanent error the steps raise when that user is not ours.
+A Hestia user is ours when its contact e-mail is the one the planner gives: Hestia has no owner
+field, and refusing to adopt, change or delete a user with another contact is what keeps one
+service from taking over another's account. ``require_our_user`` consumes the user's
+``v-list-user`` entry and the contact, and raises the permanent error when they differ.
+
+A domain is held by the user that lists it, for the "exists" answer (exit 4) of
+``v-add-*-domain``: Hestia answers 4 both when our own user already has the domain and when
+another user does; ``owner_of`` consumes a driver, the kind (``web``, ``mail`` or ``dns``) and
+the domain, and emits the user that holds it (a web alias counts), or ``None``. ``conflict``
+builds the permanent error the steps raise when that user is not ours.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.hestia_command import PermanentNodeError
 from handlers.step import NodeDriver, StepLog
+
+
+def require_our_user(
+    driver: NodeDriver, user: str, conf: dict[str, Any], email: str, *, refusal: str
+) -> None:
+    """Raises "``refusal``: user … belongs to another contact" unless ``conf`` (the user's
+    ``v-list-user`` entry) has ``email`` as its contact."""
+    if str(conf.get("CONTACT", "")).lower() != email.lower():
+        raise PermanentNodeError(
+            f"{refusal}: user {user} on {driver.server_id} belongs to another contact"
+        )
 
 
 async def owner_of(driver: NodeDriver, log: StepLog, kind: str, domain: str) -> str | None:
