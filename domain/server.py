@@ -98,11 +98,11 @@ def parse_server(body: object, *, now: datetime, actor: str) -> RegisterServer:
         server_id=parse_server_id(body["server_id"]),
         roles=_parse_roles(body["roles"]),
         host=_parse_host(body["host"]),
-        port=_bounded_int(body["port"], "port", 1, 65535),
+        port=parse_bounded_int(body["port"], "port", 1, 65535),
         username=parse_unix_user(body["username"]),
         host_key=parse_host_key(body["host_key"]),
         ip=_parse_ip(body["ip"]),
-        max_concurrency=_bounded_int(
+        max_concurrency=parse_bounded_int(
             body["max_concurrency"], "max_concurrency", 1, MAX_CONCURRENCY
         ),
         now=now,
@@ -265,7 +265,8 @@ def _parse_ip(raw: object) -> str:
     return address.compressed
 
 
-def _bounded_int(raw: object, name: str, lower: int, upper: int) -> int:
+def parse_bounded_int(raw: object, name: str, lower: int, upper: int) -> int:
+    """A whole number from ``lower`` to ``upper`` (a bool is not one), or InvalidInput."""
     if isinstance(raw, bool) or not isinstance(raw, int) or not lower <= raw <= upper:
         raise InvalidInput(f"{name} must be a whole number from {lower} to {upper}")
     return raw
