@@ -3,7 +3,10 @@
 ``plan_deploy`` and ``plan_removal`` consume a service's facts, its placement, the provider's
 settings (vanity) and the nodes' addresses, and emit ``StepSpec``s in dependency order (every
 step comes after the steps it depends on). They decide nothing at run time: the one value known
-only then — the DKIM key — is a reference to the DKIM step's outputs.
+only then — the DKIM key — is a reference to the DKIM step's outputs. ``plan_deploy`` builds
+(or converges) the service; ``plan_removal`` removes what it built (terminate, factory reset):
+the service's own users go last on each node, after everything else removed there, and the
+Hestia package stays (it is shared by name with other services on the plan).
 
 Actions and their params (every value JSON-able; a handler receives exactly these keys):
 
@@ -79,8 +82,8 @@ class RunPlan:
 
     Called with the service's facts, its placement, the provider's settings and the nodes'
     addresses, it refuses what ``check_scope`` refuses and returns the steps in dependency
-    order. ``prefix`` goes before the keys of node set-up steps, so a run of this kind can be
-    joined with a deploy without their keys clashing.
+    order. ``prefix`` goes before the keys of the node set-up steps the chain adds
+    (``change_plan.web.package``).
     """
 
     own_domain: OwnDomainSteps
@@ -112,9 +115,5 @@ class RunPlan:
         )
 
 
-# builds (or converges) the service
 plan_deploy = RunPlan(own_domain_plan.deploy, vanity_plan.deploy)
-# removes what plan_deploy built (terminate, factory reset): the service's own users go last
-# on each node, after everything else removed there; the Hestia package stays (it is shared by
-# name with other services on the plan)
 plan_removal = RunPlan(own_domain_plan.removal, vanity_plan.removal)

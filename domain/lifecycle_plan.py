@@ -4,7 +4,9 @@
 consumes (the service's facts, its placement, the provider's settings, the nodes' addresses)
 and emit ``StepSpec``s (domain/step_chain.py), through deploy_plan's ``RunPlan``: each mode's
 steps live in domain/own_domain_plan.py and domain/vanity_plan.py. Terminate is
-``plan_removal``.
+``plan_removal``. Suspend shuts the service's site, mail and DNS off, keeping everything;
+unsuspend turns on again what suspend turned off; change plan puts the service's users on its
+(new) plan's package and quotas.
 
 Actions and their params (a handler receives exactly these keys):
 
@@ -42,11 +44,8 @@ from __future__ import annotations
 from domain import own_domain_plan, vanity_plan
 from domain.deploy_plan import RunPlan
 
-# shuts the service's site, mail and DNS off, keeping everything
 plan_suspend = RunPlan.switch("suspend")
-# turns on again what plan_suspend turned off
 plan_unsuspend = RunPlan.switch("unsuspend")
-# puts the service's users on its (new) plan's package and quotas
 plan_change_plan = RunPlan(
     own_domain_plan.change_plan, vanity_plan.change_plan, prefix="change_plan."
 )
