@@ -1,7 +1,8 @@
 """The Server aggregate: one node hostwright drives (HestiaCP over SSH, or a PowerDNS node).
 
 ``POST /v1/servers`` bodies go through ``parse_server`` (strict: every field typed, bounded and
-free of shell metacharacters, unknown fields refused) into a ``RegisterServer`` command.
+free of shell metacharacters, unknown fields refused; the host key through
+domain/host_key.py) into a ``RegisterServer`` command.
 ``Server.register`` records ``Server.Registered``; registering the same server_id again records
 ``Server.Updated`` when a field changed and nothing when none did. Only a reference to the
 private key lives elsewhere (settings); the pinned *public* host key is recorded here.
@@ -9,11 +10,8 @@ private key lives elsewhere (settings); the pinned *public* host key is recorded
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
-import struct
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +20,13 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, InvalidInput
+from domain.host_key import parse_host_key
 
 SERVER_NAMESPACE = uuid.UUID("7c1d4a52-93e0-4f7b-8d6a-2b5e0c9f1a34")
 ROLES = ("web", "mail", "dns")  # also the canonical order roles are stored in
 MAX_CONCURRENCY = 64
-_SERVER_FIELDS = (
+# a node's description, as a POST /v1/servers body gives it and as events record it
+NODE_FIELDS = (
     "server_id",
     "roles",
     "host",
@@ -39,8 +39,6 @@ _SERVER_FIELDS = (
 _SERVER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_KEY_COMMENT = re.compile(r"^[\x20-\x7e]{1,200}$")
-_MIN_RSA_BITS = 2048
 
 
 def server_uuid(server_id: str) -> uuid.UUID:
@@ -68,18 +66,6 @@ class RegisterServer:
         return node_description(self)
 
 
-NODE_FIELDS = (
-    "server_id",
-    "roles",
-    "host",
-    "port",
-    "username",
-    "host_key",
-    "ip",
-    "max_concurrency",
-)
-
-
 def node_description(node: Any) -> dict[str, Any]:
     """A node's description as recorded in events (JSON-able), from a RegisterServer command
     or a Server aggregate alike: both carry the same fields."""
@@ -102,21 +88,21 @@ def parse_server(body: object, *, now: datetime, actor: str) -> RegisterServer:
     """Validates a ``POST /v1/servers`` body into RegisterServer, or raises InvalidInput."""
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
-    unknown = sorted(map(str, set(body) - set(_SERVER_FIELDS)))
+    unknown = sorted(map(str, set(body) - set(NODE_FIELDS)))
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(unknown)}")
-    missing = [name for name in _SERVER_FIELDS if name not in body]
+    missing = [name for name in NODE_FIELDS if name not in body]
     if missing:
         raise InvalidInput(f"missing field(s): {', '.join(missing)}")
     return RegisterServer(
         server_id=parse_server_id(body["server_id"]),
         roles=_parse_roles(body["roles"]),
         host=_parse_host(body["host"]),
-        port=_bounded_int(body["port"], "port", 1, 65535),
+        port=parse_bounded_int(body["port"], "port", 1, 65535),
         username=parse_unix_user(body["username"]),
         host_key=parse_host_key(body["host_key"]),
         ip=_parse_ip(body["ip"]),
-        max_concurrency=_bounded_int(
+        max_concurrency=parse_bounded_int(
             body["max_concurrency"], "max_concurrency", 1, MAX_CONCURRENCY
         ),
         now=now,
@@ -228,83 +214,6 @@ class Server(Aggregate):
         )
 
 
-def parse_host_key(raw: object) -> str:
-    """An OpenSSH public key line → ``"<type> <base64>"``, or InvalidInput.
-
-    The base64 blob is decoded and its wire format checked against the declared type, so a
-    truncated paste or a key of another type is caught at registration, not at first connect.
-    """
-    if not isinstance(raw, str):
-        raise InvalidInput("host_key must be a string like 'ssh-ed25519 AAAA… [comment]'")
-    # one trailing newline is how a .pub file ends; anything else is refused, not trimmed
-    line = raw[:-1] if raw.endswith("\n") else raw
-    parts = line.split(" ", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise InvalidInput("host_key must be '<type> <base64> [comment]', one space apart")
-    key_type, encoded = parts[0], parts[1]
-    if len(parts) == 3 and not _KEY_COMMENT.fullmatch(parts[2]):
-        raise InvalidInput("host_key's comment must be 1-200 printable ASCII characters")
-    checker = _KEY_CHECKS.get(key_type)
-    if checker is None:
-        raise InvalidInput(f"host_key type must be one of {', '.join(_KEY_CHECKS)}")
-    try:
-        blob = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("host_key is not valid base64") from exc
-    fields = _wire_strings(blob)
-    if fields is None or not fields or fields[0] != key_type.encode():
-        raise InvalidInput(f"host_key's base64 does not encode an {key_type} key")
-    problem = checker(fields[1:])
-    if problem:
-        raise InvalidInput(f"host_key: {problem}")
-    return f"{key_type} {encoded}"
-
-
-def _wire_strings(blob: bytes) -> list[bytes] | None:
-    """Splits SSH wire format (uint32 length + bytes, repeated); None when malformed."""
-    out = []
-    offset = 0
-    while offset < len(blob):
-        if offset + 4 > len(blob):
-            return None
-        (length,) = struct.unpack(">I", blob[offset : offset + 4])
-        offset += 4
-        if offset + length > len(blob):
-            return None
-        out.append(blob[offset : offset + length])
-        offset += length
-    return out
-
-
-def _check_ed25519(rest: list[bytes]) -> str | None:
-    if len(rest) != 1 or len(rest[0]) != 32:
-        return "an ssh-ed25519 key is one 32-byte value"
-    return None
-
-
-def _check_rsa(rest: list[bytes]) -> str | None:
-    if len(rest) != 2:
-        return "an ssh-rsa key is an exponent and a modulus"
-    modulus_bits = int.from_bytes(rest[1], "big").bit_length()
-    if modulus_bits < _MIN_RSA_BITS:
-        return f"the ssh-rsa key has {modulus_bits} bits; at least {_MIN_RSA_BITS} are needed"
-    return None
-
-
-def _check_ecdsa_p256(rest: list[bytes]) -> str | None:
-    # curve name, then an uncompressed point: 0x04 || X(32) || Y(32)
-    if len(rest) != 2 or rest[0] != b"nistp256" or len(rest[1]) != 65 or rest[1][0] != 4:
-        return "an ecdsa-sha2-nistp256 key is the curve name and a 65-byte point"
-    return None
-
-
-_KEY_CHECKS = {
-    "ssh-ed25519": _check_ed25519,
-    "ssh-rsa": _check_rsa,
-    "ecdsa-sha2-nistp256": _check_ecdsa_p256,
-}
-
-
 def _parse_roles(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(f"roles must be a non-empty list of {', '.join(ROLES)}")
@@ -356,7 +265,8 @@ def _parse_ip(raw: object) -> str:
     return address.compressed
 
 
-def _bounded_int(raw: object, name: str, lower: int, upper: int) -> int:
+def parse_bounded_int(raw: object, name: str, lower: int, upper: int) -> int:
+    """A whole number from ``lower`` to ``upper`` (a bool is not one), or InvalidInput."""
     if isinstance(raw, bool) or not isinstance(raw, int) or not lower <= raw <= upper:
         raise InvalidInput(f"{name} must be a whole number from {lower} to {upper}")
     return raw

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from domain.deploy_plan import DMARC_POLICY
+from domain.own_domain_plan import DMARC_POLICY
 from domain.placement import placement_for
 from domain.server import ServerFacts
 from ops.devtools.simnode import read_command_log

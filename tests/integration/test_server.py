@@ -11,7 +11,8 @@ import asyncssh
 import pytest
 
 from domain.errors import Conflict, InvalidInput
-from domain.server import Server, parse_host_key, parse_server, server_uuid
+from domain.host_key import parse_host_key
+from domain.server import Server, parse_server, server_uuid
 from ops.adapters.node_directory import RegistryDirectory
 from ops.adapters.server_registry import ServerRegistry
 from ops.store.event_store import EventStore

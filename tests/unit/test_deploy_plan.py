@@ -11,19 +11,19 @@ from hypothesis import strategies as st
 
 from domain.commands import parse_order
 from domain.deploy_plan import (
-    RESERVED_VANITY_LABELS,
     ProviderSettings,
     ServiceFacts,
     StepSpec,
-    derive_username,
     plan_deploy,
     plan_removal,
 )
 from domain.errors import Conflict, InvalidInput
 from domain.names import validate_username
 from domain.placement import Placement, placement_for
+from domain.provider_settings import RESERVED_VANITY_LABELS
 from domain.server import ServerFacts
 from domain.service import Service
+from domain.step_chain import derive_username
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SERVERS = [

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from domain.commands import parse_order
 from domain.deploy_plan import (
-    RESERVED_VANITY_LABELS,
     ProviderSettings,
     ServiceFacts,
     StepSpec,
@@ -22,6 +21,7 @@ from domain.deploy_plan import (
 from domain.errors import Conflict, InvalidInput
 from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement
+from domain.provider_settings import RESERVED_VANITY_LABELS
 from domain.server import ServerFacts
 from domain.service import Service
 from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner
