@@ -37,6 +37,15 @@ def task_uuid(service_id: str, run: int, step: str) -> uuid.UUID:
     return uuid.uuid5(TASK_NAMESPACE, f"task/{service_id}/{run}/{step}")
 
 
+def _finish(task: Any, state: str, at: datetime) -> None:
+    """An error or a cancel: no lease, no retry due, no streak of lease expiries any more."""
+    task.state = state
+    task.lease_expires_at = None
+    task.due_at = None
+    task.stuck_since = None
+    task.finished_at = at
+
+
 class Task(Aggregate):
     class Planned(Aggregate.Created):
         service_id: str
@@ -148,22 +157,14 @@ class Task(Aggregate):
         error: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.state = "error"
+            _finish(aggregate, "error", self.timestamp)
             aggregate.error = self.error
-            aggregate.lease_expires_at = None
-            aggregate.due_at = None
-            aggregate.stuck_since = None
-            aggregate.finished_at = self.timestamp
 
     class Cancelled(Aggregate.Event):
         actor: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.state = "cancelled"
-            aggregate.lease_expires_at = None
-            aggregate.due_at = None
-            aggregate.stuck_since = None
-            aggregate.finished_at = self.timestamp
+            _finish(aggregate, "cancelled", self.timestamp)
 
     class Retried(Aggregate.Event):
         """Staff asked to try an errored task again (Try again): attempts start afresh."""

@@ -13,22 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.service import Service
-from projections.services_view import ServiceIds, event_time
-from projections.view import Column, Recorded, RowLoader, Rows, Table
+from projections.service_ids import ServiceIds
+from projections.view import Recorded, RowLoader, Rows, Table, columns, event_time
 
 SYSTEM_ACTOR = "hostwright"
 
 OPLOG = Table(
     name="oplog",
-    columns=(
-        Column("position", "int"),
-        Column("service_id", "text"),
-        Column("at", "text"),
-        Column("actor", "text"),
-        Column("action", "text"),
-        Column("kind", "text"),
-        Column("detail", "json"),
-    ),
+    columns=columns("position:int service_id at actor action kind detail:json"),
     key=("position",),
     indexes=(("service_id", "position"),),
 )

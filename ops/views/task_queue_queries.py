@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from projections.services_view import iso_time
 from projections.task_queue_view import TASK_QUEUE, stuck_since_at
-from projections.view import Row
+from projections.view import Row, iso_time
 
 if TYPE_CHECKING:  # view_store builds this class: no import cycle at run time
     from ops.views.view_store import ViewStore

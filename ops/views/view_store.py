@@ -20,10 +20,10 @@ from typing import Any
 from ops.store.database import Cursor, Database
 from ops.views.task_queue_queries import TaskQueueQueries
 from projections.oplog_view import OPLOG, OperationLogView
-from projections.services_view import SERVICES, ServicesView, iso_time
+from projections.services_view import SERVICES, ServicesView
 from projections.task_queue_view import TaskQueueView
 from projections.timeline_view import TIMELINE, DeployTimelineView
-from projections.view import Prefetching, Recorded, Row, Table, View
+from projections.view import Prefetching, Recorded, Row, Table, View, iso_time
 
 log = logging.getLogger(__name__)
 

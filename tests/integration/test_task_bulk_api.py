@@ -29,7 +29,7 @@ from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
 from ops.views.view_store import SqlViewQueries, ViewStore
 from projections.catalogue import all_views
-from projections.services_view import iso_time
+from projections.view import iso_time
 from tests.integration.test_gateway import (
     AUTH,
     START,
