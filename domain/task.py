@@ -298,32 +298,11 @@ class Task(Aggregate):
         log: list[str],
         policy: RetryPolicy,
         unit_random: float,
+        lease_expired: bool = False,
     ) -> bool:
         """Records the attempt's failure and what follows: a retry when the policy allows,
-        else error. False (nothing recorded) for a superseded attempt."""
-        return self._record_failure(
-            attempt,
-            now,
-            error=error,
-            retryable=retryable,
-            log=log,
-            lease_expired=False,
-            policy=policy,
-            unit_random=unit_random,
-        )
-
-    def _record_failure(
-        self,
-        attempt: int,
-        now: datetime,
-        *,
-        error: str,
-        retryable: bool,
-        log: list[str],
-        lease_expired: bool,
-        policy: RetryPolicy,
-        unit_random: float,
-    ) -> bool:
+        else error. False (nothing recorded) for a superseded attempt. ``lease_expired``: no
+        result came, the attempt's lease ran out (``expire_lease``)."""
         if self.state != "dispatched" or attempt != self.attempt:
             return False
         self.trigger_event(
@@ -350,7 +329,7 @@ class Task(Aggregate):
             return False
         if self.lease_expires_at > now:
             return False
-        return self._record_failure(
+        return self.fail(
             self.attempt,
             now,
             error=f"attempt {self.attempt}: {LEASE_EXPIRED}",
