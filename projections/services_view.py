@@ -20,7 +20,17 @@ from typing import Any
 from domain.service import Service
 from projections.run_progress import TASK_EVENTS, RunProgress
 from projections.service_ids import ServiceIds
-from projections.view import Change, Recorded, Row, RowLoader, Rows, Table, columns, event_time
+from projections.view import (
+    Change,
+    Recorded,
+    Row,
+    RowLoader,
+    Rows,
+    Table,
+    columns,
+    event_time,
+    fields_of,
+)
 
 SERVICES = Table(
     name="services",
@@ -35,20 +45,20 @@ SERVICES = Table(
 )
 
 
+# an order, a redeploy or a factory reset starts a new pipeline run: progress from zero
+_DEPLOY_STARTS: Row = {
+    "status": "provisioning",
+    "pending": "deploy",
+    "progress_done": 0,
+    "progress_total": 0,
+    "current_step": None,
+}
+
+
 def _ordered(event: Service.Ordered) -> Row:
     return {
-        "service_id": event.service_id,
-        "client_id": event.client_id,
-        "mode": event.mode,
-        "domain": event.domain,
-        "label": event.label,
-        "username": event.username,
-        "status": "provisioning",
-        "plan": event.plan,
-        "pending": "deploy",
-        "progress_done": 0,
-        "progress_total": 0,
-        "current_step": None,
+        **fields_of(event, "service_id client_id mode domain label username plan"),
+        **_DEPLOY_STARTS,
         "ordered_at": event_time(event),
     }
 
@@ -65,14 +75,7 @@ def _terminate_requested(row: Row, event: Service.TerminateRequested) -> Row:
 
 
 def _redeploy_requested(row: Row, event: Any) -> Row:
-    # a redeploy or factory reset starts a new pipeline run: its progress starts from zero
-    return {
-        "status": "provisioning",
-        "pending": "deploy",
-        "progress_done": 0,
-        "progress_total": 0,
-        "current_step": None,
-    }
+    return dict(_DEPLOY_STARTS)
 
 
 def _plan_change_requested(row: Row, event: Service.PlanChangeRequested) -> Row:

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from typing import Any
 
 from domain.task import Task
-from projections.view import Change, Row, columns, event_time, iso_time
+from projections.view import Change, Row, columns, event_time, fields_of, iso_time
 
 # what every view of tasks shows of a step, in this column order
 STEP_COLUMNS = columns("step role action server_id state attempts:int")
@@ -30,10 +30,7 @@ _NOT_STUCK: Row = {"stuck": False, "stuck_since": None}
 def planned_step(event: Task.Planned) -> Row:
     """The progress fields of a task just planned, with the step it is."""
     return {
-        "step": event.step,
-        "role": event.role,
-        "action": event.action,
-        "server_id": event.server_id,
+        **fields_of(event, "step role action server_id"),
         "state": "planned",
         "attempts": 0,
         "started_at": None,

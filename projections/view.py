@@ -54,6 +54,11 @@ def columns(spec: str) -> tuple[Column, ...]:
     return tuple(found)
 
 
+def fields_of(event: Any, names: str) -> Row:
+    """The event's fields named (space-separated), as a row's fields of the same names."""
+    return {name: getattr(event, name) for name in names.split()}
+
+
 def event_time(event: Any) -> str:
     """An event's timestamp as UTC ISO text with microseconds: sortable as a string."""
     return iso_time(event.timestamp)
