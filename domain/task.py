@@ -37,6 +37,15 @@ def task_uuid(service_id: str, run: int, step: str) -> uuid.UUID:
     return uuid.uuid5(TASK_NAMESPACE, f"task/{service_id}/{run}/{step}")
 
 
+def _finish(task: Any, state: str, at: datetime) -> None:
+    """An error or a cancel: no lease, no retry due, no streak of lease expiries any more."""
+    task.state = state
+    task.lease_expires_at = None
+    task.due_at = None
+    task.stuck_since = None
+    task.finished_at = at
+
+
 class Task(Aggregate):
     class Planned(Aggregate.Created):
         service_id: str
@@ -148,22 +157,14 @@ class Task(Aggregate):
         error: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.state = "error"
+            _finish(aggregate, "error", self.timestamp)
             aggregate.error = self.error
-            aggregate.lease_expires_at = None
-            aggregate.due_at = None
-            aggregate.stuck_since = None
-            aggregate.finished_at = self.timestamp
 
     class Cancelled(Aggregate.Event):
         actor: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.state = "cancelled"
-            aggregate.lease_expires_at = None
-            aggregate.due_at = None
-            aggregate.stuck_since = None
-            aggregate.finished_at = self.timestamp
+            _finish(aggregate, "cancelled", self.timestamp)
 
     class Retried(Aggregate.Event):
         """Staff asked to try an errored task again (Try again): attempts start afresh."""
@@ -297,32 +298,11 @@ class Task(Aggregate):
         log: list[str],
         policy: RetryPolicy,
         unit_random: float,
+        lease_expired: bool = False,
     ) -> bool:
         """Records the attempt's failure and what follows: a retry when the policy allows,
-        else error. False (nothing recorded) for a superseded attempt."""
-        return self._record_failure(
-            attempt,
-            now,
-            error=error,
-            retryable=retryable,
-            log=log,
-            lease_expired=False,
-            policy=policy,
-            unit_random=unit_random,
-        )
-
-    def _record_failure(
-        self,
-        attempt: int,
-        now: datetime,
-        *,
-        error: str,
-        retryable: bool,
-        log: list[str],
-        lease_expired: bool,
-        policy: RetryPolicy,
-        unit_random: float,
-    ) -> bool:
+        else error. False (nothing recorded) for a superseded attempt. ``lease_expired``: no
+        result came, the attempt's lease ran out (``expire_lease``)."""
         if self.state != "dispatched" or attempt != self.attempt:
             return False
         self.trigger_event(
@@ -349,7 +329,7 @@ class Task(Aggregate):
             return False
         if self.lease_expires_at > now:
             return False
-        return self._record_failure(
+        return self.fail(
             self.attempt,
             now,
             error=f"attempt {self.attempt}: {LEASE_EXPIRED}",

@@ -19,7 +19,8 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 - 500: anything unexpected; the body says only "internal error".
 - 503: ``/healthz`` when the event store cannot be reached.
 
-The timeline and task routes live in ``gateway.tasks_api``.
+The timeline and task routes live in ``gateway.tasks_api``; reading a request's body and
+query parameters, in ``gateway.request_parsing``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
 when the body has none, so a retried call records one event.
@@ -28,10 +29,9 @@ when the body has none, so a retried call records one event.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -46,25 +46,22 @@ from domain.errors import Conflict, InvalidInput, NotFound
 from gateway.auth import BearerTokenMiddleware
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.ports import CommandLedger, ServerBook, SettingsBook, ViewQueries
+from gateway.request_parsing import (
+    BadRequest,
+    query_limit,
+    query_time,
+    read_json,
+    with_idempotency_key,
+)
 from gateway.responses import ApiJSONResponse, error, success
 from gateway.servers_api import server_routes
 from gateway.settings_api import settings_routes
-from gateway.tasks_api import BadQuery, task_routes
+from gateway.tasks_api import task_routes
 
-MAX_BODY_BYTES = 64 * 1024
 DEFAULT_OPLOG_LIMIT = 200
 MAX_OPLOG_LIMIT = 1000
 WHMCS_ACTOR = "whmcs"
 _log = logging.getLogger("hostwright.gateway")
-
-
-class BadRequest(Exception):
-    """The request cannot be read as the contract says (HTTP 400, or ``status_code``)."""
-
-    def __init__(self, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
 
 
 def create_app(
@@ -81,7 +78,7 @@ def create_app(
         raise ValueError("the API token must not be empty")
 
     async def order_service(request: Request) -> Response:
-        body = _with_idempotency_key(request, await _read_json(request, required=True))
+        body = with_idempotency_key(request, await read_json(request, required=True))
         command = parse_order(body, now=clock(), actor=WHMCS_ACTOR)
         await asyncio.to_thread(ledger.order_service, command)
         return success(service_id=command.service_id, status="provisioning")
@@ -91,7 +88,7 @@ def create_app(
         service_id: str = request.path_params["service_id"]
         if action not in LIFECYCLE_ACTIONS:
             return error(404, f"unknown action {action!r}")
-        body = _with_idempotency_key(request, await _read_json(request, required=False))
+        body = with_idempotency_key(request, await read_json(request, required=False))
         command = parse_lifecycle(action, service_id, body, now=clock(), actor=WHMCS_ACTOR)
         await asyncio.to_thread(ledger.request, command)
         return success()
@@ -105,14 +102,14 @@ def create_app(
 
     async def events(request: Request) -> Response:
         service_id: str = request.path_params["service_id"]
-        as_of = _query_time(request, "as_of")
+        as_of = query_time(request, "as_of")
         found = await asyncio.to_thread(ledger.events_of, service_id, as_of)
         return ApiJSONResponse({"service_id": service_id, "events": found})
 
     async def oplog(request: Request) -> Response:
         service_id = request.query_params.get("service_id") or None
-        since = _query_time(request, "since")
-        limit = _query_limit(request)
+        since = query_time(request, "since")
+        limit = query_limit(request, default=DEFAULT_OPLOG_LIMIT, most=MAX_OPLOG_LIMIT)
         entries = await asyncio.to_thread(
             lambda: views.oplog(service_id=service_id, since=since, limit=limit)
         )
@@ -139,7 +136,6 @@ def create_app(
             views=views,
             clock=clock,
             actor=WHMCS_ACTOR,
-            read_json=lambda request: _read_json(request, required=True),
             # the bulk actions' default ages are runtime settings when the app has them
             queue_ages=None if settings is None else lambda: settings.current().queue,
         ),
@@ -147,19 +143,9 @@ def create_app(
         Route("/v1/oplog", oplog, methods=["GET"]),
     ]
     if servers is not None:
-        routes += server_routes(
-            servers=servers,
-            clock=clock,
-            actor=WHMCS_ACTOR,
-            read_json=lambda request: _read_json(request, required=True),
-        )
+        routes += server_routes(servers=servers, clock=clock, actor=WHMCS_ACTOR)
     if settings is not None:
-        routes += settings_routes(
-            settings=settings,
-            clock=clock,
-            actor=WHMCS_ACTOR,
-            read_json=lambda request: _read_json(request, required=True),
-        )
+        routes += settings_routes(settings=settings, clock=clock, actor=WHMCS_ACTOR)
     return Starlette(
         routes=routes,
         middleware=[
@@ -168,85 +154,12 @@ def create_app(
         ],
         exception_handlers={
             BadRequest: _bad_request,
-            BadQuery: _status(400),
             InvalidInput: _status(422),
             NotFound: _status(404),
             Conflict: _status(409),
             HTTPException: _http_exception,
         },
     )
-
-
-async def _read_json(request: Request, *, required: bool) -> object:
-    """The body as parsed JSON; None when it is empty and not ``required``."""
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise BadRequest("the request body must be JSON (Content-Type: application/json)")
-    raw = await _read_body(request)
-    if not raw.strip():
-        if required:
-            raise BadRequest("the request body must be a JSON object")
-        return None
-    try:
-        parsed: object = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise BadRequest("the request body is not valid JSON") from None
-    if parsed is not None and not isinstance(parsed, dict):
-        raise BadRequest("the request body must be a JSON object")
-    if parsed is None and required:
-        raise BadRequest("the request body must be a JSON object")
-    return parsed
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BadRequest(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BadRequest(f"the request body is larger than {MAX_BODY_BYTES} bytes", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _with_idempotency_key(request: Request, body: object) -> object:
-    """Uses the ``Idempotency-Key`` header as the command id when the body names none."""
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return body
-    if body is None:
-        return {"command_id": key}
-    if isinstance(body, dict) and body.get("command_id") is None:
-        return {**body, "command_id": key}
-    return body
-
-
-def _query_time(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, like 2025-01-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _query_limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if not raw:
-        return DEFAULT_OPLOG_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_OPLOG_LIMIT}")
-    return min(int(raw), MAX_OPLOG_LIMIT)
 
 
 def _service_status(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,8 @@ private key: the handlers log in with the key their own settings point at.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,16 +17,13 @@ from starlette.routing import Route
 
 from domain.server import parse_server
 from gateway.ports import ServerBook
+from gateway.request_parsing import read_json_object
 from gateway.responses import ApiJSONResponse, success
 
-ReadJson = Callable[[Request], Coroutine[Any, Any, object]]
 
-
-def server_routes(
-    *, servers: ServerBook, clock: Callable[[], datetime], actor: str, read_json: ReadJson
-) -> list[Route]:
+def server_routes(*, servers: ServerBook, clock: Callable[[], datetime], actor: str) -> list[Route]:
     async def register(request: Request) -> Response:
-        command = parse_server(await read_json(request), now=clock(), actor=actor)
+        command = parse_server(await read_json_object(request), now=clock(), actor=actor)
         await asyncio.to_thread(servers.register, command)
         return success(server_id=command.server_id)
 

@@ -11,9 +11,8 @@ were already so. A body that fails validation is a 422 and records nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,20 +20,19 @@ from starlette.routing import Route
 
 from domain.runtime_settings import parse_settings_update
 from gateway.ports import SettingsBook
+from gateway.request_parsing import read_json_object
 from gateway.responses import ApiJSONResponse, success
-
-ReadJson = Callable[[Request], Coroutine[Any, Any, object]]
 
 
 def settings_routes(
-    *, settings: SettingsBook, clock: Callable[[], datetime], actor: str, read_json: ReadJson
+    *, settings: SettingsBook, clock: Callable[[], datetime], actor: str
 ) -> list[Route]:
     async def show(request: Request) -> Response:
         values = await asyncio.to_thread(settings.current)
         return ApiJSONResponse({"settings": values.as_json()})
 
     async def change(request: Request) -> Response:
-        update = parse_settings_update(await read_json(request))
+        update = parse_settings_update(await read_json_object(request))
         applied = await asyncio.to_thread(settings.change, update, clock(), actor)
         return success(200, changed=applied.changed, settings=applied.values.as_json())
 

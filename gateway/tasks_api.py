@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from domain.errors import NotFound
 from domain.task import FINAL_STATES, OPEN_STATES
 from domain.task_bulk import BulkDefaults, ChangeTasksInBulk, QueueAges, parse_bulk
 from gateway.ports import CommandLedger, ViewQueries
+from gateway.request_parsing import BadRequest, query_limit, read_json_object
 from gateway.responses import ApiJSONResponse, error, success
 
 TASK_STATES = (*OPEN_STATES, *FINAL_STATES)
@@ -87,21 +88,15 @@ TASK_FIELDS = (
 STUCK_VALUES = {"true": True, "false": False}
 
 
-class BadQuery(Exception):
-    """A query parameter cannot be read as the contract says (HTTP 400)."""
-
-
 def task_routes(
     *,
     ledger: CommandLedger,
     views: ViewQueries,
     clock: Callable[[], datetime],
     actor: str,
-    read_json: Callable[[Request], Awaitable[object]],
     queue_ages: Callable[[], QueueAges] | None = None,
 ) -> list[Route]:
     """The timeline and task routes over ``views`` (reads) and ``ledger`` (changes).
-    ``read_json`` reads a request's JSON object body (raising 400 / 413 as the app does);
     ``queue_ages`` gives the bulk actions' default ages when asked, as settings may change
     (``BulkDefaults`` when not given)."""
     ages_now: Callable[[], QueueAges] = queue_ages or BulkDefaults
@@ -118,11 +113,11 @@ def task_routes(
     async def list_tasks(request: Request) -> Response:
         state = request.query_params.get("state") or None
         if state is not None and state not in TASK_STATES:
-            raise BadQuery(f"state must be one of {', '.join(TASK_STATES)}")
+            raise BadRequest(f"state must be one of {', '.join(TASK_STATES)}")
         service_id = request.query_params.get("service_id") or None
         server_id = request.query_params.get("server_id") or None
         stuck = _stuck(request)
-        limit = _limit(request)
+        limit = query_limit(request, default=DEFAULT_TASKS_LIMIT, most=MAX_TASKS_LIMIT)
         now = clock()
         found = await asyncio.to_thread(
             lambda: views.tasks(
@@ -153,7 +148,7 @@ def task_routes(
         return success()
 
     async def bulk(request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_json_object(request)
         ages = await asyncio.to_thread(ages_now)
         command = parse_bulk(body, now=clock(), actor=actor, defaults=ages)
         candidates = await asyncio.to_thread(_candidates, views, command)
@@ -204,17 +199,8 @@ def _stuck(request: Request) -> bool | None:
     if not raw:
         return None
     if raw not in STUCK_VALUES:
-        raise BadQuery("stuck must be true or false")
+        raise BadRequest("stuck must be true or false")
     return STUCK_VALUES[raw]
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if not raw:
-        return DEFAULT_TASKS_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadQuery(f"limit must be a whole number from 1 to {MAX_TASKS_LIMIT}")
-    return min(int(raw), MAX_TASKS_LIMIT)
 
 
 def _pick(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

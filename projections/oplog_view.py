@@ -13,22 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.service import Service
-from projections.services_view import ServiceIds, event_time
-from projections.view import Column, Recorded, RowLoader, Rows, Table
+from projections.service_ids import ServiceIds
+from projections.view import Recorded, RowLoader, Rows, Table, columns, event_time, fields_of
 
 SYSTEM_ACTOR = "hostwright"
 
 OPLOG = Table(
     name="oplog",
-    columns=(
-        Column("position", "int"),
-        Column("service_id", "text"),
-        Column("at", "text"),
-        Column("actor", "text"),
-        Column("action", "text"),
-        Column("kind", "text"),
-        Column("detail", "json"),
-    ),
+    columns=columns("position:int service_id at actor action kind detail:json"),
     key=("position",),
     indexes=(("service_id", "position"),),
 )
@@ -40,27 +32,16 @@ def _no_detail(event: Any) -> dict[str, Any]:
     return {}
 
 
-def _order_detail(event: Service.Ordered) -> dict[str, Any]:
-    return {
-        "client_id": event.client_id,
-        "mode": event.mode,
-        "domain": event.domain,
-        "plan": event.plan,
-        "username": event.username,
-        "label": event.label,
-    }
-
-
-def _fields(*names: str) -> Detail:
+def _fields(names: str) -> Detail:
     def detail(event: Any) -> dict[str, Any]:
-        return {name: getattr(event, name) for name in names}
+        return fields_of(event, names)
 
     return detail
 
 
 # event type -> (action, kind, detail); anything not listed is not an operation on a service
 ENTRIES: dict[type[Any], tuple[str, str, Detail]] = {
-    Service.Ordered: ("order", "command", _order_detail),
+    Service.Ordered: ("order", "command", _fields("client_id mode domain plan username label")),
     Service.SuspendRequested: ("suspend", "command", _fields("reason")),
     Service.UnsuspendRequested: ("unsuspend", "command", _no_detail),
     Service.TerminateRequested: ("terminate", "command", _fields("force")),

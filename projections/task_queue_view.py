@@ -6,9 +6,9 @@ planned, first started, finished, is next due and holds its lease until, its err
 log — every attempt's lines, each attempt headed by a line naming it. Times are the events'
 own timestamps (or times the events carry), never the clock, so a replay gives identical rows.
 
-``stuck`` is true while the task is open and its streak of lease expiries goes on (no sign of
-life from a handler since), and ``stuck_since`` is when that streak began: the end of the
-first expired lease. A view only knows time through events, so a task dispatched past its
+The progress fields follow ``projections.task_progress``, the fold every view of tasks shares;
+this view adds the log. ``stuck`` is true while the task is open and its streak of lease
+expiries goes on. A view only knows time through events, so a task dispatched past its
 lease is not marked here; ``stuck_since_at`` adds that at query time.
 
 ``hidden`` turns true on ``Task.Hidden`` (a bulk delete): the row leaves the queue's reads
@@ -21,37 +21,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain.task import OPEN_STATES, Task
-from projections.services_view import event_time, iso_time
-from projections.view import Column, Recorded, Row, RowLoader, Rows, Table
+from projections.task_progress import PROGRESS, STEP_COLUMNS, planned_step, progress
+from projections.view import Recorded, Row, RowLoader, Rows, Table, columns, event_time
 
 TASK_QUEUE = Table(
     name="task_queue",
     columns=(
-        Column("task_id", "text"),
-        Column("position", "int"),
-        Column("service_id", "text"),
-        Column("run", "int"),
-        Column("step", "text"),
-        Column("role", "text"),
-        Column("action", "text"),
-        Column("server_id", "text"),
-        Column("state", "text"),
-        Column("attempts", "int"),
-        Column("created_at", "text"),
-        Column("started_at", "text"),
-        Column("finished_at", "text"),
-        Column("due_at", "text"),
-        Column("lease_expires_at", "text"),
-        Column("error", "text"),
-        Column("log", "json"),
-        Column("stuck", "bool"),
-        Column("stuck_since", "text"),
-        Column("hidden", "bool"),
-        Column("updated_at", "text"),
+        *columns("task_id position:int service_id run:int"),
+        *STEP_COLUMNS,
+        *columns(
+            "created_at started_at finished_at due_at lease_expires_at error log:json"
+            " stuck:bool stuck_since hidden:bool updated_at"
+        ),
     ),
     key=("task_id",),
     indexes=(("position",), ("state", "position"), ("service_id", "position"), ("server_id",)),
 )
+_NAMES = frozenset(column.name for column in TASK_QUEUE.columns)
 
 
 def _planned(event: Task.Planned, position: int) -> Row:
@@ -60,18 +46,10 @@ def _planned(event: Task.Planned, position: int) -> Row:
         "position": position,
         "service_id": event.service_id,
         "run": event.run,
-        "step": event.step,
-        "role": event.role,
-        "action": event.action,
-        "server_id": event.server_id,
-        "state": "planned",
-        "attempts": 0,
+        **planned_step(event),
         "created_at": event_time(event),
-        "started_at": None,
-        "finished_at": None,
         "due_at": None,
         "lease_expires_at": None,
-        "error": None,
         "log": [],
         "stuck": False,
         "stuck_since": None,
@@ -93,106 +71,38 @@ def stuck_since_at(row: Row, now: str) -> str | None:
     return None
 
 
-# One small function per event: (row before, event) -> the row's changed fields.
-Change = Callable[[Row, Any], Row]
-
-# a result, a renewed lease or staff's decision ends a streak of lease expiries
-_NOT_STUCK: Row = {"stuck": False, "stuck_since": None}
+# (row before, event) -> the lines the event adds to the task's log
+LogLines = Callable[[Row, Any], list[str]]
 
 
-def _dispatched(row: Row, event: Task.Dispatched) -> Row:
-    header = f"--- attempt {event.attempt} on {row['server_id']} at {event_time(event)} ---"
-    return {
-        "state": "dispatched",
-        "attempts": event.attempt,
-        "started_at": row["started_at"] or event_time(event),
-        "finished_at": None,
-        "due_at": None,
-        "lease_expires_at": iso_time(event.lease_expires_at),
-        "log": [*row["log"], header],
-    }
+def _attempt_header(row: Row, event: Task.Dispatched) -> list[str]:
+    return [f"--- attempt {event.attempt} on {row['server_id']} at {event_time(event)} ---"]
 
 
-def _lease_renewed(row: Row, event: Task.LeaseRenewed) -> Row:
-    return {"lease_expires_at": iso_time(event.lease_expires_at), **_NOT_STUCK}
-
-
-def _succeeded(row: Row, event: Task.Succeeded) -> Row:
+def _success_lines(row: Row, event: Task.Succeeded) -> list[str]:
     outcome = "succeeded" + ("" if event.changed else " (nothing to change)")
-    return {
-        "state": "succeeded",
-        "finished_at": event_time(event),
-        "lease_expires_at": None,
-        "error": None,
-        **_NOT_STUCK,
-        "log": [*row["log"], *event.log, f"attempt {event.attempt} {outcome}"],
-    }
+    return [*event.log, f"attempt {event.attempt} {outcome}"]
 
 
-def _failed(row: Row, event: Task.Failed) -> Row:
+def _failure_lines(row: Row, event: Task.Failed) -> list[str]:
     kind = "retryable" if event.retryable else "permanent"
-    stuck: Row = _NOT_STUCK
-    if event.lease_expired:
-        began = row["stuck_since"] or row["lease_expires_at"] or event_time(event)
-        stuck = {"stuck": True, "stuck_since": began}
-    return {
-        "error": event.error,
-        "lease_expires_at": None,
-        "log": [*row["log"], *event.log, f"attempt {event.attempt} failed ({kind}): {event.error}"],
-        **stuck,
-    }
+    return [*event.log, f"attempt {event.attempt} failed ({kind}): {event.error}"]
 
 
-def _retry_scheduled(row: Row, event: Task.RetryScheduled) -> Row:
-    return {"state": "retry_scheduled", "due_at": iso_time(event.due_at)}
+def _staff_line(verb: str) -> LogLines:
+    def lines(row: Row, event: Any) -> list[str]:
+        return [f"{verb} by {event.actor} at {event_time(event)}"]
+
+    return lines
 
 
-def _errored(row: Row, event: Task.Errored) -> Row:
-    return {
-        "state": "error",
-        "finished_at": event_time(event),
-        "due_at": None,
-        "lease_expires_at": None,
-        "error": event.error,
-        **_NOT_STUCK,
-    }
-
-
-def _cancelled(row: Row, event: Task.Cancelled) -> Row:
-    return {
-        "state": "cancelled",
-        "finished_at": event_time(event),
-        "due_at": None,
-        "lease_expires_at": None,
-        "log": [*row["log"], f"cancelled by {event.actor} at {event_time(event)}"],
-        **_NOT_STUCK,
-    }
-
-
-def _retried(row: Row, event: Task.Retried) -> Row:
-    return {
-        "state": "planned",
-        "finished_at": None,
-        "error": None,
-        "log": [*row["log"], f"retried by {event.actor} at {event_time(event)}"],
-        **_NOT_STUCK,
-    }
-
-
-def _hidden(row: Row, event: Task.Hidden) -> Row:
-    return {"hidden": True}
-
-
-CHANGES: dict[type[Any], Change] = {
-    Task.Dispatched: _dispatched,
-    Task.LeaseRenewed: _lease_renewed,
-    Task.Succeeded: _succeeded,
-    Task.Failed: _failed,
-    Task.RetryScheduled: _retry_scheduled,
-    Task.Errored: _errored,
-    Task.Cancelled: _cancelled,
-    Task.Retried: _retried,
-    Task.Hidden: _hidden,
+# what each event adds to the task's log, after the lines before it
+LOG_LINES: dict[type[Any], LogLines] = {
+    Task.Dispatched: _attempt_header,
+    Task.Succeeded: _success_lines,
+    Task.Failed: _failure_lines,
+    Task.Cancelled: _staff_line("cancelled"),
+    Task.Retried: _staff_line("retried"),
 }
 
 
@@ -204,7 +114,7 @@ class TaskQueueView:
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the rows of the page's tasks that change (a planned task's row is new)."""
-        keys = {(str(r.event.originator_id),) for r in page if type(r.event) in CHANGES}
+        keys = {(str(r.event.originator_id),) for r in page if type(r.event) in PROGRESS}
         rows.load(TASK_QUEUE.name, keys)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
@@ -212,12 +122,14 @@ class TaskQueueView:
         if isinstance(event, Task.Planned):
             row = _planned(event, recorded.position)
         else:
-            change = CHANGES.get(type(event))
-            if change is None:
+            if type(event) not in PROGRESS:
                 return
             before = rows.get(TASK_QUEUE.name, (str(event.originator_id),))
             if before is None:
                 return
-            row = {**before, **change(before, event)}
+            row = {**before, **progress(before, event, _NAMES)}
+            lines = LOG_LINES.get(type(event))
+            if lines is not None:
+                row["log"] = [*before["log"], *lines(before, event)]
         row["updated_at"] = event_time(event)
         rows.put(TASK_QUEUE.name, row)

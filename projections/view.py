@@ -5,6 +5,9 @@ implements over SQL, batching many events into one transaction with the tracking
 and reads or writes plain dict rows through it. Because views are pure functions of the
 event sequence, dropping the tables and replaying from event 0 gives the same rows.
 
+Every view writes times as ``iso_time`` text and declares its tables with ``columns``, so
+the helpers all views share live here with the ports.
+
 A view may also be ``Prefetching``: told a page of events before it applies them, it names
 the rows the page will read, and the runner reads them in a few queries rather than one
 query per row. That is only a speed-up; a row it did not name is read when asked for.
@@ -12,11 +15,17 @@ query per row. That is only a speed-up; a row it did not name is read when asked
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 Row = dict[str, Any]
+
+# One small function per event: (row before, event) -> the row's changed fields.
+Change = Callable[[Row, Any], Row]
+
+COLUMN_TYPES = ("text", "int", "json", "bool")
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,35 @@ class Table:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
+
+
+def columns(spec: str) -> tuple[Column, ...]:
+    """Columns written ``"name name:type …"`` in table order, a bare name being text: a
+    table's schema then reads at a glance instead of one constructor call per column."""
+    found = []
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        if (kind or "text") not in COLUMN_TYPES:
+            raise ValueError(f"column {name} has the unknown type {kind!r}")
+        found.append(Column(name, kind or "text"))
+    return tuple(found)
+
+
+def fields_of(event: Any, names: str) -> Row:
+    """The event's fields named (space-separated), as a row's fields of the same names."""
+    return {name: getattr(event, name) for name in names.split()}
+
+
+def event_time(event: Any) -> str:
+    """An event's timestamp as UTC ISO text with microseconds: sortable as a string."""
+    return iso_time(event.timestamp)
+
+
+def iso_time(moment: datetime) -> str:
+    """The one text form of a time in views; a naive time is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class Rows(Protocol):

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from projections.services_view import iso_time
+from ops.views.view_store import ViewStore
 from projections.task_queue_view import TASK_QUEUE, stuck_since_at
-from projections.view import Row
-
-if TYPE_CHECKING:  # view_store builds this class: no import cycle at run time
-    from ops.views.view_store import ViewStore
+from projections.view import Row, iso_time
 
 # hidden is a bool column: INTEGER on SQLite, BOOLEAN on PostgreSQL; NOT hidden reads both
 _FALSE_HIDDEN = "(hidden IS NULL OR NOT hidden)"

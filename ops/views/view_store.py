@@ -5,33 +5,22 @@
 all the runner's views and, in one transaction, emits the changed rows and the new tracking
 positions, so a crash leaves either all or none. A ``Prefetching`` view's reads for the page
 are made first, a few keys-in-a-list queries per table, instead of one query per row.
-``SqlViewQueries`` is the gateway's read port.
+Each table's SQL and row encoding is ``ops.views.table_sql``; the gateway's read port over
+these tables is ``ops.views.view_queries``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from ops.store.database import Cursor, Database
-from ops.views.task_queue_queries import TaskQueueQueries
-from projections.oplog_view import OPLOG, OperationLogView
-from projections.services_view import SERVICES, ServicesView, iso_time
-from projections.task_queue_view import TaskQueueView
-from projections.timeline_view import TIMELINE, DeployTimelineView
-from projections.view import Prefetching, Recorded, Row, Table, View
+from ops.views.table_sql import TableSql, check_identifier
+from projections.view import Prefetching, Recorded, Row, View
 
 log = logging.getLogger(__name__)
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-_SQL_TYPES = {
-    "sqlite": {"text": "TEXT", "int": "BIGINT", "json": "TEXT", "bool": "INTEGER"},
-    "postgresql": {"text": "TEXT", "int": "BIGINT", "json": "TEXT", "bool": "BOOLEAN"},
-}
 _CREATE_ATTEMPTS = 3
 _KEYS_PER_LOAD = 500  # keys per prefetch query: well under both databases' parameter limits
 
@@ -43,19 +32,13 @@ class ViewStore:
         self._db = db
         self._views = {view.name: view for view in views}
         self._prefix = prefix
-        self._tracking = prefix + "tracking"
-        self._sql: dict[str, _TableSql] = {}
+        self._tracking = check_identifier(prefix + "tracking")
+        self._sql: dict[str, TableSql] = {}
         for view in self._views.values():
             for table in view.tables:
                 if table.name in self._sql:
                     raise ValueError(f"two views declare the table {table.name}")
-                names = [self.sql_name(table.name), *(c.name for c in table.columns)]
-                for name in names:
-                    if not _IDENTIFIER.match(name):
-                        raise ValueError(f"{name!r} is not a plain SQL identifier")
-                self._sql[table.name] = _TableSql(table, self.sql_name(table.name), db.dialect)
-        if not _IDENTIFIER.match(self._tracking):
-            raise ValueError(f"{self._tracking!r} is not a plain SQL identifier")
+                self._sql[table.name] = TableSql(table, self.sql_name(table.name), db.dialect)
         self._ready = False
 
     def sql_name(self, table: str) -> str:
@@ -176,24 +159,14 @@ class ViewStore:
         self._ready = True
 
     def _create_tables(self) -> None:
-        types = _SQL_TYPES[self._db.dialect]
         with self._db.transaction() as cur:
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._tracking} "
                 "(view TEXT PRIMARY KEY, position BIGINT NOT NULL)"
             )
             for spec in self._sql.values():
-                table, name = spec.table, spec.sql_name
-                columns = ", ".join(f"{c.name} {types[c.type]}" for c in table.columns)
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} "
-                    f"({columns}, PRIMARY KEY ({', '.join(table.key)}))"
-                )
-                for index in table.indexes:
-                    cur.execute(
-                        f"CREATE INDEX IF NOT EXISTS {name}_{'_'.join(index)}_idx "
-                        f"ON {name} ({', '.join(index)})"
-                    )
+                for statement in spec.create():
+                    cur.execute(statement)
             # a tracking row per view exists from the start, so apply_page can lock it
             cur.executemany(
                 f"INSERT INTO {self._tracking} (view, position) VALUES (?, 0) "  # noqa: S608
@@ -221,79 +194,12 @@ class ViewStore:
         return [spec.decode(values) for values in cur.fetchall()]
 
 
-class _TableSql:
-    """One view table's SQL and row encoding, worked out once rather than per row."""
-
-    def __init__(self, table: Table, sql_name: str, dialect: str) -> None:
-        self.table = table
-        self.sql_name = sql_name
-        self.names = tuple(c.name for c in table.columns)
-        self.name_set = frozenset(self.names)
-        self._json = [i for i, c in enumerate(table.columns) if c.type == "json"]
-        self._bool = [i for i, c in enumerate(table.columns) if c.type == "bool"]
-        self._int = [i for i, c in enumerate(table.columns) if c.type == "int"]
-        self._bool_as_int = dialect == "sqlite"
-        columns = ", ".join(self.names)
-        by_key = " AND ".join(f"{k} = ?" for k in table.key)
-        self.select_all = f"SELECT {columns} FROM {sql_name} ORDER BY {', '.join(table.key)}"  # noqa: S608
-        self._select = f"SELECT {columns} FROM {sql_name} WHERE "  # noqa: S608
-        self.select_one = self._select + by_key
-        self.delete_one = f"DELETE FROM {sql_name} WHERE {by_key}"  # noqa: S608
-        others = [n for n in self.names if n not in table.key]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in others)
-            if others
-            else "DO NOTHING"
-        )
-        placeholders = ", ".join("?" for _ in self.names)
-        self.upsert = (
-            f"INSERT INTO {sql_name} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-            f"ON CONFLICT ({', '.join(table.key)}) {action}"
-        )
-
-    def select_many(self, count: int) -> str:
-        """The rows of ``count`` keys, their values given key after key."""
-        key = self.table.key
-        if len(key) == 1:
-            return f"{self._select}{key[0]} IN ({', '.join(['?'] * count)})"
-        # SQLite takes a row value's IN only from a subquery, hence the VALUES list
-        values = ", ".join([f"({', '.join(['?'] * len(key))})"] * count)
-        return f"{self._select}({', '.join(key)}) IN (VALUES {values})"
-
-    def key_of(self, row: Row) -> tuple[Any, ...]:
-        return tuple(row[k] for k in self.table.key)
-
-    def encode(self, row: Row) -> list[Any]:
-        values = [row.get(name) for name in self.names]
-        for i in self._json:
-            if values[i] is not None:
-                values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
-        if self._bool_as_int:
-            for i in self._bool:
-                if values[i] is not None:
-                    values[i] = int(bool(values[i]))
-        return values
-
-    def decode(self, values: Sequence[Any]) -> Row:
-        decoded = list(values)
-        for i in self._json:
-            if decoded[i] is not None:
-                decoded[i] = json.loads(decoded[i])
-        for i in self._bool:
-            if decoded[i] is not None:
-                decoded[i] = bool(decoded[i])
-        for i in self._int:
-            if decoded[i] is not None:
-                decoded[i] = int(decoded[i])
-        return dict(zip(self.names, decoded, strict=True))
-
-
 class _BatchRows:
     """``Rows`` for one batch: reads go to the database once per key (or ``load`` many keys
     at once beforehand), writes stay in memory until ``flush`` sends them as one executemany
     per table and kind."""
 
-    def __init__(self, cur: Cursor, tables: dict[str, _TableSql]) -> None:
+    def __init__(self, cur: Cursor, tables: dict[str, TableSql]) -> None:
         self._cur = cur
         self._tables = tables
         self._cache: dict[str, dict[tuple[Any, ...], Row | None]] = {t: {} for t in tables}
@@ -351,101 +257,7 @@ class _BatchRows:
             if written:
                 self._cur.executemany(spec.upsert, written)
 
-    def _table(self, name: str) -> _TableSql:
+    def _table(self, name: str) -> TableSql:
         if name not in self._tables:
             raise KeyError(f"the view owns no table {name!r}")
         return self._tables[name]
-
-
-class SqlViewQueries:
-    """The gateway's ``ViewQueries`` over the services, oplog, task-queue and timeline tables."""
-
-    def __init__(self, db: Database, prefix: str = "hw_") -> None:
-        views: list[View] = [
-            ServicesView(),
-            OperationLogView(),
-            TaskQueueView(),
-            DeployTimelineView(),
-        ]
-        self._store = ViewStore(db, views, prefix)
-        self._tasks = TaskQueueQueries(self._store)
-
-    def service(self, service_id: str) -> dict[str, Any] | None:
-        """The service's row, with its progress also nested as the status body shows it."""
-        found = self._store.select(SERVICES.name, "service_id = ?", (service_id,), "service_id", 1)
-        if not found:
-            return None
-        row = found[0]
-        row["progress"] = {
-            "done": row["progress_done"],
-            "total": row["progress_total"],
-            "current_step": row["current_step"],
-        }
-        return row
-
-    def oplog(
-        self, *, service_id: str | None, since: datetime | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """Log entries oldest first. With ``since``: the first ``limit`` entries at or after it
-        (page forward by asking again from the last ``at``); without: the latest ``limit``."""
-        conditions, params = [], []
-        if service_id is not None:
-            conditions.append("service_id = ?")
-            params.append(service_id)
-        if since is not None:
-            conditions.append("at >= ?")
-            params.append(iso_time(since))
-        where = " AND ".join(conditions)
-        if since is not None:
-            return self._store.select(OPLOG.name, where, params, "position", limit)
-        latest = self._store.select(OPLOG.name, where, params, "position DESC", limit)
-        return latest[::-1]
-
-    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
-        """The steps of the service's latest run in planning order; None for an unknown service."""
-        known = self._store.select(SERVICES.name, "service_id = ?", (service_id,), "service_id", 1)
-        if not known:
-            return None
-        return self._store.select(TIMELINE.name, "service_id = ?", (service_id,), "position", None)
-
-    def tasks(
-        self,
-        *,
-        state: str | None = None,
-        service_id: str | None = None,
-        server_id: str | None = None,
-        stuck: bool | None = None,
-        limit: int = 200,
-        now: datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        """See ``TaskQueueQueries.tasks``."""
-        return self._tasks.tasks(
-            state=state,
-            service_id=service_id,
-            server_id=server_id,
-            stuck=stuck,
-            limit=limit,
-            now=now,
-        )
-
-    def task(self, task_id: str, now: datetime | None = None) -> dict[str, Any] | None:
-        """See ``TaskQueueQueries.task``."""
-        return self._tasks.task(task_id, now)
-
-    def task_ids(
-        self,
-        *,
-        states: Sequence[str] = (),
-        finished_before: datetime | None = None,
-        stuck_before: datetime | None = None,
-        service_id: str | None = None,
-        server_id: str | None = None,
-    ) -> list[str]:
-        """See ``TaskQueueQueries.task_ids``."""
-        return self._tasks.task_ids(
-            states=states,
-            finished_before=finished_before,
-            stuck_before=stuck_before,
-            service_id=service_id,
-            server_id=server_id,
-        )

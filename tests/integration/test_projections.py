@@ -21,7 +21,8 @@ from ops.store.database import Cursor, Database
 from ops.store.event_store import EventStore
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
-from ops.views.view_store import SqlViewQueries, ViewStore
+from ops.views.view_queries import SqlViewQueries
+from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from projections.view import Recorded, Rows, View
 

@@ -22,7 +22,8 @@ from ops.adapters.sealing import PasswordSealer
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.views.projection_runner import ProjectionRunner
-from ops.views.view_store import SqlViewQueries, ViewStore
+from ops.views.view_queries import SqlViewQueries
+from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from tests.integration.test_gateway import (
     AUTH,

@@ -27,9 +27,10 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
-from ops.views.view_store import SqlViewQueries, ViewStore
+from ops.views.view_queries import SqlViewQueries
+from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
-from projections.services_view import iso_time
+from projections.view import iso_time
 from tests.integration.test_gateway import (
     AUTH,
     START,
