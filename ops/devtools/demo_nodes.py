@@ -18,8 +18,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,29 +103,38 @@ class NodeAddress:
         )
 
 
-class DemoNodes:
-    """SimNodes in this process under ``data_dir/<server_id>``."""
+NodeSpecs = Sequence[tuple[str, tuple[str, ...]]]  # (server_id, roles) of each node
 
-    def __init__(
-        self,
-        data_dir: Path,
-        public_key: str,
-        nodes: Sequence[tuple[str, tuple[str, ...]]] = DEMO_NODES,
-        *,
-        latency_ms: int = 0,
-        dkim_keys_ahead: int = 0,
-    ) -> None:
-        self.data_dir = data_dir
-        self.public_key = public_key
-        self.specs = tuple(nodes)
-        self.latency_ms = latency_ms
-        self.dkim_keys_ahead = dkim_keys_ahead
-        self.nodes: dict[str, SimNode] = {}
 
-    async def start(self) -> list[NodeAddress]:
+@dataclass
+class _NodeFolder:
+    """The nodes to run, each under ``data_dir/<server_id>`` with the handlers' key allowed
+    in; how they run is the subclass's."""
+
+    data_dir: Path
+    public_key: str
+    specs: NodeSpecs
+    _: KW_ONLY
+    latency_ms: int = 0
+    dkim_keys_ahead: int = 0
+
+    def _authorized_dirs(self) -> Iterator[tuple[str, tuple[str, ...], Path]]:
+        """(server_id, roles, node folder) of each node, its key authorized just before."""
         for server_id, roles in self.specs:
             node_dir = self.data_dir / server_id
             authorize(node_dir, self.public_key)
+            yield server_id, roles, node_dir
+
+
+@dataclass
+class DemoNodes(_NodeFolder):
+    """SimNodes in this process under ``data_dir/<server_id>``."""
+
+    specs: NodeSpecs = DEMO_NODES
+    nodes: dict[str, SimNode] = field(default_factory=dict, init=False)
+
+    async def start(self) -> list[NodeAddress]:
+        for server_id, roles, node_dir in self._authorized_dirs():
             self.nodes[server_id] = await self._start_node(node_dir, roles)
         return self.addresses()
 
@@ -155,30 +164,16 @@ class DemoNodes:
         self.nodes.clear()
 
 
-class SimnodeProcesses:
+@dataclass
+class SimnodeProcesses(_NodeFolder):
     """Each node a ``hostwright simnode`` process under ``data_dir/<server_id>``."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        public_key: str,
-        nodes: Sequence[tuple[str, tuple[str, ...]]] = SPLIT_NODES,
-        *,
-        latency_ms: int = 0,
-        dkim_keys_ahead: int = 0,
-    ) -> None:
-        self.data_dir = data_dir
-        self.public_key = public_key
-        self.specs = tuple(nodes)
-        self.latency_ms = latency_ms
-        self.dkim_keys_ahead = dkim_keys_ahead
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-        self._addresses: list[NodeAddress] = []
+    specs: NodeSpecs = SPLIT_NODES
+    procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict, init=False)
+    _addresses: list[NodeAddress] = field(default_factory=list, init=False)
 
     def start(self) -> list[NodeAddress]:
-        for server_id, roles in self.specs:
-            node_dir = self.data_dir / server_id
-            authorize(node_dir, self.public_key)
+        for server_id, roles, node_dir in self._authorized_dirs():
             argv = [
                 *(sys.executable, "-m", "ops.cli", "simnode"),
                 *("--roles", ",".join(roles), "--listen", "127.0.0.1:0"),

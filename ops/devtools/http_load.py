@@ -30,10 +30,15 @@ class LoadResult:
         return self.ok / self.elapsed_s if self.elapsed_s else 0.0
 
     def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+        return percentile(self.latencies_ms, p)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank ``p``th percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 RequestFactory = Callable[[int], tuple[str, str, bytes | None]]  # i -> (method, path, body)

@@ -20,20 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
-
-from domain.commands import parse_order
-from domain.service import Service
-from ops.devtools.http_load import LoadResult, closed_loop, json_body, open_loop
-from ops.store.event_store import EventStore
-
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+from ops.devtools.bench.orders import split_orders
+from ops.devtools.bench.scratch import DEFAULT_POSTGRES, free_port, scratch_postgres
+from ops.devtools.bench.store_floor import store_open_loop, store_save_rate
+from ops.devtools.http_load import LoadResult, closed_loop, open_loop
 
 
 @dataclass
@@ -60,7 +54,7 @@ def run_intake_bench(
             sqlite_url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
             figures.append(_measure("sqlite", sqlite_url, seconds, rate))
         if "postgresql" in stores:
-            with _scratch_postgres(postgres_url or DEFAULT_POSTGRES) as pg_url:
+            with scratch_postgres(postgres_url or DEFAULT_POSTGRES) as pg_url:
                 figures.append(_measure("postgresql", pg_url, seconds, rate))
     _report(figures)
     return 0
@@ -68,45 +62,26 @@ def run_intake_bench(
 
 def _measure(name: str, url: str, seconds: float, rate: float) -> IntakeFigures:
     print(f"[{name}] store floor: single-event saves for {seconds:.0f}s …", flush=True)
-    floor = _store_save_rate(url, seconds)
+    floor = store_save_rate(url, seconds)
     print(f"[{name}] store floor: single-event saves offered at {rate:.0f}/s …", flush=True)
-    store_offered = _store_open_loop(url, rate, seconds)
+    store_offered = store_open_loop(url, rate, seconds)
     token = secrets.token_urlsafe(16)
-    port = _free_port()
+    port = free_port()
     with _gateway_process(url, port, token):
         headers = {"Authorization": f"Bearer {token}"}
-        run = asyncio.run
+        closed = partial(closed_loop, "127.0.0.1", port, seconds=seconds)
         print(f"[{name}] /healthz closed loop …", flush=True)
-        healthz = run(
-            closed_loop(
-                "127.0.0.1",
-                port,
-                {},
-                lambda i: ("GET", "/healthz", None),
-                concurrency=16,
-                seconds=seconds,
-                expect=200,
-            )
-        )
+        healthz = asyncio.run(closed({}, _healthz, concurrency=16, expect=200))
         print(f"[{name}] POST /v1/services closed loop …", flush=True)
-        sustained = run(
-            closed_loop(
-                "127.0.0.1",
-                port,
-                headers,
-                _order_request(10_000_000),
-                concurrency=32,
-                seconds=seconds,
-                expect=202,
-            )
-        )
+        orders = split_orders(10_000_000, with_username=False)
+        sustained = asyncio.run(closed(headers, orders, concurrency=32, expect=202))
         print(f"[{name}] POST /v1/services open loop at {rate:.0f}/s …", flush=True)
-        offered = run(
+        offered = asyncio.run(
             open_loop(
                 "127.0.0.1",
                 port,
                 headers,
-                _order_request(20_000_000),
+                split_orders(20_000_000, with_username=False),
                 rate=rate,
                 seconds=seconds,
                 expect=202,
@@ -115,70 +90,8 @@ def _measure(name: str, url: str, seconds: float, rate: float) -> IntakeFigures:
     return IntakeFigures(name, floor, store_offered, healthz, sustained, offered, rate)
 
 
-def _store_save_rate(url: str, seconds: float) -> float:
-    store = EventStore(url)
-    now = datetime.now(UTC)
-    count = 0
-    began = time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        order = parse_order(
-            {
-                "service_id": count + 1,
-                "client_id": 1,
-                "mode": "split",
-                "domain": f"floor{count}.example.com",
-            },
-            now=now,
-            actor="bench",
-        )
-        store.save(Service.order(order, None))
-        count += 1
-    rate = count / (time.perf_counter() - began)
-    store.close()
-    return rate
-
-
-def _store_open_loop(url: str, rate: float, seconds: float) -> LoadResult:
-    """The store alone, saves offered on schedule: its own latency tail at the same rate."""
-    store = EventStore(url)
-    now = datetime.now(UTC)
-    result = LoadResult()
-    began = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        scheduled = began + i / rate
-        if (delay := scheduled - time.perf_counter()) > 0:
-            time.sleep(delay)
-        order = parse_order(
-            {
-                "service_id": 5_000_000 + i,
-                "client_id": 1,
-                "mode": "split",
-                "domain": f"lat{i}.example.com",
-            },
-            now=now,
-            actor="bench",
-        )
-        store.save(Service.order(order, None))
-        result.ok += 1
-        result.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
-    result.elapsed_s = time.perf_counter() - began
-    store.close()
-    return result
-
-
-def _order_request(offset: int):  # type: ignore[no-untyped-def]
-    def make(i: int) -> tuple[str, str, bytes]:
-        sid = offset + i
-        body = {
-            "service_id": sid,
-            "client_id": sid % 997,
-            "mode": "split",
-            "domain": f"bench{sid}.example.com",
-            "plan": {"package": "bench", "disk_mb": 1024},
-        }
-        return "POST", "/v1/services", json_body(body)
-
-    return make
+def _healthz(i: int) -> tuple[str, str, bytes | None]:
+    return "GET", "/healthz", None
 
 
 class _gateway_process:
@@ -217,23 +130,6 @@ class _gateway_process:
             self.proc.kill()
 
 
-class _scratch_postgres:
-    """A fresh database on the server for the run, dropped afterwards."""
-
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
-        self.name = f"hw_bench_{uuid.uuid4().hex[:10]}"
-
-    def __enter__(self) -> str:
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        return urlsplit(self.server_url)._replace(path=f"/{self.name}").geturl()
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
 def _report(figures: list[IntakeFigures]) -> None:
     print()
     print(
@@ -261,10 +157,3 @@ def _report(figures: list[IntakeFigures]) -> None:
             f"(target < 25 ms: {'met' if p99 < 25 else 'MISSED'}; the store alone at that "
             f"rate: p99 {f.store_offered.percentile(99):.1f} ms)"
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
