@@ -23,7 +23,7 @@ from domain.deploy_plan import DMARC_POLICY
 from domain.placement import placement_for
 from domain.server import ServerFacts
 from ops.devtools.simnode import read_command_log
-from tests.convergence_helpers import (
+from tests.support.convergence import (
     changes_since,
     commands_since,
     event_count,
@@ -34,7 +34,7 @@ from tests.convergence_helpers import (
     snapshot_all,
     wait_run,
 )
-from tests.deployment import (
+from tests.support.deployment import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,

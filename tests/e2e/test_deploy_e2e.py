@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment import (
+from tests.support.deployment import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,

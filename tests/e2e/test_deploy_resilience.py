@@ -1,5 +1,5 @@
 """Deploys that survive crashes, outages and limits, end to end on RabbitMQ and PostgreSQL:
-every hostwright part a real process, every node a real SSH server (tests/deployment.py).
+every hostwright part a real process, every node a real SSH server (tests/support/deployment.py).
 
 - SIGKILL of a web handler while a step's apply is running on the node, and separately of the
   pipeline mid-run: every service still ends ``active``, and no state-changing command hit the
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ops.devtools.simnode import Faults, read_command_log, read_stats
-from tests.convergence_helpers import settle
-from tests.deployment import Deployment, dumps, wait_until
-from tests.resilience_helpers import (
+from tests.support.convergence import settle
+from tests.support.deployment import Deployment, dumps, wait_until
+from tests.support.resilience import (
     NodeSpec,
     TaskRecord,
     assert_no_double_apply,

@@ -53,8 +53,8 @@ from hypothesis import strategies as st
 
 from domain.hosting_plan import HostingPlan
 from ops.devtools.simnode import read_state_json
-from tests.convergence_helpers import REQUEST_TOPICS, events, run_finished, settle
-from tests.deployment import (
+from tests.support.convergence import REQUEST_TOPICS, events, run_finished, settle
+from tests.support.deployment import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
@@ -72,7 +72,7 @@ VANITY_SLOTS = 2
 SPLIT = VANITY_SLOTS  # the slot after the vanity ones is the split service's
 DEPLOYS = ("create", "redeploy", "factory-reset")
 ACTIONS = (*DEPLOYS, "suspend", "unsuspend", "change-plan", "terminate")
-# the plan every service is ordered with (tests/deployment.py), then the plans change-plan
+# the plan every service is ordered with (tests/support/deployment.py), then the plans change-plan
 # picks from: the mailbox quota alone, or another package too (the "e2e" package's quotas
 # stay as ordered, so another customer on it is not changed by someone's plan change)
 BASE_PLAN = {"package": "e2e", "disk_mb": 1000}

@@ -13,7 +13,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.role_handler import Publisher, RoleHandler, ServerDirectory
 from ops.devtools.simnode import Faults, SimNode, read_command_log
-from tests.integration.test_hestia_driver import node_and_driver
+from tests.support.simnode_driver import node_and_driver
 
 
 class FakePublisher:

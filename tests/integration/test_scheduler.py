@@ -28,7 +28,7 @@ from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Job, Scheduler, Tick
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
-from tests.processes import HostwrightProcess, wait_for
+from tests.support.processes import HostwrightProcess, wait_for
 
 T0 = 1_800_000_000.0  # a period boundary for every period used here
 

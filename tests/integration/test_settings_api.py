@@ -32,13 +32,13 @@ from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.bootstrap import System
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore, event_topic
-from tests.integration.test_gateway import (
+from tests.fakes.clock import Clock
+from tests.fakes.view_queries import FakeViews
+from tests.support.gateway import (
     AUTH,
     START,
     TOKEN,
     Client,
-    Clock,
-    FakeViews,
     assert_readable_error,
     serving,
 )

@@ -25,7 +25,7 @@ from projections.services_view import ServicesView
 from projections.task_queue_view import TaskQueueView, stuck_since_at
 from projections.timeline_view import DeployTimelineView, duration_ms
 from projections.view import Recorded, Row, Rows, View
-from tests.memory_rows import MemoryRows
+from tests.fakes.rows import MemoryRows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0)

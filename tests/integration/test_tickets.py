@@ -30,7 +30,7 @@ from ops.runtime.components import COMPONENTS
 from ops.services.tickets import StoreTicketAdapter, TicketFeed, settings_ticket_config
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
-from tests.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
+from tests.support.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60)

@@ -22,8 +22,8 @@ from domain.server import ServerFacts
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.devtools.simnode import read_command_log
 from ops.store.event_store import EventStore
-from tests.deployment import Deployment, dumps
-from tests.processes import HostwrightProcess
+from tests.support.deployment import Deployment, dumps
+from tests.support.processes import HostwrightProcess
 
 NodeSpec = tuple[str, tuple[str, ...], str]  # server_id, roles, ip
 

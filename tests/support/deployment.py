@@ -24,7 +24,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
-from tests.processes import HostwrightProcess
+from tests.support.processes import HostwrightProcess
 
 PROVIDER_DOMAIN = "hosted.example"
 PROVIDER_MAIL_USER = "provmail"
