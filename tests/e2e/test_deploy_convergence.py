@@ -35,21 +35,19 @@ from tests.support.convergence import (
     wait_run,
 )
 from tests.support.deployment import (
+    DNS1_IP,
+    DNS2_IP,
+    MAIL_IP,
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
+    UNI_IP,
+    WEB_IP,
     Deployment,
     dumps,
     records_of,
 )
 
-WEB_IP, MAIL_IP, DNS1_IP, DNS2_IP, UNI_IP = (
-    "192.0.2.10",
-    "192.0.2.20",
-    "192.0.2.31",
-    "192.0.2.32",
-    "192.0.2.40",
-)
 ROLES = {
     "web1": ("web",),
     "mail1": ("mail",),

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ops.devtools.simnode import Faults, read_stats
-from tests.e2e.test_deploy_resilience import SPLIT_NODES, order_split, tasks_of
 from tests.support.deployment import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
@@ -28,7 +27,13 @@ from tests.support.deployment import (
     Deployment,
     wait_until,
 )
-from tests.support.resilience import deployment, task_history
+from tests.support.resilience import (
+    SPLIT_NODES,
+    deployment,
+    order_split,
+    task_history,
+    tasks_of,
+)
 
 
 async def act(system: Deployment, service_id: int, action: str, **body: Any) -> int:

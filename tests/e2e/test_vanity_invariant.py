@@ -55,15 +55,18 @@ from domain.hosting_plan import HostingPlan
 from ops.devtools.simnode import read_state_json
 from tests.support.convergence import REQUEST_TOPICS, events, run_finished, settle
 from tests.support.deployment import (
+    DNS1_IP,
+    DNS2_IP,
+    MAIL_IP,
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
+    WEB_IP,
     Deployment,
     dumps,
     wait_until,
 )
 
-WEB_IP, MAIL_IP, DNS1_IP, DNS2_IP = "192.0.2.10", "192.0.2.20", "192.0.2.31", "192.0.2.32"
 DNS_NODES = ("dns1", "dns2")
 PROVIDER_WEB_USER = "provweb"
 PROVIDER_USERS = (PROVIDER_WEB_USER, PROVIDER_MAIL_USER, PROVIDER_DNS_USER)

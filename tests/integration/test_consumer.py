@@ -20,8 +20,6 @@ from ops.store.database import Database
 from tests.support.transports import (  # noqa: F401 - shared fixtures
     AnyTransport,
     QueueNames,
-    clean_broker,
-    new_transport,
     queue_names,
     transport,
     wait_for_depth,

@@ -12,8 +12,6 @@ from ops.messaging.transport import Delivery, Message, Unroutable
 from tests.support.transports import (  # noqa: F401 - shared fixtures
     AnyTransport,
     QueueNames,
-    clean_broker,
-    new_transport,
     queue_names,
     transport,
     wait_for_depth,

@@ -25,7 +25,7 @@ from domain.placement import Placement
 from domain.server import ServerFacts
 from domain.service import Service
 from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner
-from tests.unit.test_deploy_plan import (
+from tests.support.plans import (
     IPS,
     PLAN,
     PROVIDER,

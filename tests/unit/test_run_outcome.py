@@ -8,7 +8,7 @@ import pytest
 
 from domain.run_outcome import StepOutcome, may_start, record_outcome
 from domain.service import Service
-from tests.unit.test_service import ask, ordered
+from tests.support.services import ask, ordered
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 OK = [StepOutcome("web.user", "web1", "ensure_user", "succeeded")]
