@@ -3,7 +3,6 @@ the Vanity invariant for them as a property."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -24,7 +23,7 @@ from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement
 from domain.server import ServerFacts
 from domain.service import Service
-from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner
+from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner, PlanFunction
 from tests.support.plans import (
     IPS,
     PLAN,
@@ -42,9 +41,7 @@ from tests.support.plans import (
     vanity,
 )
 
-Plan = Callable[
-    [ServiceFacts, Placement, ProviderSettings | None, Mapping[str, str]], list[StepSpec]
-]
+Plan = PlanFunction
 SWITCHES: list[tuple[str, Plan]] = [("suspend", plan_suspend), ("unsuspend", plan_unsuspend)]
 LIFECYCLE: list[Plan] = [plan_suspend, plan_unsuspend, plan_change_plan]
 
