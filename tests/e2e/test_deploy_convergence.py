@@ -23,7 +23,7 @@ from domain.own_domain_plan import DMARC_POLICY
 from domain.placement import placement_for
 from domain.server import ServerFacts
 from ops.devtools.simnode import read_command_log
-from tests.convergence_helpers import (
+from tests.support.convergence import (
     changes_since,
     commands_since,
     event_count,
@@ -34,22 +34,20 @@ from tests.convergence_helpers import (
     snapshot_all,
     wait_run,
 )
-from tests.deployment import (
+from tests.support.deployment import (
+    DNS1_IP,
+    DNS2_IP,
+    MAIL_IP,
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
+    UNI_IP,
+    WEB_IP,
     Deployment,
     dumps,
     records_of,
 )
 
-WEB_IP, MAIL_IP, DNS1_IP, DNS2_IP, UNI_IP = (
-    "192.0.2.10",
-    "192.0.2.20",
-    "192.0.2.31",
-    "192.0.2.32",
-    "192.0.2.40",
-)
 ROLES = {
     "web1": ("web",),
     "mail1": ("mail",),

@@ -8,20 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment import (
+from tests.support.deployment import (
+    DNS1_IP,
+    DNS2_IP,
+    MAIL_IP,
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
+    UNI_IP,
+    WEB_IP,
     Deployment,
     records_of,
-)
-
-WEB_IP, MAIL_IP, DNS1_IP, DNS2_IP, UNI_IP = (
-    "192.0.2.10",
-    "192.0.2.20",
-    "192.0.2.31",
-    "192.0.2.32",
-    "192.0.2.40",
 )
 
 

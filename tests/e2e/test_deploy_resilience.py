@@ -1,5 +1,5 @@
 """Deploys that survive crashes, outages and limits, end to end on RabbitMQ and PostgreSQL:
-every hostwright part a real process, every node a real SSH server (tests/deployment.py).
+every hostwright part a real process, every node a real SSH server (tests/support/deployment.py).
 
 - SIGKILL of a web handler while a step's apply is running on the node, and separately of the
   pipeline mid-run: every service still ends ``active``, and no state-changing command hit the
@@ -21,53 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from ops.devtools.simnode import Faults, read_command_log, read_stats
-from tests.convergence_helpers import settle
-from tests.deployment import Deployment, dumps, wait_until
-from tests.resilience_helpers import (
+from tests.support.convergence import settle
+from tests.support.deployment import (
+    DNS1_IP,
+    MAIL2_IP,
+    MAIL_IP,
+    WEB_IP,
+    Deployment,
+    dumps,
+    wait_until,
+)
+from tests.support.resilience import (
+    SPLIT_NODES,
     NodeSpec,
     TaskRecord,
     assert_no_double_apply,
     deployment,
+    order_split,
     seconds,
     service_ids_placing,
     task_history,
+    tasks_of,
 )
 
-WEB_IP, MAIL_IP, MAIL2_IP, DNS1_IP, DNS2_IP = (
-    "192.0.2.10",
-    "192.0.2.20",
-    "192.0.2.21",
-    "192.0.2.31",
-    "192.0.2.32",
-)
-SPLIT_NODES: list[NodeSpec] = [
-    ("web1", ("web",), WEB_IP),
-    ("mail1", ("mail",), MAIL_IP),
-    ("dns1", ("dns",), DNS1_IP),
-    ("dns2", ("dns",), DNS2_IP),
-]
 JITTER = 0.2  # RetryPolicy's default; not a setting
 TICK_SLACK_S = 3.0  # a due retry goes out on the pipeline's next tick (0.2 s) + store writes
-
-
-async def order_split(system: Deployment, service_id: int, **extra: Any) -> None:
-    """A split order with a package of its own, so each service's package step is the only
-    one that ever writes its package (no two services race on a shared one)."""
-    await system.order(
-        service_id,
-        "split",
-        f"site{service_id}.example.com",
-        username=f"user{service_id}",
-        plan={"package": f"pkg{service_id}", "disk_mb": 1000},
-        **extra,
-    )
-
-
-async def tasks_of(system: Deployment, service_id: int) -> list[dict[str, Any]]:
-    reply = await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
-    assert reply.status_code == 200, reply.text
-    tasks: list[dict[str, Any]] = reply.json()["tasks"]
-    return tasks
 
 
 def web_running(system: Deployment) -> int:

@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from ops.devtools.simnode import Faults, read_stats
-from tests.deployment import (
+from tests.support.deployment import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
     Deployment,
     wait_until,
 )
-from tests.e2e.test_deploy_resilience import SPLIT_NODES, order_split, tasks_of
-from tests.resilience_helpers import deployment, task_history
+from tests.support.resilience import (
+    SPLIT_NODES,
+    deployment,
+    order_split,
+    task_history,
+    tasks_of,
+)
 
 
 async def act(system: Deployment, service_id: int, action: str, **body: Any) -> int:

@@ -12,8 +12,8 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
-from tests.integration.test_relay import record_orders
-from tests.processes import HostwrightProcess, wait_for
+from tests.support.outbox import record_orders
+from tests.support.processes import HostwrightProcess, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

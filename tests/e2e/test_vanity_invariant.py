@@ -53,17 +53,20 @@ from hypothesis import strategies as st
 
 from domain.hosting_plan import HostingPlan
 from ops.devtools.simnode import read_state_json
-from tests.convergence_helpers import REQUEST_TOPICS, events, run_finished, settle
-from tests.deployment import (
+from tests.support.convergence import REQUEST_TOPICS, events, run_finished, settle
+from tests.support.deployment import (
+    DNS1_IP,
+    DNS2_IP,
+    MAIL_IP,
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
     PROVIDER_MAIL_USER,
+    WEB_IP,
     Deployment,
     dumps,
     wait_until,
 )
 
-WEB_IP, MAIL_IP, DNS1_IP, DNS2_IP = "192.0.2.10", "192.0.2.20", "192.0.2.31", "192.0.2.32"
 DNS_NODES = ("dns1", "dns2")
 PROVIDER_WEB_USER = "provweb"
 PROVIDER_USERS = (PROVIDER_WEB_USER, PROVIDER_MAIL_USER, PROVIDER_DNS_USER)
@@ -72,7 +75,7 @@ VANITY_SLOTS = 2
 SPLIT = VANITY_SLOTS  # the slot after the vanity ones is the split service's
 DEPLOYS = ("create", "redeploy", "factory-reset")
 ACTIONS = (*DEPLOYS, "suspend", "unsuspend", "change-plan", "terminate")
-# the plan every service is ordered with (tests/deployment.py), then the plans change-plan
+# the plan every service is ordered with (tests/support/deployment.py), then the plans change-plan
 # picks from: the mailbox quota alone, or another package too (the "e2e" package's quotas
 # stay as ordered, so another customer on it is not changed by someone's plan change)
 BASE_PLAN = {"package": "e2e", "disk_mb": 1000}

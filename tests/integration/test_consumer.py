@@ -17,11 +17,9 @@ from ops.messaging.inbox import Inbox
 from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.transport import Message, TransportError
 from ops.store.database import Database
-from tests.integration.test_transport import (  # noqa: F401 - shared fixtures
+from tests.support.transports import (  # noqa: F401 - shared fixtures
     AnyTransport,
     QueueNames,
-    clean_broker,
-    new_transport,
     queue_names,
     transport,
     wait_for_depth,

@@ -6,17 +6,14 @@ store's notification id is compared before and after each call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp
 
 from domain.commands import OrderService
 from domain.task_bulk import ChangeTasksInBulk
@@ -25,111 +22,18 @@ from gateway.ports import CommandLedger, ViewQueries
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer, SealError
 from ops.store.event_store import EventStore
-
-TOKEN = "t0ken-for-tests-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PASSWORD = "Cl3ar-Pa55word!"
-START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Client:
-    """A synchronous face on ``httpx.AsyncClient`` over ASGI, with one event loop per test.
-
-    (starlette's Client warns about httpx, and this suite treats warnings as errors.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
-        )
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self._loop.run_until_complete(self._client.request(method, path, **kwargs))
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
-
-    def close(self) -> None:
-        self._loop.run_until_complete(self._client.aclose())
-        self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        self._loop.close()
-
-
-@contextmanager
-def serving(app: ASGIApp) -> Iterator[Client]:
-    client = Client(app)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, minutes: int) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
-
-
-class FakeViews:
-    """Satisfies ViewQueries with rows the test puts in; records what oplog was asked."""
-
-    def __init__(self) -> None:
-        self.services: dict[str, dict[str, Any]] = {}
-        self.oplog_entries: list[dict[str, Any]] = []
-        self.oplog_calls: list[dict[str, Any]] = []
-
-    def service(self, service_id: str) -> dict[str, Any] | None:
-        return self.services.get(service_id)
-
-    def oplog(
-        self, *, service_id: str | None, since: datetime | None, limit: int
-    ) -> list[dict[str, Any]]:
-        self.oplog_calls.append({"service_id": service_id, "since": since, "limit": limit})
-        return self.oplog_entries[:limit]
-
-    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
-        return [] if service_id in self.services else None
-
-    def tasks(
-        self,
-        *,
-        state: str | None = None,
-        service_id: str | None = None,
-        server_id: str | None = None,
-        stuck: bool | None = None,
-        limit: int = 200,
-        now: datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        return []
-
-    def task(self, task_id: str, now: datetime | None = None) -> dict[str, Any] | None:
-        return None
-
-    def task_ids(
-        self,
-        *,
-        states: Sequence[str] = (),
-        finished_before: datetime | None = None,
-        stuck_before: datetime | None = None,
-        service_id: str | None = None,
-        server_id: str | None = None,
-    ) -> list[str]:
-        return []
+from tests.fakes.clock import Clock
+from tests.fakes.view_queries import FakeViews
+from tests.support.gateway import (
+    AUTH,
+    PASSWORD,
+    START,
+    TOKEN,
+    Client,
+    assert_readable_error,
+    order,
+    serving,
+)
 
 
 class BrokenLedger:
@@ -188,20 +92,6 @@ def client(
         yield test_client
 
 
-def order(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "service_id": 1001,
-        "client_id": 7,
-        "mode": "split",
-        "domain": "shop.example.com",
-        "plan": {"package": "basic", "disk_mb": 1000},
-        "username": "shop1",
-        "password": PASSWORD,
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not None}
-
-
 def place(client: Client, **changes: Any) -> httpx.Response:
     return client.post("/v1/services", json=order(**changes), headers=AUTH)
 
@@ -210,13 +100,6 @@ def topics(client: Client, service_id: str = "1001", **params: str) -> list[str]
     reply = client.get(f"/v1/services/{service_id}/events", params=params, headers=AUTH)
     assert reply.status_code == 200, reply.text
     return [event["topic"] for event in reply.json()["events"]]
-
-
-def assert_readable_error(reply: httpx.Response, *statuses: int) -> None:
-    assert reply.status_code in statuses, (reply.status_code, reply.text)
-    body = reply.json()
-    assert body["result"] == "error"
-    assert isinstance(body["error"], str) and len(body["error"]) >= 8
 
 
 # --- orders ---------------------------------------------------------------------------------

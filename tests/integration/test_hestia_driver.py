@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 from pathlib import Path
 
@@ -22,40 +21,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.hestia_pool import CHANNELS_PER_CONNECTION, PREFERRED_CIPHERS
 from handlers.hestia_session import IDLE_SESSIONS_KEPT
 from ops.devtools.simnode import Faults, SimNode, read_command_log, read_stats
-
-
-def client_key_file(directory: Path) -> tuple[str, str]:
-    """A fresh client key written as OpenSSH does it (mode 600); (path, public line)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    path = directory / "id_ed25519"
-    key.write_private_key(str(path))
-    os.chmod(path, 0o600)
-    return str(path), key.export_public_key().decode()
-
-
-async def start_node(tmp_path: Path, name: str = "node", **kwargs: object) -> SimNode:
-    node = SimNode(tmp_path / name, **kwargs)  # type: ignore[arg-type]
-    await node.start()
-    return node
-
-
-def access_for(node: SimNode, key_path: str, *, server_id: str = "web1") -> NodeAccess:
-    return NodeAccess(
-        server_id=server_id,
-        host=node.host,
-        port=node.port,
-        username="hostwright",
-        host_key=node.host_public_key,
-        client_keys=(key_path,),
-    )
-
-
-async def node_and_driver(tmp_path: Path, **driver_kwargs: float) -> tuple[SimNode, HestiaDriver]:
-    node = await start_node(tmp_path)
-    key_path, public = client_key_file(tmp_path / "keys")
-    node.authorize(public)
-    return node, HestiaDriver(access_for(node, key_path), **driver_kwargs)  # type: ignore[arg-type]
+from tests.support.simnode_driver import access_for, client_key_file, node_and_driver, start_node
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline import Pipeline, PipelineSettings, RelayedEvent
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.store.event_store import EventStore
+from tests.fakes.clock import Clock
+from tests.fakes.publisher import RecordingPublisher
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -29,14 +31,6 @@ STEPS = [
     StepSpec("dns.records@dns1", "dns", "ensure_dns_records", "dns1", {}, ("mail.dkim",)),
     StepSpec("dns.records@dns2", "dns", "ensure_dns_records", "dns2", {}, ("mail.dkim",)),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FixedPlanner:
@@ -56,23 +50,6 @@ class Limits:
         return self.limit
 
 
-class Published:
-    def __init__(self) -> None:
-        self.messages: list[TaskMessage] = []
-
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
-        message = TaskMessage.from_json(body)
-        assert (routing_key, message_id) == (message.routing_key, message.message_id)
-        self.messages.append(message)
-
-    def steps(self) -> list[str]:
-        return [m.step for m in self.messages]
-
-    def take(self) -> list[TaskMessage]:
-        taken, self.messages = self.messages, []
-        return taken
-
-
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0.2)
 
 
@@ -84,7 +61,7 @@ def store(tmp_path: Path) -> EventStore:
 def build(
     store: EventStore,
     clock: Clock,
-    published: Published,
+    published: RecordingPublisher,
     limit: int = 4,
     adapter: StorePipelineAdapter | None = None,
 ) -> Pipeline:
@@ -115,9 +92,9 @@ def order(store: EventStore, service_id: str = "7") -> None:
     )
 
 
-async def ordered(store: EventStore) -> tuple[Clock, Published, Pipeline]:
+async def ordered(store: EventStore) -> tuple[Clock, RecordingPublisher, Pipeline]:
     """A pipeline that has just taken the order of service 7 (its first steps published)."""
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published)
     order(store)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
@@ -147,7 +124,7 @@ def failed(message: TaskMessage, outcome: str = "failed_retryable") -> ResultMes
     )
 
 
-async def run_to_the_end(pipeline: Pipeline, published: Published) -> None:
+async def run_to_the_end(pipeline: Pipeline, published: RecordingPublisher) -> None:
     while published.messages:
         for message in published.take():
             outputs = {"dkim_txt": "v=DKIM1; p=abc"} if message.step == "mail.dkim" else {}
@@ -178,7 +155,7 @@ async def test_an_order_runs_its_steps_in_dependency_order_and_ends_active(
 async def test_the_same_order_event_delivered_twice_plans_once(store: EventStore) -> None:
     clock, _published, pipeline = await ordered(store)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
-    restarted = build(store, clock, Published())
+    restarted = build(store, clock, RecordingPublisher())
     await restarted.rebuild()
     await restarted.on_event("Service.Ordered", service_uuid("7"), version=1)
     planned = [
@@ -193,7 +170,7 @@ async def test_every_input_delivered_twice_changes_nothing_the_second_time(
     """The consumer asks its inbox only about redeliveries the broker flags, so a duplicate it
     does not flag (a relay or a handler publishing again after a crash) reaches the pipeline:
     a run start, a result and a heartbeat twice, the duplicates in later batches."""
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published)
     order(store)
     start = RelayedEvent("Service.Ordered", service_uuid("7"), 1)
@@ -221,7 +198,7 @@ async def test_every_input_delivered_twice_changes_nothing_the_second_time(
 
 
 async def test_no_server_gets_more_attempts_than_its_limit(store: EventStore) -> None:
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published, limit=1)
     for sid in ("1", "2", "3"):
         order(store, sid)
@@ -287,7 +264,7 @@ async def test_a_restarted_pipeline_continues_from_the_store(store: EventStore) 
     clock, published, _pipeline = await ordered(store)
     in_flight = published.take()
     # crash: a new pipeline knows only the store
-    published_again = Published()
+    published_again = RecordingPublisher()
     restarted = build(store, clock, published_again)
     await restarted.rebuild()
     assert published_again.messages == []  # nothing dispatched twice
@@ -369,7 +346,7 @@ async def test_a_batch_of_results_is_one_transaction_and_a_conflict_loses_none(
     """Results arriving together are recorded in one save (then one save dispatches what they
     unblocked); when staff changed one of the tasks first, the batch falls back to one save per
     result and every other result is still recorded."""
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     counting = CountingStore(store)
     pipeline = build(store, clock, published, adapter=counting)
     for service_id in ("1", "2", "3"):
@@ -397,7 +374,9 @@ async def test_a_batch_of_results_is_one_transaction_and_a_conflict_loses_none(
         assert task.state == expected, message.step
 
 
-async def active_service(store: EventStore, pipeline: Pipeline, published: Published) -> None:
+async def active_service(
+    store: EventStore, pipeline: Pipeline, published: RecordingPublisher
+) -> None:
     order(store)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     await run_to_the_end(pipeline, published)
@@ -412,7 +391,7 @@ async def terminate(store: EventStore, pipeline: Pipeline, force: bool) -> None:
 
 
 async def fail_until_error(
-    pipeline: Pipeline, published: Published, clock: Clock, step: str
+    pipeline: Pipeline, published: RecordingPublisher, clock: Clock, step: str
 ) -> None:
     """Fails every attempt of ``step`` (node unreachable) until the policy gives up; every
     other step succeeds."""
@@ -433,7 +412,7 @@ async def test_a_terminate_that_cannot_reach_a_node_waits_and_the_scheduler_fini
 ) -> None:
     from handlers.pipeline import CronTick
 
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published)
     await active_service(store, pipeline, published)
     await terminate(store, pipeline, force=False)
@@ -453,7 +432,7 @@ async def test_a_terminate_that_cannot_reach_a_node_waits_and_the_scheduler_fini
 async def test_a_forced_terminate_closes_the_service_and_lists_what_was_left(
     store: EventStore,
 ) -> None:
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published)
     await active_service(store, pipeline, published)
     await terminate(store, pipeline, force=True)
@@ -487,7 +466,7 @@ async def test_a_save_that_fails_for_another_reason_makes_the_pipeline_reread_th
 ) -> None:
     """The failed batch's results are applied again one by one (the consumer's fallback):
     they must be recorded, not taken as already known from memory that the store never got."""
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     flaky = FlakyStore(store)
     pipeline = build(store, clock, published, adapter=flaky)
     order(store)
@@ -527,7 +506,7 @@ async def test_a_forced_terminate_is_not_retried_by_the_scheduler_once_closed(
 ) -> None:
     from handlers.pipeline import CronTick
 
-    clock, published = Clock(), Published()
+    clock, published = Clock(T0), RecordingPublisher()
     pipeline = build(store, clock, published)
     await active_service(store, pipeline, published)
     await terminate(store, pipeline, force=True)

@@ -14,48 +14,30 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from domain.commands import parse_order
-from domain.service import Service
 from domain.task import Task
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.consumer import ConsumerLoop
 from ops.messaging.inbox import Inbox
-from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.outbox_relay import OutboxRelay
-from ops.messaging.topology import PIPELINE_QUEUE, QUEUES
+from ops.messaging.topology import PIPELINE_QUEUE
 from ops.messaging.transport import Message, Transport
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
-from tests.processes import HostwrightProcess
-from tests.tcp_proxy import TcpProxy
-
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def record_orders(store: EventStore, count: int, first: int = 1) -> None:
-    """Records ``count`` orders, saved in batches (fast set-up, not the path under test)."""
-    services = [
-        Service.order(
-            parse_order(
-                {"service_id": i, "client_id": 7, "mode": "split", "domain": f"s{i}.example.com"},
-                now=NOW,
-                actor="test",
-            ),
-            None,
-        )
-        for i in range(first, first + count)
-    ]
-    for start in range(0, len(services), 500):
-        store.save(*services[start : start + 500])
+from tests.support.outbox import (
+    NOW,
+    connected_amqp,
+    record_orders,
+    transport,  # noqa: F401 - the shared fixture
+)
+from tests.support.processes import HostwrightProcess
+from tests.support.tcp_proxy import TcpProxy
 
 
 class Collector:
@@ -79,38 +61,10 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@asynccontextmanager
-async def connected_amqp(amqp_url: str, exchange_name: str) -> AsyncIterator[AmqpTransport]:
-    """An AMQP transport on this test's own exchange, with its queues removed afterwards."""
-    transport = AmqpTransport(amqp_url, exchange_name)
-    await transport.connect()
-    try:
-        yield transport
-    finally:
-        for queue in ("collector", "collector.dead", *QUEUES, *(f"{q}.dead" for q in QUEUES)):
-            await transport.delete_queue(queue)
-        await transport.delete_exchange()
-        await transport.close()
-
-
 @pytest.fixture
 async def amqp_transport(amqp_url: str, exchange_name: str) -> AsyncIterator[AmqpTransport]:
     async with connected_amqp(amqp_url, exchange_name) as transport:
         yield transport
-
-
-@pytest.fixture(params=["amqp", "inprocess"])
-async def transport(
-    request: pytest.FixtureRequest, amqp_url: str, exchange_name: str
-) -> AsyncIterator[Transport]:
-    if request.param == "amqp":
-        async with connected_amqp(amqp_url, exchange_name) as amqp:
-            yield amqp
-        return
-    in_process = InProcessTransport(exchange_name)
-    await in_process.connect()
-    yield in_process
-    await in_process.close()
 
 
 async def _start_collector(

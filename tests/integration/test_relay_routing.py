@@ -25,7 +25,7 @@ from ops.messaging.transport import Delivery, Message, Transport
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
-from tests.integration.test_relay import (
+from tests.support.outbox import (
     NOW,
     record_orders,
     transport,  # noqa: F401 - the shared fixture

@@ -10,26 +10,11 @@ from typing import Any
 import pytest
 
 from handlers.hestia_driver import HestiaDriver, NodeAccess
-from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
+from handlers.messages import TaskMessage
 from handlers.role_handler import Publisher, RoleHandler, ServerDirectory
 from ops.devtools.simnode import Faults, SimNode, read_command_log
-from tests.integration.test_hestia_driver import node_and_driver
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, str]] = []
-
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
-        self.sent.append((routing_key, body, message_id))
-
-    def results(self) -> list[ResultMessage]:
-        return [ResultMessage.from_json(b) for k, b, _ in self.sent if k.startswith("result.")]
-
-    def heartbeats(self) -> list[HeartbeatMessage]:
-        return [
-            HeartbeatMessage.from_json(b) for k, b, _ in self.sent if k.startswith("heartbeat.")
-        ]
+from tests.fakes.publisher import RecordingPublisher
+from tests.support.simnode_driver import node_and_driver
 
 
 class FakeDirectory:
@@ -68,7 +53,7 @@ USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com"}
 async def env(tmp_path: Path):
     node, probe_driver = await node_and_driver(tmp_path)
     await probe_driver.close()
-    publisher = FakePublisher()
+    publisher = RecordingPublisher()
     directory = FakeDirectory({"web1": probe_driver.access})
     handler = RoleHandler("web", directory=directory, publisher=publisher, heartbeat_interval=0.1)
     yield node, handler, publisher
@@ -77,13 +62,13 @@ async def env(tmp_path: Path):
 
 
 def test_fakes_satisfy_the_ports() -> None:
-    publisher: Publisher = FakePublisher()
+    publisher: Publisher = RecordingPublisher()
     directory: ServerDirectory = FakeDirectory({})
     assert publisher and directory
 
 
 async def test_a_task_gives_one_succeeded_result_with_its_log(
-    env: tuple[SimNode, RoleHandler, FakePublisher],
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
 ) -> None:
     node, handler, publisher = env
     await handler.handle(task("ensure_user", USER))
@@ -106,7 +91,7 @@ async def test_a_task_gives_one_succeeded_result_with_its_log(
 
 
 async def test_transient_failure_is_retryable(
-    env: tuple[SimNode, RoleHandler, FakePublisher],
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
 ) -> None:
     node, handler, publisher = env
     node.set_faults(Faults(fail_next=1, fail_code=15))
@@ -116,7 +101,7 @@ async def test_transient_failure_is_retryable(
     assert "exited 15 (connect)" in result.error and result.log
 
 
-async def test_permanent_failures(env: tuple[SimNode, RoleHandler, FakePublisher]) -> None:
+async def test_permanent_failures(env: tuple[SimNode, RoleHandler, RecordingPublisher]) -> None:
     node, handler, publisher = env
     node.set_faults(Faults(fail_commands={"v-add-user": 2}))
     await handler.handle(task("ensure_user", USER))
@@ -135,7 +120,7 @@ async def test_permanent_failures(env: tuple[SimNode, RoleHandler, FakePublisher
 
 
 async def test_heartbeats_while_a_slow_step_runs(
-    env: tuple[SimNode, RoleHandler, FakePublisher],
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
 ) -> None:
     node, handler, publisher = env
     node.set_faults(Faults(latency_ms=150))
@@ -151,7 +136,7 @@ async def test_heartbeats_while_a_slow_step_runs(
 
 
 async def test_malformed_messages_raise_value_error(
-    env: tuple[SimNode, RoleHandler, FakePublisher],
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
 ) -> None:
     _, handler, publisher = env
     good = json.loads(task("ensure_user", USER).body)

@@ -28,20 +28,13 @@ from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Job, Scheduler, Tick
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
-from tests.processes import HostwrightProcess, wait_for
+from tests.fakes.clock import SecondsClock
+from tests.support.processes import HostwrightProcess, wait_for
 
 T0 = 1_800_000_000.0  # a period boundary for every period used here
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class RunningClock(FakeClock):
+class RunningClock(SecondsClock):
     """Real time going by from ``now``, plus whatever the test adds to ``now``."""
 
     def __init__(self, now: float = T0) -> None:
@@ -93,7 +86,7 @@ def db(open_db: Callable[[], Database]) -> Database:
 async def test_each_period_runs_once_across_schedulers(
     open_db: Callable[[], Database],
 ) -> None:
-    clock = FakeClock()
+    clock = SecondsClock(T0)
     recorder = Recorder()
     jobs = [Job("fast", 1.0, recorder), Job("slow", 5.0, recorder)]
     # Two Database objects: two schedulers as apart as two processes.
@@ -133,7 +126,7 @@ async def test_only_one_of_many_concurrent_claims_wins(
 
 
 async def test_missed_periods_are_not_made_up(db: Database) -> None:
-    clock = FakeClock()
+    clock = SecondsClock(T0)
     recorder = Recorder()
     scheduler = Scheduler([Job("stuck", 10.0, recorder)], ClaimStore(db), clock=clock)
     for now in (T0, T0 + 1000.0, T0 + 1005.0):  # down for a hundred periods in between
@@ -147,7 +140,7 @@ async def test_missed_periods_are_not_made_up(db: Database) -> None:
 async def test_a_failing_job_is_logged_and_runs_again_next_period(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
+    clock = SecondsClock(T0)
     recorder = Recorder()
     attempts: list[int] = []
 
@@ -170,7 +163,7 @@ async def test_a_failing_job_is_logged_and_runs_again_next_period(
 
 
 async def test_a_job_still_running_is_not_started_again(db: Database) -> None:
-    clock = FakeClock()
+    clock = SecondsClock(T0)
     release = asyncio.Event()
     started: list[int] = []
 
@@ -222,7 +215,9 @@ async def test_the_loop_runs_every_period_in_real_time(db: Database) -> None:
 class SlowClaims(ClaimStore):
     """Claims that take a whole period of the fake clock, or fail the first ``failures`` times."""
 
-    def __init__(self, db: Database, clock: FakeClock, *, takes: float, failures: int = 0) -> None:
+    def __init__(
+        self, db: Database, clock: SecondsClock, *, takes: float, failures: int = 0
+    ) -> None:
         super().__init__(db)
         self._clock = clock
         self._takes = takes
@@ -259,7 +254,7 @@ async def test_a_period_that_began_during_a_slow_round_is_not_skipped(db: Databa
 async def test_a_failed_claim_is_tried_again_within_the_period(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock(T0 + 10.0)
+    clock = SecondsClock(T0 + 10.0)
     recorder = Recorder()
     claims = SlowClaims(db, clock, takes=0.0, failures=2)
     scheduler = Scheduler([Job("stuck", 100.0, recorder)], claims, clock=clock, retry_s=0.05)

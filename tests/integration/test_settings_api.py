@@ -32,13 +32,13 @@ from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.bootstrap import System
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore, event_topic
-from tests.integration.test_gateway import (
+from tests.fakes.clock import Clock, SecondsClock
+from tests.fakes.view_queries import FakeViews
+from tests.support.gateway import (
     AUTH,
     START,
     TOKEN,
     Client,
-    Clock,
-    FakeViews,
     assert_readable_error,
     serving,
 )
@@ -363,18 +363,10 @@ def test_a_change_that_loses_a_race_is_merged_into_the_winner(
 # --- the reader the running parts use -------------------------------------------------------
 
 
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_reader_sees_a_change_after_refresh_or_its_ttl(
     book: StoreSettingsBook, clock: Clock
 ) -> None:
-    monotonic = FakeMonotonic()
+    monotonic = SecondsClock(1000.0)
     reader = RuntimeSettingsReader(book, ttl=30, monotonic=monotonic)
     assert reader.current() == DEFAULTS
 
@@ -425,7 +417,7 @@ def test_the_reader_keeps_the_last_values_while_the_store_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     source = FlakySource(DEFAULTS)
-    monotonic = FakeMonotonic()
+    monotonic = SecondsClock(1000.0)
     reader = RuntimeSettingsReader(source, ttl=5, monotonic=monotonic)
     assert reader.current() == DEFAULTS
     source.down = True

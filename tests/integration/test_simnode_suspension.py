@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ops.devtools.simnode import SimNode
-from tests.integration.test_simnode import Client
+from tests.support.simnode_ssh import Client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,48 +9,10 @@ import pytest
 from handlers.dns_records import DesiredRecord, canonical_value, listed_key
 from handlers.hestia_command import PermanentNodeError
 from handlers.hestia_driver import HestiaDriver
-from handlers.step import StepLog, StepOutcome, StepParamsError
-from handlers.step_registry import STEP_ACTIONS
+from handlers.step import StepParamsError
 from ops.devtools.simnode import SimNode, read_command_log
-from tests.integration.test_hestia_driver import node_and_driver
-
-PASSWORD = "Pa55-w0rd!$(touch x)"
-ALICE = {"user": "alice", "password": PASSWORD, "email": "alice@example.com"}
-
-
-@pytest.fixture
-async def env(tmp_path: Path):
-    node, driver = await node_and_driver(tmp_path, command_timeout=10.0)
-    yield node, driver
-    await driver.close()
-    await node.stop()
-
-
-async def step(
-    driver: HestiaDriver, action: str, params: dict[str, Any], inputs: dict[str, Any] | None = None
-) -> tuple[StepOutcome, list[str]]:
-    log = StepLog()
-    outcome = await STEP_ACTIONS[action](driver, params, inputs or {}, log)
-    return outcome, log.lines
-
-
-def changes(node: SimNode) -> list[list[str]]:
-    """The argv of every command that changed the node, in order."""
-    return [entry["argv"] for entry in read_command_log(node.data_dir) if entry["changed"]]
-
-
-async def twice(
-    node: SimNode, driver: HestiaDriver, action: str, params: dict[str, Any], **kw: Any
-) -> StepOutcome:
-    """Runs the action twice; the second run must change nothing and apply nothing."""
-    first, _ = await step(driver, action, params, **kw)
-    assert first.changed
-    before = changes(node)
-    second, lines = await step(driver, action, params, **kw)
-    assert not second.changed, lines
-    assert changes(node) == before
-    assert second.outputs == first.outputs
-    return second
+from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
+from tests.support.steps import ALICE, PASSWORD, changes, step, twice
 
 
 async def test_package_is_made_once_and_rewritten_on_drift(

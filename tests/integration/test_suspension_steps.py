@@ -5,7 +5,6 @@ user, mailbox and record change."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +18,14 @@ from handlers.step import StepLog
 from handlers.step_params import resolve_params
 from handlers.step_registry import STEP_ACTIONS
 from ops.devtools.simnode import SimNode, read_command_log
-from tests.integration.test_hestia_driver import node_and_driver
-from tests.integration.test_steps import ALICE, changes, step, twice
+from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
+from tests.support.steps import ALICE, changes, step, twice
 
 ONE_NODE = Placement("web1", "web1", ("web1",))
 IPS = {"web1": "127.0.0.1"}
 PROVIDER = ProviderSettings("hoster.test", "hoster", "hoster")
 SHOP = ServiceFacts("7", "unified", "shop.test", plan={"package": "bronze", "disk_mb": 500})
 BOB = ServiceFacts("42", "vanity", "bob.hoster.test", label="bob", plan={"package": "bronze"})
-
-
-@pytest.fixture
-async def env(tmp_path: Path):
-    node, driver = await node_and_driver(tmp_path, command_timeout=10.0)
-    yield node, driver
-    await driver.close()
-    await node.stop()
 
 
 async def run_plan(driver: HestiaDriver, steps: list[StepSpec]) -> dict[str, bool]:

@@ -8,7 +8,6 @@ and record nothing (the store's notification id is compared before and after).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,20 +20,17 @@ from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer
 from ops.store.database import Database
 from ops.store.event_store import EventStore
-from ops.views.projection_runner import ProjectionRunner
 from ops.views.view_queries import SqlViewQueries
-from ops.views.view_store import ViewStore
-from projections.catalogue import all_views
-from tests.integration.test_gateway import (
+from tests.fakes.clock import Clock
+from tests.support.gateway import (
     AUTH,
     START,
     TOKEN,
-    Client,
-    Clock,
     assert_readable_error,
     order,
     serving,
 )
+from tests.support.task_routes import TaskRoutes
 
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0)
 STEP_KEYS = {
@@ -51,21 +47,7 @@ STEP_KEYS = {
 }
 
 
-@dataclass
-class Gateway:
-    client: Client
-    store: EventStore
-    db: Database
-    clock: Clock
-    tasks: dict[str, Task]
-
-    def project(self) -> None:
-        views = all_views()
-        ProjectionRunner(self.store, ViewStore(self.db, views), views).catch_up()
-
-    def id_of(self, step: str) -> str:
-        return str(self.tasks[step].id)
-
+class Gateway(TaskRoutes):
     def last_events(self, since: int) -> list[Any]:
         return [self.store.decode(n) for n in self.store.notifications(since, 100)]
 

@@ -9,7 +9,6 @@ the queue's reads only: their events, their timeline steps and the audit replay 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,20 @@ from ops.adapters.sealing import PasswordSealer
 from ops.cli import main as cli_main
 from ops.store.database import Database
 from ops.store.event_store import EventStore
-from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
 from ops.views.view_queries import SqlViewQueries
-from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from projections.view import iso_time
-from tests.integration.test_gateway import (
+from tests.fakes.clock import Clock
+from tests.support.gateway import (
     AUTH,
     START,
     TOKEN,
-    Client,
-    Clock,
     assert_readable_error,
     order,
 )
-from tests.integration.test_gateway import serving as serving_app
+from tests.support.gateway import serving as serving_app
+from tests.support.task_routes import TaskRoutes
 
 POLICY = RetryPolicy(max_attempts=5, initial_backoff_s=10, max_backoff_s=60, jitter=0)
 LEASE_S = 60.0
@@ -55,21 +52,7 @@ def text(minutes: float) -> str:
     return iso_time(at(minutes))
 
 
-@dataclass
-class Queue:
-    client: Client
-    store: EventStore
-    db: Database
-    clock: Clock
-    tasks: dict[str, Task]
-
-    def project(self) -> None:
-        views = all_views()
-        ProjectionRunner(self.store, ViewStore(self.db, views), views).catch_up()
-
-    def id_of(self, step: str) -> str:
-        return str(self.tasks[step].id)
-
+class Queue(TaskRoutes):
     def steps_of(self, ids: list[str]) -> list[str]:
         by_id = {str(task.id): step for step, task in self.tasks.items()}
         return [by_id[task_id] for task_id in ids]

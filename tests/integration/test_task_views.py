@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from domain.commands import parse_lifecycle, parse_order
-from domain.retry_policy import RetryPolicy
 from domain.service import Service
 from domain.task import Task
 from ops.store.database import Database
@@ -26,15 +24,10 @@ from projections.services_view import ServicesView
 from projections.task_queue_view import TaskQueueView, stuck_since_at
 from projections.timeline_view import DeployTimelineView, duration_ms
 from projections.view import Recorded, Row, Rows, View
-from tests.memory_rows import MemoryRows
+from tests.fakes.rows import MemoryRows
+from tests.support.planned_tasks import NOW, POLICY, at, plan
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60, jitter=0)
 LEASE_S = 30.0
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
 
 
 def text(seconds: float) -> str:
@@ -70,20 +63,6 @@ class History:
     def table(self, name: str) -> list[Row]:
         rows = self.rows.tables[name]
         return [rows[key] for key in sorted(rows)]
-
-
-def plan(step: str, *, run: int = 1, service_id: str = "42", seconds: float = 0) -> Task:
-    return Task.plan(
-        service_id=service_id,
-        run=run,
-        step=step,
-        role=step.split("-")[0],
-        action=f"do {step}",
-        server_id=f"{step.split('-')[0]}-1",
-        params={},
-        depends_on=[],
-        now=at(seconds),
-    )
 
 
 def fail(task: Task, seconds: float, *, retryable: bool = True, error: str = "exit 15") -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -31,22 +31,12 @@ from ops.runtime.components import COMPONENTS
 from ops.services.tickets import TicketFeed, settings_ticket_config
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
-from tests.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
+from tests.fakes.clock import Clock
+from tests.support.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60)
 ENABLED = TicketConfig(enabled=True, department_id=2, priority="High")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Crash(BaseException):
@@ -157,12 +147,12 @@ def kinds(store: EventStore, ticket_id: uuid.UUID) -> list[str]:
 async def test_three_failures_of_one_operation_open_one_ticket_and_add_two_notes(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     feed = TicketFeed(desk(store, api(whmcs.url), clock), StoreTicketAdapter(store))
     await feed.handle(fail(store, "42", 1, "web.user", clock))
-    clock.advance(5)
+    clock.advance(seconds=5)
     await feed.handle(fail(store, "42", 1, "web.user", clock))  # after Try again: same run
-    clock.advance(5)
+    clock.advance(seconds=5)
     await feed.handle(fail(store, "42", 1, "mail.domain", clock))
 
     opened, notes = whmcs.calls("OpenTicket"), whmcs.calls("AddTicketNote")
@@ -186,7 +176,7 @@ async def test_three_failures_of_one_operation_open_one_ticket_and_add_two_notes
 
 
 async def test_two_operations_get_two_tickets(store: EventStore, whmcs: WhmcsDouble) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     feed = TicketFeed(desk(store, api(whmcs.url), clock), StoreTicketAdapter(store))
     await feed.handle(fail(store, "42", 1, "web.user", clock))
     await feed.handle(fail(store, "42", 2, "web.user", clock))  # a Redeploy: a new run
@@ -203,7 +193,7 @@ async def test_two_operations_get_two_tickets(store: EventStore, whmcs: WhmcsDou
 async def test_with_whmcs_down_the_ticket_arrives_later_once(
     store: EventStore, whmcs: WhmcsDouble, how: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     the_desk = desk(store, api(whmcs.url), clock)
     feed = TicketFeed(the_desk, StoreTicketAdapter(store))
     whmcs.down(how)
@@ -214,12 +204,12 @@ async def test_with_whmcs_down_the_ticket_arrives_later_once(
 
     whmcs.up()
     assert await the_desk.deliver_pending() == 1 and not whmcs.calls()  # back-off not over
-    clock.advance(60)
+    clock.advance(seconds=60)
     tick = Message("cron.tickets", b"{}", "cron:tickets:1")
     await feed.handle(tick)  # the scheduler's tick on the tickets queue retries it
     assert len(whmcs.calls("OpenTicket")) == 1
     assert await the_desk.deliver_pending() == 0
-    clock.advance(600)
+    clock.advance(seconds=600)
     assert await the_desk.deliver_pending() == 0
     assert len(whmcs.calls("OpenTicket")) == 1 and len(whmcs.tickets()) == 1
     recorded = kinds(store, ticket.id)
@@ -229,7 +219,7 @@ async def test_with_whmcs_down_the_ticket_arrives_later_once(
 async def test_disabled_tickets_record_and_send_nothing(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     the_desk = desk(store, api(whmcs.url), clock, TicketConfig(enabled=False))
     await TicketFeed(the_desk, StoreTicketAdapter(store)).handle(
         fail(store, "42", 1, "web.user", clock)
@@ -242,7 +232,7 @@ async def test_disabled_tickets_record_and_send_nothing(
 async def test_a_redelivered_task_errored_adds_no_note(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     feed = TicketFeed(desk(store, api(whmcs.url), clock), StoreTicketAdapter(store))
     message = fail(store, "42", 1, "web.user", clock)
     await feed.handle(message)
@@ -254,7 +244,7 @@ async def test_a_redelivered_task_errored_adds_no_note(
 async def test_a_crash_after_an_uncertain_open_is_recovered_not_duplicated(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     crashing = TicketFeed(
         desk(store, api(whmcs.url, cls=CrashAfterOpen), clock), StoreTicketAdapter(store)
     )
@@ -265,7 +255,7 @@ async def test_a_crash_after_an_uncertain_open_is_recovered_not_duplicated(
     restarted = desk(store, api(whmcs.url), clock)
     assert await restarted.deliver_pending() == 1  # inside the lease: maybe still in flight
     assert len(whmcs.calls()) == 1
-    clock.advance(61)
+    clock.advance(seconds=61)
     assert await restarted.deliver_pending() == 0
     assert len(whmcs.calls("OpenTicket")) == 1 and len(whmcs.calls("GetTickets")) == 1
     ticket = ticket_of(store, "42", 1)
@@ -282,14 +272,14 @@ async def test_a_crash_after_an_uncertain_open_is_recovered_not_duplicated(
 async def test_a_note_whose_answer_was_lost_is_found_not_sent_again(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     the_desk = desk(store, api(whmcs.url), clock)
     feed = TicketFeed(the_desk, StoreTicketAdapter(store))
     await feed.handle(fail(store, "42", 1, "web.user", clock))
     whmcs.lose_next_answer("AddTicketNote")
     await feed.handle(fail(store, "42", 1, "web.user", clock))
     assert ticket_of(store, "42", 1).has_work  # WHMCS has the note; we could not know
-    clock.advance(60)
+    clock.advance(seconds=60)
     assert await the_desk.deliver_pending() == 0
     assert len(whmcs.calls("AddTicketNote")) == 1 and len(whmcs.calls("GetTicket")) == 1
     (only,) = whmcs.tickets().values()
@@ -299,7 +289,7 @@ async def test_a_note_whose_answer_was_lost_is_found_not_sent_again(
 async def test_the_secret_never_appears_in_errors_events_or_reprs(
     store: EventStore, whmcs: WhmcsDouble
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     wrong = "wrong-secret-Xy7"
     with pytest.raises(WhmcsRejected) as refused:
         await api(whmcs.url, secret=wrong).find_ticket(client_id=7, marker="[hw:x]")
@@ -370,7 +360,7 @@ async def test_the_tickets_component_consumes_task_errored_from_its_queue(
         tickets_department_id=2,
         tickets_priority="Low",
     )
-    clock = Clock()
+    clock = Clock(T0)
     system = System(settings, clock=clock)
     body = {"service_id": "42", "client_id": 7, "mode": "split", "domain": "s42.example.com"}
     system.store.order_service(parse_order(body, now=T0, actor="whmcs"), None)

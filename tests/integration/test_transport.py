@@ -3,66 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
-from ops.messaging.amqp_transport import AmqpTransport
-from ops.messaging.inprocess_transport import InProcessTransport, topic_matches
+from ops.messaging.inprocess_transport import topic_matches
 from ops.messaging.transport import Delivery, Message, Unroutable
-
-AnyTransport = AmqpTransport | InProcessTransport
-
-
-class QueueNames:
-    """Queue names of one test (the broker's queues are not per exchange), for clean-up."""
-
-    def __init__(self, exchange: str) -> None:
-        self._exchange = exchange
-        self.made: list[str] = []
-
-    def __call__(self, suffix: str) -> str:
-        name = f"{self._exchange}.{suffix}"
-        self.made += [name, f"{name}.dead"]
-        return name
-
-
-def new_transport(kind: str, amqp_url: str, exchange: str) -> AnyTransport:
-    if kind == "amqp":
-        return AmqpTransport(amqp_url, exchange, timeout=5.0)
-    return InProcessTransport(exchange)
-
-
-async def clean_broker(amqp_url: str, exchange: str, queues: QueueNames) -> None:
-    """Deletes a test's queues and exchanges over a connection of its own (the test's
-    transport may be closed by then)."""
-    cleaner = AmqpTransport(amqp_url, exchange, timeout=5.0)
-    await cleaner.connect()
-    try:
-        for name in queues.made:
-            await cleaner.delete_queue(name)
-        await cleaner.delete_exchange()
-    finally:
-        await cleaner.close()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-async def wait_for_depth(
-    transport: AnyTransport, queue: str, depth: int, timeout: float = 5.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while (current := await transport.queue_depth(queue)) != depth:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{queue} holds {current} messages, expected {depth}")
-        await asyncio.sleep(0.01)
+from tests.support.transports import (  # noqa: F401 - shared fixtures
+    AnyTransport,
+    QueueNames,
+    queue_names,
+    transport,
+    wait_for_depth,
+    wait_until,
+)
 
 
 class Received:
@@ -80,25 +34,6 @@ class Received:
     @property
     def messages(self) -> list[Message]:
         return [d.message for d in self.deliveries]
-
-
-@pytest.fixture
-def queue_names(exchange_name: str) -> QueueNames:
-    return QueueNames(exchange_name)
-
-
-@pytest.fixture(params=["amqp", "inprocess"])
-async def transport(
-    request: pytest.FixtureRequest, amqp_url: str, exchange_name: str, queue_names: QueueNames
-) -> AsyncIterator[AnyTransport]:
-    transport = new_transport(request.param, amqp_url, exchange_name)
-    await transport.connect()
-    try:
-        yield transport
-    finally:
-        await transport.close()
-        if request.param == "amqp":
-            await clean_broker(amqp_url, exchange_name, queue_names)
 
 
 def message(key: str, message_id: str, body: bytes = b"{}") -> Message:

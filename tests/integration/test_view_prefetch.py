@@ -27,7 +27,7 @@ from projections.view import (
     Table,
     View,
 )
-from tests.integration.test_task_views import NOW, POLICY, at, plan
+from tests.support.planned_tasks import NOW, POLICY, at, plan
 
 STEPS = ("web-user", "web-domain", "mail-user", "mail-domain", "dns-zone")
 

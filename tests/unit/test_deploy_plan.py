@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +12,6 @@ from domain.commands import parse_order
 from domain.deploy_plan import (
     ProviderSettings,
     ServiceFacts,
-    StepSpec,
     plan_deploy,
     plan_removal,
 )
@@ -24,46 +22,24 @@ from domain.provider_settings import RESERVED_VANITY_LABELS
 from domain.server import ServerFacts
 from domain.service import Service
 from domain.step_chain import derive_username
+from tests.support.plans import (
+    IPS,
+    PLAN,
+    PROVIDER,
+    SERVERS,
+    SPLIT,
+    UNIFIED,
+    assert_well_formed,
+    by_key,
+    facts,
+    labels,
+    placements,
+    providers,
+    users,
+    vanity,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-SERVERS = [
-    ServerFacts("web1", ("web",), "192.0.2.1"),
-    ServerFacts("web2", ("web",), "192.0.2.2"),
-    ServerFacts("mail1", ("mail",), "192.0.2.3"),
-    ServerFacts("dns1", ("dns",), "192.0.2.4"),
-    ServerFacts("dns2", ("dns",), "2001:db8::4"),
-    ServerFacts("all1", ("web", "mail", "dns"), "192.0.2.9"),
-]
-IPS = {s.server_id: s.ip for s in SERVERS}
-SPLIT = Placement("web1", "mail1", ("dns1", "dns2"))
-UNIFIED = Placement("all1", "all1", ("all1",))
-PROVIDER = ProviderSettings("example.net", "sharedmail", "sharedns", mail_server="mail1")
-PLAN = {"package": "gold", "php_version": "8.2", "disk_mb": 1000, "mail_accounts": None}
-
-
-def facts(mode: str = "split", **extra: object) -> ServiceFacts:
-    fields: dict[str, object] = {"service_id": "42", "mode": mode, "domain": "shop.example.com"}
-    fields.update(extra)
-    return ServiceFacts(**fields)  # type: ignore[arg-type]
-
-
-def vanity(label: str = "bob", provider: ProviderSettings = PROVIDER) -> ServiceFacts:
-    return facts("vanity", domain=f"{label}.{provider.provider_domain}", label=label)
-
-
-def by_key(steps: list[StepSpec]) -> dict[str, StepSpec]:
-    return {s.step: s for s in steps}
-
-
-def assert_well_formed(steps: list[StepSpec]) -> None:
-    """Unique keys; every dependency planned earlier (so a DAG, listed in a valid order)."""
-    seen: set[str] = set()
-    for step in steps:
-        assert step.step not in seen
-        assert set(step.depends_on) <= seen, step
-        assert step.role in ("web", "mail", "dns")
-        json.dumps(step.params)  # travels in a task message
-        seen.add(step.step)
 
 
 def test_split_builds_the_chain_on_each_node() -> None:
@@ -422,23 +398,6 @@ def test_placement_refuses_an_unknown_mode_and_duplicate_servers() -> None:
 
 
 # --- the Vanity invariant
-
-
-labels = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True).filter(
-    lambda s: s[2:4] != "--"
-)
-users = st.from_regex(r"[a-z][a-z0-9_-]{0,14}", fullmatch=True)
-providers = st.builds(
-    ProviderSettings,
-    provider_domain=st.lists(labels, min_size=2, max_size=3)
-    .map(".".join)
-    .filter(lambda d: not d.split(".")[-1].isdigit()),
-    shared_mail_user=users,
-    provider_dns_user=users,
-    mail_server=st.sampled_from([None, "mail1", "all1"]),
-    web_ip=st.sampled_from([None, "198.51.100.7", "2001:db8::7"]),
-)
-placements = st.sampled_from([SPLIT, UNIFIED, Placement("web2", "all1", ("dns1",))])
 
 
 @settings(max_examples=300, deadline=None)

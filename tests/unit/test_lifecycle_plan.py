@@ -3,7 +3,6 @@ the Vanity invariant for them as a property."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -24,8 +23,8 @@ from domain.placement import Placement
 from domain.provider_settings import RESERVED_VANITY_LABELS
 from domain.server import ServerFacts
 from domain.service import Service
-from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner
-from tests.unit.test_deploy_plan import (
+from ops.adapters.deploy_planner import RUN_KINDS, DeployPlanner, PlanFunction
+from tests.support.plans import (
     IPS,
     PLAN,
     PROVIDER,
@@ -42,9 +41,7 @@ from tests.unit.test_deploy_plan import (
     vanity,
 )
 
-Plan = Callable[
-    [ServiceFacts, Placement, ProviderSettings | None, Mapping[str, str]], list[StepSpec]
-]
+Plan = PlanFunction
 SWITCHES: list[tuple[str, Plan]] = [("suspend", plan_suspend), ("unsuspend", plan_unsuspend)]
 LIFECYCLE: list[Plan] = [plan_suspend, plan_unsuspend, plan_change_plan]
 

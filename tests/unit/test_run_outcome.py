@@ -11,7 +11,7 @@ from domain.retry_policy import RetryPolicy
 from domain.run_outcome import StepOutcome, may_start, record_outcome, step_outcomes, waits_for
 from domain.service import Service
 from domain.task import Task
-from tests.unit.test_service import ask, ordered
+from tests.support.services import ask, ordered
 
 NOW = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 OK = [StepOutcome("web.user", "web1", "ensure_user", "succeeded")]

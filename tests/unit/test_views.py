@@ -11,7 +11,7 @@ from projections.catalogue import all_views
 from projections.oplog_view import OperationLogView
 from projections.services_view import ServicesView
 from projections.view import Recorded, Row, Rows, View
-from tests.memory_rows import MemoryRows
+from tests.fakes.rows import MemoryRows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

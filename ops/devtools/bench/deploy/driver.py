@@ -3,7 +3,7 @@ registers the nodes, and offers the warm-up, the measured burst, the paced order
 profiled burst, waiting for each to settle.
 
 Shape: every hostwright part is its own ``hostwright serve …`` process, as production runs
-them on RabbitMQ and as tests/deployment.py does: it spreads the work over both cores (one
+them on RabbitMQ and as tests/support/deployment.py does: it spreads the work over both cores (one
 ``hostwright up`` process would put everything behind one GIL), and it lets the pipeline be
 profiled and its CPU counted on its own. Each node is a ``hostwright simnode`` process, its
 directory on tmpfs when the machine has one (``scratch_root``), and the mail node makes its

@@ -24,11 +24,20 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
-from tests.processes import HostwrightProcess
+from tests.support.processes import HostwrightProcess
 
 PROVIDER_DOMAIN = "hosted.example"
 PROVIDER_MAIL_USER = "provmail"
 PROVIDER_DNS_USER = "provdns"
+# The simulated nodes' addresses (TEST-NET-1), the same in every end-to-end test.
+WEB_IP, MAIL_IP, MAIL2_IP, DNS1_IP, DNS2_IP, UNI_IP = (
+    "192.0.2.10",
+    "192.0.2.20",
+    "192.0.2.21",
+    "192.0.2.31",
+    "192.0.2.32",
+    "192.0.2.40",
+)
 PARTS = (
     "gateway",
     "relay",

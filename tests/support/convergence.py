@@ -15,7 +15,7 @@ from typing import Any
 
 from ops.devtools.simnode import read_command_log, read_state_json
 from ops.store.event_store import EventStore
-from tests.deployment import Deployment, dumps, wait_until
+from tests.support.deployment import Deployment, dumps, wait_until
 
 # a request event's version is the number of the run the pipeline starts for it
 REQUEST_TOPICS = {

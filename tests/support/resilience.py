@@ -1,5 +1,7 @@
-"""What the resilience tests share: a deployment built to order, the pipeline's recorded Task
-history, and the "no apply ran twice" check over the simulated nodes' command records.
+"""What the resilience and lifecycle end-to-end tests share: a deployment built to order on
+split nodes, split orders with a package of their own, a service's tasks as the API lists them,
+the pipeline's recorded Task history, and the "no apply ran twice" check over the simulated
+nodes' command records.
 
 Everything here reads what hostwright recorded (the event store) or what the nodes recorded
 (``DIR/commands.jsonl``, ``DIR/stats.json``); nothing reaches into hostwright's processes.
@@ -22,10 +24,16 @@ from domain.server import ServerFacts
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.devtools.simnode import read_command_log
 from ops.store.event_store import EventStore
-from tests.deployment import Deployment, dumps
-from tests.processes import HostwrightProcess
+from tests.support.deployment import DNS1_IP, DNS2_IP, MAIL_IP, WEB_IP, Deployment, dumps
+from tests.support.processes import HostwrightProcess
 
 NodeSpec = tuple[str, tuple[str, ...], str]  # server_id, roles, ip
+SPLIT_NODES: list[NodeSpec] = [
+    ("web1", ("web",), WEB_IP),
+    ("mail1", ("mail",), MAIL_IP),
+    ("dns1", ("dns",), DNS1_IP),
+    ("dns2", ("dns",), DNS2_IP),
+]
 
 
 class ResilienceDeployment(Deployment):
@@ -191,3 +199,23 @@ def changed_commands(system: Deployment) -> dict[str, list[list[str]]]:
 def assert_no_double_apply(system: Deployment) -> None:
     twice = double_applies(system)
     assert not twice, f"applied more than once: {dumps(twice)}\n{dumps(changed_commands(system))}"
+
+
+async def order_split(system: Deployment, service_id: int, **extra: Any) -> None:
+    """A split order with a package of its own, so each service's package step is the only
+    one that ever writes its package (no two services race on a shared one)."""
+    await system.order(
+        service_id,
+        "split",
+        f"site{service_id}.example.com",
+        username=f"user{service_id}",
+        plan={"package": f"pkg{service_id}", "disk_mb": 1000},
+        **extra,
+    )
+
+
+async def tasks_of(system: Deployment, service_id: int) -> list[dict[str, Any]]:
+    reply = await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
+    assert reply.status_code == 200, reply.text
+    tasks: list[dict[str, Any]] = reply.json()["tasks"]
+    return tasks

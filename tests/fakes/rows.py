@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.view import Row, View
+from projections.view import Row, Rows, View
 
 
 class MemoryRows:
+    """Rows kept per table by their key, copied in and out as the SQL store would."""
+
     def __init__(self, views: list[View]) -> None:
         self.tables: dict[str, dict[tuple[Any, ...], Row]] = {}
         self.keys: dict[str, tuple[str, ...]] = {}
@@ -25,3 +27,6 @@ class MemoryRows:
 
     def delete(self, table: str, key: tuple[Any, ...]) -> None:
         self.tables[table].pop(key, None)
+
+
+_: Rows = MemoryRows([])

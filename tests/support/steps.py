@@ -1,0 +1,44 @@
+"""Running one step action on a node as a role handler would, and checking that a second run
+is a no-op: what the step tests share.
+
+Consumes a NodeDriver and a SimNode's command log; emits the step's outcome and log lines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.hestia_driver import HestiaDriver
+from handlers.step import StepLog, StepOutcome
+from handlers.step_registry import STEP_ACTIONS
+from ops.devtools.simnode import SimNode, read_command_log
+
+PASSWORD = "Pa55-w0rd!$(touch x)"
+ALICE = {"user": "alice", "password": PASSWORD, "email": "alice@example.com"}
+
+
+async def step(
+    driver: HestiaDriver, action: str, params: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> tuple[StepOutcome, list[str]]:
+    log = StepLog()
+    outcome = await STEP_ACTIONS[action](driver, params, inputs or {}, log)
+    return outcome, log.lines
+
+
+def changes(node: SimNode) -> list[list[str]]:
+    """The argv of every command that changed the node, in order."""
+    return [entry["argv"] for entry in read_command_log(node.data_dir) if entry["changed"]]
+
+
+async def twice(
+    node: SimNode, driver: HestiaDriver, action: str, params: dict[str, Any], **kw: Any
+) -> StepOutcome:
+    """Runs the action twice; the second run must change nothing and apply nothing."""
+    first, _ = await step(driver, action, params, **kw)
+    assert first.changed
+    before = changes(node)
+    second, lines = await step(driver, action, params, **kw)
+    assert not second.changed, lines
+    assert changes(node) == before
+    assert second.outputs == first.outputs
+    return second
