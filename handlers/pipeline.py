@@ -142,18 +142,6 @@ class Pipeline:
     def _runs(self) -> dict[str, _Run]:
         return self._open.runs
 
-    @property
-    def _by_id(self) -> dict[uuid.UUID, Task]:
-        return self._open.by_id
-
-    @property
-    def _finished(self) -> dict[str, int]:
-        return self._open.finished
-
-    @property
-    def _draining(self) -> dict[str, dict[uuid.UUID, tuple[str, datetime]]]:
-        return self._open.draining
-
     # --- state -------------------------------------------------------------------------
 
     async def rebuild(self) -> None:
@@ -175,9 +163,6 @@ class Pipeline:
         if self._stale:
             log.warning("pipeline: a save failed earlier; rebuilding from the store")
             await self._rebuild()
-
-    def _remember(self, task: Task) -> None:
-        self._open.remember(task)
 
     def now(self) -> datetime:
         return self._clock()
@@ -243,7 +228,7 @@ class Pipeline:
         if kind is not None:
             await self._start_run(event.aggregate_id, event.version, kind)
         elif event.topic in STAFF_TASK_TOPICS:
-            run = await self._refresh_task(event.aggregate_id)
+            run = await self._open.refresh(event.aggregate_id)
             if run is not None:
                 await self._settle(run)  # a force-failed attempt may end the run
 
@@ -274,7 +259,7 @@ class Pipeline:
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
-        if (current.run if current else self._finished.get(service_id, 0)) >= run_no:
+        if (current.run if current else self._open.finished.get(service_id, 0)) >= run_no:
             return True  # a redelivery, or an older event than the run we have
         if not may_start(service, kind):
             return True
@@ -319,7 +304,7 @@ class Pipeline:
             superseded = [t for t in current.open_tasks() if t.is_open]
             for old in superseded:
                 if old.state == "dispatched" and old.lease_expires_at is not None:
-                    self._draining.setdefault(service_id, {})[old.id] = (
+                    self._open.draining.setdefault(service_id, {})[old.id] = (
                         old.server_id,
                         old.lease_expires_at,
                     )
@@ -331,21 +316,17 @@ class Pipeline:
                 tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
             except NotFound:
                 for old in superseded:
-                    await self._refresh_task(old.id)
+                    await self._open.refresh(old.id)
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
-            self._remember(task)
+            self._open.remember(task)
         if not tasks:  # nothing to do on any node: the run has ended as it began
             if current is not None:
                 for old in current.tasks.values():
-                    self._by_id.pop(old.id, None)
+                    self._open.by_id.pop(old.id, None)
             empty = self._runs[service_id] = _Run(service_id, run_no, kind)
             await self._settle(empty)
         return True
-
-    async def _refresh_task(self, task_id: uuid.UUID) -> _Run | None:
-        """Takes the store's word for a task; returns its run when that is open here."""
-        return await self._open.refresh(task_id)
 
     async def _settle(self, run: _Run) -> None:
         """Records the service's outcome once the run has ended (and only once: settling
