@@ -20,13 +20,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain handlers projections gateway ops
+	$(BIN)/mypy domain handlers projections gateway ops tests/fakes tests/support
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain handlers projections gateway ops
+	$(BIN)/mypy domain handlers projections gateway ops tests/fakes tests/support
 
 bench: $(STAMP)
 	$(BIN)/hostwright bench intake
