@@ -7,16 +7,19 @@ exists) > defaults. Keys in the TOML file are the setting names in lowercase wit
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from domain.ticket import PRIORITIES
 
 PREFIX = "HOSTWRIGHT_"
+MIN_SECRET_KEY_CHARS = 32
 
 
 class SettingsError(ValueError):
@@ -32,6 +35,9 @@ class Settings:
     listen: str = "127.0.0.1:8080"
     api_token: str | None = None
     secret_key: str | None = None
+    # keys passwords were sealed under before the current one, comma-separated: they still
+    # unseal until `hostwright rotate-key` has re-sealed everything under the current key
+    old_secret_keys: str | None = None
     exchange: str = "hostwright"
     prefetch: int = 64
     relay_batch: int = 500
@@ -65,7 +71,7 @@ class Settings:
     # and the ticket defaults, until staff change them in the runtime settings
     whmcs_url: str | None = None
     whmcs_identifier: str | None = None
-    whmcs_secret: str | None = field(default=None, repr=False)
+    whmcs_secret: str | None = None
     tickets_enabled: bool = False
     tickets_department_id: int = 1
     tickets_priority: str = "Medium"
@@ -121,6 +127,12 @@ class Settings:
         settings.check()
         return settings
 
+    def __repr__(self) -> str:
+        """Every setting but the secrets: a field named for a token or a secret shows as
+        ``<hidden>``, and a URL's password as ``***``."""
+        shown = ", ".join(f"{f.name}={_shown(f.name, getattr(self, f.name))}" for f in fields(self))
+        return f"Settings({shown})"
+
     def check(self) -> None:
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError("HOSTWRIGHT_DATABASE_URL must be sqlite:///path or postgresql://…")
@@ -131,11 +143,35 @@ class Settings:
             raise SettingsError("HOSTWRIGHT_LISTEN must be HOST:PORT")
         if not self.view_prefix.replace("_", "").isalnum():
             raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
+        self._check_secret_keys()
         self._check_whmcs()
+
+    def _check_secret_keys(self) -> None:
+        if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
+            raise SettingsError(
+                f"HOSTWRIGHT_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters "
+                "(e.g. openssl rand -hex 32)"
+            )
+        if any(len(key) < MIN_SECRET_KEY_CHARS for key in self.retired_secret_keys):
+            raise SettingsError(
+                f"every key in HOSTWRIGHT_OLD_SECRET_KEYS must be at least "
+                f"{MIN_SECRET_KEY_CHARS} characters"
+            )
+
+    @property
+    def retired_secret_keys(self) -> tuple[str, ...]:
+        """The keys of ``HOSTWRIGHT_OLD_SECRET_KEYS``, which unseal but never seal."""
+        listed = (self.old_secret_keys or "").split(",")
+        return tuple(key.strip() for key in listed if key.strip())
 
     def _check_whmcs(self) -> None:
         if self.whmcs_url is not None and not self.whmcs_url.startswith(("http://", "https://")):
             raise SettingsError("HOSTWRIGHT_WHMCS_URL must be http(s)://… (the WHMCS base URL)")
+        if self.whmcs_url is not None and not _private_channel(self.whmcs_url):
+            raise SettingsError(
+                "HOSTWRIGHT_WHMCS_URL must be https://… (every call carries the WHMCS secret); "
+                "plain http:// only to this machine (127.0.0.1, ::1, localhost)"
+            )
         if self.tickets_priority not in PRIORITIES:
             raise SettingsError(
                 f"HOSTWRIGHT_TICKETS_PRIORITY must be one of {', '.join(PRIORITIES)}"
@@ -159,6 +195,40 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+def _private_channel(url: str) -> bool:
+    """HTTPS, or plain HTTP to a loopback address, where no one between can read the call."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(name: str, value: object) -> str:
+    """A setting as ``repr`` shows it: secrets hidden, a URL without its password."""
+    if value is None:
+        return "None"
+    if "token" in name or "secret" in name:
+        return "<hidden>"
+    if name.endswith("_url") and isinstance(value, str):
+        return repr(_without_password(value))
+    return repr(value)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _positive_float(name: str, value: object) -> float:

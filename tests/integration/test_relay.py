@@ -207,7 +207,7 @@ async def test_orders_taken_while_the_broker_is_down_are_relayed_when_it_returns
         "HOSTWRIGHT_EXCHANGE": exchange_name,
         "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
         "HOSTWRIGHT_API_TOKEN": token,
-        "HOSTWRIGHT_SECRET_KEY": "test-secret",
+        "HOSTWRIGHT_SECRET_KEY": secrets.token_hex(32),
     }
     store, db = EventStore(url), Database(url)
     # `up` runs the pipeline too, which records outcomes of its own: collect the orders only

@@ -79,7 +79,7 @@ class Deployment:
             "HOSTWRIGHT_EXCHANGE": exchange,
             "HOSTWRIGHT_LISTEN": f"127.0.0.1:{self.port}",
             "HOSTWRIGHT_API_TOKEN": self.token,
-            "HOSTWRIGHT_SECRET_KEY": "e2e-secret-key",
+            "HOSTWRIGHT_SECRET_KEY": "e2e-secret-key-" + "0" * 32,
             "HOSTWRIGHT_SSH_KEY": str(self.key_path),
             "HOSTWRIGHT_RETRY_MAX_ATTEMPTS": "4",
             "HOSTWRIGHT_RETRY_INITIAL_BACKOFF_S": "0.5",

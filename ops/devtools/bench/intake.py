@@ -101,7 +101,7 @@ class _gateway_process:
             "HOSTWRIGHT_DATABASE_URL": url,
             "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
             "HOSTWRIGHT_API_TOKEN": token,
-            "HOSTWRIGHT_SECRET_KEY": secrets.token_urlsafe(16),
+            "HOSTWRIGHT_SECRET_KEY": secrets.token_urlsafe(32),
         }
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None

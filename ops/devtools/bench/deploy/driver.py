@@ -141,7 +141,7 @@ def _environment(
         "HOSTWRIGHT_EXCHANGE": f"hw-bench-{uuid.uuid4().hex[:8]}",
         "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
         "HOSTWRIGHT_API_TOKEN": token,
-        "HOSTWRIGHT_SECRET_KEY": secrets.token_urlsafe(16),
+        "HOSTWRIGHT_SECRET_KEY": secrets.token_urlsafe(32),
         "HOSTWRIGHT_SSH_KEY": str(key_path),
         "HOSTWRIGHT_LEASE_S": "120",
         "HOSTWRIGHT_HEARTBEAT_S": "10",
