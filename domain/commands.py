@@ -17,6 +17,7 @@ from domain.names import normalise_domain, validate_label, validate_username
 
 MODES = ("split", "unified", "vanity")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_EXTERNAL_INT_DIGITS = 20  # any unsigned 64-bit id
 _ORDER_FIELDS = frozenset(
     {
         "service_id",
@@ -107,14 +108,18 @@ LIFECYCLE_ACTIONS: dict[str, type[Command]] = {
 
 
 def parse_external_id(raw: object, what: str) -> str:
-    """WHMCS ids are integers; we accept those or short [A-Za-z0-9_-] strings, and keep strings."""
+    """WHMCS ids are integers; we accept those (up to 20 digits) or short [A-Za-z0-9_-]
+    strings, and keep strings."""
     if isinstance(raw, bool):
         raise InvalidInput(f"{what} must be an integer or a short identifier")
-    if isinstance(raw, int) and raw >= 0:
+    if isinstance(raw, int) and 0 <= raw < 10**_EXTERNAL_INT_DIGITS:
         return str(raw)
     if isinstance(raw, str) and _EXTERNAL_ID.fullmatch(raw):
         return raw
-    raise InvalidInput(f"{what} must be an integer or 1-64 characters of A-Z a-z 0-9 _ -")
+    raise InvalidInput(
+        f"{what} must be an integer of at most {_EXTERNAL_INT_DIGITS} digits "
+        "or 1-64 characters of A-Z a-z 0-9 _ -"
+    )
 
 
 def parse_order(body: object, *, now: datetime, actor: str) -> OrderService:

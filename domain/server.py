@@ -1,7 +1,8 @@
 """The Server aggregate: one node hostwright drives (HestiaCP over SSH, or a PowerDNS node).
 
 ``POST /v1/servers`` bodies go through ``parse_server`` (strict: every field typed, bounded and
-free of shell metacharacters, unknown fields refused; the host key through
+free of shell metacharacters, unknown fields refused; an IPv6 host or ip may carry a scope
+id, ``fe80::1%eth0``, which must be an interface name or zone index; the host key through
 domain/host_key.py) into a ``RegisterServer`` command.
 ``Server.register`` records ``Server.Registered``; registering the same server_id again records
 ``Server.Updated`` when a field changed and nothing when none did. Only a reference to the
@@ -39,6 +40,9 @@ NODE_FIELDS = (
 _SERVER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# an IPv6 scope id (the zone after '%'): a Linux interface name (at most 15 characters) or a
+# zone index; ``ipaddress`` takes any text there, ';' and '$(…)' included
+_SCOPE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 
 
 def server_uuid(server_id: str) -> uuid.UUID:
@@ -229,6 +233,8 @@ def _parse_host(raw: object) -> str:
     """A hostname (lowercase labels, dots between) or an IP address; nothing a shell reads."""
     if not isinstance(raw, str) or not raw:
         raise InvalidInput("host must be a hostname or an IP address")
+    if "%" in raw:
+        return _scoped_address(raw, "host").compressed
     try:
         return ipaddress.ip_address(raw).compressed
     except ValueError:
@@ -256,13 +262,31 @@ def parse_unix_user(raw: object, what: str = "username") -> str:
 def _parse_ip(raw: object) -> str:
     if not isinstance(raw, str):
         raise InvalidInput("ip must be an IPv4 or IPv6 address as a string")
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"ip {raw!r} is not an IPv4 or IPv6 address") from exc
+    if "%" in raw:
+        address = _scoped_address(raw, "ip")
+    else:
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"ip {raw!r} is not an IPv4 or IPv6 address") from exc
     if address.is_unspecified or address.is_multicast:
         raise InvalidInput(f"ip {raw!r} cannot be a node's address")
     return address.compressed
+
+
+def _scoped_address(raw: str, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv6 address with a scope id (``fe80::1%eth0``): the scope must be an interface
+    name or a zone index, nothing a shell reads."""
+    address_part, _, scope = raw.partition("%")
+    if not _SCOPE_ID.fullmatch(scope):
+        raise InvalidInput(
+            f"{name} {raw[:80]!r} has a bad IPv6 scope id: after '%' an interface name or "
+            "zone index of 1-15 characters a-z, A-Z, 0-9, '_', '.', '-' (like fe80::1%eth0)"
+        )
+    try:
+        return ipaddress.IPv6Address(f"{address_part}%{scope}")
+    except ValueError as exc:
+        raise InvalidInput(f"{name} {raw[:80]!r} is not an IPv6 address with a scope id") from exc
 
 
 def parse_bounded_int(raw: object, name: str, lower: int, upper: int) -> int:

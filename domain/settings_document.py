@@ -9,7 +9,6 @@ them and checks the rule across fields.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +38,8 @@ def _seconds(upper: float) -> Check:
     def check(raw: object, name: str) -> float:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise InvalidInput(f"{name} must be a number of seconds")
-        if not math.isfinite(raw) or not 0 < raw <= upper:
+        # refuses NaN and infinity too (math.isfinite raises on an int too big for a float)
+        if not 0 < raw <= upper:
             raise InvalidInput(f"{name} must be above 0 and at most {upper:g} seconds")
         return float(raw)
 

@@ -18,7 +18,6 @@ candidates) never makes it change a task that no longer qualifies.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -137,8 +136,9 @@ def parse_bulk(
 
 
 def _seconds(raw: object) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidInput("older_than_s must be a number of seconds")
+    # refuses NaN and infinity too (math.isfinite raises on an int too big for a float)
     if not 0 <= raw <= MAX_OLDER_THAN_S:
         raise InvalidInput(f"older_than_s must be from 0 to {MAX_OLDER_THAN_S:.0f} seconds")
     return float(raw)

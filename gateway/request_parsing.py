@@ -79,22 +79,27 @@ def with_idempotency_key(request: Request, body: object) -> object:
 
 
 def query_time(request: Request, name: str) -> datetime | None:
+    """An ISO 8601 time in UTC (a time without an offset is taken as UTC); 400 for one that
+    is not a time, or is one only in its own offset (``0001-01-01T00:00:00+01:00``)."""
     raw = request.query_params.get(name)
     if not raw:
         return None
     try:
         parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, like 2025-01-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise BadRequest(
+            f"{name} must be an ISO 8601 time from year 1 to 9999 in UTC, like 2025-01-31T12:00:00Z"
+        ) from None
 
 
 def query_limit(request: Request, *, default: int, most: int) -> int:
-    """The ``limit`` query parameter: ``default`` when absent, at most ``most``."""
+    """The ``limit`` query parameter: ``default`` when absent, at most ``most``. Only ASCII
+    digits count (``int()`` also reads ``٣`` and refuses ``²``), and few of them."""
     raw = request.query_params.get("limit")
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
         raise BadRequest(f"limit must be a whole number from 1 to {most}")
     return min(int(raw), most)
 
