@@ -113,7 +113,7 @@ class System:
     def sealer(self) -> PasswordSealer:
         if not self.settings.secret_key:
             raise SettingsError("HOSTWRIGHT_SECRET_KEY must be set (it seals passwords)")
-        return PasswordSealer(self.settings.secret_key)
+        return PasswordSealer(self.settings.secret_key, self.settings.retired_secret_keys)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(

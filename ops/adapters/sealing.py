@@ -1,8 +1,14 @@
 """Sealing of service passwords: AES-256-GCM under a key derived from the secret key.
 
-``PasswordSealer.seal`` consumes a clear password and emits ``v1:<urlsafe base64 of nonce |
-ciphertext+tag>``; only that text is ever recorded. ``unseal`` reverses it for the handler that
-sets the password on a node, and raises ``SealError`` for anything it did not seal.
+``PasswordSealer.seal`` consumes a clear password and emits ``v2:<key id>:<urlsafe base64 of
+nonce | ciphertext+tag>``; only that text is ever recorded. The key id names the key it was
+sealed under (a short digest derived apart from the sealing key, so it tells nothing of
+either), which is what lets the key be rotated: the sealer seals under the current key
+(``HOSTWRIGHT_SECRET_KEY``) and unseals under it or any retired one
+(``HOSTWRIGHT_OLD_SECRET_KEYS``), and ``hostwright rotate-key`` re-seals what is still needed
+(ops/adapters/password_rotation.py). ``v1:<payload>`` texts, sealed before key ids existed,
+still unseal under whichever of those keys sealed them. ``unseal`` raises ``SealError`` for
+anything none of its keys sealed.
 """
 
 from __future__ import annotations
@@ -10,15 +16,17 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_VERSION = "v1"
 _NONCE_BYTES = 12
 _KEY_INFO = b"hostwright/password-sealing/v1"
+_KEY_ID_INFO = b"hostwright/password-sealing/key-id"
+_KEY_ID_BYTES = 6  # 12 hex digits
 # binds every sealed text to its purpose, so it cannot be replayed as another kind of secret
 _ASSOCIATED_DATA = b"hostwright:service-password"
 
@@ -27,37 +35,106 @@ class SealError(ValueError):
     """A sealed text is malformed, of an unknown version, or was sealed under another key."""
 
 
-class PasswordSealer:
-    """Seals and unseals passwords with one secret key (``HOSTWRIGHT_SECRET_KEY``)."""
-
+class _Key:
     def __init__(self, secret_key: str) -> None:
         if not secret_key:
             raise ValueError("the secret key must not be empty")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
-            secret_key.encode()
-        )
-        self._aead = AESGCM(key)
+        self.aead = AESGCM(_derive(secret_key, _KEY_INFO, 32))
+        self.key_id = _derive(secret_key, _KEY_ID_INFO, _KEY_ID_BYTES).hex()
+
+
+class PasswordSealer:
+    """Seals under one secret key; unseals under it and any retired ones."""
+
+    def __init__(self, secret_key: str, retired_keys: Iterable[str] = ()) -> None:
+        self._current = _Key(secret_key)
+        self._keys = {self._current.key_id: self._current}
+        for retired in retired_keys:
+            key = _Key(retired)
+            self._keys.setdefault(key.key_id, key)
 
     def __repr__(self) -> str:
-        return "PasswordSealer(<secret>)"
+        return f"PasswordSealer(key_id={self.key_id!r}, keys={len(self._keys)})"
+
+    @property
+    def key_id(self) -> str:
+        """The id of the current key: every new text is sealed under it."""
+        return self._current.key_id
 
     def seal(self, password: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, password.encode(), _ASSOCIATED_DATA)
-        return f"{_VERSION}:{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+        key = self._current
+        sealed = key.aead.encrypt(nonce, password.encode(), _associated_data(key.key_id))
+        return f"v2:{key.key_id}:{_b64(nonce + sealed)}"
 
     def unseal(self, text: str) -> str:
-        version, _, payload = text.partition(":")
-        if version != _VERSION or not payload:
-            raise SealError("not a sealed password of a known version")
-        try:
-            raw = base64.urlsafe_b64decode(payload.encode("ascii"))
-        except (binascii.Error, UnicodeEncodeError) as exc:
-            raise SealError("a sealed password is not valid base64") from exc
-        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
-        if len(nonce) != _NONCE_BYTES or not sealed:
-            raise SealError("a sealed password is too short")
-        try:
-            return self._aead.decrypt(nonce, sealed, _ASSOCIATED_DATA).decode()
-        except InvalidTag as exc:
-            raise SealError("a sealed password does not open with this key") from exc
+        return self._open(text)[0]
+
+    def key_id_of(self, text: str) -> str:
+        """The id of the key ``text`` was sealed under (SealError if no key of ours opens it)."""
+        return self._open(text)[1]
+
+    def reseal(self, text: str) -> str | None:
+        """``text`` sealed afresh under the current key; None when it is sealed under it
+        already. SealError when none of the keys opens it."""
+        password, key_id = self._open(text)
+        if key_id == self.key_id and text.startswith("v2:"):
+            return None
+        return self.seal(password)
+
+    def _open(self, text: str) -> tuple[str, str]:
+        """The password and the id of the key that opened it."""
+        version, _, rest = text.partition(":")
+        if version == "v2":
+            key_id, _, payload = rest.partition(":")
+            key = self._keys.get(key_id)
+            if key is None:
+                raise SealError(
+                    f"a password is sealed under key {key_id[:_KEY_ID_BYTES * 2]!r}, which is "
+                    "neither HOSTWRIGHT_SECRET_KEY nor one of HOSTWRIGHT_OLD_SECRET_KEYS"
+                )
+            return _decrypt(key, _payload(payload), _associated_data(key_id)), key_id
+        if version == "v1":
+            nonce_and_sealed = _payload(rest)
+            for key in self._keys.values():
+                try:
+                    return _decrypt(key, nonce_and_sealed, _ASSOCIATED_DATA), key.key_id
+                except SealError:
+                    continue
+            raise SealError("a sealed password does not open with any of the keys")
+        raise SealError("not a sealed password of a known version")
+
+
+def _derive(secret_key: str, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(
+        secret_key.encode()
+    )
+
+
+def _associated_data(key_id: str) -> bytes:
+    return _ASSOCIATED_DATA + b":" + key_id.encode("ascii")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _payload(text: str) -> tuple[bytes, bytes]:
+    if not text:
+        raise SealError("a sealed password is empty")
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise SealError("a sealed password is not valid base64") from exc
+    nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+    if len(nonce) != _NONCE_BYTES or not sealed:
+        raise SealError("a sealed password is too short")
+    return nonce, sealed
+
+
+def _decrypt(key: _Key, nonce_and_sealed: tuple[bytes, bytes], associated: bytes) -> str:
+    nonce, sealed = nonce_and_sealed
+    try:
+        return key.aead.decrypt(nonce, sealed, associated).decode()
+    except InvalidTag as exc:
+        raise SealError("a sealed password does not open with this key") from exc

@@ -445,7 +445,7 @@ def test_the_password_is_never_recorded_in_clear(
         assert PASSWORD.encode() not in notification.state
         assert PASSWORD not in store.envelope(notification).decode()
     sealed = store.get_service("1001").password_sealed
-    assert sealed is not None and sealed.startswith("v1:") and PASSWORD not in sealed
+    assert sealed is not None and sealed.startswith(f"v2:{sealer.key_id}:") and PASSWORD not in sealed
     assert sealer.unseal(sealed) == PASSWORD
     database = Path(sqlite_url.removeprefix("sqlite:///"))
     for path in database.parent.glob(database.name + "*"):  # the file, its -wal and -shm
@@ -569,7 +569,7 @@ def test_the_fakes_satisfy_the_ports() -> None:
 def test_sealing_round_trips_with_a_fresh_nonce_each_time(sealer: PasswordSealer) -> None:
     first, second = sealer.seal(PASSWORD), sealer.seal(PASSWORD)
     assert first != second
-    assert first.startswith("v1:") and len(first) < 100
+    assert first.startswith(f"v2:{sealer.key_id}:") and len(first) < 100
     assert sealer.unseal(first) == sealer.unseal(second) == PASSWORD
     assert "a-secret-key-only-for-tests" not in repr(sealer)
 
