@@ -49,9 +49,10 @@ RUN_STARTERS = {
     "Service.PlanChangeRequested": "change_plan",
     "Service.TerminateRequested": "terminate",
 }
-# Task events staff record (Try again, cancel, force-fail of a stuck attempt): the pipeline
-# takes the store's word for the task. Errored is also the pipeline's own; re-reading is cheap.
-STAFF_TASK_TOPICS = ("Task.Retried", "Task.Cancelled", "Task.Errored")
+# Task events staff record (Try again, cancel, force-fail of a stuck attempt, a password
+# re-sealed by `hostwright rotate-key`): the pipeline takes the store's word for the task.
+# Errored is also the pipeline's own; re-reading is cheap.
+STAFF_TASK_TOPICS = ("Task.Retried", "Task.Cancelled", "Task.Errored", "Task.PasswordResealed")
 
 
 @dataclass(frozen=True)

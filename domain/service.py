@@ -200,6 +200,16 @@ class Service(Aggregate):
             service.status = "terminated"
             service.pending = None
 
+    class PasswordResealed(Event):
+        """The password sealed afresh under the current secret key (``hostwright
+        rotate-key``), so a retired key can be dropped; the clear password is never here."""
+
+        password_sealed: str
+        key_id: str
+
+        def apply_to(self, service: Service) -> None:
+            service.password_sealed = self.password_sealed
+
     @classmethod
     def order(cls, command: OrderService, password_sealed: str | None) -> Service:
         """Creates the aggregate from a validated order; the password arrives already sealed."""
@@ -328,6 +338,19 @@ class Service(Aggregate):
         if self.status == "terminated":
             return
         self.trigger_event(Service.Terminated, timestamp=now, leftovers=leftovers)
+
+    def reseal_password(self, now: datetime, password_sealed: str, key_id: str) -> bool:
+        """Takes the password sealed afresh under key ``key_id``; False (nothing recorded)
+        for a terminated service, one ordered without a password, or the same text."""
+        if self.status == "terminated" or self.password_sealed in (None, password_sealed):
+            return False
+        self.trigger_event(
+            Service.PasswordResealed,
+            timestamp=now,
+            password_sealed=password_sealed,
+            key_id=key_id,
+        )
+        return True
 
     def _refuse_after_termination(self, verb: str) -> None:
         if self.status == "terminated":

@@ -7,6 +7,12 @@ any open state → cancelled
 a stuck attempt (dispatched, or awaiting its retry after a lease expiry) → error (force-failed)
 any final state → hidden (a bulk delete: gone from the queue view, its events all kept)
 
+A step's params are fixed when it is planned, a sealed password among them
+(``password_sealed``), and every attempt's task message carries them. ``PasswordResealed``
+is the one change to them: ``hostwright rotate-key`` seals that password afresh under the
+current key on every task that may still run (open, or in error or cancelled and so open to a
+Try again), so a retry after the old key is dropped still unseals.
+
 A result or lease expiry for an attempt other than the current one is ignored: once an
 attempt is superseded (its lease ran out, it was force-failed, the task was cancelled),
 whatever its handler reports later changes nothing.
@@ -188,6 +194,15 @@ class Task(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.hidden = True
 
+    class PasswordResealed(Aggregate.Event):
+        """The step's sealed password, sealed afresh under key ``key_id`` (never in clear)."""
+
+        password_sealed: str
+        key_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.params = {**aggregate.params, "password_sealed": self.password_sealed}
+
     @classmethod
     def plan(
         cls,
@@ -365,6 +380,27 @@ class Task(Aggregate):
         if self.state not in ("error", "cancelled") or self.hidden:
             return False
         self.trigger_event(Task.Retried, timestamp=now, actor=actor)
+        return True
+
+    @property
+    def may_run_again(self) -> bool:
+        """Open, or finished in a way staff may Try again (error, cancelled; not hidden)."""
+        return self.state != "succeeded" and not self.hidden
+
+    @property
+    def password_sealed(self) -> str | None:
+        """The sealed password among the step's params, when it has one."""
+        sealed = self.params.get("password_sealed")
+        return sealed if isinstance(sealed, str) and sealed else None
+
+    def reseal_password(self, now: datetime, password_sealed: str, key_id: str) -> bool:
+        """Takes the step's password sealed afresh; False (nothing recorded) when the step
+        has none, will not run again, or already has this text."""
+        if not self.may_run_again or self.password_sealed in (None, password_sealed):
+            return False
+        self.trigger_event(
+            Task.PasswordResealed, timestamp=now, password_sealed=password_sealed, key_id=key_id
+        )
         return True
 
     def hide(self, now: datetime, actor: str, reason: str) -> bool:

@@ -4,6 +4,7 @@ hostwright up                       every part in one process
 hostwright serve gateway|relay|projections|pipeline|scheduler
 hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
+hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright bench intake [...]
@@ -66,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="compare every view with a rebuild from event 0")
     replay.set_defaults(run=_run_replay)
+
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="re-seal every live password under HOSTWRIGHT_SECRET_KEY "
+        "(exit 0 when HOSTWRIGHT_OLD_SECRET_KEYS can be emptied)",
+    )
+    rotate.set_defaults(run=_run_rotate_key)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
     demo.add_argument("--listen", default="127.0.0.1:8080")
@@ -153,6 +161,20 @@ def _run_replay(args: argparse.Namespace) -> int:
         return 0
     print(f"replay: views differ from a rebuild from event 0: {difference}")
     return 1
+
+
+def _run_rotate_key(args: argparse.Namespace) -> int:
+    from ops.adapters.password_rotation import rotate_sealed_passwords
+
+    system = System(Settings.load())
+    sealer = system.sealer()
+    try:
+        report = rotate_sealed_passwords(system.store, sealer, system.clock())
+    finally:
+        system.store.close()
+    for line in report.lines():
+        print(f"rotate-key: {line}")
+    return 1 if report.old_keys_needed else 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

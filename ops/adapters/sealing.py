@@ -90,7 +90,7 @@ class PasswordSealer:
             key = self._keys.get(key_id)
             if key is None:
                 raise SealError(
-                    f"a password is sealed under key {key_id[:_KEY_ID_BYTES * 2]!r}, which is "
+                    f"a password is sealed under key {key_id[: _KEY_ID_BYTES * 2]!r}, which is "
                     "neither HOSTWRIGHT_SECRET_KEY nor one of HOSTWRIGHT_OLD_SECRET_KEYS"
                 )
             return _decrypt(key, _payload(payload), _associated_data(key_id)), key_id

@@ -24,7 +24,7 @@ PIPELINE_BINDINGS = (
     # the Service events that start a run: the pipeline ignores the others, so the relay
     # need not publish them (a broker still holding the old "Service.*" binding gets none)
     *RUN_STARTERS,
-    *STAFF_TASK_TOPICS,  # staff retried, cancelled or force-failed a task
+    *STAFF_TASK_TOPICS,  # staff retried, cancelled or force-failed a task; a re-sealed password
     "RuntimeSettings.*",
     "result.*",
     "heartbeat.*",

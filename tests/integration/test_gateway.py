@@ -445,7 +445,9 @@ def test_the_password_is_never_recorded_in_clear(
         assert PASSWORD.encode() not in notification.state
         assert PASSWORD not in store.envelope(notification).decode()
     sealed = store.get_service("1001").password_sealed
-    assert sealed is not None and sealed.startswith(f"v2:{sealer.key_id}:") and PASSWORD not in sealed
+    assert (
+        sealed is not None and sealed.startswith(f"v2:{sealer.key_id}:") and PASSWORD not in sealed
+    )
     assert sealer.unseal(sealed) == PASSWORD
     database = Path(sqlite_url.removeprefix("sqlite:///"))
     for path in database.parent.glob(database.name + "*"):  # the file, its -wal and -shm

@@ -17,7 +17,7 @@ V1_UNDER_OLD_KEY = "v1:fKYQ7mEEjiOt6AEsuGCjuyJwYaNUvUYoEtCNLyQ0vHQVngWv1wTgGgjm-
 
 def test_a_sealed_text_names_its_key_by_an_id_that_is_not_the_key() -> None:
     sealer = PasswordSealer(NEW_KEY)
-    version, key_id, payload = sealer.seal(PASSWORD).split(":")
+    version, key_id, _ = sealer.seal(PASSWORD).split(":")
     assert (version, key_id) == ("v2", sealer.key_id)
     assert len(key_id) == 12 and key_id not in NEW_KEY.encode().hex()
     assert PasswordSealer(NEW_KEY).key_id == key_id != PasswordSealer(OLD_KEY).key_id
