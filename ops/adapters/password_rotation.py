@@ -104,7 +104,7 @@ def _reseal_each(
                 return Decision(None)  # no key given opens it: the report names it
             if text is None or not aggregate.reseal_password(now, text, sealer.key_id):
                 return Decision(None)
-            return Decision(_name(aggregate).split(" ", 1)[1], (aggregate,))
+            return Decision(_id_of(aggregate), (aggregate,))
 
         done = store.work.run(decide, busy=f"{aggregate_id} kept changing; run rotate-key again")
         if done is not None:
@@ -132,10 +132,14 @@ def _live(aggregate: Service | Task) -> bool:
     return aggregate.may_run_again
 
 
+def _id_of(aggregate: Service | Task) -> str:
+    """A service's WHMCS id, a task's id: what the API finds them by."""
+    return aggregate.service_id if isinstance(aggregate, Service) else str(aggregate.id)
+
+
 def _name(aggregate: Service | Task) -> str:
-    if isinstance(aggregate, Service):
-        return f"service {aggregate.service_id}"
-    return f"task {aggregate.id}"
+    kind = "service" if isinstance(aggregate, Service) else "task"
+    return f"{kind} {_id_of(aggregate)}"
 
 
 def _ids_with_a_password(store: EventStore, created: type[Any]) -> Iterator[uuid.UUID]:
