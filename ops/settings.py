@@ -152,6 +152,10 @@ class Settings:
                 f"HOSTWRIGHT_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters "
                 "(e.g. openssl rand -hex 32)"
             )
+        if self.retired_secret_keys and not self.secret_key:
+            raise SettingsError(
+                "HOSTWRIGHT_OLD_SECRET_KEYS needs HOSTWRIGHT_SECRET_KEY (the key that seals now)"
+            )
         if any(len(key) < MIN_SECRET_KEY_CHARS for key in self.retired_secret_keys):
             raise SettingsError(
                 f"every key in HOSTWRIGHT_OLD_SECRET_KEYS must be at least "

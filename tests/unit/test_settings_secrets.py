@@ -69,6 +69,13 @@ def test_a_retired_secret_key_shorter_than_32_characters_is_refused_too() -> Non
         Settings.load(_environ(old_secret_keys=f"{OLD_KEY},short"))
 
 
+def test_retired_secret_keys_without_a_current_key_are_refused() -> None:
+    environ = _environ(old_secret_keys=OLD_KEY)
+    del environ["HOSTWRIGHT_SECRET_KEY"]
+    with pytest.raises(SettingsError, match="needs HOSTWRIGHT_SECRET_KEY"):
+        Settings.load(environ)
+
+
 def test_retired_secret_keys_are_a_comma_separated_list() -> None:
     settings = Settings.load(_environ(old_secret_keys=f" {OLD_KEY} , {'y' * 32},"))
     assert settings.retired_secret_keys == (OLD_KEY, "y" * 32)
