@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.ticket import PRIORITIES
+from gateway.credentials import MIN_TOKEN_LENGTH
 
 PREFIX = "HOSTWRIGHT_"
 
@@ -31,6 +32,8 @@ class Settings:
     amqp_url: str | None = None
     listen: str = "127.0.0.1:8080"
     api_token: str | None = None
+    staff_token: str | None = field(default=None, repr=False)  # staff's bearer token
+    tokens_file: str | None = None  # more named credentials: name, scopes, SHA-256 of the token
     secret_key: str | None = None
     exchange: str = "hostwright"
     prefetch: int = 64
@@ -132,6 +135,21 @@ class Settings:
         if not self.view_prefix.replace("_", "").isalnum():
             raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
         self._check_whmcs()
+        self._check_tokens()
+
+    def _check_tokens(self) -> None:
+        tokens = {
+            "HOSTWRIGHT_API_TOKEN": self.api_token,
+            "HOSTWRIGHT_STAFF_TOKEN": self.staff_token,
+        }
+        for variable, token in tokens.items():
+            if token is not None and len(token) < MIN_TOKEN_LENGTH:
+                raise SettingsError(
+                    f"{variable} must be at least {MIN_TOKEN_LENGTH} characters "
+                    "(make one with `openssl rand -hex 24`)"
+                )
+        if self.api_token is not None and self.api_token == self.staff_token:
+            raise SettingsError("HOSTWRIGHT_STAFF_TOKEN must differ from HOSTWRIGHT_API_TOKEN")
 
     def _check_whmcs(self) -> None:
         if self.whmcs_url is not None and not self.whmcs_url.startswith(("http://", "https://")):
