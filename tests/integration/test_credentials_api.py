@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.credentials import credentials_from, new_token_lines
-from ops.settings import Settings
+from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.views.projection_runner import ProjectionRunner
@@ -377,3 +378,32 @@ def test_hostwright_token_new_prints_the_token_once_and_the_line_that_resolves_i
     principal = table.resolve(token.encode())
     assert principal is not None
     assert (principal.name, principal.scopes) == ("grafana", frozenset({"read"}))
+
+
+HASH = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (f"grafana read {HASH}\ngrafana services {'sha256:' + '1' * 64}\n", "given twice"),
+        (f"whmcs read {HASH}\n", "given twice"),  # the environment's WHMCS credential
+        (f"# ok\n\ngrafana read {HASH} extra\n", "line 3: a credential is"),
+        (f"grafana write {HASH}\n", "line 1: unknown scope(s) write"),
+        ("grafana read sha256:abc\n", "line 1: the token's hash"),
+        (f"grafana read {'x' * 32}\n", "line 1: the token's hash"),  # a token, not a hash
+        (f"Grafana read {HASH}\n", "line 1: a name is"),
+    ],
+)
+def test_a_bad_tokens_file_is_refused_naming_the_line(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    (tmp_path / "tokens").write_text(text)
+    settings = Settings(api_token=TOKEN, tokens_file=str(tmp_path / "tokens"))
+    with pytest.raises(SettingsError, match=re.escape(problem)):
+        credentials_from(settings)
+
+
+def test_a_missing_tokens_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read HOSTWRIGHT_TOKENS_FILE"):
+        credentials_from(Settings(tokens_file=str(tmp_path / "absent")))
