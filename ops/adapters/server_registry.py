@@ -108,8 +108,12 @@ class ServerRegistry:
         raise NotFound(f"server {server_id} is not registered")
 
     def listing(self) -> list[dict[str, Any]]:
-        """The gateway's ServerBook listing: public fields only."""
-        return [server.fields() for server in self.all()]
+        """The gateway's ServerBook listing: public fields only, and the host key's fingerprint
+        (to compare with ``ssh-keygen -lf`` on the node before a re-key)."""
+        return [
+            {**server.fields(), "host_key_fingerprint": fingerprint(server.host_key)}
+            for server in self.all()
+        ]
 
     def servers(self) -> list[ServerFacts]:
         return [server.facts() for server in self.all()]

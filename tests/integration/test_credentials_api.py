@@ -212,6 +212,8 @@ def test_staff_rekey_records_old_and_new_fingerprints_and_the_new_key_is_used(ap
         22,
         ["host", "host_key"],
     )
+    [listed] = api.client.get("/v1/servers", headers=STAFF).json()["servers"]
+    assert (listed["host"], listed["host_key_fingerprint"]) == (body["host"], new_fingerprint)
     access = asyncio.run(directory.node_access("web1"))
     assert access is not None
     assert (access.host, access.port, access.host_key) == ("web1b.nodes.example.net", 22, new_key)
