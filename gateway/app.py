@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.errors import Conflict, InvalidInput, NotFound
-from gateway.auth import BearerTokenMiddleware, actor_of, guarded_route
+from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.credentials import SERVICES, Credentials
 from gateway.ports import CommandLedger, ServerBook, SettingsBook, ViewQueries
@@ -126,14 +126,14 @@ def create_app(
             )
         return ApiJSONResponse({"status": "ok"})
 
-    def whmcs(path: str, endpoint: Any, method: str) -> Route:
+    def services_route(path: str, endpoint: Endpoint, method: str) -> Route:
         return guarded_route(path, endpoint, method=method, area=SERVICES)
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        whmcs("/v1/services", order_service, "POST"),
-        whmcs("/v1/services/{service_id}", service, "GET"),
-        whmcs("/v1/services/{service_id}/events", events, "GET"),
+        services_route("/v1/services", order_service, "POST"),
+        services_route("/v1/services/{service_id}", service, "GET"),
+        services_route("/v1/services/{service_id}/events", events, "GET"),
         *task_routes(
             ledger=ledger,
             views=views,
@@ -141,8 +141,8 @@ def create_app(
             # the bulk actions' default ages are runtime settings when the app has them
             queue_ages=None if settings is None else lambda: settings.current().queue,
         ),
-        whmcs("/v1/services/{service_id}/{action}", lifecycle, "POST"),
-        whmcs("/v1/oplog", oplog, "GET"),
+        services_route("/v1/services/{service_id}/{action}", lifecycle, "POST"),
+        services_route("/v1/oplog", oplog, "GET"),
     ]
     if servers is not None:
         routes += server_routes(servers=servers, clock=clock)
