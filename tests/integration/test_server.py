@@ -15,9 +15,13 @@ import pytest
 from domain.errors import Conflict, InvalidInput
 from domain.host_key import host_key_fingerprint, parse_host_key
 from domain.server import Server, parse_rekey, parse_server, server_uuid
+from handlers.hestia_driver import HestiaDriver
 from ops.adapters.node_directory import RegistryDirectory
 from ops.adapters.server_registry import ServerRegistry
+from ops.devtools.simnode import SimNode
+from ops.devtools.simnode.journal import read_command_log
 from ops.store.event_store import EventStore
+from tests.support.simnode_driver import client_key_file, start_node
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvkcWkh33XP+nVwAr39SKD2LH3ynKCVGsuxXwfRfERU"
@@ -254,3 +258,47 @@ async def test_handlers_see_a_new_host_key_once_the_registry_has_it(sqlite_url: 
         assert await directory.node_access("db9") is None
     finally:
         store.close()
+
+
+async def test_after_a_rekey_the_handlers_reach_the_new_node_and_never_the_refused_one(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    first, second, intruder = [await start_node(tmp_path, n) for n in ("first", "second", "evil")]
+    key_path, public = client_key_file(tmp_path / "keys")
+    for node in (first, second, intruder):
+        node.authorize(public)
+    store = EventStore(sqlite_url)
+    registry = ServerRegistry(store, ttl=60.0)
+    directory = RegistryDirectory(registry, key_path)
+
+    def where(node: SimNode) -> dict[str, Any]:
+        return {"host": node.host, "port": node.port, "host_key": node.host_public_key}
+
+    async def list_users() -> None:
+        access = await directory.node_access("web1")
+        assert access is not None
+        driver = HestiaDriver(access, command_timeout=10.0)
+        try:
+            await driver.list_json(["v-list-users", "json"])
+        finally:
+            await driver.close()
+
+    try:
+        registry.register(
+            parse_server(body(username="hostwright", **where(first)), now=NOW, actor="s")
+        )
+        with pytest.raises(Conflict):  # a registration cannot move the node to another machine
+            registry.register(
+                parse_server(body(username="hostwright", **where(intruder)), now=NOW, actor="w")
+            )
+        await list_users()
+        registry.rekey(parse_rekey("web1", where(second), now=NOW, actor="staff"))
+        await list_users()
+        ran = {
+            n.data_dir.name: len(read_command_log(n.data_dir)) for n in (first, second, intruder)
+        }
+        assert ran == {"first": 1, "second": 1, "evil": 0}
+    finally:
+        store.close()
+        for node in (first, second, intruder):
+            await node.stop()
