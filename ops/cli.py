@@ -127,6 +127,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_until_signal(system: System, component: str) -> int:
     if component in ("all", "gateway"):
         system.listeners()  # a taken address is a one-line error before anything starts
+        system.credentials()  # so is a bad tokens file
 
     async def run() -> None:
         stop = asyncio.Event()

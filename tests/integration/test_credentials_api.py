@@ -325,6 +325,26 @@ def test_every_v1_route_declares_the_scope_it_needs(sqlite_url: str) -> None:
         assert all(guarded.values()), [path for path, ok in guarded.items() if not ok]
 
 
+def serve_gateway(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTWRIGHT_")}
+    env.update(
+        {
+            "HOSTWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}",
+            "HOSTWRIGHT_LISTEN": "127.0.0.1:0",
+            "HOSTWRIGHT_SECRET_KEY": "a-secret-key-only-for-tests",
+            **variables,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", "serve", "gateway"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "token"),
     [
@@ -335,29 +355,25 @@ def test_every_v1_route_declares_the_scope_it_needs(sqlite_url: str) -> None:
 def test_a_short_token_stops_the_gateway_at_start_with_one_line(
     tmp_path: Path, variable: str, token: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTWRIGHT_")}
-    env.update(
-        {
-            "HOSTWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}",
-            "HOSTWRIGHT_LISTEN": "127.0.0.1:0",
-            "HOSTWRIGHT_SECRET_KEY": "a-secret-key-only-for-tests",
-            variable: token,
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "serve", "gateway"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = serve_gateway(tmp_path, **{variable: token})
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"hostwright: {variable} must be at least 32 characters "
         "(make one with `openssl rand -hex 24`)"
     ]
     assert token not in done.stderr
+
+
+def test_a_tokens_file_naming_whmcs_again_stops_the_gateway_at_start(tmp_path: Path) -> None:
+    _, line = new_token_lines("whmcs", ["staff"])
+    (tmp_path / "tokens").write_text(line + "\n")
+    done = serve_gateway(
+        tmp_path, HOSTWRIGHT_API_TOKEN=TOKEN, HOSTWRIGHT_TOKENS_FILE=str(tmp_path / "tokens")
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "hostwright: credentials: credential name(s) given twice: whmcs"
+    ]
 
 
 def test_hostwright_token_new_prints_the_token_once_and_the_line_that_resolves_it(
