@@ -4,13 +4,15 @@ Consumes the raw ``host_key`` value; emits ``"<type> <base64>"`` (the comment dr
 no part in pinning) or raises InvalidInput. The base64 blob is decoded and its SSH wire format
 checked against the declared type (ssh-ed25519, ssh-rsa of 2048 bits or more,
 ecdsa-sha2-nistp256), so a truncated paste or a key of another type is caught at registration,
-not at first connect.
+not at first connect. ``host_key_fingerprint`` gives a parsed key's fingerprint as OpenSSH
+prints it (``ssh-keygen -lf``: ``SHA256:<base64, unpadded>``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import struct
 
@@ -50,6 +52,13 @@ def parse_host_key(raw: object) -> str:
     if problem:
         raise InvalidInput(f"host_key: {problem}")
     return f"{key_type} {encoded}"
+
+
+def host_key_fingerprint(host_key: str) -> str:
+    """``SHA256:…`` of a key as ``parse_host_key`` returns it, as ``ssh-keygen -l`` prints it."""
+    blob = base64.b64decode(host_key.split(" ")[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii")
+    return "SHA256:" + digest.rstrip("=")
 
 
 def _wire_strings(blob: bytes) -> list[bytes] | None:

@@ -5,8 +5,11 @@ free of shell metacharacters, unknown fields refused; an IPv6 host or ip may car
 id, ``fe80::1%eth0``, which must be an interface name or zone index; the host key through
 domain/host_key.py) into a ``RegisterServer`` command.
 ``Server.register`` records ``Server.Registered``; registering the same server_id again records
-``Server.Updated`` when a field changed and nothing when none did. Only a reference to the
-private key lives elsewhere (settings); the pinned *public* host key is recorded here.
+``Server.Updated`` when a field changed and nothing when none did — but a registration that
+would change where and to whom the handlers connect (host, port, host key) is a Conflict: that
+is ``POST /v1/servers/{id}/rekey``, parsed by ``parse_rekey`` into a ``RekeyServer`` and
+recorded as ``Server.Rekeyed`` with the old and new host-key fingerprints. Only a reference to
+the private key lives elsewhere (settings); the pinned *public* host key is recorded here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, InvalidInput
-from domain.host_key import parse_host_key
+from domain.host_key import host_key_fingerprint, parse_host_key
 
 SERVER_NAMESPACE = uuid.UUID("7c1d4a52-93e0-4f7b-8d6a-2b5e0c9f1a34")
 ROLES = ("web", "mail", "dns")  # also the canonical order roles are stored in
@@ -37,6 +40,8 @@ NODE_FIELDS = (
     "ip",
     "max_concurrency",
 )
+# where and to whom the handlers connect: changed only by an explicit re-key
+CONNECTION_FIELDS = ("host", "port", "host_key")
 _SERVER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -124,6 +129,40 @@ def parse_server_id(raw: object) -> str:
     return raw
 
 
+@dataclass(frozen=True, kw_only=True)
+class RekeyServer:
+    """Point a registered node at a new host, port or host key (None: keep the current one)."""
+
+    server_id: str
+    host: str | None
+    port: int | None
+    host_key: str | None
+    now: datetime
+    actor: str
+
+
+def parse_rekey(server_id: str, body: object, *, now: datetime, actor: str) -> RekeyServer:
+    """Validates a ``POST /v1/servers/{id}/rekey`` body (``host``, ``port``, ``host_key``, at
+    least one) into RekeyServer, or raises InvalidInput."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    unknown = sorted(map(str, set(body) - set(CONNECTION_FIELDS)))
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s): {', '.join(unknown)}; a re-key takes host, port, host_key"
+        )
+    if not body:
+        raise InvalidInput("a re-key needs at least one of host, port, host_key")
+    return RekeyServer(
+        server_id=parse_server_id(server_id),
+        host=None if "host" not in body else _parse_host(body["host"]),
+        port=None if "port" not in body else parse_bounded_int(body["port"], "port", 1, 65535),
+        host_key=None if "host_key" not in body else parse_host_key(body["host_key"]),
+        now=now,
+        actor=actor,
+    )
+
+
 class Server(Aggregate):
     class Registered(Aggregate.Created):
         server_id: str
@@ -181,6 +220,26 @@ class Server(Aggregate):
             aggregate.ip = self.ip
             aggregate.max_concurrency = self.max_concurrency
 
+    class Rekeyed(Aggregate.Event):
+        """Staff pointed the node at a new host, port or host key: the new values, what they
+        were, and both host keys' fingerprints (``SHA256:…``, as ``ssh-keygen -l`` prints)."""
+
+        server_id: str
+        host: str
+        port: int
+        host_key: str
+        fingerprint: str
+        previous_host: str
+        previous_port: int
+        previous_fingerprint: str
+        changed: list[str]
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.host = self.host
+            aggregate.port = self.port
+            aggregate.host_key = self.host_key
+
     @classmethod
     def register(cls, command: RegisterServer) -> Server:
         """Creates the aggregate from a validated registration."""
@@ -198,10 +257,41 @@ class Server(Aggregate):
             raise Conflict(f"registration for {command.server_id} sent to server {self.server_id}")
         new, old = command.fields(), self.fields()
         changed = [name for name, value in new.items() if old[name] != value]
+        moved = [name for name in changed if name in CONNECTION_FIELDS]
+        if moved:
+            raise Conflict(
+                f"server {self.server_id} is registered with another {', '.join(moved)}; "
+                f"change it with POST /v1/servers/{self.server_id}/rekey (staff)"
+            )
         if not changed:
             return False
         self.trigger_event(
             Server.Updated, timestamp=command.now, actor=command.actor, changed=changed, **new
+        )
+        return True
+
+    def rekey(self, command: RekeyServer) -> bool:
+        """Records Rekeyed when the command changes host, port or host key; False when not."""
+        if command.server_id != self.server_id:
+            raise Conflict(f"re-key for {command.server_id} sent to server {self.server_id}")
+        host = self.host if command.host is None else command.host
+        port = self.port if command.port is None else command.port
+        host_key = self.host_key if command.host_key is None else command.host_key
+        new = {"host": host, "port": port, "host_key": host_key}
+        changed = [name for name in CONNECTION_FIELDS if getattr(self, name) != new[name]]
+        if not changed:
+            return False
+        self.trigger_event(
+            Server.Rekeyed,
+            timestamp=command.now,
+            server_id=self.server_id,
+            fingerprint=host_key_fingerprint(host_key),
+            previous_host=self.host,
+            previous_port=self.port,
+            previous_fingerprint=host_key_fingerprint(self.host_key),
+            changed=changed,
+            actor=command.actor,
+            **new,
         )
         return True
 

@@ -1,9 +1,9 @@
 """The HTTP gateway for WHMCS: validates a call, records it as a command, answers at once.
 
 ``create_app`` consumes the ports (a CommandLedger to record commands, ViewQueries to read the
-projections), the API token and a clock, and emits a Starlette app. Nothing happens inside a
-request besides validation and one ledger call; validation always comes first, so no error
-path records anything.
+projections), the Credentials that resolve bearer tokens and a clock, and emits a Starlette
+app. Nothing happens inside a request besides validation and one ledger call; validation
+always comes first, so no error path records anything.
 
 Status codes, one per kind of failure (every error body is ``{"result": "error", "error": …}``):
 
@@ -11,9 +11,10 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
   non-JSON Content-Type; or a query parameter (``as_of``, ``since``, ``limit``, ``state``)
   is malformed.
 - 401: the ``Authorization: Bearer`` token is missing or wrong (every ``/v1`` path).
+- 403: the token's credential lacks the scope the route needs (``gateway.credentials``).
 - 404: unknown route, unknown lifecycle or task action, unknown service, unknown task.
 - 409: the command conflicts with the service's (or task's) state or an earlier order
-  (``Conflict``).
+  (``Conflict``), or a server registration would change a node's host, port or host key.
 - 413: the body is larger than 64 KiB.
 - 422: well-formed JSON whose values fail validation (``InvalidInput`` from the domain).
 - 500: anything unexpected; the body says only "internal error".
@@ -43,8 +44,9 @@ from starlette.routing import Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.errors import Conflict, InvalidInput, NotFound
-from gateway.auth import BearerTokenMiddleware
+from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
+from gateway.credentials import SERVICES, Credentials
 from gateway.ports import CommandLedger, ServerBook, SettingsBook, ViewQueries
 from gateway.request_parsing import (
     BadRequest,
@@ -60,7 +62,6 @@ from gateway.tasks_api import task_routes
 
 DEFAULT_OPLOG_LIMIT = 200
 MAX_OPLOG_LIMIT = 1000
-WHMCS_ACTOR = "whmcs"
 _log = logging.getLogger("hostwright.gateway")
 
 
@@ -68,18 +69,17 @@ def create_app(
     *,
     ledger: CommandLedger,
     views: ViewQueries,
-    api_token: str,
+    credentials: Credentials,
     clock: Callable[[], datetime],
     servers: ServerBook | None = None,
     settings: SettingsBook | None = None,
 ) -> Starlette:
-    """The WHMCS API over ``ledger`` (writes) and ``views`` (reads), guarded by ``api_token``."""
-    if not api_token:
-        raise ValueError("the API token must not be empty")
+    """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
+    ``credentials``; what each records is recorded under the caller's credential's name."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
-        command = parse_order(body, now=clock(), actor=WHMCS_ACTOR)
+        command = parse_order(body, now=clock(), actor=actor_of(request))
         await asyncio.to_thread(ledger.order_service, command)
         return success(service_id=command.service_id, status="provisioning")
 
@@ -89,7 +89,7 @@ def create_app(
         if action not in LIFECYCLE_ACTIONS:
             return error(404, f"unknown action {action!r}")
         body = with_idempotency_key(request, await read_json(request, required=False))
-        command = parse_lifecycle(action, service_id, body, now=clock(), actor=WHMCS_ACTOR)
+        command = parse_lifecycle(action, service_id, body, now=clock(), actor=actor_of(request))
         await asyncio.to_thread(ledger.request, command)
         return success()
 
@@ -126,31 +126,33 @@ def create_app(
             )
         return ApiJSONResponse({"status": "ok"})
 
+    def services_route(path: str, endpoint: Endpoint, method: str) -> Route:
+        return guarded_route(path, endpoint, method=method, area=SERVICES)
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/services", order_service, methods=["POST"]),
-        Route("/v1/services/{service_id}", service, methods=["GET"]),
-        Route("/v1/services/{service_id}/events", events, methods=["GET"]),
+        services_route("/v1/services", order_service, "POST"),
+        services_route("/v1/services/{service_id}", service, "GET"),
+        services_route("/v1/services/{service_id}/events", events, "GET"),
         *task_routes(
             ledger=ledger,
             views=views,
             clock=clock,
-            actor=WHMCS_ACTOR,
             # the bulk actions' default ages are runtime settings when the app has them
             queue_ages=None if settings is None else lambda: settings.current().queue,
         ),
-        Route("/v1/services/{service_id}/{action}", lifecycle, methods=["POST"]),
-        Route("/v1/oplog", oplog, methods=["GET"]),
+        services_route("/v1/services/{service_id}/{action}", lifecycle, "POST"),
+        services_route("/v1/oplog", oplog, "GET"),
     ]
     if servers is not None:
-        routes += server_routes(servers=servers, clock=clock, actor=WHMCS_ACTOR)
+        routes += server_routes(servers=servers, clock=clock)
     if settings is not None:
-        routes += settings_routes(settings=settings, clock=clock, actor=WHMCS_ACTOR)
+        routes += settings_routes(settings=settings, clock=clock)
     return Starlette(
         routes=routes,
         middleware=[
             Middleware(ErrorBoundaryMiddleware),
-            Middleware(BearerTokenMiddleware, token=api_token),
+            Middleware(BearerTokenMiddleware, credentials=credentials),
         ],
         exception_handlers={
             BadRequest: _bad_request,

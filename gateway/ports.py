@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from domain.commands import Command, OrderService
 from domain.runtime_settings import RuntimeSettingsValues, SettingsApplied, SettingsUpdate
-from domain.server import RegisterServer
+from domain.server import RegisterServer, RekeyServer
 from domain.task_bulk import ChangeTasksInBulk
 
 
@@ -93,7 +93,12 @@ class ServerBook(Protocol):
     """The registered nodes."""
 
     def register(self, command: RegisterServer) -> bool:
-        """Records the registration; False when the node is registered unchanged already."""
+        """Records the registration; False when the node is registered unchanged already.
+        Raises Conflict when it would change the node's host, port or host key."""
+
+    def rekey(self, command: RekeyServer) -> dict[str, Any]:
+        """Records a new host, port or host key; ``{"changed", "previous_fingerprint",
+        "fingerprint"}``. Raises NotFound for a node not registered."""
 
     def listing(self) -> list[dict[str, Any]]:
         """Every registered node as JSON-ready dicts (public data only)."""

@@ -5,7 +5,8 @@ changes them. Consumes a SettingsBook port and a clock; emits routes.
 takes that document, whole or in part (the fields named replace the current ones; see
 ``domain.runtime_settings``), and answers 200 ``{"result": "success", "changed": [dotted
 names], "settings": {…}}``; ``changed`` is empty, and nothing is recorded, when the values
-were already so. A body that fails validation is a 422 and records nothing.
+were already so. A body that fails validation is a 422 and records nothing. Both are staff's
+(``GET`` a read credential's too); the change is recorded under the caller's name.
 """
 
 from __future__ import annotations
@@ -19,24 +20,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.runtime_settings import parse_settings_update
+from gateway.auth import actor_of, guarded_route
+from gateway.credentials import STAFF
 from gateway.ports import SettingsBook
 from gateway.request_parsing import read_json_object
 from gateway.responses import ApiJSONResponse, success
 
 
-def settings_routes(
-    *, settings: SettingsBook, clock: Callable[[], datetime], actor: str
-) -> list[Route]:
+def settings_routes(*, settings: SettingsBook, clock: Callable[[], datetime]) -> list[Route]:
     async def show(request: Request) -> Response:
         values = await asyncio.to_thread(settings.current)
         return ApiJSONResponse({"settings": values.as_json()})
 
     async def change(request: Request) -> Response:
         update = parse_settings_update(await read_json_object(request))
-        applied = await asyncio.to_thread(settings.change, update, clock(), actor)
+        applied = await asyncio.to_thread(settings.change, update, clock(), actor_of(request))
         return success(200, changed=applied.changed, settings=applied.values.as_json())
 
     return [
-        Route("/v1/settings", show, methods=["GET"]),
-        Route("/v1/settings", change, methods=["PUT"]),
+        guarded_route("/v1/settings", show, method="GET", area=STAFF),
+        guarded_route("/v1/settings", change, method="PUT", area=STAFF),
     ]

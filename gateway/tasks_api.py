@@ -7,7 +7,7 @@ CommandLedger to record ``Task.Retried`` / ``Task.Cancelled`` / ``Task.Hidden`` 
 mounts:
 
 - ``GET /v1/services/{id}/timeline`` → ``{"service_id", "steps": [...]}``, 404 for an
-  unknown service;
+  unknown service (the services scope; every task route below is staff's, its GETs read's too);
 - ``GET /v1/tasks?state=&service_id=&server_id=&stuck=&limit=`` → ``{"tasks": [...]}``,
   latest ``limit`` (default 200, at most 1000) oldest first; 400 for a state no task can be
   in, a ``stuck`` other than ``true`` / ``false``, a bad ``limit``. Each task has ``stuck``
@@ -45,6 +45,8 @@ from starlette.routing import Route
 from domain.errors import NotFound
 from domain.task import FINAL_STATES, OPEN_STATES
 from domain.task_bulk import BulkDefaults, ChangeTasksInBulk, QueueAges, parse_bulk
+from gateway.auth import actor_of, guarded_route
+from gateway.credentials import SERVICES, STAFF
 from gateway.ports import CommandLedger, ViewQueries
 from gateway.request_parsing import BadRequest, query_limit, read_json_object
 from gateway.responses import ApiJSONResponse, error, success
@@ -93,7 +95,6 @@ def task_routes(
     ledger: CommandLedger,
     views: ViewQueries,
     clock: Callable[[], datetime],
-    actor: str,
     queue_ages: Callable[[], QueueAges] | None = None,
 ) -> list[Route]:
     """The timeline and task routes over ``views`` (reads) and ``ledger`` (changes).
@@ -144,13 +145,13 @@ def task_routes(
         if action not in changes:
             return error(404, f"unknown task action {action!r}")
         task_id = _task_id(request)
-        await asyncio.to_thread(changes[action], task_id, clock(), actor)
+        await asyncio.to_thread(changes[action], task_id, clock(), actor_of(request))
         return success()
 
     async def bulk(request: Request) -> Response:
         body = await read_json_object(request)
         ages = await asyncio.to_thread(ages_now)
-        command = parse_bulk(body, now=clock(), actor=actor, defaults=ages)
+        command = parse_bulk(body, now=clock(), actor=actor_of(request), defaults=ages)
         candidates = await asyncio.to_thread(_candidates, views, command)
         changed = await asyncio.to_thread(ledger.change_tasks, command, candidates)
         return success(
@@ -161,11 +162,11 @@ def task_routes(
         )
 
     return [
-        Route("/v1/services/{service_id}/timeline", timeline, methods=["GET"]),
-        Route("/v1/tasks", list_tasks, methods=["GET"]),
-        Route("/v1/tasks/bulk", bulk, methods=["POST"]),
-        Route("/v1/tasks/{task_id}", show_task, methods=["GET"]),
-        Route("/v1/tasks/{task_id}/{action}", change_task, methods=["POST"]),
+        guarded_route("/v1/services/{service_id}/timeline", timeline, method="GET", area=SERVICES),
+        guarded_route("/v1/tasks", list_tasks, method="GET", area=STAFF),
+        guarded_route("/v1/tasks/bulk", bulk, method="POST", area=STAFF),
+        guarded_route("/v1/tasks/{task_id}", show_task, method="GET", area=STAFF),
+        guarded_route("/v1/tasks/{task_id}/{action}", change_task, method="POST", area=STAFF),
     ]
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.command_ledger import StoreLedger
@@ -25,6 +26,7 @@ from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.adapters.ticket_store import StoreTicketAdapter
+from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
@@ -87,13 +89,21 @@ class System:
             self._transport = build_transport(self.settings)
         return self._transport
 
+    def credentials(self) -> TokenTable:
+        """The gateway's credentials (SettingsError for a bad tokens file, or none at all)."""
+        credentials = credentials_from(self.settings)
+        if not len(credentials):
+            raise SettingsError(
+                "the gateway needs a credential: set HOSTWRIGHT_API_TOKEN (WHMCS), "
+                "HOSTWRIGHT_STAFF_TOKEN or HOSTWRIGHT_TOKENS_FILE"
+            )
+        return credentials
+
     def gateway(self) -> Starlette:
-        if not self.settings.api_token:
-            raise SettingsError("HOSTWRIGHT_API_TOKEN must be set to serve the gateway")
         return create_app(
             ledger=StoreLedger(self.store, self.sealer()),
             views=SqlViewQueries(self.db, self.settings.view_prefix),
-            api_token=self.settings.api_token,
+            credentials=self.credentials(),
             clock=self.clock,
             servers=self.server_registry(),
             settings=self.settings_book(),

@@ -7,6 +7,7 @@ hostwright replay                   exit 0 when every view equals a rebuild from
 hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
+hostwright token new --name NAME --scope read|services|staff [--scope …]
 hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 """
@@ -83,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     # `simnode` takes its own options; main() hands them over before this parser runs.
     sub.add_parser("simnode", help="run one simulated HestiaCP node (simnode --help)")
 
+    token = sub.add_parser("token", help="credentials for HOSTWRIGHT_TOKENS_FILE")
+    token_sub = token.add_subparsers(required=True, metavar="ACTION")
+    new_token = token_sub.add_parser("new", help="make a token; print it once and its file line")
+    new_token.add_argument("--name", required=True, help="recorded as the actor of its calls")
+    new_token.add_argument(
+        "--scope", action="append", required=True, help="services, staff or read (repeatable)"
+    )
+    new_token.set_defaults(run=_run_token_new)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(required=True, metavar="BENCHMARK")
     intake = bench_sub.add_parser("intake", help="POST /v1/services rate and latency")
@@ -125,6 +135,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_until_signal(system: System, component: str) -> int:
     if component in ("all", "gateway"):
         system.listeners()  # a taken address is a one-line error before anything starts
+        system.credentials()  # so is a bad tokens file
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -181,6 +192,20 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ops.devtools.demo import run_demo
 
     return run_demo(listen=args.listen, data_dir=args.data)
+
+
+def _run_token_new(args: argparse.Namespace) -> int:
+    from ops.credentials import new_token_lines
+
+    try:
+        token, line = new_token_lines(args.name, args.scope)
+    except ValueError as exc:
+        print(f"hostwright: {exc}", file=sys.stderr)
+        return 2
+    print(f"token: {token}")
+    print(f"add to HOSTWRIGHT_TOKENS_FILE: {line}")
+    print("the token is shown only now; the file keeps its SHA-256", file=sys.stderr)
+    return 0
 
 
 def _run_bench_intake(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from domain.ticket import PRIORITIES
+from gateway.credentials import MIN_TOKEN_LENGTH
 
 PREFIX = "HOSTWRIGHT_"
 MIN_SECRET_KEY_CHARS = 32
@@ -34,6 +35,8 @@ class Settings:
     amqp_url: str | None = None
     listen: str = "127.0.0.1:8080"
     api_token: str | None = None
+    staff_token: str | None = field(default=None, repr=False)  # staff's bearer token
+    tokens_file: str | None = None  # more named credentials: name, scopes, SHA-256 of the token
     secret_key: str | None = None
     # keys passwords were sealed under before the current one, comma-separated: they still
     # unseal until `hostwright rotate-key` has re-sealed everything under the current key
@@ -145,6 +148,21 @@ class Settings:
             raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
         self._check_secret_keys()
         self._check_whmcs()
+        self._check_tokens()
+
+    def _check_tokens(self) -> None:
+        tokens = {
+            "HOSTWRIGHT_API_TOKEN": self.api_token,
+            "HOSTWRIGHT_STAFF_TOKEN": self.staff_token,
+        }
+        for variable, token in tokens.items():
+            if token is not None and len(token) < MIN_TOKEN_LENGTH:
+                raise SettingsError(
+                    f"{variable} must be at least {MIN_TOKEN_LENGTH} characters "
+                    "(make one with `openssl rand -hex 24`)"
+                )
+        if self.api_token is not None and self.api_token == self.staff_token:
+            raise SettingsError("HOSTWRIGHT_STAFF_TOKEN must differ from HOSTWRIGHT_API_TOKEN")
 
     def _check_secret_keys(self) -> None:
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:

@@ -2,7 +2,7 @@
 so an order placed right after ``POST /v1/servers`` already sees the new node.
 
 Serves the pipeline (placement, per-server limits), the handlers (where and how to log in)
-and the gateway (register, list). Reads are cached for ``ttl`` seconds; a miss refreshes.
+and the gateway (register, re-key, list). Reads are cached for ``ttl`` seconds; a miss refreshes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from domain.errors import NotFound
-from domain.server import RegisterServer, Server, ServerFacts, server_uuid
+from domain.host_key import host_key_fingerprint as fingerprint
+from domain.server import RegisterServer, RekeyServer, Server, ServerFacts, server_uuid
 from ops.store.event_store import EventStore
 from ops.store.unit_of_work import Decision
 
-SERVER_TOPICS = (get_topic(Server.Registered), get_topic(Server.Updated))
+SERVER_TOPICS = tuple(map(get_topic, (Server.Registered, Server.Updated, Server.Rekeyed)))
 
 
 class ServerRegistry:
@@ -51,6 +52,33 @@ class ServerRegistry:
             self._read_at = float("-inf")
         return changed
 
+    def rekey(self, command: RekeyServer) -> dict[str, Any]:
+        """Records the new host, port or host key (``Server.Rekeyed``) when it changes any;
+        answers ``changed`` and the old and new host-key fingerprints. Raises NotFound for a
+        node not registered."""
+
+        def decide() -> Decision[dict[str, Any]]:
+            existing = self._registered.find(server_uuid(command.server_id))
+            if existing is None:
+                raise NotFound(f"server {command.server_id} is not registered")
+            before = fingerprint(existing.host_key)
+            changed = existing.rekey(command)
+            outcome = {
+                "changed": changed,
+                "previous_fingerprint": before,
+                "fingerprint": fingerprint(existing.host_key),
+            }
+            return Decision.of(outcome, existing, changed=changed)
+
+        outcome = self._store.work.run(
+            decide,
+            busy=f"server {command.server_id} is being changed concurrently; try again",
+            attempts=5,
+        )
+        if outcome["changed"]:
+            self._read_at = float("-inf")
+        return outcome
+
     def all(self) -> list[Server]:
         with self._lock:
             if time.monotonic() - self._read_at > self._ttl:
@@ -80,8 +108,12 @@ class ServerRegistry:
         raise NotFound(f"server {server_id} is not registered")
 
     def listing(self) -> list[dict[str, Any]]:
-        """The gateway's ServerBook listing: public fields only."""
-        return [server.fields() for server in self.all()]
+        """The gateway's ServerBook listing: public fields only, and the host key's fingerprint
+        (to compare with ``ssh-keygen -lf`` on the node before a re-key)."""
+        return [
+            {**server.fields(), "host_key_fingerprint": fingerprint(server.host_key)}
+            for server in self.all()
+        ]
 
     def servers(self) -> list[ServerFacts]:
         return [server.facts() for server in self.all()]

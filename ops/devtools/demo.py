@@ -1,14 +1,16 @@
 """``hostwright demo``: the whole system on the embedded default (SQLite + in-process transport),
 with simulated HestiaCP nodes, in one process.
 
-Prints ``gateway: <url>`` and ``token: <token>`` before it serves. Then it starts simulated
-nodes (web1, mail1, dns1, dns2 and a unified uni1, kept under ``DIR/nodes``), authorizes the
-handlers' SSH key on them (``DIR/ssh_client_key``, made once, mode 600), makes the provider's
-vanity mail user, mail domain, DNS user and zone on them as staff would, registers them through
-``POST /v1/servers`` and places a few sample orders (split, unified, vanity) that deploy to
-``active``. Run it again with the same ``DIR`` and it carries on: same token, same nodes and
-state, re-registration is a no-op (or an update when a node's port had to change), and the
-sample orders are repeats, which the gateway answers without recording anything.
+Prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and services) and
+``staff token: <token>`` (everything: servers, settings, the task queue) before it serves.
+Then it starts simulated nodes (web1, mail1, dns1, dns2 and a unified uni1, kept under
+``DIR/nodes``), authorizes the handlers' SSH key on them (``DIR/ssh_client_key``, made once,
+mode 600), makes the provider's vanity mail user, mail domain, DNS user and zone on them as
+staff would, registers them through ``POST /v1/servers`` (with the staff token) and places a
+few sample orders (split, unified, vanity) that deploy to ``active``. Run it again with the
+same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
+(or a re-key when a node's port had to change), and the sample orders are repeats, which the
+gateway answers without recording anything.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def demo_settings(listen: str, data: Path) -> Settings:
         database_url=f"sqlite:///{data / 'hostwright.sqlite'}",
         listen=listen,
         api_token=_kept_secret(data / "api_token"),
+        staff_token=_kept_secret(data / "staff_token"),
         secret_key=_kept_secret(data / "secret_key"),
         ssh_key=str(data / "ssh_client_key"),
         vanity_domain=PROVIDER_DOMAIN,
@@ -100,6 +103,7 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     url = f"http://{settings.listen}"
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
+    print(f"staff token: {settings.staff_token}", flush=True)
     print(
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
@@ -119,7 +123,7 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         addresses = await nodes.start()
         await provision_provider(addresses, key_path)
         setup = asyncio.ensure_future(
-            _register_and_order(url, system.settings.api_token or "", addresses, serving)
+            _register_and_order(url, _tokens(system.settings), addresses, serving)
         )
         await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
         if setup.done() and setup.exception() is not None:
@@ -132,14 +136,20 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         await system.close()
 
 
+def _tokens(settings: Settings) -> tuple[str, str]:
+    return settings.api_token or "", settings.staff_token or ""
+
+
 async def _register_and_order(
-    url: str, token: str, addresses: list[NodeAddress], serving: asyncio.Future[None]
+    url: str, tokens: tuple[str, str], addresses: list[NodeAddress], serving: asyncio.Future[None]
 ) -> None:
     """Registers the split nodes, orders split and vanity, and only once both are placed
     registers the unified node and orders unified (as tests/e2e/test_deploy_e2e.py does): the
     unified node serves the provider's zone, so it cannot also hold the provider's mail
     domain, and a vanity service placed on it for mail could not get its mailbox."""
-    headers = {"Authorization": f"Bearer {token}"}
+    whmcs_token, staff_token = tokens
+    staff = {"Authorization": f"Bearer {staff_token}"}
+    headers = {"Authorization": f"Bearer {whmcs_token}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
         for _ in range(400):
             if serving.done():
@@ -154,7 +164,12 @@ async def _register_and_order(
         async def register(nodes: list[NodeAddress]) -> None:
             for node in nodes:
                 body = node.registration(NODE_MAX_CONCURRENCY)
-                reply = await client.post("/v1/servers", json=body)
+                reply = await client.post("/v1/servers", json=body, headers=staff)
+                if reply.status_code == 409:  # its port had to change since the last run
+                    moved = {name: body[name] for name in ("host", "port", "host_key")}
+                    path = f"/v1/servers/{node.server_id}/rekey"
+                    await client.post(path, json=moved, headers=staff)
+                    reply = await client.post("/v1/servers", json=body, headers=staff)
                 if reply.status_code != 202:
                     raise RuntimeError(f"registering {node.server_id}: {reply.text}")
 
@@ -185,7 +200,7 @@ def _kept_secret(path: Path) -> str:
     """A random secret kept in the data folder, so a restarted demo keeps its token and key."""
     if path.exists():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(24)
+    value = secrets.token_urlsafe(32)
     path.write_text(value + "\n")
     path.chmod(0o600)
     return value

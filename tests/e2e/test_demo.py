@@ -45,12 +45,13 @@ class _Demo:
                 text=True,
             )
         assert self.proc.stdout is not None
-        self.first_lines = [self.proc.stdout.readline().strip() for _ in range(2)]
+        self.first_lines = [self.proc.stdout.readline().strip() for _ in range(3)]
         self.token = self.first_lines[1].removeprefix("token: ")
-        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.staff_token = self.first_lines[2].removeprefix("staff token: ")
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, headers=self.headers, timeout=5)
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.get(self.base + path, headers=headers, timeout=5)
 
     def wait_active(self, timeout: float) -> dict[int, Any]:
         deadline = time.monotonic() + timeout
@@ -84,6 +85,9 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
     try:
         assert demo.first_lines[0] == f"gateway: http://127.0.0.1:{demo.port}"
         assert demo.first_lines[1].startswith("token: ")
+        assert demo.first_lines[2].startswith("staff token: ")
+        assert len(demo.token) >= 32 and len(demo.staff_token) >= 32
+        assert demo.token != demo.staff_token
         demo.wait_active(90)
         assert httpx.get(f"{demo.base}/v1/services/1003").status_code == 401
         modes = {sid: demo.get(f"/v1/services/{sid}").json()["mode"] for sid in SAMPLE_IDS}
@@ -96,7 +100,8 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
             assert all(s["started_at"] and s["finished_at"] for s in steps), steps
         split_steps = demo.get("/v1/services/1001/timeline").json()["steps"]
         assert {s["role"] for s in split_steps} == {"web", "mail", "dns"}
-        servers = demo.get("/v1/servers").json()["servers"]
+        assert demo.get("/v1/servers").status_code == 403  # WHMCS's token: not staff's
+        servers = demo.get("/v1/servers", demo.staff_token).json()["servers"]
         assert {s["server_id"] for s in servers} >= {"web1", "mail1", "dns1", "dns2", "uni1"}
     finally:
         code = demo.stop()
@@ -106,12 +111,12 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
 
     again = _Demo(tmp_path, data, "second")
     try:
-        assert again.token == demo.token
+        assert (again.token, again.staff_token) == (demo.token, demo.staff_token)
         again.wait_active(60)
         # nothing re-ran: the samples' timelines are the first run's
         for sid in SAMPLE_IDS:
             assert again.get(f"/v1/services/{sid}/timeline").json()["steps"] == timelines[sid]
-        assert len(again.get("/v1/servers").json()["servers"]) == 5
+        assert len(again.get("/v1/servers", again.staff_token).json()["servers"]) == 5
     finally:
         code = again.stop()
     assert code == 0, again.log()

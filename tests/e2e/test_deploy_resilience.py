@@ -293,11 +293,11 @@ async def test_a_node_gone_for_good_errors_after_max_attempts_while_other_nodes_
         )
 
         async def shown_in_error() -> bool:
-            reply = await system.client.get(f"/v1/tasks/{task.task_id}")
+            reply = await system.staff.get(f"/v1/tasks/{task.task_id}")
             return reply.status_code == 200 and reply.json()["state"] == "error"
 
         await wait_until(shown_in_error, 10, "the task view showing error")
-        shown = (await system.client.get(f"/v1/tasks/{task.task_id}")).json()
+        shown = (await system.staff.get(f"/v1/tasks/{task.task_id}")).json()
         assert shown["attempts"] == max_attempts and "gave up" in shown["error"], shown
         # no attempt after the last: still exactly N once everything else is done
         history = await task_history(system)
@@ -354,11 +354,11 @@ async def one_attempt_error(
         assert needle in error, f"{needle!r} not in {error!r}"
 
     async def shown() -> bool:
-        reply = await system.client.get(f"/v1/tasks/{record.task_id}")
+        reply = await system.staff.get(f"/v1/tasks/{record.task_id}")
         return reply.status_code == 200 and reply.json()["state"] == "error"
 
     await wait_until(shown, 10, f"task {record.task_id} shown in error")
-    page: dict[str, Any] = (await system.client.get(f"/v1/tasks/{record.task_id}")).json()
+    page: dict[str, Any] = (await system.staff.get(f"/v1/tasks/{record.task_id}")).json()
     assert page["attempts"] == 1, page
     for needle in needles:
         assert needle in page["error"], page

@@ -237,7 +237,7 @@ async def test_a_frozen_handler_shows_stuck_can_be_force_failed_and_its_late_res
         try:
 
             async def stuck() -> list[dict[str, Any]]:
-                reply = await system.client.get(
+                reply = await system.staff.get(
                     "/v1/tasks", params={"service_id": "5", "stuck": "true"}
                 )
                 assert reply.status_code == 200, reply.text
@@ -250,7 +250,7 @@ async def test_a_frozen_handler_shows_stuck_can_be_force_failed_and_its_late_res
             await wait_until(shows_stuck, 30, "the frozen handler's task to show stuck")
             (row,) = await stuck()
             assert row["server_id"] == "web1" and row["stuck_since"]
-            reply = await system.client.post(
+            reply = await system.staff.post(
                 "/v1/tasks/bulk", json={"action": "force_fail_stuck", "older_than_s": 0}
             )
             assert reply.status_code == 202, reply.text

@@ -472,7 +472,7 @@ async def wait_for_run(
             f"service {service_id} run {run}: {outcome}, {status}",
         )
     except AssertionError as exc:
-        tasks = (await system.client.get("/v1/tasks", params={"service_id": service_id})).json()
+        tasks = (await system.staff.get("/v1/tasks", params={"service_id": service_id})).json()
         raise AssertionError(f"{exc}\n{dumps(tasks)}\n{system.logs()}") from None
 
 

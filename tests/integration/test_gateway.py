@@ -31,6 +31,7 @@ from tests.support.gateway import (
     TOKEN,
     Client,
     assert_readable_error,
+    credentials_for_tests,
     order,
     serving,
 )
@@ -87,7 +88,12 @@ def views() -> FakeViews:
 def client(
     store: EventStore, sealer: PasswordSealer, clock: Clock, views: FakeViews
 ) -> Iterator[Client]:
-    app = create_app(ledger=StoreLedger(store, sealer), views=views, api_token=TOKEN, clock=clock)
+    app = create_app(
+        ledger=StoreLedger(store, sealer),
+        views=views,
+        credentials=credentials_for_tests(),
+        clock=clock,
+    )
     with serving(app) as test_client:
         yield test_client
 
@@ -254,17 +260,14 @@ def test_healthz_needs_no_token(client: Client) -> None:
 
 
 def test_healthz_is_503_when_the_store_is_down(views: FakeViews, clock: Clock) -> None:
-    app = create_app(ledger=BrokenLedger(), views=views, api_token=TOKEN, clock=clock)
+    app = create_app(
+        ledger=BrokenLedger(), views=views, credentials=credentials_for_tests(), clock=clock
+    )
     with serving(app) as test_client:
         reply = test_client.get("/healthz")
     assert reply.status_code == 503
     assert "error" in reply.json()
     assert "/secret/path" not in reply.text
-
-
-def test_an_empty_api_token_is_refused(views: FakeViews, clock: Clock) -> None:
-    with pytest.raises(ValueError, match="token"):
-        create_app(ledger=BrokenLedger(), views=views, api_token="", clock=clock)
 
 
 # --- lifecycle ------------------------------------------------------------------------------
@@ -544,7 +547,7 @@ def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(
     views: FakeViews, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger: CommandLedger = BrokenLedger()
-    app = create_app(ledger=ledger, views=views, api_token=TOKEN, clock=clock)
+    app = create_app(ledger=ledger, views=views, credentials=credentials_for_tests(), clock=clock)
     with caplog.at_level(logging.DEBUG), serving(app) as c:
         reply = c.post("/v1/services", json=order(), headers=AUTH)
         events_reply = c.get("/v1/services/1001/events", headers=AUTH)

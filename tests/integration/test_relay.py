@@ -199,7 +199,7 @@ async def test_orders_taken_while_the_broker_is_down_are_relayed_when_it_returns
     proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
     proxied = amqp_url.replace(f"{broker.hostname}:{broker.port}", f"127.0.0.1:{proxy.port}")
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)
     port = _free_port()
     env = {
         "HOSTWRIGHT_DATABASE_URL": url,

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import base64
 import struct
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
 
 from domain.errors import Conflict, InvalidInput
-from domain.host_key import parse_host_key
-from domain.server import Server, parse_server, server_uuid
+from domain.host_key import host_key_fingerprint, parse_host_key
+from domain.server import Server, parse_rekey, parse_server, server_uuid
+from handlers.hestia_driver import HestiaDriver
 from ops.adapters.node_directory import RegistryDirectory
 from ops.adapters.server_registry import ServerRegistry
+from ops.devtools.simnode import SimNode
+from ops.devtools.simnode.journal import read_command_log
 from ops.store.event_store import EventStore
+from tests.support.simnode_driver import client_key_file, start_node
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvkcWkh33XP+nVwAr39SKD2LH3ynKCVGsuxXwfRfERU"
@@ -186,6 +192,51 @@ def test_changed_fields_record_an_update_naming_them() -> None:
     assert server.handle(changed) is False
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"host": "203.0.113.66"},
+        {"port": 2222},
+        {"host_key": ECDSA},
+        {"host": "x.example", "ip": "192.0.2.9"},
+    ],
+)
+def test_a_registration_that_moves_the_node_is_a_conflict_naming_the_rekey(
+    changes: dict[str, Any],
+) -> None:
+    server = registered()
+    with pytest.raises(Conflict, match="/v1/servers/web1/rekey"):
+        server.handle(parse_server(body(**changes), now=NOW, actor="whmcs"))
+    assert server.collect_events() == []
+    assert (server.host, server.port, server.host_key) == ("web1.nodes.example.net", 22, ED25519)
+
+
+def test_a_rekey_records_both_fingerprints_and_only_what_changed() -> None:
+    server = registered()
+    later = NOW + timedelta(hours=1)
+    assert server.rekey(parse_rekey("web1", {"host_key": ECDSA, "port": 22}, now=later, actor="s"))
+    [event] = server.collect_events()
+    assert isinstance(event, Server.Rekeyed)
+    assert (event.changed, event.actor, event.timestamp) == (["host_key"], "s", later)
+    assert event.previous_fingerprint == asyncssh.import_public_key(ED25519).get_fingerprint()
+    assert event.fingerprint == asyncssh.import_public_key(ECDSA).get_fingerprint()
+    assert server.host_key == ECDSA and server.fields()["host"] == "web1.nodes.example.net"
+    assert not server.rekey(parse_rekey("web1", {"host_key": ECDSA}, now=later, actor="s"))
+    assert server.collect_events() == []
+
+
+@pytest.mark.parametrize("key", [ED25519, ECDSA, rsa_key(2048)])
+def test_host_key_fingerprints_are_as_openssh_prints_them(key: str, tmp_path: Path) -> None:
+    (tmp_path / "key.pub").write_text(key + "\n")
+    printed = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(tmp_path / "key.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    assert host_key_fingerprint(key) == printed
+
+
 def test_a_registration_for_another_server_is_a_conflict() -> None:
     with pytest.raises(Conflict):
         registered().handle(parse_server(body(server_id="web2"), now=NOW, actor="a"))
@@ -201,9 +252,53 @@ async def test_handlers_see_a_new_host_key_once_the_registry_has_it(sqlite_url: 
         assert first is not None and first.host_key == ED25519
         assert await directory.node_access("web1") is first  # made once, from the cache
         other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
-        registry.register(parse_server(body(host_key=other), now=NOW, actor="staff"))
+        registry.rekey(parse_rekey("web1", {"host_key": other}, now=NOW, actor="staff"))
         again = await directory.node_access("web1")
         assert again is not None and again.host_key == other.strip()
         assert await directory.node_access("db9") is None
     finally:
         store.close()
+
+
+async def test_after_a_rekey_the_handlers_reach_the_new_node_and_never_the_refused_one(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    first, second, intruder = [await start_node(tmp_path, n) for n in ("first", "second", "evil")]
+    key_path, public = client_key_file(tmp_path / "keys")
+    for node in (first, second, intruder):
+        node.authorize(public)
+    store = EventStore(sqlite_url)
+    registry = ServerRegistry(store, ttl=60.0)
+    directory = RegistryDirectory(registry, key_path)
+
+    def where(node: SimNode) -> dict[str, Any]:
+        return {"host": node.host, "port": node.port, "host_key": node.host_public_key}
+
+    async def list_users() -> None:
+        access = await directory.node_access("web1")
+        assert access is not None
+        driver = HestiaDriver(access, command_timeout=10.0)
+        try:
+            await driver.list_json(["v-list-users", "json"])
+        finally:
+            await driver.close()
+
+    try:
+        registry.register(
+            parse_server(body(username="hostwright", **where(first)), now=NOW, actor="s")
+        )
+        with pytest.raises(Conflict):  # a registration cannot move the node to another machine
+            registry.register(
+                parse_server(body(username="hostwright", **where(intruder)), now=NOW, actor="w")
+            )
+        await list_users()
+        registry.rekey(parse_rekey("web1", where(second), now=NOW, actor="staff"))
+        await list_users()
+        ran = {
+            n.data_dir.name: len(read_command_log(n.data_dir)) for n in (first, second, intruder)
+        }
+        assert ran == {"first": 1, "second": 1, "evil": 0}
+    finally:
+        store.close()
+        for node in (first, second, intruder):
+            await node.stop()

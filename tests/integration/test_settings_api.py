@@ -35,11 +35,13 @@ from ops.store.event_store import EventStore, event_topic
 from tests.fakes.clock import Clock, SecondsClock
 from tests.fakes.view_queries import FakeViews
 from tests.support.gateway import (
-    AUTH,
+    STAFF,
+    STAFF_TOKEN,
     START,
     TOKEN,
     Client,
     assert_readable_error,
+    credentials_for_tests,
     serving,
 )
 
@@ -75,7 +77,7 @@ def client(store: EventStore, book: StoreSettingsBook, clock: Clock) -> Iterator
     app = create_app(
         ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=FakeViews(),
-        api_token=TOKEN,
+        credentials=credentials_for_tests(),
         clock=clock,
         settings=book,
     )
@@ -84,11 +86,11 @@ def client(store: EventStore, book: StoreSettingsBook, clock: Clock) -> Iterator
 
 
 def put(client: Client, body: Any) -> Any:
-    return client.request("PUT", "/v1/settings", json=body, headers=AUTH)
+    return client.request("PUT", "/v1/settings", json=body, headers=STAFF)
 
 
 def shown(client: Client) -> dict[str, Any]:
-    reply = client.get("/v1/settings", headers=AUTH)
+    reply = client.get("/v1/settings", headers=STAFF)
     assert reply.status_code == 200, reply.text
     settings: dict[str, Any] = reply.json()["settings"]
     return settings
@@ -173,7 +175,7 @@ def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStor
     assert adopted.values == DEFAULT_DOCUMENT  # the baseline the change started from
     assert changed.values == expected
     assert changed.changed == body["changed"]
-    assert changed.actor == "whmcs"
+    assert changed.actor == "staff"
     assert changed.timestamp == START
 
     count = store.max_notification_id()
@@ -309,7 +311,7 @@ def test_an_unreadable_body_is_refused_and_changes_nothing(
     client: Client, store: EventStore, case: str, raw: bytes, content_type: str, status: int
 ) -> None:
     reply = client.request(
-        "PUT", "/v1/settings", content=raw, headers={**AUTH, "Content-Type": content_type}
+        "PUT", "/v1/settings", content=raw, headers={**STAFF, "Content-Type": content_type}
     )
     assert_readable_error(reply, status)
     assert store.max_notification_id() == 0
@@ -446,6 +448,7 @@ def test_the_composition_root_serves_the_settings(tmp_path: Path) -> None:
         Settings(
             database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
             api_token=TOKEN,
+            staff_token=STAFF_TOKEN,
             secret_key="a-secret-key-only-for-tests",
             retry_max_attempts=4,
         )

@@ -24,9 +24,10 @@ from ops.views.view_queries import SqlViewQueries
 from tests.fakes.clock import Clock
 from tests.support.gateway import (
     AUTH,
+    STAFF,
     START,
-    TOKEN,
     assert_readable_error,
+    credentials_for_tests,
     order,
     serving,
 )
@@ -74,7 +75,7 @@ def gateway(sqlite_url: str) -> Iterator[Gateway]:
     app = create_app(
         ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=SqlViewQueries(db),
-        api_token=TOKEN,
+        credentials=credentials_for_tests(),
         clock=clock,
     )
     with serving(app) as client:
@@ -153,7 +154,7 @@ def test_an_ordered_service_with_no_run_yet_has_an_empty_timeline(gateway: Gatew
 
 def test_tasks_are_listed_and_filtered(gateway: Gateway) -> None:
     def steps(**params: str) -> list[str]:
-        reply = gateway.client.get("/v1/tasks", params=params, headers=AUTH)
+        reply = gateway.client.get("/v1/tasks", params=params, headers=STAFF)
         assert reply.status_code == 200, reply.text
         return [task["step"] for task in reply.json()["tasks"]]
 
@@ -165,7 +166,7 @@ def test_tasks_are_listed_and_filtered(gateway: Gateway) -> None:
     assert steps(service_id="999") == []
     assert steps(state="") == steps()
     assert steps(limit="1") == ["ssl-web"]
-    task = gateway.client.get("/v1/tasks", params={"state": "error"}, headers=AUTH).json()
+    task = gateway.client.get("/v1/tasks", params={"state": "error"}, headers=STAFF).json()
     row = task["tasks"][0]
     assert "log" not in row and "hidden" not in row
     assert (row["task_id"], row["service_id"], row["attempts"]) == (
@@ -179,11 +180,11 @@ def test_tasks_are_listed_and_filtered(gateway: Gateway) -> None:
     "params", [{"state": "done"}, {"state": "ERROR"}, {"limit": "0"}, {"limit": "x"}]
 )
 def test_a_bad_task_filter_is_400(gateway: Gateway, params: dict[str, str]) -> None:
-    assert_readable_error(gateway.client.get("/v1/tasks", params=params, headers=AUTH), 400)
+    assert_readable_error(gateway.client.get("/v1/tasks", params=params, headers=STAFF), 400)
 
 
 def test_a_task_comes_with_its_log(gateway: Gateway) -> None:
-    reply = gateway.client.get(f"/v1/tasks/{gateway.id_of('web-user')}", headers=AUTH)
+    reply = gateway.client.get(f"/v1/tasks/{gateway.id_of('web-user')}", headers=STAFF)
     assert reply.status_code == 200, reply.text
     task = reply.json()
     assert (task["state"], task["attempts"], task["step"]) == ("succeeded", 2, "web-user")
@@ -196,7 +197,7 @@ def test_a_task_comes_with_its_log(gateway: Gateway) -> None:
         "ok",
         "attempt 2 succeeded",
     ]
-    upper = gateway.client.get(f"/v1/tasks/{gateway.id_of('web-user').upper()}", headers=AUTH)
+    upper = gateway.client.get(f"/v1/tasks/{gateway.id_of('web-user').upper()}", headers=STAFF)
     assert upper.json() == task
 
 
@@ -205,7 +206,7 @@ def test_a_task_comes_with_its_log(gateway: Gateway) -> None:
     ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "1001", str(service_uuid("1001"))],
 )
 def test_an_unknown_task_is_404(gateway: Gateway, task_id: str) -> None:
-    assert_readable_error(gateway.client.get(f"/v1/tasks/{task_id}", headers=AUTH), 404)
+    assert_readable_error(gateway.client.get(f"/v1/tasks/{task_id}", headers=STAFF), 404)
 
 
 # --- retry and cancel -----------------------------------------------------------------------
@@ -214,32 +215,32 @@ def test_an_unknown_task_is_404(gateway: Gateway, task_id: str) -> None:
 def test_retrying_an_errored_task_records_task_retried(gateway: Gateway) -> None:
     before = gateway.store.max_notification_id()
     now = gateway.clock.advance(5)
-    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of('mail-user')}/retry", headers=AUTH)
+    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of('mail-user')}/retry", headers=STAFF)
     assert (reply.status_code, reply.json()) == (202, {"result": "success"})
     [event] = gateway.last_events(before)
     assert isinstance(event, Task.Retried)
     assert (str(event.originator_id), event.actor, event.timestamp) == (
         gateway.id_of("mail-user"),
-        "whmcs",
+        "staff",
         now,
     )
     gateway.project()
-    task = gateway.client.get(f"/v1/tasks/{gateway.id_of('mail-user')}", headers=AUTH).json()
+    task = gateway.client.get(f"/v1/tasks/{gateway.id_of('mail-user')}", headers=STAFF).json()
     assert (task["state"], task["error"]) == ("planned", None)
 
 
 def test_cancelling_open_tasks_records_task_cancelled(gateway: Gateway) -> None:
     for step in ("ssl-web", "dns-zone"):
         before = gateway.store.max_notification_id()
-        reply = gateway.client.post(f"/v1/tasks/{gateway.id_of(step)}/cancel", headers=AUTH)
+        reply = gateway.client.post(f"/v1/tasks/{gateway.id_of(step)}/cancel", headers=STAFF)
         assert (reply.status_code, reply.json()) == (202, {"result": "success"}), step
         [event] = gateway.last_events(before)
-        assert isinstance(event, Task.Cancelled) and event.actor == "whmcs"
+        assert isinstance(event, Task.Cancelled) and event.actor == "staff"
     gateway.project()
-    reply = gateway.client.get("/v1/tasks", params={"state": "cancelled"}, headers=AUTH)
+    reply = gateway.client.get("/v1/tasks", params={"state": "cancelled"}, headers=STAFF)
     assert [t["step"] for t in reply.json()["tasks"]] == ["dns-zone", "ssl-web"]
     # a cancelled task can be tried again
-    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of('ssl-web')}/retry", headers=AUTH)
+    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of('ssl-web')}/retry", headers=STAFF)
     assert reply.status_code == 202
 
 
@@ -257,16 +258,16 @@ def test_a_refused_retry_or_cancel_is_409_and_records_nothing(
     gateway: Gateway, step: str, action: str
 ) -> None:
     before = gateway.store.max_notification_id()
-    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of(step)}/{action}", headers=AUTH)
+    reply = gateway.client.post(f"/v1/tasks/{gateway.id_of(step)}/{action}", headers=STAFF)
     assert_readable_error(reply, 409)
     assert gateway.store.max_notification_id() == before
 
 
 def test_cancelling_twice_is_409_the_second_time(gateway: Gateway) -> None:
     path = f"/v1/tasks/{gateway.id_of('ssl-web')}/cancel"
-    assert gateway.client.post(path, headers=AUTH).status_code == 202
+    assert gateway.client.post(path, headers=STAFF).status_code == 202
     before = gateway.store.max_notification_id()
-    assert_readable_error(gateway.client.post(path, headers=AUTH), 409)
+    assert_readable_error(gateway.client.post(path, headers=STAFF), 409)
     assert gateway.store.max_notification_id() == before
 
 
@@ -282,7 +283,7 @@ def test_cancelling_twice_is_409_the_second_time(gateway: Gateway) -> None:
 )
 def test_an_unknown_task_or_action_is_404_and_records_nothing(gateway: Gateway, path: str) -> None:
     before = gateway.store.max_notification_id()
-    reply = gateway.client.post(path.format(web=gateway.id_of("web-user")), headers=AUTH)
+    reply = gateway.client.post(path.format(web=gateway.id_of("web-user")), headers=STAFF)
     assert_readable_error(reply, 404)
     assert gateway.store.max_notification_id() == before
 

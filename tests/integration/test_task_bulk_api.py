@@ -31,9 +31,10 @@ from projections.view import iso_time
 from tests.fakes.clock import Clock
 from tests.support.gateway import (
     AUTH,
+    STAFF,
     START,
-    TOKEN,
     assert_readable_error,
+    credentials_for_tests,
     order,
 )
 from tests.support.gateway import serving as serving_app
@@ -61,7 +62,7 @@ class Queue(TaskRoutes):
         return [self.store.decode(n) for n in self.store.notifications(before, 1000)]
 
     def listed(self, **params: str) -> list[dict[str, Any]]:
-        reply = self.client.get("/v1/tasks", params=params, headers=AUTH)
+        reply = self.client.get("/v1/tasks", params=params, headers=STAFF)
         assert reply.status_code == 200, reply.text
         tasks: list[dict[str, Any]] = reply.json()["tasks"]
         return tasks
@@ -70,7 +71,7 @@ class Queue(TaskRoutes):
         return [task["step"] for task in self.listed(**params)]
 
     def bulk(self, **body: Any) -> dict[str, Any]:
-        reply = self.client.post("/v1/tasks/bulk", json=body, headers=AUTH)
+        reply = self.client.post("/v1/tasks/bulk", json=body, headers=STAFF)
         assert reply.status_code == 202, reply.text
         answer: dict[str, Any] = reply.json()
         assert answer["result"] == "success"
@@ -130,7 +131,10 @@ def drive(tasks: dict[str, Task]) -> None:
 def queue(database_url: str) -> Iterator[Queue]:
     store, db, clock = EventStore(database_url), Database(database_url), Clock(START)
     app = create_app(
-        ledger=StoreLedger(store, SEALER), views=SqlViewQueries(db), api_token=TOKEN, clock=clock
+        ledger=StoreLedger(store, SEALER),
+        views=SqlViewQueries(db),
+        credentials=credentials_for_tests(),
+        clock=clock,
     )
     with serving_app(app) as client:
         for body in (order(), order(service_id=1002, domain="two.example.com", username="two1")):
@@ -183,7 +187,7 @@ def test_stuck_tasks_are_shown_and_filtered(queue: Queue) -> None:
     assert queue.listed_steps(stuck="false") == not_stuck
     assert queue.listed_steps(stuck="false", service_id="1002") == ["other-done"]
     assert queue.listed_steps(stuck="true", server_id="dns-1", state="dispatched") == ["silent"]
-    reply = queue.client.get(f"/v1/tasks/{queue.id_of('silent')}", headers=AUTH)
+    reply = queue.client.get(f"/v1/tasks/{queue.id_of('silent')}", headers=STAFF)
     assert (reply.json()["stuck"], reply.json()["stuck_since"]) == (True, text(6))
     queue.clock.now = at(5)  # before silent's lease ran out
     assert queue.listed_steps(stuck="true") == ["frozen", "other-frozen"]
@@ -191,7 +195,7 @@ def test_stuck_tasks_are_shown_and_filtered(queue: Queue) -> None:
 
 @pytest.mark.parametrize("value", ["yes", "1", "TRUE"])
 def test_a_bad_stuck_filter_is_400(queue: Queue, value: str) -> None:
-    reply = queue.client.get("/v1/tasks", params={"stuck": value}, headers=AUTH)
+    reply = queue.client.get("/v1/tasks", params={"stuck": value}, headers=STAFF)
     assert_readable_error(reply, 400)
 
 
@@ -222,12 +226,12 @@ def test_a_delete_hides_the_tasks_in_its_state_and_forgets_nothing(
     events = queue.events_since(before)
     assert [type(e) for e in events] == [Task.Hidden] * len(hidden)
     assert [str(e.originator_id) for e in events] == answer["task_ids"]
-    assert {(e.actor, e.reason, e.timestamp) for e in events} == {("whmcs", action, at(10))}
+    assert {(e.actor, e.reason, e.timestamp) for e in events} == {("staff", action, at(10))}
 
     queue.project()
     assert queue.listed_steps() == [s for s in ALL + ALL_OTHER if s not in hidden]
     for step in hidden:
-        gone = queue.client.get(f"/v1/tasks/{queue.id_of(step)}", headers=AUTH)
+        gone = queue.client.get(f"/v1/tasks/{queue.id_of(step)}", headers=STAFF)
         assert_readable_error(gone, 404)
         assert queue.task_events(step)[0] == "Planned"
         assert queue.task_events(step)[-1] == "Hidden"
@@ -267,9 +271,9 @@ def test_clean_completed_by_default_once_a_week_has_passed(queue: Queue) -> None
 def test_a_deleted_task_cannot_be_retried_or_cancelled(queue: Queue) -> None:
     queue.bulk(action="delete_failed")
     before = queue.store.max_notification_id()
-    reply = queue.client.post(f"/v1/tasks/{queue.id_of('broken')}/retry", headers=AUTH)
+    reply = queue.client.post(f"/v1/tasks/{queue.id_of('broken')}/retry", headers=STAFF)
     assert_readable_error(reply, 404)
-    reply = queue.client.post(f"/v1/tasks/{queue.id_of('broken')}/cancel", headers=AUTH)
+    reply = queue.client.post(f"/v1/tasks/{queue.id_of('broken')}/cancel", headers=STAFF)
     assert_readable_error(reply, 404)
     assert queue.store.max_notification_id() == before
 
@@ -288,7 +292,7 @@ def test_force_fail_stuck_errors_tasks_stuck_long_enough_and_late_results_change
     events = queue.events_since(before)
     assert [type(e) for e in events] == [Task.Errored] * 3
     assert [e.error for e in events] == [
-        "force-failed by whmcs while attempt 1 was stuck",
+        "force-failed by staff while attempt 1 was stuck",
     ] * 3
 
     queue.project()
@@ -345,10 +349,15 @@ def test_a_save_that_loses_a_race_is_decided_again_one_task_at_a_time(queue: Que
     try:
         ledger = StoreLedger(racing, SEALER)
         app = create_app(
-            ledger=ledger, views=SqlViewQueries(queue.db), api_token=TOKEN, clock=queue.clock
+            ledger=ledger,
+            views=SqlViewQueries(queue.db),
+            credentials=credentials_for_tests(),
+            clock=queue.clock,
         )
         with serving_app(app) as client:
-            reply = client.post("/v1/tasks/bulk", json={"action": "force_fail_stuck"}, headers=AUTH)
+            reply = client.post(
+                "/v1/tasks/bulk", json={"action": "force_fail_stuck"}, headers=STAFF
+            )
         assert reply.status_code == 202, reply.text
         answer = reply.json()
         assert racing.raced
@@ -400,7 +409,7 @@ def test_hostwright_replay_matches_after_deletes_and_force_fails(
 )
 def test_a_bad_bulk_body_is_422_and_records_nothing(queue: Queue, body: dict[str, Any]) -> None:
     before = queue.store.max_notification_id()
-    reply = queue.client.post("/v1/tasks/bulk", json=body, headers=AUTH)
+    reply = queue.client.post("/v1/tasks/bulk", json=body, headers=STAFF)
     assert_readable_error(reply, 422)
     assert queue.store.max_notification_id() == before
 
@@ -418,7 +427,7 @@ def test_an_unreadable_bulk_body_is_400_and_records_nothing(
     queue: Queue, send: dict[str, Any]
 ) -> None:
     before = queue.store.max_notification_id()
-    headers = {**AUTH, **send.pop("headers", {})}
+    headers = {**STAFF, **send.pop("headers", {})}
     reply = queue.client.post("/v1/tasks/bulk", headers=headers, **send)
     assert_readable_error(reply, 400)
     assert queue.store.max_notification_id() == before
@@ -435,5 +444,5 @@ def test_bulk_needs_the_token(queue: Queue) -> None:
 
 
 def test_only_post_reaches_bulk(queue: Queue) -> None:
-    reply: httpx.Response = queue.client.get("/v1/tasks/bulk", headers=AUTH)
+    reply: httpx.Response = queue.client.get("/v1/tasks/bulk", headers=STAFF)
     assert_readable_error(reply, 404)

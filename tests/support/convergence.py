@@ -133,7 +133,7 @@ async def run_finished(
         raise AssertionError(f"service {service_id}: run {run} failed: {later}")
     if outcome not in later:
         return False
-    reply = await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
+    reply = await system.staff.get("/v1/tasks", params={"service_id": str(service_id)})
     tasks = [t for t in reply.json()["tasks"] if t["run"] == run]
     if not tasks or any(t["state"] != "succeeded" for t in tasks):
         return False
@@ -149,7 +149,7 @@ async def run_finished(
 async def wait_run(system: Deployment, service_id: int, run: int, timeout: float) -> None:
     async def context() -> str:
         tasks = (
-            await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
+            await system.staff.get("/v1/tasks", params={"service_id": str(service_id)})
         ).json()["tasks"]
         return f"tasks: {dumps(tasks)}\nevents: {dumps(await events(system, service_id))}"
 

@@ -64,7 +64,8 @@ class Deployment:
         self.exchange = exchange
         self.database_url = database_url
         self.port = free_port()
-        self.token = secrets.token_urlsafe(16)
+        self.token = secrets.token_urlsafe(32)  # WHMCS's
+        self.staff_token = secrets.token_urlsafe(32)
         self.nodes: dict[str, SimNode] = {}
         self.node_ips: dict[str, str] = {}
         self.processes: dict[str, HostwrightProcess] = {}
@@ -79,6 +80,7 @@ class Deployment:
             "HOSTWRIGHT_EXCHANGE": exchange,
             "HOSTWRIGHT_LISTEN": f"127.0.0.1:{self.port}",
             "HOSTWRIGHT_API_TOKEN": self.token,
+            "HOSTWRIGHT_STAFF_TOKEN": self.staff_token,
             "HOSTWRIGHT_SECRET_KEY": "e2e-secret-key-" + "0" * 32,
             "HOSTWRIGHT_SSH_KEY": str(self.key_path),
             "HOSTWRIGHT_RETRY_MAX_ATTEMPTS": "4",
@@ -93,9 +95,15 @@ class Deployment:
             "HOSTWRIGHT_CRON_TERMINATIONS_S": "2",
             "HOSTWRIGHT_CRON_STUCK_S": "1",
         }
+        # WHMCS's calls (orders, lifecycle, a service's reads) and staff's (servers, the queue)
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+        self.staff = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {self.staff_token}"},
             timeout=10,
         )
 
@@ -146,7 +154,7 @@ class Deployment:
                 "ip": self.node_ips[server_id],
                 "max_concurrency": max_concurrency,
             }
-            reply = await self.client.post("/v1/servers", json=body)
+            reply = await self.staff.post("/v1/servers", json=body)
             assert reply.status_code == 202, reply.text
 
     async def provision_provider(self, mail_server: str, dns_servers: list[str]) -> None:
@@ -225,7 +233,7 @@ class Deployment:
                 f"services {service_ids} {status}",
             )
         except AssertionError as exc:
-            tasks = (await self.client.get("/v1/tasks")).json()["tasks"]
+            tasks = (await self.staff.get("/v1/tasks")).json()["tasks"]
             unfinished = [t for t in tasks if t["state"] != "succeeded"]
             states = {i: (await self.status(i))["status"] for i in service_ids}
             raise AssertionError(
@@ -241,6 +249,7 @@ class Deployment:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.staff.aclose()
         for process in self.processes.values():
             process.__exit__()
         for node in self.nodes.values():

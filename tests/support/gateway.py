@@ -1,5 +1,6 @@
-"""Calling the gateway's routes in-process: the test token, an order body, a synchronous
-client over ASGI and the check that a refusal is a readable JSON error.
+"""Calling the gateway's routes in-process: the test credentials (WHMCS's, staff's and a
+read-only dashboard's tokens and the ``TokenTable`` that knows them), an order body, a
+synchronous client over ASGI and the check that a refusal is a readable JSON error.
 
 Consumes a Starlette app (``gateway.app.create_app``); emits httpx responses to assert on.
 """
@@ -15,10 +16,28 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
-TOKEN = "t0ken-for-tests-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from gateway import credentials as scopes
+from gateway.credentials import TokenTable, known_token
+
+TOKEN = "whmcs-t0ken-for-tests-0123456789-abcdef"
+STAFF_TOKEN = "staff-t0ken-for-tests-0123456789-abcdef"
+READ_TOKEN = "read-t0ken-for-tests-0123456789-abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # WHMCS's: actor "whmcs"
+STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}  # actor "staff"
+READER = {"Authorization": f"Bearer {READ_TOKEN}"}  # actor "dashboard"
 PASSWORD = "Cl3ar-Pa55word!"
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def credentials_for_tests() -> TokenTable:
+    """WHMCS's, staff's and a dashboard's credentials, as the environment would give them."""
+    return TokenTable.of(
+        [
+            known_token("whmcs", {scopes.SERVICES}, TOKEN),
+            known_token("staff", {scopes.STAFF}, STAFF_TOKEN),
+            known_token("dashboard", {scopes.READ}, READ_TOKEN),
+        ]
+    )
 
 
 class Client:

@@ -215,7 +215,7 @@ async def order_split(system: Deployment, service_id: int, **extra: Any) -> None
 
 
 async def tasks_of(system: Deployment, service_id: int) -> list[dict[str, Any]]:
-    reply = await system.client.get("/v1/tasks", params={"service_id": str(service_id)})
+    reply = await system.staff.get("/v1/tasks", params={"service_id": str(service_id)})
     assert reply.status_code == 200, reply.text
     tasks: list[dict[str, Any]] = reply.json()["tasks"]
     return tasks

@@ -65,7 +65,7 @@ def _measure(name: str, url: str, seconds: float, rate: float) -> IntakeFigures:
     floor = store_save_rate(url, seconds)
     print(f"[{name}] store floor: single-event saves offered at {rate:.0f}/s …", flush=True)
     store_offered = store_open_loop(url, rate, seconds)
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)  # the gateway refuses tokens under 32 characters
     port = free_port()
     with _gateway_process(url, port, token):
         headers = {"Authorization": f"Bearer {token}"}

@@ -97,8 +97,8 @@ def measure(
         dkim_keys_ahead=services + paced + 10,
     )
     port = free_port()
-    token = secrets.token_urlsafe(16)
-    env = _environment(database_url, amqp_url, port, token, key_path)
+    tokens = (secrets.token_urlsafe(32), secrets.token_urlsafe(32))  # WHMCS's, staff's
+    env = _environment(database_url, amqp_url, port, tokens, key_path)
     print(f"[{latency_ms} ms/command] starting nodes and {len(PARTS)} processes …", flush=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -110,7 +110,7 @@ def measure(
             _drive(
                 tmp,
                 f"http://127.0.0.1:{port}",
-                token,
+                tokens,
                 [a.registration(node_concurrency) for a in addresses],
                 database_url,
                 pids,
@@ -132,7 +132,7 @@ def measure(
 
 
 def _environment(
-    database_url: str, amqp_url: str, port: int, token: str, key_path: Path
+    database_url: str, amqp_url: str, port: int, tokens: tuple[str, str], key_path: Path
 ) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("HOSTWRIGHT_")},
@@ -140,7 +140,8 @@ def _environment(
         "HOSTWRIGHT_AMQP_URL": amqp_url,
         "HOSTWRIGHT_EXCHANGE": f"hw-bench-{uuid.uuid4().hex[:8]}",
         "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
-        "HOSTWRIGHT_API_TOKEN": token,
+        "HOSTWRIGHT_API_TOKEN": tokens[0],
+        "HOSTWRIGHT_STAFF_TOKEN": tokens[1],
         "HOSTWRIGHT_SECRET_KEY": secrets.token_urlsafe(32),
         "HOSTWRIGHT_SSH_KEY": str(key_path),
         "HOSTWRIGHT_LEASE_S": "120",
@@ -180,7 +181,7 @@ def _log_path(tmp: Path, part: str) -> Path:
 async def _drive(
     tmp: Path,
     url: str,
-    token: str,
+    tokens: tuple[str, str],
     registrations: list[dict[str, Any]],
     database_url: str,
     pids: dict[str, int],
@@ -192,7 +193,8 @@ async def _drive(
     paced_rate: float,
     profile: bool,
 ) -> Run:
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    staff = {"Authorization": f"Bearer {tokens[1]}"}
     store = EventStore(database_url)
     reader = EventReader(store)
     host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
@@ -206,7 +208,7 @@ async def _drive(
 
     slack = 1 + latency_ms / 10  # every node command's added latency stretches the waits
     try:
-        await _register(url, headers, registrations)
+        await _register(url, staff, registrations)
         # warm-up: SSH connections, caches and queues exist before anything is measured
         await offer(1, 5, 50)
         await reader.wait_settled(range(1, 6), timeout=120)
