@@ -139,7 +139,7 @@ def parse_order(body: object, *, now: datetime, actor: str) -> OrderService:
         if not domain.startswith(label + ".") or domain.count(".") < 2:
             raise InvalidInput(
                 "a vanity service's domain must be <label>.<provider domain>, "
-                f"for example {label}.example.net"
+                f"starting with {label + '.'!r}"
             )
     elif body.get("label") is not None:
         raise InvalidInput("label is only for vanity services")
