@@ -78,6 +78,13 @@ def test_a_vanity_domain_not_under_the_provider_domain_is_422_naming_it(
     assert "example.net" not in message.replace("blog.example.net", "")
 
 
+def test_a_vanity_domain_not_starting_with_its_label_is_422_naming_the_provider_domain(
+    client: Client, store: EventStore
+) -> None:
+    message = refused(client, store, vanity(domain="x.example.net"), 422)
+    assert "<label>.hosted.example" in message and "blog.hosted.example" in message
+
+
 def test_a_vanity_domain_one_level_too_deep_is_422(client: Client, store: EventStore) -> None:
     message = refused(client, store, vanity(domain="blog.x.hosted.example"), 422)
     assert "<label>.hosted.example" in message
