@@ -74,7 +74,15 @@ class EventStore:
         claim was there before (or the service was), and each later attempt decides on what
         the store holds: of two orders racing for one name, one wins and the other is
         refused."""
-        names = claimed_names(ServiceFacts.from_service(Service.order(command, None)))
+        names = claimed_names(
+            ServiceFacts(
+                service_id=command.service_id,
+                mode=command.mode,
+                domain=command.domain,
+                username=command.username,
+                label=command.label,
+            )
+        )
         for attempt in range(_ORDER_ATTEMPTS):
             service = Service.order(command, password_sealed)
             decide = self.claims.take if attempt else self.claims.fresh
