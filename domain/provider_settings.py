@@ -3,14 +3,16 @@ off them.
 
 Consumes the provider's settings (domain, shared mail and DNS users, mail node, published
 address, extra reserved labels) and a service's facts; emits ``ProviderSettings`` (validated)
-and nothing else: ``check_scope`` and ``check_vanity_label`` only refuse (Conflict,
-InvalidInput). No plan creates, changes or removes the provider's domain, zone or users.
+and nothing else: ``check_scope``, ``check_order`` and ``check_vanity_label`` only refuse
+(Conflict, InvalidInput). No plan creates, changes or removes the provider's domain, zone or
+users, and ``check_order`` refuses at intake (422) every order a plan would refuse later.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.commands import OrderService
 from domain.errors import Conflict, InvalidInput
 from domain.names import normalise_domain, validate_label
 from domain.server import parse_server_id, parse_unix_user
@@ -126,3 +128,32 @@ def check_scope(service: ServiceFacts, provider: ProviderSettings | None) -> Non
         check_vanity_label(service.label, provider)
     except InvalidInput as exc:
         raise Conflict(str(exc)) from exc
+
+
+def check_order(order: OrderService, provider: ProviderSettings | None) -> None:
+    """InvalidInput, at intake, for an order every deploy of it would refuse (``check_scope``):
+    a vanity order where no provider domain is configured, a vanity domain that is not
+    ``<label>.<provider domain>``, a reserved label, the provider's own domain or users."""
+    if order.mode == "vanity":
+        if provider is None:
+            raise InvalidInput(
+                "vanity services are not offered: no vanity domain is configured "
+                "(HOSTWRIGHT_VANITY_DOMAIN)"
+            )
+        expected = f"{order.label}.{provider.provider_domain}"
+        if order.domain != expected:
+            raise InvalidInput(
+                f"a vanity service's domain must be <label>.{provider.provider_domain} "
+                f"({expected} for label {order.label!r}), not {order.domain}"
+            )
+    facts = ServiceFacts(
+        service_id=order.service_id,
+        mode=order.mode,
+        domain=order.domain,
+        username=order.username,
+        label=order.label,
+    )
+    try:
+        check_scope(facts, provider)
+    except Conflict as exc:
+        raise InvalidInput(str(exc)) from None

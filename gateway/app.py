@@ -13,10 +13,12 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 - 401: the ``Authorization: Bearer`` token is missing or wrong (every ``/v1`` path).
 - 403: the token's credential lacks the scope the route needs (``gateway.credentials``).
 - 404: unknown route, unknown lifecycle or task action, unknown service, unknown task.
-- 409: the command conflicts with the service's (or task's) state or an earlier order
+- 409: the command conflicts with the service's (or task's) state or an earlier order, or
+  an order names a domain, vanity label or username another live service holds
   (``Conflict``), or a server registration would change a node's host, port or host key.
 - 413: the body is larger than 64 KiB.
-- 422: well-formed JSON whose values fail validation (``InvalidInput`` from the domain).
+- 422: well-formed JSON whose values fail validation (``InvalidInput`` from the domain),
+  or an order a deploy would refuse (``provider_settings.check_order``).
 - 500: anything unexpected; the body says only "internal error".
 - 503: ``/healthz`` when the event store cannot be reached.
 
@@ -44,6 +46,7 @@ from starlette.routing import Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.provider_settings import ProviderSettings, check_order
 from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.credentials import SERVICES, Credentials
@@ -73,13 +76,16 @@ def create_app(
     clock: Callable[[], datetime],
     servers: ServerBook | None = None,
     settings: SettingsBook | None = None,
+    provider: ProviderSettings | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
-    ``credentials``; what each records is recorded under the caller's credential's name."""
+    ``credentials``; what each records is recorded under the caller's credential's name.
+    ``provider``: the vanity settings orders are checked against (None: no vanity services)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
         command = parse_order(body, now=clock(), actor=actor_of(request))
+        check_order(command, provider)
         await asyncio.to_thread(ledger.order_service, command)
         return success(service_id=command.service_id, status="provisioning")
 

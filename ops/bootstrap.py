@@ -107,6 +107,7 @@ class System:
             clock=self.clock,
             servers=self.server_registry(),
             settings=self.settings_book(),
+            provider=provider_settings(self.settings),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -5,6 +5,7 @@ hostwright serve gateway|relay|projections|pipeline|scheduler
 hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
+hostwright backfill-claims          live services ordered before names were claimed claim them
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright token new --name NAME --scope read|services|staff [--scope …]
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         "(exit 0 when HOSTWRIGHT_OLD_SECRET_KEYS can be emptied)",
     )
     rotate.set_defaults(run=_run_rotate_key)
+
+    backfill = sub.add_parser(
+        "backfill-claims",
+        help="make services ordered before this release claim their names (run once on upgrade)",
+    )
+    backfill.set_defaults(run=_run_backfill_claims)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
     demo.add_argument("--listen", default="127.0.0.1:8080")
@@ -186,6 +193,25 @@ def _run_rotate_key(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(f"rotate-key: {line}")
     return 1 if report.old_keys_needed else 0
+
+
+def _run_backfill_claims(args: argparse.Namespace) -> int:
+    """Exit 0 when every live service holds its names; 1, listing them, when names are
+    shared by two live services (the earlier order keeps each)."""
+    from ops.store.claims_backfill import backfill_claims
+
+    system = System(Settings.load())
+    try:
+        conflicts = backfill_claims(system.store, system.clock())
+    finally:
+        system.store.close()
+    for conflict in conflicts:
+        print(f"backfill-claims: {conflict}")
+    if conflicts:
+        print(f"backfill-claims: {len(conflicts)} name(s) shared by two live services")
+        return 1
+    print("backfill-claims: every live service holds its names")
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

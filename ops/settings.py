@@ -35,7 +35,7 @@ class Settings:
     amqp_url: str | None = None
     listen: str = "127.0.0.1:8080"
     api_token: str | None = None
-    staff_token: str | None = field(default=None, repr=False)  # staff's bearer token
+    staff_token: str | None = None  # staff's bearer token
     tokens_file: str | None = None  # more named credentials: name, scopes, SHA-256 of the token
     secret_key: str | None = None
     # keys passwords were sealed under before the current one, comma-separated: they still

@@ -1,7 +1,10 @@
 """The event store as the pipeline's port (handlers.pipeline.PipelineStore).
 
 Consumes the pipeline's loads, decisions and saves of Service and Task aggregates; emits the
-aggregates, Conflict when another writer recorded first, and every Task event in order.
+aggregates, Conflict when another writer recorded first, and every Task event in order. A
+decision that leaves the service terminated releases the claims on its names
+(domain/claim.py) in the same transaction, so the names are free exactly when the service is
+gone.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from domain.claim import claimed_names
 from domain.service import Service
+from domain.step_chain import ServiceFacts
 from domain.task import Task
 from ops.store.event_store import EventStore, aggregate_event_topics
 from ops.store.unit_of_work import Decision
@@ -39,9 +44,17 @@ class StorePipelineAdapter:
     ) -> Service:
         def decided() -> Decision[Service]:
             service = self.service(aggregate_id)
-            return Decision.of(service, service, changed=decide(service))
+            if not decide(service):
+                return Decision(service)
+            return Decision(service, (service, *self._released_claims(service)))
 
         return self._store.work.run(decided, busy=busy, attempts=attempts)
+
+    def _released_claims(self, service: Service) -> list[Any]:
+        if service.status != "terminated":
+            return []  # deploy_failed and suspended services are live: they keep their names
+        names = claimed_names(ServiceFacts.from_service(service))
+        return list(self._store.claims.release(names, service.service_id, service.modified_on))
 
     def task_history(self) -> Iterator[Any]:
         for notification in self._store.notifications_of(TASK_EVENT_TOPICS, page=_PAGE):

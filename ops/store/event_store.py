@@ -27,14 +27,18 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from domain.claim import Claim, claimed_names
 from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
+from domain.step_chain import ServiceFacts
 from ops.store.database import postgres_env, sqlite_path
 from ops.store.group_commit import GroupCommit
+from ops.store.name_claims import NameClaims
 from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
 
 SECRET_FIELDS = frozenset({"password_sealed"})
+_ORDER_ATTEMPTS = 10  # decisions of one order while other orders keep claiming its names
 _ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
@@ -54,26 +58,53 @@ class EventStore:
         self._commands = UnitOfWork(self._save_grouped)
         self.work = UnitOfWork(self.save)
         self._services = self.repository(Service, "service")
+        self.claims = NameClaims(self.repository(Claim, "claim"))
 
     def repository(self, kind: type[A], noun: str) -> Repository[A]:
         """The aggregates of one type; ``noun`` names them in NotFound."""
         return Repository(self.app.repository, kind, noun)
 
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
-        """Records Service.Ordered; False (and nothing recorded) when the service exists already."""
-        service = Service.order(command, password_sealed)
-        try:
-            self._group.save(*service.collect_events())
-        except IntegrityError:
-            existing = self.get_service(command.service_id)
-            if _order_details(existing) != _order_details(service):
-                raise Conflict(
-                    f"service {command.service_id} already exists with other details "
-                    "(client, mode, domain, plan, username or label); use change-plan "
-                    "or terminate it first"
-                ) from None
-            return False
-        return True
+        """Records Service.Ordered with the claims on the service's names, in one transaction;
+        False (and nothing recorded) when the service exists already. Conflict, recording
+        nothing, when the service exists with other details or another live service holds
+        one of its names (domain/claim.py).
+
+        The first attempt takes every name as new and reads nothing; when the save fails a
+        claim was there before (or the service was), and each later attempt decides on what
+        the store holds: of two orders racing for one name, one wins and the other is
+        refused."""
+        names = claimed_names(
+            ServiceFacts(
+                service_id=command.service_id,
+                mode=command.mode,
+                domain=command.domain,
+                username=command.username,
+                label=command.label,
+            )
+        )
+        for attempt in range(_ORDER_ATTEMPTS):
+            service = Service.order(command, password_sealed)
+            decide = self.claims.take if attempt else self.claims.fresh
+            claims = decide(names, command.service_id, command.now)
+            try:
+                self._group.save(
+                    *service.collect_events(),
+                    *(event for claim in claims for event in claim.collect_events()),
+                )
+            except IntegrityError:
+                existing = self._services.find(service.id)
+                if existing is None:
+                    continue  # a name was claimed before: decide on what the store holds
+                if _order_details(existing) != _order_details(service):
+                    raise Conflict(
+                        f"service {command.service_id} already exists with other details "
+                        "(client, mode, domain, plan, username or label); use change-plan "
+                        "or terminate it first"
+                    ) from None
+                return False
+            return True
+        raise Conflict(f"the names of service {command.service_id} are busy; try again")
 
     def request(self, command: Command) -> bool:
         """Applies a lifecycle command to its service; False when it was already satisfied."""

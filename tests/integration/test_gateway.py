@@ -116,7 +116,8 @@ def test_an_order_is_recorded_and_answered_202(client: Client, store: EventStore
     reply = place(client)
     assert reply.status_code == 202
     assert reply.json() == {"result": "success", "service_id": "1001", "status": "provisioning"}
-    assert store.max_notification_id() == before + 1
+    # Service.Ordered, and the claims on its domain and its username
+    assert store.max_notification_id() == before + 3
     assert topics(client) == ["Service.Ordered"]
     event = client.get("/v1/services/1001/events", headers=AUTH).json()["events"][0]
     assert event["data"]["domain"] == "shop.example.com"

@@ -35,6 +35,7 @@ from tests.support.gateway import (
     TOKEN,
     Client,
     assert_readable_error,
+    credentials_for_tests,
     order,
     serving,
 )
@@ -56,7 +57,7 @@ def client(store: EventStore, sqlite_url: str) -> Iterator[Client]:
     app = create_app(
         ledger=StoreLedger(store, PasswordSealer("k" * 32)),
         views=SqlViewQueries(db),
-        api_token=TOKEN,
+        credentials=credentials_for_tests(),
         clock=Clock(START),
         servers=ServerRegistry(store),
         settings=StoreSettingsBook(store, runtime_defaults(Settings())),
@@ -202,7 +203,12 @@ def test_every_500_logs_its_stack_trace_without_the_exception_text(
 ) -> None:
     db = Database(sqlite_url)
     ledger = ExplodingLedger(store, PasswordSealer("k" * 32))
-    app = create_app(ledger=ledger, views=SqlViewQueries(db), api_token=TOKEN, clock=Clock(START))
+    app = create_app(
+        ledger=ledger,
+        views=SqlViewQueries(db),
+        credentials=credentials_for_tests(),
+        clock=Clock(START),
+    )
     try:
         with caplog.at_level(logging.DEBUG), serving(app) as c:
             reply = c.post("/v1/services", json=order(), headers=AUTH)

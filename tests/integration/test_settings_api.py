@@ -449,7 +449,7 @@ def test_the_composition_root_serves_the_settings(tmp_path: Path) -> None:
             database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
             api_token=TOKEN,
             staff_token=STAFF_TOKEN,
-            secret_key="a-secret-key-only-for-tests",
+            secret_key="a-secret-key-only-for-tests-0123456789",
             retry_max_attempts=4,
         )
     )

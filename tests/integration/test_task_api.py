@@ -145,8 +145,12 @@ def test_the_timeline_of_an_unknown_service_is_404(gateway: Gateway) -> None:
 
 
 def test_an_ordered_service_with_no_run_yet_has_an_empty_timeline(gateway: Gateway) -> None:
-    reply = gateway.client.post("/v1/services", json=order(service_id=7), headers=AUTH)
-    assert reply.status_code == 202
+    reply = gateway.client.post(
+        "/v1/services",
+        json=order(service_id=7, domain="seven.example.com", username="seven"),
+        headers=AUTH,
+    )
+    assert reply.status_code == 202, reply.text
     gateway.project()
     reply = gateway.client.get("/v1/services/7/timeline", headers=AUTH)
     assert (reply.status_code, reply.json()) == (200, {"service_id": "7", "steps": []})
