@@ -14,7 +14,7 @@ from domain.deploy_plan import ServiceFacts, plan_deploy, plan_removal
 from domain.hestia_package import content_package
 from domain.lifecycle_plan import plan_change_plan
 from domain.placement import Placement
-from handlers.hestia_command import CommandResult, PermanentNodeError
+from handlers.hestia_command import CommandResult, PermanentNodeError, TransientNodeError
 from handlers.hestia_driver import HestiaDriver
 from ops.devtools.simnode import SimNode, read_command_log
 from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
@@ -165,22 +165,37 @@ async def test_a_package_of_that_name_with_other_limits_is_a_conflict_never_rewr
     assert listed["gold"]["DISK_QUOTA"] == "500"
 
 
-class JoinsDuringRemoval:
-    """A driver that, just before ``v-delete-user-package``, lets another service's deploy add
-    its user on that package: the race of a removal with a deploy on the same node."""
+class RunsFirst:
+    """A driver that, just before the first ``before`` command, runs ``other``: what another
+    service's run does on the same node at that moment."""
 
-    def __init__(self, driver: HestiaDriver, join: list[str]) -> None:
-        self._driver, self._join = driver, join
+    def __init__(self, driver: HestiaDriver, before: str, other: list[str]) -> None:
+        self._driver, self._before, self._other = driver, before, other
         self.server_id = driver.server_id
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver, name)
 
     async def run(self, argv: Sequence[str]) -> CommandResult:
-        if argv[0] == "v-delete-user-package" and self._join:
-            join, self._join = self._join, []
-            assert (await self._driver.run(join)).exit_status == 0
+        if argv[0] == self._before and self._other:
+            other, self._other = self._other, []
+            assert (await self._driver.run(other)).exit_status == 0
         return await self._driver.run(argv)
+
+
+async def test_a_package_removed_just_before_the_user_joins_it_is_made_again_on_the_retry(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """Another service's terminate removes the package between this user step's package check
+    and its ``v-add-user``: a transient error, and the retry makes the package again first."""
+    _, driver = env
+    package = content_package({"package": "basic", "disk_mb": 1024})
+    params = {**ALICE, "package": package, "quotas": {"DISK_QUOTA": 1024}}
+    racing = RunsFirst(driver, "v-add-user", ["v-delete-user-package", package])
+    with pytest.raises(TransientNodeError, match=f"package {package} went away"):
+        await step(racing, "ensure_user", params)  # type: ignore[arg-type]
+    assert (await step(driver, "ensure_user", params))[0].changed
+    assert (await package_of(driver, "alice"))[1]["DISK_QUOTA"] == "1024"
 
 
 async def test_a_user_joining_a_package_while_it_is_removed_is_put_back_on_it(
@@ -196,7 +211,7 @@ async def test_a_user_joining_a_package_while_it_is_removed_is_put_back_on_it(
     _, left_limits = await package_of(driver, small.user)
     await run_plan(driver, plan_change_plan(big, ONE_NODE, None, IPS)[:2])
     joiner = ["v-add-user", "carol", "Pa55-w0rd", "carol@shop2.test", left]
-    racing = JoinsDuringRemoval(driver, joiner)
+    racing = RunsFirst(driver, "v-delete-user-package", joiner)
     outcome, lines = await step(racing, "remove_unused_packages", {})  # type: ignore[arg-type]
     assert outcome.changed
     assert any("carol joined it while it was removed; put back" in line for line in lines)
