@@ -186,11 +186,17 @@ async def _put_back(
 ) -> None:
     """Users that joined ``package`` while it was being removed: moved to ``default`` by
     Hestia (new since ``before``), or left on it (joined between Hestia's check and its
-    ``rm``). Remakes the package as it was and puts them on it."""
+    ``rm``). Remakes the package as it was and puts them on it.
+
+    Hestia's listing cannot tell a user moved to ``default`` by the removal from one created on
+    ``default`` by someone else in the same instant; hostwright itself never puts a user on
+    ``default``, so such a user is taken for one that joined (the narrow price of never
+    leaving a service's user on ``default``'s limits)."""
     joined = sorted(
         user
         for user, conf in after.items()
-        if _on(conf, package) or (user not in before and conf.get("PACKAGE") == DEFAULT_PACKAGE)
+        if conf.get("PACKAGE") == package
+        or (user not in before and conf.get("PACKAGE") == DEFAULT_PACKAGE)
     )
     if not joined:
         log.note(f"package {package}: removed, no user used it")
