@@ -5,19 +5,22 @@ settings (vanity) and the nodes' addresses, and emit ``StepSpec``s in dependency
 step comes after the steps it depends on). They decide nothing at run time: the one value known
 only then — the DKIM key — is a reference to the DKIM step's outputs. ``plan_deploy`` builds
 (or converges) the service; ``plan_removal`` removes what it built (terminate, factory reset):
-the service's own users go last on each node, after everything else removed there, and the
-Hestia package stays (it is shared by name with other services on the plan).
+the service's own users go last on each node, after everything else removed there, then the
+Hestia packages of hostwright's form no user on that node uses any more. The package a service's
+users go on is named after its exact limits (domain/hestia_package.py): the same content is the
+same package on a node, other quotas are another, and none is ever rewritten.
 
 Actions and their params (every value JSON-able; a handler receives exactly these keys):
 
 =================== ===== =====================================================================
 action              role  params
 =================== ===== =====================================================================
-ensure_package      web   package (str), plan (quota dict: HostingPlan fields but package,
-                          php_version and mailbox_quota_mb; an int or None = unlimited)
+ensure_package      web   package (str: ``content_package(plan)``, ``hw-<digest>-<name>``),
+                          plan (quota dict: HostingPlan fields but package, php_version and
+                          mailbox_quota_mb; an int or None = unlimited)
 ensure_user         any   user, package, email, password_sealed (str | None; None = the
                           handler sets a password of its own and never reports it), plan
-                          (optional, as ensure_package's: the package is ensured first)
+                          (as ensure_package's: the package is ensured first)
 ensure_web_domain   web   user, domain, ip (the node's address), aliases (list of names)
 ensure_php          web   user, domain, php_version ("8.2")
 ensure_mail_domain  mail  user, domain, dkim (bool)
@@ -34,6 +37,9 @@ remove_dns_zone     dns   user, domain
 remove_dns_record   dns   user, domain, record, type, value (only that exact record goes)
 remove_user         any   user, email (the contact it was created with)
 =================== ===== =====================================================================
+
+``remove_unused_packages`` (any role, no params) removes the node's ``hw-…`` packages no user
+there uses; it follows each ``remove_user`` (``remove.<role>.packages``).
 
 A record dict is ``{record, type, value}`` plus ``priority`` (int) for MX; instead of ``value``
 it may carry ``value_from: {"step": <step key>, "output": <key>}``, to be read from the task

@@ -26,7 +26,9 @@ unsuspend_dns_record dns   user, domain, record, type, value
 
 Change plan uses deploy's set-up steps with deploy's params (``ensure_package`` then
 ``ensure_user`` on the web node, ``ensure_user`` carrying the plan on a mail or DNS node): the
-package gets the plan's quotas and the user is moved onto it.
+package named after the new plan's limits is made (the old one is never edited) and the user is
+moved onto it; then ``remove_unused_packages`` on each node removes the package it left when no
+other user there is on it (``change_plan.<role>.packages``).
 
 Split and unified: the service's user on every node the placement touches (web, mail, each DNS
 node), once per node. Vanity: the service's own web user; the mailbox ``<label>@<provider

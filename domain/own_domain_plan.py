@@ -92,10 +92,11 @@ def switch(kind: str, chain: StepChain, service: ServiceFacts, placement: Placem
 
 
 def change_plan(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
-    """The service's user on every node onto the plan's package and quotas."""
+    """The service's user on every node onto the plan's package and quotas, then the
+    packages no user there uses any more (the one it left, when no other service shares it)."""
     email = contact_email(service)
     for role, server_id in _nodes(placement):
-        chain.node_user(role, server_id, email)
+        chain.unused_packages(role, server_id, chain.node_user(role, server_id, email))
 
 
 def contact_email(service: ServiceFacts) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import Conflict, InvalidInput
+from domain.hestia_package import content_package
 from domain.names import validate_username
 from domain.service import Service
 
@@ -122,23 +123,26 @@ class StepChain:
     def node_user(self, role: str, server_id: str, email: str) -> str:
         """The key of the step that makes the service's user exist on ``server_id``.
 
-        The web node's package is a step of its own, ahead of the web user, as the chain
-        reads "package → web user → …". On a mail or DNS node the user step carries the plan
-        and sees to the package first: a Hestia user cannot exist without its package, and a
-        step of its own there cost a whole dispatch (three events, two messages) per node
-        per deploy for what is, after the first deploy, one probe.
+        The user goes on the package named after the plan's exact limits
+        (domain/hestia_package.py), never rewritten once made. The web node's package is a
+        step of its own, ahead of the web user, as the chain reads "package → web user → …".
+        Every user step carries the plan too and sees to the package first: on a mail or DNS
+        node that saves a whole dispatch (three events, two messages) per node per deploy, and
+        everywhere it re-makes a package removed as unused (``unused_packages``) between its
+        package step and its user step.
         """
         if server_id in self._user_steps:
             return self._user_steps[server_id]
         suffix = f"@{server_id}" if role == "dns" else ""
         plan = self.service.plan
-        package_name = str(plan.get("package", "default"))
+        package_name = content_package(plan)
         quotas = {k: v for k, v in plan.items() if k not in _QUOTA_EXCLUDED}
         user_params: dict[str, Any] = {
             "user": self.service.user,
             "package": package_name,
             "email": email,
             "password_sealed": self.service.password_sealed,
+            "plan": quotas,
         }
         after: tuple[str, ...] = ()
         if role == "web":
@@ -150,13 +154,24 @@ class StepChain:
                 {"package": package_name, "plan": quotas},
             )
             after = (package,)
-        else:
-            user_params["plan"] = quotas
         user = self.add(
             f"{self.prefix}{role}.user{suffix}", role, "ensure_user", server_id, user_params, after
         )
         self._user_steps[server_id] = user
         return user
+
+    def unused_packages(self, role: str, server_id: str, after: str) -> str:
+        """A step after ``after`` (a user moved or removed on ``server_id``) that removes the
+        packages hostwright made there which no user uses any more."""
+        suffix = f"@{server_id}" if role == "dns" else ""
+        return self.add(
+            f"{self.prefix}{role}.packages{suffix}",
+            role,
+            "remove_unused_packages",
+            server_id,
+            {},
+            (after,),
+        )
 
     def php(self, web: str, web_domain: str) -> None:
         """The site's PHP version on ``web`` after its web domain, when the plan names one."""
@@ -187,16 +202,26 @@ class StepChain:
             self._removals.setdefault(server_id, (role, []))[1].append(key)
 
     def remove_users(self, email: str) -> None:
-        """``email``: the contact the user was created with (the handler checks it is ours)."""
+        """The service's user on each node after everything removed there, then the packages
+        no user there uses any more. ``email``: the contact the user was created with (the
+        handler checks it is ours)."""
         for server_id, (role, keys) in self._removals.items():
             suffix = f"@{server_id}" if role == "dns" else ""
-            self.add(
+            user = self.add(
                 f"remove.{role}.user{suffix}",
                 role,
                 "remove_user",
                 server_id,
                 {"user": self.service.user, "email": email},
                 tuple(keys),
+            )
+            self.add(
+                f"remove.{role}.packages{suffix}",
+                role,
+                "remove_unused_packages",
+                server_id,
+                {},
+                (user,),
             )
 
 

@@ -101,8 +101,10 @@ def switch(
 def change_plan(
     chain: StepChain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
 ) -> None:
-    """The web user onto the plan's package; the mailbox's quota when the plan sets one."""
-    chain.node_user("web", placement.web_server, contact_email(service, provider))
+    """The web user onto the plan's package, then the web node's packages no user uses any
+    more; the mailbox's quota when the plan sets one."""
+    web = placement.web_server
+    chain.unused_packages("web", web, chain.node_user("web", web, contact_email(service, provider)))
     quota = mailbox_quota(service)
     if quota is not None:
         chain.add(

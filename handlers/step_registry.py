@@ -10,6 +10,7 @@ from handlers import (
     dns_steps,
     mail_steps,
     mailbox_steps,
+    package_steps,
     suspension_steps,
     user_steps,
     web_steps,
@@ -17,7 +18,8 @@ from handlers import (
 from handlers.step import StepAction
 
 STEP_ACTIONS: dict[str, StepAction] = {
-    "ensure_package": user_steps.ensure_package,
+    "ensure_package": package_steps.ensure_package,
+    "remove_unused_packages": package_steps.remove_unused_packages,
     "ensure_user": user_steps.ensure_user,
     "remove_user": user_steps.remove_user,
     "ensure_web_domain": web_steps.ensure_web_domain,

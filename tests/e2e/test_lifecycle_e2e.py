@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from domain.hestia_package import content_package, is_content_package
 from ops.devtools.simnode import Faults, read_stats
 from tests.support.deployment import (
     PROVIDER_DNS_USER,
@@ -34,6 +35,8 @@ from tests.support.resilience import (
     task_history,
     tasks_of,
 )
+
+ORDERED_PLAN = {"package": "pkg1", "disk_mb": 1000}  # what order_split(system, 1) orders
 
 
 async def act(system: Deployment, service_id: int, action: str, **body: Any) -> int:
@@ -134,11 +137,14 @@ async def test_suspend_unsuspend_and_terminate_reach_every_node_and_repeats_are_
             return "Service.PlanApplied" in await service_events(system, 1)
 
         await wait_until(plan_applied, 60, "the plan change on the nodes", system.logs)
+        # … a package named after those limits; the one it left, no user's any more, is gone
+        big, small = content_package(bigger["plan"]), content_package(ORDERED_PLAN)
         for node in nodes:
             user = (await system.on_node(node, "v-list-user", "user1"))["user1"]
-            package = await system.on_node(node, "v-list-user-package", "pkg1big")
-            assert user["PACKAGE"] == "pkg1big", node
-            assert package["pkg1big"]["DISK_QUOTA"] == "5000", node
+            package = await system.on_node(node, "v-list-user-package", big)
+            assert user["PACKAGE"] == big, node
+            assert package[big]["DISK_QUOTA"] == "5000", node
+            assert small not in await system.on_node(node, "v-list-user-packages"), node
         assert (await service_events(system, 1)).count("Service.PlanChangeRequested") == 1
         assert (await system.status(1))["status"] == "active"
 
@@ -149,6 +155,10 @@ async def test_suspend_unsuspend_and_terminate_reach_every_node_and_repeats_are_
         await system.wait_status([1, 2], "terminated", 90)
         assert [await user_state(system, n, "user1") for n in nodes] == [None] * 4
         assert await user_state(system, "web1", "bloguser") is None
+        # and no package hostwright made is left where no user uses it
+        for node in nodes:
+            left = await system.on_node(node, "v-list-user-packages")
+            assert not [p for p in left if is_content_package(p)], (node, left)
         assert "blog" not in await vanity_mailbox(system)
         for dns in ("dns1", "dns2"):
             names = {r["RECORD"] for r in (await provider_records(system, dns)).values()}

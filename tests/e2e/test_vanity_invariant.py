@@ -51,6 +51,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from domain.hestia_package import content_package, is_content_package
 from domain.hosting_plan import HostingPlan
 from ops.devtools.simnode import read_state_json
 from tests.support.convergence import REQUEST_TOPICS, events, run_finished, settle
@@ -85,8 +86,6 @@ PLANS = (
     {**BASE_PLAN, "mailbox_quota_mb": 250},
     {"package": "e2e-plus", "disk_mb": 4000, "mailbox_quota_mb": 500},
 )
-# packages a plan change brings to a node: they are the services', not the provider's
-SERVICE_PACKAGES = {"e2e-plus"}
 # the counters Hestia keeps in a conf line for the objects below it: they follow the number of
 # records / accounts (checked on their own), everything else in the line must stay as it was
 DERIVED = {"SERIAL", "RECORDS", "ACCOUNTS"}
@@ -235,8 +234,9 @@ def provider_view(system: Deployment, own: set[str]) -> dict[str, Any]:
     for server_id in system.nodes:
         state = copy.deepcopy(node_state(system, server_id))
         state["users"] = {u: d for u, d in state["users"].items() if u in PROVIDER_USERS}
+        # the services' packages are named after their content; the provider's are not
         state["packages"] = {
-            p: c for p, c in state["packages"].items() if p not in SERVICE_PACKAGES
+            p: c for p, c in state["packages"].items() if not is_content_package(p)
         }
         for data in state["users"].values():
             for zone in data.get("dns", {}).values():
@@ -306,7 +306,8 @@ def check_vanity(system: Deployment, service_id: int, label: str, expected: Expe
     web_user = states["web1"]["users"].get(user)
     assert web_user is not None, f"{where}: its user {user} is missing"
     conf = web_user["conf"]
-    assert (conf.get("SUSPENDED"), conf.get("PACKAGE")) == (flag, expected.plan["package"]), (
+    package = content_package(expected.plan)
+    assert (conf.get("SUSPENDED"), conf.get("PACKAGE")) == (flag, package), (
         f"{where}: user {user}: {conf}"
     )
     sites = {d: c.get("SUSPENDED") for d, c in web_user["web"].items()}
@@ -327,7 +328,8 @@ def check_split(system: Deployment, expected: Expected) -> None:
     for server_id in system.nodes:
         data = node_state(system, server_id)["users"][SPLIT_USER]
         conf = data["conf"]
-        assert (conf.get("SUSPENDED"), conf.get("PACKAGE")) == (flag, expected.plan["package"]), (
+        package = content_package(expected.plan)
+        assert (conf.get("SUSPENDED"), conf.get("PACKAGE")) == (flag, package), (
             f"{server_id}: split user: {conf}, expected {expected}"
         )
         things = suspended_things(data, set())

@@ -349,6 +349,43 @@ async def test_package_file_via_sftp(client: Client) -> None:
     assert (await client.run("v-add-web-domain", "alice", "two.test")).exit_status == 8
 
 
+async def test_deleting_a_package_moves_its_users_and_every_prefixed_ones_to_default(
+    client: Client,
+) -> None:
+    """As Hestia's v-delete-user-package does (it greps ``PACKAGE='NAME``): a package in use is
+    not refused, and users on any package whose name starts with it go to ``default`` too."""
+    conn = await client.connect()
+    try:
+        async with conn.start_sftp_client() as sftp:
+            await sftp.makedirs("/tmp", exist_ok=True)
+            async with sftp.open("/tmp/gold.pkg", "w") as pkg:
+                await pkg.write("".join(f"{k}='{v}'\n" for k, v in GOLD.items()))
+    finally:
+        conn.close()
+    for package in ("gold", "gold-2", "silver"):
+        await client.run("v-add-user-package", "/tmp/gold.pkg", package)
+    for user, package in (("alice", "gold"), ("bob", "gold-2"), ("carol", "silver")):
+        await client.run("v-add-user", user, "pw", f"{user}@example.com", package)
+    listed = await client.json("v-list-user-package", "gold", "json")
+    assert {"RATE_LIMIT", "BACKEND_TEMPLATE", "BACKUPS_INCREMENTAL"} <= set(listed["gold"])
+    assert (await client.run("v-delete-user-package", "gold")).exit_status == 0
+    users = await client.json("v-list-users", "json")
+    assert {u: c["PACKAGE"] for u, c in users.items()} == {
+        "alice": "default",
+        "bob": "default",
+        "carol": "silver",
+    }
+    assert users["alice"]["WEB_DOMAINS"] == "unlimited"  # the default package's limits
+    assert set(await client.json("v-list-user-packages", "json")) == {
+        "default",
+        "system",
+        "gold-2",
+        "silver",
+    }
+    assert (await client.run("v-delete-user-package", "gold")).exit_status == 3
+    assert (await client.run("v-delete-user-package")).exit_status == 1
+
+
 async def test_acme_challenge_over_http(client: Client, node: SimNode) -> None:
     await client.run("v-add-user", "alice", "pw", "alice@example.com")
     await client.run("v-add-web-domain", "alice", "site.test")

@@ -15,7 +15,7 @@ from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
 from tests.support.steps import ALICE, PASSWORD, changes, step, twice
 
 
-async def test_package_is_made_once_and_rewritten_on_drift(
+async def test_package_is_made_once_and_never_rewritten(
     env: tuple[SimNode, HestiaDriver],
 ) -> None:
     node, driver = env
@@ -30,9 +30,9 @@ async def test_package_is_made_once_and_rewritten_on_drift(
     adds = [argv for argv in changes(node) if argv[0] == "v-add-user-package"]
     assert len(adds) == 1 and adds[0][2:] == ["gold"]
     gold["quotas"]["DISK_QUOTA"] = 800  # type: ignore[index]
-    outcome, lines = await step(driver, "ensure_package", gold)
-    assert outcome.changed and any("differs in DISK_QUOTA" in line for line in lines)
-    assert changes(node)[-1][2:] == ["gold", "yes"]
+    with pytest.raises(PermanentNodeError, match="holds other limits \\(DISK_QUOTA\\)"):
+        await step(driver, "ensure_package", gold)
+    assert changes(node) == adds
     assert not list((node.data_dir / "fs/tmp").glob("*.pkg"))
     with pytest.raises(StepParamsError):
         await step(driver, "ensure_package", {"package": "x", "quotas": {"SHELL": "a'b"}})
@@ -61,14 +61,15 @@ async def test_user_with_quotas_sees_to_its_package_first(
     assert [argv[0] for argv in changes(node)] == ["v-add-user-package", "v-add-user"]
     listed = await driver.list_json(["v-list-user", "alice"])
     assert (listed["alice"]["PACKAGE"], listed["alice"]["DISK_QUOTA"]) == ("gold", "500")
-    # a plan change: the package takes the new quotas and the user is moved onto them
-    gold["quotas"] = {"WEB_DOMAINS": 3, "DISK_QUOTA": 800}
+    # a plan change is another package: made, and the user moved onto it; gold is untouched
+    gold = {**gold, "package": "gold2", "quotas": {"WEB_DOMAINS": 3, "DISK_QUOTA": 800}}
     outcome, lines = await step(driver, "ensure_user", gold)
-    assert outcome.changed and any("differs in DISK_QUOTA" in line for line in lines)
+    assert outcome.changed and any("on package gold, wants gold2" in line for line in lines)
     assert [argv[0] for argv in changes(node)[-2:]] == [
         "v-add-user-package",
         "v-change-user-package",
     ]
+    assert (await driver.list_json(["v-list-user-package", "gold"]))["gold"]["DISK_QUOTA"] == "500"
     listed = await driver.list_json(["v-list-user", "alice"])
     assert listed["alice"]["DISK_QUOTA"] == "800"
     assert not (await step(driver, "ensure_user", gold))[0].changed

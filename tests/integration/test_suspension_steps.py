@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from domain.deploy_plan import ProviderSettings, ServiceFacts, StepSpec, plan_deploy
+from domain.hestia_package import content_package
 from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement
 from handlers.hestia_command import CommandResult, PermanentNodeError
@@ -206,14 +207,22 @@ async def test_change_plan_moves_the_user_to_the_new_package(
         "7", "unified", "shop.test", plan={"package": "silver", "disk_mb": 900, "web_domains": 2}
     )
     change = plan_change_plan(silver, ONE_NODE, None, IPS)
-    assert [s.step for s in change] == ["change_plan.web.package", "change_plan.web.user"]
     assert await run_plan(driver, change) == {
         "change_plan.web.package": True,
         "change_plan.web.user": True,
+        "change_plan.web.packages": True,  # the one it left
     }
-    assert changes(node)[-1] == ["v-change-user-package", SHOP.user, "silver"]
+    silver_package = content_package(silver.plan)
+    assert changes(node)[-2:] == [
+        ["v-change-user-package", SHOP.user, silver_package],
+        ["v-delete-user-package", content_package(SHOP.plan)],
+    ]
     conf = await user_conf(driver, SHOP.user)
-    assert (conf["PACKAGE"], conf["DISK_QUOTA"], conf["WEB_DOMAINS"]) == ("silver", "900", "2")
+    assert (conf["PACKAGE"], conf["DISK_QUOTA"], conf["WEB_DOMAINS"]) == (
+        silver_package,
+        "900",
+        "2",
+    )
     before = changes(node)
     assert not any((await run_plan(driver, change)).values())
     assert changes(node) == before
@@ -231,7 +240,7 @@ async def test_vanity_change_plan_sets_the_mailbox_quota_or_leaves_it_for_the_un
     )  # fmt: skip
     change = plan_change_plan(gold, ONE_NODE, PROVIDER, IPS)
     assert all((await run_plan(driver, change)).values())
-    assert (await user_conf(driver, BOB.user))["PACKAGE"] == "gold"
+    assert (await user_conf(driver, BOB.user))["PACKAGE"] == content_package(gold.plan)
     box = await driver.list_json(["v-list-mail-account", "hoster", "hoster.test", "bob"])
     assert box["bob"]["QUOTA"] == "250"
     assert await provider_view(driver) == provider_before

@@ -1,15 +1,18 @@
 """Running one step action on a node as a role handler would, and checking that a second run
 is a no-op: what the step tests share.
 
-Consumes a NodeDriver and a SimNode's command log; emits the step's outcome and log lines.
+Consumes a NodeDriver and a SimNode's command log; emits the step's outcome and log lines
+(``run_plan``: a planned run's steps, in order, and which changed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from domain.step_chain import StepSpec
 from handlers.hestia_driver import HestiaDriver
 from handlers.step import StepLog, StepOutcome
+from handlers.step_params import resolve_params
 from handlers.step_registry import STEP_ACTIONS
 from ops.devtools.simnode import SimNode, read_command_log
 
@@ -42,3 +45,16 @@ async def twice(
     assert changes(node) == before
     assert second.outputs == first.outputs
     return second
+
+
+async def run_plan(driver: HestiaDriver, steps: list[StepSpec]) -> dict[str, bool]:
+    """Runs planned steps in order as a role handler would (params resolved, the password
+    "sealed" as itself); step key → changed."""
+    changed: dict[str, bool] = {}
+    outputs: dict[str, dict[str, Any]] = {}
+    for spec in steps:
+        inputs = {dep: outputs[dep] for dep in spec.depends_on}
+        params = resolve_params(spec.params, inputs, unseal=lambda sealed: sealed)
+        outcome = await STEP_ACTIONS[spec.action](driver, params, inputs, StepLog())
+        changed[spec.step], outputs[spec.step] = outcome.changed, outcome.outputs
+    return changed

@@ -16,6 +16,7 @@ from domain.deploy_plan import (
     plan_removal,
 )
 from domain.errors import Conflict, InvalidInput
+from domain.hestia_package import content_package
 from domain.names import validate_username
 from domain.placement import Placement, placement_for
 from domain.provider_settings import RESERVED_VANITY_LABELS
@@ -40,6 +41,7 @@ from tests.support.plans import (
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+DEFAULT = content_package({})  # a plan that sets nothing
 
 
 def test_split_builds_the_chain_on_each_node() -> None:
@@ -62,12 +64,13 @@ def test_split_builds_the_chain_on_each_node() -> None:
     ]
     step = by_key(steps)
     quotas = {"disk_mb": 1000, "mail_accounts": None}
-    assert step["web.package"].params == {"package": "gold", "plan": quotas}
-    # a mail or DNS node's user step sees to the package itself, with the same quotas
-    for key in ("mail.user", "dns.user@dns1", "dns.user@dns2"):
-        assert step[key].params["package"] == "gold"
+    package = content_package(PLAN)
+    assert package.startswith("hw-") and package.endswith("-gold")
+    assert step["web.package"].params == {"package": package, "plan": quotas}
+    # every user step sees to the package itself, with the same quotas
+    for key in ("web.user", "mail.user", "dns.user@dns1", "dns.user@dns2"):
+        assert step[key].params["package"] == package
         assert step[key].params["plan"] == quotas
-    assert "plan" not in step["web.user"].params
     assert step["web.php"].params["php_version"] == "8.2"
     assert step["web.domain"].params == {
         "user": facts().user,
@@ -146,16 +149,17 @@ def test_vanity_builds_only_its_own_site_mailbox_and_record() -> None:
     assert_well_formed(steps)
     user = vanity().user
     assert [(s.step, s.action, s.server_id, s.params) for s in steps] == [
-        ("web.package", "ensure_package", "web1", {"package": "default", "plan": {}}),
+        ("web.package", "ensure_package", "web1", {"package": DEFAULT, "plan": {}}),
         (
             "web.user",
             "ensure_user",
             "web1",
             {
                 "user": user,
-                "package": "default",
+                "package": DEFAULT,
                 "email": "bob@example.net",
                 "password_sealed": None,
+                "plan": {},
             },
         ),
         (
@@ -212,17 +216,22 @@ def test_split_removal_removes_what_it_built_users_last() -> None:
         ("remove.dns.zone@dns1", "remove_dns_zone", ()),
         ("remove.dns.zone@dns2", "remove_dns_zone", ()),
         ("remove.web.user", "remove_user", ("remove.web.domain",)),
+        ("remove.web.packages", "remove_unused_packages", ("remove.web.user",)),
         ("remove.mail.user", "remove_user", ("remove.mail.domain",)),
+        ("remove.mail.packages", "remove_unused_packages", ("remove.mail.user",)),
         ("remove.dns.user@dns1", "remove_user", ("remove.dns.zone@dns1",)),
+        ("remove.dns.packages@dns1", "remove_unused_packages", ("remove.dns.user@dns1",)),
         ("remove.dns.user@dns2", "remove_user", ("remove.dns.zone@dns2",)),
+        ("remove.dns.packages@dns2", "remove_unused_packages", ("remove.dns.user@dns2",)),
     ]
 
 
 def test_unified_removal_removes_the_one_user_after_everything_else() -> None:
     steps = plan_removal(facts("unified"), UNIFIED, None, IPS)
     assert_well_formed(steps)
-    assert steps[-1].action == "remove_user"
-    assert steps[-1].depends_on == (
+    assert (steps[-1].action, steps[-1].depends_on) == ("remove_unused_packages", (steps[-2].step,))
+    assert steps[-2].action == "remove_user"
+    assert steps[-2].depends_on == (
         "remove.web.domain",
         "remove.mail.domain",
         "remove.dns.zone@all1",
@@ -260,6 +269,7 @@ def test_vanity_removal_leaves_the_providers_things_alone() -> None:
         ]
         * 2,
         ("remove_user", {"user": vanity().user, "email": "bob@example.net"}),
+        ("remove_unused_packages", {}),
     ]
 
 
@@ -435,4 +445,5 @@ def test_vanity_steps_touch_only_the_labels_own_things(
                 "ensure_php",
                 "remove_web_domain",
                 "remove_user",
+                "remove_unused_packages",  # node-wide, but only hostwright's unused packages
             ), step

@@ -18,6 +18,7 @@ from domain.deploy_plan import (
     plan_removal,
 )
 from domain.errors import Conflict, InvalidInput
+from domain.hestia_package import content_package
 from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement
 from domain.provider_settings import RESERVED_VANITY_LABELS
@@ -120,9 +121,28 @@ def test_split_change_plan_sets_the_package_and_user_on_every_node() -> None:
     assert shape(steps) == [
         ("change_plan.web.package", "ensure_package", "web1", ()),
         ("change_plan.web.user", "ensure_user", "web1", ("change_plan.web.package",)),
+        ("change_plan.web.packages", "remove_unused_packages", "web1", ("change_plan.web.user",)),
         ("change_plan.mail.user", "ensure_user", "mail1", ()),
+        (
+            "change_plan.mail.packages",
+            "remove_unused_packages",
+            "mail1",
+            ("change_plan.mail.user",),
+        ),
         ("change_plan.dns.user@dns1", "ensure_user", "dns1", ()),
+        (
+            "change_plan.dns.packages@dns1",
+            "remove_unused_packages",
+            "dns1",
+            ("change_plan.dns.user@dns1",),
+        ),
         ("change_plan.dns.user@dns2", "ensure_user", "dns2", ()),
+        (
+            "change_plan.dns.packages@dns2",
+            "remove_unused_packages",
+            "dns2",
+            ("change_plan.dns.user@dns2",),
+        ),
     ]
     # the same package and user as the deploy makes, so a redeploy agrees with it
     deployed = by_key(plan_deploy(service, SPLIT, None, IPS))
@@ -130,11 +150,15 @@ def test_split_change_plan_sets_the_package_and_user_on_every_node() -> None:
     for key in ("web.package", "web.user", "mail.user", "dns.user@dns1", "dns.user@dns2"):
         assert changed[f"change_plan.{key}"].params == deployed[key].params
     assert changed["change_plan.web.package"].params == {
-        "package": "gold",
+        "package": content_package(PLAN),
         "plan": {"disk_mb": 1000, "mail_accounts": None},
     }
     unified = plan_change_plan(facts("unified", plan=PLAN), UNIFIED, None, IPS)
-    assert [s.step for s in unified] == ["change_plan.web.package", "change_plan.web.user"]
+    assert [s.step for s in unified] == [
+        "change_plan.web.package",
+        "change_plan.web.user",
+        "change_plan.web.packages",
+    ]
 
 
 def test_vanity_change_plan_never_names_the_providers_package_or_users() -> None:
@@ -142,6 +166,7 @@ def test_vanity_change_plan_never_names_the_providers_package_or_users() -> None
     assert [(s.step, s.server_id) for s in steps] == [
         ("change_plan.web.package", "web1"),
         ("change_plan.web.user", "web1"),
+        ("change_plan.web.packages", "web1"),
     ]
     assert by_key(steps)["change_plan.web.user"].params["user"] == vanity().user
     service = facts(
@@ -213,6 +238,7 @@ def test_vanity_lifecycle_steps_touch_only_the_labels_own_things(
                 "ensure_user",
                 "suspend_user",
                 "unsuspend_user",
+                "remove_unused_packages",  # node-wide, but only hostwright's unused packages
             ), step
 
 

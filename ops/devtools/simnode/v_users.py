@@ -99,7 +99,9 @@ _USER_JSON_KEYS = [
     "TIME",
     "DATE",
 ]
-_PACKAGE_JSON_KEYS = [
+# v-list-user-packages leaves out BACKEND_TEMPLATE, RATE_LIMIT and BACKUPS_INCREMENTAL, which
+# v-list-user-package (one package) shows
+_PACKAGES_JSON_KEYS = [
     "WEB_TEMPLATE",
     "PROXY_TEMPLATE",
     "DNS_TEMPLATE",
@@ -123,6 +125,7 @@ _PACKAGE_JSON_KEYS = [
     "TIME",
     "DATE",
 ]
+_PACKAGE_JSON_KEYS = [*_PACKAGE_KEYS, "TIME", "DATE"]
 
 
 def password_hash(password: str) -> str:
@@ -360,13 +363,36 @@ def add_user_package(node: Node, argv: list[str]) -> str:
     return ""
 
 
-def _package_fields(pkg: Conf) -> dict[str, str]:
-    return {key: pkg.get(key, "") for key in _PACKAGE_JSON_KEYS}
+def _package_fields(pkg: Conf, keys: list[str] = _PACKAGE_JSON_KEYS) -> dict[str, str]:
+    return {key: pkg.get(key, "") for key in keys}
+
+
+@command("v-delete-user-package")
+def delete_user_package(node: Node, argv: list[str]) -> str:
+    """As Hestia does it: every user whose package name *starts with* PACKAGE (Hestia greps
+    ``PACKAGE='PACKAGE``) is moved to ``default`` first; a package in use is not refused."""
+    check_args(argv, 1, "v-delete-user-package", "PACKAGE")
+    package = argv[0]
+    v.object_format(package, "package")
+    if package not in node.state.packages:
+        raise HestiaError(Exit.NOTEXIST, f"package {package} doesn't exist")
+    default = node.state.packages.get("default", {})
+    on_it = [n for n, d in dict.items(node.state.users) if d.conf["PACKAGE"].startswith(package)]
+    for name in on_it:
+        data = node.state.users[name]  # reached by name, so its change is saved
+        data.conf.update({k: default.get(k, "") for k in _PACKAGE_KEYS})
+        data.conf["PACKAGE"] = "default"
+    del node.state.packages[package]
+    node.changed = True
+    return ""
 
 
 @command("v-list-user-packages")
 def list_user_packages(node: Node, argv: list[str]) -> str:
-    packages = {name: _package_fields(p) for name, p in sorted(node.state.packages.items())}
+    packages = {
+        name: _package_fields(p, _PACKAGES_JSON_KEYS)
+        for name, p in sorted(node.state.packages.items())
+    }
     return render(packages, arg(argv, 0, "shell"), name_key="PKG_NAME")
 
 
