@@ -8,7 +8,10 @@ only then — the DKIM key — is a reference to the DKIM step's outputs. ``plan
 the service's own users go last on each node, after everything else removed there, and the
 Hestia package stays (it is shared by name with other services on the plan).
 
-Actions and their params (every value JSON-able; a handler receives exactly these keys):
+Actions and their params (every value JSON-able; a handler receives exactly these keys). Every
+action but ``ensure_package`` also gets ``owner``, the service id: the handler marks what it
+makes with it and never adopts, changes or removes what does not carry that mark
+(handlers/ownership.py).
 
 =================== ===== =====================================================================
 action              role  params
@@ -32,7 +35,7 @@ remove_mail_domain  mail  user, domain
 remove_mailbox      mail  user, domain, account
 remove_dns_zone     dns   user, domain
 remove_dns_record   dns   user, domain, record, type, value (only that exact record goes)
-remove_user         any   user, email (the contact it was created with)
+remove_user         any   user (only a user carrying the service's owner mark goes)
 =================== ===== =====================================================================
 
 A record dict is ``{record, type, value}`` plus ``priority`` (int) for MX; instead of ``value``
