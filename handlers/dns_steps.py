@@ -8,8 +8,8 @@ Ownership (handlers/ownership.py): a zone and its records are the service's when
 holding the zone carries its owner mark. A single record in someone else's zone (vanity's
 ``<label>`` in the provider's) is the service's when a TXT ``hostwright-owner=<owner>`` sits at
 the same name, alone: ``ensure_dns_record`` writes that mark before the record, on a name no
-record uses yet, and ``remove_dns_record`` removes it after the record, so a crash between the
-two leaves a mark to find again, never a record nobody can prove. A name in use without the
+record uses yet, and ``remove_dns_record`` removes it after the last record at that name, so a crash
+between the two leaves a mark to find again, never a record nobody can prove. A name in use without the
 mark, or with another's, is refused and left as it is.
 """
 
@@ -245,12 +245,13 @@ async def _delete_copies(
 async def remove_dns_record(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """No copy of exactly this record (name, type, priority and value all match), then no
-    owner mark of this service at its name.
+    """No copy of exactly this record (name, type, priority and value all match); then, once
+    nothing else is left at its name, no owner mark of this service there either.
 
     params: ``user``, ``domain``, ``owner``, ``record``, ``type``, ``value``, ``priority?``.
-    The record must carry this service's mark alone: without it, or with another's → permanent
-    "refused", left as it is. A zone or record already absent → unchanged. outputs: none.
+    The record's name must carry this service's mark alone: without it, or with another's →
+    permanent "refused", left as it is. A zone or record already absent → unchanged (a mark
+    left alone at the name by an interrupted removal goes). outputs: none.
     """
     user, domain, owner = text(params, "user"), domain_name(params), owner_param(params)
     record = DesiredRecord.parse(
@@ -261,18 +262,29 @@ async def remove_dns_record(
     if listed is None:
         log.note(f"{domain}: absent, and {record.describe()} with it")
         return StepOutcome(False)
-    marks = record_marks(dict(listed), record.record)
+    changed = False
     if _by_key(dict(listed)).get(record.key):
         what = f"record {record.describe()} in {domain}"
+        marks = record_marks(dict(listed), record.record)
         require_ours(driver, what, marks, mark.value, removal=True)
-        await _delete_copies(driver, log, user, domain, record)
-        await _delete_copies(driver, log, user, domain, mark)
-        return StepOutcome(True)
-    if mark.value in marks and await _delete_copies(driver, log, user, domain, mark):
-        log.note(f"{domain}: {record.describe()} was gone; removed its owner mark")
-        return StepOutcome(True)
-    log.note(f"{domain}: {record.describe()} already absent")
-    return StepOutcome(False)
+        changed = await _delete_copies(driver, log, user, domain, record)
+        listed = await _records(driver, user, domain)
+    else:
+        log.note(f"{domain}: {record.describe()} already absent")
+    if mark.value in record_marks(dict(listed), record.record) and not _holds_more_than_marks(
+        dict(listed), record.record
+    ):
+        log.note(f"{domain}: nothing left at {record.record}; removing its owner mark")
+        changed = await _delete_copies(driver, log, user, domain, mark) or changed
+    return StepOutcome(changed)
+
+
+def _holds_more_than_marks(listed: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether ``name`` holds a record that is not an owner mark (the mark guards the name
+    while anything of the service is there)."""
+    marks = set(record_marks(listed, name))
+    keys = [listed_key(entry) for entry in listed.values()]
+    return any(n == name and not (t == "TXT" and v in marks) for (n, t, _, v) in keys)
 
 
 async def remove_dns_zone(
