@@ -8,9 +8,9 @@ Ownership (handlers/ownership.py): a zone and its records are the service's when
 holding the zone carries its owner mark. A single record in someone else's zone (vanity's
 ``<label>`` in the provider's) is the service's when a TXT ``hostwright-owner=<owner>`` sits at
 the same name, alone: ``ensure_dns_record`` writes that mark before the record, on a name no
-record uses yet, and ``remove_dns_record`` removes it after the last record at that name, so a crash
-between the two leaves a mark to find again, never a record nobody can prove. A name in use without the
-mark, or with another's, is refused and left as it is.
+record uses yet, and ``remove_dns_record`` removes it after the last record at that name, so
+a crash between the two leaves a mark to find again, never a record nobody can prove. A name
+in use without the mark, or with another's, is refused and left as it is.
 """
 
 from __future__ import annotations

@@ -142,9 +142,14 @@ async def ensure_mailbox(
         return StepOutcome(False, address)
     argv = ["v-add-mail-account", user, domain, account, password]
     argv += [str(quota)] if quota is not None else []
-    if await apply(driver, log, argv, also_ok=(4,)) == 4:  # made meanwhile: by whom?
+    if await apply(driver, log, argv, also_ok=(4,)) == 4:  # made meanwhile, or an alias
         accounts = await _accounts(driver, user, domain)
-        require_ours(driver, what, mailbox_marks(accounts.get(account, {})), mark)
+        if account not in accounts:
+            raise PermanentNodeError(
+                f"conflict: {account}@{domain} on {driver.server_id} is an alias of another "
+                "mailbox; not adopted"
+            )
+        require_ours(driver, what, mailbox_marks(accounts[account]), mark)
         return StepOutcome(False, address)
     try:
         await apply(driver, log, ["v-add-mail-account-alias", user, domain, account, mark])

@@ -114,6 +114,19 @@ async def test_a_mailbox_made_by_hand_is_neither_adopted_nor_removed(nodes: Node
     assert snapshot(nodes) == before
 
 
+async def test_a_label_that_is_another_mailboxs_alias_is_not_taken(nodes: Nodes) -> None:
+    await provision_provider(nodes)
+    mail = nodes["mail1"][1]
+    await step(mail, "ensure_mailbox", {**SHOP_MAILBOX, "password": "A-secret-1", "owner": A})
+    alias = ["v-add-mail-account-alias", "hoster", "hoster.test", "shop", "sales"]
+    await mail.check(alias)  # staff gave A's mailbox a second address
+    before = snapshot(nodes)
+    sales = {**SHOP_MAILBOX, "account": "sales", "password": "B-pass-22", "owner": B}
+    message = r"conflict: sales@hoster\.test on mail1 is an alias of another mailbox"
+    await refused(mail, "ensure_mailbox", sales, message)
+    assert snapshot(nodes) == before
+
+
 async def test_a_second_service_cannot_adopt_switch_or_remove_another_services_records(
     nodes: Nodes,
 ) -> None:
