@@ -5,12 +5,14 @@ Hestia has no owner field, so each service marks what it makes with its WHMCS se
 
 - a Hestia user: its full name (``NAME``), ``hostwright service <id>``, given to ``v-add-user``
   itself, so a user is never there without its mark; the web, mail and DNS domains a user holds
-  are ours when the user is;
+  are ours when the user is (a customer who renames itself in Hestia's panel only locks
+  hostwright out of its own account: the steps then refuse it);
 - a mailbox on someone else's mail domain (vanity's ``<label>@<provider domain>``): an alias
-  ``hostwright.owner.<id>`` (labels have no dot, so it never names a label's mailbox), added
+  ``hostwright.owner.<id>`` (labels have no dot, so it never names a label's mailbox; an id a
+  local part cannot hold as it is becomes ``hostwright.ownerhash.<sha-256 prefix>``), added
   right after the mailbox, as Hestia needs the mailbox first;
 - a record in someone else's zone (vanity's ``<label>``): a TXT record at the same name,
-  ``hostwright-owner=<id>``, added before the record and removed after it.
+  ``hostwright-owner=<id>``, added before the record and removed after the last one there.
 
 ``require_ours`` consumes the marks a thing carries and the mark of the service acting, and
 raises the permanent, readable refusal unless that mark is the only one: another service's
