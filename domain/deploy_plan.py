@@ -10,7 +10,10 @@ Hestia packages of hostwright's form no user on that node uses any more. The pac
 users go on is named after its exact limits (domain/hestia_package.py): the same content is the
 same package on a node, other quotas are another, and none is ever rewritten.
 
-Actions and their params (every value JSON-able; a handler receives exactly these keys):
+Actions and their params (every value JSON-able; a handler receives exactly these keys). Every
+action but ``ensure_package`` also gets ``owner``, the service id: the handler marks what it
+makes with it and never adopts, changes or removes what does not carry that mark
+(handlers/ownership.py).
 
 =================== ===== =====================================================================
 action              role  params
@@ -35,7 +38,7 @@ remove_mail_domain  mail  user, domain
 remove_mailbox      mail  user, domain, account
 remove_dns_zone     dns   user, domain
 remove_dns_record   dns   user, domain, record, type, value (only that exact record goes)
-remove_user         any   user, email (the contact it was created with)
+remove_user         any   user (only a user carrying the service's owner mark goes)
 =================== ===== =====================================================================
 
 ``remove_unused_packages`` (any role, no params) removes the node's ``hw-…`` packages no user

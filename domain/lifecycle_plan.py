@@ -8,14 +8,14 @@ steps live in domain/own_domain_plan.py and domain/vanity_plan.py. Terminate is
 unsuspend turns on again what suspend turned off; change plan puts the service's users on its
 (new) plan's package and quotas.
 
-Actions and their params (a handler receives exactly these keys):
+Actions and their params (a handler receives exactly these keys; each also gets ``owner``, the
+service id: the handler touches only what carries the service's owner mark):
 
 ==================== ===== ===================================================================
 action               role  params
 ==================== ===== ===================================================================
-suspend_user         any   user, email (the contact it was created with: another contact's
-                           user is not ours and is never touched)
-unsuspend_user       any   user, email
+suspend_user         any   user (a user not marked as the service's is never touched)
+unsuspend_user       any   user
 suspend_mailbox      mail  user (the provider's shared mail user), domain, account
 unsuspend_mailbox    mail  user, domain, account, quota (optional: MB or "unlimited", set
                            once the mailbox is open again)

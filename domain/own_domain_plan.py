@@ -4,7 +4,8 @@ Consumes a StepChain (domain/step_chain.py), the service's facts and its placeme
 into the chain, the steps of each run kind. Both modes build the same chain: split puts web,
 mail and each DNS zone on nodes of their own, unified puts them all on one node, where the
 chain sets the node up once. The service's users are created with the contact
-``webmaster@<domain>``.
+``webmaster@<domain>`` (an e-mail address only: what makes them the service's is the owner
+mark the handler gives them, see domain/step_chain.py).
 """
 
 from __future__ import annotations
@@ -80,15 +81,15 @@ def removal(chain: StepChain, service: ServiceFacts, placement: Placement) -> No
     chain.remove("mail", "domain", "remove_mail_domain", placement.mail_server, dict(owned))
     for dns in placement.dns_servers:
         chain.remove("dns", f"zone@{dns}", "remove_dns_zone", dns, dict(owned))
-    chain.remove_users(contact_email(service))
+    chain.remove_users()
 
 
 def switch(kind: str, chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
     """``kind`` = suspend or unsuspend: the service's user on every node, at once."""
-    owner = {"user": service.user, "email": contact_email(service)}
     for role, server_id in _nodes(placement):
         suffix = f"@{server_id}" if role == "dns" else ""
-        chain.add(f"{kind}.{role}.user{suffix}", role, f"{kind}_user", server_id, dict(owner))
+        user = {"user": service.user}
+        chain.add(f"{kind}.{role}.user{suffix}", role, f"{kind}_user", server_id, user)
 
 
 def change_plan(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:

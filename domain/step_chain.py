@@ -3,7 +3,9 @@ orders them.
 
 Consumes a Service's facts (``ServiceFacts``) and the nodes' addresses; emits ``StepSpec``s
 through a ``StepChain``, which refuses a step that depends on one not yet planned and sets a
-node up (package, user) once however many roles the node serves for the service. The mode
+node up (package, user) once however many roles the node serves for the service. Every step
+but the package (shared by name) carries the service id as ``owner``: the handler marks what
+it makes with it and acts only on what carries that mark (handlers/ownership.py). The mode
 modules (domain/own_domain_plan.py, domain/vanity_plan.py) add their steps through a chain;
 domain/deploy_plan.py and domain/lifecycle_plan.py pick the mode per run kind.
 """
@@ -107,10 +109,15 @@ class StepChain:
         server_id: str,
         params: dict[str, Any],
         depends_on: tuple[str, ...] = (),
+        *,
+        owned: bool = True,
     ) -> str:
+        """``owned``: the step acts on the service's own things, so it carries ``owner``."""
         known = {s.step for s in self.steps}
         if step in known or not set(depends_on) <= known:
             raise ValueError(f"step {step} is a duplicate or depends on an unplanned step")
+        if owned:
+            params = {**params, "owner": self.service.service_id}
         self.steps.append(StepSpec(step, role, action, server_id, params, depends_on))
         return step
 
@@ -152,6 +159,7 @@ class StepChain:
                 "ensure_package",
                 server_id,
                 {"package": package_name, "plan": quotas},
+                owned=False,
             )
             after = (package,)
         user = self.add(
@@ -171,6 +179,7 @@ class StepChain:
             server_id,
             {},
             (after,),
+            owned=False,  # packages are shared by content, never one service's
         )
 
     def php(self, web: str, web_domain: str) -> None:
@@ -201,10 +210,10 @@ class StepChain:
         if owns_node:
             self._removals.setdefault(server_id, (role, []))[1].append(key)
 
-    def remove_users(self, email: str) -> None:
-        """The service's user on each node after everything removed there, then the packages
-        no user there uses any more. ``email``: the contact the user was created with (the
-        handler checks it is ours)."""
+    def remove_users(self) -> None:
+        """The service's user on each node it owns, after everything else removed there (the
+        handler deletes only a user carrying the service's owner mark), then the packages no
+        user there uses any more."""
         for server_id, (role, keys) in self._removals.items():
             suffix = f"@{server_id}" if role == "dns" else ""
             user = self.add(
@@ -212,7 +221,7 @@ class StepChain:
                 role,
                 "remove_user",
                 server_id,
-                {"user": self.service.user, "email": email},
+                {"user": self.service.user},
                 tuple(keys),
             )
             self.add(
@@ -222,6 +231,7 @@ class StepChain:
                 server_id,
                 {},
                 (user,),
+                owned=False,
             )
 
 

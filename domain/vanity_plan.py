@@ -5,7 +5,9 @@ provider's settings (domain/provider_settings.py); emits, into the chain, the st
 run kind. The service has its own web user and site; the mailbox ``<label>@<provider_domain>``
 lives on the provider's shared mail user; the A (AAAA) record ``<label>`` lives in the
 provider's zone on every DNS node, matched by name, type and value. No step creates, changes
-or removes the provider's domain, zone or users.
+or removes the provider's domain, zone or users. Every step carries the service id as
+``owner`` (domain/step_chain.py): the mailbox and the record are the service's by the owner
+marks the handlers put beside them (an alias, a TXT record at the same name), never by name.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def removal(
         chain.remove(
             "dns", f"record@{dns}", "remove_dns_record", dns, dict(record), owns_node=False
         )
-    chain.remove_users(contact_email(service, provider))
+    chain.remove_users()
 
 
 def switch(
@@ -84,8 +86,8 @@ def switch(
     provider: ProviderSettings,
 ) -> None:
     """``kind`` = suspend or unsuspend: the web user, the mailbox and the record, at once."""
-    owner = {"user": service.user, "email": contact_email(service, provider)}
-    chain.add(f"{kind}.web.user", "web", f"{kind}_user", placement.web_server, owner)
+    user = {"user": service.user}
+    chain.add(f"{kind}.web.user", "web", f"{kind}_user", placement.web_server, user)
     mailbox = _mailbox(service, provider)
     quota = mailbox_quota(service)
     if kind == "unsuspend" and quota is not None:

@@ -3,6 +3,14 @@
 ``v-add-dns-record`` appends a duplicate when the record is already there, so record steps
 always list the zone first, add only what is missing, and delete extra copies of the records
 they want (never anything else, unless a record asks for ``replace``).
+
+Ownership (handlers/ownership.py): a zone and its records are the service's when the user
+holding the zone carries its owner mark. A single record in someone else's zone (vanity's
+``<label>`` in the provider's) is the service's when a TXT ``hostwright-owner=<owner>`` sits at
+the same name, alone: ``ensure_dns_record`` writes that mark before the record, on a name no
+record uses yet, and ``remove_dns_record`` removes it after the last record at that name, so
+a crash between the two leaves a mark to find again, never a record nobody can prove. A name
+in use without the mark, or with another's, is refused and left as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +20,14 @@ from typing import Any
 from handlers.dns_records import TEXT_TYPES, DesiredRecord, RecordKey, listed_key
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
 from handlers.mail_steps import DKIM_RECORD
-from handlers.ownership import raise_conflict
+from handlers.ownership import (
+    our_user,
+    owner_param,
+    raise_conflict,
+    record_mark,
+    record_marks,
+    require_ours,
+)
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -33,13 +48,15 @@ async def ensure_dns_zone(
     """The DNS zone ``domain`` held by ``user``, made from Hestia's default template.
 
     params: ``user``, ``domain``, ``ip`` (the A record of the template), ``nameservers``
-    (optional list, up to 8; without two or more Hestia takes the user's package NS).
-    Another user's zone → permanent conflict. outputs: none.
+    (optional list, up to 8; without two or more Hestia takes the user's package NS),
+    ``owner`` (the user must carry its mark). Another user's zone → permanent conflict.
+    outputs: none.
     """
     user, domain, ip = text(params, "user"), domain_name(params), text(params, "ip")
     nameservers = text_list(params, "nameservers")
     if len(nameservers) > 8:
         raise StepParamsError("Hestia takes at most 8 name servers")
+    await our_user(driver, user, owner_param(params))
     if await listed_domain(driver, "dns", user, domain) is not None:
         log.note(f"DNS zone {domain}: present for {user}")
         return StepOutcome(False)
@@ -153,64 +170,130 @@ async def ensure_dns_records(
     ttl?, replace?}`` (``record`` relative to the zone, ``@`` for its apex; ``replace: true``
     removes other values of the same name and type). inputs: ``dkim_txt`` (from
     ``ensure_dkim``) adds ``mail._domainkey TXT <dkim_txt>`` with replace. Records not wanted
-    are left alone. outputs: ``records`` (how many were wanted).
+    are left alone. ``owner``: the zone's user must carry its mark. outputs: ``records`` (how
+    many were wanted).
     """
     user, domain = text(params, "user"), domain_name(params)
     wanted = _wanted(params, inputs)
+    await our_user(driver, user, owner_param(params))
     changed = await converge_records(driver, log, user, domain, wanted)
     if not changed:
         log.note(f"{domain}: all {len(wanted)} wanted records present once")
     return StepOutcome(changed, {"records": len(wanted)})
 
 
+def _mark_of(record: DesiredRecord, owner: str) -> DesiredRecord:
+    mark = {"record": record.record, "type": "TXT", "value": record_mark(owner)}
+    return DesiredRecord.parse(mark)
+
+
+def _name_in_use(listed: dict[str, dict[str, Any]], name: str) -> bool:
+    return any(listed_key(entry)[0] == name for entry in listed.values())
+
+
 async def ensure_dns_record(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """One record in a zone held by another user (vanity's record in the provider's zone).
+    """One record of this service in a zone held by another user (vanity's record in the
+    provider's zone), with its owner mark.
 
-    params: ``user`` (the zone's holder), ``domain`` (the zone), ``record``, ``type``,
-    ``value``, ``priority?``, ``ttl?``, ``replace?`` (default false; true removes other
-    values of this very name and type — use it only for a name the service owns). No other
-    record is touched. outputs: ``fqdn``.
+    params: ``user`` (the zone's holder), ``domain`` (the zone), ``owner`` (the service id),
+    ``record``, ``type``, ``value``, ``priority?``, ``ttl?``, ``replace?`` (default false; true
+    removes other values of this very name and type). The name must be free or carry only
+    this service's mark: then the mark ``<record> TXT hostwright-owner=<owner>`` is made
+    first, the record after it. A name used without the mark, or marked by another service →
+    permanent conflict, nothing changed. No other record is touched. outputs: ``fqdn``.
     """
-    user, domain = text(params, "user"), domain_name(params)
-    record = DesiredRecord.parse({k: v for k, v in params.items() if k not in ("user", "domain")})
-    changed = await converge_records(driver, log, user, domain, [record])
+    user, domain, owner = text(params, "user"), domain_name(params), owner_param(params)
+    fields = {k: v for k, v in params.items() if k not in ("user", "domain", "owner")}
+    record = DesiredRecord.parse(fields)
+    mark = _mark_of(record, owner)
+    what = f"record {record.record} in {domain}"
+    listed = await _records(driver, user, domain)
+    marks = record_marks(listed, record.record)
+    if marks or _name_in_use(listed, record.record):
+        require_ours(driver, what, marks, mark.value)
+    changed = False
+    if marks != [mark.value]:  # not yet marked, or marked more than once
+        changed = await converge_records(driver, log, user, domain, [mark])
+    if changed:
+        # another service may have marked the same free name at the same moment
+        marks = record_marks(await _records(driver, user, domain), record.record)
+        if set(marks) != {mark.value}:
+            await _delete_copies(driver, log, user, domain, mark)
+            require_ours(driver, what, marks, mark.value)
+    changed = await converge_records(driver, log, user, domain, [record]) or changed
     if not changed:
-        log.note(f"{domain}: {record.describe()} present once")
+        log.note(f"{domain}: {record.describe()} present once, with its owner mark")
     fqdn = domain if record.record == "@" else f"{record.record}.{domain}"
     return StepOutcome(changed, {"fqdn": fqdn})
+
+
+async def _delete_copies(
+    driver: NodeDriver, log: StepLog, user: str, domain: str, record: DesiredRecord
+) -> bool:
+    """Deletes every copy of ``record``; True if there was one. Checks none is left."""
+    listed = await driver.probe_json(["v-list-dns-records", user, domain])
+    found = _by_key(dict(listed)).get(record.key, []) if listed is not None else []
+    for ident in found:
+        await apply(driver, log, ["v-delete-dns-record", user, domain, ident], also_ok=(3,))
+    if found and _by_key(await _records(driver, user, domain)).get(record.key):
+        raise TransientNodeError(f"{driver.server_id}: {record.describe()} is still in {domain}")
+    return bool(found)
 
 
 async def remove_dns_record(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """No copy of exactly this record (name, type, priority and value all match).
+    """No copy of exactly this record (name, type, priority and value all match); then, once
+    nothing else is left at its name, no owner mark of this service there either.
 
-    params: ``user``, ``domain``, ``record``, ``type``, ``value``, ``priority?``. A zone or
-    record already absent → unchanged. outputs: none.
+    params: ``user``, ``domain``, ``owner``, ``record``, ``type``, ``value``, ``priority?``.
+    The record's name must carry this service's mark alone: without it, or with another's →
+    permanent "refused", left as it is. A zone or record already absent → unchanged (a mark
+    left alone at the name by an interrupted removal goes). outputs: none.
     """
-    user, domain = text(params, "user"), domain_name(params)
+    user, domain, owner = text(params, "user"), domain_name(params), owner_param(params)
     record = DesiredRecord.parse(
         {k: v for k, v in params.items() if k in ("record", "type", "value", "priority")}
     )
+    mark = _mark_of(record, owner)
     listed = await driver.probe_json(["v-list-dns-records", user, domain])
-    found = _by_key(dict(listed)).get(record.key, []) if listed is not None else []
-    if not found:
-        log.note(f"{domain}: {record.describe()} already absent")
+    if listed is None:
+        log.note(f"{domain}: absent, and {record.describe()} with it")
         return StepOutcome(False)
-    for ident in found:
-        await apply(driver, log, ["v-delete-dns-record", user, domain, ident], also_ok=(3,))
-    if _by_key(await _records(driver, user, domain)).get(record.key):
-        raise TransientNodeError(f"{driver.server_id}: {record.describe()} is still in {domain}")
-    return StepOutcome(True)
+    changed = False
+    if _by_key(dict(listed)).get(record.key):
+        what = f"record {record.describe()} in {domain}"
+        marks = record_marks(dict(listed), record.record)
+        require_ours(driver, what, marks, mark.value, removal=True)
+        changed = await _delete_copies(driver, log, user, domain, record)
+        listed = await _records(driver, user, domain)
+    else:
+        log.note(f"{domain}: {record.describe()} already absent")
+    if mark.value in record_marks(dict(listed), record.record) and not _holds_more_than_marks(
+        dict(listed), record.record
+    ):
+        log.note(f"{domain}: nothing left at {record.record}; removing its owner mark")
+        changed = await _delete_copies(driver, log, user, domain, mark) or changed
+    return StepOutcome(changed)
+
+
+def _holds_more_than_marks(listed: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether ``name`` holds a record that is not an owner mark (the mark guards the name
+    while anything of the service is there)."""
+    marks = set(record_marks(listed, name))
+    keys = [listed_key(entry) for entry in listed.values()]
+    return any(n == name and not (t == "TXT" and v in marks) for (n, t, _, v) in keys)
 
 
 async def remove_dns_zone(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """No DNS zone ``domain`` for ``user``. params: ``user``, ``domain``. Absent → unchanged."""
+    """No DNS zone ``domain`` for ``user``. params: ``user``, ``domain``, ``owner`` (a user
+    without its mark → permanent "refused", left as it is). Absent → unchanged."""
     user, domain = text(params, "user"), domain_name(params)
+    await our_user(driver, user, owner_param(params), removal=True)
     return await remove_domain(
         driver,
         log,

@@ -2,15 +2,31 @@
 
 ``ensure_dkim`` emits the DKIM TXT value (``v=DKIM1; k=rsa; p=…``, unquoted) as ``dkim_txt``,
 which ``ensure_dns_records`` on the DNS nodes turns into the ``mail._domainkey`` record.
+
+Ownership (handlers/ownership.py): a mail domain is the service's when its user carries the
+service's owner mark; a mailbox on someone else's mail domain (vanity's on the provider's
+shared user) when its aliases hold the service's mark alone. ``ensure_mailbox`` adds that alias
+right after making the mailbox (Hestia needs the mailbox first) and, when it cannot, deletes the
+mailbox it has just made, so a retry finds either a marked mailbox or none. Only a crash or a
+lost connection between the two commands leaves an unmarked mailbox: the retry then refuses it
+like any other, and staff mark it by hand (``v-add-mail-account-alias``) or delete it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
-from handlers.hestia_command import PermanentNodeError, TransientNodeError
-from handlers.ownership import raise_conflict
+from handlers.hestia_command import NodeError, PermanentNodeError, TransientNodeError
+from handlers.ownership import (
+    mailbox_mark,
+    mailbox_marks,
+    our_user,
+    owner_param,
+    raise_conflict,
+    require_ours,
+)
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -45,13 +61,14 @@ async def ensure_mail_domain(
     """The mail domain ``domain`` held by ``user``.
 
     params: ``user``, ``domain``, ``antispam`` (default true), ``antivirus`` (default true),
-    ``dkim`` (default true), ``dkim_size`` (bits, default 2048). Another user's domain →
-    permanent conflict. An existing domain is left as it is (``ensure_dkim`` adds a missing
-    DKIM key). outputs: none.
+    ``dkim`` (default true), ``dkim_size`` (bits, default 2048), ``owner`` (the user must
+    carry its mark). Another user's domain → permanent conflict. An existing domain is left
+    as it is (``ensure_dkim`` adds a missing DKIM key). outputs: none.
     """
     user, domain = text(params, "user"), domain_name(params)
     options = [_yes(flag(params, name, True)) for name in ("antispam", "antivirus", "dkim")]
     argv = ["v-add-mail-domain", user, domain, *options, _dkim_size(params)]
+    await our_user(driver, user, owner_param(params))
     if await listed_domain(driver, "mail", user, domain) is not None:
         log.note(f"mail domain {domain}: present for {user}")
         return StepOutcome(False)
@@ -69,10 +86,11 @@ async def ensure_dkim(
     """DKIM signing for the mail domain, and its public record.
 
     params: ``user``, ``domain``, ``dkim_size`` (bits, default 2048; used only when a key is
-    made). outputs: ``dkim_txt`` (the TXT value, unquoted: ``v=DKIM1; k=rsa; p=…``) and
-    ``dkim_record`` (``mail._domainkey``).
+    made), ``owner`` (the user must carry its mark). outputs: ``dkim_txt`` (the TXT value,
+    unquoted: ``v=DKIM1; k=rsa; p=…``) and ``dkim_record`` (``mail._domainkey``).
     """
     user, domain = text(params, "user"), domain_name(params)
+    await our_user(driver, user, owner_param(params))
     conf = await listed_domain(driver, "mail", user, domain)
     if conf is None:
         raise PermanentNodeError(f"{driver.server_id}: mail domain {domain} of {user} is absent")
@@ -101,42 +119,69 @@ async def _accounts(driver: NodeDriver, user: str, domain: str) -> dict[str, Any
 async def ensure_mailbox(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """The mailbox ``account@domain`` in ``user``'s mail domain (e.g. the provider's shared one).
+    """This service's mailbox ``account@domain`` in ``user``'s mail domain (e.g. the provider's
+    shared one), marked with the alias ``hostwright.owner.<owner>``.
 
-    params: ``user``, ``domain``, ``account`` (the local part), ``password``, ``quota``
-    (optional, MB or ``unlimited``; used when the mailbox is made). An existing mailbox keeps
-    its password. outputs: ``address``.
+    params: ``user``, ``domain``, ``account`` (the local part), ``password``, ``owner`` (the
+    service id), ``quota`` (optional, MB or ``unlimited``; used when the mailbox is made). An
+    existing mailbox with this service's mark alone keeps its password; one without it, or
+    with another service's → permanent conflict, nothing changed. outputs: ``address``.
     """
     user, domain = text(params, "user"), domain_name(params)
     account, password = text(params, "account").lower(), text(params, "password")
+    mark = mailbox_mark(owner_param(params))
     quota = params.get("quota")
     if quota is not None and not _QUOTA.fullmatch(str(quota)):
         raise StepParamsError("param 'quota' must be a number of MB or 'unlimited'")
     address = {"address": f"{account}@{domain}"}
-    if account in await _accounts(driver, user, domain):
-        log.note(f"mailbox {account}@{domain}: present")
+    what = f"mailbox {account}@{domain}"
+    accounts = await _accounts(driver, user, domain)
+    if account in accounts:
+        require_ours(driver, what, mailbox_marks(accounts[account]), mark)
+        log.note(f"{what}: present, with its owner mark")
         return StepOutcome(False, address)
     argv = ["v-add-mail-account", user, domain, account, password]
     argv += [str(quota)] if quota is not None else []
-    changed = await apply(driver, log, argv, also_ok=(4,)) == 0
-    if account not in await _accounts(driver, user, domain):
-        raise TransientNodeError(f"{driver.server_id}: mailbox {account}@{domain} is still absent")
-    return StepOutcome(changed, address)
+    if await apply(driver, log, argv, also_ok=(4,)) == 4:  # made meanwhile, or an alias
+        accounts = await _accounts(driver, user, domain)
+        if account not in accounts:
+            raise PermanentNodeError(
+                f"conflict: {account}@{domain} on {driver.server_id} is an alias of another "
+                "mailbox; not adopted"
+            )
+        require_ours(driver, what, mailbox_marks(accounts[account]), mark)
+        return StepOutcome(False, address)
+    try:
+        await apply(driver, log, ["v-add-mail-account-alias", user, domain, account, mark])
+    except NodeError:
+        # unmarked, no retry could tell it from someone else's: take back what we just made
+        with contextlib.suppress(NodeError):
+            await apply(driver, log, ["v-delete-mail-account", user, domain, account])
+        raise
+    conf = (await _accounts(driver, user, domain)).get(account)
+    if conf is None or mark not in mailbox_marks(conf):
+        raise TransientNodeError(f"{driver.server_id}: {what} is still absent or unmarked")
+    return StepOutcome(True, address)
 
 
 async def remove_mailbox(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """No mailbox ``account@domain`` in ``user``'s mail domain; nothing else is touched.
+    """No mailbox ``account@domain`` of this service in ``user``'s mail domain; nothing else
+    is touched.
 
-    params: ``user``, ``domain``, ``account``. Absent (or its domain absent) → unchanged.
+    params: ``user``, ``domain``, ``account``, ``owner``. A mailbox without this service's
+    mark alone is not its own → permanent "refused", left as it is. Absent (or its domain
+    absent) → unchanged.
     """
     user, domain = text(params, "user"), domain_name(params)
-    account = text(params, "account").lower()
+    account, mark = text(params, "account").lower(), mailbox_mark(owner_param(params))
     found = await driver.probe_json(["v-list-mail-accounts", user, domain])
     if found is None or account not in found:
         log.note(f"mailbox {account}@{domain}: already absent")
         return StepOutcome(False)
+    what = f"mailbox {account}@{domain}"
+    require_ours(driver, what, mailbox_marks(found[account]), mark, removal=True)
     argv = ["v-delete-mail-account", user, domain, account]
     changed = await apply(driver, log, argv, also_ok=(3,)) == 0
     if account in (await driver.probe_json(["v-list-mail-accounts", user, domain]) or {}):
@@ -149,9 +194,11 @@ async def remove_mail_domain(
 ) -> StepOutcome:
     """No mail domain ``domain`` for ``user`` (its mailboxes go with it).
 
-    params: ``user``, ``domain``. Absent → unchanged.
+    params: ``user``, ``domain``, ``owner`` (a user without its mark → permanent "refused",
+    left as it is). Absent → unchanged.
     """
     user, domain = text(params, "user"), domain_name(params)
+    await our_user(driver, user, owner_param(params), removal=True)
     return await remove_domain(
         driver,
         log,

@@ -7,6 +7,8 @@ checks again. Hestia refuses to change a mailbox while it, its mail domain or it
 suspended (exit 5): a suspend counts that as done once the mailbox shows suspended; an
 unsuspend cannot get past a suspended domain or user (permanent error); a quota change on a
 suspended mailbox waits for the unsuspend, which carries the quota (``deferred`` output).
+Each acts only on a mailbox whose aliases hold the service's owner mark alone (params
+``owner``; handlers/ownership.py): any other is a permanent conflict, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from typing import Any
 
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import mailbox_mark, mailbox_marks, owner_param, require_ours
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -28,8 +31,10 @@ from handlers.step import (
 _QUOTA = re.compile(r"^(?:[0-9]{1,9}|unlimited)$")
 
 
-def _where(params: dict[str, Any]) -> tuple[str, str, str]:
-    return text(params, "user"), domain_name(params), text(params, "account").lower()
+def _where(params: dict[str, Any]) -> tuple[str, str, str, str]:
+    """user, domain, account, and the owner mark the mailbox must carry."""
+    account = text(params, "account").lower()
+    return text(params, "user"), domain_name(params), account, mailbox_mark(owner_param(params))
 
 
 def quota_value(raw: object) -> str:
@@ -41,15 +46,18 @@ def quota_value(raw: object) -> str:
 
 
 async def _mailbox(
-    driver: NodeDriver, user: str, domain: str, account: str, verb: str
+    driver: NodeDriver, where: tuple[str, str, str, str], verb: str
 ) -> dict[str, Any]:
+    user, domain, account, mark = where
     found = await driver.probe_json(["v-list-mail-account", user, domain, account])
     if found is None:
         raise PermanentNodeError(
             f"{driver.server_id}: mailbox {account}@{domain} of {user} does not exist "
             f"(or its mail domain or user); cannot {verb} it"
         )
-    return dict(found.get(account, {}))
+    conf = dict(found.get(account, {}))
+    require_ours(driver, f"mailbox {account}@{domain}", mailbox_marks(conf), mark)
+    return conf
 
 
 async def suspend_mailbox(
@@ -57,16 +65,17 @@ async def suspend_mailbox(
 ) -> StepOutcome:
     """The mailbox ``account@domain`` of ``user`` suspended (``v-suspend-mail-account``).
 
-    params: ``user``, ``domain``, ``account``. Nothing else of the domain is touched. Already
-    suspended → unchanged; absent → permanent error. outputs: none.
+    params: ``user``, ``domain``, ``account``, ``owner``. Nothing else of the domain is
+    touched. Already suspended → unchanged; absent → permanent error. outputs: none.
     """
-    user, domain, account = _where(params)
-    if (await _mailbox(driver, user, domain, account, "suspend")).get("SUSPENDED") == "yes":
+    where = _where(params)
+    user, domain, account, _ = where
+    if (await _mailbox(driver, where, "suspend")).get("SUSPENDED") == "yes":
         log.note(f"mailbox {account}@{domain}: already suspended")
         return StepOutcome(False)
     argv = ["v-suspend-mail-account", user, domain, account]
     changed = await apply(driver, log, argv, also_ok=(5,)) == 0
-    if (await _mailbox(driver, user, domain, account, "suspend")).get("SUSPENDED") != "yes":
+    if (await _mailbox(driver, where, "suspend")).get("SUSPENDED") != "yes":
         raise TransientNodeError(f"{driver.server_id}: mailbox {account}@{domain} is still open")
     return StepOutcome(changed)
 
@@ -76,14 +85,16 @@ async def unsuspend_mailbox(
 ) -> StepOutcome:
     """The mailbox ``account@domain`` of ``user`` open again (``v-unsuspend-mail-account``).
 
-    params: ``user``, ``domain``, ``account``, ``quota`` (optional, MB or ``unlimited``: set
+    params: ``user``, ``domain``, ``account``, ``owner``, ``quota`` (optional, MB or
+    ``unlimited``: set
     once it is open, for a plan changed while it was suspended). Not suspended → only the
     quota is looked at. Absent, or its mail domain or user suspended → permanent error.
     outputs: none.
     """
-    user, domain, account = _where(params)
+    where = _where(params)
+    user, domain, account, _ = where
     quota = None if params.get("quota") is None else quota_value(params["quota"])
-    conf = await _mailbox(driver, user, domain, account, "unsuspend")
+    conf = await _mailbox(driver, where, "unsuspend")
     changed = False
     if conf.get("SUSPENDED") == "yes":
         argv = ["v-unsuspend-mail-account", user, domain, account]
@@ -92,7 +103,7 @@ async def unsuspend_mailbox(
                 f"{driver.server_id}: mailbox {account}@{domain} cannot be unsuspended while "
                 f"user {user} or its mail domain {domain} is suspended"
             )
-        conf = await _mailbox(driver, user, domain, account, "unsuspend")
+        conf = await _mailbox(driver, where, "unsuspend")
         if conf.get("SUSPENDED") == "yes":
             raise TransientNodeError(
                 f"{driver.server_id}: mailbox {account}@{domain} is still suspended"
@@ -101,7 +112,7 @@ async def unsuspend_mailbox(
     else:
         log.note(f"mailbox {account}@{domain}: not suspended")
     if quota is not None:
-        changed = await _set_quota(driver, log, (user, domain, account), conf, quota) or changed
+        changed = await _set_quota(driver, log, where, conf, quota) or changed
     return StepOutcome(changed)
 
 
@@ -110,18 +121,19 @@ async def ensure_mailbox_quota(
 ) -> StepOutcome:
     """The mailbox ``account@domain`` of ``user`` has the quota ``quota``.
 
-    params: ``user``, ``domain``, ``account``, ``quota`` (MB, or ``unlimited``; 0 is
+    params: ``user``, ``domain``, ``account``, ``owner``, ``quota`` (MB, or ``unlimited``; 0 is
     unlimited as in Hestia). A suspended mailbox is left as it is (Hestia refuses the change;
     ``unsuspend_mailbox`` sets the quota). outputs: ``deferred`` (true when it waits for the
     unsuspend).
     """
-    user, domain, account = _where(params)
+    where = _where(params)
+    _, domain, account, _ = where
     quota = quota_value(params.get("quota"))
-    conf = await _mailbox(driver, user, domain, account, "change the quota of")
+    conf = await _mailbox(driver, where, "change the quota of")
     if conf.get("SUSPENDED") == "yes" and _stored(conf) != quota:
         log.note(f"mailbox {account}@{domain}: suspended; quota {quota} waits for the unsuspend")
         return StepOutcome(False, {"deferred": True})
-    changed = await _set_quota(driver, log, (user, domain, account), conf, quota)
+    changed = await _set_quota(driver, log, where, conf, quota)
     return StepOutcome(changed, {"deferred": False})
 
 
@@ -133,16 +145,16 @@ def _stored(conf: dict[str, Any]) -> str:
 async def _set_quota(
     driver: NodeDriver,
     log: StepLog,
-    where: tuple[str, str, str],
+    where: tuple[str, str, str, str],
     conf: dict[str, Any],
     quota: str,
 ) -> bool:
-    user, domain, account = where
+    user, domain, account, _ = where
     if _stored(conf) == quota:
         log.note(f"mailbox {account}@{domain}: quota {quota}")
         return False
     await apply(driver, log, ["v-change-mail-account-quota", user, domain, account, quota])
-    after = await _mailbox(driver, user, domain, account, "change the quota of")
+    after = await _mailbox(driver, where, "change the quota of")
     if _stored(after) != quota:
         raise TransientNodeError(
             f"{driver.server_id}: mailbox {account}@{domain} still has quota {_stored(after)}"

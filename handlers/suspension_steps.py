@@ -8,7 +8,9 @@ suspended: that is a permanent error naming it. ``v-suspend-user`` marks the use
 only after its web, mail and DNS domains, so a suspended user is a finished suspend;
 ``v-unsuspend-user`` clears the mark first, so an unsuspend also looks at the user's
 ``SUSPENDED_WEB``/``_MAIL``/``_DNS`` counts. A record is found by name, type and value, never
-by a stored id: ids change when a record is re-added.
+by a stored id: ids change when a record is re-added. Each acts only on what carries the
+service's owner mark (handlers/ownership.py): a user named for it, a record with its TXT mark
+at the same name; anything else is a permanent conflict, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -17,20 +19,18 @@ from typing import Any
 
 from handlers.dns_records import DesiredRecord, listed_key
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
-from handlers.ownership import require_our_user
+from handlers.ownership import our_user, owner_param, record_mark, record_marks, require_ours
 from handlers.step import NodeDriver, StepLog, StepOutcome, apply, domain_name, text
 
 SUSPENDED_COUNTS = ("SUSPENDED_WEB", "SUSPENDED_MAIL", "SUSPENDED_DNS")
 
 
-async def _our_user(driver: NodeDriver, user: str, email: str, verb: str) -> dict[str, Any]:
-    found = await driver.probe_json(["v-list-user", user])
-    if found is None:
+async def _our_user(driver: NodeDriver, user: str, owner: str, verb: str) -> dict[str, Any]:
+    conf = await our_user(driver, user, owner)
+    if conf is None:
         raise PermanentNodeError(
             f"{driver.server_id}: user {user} does not exist; there is nothing to {verb}"
         )
-    conf = dict(found.get(user, {}))
-    require_our_user(driver, user, conf, email, refusal="refused")
     return conf
 
 
@@ -45,15 +45,15 @@ async def suspend_user(
 ) -> StepOutcome:
     """Hestia user ``user`` suspended, with its web, mail and DNS domains (``v-suspend-user``).
 
-    params: ``user``, ``email`` (its contact: another contact's user is refused). Already
-    suspended → unchanged. Absent → permanent error. outputs: none.
+    params: ``user``, ``owner`` (the service id: a user without its mark is a conflict).
+    Already suspended → unchanged. Absent → permanent error. outputs: none.
     """
-    user, email = text(params, "user"), text(params, "email")
-    if (await _our_user(driver, user, email, "suspend")).get("SUSPENDED") == "yes":
+    user, owner = text(params, "user"), owner_param(params)
+    if (await _our_user(driver, user, owner, "suspend")).get("SUSPENDED") == "yes":
         log.note(f"user {user}: already suspended")
         return StepOutcome(False)
     changed = await apply(driver, log, ["v-suspend-user", user], also_ok=(5,)) == 0
-    if (await _our_user(driver, user, email, "suspend")).get("SUSPENDED") != "yes":
+    if (await _our_user(driver, user, owner, "suspend")).get("SUSPENDED") != "yes":
         raise TransientNodeError(f"{driver.server_id}: user {user} is still not suspended")
     return StepOutcome(changed)
 
@@ -63,15 +63,15 @@ async def unsuspend_user(
 ) -> StepOutcome:
     """Hestia user ``user`` and all its domains unsuspended (``v-unsuspend-user``).
 
-    params: ``user``, ``email``. Not suspended, and none of its domains → unchanged. Absent →
+    params: ``user``, ``owner``. Not suspended, and none of its domains → unchanged. Absent →
     permanent error. outputs: none.
     """
-    user, email = text(params, "user"), text(params, "email")
-    if _fully_unsuspended(await _our_user(driver, user, email, "unsuspend")):
+    user, owner = text(params, "user"), owner_param(params)
+    if _fully_unsuspended(await _our_user(driver, user, owner, "unsuspend")):
         log.note(f"user {user}: not suspended")
         return StepOutcome(False)
     changed = await apply(driver, log, ["v-unsuspend-user", user], also_ok=(6,)) == 0
-    if (await _our_user(driver, user, email, "unsuspend")).get("SUSPENDED") == "yes":
+    if (await _our_user(driver, user, owner, "unsuspend")).get("SUSPENDED") == "yes":
         raise TransientNodeError(f"{driver.server_id}: user {user} is still suspended")
     return StepOutcome(changed)
 
@@ -82,9 +82,10 @@ def _record(params: dict[str, Any]) -> DesiredRecord:
 
 
 async def _copies(
-    driver: NodeDriver, user: str, domain: str, record: DesiredRecord, verb: str
+    driver: NodeDriver, user: str, domain: str, record: DesiredRecord, owner: str, verb: str
 ) -> dict[str, bool]:
-    """id → suspended? of every copy of ``record``; a permanent error when there is none."""
+    """id → suspended? of every copy of ``record``; a permanent error when there is none, or
+    when its name does not carry ``owner``'s mark alone."""
     listed = await driver.probe_json(["v-list-dns-records", user, domain])
     if listed is None:
         raise PermanentNodeError(
@@ -101,6 +102,8 @@ async def _copies(
             f"{driver.server_id}: {record.describe()} is not in {domain}; cannot {verb} it "
             "(a redeploy puts it back)"
         )
+    marks = record_marks(dict(listed), record.record)
+    require_ours(driver, f"record {record.describe()} in {domain}", marks, record_mark(owner))
     return copies
 
 
@@ -108,8 +111,9 @@ async def _switch_record(
     driver: NodeDriver, params: dict[str, Any], log: StepLog, *, suspend: bool
 ) -> StepOutcome:
     user, domain, record = text(params, "user"), domain_name(params), _record(params)
+    owner = owner_param(params)
     verb = "suspend" if suspend else "unsuspend"
-    copies = await _copies(driver, user, domain, record, verb)
+    copies = await _copies(driver, user, domain, record, owner, verb)
     pending = [ident for ident, state in copies.items() if state != suspend]
     if not pending:
         log.note(f"{domain}: {record.describe()} already {verb}ed")
@@ -119,7 +123,7 @@ async def _switch_record(
         # 3: the copy went away meanwhile (the check below decides); 5/6: see the module doc
         argv = [f"v-{verb}-dns-record", user, domain, ident]
         exits.add(await apply(driver, log, argv, also_ok=(3, 5, 6)))
-    after = await _copies(driver, user, domain, record, verb)
+    after = await _copies(driver, user, domain, record, owner, verb)
     if any(state != suspend for state in after.values()):
         if not suspend and 5 in exits:
             raise PermanentNodeError(
@@ -137,9 +141,9 @@ async def suspend_dns_record(
 ) -> StepOutcome:
     """Every copy of exactly this record suspended (no longer published); nothing else.
 
-    params: ``user`` (the zone's holder), ``domain`` (the zone), ``record``, ``type``,
-    ``value``, ``priority?``. Already suspended → unchanged. Zone or record absent →
-    permanent error. outputs: none.
+    params: ``user`` (the zone's holder), ``domain`` (the zone), ``owner``, ``record``,
+    ``type``, ``value``, ``priority?``. Already suspended → unchanged. Zone or record absent,
+    or the name without ``owner``'s mark → permanent error. outputs: none.
     """
     return await _switch_record(driver, params, log, suspend=True)
 

@@ -1,7 +1,7 @@
 """Step actions for Hestia users: ``ensure_user``, ``remove_user`` (packages: package_steps.py).
 
-A user is "ours" when its contact e-mail is the one the planner gives (handlers/ownership.py);
-another's is never adopted or deleted.
+A user is "ours" when its name is the owner mark of the service (handlers/ownership.py), written
+by ``v-add-user`` itself; another's, or one with no mark, is never adopted, changed or deleted.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from typing import Any
 
 from domain.hosting_plan import LIMIT_KEYS
 from handlers.hestia_command import TransientNodeError
-from handlers.ownership import require_our_user
+from handlers.ownership import our_user, owner_param, user_mark
 from handlers.package_steps import ensure_package, on_package
 from handlers.step import (
     NodeDriver,
     StepLog,
     StepOutcome,
     apply,
-    optional_text,
     text,
 )
 
@@ -25,33 +24,31 @@ from handlers.step import (
 async def ensure_user(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """A Hestia user on the given package.
+    """A Hestia user of this service on the given package.
 
-    params: ``user``, ``password``, ``email`` (the contact; an existing user with another
-    contact is someone else's → permanent conflict), ``package`` (default ``default``),
-    ``name`` (optional full name), ``quotas`` (optional: the package is first made to hold
-    them, as ``ensure_package`` does). An existing user of ours keeps its password; its
-    package is set with ``v-change-user-package`` when it differs or its quotas drifted.
-    outputs: none.
+    params: ``user``, ``password``, ``email`` (the contact), ``owner`` (the service id: the
+    user is made with the name ``hostwright service <owner>``, and an existing user without
+    that name is someone else's → permanent conflict, nothing changed), ``package`` (default
+    ``default``), ``quotas`` (optional: the package is first made to hold them, as
+    ``ensure_package`` does). An existing user of ours keeps its password; its package is set
+    with ``v-change-user-package`` when it differs or its quotas drifted. outputs: none.
     """
     user, email = text(params, "user"), text(params, "email")
+    owner = owner_param(params)
     password = text(params, "password")
     package = text(params, "package", "default")
-    name = optional_text(params, "name")
+    conf = await our_user(driver, user, owner)
     package_changed = False
     if "quotas" in params:
         package_params = {"package": package, "quotas": params["quotas"]}
         package_changed = (await ensure_package(driver, package_params, inputs, log)).changed
-    found = await driver.probe_json(["v-list-user", user])
     added = False
-    if found is None:
-        argv = ["v-add-user", user, password, email, package, *([name] if name else [])]
+    if conf is None:
+        argv = ["v-add-user", user, password, email, package, user_mark(owner)]
         added = await on_package(driver, log, argv, package) == 0
-        found = await driver.probe_json(["v-list-user", user])
-        if found is None:
+        conf = await our_user(driver, user, owner)  # exit 4: made meanwhile, by whom?
+        if conf is None:
             raise TransientNodeError(f"{driver.server_id}: user {user} is still absent")
-    conf = found.get(user, {})
-    require_our_user(driver, user, conf, email, refusal="conflict")
     moved = False
     if not added and await _package_drifted(driver, user, conf, package, log):
         await on_package(driver, log, ["v-change-user-package", user, package], package)
@@ -78,17 +75,16 @@ async def _package_drifted(
 async def remove_user(
     driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
 ) -> StepOutcome:
-    """No Hestia user ``user`` (with everything it holds).
+    """No Hestia user ``user`` of this service (with everything it holds).
 
-    params: ``user``, ``email`` (its contact: a user with another contact is not ours and is
-    never deleted → permanent error). Already absent → unchanged. outputs: none.
+    params: ``user``, ``owner`` (the service id: a user without its mark is not ours and is
+    never deleted → permanent "refused", so a forced terminate lists it as left over).
+    Already absent → unchanged. outputs: none.
     """
-    user, email = text(params, "user"), text(params, "email")
-    found = await driver.probe_json(["v-list-user", user])
-    if found is None:
+    user, owner = text(params, "user"), owner_param(params)
+    if await our_user(driver, user, owner, removal=True) is None:
         log.note(f"user {user}: already absent")
         return StepOutcome(changed=False)
-    require_our_user(driver, user, found.get(user, {}), email, refusal="refused")
     changed = await apply(driver, log, ["v-delete-user", user], also_ok=(3,)) == 0
     if await driver.probe_json(["v-list-user", user]) is not None:
         raise TransientNodeError(f"{driver.server_id}: user {user} is still present")

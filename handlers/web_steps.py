@@ -1,11 +1,15 @@
-"""Step actions for web domains: ``ensure_web_domain``, ``ensure_php``, ``remove_web_domain``."""
+"""Step actions for web domains: ``ensure_web_domain``, ``ensure_php``, ``remove_web_domain``.
+
+A web domain is the service's when the user holding it carries the service's owner mark
+(param ``owner``; handlers/ownership.py): each step checks the user before it acts.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
-from handlers.ownership import raise_conflict
+from handlers.ownership import our_user, owner_param, raise_conflict
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -27,13 +31,15 @@ async def ensure_web_domain(
 
     params: ``user``, ``domain``, ``ip`` (optional: the node's IP Hestia should serve it on;
     Hestia picks the user's default when left out), ``aliases`` (optional, comma-separated, or
-    ``none``). A domain another user holds → permanent "conflict: <domain> is owned by <user>
-    on <server>". outputs: ``document_root`` (where ACME challenge files go).
+    ``none``), ``owner`` (the user must carry its mark). A domain another user holds →
+    permanent "conflict: <domain> is owned by <user> on <server>". outputs: ``document_root``
+    (where ACME challenge files go).
     """
     user, domain = text(params, "user"), domain_name(params)
     ip, aliases = optional_text(params, "ip"), optional_text(params, "aliases")
     if aliases is not None and ip is None:
         raise StepParamsError("param 'aliases' needs 'ip' (Hestia's arguments are positional)")
+    await our_user(driver, user, owner_param(params))
     conf = await listed_domain(driver, "web", user, domain)
     changed = False
     if conf is None:
@@ -71,10 +77,12 @@ async def ensure_php(
     """The web domain runs the wanted PHP backend template.
 
     params: ``user``, ``domain``, and ``backend`` (a Hestia template, e.g. ``PHP-8_2``) or
-    ``php_version`` (``8.2``). Changes it only when different. outputs: ``backend``.
+    ``php_version`` (``8.2``), ``owner`` (the user must carry its mark). Changes it only when
+    different. outputs: ``backend``.
     """
     user, domain = text(params, "user"), domain_name(params)
     backend = backend_template(params)
+    await our_user(driver, user, owner_param(params))
     conf = await listed_domain(driver, "web", user, domain)
     if conf is None:
         raise PermanentNodeError(f"{driver.server_id}: web domain {domain} of {user} is absent")
@@ -94,9 +102,11 @@ async def remove_web_domain(
 ) -> StepOutcome:
     """No web domain ``domain`` for ``user`` (another user's domain is never touched).
 
-    params: ``user``, ``domain``. Absent (or the user absent) → unchanged. outputs: none.
+    params: ``user``, ``domain``, ``owner`` (a user without its mark → permanent "refused",
+    left as it is). Absent (or the user absent) → unchanged. outputs: none.
     """
     user, domain = text(params, "user"), domain_name(params)
+    await our_user(driver, user, owner_param(params), removal=True)
     return await remove_domain(
         driver,
         log,

@@ -222,12 +222,13 @@ HOSTILE_TOKENS = ("reboot", "rm -rf", "`", "$(", ";b", "\n", "delete-user admin"
 
 
 def intended_commands(
-    dkim: str, vanity_web: str, vanity_mail: str, dns_servers: list[str]
+    dkim: str, vanity_web: str, vanity_mail: str, dns_servers: list[str], vanity_id: int
 ) -> dict[str, dict[str, list[list[Any]]]]:
     """Every state-changing argv the two deploys send, per node, in the order each node runs
     them (dependencies order them; the two services' commands interleave, so compared per
-    service)."""
+    service), owner marks included."""
     email = f"webmaster@{IDN_ASCII}"
+    split_mark, vanity_mark = "hostwright service 31", f"hostwright service {vanity_id}"
     zone_records = [
         ["www", "A", WEB_IP],
         ["mail", "A", MAIL_IP],
@@ -239,19 +240,19 @@ def intended_commands(
     split: dict[str, list[list[Any]]] = {
         "web1": [
             ["v-add-user-package", UPLOAD, HESTIA_PACKAGE],
-            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE],
+            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE, split_mark],
             ["v-add-web-domain", SPLIT_USER, IDN_ASCII, WEB_IP, "", f"www.{IDN_ASCII}"],
         ],
         "mail1": [
             ["v-add-user-package", UPLOAD, HESTIA_PACKAGE],
-            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE],
+            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE, split_mark],
             ["v-add-mail-domain", SPLIT_USER, IDN_ASCII, "yes", "yes", "yes", "2048"],
         ],
     }
     for dns in dns_servers:
         steps: list[list[Any]] = [
             ["v-add-user-package", UPLOAD, HESTIA_PACKAGE],
-            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE],
+            ["v-add-user", SPLIT_USER, "*****", email, HESTIA_PACKAGE, split_mark],
             ["v-add-dns-domain", SPLIT_USER, IDN_ASCII, WEB_IP],
         ]
         for index, record in enumerate(zone_records):
@@ -265,15 +266,30 @@ def intended_commands(
     vanity: dict[str, list[list[Any]]] = {
         vanity_web: [
             ["v-add-user-package", UPLOAD, HESTIA_PACKAGE],
-            ["v-add-user", VANITY_USER, "*****", vanity_email, HESTIA_PACKAGE],
+            ["v-add-user", VANITY_USER, "*****", vanity_email, HESTIA_PACKAGE, vanity_mark],
             ["v-add-web-domain", VANITY_USER, vanity_domain, vanity_ip],
         ],
         vanity_mail: [
             ["v-add-mail-account", PROVIDER_MAIL_USER, PROVIDER_DOMAIN, IDN_LABEL_ASCII, "*****"],
+            [
+                "v-add-mail-account-alias",
+                PROVIDER_MAIL_USER,
+                PROVIDER_DOMAIN,
+                IDN_LABEL_ASCII,
+                f"hostwright.owner.{vanity_id}",
+            ],
         ],
     }
     for dns in dns_servers:
         vanity[dns] = [
+            [  # the owner mark first, so a crash never leaves a record nobody can prove
+                "v-add-dns-record",
+                PROVIDER_DNS_USER,
+                PROVIDER_DOMAIN,
+                IDN_LABEL_ASCII,
+                "TXT",
+                f"hostwright-owner={vanity_id}",
+            ],
             [
                 "v-add-dns-record",
                 PROVIDER_DNS_USER,
@@ -281,7 +297,7 @@ def intended_commands(
                 IDN_LABEL_ASCII,
                 "A",
                 vanity_ip,
-            ]
+            ],
         ]
     return {"split": split, "vanity": vanity}
 
@@ -331,7 +347,7 @@ async def test_odd_names_reach_nodes_as_the_intended_argv_and_hostile_ones_reach
     )
     dkim = next(iter(dkim_listing.values()))["TXT"].strip("'\"")
     expected = intended_commands(
-        dkim, vanity_place.web_server, vanity_place.mail_server, dns_servers
+        dkim, vanity_place.web_server, vanity_place.mail_server, dns_servers, vanity_id
     )
     assert (split_place.web_server, split_place.mail_server) == ("web1", "mail1"), split_place
     changes = changes_since(system, marks)

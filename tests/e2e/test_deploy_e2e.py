@@ -96,9 +96,13 @@ async def test_split_unified_and_vanity_orders_reach_active_with_the_planned_nod
         "mail1", "v-list-mail-accounts", PROVIDER_MAIL_USER, PROVIDER_DOMAIN
     )
     assert list(boxes) == ["blog"]
+    assert boxes["blog"]["ALIAS"] == "hostwright.owner.2"  # its owner mark
     for dns in ("dns1", "dns2"):
         records = await zone(system, dns, PROVIDER_DNS_USER, PROVIDER_DOMAIN)
-        assert [r for r in records if r[0] == "blog"] == [("blog", "A", WEB_IP)]
+        assert [r for r in records if r[0] == "blog"] == [
+            ("blog", "A", WEB_IP),
+            ("blog", "TXT", "hostwright-owner=2"),  # its owner mark
+        ]
 
     # unified: on the node with all three roles, registered now
     await system.register_nodes(only=("uni1",))

@@ -297,6 +297,7 @@ def check_vanity(system: Deployment, service_id: int, label: str, expected: Expe
         ]
         for dns in DNS_NODES
     }
+    mark = (label, "TXT", f"hostwright-owner={service_id}", "no")  # never suspended
     if expected.status == "terminated":
         assert user not in states["web1"]["users"], f"{where}: its user {user} is still there"
         assert label not in mailboxes, f"{where}: its mailbox {mailboxes[label]}"
@@ -317,8 +318,10 @@ def check_vanity(system: Deployment, service_id: int, label: str, expected: Expe
     assert (box.get("SUSPENDED"), box.get("QUOTA")) == (flag, expected.quota), (
         f"{where}: mailbox {label}: {box}, expected quota {expected.quota}"
     )
+    assert box.get("ALIAS") == f"hostwright.owner.{service_id}", f"{where}: {box}"
     for dns, found in records.items():
-        assert found == [(label, "A", WEB_IP, flag)], f"{where}: {dns}: its records {found}"
+        wanted = sorted([(label, "A", WEB_IP, flag), mark])
+        assert sorted(found) == wanted, f"{where}: {dns}: its records {found}"
 
 
 def check_split(system: Deployment, expected: Expected) -> None:

@@ -46,7 +46,7 @@ def task(
     return Delivered(message.to_json())
 
 
-USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com"}
+USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com", "owner": "7"}
 
 
 @pytest.fixture
@@ -106,7 +106,9 @@ async def test_permanent_failures(env: tuple[SimNode, RoleHandler, RecordingPubl
     node.set_faults(Faults(fail_commands={"v-add-user": 2}))
     await handler.handle(task("ensure_user", USER))
     node.set_faults(Faults())
-    await handler.handle(task("ensure_web_domain", {"user": "nobody", "domain": "a.test"}))
+    await handler.handle(
+        task("ensure_web_domain", {"user": "nobody", "domain": "a.test", "owner": "7"})
+    )
     await handler.handle(task("ensure_user", {"user": "alice"}))
     await handler.handle(task("frobnicate", {}))
     await handler.handle(task("ensure_user", USER, server="web9"))

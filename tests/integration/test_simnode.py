@@ -67,6 +67,44 @@ async def test_user_lifecycle(client: Client) -> None:
     assert (await client.run("v-list-user", "alice", "json")).exit_status == 3
 
 
+async def test_user_name_as_given_to_v_add_user_and_changed_as_hestia_does(
+    client: Client,
+) -> None:
+    add = ("v-add-user", "alice", "pw", "alice@example.com", "default", "hostwright service 7")
+    assert (await client.run(*add)).exit_status == 0
+    assert (await client.json("v-list-user", "alice", "json"))["alice"]["NAME"] == (
+        "hostwright service 7"
+    )
+    assert (await client.run("v-change-user-name", "alice", "Alice", "Smith")).exit_status == 0
+    assert (await client.json("v-list-user", "alice", "json"))["alice"]["NAME"] == "Alice Smith"
+    for bad in ("a;b", "a:b", " lead", "q'uote"):
+        assert (await client.run("v-change-user-name", "alice", bad)).exit_status == 2, bad
+    assert (await client.run("v-change-user-name", "nobody", "Bob")).exit_status == 3
+    assert (await client.run("v-suspend-user", "alice")).exit_status == 0
+    assert (await client.run("v-change-user-name", "alice", "Bob")).exit_status == 5
+
+
+async def test_mail_account_alias_is_added_once_and_never_over_an_address_in_use(
+    client: Client,
+) -> None:
+    await client.run("v-add-user", "alice", "pw", "alice@example.com")
+    await client.run("v-add-mail-domain", "alice", "m.test")
+    await client.run("v-add-mail-account", "alice", "m.test", "info", "pw")
+    await client.run("v-add-mail-account", "alice", "m.test", "sales", "pw")
+    alias = ("v-add-mail-account-alias", "alice", "m.test")
+    assert (await client.run(*alias, "info", "hostwright.owner.7")).exit_status == 0
+    assert (await client.run(*alias, "info", "hi")).exit_status == 0
+    box = await client.json("v-list-mail-account", "alice", "m.test", "info", "json")
+    assert box["info"]["ALIAS"] == "hostwright.owner.7,hi"
+    assert (await client.run(*alias, "sales", "hi")).exit_status == 4  # an alias in use
+    assert (await client.run(*alias, "sales", "info")).exit_status == 4  # a mailbox's name
+    assert (await client.run(*alias, "nobody", "x")).exit_status == 3
+    assert (await client.run(*alias, "sales", "bad alias")).exit_status == 2
+    # a new mailbox cannot take an alias's address either
+    add = ("v-add-mail-account", "alice", "m.test", "hostwright.owner.7", "pw")
+    assert (await client.run(*add)).exit_status == 4
+
+
 async def test_domain_of_another_user_exits_4(client: Client) -> None:
     for user in ("alice", "bob"):
         await client.run("v-add-user", user, "pw", f"{user}@example.com")

@@ -12,7 +12,7 @@ from handlers.hestia_driver import HestiaDriver
 from handlers.step import StepParamsError
 from ops.devtools.simnode import SimNode, read_command_log
 from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
-from tests.support.steps import ALICE, PASSWORD, changes, step, twice
+from tests.support.steps import ALICE, OWNER, PASSWORD, changes, step, twice
 
 
 async def test_package_is_made_once_and_never_rewritten(
@@ -45,10 +45,14 @@ async def test_user_once_its_package_and_its_owner(env: tuple[SimNode, HestiaDri
     outcome, _ = await step(driver, "ensure_user", {**ALICE, "package": "gold"})
     assert outcome.changed and changes(node)[-1] == ["v-change-user-package", "alice", "gold"]
     assert not (await step(driver, "ensure_user", {**ALICE, "package": "gold"}))[0].changed
-    with pytest.raises(PermanentNodeError, match="conflict: user alice on web1"):
-        await step(driver, "ensure_user", {**ALICE, "email": "mallory@example.com"})
-    with pytest.raises(PermanentNodeError, match="refused: user alice"):
-        await step(driver, "remove_user", {"user": "alice", "email": "mallory@example.com"})
+    listed = await driver.list_json(["v-list-user", "alice"])
+    assert listed["alice"]["NAME"] == f"hostwright service {OWNER}"  # its owner mark
+    # the same contact is no proof: only the mark is
+    theirs = r"user alice on web1 belongs to another service \(hostwright service 7\)"
+    with pytest.raises(PermanentNodeError, match=f"conflict: {theirs}; not adopted"):
+        await step(driver, "ensure_user", {**ALICE, "owner": "8"})
+    with pytest.raises(PermanentNodeError, match=f"refused: {theirs}; left as it is"):
+        await step(driver, "remove_user", {"user": "alice", "owner": "8"})
 
 
 async def test_user_with_quotas_sees_to_its_package_first(
@@ -78,24 +82,34 @@ async def test_user_with_quotas_sees_to_its_package_first(
 async def test_web_domain_php_and_conflict(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    web = {"user": "alice", "domain": "Shop.Test."}
+    web = {"user": "alice", "owner": OWNER, "domain": "Shop.Test."}
     out = await twice(node, driver, "ensure_web_domain", web)
     assert out.outputs == {"document_root": "/home/alice/web/shop.test/public_html/"}
     await twice(node, driver, "ensure_php", {**web, "php_version": "8.2"})
     assert changes(node)[-1] == ["v-change-web-domain-backend-tpl", "alice", "shop.test", "PHP-8_2"]
-    bob = {"user": "bob", "password": "x", "email": "bob@example.com"}
+    bob = {"user": "bob", "owner": OWNER, "password": "x", "email": "bob@example.com"}
     await step(driver, "ensure_user", bob)
     with pytest.raises(PermanentNodeError) as caught:
-        await step(driver, "ensure_web_domain", {"user": "bob", "domain": "shop.test"})
+        await step(
+            driver, "ensure_web_domain", {"user": "bob", "owner": OWNER, "domain": "shop.test"}
+        )
     assert str(caught.value) == "conflict: shop.test is owned by alice on web1"
     with pytest.raises(PermanentNodeError, match=r"conflict: www\.shop\.test is owned by alice"):
-        await step(driver, "ensure_web_domain", {"user": "bob", "domain": "www.shop.test"})
+        await step(
+            driver, "ensure_web_domain", {"user": "bob", "owner": OWNER, "domain": "www.shop.test"}
+        )
 
 
 async def test_mail_domain_dkim_and_mailbox(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    mail = {"user": "alice", "domain": "mail.test", "dkim": False, "dkim_size": 1024}
+    mail = {
+        "user": "alice",
+        "owner": OWNER,
+        "domain": "mail.test",
+        "dkim": False,
+        "dkim_size": 1024,
+    }
     await twice(node, driver, "ensure_mail_domain", mail)
     assert changes(node)[-1] == [
         "v-add-mail-domain", "alice", "mail.test", "yes", "yes", "no", "1024",
@@ -103,7 +117,13 @@ async def test_mail_domain_dkim_and_mailbox(env: tuple[SimNode, HestiaDriver]) -
     out = await twice(node, driver, "ensure_dkim", mail)
     assert out.outputs["dkim_txt"].startswith("v=DKIM1; k=rsa; p=MI")
     assert out.outputs["dkim_record"] == "mail._domainkey"
-    box = {"user": "alice", "domain": "mail.test", "account": "Info", "password": PASSWORD}
+    box = {
+        "user": "alice",
+        "owner": OWNER,
+        "domain": "mail.test",
+        "account": "Info",
+        "password": PASSWORD,
+    }
     out = await twice(node, driver, "ensure_mailbox", {**box, "quota": 100})
     assert out.outputs == {"address": "info@mail.test"}
     accounts = await driver.list_json(["v-list-mail-accounts", "alice", "mail.test"])
@@ -115,12 +135,13 @@ async def test_mail_domain_dkim_and_mailbox(env: tuple[SimNode, HestiaDriver]) -
 async def test_dns_records_never_duplicate(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    zone = {"user": "alice", "domain": "zone.test", "ip": "192.0.2.10"}
+    zone = {"user": "alice", "owner": OWNER, "domain": "zone.test", "ip": "192.0.2.10"}
     await twice(
         node, driver, "ensure_dns_zone", {**zone, "nameservers": ["ns1.h.test", "ns2.h.test"]}
     )
     wanted = {
         "user": "alice",
+        "owner": OWNER,
         "domain": "zone.test",
         "records": [
             {"record": "@", "type": "A", "value": "192.0.2.10"},  # already in the template
@@ -147,9 +168,14 @@ async def test_dns_records_restore_one_deleted_and_drop_duplicates(
 ) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    await step(driver, "ensure_dns_zone", {"user": "alice", "domain": "z.test", "ip": "192.0.2.1"})
+    await step(
+        driver,
+        "ensure_dns_zone",
+        {"user": "alice", "owner": OWNER, "domain": "z.test", "ip": "192.0.2.1"},
+    )
     wanted = {
         "user": "alice",
+        "owner": OWNER,
         "domain": "z.test",
         "records": [
             {"record": "a", "type": "A", "value": "192.0.2.2"},
@@ -180,12 +206,18 @@ async def test_dkim_record_from_inputs_long_and_replaced(
     await step(driver, "ensure_user", ALICE)
     # Split mode's order: the mail domain (2048-bit key) first, the zone later, so Hestia does
     # not add the DKIM record itself and ensure_dns_records must.
-    await step(driver, "ensure_mail_domain", {"user": "alice", "domain": "d.test"})
-    dkim, _ = await step(driver, "ensure_dkim", {"user": "alice", "domain": "d.test"})
+    await step(driver, "ensure_mail_domain", {"user": "alice", "owner": OWNER, "domain": "d.test"})
+    dkim, _ = await step(
+        driver, "ensure_dkim", {"user": "alice", "owner": OWNER, "domain": "d.test"}
+    )
     txt = dkim.outputs["dkim_txt"]
     assert len(txt) > 255
-    await step(driver, "ensure_dns_zone", {"user": "alice", "domain": "d.test", "ip": "192.0.2.1"})
-    params = {"user": "alice", "domain": "d.test", "records": []}
+    await step(
+        driver,
+        "ensure_dns_zone",
+        {"user": "alice", "owner": OWNER, "domain": "d.test", "ip": "192.0.2.1"},
+    )
+    params = {"user": "alice", "owner": OWNER, "domain": "d.test", "records": []}
     await twice(node, driver, "ensure_dns_records", params, inputs=dkim.outputs)
     assert changes(node)[-1] == [
         "v-add-dns-record", "alice", "d.test", "mail._domainkey", "TXT", txt,
@@ -204,13 +236,21 @@ async def test_unified_node_dkim_added_by_hestia_is_recognised(
 ) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    await step(driver, "ensure_dns_zone", {"user": "alice", "domain": "u.test", "ip": "192.0.2.1"})
     await step(
-        driver, "ensure_mail_domain", {"user": "alice", "domain": "u.test", "dkim_size": 1024}
+        driver,
+        "ensure_dns_zone",
+        {"user": "alice", "owner": OWNER, "domain": "u.test", "ip": "192.0.2.1"},
     )
-    dkim, _ = await step(driver, "ensure_dkim", {"user": "alice", "domain": "u.test"})
+    await step(
+        driver,
+        "ensure_mail_domain",
+        {"user": "alice", "owner": OWNER, "domain": "u.test", "dkim_size": 1024},
+    )
+    dkim, _ = await step(
+        driver, "ensure_dkim", {"user": "alice", "owner": OWNER, "domain": "u.test"}
+    )
     before = changes(node)
-    params = {"user": "alice", "domain": "u.test", "records": []}
+    params = {"user": "alice", "owner": OWNER, "domain": "u.test", "records": []}
     outcome, _ = await step(driver, "ensure_dns_records", params, dkim.outputs)
     assert not outcome.changed and changes(node) == before
 
@@ -219,13 +259,21 @@ async def test_single_record_in_anothers_zone_and_exact_argv(
     env: tuple[SimNode, HestiaDriver],
 ) -> None:
     node, driver = env
-    provider = {"user": "provider", "password": "x", "email": "ops@hoster.test"}
+    provider = {"user": "provider", "owner": OWNER, "password": "x", "email": "ops@hoster.test"}
     await step(driver, "ensure_user", provider)
     await step(
-        driver, "ensure_dns_zone", {"user": "provider", "domain": "hoster.test", "ip": "192.0.2.1"}
+        driver,
+        "ensure_dns_zone",
+        {"user": "provider", "owner": OWNER, "domain": "hoster.test", "ip": "192.0.2.1"},
     )
     before = await driver.list_json(["v-list-dns-records", "provider", "hoster.test"])
-    record = {"user": "provider", "domain": "hoster.test", "record": "shop", "type": "A"}
+    record = {
+        "user": "provider",
+        "owner": OWNER,
+        "domain": "hoster.test",
+        "record": "shop",
+        "type": "A",
+    }
     out = await twice(node, driver, "ensure_dns_record", {**record, "value": "192.0.2.50"})
     assert out.outputs == {"fqdn": "shop.hoster.test"}
     odd = "v=x1; note='it''s' \\ $(touch /tmp/pwned) `id` & more"
@@ -233,7 +281,9 @@ async def test_single_record_in_anothers_zone_and_exact_argv(
     await twice(node, driver, "ensure_dns_record", txt)
     assert changes(node)[-1] == ["v-add-dns-record", "provider", "hoster.test", "shop", "TXT", odd]
     after = await driver.list_json(["v-list-dns-records", "provider", "hoster.test"])
-    assert len(after) == len(before) + 2
+    assert len(after) == len(before) + 3  # the two, and their name's owner mark
+    mark = ("shop", "TXT", f"hostwright-owner={OWNER}")
+    assert [k for k in after if (after[k]["RECORD"], after[k]["TYPE"], after[k]["VALUE"]) == mark]
     assert all(after[i] == r for i, r in before.items() if i in after)
     # Moving the service to another web node replaces only its own A record.
     moved = {**record, "value": "192.0.2.60", "replace": True}
@@ -251,14 +301,14 @@ async def test_single_record_in_anothers_zone_and_exact_argv(
 async def test_removals_are_idempotent(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    site = {"user": "alice", "domain": "gone.test"}
+    site = {"user": "alice", "owner": OWNER, "domain": "gone.test"}
     await step(driver, "ensure_web_domain", site)
     await step(driver, "ensure_dns_zone", {**site, "ip": "192.0.2.1"})
     await step(driver, "ensure_mail_domain", site)
     await twice(node, driver, "remove_web_domain", site)
     await twice(node, driver, "remove_dns_zone", site)
     await twice(node, driver, "remove_mail_domain", site)
-    await twice(node, driver, "remove_user", {"user": "alice", "email": "alice@example.com"})
+    await twice(node, driver, "remove_user", {"user": "alice", "owner": OWNER})
     # With the user gone every removal still reports "already done".
     for action in ("remove_web_domain", "remove_dns_zone", "remove_mail_domain"):
         assert not (await step(driver, action, site))[0].changed
@@ -269,8 +319,18 @@ async def test_removals_are_idempotent(env: tuple[SimNode, HestiaDriver]) -> Non
 async def test_passwords_never_reach_a_log(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     _, lines = await step(driver, "ensure_user", ALICE)
-    await step(driver, "ensure_mail_domain", {"user": "alice", "domain": "m.test", "dkim": False})
-    box = {"user": "alice", "domain": "m.test", "account": "info", "password": PASSWORD}
+    await step(
+        driver,
+        "ensure_mail_domain",
+        {"user": "alice", "owner": OWNER, "domain": "m.test", "dkim": False},
+    )
+    box = {
+        "user": "alice",
+        "owner": OWNER,
+        "domain": "m.test",
+        "account": "info",
+        "password": PASSWORD,
+    }
     _, more = await step(driver, "ensure_mailbox", box)
     text = "\n".join(lines + more)
     assert "v-add-user alice '*****' alice@example.com" in text
@@ -284,13 +344,16 @@ async def test_passwords_never_reach_a_log(env: tuple[SimNode, HestiaDriver]) ->
 async def test_bad_params_are_refused_before_the_node(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     bad: list[tuple[str, dict[str, Any]]] = [
-        ("ensure_user", {"user": "alice", "password": 5, "email": "a@x.test"}),
-        ("ensure_web_domain", {"user": "alice"}),
-        ("ensure_web_domain", {"user": "alice", "domain": "a.test\nv-delete-user x"}),
+        ("ensure_user", {"user": "alice", "owner": OWNER, "password": 5, "email": "a@x.test"}),
+        ("ensure_web_domain", {"user": "alice", "owner": OWNER}),
+        ("ensure_web_domain", {"user": "alice", "owner": OWNER,
+                               "domain": "a.test\nv-delete-user x"}),
         ("ensure_dns_records", {"user": "a", "domain": "z.test", "records": [{"record": "x"}]}),
         ("ensure_dns_record", {"user": "a", "domain": "z.test", "record": "x y", "type": "A",
                                "value": "1.2.3.4"}),
         ("ensure_php", {"user": "a", "domain": "z.test", "php_version": "eight"}),
+        ("ensure_user", {**ALICE, "owner": "7 $(id)"}),  # an owner mark is a service id
+        ("remove_user", {"user": "alice"}),  # no owner: nothing to prove it is ours
     ]  # fmt: skip
     for action, params in bad:
         with pytest.raises(StepParamsError):

@@ -20,7 +20,7 @@ from handlers.step_params import resolve_params
 from handlers.step_registry import STEP_ACTIONS
 from ops.devtools.simnode import SimNode, read_command_log
 from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
-from tests.support.steps import ALICE, changes, step, twice
+from tests.support.steps import ALICE, OWNER, changes, step, twice
 
 ONE_NODE = Placement("web1", "web1", ("web1",))
 IPS = {"web1": "127.0.0.1"}
@@ -70,12 +70,12 @@ async def test_suspend_twice_then_unsuspend_a_unified_service(
 
 async def test_user_steps_refuse_what_is_not_theirs(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
-    owner = {"user": "alice", "email": ALICE["email"]}
+    owner = {"user": "alice", "owner": OWNER}
     with pytest.raises(PermanentNodeError, match="user alice does not exist; there is nothing"):
         await step(driver, "suspend_user", owner)
     await step(driver, "ensure_user", ALICE)
-    with pytest.raises(PermanentNodeError, match="refused: user alice on web1"):
-        await step(driver, "suspend_user", {**owner, "email": "mallory@example.com"})
+    with pytest.raises(PermanentNodeError, match="conflict: user alice on web1 belongs to another"):
+        await step(driver, "suspend_user", {**owner, "owner": "8"})
     assert (await user_conf(driver, "alice"))["SUSPENDED"] == "no"
     await twice(node, driver, "suspend_user", owner)
     await twice(node, driver, "unsuspend_user", owner)
@@ -84,10 +84,12 @@ async def test_user_steps_refuse_what_is_not_theirs(env: tuple[SimNode, HestiaDr
 async def test_unsuspend_finishes_a_half_done_unsuspend(env: tuple[SimNode, HestiaDriver]) -> None:
     node, driver = env
     await step(driver, "ensure_user", ALICE)
-    await step(driver, "ensure_web_domain", {"user": "alice", "domain": "half.test"})
+    await step(
+        driver, "ensure_web_domain", {"user": "alice", "owner": OWNER, "domain": "half.test"}
+    )
     # v-unsuspend-user clears the user's mark before its domains: a crash can leave this
     await driver.check(["v-suspend-web-domain", "alice", "half.test"])
-    outcome, _ = await step(driver, "unsuspend_user", {"user": "alice", "email": ALICE["email"]})
+    outcome, _ = await step(driver, "unsuspend_user", {"user": "alice", "owner": OWNER})
     assert outcome.changed and changes(node)[-1] == ["v-unsuspend-user", "alice"]
     web = await driver.list_json(["v-list-web-domain", "alice", "half.test"])
     assert web["half.test"]["SUSPENDED"] == "no"
@@ -107,7 +109,8 @@ class RacingDriver:
         return CommandResult(5, "Error: user alice is suspended\n", "", 1.0)
 
     async def probe_json(self, argv: Sequence[str]) -> Any:
-        return {"alice": {"CONTACT": "alice@example.com", "SUSPENDED": next(self.probes)}}
+        mark = f"hostwright service {OWNER}"
+        return {"alice": {"NAME": mark, "SUSPENDED": next(self.probes)}}
 
     async def list_json(self, argv: Sequence[str]) -> Any:
         raise AssertionError("not used")
@@ -121,23 +124,21 @@ class RacingDriver:
 
 async def test_exit_5_on_suspend_means_done() -> None:
     driver = RacingDriver()
-    params = {"user": "alice", "email": "alice@example.com"}
+    params = {"user": "alice", "owner": OWNER}
     outcome = await STEP_ACTIONS["suspend_user"](driver, params, {}, StepLog())
     assert not outcome.changed and driver.ran == [["v-suspend-user", "alice"]]
 
 
 async def set_up_provider(driver: HestiaDriver) -> dict[str, Any]:
-    """The provider's user with its shared zone and mail domain, and a second customer, carol."""
-    await step(
-        driver, "ensure_user", {"user": "hoster", "password": "x", "email": "ops@hoster.test"}
-    )
-    zone = {"user": "hoster", "domain": "hoster.test", "ip": "127.0.0.1"}
-    await step(driver, "ensure_dns_zone", zone)
-    await step(driver, "ensure_mail_domain", {**zone, "dkim": False})
+    """The provider's user with its shared zone and mail domain, made by hand, and a second
+    customer, carol (service 9)."""
+    await driver.check(["v-add-user", "hoster", "x", "ops@hoster.test"])
+    await driver.check(["v-add-dns-domain", "hoster", "hoster.test", "127.0.0.1"])
+    await driver.check(["v-add-mail-domain", "hoster", "hoster.test", "yes", "yes", "no"])
     carol = {"user": "hoster", "domain": "hoster.test", "record": "carol", "type": "A"}
-    await step(driver, "ensure_dns_record", {**carol, "value": "127.0.0.1"})
+    await step(driver, "ensure_dns_record", {**carol, "value": "127.0.0.1", "owner": "9"})
     box = {"user": "hoster", "domain": "hoster.test", "account": "carol", "password": "pw123456"}
-    await step(driver, "ensure_mailbox", box)
+    await step(driver, "ensure_mailbox", {**box, "owner": "9"})
     await run_plan(driver, plan_deploy(BOB, ONE_NODE, PROVIDER, IPS))
     return dict(await driver.list_json(["v-list-dns-records", "hoster", "hoster.test"]))
 
@@ -166,7 +167,8 @@ async def bob_state(driver: HestiaDriver) -> tuple[str, str, list[str]]:
     return (
         (await user_conf(driver, BOB.user))["SUSPENDED"],
         box["bob"]["SUSPENDED"],
-        [r["SUSPENDED"] for r in records.values() if r["RECORD"] == "bob"],
+        # its A record; the TXT owner mark beside it stays as it is
+        [r["SUSPENDED"] for r in records.values() if (r["RECORD"], r["TYPE"]) == ("bob", "A")],
     )
 
 
@@ -273,10 +275,13 @@ async def test_missing_things_are_permanent_readable_errors(
 ) -> None:
     _, driver = env
     await set_up_provider(driver)
-    box = {"user": "hoster", "domain": "hoster.test", "account": "nobody"}
+    box = {"user": "hoster", "domain": "hoster.test", "account": "nobody", "owner": BOB.service_id}
     with pytest.raises(PermanentNodeError, match=r"mailbox nobody@hoster\.test of hoster does not"):
         await step(driver, "suspend_mailbox", box)
-    record = {"user": "hoster", "domain": "hoster.test", "record": "nobody", "type": "A"}
+    record = {
+        "user": "hoster", "domain": "hoster.test", "record": "nobody", "type": "A",
+        "owner": BOB.service_id,
+    }  # fmt: skip
     with pytest.raises(PermanentNodeError, match=r"nobody A 127\.0\.0\.1 is not in hoster\.test"):
         await step(driver, "suspend_dns_record", {**record, "value": "127.0.0.1"})
     with pytest.raises(PermanentNodeError, match=r"DNS zone other\.test of hoster does not exist"):

@@ -52,6 +52,20 @@ async def node_and_driver(tmp_path: Path, **driver_kwargs: float) -> tuple[SimNo
     return node, HestiaDriver(access_for(node, key_path), **driver_kwargs)  # type: ignore[arg-type]
 
 
+async def nodes_and_drivers(
+    tmp_path: Path, server_ids: list[str]
+) -> dict[str, tuple[SimNode, HestiaDriver]]:
+    """One started node and its driver per server id, all with every role."""
+    key_path, public = client_key_file(tmp_path / "keys")
+    found: dict[str, tuple[SimNode, HestiaDriver]] = {}
+    for server_id in server_ids:
+        node = await start_node(tmp_path, server_id)
+        node.authorize(public)
+        access = access_for(node, key_path, server_id=server_id)
+        found[server_id] = (node, HestiaDriver(access, command_timeout=10.0))
+    return found
+
+
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[SimNode, HestiaDriver]]:
     node, driver = await node_and_driver(tmp_path, command_timeout=10.0)

@@ -7,9 +7,11 @@ Consumes a NodeDriver and a SimNode's command log; emits the step's outcome and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from domain.step_chain import StepSpec
+from handlers.hestia_command import NodeError
 from handlers.hestia_driver import HestiaDriver
 from handlers.step import StepLog, StepOutcome
 from handlers.step_params import resolve_params
@@ -17,7 +19,8 @@ from handlers.step_registry import STEP_ACTIONS
 from ops.devtools.simnode import SimNode, read_command_log
 
 PASSWORD = "Pa55-w0rd!$(touch x)"
-ALICE = {"user": "alice", "password": PASSWORD, "email": "alice@example.com"}
+OWNER = "7"  # the service id the step tests' things are marked with
+ALICE = {"user": "alice", "password": PASSWORD, "email": "alice@example.com", "owner": OWNER}
 
 
 async def step(
@@ -58,3 +61,26 @@ async def run_plan(driver: HestiaDriver, steps: list[StepSpec]) -> dict[str, boo
         outcome = await STEP_ACTIONS[spec.action](driver, params, inputs, StepLog())
         changed[spec.step], outputs[spec.step] = outcome.changed, outcome.outputs
     return changed
+
+
+async def run_steps(
+    drivers: Mapping[str, HestiaDriver], steps: list[StepSpec]
+) -> dict[str, StepOutcome | NodeError]:
+    """Runs planned steps in order, each on its server's driver, as role handlers would: a step
+    whose action raised, or that depends on one that did, is not stopped at — its error is its
+    outcome (a dependent one's is the error it was blocked by)."""
+    outcomes: dict[str, StepOutcome | NodeError] = {}
+    for spec in steps:
+        before = {d: outcomes[d] for d in spec.depends_on}
+        failed = [o for o in before.values() if isinstance(o, NodeError)]
+        if failed:
+            outcomes[spec.step] = failed[0]
+            continue
+        inputs = {d: o.outputs for d, o in before.items() if isinstance(o, StepOutcome)}
+        params = resolve_params(spec.params, inputs, unseal=lambda sealed: sealed)
+        action = STEP_ACTIONS[spec.action]
+        try:
+            outcomes[spec.step] = await action(drivers[spec.server_id], params, inputs, StepLog())
+        except NodeError as exc:  # what a role handler reports; bad params are a test's bug
+            outcomes[spec.step] = exc
+    return outcomes

@@ -77,7 +77,25 @@ def test_split_builds_the_chain_on_each_node() -> None:
         "domain": "shop.example.com",
         "ip": "192.0.2.1",
         "aliases": ["www.shop.example.com"],
+        "owner": "42",
     }
+
+
+@pytest.mark.parametrize("mode", ["split", "unified", "vanity"])
+def test_every_step_but_the_shared_package_names_the_service_as_owner(mode: str) -> None:
+    """The handlers mark what a step makes with ``owner`` and act only on what carries it."""
+    service = vanity() if mode == "vanity" else facts(mode, plan=PLAN)
+    placement = UNIFIED if mode == "unified" else SPLIT
+    provider = PROVIDER if mode == "vanity" else None
+    for steps in (
+        plan_deploy(service, placement, provider, IPS),
+        plan_removal(service, placement, provider, IPS),
+    ):
+        for step in steps:
+            if step.action in ("ensure_package", "remove_unused_packages"):
+                assert "owner" not in step.params, step
+            else:
+                assert step.params["owner"] == "42", step
 
 
 def test_split_zone_records_point_web_and_mail_at_their_nodes() -> None:
@@ -160,13 +178,20 @@ def test_vanity_builds_only_its_own_site_mailbox_and_record() -> None:
                 "email": "bob@example.net",
                 "password_sealed": None,
                 "plan": {},
+                "owner": "42",
             },
         ),
         (
             "web.domain",
             "ensure_web_domain",
             "web1",
-            {"user": user, "domain": "bob.example.net", "ip": "192.0.2.1", "aliases": []},
+            {
+                "user": user,
+                "domain": "bob.example.net",
+                "ip": "192.0.2.1",
+                "aliases": [],
+                "owner": "42",
+            },
         ),
         (
             "mail.mailbox",
@@ -177,6 +202,7 @@ def test_vanity_builds_only_its_own_site_mailbox_and_record() -> None:
                 "domain": "example.net",
                 "account": "bob",
                 "password_sealed": None,
+                "owner": "42",
             },
         ),
         *[
@@ -190,6 +216,7 @@ def test_vanity_builds_only_its_own_site_mailbox_and_record() -> None:
                     "record": "bob",
                     "type": "A",
                     "value": "192.0.2.1",
+                    "owner": "42",
                 },
             )
             for dns in ("dns1", "dns2")
@@ -253,8 +280,11 @@ def test_vanity_removal_leaves_the_providers_things_alone() -> None:
     steps = plan_removal(vanity(), SPLIT, PROVIDER, IPS)
     assert_well_formed(steps)
     assert [(s.action, s.params) for s in steps] == [
-        ("remove_web_domain", {"user": vanity().user, "domain": "bob.example.net"}),
-        ("remove_mailbox", {"user": "sharedmail", "domain": "example.net", "account": "bob"}),
+        ("remove_web_domain", {"user": vanity().user, "domain": "bob.example.net", "owner": "42"}),
+        (
+            "remove_mailbox",
+            {"user": "sharedmail", "domain": "example.net", "account": "bob", "owner": "42"},
+        ),
         *[
             (
                 "remove_dns_record",
@@ -264,11 +294,12 @@ def test_vanity_removal_leaves_the_providers_things_alone() -> None:
                     "record": "bob",
                     "type": "A",
                     "value": "192.0.2.1",
+                    "owner": "42",
                 },
             )
         ]
         * 2,
-        ("remove_user", {"user": vanity().user, "email": "bob@example.net"}),
+        ("remove_user", {"user": vanity().user, "owner": "42"}),
         ("remove_unused_packages", {}),
     ]
 

@@ -61,7 +61,7 @@ def test_split_switches_the_user_on_every_node_at_once(kind: str, plan: Plan) ->
         (f"{kind}.dns.user@dns1", f"{kind}_user", "dns1", ()),
         (f"{kind}.dns.user@dns2", f"{kind}_user", "dns2", ()),
     ]
-    owner = {"user": facts().user, "email": "webmaster@shop.example.com"}
+    owner = {"user": facts().user, "owner": "42"}
     assert all(step.params == owner for step in steps)
     assert [s.role for s in steps] == ["web", "mail", "dns", "dns"]
 
@@ -84,13 +84,13 @@ def test_vanity_suspend_names_its_user_mailbox_and_record_only() -> None:
     assert_well_formed(steps)
     assert [(s.step, s.action, s.server_id, s.params) for s in steps] == [
         ("suspend.web.user", "suspend_user", "web1",
-         {"user": vanity().user, "email": "bob@example.net"}),
+         {"user": vanity().user, "owner": "42"}),
         ("suspend.mail.mailbox", "suspend_mailbox", "mail1",
-         {"user": "sharedmail", "domain": "example.net", "account": "bob"}),
+         {"user": "sharedmail", "domain": "example.net", "account": "bob", "owner": "42"}),
         *[
             (f"suspend.dns.record@{dns}", "suspend_dns_record", dns,
              {"user": "sharedns", "domain": "example.net", "record": "bob", "type": "A",
-              "value": "192.0.2.1"})
+              "value": "192.0.2.1", "owner": "42"})
             for dns in ("dns1", "dns2")
         ],
     ]  # fmt: skip
@@ -176,6 +176,7 @@ def test_vanity_change_plan_never_names_the_providers_package_or_users() -> None
     quota = by_key(plan_change_plan(service, SPLIT, PROVIDER, IPS))
     assert quota["change_plan.mail.mailbox_quota"].params == {
         "user": "sharedmail", "domain": "example.net", "account": "bob", "quota": 0,
+        "owner": "42",
     }  # fmt: skip
     assert quota["change_plan.mail.mailbox_quota"].server_id == "mail1"
     assert "mailbox_quota_mb" not in quota["change_plan.web.package"].params["plan"]

@@ -256,6 +256,25 @@ def _account(
     return mail, conf
 
 
+@command("v-add-mail-account-alias")
+def add_mail_account_alias(node: Node, argv: list[str]) -> str:
+    # Hestia checks every argument's format first, then the objects
+    _user_domain(node, argv, "v-add-mail-account-alias", "USER DOMAIN ACCOUNT ALIAS", 4)
+    account, alias = argv[2], argv[3]
+    v.localpart_format(account)
+    v.localpart_format(alias, "malias")
+    mail, conf = _account(node, argv, "v-add-mail-account-alias", check_user=True)
+    unsuspended(conf, "account", account)
+    aliases = {a for c in mail.accounts.values() for a in c.get("ALIAS", "").split(",") if a}
+    if alias in mail.accounts:
+        raise HestiaError(Exit.EXISTS, f"mail account {alias} already exists")
+    if alias in aliases:
+        raise HestiaError(Exit.EXISTS, f"mail alias {alias} already exists")
+    conf["ALIAS"] = ",".join(a for a in (conf.get("ALIAS", ""), alias) if a)
+    node.changed = True
+    return ""
+
+
 @command("v-delete-mail-account")
 def delete_mail_account(node: Node, argv: list[str]) -> str:
     mail, conf = _account(node, argv, "v-delete-mail-account", check_user=False)

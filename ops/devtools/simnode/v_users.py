@@ -295,6 +295,22 @@ def change_user_password(node: Node, argv: list[str]) -> str:
     return ""
 
 
+@command("v-change-user-name")
+def change_user_name(node: Node, argv: list[str]) -> str:
+    check_args(argv, 2, "v-change-user-name", "USER NAME [LAST_NAME]")
+    user, name, last = argv[0], argv[1], arg(argv, 2)
+    v.user_format(user)
+    v.name_format(name)
+    data = user_valid(node, user)
+    unsuspended(data.conf, "user", user)
+    v.common_spaces_format(name, "name")
+    if last:
+        v.common_spaces_format(last, "last name")
+    data.conf["NAME"] = f"{name} {last}" if last else name
+    node.changed = True
+    return ""
+
+
 @command("v-change-user-package")
 def change_user_package(node: Node, argv: list[str]) -> str:
     check_args(argv, 2, "v-change-user-package", "USER PACKAGE [FORCE]")

@@ -142,6 +142,13 @@ def name_format(value: str) -> None:
         raise HestiaError(Exit.INVALID, f"Invalid name contains qoutes (\" or ') :: {value}")
 
 
+def common_spaces_format(value: str, name: str) -> None:
+    """``is_common_format_spaces_valid``: no shell or quoting characters, no tab or line
+    break, no leading or trailing blank."""
+    if re.search(r"""[!|#$^&()+={}:<>?/\\"';%`\t\n\r\v\f]""", value) or value != value.strip(" "):
+        raise HestiaError(Exit.INVALID, f"invalid {name} format :: {value}")
+
+
 def int_format(value: str, name: str) -> None:
     if not re.fullmatch(r"[0-9]+", value):
         raise HestiaError(Exit.INVALID, f"invalid {name} format :: {value}")
