@@ -31,6 +31,7 @@ from tests.fakes.clock import Clock
 from tests.support.gateway import (
     AUTH,
     PASSWORD,
+    STAFF,
     START,
     TOKEN,
     Client,
@@ -118,7 +119,7 @@ def test_a_64_bit_numeric_id_is_still_an_id(client: Client, field: str) -> None:
 def test_a_limit_that_is_not_plain_ascii_digits_is_a_400(
     client: Client, path: str, limit: str
 ) -> None:
-    assert_readable_error(client.get(path, params={"limit": limit}, headers=AUTH), 400)
+    assert_readable_error(client.get(path, params={"limit": limit}, headers=STAFF), 400)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,12 @@ def test_the_earliest_and_latest_utc_times_are_still_times(client: Client) -> No
 def test_a_number_of_seconds_too_big_for_a_float_is_a_422(
     client: Client, store: EventStore, path: str, method: str, body: str
 ) -> None:
-    reply = client.request(method, path, content=body % ("9" * 400), headers=JSON_AUTH)
+    reply = client.request(
+        method,
+        path,
+        content=body % ("9" * 400),
+        headers={**STAFF, "Content-Type": "application/json"},
+    )
     assert_readable_error(reply, 422)
     assert store.max_notification_id() == 0
 
@@ -171,7 +177,7 @@ def test_a_number_of_seconds_too_big_for_a_float_is_a_422(
 def test_a_bad_ipv6_scope_id_is_refused_with_a_422_and_records_nothing(
     client: Client, store: EventStore, field: str, address: str
 ) -> None:
-    reply = client.post("/v1/servers", json=server(**{field: address}), headers=AUTH)
+    reply = client.post("/v1/servers", json=server(**{field: address}), headers=STAFF)
     assert_readable_error(reply, 422)
     assert store.max_notification_id() == 0
 
@@ -180,7 +186,7 @@ def test_a_bad_ipv6_scope_id_is_refused_with_a_422_and_records_nothing(
 def test_a_link_local_host_with_a_valid_scope_id_is_registered(
     client: Client, address: str
 ) -> None:
-    reply = client.post("/v1/servers", json=server(host=address), headers=AUTH)
+    reply = client.post("/v1/servers", json=server(host=address), headers=STAFF)
     assert reply.status_code in (200, 201, 202), reply.text
 
 

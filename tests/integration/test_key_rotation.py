@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,12 @@ class Estate:
     hidden: Task
 
 
+def own_order(service_id: int, **changes: Any) -> dict[str, Any]:
+    """An order body whose domain and username are the service's own (names are claimed)."""
+    names = {"domain": f"shop{service_id}.example.com", "username": f"shop{service_id}"}
+    return order(service_id=service_id, **names, **changes)
+
+
 @pytest.fixture
 def estate(database_url: str) -> Iterator[Estate]:
     store = EventStore(database_url)
@@ -79,13 +86,9 @@ def _build(store: EventStore) -> Estate:
         )
     )
     for service_id in (1001, 1003):
-        ledger.order_service(parse_order(order(service_id=service_id), now=START, actor="whmcs"))
-    ledger.order_service(
-        parse_order(order(service_id=1002, password=None), now=START, actor="whmcs")
-    )
-    store.order_service(
-        parse_order(order(service_id=1004), now=START, actor="whmcs"), V1_UNDER_OLD_KEY
-    )
+        ledger.order_service(parse_order(own_order(service_id), now=START, actor="whmcs"))
+    ledger.order_service(parse_order(own_order(1002, password=None), now=START, actor="whmcs"))
+    store.order_service(parse_order(own_order(1004), now=START, actor="whmcs"), V1_UNDER_OLD_KEY)
     gone = store.get_service("1003")
     gone.mark_terminated(START, [])
     store.save(gone)

@@ -141,7 +141,7 @@ async def test_verify_and_repair_moves_a_user_off_an_old_shared_package_and_keep
     a = service(1, package="basic", disk_mb=1024)
     quotas = {"DISK_QUOTA": 1024}
     await step(driver, "ensure_package", {"package": "basic", "quotas": quotas})
-    owner = {"user": a.user, "email": f"webmaster@{a.domain}"}
+    owner = {"user": a.user, "email": f"webmaster@{a.domain}", "owner": a.service_id}
     await step(driver, "ensure_user", {**ALICE, **owner, "package": "basic"})
     await run_plan(driver, plan_deploy(a, ONE_NODE, None, IPS))
     assert (await package_of(driver, a.user))[0] == content_package(a.plan)

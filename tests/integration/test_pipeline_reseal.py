@@ -52,6 +52,7 @@ class UserStepPlanner:
             "user": "u1",
             "email": "u1@example.com",
             "password_sealed": service.password_sealed,
+            "owner": service.service_id,
         }
         return [StepSpec("web.user", "web", "ensure_user", "web1", params, ())]
 
