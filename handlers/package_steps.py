@@ -18,6 +18,7 @@ from typing import Any
 from domain.hestia_package import is_content_package
 from domain.hosting_plan import PACKAGE_DEFAULTS, UNLIMITED
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import user_marks
 from handlers.step import NodeDriver, StepLog, StepOutcome, StepParamsError, apply, text
 
 # Hestia *sources* a package file as shell: only plain words may go into it.
@@ -148,9 +149,10 @@ async def remove_unused_packages(
 
     params: none. ``default`` and packages an admin made are never touched. A package is kept
     while any user's package name starts with its name: Hestia's ``v-delete-user-package``
-    moves every such user to ``default``. A user that joined a package between the check and
-    the removal (another service's deploy) is put back: the package is made again with the
-    content it had, and the user moved onto it. outputs: none.
+    moves every such user to ``default``. A user of hostwright's (one with an owner mark) that
+    joined a package between the check and the removal (another service's deploy or change
+    plan) is put back: the package is made again with the content it had, and the user moved
+    onto it; a user without a mark (an admin's) is never moved. outputs: none.
     """
     packages = await driver.list_json(["v-list-user-packages"]) or {}
     users = await driver.list_json(["v-list-users"]) or {}
@@ -184,19 +186,23 @@ async def _put_back(
     before: dict[str, Any],
     after: dict[str, Any],
 ) -> None:
-    """Users that joined ``package`` while it was being removed: moved to ``default`` by
-    Hestia (new since ``before``), or left on it (joined between Hestia's check and its
-    ``rm``). Remakes the package as it was and puts them on it.
+    """Users that joined ``package`` while it was being removed: left on it
+    (joined between Hestia's check and its ``rm``), or moved to ``default`` by Hestia — a user
+    on ``default`` now that was not there in ``before`` (new, or moved onto the package from
+    another one meanwhile). Remakes the package as it was and puts them on it.
 
-    Hestia's listing cannot tell a user moved to ``default`` by the removal from one created on
-    ``default`` by someone else in the same instant; hostwright itself never puts a user on
-    ``default``, so such a user is taken for one that joined (the narrow price of never
-    leaving a service's user on ``default``'s limits)."""
+    Of the users on ``default``, only one carrying a hostwright owner mark is put back:
+    hostwright never puts a user on ``default``, so a marked user there was moved by the
+    removal; an unmarked one (an admin's, made there meanwhile) is left where it is."""
     joined = sorted(
         user
         for user, conf in after.items()
         if conf.get("PACKAGE") == package
-        or (user not in before and conf.get("PACKAGE") == DEFAULT_PACKAGE)
+        or (
+            conf.get("PACKAGE") == DEFAULT_PACKAGE
+            and before.get(user, {}).get("PACKAGE") != DEFAULT_PACKAGE
+            and user_marks(conf)
+        )
     )
     if not joined:
         log.note(f"package {package}: removed, no user used it")

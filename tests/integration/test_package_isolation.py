@@ -210,7 +210,7 @@ async def test_a_user_joining_a_package_while_it_is_removed_is_put_back_on_it(
     left = content_package(small.plan)
     _, left_limits = await package_of(driver, small.user)
     await run_plan(driver, plan_change_plan(big, ONE_NODE, None, IPS)[:2])
-    joiner = ["v-add-user", "carol", "Pa55-w0rd", "carol@shop2.test", left]
+    joiner = ["v-add-user", "carol", "Pa55-w0rd", "carol@shop2.test", left, "hostwright service 2"]
     racing = RunsFirst(driver, "v-delete-user-package", joiner)
     outcome, lines = await step(racing, "remove_unused_packages", {})  # type: ignore[arg-type]
     assert outcome.changed
@@ -220,3 +220,50 @@ async def test_a_user_joining_a_package_while_it_is_removed_is_put_back_on_it(
     assert package == left
     assert content == {k: v for k, v in left_limits.items() if k not in ("TIME", "DATE")}
     assert (await driver.list_json(["v-list-user", "carol"]))["carol"]["DISK_QUOTA"] == "1024"
+
+
+async def removing_the_left_package_while(
+    driver: HestiaDriver, other: list[str], *, other_service: ServiceFacts | None = None
+) -> tuple[str, list[str]]:
+    """Service 1 moved off its first package; runs ``remove_unused_packages`` with ``other``
+    run just before its ``v-delete-user-package``. The package left and the step's log."""
+    small, big = (
+        service(1, package="basic", disk_mb=1024),
+        service(1, package="basic", disk_mb=2048),
+    )
+    await run_plan(driver, plan_deploy(small, ONE_NODE, None, IPS))
+    if other_service is not None:
+        await run_plan(driver, plan_deploy(other_service, ONE_NODE, None, IPS))
+    await run_plan(driver, plan_change_plan(big, ONE_NODE, None, IPS)[:2])
+    racing = RunsFirst(driver, "v-delete-user-package", other)
+    _, lines = await step(racing, "remove_unused_packages", {})  # type: ignore[arg-type]
+    return content_package(small.plan), lines
+
+
+async def test_a_user_moved_from_its_package_onto_one_being_removed_is_put_back_on_it(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """Service 2's user already existed on its own package when the remover listed the users;
+    another of service 2's runs moves it onto the package being removed just before Hestia's
+    delete, which moves it to ``default``: it is put back on the package, never left there."""
+    _, driver = env
+    other = service(2, package="basic", disk_mb=4096)
+    left = content_package(service(1, package="basic", disk_mb=1024).plan)
+    mover = ["v-change-user-package", other.user, left]
+    _, lines = await removing_the_left_package_while(driver, mover, other_service=other)
+    assert any(f"{other.user} joined it while it was removed; put back" in x for x in lines)
+    package, limits = await package_of(driver, other.user)
+    assert (package, limits["DISK_QUOTA"]) == (left, "1024")
+
+
+async def test_an_admins_new_user_on_default_is_left_alone_by_the_package_removal(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """A user an admin makes on ``default`` while a package is removed carries no hostwright
+    owner mark: it stays on ``default``, and the package stays removed."""
+    _, driver = env
+    admins = ["v-add-user", "eve", "Pa55-w0rd", "eve@admin.test", "default"]
+    left, lines = await removing_the_left_package_while(driver, admins)
+    assert any(f"package {left}: removed, no user used it" in line for line in lines)
+    assert (await package_of(driver, "eve"))[0] == "default"
+    assert left not in await packages(driver)
