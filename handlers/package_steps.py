@@ -15,45 +15,26 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from domain.hestia_package import is_content_package
-from domain.hosting_plan import PACKAGE_DEFAULTS, UNLIMITED
+from domain.errors import InvalidInput
+from domain.hestia_package import is_content_package, package_content
+from domain.hosting_plan import PACKAGE_DEFAULTS
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
 from handlers.ownership import user_marks
 from handlers.step import NodeDriver, StepLog, StepOutcome, StepParamsError, apply, text
 
-# Hestia *sources* a package file as shell: only plain words may go into it.
-_PACKAGE_VALUE = re.compile(r"^[A-Za-z0-9._,/-]*$")
 _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_PACKAGE = "default"  # where Hestia moves the users of a package it deletes
 
 
 def package_definition(quotas: object) -> dict[str, str]:
-    """The package's full ``KEY -> value`` from the plan's quotas (Hestia key names).
-
-    A quota value is an int, a string, ``None`` (unlimited), or for ``NS`` a list of names.
-    """
+    """The package's full ``KEY -> value`` from the plan's quotas (Hestia key names): the
+    domain's ``package_content``, the very content the package's name is the digest of."""
     if not isinstance(quotas, dict):
         raise StepParamsError("param 'quotas' must be an object of Hestia package keys")
-    definition = dict(PACKAGE_DEFAULTS)
-    for key, raw in quotas.items():
-        if key not in PACKAGE_DEFAULTS:
-            raise StepParamsError(f"quota {key!r} is not a Hestia package key")
-        if raw is None:
-            value = UNLIMITED
-        elif isinstance(raw, bool):
-            raise StepParamsError(f"quota {key!r} must be a number, a word or null")
-        elif isinstance(raw, int):
-            value = str(raw)
-        elif isinstance(raw, list) and key == "NS":
-            value = ",".join(str(item) for item in raw)
-        elif isinstance(raw, str):
-            value = raw
-        else:
-            raise StepParamsError(f"quota {key!r} must be a number, a word or null")
-        if not _PACKAGE_VALUE.fullmatch(value):
-            raise StepParamsError(f"quota {key!r} has characters a package file cannot hold")
-        definition[key] = value
-    return definition
+    try:
+        return package_content(quotas)
+    except InvalidInput as exc:
+        raise StepParamsError(str(exc)) from None
 
 
 def _drift(definition: dict[str, str], listed: dict[str, Any]) -> list[str]:
@@ -208,9 +189,14 @@ async def _put_back(
         log.note(f"package {package}: removed, no user used it")
         return
     log.note(f"package {package}: {', '.join(joined)} joined it while it was removed; put back")
-    definition = {key: str(listed.get(key, value)) for key, value in PACKAGE_DEFAULTS.items()}
-    if not all(_PACKAGE_VALUE.fullmatch(value) for value in definition.values()):
-        raise PermanentNodeError(f"{driver.server_id}: package {package} cannot be made again")
+    try:
+        definition = package_content(
+            {k: str(v) for k, v in listed.items() if k in PACKAGE_DEFAULTS}
+        )
+    except InvalidInput:
+        raise PermanentNodeError(
+            f"{driver.server_id}: package {package} cannot be made again"
+        ) from None
     await add_package(driver, log, package, definition)
     for user in joined:
         await apply(driver, log, ["v-change-user-package", user, package])
