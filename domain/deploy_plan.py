@@ -11,7 +11,8 @@ users go on is named after its exact limits (domain/hestia_package.py): the same
 same package on a node, other quotas are another, and none is ever rewritten.
 
 Actions and their params (every value JSON-able; a handler receives exactly these keys). Every
-action but ``ensure_package`` also gets ``owner``, the service id: the handler marks what it
+action but the two on packages (``ensure_package``, ``remove_unused_packages``: shared by
+content, never one service's) also gets ``owner``, the service id: the handler marks what it
 makes with it and never adopts, changes or removes what does not carry that mark
 (handlers/ownership.py).
 
