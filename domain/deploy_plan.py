@@ -24,7 +24,8 @@ ensure_package      web   package (str: ``content_package(plan)``, ``hw-<digest>
                           mailbox_quota_mb; an int or None = unlimited)
 ensure_user         any   user, package, email, password_sealed (str | None; None = the
                           handler sets a password of its own and never reports it), plan
-                          (as ensure_package's: the package is ensured first)
+                          (as ensure_package's: the package is ensured first; a ``hw-…``
+                          package the user leaves is removed when no one else is on it)
 ensure_web_domain   web   user, domain, ip (the node's address), aliases (list of names)
 ensure_php          web   user, domain, php_version ("8.2")
 ensure_mail_domain  mail  user, domain, dkim (bool)

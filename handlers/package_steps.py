@@ -139,20 +139,37 @@ async def remove_unused_packages(
     users = await driver.list_json(["v-list-users"]) or {}
     changed = False
     for package in sorted(name for name in packages if is_content_package(name)):
-        using = sorted(u for u, conf in users.items() if _on(conf, package))
-        if using:
-            log.note(f"package {package}: kept, used by {', '.join(using)}")
-            continue
-        # the one listing that holds every key (the list of all packages leaves some out)
-        listed = await driver.probe_json(["v-list-user-package", package])
-        if listed is None:
-            continue
-        argv = ["v-delete-user-package", package]
-        changed = await apply(driver, log, argv, also_ok=(3,)) == 0 or changed
-        after = await driver.list_json(["v-list-users"]) or {}
-        await _put_back(driver, log, package, listed.get(package, {}), users, after)
-        users = after
+        removed, users = await _remove_if_unused(driver, log, package, users)
+        changed = removed or changed
     return StepOutcome(changed)
+
+
+async def remove_if_unused(driver: NodeDriver, log: StepLog, package: str) -> bool:
+    """``remove_unused_packages`` for the one package a user just left: removed (True) when
+    it is of hostwright's name form and no user on the node uses it, else left."""
+    if not is_content_package(package):
+        return False
+    users = await driver.list_json(["v-list-users"]) or {}
+    return (await _remove_if_unused(driver, log, package, users))[0]
+
+
+async def _remove_if_unused(
+    driver: NodeDriver, log: StepLog, package: str, users: dict[str, Any]
+) -> tuple[bool, dict[str, Any]]:
+    """Removes ``package`` unless a user in ``users`` uses it, putting back any user that
+    joined it meanwhile. Whether it was removed, and the users as listed after."""
+    using = sorted(u for u, conf in users.items() if _on(conf, package))
+    if using:
+        log.note(f"package {package}: kept, used by {', '.join(using)}")
+        return False, users
+    # the one listing that holds every key (the list of all packages leaves some out)
+    listed = await driver.probe_json(["v-list-user-package", package])
+    if listed is None:
+        return False, users
+    removed = await apply(driver, log, ["v-delete-user-package", package], also_ok=(3,)) == 0
+    after = await driver.list_json(["v-list-users"]) or {}
+    await _put_back(driver, log, package, listed.get(package, {}), users, after)
+    return removed, after
 
 
 def _on(conf: dict[str, Any], package: str) -> bool:
