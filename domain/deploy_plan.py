@@ -11,7 +11,8 @@ users go on is named after its exact limits (domain/hestia_package.py): the same
 same package on a node, other quotas are another, and none is ever rewritten.
 
 Actions and their params (every value JSON-able; a handler receives exactly these keys). Every
-action but ``ensure_package`` also gets ``owner``, the service id: the handler marks what it
+action but the two on packages (``ensure_package``, ``remove_unused_packages``: shared by
+content, never one service's) also gets ``owner``, the service id: the handler marks what it
 makes with it and never adopts, changes or removes what does not carry that mark
 (handlers/ownership.py).
 
@@ -23,7 +24,8 @@ ensure_package      web   package (str: ``content_package(plan)``, ``hw-<digest>
                           mailbox_quota_mb; an int or None = unlimited)
 ensure_user         any   user, package, email, password_sealed (str | None; None = the
                           handler sets a password of its own and never reports it), plan
-                          (as ensure_package's: the package is ensured first)
+                          (as ensure_package's: the package is ensured first; a ``hw-…``
+                          package the user leaves is removed when no one else is on it)
 ensure_web_domain   web   user, domain, ip (the node's address), aliases (list of names)
 ensure_php          web   user, domain, php_version ("8.2")
 ensure_mail_domain  mail  user, domain, dkim (bool)

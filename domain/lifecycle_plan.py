@@ -9,7 +9,8 @@ unsuspend turns on again what suspend turned off; change plan puts the service's
 (new) plan's package and quotas.
 
 Actions and their params (a handler receives exactly these keys; each also gets ``owner``, the
-service id: the handler touches only what carries the service's owner mark):
+service id: the handler touches only what carries the service's owner mark; the package steps
+of change plan, ``ensure_package`` and ``remove_unused_packages``, get none):
 
 ==================== ===== ===================================================================
 action               role  params

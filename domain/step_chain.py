@@ -4,9 +4,10 @@ orders them.
 Consumes a Service's facts (``ServiceFacts``) and the nodes' addresses; emits ``StepSpec``s
 through a ``StepChain``, which refuses a step that depends on one not yet planned and sets a
 node up (package, user) once however many roles the node serves for the service. Every step
-but the package (shared by name) carries the service id as ``owner``: the handler marks what
-it makes with it and acts only on what carries that mark (handlers/ownership.py). The mode
-modules (domain/own_domain_plan.py, domain/vanity_plan.py) add their steps through a chain;
+but the two on packages (``ensure_package``, ``remove_unused_packages``: packages are shared by
+content) carries the service id as ``owner``: the handler marks what it makes with it and
+acts only on what carries that mark (handlers/ownership.py). The mode modules
+(domain/own_domain_plan.py, domain/vanity_plan.py) add their steps through a chain;
 domain/deploy_plan.py and domain/lifecycle_plan.py pick the mode per run kind.
 """
 

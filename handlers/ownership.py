@@ -1,7 +1,8 @@
 """Whose a thing on a node is: the owner marks a service writes, and the one rule that reads them.
 
 Hestia has no owner field, so each service marks what it makes with its WHMCS service id (the
-``owner`` param every such step carries), on the thing itself where Hestia allows it:
+``owner`` param every such step carries; a task planned before owner marks has none, and
+``with_owner`` gives it the task's service id), on the thing itself where Hestia allows it:
 
 - a Hestia user: its full name (``NAME``), ``hostwright service <id>``, given to ``v-add-user``
   itself, so a user is never there without its mark; the web, mail and DNS domains a user holds
@@ -47,6 +48,19 @@ _OWNER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # an id that reads as itself inside a mail alias: lower case, no leading or trailing - or _,
 # short enough for Hestia's 64-character local part
 _ALIAS_TOKEN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
+
+
+# the steps on what services share (packages by content): they carry no owner
+SHARED_ACTIONS = frozenset({"ensure_package", "remove_unused_packages"})
+
+
+def with_owner(action: str, params: dict[str, Any], service_id: str) -> dict[str, Any]:
+    """``params`` with ``owner`` = the task's service id when an owned action lacks it: a task
+    planned before owner marks (in flight at the upgrade, or an errored one staff try again).
+    A given ``owner`` is never replaced."""
+    if action in SHARED_ACTIONS or "owner" in params:
+        return params
+    return {**params, "owner": service_id}
 
 
 def owner_param(params: dict[str, Any]) -> str:

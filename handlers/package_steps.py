@@ -15,44 +15,26 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from domain.hestia_package import is_content_package
-from domain.hosting_plan import PACKAGE_DEFAULTS, UNLIMITED
+from domain.errors import InvalidInput
+from domain.hestia_package import is_content_package, package_content
+from domain.hosting_plan import PACKAGE_DEFAULTS
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.ownership import user_marks
 from handlers.step import NodeDriver, StepLog, StepOutcome, StepParamsError, apply, text
 
-# Hestia *sources* a package file as shell: only plain words may go into it.
-_PACKAGE_VALUE = re.compile(r"^[A-Za-z0-9._,/-]*$")
 _PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_PACKAGE = "default"  # where Hestia moves the users of a package it deletes
 
 
 def package_definition(quotas: object) -> dict[str, str]:
-    """The package's full ``KEY -> value`` from the plan's quotas (Hestia key names).
-
-    A quota value is an int, a string, ``None`` (unlimited), or for ``NS`` a list of names.
-    """
+    """The package's full ``KEY -> value`` from the plan's quotas (Hestia key names): the
+    domain's ``package_content``, the very content the package's name is the digest of."""
     if not isinstance(quotas, dict):
         raise StepParamsError("param 'quotas' must be an object of Hestia package keys")
-    definition = dict(PACKAGE_DEFAULTS)
-    for key, raw in quotas.items():
-        if key not in PACKAGE_DEFAULTS:
-            raise StepParamsError(f"quota {key!r} is not a Hestia package key")
-        if raw is None:
-            value = UNLIMITED
-        elif isinstance(raw, bool):
-            raise StepParamsError(f"quota {key!r} must be a number, a word or null")
-        elif isinstance(raw, int):
-            value = str(raw)
-        elif isinstance(raw, list) and key == "NS":
-            value = ",".join(str(item) for item in raw)
-        elif isinstance(raw, str):
-            value = raw
-        else:
-            raise StepParamsError(f"quota {key!r} must be a number, a word or null")
-        if not _PACKAGE_VALUE.fullmatch(value):
-            raise StepParamsError(f"quota {key!r} has characters a package file cannot hold")
-        definition[key] = value
-    return definition
+    try:
+        return package_content(quotas)
+    except InvalidInput as exc:
+        raise StepParamsError(str(exc)) from None
 
 
 def _drift(definition: dict[str, str], listed: dict[str, Any]) -> list[str]:
@@ -148,28 +130,46 @@ async def remove_unused_packages(
 
     params: none. ``default`` and packages an admin made are never touched. A package is kept
     while any user's package name starts with its name: Hestia's ``v-delete-user-package``
-    moves every such user to ``default``. A user that joined a package between the check and
-    the removal (another service's deploy) is put back: the package is made again with the
-    content it had, and the user moved onto it. outputs: none.
+    moves every such user to ``default``. A user of hostwright's (one with an owner mark) that
+    joined a package between the check and the removal (another service's deploy or change
+    plan) is put back: the package is made again with the content it had, and the user moved
+    onto it; a user without a mark (an admin's) is never moved. outputs: none.
     """
     packages = await driver.list_json(["v-list-user-packages"]) or {}
     users = await driver.list_json(["v-list-users"]) or {}
     changed = False
     for package in sorted(name for name in packages if is_content_package(name)):
-        using = sorted(u for u, conf in users.items() if _on(conf, package))
-        if using:
-            log.note(f"package {package}: kept, used by {', '.join(using)}")
-            continue
-        # the one listing that holds every key (the list of all packages leaves some out)
-        listed = await driver.probe_json(["v-list-user-package", package])
-        if listed is None:
-            continue
-        argv = ["v-delete-user-package", package]
-        changed = await apply(driver, log, argv, also_ok=(3,)) == 0 or changed
-        after = await driver.list_json(["v-list-users"]) or {}
-        await _put_back(driver, log, package, listed.get(package, {}), users, after)
-        users = after
+        removed, users = await _remove_if_unused(driver, log, package, users)
+        changed = removed or changed
     return StepOutcome(changed)
+
+
+async def remove_if_unused(driver: NodeDriver, log: StepLog, package: str) -> bool:
+    """``remove_unused_packages`` for the one package a user just left: removed (True) when
+    it is of hostwright's name form and no user on the node uses it, else left."""
+    if not is_content_package(package):
+        return False
+    users = await driver.list_json(["v-list-users"]) or {}
+    return (await _remove_if_unused(driver, log, package, users))[0]
+
+
+async def _remove_if_unused(
+    driver: NodeDriver, log: StepLog, package: str, users: dict[str, Any]
+) -> tuple[bool, dict[str, Any]]:
+    """Removes ``package`` unless a user in ``users`` uses it, putting back any user that
+    joined it meanwhile. Whether it was removed, and the users as listed after."""
+    using = sorted(u for u, conf in users.items() if _on(conf, package))
+    if using:
+        log.note(f"package {package}: kept, used by {', '.join(using)}")
+        return False, users
+    # the one listing that holds every key (the list of all packages leaves some out)
+    listed = await driver.probe_json(["v-list-user-package", package])
+    if listed is None:
+        return False, users
+    removed = await apply(driver, log, ["v-delete-user-package", package], also_ok=(3,)) == 0
+    after = await driver.list_json(["v-list-users"]) or {}
+    await _put_back(driver, log, package, listed.get(package, {}), users, after)
+    return removed, after
 
 
 def _on(conf: dict[str, Any], package: str) -> bool:
@@ -184,27 +184,36 @@ async def _put_back(
     before: dict[str, Any],
     after: dict[str, Any],
 ) -> None:
-    """Users that joined ``package`` while it was being removed: moved to ``default`` by
-    Hestia (new since ``before``), or left on it (joined between Hestia's check and its
-    ``rm``). Remakes the package as it was and puts them on it.
+    """Users that joined ``package`` while it was being removed: left on it
+    (joined between Hestia's check and its ``rm``), or moved to ``default`` by Hestia — a user
+    on ``default`` now that was not there in ``before`` (new, or moved onto the package from
+    another one meanwhile). Remakes the package as it was and puts them on it.
 
-    Hestia's listing cannot tell a user moved to ``default`` by the removal from one created on
-    ``default`` by someone else in the same instant; hostwright itself never puts a user on
-    ``default``, so such a user is taken for one that joined (the narrow price of never
-    leaving a service's user on ``default``'s limits)."""
+    Of the users on ``default``, only one carrying a hostwright owner mark is put back:
+    hostwright never puts a user on ``default``, so a marked user there was moved by the
+    removal; an unmarked one (an admin's, made there meanwhile) is left where it is."""
     joined = sorted(
         user
         for user, conf in after.items()
         if conf.get("PACKAGE") == package
-        or (user not in before and conf.get("PACKAGE") == DEFAULT_PACKAGE)
+        or (
+            conf.get("PACKAGE") == DEFAULT_PACKAGE
+            and before.get(user, {}).get("PACKAGE") != DEFAULT_PACKAGE
+            and user_marks(conf)
+        )
     )
     if not joined:
         log.note(f"package {package}: removed, no user used it")
         return
     log.note(f"package {package}: {', '.join(joined)} joined it while it was removed; put back")
-    definition = {key: str(listed.get(key, value)) for key, value in PACKAGE_DEFAULTS.items()}
-    if not all(_PACKAGE_VALUE.fullmatch(value) for value in definition.values()):
-        raise PermanentNodeError(f"{driver.server_id}: package {package} cannot be made again")
+    try:
+        definition = package_content(
+            {k: str(v) for k, v in listed.items() if k in PACKAGE_DEFAULTS}
+        )
+    except InvalidInput:
+        raise PermanentNodeError(
+            f"{driver.server_id}: package {package} cannot be made again"
+        ) from None
     await add_package(driver, log, package, definition)
     for user in joined:
         await apply(driver, log, ["v-change-user-package", user, package])

@@ -1,8 +1,10 @@
 """A role handler service (web, mail or dns): one task message in, one result message out.
 
 ``RoleHandler.handle(message)`` consumes a delivery's ``body`` (a ``TaskMessage``), finds the
-node in the ``ServerDirectory``, runs the task's step action against that node's driver while a
-``HeartbeatMessage`` goes out every ``heartbeat_interval`` seconds, and publishes exactly one
+node in the ``ServerDirectory``, runs the task's step action against that node's driver (an
+owned action planned before owner marks takes the task's service id as ``owner``:
+handlers/ownership.py ``with_owner``) while a ``HeartbeatMessage`` goes out every
+``heartbeat_interval`` seconds, and publishes exactly one
 ``ResultMessage``: ``succeeded`` (with ``changed``, outputs and log), ``failed_retryable`` or
 ``failed_permanent`` (with a readable error and the log). Whatever the step raises becomes a
 result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. A
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 from handlers.hestia_command import NodeError
 from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
+from handlers.ownership import with_owner
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
 from handlers.step_params import Unseal, resolve_params
 from handlers.step_registry import STEP_ACTIONS
@@ -109,7 +112,8 @@ class RoleHandler:
             driver = await self._driver(task.server_id)
             if driver is None:
                 return failed(f"unknown server {task.server_id!r}", retryable=False)
-            params = resolve_params(task.params, task.inputs, self._unseal)
+            planned = with_owner(task.action, task.params, task.service_id)
+            params = resolve_params(planned, task.inputs, self._unseal)
             outcome: StepOutcome = await action(driver, params, task.inputs, steplog)
         except NodeError as exc:
             return failed(str(exc), retryable=exc.retryable)

@@ -11,7 +11,7 @@ from typing import Any
 from domain.hosting_plan import LIMIT_KEYS
 from handlers.hestia_command import TransientNodeError
 from handlers.ownership import our_user, owner_param, user_mark
-from handlers.package_steps import ensure_package, on_package
+from handlers.package_steps import ensure_package, on_package, remove_if_unused
 from handlers.step import (
     NodeDriver,
     StepLog,
@@ -31,7 +31,10 @@ async def ensure_user(
     that name is someone else's → permanent conflict, nothing changed), ``package`` (default
     ``default``), ``quotas`` (optional: the package is first made to hold them, as
     ``ensure_package`` does). An existing user of ours keeps its password; its package is set
-    with ``v-change-user-package`` when it differs or its quotas drifted. outputs: none.
+    with ``v-change-user-package`` when it differs or its quotas drifted, and the package it
+    left, when of hostwright's ``hw-…`` form and used by no one else on the node, is removed
+    right then (as ``remove_unused_packages`` does: a deploy or verify & repair that moves the
+    user plans no removal step). outputs: none.
     """
     user, email = text(params, "user"), text(params, "email")
     owner = owner_param(params)
@@ -53,6 +56,10 @@ async def ensure_user(
     if not added and await _package_drifted(driver, user, conf, package, log):
         await on_package(driver, log, ["v-change-user-package", user, package], package)
         moved = True
+        left = str(conf.get("PACKAGE", ""))
+        if left != package:
+            # the package it left goes now when no one uses it, not at the next change plan
+            await remove_if_unused(driver, log, left)
     if not added and not moved:
         log.note(f"user {user}: present on package {package}")
     return StepOutcome(changed=package_changed or added or moved)

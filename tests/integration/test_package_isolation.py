@@ -198,25 +198,79 @@ async def test_a_package_removed_just_before_the_user_joins_it_is_made_again_on_
     assert (await package_of(driver, "alice"))[1]["DISK_QUOTA"] == "1024"
 
 
+LEFT = content_package({"package": "basic", "disk_mb": 1024})
+
+
+async def removing_the_left_package_while(
+    driver: HestiaDriver, other: list[str], *, other_service: ServiceFacts | None = None
+) -> tuple[str, list[str]]:
+    """A package no user is on any more (``LEFT``); runs ``remove_unused_packages`` with
+    ``other`` run just before its ``v-delete-user-package``. The package and the step's log."""
+    await step(driver, "ensure_package", {"package": LEFT, "quotas": {"DISK_QUOTA": 1024}})
+    if other_service is not None:
+        await run_plan(driver, plan_deploy(other_service, ONE_NODE, None, IPS))
+    racing = RunsFirst(driver, "v-delete-user-package", other)
+    outcome, lines = await step(racing, "remove_unused_packages", {})  # type: ignore[arg-type]
+    assert outcome.changed
+    return LEFT, lines
+
+
 async def test_a_user_joining_a_package_while_it_is_removed_is_put_back_on_it(
     env: tuple[SimNode, HestiaDriver],
 ) -> None:
     _, driver = env
-    small, big = (
-        service(1, package="basic", disk_mb=1024),
-        service(1, package="basic", disk_mb=2048),
-    )
-    await run_plan(driver, plan_deploy(small, ONE_NODE, None, IPS))
-    left = content_package(small.plan)
-    _, left_limits = await package_of(driver, small.user)
-    await run_plan(driver, plan_change_plan(big, ONE_NODE, None, IPS)[:2])
-    joiner = ["v-add-user", "carol", "Pa55-w0rd", "carol@shop2.test", left]
-    racing = RunsFirst(driver, "v-delete-user-package", joiner)
-    outcome, lines = await step(racing, "remove_unused_packages", {})  # type: ignore[arg-type]
-    assert outcome.changed
+    joiner = ["v-add-user", "carol", "Pa55-w0rd", "carol@shop2.test", LEFT, "hostwright service 2"]
+    left, lines = await removing_the_left_package_while(driver, joiner)
     assert any("carol joined it while it was removed; put back" in line for line in lines)
     package, limits = await package_of(driver, "carol")
-    content = {k: v for k, v in limits.items() if k not in ("TIME", "DATE")}
-    assert package == left
-    assert content == {k: v for k, v in left_limits.items() if k not in ("TIME", "DATE")}
+    assert (package, limits["DISK_QUOTA"]) == (left, "1024")
     assert (await driver.list_json(["v-list-user", "carol"]))["carol"]["DISK_QUOTA"] == "1024"
+
+
+async def test_a_user_moved_from_its_package_onto_one_being_removed_is_put_back_on_it(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """Service 2's user already existed on its own package when the remover listed the users;
+    another of service 2's runs moves it onto the package being removed just before Hestia's
+    delete, which moves it to ``default``: it is put back on the package, never left there."""
+    _, driver = env
+    other = service(2, package="basic", disk_mb=4096)
+    mover = ["v-change-user-package", other.user, LEFT]
+    left, lines = await removing_the_left_package_while(driver, mover, other_service=other)
+    assert any(f"{other.user} joined it while it was removed; put back" in x for x in lines)
+    package, limits = await package_of(driver, other.user)
+    assert (package, limits["DISK_QUOTA"]) == (left, "1024")
+
+
+async def test_an_admins_new_user_on_default_is_left_alone_by_the_package_removal(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """A user an admin makes on ``default`` while a package is removed carries no hostwright
+    owner mark: it stays on ``default``, and the package stays removed."""
+    _, driver = env
+    admins = ["v-add-user", "eve", "Pa55-w0rd", "eve@admin.test", "default"]
+    left, lines = await removing_the_left_package_while(driver, admins)
+    assert any(f"package {left}: removed, no user used it" in line for line in lines)
+    assert (await package_of(driver, "eve"))[0] == "default"
+    assert left not in await packages(driver)
+
+
+async def test_a_deploy_that_moves_the_user_removes_the_package_it_left_unless_shared(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    """Verify & repair after the plan's limits changed (no change plan run) moves the user onto
+    the new package; the package left goes at once when no one else is on it, with no extra
+    step in the deploy, and stays while another service uses it."""
+    _, driver = env
+    a, b = service(1, package="basic", disk_mb=1024), service(2, package="basic", disk_mb=1024)
+    bigger = {**a.plan, "disk_mb": 2048}
+    for s in (a, b):
+        await run_plan(driver, plan_deploy(s, ONE_NODE, None, IPS))
+    deploy = plan_deploy(service(1, **bigger), ONE_NODE, None, IPS)
+    assert not [s for s in deploy if s.action == "remove_unused_packages"]
+    await run_plan(driver, deploy)
+    assert content_package(a.plan) in await packages(driver)  # B is still on it
+    await run_plan(driver, plan_deploy(service(2, **bigger), ONE_NODE, None, IPS))
+    assert await packages(driver) == {"default", "system", content_package(bigger)}
+    for s in (a, b):
+        assert (await package_of(driver, s.user))[1]["DISK_QUOTA"] == "2048"

@@ -154,3 +154,21 @@ async def test_malformed_messages_raise_value_error(
         with pytest.raises(ValueError):
             await handler.handle(Delivered(body))
     assert publisher.sent == []
+
+
+async def test_a_task_planned_before_owner_marks_takes_its_service_id_as_owner(
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
+) -> None:
+    """A task planned before the upgrade (in flight, or an errored one staff try again) has no
+    ``owner``: the handler takes the task's service id, and a given ``owner`` always wins."""
+    _, handler, publisher = env
+    unmarked = {k: v for k, v in USER.items() if k != "owner"}
+    await handler.handle(task("ensure_user", unmarked))
+    await handler.handle(task("ensure_user", {**unmarked, "user": "bob", "owner": "7"}))
+    assert [r.outcome for r in publisher.results()] == ["succeeded", "succeeded"]
+    driver = handler._drivers["web1"][1]
+    users = await driver.list_json(["v-list-users"])
+    assert (users["alice"]["NAME"], users["bob"]["NAME"]) == (
+        "hostwright service svc-1",
+        "hostwright service 7",
+    )

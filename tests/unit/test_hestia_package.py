@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from domain.hestia_package import content_package, is_content_package, package_definition
 from domain.hosting_plan import PACKAGE_DEFAULTS, HostingPlan
+from handlers import package_steps
+from handlers.step_params import resolve_params
 
 # Hestia's is_object_format_valid for a package name (func/main.sh)
 HESTIA_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][-|._A-Za-z0-9]{0,64}[A-Za-z0-9]$")
@@ -71,3 +73,10 @@ def test_no_content_name_is_the_prefix_of_anothers(
     )
     if first != second:
         assert not second.startswith(first) and not first.startswith(second)
+
+
+def test_the_package_written_to_the_node_is_the_content_its_name_digests() -> None:
+    """The handler writes exactly ``package_definition(plan)``: one definition, no drift."""
+    plan = {"disk_mb": 1024, "bandwidth_mb": None, "web_domains": 3, "mail_accounts": 0}
+    quotas = resolve_params({"plan": plan}, {}, str)["quotas"]
+    assert package_steps.package_definition(quotas) == package_definition(plan)
