@@ -2,8 +2,9 @@
 
 Consumes a service's facts (``claimed_names``: what it puts on the nodes under a name of its
 own) and the id of the service asking; emits ``Claim.Made`` (a name claimed for the first
-time), ``Claim.Released`` (its holder was terminated) and ``Claim.Retaken`` (a released name
-claimed again), or refuses with Conflict naming the kind, the name and the live holder.
+time), ``Claim.Released`` (its holder was terminated, or is found gone when another service
+takes the name) and ``Claim.Retaken`` (a released name claimed again), or refuses with
+Conflict naming the kind, the name and the live holder.
 
 One Claim aggregate per name, its id derived from the kind and the name: two services claiming
 one name write to the same aggregate, so the store's optimistic concurrency (one event per
@@ -107,15 +108,19 @@ class Claim(Aggregate):
     def released(self) -> bool:
         return self.holder is None
 
-    def take(self, service_id: str, now: datetime) -> bool:
+    def take(self, service_id: str, now: datetime, *, holder_gone: bool = False) -> bool:
         """Claims the name for ``service_id``; False when it holds it already, Conflict when
-        another live service does."""
+        another live service does. ``holder_gone``: the holder was terminated without
+        releasing the name (claims saved by a backfill or an old pipeline while it ended) or
+        does not exist; its claim is released first, then taken."""
         if self.holder == service_id:
             return False
         if self.holder is not None:
-            raise Conflict(
-                f"the {self.kind} {self.name} is already in use by service {self.holder}"
-            )
+            if not holder_gone:
+                raise Conflict(
+                    f"the {self.kind} {self.name} is already in use by service {self.holder}"
+                )
+            self.trigger_event(Claim.Released, timestamp=now, service_id=self.holder)
         self.trigger_event(Claim.Retaken, timestamp=now, service_id=service_id)
         return True
 

@@ -107,10 +107,13 @@ def check_scope(service: ServiceFacts, provider: ProviderSettings | None) -> Non
                 f"service {service.service_id}'s user {service.user!r} is one of the provider's "
                 "shared users; it cannot be deployed or removed"
             )
-        if service.mode != "vanity" and service.domain == provider.provider_domain:
+        own = provider.provider_domain
+        if service.mode != "vanity" and (
+            service.domain == own or service.domain.endswith(f".{own}")
+        ):
             raise Conflict(
-                f"service {service.service_id} has the provider's own domain "
-                f"{service.domain}; only a vanity service may use it, as a subdomain"
+                f"service {service.service_id}'s domain {service.domain} is the provider's own "
+                f"domain {own} or under it; only a vanity service may use it, as <label>.{own}"
             )
     if service.mode != "vanity":
         return
@@ -133,7 +136,9 @@ def check_scope(service: ServiceFacts, provider: ProviderSettings | None) -> Non
 def check_order(order: OrderService, provider: ProviderSettings | None) -> None:
     """InvalidInput, at intake, for an order every deploy of it would refuse (``check_scope``):
     a vanity order where no provider domain is configured, a vanity domain that is not
-    ``<label>.<provider domain>``, a reserved label, the provider's own domain or users."""
+    ``<label>.<provider domain>``, a reserved label, the provider's own users, or a
+    non-vanity domain that is the provider's domain or under it (its zone would shadow the
+    provider zone's records)."""
     if order.mode == "vanity":
         if provider is None:
             raise InvalidInput(

@@ -10,8 +10,10 @@ SHA-256 of its token, never the token:
     # name    scopes   token hash
     grafana   read     sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
-Blank lines and lines starting with ``#`` are skipped. ``hostwright token new --name N --scope
-S`` makes a token, prints it once, and prints the line to add (``new_token_lines``).
+Blank lines and lines starting with ``#`` are skipped. A name the system records as its own
+actor (``RESERVED_NAMES``: scheduler, pipeline, ...) is refused. ``hostwright token new
+--name N --scope S`` makes a token, prints it once, and prints the line to add
+(``new_token_lines``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from ops.settings import Settings, SettingsError
 WHMCS_NAME = "whmcs"
 STAFF_NAME = "staff"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# names the system records as the actor of its own events ("scheduler" retries failed tasks,
+# "pipeline: superseded by a newer run" cancels): no credential may take one, so an audit
+# can tell a caller's acts from the system's
+RESERVED_NAMES = frozenset({"scheduler", "pipeline", "system", "hostwright"})
 _DIGEST = re.compile(rf"^{DIGEST_PREFIX}[0-9a-f]{{64}}$")
 
 
@@ -77,9 +83,18 @@ def _entry(line: str) -> KnownToken:
     if len(parts) != 3:
         raise ValueError("a credential is '<name> <scope[,scope]> sha256:<hex>'")
     name, scopes, digest = parts
+    _check_name(name)
+    return KnownToken(Principal(name, parse_scopes(scopes.split(","))), _digest(digest))
+
+
+def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise ValueError("a name is 1-32 characters of a-z, 0-9, '_' or '-', starting with a-z")
-    return KnownToken(Principal(name, parse_scopes(scopes.split(","))), _digest(digest))
+    if name in RESERVED_NAMES:
+        raise ValueError(
+            f"the name {name!r} is reserved: the system records it as the actor of its own "
+            f"events (reserved: {', '.join(sorted(RESERVED_NAMES))})"
+        )
 
 
 def parse_scopes(raw: Iterable[str]) -> frozenset[str]:
@@ -102,8 +117,7 @@ def _digest(raw: str) -> str:
 def new_token_lines(name: str, scopes: Iterable[str]) -> tuple[str, str]:
     """A new random token and the tokens-file line naming it (``ValueError`` for a bad name
     or scope)."""
-    if not _NAME.fullmatch(name):
-        raise ValueError("a name is 1-32 characters of a-z, 0-9, '_' or '-', starting with a-z")
+    _check_name(name)
     chosen = parse_scopes(scopes)
     token = secrets.token_urlsafe(32)  # 43 characters, 256 bits
     assert len(token) >= MIN_TOKEN_LENGTH

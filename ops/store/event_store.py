@@ -58,7 +58,7 @@ class EventStore:
         self._commands = UnitOfWork(self._save_grouped)
         self.work = UnitOfWork(self.save)
         self._services = self.repository(Service, "service")
-        self.claims = NameClaims(self.repository(Claim, "claim"))
+        self.claims = NameClaims(self.repository(Claim, "claim"), self._services)
 
     def repository(self, kind: type[A], noun: str) -> Repository[A]:
         """The aggregates of one type; ``noun`` names them in NotFound."""
@@ -67,8 +67,9 @@ class EventStore:
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
         """Records Service.Ordered with the claims on the service's names, in one transaction;
         False (and nothing recorded) when the service exists already. Conflict, recording
-        nothing, when the service exists with other details or another live service holds
-        one of its names (domain/claim.py).
+        nothing, when the service exists with other details, another live service holds
+        one of its names (domain/claim.py), or another client's live service holds a domain
+        its domain is under (a few point reads, on every order).
 
         The first attempt takes every name as new and reads nothing; when the save fails a
         claim was there before (or the service was), and each later attempt decides on what
@@ -83,6 +84,7 @@ class EventStore:
                 label=command.label,
             )
         )
+        self.claims.check_parents(command.domain, command.service_id, command.client_id)
         for attempt in range(_ORDER_ATTEMPTS):
             service = Service.order(command, password_sealed)
             decide = self.claims.take if attempt else self.claims.fresh

@@ -25,12 +25,13 @@ from domain.server import Server
 from domain.service import service_uuid
 from gateway.app import create_app
 from gateway.credentials import Credentials
+from handlers.pipeline_attempts import SCHEDULER
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.node_directory import RegistryDirectory
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
-from ops.credentials import credentials_from, new_token_lines
+from ops.credentials import RESERVED_NAMES, credentials_from, new_token_lines
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -376,6 +377,28 @@ def test_a_tokens_file_naming_whmcs_again_stops_the_gateway_at_start(tmp_path: P
     ]
 
 
+def test_a_tokens_file_credential_named_as_a_system_actor_stops_the_gateway_at_start(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tokens").write_text(f"scheduler staff {HASH}\n")
+    done = serve_gateway(
+        tmp_path, HOSTWRIGHT_API_TOKEN=TOKEN, HOSTWRIGHT_TOKENS_FILE=str(tmp_path / "tokens")
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"hostwright: {tmp_path / 'tokens'}, line 1: the name 'scheduler' is reserved: the "
+        "system records it as the actor of its own events (reserved: "
+        f"{', '.join(sorted(RESERVED_NAMES))})"
+    ]
+
+
+def test_every_actor_the_code_records_is_reserved() -> None:
+    assert SCHEDULER in RESERVED_NAMES
+    assert "pipeline" in RESERVED_NAMES  # "pipeline: superseded by a newer run"
+    with pytest.raises(ValueError, match="reserved"):
+        new_token_lines("scheduler", ["read"])
+
+
 def test_hostwright_token_new_prints_the_token_once_and_the_line_that_resolves_it(
     tmp_path: Path,
 ) -> None:
@@ -411,6 +434,9 @@ HASH = "sha256:" + "0" * 64
         ("grafana read sha256:abc\n", "line 1: the token's hash"),
         (f"grafana read {'x' * 32}\n", "line 1: the token's hash"),  # a token, not a hash
         (f"Grafana read {HASH}\n", "line 1: a name is"),
+        (f"scheduler staff {HASH}\n", "line 1: the name 'scheduler' is reserved"),
+        (f"# ok\npipeline read {HASH}\n", "line 2: the name 'pipeline' is reserved"),
+        (f"system read {HASH}\n", "line 1: the name 'system' is reserved"),
     ],
 )
 def test_a_bad_tokens_file_is_refused_naming_the_line(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from domain.claim import Claim, ClaimedName
 from domain.commands import OrderService, TerminateService, parse_order
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
@@ -170,3 +171,57 @@ def test_two_orders_racing_for_one_name_exactly_one_wins(store: EventStore) -> N
         with pytest.raises(NotFound):
             store.events_of(str(service_id))
     assert topics(store).count("Service.Ordered") == 1
+
+
+def test_a_terminated_holder_that_never_released_its_names_does_not_keep_them(
+    store: EventStore,
+) -> None:
+    store.order_service(order(2102, "shop.example.com", username="shopuser"), None)
+    # an old pipeline (before claims were released) records the end without releasing
+    store.request(TerminateService(service_id="2102", now=NOW, actor="whmcs"))
+    service = store.get_service("2102")
+    service.mark_terminated(NOW, [])
+    store.save(service)
+    assert store.order_service(order(2200, "shop.example.com", username="shopuser"), None)
+    assert topics(store)[-5:] == [
+        "Service.Ordered",
+        "Claim.Released",
+        "Claim.Retaken",
+        "Claim.Released",
+        "Claim.Retaken",
+    ]
+    with pytest.raises(Conflict, match="in use by service 2200"):
+        store.order_service(order(2300, "shop.example.com"), None)
+
+
+def test_a_claim_whose_holder_does_not_exist_is_taken_over(store: EventStore) -> None:
+    store.save(Claim.make(ClaimedName("domain", "ghost.example.com"), "9999", NOW))
+    assert store.order_service(order(2200, "ghost.example.com"), None) is True
+
+
+def test_a_live_holder_still_keeps_its_names_against_a_takeover(store: EventStore) -> None:
+    store.order_service(order(2102, "shop.example.com"), None)
+    with pytest.raises(Conflict, match="in use by service 2102"):
+        store.order_service(order(2200, "shop.example.com"), None)
+
+
+def test_a_subdomain_of_another_customers_domain_is_refused_in_the_store(
+    store: EventStore,
+) -> None:
+    store.order_service(order(2102, "shop.example.com"), None)
+    before = store.max_notification_id()
+    with pytest.raises(
+        Conflict, match=r"the domain shop\.example\.com is already in use by service 2102"
+    ):
+        store.order_service(order(2200, "www.shop.example.com"), None)
+    assert store.max_notification_id() == before
+    # the same client may: service 2300 of client 2102
+    same_client = parse_order(
+        {"service_id": 2300, "client_id": 2102, "mode": "split", "domain": "blog.shop.example.com"},
+        now=NOW,
+        actor="whmcs",
+    )
+    assert store.order_service(same_client, None) is True
+    # and a terminated parent holds nothing
+    terminate(store, 2102)
+    assert store.order_service(order(2400, "www.shop.example.com"), None) is True

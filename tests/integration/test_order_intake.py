@@ -136,3 +136,34 @@ def test_a_name_held_by_another_live_service_is_409_naming_the_holder(
     assert reply.status_code == 404
     events = client.get("/v1/services/2200/events", headers=AUTH)
     assert isinstance(events, httpx.Response) and events.status_code == 404
+
+
+def test_a_subdomain_of_another_customers_domain_is_refused(
+    client: Client, store: EventStore
+) -> None:
+    reply = client.post("/v1/services", json=order(username="shopuser"), headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    for domain in ("www.shop.example.com", "a.b.shop.example.com"):
+        intruder = order(service_id=2200, client_id=99, domain=domain, username="intruder")
+        message = refused(client, store, intruder, 409)
+        assert "the domain shop.example.com is already in use by service 1001" in message
+
+
+def test_the_same_client_may_host_a_subdomain_beside_its_domain(
+    client: Client, store: EventStore
+) -> None:
+    reply = client.post("/v1/services", json=order(username="shopuser"), headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    blog = order(service_id=2200, domain="blog.shop.example.com", username="bloguser")
+    reply = client.post("/v1/services", json=blog, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+
+
+@pytest.mark.parametrize(
+    "domain", ["mail.hosted.example", "free.hosted.example", "a.b.hosted.example"]
+)
+def test_a_name_under_the_provider_domain_is_422_unless_vanity(
+    client: Client, store: EventStore, domain: str
+) -> None:
+    message = refused(client, store, order(domain=domain, username="intruder"), 422)
+    assert "hosted.example" in message

@@ -75,3 +75,12 @@ def test_claimed_names_must_be_normalised() -> None:
         ClaimedName("domain", "Shop.example.com")
     with pytest.raises(ValueError, match="unknown claim kind"):
         ClaimedName("mailbox", "blog")
+
+
+def test_a_name_whose_holder_is_gone_is_released_then_retaken() -> None:
+    claim = Claim.make(ClaimedName("domain", "shop.example.com"), "1", NOW)
+    claim.collect_events()
+    assert claim.take("2", NOW, holder_gone=True) is True
+    events = claim.collect_events()
+    assert [type(e).__name__ for e in events] == ["Released", "Retaken"]
+    assert claim.holder == "2"

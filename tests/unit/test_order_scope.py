@@ -32,6 +32,8 @@ def order(mode: str = "vanity", domain: str = "blog.hosted.example", **extra: An
         (order(label="www", domain="www.hosted.example"), "reserved"),
         (order(username="provdns"), "shared users"),
         (order("split", "hosted.example"), "provider's own domain"),
+        (order("split", "mail.hosted.example"), "provider's own domain hosted.example"),
+        (order("unified", "free.hosted.example"), "provider's own domain hosted.example"),
     ],
 )
 def test_what_a_deploy_would_refuse_is_refused_at_intake(
