@@ -102,6 +102,8 @@ def create_app(
     async def service(request: Request) -> Response:
         service_id: str = request.path_params["service_id"]
         row = await asyncio.to_thread(views.service, service_id)
+        if row is None:  # read your writes: an order answered 202 may not be in the view yet
+            row = await asyncio.to_thread(ledger.recorded_service, service_id)
         if row is None:
             raise NotFound(f"service {service_id} not found")
         return ApiJSONResponse(_service_status(row))

@@ -32,6 +32,10 @@ class CommandLedger(Protocol):
     def ping(self) -> None:
         """Raises when the store cannot be reached."""
 
+    def recorded_service(self, service_id: str) -> dict[str, Any] | None:
+        """The service as the store holds it (``service_id, mode, domain, status``), for a
+        read the views have not caught up with yet; None when no such service was ordered."""
+
     def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
         """Records Task.Retried (True). Raises NotFound for an unknown task id, Conflict when
         the task is not in error or cancelled."""

@@ -47,6 +47,18 @@ class StoreLedger:
     def events_of(self, service_id: str, as_of: datetime | None) -> list[dict[str, Any]]:
         return self._store.events_of(service_id, as_of)
 
+    def recorded_service(self, service_id: str) -> dict[str, Any] | None:
+        try:
+            service = self._store.get_service(service_id)
+        except NotFound:
+            return None
+        return {
+            "service_id": service.service_id,
+            "mode": service.mode,
+            "domain": service.domain,
+            "status": service.status,
+        }
+
     def ping(self) -> None:
         self._store.max_notification_id()
 

@@ -52,6 +52,9 @@ class BrokenLedger:
     def ping(self) -> None:
         raise OSError("database file is gone: /secret/path")
 
+    def recorded_service(self, service_id: str) -> dict[str, Any] | None:
+        raise RuntimeError("boom")
+
     def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
         raise RuntimeError("boom")
 
@@ -509,6 +512,19 @@ def test_progress_percent(
 
 def test_an_unknown_service_read_is_404(client: Client) -> None:
     assert_readable_error(client.get("/v1/services/1001", headers=AUTH), 404)
+
+
+def test_a_service_read_right_after_its_order_answers_it_before_the_view_catches_up(
+    client: Client, views: FakeViews
+) -> None:
+    """Read your writes: the views (here: never) lag the store; the 202's service is there."""
+    assert place(client).status_code == 202
+    reply = client.get("/v1/services/1001", headers=AUTH)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["service_id"], body["status"], body["mode"]) == ("1001", "provisioning", "split")
+    assert body["domain"] == "shop.example.com"
+    assert body["progress"] == {"done": 0, "total": 0, "percent": 0, "current_step": None}
 
 
 def test_the_oplog_passes_its_filters_to_the_view(client: Client, views: FakeViews) -> None:
