@@ -9,36 +9,23 @@ from typing import Any
 
 import pytest
 
-from domain.deploy_plan import ProviderSettings, ServiceFacts, StepSpec, plan_deploy
+from domain.deploy_plan import ProviderSettings, ServiceFacts, plan_deploy
 from domain.hestia_package import content_package
 from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
 from domain.placement import Placement
 from handlers.hestia_command import CommandResult, PermanentNodeError
 from handlers.hestia_driver import HestiaDriver
 from handlers.step import StepLog
-from handlers.step_params import resolve_params
 from handlers.step_registry import STEP_ACTIONS
 from ops.devtools.simnode import SimNode, read_command_log
 from tests.support.simnode_driver import env  # noqa: F401 - the shared fixture
-from tests.support.steps import ALICE, OWNER, changes, step, twice
+from tests.support.steps import ALICE, OWNER, changes, run_plan, step, twice
 
 ONE_NODE = Placement("web1", "web1", ("web1",))
 IPS = {"web1": "127.0.0.1"}
 PROVIDER = ProviderSettings("hoster.test", "hoster", "hoster")
 SHOP = ServiceFacts("7", "unified", "shop.test", plan={"package": "bronze", "disk_mb": 500})
 BOB = ServiceFacts("42", "vanity", "bob.hoster.test", label="bob", plan={"package": "bronze"})
-
-
-async def run_plan(driver: HestiaDriver, steps: list[StepSpec]) -> dict[str, bool]:
-    """Runs the planned steps in order as a role handler would; step key → changed."""
-    changed: dict[str, bool] = {}
-    outputs: dict[str, dict[str, Any]] = {}
-    for spec in steps:
-        inputs = {dep: outputs[dep] for dep in spec.depends_on}
-        params = resolve_params(spec.params, inputs, unseal=lambda sealed: sealed)
-        outcome = await STEP_ACTIONS[spec.action](driver, params, inputs, StepLog())
-        changed[spec.step], outputs[spec.step] = outcome.changed, outcome.outputs
-    return changed
 
 
 async def user_conf(driver: HestiaDriver, user: str) -> dict[str, Any]:
