@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from eventsourcing import persistence
 from psycopg_pool import ConnectionPool
 
 # What PostgreSQL may raise when processes race on CREATE TABLE IF NOT EXISTS (the check and
@@ -23,6 +24,52 @@ TABLE_CREATION_RACE = (
     psycopg.errors.DuplicateObject,
     psycopg.errors.DuplicateTable,
 )
+
+
+# How pooled connections behave when PostgreSQL goes away and comes back:
+# - each is checked (a round trip) before it is handed out, so one the server dropped is
+#   replaced instead of failing the caller's first statement after a restart;
+# - a caller waits at most POOL_WAIT_S for a connection, then gets an OperationalError
+#   (psycopg_pool.PoolTimeout) it may retry: no thread is parked for the pool's default 30 s
+#   while the database is down (eventsourcing tries each read and write 10 times).
+POOL_WAIT_S = 2.0
+CONNECT_TIMEOUT_S = 5
+
+# What says "the database cannot be reached or the connection broke": worth waiting out,
+# unlike a bad statement or a conflict. psycopg's, eventsourcing's wrapping of them (the event
+# store), and SQLite's busy database.
+_UNAVAILABLE = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc``, or an error it was raised from, means the database was unavailable
+    (down, restarting, unreachable, the connection cut) rather than that the work was wrong."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:
+            current = None if current.__suppress_context__ else current.__context__
+    return False
+
+
+def resilient_pool_settings() -> dict[str, Any]:
+    """The ``psycopg_pool.ConnectionPool`` arguments every pool of hostwright's uses."""
+    return {
+        "check": ConnectionPool.check_connection,
+        "timeout": POOL_WAIT_S,
+    }
 
 
 class Cursor(Protocol):
@@ -99,7 +146,12 @@ class Database:
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
-                    postgres_conninfo(self.url), min_size=1, max_size=self._pool_size, open=True
+                    postgres_conninfo(self.url),
+                    kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                    min_size=1,
+                    max_size=self._pool_size,
+                    open=True,
+                    **resilient_pool_settings(),
                 )
             return self._pool
 

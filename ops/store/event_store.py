@@ -32,7 +32,7 @@ from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
 from domain.step_chain import ServiceFacts
-from ops.store.database import postgres_env, sqlite_path
+from ops.store.database import POOL_WAIT_S, postgres_env, sqlite_path
 from ops.store.group_commit import GroupCommit
 from ops.store.name_claims import NameClaims
 from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
@@ -253,6 +253,10 @@ def store_env(database_url: str) -> dict[str, str]:
         # deployment of a dozen processes holds few of PostgreSQL's (default 100) slots.
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": "14",
+        # A pooled connection is checked before use (one PostgreSQL dropped in a restart is
+        # replaced, not handed out), and a caller waits at most POOL_WAIT_S for one.
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_CONNECT_TIMEOUT": str(int(POOL_WAIT_S)),
         **postgres_env(database_url),
     }
 
