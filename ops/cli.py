@@ -22,11 +22,10 @@ import sys
 from collections.abc import Sequence
 
 from ops.bootstrap import System
-from ops.messaging.consumer import install_stop_signals
 from ops.messaging.topology import ROLES
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
-from ops.services.pipeline_lead import LeadLost
+from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
 from ops.settings import Settings, SettingsError
 
 log = logging.getLogger("hostwright")
@@ -146,19 +145,15 @@ def _run_until_signal(system: System, component: str) -> int:
 
     async def run() -> None:
         stop = asyncio.Event()
-        install_stop_signals(stop)
+        install_stop_signals(stop, STOP_GRACE_S)
         runner = serve_all if component == "all" else COMPONENTS[component]
         log.info("serving %s", component)
         try:
-            await runner(system, stop)
+            await within_grace(asyncio.ensure_future(runner(system, stop)), stop, STOP_GRACE_S)
         finally:
             await system.close()
 
-    try:
-        event_loop.run(run())
-    except LeadLost as exc:
-        log.error("%s", exc)
-        return 1  # a supervisor starts it again; it stands by until it leads once more
+    event_loop.run(run())
     return 0
 
 

@@ -12,6 +12,7 @@ from functools import partial
 from domain.errors import NotFound
 from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.adapters.server_registry import ServerRegistry
+from ops.store.outage import Outage, riding_out
 
 
 class RegistryDirectory:
@@ -24,12 +25,16 @@ class RegistryDirectory:
         self._registry = registry
         self._client_keys = (ssh_key,) if ssh_key else ()
         self._access: dict[str, tuple[tuple[str, int, str, str], NodeAccess]] = {}
+        self._outage = Outage("handler (reading the servers)")
 
     async def node_access(self, server_id: str) -> NodeAccess | None:
         server = self._registry.cached(server_id)
         if server is None:
             try:
-                server = await asyncio.to_thread(self._registry.get, server_id)
+                # the database down and nothing read yet: wait for it rather than fail the step
+                server = await riding_out(
+                    lambda: asyncio.to_thread(self._registry.get, server_id), self._outage
+                )
             except NotFound:
                 return None
         # Compared by value: a re-registration may change the cached Server in place.

@@ -3,10 +3,14 @@ so an order placed right after ``POST /v1/servers`` already sees the new node.
 
 Serves the pipeline (placement, per-server limits), the handlers (where and how to log in)
 and the gateway (register, re-key, list). Reads are cached for ``ttl`` seconds; a miss refreshes.
+While the database is unavailable the servers last read stay in force (nobody can register or
+re-key one meanwhile), so a handler still reaches its nodes and the pipeline places and counts
+slots; the refresh is tried again a ``ttl`` later.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -16,8 +20,11 @@ from eventsourcing.utils import get_topic
 from domain.errors import NotFound
 from domain.host_key import host_key_fingerprint as fingerprint
 from domain.server import RegisterServer, RekeyServer, Server, ServerFacts, server_uuid
+from ops.store.database import database_unavailable
 from ops.store.event_store import EventStore
 from ops.store.unit_of_work import Decision
+
+log = logging.getLogger(__name__)
 
 SERVER_TOPICS = tuple(map(get_topic, (Server.Registered, Server.Updated, Server.Rekeyed)))
 
@@ -32,6 +39,7 @@ class ServerRegistry:
         self._by_aggregate: dict[Any, Any] = {}
         self._after = 0  # the last notification read
         self._read_at = float("-inf")
+        self._stale = False  # the last refresh failed: serving what was read before
 
     def register(self, command: RegisterServer) -> bool:
         """Records the registration; False when the node is registered already, unchanged."""
@@ -82,7 +90,15 @@ class ServerRegistry:
     def all(self) -> list[Server]:
         with self._lock:
             if time.monotonic() - self._read_at > self._ttl:
-                self._servers = self._read()
+                try:
+                    self._servers = self._read()
+                    self._stale = False
+                except Exception as exc:
+                    if not (self._servers and database_unavailable(exc)):
+                        raise
+                    if not self._stale:
+                        log.warning("servers: cannot refresh (%s); keeping the last read", exc)
+                    self._stale = True
                 self._read_at = time.monotonic()
             return sorted(self._servers.values(), key=lambda s: s.server_id)
 

@@ -23,7 +23,9 @@ result or a run start it has seen changes nothing). If the batch handler raises,
 of the batch goes through ``handler`` on its own, with the usual redelivery rules, so one bad
 message cannot hold the others back.
 On stop the loop stops taking, hands back what it took but did not start, lets in-flight
-handlers finish within ``stop_grace`` and returns.
+handlers finish within ``stop_grace`` and returns. Cancelled (the pipeline losing its lead
+cancels its consumer at once), it hands back — rejects with requeue — every delivery it still
+holds unsettled, so none stays unacked in a process that goes on living.
 """
 
 from __future__ import annotations
@@ -86,10 +88,12 @@ class ConsumerLoop:
         self._tails: set[asyncio.Future[None]] = set()  # batches' remember-and-ack, running
         self._remembering = _GroupRemember(inbox, consumer_name)
         self._stopping = False
+        self._held: set[_Held] = set()  # taken from the broker, not yet acked or rejected
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until ``stop`` is set; waits out a broker outage with capped back-off."""
         workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        subscription: Subscription | None = None
         try:
             subscription = await self._subscribe(stop)
             if subscription is None:
@@ -103,10 +107,14 @@ class ConsumerLoop:
                     "%s: in-flight handlers outlived the %.1fs grace", self._name, self._stop_grace
                 )
         finally:
+            if subscription is not None and not self._stopping:
+                await self._stop_taking(subscription)  # cancelled before stop was set
             self._stopping = True
-            for worker in workers:
+            for worker in [*workers, *self._tails]:
                 worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*workers, *self._tails, return_exceptions=True)
+            for held in list(self._held):
+                await _settle(held.reject(requeue=True))
 
     async def _subscribe(self, stop: asyncio.Event) -> Subscription | None:
         backoff = 0.1
@@ -133,7 +141,8 @@ class ConsumerLoop:
         while not self._pending.empty():
             await _settle(self._pending.get_nowait().reject(requeue=True))
 
-    async def _on_delivery(self, delivery: Delivery) -> None:
+    async def _on_delivery(self, incoming: Delivery) -> None:
+        delivery = _Held(incoming, self._held)
         if self._stopping:
             await _settle(delivery.reject(requeue=True))
             return
@@ -288,6 +297,25 @@ class ConsumerLoop:
             await _settle(delivery.reject(requeue=True))
             return
         await _settle(delivery.ack())
+
+
+class _Held:
+    """A delivery as this loop holds it: in ``held`` until it is acked or rejected."""
+
+    def __init__(self, delivery: Delivery, held: set[_Held]) -> None:
+        self._delivery = delivery
+        self._held = held
+        self.message = delivery.message
+        self.redelivered = delivery.redelivered
+        held.add(self)
+
+    async def ack(self) -> None:
+        self._held.discard(self)
+        await self._delivery.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        self._held.discard(self)
+        await self._delivery.reject(requeue=requeue)
 
 
 class _GroupRemember:

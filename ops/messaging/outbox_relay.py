@@ -29,6 +29,7 @@ from ops.messaging.topology import declare_topology, skipped_by_relay
 from ops.messaging.transport import Message, Transport, TransportError
 from ops.runtime.pause import pause
 from ops.store.event_store import EventStore
+from ops.store.outage import Backoff, Outage
 from ops.store.positions import PositionStore
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,13 @@ class OutboxRelay:
         return batch, self._messages(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relays until ``stop`` is set, backing off while the broker is unreachable."""
-        backoff = 0.1
+        """Relays until ``stop`` is set. Whatever fails — the broker unreachable, the database
+        down or restarting, anything else — is tried again with back-off (0.1 s doubling to
+        ``max_backoff``), with one warning per outage: the position moves only after the
+        broker's confirms, so a retry republishes at most one batch and loses nothing."""
+        backoff = Backoff(cap=self._max_backoff)
+        broker = Outage(f"relay {self._name}", "the broker")
+        database = Outage(f"relay {self._name}", "the database")
         prepared = False
         while not stop.is_set():
             try:
@@ -110,12 +116,13 @@ class OutboxRelay:
                     await self.prepare()
                     prepared = True
                 count = await self.relay_once()
-                backoff = 0.1
-            except TransportError as exc:
-                log.warning("relay: broker unavailable (%s); retrying in %.1fs", exc, backoff)
-                await pause(stop, backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+            except Exception as exc:
+                (broker if isinstance(exc, TransportError) else database).failed(exc)
+                await pause(stop, backoff.next())
                 continue
+            backoff.reset()
+            broker.recovered()
+            database.recovered()
             if count < self._batch_size:
                 await self._idle(stop)
 

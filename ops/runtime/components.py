@@ -21,8 +21,10 @@ from ops.messaging.topology import ROLES, declare_topology
 from ops.runtime.pause import pause
 from ops.services.handler import run_handler
 from ops.services.pipeline import run_pipeline
-from ops.services.pipeline_lead import TAKEOVER_WAIT_S, LeadLost, PipelineLead
+from ops.services.pipeline_lead import TAKEOVER_WAIT_S, PipelineLead
 from ops.services.tickets import build_ticket_desk, run_tickets
+from ops.store.database import database_unavailable
+from ops.store.outage import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +79,40 @@ async def serve_projections(system: System, stop: asyncio.Event) -> None:
 
 async def serve_pipeline(system: System, stop: asyncio.Event) -> None:
     """Stands by until this process leads (ops/services/pipeline_lead.py), then pilots until
-    ``stop``; raises ``LeadLost`` if the lead goes first."""
+    ``stop``. When the lead goes first (its database connection failed) it stops piloting at
+    once, drops the pipeline's working state and stands by again, in this process: when it
+    leads again it rebuilds from the store and drives. So does a pipeline whose piloting
+    failed because the database was unavailable."""
     lead = PipelineLead(system.settings.database_url)
+    backoff = Backoff()
     try:
-        if not await lead.acquire(stop):
-            return
-        if lead.took_over:
-            log.info("pipeline: giving the last leader %.0f s to halt", TAKEOVER_WAIT_S)
-            await pause(stop, TAKEOVER_WAIT_S)
-        await _pilot(system, stop, lead)
+        while not stop.is_set():
+            if not await lead.acquire(stop):
+                return
+            if lead.took_over:
+                log.info("pipeline: giving the last leader %.0f s to halt", TAKEOVER_WAIT_S)
+                await pause(stop, TAKEOVER_WAIT_S)
+            try:
+                await _pilot(system, stop, lead)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning("pipeline: the database failed under it (%s); standing by", exc)
+            else:
+                if stop.is_set() or not lead.lost.is_set():
+                    return
+                log.warning("pipeline: stopped piloting; standing by to lead again")
+                backoff.reset()
+            await lead.release()
+            await pause(stop, backoff.next())
     finally:
         await lead.release()
-    if lead.lost.is_set() and not stop.is_set():
-        raise LeadLost("the pipeline lost its lead (its database connection) and stopped")
 
 
 async def _pilot(system: System, stop: asyncio.Event, lead: PipelineLead) -> None:
     """The pipeline until ``stop`` (a graceful halt: in-flight batches finish) or until the
-    lead is lost (cancelled at once: another pipeline may already lead)."""
+    lead is lost (cancelled at once: another pipeline may already lead). Each call pilots a
+    new Pipeline, rebuilt from the store."""
     halt = asyncio.Event()
     piloting = asyncio.ensure_future(_run_pipeline(system, halt))
     ends = [asyncio.ensure_future(event.wait()) for event in (stop, lead.lost)]

@@ -4,6 +4,12 @@ The queue carries relayed Service events and staff's Task commands (JSON envelop
 the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
 nudges; each is decoded here and handed to the pipeline, which is the only place decisions
 are made. Whatever waits on the queue at once is handed over as one batch.
+
+While the database is unavailable a batch is not failed (the consumer would count that
+against its messages): it is held and tried again with back-off until the database is back,
+after the pipeline has rebuilt its working state from the store (the failed try may have
+changed memory the store never heard of). So is the rebuild at start. A pipeline that loses
+its lead meanwhile is cancelled with what it holds (ops/runtime/components.py).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from ops.messaging.consumer import ConsumerLoop
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
 from ops.messaging.transport import Message, Transport
+from ops.store.database import database_unavailable
+from ops.store.outage import Outage, riding_out
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ class PipelineFeed:
     ) -> None:
         self._pipeline = pipeline
         self._settings_changed = settings_changed
+        self._outage = Outage("pipeline")
+        self._rebuild_first = False
 
     async def handle(self, message: Message) -> None:
         await self.handle_batch([message])
@@ -42,7 +52,18 @@ class PipelineFeed:
         inputs = [decode(message) for message in messages]
         if any(_is_settings_change(item) for item in inputs):
             self._settings_changed()  # staff changed the runtime settings: read them again
-        await self._pipeline.on_batch(inputs)
+        await riding_out(lambda: self._take(inputs), self._outage)
+
+    async def _take(self, inputs: list[PipelineInput]) -> None:
+        if self._rebuild_first:
+            await self._pipeline.rebuild()
+            self._rebuild_first = False
+        try:
+            await self._pipeline.on_batch(inputs)
+        except Exception as exc:
+            if database_unavailable(exc):
+                self._rebuild_first = True
+            raise
 
 
 def _is_settings_change(item: PipelineInput) -> bool:
@@ -73,7 +94,7 @@ async def run_pipeline(
     tick_interval: float = 1.0,
     settings_changed: Callable[[], None] = lambda: None,
 ) -> None:
-    await pipeline.rebuild()
+    await riding_out(pipeline.rebuild, Outage("pipeline (rebuilding)"))
     feed = PipelineFeed(pipeline, settings_changed)
     loop = ConsumerLoop(
         transport,
@@ -103,11 +124,17 @@ async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None
     (so a moment can be missed by that much). (What was due at the last tick
     and is still waiting — a retry behind a full server — starts when a result frees a slot,
     which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
+    outage = Outage("pipeline (ticking)")
     while not stop.is_set():
         try:
             await pipeline.tick()
-        except Exception:
-            log.exception("pipeline: tick failed; trying again")
+        except Exception as exc:
+            if database_unavailable(exc):
+                outage.failed(exc)
+            else:
+                log.exception("pipeline: tick failed; trying again")
+        else:
+            outage.recovered()
         ticked_at = pipeline.now()
         while not stop.is_set():
             pipeline.changed.clear()

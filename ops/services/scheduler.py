@@ -31,6 +31,8 @@ from typing import Any
 
 from ops.runtime.pause import pause
 from ops.services.schedule_claims import ClaimStore
+from ops.store.database import database_unavailable
+from ops.store.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,7 @@ class Scheduler:
         self._handled: dict[str, int] = {}  # job -> last period this scheduler dealt with
         self._running: dict[str, asyncio.Task[None]] = {}
         self._unclaimable: set[str] = set()  # jobs whose claim failed (database trouble)
+        self._outage = Outage("scheduler")
 
     async def run_due(self) -> list[Tick]:
         """Claims the current period of every job not yet dealt with in it and starts the
@@ -146,12 +149,16 @@ class Scheduler:
                 won = await asyncio.to_thread(
                     self._claims.claim, job.name, period, job.period_s, self.name, now
                 )
-            except Exception:
-                log.exception(
-                    "scheduler: cannot claim %s period %d; trying again", job.name, period
-                )
+            except Exception as exc:
+                if database_unavailable(exc):
+                    self._outage.failed(exc)  # one warning per outage, not per job and try
+                else:
+                    log.exception(
+                        "scheduler: cannot claim %s period %d; trying again", job.name, period
+                    )
                 self._unclaimable.add(job.name)
                 continue
+            self._outage.recovered()
             self._handled[job.name] = period
             if won:
                 tick = Tick(job.name, period, job.period_s)

@@ -28,6 +28,8 @@ from ops.messaging.transport import Message, Transport
 from ops.runtime.pause import pause
 from ops.services.pipeline import _envelope
 from ops.settings import Settings
+from ops.store.database import database_unavailable
+from ops.store.outage import Outage, riding_out
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,13 @@ class TicketFeed:
     def __init__(self, desk: TicketDesk, store: StoreTicketAdapter) -> None:
         self._desk = desk
         self._store = store
+        self._outage = Outage("tickets")
 
     async def handle(self, message: Message) -> None:
+        """Waits out a database outage (the message is held, not failed)."""
+        await riding_out(lambda: self._handle(message), self._outage)
+
+    async def _handle(self, message: Message) -> None:
         if message.routing_key == "cron.tickets":  # the scheduler: retry what is owed
             await self._desk.deliver_pending()
             return
@@ -145,9 +152,15 @@ async def run_tickets(
 
 
 async def _retry(desk: TicketDesk, stop: asyncio.Event, interval: float) -> None:
+    outage = Outage("tickets (pending deliveries)")
     while not stop.is_set():
         try:
             await desk.deliver_pending()
-        except Exception:
-            log.exception("tickets: retrying pending tickets failed; trying again later")
+        except Exception as exc:
+            if database_unavailable(exc):
+                outage.failed(exc)
+            else:
+                log.exception("tickets: retrying pending tickets failed; trying again later")
+        else:
+            outage.recovered()
         await pause(stop, interval)

@@ -15,14 +15,13 @@ import logging
 from collections.abc import Sequence
 
 from ops.runtime.pause import pause
+from ops.store.database import database_unavailable
 from ops.store.event_store import EventStore
+from ops.store.outage import Backoff, Outage
 from ops.views.view_store import ViewStore
 from projections.view import Recorded, View
 
 log = logging.getLogger(__name__)
-
-_FIRST_ERROR_BACKOFF = 0.1
-_MAX_ERROR_BACKOFF = 5.0
 
 
 class ProjectionRunner:
@@ -80,21 +79,26 @@ class ProjectionRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Follows the log until ``stop`` is set; one page per step, so stopping is prompt.
 
-        A failing step (the database gone, say) is logged and retried with back-off: the
-        position did not move, so nothing is lost or applied twice.
+        A failing step (the database gone, say) is retried with back-off (0.1 s doubling to
+        5 s), one warning per outage: the position did not move, so nothing is lost or
+        applied twice. Any other failure is logged with its traceback each time.
         """
-        backoff = _FIRST_ERROR_BACKOFF
+        backoff = Backoff()
+        outage = Outage("projections")
         clock = asyncio.get_running_loop()
         while not stop.is_set():
             started = clock.time()
             try:
                 consumed = await asyncio.to_thread(self.catch_up, max_batches=1)
-            except Exception:
-                log.exception("projection step failed; retrying in %.2fs", backoff)
-                await pause(stop, backoff)
-                backoff = min(backoff * 2, _MAX_ERROR_BACKOFF)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("projection step failed; retrying")
+                await pause(stop, backoff.next())
                 continue
-            backoff = _FIRST_ERROR_BACKOFF
+            backoff.reset()
+            outage.recovered()
             if consumed < self._batch_size:
                 # the log is read to its end: poll again one interval after this step began,
                 # so an event recorded during the step waits no longer than one between polls

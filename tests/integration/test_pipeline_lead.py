@@ -11,7 +11,7 @@ import pytest
 
 from ops.bootstrap import System
 from ops.runtime.components import serve_pipeline
-from ops.services.pipeline_lead import CHECK_S, STANDBY_S, LeadLost, PipelineLead
+from ops.services.pipeline_lead import CHECK_S, STANDBY_S, PipelineLead
 from ops.settings import Settings
 
 
@@ -64,31 +64,72 @@ async def test_a_lead_whose_session_ends_is_lost_and_taken_over(fresh_postgres_u
     await standby.release()
 
 
-async def test_a_pipeline_that_loses_its_lead_stops_and_says_so(fresh_postgres_url: str) -> None:
-    """serve_pipeline halts the pipeline and raises LeadLost (the CLI exits 1 on it)."""
+def _lead_pids(admin: psycopg.Connection[tuple[int]], url: str) -> list[int]:
+    rows = admin.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = %s)",
+        (urlsplit(url).path.lstrip("/"),),
+    ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+async def _lead_held(admin: psycopg.Connection[tuple[int]], url: str, not_by: int = 0) -> int:
+    for _ in range(200):
+        held = [pid for pid in _lead_pids(admin, url) if pid != not_by]
+        if held:
+            return held[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("nobody took the lead")
+
+
+async def test_a_pipeline_that_loses_its_lead_stands_by_and_leads_again_in_the_same_process(
+    fresh_postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve_pipeline stops piloting, stands by and, leading again, pilots a rebuilt
+    pipeline: the process does not exit (it did: LeadLost, exit 1)."""
     system = System(Settings(database_url=fresh_postgres_url))
     stop = asyncio.Event()
+    caplog.set_level("INFO")
     piloting = asyncio.ensure_future(serve_pipeline(system, stop))
     try:
         with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
-            for _ in range(100):
-                held = admin.execute(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND database = (SELECT oid FROM pg_database WHERE datname = %s)",
-                    (urlsplit(fresh_postgres_url).path.lstrip("/"),),
-                ).fetchall()
-                if held:
-                    break
-                await asyncio.sleep(0.1)
-            assert held, "the pipeline never took the lead"
-            admin.execute("SELECT pg_terminate_backend(%s)", (held[0][0],))
-        with pytest.raises(LeadLost, match="lost its lead"):
-            await asyncio.wait_for(piloting, CHECK_S * 4)
-        assert not stop.is_set()  # it stopped of itself, not because it was told to
+            first = await _lead_held(admin, fresh_postgres_url)
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            await _lead_held(admin, fresh_postgres_url, not_by=first)
+        for _ in range(200):
+            if caplog.text.count("pipeline: rebuilt") >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert caplog.text.count("pipeline: rebuilt") >= 2, caplog.text
+        assert "lost the lead" in caplog.text
+        assert "giving the last leader" not in caplog.text  # nobody else could have led
+        assert not piloting.done(), "serve_pipeline ended when it lost the lead"
+        stop.set()
+        await asyncio.wait_for(piloting, 30)  # and it still stops cleanly when told to
     finally:
         stop.set()
         await asyncio.gather(piloting, return_exceptions=True)
         await system.close()
+
+
+async def test_leading_again_waits_for_the_last_leader_only_if_another_led_meanwhile(
+    fresh_postgres_url: str,
+) -> None:
+    stop = asyncio.Event()
+    lead, other = PipelineLead(fresh_postgres_url), PipelineLead(fresh_postgres_url)
+    try:
+        assert await lead.acquire(stop) and not lead.took_over
+        await lead.release()  # as when its connection fails: the session and the lock go
+        assert await lead.acquire(stop)
+        assert not lead.took_over  # the record still names it: nobody else piloted
+        await lead.release()
+        assert await other.acquire(stop)  # another pipeline led in between…
+        await other.release()
+        assert await lead.acquire(stop)
+        assert lead.took_over  # …so the last leader gets its time to halt
+    finally:
+        await lead.release()
+        await other.release()
 
 
 async def test_a_pipeline_on_a_new_sqlite_folder_leads(tmp_path: Path) -> None:
