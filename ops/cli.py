@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for chatty in ("httpx", "asyncssh"):  # a line per request / per SSH channel is noise
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # psycopg_pool warns at every failed connection attempt; each part says once per outage
+    # that the database is away and once that it is back (ops/store/outage.py)
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     try:
         code: int = args.run(args)
     except SettingsError as exc:

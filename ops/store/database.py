@@ -31,8 +31,13 @@ TABLE_CREATION_RACE = (
 #   replaced instead of failing the caller's first statement after a restart;
 # - a caller waits at most POOL_WAIT_S for a connection, then gets an OperationalError
 #   (psycopg_pool.PoolTimeout) it may retry: no thread is parked for the pool's default 30 s
-#   while the database is down (eventsourcing tries each read and write 10 times).
+#   while the database is down (eventsourcing tries each read and write 10 times);
+# - a lost connection is reconnected for RECONNECT_S only: psycopg_pool's attempts back off
+#   exponentially (1, 2, 4 … 32 s apart) and callers asking meanwhile open no new one, so
+#   after a minute's outage the pool would stay away for half a minute more. Given up
+#   sooner, the slot is free and the next caller's request opens a connection at once.
 POOL_WAIT_S = 2.0
+RECONNECT_S = 2.0
 CONNECT_TIMEOUT_S = 5
 
 # What says "the database cannot be reached or the connection broke": worth waiting out,
@@ -69,6 +74,7 @@ def resilient_pool_settings() -> dict[str, Any]:
     return {
         "check": ConnectionPool.check_connection,
         "timeout": POOL_WAIT_S,
+        "reconnect_timeout": RECONNECT_S,
     }
 
 

@@ -32,7 +32,7 @@ from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
 from domain.step_chain import ServiceFacts
-from ops.store.database import POOL_WAIT_S, postgres_env, sqlite_path
+from ops.store.database import POOL_WAIT_S, RECONNECT_S, postgres_env, sqlite_path
 from ops.store.group_commit import GroupCommit
 from ops.store.name_claims import NameClaims
 from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
@@ -195,12 +195,23 @@ def _open_application(database_url: str) -> Hostwright:
     unique violation on PostgreSQL's catalogue (``pg_type_typname_nsp_index``): IntegrityError."""
     for attempt in range(5):
         try:
-            return Hostwright(env=store_env(database_url))
+            app = Hostwright(env=store_env(database_url))
         except (InternalError, ProgrammingError, OperationalError, IntegrityError):
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))
+        else:
+            _reconnect_promptly(app)
+            return app
     raise AssertionError("unreachable")
+
+
+def _reconnect_promptly(app: Hostwright) -> None:
+    """eventsourcing's pool takes no reconnect timeout from its environment: set it as the
+    other pools have it (ops/store/database.py, RECONNECT_S)."""
+    pool = getattr(getattr(app.recorder, "datastore", None), "pool", None)
+    if pool is not None:
+        pool.reconnect_timeout = RECONNECT_S
 
 
 def event_topic(event: object) -> str:

@@ -54,7 +54,9 @@ def _count(direct_url: str, sql: str) -> int:
 
 def succeeded_tasks(direct_url: str) -> int:
     """Task.Succeeded events recorded so far (read past the proxy)."""
-    return _count(direct_url, "SELECT count(*) FROM stored_events WHERE topic LIKE '%Succeeded'")
+    return _count(
+        direct_url, "SELECT count(*) FROM hostwright_events WHERE topic LIKE '%:Task.Succeeded'"
+    )
 
 
 async def _progressed(direct_url: str, beyond: int, what: str, system: Deployment) -> int:
