@@ -1,7 +1,8 @@
 """PostgreSQL restarting under a running process: the pools of hostwright's database layer and
 of its event store check a connection before handing it out, so the first request after the
-database is back does not fail on a connection the restart killed. "Restart" is a TCP proxy in
-front of PostgreSQL that the test closes (every connection cut) and reopens.
+database is back does not fail on a connection the restart killed; the relay waits an outage
+out and relays what was recorded meanwhile. "Restart" is a TCP proxy in front of PostgreSQL
+that the test closes (every connection cut) and reopens.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from ops.messaging.inprocess_transport import InProcessTransport
+from ops.messaging.outbox_relay import OutboxRelay
 from ops.store.database import Database, database_unavailable
 from ops.store.event_store import EventStore
+from ops.store.positions import PositionStore
+from tests.support.outbox import record_orders
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -98,4 +103,46 @@ async def test_after_a_long_outage_the_pool_reconnects_as_soon_as_the_database_i
                 assert loop.time() - back < 5, "the pool did not reconnect promptly"
                 await asyncio.sleep(0.5)
     finally:
+        db.close()
+
+
+async def _depth(transport: InProcessTransport, queue: str, depth: int, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await transport.queue_depth(queue) != depth:
+        assert loop.time() < deadline, f"{what}: {queue} never reached {depth}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_relay_rides_out_a_database_cut_and_relays_what_was_recorded_meanwhile(
+    proxied: tuple[TcpProxy, str], fresh_postgres_url: str, exchange_name: str
+) -> None:
+    proxy, url = proxied
+    direct = await asyncio.to_thread(EventStore, fresh_postgres_url)  # the gateway's, say
+    store, db = await asyncio.to_thread(EventStore, url), Database(url)
+    transport = InProcessTransport(exchange_name)
+    await transport.connect()
+    await transport.declare_queue("collector", ["Service.Ordered"])
+    stop = asyncio.Event()
+    relaying = asyncio.ensure_future(OutboxRelay(store, PositionStore(db), transport).run(stop))
+    try:
+        await asyncio.to_thread(record_orders, direct, 3)
+        await _depth(transport, "collector", 3, "before the cut")
+        await _restart(proxy)  # a restart: every pooled connection is dead
+        await asyncio.to_thread(record_orders, direct, 3, 4)
+        await _depth(transport, "collector", 6, "after a restart")
+        await proxy.stop()
+        await asyncio.to_thread(record_orders, direct, 3, 7)
+        await asyncio.sleep(3)
+        await proxy.start()
+        await _depth(transport, "collector", 9, "after a 3 s cut")
+        await asyncio.to_thread(record_orders, direct, 1, 10)
+        await _depth(transport, "collector", 10, "after that")
+        assert not relaying.done(), relaying
+    finally:
+        stop.set()
+        await asyncio.gather(relaying, return_exceptions=True)
+        await transport.close()
+        store.close()
+        direct.close()
         db.close()
