@@ -94,7 +94,8 @@ async def run_pipeline(
     tick_interval: float = 1.0,
     settings_changed: Callable[[], None] = lambda: None,
 ) -> None:
-    await riding_out(pipeline.rebuild, Outage("pipeline (rebuilding)"))
+    if not await _rebuilt(pipeline, stop):
+        return  # stopped while the database was away
     feed = PipelineFeed(pipeline, settings_changed)
     loop = ConsumerLoop(
         transport,
@@ -112,6 +113,22 @@ async def run_pipeline(
     finally:
         stop.set()
         await ticking
+
+
+async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
+    """Rebuilds the pipeline, waiting out a database outage; False when ``stop`` came first."""
+    rebuilding = asyncio.ensure_future(riding_out(pipeline.rebuild, Outage("pipeline (rebuild)")))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({rebuilding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not rebuilding.done():
+        rebuilding.cancel()
+        await asyncio.gather(rebuilding, return_exceptions=True)
+        return False
+    rebuilding.result()
+    return True
 
 
 RECHECK_S = 0.05

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from typing import Any, cast
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain.errors import Conflict
+from ops.services.pipeline import run_pipeline
 from ops.store import outage as outage_module
 from ops.store.database import database_unavailable
 from ops.store.outage import Backoff, Outage, riding_out
@@ -122,3 +124,18 @@ async def test_riding_out_ends_only_when_cancelled() -> None:
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_pipeline_rebuilding_while_the_database_is_away_stops_when_told() -> None:
+    class Unreachable:
+        async def rebuild(self) -> None:
+            raise OperationalError("couldn't get a connection")
+
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(
+        run_pipeline(cast(Any, Unreachable()), cast(Any, None), cast(Any, None), stop, prefetch=1)
+    )
+    await asyncio.sleep(0.5)
+    assert not running.done()  # waiting the outage out, not failing
+    stop.set()
+    await asyncio.wait_for(running, 5)
