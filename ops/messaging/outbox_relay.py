@@ -28,6 +28,7 @@ from eventsourcing.persistence import Notification
 from ops.messaging.topology import declare_topology, skipped_by_relay
 from ops.messaging.transport import Message, Transport, TransportError
 from ops.runtime.pause import pause
+from ops.store.database import database_unavailable
 from ops.store.event_store import EventStore
 from ops.store.outage import Backoff, Outage
 from ops.store.positions import PositionStore
@@ -104,8 +105,9 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Relays until ``stop`` is set. Whatever fails — the broker unreachable, the database
         down or restarting, anything else — is tried again with back-off (0.1 s doubling to
-        ``max_backoff``), with one warning per outage: the position moves only after the
-        broker's confirms, so a retry republishes at most one batch and loses nothing."""
+        ``max_backoff``), with one warning per broker or database outage: the position moves
+        only after the broker's confirms, so a retry republishes at most one batch and loses
+        nothing."""
         backoff = Backoff(cap=self._max_backoff)
         broker = Outage(f"relay {self._name}", "the broker")
         database = Outage(f"relay {self._name}", "the database")
@@ -117,7 +119,12 @@ class OutboxRelay:
                     prepared = True
                 count = await self.relay_once()
             except Exception as exc:
-                (broker if isinstance(exc, TransportError) else database).failed(exc)
+                if isinstance(exc, TransportError):
+                    broker.failed(exc)
+                elif database_unavailable(exc):
+                    database.failed(exc)
+                else:  # not an outage: say so every time (at most every max_backoff)
+                    log.exception("relay: relaying failed; trying again")
                 await pause(stop, backoff.next())
                 continue
             backoff.reset()
