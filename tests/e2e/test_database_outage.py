@@ -46,17 +46,17 @@ async def database_proxy(fresh_postgres_url: str) -> AsyncIterator[tuple[TcpProx
         await proxy.stop()
 
 
-def _count(direct_url: str, sql: str) -> int:
+def task_events(direct_url: str, kind: str) -> int:
+    """Task.<kind> events recorded so far (read past the proxy)."""
     with psycopg.connect(direct_url) as conn:
-        row = conn.execute(sql).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM hostwright_events WHERE topic LIKE %s", (f"%:Task.{kind}",)
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
 def succeeded_tasks(direct_url: str) -> int:
-    """Task.Succeeded events recorded so far (read past the proxy)."""
-    return _count(
-        direct_url, "SELECT count(*) FROM hostwright_events WHERE topic LIKE '%:Task.Succeeded'"
-    )
+    return task_events(direct_url, "Succeeded")
 
 
 async def _progressed(direct_url: str, beyond: int, what: str, system: Deployment) -> int:
@@ -99,6 +99,8 @@ async def test_a_200_service_deploy_rides_out_a_5s_and_a_60s_database_cut(
         seen = await _progressed(fresh_postgres_url, 50, "the deploy under way", system)
         await _cut(proxy, 5)
         seen = await _progressed(fresh_postgres_url, seen + 200, "progress after 5 s", system)
+        planned = await asyncio.to_thread(task_events, fresh_postgres_url, "Planned")
+        assert seen < planned, "the deploy was over before the long cut: it proves nothing"
         await _cut(proxy, 60)
         await system.wait_status(SERVICES, "active", 300)
         await settle(system)
