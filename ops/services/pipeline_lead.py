@@ -70,10 +70,6 @@ _SERVER_SIDE = (
 )
 
 
-class LeadLost(RuntimeError):
-    """The pipeline's lead went with its database connection; it must stop piloting."""
-
-
 class PipelineLead:
     def __init__(self, database_url: str) -> None:
         self._url = database_url
