@@ -43,6 +43,8 @@ class Settings:
     old_secret_keys: str | None = None
     exchange: str = "hostwright"
     prefetch: int = 64
+    # a message failing this many times for a reason of its own (not an outage) is dead-lettered
+    dead_letter_after: int = 5
     relay_batch: int = 500
     projection_batch: int = 1000
     view_prefix: str = "hw_"
@@ -100,6 +102,7 @@ class Settings:
                 values[name] = environ[PREFIX + name.upper()]
         for name in (
             "prefetch",
+            "dead_letter_after",
             "relay_batch",
             "projection_batch",
             "retry_max_attempts",

@@ -33,7 +33,13 @@ from aio_pika.abc import (
     ConsumerTag,
 )
 
-from ops.messaging.transport import DeliveryCallback, Message, TransportError, Unroutable
+from ops.messaging.transport import (
+    REDRIVEN_FROM,
+    DeliveryCallback,
+    Message,
+    TransportError,
+    Unroutable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +83,11 @@ def _text_headers(raw: dict[str, Any]) -> dict[str, str]:
 
 
 def _original_routing_key(incoming: AbstractIncomingMessage) -> str:
-    """A dead-lettered message is re-routed by queue name; ``x-death`` keeps the original key."""
+    """A dead-lettered message is re-routed by queue name; ``x-death`` keeps the original key.
+    A re-driven one was sent to its queue by name; its ``REDRIVEN_FROM`` header keeps it."""
+    redriven = incoming.headers.get(REDRIVEN_FROM)
+    if isinstance(redriven, bytes | str) and redriven:
+        return redriven.decode() if isinstance(redriven, bytes) else redriven
     deaths = incoming.headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         keys = deaths[0].get("routing-keys")
@@ -281,6 +291,34 @@ class AmqpTransport:
             queue = await channel.declare_queue(name, passive=True, robust=False)
             result = await queue.declare()
         return int(result.message_count or 0)
+
+    async def redrive(self, queue: str) -> int:
+        """Takes each message of ``<queue>.dead`` (``basic.get``), publishes it to ``queue``
+        through the default exchange (confirmed), then acks it: a failure in between leaves
+        it in both, and the consumer's inbox absorbs the copy."""
+        channel = self._require(self._admin)
+        publisher = self._require(self._publisher)
+        name = self.queue_name(queue)
+        async with _as_transport_errors(f"redrive {name}.dead", self.timeout):
+            dead = await channel.declare_queue(f"{name}.dead", passive=True, robust=False)
+            held = int((await dead.declare()).message_count or 0)
+        moved = 0
+        for _ in range(held):  # not what dies meanwhile: that would never end
+            async with _as_transport_errors(f"redrive {name}.dead", self.timeout):
+                incoming = await dead.get(no_ack=False, fail=False)
+                if incoming is None:
+                    break
+                key = _original_routing_key(incoming)
+                message = Message(
+                    routing_key=key,
+                    body=incoming.body,
+                    message_id=incoming.message_id or "",
+                    headers={**_text_headers(dict(incoming.headers)), REDRIVEN_FROM: key},
+                )
+                await publisher.default_exchange.publish(_outgoing(message), name, mandatory=True)
+                await incoming.ack()
+            moved += 1
+        return moved
 
     async def delete_queue(self, name: str) -> None:
         """Deletes a queue if it exists (test and tool clean-up)."""

@@ -18,9 +18,15 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ops.messaging.transport import DeliveryCallback, Message, TransportError, Unroutable
+from ops.messaging.transport import (
+    REDRIVEN_FROM,
+    DeliveryCallback,
+    Message,
+    TransportError,
+    Unroutable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +235,17 @@ class InProcessTransport:
     async def queue_depth(self, name: str) -> int:
         self._require_connection()
         return len(self._queue(name).ready)
+
+    async def redrive(self, queue: str) -> int:
+        self._require_connection()
+        target, dead = self._queue(queue), self._queue(f"{queue}.dead")
+        moved = 0
+        while dead.ready:
+            message = dead.ready.popleft().message
+            headers = {**message.headers, REDRIVEN_FROM: message.routing_key}
+            target.put(_Entry(replace(message, headers=headers)))
+            moved += 1
+        return moved
 
     async def delete_queue(self, name: str) -> None:
         """Forgets a queue, its bindings and consumers (test clean-up)."""

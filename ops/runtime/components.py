@@ -125,6 +125,7 @@ async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
         halt,
         prefetch=system.settings.prefetch,
         settings_changed=system.runtime_settings().refresh,
+        max_failures=system.settings.dead_letter_after,
     )
 
 
@@ -139,6 +140,7 @@ def handler_component(role: str) -> Component:
             stop,
             prefetch=system.settings.prefetch,
             concurrency=system.settings.handler_concurrency,
+            max_failures=system.settings.dead_letter_after,
         )
 
     return serve_handler
@@ -161,6 +163,7 @@ async def serve_tickets(system: System, stop: asyncio.Event) -> None:
         system.inbox(),
         stop,
         prefetch=system.settings.prefetch,
+        max_failures=system.settings.dead_letter_after,
     )
 
 

@@ -24,6 +24,7 @@ async def run_handler(
     *,
     prefetch: int,
     concurrency: int = 16,
+    max_failures: int = 5,
 ) -> None:
     loop = ConsumerLoop(
         transport,
@@ -33,6 +34,7 @@ async def run_handler(
         consumer_name=handler_queue(handler.role),
         inbox=inbox,
         prefetch=prefetch,
+        max_failures=max_failures,
         concurrency=concurrency,
         # the pipeline publishes a task message once per attempt, after recording it
         first_deliveries_are_new=True,

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class PipelineFeed:
     """Decodes what arrives on the pipeline's queue; raises ValueError on anything malformed
-    (the consumer loop dead-letters it)."""
+    (the consumer loop dead-letters it once it has failed ``max_failures`` times)."""
 
     def __init__(
         self, pipeline: Pipeline, settings_changed: Callable[[], None] = lambda: None
@@ -72,6 +72,7 @@ async def run_pipeline(
     prefetch: int,
     tick_interval: float = 1.0,
     settings_changed: Callable[[], None] = lambda: None,
+    max_failures: int = 5,
 ) -> None:
     await pipeline.rebuild()
     feed = PipelineFeed(pipeline, settings_changed)
@@ -83,6 +84,7 @@ async def run_pipeline(
         consumer_name="pipeline",
         inbox=inbox,
         prefetch=prefetch,
+        max_failures=max_failures,
         batch_handler=feed.handle_batch,
     )
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
