@@ -28,6 +28,7 @@ from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher
+from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.transport import Transport
@@ -108,6 +109,7 @@ class System:
             servers=self.server_registry(),
             settings=self.settings_book(),
             provider=provider_settings(self.settings),
+            dead_letters=DeadLetterGauge(self.transport),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -6,6 +6,8 @@ hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
 hostwright backfill-claims          live services ordered before names were claimed claim them
+hostwright dead-letters             each dead-letter queue and how many messages it holds
+hostwright redrive [QUEUE]          move dead letters back to their queue (every queue's by default)
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright token new --name NAME --scope read|services|staff [--scope …]
@@ -19,11 +21,12 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
 from ops.messaging.consumer import install_stop_signals
 from ops.messaging.topology import ROLES
+from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
 from ops.services.pipeline_lead import LeadLost
@@ -82,6 +85,17 @@ def _parser() -> argparse.ArgumentParser:
         help="make services ordered before this release claim their names (run once on upgrade)",
     )
     backfill.set_defaults(run=_run_backfill_claims)
+
+    dead = sub.add_parser("dead-letters", help="count the messages in each dead-letter queue")
+    dead.set_defaults(run=_run_dead_letters)
+
+    redrive = sub.add_parser(
+        "redrive", help="move dead-lettered messages back to their queue (RabbitMQ)"
+    )
+    redrive.add_argument(
+        "queue", nargs="?", help="e.g. pipeline or pipeline.dead; every queue when left out"
+    )
+    redrive.set_defaults(run=_run_redrive)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
     demo.add_argument("--listen", default="127.0.0.1:8080")
@@ -212,6 +226,66 @@ def _run_backfill_claims(args: argparse.Namespace) -> int:
         return 1
     print("backfill-claims: every live service holds its names")
     return 0
+
+
+def _run_dead_letters(args: argparse.Namespace) -> int:
+    from ops.messaging.dead_letters import dead_letter_counts
+
+    counts = _on_the_broker(Settings.load(), dead_letter_counts)
+    if counts is None:
+        return 1
+    for queue, count in counts.items():
+        print(f"{queue} {count}")
+    return 0
+
+
+def _run_redrive(args: argparse.Namespace) -> int:
+    from ops.messaging.dead_letters import queue_of, redrive
+
+    settings = Settings.load()
+    try:
+        queues = None if args.queue is None else [queue_of(args.queue)]
+    except ValueError as exc:
+        print(f"hostwright: {exc}", file=sys.stderr)
+        return 2
+    if not settings.amqp_url:
+        print(
+            "redrive: the in-process transport (no HOSTWRIGHT_AMQP_URL) keeps no message "
+            "across restarts: there is nothing to re-drive"
+        )
+        return 0
+    moved = _on_the_broker(settings, lambda transport: redrive(transport, queues))
+    if moved is None:
+        return 1
+    for queue, count in moved.items():
+        print(f"redrive: {count} message(s) moved from {queue} to {queue.removesuffix('.dead')}")
+    print(f"redrive: {sum(moved.values())} message(s) re-driven")
+    return 0
+
+
+def _on_the_broker(
+    settings: Settings, work: Callable[[Transport], Awaitable[dict[str, int]]]
+) -> dict[str, int] | None:
+    """Runs ``work`` on a connected transport with the topology declared; None (the reason
+    printed) when the broker cannot be reached."""
+    from ops.bootstrap import build_transport
+    from ops.messaging.topology import declare_topology
+    from ops.messaging.transport import TransportError
+
+    async def run() -> dict[str, int]:
+        transport = build_transport(settings)
+        try:
+            await transport.connect()
+            await declare_topology(transport)
+            return await work(transport)
+        finally:
+            await transport.close()
+
+    try:
+        return asyncio.run(run())
+    except TransportError as exc:
+        print(f"hostwright: the broker did not answer: {exc}", file=sys.stderr)
+        return None
 
 
 def _run_demo(args: argparse.Namespace) -> int:
