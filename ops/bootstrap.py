@@ -90,6 +90,14 @@ class System:
             self._transport = build_transport(self.settings)
         return self._transport
 
+    async def connect_transport(self) -> None:
+        """Connects the transport once for every part of this process (raises TransportError
+        while the broker is down)."""
+        async with self.connect_lock:
+            if not self.transport_connected:
+                await self.transport.connect()
+                self.transport_connected = True
+
     def credentials(self) -> TokenTable:
         """The gateway's credentials (SettingsError for a bad tokens file, or none at all)."""
         credentials = credentials_from(self.settings)
@@ -109,7 +117,7 @@ class System:
             servers=self.server_registry(),
             settings=self.settings_book(),
             provider=provider_settings(self.settings),
-            dead_letters=DeadLetterGauge(self.transport),
+            dead_letters=DeadLetterGauge(self.transport, connect=self.connect_transport),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ops.messaging.topology import QUEUES, declare_topology
 from ops.messaging.transport import Transport, TransportError
@@ -47,19 +47,22 @@ async def redrive(transport: Transport, queues: Iterable[str] | None = None) -> 
 
 
 class DeadLetterGauge:
-    """The counts for ``GET /healthz`` (``gateway.ports.DeadLetters``): connects and declares
-    the topology on first use, keeps an answer for ``max_age`` seconds, and answers None when
-    the broker does not answer within ``timeout``."""
+    """The counts for ``GET /healthz`` (``gateway.ports.DeadLetters``): connects (through
+    ``connect``, the process's one way to connect its transport) and declares the topology on
+    first use, keeps an answer for ``max_age`` seconds, and answers None when the broker does
+    not answer within ``timeout``."""
 
     def __init__(
         self,
         transport: Transport,
         *,
+        connect: Callable[[], Awaitable[None]] | None = None,
         max_age: float = 1.0,
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
+        self._connect = connect or transport.connect
         self._max_age = max_age
         self._timeout = timeout
         self._clock = clock
@@ -74,7 +77,7 @@ class DeadLetterGauge:
             try:
                 async with asyncio.timeout(self._timeout):
                     if not self._ready:
-                        await self._transport.connect()
+                        await self._connect()
                         await declare_topology(self._transport)
                         self._ready = True
                     counts = await dead_letter_counts(self._transport)
