@@ -231,7 +231,14 @@ def _run_backfill_claims(args: argparse.Namespace) -> int:
 def _run_dead_letters(args: argparse.Namespace) -> int:
     from ops.messaging.dead_letters import dead_letter_counts
 
-    counts = _on_the_broker(Settings.load(), dead_letter_counts)
+    settings = Settings.load()
+    if not settings.amqp_url:
+        print(
+            "dead-letters: the in-process transport (no HOSTWRIGHT_AMQP_URL) keeps its queues "
+            "inside the `hostwright up` process: its GET /healthz shows their counts"
+        )
+        return 0
+    counts = _on_the_broker(settings, dead_letter_counts)
     if counts is None:
         return 1
     for queue, count in counts.items():

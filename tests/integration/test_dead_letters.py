@@ -125,9 +125,11 @@ def test_dead_letters_are_counted_and_re_driven_to_their_queue(
     assert "redrive: 0 message(s) re-driven" in capsys.readouterr().out
 
 
-def test_redrive_on_the_in_process_transport_says_there_is_nothing_to_re_drive(
+def test_on_the_in_process_transport_the_commands_say_where_dead_letters_are(
     environment: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("HOSTWRIGHT_AMQP_URL")
     assert main(["redrive"]) == 0
     assert "nothing to re-drive" in capsys.readouterr().out
+    assert main(["dead-letters"]) == 0
+    assert "GET /healthz shows their counts" in capsys.readouterr().out
