@@ -1,9 +1,8 @@
 """The pipeline: turns service events into runs of Task aggregates and drives them to the end.
 
-Consumes: Service events (a new run for Ordered / RedeployRequested / VerifyRepairRequested /
-FactoryResetRequested), Task events recorded by staff (Retried, Cancelled), the role
-handlers' results and heartbeats, and a clock tick. Emits: Task events, Service status
-events (Activated, DeployFailed) and task messages to ``task.<role>.<server_id>``.
+Consumes: the Service events that start runs (RUN_STARTERS), Server.Registered, Task events
+recorded by staff (Retried, Cancelled), the role handlers' results and heartbeats, a clock
+tick. Emits: Task events, Service status events and task messages to ``task.<role>.<server>``.
 
 Its working state — the open runs and their tasks — is rebuilt from the event store on
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
@@ -11,7 +10,8 @@ active at a time (ops/services/pipeline_lead.py sees to it); handlers are what s
 
 This module starts runs and settles them, and takes what arrives in order; the working state
 lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
-handlers/pipeline_attempts.py, and which ready steps start in handlers/pipeline_dispatch.py.
+handlers/pipeline_attempts.py, which ready steps start in handlers/pipeline_dispatch.py, a
+run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py.
 """
 
 from __future__ import annotations
