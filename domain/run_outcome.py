@@ -194,8 +194,7 @@ def _record_deploy(service: Service, failed: list[StepOutcome], now: datetime) -
     if service.status == "suspended" or (queued and service.status != "provisioning"):
         return False
     # A service being built records how its build ended even with a suspend or unsuspend
-    # queued behind it: Activated keeps that request pending (it runs next), DeployFailed
-    # drops it (there is nothing to suspend; staff see why).
+    # queued behind it; Activated and DeployFailed keep that request pending: it runs next.
     if failed:
         if service.status == "deploy_failed" and service.pending is None:
             return False

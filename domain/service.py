@@ -191,7 +191,10 @@ class Service(Aggregate):
 
         def apply_to(self, service: Service) -> None:
             service.status = "deploy_failed"
-            service.pending = None
+            # a suspend or unsuspend asked for during the build still runs (and says if it
+            # cannot): it is never dropped silently
+            if service.pending not in ("suspend", "unsuspend"):
+                service.pending = None
 
     class Suspended(Event):
         def apply_to(self, service: Service) -> None:

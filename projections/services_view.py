@@ -117,7 +117,9 @@ def _settled(status: str) -> Change:
 
 
 def _deploy_failed(row: Row, event: Service.DeployFailed) -> Row:
-    return {"status": "deploy_failed", "pending": None, "last_error": event.reason}
+    queued = row["pending"] in ("suspend", "unsuspend")  # asked for during the build: next
+    pending = row["pending"] if queued else None
+    return {"status": "deploy_failed", "pending": pending, "last_error": event.reason}
 
 
 def _operation_failed(row: Row, event: Service.OperationFailed) -> Row:

@@ -126,6 +126,17 @@ def ok(message: TaskMessage) -> ResultMessage:
     )
 
 
+def failed(message: TaskMessage) -> ResultMessage:
+    return ResultMessage(
+        task_id=message.task_id,
+        attempt=message.attempt,
+        role=message.role,
+        outcome="failed_permanent",
+        error="exit 3: user does not exist",
+        log=["boom"],
+    )
+
+
 async def run_to_the_end(pipeline: Pipeline, published: RecordingPublisher) -> None:
     while published.messages:
         for message in published.take():
@@ -216,6 +227,25 @@ async def test_order_then_suspend_at_once_deploys_and_then_suspends(
     assert "OperationFailed" not in events
     service = store.get_service("7")
     assert (service.status, service.pending) == ("suspended", None)
+
+
+async def test_order_then_suspend_with_a_build_that_fails_ends_deploy_failed(
+    store: EventStore,
+) -> None:
+    order(store)
+    version = lifecycle(store, "suspend")
+    published, planner = RecordingPublisher(), Planner()
+    pipeline = build(store, planner, published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    await pipeline.on_event("Service.SuspendRequested", service_uuid("7"), version=version)
+    for kind in ("deploy", "suspend"):
+        (message,) = published.take()
+        assert planner.plans[-1][0] == kind
+        await pipeline.on_result(failed(message))
+    events = history(store)
+    assert events[-2:] == ["DeployFailed", "OperationFailed"], events
+    service = store.get_service("7")
+    assert (service.status, service.pending) == ("deploy_failed", None)
 
 
 async def test_order_then_suspend_and_unsuspend_ends_active(store: EventStore) -> None:

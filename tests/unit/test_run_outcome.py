@@ -129,11 +129,13 @@ def test_a_suspend_asked_for_during_the_build_waits_for_it_and_keeps_its_turn() 
     assert settle(service, "suspend", OK) == ["Suspended"]
 
 
-def test_a_build_that_fails_with_a_suspend_queued_says_so_and_drops_the_suspend() -> None:
+def test_a_build_that_fails_with_a_suspend_queued_says_so_and_keeps_the_suspend() -> None:
     service = ordered()
     ask(service, "suspend")
     assert settle(service, "deploy", FAILED) == ["DeployFailed"]
-    assert (service.status, pending_kind(service)) == ("deploy_failed", None)
+    assert (service.status, pending_kind(service)) == ("deploy_failed", "suspend")
+    assert settle(service, "suspend", FAILED) == ["OperationFailed"]
+    assert (service.status, service.pending) == ("deploy_failed", None)
 
 
 def test_the_service_names_the_request_each_run_starts_from() -> None:
