@@ -66,9 +66,9 @@ class Limits:
 
 
 class Listed:
-    """The sweep's source: every service the store has an order of."""
+    """The sweep's source, naming the services the test lists as unsettled."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self) -> None:
         self.ids: list[str] = []
 
     def unsettled_services(self) -> list[str]:
@@ -155,7 +155,7 @@ async def test_an_order_whose_event_never_arrived_is_started_by_the_rebuild_and_
     store: EventStore,
 ) -> None:
     order(store)  # the relay's message is never delivered (dead-lettered, say)
-    listed = Listed(store)
+    listed = Listed()
     listed.ids = ["7"]
     published = RecordingPublisher()
     pipeline = build(store, Planner(), published, listed)
@@ -168,7 +168,7 @@ async def test_an_order_whose_event_never_arrived_is_started_by_the_rebuild_and_
 async def test_the_periodic_sweep_starts_a_lost_order_and_a_lost_suspend(
     store: EventStore,
 ) -> None:
-    listed = Listed(store)
+    listed = Listed()
     published = RecordingPublisher()
     pipeline = build(store, Planner(), published, listed)
     await pipeline.rebuild()
