@@ -1,9 +1,8 @@
 """The pipeline: turns service events into runs of Task aggregates and drives them to the end.
 
-Consumes: Service events (a new run for Ordered / RedeployRequested / VerifyRepairRequested /
-FactoryResetRequested), Task events recorded by staff (Retried, Cancelled), the role
-handlers' results and heartbeats, and a clock tick. Emits: Task events, Service status
-events (Activated, DeployFailed) and task messages to ``task.<role>.<server_id>``.
+Consumes: the Service events that start runs (RUN_STARTERS), Server.Registered, Task events
+recorded by staff (Retried, Cancelled), the role handlers' results and heartbeats, a clock
+tick. Emits: Task events, Service status events and task messages to ``task.<role>.<server>``.
 
 Its working state — the open runs and their tasks — is rebuilt from the event store on
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
@@ -11,7 +10,8 @@ active at a time (ops/services/pipeline_lead.py sees to it); handlers are what s
 
 This module starts runs and settles them, and takes what arrives in order; the working state
 lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
-handlers/pipeline_attempts.py, and which ready steps start in handlers/pipeline_dispatch.py.
+handlers/pipeline_attempts.py, which ready steps start in handlers/pipeline_dispatch.py, a
+run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from domain.deploy_plan import StepSpec
 from domain.errors import Conflict, DomainError, NotFound
 from domain.run_outcome import (
     DEPLOY_KINDS,
     RUN_STARTERS,
     STAFF_TASK_TOPICS,
     StepOutcome,
+    builds_first,
     may_start,
     pending_kind,
     record_outcome,
@@ -42,8 +42,11 @@ from domain.task import Task
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
+from handlers.pipeline_dispatch import under_lease
+from handlers.pipeline_planning import PlacementWaits, Planner, plan_run
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
+from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,6 @@ class PipelineStore(Protocol):
 
     def task_history(self) -> Iterable[Any]:
         """Every Task domain event in order, for rebuilding the working state."""
-
-
-class Planner(Protocol):
-    def place(self, service: Service) -> dict[str, Any]:
-        """Chooses the nodes for a service that has none yet (recorded as Service.Placed)."""
-
-    def steps(self, service: Service, placement: dict[str, Any], kind: str) -> list[StepSpec]:
-        """The steps of a run of ``kind`` ("deploy" or "reset") for the service as it is now."""
 
 
 class Limits(Protocol):
@@ -117,7 +112,11 @@ class Pipeline:
         settings: PipelineSettings | Callable[[], PipelineSettings] | None = None,
         clock: Callable[[], datetime],
         unit_random: Callable[[], float] = random.random,
+        unsettled: UnsettledServices | None = None,
+        resend_dispatched: bool = False,
     ) -> None:
+        # resend_dispatched: a rebuild sends again the attempts still under lease (the
+        # in-process transport's queued messages die with the process)
         self._store = store
         self._planner = planner
         self._publisher = publisher
@@ -134,6 +133,14 @@ class Pipeline:
             clock=clock,
             unit_random=unit_random,
         )
+        self._sweep = Sweep(
+            source=unsettled,
+            open_runs=self._open,
+            load=lambda aggregate_id: asyncio.to_thread(self._store.service, aggregate_id),
+            start_run=self._start_run,
+            settle=self._settle,
+        )
+        self._resend_dispatched = resend_dispatched
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
@@ -145,9 +152,11 @@ class Pipeline:
     # --- state -------------------------------------------------------------------------
 
     async def rebuild(self) -> None:
-        """Rebuilds the open runs from the store's Task events."""
+        """Rebuilds the open runs from the store's Task events, then sweeps."""
         async with self._lock:
             await self._rebuild()
+            outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
+        await self._send(outgoing)
 
     async def _rebuild(self) -> None:
         await self._open.reload()
@@ -155,6 +164,15 @@ class Pipeline:
         for run in list(self._runs.values()):
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
+        await self._sweep.run()
+
+    async def sweep(self) -> None:
+        """Starts every run a service waits for that has none (pipeline_sweep.py)."""
+        async with self._lock:
+            await self._fresh()
+            await self._sweep.run()
+            outgoing = await self._attempts.dispatch()
+        await self._send(outgoing)
 
     async def _fresh(self) -> None:
         """After a save failed for another reason than a conflict, memory may hold changes
@@ -227,6 +245,8 @@ class Pipeline:
         kind = RUN_STARTERS.get(event.topic)
         if kind is not None:
             await self._start_run(event.aggregate_id, event.version, kind)
+        elif event.topic == "Server.Registered":
+            await self._sweep.run()  # a build waiting for a node with that role may start
         elif event.topic in STAFF_TASK_TOPICS:
             run = await self._open.refresh(event.aggregate_id)
             if run is not None:
@@ -264,6 +284,10 @@ class Pipeline:
         if not may_start(service, kind):
             return True
         under_way = current is not None and current.outcomes() is None
+        if builds_first(service, kind) and not (
+            under_way and current is not None and current.kind in DEPLOY_KINDS
+        ):
+            kind = "deploy"  # not built yet (its order's run lost or not started): build first
         if under_way and current is not None and _waits_for(kind, current.kind):
             if kind == "change_plan" and current.kind in DEPLOY_KINDS:
                 kind = "deploy"  # a deploy under way: deploy again, with the new plan
@@ -271,34 +295,14 @@ class Pipeline:
                 return True  # still pending on the service: started when that run ends
         now = self._clock()
         try:
-            placement = service.placement
-            if placement is None:
-                placement = self._planner.place(service)
-                service.place(now, placement)
-            steps = self._planner.steps(service, placement, kind)
-        except DomainError as exc:
-            reason = str(exc)  # no node for a role, a reserved vanity label…: say why
-        else:
-            reason = ""
-        if reason:
-            failure = StepOutcome("plan", "", "plan", "error", reason)
+            tasks = plan_run(self._planner, service, run_no, kind, now)
+        except PlacementWaits as waits:
+            await self._wait_for_placement(service_id, waits.reason)
+            return True  # started by the sweep once a node with the role is registered
+        except DomainError as exc:  # a reserved vanity label…: say why
+            failure = StepOutcome("plan", "", "plan", "error", str(exc))
             await self._record_outcome(service_id, kind, [failure])
             return True
-        tasks = [
-            Task.plan(
-                service_id=service_id,
-                run=run_no,
-                step=s.step,
-                role=s.role,
-                action=s.action,
-                server_id=s.server_id,
-                params=s.params,
-                depends_on=list(s.depends_on),
-                now=now,
-                operation=kind,
-            )
-            for s in steps
-        ]
         superseded = []
         if current is not None:
             superseded = [t for t in current.open_tasks() if t.is_open]
@@ -347,6 +351,15 @@ class Pipeline:
         waiting = pending_kind(service)
         if waiting is not None and waiting != run.kind:
             await self._start_run(service.id, service.version, waiting)
+
+    async def _wait_for_placement(self, service_id: str, reason: str) -> None:
+        await asyncio.to_thread(
+            self._store.update_service,
+            service_uuid(service_id),
+            lambda service: service.wait_for_placement(self._clock(), reason),
+            f"service {service_id} kept changing",
+            5,
+        )
 
     async def _record_outcome(
         self, service_id: str, kind: str, outcomes: list[StepOutcome]

@@ -41,6 +41,7 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
 from ops.views.projection_runner import ProjectionRunner
+from ops.views.unsettled_services import ViewUnsettledServices
 from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
@@ -180,6 +181,9 @@ class System:
             BrokerPublisher(self.transport),
             settings=settings_now,
             clock=self.clock,
+            unsettled=ViewUnsettledServices(self.db, self.settings.view_prefix),
+            # the in-process transport's queued task messages die with the process
+            resend_dispatched=not self.settings.amqp_url,
         )
 
     def role_handler(self, role: str) -> RoleHandler:

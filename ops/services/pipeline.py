@@ -17,6 +17,7 @@ from typing import Any
 
 from handlers.messages import HeartbeatMessage, ResultMessage
 from handlers.pipeline import CronTick, Pipeline, PipelineInput, RelayedEvent
+from handlers.pipeline_sweep import SWEEP_S
 from ops.messaging.consumer import ConsumerLoop
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
@@ -71,6 +72,7 @@ async def run_pipeline(
     *,
     prefetch: int,
     tick_interval: float = 1.0,
+    sweep_interval: float = SWEEP_S,
     settings_changed: Callable[[], None] = lambda: None,
     max_failures: int = 5,
 ) -> None:
@@ -87,7 +89,7 @@ async def run_pipeline(
         max_failures=max_failures,
         batch_handler=feed.handle_batch,
     )
-    ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
+    ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval, sweep_interval))
     try:
         await loop.run(stop)
     finally:
@@ -98,16 +100,21 @@ async def run_pipeline(
 RECHECK_S = 0.05
 
 
-async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None:
+async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float, sweep_s: float) -> None:
     """Ticks the pipeline when a retry falls due or a lease runs out — at that moment, not on
     a polling beat — and at least every ``longest`` seconds. After each batch the pipeline
     sets ``changed`` and the next moment is looked for again, at most every ``RECHECK_S``
     (so a moment can be missed by that much). (What was due at the last tick
     and is still waiting — a retry behind a full server — starts when a result frees a slot,
-    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
+    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net.
+    Every ``sweep_s`` it sweeps too: services waiting for a run they do not have get it."""
+    swept_at = asyncio.get_running_loop().time()
     while not stop.is_set():
         try:
             await pipeline.tick()
+            if asyncio.get_running_loop().time() - swept_at >= sweep_s:
+                swept_at = asyncio.get_running_loop().time()
+                await pipeline.sweep()
         except Exception:
             log.exception("pipeline: tick failed; trying again")
         ticked_at = pipeline.now()
