@@ -55,6 +55,8 @@ class Attempts:
     settings: Callable[[], PipelineSettings]
     clock: Callable[[], datetime]
     unit_random: Callable[[], float]
+    # a lease that may not run out at that moment (the broker is away: no heartbeat can come)
+    spared: Callable[[Task, datetime], bool] = lambda task, now: False
 
     async def dispatch(self) -> list[TaskMessage]:
         """Dispatches every ready step a server has room for and records it; the task
@@ -125,7 +127,9 @@ class Attempts:
         now = self.clock()
         self.open_runs.stop_draining_expired(now)
         for run in list(self.open_runs.runs.values()):
-            expired = run.expire_leases(now, self.settings().policy, self.unit_random)
+            expired = run.expire_leases(
+                now, self.settings().policy, self.unit_random, lambda t: self.spared(t, now)
+            )
             if expired:
                 await self.save_or_refresh(expired)
                 await self.settle(run)

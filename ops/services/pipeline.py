@@ -85,12 +85,17 @@ async def run_pipeline(
         prefetch=prefetch,
         batch_handler=feed.handle_batch,
     )
+    # While the broker is away no heartbeat can come: the pipeline holds its leases.
+    transport.on_connection_change(
+        lambda up: pipeline.broker_back() if up else pipeline.broker_lost()
+    )
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
+    resending = asyncio.ensure_future(pipeline.resend(stop))
     try:
         await loop.run(stop)
     finally:
         stop.set()
-        await ticking
+        await asyncio.gather(ticking, resending)
 
 
 RECHECK_S = 0.05
