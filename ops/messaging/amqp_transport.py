@@ -168,7 +168,7 @@ class AmqpTransport:
     """``ops.messaging.transport.Transport`` on RabbitMQ; ``url`` is an ``amqp://`` URL."""
 
     def __init__(
-        self, url: str, exchange: str, *, timeout: float = 10.0, reconnect_interval: float = 0.5
+        self, url: str, exchange: str, *, timeout: float = 10.0, reconnect_interval: float = 1.0
     ) -> None:
         self.url = url
         self.exchange = exchange
@@ -176,6 +176,7 @@ class AmqpTransport:
         self.timeout = timeout
         self.reconnect_interval = reconnect_interval
         self._listeners: list[Callable[[bool], None]] = []
+        self._up = True  # as far as the listeners were told
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._admin: AbstractRobustChannel | None = None
@@ -204,6 +205,7 @@ class AmqpTransport:
                 await connection.close()
                 raise
             self._connection = connection
+            self._up = True
             connection.close_callbacks.add(self._lost)
             connection.reconnect_callbacks.add(self._restored)
 
@@ -211,12 +213,15 @@ class AmqpTransport:
         self._listeners.append(listener)
 
     def _lost(self, connection: object, exc: BaseException | None = None) -> None:
-        if connection is self._connection:  # not our own close
+        # called again on each failed reconnection: only the first one is news
+        if connection is self._connection and self._up:  # not our own close
+            self._up = False
             log.warning("broker connection for %s lost: %s", self.exchange, exc)
             self._tell(False)
 
     def _restored(self, connection: object) -> None:
         if connection is self._connection:
+            self._up = True
             log.info("broker connection for %s restored", self.exchange)
             self._tell(True)
 
