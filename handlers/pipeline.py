@@ -124,7 +124,6 @@ class Pipeline:
         self._store = store
         self._planner = planner
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
-        settings_now = settings if callable(settings) else lambda: fixed
         self._clock = clock
         self._open = OpenRuns(store)
         self._sender = TaskSender(publisher, current=self._open.is_current, clock=clock)
@@ -134,10 +133,11 @@ class Pipeline:
             max_concurrency=limits.max_concurrency,
             save=self._save,
             settle=self._settle,
-            settings=settings_now,  # as they are now: staff may change them while it runs
+            # as they are now: staff may change them while the pipeline runs
+            settings=settings if callable(settings) else lambda: fixed,
             clock=clock,
             unit_random=unit_random,
-            spared=lambda task, now: self._hold.spares(task, now, settings_now().lease_s),
+            spared=lambda task, now, settings: self._hold.spares(task, now, settings.lease_s),
         )
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store

@@ -56,7 +56,12 @@ class TaskSender:
 
     async def send(self, messages: list[TaskMessage]) -> None:
         """Publishes each once, confirms pipelined; the ones not confirmed are kept."""
-        await asyncio.gather(*(self._publish(message) for message in messages))
+        failures = await asyncio.gather(*(self._publish(message) for message in messages))
+        lost = [failure for failure in failures if failure is not None]
+        if lost:
+            log.warning(
+                "pipeline: %d task messages not confirmed (%s); re-sending them", len(lost), lost[0]
+            )
 
     def wake(self) -> None:
         """Re-sends what is kept now (the broker is back)."""
@@ -78,39 +83,34 @@ class TaskSender:
                 backoff = self._first_backoff
             if stop.is_set():
                 return
+            for message_id, (late, _) in list(self.confirmed_late.items()):
+                if not self._current(late):
+                    del self.confirmed_late[message_id]  # that attempt is over
             kept = list(self.unconfirmed.values())
             await asyncio.gather(*(self._resend(message) for message in kept))
             if self.unconfirmed:
                 backoff = min(backoff * 2, self._max_backoff)
-            elif kept:
-                log.info("pipeline: %d task messages re-sent and confirmed", len(kept))
+            else:
+                log.info("pipeline: task messages re-sent; none left unconfirmed")
 
-    async def _publish(self, message: TaskMessage) -> bool:
+    async def _publish(self, message: TaskMessage) -> Exception | None:
+        """Publishes; the failure (the message is kept then), or None once confirmed."""
         try:
             await self._publisher.publish(
                 message.routing_key, message.to_json(), message.message_id
             )
         except Exception as exc:
-            if message.message_id not in self.unconfirmed:
-                log.warning(
-                    "pipeline: task message %s not confirmed (%s); re-sending it",
-                    message.message_id,
-                    exc,
-                )
             self.unconfirmed[message.message_id] = message
             self._kept.set()
-            return False
-        return True
+            return exc
+        return None
 
     async def _resend(self, message: TaskMessage) -> None:
         if not self._current(message):
             self.unconfirmed.pop(message.message_id, None)  # superseded: nothing to send
             return
-        if await self._publish(message):
+        if await self._publish(message) is None:
             self.unconfirmed.pop(message.message_id, None)
-            for message_id, (late, _) in list(self.confirmed_late.items()):
-                if not self._current(late):
-                    del self.confirmed_late[message_id]  # that attempt is over
             self.confirmed_late[message.message_id] = (message, self._clock())
 
     def holds(self, task: Task) -> bool:
