@@ -74,6 +74,7 @@ class TaskSender:
         while not stop.is_set():
             if not self.unconfirmed:
                 self._kept.clear()
+                self._wake.clear()  # nothing was kept to wake for
                 await _first_of(stop, self._kept, None)
                 backoff = self._first_backoff
                 continue
@@ -83,15 +84,21 @@ class TaskSender:
                 backoff = self._first_backoff
             if stop.is_set():
                 return
-            for message_id, (late, _) in list(self.confirmed_late.items()):
-                if not self._current(late):
-                    del self.confirmed_late[message_id]  # that attempt is over
-            kept = list(self.unconfirmed.values())
-            await asyncio.gather(*(self._resend(message) for message in kept))
+            try:
+                await self._resend_kept()
+            except Exception:
+                log.exception("pipeline: re-sending task messages failed; trying again")
             if self.unconfirmed:
                 backoff = min(backoff * 2, self._max_backoff)
             else:
                 log.info("pipeline: task messages re-sent; none left unconfirmed")
+
+    async def _resend_kept(self) -> None:
+        for message_id, (late, _) in list(self.confirmed_late.items()):
+            if not self._current(late):
+                del self.confirmed_late[message_id]  # that attempt is over
+        kept = list(self.unconfirmed.values())
+        await asyncio.gather(*(self._resend(message) for message in kept))
 
     async def _publish(self, message: TaskMessage) -> Exception | None:
         """Publishes; the failure (the message is kept then), or None once confirmed."""
