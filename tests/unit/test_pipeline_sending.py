@@ -30,9 +30,7 @@ def task_message(step: str) -> TaskMessage:
     return TaskMessage(str(uuid.uuid4()), 1, "7", step, "web", "ensure_" + step, "web1", {})
 
 
-async def test_kept_messages_go_out_once_the_broker_is_back_but_not_an_attempt_that_is_over() -> (
-    None
-):
+async def test_kept_messages_go_out_once_back_but_not_an_attempt_that_is_over() -> None:
     broker = Broker()
     still, over = task_message("user"), task_message("domain")
     current = {still.message_id, over.message_id}
