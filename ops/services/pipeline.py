@@ -3,7 +3,9 @@
 The queue carries relayed Service events and staff's Task commands (JSON envelopes made by
 the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
 nudges; each is decoded here and handed to the pipeline, which is the only place decisions
-are made. Whatever waits on the queue at once is handed over as one batch.
+are made. Whatever waits on the queue at once is handed over as one batch. Beside it run the
+clock tick and the re-sending of task messages the broker did not confirm; the transport tells
+the pipeline when the broker connection is lost and back (its leases are held meanwhile).
 """
 
 from __future__ import annotations
