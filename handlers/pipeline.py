@@ -11,7 +11,9 @@ active at a time (ops/services/pipeline_lead.py sees to it); handlers are what s
 This module starts runs and settles them, and takes what arrives in order; the working state
 lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
 handlers/pipeline_attempts.py, which ready steps start in handlers/pipeline_dispatch.py, a
-run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py.
+run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py, and
+the task messages on their way out (re-sent until confirmed) and the leases while the broker is
+away in handlers/pipeline_sending.py.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from handlers.pipeline_dispatch import under_lease
 from handlers.pipeline_planning import PlacementWaits, Planner, plan_run
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
+from handlers.pipeline_sending import LeaseHold, TaskSender
 from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
@@ -119,10 +122,11 @@ class Pipeline:
         # in-process transport's queued messages die with the process)
         self._store = store
         self._planner = planner
-        self._publisher = publisher
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
         self._clock = clock
         self._open = OpenRuns(store)
+        self._sender = TaskSender(publisher, current=self._open.is_current, clock=clock)
+        self._hold = LeaseHold(self._sender, clock)
         self._attempts = Attempts(
             open_runs=self._open,
             max_concurrency=limits.max_concurrency,
@@ -132,6 +136,7 @@ class Pipeline:
             settings=settings if callable(settings) else lambda: fixed,
             clock=clock,
             unit_random=unit_random,
+            spared=lambda task, now, settings: self._hold.spares(task, now, settings.lease_s),
         )
         self._sweep = Sweep(
             source=unsettled,
@@ -379,13 +384,20 @@ class Pipeline:
             return None
 
     async def _send(self, messages: list[TaskMessage]) -> None:
-        # Recorded first: if a publish is lost, its lease runs out and the step is retried.
-        await asyncio.gather(
-            *(
-                self._publisher.publish(message.routing_key, message.to_json(), message.message_id)
-                for message in messages
-            )
-        )
+        # Recorded first; one whose publish is not confirmed is re-sent (resend below).
+        await self._sender.send(messages)
+
+    async def resend(self, stop: asyncio.Event) -> None:
+        """Re-sends task messages whose publish was not confirmed, until ``stop``."""
+        await self._sender.run(stop)
+
+    def broker_lost(self) -> None:
+        """No heartbeat can come now: no lease runs out until the broker is back."""
+        self._hold.broker_lost()
+
+    def broker_back(self) -> None:
+        """Open leases get one lease more from now; kept task messages go out at once."""
+        self._hold.broker_back()
 
     async def _save(self, *aggregates: Any) -> None:
         if not aggregates:

@@ -55,6 +55,8 @@ class Attempts:
     settings: Callable[[], PipelineSettings]
     clock: Callable[[], datetime]
     unit_random: Callable[[], float]
+    # a lease that may not run out at that moment (the broker is away: no heartbeat can come)
+    spared: Callable[[Task, datetime, PipelineSettings], bool] = lambda task, now, settings: False
 
     async def dispatch(self) -> list[TaskMessage]:
         """Dispatches every ready step a server has room for and records it; the task
@@ -122,10 +124,12 @@ class Attempts:
                 await self.settle(run)
 
     async def expire_leases(self) -> None:
-        now = self.clock()
+        now, settings = self.clock(), self.settings()
         self.open_runs.stop_draining_expired(now)
         for run in list(self.open_runs.runs.values()):
-            expired = run.expire_leases(now, self.settings().policy, self.unit_random)
+            expired = run.expire_leases(
+                now, settings.policy, self.unit_random, lambda t: self.spared(t, now, settings)
+            )
             if expired:
                 await self.save_or_refresh(expired)
                 await self.settle(run)

@@ -24,6 +24,7 @@ from domain.errors import NotFound
 from domain.retry_policy import RetryPolicy
 from domain.run_outcome import StepOutcome, step_outcomes
 from domain.task import Task, task_uuid
+from handlers.messages import TaskMessage
 
 
 class TaskReader(Protocol):
@@ -47,10 +48,19 @@ class Run:
         return [t for t in self.tasks.values() if t.is_open]
 
     def expire_leases(
-        self, now: datetime, policy: RetryPolicy, unit_random: Callable[[], float]
+        self,
+        now: datetime,
+        policy: RetryPolicy,
+        unit_random: Callable[[], float],
+        spared: Callable[[Task], bool] = lambda task: False,
     ) -> list[Task]:
-        """Fails (retryably) the attempts whose lease ran out; the tasks that changed."""
-        return [t for t in self.open_tasks() if t.expire_lease(now, policy, unit_random())]
+        """Fails (retryably) the attempts whose lease ran out, but for the ``spared`` ones;
+        the tasks that changed."""
+        return [
+            t
+            for t in self.open_tasks()
+            if not spared(t) and t.expire_lease(now, policy, unit_random())
+        ]
 
     def retry_failed_retryably(self, now: datetime, actor: str) -> list[Task]:
         """Tries again the steps in error whose failure may pass; the tasks that changed."""
@@ -151,6 +161,11 @@ class OpenRuns:
             self.finished[run.service_id] = run.run
         for task in run.tasks.values():
             self.by_id.pop(task.id, None)
+
+    def is_current(self, message: TaskMessage) -> bool:
+        """Whether the message is of its task's attempt under way."""
+        task = self.by_id.get(uuid.UUID(message.task_id))
+        return task is not None and task.state == "dispatched" and task.attempt == message.attempt
 
     def stop_draining(self, task_id: uuid.UUID, service_id: str | None = None) -> None:
         for sid in [service_id] if service_id else list(self.draining):

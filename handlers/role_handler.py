@@ -7,9 +7,11 @@ handlers/ownership.py ``with_owner``) while a ``HeartbeatMessage`` goes out ever
 ``heartbeat_interval`` seconds, and publishes exactly one
 ``ResultMessage``: ``succeeded`` (with ``changed``, outputs and log), ``failed_retryable`` or
 ``failed_permanent`` (with a readable error and the log). Whatever the step raises becomes a
-result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. A
-failure to publish the result also raises: the delivery is then not acked, comes back, and the
-idempotent step runs again. Drivers (with their SSH pools) live as long as the handler.
+result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. The
+publisher given in production waits a broker outage out (the step ran: its result gets out once
+the broker is back); a publish that still fails raises: the delivery is then not acked, comes
+back, and the idempotent step runs again. Drivers (with their SSH pools) live as long as the
+handler.
 """
 
 from __future__ import annotations

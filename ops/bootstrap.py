@@ -190,7 +190,8 @@ class System:
         return RoleHandler(
             role,
             directory=RegistryDirectory(self.server_registry(), self.settings.ssh_key),
-            publisher=BrokerPublisher(self.transport),
+            # a step that ran gets its result out once the broker is back
+            publisher=BrokerPublisher(self.transport, wait_out_outages=True),
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,

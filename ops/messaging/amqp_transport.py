@@ -10,14 +10,17 @@ Channels: one for publishing (publisher confirms, returns raise, so an unroutabl
 error there, e.g. a missing queue, closes that channel, never the publisher's), and one per
 subscription (its own ``prefetch``; closing it is what hands unacked deliveries back).
 Every aio-pika/aiormq/socket failure and every operation exceeding ``timeout`` surfaces as
-``TransportError``; the robust connection reconnects and restores topology by itself.
+``TransportError``; the robust connection reconnects and restores topology, channels and
+consumers by itself, trying every ``reconnect_interval`` seconds (aio-pika's 5 s default would
+keep a part idle up to 5 s after the broker is back). ``on_connection_change`` listeners hear
+when the connection is lost and when it is whole again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -174,11 +177,16 @@ class _AmqpSubscription:
 class AmqpTransport:
     """``ops.messaging.transport.Transport`` on RabbitMQ; ``url`` is an ``amqp://`` URL."""
 
-    def __init__(self, url: str, exchange: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, exchange: str, *, timeout: float = 10.0, reconnect_interval: float = 1.0
+    ) -> None:
         self.url = url
         self.exchange = exchange
         self.dead_exchange = f"{exchange}.dead"
         self.timeout = timeout
+        self.reconnect_interval = reconnect_interval
+        self._listeners: list[Callable[[bool], None]] = []
+        self._up = True  # as far as the listeners were told
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._admin: AbstractRobustChannel | None = None
@@ -189,7 +197,9 @@ class AmqpTransport:
         if self._connection is not None and not self._connection.is_closed:
             return
         async with _as_transport_errors(f"connect to {self.exchange}", self.timeout):
-            connection = await aio_pika.connect_robust(self.url)
+            connection = await aio_pika.connect_robust(
+                self.url, reconnect_interval=self.reconnect_interval
+            )
             try:
                 self._publisher = await connection.channel(
                     publisher_confirms=True, on_return_raises=True
@@ -205,6 +215,32 @@ class AmqpTransport:
                 await connection.close()
                 raise
             self._connection = connection
+            self._up = True
+            connection.close_callbacks.add(self._lost)
+            connection.reconnect_callbacks.add(self._restored)
+
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        self._listeners.append(listener)
+
+    def _lost(self, connection: object, exc: BaseException | None = None) -> None:
+        # called again on each failed reconnection: only the first one is news
+        if connection is self._connection and self._up:  # not our own close
+            self._up = False
+            log.warning("broker connection for %s lost: %s", self.exchange, exc)
+            self._tell(False)
+
+    def _restored(self, connection: object) -> None:
+        if connection is self._connection:
+            self._up = True
+            log.info("broker connection for %s restored", self.exchange)
+            self._tell(True)
+
+    def _tell(self, up: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(up)
+            except Exception:
+                log.exception("a broker connection listener failed")
 
     async def close(self) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from ops.messaging.transport import (
@@ -182,6 +182,9 @@ class InProcessTransport:
 
     async def connect(self) -> None:
         self._connected = True
+
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        """Nothing to hear: an in-process broker is never lost."""
 
     async def close(self) -> None:
         self._connected = False

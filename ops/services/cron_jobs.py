@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from ops.messaging.transport import Message, Transport, Unroutable
+from ops.messaging.transport import Message, Transport, TransportError, Unroutable
 from ops.services.scheduler import Action, Job, Tick
 from ops.settings import Settings
 
@@ -49,6 +49,9 @@ def publish_tick(transport: Transport) -> Action:
             await transport.publish(tick_message(tick))
         except Unroutable:
             log.debug("cron: nothing consumes cron.%s", tick.job)
+        except TransportError as exc:
+            # the broker is away: this period's tick is lost, the next period's follows
+            log.warning("cron: cron.%s of period %d not published: %s", tick.job, tick.period, exc)
 
     return publish
 

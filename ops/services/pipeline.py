@@ -3,7 +3,9 @@
 The queue carries relayed Service events and staff's Task commands (JSON envelopes made by
 the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
 nudges; each is decoded here and handed to the pipeline, which is the only place decisions
-are made. Whatever waits on the queue at once is handed over as one batch.
+are made. Whatever waits on the queue at once is handed over as one batch. Beside it run the
+clock tick and the re-sending of task messages the broker did not confirm; the transport tells
+the pipeline when the broker connection is lost and back (its leases are held meanwhile).
 """
 
 from __future__ import annotations
@@ -89,12 +91,17 @@ async def run_pipeline(
         max_failures=max_failures,
         batch_handler=feed.handle_batch,
     )
+    # While the broker is away no heartbeat can come: the pipeline holds its leases.
+    transport.on_connection_change(
+        lambda up: pipeline.broker_back() if up else pipeline.broker_lost()
+    )
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval, sweep_interval))
+    resending = asyncio.ensure_future(pipeline.resend(stop))
     try:
         await loop.run(stop)
     finally:
         stop.set()
-        await ticking
+        await asyncio.gather(ticking, resending)
 
 
 RECHECK_S = 0.05

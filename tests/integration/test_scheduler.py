@@ -317,6 +317,18 @@ async def test_a_published_tick_reaches_a_bound_queue_and_an_unbound_one_is_let_
         await transport.close()
 
 
+async def test_a_tick_the_broker_cannot_take_is_let_go_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker outage loses a period's tick (the next one follows): no traceback per tick."""
+    transport = InProcessTransport("cron-test")  # never connected: every publish fails
+    with caplog.at_level(logging.WARNING, logger="ops.services.cron_jobs"):
+        await publish_tick(transport)(Tick("retries", 9, 1.0))
+    [record] = caplog.records
+    assert "cron.retries of period 9 not published" in record.getMessage()
+    assert record.exc_info is None
+
+
 async def test_two_scheduler_processes_run_each_job_once_per_period(
     database_url: str, db: Database, amqp_url: str, exchange_name: str, tmp_path: Path
 ) -> None:
