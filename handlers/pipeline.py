@@ -71,6 +71,8 @@ class PipelineStore(Protocol):
 
 
 class Planner(Protocol):
+    """Synchronous (it reads the server registry): the pipeline calls it in a thread."""
+
     def place(self, service: Service) -> dict[str, Any]:
         """Chooses the nodes for a service that has none yet (recorded as Service.Placed)."""
 
@@ -79,6 +81,8 @@ class Planner(Protocol):
 
 
 class Limits(Protocol):
+    """Synchronous (it may read the store): the pipeline calls it in a thread."""
+
     def max_concurrency(self, server_id: str) -> int: ...
 
 
@@ -197,6 +201,7 @@ class Pipeline:
         can be decided while they are confirmed."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             # New runs first, and their first steps out at once: an order's first step does
             # not wait behind the recording of other services' results in the same batch.
             starts = [i for i in inputs if isinstance(i, RelayedEvent) and i.topic in RUN_STARTERS]
@@ -242,6 +247,7 @@ class Pipeline:
         """Expires leases and starts whatever is due."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             await self._attempts.expire_leases()
             outgoing = await self._attempts.dispatch()
         await self._send(outgoing)
@@ -270,12 +276,8 @@ class Pipeline:
             else:
                 return True  # still pending on the service: started when that run ends
         now = self._clock()
-        try:
-            placement = service.placement
-            if placement is None:
-                placement = self._planner.place(service)
-                service.place(now, placement)
-            steps = self._planner.steps(service, placement, kind)
+        try:  # the planner reads the server registry: never on the event loop
+            steps = await asyncio.to_thread(self._plan, service, kind, now)
         except DomainError as exc:
             reason = str(exc)  # no node for a role, a reserved vanity label…: say why
         else:
@@ -327,6 +329,14 @@ class Pipeline:
             empty = self._runs[service_id] = _Run(service_id, run_no, kind)
             await self._settle(empty)
         return True
+
+    def _plan(self, service: Service, kind: str, now: datetime) -> list[StepSpec]:
+        """Places the service when it has no nodes yet, and plans the run (in a thread)."""
+        placement = service.placement
+        if placement is None:
+            placement = self._planner.place(service)
+            service.place(now, placement)
+        return self._planner.steps(service, placement, kind)
 
     async def _settle(self, run: _Run) -> None:
         """Records the service's outcome once the run has ended (and only once: settling
