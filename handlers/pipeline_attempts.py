@@ -110,7 +110,8 @@ class Attempts:
         now = self.clock()
         if isinstance(item, HeartbeatMessage):
             task = self.open_runs.by_id.get(task_id)
-            if task is not None and task.renew_lease(item.attempt, now, self.current().lease_s):
+            # recorded at most once per half lease; otherwise extended in memory only
+            if task is not None and task.heartbeat(item.attempt, now, self.current().lease_s):
                 touched[task.id] = task
             return
         self.open_runs.stop_draining(task_id)  # whatever the outcome, it is off the node

@@ -85,14 +85,17 @@ class OpenRuns:
         """Takes the store's tasks as the whole working state. Superseded attempts still out
         on a node are kept: the store has them only as cancelled tasks."""
         tasks = await asyncio.to_thread(_replay_tasks, self._store)
+        held = dict(self.by_id)  # leases extended in memory by heartbeats stay extended
         self.runs.clear()
         self.by_id.clear()
         self.finished.clear()
         for task in tasks:
+            _keep_lease(held.get(task.id), task)
             self.remember(task)
 
     def remember(self, task: Task) -> None:
         """Takes the task as it is now; a task of a newer run replaces the service's run."""
+        _keep_lease(self.by_id.get(task.id), task)
         current = self.runs.get(task.service_id)
         if current is None or task.run > current.run:
             if current is not None:
@@ -198,3 +201,15 @@ def _replay_tasks(store: TaskReader) -> list[Task]:
     for event in store.task_history():
         tasks[event.originator_id] = event.mutate(tasks.get(event.originator_id))
     return list(tasks.values())
+
+
+def _keep_lease(known: Task | None, task: Task) -> None:
+    """The store's word for a task keeps the lease its heartbeats extended in memory only
+    (domain/task.py ``heartbeat``) while it is the same attempt."""
+    if known is None or known is task or task.state != "dispatched":
+        return
+    if known.state != "dispatched" or known.attempt != task.attempt:
+        return
+    held, stored = known.lease_expires_at, task.lease_expires_at
+    if held is not None and (stored is None or held > stored):
+        task.lease_expires_at = held
