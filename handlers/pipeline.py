@@ -20,13 +20,13 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from domain.deploy_plan import StepSpec
-from domain.errors import Conflict, DomainError, NotFound
+from domain.errors import Conflict, DomainError
 from domain.run_outcome import (
     DEPLOY_KINDS,
     RUN_STARTERS,
@@ -42,18 +42,19 @@ from domain.task import Task
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
-from handlers.pipeline_runs import OpenRuns
+from handlers.pipeline_runs import OpenRuns, TaskReader
 from handlers.pipeline_runs import Run as _Run
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_S = 30.0  # how often the working state's checkpoint is recorded (on a tick)
 
-class PipelineStore(Protocol):
-    """The event store as the pipeline needs it (synchronous; called in a thread)."""
+
+class PipelineStore(TaskReader, Protocol):
+    """The event store as the pipeline needs it (synchronous; called in a thread): its Tasks
+    and checkpoint (handlers/pipeline_runs.py), its Services, and saves."""
 
     def service(self, aggregate_id: uuid.UUID) -> Service: ...
-
-    def task(self, task_id: uuid.UUID) -> Task: ...
 
     def save(self, *aggregates: Any) -> None:
         """Records all pending events in one transaction; raises Conflict when another
@@ -65,9 +66,6 @@ class PipelineStore(Protocol):
         """Loads the service, lets ``decide`` record events on it (True when it did) and saves
         them, deciding again on fresh state when another writer was first; the service as the
         store has it now. Conflict(``busy``) when it kept changing ``attempts`` times."""
-
-    def task_history(self) -> Iterable[Any]:
-        """Every Task domain event in order, for rebuilding the working state."""
 
 
 class Planner(Protocol):
@@ -159,6 +157,7 @@ class Pipeline:
         for run in list(self._runs.values()):
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
+        await self._open.checkpoint(self._clock())
 
     async def _fresh(self) -> None:
         """After a save failed for another reason than a conflict, memory may hold changes
@@ -250,6 +249,7 @@ class Pipeline:
             await self._attempts.read_knobs()
             await self._attempts.expire_leases()
             outgoing = await self._attempts.dispatch()
+            await self._open.checkpoint(self._clock(), every_s=CHECKPOINT_S)
         await self._send(outgoing)
 
     # --- decisions ---------------------------------------------------------------------
@@ -313,15 +313,17 @@ class Pipeline:
                 old.cancel(now, actor="pipeline: superseded by a newer run")
         try:
             await self._save(service, *superseded, *tasks)
-        except Conflict:
-            try:  # planned before (a redelivered event after a crash): take the store's tasks
-                tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
-            except NotFound:
+            redelivered = False
+        except Conflict:  # planned before (a redelivery; the run may have ended long ago)
+            tasks, redelivered = await self._open.stored(tasks), True  # as the store has them
+            if not tasks:
                 for old in superseded:
                     await self._open.refresh(old.id)
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._open.remember(task)
+        if redelivered and current is None:
+            await self._settle(self._runs[service_id])  # ended already: forgotten again
         if not tasks:  # nothing to do on any node: the run has ended as it began
             if current is not None:
                 for old in current.tasks.values():

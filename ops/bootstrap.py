@@ -164,7 +164,7 @@ class System:
             )
 
         return Pipeline(
-            StorePipelineAdapter(self.store),
+            StorePipelineAdapter(self.store, self.db, self.settings.view_prefix),
             DeployPlanner(registry, provider_settings(self.settings)),
             RuntimeLimits(runtime, registry),
             BrokerPublisher(self.transport),
