@@ -149,7 +149,7 @@ class System:
         return self._registry
 
     def ticket_store(self) -> StoreTicketAdapter:
-        return StoreTicketAdapter(self.store)
+        return StoreTicketAdapter(self.store, PositionStore(self.db, self.settings.view_prefix))
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()
