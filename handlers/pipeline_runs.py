@@ -51,6 +51,7 @@ class TaskReader(Protocol):
     def finished_run(self, service_id: str) -> int:
         """The last run of the service that ended well, as checkpointed; 0 for none."""
 
+
 log = logging.getLogger("handlers.pipeline")  # one logger for all of the pipeline's parts
 
 FINISHED_KEPT = 10_000  # services whose last finished run is kept in memory
@@ -266,7 +267,6 @@ class OpenRuns:
         for attempts in self.draining.values():
             counts.update(server for server, _ in attempts.values())
         return counts
-
 
 
 def _keep_lease(known: Task | None, task: Task) -> None:
