@@ -32,7 +32,7 @@ from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.transport import Transport
 from ops.runtime.gateway_listener import bind_listeners
-from ops.services.cron_jobs import cron_jobs
+from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.settings import Settings, SettingsError
@@ -184,7 +184,11 @@ class System:
 
     def scheduler(self) -> Scheduler:
         return Scheduler(
-            cron_jobs(self.settings, self.transport),
+            cron_jobs(
+                self.settings,
+                self.transport,
+                {"inbox": prune_inbox(self.inbox(), self.settings.inbox_retention_hours * 3600)},
+            ),
             ClaimStore(self.db, self.settings.view_prefix),
             clock=lambda: self.clock().timestamp(),
         )
