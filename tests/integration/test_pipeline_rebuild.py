@@ -99,7 +99,13 @@ def order(store: EventStore, service_id: str) -> None:
 
 
 def done(message: TaskMessage) -> ResultMessage:
-    return ResultMessage(message.task_id, message.attempt, message.role, "succeeded", True, [], {})
+    return ResultMessage(
+        task_id=message.task_id,
+        attempt=message.attempt,
+        role=message.role,
+        outcome="succeeded",
+        changed=True,
+    )
 
 
 async def finish_all(pipeline: Pipeline, published: RecordingPublisher) -> None:
