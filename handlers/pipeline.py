@@ -265,7 +265,8 @@ class Pipeline:
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
-        if (current.run if current else self._open.finished.get(service_id, 0)) >= run_no:
+        # (the store is asked only about an event older than the service: a redelivery)
+        if await self._open.last_run(service_id, ask_store=service.version > run_no) >= run_no:
             return True  # a redelivery, or an older event than the run we have
         if not may_start(service, kind):
             return True

@@ -143,12 +143,19 @@ class OpenRuns:
             if self._unsaved.get(service_id) == run:
                 del self._unsaved[service_id]
 
-    async def finished_run(self, service_id: str) -> int:
-        """The last run of the service that ended well (asking the checkpoint when it is not
-        among those kept in memory)."""
+    async def last_run(self, service_id: str, *, ask_store: bool) -> int:
+        """The service's run held here, else the last that ended well (``finished_run``)."""
+        current = self.runs.get(service_id)
+        if current is not None:
+            return current.run
+        return await self.finished_run(service_id, ask_store=ask_store)
+
+    async def finished_run(self, service_id: str, *, ask_store: bool = True) -> int:
+        """The last run of the service that ended well (asking the checkpoint, if
+        ``ask_store``, when it is not among those kept in memory; else 0)."""
         known = self.finished.get(service_id, self._unsaved.get(service_id))
-        if known is not None:
-            return known
+        if known is not None or not ask_store:
+            return known or 0
         return await asyncio.to_thread(self._store.finished_run, service_id)
 
     def remember(self, task: Task) -> None:
