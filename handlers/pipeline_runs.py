@@ -54,7 +54,7 @@ class TaskReader(Protocol):
 
 log = logging.getLogger("handlers.pipeline")  # one logger for all of the pipeline's parts
 
-FINISHED_KEPT = 10_000  # services whose last finished run is kept in memory
+FINISHED_KEPT = 1_000  # services whose last finished run is kept in memory (the rest: store)
 
 
 @dataclass
