@@ -22,12 +22,11 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from domain.errors import Conflict, DomainError, NotFound
+from domain.errors import Conflict, DomainError
 from domain.run_outcome import (
     DEPLOY_KINDS,
     RUN_STARTERS,
@@ -46,6 +45,11 @@ from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
 from handlers.pipeline_dispatch import under_lease
 from handlers.pipeline_planning import PlacementWaits, Planner, plan_run
+from handlers.pipeline_ports import CronTick as CronTick
+from handlers.pipeline_ports import Limits, PipelineStore
+from handlers.pipeline_ports import PipelineInput as PipelineInput
+from handlers.pipeline_ports import Publisher as Publisher
+from handlers.pipeline_ports import RelayedEvent as RelayedEvent
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
 from handlers.pipeline_sending import LeaseHold, TaskSender
@@ -53,55 +57,7 @@ from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
 
-
-class PipelineStore(Protocol):
-    """The event store as the pipeline needs it (synchronous; called in a thread)."""
-
-    def service(self, aggregate_id: uuid.UUID) -> Service: ...
-
-    def task(self, task_id: uuid.UUID) -> Task: ...
-
-    def save(self, *aggregates: Any) -> None:
-        """Records all pending events in one transaction; raises Conflict when another
-        writer recorded an event on one of them first (nothing is recorded then)."""
-
-    def update_service(
-        self, aggregate_id: uuid.UUID, decide: Callable[[Service], bool], busy: str, attempts: int
-    ) -> Service:
-        """Loads the service, lets ``decide`` record events on it (True when it did) and saves
-        them, deciding again on fresh state when another writer was first; the service as the
-        store has it now. Conflict(``busy``) when it kept changing ``attempts`` times."""
-
-    def task_history(self) -> Iterable[Any]:
-        """Every Task domain event in order, for rebuilding the working state."""
-
-
-class Limits(Protocol):
-    def max_concurrency(self, server_id: str) -> int: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class RelayedEvent:
-    """A stored event as the relay announced it."""
-
-    topic: str
-    aggregate_id: uuid.UUID
-    version: int
-
-
-@dataclass(frozen=True)
-class CronTick:
-    """The scheduler's periodic nudge: ``retries`` and ``stuck`` expire leases and start
-    what is due; ``terminations`` tries again the failed steps of unfinished terminations."""
-
-    job: str
-
-
-PipelineInput = RelayedEvent | CronTick | ResultMessage | HeartbeatMessage
+CHECKPOINT_S = 30.0  # how often the working state's checkpoint is recorded (on a tick)
 
 
 class Pipeline:
@@ -170,6 +126,7 @@ class Pipeline:
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
         await self._sweep.run()
+        await self._open.checkpoint(self._clock())
 
     async def sweep(self) -> None:
         """Starts every run a service waits for that has none (pipeline_sweep.py)."""
@@ -220,6 +177,7 @@ class Pipeline:
         can be decided while they are confirmed."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             # New runs first, and their first steps out at once: an order's first step does
             # not wait behind the recording of other services' results in the same batch.
             starts = [i for i in inputs if isinstance(i, RelayedEvent) and i.topic in RUN_STARTERS]
@@ -267,8 +225,10 @@ class Pipeline:
         """Expires leases and starts whatever is due."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             await self._attempts.expire_leases()
             outgoing = await self._attempts.dispatch()
+            await self._open.checkpoint(self._clock(), every_s=CHECKPOINT_S)
         await self._send(outgoing)
 
     # --- decisions ---------------------------------------------------------------------
@@ -284,7 +244,8 @@ class Pipeline:
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
-        if (current.run if current else self._open.finished.get(service_id, 0)) >= run_no:
+        # (the store is asked only about an event older than the service: a redelivery)
+        if await self._open.last_run(service_id, ask_store=service.version > run_no) >= run_no:
             return True  # a redelivery, or an older event than the run we have
         if not may_start(service, kind):
             return True
@@ -299,8 +260,8 @@ class Pipeline:
             else:
                 return True  # still pending on the service: started when that run ends
         now = self._clock()
-        try:
-            tasks = plan_run(self._planner, service, run_no, kind, now)
+        try:  # the planner reads the server registry: never on the event loop
+            tasks = await asyncio.to_thread(plan_run, self._planner, service, run_no, kind, now)
         except PlacementWaits as waits:
             await self._wait_for_placement(service_id, waits.reason)
             return True  # started by the sweep once a node with the role is registered
@@ -320,15 +281,17 @@ class Pipeline:
                 old.cancel(now, actor="pipeline: superseded by a newer run")
         try:
             await self._save(service, *superseded, *tasks)
-        except Conflict:
-            try:  # planned before (a redelivered event after a crash): take the store's tasks
-                tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
-            except NotFound:
+            redelivered = False
+        except Conflict:  # planned before (a redelivery; the run may have ended long ago)
+            tasks, redelivered = await self._open.stored(tasks), True  # as the store has them
+            if not tasks:
                 for old in superseded:
                     await self._open.refresh(old.id)
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._open.remember(task)
+        if redelivered and current is None:
+            await self._settle(self._runs[service_id])  # ended already: forgotten again
         if not tasks:  # nothing to do on any node: the run has ended as it began
             if current is not None:
                 for old in current.tasks.values():

@@ -75,9 +75,7 @@ class Sweep:
     async def _start_latest(self, service_id: str) -> None:
         service = await self.load(service_uuid(service_id))
         name, version = service.last_request
-        run = self.open_runs.runs.get(service_id)
-        latest = run.run if run is not None else self.open_runs.finished.get(service_id, 0)
-        if latest >= version:
+        if await self.open_runs.last_run(service_id, ask_store=True) >= version:
             return  # the request has its run (or waited for one that took it along)
         log.info("pipeline: sweep starts %s of %s (no run yet)", name, service_id)
         await self.start_run(service.id, version, RUN_STARTERS[f"Service.{name}"])

@@ -33,7 +33,7 @@ from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.transport import Transport
 from ops.runtime.gateway_listener import bind_listeners
-from ops.services.cron_jobs import cron_jobs
+from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.settings import Settings, SettingsError
@@ -160,7 +160,7 @@ class System:
         return self._registry
 
     def ticket_store(self) -> StoreTicketAdapter:
-        return StoreTicketAdapter(self.store)
+        return StoreTicketAdapter(self.store, PositionStore(self.db, self.settings.view_prefix))
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()
@@ -175,7 +175,7 @@ class System:
             )
 
         return Pipeline(
-            StorePipelineAdapter(self.store),
+            StorePipelineAdapter(self.store, self.db, self.settings.view_prefix),
             DeployPlanner(registry, provider_settings(self.settings)),
             RuntimeLimits(runtime, registry),
             BrokerPublisher(self.transport),
@@ -199,7 +199,11 @@ class System:
 
     def scheduler(self) -> Scheduler:
         return Scheduler(
-            cron_jobs(self.settings, self.transport),
+            cron_jobs(
+                self.settings,
+                self.transport,
+                {"inbox": prune_inbox(self.inbox(), self.settings.inbox_retention_hours * 3600)},
+            ),
             ClaimStore(self.db, self.settings.view_prefix),
             clock=lambda: self.clock().timestamp(),
         )

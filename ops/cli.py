@@ -13,6 +13,7 @@ hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright token new --name NAME --scope read|services|staff [--scope …]
 hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
+hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -135,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--node-concurrency", type=int, default=16, help="max_concurrency per node")
     deploy.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     deploy.set_defaults(run=_run_bench_deploy)
+    growth = bench_sub.add_parser(
+        "growth", help="store rows, pipeline memory and rebuild time after many deploys"
+    )
+    growth.add_argument("--services", type=int, default=10_000, help="deploys to complete")
+    growth.add_argument("--heartbeats", type=int, default=3, help="heartbeats per step (10 s)")
+    growth.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    growth.set_defaults(run=_run_bench_growth)
     return parser
 
 
@@ -339,6 +347,14 @@ def _run_bench_deploy(args: argparse.Namespace) -> int:
         paced_rate=args.paced_rate,
         node_concurrency=args.node_concurrency,
         profile=not args.no_profile,
+    )
+
+
+def _run_bench_growth(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.growth import run_growth_bench
+
+    return run_growth_bench(
+        services=args.services, heartbeats=args.heartbeats, database_url=args.database_url
     )
 
 
