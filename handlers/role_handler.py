@@ -10,6 +10,9 @@ handlers/ownership.py ``with_owner``) while a ``HeartbeatMessage`` goes out ever
 result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. A
 failure to publish the result also raises: the delivery is then not acked, comes back, and the
 idempotent step runs again. Drivers (with their SSH pools) live as long as the handler.
+The step runs inside its step fence (handlers/step_fence.py): another attempt of the same
+service's work of that role on that node, in this process or another, runs before or after it,
+never at the same time; an attempt waiting for the fence keeps sending its heartbeats.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.ownership import with_owner
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
+from handlers.step_fence import LocalFences, StepFences, fence_key, fenced
 from handlers.step_params import Unseal, resolve_params
 from handlers.step_registry import STEP_ACTIONS
 
@@ -66,6 +70,8 @@ class RoleHandler:
         drivers: DriverFactory | None = None,
         actions: Mapping[str, StepAction] | None = None,
         unseal: Unseal | None = None,
+        fences: StepFences | None = None,
+        fence_poll_s: float = 0.5,
     ) -> None:
         self.role = role
         self._directory = directory
@@ -75,6 +81,8 @@ class RoleHandler:
         self._actions = dict(STEP_ACTIONS if actions is None else actions)
         self._drivers: dict[str, tuple[NodeAccess, ClosableDriver]] = {}
         self._unseal = unseal or _cannot_unseal
+        self._fences: StepFences = fences or LocalFences()
+        self._fence_poll_s = fence_poll_s
 
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
@@ -82,7 +90,11 @@ class RoleHandler:
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
         try:
-            result = await self._run(task, steplog)
+            fence = fenced(
+                self._fences, fence_key(task), poll_s=self._fence_poll_s, on_wait=steplog.note
+            )
+            async with fence:
+                result = await self._run(task, steplog)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,6 +107,7 @@ class RoleHandler:
         drivers, self._drivers = self._drivers, {}
         for _, driver in drivers.values():
             await driver.close()
+        self._fences.close()
 
     async def _run(self, task: TaskMessage, steplog: StepLog) -> ResultMessage:
         def failed(error: str, *, retryable: bool) -> ResultMessage:

@@ -25,6 +25,7 @@ from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher
@@ -180,6 +181,7 @@ class System:
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
+            fences=step_fences(self.settings.database_url),
         )
 
     def scheduler(self) -> Scheduler:
