@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from handlers.hestia_command import NodeError
@@ -90,10 +91,7 @@ class RoleHandler:
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
         try:
-            fence = fenced(
-                self._fences, fence_key(task), poll_s=self._fence_poll_s, on_wait=steplog.note
-            )
-            async with fence:
+            async with self._fenced(task, steplog):
                 result = await self._run(task, steplog)
         finally:
             heartbeat.cancel()
@@ -108,6 +106,15 @@ class RoleHandler:
         for _, driver in drivers.values():
             await driver.close()
         self._fences.close()
+
+    def _fenced(self, task: TaskMessage, steplog: StepLog) -> AbstractAsyncContextManager[None]:
+        """The task's step fence, held for the body; a wait shows in the step's log and ours."""
+
+        def waiting(reason: str) -> None:
+            steplog.note(reason)
+            log.info("%s: %s (%s): %s", self.role, task.message_id, task.step, reason)
+
+        return fenced(self._fences, fence_key(task), poll_s=self._fence_poll_s, on_wait=waiting)
 
     async def _run(self, task: TaskMessage, steplog: StepLog) -> ResultMessage:
         def failed(error: str, *, retryable: bool) -> ResultMessage:
