@@ -1,14 +1,21 @@
-"""The step fence's key and its waiting (handlers/step_fence.py), without a database."""
+"""The step fence's key and its waiting (handlers/step_fence.py), without a database, and
+that no run plan has two steps that would wait for each other at it."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Callable
 
 import pytest
 
+from domain.deploy_plan import ProviderSettings, ServiceFacts, StepSpec
+from domain.placement import Placement
 from handlers.messages import TaskMessage
 from handlers.step_fence import LocalFences, fence_key, fenced
+from ops.adapters.deploy_planner import PLANS
 from tests.fakes.step_fences import ScriptedFences
+from tests.support.plans import IPS, PLAN, PROVIDER, SPLIT, UNIFIED, facts, vanity
 
 TASK = TaskMessage(
     task_id="t-1",
@@ -73,3 +80,35 @@ async def test_local_fences_guard_one_process() -> None:
     await fences.release(1)
     assert await fences.try_take(1)
     assert fences.held == {1, 2}
+
+
+def ordered(steps: list[StepSpec]) -> Callable[[str, str], bool]:
+    """Whether step a comes before step b through the dependencies."""
+    before = {s.step: set(s.depends_on) for s in steps}
+    for spec in steps:  # listed in a valid order: the dependencies' closures are known already
+        for dependency in list(before[spec.step]):
+            before[spec.step] |= before[dependency]
+    return lambda a, b: a in before[b] or b in before[a]
+
+
+CASES = [
+    ("split", facts(plan=PLAN), SPLIT, None),
+    ("unified", facts("unified", plan=PLAN), UNIFIED, None),
+    ("vanity", vanity(), SPLIT, PROVIDER),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(PLANS))
+@pytest.mark.parametrize(
+    ("service", "placement", "provider"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_no_run_has_two_steps_that_would_wait_for_each_other_at_the_fence(
+    kind: str, service: ServiceFacts, placement: Placement, provider: ProviderSettings | None
+) -> None:
+    """Steps of one run sharing a fence (the same role on the same node) already run one after
+    the other, so the fence never slows a healthy run down."""
+    steps = PLANS[kind](service, placement, provider, IPS)
+    comes_before = ordered(steps)
+    for a, b in itertools.combinations(steps, 2):
+        if (a.role, a.server_id) == (b.role, b.server_id):
+            assert comes_before(a.step, b.step), (kind, a.step, b.step)
