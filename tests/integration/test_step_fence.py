@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from handlers.hestia_driver import NodeAccess
@@ -166,3 +167,27 @@ async def test_another_service_does_not_wait_for_the_fence(setup: Setup) -> None
         assert result.outcome == "succeeded"
     finally:
         held.close()
+
+
+async def test_fences_held_when_the_database_session_drops_are_taken_again(
+    fresh_postgres_url: str,
+) -> None:
+    """A PostgreSQL restart or a cut connection ends the fence session and frees its locks: the
+    next use opens a new session and takes again the fences its steps still hold."""
+    mine, theirs = step_fences(fresh_postgres_url), step_fences(fresh_postgres_url)
+    try:
+        assert await mine.try_take(1)
+        with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
+            )
+        with pytest.raises(psycopg.OperationalError):
+            await mine.try_take(2)  # the dead session is found out
+        assert await mine.try_take(2)  # a new one, holding 1 again
+        assert not await theirs.try_take(1) and not await theirs.try_take(2)
+        await mine.release(1)
+        assert await theirs.try_take(1)
+    finally:
+        mine.close()
+        theirs.close()
