@@ -29,7 +29,13 @@ from tests.support.resilience import (
     task_history,
 )
 
-SETTINGS = {"HOSTWRIGHT_LEASE_S": "3", "HOSTWRIGHT_HEARTBEAT_S": "0.5"}
+SETTINGS = {
+    "HOSTWRIGHT_LEASE_S": "3",
+    "HOSTWRIGHT_HEARTBEAT_S": "0.5",
+    # the second handler process may take a while to start on a busy machine: the task must
+    # not be force-failed as stuck before attempt 2 is taken up
+    "HOSTWRIGHT_STUCK_AFTER_S": "120",
+}
 APPLY_MS = 6000  # longer than the lease plus the retry's back-off, shorter than the timeout
 
 
