@@ -18,6 +18,11 @@ fence costs a healthy deploy nothing but taking and dropping it.
 process holding it (ops/adapters/step_fence.py: a PostgreSQL session advisory lock, an
 ``flock`` next to a SQLite database). ``fenced`` waits for a fence by polling it, never busy.
 ``LocalFences`` guards one process only: the default when no shared fence is wired in.
+
+Once it holds the fence, an attempt that is no longer the task's current one (``Attempts``:
+the store has a later attempt, or the task has ended) is dropped without touching the node:
+a message that waited in a queue or at the fence past its attempt, even past its run, must not
+redo a step after what came later (a removal) has run.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ class StepFences(Protocol):
 
     def close(self) -> None:
         """Drops every fence still held and what holds them (the handler is stopping)."""
+
+
+class Attempts(Protocol):
+    async def is_current(self, task_id: str, attempt: int) -> bool | None:
+        """Whether ``attempt`` is the task's dispatched attempt now; None when it cannot tell
+        (no such task recorded)."""
 
 
 def fence_key(task: TaskMessage) -> int:

@@ -18,6 +18,7 @@ from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
@@ -182,6 +183,7 @@ class System:
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
             fences=step_fences(self.settings.database_url),
+            attempts=StoreAttempts(self.store),
         )
 
     def scheduler(self) -> Scheduler:
