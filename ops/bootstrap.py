@@ -18,6 +18,7 @@ from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
@@ -25,6 +26,7 @@ from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher
@@ -195,6 +197,8 @@ class System:
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
+            fences=step_fences(self.settings.database_url),
+            attempts=StoreAttempts(self.store),
         )
 
     def scheduler(self) -> Scheduler:
