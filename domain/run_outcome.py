@@ -72,8 +72,17 @@ def may_start(service: Service, kind: str) -> bool:
         return True
     if service.status == "terminating":
         return False
-    suspended = service.status == "suspended" or service.pending == "suspend"
+    # a suspend asked for while the service is being built waits for the build
+    building = service.status == "provisioning"
+    suspended = service.status == "suspended" or (service.pending == "suspend" and not building)
     return not (kind in DEPLOY_KINDS and suspended)
+
+
+def builds_first(service: Service, kind: str) -> bool:
+    """Whether a run of ``kind`` must wait for the service to be built: a suspend, unsuspend
+    or plan change of a service still being built (ordered, redeployed, factory reset). Its
+    deploy runs first; the request stays pending on the service and runs after it."""
+    return service.status == "provisioning" and kind in ("suspend", "unsuspend", "change_plan")
 
 
 def waits_for(kind: str, current: str) -> bool:
@@ -181,15 +190,18 @@ def _record_plan_change(service: Service, failed: list[StepOutcome], now: dateti
 
 
 def _record_deploy(service: Service, failed: list[StepOutcome], now: datetime) -> bool:
-    if service.status == "suspended" or service.pending in ("suspend", "unsuspend"):
+    queued = service.pending in ("suspend", "unsuspend")
+    if service.status == "suspended" or (queued and service.status != "provisioning"):
         return False
+    # A service being built records how its build ended even with a suspend or unsuspend
+    # queued behind it; Activated and DeployFailed keep that request pending: it runs next.
     if failed:
         if service.status == "deploy_failed" and service.pending is None:
             return False
         service.mark_deploy_failed(now, _reason(failed))
         return True
     recorded = False
-    if service.status != "active" or service.pending is not None:
+    if service.status != "active" or (service.pending is not None and not queued):
         service.mark_active(now)
         recorded = True
     if service.plan_pending:  # a plan change that arrived during the deploy rode along

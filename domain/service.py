@@ -31,6 +31,19 @@ from domain.errors import Conflict
 SERVICE_NAMESPACE = uuid.UUID("5b0e2f1c-6a53-4c8e-9a57-6f1d2c0b7e11")
 STATUSES = ("provisioning", "active", "deploy_failed", "suspended", "terminating", "terminated")
 _REMEMBERED_COMMAND_IDS = 100
+# The events that start a pipeline run (domain/run_outcome.py RUN_STARTERS names their kinds).
+RUN_STARTING_EVENTS = frozenset(
+    {
+        "Ordered",
+        "RedeployRequested",
+        "VerifyRepairRequested",
+        "FactoryResetRequested",
+        "SuspendRequested",
+        "UnsuspendRequested",
+        "PlanChangeRequested",
+        "TerminateRequested",
+    }
+)
 
 
 def service_uuid(service_id: str) -> uuid.UUID:
@@ -79,6 +92,10 @@ class Service(Aggregate):
         self.plan_state = "applied"
         self.terminate_failed = False  # the last terminate attempt could not finish (reported once)
         self.placement: dict[str, Any] | None = None  # the nodes it lives on, once chosen
+        self.waiting_for_placement: str | None = None  # why no node could be chosen yet
+        # the latest event that starts a run (its class name and version): what the pipeline's
+        # sweep checks it has a run for
+        self.last_request: tuple[str, int] = ("Ordered", 1)
         self.command_ids: list[str] = [command_id] if command_id else []
 
     class Event(Aggregate.Event):
@@ -89,6 +106,8 @@ class Service(Aggregate):
                 aggregate.command_ids = [*aggregate.command_ids, command_id][
                     -_REMEMBERED_COMMAND_IDS:
                 ]
+            if type(self).__name__ in RUN_STARTING_EVENTS:
+                aggregate.last_request = (type(self).__name__, self.originator_version)
             self.apply_to(aggregate)
 
         def apply_to(self, service: Service) -> None:
@@ -149,18 +168,33 @@ class Service(Aggregate):
 
         def apply_to(self, service: Service) -> None:
             service.placement = self.placement
+            service.waiting_for_placement = None
+
+    class PlacementWaiting(Event):
+        """No registered node has a role the service needs yet: its build waits, and starts
+        once such a node is registered."""
+
+        reason: str
+
+        def apply_to(self, service: Service) -> None:
+            service.waiting_for_placement = self.reason
 
     class Activated(Event):
         def apply_to(self, service: Service) -> None:
             service.status = "active"
-            service.pending = None
+            # a suspend or unsuspend asked for during the build still waits for its own run
+            if service.pending not in ("suspend", "unsuspend"):
+                service.pending = None
 
     class DeployFailed(Event):
         reason: str
 
         def apply_to(self, service: Service) -> None:
             service.status = "deploy_failed"
-            service.pending = None
+            # a suspend or unsuspend asked for during the build still runs (and says if it
+            # cannot): it is never dropped silently
+            if service.pending not in ("suspend", "unsuspend"):
+                service.pending = None
 
     class Suspended(Event):
         def apply_to(self, service: Service) -> None:
@@ -302,6 +336,13 @@ class Service(Aggregate):
         if self.placement is not None:
             raise Conflict(f"service {self.service_id} is placed already")
         self.trigger_event(Service.Placed, timestamp=now, placement=placement)
+
+    def wait_for_placement(self, now: datetime, reason: str) -> bool:
+        """Records why no node could be chosen yet; False when placed or said already."""
+        if self.placement is not None or self.waiting_for_placement == reason:
+            return False
+        self.trigger_event(Service.PlacementWaiting, timestamp=now, reason=reason)
+        return True
 
     def mark_active(self, now: datetime) -> None:
         self._refuse_after_termination("activate")

@@ -89,6 +89,9 @@ class Task(Aggregate):
         self.attempt = 0
         self.round_start = 0  # attempts before the last "Try again"
         self.lease_expires_at: datetime | None = None
+        # The lease as recorded; ``lease_expires_at`` may run further, on heartbeats held in
+        # memory only (``heartbeat``)
+        self.recorded_lease: datetime | None = None
         self.due_at: datetime | None = None
         self.error: str | None = None
         self.failed_retryably = False  # the last failure was one that may pass (node away…)
@@ -105,6 +108,7 @@ class Task(Aggregate):
             aggregate.state = "dispatched"
             aggregate.attempt = self.attempt
             aggregate.lease_expires_at = self.lease_expires_at
+            aggregate.recorded_lease = self.lease_expires_at
             aggregate.due_at = None
 
     class LeaseRenewed(Aggregate.Event):
@@ -113,6 +117,7 @@ class Task(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.lease_expires_at = self.lease_expires_at
+            aggregate.recorded_lease = self.lease_expires_at
             aggregate.stuck_since = None  # the handler is alive
 
     class Succeeded(Aggregate.Event):
@@ -280,6 +285,25 @@ class Task(Aggregate):
             lease_expires_at=now + timedelta(seconds=lease_s),
         )
         return True
+
+    def heartbeat(self, attempt: int, now: datetime, lease_s: float) -> bool:
+        """A sign of life from the current attempt's handler: its lease runs ``lease_s`` from
+        now. Recorded (``LeaseRenewed``, True) only when that matters to anyone reading the
+        store — the recorded lease has half its length or less left, or the attempt counts as
+        stuck; else the lease is extended in memory only (False), so the heartbeats of a long
+        step add one event per half lease at most, not one per beat. The recorded lease thus
+        never runs out while the handler beats: the views do not call the task stuck, and a
+        pipeline that takes over from the store does not expire it."""
+        if self.state != "dispatched" or attempt != self.attempt:
+            return False
+        expires = now + timedelta(seconds=lease_s)
+        recorded = self.recorded_lease
+        lasts = recorded is not None and (recorded - now).total_seconds() > lease_s / 2
+        if self.stuck_since is None and lasts:
+            if self.lease_expires_at is None or expires > self.lease_expires_at:
+                self.lease_expires_at = expires
+            return False
+        return self.renew_lease(attempt, now, lease_s)
 
     def succeed(
         self,

@@ -22,6 +22,9 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 - 500: anything unexpected; the body says only "internal error".
 - 503: ``/healthz`` when the event store cannot be reached.
 
+``GET /healthz`` answers ``{"status": "ok"}``, with ``"dead_letters": {"<queue>.dead": n, …}``
+when the app has a ``DeadLetters`` port and the broker answered.
+
 The timeline and task routes live in ``gateway.tasks_api``; reading a request's body and
 query parameters, in ``gateway.request_parsing``.
 
@@ -50,7 +53,7 @@ from domain.provider_settings import ProviderSettings, check_order
 from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.credentials import SERVICES, Credentials
-from gateway.ports import CommandLedger, ServerBook, SettingsBook, ViewQueries
+from gateway.ports import CommandLedger, DeadLetters, ServerBook, SettingsBook, ViewQueries
 from gateway.request_parsing import (
     BadRequest,
     query_limit,
@@ -77,10 +80,12 @@ def create_app(
     servers: ServerBook | None = None,
     settings: SettingsBook | None = None,
     provider: ProviderSettings | None = None,
+    dead_letters: DeadLetters | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
-    ``provider``: the vanity settings orders are checked against (None: no vanity services)."""
+    ``provider``: the vanity settings orders are checked against (None: no vanity services).
+    ``dead_letters``: the counts ``/healthz`` shows (None: it shows none)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -132,7 +137,10 @@ def create_app(
                 {"status": "error", "error": "the event store is not reachable"},
                 status_code=503,
             )
-        return ApiJSONResponse({"status": "ok"})
+        body: dict[str, Any] = {"status": "ok"}
+        if dead_letters is not None and (counts := await dead_letters.counts()) is not None:
+            body["dead_letters"] = counts
+        return ApiJSONResponse(body)
 
     def services_route(path: str, endpoint: Endpoint, method: str) -> Route:
         return guarded_route(path, endpoint, method=method, area=SERVICES)

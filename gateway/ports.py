@@ -50,6 +50,14 @@ class CommandLedger(Protocol):
         Returns the ids of the tasks it changed, in the order given; skips unknown ids."""
 
 
+class DeadLetters(Protocol):
+    """How many messages each dead-letter queue holds (asynchronous: the broker's client
+    lives on the event loop)."""
+
+    async def counts(self) -> dict[str, int] | None:
+        """``{"<queue>.dead": messages}``; None when the broker cannot tell now."""
+
+
 class ViewQueries(Protocol):
     """Reads of the projections' views."""
 

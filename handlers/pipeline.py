@@ -1,9 +1,8 @@
 """The pipeline: turns service events into runs of Task aggregates and drives them to the end.
 
-Consumes: Service events (a new run for Ordered / RedeployRequested / VerifyRepairRequested /
-FactoryResetRequested), Task events recorded by staff (Retried, Cancelled), the role
-handlers' results and heartbeats, and a clock tick. Emits: Task events, Service status
-events (Activated, DeployFailed) and task messages to ``task.<role>.<server_id>``.
+Consumes: the Service events that start runs (RUN_STARTERS), Server.Registered, Task events
+recorded by staff (Retried, Cancelled), the role handlers' results and heartbeats, a clock
+tick. Emits: Task events, Service status events and task messages to ``task.<role>.<server>``.
 
 Its working state — the open runs and their tasks — is rebuilt from the event store on
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
@@ -11,7 +10,10 @@ active at a time (ops/services/pipeline_lead.py sees to it); handlers are what s
 
 This module starts runs and settles them, and takes what arrives in order; the working state
 lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
-handlers/pipeline_attempts.py, and which ready steps start in handlers/pipeline_dispatch.py.
+handlers/pipeline_attempts.py, which ready steps start in handlers/pipeline_dispatch.py, a
+run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py, and
+the task messages on their way out (re-sent until confirmed) and the leases while the broker is
+away in handlers/pipeline_sending.py.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from domain.deploy_plan import StepSpec
-from domain.errors import Conflict, DomainError, NotFound
+from domain.errors import Conflict, DomainError
 from domain.run_outcome import (
     DEPLOY_KINDS,
     RUN_STARTERS,
     STAFF_TASK_TOPICS,
     StepOutcome,
+    builds_first,
     may_start,
     pending_kind,
     record_outcome,
@@ -42,68 +43,21 @@ from domain.task import Task
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
+from handlers.pipeline_dispatch import under_lease
+from handlers.pipeline_planning import PlacementWaits, Planner, plan_run
+from handlers.pipeline_ports import CronTick as CronTick
+from handlers.pipeline_ports import Limits, PipelineStore
+from handlers.pipeline_ports import PipelineInput as PipelineInput
+from handlers.pipeline_ports import Publisher as Publisher
+from handlers.pipeline_ports import RelayedEvent as RelayedEvent
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
+from handlers.pipeline_sending import LeaseHold, TaskSender
+from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
 
-
-class PipelineStore(Protocol):
-    """The event store as the pipeline needs it (synchronous; called in a thread)."""
-
-    def service(self, aggregate_id: uuid.UUID) -> Service: ...
-
-    def task(self, task_id: uuid.UUID) -> Task: ...
-
-    def save(self, *aggregates: Any) -> None:
-        """Records all pending events in one transaction; raises Conflict when another
-        writer recorded an event on one of them first (nothing is recorded then)."""
-
-    def update_service(
-        self, aggregate_id: uuid.UUID, decide: Callable[[Service], bool], busy: str, attempts: int
-    ) -> Service:
-        """Loads the service, lets ``decide`` record events on it (True when it did) and saves
-        them, deciding again on fresh state when another writer was first; the service as the
-        store has it now. Conflict(``busy``) when it kept changing ``attempts`` times."""
-
-    def task_history(self) -> Iterable[Any]:
-        """Every Task domain event in order, for rebuilding the working state."""
-
-
-class Planner(Protocol):
-    def place(self, service: Service) -> dict[str, Any]:
-        """Chooses the nodes for a service that has none yet (recorded as Service.Placed)."""
-
-    def steps(self, service: Service, placement: dict[str, Any], kind: str) -> list[StepSpec]:
-        """The steps of a run of ``kind`` ("deploy" or "reset") for the service as it is now."""
-
-
-class Limits(Protocol):
-    def max_concurrency(self, server_id: str) -> int: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class RelayedEvent:
-    """A stored event as the relay announced it."""
-
-    topic: str
-    aggregate_id: uuid.UUID
-    version: int
-
-
-@dataclass(frozen=True)
-class CronTick:
-    """The scheduler's periodic nudge: ``retries`` and ``stuck`` expire leases and start
-    what is due; ``terminations`` tries again the failed steps of unfinished terminations."""
-
-    job: str
-
-
-PipelineInput = RelayedEvent | CronTick | ResultMessage | HeartbeatMessage
+CHECKPOINT_S = 30.0  # how often the working state's checkpoint is recorded (on a tick)
 
 
 class Pipeline:
@@ -117,13 +71,18 @@ class Pipeline:
         settings: PipelineSettings | Callable[[], PipelineSettings] | None = None,
         clock: Callable[[], datetime],
         unit_random: Callable[[], float] = random.random,
+        unsettled: UnsettledServices | None = None,
+        resend_dispatched: bool = False,
     ) -> None:
+        # resend_dispatched: a rebuild sends again the attempts still under lease (the
+        # in-process transport's queued messages die with the process)
         self._store = store
         self._planner = planner
-        self._publisher = publisher
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
         self._clock = clock
         self._open = OpenRuns(store)
+        self._sender = TaskSender(publisher, current=self._open.is_current, clock=clock)
+        self._hold = LeaseHold(self._sender, clock)
         self._attempts = Attempts(
             open_runs=self._open,
             max_concurrency=limits.max_concurrency,
@@ -133,7 +92,16 @@ class Pipeline:
             settings=settings if callable(settings) else lambda: fixed,
             clock=clock,
             unit_random=unit_random,
+            spared=lambda task, now, settings: self._hold.spares(task, now, settings.lease_s),
         )
+        self._sweep = Sweep(
+            source=unsettled,
+            open_runs=self._open,
+            load=lambda aggregate_id: asyncio.to_thread(self._store.service, aggregate_id),
+            start_run=self._start_run,
+            settle=self._settle,
+        )
+        self._resend_dispatched = resend_dispatched
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
@@ -145,9 +113,14 @@ class Pipeline:
     # --- state -------------------------------------------------------------------------
 
     async def rebuild(self) -> None:
-        """Rebuilds the open runs from the store's Task events."""
+        """Rebuilds the open runs from the store's Task events, then sweeps."""
         async with self._lock:
             await self._rebuild()
+            # While no pipeline drove, heartbeats waited in the queue: no stored lease runs
+            # out before they have been read.
+            self._hold.fresh_leases()
+            outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
+        await self._send(outgoing)
 
     async def _rebuild(self) -> None:
         await self._open.reload()
@@ -155,6 +128,16 @@ class Pipeline:
         for run in list(self._runs.values()):
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
+        await self._sweep.run()
+        await self._open.checkpoint(self._clock())
+
+    async def sweep(self) -> None:
+        """Starts every run a service waits for that has none (pipeline_sweep.py)."""
+        async with self._lock:
+            await self._fresh()
+            await self._sweep.run()
+            outgoing = await self._attempts.dispatch()
+        await self._send(outgoing)
 
     async def _fresh(self) -> None:
         """After a save failed for another reason than a conflict, memory may hold changes
@@ -197,6 +180,7 @@ class Pipeline:
         can be decided while they are confirmed."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             # New runs first, and their first steps out at once: an order's first step does
             # not wait behind the recording of other services' results in the same batch.
             starts = [i for i in inputs if isinstance(i, RelayedEvent) and i.topic in RUN_STARTERS]
@@ -227,6 +211,8 @@ class Pipeline:
         kind = RUN_STARTERS.get(event.topic)
         if kind is not None:
             await self._start_run(event.aggregate_id, event.version, kind)
+        elif event.topic == "Server.Registered":
+            await self._sweep.run()  # a build waiting for a node with that role may start
         elif event.topic in STAFF_TASK_TOPICS:
             run = await self._open.refresh(event.aggregate_id)
             if run is not None:
@@ -242,8 +228,10 @@ class Pipeline:
         """Expires leases and starts whatever is due."""
         async with self._lock:
             await self._fresh()
+            await self._attempts.read_knobs()
             await self._attempts.expire_leases()
             outgoing = await self._attempts.dispatch()
+            await self._open.checkpoint(self._clock(), every_s=CHECKPOINT_S)
         await self._send(outgoing)
 
     # --- decisions ---------------------------------------------------------------------
@@ -259,46 +247,31 @@ class Pipeline:
         service = await asyncio.to_thread(self._store.service, aggregate_id)
         service_id = service.service_id
         current = self._runs.get(service_id)
-        if (current.run if current else self._open.finished.get(service_id, 0)) >= run_no:
+        # (the store is asked only about an event older than the service: a redelivery)
+        if await self._open.last_run(service_id, ask_store=service.version > run_no) >= run_no:
             return True  # a redelivery, or an older event than the run we have
         if not may_start(service, kind):
             return True
         under_way = current is not None and current.outcomes() is None
+        if builds_first(service, kind) and not (
+            under_way and current is not None and current.kind in DEPLOY_KINDS
+        ):
+            kind = "deploy"  # not built yet (its order's run lost or not started): build first
         if under_way and current is not None and _waits_for(kind, current.kind):
             if kind == "change_plan" and current.kind in DEPLOY_KINDS:
                 kind = "deploy"  # a deploy under way: deploy again, with the new plan
             else:
                 return True  # still pending on the service: started when that run ends
         now = self._clock()
-        try:
-            placement = service.placement
-            if placement is None:
-                placement = self._planner.place(service)
-                service.place(now, placement)
-            steps = self._planner.steps(service, placement, kind)
-        except DomainError as exc:
-            reason = str(exc)  # no node for a role, a reserved vanity label…: say why
-        else:
-            reason = ""
-        if reason:
-            failure = StepOutcome("plan", "", "plan", "error", reason)
+        try:  # the planner reads the server registry: never on the event loop
+            tasks = await asyncio.to_thread(plan_run, self._planner, service, run_no, kind, now)
+        except PlacementWaits as waits:
+            await self._wait_for_placement(service_id, waits.reason)
+            return True  # started by the sweep once a node with the role is registered
+        except DomainError as exc:  # a reserved vanity label…: say why
+            failure = StepOutcome("plan", "", "plan", "error", str(exc))
             await self._record_outcome(service_id, kind, [failure])
             return True
-        tasks = [
-            Task.plan(
-                service_id=service_id,
-                run=run_no,
-                step=s.step,
-                role=s.role,
-                action=s.action,
-                server_id=s.server_id,
-                params=s.params,
-                depends_on=list(s.depends_on),
-                now=now,
-                operation=kind,
-            )
-            for s in steps
-        ]
         superseded = []
         if current is not None:
             superseded = [t for t in current.open_tasks() if t.is_open]
@@ -311,15 +284,17 @@ class Pipeline:
                 old.cancel(now, actor="pipeline: superseded by a newer run")
         try:
             await self._save(service, *superseded, *tasks)
-        except Conflict:
-            try:  # planned before (a redelivered event after a crash): take the store's tasks
-                tasks = [await asyncio.to_thread(self._store.task, t.id) for t in tasks]
-            except NotFound:
+            redelivered = False
+        except Conflict:  # planned before (a redelivery; the run may have ended long ago)
+            tasks, redelivered = await self._open.stored(tasks), True  # as the store has them
+            if not tasks:
                 for old in superseded:
                     await self._open.refresh(old.id)
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._open.remember(task)
+        if redelivered and current is None:
+            await self._settle(self._runs[service_id])  # ended already: forgotten again
         if not tasks:  # nothing to do on any node: the run has ended as it began
             if current is not None:
                 for old in current.tasks.values():
@@ -348,6 +323,15 @@ class Pipeline:
         if waiting is not None and waiting != run.kind:
             await self._start_run(service.id, service.version, waiting)
 
+    async def _wait_for_placement(self, service_id: str, reason: str) -> None:
+        await asyncio.to_thread(
+            self._store.update_service,
+            service_uuid(service_id),
+            lambda service: service.wait_for_placement(self._clock(), reason),
+            f"service {service_id} kept changing",
+            5,
+        )
+
     async def _record_outcome(
         self, service_id: str, kind: str, outcomes: list[StepOutcome]
     ) -> Service | None:
@@ -366,13 +350,20 @@ class Pipeline:
             return None
 
     async def _send(self, messages: list[TaskMessage]) -> None:
-        # Recorded first: if a publish is lost, its lease runs out and the step is retried.
-        await asyncio.gather(
-            *(
-                self._publisher.publish(message.routing_key, message.to_json(), message.message_id)
-                for message in messages
-            )
-        )
+        # Recorded first; one whose publish is not confirmed is re-sent (resend below).
+        await self._sender.send(messages)
+
+    async def resend(self, stop: asyncio.Event) -> None:
+        """Re-sends task messages whose publish was not confirmed, until ``stop``."""
+        await self._sender.run(stop)
+
+    def broker_lost(self) -> None:
+        """No heartbeat can come now: no lease runs out until the broker is back."""
+        self._hold.broker_lost()
+
+    def broker_back(self) -> None:
+        """Open leases get one lease more from now; kept task messages go out at once."""
+        self._hold.broker_back()
 
     async def _save(self, *aggregates: Any) -> None:
         if not aggregates:

@@ -14,6 +14,7 @@ task of that transaction, and reports are applied again one at a time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,11 +43,23 @@ class PipelineSettings:
     batch_size: int = 200
 
 
+@dataclass
+class Knobs:
+    """The settings and each server's limit as last read (off the event loop)."""
+
+    settings: PipelineSettings | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Attempts:
     """The attempts of the open runs. ``save`` is the pipeline's own (a save that fails for
     another reason than a conflict makes it rebuild), ``settle`` records a run's outcome once
-    the run has ended, ``settings`` gives them as they are now."""
+    the run has ended, ``settings`` gives them as they are now.
+
+    ``settings`` and ``max_concurrency`` may read the store (behind their caches): they are
+    only ever called in a thread, by ``read_knobs``, so a slow database never stalls the
+    event loop; everything else uses the values it read last."""
 
     open_runs: OpenRuns
     max_concurrency: Callable[[str], int]
@@ -55,14 +68,36 @@ class Attempts:
     settings: Callable[[], PipelineSettings]
     clock: Callable[[], datetime]
     unit_random: Callable[[], float]
+    # a lease that may not run out at that moment (the broker is away: no heartbeat can come)
+    spared: Callable[[Task, datetime, PipelineSettings], bool] = lambda task, now, settings: False
+    knobs: Knobs = field(default_factory=Knobs)
+
+    async def read_knobs(self) -> None:
+        """Reads the settings and the limit of every server of the open runs, in a thread."""
+        servers = list(self.open_runs.servers)
+
+        def read() -> tuple[PipelineSettings, dict[str, int]]:
+            return self.settings(), {s: self.max_concurrency(s) for s in servers}
+
+        self.knobs.settings, self.knobs.limits = await asyncio.to_thread(read)
+
+    def current(self) -> PipelineSettings:
+        """The settings as last read (``read_knobs``)."""
+        if self.knobs.settings is None:
+            raise RuntimeError("the pipeline's settings were not read yet (read_knobs)")
+        return self.knobs.settings
+
+    def _limit(self, server_id: str) -> int:
+        return self.knobs.limits.get(server_id, 0)  # not read yet: nothing starts there
 
     async def dispatch(self) -> list[TaskMessage]:
         """Dispatches every ready step a server has room for and records it; the task
         messages to publish once that is recorded."""
-        settings = self.settings()
+        await self.read_knobs()  # runs started since the last read may bring new servers
+        settings = self.current()
         started = dispatch_ready(
             self.open_runs,
-            self.max_concurrency,
+            self._limit,
             now=self.clock(),
             lease_s=settings.lease_s,
             batch_size=settings.batch_size,
@@ -77,7 +112,8 @@ class Attempts:
         now = self.clock()
         if isinstance(item, HeartbeatMessage):
             task = self.open_runs.by_id.get(task_id)
-            if task is not None and task.renew_lease(item.attempt, now, self.settings().lease_s):
+            # recorded at most once per half lease; otherwise extended in memory only
+            if task is not None and task.heartbeat(item.attempt, now, self.current().lease_s):
                 touched[task.id] = task
             return
         self.open_runs.stop_draining(task_id)  # whatever the outcome, it is off the node
@@ -96,7 +132,7 @@ class Attempts:
                 error=item.error,
                 retryable=item.outcome == "failed_retryable",
                 log=item.log,
-                policy=self.settings().policy,
+                policy=self.current().policy,
                 unit_random=self.unit_random(),
             )
         if recorded:
@@ -122,10 +158,12 @@ class Attempts:
                 await self.settle(run)
 
     async def expire_leases(self) -> None:
-        now = self.clock()
+        now, settings = self.clock(), self.current()
         self.open_runs.stop_draining_expired(now)
         for run in list(self.open_runs.runs.values()):
-            expired = run.expire_leases(now, self.settings().policy, self.unit_random)
+            expired = run.expire_leases(
+                now, settings.policy, self.unit_random, lambda t: self.spared(t, now, settings)
+            )
             if expired:
                 await self.save_or_refresh(expired)
                 await self.settle(run)

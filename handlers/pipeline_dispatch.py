@@ -71,6 +71,19 @@ def task_message(run: Run, task: Task, attempt: int) -> TaskMessage:
     )
 
 
+def under_lease(open_runs: OpenRuns, now: datetime) -> list[TaskMessage]:
+    """The messages of the attempts recorded dispatched whose lease has not run out, to send
+    again (a handler's inbox absorbs the copy of one it has handled already)."""
+    return [
+        task_message(run, task, task.attempt)
+        for run in open_runs.runs.values()
+        for task in run.tasks.values()
+        if task.state == "dispatched"
+        and task.lease_expires_at is not None
+        and task.lease_expires_at > now
+    ]
+
+
 def _dependencies_met(run: Run, task: Task) -> bool:
     return all(
         run.tasks.get(dep) is not None and run.tasks[dep].state == "succeeded"

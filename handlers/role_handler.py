@@ -4,12 +4,19 @@
 node in the ``ServerDirectory``, runs the task's step action against that node's driver (an
 owned action planned before owner marks takes the task's service id as ``owner``:
 handlers/ownership.py ``with_owner``) while a ``HeartbeatMessage`` goes out every
-``heartbeat_interval`` seconds, and publishes exactly one
+``heartbeat_interval`` seconds, and publishes exactly one (unless superseded, below)
 ``ResultMessage``: ``succeeded`` (with ``changed``, outputs and log), ``failed_retryable`` or
 ``failed_permanent`` (with a readable error and the log). Whatever the step raises becomes a
-result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. A
-failure to publish the result also raises: the delivery is then not acked, comes back, and the
-idempotent step runs again. Drivers (with their SSH pools) live as long as the handler.
+result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. The
+publisher given in production waits a broker outage out (the step ran: its result gets out once
+the broker is back); a publish that still fails raises: the delivery is then not acked, comes
+back, and the idempotent step runs again. Drivers (with their SSH pools) live as long as the
+handler.
+The step runs inside its step fence (handlers/step_fence.py): another attempt of the same
+service's work of that role on that node, in this process or another, runs before or after it,
+never at the same time; an attempt waiting for the fence keeps sending its heartbeats. Once
+it holds the fence, an attempt the store says was superseded (``Attempts``) is dropped: it
+touches nothing and publishes no result.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from handlers.hestia_command import NodeError
@@ -27,6 +35,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.ownership import with_owner
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
+from handlers.step_fence import Attempts, LocalFences, StepFences, fence_key, fenced
 from handlers.step_params import Unseal, resolve_params
 from handlers.step_registry import STEP_ACTIONS
 
@@ -66,6 +75,9 @@ class RoleHandler:
         drivers: DriverFactory | None = None,
         actions: Mapping[str, StepAction] | None = None,
         unseal: Unseal | None = None,
+        fences: StepFences | None = None,
+        fence_poll_s: float = 0.5,
+        attempts: Attempts | None = None,
     ) -> None:
         self.role = role
         self._directory = directory
@@ -75,18 +87,26 @@ class RoleHandler:
         self._actions = dict(STEP_ACTIONS if actions is None else actions)
         self._drivers: dict[str, tuple[NodeAccess, ClosableDriver]] = {}
         self._unseal = unseal or _cannot_unseal
+        self._fences: StepFences = fences or LocalFences()
+        self._fence_poll_s = fence_poll_s
+        self._attempts = attempts
 
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
         steplog = StepLog()
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
+        result: ResultMessage | None = None
         try:
-            result = await self._run(task, steplog)
+            async with self._fenced(task, steplog):
+                if await self._current(task):
+                    result = await self._run(task, steplog)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        if result is None:
+            return  # a superseded attempt: the pipeline no longer waits for its result
         took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
         result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
@@ -95,6 +115,29 @@ class RoleHandler:
         drivers, self._drivers = self._drivers, {}
         for _, driver in drivers.values():
             await driver.close()
+        self._fences.close()
+
+    def _fenced(self, task: TaskMessage, steplog: StepLog) -> AbstractAsyncContextManager[None]:
+        """The task's step fence, held for the body; a wait shows in the step's log and ours."""
+
+        def waiting(reason: str) -> None:
+            steplog.note(reason)
+            log.info("%s: %s (%s): %s", self.role, task.message_id, task.step, reason)
+
+        return fenced(self._fences, fence_key(task), poll_s=self._fence_poll_s, on_wait=waiting)
+
+    async def _current(self, task: TaskMessage) -> bool:
+        """False only when the store says the attempt was superseded (or its task ended)."""
+        if self._attempts is None:
+            return True
+        try:
+            current = await self._attempts.is_current(task.task_id, task.attempt)
+        except Exception:
+            log.warning("%s: cannot tell if %s is current; running it", self.role, task.message_id)
+            return True
+        if current is False:
+            log.info("%s: %s (%s) was superseded; dropped", self.role, task.message_id, task.step)
+        return current is not False
 
     async def _run(self, task: TaskMessage, steplog: StepLog) -> ResultMessage:
         def failed(error: str, *, retryable: bool) -> ResultMessage:

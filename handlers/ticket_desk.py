@@ -56,6 +56,12 @@ class TicketStore(Protocol):
     def tickets_after(self, position: int) -> tuple[list[uuid.UUID], int]:
         """Ids of tickets with events after ``position`` in the store, and the new position."""
 
+    def settled_position(self) -> int:
+        """The position up to which no ticket owed a call when last recorded (0: none)."""
+
+    def settle_position(self, position: int) -> None:
+        """Records that no ticket with events up to ``position`` owes a call (only forward)."""
+
 
 class TicketApi(Protocol):
     """WHMCS as the desk needs it; raises handlers.whmcs_api.WhmcsError on failure."""
@@ -97,8 +103,9 @@ class TicketDesk:
         self._random = unit_random
         self._policy = policy
         self._lease = timedelta(seconds=lease_s)  # longer than any one WHMCS call may take
-        self._position = 0
+        self._position: int | None = None  # read from the store on first use
         self._owing: set[uuid.UUID] = set()
+        self._settled = 0
 
     async def record_failure(self, task: Task, service: Service) -> uuid.UUID | None:
         """Records the task's terminal failure on its operation's ticket; returns the ticket
@@ -147,7 +154,10 @@ class TicketDesk:
         """Retries every ticket that owes a call; returns how many still owe one."""
         if not self._config().enabled:
             return 0
-        changed, self._position = await asyncio.to_thread(self._store.tickets_after, self._position)
+        if self._position is None:  # up to there every ticket was delivered: not read again
+            self._position = self._settled = await asyncio.to_thread(self._store.settled_position)
+        changed, position = await asyncio.to_thread(self._store.tickets_after, self._position)
+        self._position = position
         self._owing.update(changed)
         for ticket_id in sorted(self._owing):
             try:
@@ -158,6 +168,10 @@ class TicketDesk:
             ticket = await self._load(ticket_id)
             if ticket is None or not ticket.has_work:
                 self._owing.discard(ticket_id)
+        if not self._owing and position > self._settled:
+            # nothing owed up to here: a desk starting later begins here
+            await asyncio.to_thread(self._store.settle_position, position)
+            self._settled = position
         return len(self._owing)
 
     async def _make(self, ticket: Ticket, call: TicketCall) -> bool:

@@ -18,6 +18,7 @@ from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
@@ -25,14 +26,16 @@ from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher
+from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.transport import Transport
 from ops.runtime.gateway_listener import bind_listeners
-from ops.services.cron_jobs import cron_jobs
+from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.settings import Settings, SettingsError
@@ -40,6 +43,7 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
 from ops.views.projection_runner import ProjectionRunner
+from ops.views.unsettled_services import ViewUnsettledServices
 from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
@@ -89,6 +93,14 @@ class System:
             self._transport = build_transport(self.settings)
         return self._transport
 
+    async def connect_transport(self) -> None:
+        """Connects the transport once for every part of this process (raises TransportError
+        while the broker is down)."""
+        async with self.connect_lock:
+            if not self.transport_connected:
+                await self.transport.connect()
+                self.transport_connected = True
+
     def credentials(self) -> TokenTable:
         """The gateway's credentials (SettingsError for a bad tokens file, or none at all)."""
         credentials = credentials_from(self.settings)
@@ -108,6 +120,7 @@ class System:
             servers=self.server_registry(),
             settings=self.settings_book(),
             provider=provider_settings(self.settings),
+            dead_letters=DeadLetterGauge(self.transport, connect=self.connect_transport),
         )
 
     def settings_book(self) -> StoreSettingsBook:
@@ -149,7 +162,7 @@ class System:
         return self._registry
 
     def ticket_store(self) -> StoreTicketAdapter:
-        return StoreTicketAdapter(self.store)
+        return StoreTicketAdapter(self.store, PositionStore(self.db, self.settings.view_prefix))
 
     def pipeline(self) -> Pipeline:
         registry = self.server_registry()
@@ -164,27 +177,37 @@ class System:
             )
 
         return Pipeline(
-            StorePipelineAdapter(self.store),
+            StorePipelineAdapter(self.store, self.db, self.settings.view_prefix),
             DeployPlanner(registry, provider_settings(self.settings)),
             RuntimeLimits(runtime, registry),
             BrokerPublisher(self.transport),
             settings=settings_now,
             clock=self.clock,
+            unsettled=ViewUnsettledServices(self.db, self.settings.view_prefix),
+            # the in-process transport's queued task messages die with the process
+            resend_dispatched=not self.settings.amqp_url,
         )
 
     def role_handler(self, role: str) -> RoleHandler:
         return RoleHandler(
             role,
             directory=RegistryDirectory(self.server_registry(), self.settings.ssh_key),
-            publisher=BrokerPublisher(self.transport),
+            # a step that ran gets its result out once the broker is back
+            publisher=BrokerPublisher(self.transport, wait_out_outages=True),
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
+            fences=step_fences(self.settings.database_url),
+            attempts=StoreAttempts(self.store),
         )
 
     def scheduler(self) -> Scheduler:
         return Scheduler(
-            cron_jobs(self.settings, self.transport),
+            cron_jobs(
+                self.settings,
+                self.transport,
+                {"inbox": prune_inbox(self.inbox(), self.settings.inbox_retention_hours * 3600)},
+            ),
             ClaimStore(self.db, self.settings.view_prefix),
             clock=lambda: self.clock().timestamp(),
         )

@@ -6,11 +6,14 @@ hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
 hostwright backfill-claims          live services ordered before names were claimed claim them
+hostwright dead-letters             each dead-letter queue and how many messages it holds
+hostwright redrive [QUEUE]          move dead letters back to their queue (every queue's by default)
 hostwright demo [--listen H:P] [--data DIR]
 hostwright simnode --roles web,mail,dns --listen H:P --data DIR
 hostwright token new --name NAME --scope read|services|staff [--scope …]
 hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
+hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
 from ops.messaging.topology import ROLES
+from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
 from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
@@ -85,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(run=_run_backfill_claims)
 
+    dead = sub.add_parser("dead-letters", help="count the messages in each dead-letter queue")
+    dead.set_defaults(run=_run_dead_letters)
+
+    redrive = sub.add_parser(
+        "redrive", help="move dead-lettered messages back to their queue (RabbitMQ)"
+    )
+    redrive.add_argument(
+        "queue", nargs="?", help="e.g. pipeline or pipeline.dead; every queue when left out"
+    )
+    redrive.set_defaults(run=_run_redrive)
+
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
     demo.add_argument("--listen", default="127.0.0.1:8080")
     demo.add_argument("--data", default="demo-data")
@@ -123,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--node-concurrency", type=int, default=16, help="max_concurrency per node")
     deploy.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     deploy.set_defaults(run=_run_bench_deploy)
+    growth = bench_sub.add_parser(
+        "growth", help="store rows, pipeline memory and rebuild time after many deploys"
+    )
+    growth.add_argument("--services", type=int, default=10_000, help="deploys to complete")
+    growth.add_argument("--heartbeats", type=int, default=3, help="heartbeats per step (10 s)")
+    growth.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    growth.set_defaults(run=_run_bench_growth)
     return parser
 
 
@@ -212,6 +234,73 @@ def _run_backfill_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dead_letters(args: argparse.Namespace) -> int:
+    from ops.messaging.dead_letters import dead_letter_counts
+
+    settings = Settings.load()
+    if not settings.amqp_url:
+        print(
+            "dead-letters: the in-process transport (no HOSTWRIGHT_AMQP_URL) keeps its queues "
+            "inside the `hostwright up` process: its GET /healthz shows their counts"
+        )
+        return 0
+    counts = _on_the_broker(settings, dead_letter_counts)
+    if counts is None:
+        return 1
+    for queue, count in counts.items():
+        print(f"{queue} {count}")
+    return 0
+
+
+def _run_redrive(args: argparse.Namespace) -> int:
+    from ops.messaging.dead_letters import queue_of, redrive
+
+    settings = Settings.load()
+    try:
+        queues = None if args.queue is None else [queue_of(args.queue)]
+    except ValueError as exc:
+        print(f"hostwright: {exc}", file=sys.stderr)
+        return 2
+    if not settings.amqp_url:
+        print(
+            "redrive: the in-process transport (no HOSTWRIGHT_AMQP_URL) keeps no message "
+            "across restarts: there is nothing to re-drive"
+        )
+        return 0
+    moved = _on_the_broker(settings, lambda transport: redrive(transport, queues))
+    if moved is None:
+        return 1
+    for queue, count in moved.items():
+        print(f"redrive: {count} message(s) moved from {queue} to {queue.removesuffix('.dead')}")
+    print(f"redrive: {sum(moved.values())} message(s) re-driven")
+    return 0
+
+
+def _on_the_broker(
+    settings: Settings, work: Callable[[Transport], Awaitable[dict[str, int]]]
+) -> dict[str, int] | None:
+    """Runs ``work`` on a connected transport with the topology declared; None (the reason
+    printed) when the broker cannot be reached."""
+    from ops.bootstrap import build_transport
+    from ops.messaging.topology import declare_topology
+    from ops.messaging.transport import TransportError
+
+    async def run() -> dict[str, int]:
+        transport = build_transport(settings)
+        try:
+            await transport.connect()
+            await declare_topology(transport)
+            return await work(transport)
+        finally:
+            await transport.close()
+
+    try:
+        return asyncio.run(run())
+    except TransportError as exc:
+        print(f"hostwright: the broker did not answer: {exc}", file=sys.stderr)
+        return None
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from ops.devtools.demo import run_demo
 
@@ -256,6 +345,14 @@ def _run_bench_deploy(args: argparse.Namespace) -> int:
         paced_rate=args.paced_rate,
         node_concurrency=args.node_concurrency,
         profile=not args.no_profile,
+    )
+
+
+def _run_bench_growth(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.growth import run_growth_bench
+
+    return run_growth_bench(
+        services=args.services, heartbeats=args.heartbeats, database_url=args.database_url
     )
 
 

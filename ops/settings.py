@@ -43,6 +43,8 @@ class Settings:
     old_secret_keys: str | None = None
     exchange: str = "hostwright"
     prefetch: int = 64
+    # a message failing this many times for a reason of its own (not an outage) is dead-lettered
+    dead_letter_after: int = 5
     relay_batch: int = 500
     projection_batch: int = 1000
     view_prefix: str = "hw_"
@@ -65,6 +67,9 @@ class Settings:
     cron_stuck_s: float = 10.0
     cron_terminations_s: float = 30.0
     cron_tickets_s: float = 30.0
+    cron_inbox_s: float = 600.0
+    # how long a consumer's inbox remembers a handled message id (ops/messaging/inbox.py)
+    inbox_retention_hours: float = 7 * 24.0
     # Vanity mode: the provider's own domain, shared mail user and DNS zone owner
     vanity_domain: str | None = None
     vanity_mail_user: str | None = None
@@ -100,6 +105,7 @@ class Settings:
                 values[name] = environ[PREFIX + name.upper()]
         for name in (
             "prefetch",
+            "dead_letter_after",
             "relay_batch",
             "projection_batch",
             "retry_max_attempts",
@@ -123,6 +129,8 @@ class Settings:
             "cron_stuck_s",
             "cron_terminations_s",
             "cron_tickets_s",
+            "cron_inbox_s",
+            "inbox_retention_hours",
         ):
             if name in values:
                 values[name] = _positive_float(name, values[name])

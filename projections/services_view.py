@@ -42,6 +42,8 @@ SERVICES = Table(
         " ordered_at updated_at last_position:int"
     ),
     key=("service_id",),
+    # the pipeline's sweep reads the services not settled yet (ops/views/unsettled_services.py)
+    indexes=(("pending",), ("status",)),
 )
 
 
@@ -87,12 +89,24 @@ def _usage_sync_requested(row: Row, event: Service.UsageSyncRequested) -> Row:
 
 
 def _activated(row: Row, event: Service.Activated) -> Row:
+    queued = row["pending"] in ("suspend", "unsuspend")  # asked for during the build: next
     return {
         "status": "active",
-        "pending": None,
+        "pending": row["pending"] if queued else None,
         "progress_done": row["progress_total"],
         "current_step": None,
     }
+
+
+def _placement_waiting(row: Row, event: Service.PlacementWaiting) -> Row:
+    """No node for a role it needs yet: the build waits at the step ``place``, saying why."""
+    return {"current_step": "place", "last_error": f"waiting: {event.reason}"}
+
+
+def _placed(row: Row, event: Service.Placed) -> Row:
+    if row["current_step"] != "place":
+        return {}
+    return {"current_step": None, "last_error": None}
 
 
 def _settled(status: str) -> Change:
@@ -103,7 +117,9 @@ def _settled(status: str) -> Change:
 
 
 def _deploy_failed(row: Row, event: Service.DeployFailed) -> Row:
-    return {"status": "deploy_failed", "pending": None, "last_error": event.reason}
+    queued = row["pending"] in ("suspend", "unsuspend")  # asked for during the build: next
+    pending = row["pending"] if queued else None
+    return {"status": "deploy_failed", "pending": pending, "last_error": event.reason}
 
 
 def _operation_failed(row: Row, event: Service.OperationFailed) -> Row:
@@ -129,6 +145,8 @@ CHANGES: dict[type[Any], Change] = {
     Service.VerifyRepairRequested: _pending("verify"),
     Service.PlanChangeRequested: _plan_change_requested,
     Service.UsageSyncRequested: _usage_sync_requested,
+    Service.PlacementWaiting: _placement_waiting,
+    Service.Placed: _placed,
     Service.Activated: _activated,
     Service.DeployFailed: _deploy_failed,
     Service.OperationFailed: _operation_failed,

@@ -2,8 +2,10 @@
 reads the ticket feed needs.
 
 Consumes the desk's loads, decisions and saves of Ticket aggregates and the feed's reads of
-Task and Service; emits the aggregates, Conflict when another writer recorded first, and the
-ids of tickets changed since a position in the store.
+Task and Service; emits the aggregates, Conflict when another writer recorded first, the
+ids of tickets changed since a position in the store, and the position up to which every
+ticket was delivered (kept in the positions table, so a desk starting does not read every
+ticket event ever).
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from domain.task import Task
 from domain.ticket import Ticket
 from handlers.ticket_desk import TicketDecision
 from ops.store.event_store import EventStore, aggregate_event_topics
+from ops.store.positions import PositionStore
 from ops.store.unit_of_work import Decision
 
 TICKET_EVENT_TOPICS = aggregate_event_topics(Ticket, Ticket.Raised)
+SETTLED = "tickets.settled"  # the position up to which no ticket owes a WHMCS call
 
 
 class StoreTicketAdapter:
     """Synchronous, like the store behind it."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, positions: PositionStore | None = None) -> None:
+        """``positions``: where the desk keeps the position up to which no ticket owes a
+        call (without one, each desk starts from the beginning of the log)."""
         self._store = store
+        self._positions = positions
         self._tickets = store.repository(Ticket, "ticket")
         self._tasks = store.repository(Task, "task")
 
@@ -57,3 +64,10 @@ class StoreTicketAdapter:
             ids[uuid.UUID(str(notification.originator_id))] = None
             position = notification.id
         return list(ids), position
+
+    def settled_position(self) -> int:
+        return 0 if self._positions is None else self._positions.get(SETTLED)
+
+    def settle_position(self, position: int) -> None:
+        if self._positions is not None:
+            self._positions.advance(SETTLED, position)

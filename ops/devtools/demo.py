@@ -1,13 +1,14 @@
 """``hostwright demo``: the whole system on the embedded default (SQLite + in-process transport),
 with simulated HestiaCP nodes, in one process.
 
-Prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and services) and
-``staff token: <token>`` (everything: servers, settings, the task queue) before it serves.
-Then it starts simulated nodes (web1, mail1, dns1, dns2 and a unified uni1, kept under
+It starts simulated nodes (web1, mail1, dns1, dns2 and a unified uni1, kept under
 ``DIR/nodes``), authorizes the handlers' SSH key on them (``DIR/ssh_client_key``, made once,
 mode 600), makes the provider's vanity mail user, mail domain, DNS user and zone on them as
 staff would, registers them through ``POST /v1/servers`` (with the staff token) and places a
-few sample orders (split, unified, vanity) that deploy to ``active``. Run it again with the
+few sample orders (split, unified, vanity) that deploy to ``active``. Once every node is
+registered it prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and services) and
+``staff token: <token>`` (everything: servers, settings, the task queue), so an order placed
+at once finds its nodes. Run it again with the
 same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
 (or a re-key when a node's port had to change), and the sample orders are repeats, which the
 gateway answers without recording anything.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,12 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     system = System(settings)
     system.listeners()  # a taken address is a one-line error before the URL is printed
     url = f"http://{settings.listen}"
+    event_loop.run(_serve_with_samples(system, url, data))
+    return 0
+
+
+def _announce(settings: Settings, url: str) -> None:
+    """The URL and tokens, printed once the nodes are registered."""
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
     print(f"staff token: {settings.staff_token}", flush=True)
@@ -108,8 +116,6 @@ def run_demo(*, listen: str, data_dir: str) -> int:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
-    event_loop.run(_serve_with_samples(system, url, data))
-    return 0
 
 
 async def _serve_with_samples(system: System, url: str, data: Path) -> None:
@@ -123,7 +129,13 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         addresses = await nodes.start()
         await provision_provider(addresses, key_path)
         setup = asyncio.ensure_future(
-            _register_and_order(url, _tokens(system.settings), addresses, serving)
+            _register_and_order(
+                url,
+                _tokens(system.settings),
+                addresses,
+                serving,
+                partial(_announce, system.settings, url),
+            )
         )
         await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
         if setup.done() and setup.exception() is not None:
@@ -141,12 +153,17 @@ def _tokens(settings: Settings) -> tuple[str, str]:
 
 
 async def _register_and_order(
-    url: str, tokens: tuple[str, str], addresses: list[NodeAddress], serving: asyncio.Future[None]
+    url: str,
+    tokens: tuple[str, str],
+    addresses: list[NodeAddress],
+    serving: asyncio.Future[None],
+    announce: Callable[[], None],
 ) -> None:
     """Registers the split nodes, orders split and vanity, and only once both are placed
-    registers the unified node and orders unified (as tests/e2e/test_deploy_e2e.py does): the
-    unified node serves the provider's zone, so it cannot also hold the provider's mail
-    domain, and a vanity service placed on it for mail could not get its mailbox."""
+    registers the unified node (then ``announce``: every node is there) and orders unified
+    (as tests/e2e/test_deploy_e2e.py does): the unified node serves the provider's zone, so it
+    cannot also hold the provider's mail domain, and a vanity service placed on it for mail
+    could not get its mailbox."""
     whmcs_token, staff_token = tokens
     staff = {"Authorization": f"Bearer {staff_token}"}
     headers = {"Authorization": f"Bearer {whmcs_token}"}
@@ -191,6 +208,7 @@ async def _register_and_order(
             sid = body["service_id"]
             await wait_until(partial(placed, sid), 60, f"service {sid}'s placement")
         await register(unified)
+        announce()
         for body in SAMPLE_ORDERS:
             if body["mode"] == "unified":
                 await order(body)

@@ -10,14 +10,17 @@ Channels: one for publishing (publisher confirms, returns raise, so an unroutabl
 error there, e.g. a missing queue, closes that channel, never the publisher's), and one per
 subscription (its own ``prefetch``; closing it is what hands unacked deliveries back).
 Every aio-pika/aiormq/socket failure and every operation exceeding ``timeout`` surfaces as
-``TransportError``; the robust connection reconnects and restores topology by itself.
+``TransportError``; the robust connection reconnects and restores topology, channels and
+consumers by itself, trying every ``reconnect_interval`` seconds (aio-pika's 5 s default would
+keep a part idle up to 5 s after the broker is back). ``on_connection_change`` listeners hear
+when the connection is lost and when it is whole again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,7 +36,13 @@ from aio_pika.abc import (
     ConsumerTag,
 )
 
-from ops.messaging.transport import DeliveryCallback, Message, TransportError, Unroutable
+from ops.messaging.transport import (
+    REDRIVEN_FROM,
+    DeliveryCallback,
+    Message,
+    TransportError,
+    Unroutable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +86,11 @@ def _text_headers(raw: dict[str, Any]) -> dict[str, str]:
 
 
 def _original_routing_key(incoming: AbstractIncomingMessage) -> str:
-    """A dead-lettered message is re-routed by queue name; ``x-death`` keeps the original key."""
+    """A dead-lettered message is re-routed by queue name; ``x-death`` keeps the original key.
+    A re-driven one was sent to its queue by name; its ``REDRIVEN_FROM`` header keeps it."""
+    redriven = incoming.headers.get(REDRIVEN_FROM)
+    if isinstance(redriven, bytes | str) and redriven:
+        return redriven.decode() if isinstance(redriven, bytes) else redriven
     deaths = incoming.headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         keys = deaths[0].get("routing-keys")
@@ -164,11 +177,16 @@ class _AmqpSubscription:
 class AmqpTransport:
     """``ops.messaging.transport.Transport`` on RabbitMQ; ``url`` is an ``amqp://`` URL."""
 
-    def __init__(self, url: str, exchange: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, exchange: str, *, timeout: float = 10.0, reconnect_interval: float = 1.0
+    ) -> None:
         self.url = url
         self.exchange = exchange
         self.dead_exchange = f"{exchange}.dead"
         self.timeout = timeout
+        self.reconnect_interval = reconnect_interval
+        self._listeners: list[Callable[[bool], None]] = []
+        self._up = True  # as far as the listeners were told
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._admin: AbstractRobustChannel | None = None
@@ -179,7 +197,9 @@ class AmqpTransport:
         if self._connection is not None and not self._connection.is_closed:
             return
         async with _as_transport_errors(f"connect to {self.exchange}", self.timeout):
-            connection = await aio_pika.connect_robust(self.url)
+            connection = await aio_pika.connect_robust(
+                self.url, reconnect_interval=self.reconnect_interval
+            )
             try:
                 self._publisher = await connection.channel(
                     publisher_confirms=True, on_return_raises=True
@@ -195,6 +215,32 @@ class AmqpTransport:
                 await connection.close()
                 raise
             self._connection = connection
+            self._up = True
+            connection.close_callbacks.add(self._lost)
+            connection.reconnect_callbacks.add(self._restored)
+
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        self._listeners.append(listener)
+
+    def _lost(self, connection: object, exc: BaseException | None = None) -> None:
+        # called again on each failed reconnection: only the first one is news
+        if connection is self._connection and self._up:  # not our own close
+            self._up = False
+            log.warning("broker connection for %s lost: %s", self.exchange, exc)
+            self._tell(False)
+
+    def _restored(self, connection: object) -> None:
+        if connection is self._connection:
+            self._up = True
+            log.info("broker connection for %s restored", self.exchange)
+            self._tell(True)
+
+    def _tell(self, up: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(up)
+            except Exception:
+                log.exception("a broker connection listener failed")
 
     async def close(self) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []
@@ -281,6 +327,34 @@ class AmqpTransport:
             queue = await channel.declare_queue(name, passive=True, robust=False)
             result = await queue.declare()
         return int(result.message_count or 0)
+
+    async def redrive(self, queue: str) -> int:
+        """Takes each message of ``<queue>.dead`` (``basic.get``), publishes it to ``queue``
+        through the default exchange (confirmed), then acks it: a failure in between leaves
+        it in both, and the consumer's inbox absorbs the copy."""
+        channel = self._require(self._admin)
+        publisher = self._require(self._publisher)
+        name = self.queue_name(queue)
+        async with _as_transport_errors(f"redrive {name}.dead", self.timeout):
+            dead = await channel.declare_queue(f"{name}.dead", passive=True, robust=False)
+            held = int((await dead.declare()).message_count or 0)
+        moved = 0
+        for _ in range(held):  # not what dies meanwhile: that would never end
+            async with _as_transport_errors(f"redrive {name}.dead", self.timeout):
+                incoming = await dead.get(no_ack=False, fail=False)
+                if incoming is None:
+                    break
+                key = _original_routing_key(incoming)
+                message = Message(
+                    routing_key=key,
+                    body=incoming.body,
+                    message_id=incoming.message_id or "",
+                    headers={**_text_headers(dict(incoming.headers)), REDRIVEN_FROM: key},
+                )
+                await publisher.default_exchange.publish(_outgoing(message), name, mandatory=True)
+                await incoming.ack()
+            moved += 1
+        return moved
 
     async def delete_queue(self, name: str) -> None:
         """Deletes a queue if it exists (test and tool clean-up)."""

@@ -1,15 +1,60 @@
-"""The handlers' ``Publisher`` port over a Transport: one confirmed, mandatory message."""
+"""The handlers' ``Publisher`` port over a Transport: one confirmed, mandatory message.
+
+``wait_out_outages``: a publish the broker did not confirm (it is away, or the publishing
+channel is still being restored after it came back) is tried again with capped back-off until
+it is confirmed, instead of failing whatever is being handled — what a role handler wants for
+the result of a step that ran: the result gets out once the broker is back. Only an
+``Unroutable`` message (no queue bound for it) fails at once; cancelling the caller (the part
+stopping) ends the wait. Without it, one try: the pipeline keeps and re-sends its own.
+"""
 
 from __future__ import annotations
 
-from ops.messaging.transport import Message, Transport
+import asyncio
+import logging
+
+from ops.messaging.transport import Message, Transport, TransportError, Unroutable
+
+log = logging.getLogger(__name__)
 
 
 class BrokerPublisher:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        wait_out_outages: bool = False,
+        first_backoff: float = 0.1,
+        max_backoff: float = 2.0,
+    ) -> None:
         self._transport = transport
+        self._patient = wait_out_outages
+        self._first_backoff = first_backoff
+        self._max_backoff = max_backoff
 
     async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
-        await self._transport.publish(
-            Message(routing_key=routing_key, body=body, message_id=message_id)
-        )
+        message = Message(routing_key=routing_key, body=body, message_id=message_id)
+        if not self._patient:
+            await self._transport.publish(message)
+            return
+        backoff = self._first_backoff
+        tries = 0
+        while True:
+            try:
+                await self._transport.publish(message)
+            except Unroutable:
+                raise
+            except TransportError as exc:
+                tries += 1
+                if tries == 1:
+                    log.warning(
+                        "publishing %s: broker unavailable (%s); trying again until confirmed",
+                        routing_key,
+                        exc,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            if tries:
+                log.info("published %s after %d failed tries", routing_key, tries)
+            return

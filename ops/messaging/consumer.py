@@ -1,15 +1,25 @@
 """The consumer loop: takes messages from one queue and hands each to a handler, once.
 
-Per delivery: a message without ``message_id`` cannot be de-duplicated, so it is dead-lettered;
-one the inbox has already seen is acked and skipped; otherwise the handler runs, and on
-success the id is remembered (with those of the handlers finishing meanwhile, in one
-transaction), then the delivery acked (a crash between the two means one
-redelivery, which the inbox absorbs). A handler that raises gets one redelivery; raising
-again dead-letters the message (``<queue>.dead``), so nothing loops forever.
+Per delivery: a message without ``message_id`` cannot be de-duplicated, so it is dead-lettered
+at once; one the inbox has already seen is acked and skipped; otherwise the handler runs, and
+on success the id is remembered (with those of the handlers finishing meanwhile, in one
+transaction), then the delivery acked (a crash between the two means one redelivery, which the
+inbox absorbs).
+
+A handler that raises does not get its message back at once: ``ops.messaging.redelivery``
+holds the delivery unacked for a pause that grows with the message's failures (``first_pause``
+doubling up to ``max_pause``), in a task of its own, then hands it back to the broker. A
+failure of the infrastructure (database or broker unreachable, also as the cause of another
+exception) is never held against the message, so an outage of any length dead-letters
+nothing; a message that fails ``max_failures`` times for any other reason goes to
+``<queue>.dead``, where ``hostwright dead-letters`` counts it and ``hostwright redrive``
+moves it back. A re-driven message (header ``REDRIVEN_FROM``) is checked against the inbox
+like a redelivery. When our own inbox fails the delivery is handed back the same way.
 
 ``first_deliveries_are_new``: the queue's only publisher sends each message id once (the
 pipeline, one task message per attempt), so only a delivery the broker flags as redelivered
-can repeat one: the inbox is asked only about those (it is still written for every message).
+(or a re-driven one) can repeat one: the inbox is asked only about those (it is still written
+for every message).
 
 Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
 the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
@@ -19,13 +29,15 @@ With a ``batch_handler`` one worker takes every delivery waiting at that moment 
 what lets the pipeline record a batch of results in one transaction. The inbox is asked only
 about redelivered deliveries, and the write and the acks run while the next batch is taken, so
 a batch handler must absorb a duplicate the broker does not flag itself (the pipeline does: a
-result or a run start it has seen changes nothing). If the batch handler raises, each message
-of the batch goes through ``handler`` on its own, with the usual redelivery rules, so one bad
-message cannot hold the others back.
-On stop the loop stops taking, hands back what it took but did not start, lets in-flight
-handlers finish within ``stop_grace`` and returns. Cancelled (the pipeline losing its lead
-cancels its consumer at once), it hands back — rejects with requeue — every delivery it still
-holds unsettled, so none stays unacked in a process that goes on living.
+result or a run start it has seen changes nothing). If the batch handler raises because of
+the infrastructure, every message is handed back with the back-off; for any other reason,
+each message of the batch goes through ``handler`` on its own, counting one failure for the
+one that fails, so one bad message cannot hold the others back. A message that failed before
+for a reason of its own skips the batch and goes through ``handler`` alone.
+On stop the loop stops taking, hands back what it took but did not start and what it holds
+back, lets in-flight handlers finish within ``stop_grace`` and returns. Cancelled (the pipeline
+losing its lead cancels its consumer at once), it hands back — rejects with requeue — every
+delivery it still holds unsettled, so none stays unacked in a process that goes on living.
 """
 
 from __future__ import annotations
@@ -36,17 +48,21 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.messaging.inbox import Inbox
-from ops.messaging.transport import Delivery, Message, Subscription, Transport, TransportError
+from ops.messaging.redelivery import Redelivery, is_infrastructure, settle
+from ops.messaging.transport import (
+    REDRIVEN_FROM,
+    Delivery,
+    Message,
+    Subscription,
+    Transport,
+    TransportError,
+)
 from ops.runtime.pause import pause
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Awaitable[None]]
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
-
-# Pause before handing a message back when our own storage (not the handler) failed, so an
-# inbox outage does not become a hot redelivery loop.
-_INFRA_PAUSE = 0.5
 
 
 class ConsumerLoop:
@@ -66,6 +82,9 @@ class ConsumerLoop:
         batch_handler: BatchHandler | None = None,
         max_batch: int = 256,
         first_deliveries_are_new: bool = False,
+        max_failures: int = 5,
+        first_pause: float = 0.5,
+        max_pause: float = 5.0,
     ) -> None:
         self._transport = transport
         self._queue = queue
@@ -87,6 +106,9 @@ class ConsumerLoop:
         self._in_progress: dict[str, asyncio.Event] = {}
         self._tails: set[asyncio.Future[None]] = set()  # batches' remember-and-ack, running
         self._remembering = _GroupRemember(inbox, consumer_name)
+        self._redelivery = Redelivery(
+            consumer_name, max_failures=max_failures, first_pause=first_pause, max_pause=max_pause
+        )
         self._stopping = False
         self._held: set[_Held] = set()  # taken from the broker, not yet acked or rejected
 
@@ -114,7 +136,7 @@ class ConsumerLoop:
                 worker.cancel()
             await asyncio.gather(*workers, *self._tails, return_exceptions=True)
             for held in list(self._held):
-                await _settle(held.reject(requeue=True))
+                await settle(held.reject(requeue=True))
 
     async def _subscribe(self, stop: asyncio.Event) -> Subscription | None:
         backoff = 0.1
@@ -139,12 +161,13 @@ class ConsumerLoop:
         except TransportError as exc:
             log.warning("%s: cancelling the subscription: %s", self._name, exc)
         while not self._pending.empty():
-            await _settle(self._pending.get_nowait().reject(requeue=True))
+            await settle(self._pending.get_nowait().reject(requeue=True))
+        await self._redelivery.release_all()
 
     async def _on_delivery(self, incoming: Delivery) -> None:
         delivery = _Held(incoming, self._held)
         if self._stopping:
-            await _settle(delivery.reject(requeue=True))
+            await settle(delivery.reject(requeue=True))
             return
         self._pending.put_nowait(delivery)
 
@@ -174,7 +197,7 @@ class ConsumerLoop:
                 self._name,
                 delivery.message.routing_key,
             )
-            await _settle(delivery.reject(requeue=False))
+            await settle(delivery.reject(requeue=False))
             return
         # A duplicate arriving while its twin is still being handled waits for the twin, so
         # the inbox check below sees its outcome (only possible with concurrency > 1).
@@ -190,36 +213,52 @@ class ConsumerLoop:
     async def _process_batch(self, batch: list[Delivery], handle: BatchHandler) -> None:
         fresh: dict[str, Delivery] = {}
         repeats: list[Delivery] = []
+        alone: list[Delivery] = []
         for delivery in batch:
             message_id = delivery.message.message_id
             if not message_id:
                 await self._process(delivery)  # dead-letters it, with the reason logged
             elif message_id in fresh:
                 repeats.append(delivery)  # the same message twice in one batch
+            elif self._redelivery.poisoned(message_id):
+                alone.append(delivery)  # failed before on its own: not again with others
             else:
                 fresh[message_id] = delivery
+        for delivery in alone:
+            await self._process(delivery)
         # Only a redelivered message can have been handled already by this consumer; a batch
         # handler absorbs a duplicate the broker does not flag (a publisher's retry) itself.
-        again = [message_id for message_id, d in fresh.items() if d.redelivered]
+        again = [message_id for message_id, d in fresh.items() if _maybe_seen(d)]
         try:
             seen = (
                 await asyncio.to_thread(self._inbox.seen_among, self._name, again) if again else []
             )
         except Exception:
             log.exception("%s: inbox unavailable; handing %d back", self._name, len(batch))
-            await asyncio.sleep(_INFRA_PAUSE)
-            for delivery in [*fresh.values(), *repeats]:
-                await _settle(delivery.reject(requeue=True))
+            for message_id, delivery in fresh.items():
+                self._redelivery.hand_back(delivery, message_id)
+            for delivery in repeats:
+                self._redelivery.hand_back(delivery, delivery.message.message_id)
             return
         for message_id in seen:
-            await _settle(fresh.pop(message_id).ack())
+            await settle(fresh.pop(message_id).ack())
         for delivery in repeats:
-            await _settle(delivery.ack())
+            await settle(delivery.ack())
         if not fresh:
             return
         try:
             await handle([delivery.message for delivery in fresh.values()])
-        except Exception:
+        except Exception as exc:
+            if is_infrastructure(exc):
+                log.warning(
+                    "%s: a batch of %d failed (%s); handing it back",
+                    self._name,
+                    len(fresh),
+                    type(exc).__name__,
+                )
+                for message_id, delivery in fresh.items():
+                    self._redelivery.hand_back(delivery, message_id)
+                return
             log.warning(
                 "%s: a batch of %d failed; handling its messages one by one",
                 self._name,
@@ -236,16 +275,17 @@ class ConsumerLoop:
         tail.add_done_callback(self._tail_done)
 
     async def _remember_and_ack(self, handled: dict[str, Delivery]) -> None:
+        for message_id in handled:
+            self._redelivery.succeeded(message_id)
         try:
             await asyncio.to_thread(self._inbox.remember_all, self._name, list(handled))
         except Exception:
             log.exception("%s: could not remember a batch; redelivery follows", self._name)
-            await asyncio.sleep(_INFRA_PAUSE)
-            for delivery in handled.values():
-                await _settle(delivery.reject(requeue=True))
+            for message_id, delivery in handled.items():
+                self._redelivery.hand_back(delivery, message_id)
             return
         for delivery in handled.values():
-            await _settle(delivery.ack())
+            await settle(delivery.ack())
 
     def _tail_done(self, tail: asyncio.Future[None]) -> None:
         self._tails.discard(tail)
@@ -257,34 +297,22 @@ class ConsumerLoop:
         try:
             seen = (
                 False
-                if self._first_deliveries_are_new and not delivery.redelivered
+                if self._first_deliveries_are_new and not _maybe_seen(delivery)
                 else await asyncio.to_thread(self._inbox.seen, self._name, message_id)
             )
         except Exception:
             log.exception("%s: inbox unavailable; handing %s back", self._name, message_id)
-            await asyncio.sleep(_INFRA_PAUSE)
-            await _settle(delivery.reject(requeue=True))
+            self._redelivery.hand_back(delivery, message_id)
             return
         if seen:
-            await _settle(delivery.ack())
+            await settle(delivery.ack())
             return
         try:
             await self._handler(delivery.message)
-        except Exception:
-            if delivery.redelivered:
-                log.exception(
-                    "%s: handler failed again on %s; dead-lettered", self._name, message_id
-                )
-                await _settle(delivery.reject(requeue=False))
-            else:
-                log.warning(
-                    "%s: handler failed on %s; one redelivery",
-                    self._name,
-                    message_id,
-                    exc_info=True,
-                )
-                await _settle(delivery.reject(requeue=True))
+        except Exception as exc:
+            await self._redelivery.failed(delivery, message_id, exc)
             return
+        self._redelivery.succeeded(message_id)
         try:
             await self._remembering.remember(message_id)
         except Exception:
@@ -293,10 +321,15 @@ class ConsumerLoop:
             log.exception(
                 "%s: could not remember %s; it will be redelivered", self._name, message_id
             )
-            await asyncio.sleep(_INFRA_PAUSE)
-            await _settle(delivery.reject(requeue=True))
+            self._redelivery.hand_back(delivery, message_id)
             return
-        await _settle(delivery.ack())
+        await settle(delivery.ack())
+
+
+def _maybe_seen(delivery: Delivery) -> bool:
+    """Whether the delivery may repeat a message handled before: the broker redelivers it, or
+    staff re-drove it from the dead-letter queue."""
+    return delivery.redelivered or REDRIVEN_FROM in delivery.message.headers
 
 
 class _Held:
@@ -310,12 +343,14 @@ class _Held:
         held.add(self)
 
     async def ack(self) -> None:
-        self._held.discard(self)
-        await self._delivery.ack()
+        if self in self._held:  # settled once: a cancelled loop may have handed it back
+            self._held.discard(self)
+            await self._delivery.ack()
 
     async def reject(self, *, requeue: bool) -> None:
-        self._held.discard(self)
-        await self._delivery.reject(requeue=requeue)
+        if self in self._held:
+            self._held.discard(self)
+            await self._delivery.reject(requeue=requeue)
 
 
 class _GroupRemember:
@@ -354,14 +389,6 @@ class _GroupRemember:
                             done.set_result(None)
         finally:
             self._writing = False
-
-
-async def _settle(settling: Awaitable[None]) -> None:
-    """Acks/rejects; a broker failure here only means the broker redelivers later."""
-    try:
-        await settling
-    except TransportError as exc:
-        log.warning("settling a delivery failed (%s); the broker will redeliver it", exc)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

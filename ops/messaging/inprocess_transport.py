@@ -17,10 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-from ops.messaging.transport import DeliveryCallback, Message, TransportError, Unroutable
+from ops.messaging.transport import (
+    REDRIVEN_FROM,
+    DeliveryCallback,
+    Message,
+    TransportError,
+    Unroutable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +183,9 @@ class InProcessTransport:
     async def connect(self) -> None:
         self._connected = True
 
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        """Nothing to hear: an in-process broker is never lost."""
+
     async def close(self) -> None:
         self._connected = False
         consumers, self._consumers = self._consumers, []
@@ -229,6 +238,17 @@ class InProcessTransport:
     async def queue_depth(self, name: str) -> int:
         self._require_connection()
         return len(self._queue(name).ready)
+
+    async def redrive(self, queue: str) -> int:
+        self._require_connection()
+        target, dead = self._queue(queue), self._queue(f"{queue}.dead")
+        moved = 0
+        while dead.ready:
+            message = dead.ready.popleft().message
+            headers = {**message.headers, REDRIVEN_FROM: message.routing_key}
+            target.put(_Entry(replace(message, headers=headers)))
+            moved += 1
+        return moved
 
     async def delete_queue(self, name: str) -> None:
         """Forgets a queue, its bindings and consumers (test clean-up)."""

@@ -26,6 +26,7 @@ PIPELINE_BINDINGS = (
     *RUN_STARTERS,
     *STAFF_TASK_TOPICS,  # staff retried, cancelled or force-failed a task; a re-sealed password
     "RuntimeSettings.*",
+    "Server.Registered",  # a build waiting for a node with a role may start (the sweep)
     "result.*",
     "heartbeat.*",
     "cron.*",  # the scheduler's ticks (ops/services/cron_jobs.py)

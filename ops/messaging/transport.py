@@ -8,7 +8,9 @@ Semantics every implementation keeps:
 - every queue is durable and has a dead-letter queue ``<name>.dead``; ``reject(requeue=False)``
   moves a delivery there;
 - a delivery not acked before its consumer goes away is delivered again with ``redelivered``;
-- ``consume`` gives at most ``prefetch`` unacked deliveries to the callback at once.
+- ``consume`` gives at most ``prefetch`` unacked deliveries to the callback at once;
+- ``redrive`` moves what a dead-letter queue holds back to its queue, each message with its
+  body, routing key, id and headers, and the header ``REDRIVEN_FROM`` (its routing key).
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# Set on a message moved back from a dead-letter queue: its value is the message's routing key
+# (the message goes straight to its queue, not through the exchange); a consumer checks such a
+# message against its inbox as it does a redelivery.
+REDRIVEN_FROM = "hostwright-redriven-from"
 
 
 class TransportError(Exception):
@@ -56,6 +63,11 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
+    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+        """``listener(False)`` when the connection to the broker is lost, ``listener(True)``
+        once it is back with its channels and consumers (never for a transport that cannot
+        lose its broker)."""
+
     async def publish(self, message: Message) -> None:
         """Publishes and waits for the broker's confirm; raises TransportError/Unroutable."""
 
@@ -73,3 +85,7 @@ class Transport(Protocol):
 
     async def queue_depth(self, name: str) -> int:
         """Messages ready in the queue (not counting unacked ones)."""
+
+    async def redrive(self, queue: str) -> int:
+        """Moves every message ready in ``<queue>.dead`` (as many as it held when called) back
+        to ``queue`` alone, not through the exchange; returns how many it moved."""

@@ -143,6 +143,7 @@ async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
         halt,
         prefetch=system.settings.prefetch,
         settings_changed=system.runtime_settings().refresh,
+        max_failures=system.settings.dead_letter_after,
     )
 
 
@@ -157,6 +158,7 @@ def handler_component(role: str) -> Component:
             stop,
             prefetch=system.settings.prefetch,
             concurrency=system.settings.handler_concurrency,
+            max_failures=system.settings.dead_letter_after,
         )
 
     return serve_handler
@@ -179,6 +181,7 @@ async def serve_tickets(system: System, stop: asyncio.Event) -> None:
         system.inbox(),
         stop,
         prefetch=system.settings.prefetch,
+        max_failures=system.settings.dead_letter_after,
     )
 
 

@@ -4,6 +4,7 @@
   stuck          every ``cron_stuck_s`` (10 s)         fail attempts whose lease ran out
   terminations   every ``cron_terminations_s`` (30 s)  carry out pending terminations
   tickets        every ``cron_tickets_s`` (30 s)       deliver WHMCS tickets still owed
+  inbox          every ``cron_inbox_s`` (10 min)       prune the consumers' inboxes (in process)
 
 By default a job publishes its tick for the pipeline, which does the work: routing key
 ``cron.<job>``, ``message_id`` ``cron:<job>:<period>`` (so a duplicate is absorbed by the
@@ -13,10 +14,12 @@ consumer's inbox), body ``{"job", "period", "period_s", "due_at"}`` (ops/service
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
-from ops.messaging.transport import Message, Transport, Unroutable
+from ops.messaging.inbox import Inbox
+from ops.messaging.transport import Message, Transport, TransportError, Unroutable
 from ops.services.scheduler import Action, Job, Tick
 from ops.settings import Settings
 
@@ -30,6 +33,7 @@ def cron_periods(settings: Settings) -> dict[str, float]:
         "stuck": settings.cron_stuck_s,
         "terminations": settings.cron_terminations_s,
         "tickets": settings.cron_tickets_s,
+        "inbox": settings.cron_inbox_s,
     }
 
 
@@ -49,8 +53,23 @@ def publish_tick(transport: Transport) -> Action:
             await transport.publish(tick_message(tick))
         except Unroutable:
             log.debug("cron: nothing consumes cron.%s", tick.job)
+        except TransportError as exc:
+            # the broker is away: this period's tick is lost, the next period's follows
+            log.warning("cron: cron.%s of period %d not published: %s", tick.job, tick.period, exc)
 
     return publish
+
+
+def prune_inbox(inbox: Inbox, retention_s: float) -> Action:
+    """The ``inbox`` job: deletes the handled message ids older than the retention, in small
+    batches, in a thread (every consumer's inbox is one table)."""
+
+    async def prune(tick: Tick) -> None:
+        deleted = await asyncio.to_thread(inbox.prune, retention_s)
+        if deleted:
+            log.info("cron: pruned %d inbox rows older than %.0f h", deleted, retention_s / 3600)
+
+    return prune
 
 
 def cron_jobs(

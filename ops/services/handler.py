@@ -1,8 +1,9 @@
 """``hostwright serve handler <role>``: one role's handler fed from its queue.
 
 Deliveries are de-duplicated by ``<task_id>:<attempt>`` (the inbox), so a redelivered task
-message never runs its step twice; several steps run at once (the pipeline enforces each
-server's limit before it dispatches).
+message of a step already handled never runs it again; one still running elsewhere (or another
+attempt of it) waits at the step fence (handlers/step_fence.py) until that one ends. Several
+steps run at once (the pipeline enforces each server's limit before it dispatches).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ async def run_handler(
     *,
     prefetch: int,
     concurrency: int = 16,
+    max_failures: int = 5,
 ) -> None:
     loop = ConsumerLoop(
         transport,
@@ -33,6 +35,7 @@ async def run_handler(
         consumer_name=handler_queue(handler.role),
         inbox=inbox,
         prefetch=prefetch,
+        max_failures=max_failures,
         concurrency=concurrency,
         # the pipeline publishes a task message once per attempt, after recording it
         first_deliveries_are_new=True,

@@ -3,7 +3,9 @@
 The queue carries relayed Service events and staff's Task commands (JSON envelopes made by
 the relay), the handlers' results and their heartbeats, and the scheduler's ``cron.<job>``
 nudges; each is decoded here and handed to the pipeline, which is the only place decisions
-are made. Whatever waits on the queue at once is handed over as one batch.
+are made. Whatever waits on the queue at once is handed over as one batch. Beside it run the
+clock tick and the re-sending of task messages the broker did not confirm; the transport tells
+the pipeline when the broker connection is lost and back (its leases are held meanwhile).
 
 While the database is unavailable a batch is not failed (the consumer would count that
 against its messages): it is held and tried again with back-off until the database is back,
@@ -23,6 +25,7 @@ from typing import Any
 
 from handlers.messages import HeartbeatMessage, ResultMessage
 from handlers.pipeline import CronTick, Pipeline, PipelineInput, RelayedEvent
+from handlers.pipeline_sweep import SWEEP_S
 from ops.messaging.consumer import ConsumerLoop
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 class PipelineFeed:
     """Decodes what arrives on the pipeline's queue; raises ValueError on anything malformed
-    (the consumer loop dead-letters it)."""
+    (the consumer loop dead-letters it once it has failed ``max_failures`` times)."""
 
     def __init__(
         self, pipeline: Pipeline, settings_changed: Callable[[], None] = lambda: None
@@ -92,7 +95,9 @@ async def run_pipeline(
     *,
     prefetch: int,
     tick_interval: float = 1.0,
+    sweep_interval: float = SWEEP_S,
     settings_changed: Callable[[], None] = lambda: None,
+    max_failures: int = 5,
 ) -> None:
     if not await _rebuilt(pipeline, stop):
         return  # stopped while the database was away
@@ -105,14 +110,20 @@ async def run_pipeline(
         consumer_name="pipeline",
         inbox=inbox,
         prefetch=prefetch,
+        max_failures=max_failures,
         batch_handler=feed.handle_batch,
     )
-    ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval))
+    # While the broker is away no heartbeat can come: the pipeline holds its leases.
+    transport.on_connection_change(
+        lambda up: pipeline.broker_back() if up else pipeline.broker_lost()
+    )
+    ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval, sweep_interval))
+    resending = asyncio.ensure_future(pipeline.resend(stop))
     try:
         await loop.run(stop)
     finally:
         stop.set()
-        await ticking
+        await asyncio.gather(ticking, resending)
 
 
 async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
@@ -134,17 +145,22 @@ async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
 RECHECK_S = 0.05
 
 
-async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float) -> None:
+async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float, sweep_s: float) -> None:
     """Ticks the pipeline when a retry falls due or a lease runs out — at that moment, not on
     a polling beat — and at least every ``longest`` seconds. After each batch the pipeline
     sets ``changed`` and the next moment is looked for again, at most every ``RECHECK_S``
     (so a moment can be missed by that much). (What was due at the last tick
     and is still waiting — a retry behind a full server — starts when a result frees a slot,
-    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net."""
+    which the batch itself takes care of.) The scheduler's ``cron.retries`` is the safety net.
+    Every ``sweep_s`` it sweeps too: services waiting for a run they do not have get it."""
     outage = Outage("pipeline (ticking)")
+    swept_at = asyncio.get_running_loop().time()
     while not stop.is_set():
         try:
             await pipeline.tick()
+            if asyncio.get_running_loop().time() - swept_at >= sweep_s:
+                swept_at = asyncio.get_running_loop().time()
+                await pipeline.sweep()
         except Exception as exc:
             if database_unavailable(exc):
                 outage.failed(exc)

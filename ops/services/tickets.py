@@ -133,6 +133,7 @@ async def run_tickets(
     *,
     prefetch: int,
     retry_interval: float = 60.0,
+    max_failures: int = 5,
 ) -> None:
     loop = ConsumerLoop(
         transport,
@@ -142,6 +143,7 @@ async def run_tickets(
         consumer_name=TICKETS_QUEUE,
         inbox=inbox,
         prefetch=prefetch,
+        max_failures=max_failures,
     )
     retrying = asyncio.ensure_future(_retry(desk, stop, retry_interval))
     try:

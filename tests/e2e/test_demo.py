@@ -86,6 +86,9 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
         assert demo.first_lines[0] == f"gateway: http://127.0.0.1:{demo.port}"
         assert demo.first_lines[1].startswith("token: ")
         assert demo.first_lines[2].startswith("staff token: ")
+        # printed once its nodes are registered: an order placed now finds them
+        listed = demo.get("/v1/servers", demo.staff_token).json()["servers"]
+        assert {s["server_id"] for s in listed} == {"web1", "mail1", "dns1", "dns2", "uni1"}
         assert len(demo.token) >= 32 and len(demo.staff_token) >= 32
         assert demo.token != demo.staff_token
         demo.wait_active(90)

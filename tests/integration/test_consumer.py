@@ -161,7 +161,7 @@ async def test_handlers_finishing_together_are_remembered_in_one_write(
     db.close()
 
 
-async def test_a_handler_that_keeps_failing_dead_letters_after_one_redelivery(
+async def test_a_handler_that_keeps_failing_dead_letters_after_max_failures(
     transport: AnyTransport, queue_names: QueueNames, inbox: Inbox
 ) -> None:
     queue = queue_names("work")
@@ -171,11 +171,11 @@ async def test_a_handler_that_keeps_failing_dead_letters_after_one_redelivery(
         attempts.append(True)
         raise RuntimeError("node on fire")
 
-    running = start(transport, queue, fail, inbox)
+    running = start(transport, queue, fail, inbox, max_failures=3, first_pause=0.01)
     await _published_when_bound(transport, [task("doomed")])
     await wait_for_depth(transport, f"{queue}.dead", 1)
     await running.finish()
-    assert len(attempts) == 2
+    assert len(attempts) == 3
     assert await transport.queue_depth(queue) == 0
 
 
@@ -360,6 +360,7 @@ async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
         consumer_name="tester",
         inbox=Inbox(db),
         batch_handler=handle_batch,
+        first_pause=0.01,
     )
     running = Running(loop)
     await _published_when_bound(transport, [task("first")])

@@ -263,6 +263,46 @@ def test_healthz_needs_no_token(client: Client) -> None:
     assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
 
 
+class DeadLetterCounts:
+    """The broker's dead-letter counts as the gauge answers them (None: it did not answer)."""
+
+    def __init__(self, counts: dict[str, int] | None) -> None:
+        self._counts = counts
+
+    async def counts(self) -> dict[str, int] | None:
+        return self._counts
+
+
+@pytest.mark.parametrize(
+    ("counts", "body"),
+    [
+        ({"pipeline.dead": 2, "tickets.dead": 0}, {"pipeline.dead": 2, "tickets.dead": 0}),
+        (None, None),
+    ],
+)
+def test_healthz_shows_the_dead_letters_when_the_broker_answers(
+    store: EventStore,
+    sealer: PasswordSealer,
+    views: FakeViews,
+    clock: Clock,
+    counts: dict[str, int] | None,
+    body: dict[str, int] | None,
+) -> None:
+    app = create_app(
+        ledger=StoreLedger(store, sealer),
+        views=views,
+        credentials=credentials_for_tests(),
+        clock=clock,
+        dead_letters=DeadLetterCounts(counts),
+    )
+    with serving(app) as test_client:
+        reply = test_client.get("/healthz")
+    expected: dict[str, Any] = {"status": "ok"}
+    if body is not None:
+        expected["dead_letters"] = body
+    assert (reply.status_code, reply.json()) == (200, expected)
+
+
 def test_healthz_is_503_when_the_store_is_down(views: FakeViews, clock: Clock) -> None:
     app = create_app(
         ledger=BrokenLedger(), views=views, credentials=credentials_for_tests(), clock=clock

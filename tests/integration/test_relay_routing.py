@@ -62,7 +62,8 @@ def test_topic_matching_follows_amqp(pattern: str, key: str, matches: bool) -> N
         ("Task.Planned", False),
         ("Task.Dispatched", False),
         ("Task.Succeeded", False),
-        ("Server.Registered", False),
+        ("Server.Registered", True),  # a build waiting for a node starts (the sweep)
+        ("Server.Updated", False),
         ("task.web", False),  # handler bindings are task.<role>.* : one word after the role
         ("task.web.web1.x", False),
         ("task.ftp.ftp1", False),

@@ -289,6 +289,7 @@ def test_the_job_table_and_the_published_message() -> None:
         "stuck": 10.0,
         "terminations": 30.0,
         "tickets": 30.0,
+        "inbox": 600.0,
     }
     assert next(job for job in jobs if job.name == "tickets").action is recorder
     assert "cron.*" in PIPELINE_BINDINGS
@@ -315,6 +316,18 @@ async def test_a_published_tick_reaches_a_bound_queue_and_an_unbound_one_is_let_
         assert await transport.queue_depth("watch") == 1
     finally:
         await transport.close()
+
+
+async def test_a_tick_the_broker_cannot_take_is_let_go_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker outage loses a period's tick (the next one follows): no traceback per tick."""
+    transport = InProcessTransport("cron-test")  # never connected: every publish fails
+    with caplog.at_level(logging.WARNING, logger="ops.services.cron_jobs"):
+        await publish_tick(transport)(Tick("retries", 9, 1.0))
+    [record] = caplog.records
+    assert "cron.retries of period 9 not published" in record.getMessage()
+    assert record.exc_info is None
 
 
 async def test_two_scheduler_processes_run_each_job_once_per_period(

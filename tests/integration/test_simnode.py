@@ -460,3 +460,24 @@ async def test_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert Path(fields["host_key"]).read_text().startswith("ssh-ed25519 ")
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_a_slow_command_shows_as_running_while_it_runs(client: Client, node: SimNode) -> None:
+    """``slow_commands`` slows that command alone; stats.json counts a running command soon
+    after it starts, also when it does not raise the peak."""
+    await client.run("v-list-users", "json")  # the peak is 1 from now on
+    node.set_faults(Faults(slow_commands={"v-add-user": 1500}))
+    started = time.monotonic()
+    assert (await client.run("v-list-users", "json")).exit_status == 0
+    await asyncio.sleep(0.2)  # the end's rewrite of stats.json is done: only the start can tell
+    running = asyncio.create_task(client.run("v-add-user", "al", "pw", "al@example.com"))
+
+    async def shows_running(count: int) -> None:
+        while read_stats(node.data_dir).get("running") != count:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(shows_running(1), 10)
+    assert not running.done()
+    assert (await running).exit_status == 0 and time.monotonic() - started >= 1.5
+    await asyncio.wait_for(shows_running(0), 10)
+    assert read_stats(node.data_dir) == {"running": 0, "peak_running": 1, "commands": 3}

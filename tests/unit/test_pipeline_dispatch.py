@@ -4,9 +4,8 @@ server, the batch size, and no start while a superseded run still has attempts o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from domain.task import Task
 from handlers.pipeline_dispatch import dispatch_ready
@@ -21,7 +20,18 @@ class NoStore:
     def task(self, task_id: uuid.UUID) -> Task:
         raise AssertionError("dispatch must not read the store")
 
-    def task_history(self) -> Iterable[Any]:
+    def open_work(self) -> Iterable[Task]:
+        raise AssertionError("dispatch must not read the store")
+
+    def position(self) -> int:
+        raise AssertionError("dispatch must not read the store")
+
+    def checkpoint(
+        self, position: int, task_ids: Sequence[uuid.UUID], finished: Mapping[str, int]
+    ) -> None:
+        raise AssertionError("dispatch must not write the store")
+
+    def finished_run(self, service_id: str) -> int:
         raise AssertionError("dispatch must not read the store")
 
 

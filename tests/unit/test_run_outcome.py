@@ -8,8 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.retry_policy import RetryPolicy
-from domain.run_outcome import StepOutcome, may_start, record_outcome, step_outcomes, waits_for
-from domain.service import Service
+from domain.run_outcome import (
+    RUN_STARTERS,
+    StepOutcome,
+    builds_first,
+    may_start,
+    pending_kind,
+    record_outcome,
+    step_outcomes,
+    waits_for,
+)
+from domain.service import RUN_STARTING_EVENTS, Service
 from domain.task import Task
 from tests.support.services import ask, ordered
 
@@ -107,6 +116,35 @@ def test_a_plan_change_during_a_deploy_is_applied_with_it() -> None:
     service = ordered()
     ask(service, "change-plan", {"plan": {"package": "bigger", "disk_mb": 5000}})
     assert settle(service, "deploy", OK) == ["Activated", "PlanApplied"]
+
+
+def test_a_suspend_asked_for_during_the_build_waits_for_it_and_keeps_its_turn() -> None:
+    service = ordered()
+    ask(service, "suspend")
+    assert may_start(service, "deploy"), "the build is not cut out by the suspend"
+    assert builds_first(service, "suspend") and builds_first(service, "change_plan")
+    assert not builds_first(service, "terminate")
+    assert settle(service, "deploy", OK) == ["Activated"]
+    assert (service.status, pending_kind(service)) == ("active", "suspend")
+    assert settle(service, "suspend", OK) == ["Suspended"]
+
+
+def test_a_build_that_fails_with_a_suspend_queued_says_so_and_keeps_the_suspend() -> None:
+    service = ordered()
+    ask(service, "suspend")
+    assert settle(service, "deploy", FAILED) == ["DeployFailed"]
+    assert (service.status, pending_kind(service)) == ("deploy_failed", "suspend")
+    assert settle(service, "suspend", FAILED) == ["OperationFailed"]
+    assert (service.status, service.pending) == ("deploy_failed", None)
+
+
+def test_the_service_names_the_request_each_run_starts_from() -> None:
+    assert {f"Service.{name}" for name in RUN_STARTING_EVENTS} == set(RUN_STARTERS)
+    service = ordered()
+    assert service.last_request == ("Ordered", 1)
+    ask(service, "suspend")
+    ask(service, "sync-usage")
+    assert service.last_request == ("SuspendRequested", 2)
 
 
 def test_what_may_start() -> None:

@@ -111,6 +111,19 @@ def test_a_lease_renewed_in_time_does_not_expire() -> None:
     assert task.expire_lease(T0 + timedelta(seconds=51), POLICY, 0.5)
 
 
+def test_heartbeats_extend_the_lease_and_are_recorded_once_per_half_lease() -> None:
+    task = planned()
+    task.dispatch(T0, lease_s=30)
+    task.collect_events()
+    beats = [T0 + timedelta(seconds=s) for s in range(2, 62, 2)]  # every 2 s for a minute
+    recorded = [task.heartbeat(1, at, lease_s=30) for at in beats]
+    assert recorded.count(True) == 3  # at 16, 32 and 48 s: the recorded lease half gone
+    assert names(task) == ["LeaseRenewed"] * 3
+    assert task.lease_expires_at == T0 + timedelta(seconds=90)  # the last beat's, in memory
+    assert not task.expire_lease(T0 + timedelta(seconds=89), POLICY, 0.5)
+    assert not task.heartbeat(2, T0 + timedelta(seconds=62), lease_s=30)  # not its attempt
+
+
 def test_force_fail_then_the_late_result_is_ignored() -> None:
     task = planned()
     task.dispatch(T0, lease_s=30)

@@ -87,8 +87,9 @@ class CommandExecutor:
         faults = self.faults.read()
         if faults.hang:
             await asyncio.Event().wait()
-        if faults.latency_ms > 0:
-            await asyncio.sleep(faults.latency_ms / 1000)
+        delay_ms = faults.latency_ms + (faults.slow_commands.get(argv[0], 0) if argv else 0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
             faults = self.faults.read()  # changed while this command waited, perhaps
         code = self.faults.take_failure(faults)
         if code is not None:

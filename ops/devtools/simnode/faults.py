@@ -15,7 +15,8 @@ Format (every key optional)::
       "fail_next": 0,          # the next N commands fail (the node counts it down in the file)
       "fail_code": 15,         # ... with this exit code (E_CONNECT by default)
       "latency_ms": 0,         # added to every command
-      "fail_commands": {}      # {"v-add-web-domain": 2}: that command always exits with that code
+      "fail_commands": {},     # {"v-add-web-domain": 2}: that command always exits with that code
+      "slow_commands": {}      # {"v-add-user": 1500}: that command takes this many ms more
     }
 """
 
@@ -40,6 +41,7 @@ class Faults:
     fail_code: int = 15
     latency_ms: int = 0
     fail_commands: dict[str, int] = field(default_factory=dict)
+    slow_commands: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Faults:
@@ -69,7 +71,11 @@ class FaultFile:
             settled = max(seen.st_mtime_ns, seen.st_ctime_ns) < parsed_at - SETTLED_NS
             self._kept = (identity, parsed) if parsed is not None and settled else None
             faults = parsed or Faults()
-        return replace(faults, fail_commands=dict(faults.fail_commands))
+        return replace(
+            faults,
+            fail_commands=dict(faults.fail_commands),
+            slow_commands=dict(faults.slow_commands),
+        )
 
     def _parse(self) -> Faults | None:
         try:

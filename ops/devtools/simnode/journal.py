@@ -3,9 +3,9 @@
 Each finished command appends one JSON line ``{"argv", "user", "started", "finished",
 "exit_code", "changed"}`` (passwords masked as Hestia's own log masks them). ``stats.json``
 ``{"running", "peak_running", "commands"}`` is rewritten at once when a start raises the peak,
-and otherwise within ``STATS_DELAY_S`` of a command's end (at most once per such delay: a
-rewrite per command was a tenth of a busy node's CPU), so a benchmark or a test can read the
-node's peak concurrency and what is running while it runs.
+and otherwise within ``STATS_DELAY_S`` of a command's start or end (at most once per such
+delay: a rewrite per command was a tenth of a busy node's CPU), so a benchmark or a test can
+read the node's peak concurrency and what is running while it runs.
 ``read_command_log`` and ``read_stats`` read them back.
 """
 
@@ -49,9 +49,11 @@ class Journal:
     def started(self) -> None:
         self.running += 1
         self.total += 1
-        if self.running > self.peak:  # otherwise the end of the command writes the news
+        if self.running > self.peak:
             self.peak = self.running
             self._write_stats()
+        else:
+            self._stats_soon()
 
     def finished(
         self,

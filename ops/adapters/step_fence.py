@@ -1,0 +1,189 @@
+"""Step fences shared by every handler process of one system (the port: handlers/step_fence.py).
+
+- PostgreSQL: a session advisory lock per fence (``pg_try_advisory_lock(key)``) on one
+  connection of the handler process's own, kept open while it runs. The server drops every lock
+  of a session when the session ends, so a fence dies with the process that holds it (a crash,
+  a SIGKILL); TCP keepalives make a vanished host's session end within about half a minute.
+  A stopped process (SIGSTOP) keeps its fences: it may go on with its step when it resumes.
+- SQLite: an ``flock`` on one of ``BUCKETS`` files in ``<database>.fences/`` beside the
+  database (a bounded set of files; two keys in one bucket only wait for each other now and
+  then). The kernel drops the lock when the process dies.
+
+Both keep an in-process guard first (``LocalFences``): session advisory locks are re-entrant
+within their session, so two attempts in one process would both get the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from handlers.step_fence import LocalFences, StepFences
+from ops.store.database import postgres_conninfo, sqlite_path
+
+log = logging.getLogger(__name__)
+
+BUCKETS = 4096
+CONNECT_TIMEOUT_S = 5
+
+
+def step_fences(database_url: str) -> StepFences:
+    """The shared fences for the system whose database is at ``database_url``."""
+    if database_url.startswith("sqlite:"):
+        return FileFences(Path(sqlite_path(database_url)))
+    return PostgresFences(database_url)
+
+
+class PostgresFences:
+    """Session advisory locks on one dedicated connection (opened on first use)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._conninfo = postgres_conninfo(database_url)
+        self._local = LocalFences()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self._taken: set[int] = set()  # the keys this session holds (taken again on a new one)
+        self._undoing: set[asyncio.Future[None]] = set()
+
+    async def try_take(self, key: int) -> bool:
+        if not await self._local.try_take(key):
+            return False
+        asking = asyncio.ensure_future(asyncio.to_thread(self._ask, key, take=True))
+        try:
+            # shielded: a thread cannot be stopped, so a cancelled caller leaves it to finish
+            taken = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            asking.add_done_callback(lambda done: self._undo_after_cancel(key, done))
+            raise
+        except BaseException:
+            await self._local.release(key)
+            raise
+        if not taken:
+            await self._local.release(key)
+        return taken
+
+    async def release(self, key: int) -> None:
+        try:
+            await asyncio.to_thread(self._ask, key, take=False)
+        finally:
+            await self._local.release(key)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._taken.clear()
+        self._local.close()
+
+    def _undo_after_cancel(self, key: int, done: asyncio.Future[bool]) -> None:
+        """The caller of ``try_take`` went away: drop what its thread took, if anything."""
+        if done.cancelled() or done.exception() is not None or not done.result():
+            self._local.discard(key)
+            return
+        undo = asyncio.ensure_future(self.release(key))
+        self._undoing.add(undo)
+        undo.add_done_callback(self._undoing.discard)
+
+    def _ask(self, key: int, *, take: bool) -> bool:
+        """Takes (``pg_try_advisory_lock``) or drops (``pg_advisory_unlock``) ``key``."""
+        sql = "SELECT pg_try_advisory_lock(%s)" if take else "SELECT pg_advisory_unlock(%s)"
+        with self._lock:
+            conn = self._connection()
+            try:
+                row = conn.execute(sql, (key,)).fetchone()
+            except psycopg.Error:
+                # a broken session has lost its locks already; the next ask opens a new one
+                self._conn = None
+                conn.close()
+                raise
+            answer = bool(row and row[0])
+            if not take:
+                self._taken.discard(key)
+            elif answer:
+                self._taken.add(key)
+            return answer
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="hostwright step fences",
+            # a vanished peer is noticed in about 10 + 3 x 5 seconds, and its fences drop
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        if self._taken:
+            log.warning(
+                "step fences: the database session holding %d fence(s) was lost; taking them again",
+                len(self._taken),
+            )
+            for key in list(self._taken):
+                # Best effort: a fence another process took meanwhile stays theirs.
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                if not (row and row[0]):
+                    self._taken.discard(key)
+        self._conn = conn
+        return conn
+
+
+class FileFences:
+    """``flock``s on bucket files beside a SQLite database."""
+
+    def __init__(self, database: Path) -> None:
+        self._dir = database.parent / f"{database.name}.fences"
+        self._local = LocalFences()
+        self._files: dict[int, int] = {}  # key -> the open file holding its lock
+
+    async def try_take(self, key: int) -> bool:
+        if not await self._local.try_take(key):
+            return False
+        try:
+            taken = self._lock(key)
+        except BaseException:
+            await self._local.release(key)
+            raise
+        if not taken:
+            await self._local.release(key)
+        return taken
+
+    async def release(self, key: int) -> None:
+        fd = self._files.pop(key, None)
+        try:
+            if fd is not None:
+                os.close(fd)  # closing the file drops its flock
+        finally:
+            await self._local.release(key)
+
+    def close(self) -> None:
+        files, self._files = self._files, {}
+        for fd in files.values():
+            os.close(fd)
+        self._local.close()
+
+    def _lock(self, key: int) -> bool:
+        self._dir.mkdir(exist_ok=True)
+        path = self._dir / f"{key % BUCKETS:03x}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._files[key] = fd
+        return True

@@ -1,0 +1,193 @@
+"""Two attempts of one step never run at once on a node, across handler processes.
+
+Two role handlers, each with fences of its own (what two handler processes have: their own
+database session, their own open files), on SQLite and on PostgreSQL, take the same step at
+the same moment while the node's apply is slow: the node's command record shows the second
+attempt's commands only after the first attempt's last one ended, and the thing was made once.
+A fence held by a process that then dies lets the waiting attempt run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from handlers.hestia_driver import NodeAccess
+from handlers.messages import TaskMessage
+from handlers.role_handler import RoleHandler
+from handlers.step_fence import StepFences, fence_key
+from ops.adapters.step_fence import step_fences
+from ops.devtools.simnode import Faults, SimNode, read_command_log
+from tests.fakes.publisher import RecordingPublisher
+from tests.support.simnode_driver import access_for, client_key_file, start_node
+
+USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com", "owner": "7"}
+
+
+@dataclass(frozen=True)
+class Delivered:
+    body: bytes
+
+
+class Directory:
+    def __init__(self, access: NodeAccess) -> None:
+        self.access = access
+
+    async def node_access(self, server_id: str) -> NodeAccess | None:
+        return self.access if server_id == self.access.server_id else None
+
+
+def ensure_user(attempt: int) -> TaskMessage:
+    return TaskMessage(
+        task_id="t-1",
+        attempt=attempt,
+        service_id="svc-1",
+        step="web.user",
+        role="web",
+        action="ensure_user",
+        server_id="web1",
+        params=USER,
+    )
+
+
+@dataclass
+class Handler:
+    role_handler: RoleHandler
+    publisher: RecordingPublisher
+
+    async def handle(self, task: TaskMessage) -> None:
+        await self.role_handler.handle(Delivered(task.to_json()))
+
+
+@dataclass
+class Setup:
+    node: SimNode
+    handlers: list[Handler]
+    database_url: str
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, database_url: str) -> AsyncIterator[Setup]:
+    node = await start_node(tmp_path)
+    key_path, public = client_key_file(tmp_path / "keys")
+    node.authorize(public)
+    directory = Directory(access_for(node, key_path))
+    handlers = []
+    for _ in range(2):  # as two handler processes: fences of their own
+        publisher = RecordingPublisher()
+        role_handler = RoleHandler(
+            "web",
+            directory=directory,
+            publisher=publisher,
+            heartbeat_interval=0.1,
+            fences=step_fences(database_url),
+            fence_poll_s=0.1,
+        )
+        handlers.append(Handler(role_handler, publisher))
+    try:
+        yield Setup(node, handlers, database_url)
+    finally:
+        for handler in handlers:
+            await handler.role_handler.close()
+        await node.stop()
+
+
+def commands(node: SimNode) -> list[dict[str, Any]]:
+    return sorted(read_command_log(node.data_dir), key=lambda e: e["started"])
+
+
+def assert_one_at_a_time(entries: list[dict[str, Any]]) -> None:
+    """Each command ended before the next one began (the record's own times)."""
+    for before, after in itertools.pairwise(entries):
+        ended = datetime.fromisoformat(before["finished"])
+        began = datetime.fromisoformat(after["started"])
+        assert ended <= began, f"{before['argv']} overlapped {after['argv']}: {entries}"
+
+
+@pytest.mark.parametrize("second_attempt", [1, 2], ids=["redelivered", "next-attempt"])
+async def test_two_attempts_of_one_step_never_overlap_on_the_node(
+    setup: Setup, second_attempt: int
+) -> None:
+    setup.node.set_faults(Faults(slow_commands={"v-add-user": 1500}))
+    first, second = setup.handlers
+    await asyncio.gather(first.handle(ensure_user(1)), second.handle(ensure_user(second_attempt)))
+
+    entries = commands(setup.node)
+    assert_one_at_a_time(entries)
+    adds = [e for e in entries if e["argv"][0] == "v-add-user"]
+    assert len(adds) == 1 and adds[0]["changed"], entries
+    [one], [other] = first.publisher.results(), second.publisher.results()
+    assert (one.outcome, other.outcome) == ("succeeded", "succeeded")
+    assert sorted([one.changed, other.changed]) == [False, True]  # made once, then found made
+    waited = other if one.changed else one
+    assert any("another attempt is running" in line for line in waited.log), waited.log
+
+
+async def test_a_waiting_attempt_heartbeats_and_runs_once_the_holder_dies(setup: Setup) -> None:
+    handler = setup.handlers[0]
+    task = ensure_user(2)
+    other_process: StepFences = step_fences(setup.database_url)
+    assert await other_process.try_take(fence_key(task))
+    running = asyncio.create_task(handler.handle(task))
+    try:
+
+        async def heartbeats(count: int) -> None:
+            while len(handler.publisher.heartbeats()) < count:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(heartbeats(5), 30)
+        assert not running.done() and read_command_log(setup.node.data_dir) == []
+        other_process.close()  # the holder's process dies: its session, its open files go
+        await asyncio.wait_for(running, 30)
+    finally:
+        other_process.close()
+        running.cancel()
+    [result] = handler.publisher.results()
+    assert result.outcome == "succeeded" and result.changed, result
+    assert {b.attempt for b in handler.publisher.heartbeats()} == {2}
+
+
+async def test_another_service_does_not_wait_for_the_fence(setup: Setup) -> None:
+    second = setup.handlers[1]
+    mine = ensure_user(1)
+    held: StepFences = step_fences(setup.database_url)
+    try:
+        assert await held.try_take(fence_key(mine))
+        other_service = TaskMessage(**{**mine.__dict__, "service_id": "svc-2"})
+        await asyncio.wait_for(second.handle(other_service), 30)
+        [result] = second.publisher.results()
+        assert result.outcome == "succeeded"
+    finally:
+        held.close()
+
+
+async def test_fences_held_when_the_database_session_drops_are_taken_again(
+    fresh_postgres_url: str,
+) -> None:
+    """A PostgreSQL restart or a cut connection ends the fence session and frees its locks: the
+    next use opens a new session and takes again the fences its steps still hold."""
+    mine, theirs = step_fences(fresh_postgres_url), step_fences(fresh_postgres_url)
+    try:
+        assert await mine.try_take(1)
+        with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
+            )
+        with pytest.raises(psycopg.OperationalError):
+            await mine.try_take(2)  # the dead session is found out
+        assert await mine.try_take(2)  # a new one, holding 1 again
+        assert not await theirs.try_take(1) and not await theirs.try_take(2)
+        await mine.release(1)
+        assert await theirs.try_take(1)
+    finally:
+        mine.close()
+        theirs.close()
