@@ -167,11 +167,16 @@ class _AmqpSubscription:
 
     async def close(self) -> None:
         """Closes the channel; the broker requeues whatever is still unacked on it."""
-        if not self._channel.is_closed:
-            try:
-                await self._channel.close()
-            except _BROKER_ERRORS as exc:
-                log.debug("closing a consumer channel: %s", exc)
+        await _close_channel(self._channel)
+
+
+async def _close_channel(channel: AbstractChannel) -> None:
+    """Closes a consumer's channel, and with it the broker's consumer on it."""
+    if not channel.is_closed:
+        try:
+            await channel.close()
+        except _BROKER_ERRORS as exc:
+            log.debug("closing a consumer channel: %s", exc)
 
 
 class AmqpTransport:
@@ -307,13 +312,16 @@ class AmqpTransport:
         queue = self.queue_name(queue)
         async with _as_transport_errors(f"consume {queue}", self.timeout):
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=prefetch)
-            declared = await channel.declare_queue(queue, passive=True)
-        subscription = _AmqpSubscription(channel, declared, self.timeout)
         try:
+            async with _as_transport_errors(f"consume {queue}", self.timeout):
+                await channel.set_qos(prefetch_count=prefetch)
+                declared = await channel.declare_queue(queue, passive=True)
+            subscription = _AmqpSubscription(channel, declared, self.timeout)
             await subscription.start(callback)
-        except TransportError:
-            await subscription.close()
+        except BaseException:
+            # failed or cancelled half-way (a consumer stopped while subscribing): no channel
+            # and no broker consumer may outlive it
+            await asyncio.shield(_close_channel(channel))
             raise
         self._subscriptions.append(subscription)
         return subscription
