@@ -224,8 +224,19 @@ class AmqpTransport:
             connection.close_callbacks.add(self._lost)
             connection.reconnect_callbacks.add(self._restored)
 
-    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+    def on_connection_change(self, listener: Callable[[bool], None]) -> Callable[[], None]:
         self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    @property
+    def listener_count(self) -> int:
+        """How many connection listeners are registered (each pipeline that led adds one)."""
+        return len(self._listeners)
 
     def _lost(self, connection: object, exc: BaseException | None = None) -> None:
         # called again on each failed reconnection: only the first one is news
@@ -241,7 +252,7 @@ class AmqpTransport:
             self._tell(True)
 
     def _tell(self, up: bool) -> None:
-        for listener in self._listeners:
+        for listener in list(self._listeners):
             try:
                 listener(up)
             except Exception:
