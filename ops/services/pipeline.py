@@ -99,7 +99,12 @@ async def run_pipeline(
     settings_changed: Callable[[], None] = lambda: None,
     max_failures: int = 5,
 ) -> None:
-    if not await _rebuilt(pipeline, stop):
+    try:
+        rebuilt = await _rebuilt(pipeline, stop)
+    except BaseException:
+        pipeline.halt()  # the lead lost while rebuilding: the rebuild records nothing more
+        raise
+    if not rebuilt:
         return  # stopped while the database was away
     feed = PipelineFeed(pipeline, settings_changed)
     loop = ConsumerLoop(
@@ -142,6 +147,9 @@ async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({rebuilding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        rebuilding.cancel()  # cancelled (the lead lost): the rebuild must not go on alone
+        raise
     finally:
         stopping.cancel()
     if not rebuilding.done():

@@ -134,9 +134,15 @@ class HangingPipeline:
         self.ticks_finished = 0
         self.halted = False
         self.hang = True
+        self.hang_rebuild = False
+        self.rebuilding = asyncio.Event()
+        self.rebuilds_finished = 0
 
     async def rebuild(self) -> None:
-        pass
+        self.rebuilding.set()
+        if self.hang_rebuild:
+            await asyncio.Event().wait()
+        self.rebuilds_finished += 1
 
     async def resend(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -218,3 +224,35 @@ async def test_every_pipeline_that_led_takes_its_connection_listener_away(
             assert transport.listeners == []
     finally:
         await transport.close()
+
+
+async def test_a_lead_lost_while_rebuilding_cancels_the_rebuild(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    transport = ListeningTransport(exchange_name)
+    await transport.connect()
+    pipeline = HangingPipeline()
+    pipeline.hang_rebuild = True
+    pipeline_any: Any = pipeline
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
+    try:
+        await asyncio.wait_for(pipeline.rebuilding.wait(), 30)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        for _ in range(20):  # the rebuild, had it been left running, would still hang here
+            await asyncio.sleep(0)
+        tasks = [t for t in asyncio.all_tasks() if _rebuilding(t)]
+        assert tasks == [], "the rebuild goes on after the lead was lost"
+        assert pipeline.halted
+    finally:
+        stop.set()
+        for task in asyncio.all_tasks():
+            if _rebuilding(task):
+                task.cancel()
+        await transport.close()
+
+
+def _rebuilding(task: asyncio.Task[Any]) -> bool:
+    """Whether the task is run_pipeline's rebuild (ridden out through a database outage)."""
+    return getattr(task.get_coro(), "__qualname__", "") == "riding_out"
