@@ -233,11 +233,6 @@ class AmqpTransport:
 
         return remove
 
-    @property
-    def listener_count(self) -> int:
-        """How many connection listeners are registered (each pipeline that led adds one)."""
-        return len(self._listeners)
-
     def _lost(self, connection: object, exc: BaseException | None = None) -> None:
         # called again on each failed reconnection: only the first one is news
         if connection is self._connection and self._up:  # not our own close
