@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_S = 30.0  # how often the working state's checkpoint is recorded (on a tick)
 
 
+class PipelineHalted(Exception):
+    """This pipeline was halted (its lead lost, or it stopped): it records and sends nothing."""
+
+
 class Pipeline:
     def __init__(
         self,
@@ -104,6 +108,7 @@ class Pipeline:
         self._resend_dispatched = resend_dispatched
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
+        self.halted = False  # see halt()
         self.changed = asyncio.Event()  # set after each batch: the next due moment may move
 
     @property
@@ -129,6 +134,7 @@ class Pipeline:
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))
         await self._sweep.run()
+        self._check_halted()
         await self._open.checkpoint(self._clock())
 
     async def sweep(self) -> None:
@@ -231,7 +237,8 @@ class Pipeline:
             await self._attempts.read_knobs()
             await self._attempts.expire_leases()
             outgoing = await self._attempts.dispatch()
-            await self._open.checkpoint(self._clock(), every_s=CHECKPOINT_S)
+            if not self.halted:
+                await self._open.checkpoint(self._clock(), every_s=CHECKPOINT_S)
         await self._send(outgoing)
 
     # --- decisions ---------------------------------------------------------------------
@@ -324,6 +331,7 @@ class Pipeline:
             await self._start_run(service.id, service.version, waiting)
 
     async def _wait_for_placement(self, service_id: str, reason: str) -> None:
+        self._check_halted()
         await asyncio.to_thread(
             self._store.update_service,
             service_uuid(service_id),
@@ -337,6 +345,7 @@ class Pipeline:
     ) -> Service | None:
         """Records the outcome; returns the service as the store has it now (None if it
         kept changing under us)."""
+        self._check_halted()
         try:
             return await asyncio.to_thread(
                 self._store.update_service,
@@ -351,11 +360,21 @@ class Pipeline:
 
     async def _send(self, messages: list[TaskMessage]) -> None:
         # Recorded first; one whose publish is not confirmed is re-sent (resend below).
-        await self._sender.send(messages)
+        if not self.halted:  # else left to the next leader (the attempts' leases)
+            await self._sender.send(messages)
 
     async def resend(self, stop: asyncio.Event) -> None:
         """Re-sends task messages whose publish was not confirmed, until ``stop``."""
         await self._sender.run(stop)
+
+    def halt(self) -> None:
+        """Saves, records, publishes and checkpoints nothing from now: its work still under
+        way cannot overwrite what a new leader decides."""
+        self.halted = True
+
+    def _check_halted(self) -> None:
+        if self.halted:
+            raise PipelineHalted("the pipeline was halted")
 
     def broker_lost(self) -> None:
         """No heartbeat can come now: no lease runs out until the broker is back."""
@@ -368,6 +387,7 @@ class Pipeline:
     async def _save(self, *aggregates: Any) -> None:
         if not aggregates:
             return
+        self._check_halted()
         try:
             await asyncio.to_thread(self._store.save, *aggregates)
         except Conflict:

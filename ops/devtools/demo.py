@@ -37,9 +37,9 @@ from ops.devtools.demo_nodes import (
     provision_provider,
     wait_until,
 )
-from ops.messaging.consumer import install_stop_signals
 from ops.runtime import event_loop
 from ops.runtime.components import serve_all
+from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
 from ops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _announce(settings: Settings, url: str) -> None:
 
 async def _serve_with_samples(system: System, url: str, data: Path) -> None:
     stop = asyncio.Event()
-    install_stop_signals(stop)
+    install_stop_signals(stop, STOP_GRACE_S)  # and exit late if a part hangs past its grace
     key_path = Path(system.settings.ssh_key or data / "ssh_client_key")
     public_key = ensure_client_key(key_path)
     nodes = DemoNodes(data / "nodes", public_key)
@@ -140,7 +140,7 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
         if setup.done() and setup.exception() is not None:
             log.error("demo: setting up the sample data failed: %s", setup.exception())
-        await serving
+        await within_grace(serving, stop, STOP_GRACE_S)
     finally:
         stop.set()
         await asyncio.gather(serving, return_exceptions=True)

@@ -167,11 +167,16 @@ class _AmqpSubscription:
 
     async def close(self) -> None:
         """Closes the channel; the broker requeues whatever is still unacked on it."""
-        if not self._channel.is_closed:
-            try:
-                await self._channel.close()
-            except _BROKER_ERRORS as exc:
-                log.debug("closing a consumer channel: %s", exc)
+        await _close_channel(self._channel)
+
+
+async def _close_channel(channel: AbstractChannel) -> None:
+    """Closes a consumer's channel, and with it the broker's consumer on it."""
+    if not channel.is_closed:
+        try:
+            await channel.close()
+        except _BROKER_ERRORS as exc:
+            log.debug("closing a consumer channel: %s", exc)
 
 
 class AmqpTransport:
@@ -219,8 +224,14 @@ class AmqpTransport:
             connection.close_callbacks.add(self._lost)
             connection.reconnect_callbacks.add(self._restored)
 
-    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+    def on_connection_change(self, listener: Callable[[bool], None]) -> Callable[[], None]:
         self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     def _lost(self, connection: object, exc: BaseException | None = None) -> None:
         # called again on each failed reconnection: only the first one is news
@@ -236,7 +247,7 @@ class AmqpTransport:
             self._tell(True)
 
     def _tell(self, up: bool) -> None:
-        for listener in self._listeners:
+        for listener in list(self._listeners):
             try:
                 listener(up)
             except Exception:
@@ -307,13 +318,16 @@ class AmqpTransport:
         queue = self.queue_name(queue)
         async with _as_transport_errors(f"consume {queue}", self.timeout):
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=prefetch)
-            declared = await channel.declare_queue(queue, passive=True)
-        subscription = _AmqpSubscription(channel, declared, self.timeout)
         try:
+            async with _as_transport_errors(f"consume {queue}", self.timeout):
+                await channel.set_qos(prefetch_count=prefetch)
+                declared = await channel.declare_queue(queue, passive=True)
+            subscription = _AmqpSubscription(channel, declared, self.timeout)
             await subscription.start(callback)
-        except TransportError:
-            await subscription.close()
+        except BaseException:
+            # failed or cancelled half-way (a consumer stopped while subscribing): no channel
+            # and no broker consumer may outlive it
+            await asyncio.shield(_close_channel(channel))
             raise
         self._subscriptions.append(subscription)
         return subscription

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.messaging.inbox import Inbox
@@ -389,10 +388,3 @@ class _GroupRemember:
                             done.set_result(None)
         finally:
             self._writing = False
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """Sets ``stop`` on SIGTERM and SIGINT (call from inside the running event loop)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)

@@ -183,8 +183,9 @@ class InProcessTransport:
     async def connect(self) -> None:
         self._connected = True
 
-    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+    def on_connection_change(self, listener: Callable[[bool], None]) -> Callable[[], None]:
         """Nothing to hear: an in-process broker is never lost."""
+        return lambda: None
 
     async def close(self) -> None:
         self._connected = False

@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-import eventsourcing.persistence
-import psycopg
-
-from ops.messaging.transport import Delivery, TransportError
+from ops.messaging.transport import Delivery, TransportError, Unroutable
+from ops.store.database import database_unavailable
 
 log = logging.getLogger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sqlite3.OperationalError,
-    eventsourcing.persistence.OperationalError,
-    eventsourcing.persistence.InterfaceError,
-    OSError,  # ConnectionError and TimeoutError among them
+# The broker or the network (the database: ``database_unavailable``). Not Unroutable (no queue
+# is bound for the key: the same every time) nor any other OSError (a missing file, a
+# permission: the same every time).
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
     TransportError,
 )
 
@@ -44,10 +42,12 @@ _REMEMBERED = 10_000
 def is_infrastructure(exc: BaseException) -> bool:
     """Whether ``exc``, or an exception in its cause/context chain, says that the database or
     the broker could not be reached (the message itself may be fine)."""
+    if database_unavailable(exc):
+        return True
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, INFRASTRUCTURE_ERRORS):
+        if isinstance(current, NETWORK_ERRORS) and not isinstance(current, Unroutable):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__

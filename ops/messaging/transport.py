@@ -63,10 +63,11 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
-    def on_connection_change(self, listener: Callable[[bool], None]) -> None:
+    def on_connection_change(self, listener: Callable[[bool], None]) -> Callable[[], None]:
         """``listener(False)`` when the connection to the broker is lost, ``listener(True)``
         once it is back with its channels and consumers (never for a transport that cannot
-        lose its broker)."""
+        lose its broker). Returns what takes the listener off again (whoever listens for a
+        while, such as one leader's pipeline, must call it when done)."""
 
     async def publish(self, message: Message) -> None:
         """Publishes and waits for the broker's confirm; raises TransportError/Unroutable."""

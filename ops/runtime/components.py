@@ -133,9 +133,8 @@ async def _pilot(system: System, stop: asyncio.Event, lead: PipelineLead) -> Non
 
 async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
     await _connect(system, halt)
-    if halt.is_set():
+    if not await _declared(system, halt):
         return
-    await declare_topology(system.transport)
     await run_pipeline(
         system.pipeline(),
         system.transport,
@@ -150,7 +149,8 @@ async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
 def handler_component(role: str) -> Component:
     async def serve_handler(system: System, stop: asyncio.Event) -> None:
         await _connect(system, stop)
-        await declare_topology(system.transport)
+        if not await _declared(system, stop):
+            return
         await run_handler(
             system.role_handler(role),
             system.transport,
@@ -166,13 +166,15 @@ def handler_component(role: str) -> Component:
 
 async def serve_scheduler(system: System, stop: asyncio.Event) -> None:
     await _connect(system, stop)
-    await declare_topology(system.transport)
+    if not await _declared(system, stop):
+        return
     await system.scheduler().run(stop)
 
 
 async def serve_tickets(system: System, stop: asyncio.Event) -> None:
     await _connect(system, stop)
-    await declare_topology(system.transport)
+    if not await _declared(system, stop):
+        return
     runtime = system.runtime_settings()
     await run_tickets(
         build_ticket_desk(system, config=lambda: runtime.current().tickets),
@@ -225,3 +227,21 @@ async def _connect(system: System, stop: asyncio.Event) -> None:
                 log.warning("broker unavailable (%s); retrying in %.1fs", exc, delay)
                 await pause(stop, delay)
                 delay = min(delay * 2, 5.0)
+
+
+async def _declared(system: System, stop: asyncio.Event) -> bool:
+    """Declares the queues, trying again with capped back-off while the broker refuses (it
+    may still be reconnecting: a pipeline leading again then must not exit); False when
+    ``stop`` came first."""
+    from ops.messaging.transport import TransportError
+
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            await declare_topology(system.transport)
+            return True
+        except TransportError as exc:
+            delay = backoff.next()
+            log.warning("broker unavailable (%s); declaring the queues again in %.1fs", exc, delay)
+            await pause(stop, delay)
+    return False

@@ -99,7 +99,12 @@ async def run_pipeline(
     settings_changed: Callable[[], None] = lambda: None,
     max_failures: int = 5,
 ) -> None:
-    if not await _rebuilt(pipeline, stop):
+    try:
+        rebuilt = await _rebuilt(pipeline, stop)
+    except BaseException:
+        pipeline.halt()  # the lead lost while rebuilding: the rebuild records nothing more
+        raise
+    if not rebuilt:
         return  # stopped while the database was away
     feed = PipelineFeed(pipeline, settings_changed)
     loop = ConsumerLoop(
@@ -114,16 +119,26 @@ async def run_pipeline(
         batch_handler=feed.handle_batch,
     )
     # While the broker is away no heartbeat can come: the pipeline holds its leases.
-    transport.on_connection_change(
+    stop_listening = transport.on_connection_change(
         lambda up: pipeline.broker_back() if up else pipeline.broker_lost()
     )
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval, sweep_interval))
     resending = asyncio.ensure_future(pipeline.resend(stop))
     try:
         await loop.run(stop)
+    except BaseException:
+        # Cancelled (the lead is lost: another pipeline may lead already) or failed: a tick
+        # or a re-send under way is cancelled, not finished, and whatever of this pipeline
+        # still runs (in a thread) may save, publish or checkpoint nothing more.
+        pipeline.halt()
+        ticking.cancel()
+        resending.cancel()
+        raise
     finally:
-        stop.set()
-        await asyncio.gather(ticking, resending)
+        stop.set()  # a graceful stop: the tick under way finishes first
+        await asyncio.gather(ticking, resending, return_exceptions=True)
+        pipeline.halt()
+        stop_listening()  # one listener per pipeline that led, not one per re-lead forever
 
 
 async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
@@ -132,6 +147,9 @@ async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({rebuilding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        rebuilding.cancel()  # cancelled (the lead lost): the rebuild must not go on alone
+        raise
     finally:
         stopping.cancel()
     if not rebuilding.done():
@@ -158,10 +176,14 @@ async def _tick(pipeline: Pipeline, stop: asyncio.Event, longest: float, sweep_s
     while not stop.is_set():
         try:
             await pipeline.tick()
+            if stop.is_set():
+                return
             if asyncio.get_running_loop().time() - swept_at >= sweep_s:
                 swept_at = asyncio.get_running_loop().time()
                 await pipeline.sweep()
         except Exception as exc:
+            if stop.is_set():
+                return
             if database_unavailable(exc):
                 outage.failed(exc)
             else:

@@ -41,14 +41,13 @@ RECONNECT_S = 2.0
 CONNECT_TIMEOUT_S = 5
 
 # What says "the database cannot be reached or the connection broke": worth waiting out,
-# unlike a bad statement or a conflict. psycopg's, eventsourcing's wrapping of them (the event
-# store), and SQLite's busy database.
-_UNAVAILABLE = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    persistence.OperationalError,
-    persistence.InterfaceError,
-)
+# unlike a bad statement, a conflict, a full disk or a cancelled query (the same work fails
+# the same way again). PostgreSQL's by SQLSTATE: connection exceptions (class 08), shutdowns
+# and a server not yet taking connections (57P01-57P03), too many connections (53300); an
+# error without SQLSTATE is the client's (connection closed or refused); a pool that handed
+# out no connection in time. SQLite's: a busy or unopenable database file.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open")
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -58,15 +57,32 @@ def database_unavailable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _UNAVAILABLE):
-            return True
-        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
-            return True
+        verdict = _unavailable(current)
+        if verdict is not None:
+            return verdict
         if current.__cause__ is not None:
             current = current.__cause__
         else:
             current = None if current.__suppress_context__ else current.__context__
     return False
+
+
+def _unavailable(exc: BaseException) -> bool | None:
+    """Whether this one error says the database is unavailable; None: not a database error
+    (or a wrapping of one: its cause says)."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state is None:
+            return isinstance(exc, psycopg.OperationalError)  # PoolTimeout, a closed connection
+        return state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(text in str(exc) for text in _SQLITE_UNAVAILABLE)
+    if isinstance(exc, persistence.OperationalError | persistence.InterfaceError):
+        # eventsourcing's wrapping (raised from psycopg's or SQLite's error): the cause says
+        return None if exc.__cause__ is not None else True
+    return None
 
 
 def resilient_pool_settings() -> dict[str, Any]:

@@ -41,3 +41,17 @@ async def test_the_timer_sweeps_every_sweep_interval() -> None:
         stop.set()
         await timer
     assert pipeline.ticks > pipeline.sweeps >= 2
+
+
+async def test_a_tick_that_ends_after_stop_does_not_sweep() -> None:
+    """Stopped (or its lead lost) during a tick: the timer sweeps no more."""
+    pipeline, stop = CountingPipeline(), asyncio.Event()
+
+    async def tick_then_stopped() -> None:
+        pipeline.ticks += 1
+        stop.set()
+
+    pipeline.tick = tick_then_stopped  # type: ignore[method-assign]
+    pipeline_any: Any = pipeline
+    await asyncio.wait_for(_tick(pipeline_any, stop, 0.01, 0.0), 30)
+    assert (pipeline.ticks, pipeline.sweeps) == (1, 0)

@@ -1,0 +1,258 @@
+"""A pipeline that lost its lead stops at once (ops/services/pipeline.py, handlers/pipeline.py):
+its tick under way is cancelled, not finished; work of it still in a thread records, publishes
+and checkpoints nothing afterwards (a new leader may already drive); and it leaves no broker
+connection listener behind, however often this process leads again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.commands import parse_order
+from domain.deploy_plan import StepSpec
+from domain.retry_policy import RetryPolicy
+from domain.service import Service, service_uuid
+from handlers.pipeline import Pipeline, PipelineHalted, PipelineSettings
+from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.messaging.inbox import Inbox
+from ops.messaging.inprocess_transport import InProcessTransport
+from ops.services.pipeline import run_pipeline
+from ops.store.database import Database
+from ops.store.event_store import EventStore
+from tests.fakes.clock import Clock
+from tests.fakes.publisher import RecordingPublisher
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LEASE_S = 30
+STEPS = [StepSpec("web.user", "web", "ensure_user", "web1", {"user": "u1"}, ())]
+
+
+class FixedPlanner:
+    def place(self, service: Service) -> dict[str, object]:
+        return {"web_server": "web1", "mail_server": "mail1", "dns_servers": []}
+
+    def steps(self, service: Service, placement: dict[str, object], kind: str) -> list[StepSpec]:
+        return list(STEPS)
+
+
+class Limits:
+    def max_concurrency(self, server_id: str) -> int:
+        return 4
+
+
+class GatedStore(StorePipelineAdapter):
+    """Saves wait at the gate once it is armed (a store call under way in a thread);
+    checkpoints are counted."""
+
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store)
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.checkpoints = 0
+
+    def save(self, *aggregates: Any) -> None:
+        if self.armed:
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the save"
+        super().save(*aggregates)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> None:
+        self.checkpoints += 1
+        super().checkpoint(*args, **kwargs)
+
+
+async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_nothing_more(
+    tmp_path: Path,
+) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    gated, broker, clock = GatedStore(store), RecordingPublisher(), Clock(T0)
+    pipeline = Pipeline(
+        gated,
+        FixedPlanner(),
+        Limits(),
+        broker,
+        settings=PipelineSettings(
+            policy=RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60),
+            lease_s=LEASE_S,
+        ),
+        clock=clock,
+        unit_random=lambda: 0.5,
+    )
+    order = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    assert broker.steps() == ["web.user"]
+    broker.take()
+
+    clock.advance(seconds=LEASE_S * 2)  # the lease runs out: the tick fails it
+    gated.armed = True
+    checkpoints = gated.checkpoints
+    ticking = asyncio.ensure_future(pipeline.tick())
+    try:
+        assert await asyncio.to_thread(gated.entered.wait, 30), "the tick saved nothing"
+        pipeline.halt()  # the lead is lost while the tick's save is in its thread
+    finally:
+        gated.release.set()
+    with contextlib.suppress(PipelineHalted):
+        await asyncio.wait_for(ticking, 30)
+    assert broker.take() == []
+    assert gated.checkpoints == checkpoints  # nor the new leader's checkpoint overwritten
+    order8 = {"service_id": "8", "client_id": 1, "mode": "split", "domain": "s8.example.com"}
+    store.order_service(parse_order(order8, now=T0, actor="whmcs"), None)
+    gated.armed = False
+    with pytest.raises(PipelineHalted):  # nor anything taken after the halt
+        await pipeline.on_event("Service.Ordered", service_uuid("8"), version=1)
+    assert broker.take() == []
+
+
+class ListeningTransport(InProcessTransport):
+    """An in-process broker that keeps its connection listeners, as the AMQP one does."""
+
+    def __init__(self, exchange: str) -> None:
+        super().__init__(exchange)
+        self.listeners: list[Callable[[bool], None]] = []
+
+    def on_connection_change(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+
+class HangingPipeline:
+    """Enough of a Pipeline for run_pipeline; its tick hangs (waiting on the database)."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.ticking = asyncio.Event()
+        self.ticks_finished = 0
+        self.halted = False
+        self.hang = True
+        self.hang_rebuild = False
+        self.rebuilding = asyncio.Event()
+        self.rebuilds_finished = 0
+
+    async def rebuild(self) -> None:
+        self.rebuilding.set()
+        if self.hang_rebuild:
+            await asyncio.Event().wait()
+        self.rebuilds_finished += 1
+
+    async def resend(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def tick(self) -> None:
+        self.ticking.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        self.ticks_finished += 1
+
+    async def sweep(self) -> None:
+        pass
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def next_due(self) -> datetime | None:
+        return datetime.now(UTC) + timedelta(hours=1)
+
+    def broker_lost(self) -> None:
+        pass
+
+    def broker_back(self) -> None:
+        pass
+
+    def halt(self) -> None:
+        self.halted = True
+
+
+@pytest.fixture
+def inbox(sqlite_url: str) -> Iterator[Inbox]:
+    db = Database(sqlite_url)
+    yield Inbox(db)
+    db.close()
+
+
+async def test_a_lost_lead_cancels_the_tick_under_way_and_halts_the_pipeline(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    transport = ListeningTransport(exchange_name)
+    await transport.connect()
+    pipeline = HangingPipeline()
+    pipeline_any: Any = pipeline
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
+    try:
+        await asyncio.wait_for(pipeline.ticking.wait(), 30)
+        running.cancel()  # the lead is lost (ops/runtime/components.py)
+        done, _ = await asyncio.wait({running}, timeout=30)
+        assert done, "run_pipeline waited for the hanging tick to finish"
+        assert pipeline.halted
+        assert pipeline.ticks_finished == 0
+        assert transport.listeners == []
+    finally:
+        stop.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await transport.close()
+
+
+async def test_every_pipeline_that_led_takes_its_connection_listener_away(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    transport = ListeningTransport(exchange_name)
+    await transport.connect()
+    try:
+        for _ in range(2):
+            pipeline = HangingPipeline()
+            pipeline.hang = False
+            pipeline_any: Any = pipeline
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(
+                run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8)
+            )
+            await asyncio.wait_for(pipeline.ticking.wait(), 30)
+            assert len(transport.listeners) == 1
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            assert transport.listeners == []
+    finally:
+        await transport.close()
+
+
+async def test_a_lead_lost_while_rebuilding_cancels_the_rebuild(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    transport = ListeningTransport(exchange_name)
+    await transport.connect()
+    pipeline = HangingPipeline()
+    pipeline.hang_rebuild = True
+    pipeline_any: Any = pipeline
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
+    try:
+        await asyncio.wait_for(pipeline.rebuilding.wait(), 30)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        for _ in range(20):  # the rebuild, had it been left running, would still hang here
+            await asyncio.sleep(0)
+        tasks = [t for t in asyncio.all_tasks() if _rebuilding(t)]
+        assert tasks == [], "the rebuild goes on after the lead was lost"
+        assert pipeline.halted
+    finally:
+        stop.set()
+        for task in asyncio.all_tasks():
+            if _rebuilding(task):
+                task.cancel()
+        await transport.close()
+
+
+def _rebuilding(task: asyncio.Task[Any]) -> bool:
+    """Whether the task is run_pipeline's rebuild (ridden out through a database outage)."""
+    return getattr(task.get_coro(), "__qualname__", "") == "riding_out"
