@@ -116,15 +116,18 @@ class Pipeline:
         """Rebuilds the open runs from the store's Task events, then sweeps."""
         async with self._lock:
             await self._rebuild()
-            # While no pipeline drove, heartbeats waited in the queue: no stored lease runs
-            # out before they have been read.
-            self._hold.fresh_leases()
             outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
+            # Only the first rebuild finds the queued messages gone with the process; on a
+            # later one (after a failed save) the originals are still queued.
+            self._resend_dispatched = False
         await self._send(outgoing)
 
     async def _rebuild(self) -> None:
         await self._open.reload()
         self._stale = False
+        # While nobody drove (no pipeline, or this one waiting on the store), heartbeats
+        # waited in the queue: no stored lease runs out before they have been read.
+        self._hold.fresh_leases()
         for run in list(self._runs.values()):
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))

@@ -345,3 +345,21 @@ async def test_a_rebuilt_pipeline_sends_again_the_attempts_still_under_lease(
     ]
     await run_to_the_end(restarted, again)
     assert store.get_service("7").status == "active"
+
+
+async def test_only_the_first_rebuild_sends_again_the_attempts_under_lease(
+    store: EventStore,
+) -> None:
+    """A later rebuild (after the database failed a save) finds the originals still queued:
+    it sends nothing again."""
+    order(store)
+    published = RecordingPublisher()
+    pipeline = build(store, Planner(), published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    published.take()  # died with the process
+    again = RecordingPublisher()
+    restarted = build(store, Planner(), again, resend=True)
+    await restarted.rebuild()
+    assert [m.step for m in again.take()] == ["web.user"]
+    await restarted.rebuild()  # after a database outage: the message sent above is queued
+    assert again.take() == []
