@@ -7,6 +7,7 @@ on rebuild)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -363,3 +364,33 @@ async def test_only_the_first_rebuild_sends_again_the_attempts_under_lease(
     assert [m.step for m in again.take()] == ["web.user"]
     await restarted.rebuild()  # after a database outage: the message sent above is queued
     assert again.take() == []
+
+
+async def test_a_terminate_dispatches_once_the_superseded_attempt_is_reported_not_run(
+    store: EventStore,
+) -> None:
+    """Order then terminate at once: the deploy's first attempt, still queued, is superseded;
+    the terminate waits for it to leave the node (draining). The handler drops it and says so
+    ("superseded; not run"): the terminate's steps go out then, not a lease later."""
+    order(store)
+    published = RecordingPublisher()
+    pipeline = build(store, Planner(), published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    [queued] = published.take()
+    version = lifecycle(store, "terminate")
+    await pipeline.on_event("Service.TerminateRequested", service_uuid("7"), version=version)
+    assert published.take() == [], "the terminate must wait for the deploy's attempt"
+    dropped = ResultMessage(
+        task_id=queued.task_id,
+        attempt=queued.attempt,
+        role=queued.role,
+        outcome="failed_permanent",
+        error="superseded; not run",
+        log=["superseded; not run"],
+    )
+    await pipeline.on_result(dropped)
+    assert [m.step for m in published.messages] == ["web.terminate"]
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "terminated"
+    recorded = store.app.repository.event_store.get(uuid.UUID(queued.task_id))
+    assert "Failed" not in [type(event).__name__ for event in recorded]  # nothing of it recorded
