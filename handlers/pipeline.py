@@ -52,7 +52,7 @@ from handlers.pipeline_ports import Publisher as Publisher
 from handlers.pipeline_ports import RelayedEvent as RelayedEvent
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
-from handlers.pipeline_sending import LeaseHold, TaskSender
+from handlers.pipeline_sending import LeaseHold, TaskSender, TransientPublishError, os_level_error
 from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Pipeline:
         unit_random: Callable[[], float] = random.random,
         unsettled: UnsettledServices | None = None,
         resend_dispatched: bool = False,
+        transient_publish_error: TransientPublishError = os_level_error,
     ) -> None:
         # resend_dispatched: a rebuild sends again the attempts still under lease (the
         # in-process transport's queued messages die with the process)
@@ -81,7 +82,9 @@ class Pipeline:
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
         self._clock = clock
         self._open = OpenRuns(store)
-        self._sender = TaskSender(publisher, current=self._open.is_current, clock=clock)
+        # only a publish that failed for a passing reason holds its attempt's lease
+        current, transient = self._open.is_current, transient_publish_error
+        self._sender = TaskSender(publisher, current=current, clock=clock, transient=transient)
         self._hold = LeaseHold(self._sender, clock)
         self._attempts = Attempts(
             open_runs=self._open,
