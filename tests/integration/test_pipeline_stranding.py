@@ -394,3 +394,33 @@ async def test_a_terminate_dispatches_once_the_superseded_attempt_is_reported_no
     assert store.get_service("7").status == "terminated"
     recorded = store.app.repository.event_store.get(uuid.UUID(queued.task_id))
     assert "Failed" not in [type(event).__name__ for event in recorded]  # nothing of it recorded
+
+
+async def test_a_lost_plan_change_of_an_active_service_is_started_by_the_sweep(
+    database_url: str,
+) -> None:
+    """The services view keeps a plan change pending until it is applied (or failed): the
+    sweep, reading the view, starts the run its lost event never started."""
+    store, db = EventStore(database_url), Database(database_url)
+    try:
+        views = all_views()
+        view_store = ViewStore(db, views)
+        order(store)
+        published, planner = RecordingPublisher(), Planner()
+        pipeline = build(store, planner, published, ViewUnsettledServices(db))
+        await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+        await run_to_the_end(pipeline, published)
+        lifecycle(store, "change-plan", plan={"disk_mb": 4096})  # its event never arrives
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == ["7"]
+        await pipeline.sweep()
+        assert [m.step for m in published.messages] == ["web.change_plan"]
+        await run_to_the_end(pipeline, published)
+        assert "PlanApplied" in history(store)
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == []
+        await pipeline.sweep()  # applied: nothing waits any more
+        assert published.messages == []
+    finally:
+        store.close()
+        db.close()
