@@ -52,7 +52,7 @@ from handlers.pipeline_ports import Publisher as Publisher
 from handlers.pipeline_ports import RelayedEvent as RelayedEvent
 from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
-from handlers.pipeline_sending import LeaseHold, TaskSender
+from handlers.pipeline_sending import LeaseHold, TaskSender, TransientPublishError, os_level_error
 from handlers.pipeline_sweep import Sweep, UnsettledServices
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Pipeline:
         unit_random: Callable[[], float] = random.random,
         unsettled: UnsettledServices | None = None,
         resend_dispatched: bool = False,
+        transient_publish_error: TransientPublishError = os_level_error,
     ) -> None:
         # resend_dispatched: a rebuild sends again the attempts still under lease (the
         # in-process transport's queued messages die with the process)
@@ -85,7 +86,9 @@ class Pipeline:
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
         self._clock = clock
         self._open = OpenRuns(store)
-        self._sender = TaskSender(publisher, current=self._open.is_current, clock=clock)
+        # only a publish that failed for a passing reason holds its attempt's lease
+        current, transient = self._open.is_current, transient_publish_error
+        self._sender = TaskSender(publisher, current=current, clock=clock, transient=transient)
         self._hold = LeaseHold(self._sender, clock)
         self._attempts = Attempts(
             open_runs=self._open,
@@ -121,15 +124,18 @@ class Pipeline:
         """Rebuilds the open runs from the store's Task events, then sweeps."""
         async with self._lock:
             await self._rebuild()
-            # While no pipeline drove, heartbeats waited in the queue: no stored lease runs
-            # out before they have been read.
-            self._hold.fresh_leases()
             outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
+            # Only the first rebuild finds the queued messages gone with the process; on a
+            # later one (after a failed save) the originals are still queued.
+            self._resend_dispatched = False
         await self._send(outgoing)
 
     async def _rebuild(self) -> None:
         await self._open.reload()
         self._stale = False
+        # While nobody drove (no pipeline, or this one waiting on the store), heartbeats
+        # waited in the queue: no stored lease runs out before they have been read.
+        self._hold.fresh_leases()
         for run in list(self._runs.values()):
             await self._settle(run)
         log.info("pipeline: rebuilt %d runs", len(self._runs))

@@ -11,8 +11,11 @@ waiting for the attempt's lease to run out and burning an attempt.
 
 ``LeaseHold``: no heartbeat can arrive while the broker is away, so while it is, and for one
 lease after it is back, no lease runs out; nor does the lease of an attempt whose task message
-has not been confirmed yet, nor for one lease after it was. Kept in memory only: a restarted
-pipeline hears the broker afresh.
+has not been confirmed yet for a passing reason (``transient``: the broker away or its channel
+not restored yet), nor for one lease after it was. A message refused for another reason (no
+queue bound for it, not serialisable) is re-sent all the same but holds no lease: it may never
+go out, and its attempt's lease runs out as a lost message's does (the retry policy bounds what
+follows). Kept in memory only: a restarted pipeline hears the broker afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ from handlers.messages import TaskMessage
 
 log = logging.getLogger("handlers.pipeline")
 
+TransientPublishError = Callable[[Exception], bool]
+"""Whether a failed publish may pass by itself (the broker away): injected by whoever knows the
+transport's errors (ops/bootstrap.py); the default takes only OS-level errors as passing."""
+
+
+def os_level_error(exc: Exception) -> bool:
+    return isinstance(exc, OSError)  # ConnectionError, TimeoutError among them
+
 
 class Publisher(Protocol):
     async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
@@ -42,13 +53,16 @@ class TaskSender:
         clock: Callable[[], datetime],
         first_backoff: float = 0.2,
         max_backoff: float = 5.0,
+        transient: TransientPublishError = os_level_error,
     ) -> None:
         self._publisher = publisher
+        self._transient = transient
         self._current = current  # whether the message's attempt is still the task's current one
         self._clock = clock
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self.unconfirmed: dict[str, TaskMessage] = {}  # by message id
+        self._passing: set[str] = set()  # ids of those whose last publish failed transiently
         # re-sent messages by id: when the broker confirmed them (their lease starts then)
         self.confirmed_late: dict[str, tuple[TaskMessage, datetime]] = {}
         self._kept = asyncio.Event()  # something is kept now
@@ -108,21 +122,30 @@ class TaskSender:
             )
         except Exception as exc:
             self.unconfirmed[message.message_id] = message
+            if self._transient(exc):
+                self._passing.add(message.message_id)
+            else:
+                self._passing.discard(message.message_id)
             self._kept.set()
             return exc
         return None
 
     async def _resend(self, message: TaskMessage) -> None:
         if not self._current(message):
-            self.unconfirmed.pop(message.message_id, None)  # superseded: nothing to send
+            self._drop(message.message_id)  # superseded: nothing to send
             return
         if await self._publish(message) is None:
-            self.unconfirmed.pop(message.message_id, None)
+            self._drop(message.message_id)
             self.confirmed_late[message.message_id] = (message, self._clock())
 
+    def _drop(self, message_id: str) -> None:
+        self.unconfirmed.pop(message_id, None)
+        self._passing.discard(message_id)
+
     def holds(self, task: Task) -> bool:
-        """Whether a task message of the task's current attempt is still unconfirmed."""
-        return _message_id(task) in self.unconfirmed
+        """Whether a task message of the task's current attempt is still unconfirmed, its last
+        publish having failed for a passing reason."""
+        return _message_id(task) in self._passing
 
     def confirmed_at(self, task: Task) -> datetime | None:
         """When the task message of the task's current attempt got out, if only on a re-send."""

@@ -4,19 +4,20 @@
 node in the ``ServerDirectory``, runs the task's step action against that node's driver (an
 owned action planned before owner marks takes the task's service id as ``owner``:
 handlers/ownership.py ``with_owner``) while a ``HeartbeatMessage`` goes out every
-``heartbeat_interval`` seconds, and publishes exactly one (unless superseded, below)
-``ResultMessage``: ``succeeded`` (with ``changed``, outputs and log), ``failed_retryable`` or
-``failed_permanent`` (with a readable error and the log). Whatever the step raises becomes a
-result; only a malformed body raises (ValueError), so the consumer loop dead-letters it. The
-publisher given in production waits a broker outage out (the step ran: its result gets out once
-the broker is back); a publish that still fails raises: the delivery is then not acked, comes
-back, and the idempotent step runs again. Drivers (with their SSH pools) live as long as the
-handler.
+``heartbeat_interval`` seconds, and publishes exactly one ``ResultMessage``: ``succeeded`` (with
+``changed``, outputs and log), ``failed_retryable`` or ``failed_permanent`` (with a readable
+error and the log). Whatever the step raises becomes a result; only a malformed body raises
+(ValueError), so the consumer loop dead-letters it. The publisher given in production waits a
+broker outage out (the step ran: its result gets out once the broker is back); a publish that
+still fails raises: the delivery is then not acked, comes back, and the idempotent step runs
+again. Drivers (with their SSH pools) live as long as the handler.
 The step runs inside its step fence (handlers/step_fence.py): another attempt of the same
 service's work of that role on that node, in this process or another, runs before or after it,
 never at the same time; an attempt waiting for the fence keeps sending its heartbeats. Once
 it holds the fence, an attempt the store says was superseded (``Attempts``) is dropped: it
-touches nothing and publishes no result.
+touches nothing and publishes ``failed_permanent`` "superseded; not run", which the pipeline
+records nowhere but takes as word that the attempt is off the node (a newer run of the service
+waiting for it dispatches at once).
 """
 
 from __future__ import annotations
@@ -96,17 +97,17 @@ class RoleHandler:
         steplog = StepLog()
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
-        result: ResultMessage | None = None
+        result: ResultMessage
         try:
             async with self._fenced(task, steplog):
                 if await self._current(task):
                     result = await self._run(task, steplog)
+                else:
+                    result = _not_run(task, self.role, steplog)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        if result is None:
-            return  # a superseded attempt: the pipeline no longer waits for its result
         took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
         result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
@@ -230,3 +231,18 @@ def decode_task(body: bytes) -> TaskMessage:
 
 def _cannot_unseal(sealed: str) -> str:
     raise StepParamsError("this handler has no key to unseal passwords (HOSTWRIGHT_SECRET_KEY)")
+
+
+def _not_run(task: TaskMessage, role: str, steplog: StepLog) -> ResultMessage:
+    """The result of a superseded attempt, not run: the pipeline records nothing of it (not
+    the task's current attempt), but it tells the pipeline that attempt is off the node, so a
+    newer run of the service that waits for it (draining) dispatches at once, not a lease later."""
+    steplog.note("superseded; not run")
+    return ResultMessage(
+        task.task_id,
+        task.attempt,
+        role,
+        "failed_permanent",
+        error="superseded; not run",
+        log=steplog.lines,
+    )

@@ -29,7 +29,7 @@ from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
-from ops.messaging.broker_publisher import BrokerPublisher
+from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
 from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
@@ -186,6 +186,7 @@ class System:
             unsettled=ViewUnsettledServices(self.db, self.settings.view_prefix),
             # the in-process transport's queued task messages die with the process
             resend_dispatched=not self.settings.amqp_url,
+            transient_publish_error=transient_publish_error,
         )
 
     def role_handler(self, role: str) -> RoleHandler:

@@ -81,7 +81,14 @@ def _redeploy_requested(row: Row, event: Any) -> Row:
 
 
 def _plan_change_requested(row: Row, event: Service.PlanChangeRequested) -> Row:
-    return {"plan": event.plan}
+    # pending until applied or failed, so the pipeline's sweep finds a plan change whose run
+    # never started (a request already pending, a build say, takes it along)
+    return {"plan": event.plan, "pending": row["pending"] or "change_plan"}
+
+
+def _plan_applied(row: Row, event: Service.PlanApplied) -> Row:
+    pending = None if row["pending"] == "change_plan" else row["pending"]
+    return {"pending": pending, "last_error": None}
 
 
 def _usage_sync_requested(row: Row, event: Service.UsageSyncRequested) -> Row:
@@ -124,6 +131,8 @@ def _deploy_failed(row: Row, event: Service.DeployFailed) -> Row:
 
 def _operation_failed(row: Row, event: Service.OperationFailed) -> Row:
     pending = row["pending"] if event.operation in ("terminate", "change_plan") else None
+    if event.operation == "change_plan" and pending == "change_plan":
+        pending = None  # it ended, failed: nothing waits for a run any more
     return {"pending": pending, "last_error": f"{event.operation}: {event.reason}"}
 
 
@@ -150,7 +159,7 @@ CHANGES: dict[type[Any], Change] = {
     Service.Activated: _activated,
     Service.DeployFailed: _deploy_failed,
     Service.OperationFailed: _operation_failed,
-    Service.PlanApplied: lambda row, event: {"last_error": None},
+    Service.PlanApplied: _plan_applied,
     Service.Suspended: _settled("suspended"),
     Service.Unsuspended: _settled("active"),
     Service.Terminated: _terminated,

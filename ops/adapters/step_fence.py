@@ -96,6 +96,10 @@ class PostgresFences:
         """Takes (``pg_try_advisory_lock``) or drops (``pg_advisory_unlock``) ``key``."""
         sql = "SELECT pg_try_advisory_lock(%s)" if take else "SELECT pg_advisory_unlock(%s)"
         with self._lock:
+            if not take:
+                # Let go whatever the unlock does: a key left here would be taken again by the
+                # next session and never unlocked (session locks are re-entrant: nobody notices).
+                self._taken.discard(key)
             conn = self._connection()
             try:
                 row = conn.execute(sql, (key,)).fetchone()
@@ -105,9 +109,7 @@ class PostgresFences:
                 conn.close()
                 raise
             answer = bool(row and row[0])
-            if not take:
-                self._taken.discard(key)
-            elif answer:
+            if take and answer:
                 self._taken.add(key)
             return answer
 

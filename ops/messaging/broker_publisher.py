@@ -58,3 +58,9 @@ class BrokerPublisher:
             if tries:
                 log.info("published %s after %d failed tries", routing_key, tries)
             return
+
+
+def transient_publish_error(exc: Exception) -> bool:
+    """Whether a failed publish may pass by itself: the broker away or refusing for now, not a
+    message that matches no queue (``Unroutable``) nor one that cannot be sent at all."""
+    return isinstance(exc, TransportError) and not isinstance(exc, Unroutable)

@@ -1,11 +1,12 @@
 """The services not settled yet, from the services view: where the pipeline's sweep looks.
 
 Implements ``handlers.pipeline_sweep.UnsettledServices``. Consumes a Database (the services
-view's table); emits the ids of the services with a pending request or a status of
-``provisioning`` / ``terminating``: those that may still wait for a run. One query on the
-view's ``pending`` and ``status`` indexes, so a sweep costs the size of the unsettled work,
-not of every service ever sold. The view may lag the store by a moment: a service ordered
-since is found by the next sweep (its run has started long before, in the normal case).
+view's table); emits the ids of the services with a pending request (a plan change not applied
+yet among them) or a status of ``provisioning`` / ``terminating``: those that may still wait for
+a run. One query on the view's ``pending`` and ``status`` indexes, so a sweep costs the size of
+the unsettled work, not of every service ever sold. The view may lag the store by a moment: a
+service ordered since is found by the next sweep (its run has started long before, in the normal
+case).
 Synchronous: call it through ``asyncio.to_thread``.
 """
 

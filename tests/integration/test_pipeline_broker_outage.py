@@ -145,3 +145,35 @@ async def test_no_lease_runs_out_while_the_broker_is_away_and_each_gets_one_more
     clock.advance(seconds=2)  # a whole lease since the broker came back, and no word
     await pipeline.tick()
     assert task_events(store)["Failed"] == 2
+
+
+class NoQueue(Broker):
+    """Refuses every task message for good (as ``Unroutable``, or a message that cannot be
+    serialised, would be), while the broker itself is up."""
+
+    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+        self.refused.append(message_id)
+        raise LookupError(f"no queue is bound for {routing_key!r}")
+
+
+async def test_a_task_message_that_can_never_go_out_does_not_hold_its_lease(
+    store: EventStore,
+) -> None:
+    """It is re-sent, in case it can go out after all, but its attempt's lease runs out as a
+    lost message's does: the retry policy bounds what follows, nothing is held for ever."""
+    broker = NoQueue()
+    clock, pipeline = await ordered(store, broker)
+    stop = asyncio.Event()
+    resending = asyncio.ensure_future(pipeline.resend(stop))
+    try:
+
+        async def tried_again() -> bool:
+            return len(broker.refused) > 2
+
+        await wait_until(tried_again, 10, "the refused messages re-sent")
+        clock.advance(seconds=LEASE_S + 1)
+        await pipeline.tick()
+        assert task_events(store)["Failed"] == 2, task_events(store)
+    finally:
+        stop.set()
+        await resending

@@ -147,3 +147,61 @@ async def test_a_pipeline_rebuilt_after_a_long_gap_hears_the_queued_heartbeats_f
     clock.advance(seconds=LEASE_S + 1)
     await successor.tick()
     assert "Failed" in stored_kinds(store)
+
+
+class FlakyStore(StorePipelineAdapter):
+    """Fails the next ``failures`` saves as a dropped database connection would."""
+
+    def __init__(self, store: EventStore) -> None:
+        super().__init__(store)
+        self.failures = 0
+
+    def save(self, *aggregates: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            for aggregate in aggregates:
+                aggregate.collect_events()  # type: ignore[attr-defined]  # as a failed save does
+            raise RuntimeError("connection lost")
+        super().save(*aggregates)
+
+
+async def test_a_pipeline_that_rereads_the_store_after_a_failed_save_hears_the_beats_first(
+    store: EventStore,
+) -> None:
+    """The database went away for longer than a lease (a save failed, nothing could be
+    recorded): the handler's heartbeats waited in the queue. The pipeline that rereads the
+    store on its next input must not expire the stored lease before it has read them."""
+    clock, published, message = await dispatched(store)
+    flaky = FlakyStore(store)
+    pipeline = Pipeline(
+        flaky,
+        OneStep(),
+        Limits(),
+        published,
+        settings=PipelineSettings(
+            policy=RetryPolicy(max_attempts=3, initial_backoff_s=10, max_backoff_s=60),
+            lease_s=LEASE_S,
+            batch_size=100,
+        ),
+        clock=clock,
+        unit_random=lambda: 0.5,
+    )
+    await pipeline.rebuild()
+    store.order_service(
+        parse_order(
+            {"service_id": "8", "client_id": 1, "mode": "split", "domain": "s8.example.com"},
+            now=T0,
+            actor="whmcs",
+        ),
+        None,
+    )
+    flaky.failures = 1
+    with pytest.raises(RuntimeError):
+        await pipeline.on_event("Service.Ordered", service_uuid("8"), 1)
+    clock.advance(seconds=2 * LEASE_S)  # the outage: nothing was read nor recorded
+    await pipeline.tick()  # rereads the store first
+    assert "Failed" not in stored_kinds(store), "an attempt was burnt before its beats were read"
+    await beat(pipeline, clock, message, beats=1)
+    clock.advance(seconds=LEASE_S - BEAT_S - 1)
+    await pipeline.tick()
+    assert "Failed" not in stored_kinds(store)

@@ -7,6 +7,7 @@ on rebuild)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,3 +346,81 @@ async def test_a_rebuilt_pipeline_sends_again_the_attempts_still_under_lease(
     ]
     await run_to_the_end(restarted, again)
     assert store.get_service("7").status == "active"
+
+
+async def test_only_the_first_rebuild_sends_again_the_attempts_under_lease(
+    store: EventStore,
+) -> None:
+    """A later rebuild (after the database failed a save) finds the originals still queued:
+    it sends nothing again."""
+    order(store)
+    published = RecordingPublisher()
+    pipeline = build(store, Planner(), published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    published.take()  # died with the process
+    again = RecordingPublisher()
+    restarted = build(store, Planner(), again, resend=True)
+    await restarted.rebuild()
+    assert [m.step for m in again.take()] == ["web.user"]
+    await restarted.rebuild()  # after a database outage: the message sent above is queued
+    assert again.take() == []
+
+
+async def test_a_terminate_dispatches_once_the_superseded_attempt_is_reported_not_run(
+    store: EventStore,
+) -> None:
+    """Order then terminate at once: the deploy's first attempt, still queued, is superseded;
+    the terminate waits for it to leave the node (draining). The handler drops it and says so
+    ("superseded; not run"): the terminate's steps go out then, not a lease later."""
+    order(store)
+    published = RecordingPublisher()
+    pipeline = build(store, Planner(), published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    [queued] = published.take()
+    version = lifecycle(store, "terminate")
+    await pipeline.on_event("Service.TerminateRequested", service_uuid("7"), version=version)
+    assert published.take() == [], "the terminate must wait for the deploy's attempt"
+    dropped = ResultMessage(
+        task_id=queued.task_id,
+        attempt=queued.attempt,
+        role=queued.role,
+        outcome="failed_permanent",
+        error="superseded; not run",
+        log=["superseded; not run"],
+    )
+    await pipeline.on_result(dropped)
+    assert [m.step for m in published.messages] == ["web.terminate"]
+    await run_to_the_end(pipeline, published)
+    assert store.get_service("7").status == "terminated"
+    recorded = store.app.repository.event_store.get(uuid.UUID(queued.task_id))
+    assert "Failed" not in [type(event).__name__ for event in recorded]  # nothing of it recorded
+
+
+async def test_a_lost_plan_change_of_an_active_service_is_started_by_the_sweep(
+    database_url: str,
+) -> None:
+    """The services view keeps a plan change pending until it is applied (or failed): the
+    sweep, reading the view, starts the run its lost event never started."""
+    store, db = EventStore(database_url), Database(database_url)
+    try:
+        views = all_views()
+        view_store = ViewStore(db, views)
+        order(store)
+        published, planner = RecordingPublisher(), Planner()
+        pipeline = build(store, planner, published, ViewUnsettledServices(db))
+        await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+        await run_to_the_end(pipeline, published)
+        lifecycle(store, "change-plan", plan={"disk_mb": 4096})  # its event never arrives
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == ["7"]
+        await pipeline.sweep()
+        assert [m.step for m in published.messages] == ["web.change_plan"]
+        await run_to_the_end(pipeline, published)
+        assert "PlanApplied" in history(store)
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == []
+        await pipeline.sweep()  # applied: nothing waits any more
+        assert published.messages == []
+    finally:
+        store.close()
+        db.close()

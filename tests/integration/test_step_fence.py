@@ -191,3 +191,27 @@ async def test_fences_held_when_the_database_session_drops_are_taken_again(
     finally:
         mine.close()
         theirs.close()
+
+
+async def test_a_fence_released_after_its_session_dropped_is_not_taken_again(
+    fresh_postgres_url: str,
+) -> None:
+    """The session drops while a step runs: the step's release fails (the session is gone),
+    yet the fence is let go for good: the next session of this process does not take it
+    again, and another process can take it."""
+    mine, theirs = step_fences(fresh_postgres_url), step_fences(fresh_postgres_url)
+    try:
+        assert await mine.try_take(1)
+        with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
+            )
+        with pytest.raises(psycopg.OperationalError):
+            await mine.release(1)  # the dead session is found out by the release
+        assert await mine.try_take(2)  # a new session: it must not take 1 again
+        assert await theirs.try_take(1)
+        assert not await theirs.try_take(2)
+    finally:
+        mine.close()
+        theirs.close()

@@ -4,7 +4,8 @@ A task message can outlive its attempt: it waited in a queue through an outage, 
 fence while its lease lapsed, or its run ended and the next one (a removal) ran meanwhile.
 Once it holds the fence the handler reads the task from the event store and runs the step only
 for the task's current dispatched attempt: a superseded one touches nothing on the node and
-sends no result (the pipeline ignores such a result anyway).
+sends a "superseded; not run" result (the pipeline records nothing of it, but a newer run of
+the service waiting for that attempt to leave the node dispatches at once).
 """
 
 from __future__ import annotations
@@ -109,12 +110,15 @@ async def test_only_the_current_dispatched_attempt_runs(setup: Setup) -> None:
     task.expire_lease(START + timedelta(seconds=31), RetryPolicy(), 0.5)
     store.save(task)
     await setup.deliver(1)
-    assert setup.commands() == 0 and setup.publisher.results() == []
+    assert setup.commands() == 0
+    [dropped] = setup.publisher.results()
+    assert (dropped.attempt, dropped.outcome) == (1, "failed_permanent")
+    assert dropped.error == "superseded; not run"
 
     task.dispatch(START + timedelta(seconds=60), 30)
     store.save(task)
     await setup.deliver(2)
-    [result] = setup.publisher.results()
+    [_, result] = setup.publisher.results()
     assert (result.attempt, result.outcome, result.changed) == (2, "succeeded", True)
     ran = setup.commands()
     assert ran > 0
@@ -124,7 +128,8 @@ async def test_only_the_current_dispatched_attempt_runs(setup: Setup) -> None:
     store.save(task)
     await setup.deliver(2)
     await setup.deliver(1)
-    assert setup.commands() == ran and len(setup.publisher.results()) == 1
+    assert setup.commands() == ran
+    assert [r.error for r in setup.publisher.results()[2:]] == ["superseded; not run"] * 2
 
 
 async def test_a_task_the_store_does_not_know_runs(setup: Setup) -> None:
