@@ -163,8 +163,7 @@ class Pipeline:
         return self._clock()
 
     def next_due(self) -> datetime | None:
-        """The earliest moment something is due without any message arriving: a retry's
-        back-off ending, a lease running out, a superseded attempt's lease ending."""
+        """When something is next due without any message arriving (pipeline_runs.py)."""
         return self._open.next_due()
 
     def in_flight(self, server_id: str) -> int:
@@ -173,8 +172,7 @@ class Pipeline:
     # --- inputs ------------------------------------------------------------------------
 
     async def on_event(self, topic: str, aggregate_id: uuid.UUID, version: int) -> None:
-        """A relayed event (topic, aggregate, version): starts runs for service events,
-        refreshes tasks that staff changed."""
+        """A relayed event: starts runs for service events, refreshes tasks staff changed."""
         await self.on_batch([RelayedEvent(topic, aggregate_id, version)])
 
     async def on_result(self, result: ResultMessage) -> None:
@@ -382,13 +380,10 @@ class Pipeline:
         if self.halted:
             raise PipelineHalted("the pipeline was halted")
 
-    def broker_lost(self) -> None:
-        """No heartbeat can come now: no lease runs out until the broker is back."""
-        self._hold.broker_lost()
-
-    def broker_back(self) -> None:
-        """Open leases get one lease more from now; kept task messages go out at once."""
-        self._hold.broker_back()
+    def broker_connection(self, up: bool) -> None:
+        """Lost: no heartbeat can come, so no lease runs out until it is back. Back: open
+        leases get one lease more from now; kept task messages go out at once."""
+        (self._hold.broker_back if up else self._hold.broker_lost)()
 
     async def _save(self, *aggregates: Any) -> None:
         if not aggregates:

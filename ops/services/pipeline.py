@@ -119,9 +119,7 @@ async def run_pipeline(
         batch_handler=feed.handle_batch,
     )
     # While the broker is away no heartbeat can come: the pipeline holds its leases.
-    stop_listening = transport.on_connection_change(
-        lambda up: pipeline.broker_back() if up else pipeline.broker_lost()
-    )
+    stop_listening = transport.on_connection_change(pipeline.broker_connection)
     ticking = asyncio.ensure_future(_tick(pipeline, stop, tick_interval, sweep_interval))
     resending = asyncio.ensure_future(pipeline.resend(stop))
     try:

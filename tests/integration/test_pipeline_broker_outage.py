@@ -106,7 +106,7 @@ async def test_a_task_message_whose_publish_failed_is_re_sent_without_burning_an
         assert task_events(store)["Failed"] == 0
 
         broker.away = False
-        pipeline.broker_back()
+        pipeline.broker_connection(up=True)
 
         async def both_out() -> bool:
             return sorted(broker.steps()) == ["mail.domain", "web.user"]
@@ -134,11 +134,11 @@ async def test_no_lease_runs_out_while_the_broker_is_away_and_each_gets_one_more
     broker = Broker()
     clock, pipeline = await ordered(store, broker)
     assert sorted(broker.steps()) == ["mail.domain", "web.user"]
-    pipeline.broker_lost()
+    pipeline.broker_connection(up=False)
     clock.advance(seconds=LEASE_S * 4)  # no heartbeat could come all that while
     await pipeline.tick()
     assert task_events(store)["Failed"] == 0
-    pipeline.broker_back()
+    pipeline.broker_connection(up=True)
     clock.advance(seconds=LEASE_S - 1)
     await pipeline.tick()
     assert task_events(store)["Failed"] == 0
