@@ -29,7 +29,7 @@ from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
-from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
+from ops.runtime.stopping import install_stop_signals, within_grace
 from ops.settings import Settings, SettingsError
 
 log = logging.getLogger("hostwright")
@@ -170,11 +170,12 @@ def _run_until_signal(system: System, component: str) -> int:
 
     async def run() -> None:
         stop = asyncio.Event()
-        install_stop_signals(stop, STOP_GRACE_S)
+        grace_s = system.settings.stop_grace_s
+        install_stop_signals(stop, grace_s)
         runner = serve_all if component == "all" else COMPONENTS[component]
         log.info("serving %s", component)
         try:
-            await within_grace(asyncio.ensure_future(runner(system, stop)), stop, STOP_GRACE_S)
+            await within_grace(asyncio.ensure_future(runner(system, stop)), stop, grace_s)
         finally:
             await system.close()
 

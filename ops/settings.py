@@ -70,6 +70,9 @@ class Settings:
     cron_inbox_s: float = 600.0
     # how long a consumer's inbox remembers a handled message id (ops/messaging/inbox.py)
     inbox_retention_hours: float = 7 * 24.0
+    # after SIGTERM/SIGINT: how long a part may finish its work before it is cancelled (the
+    # process exits at most 5 s later whatever it waits on: ops/runtime/stopping.py)
+    stop_grace_s: float = 15.0
     # Vanity mode: the provider's own domain, shared mail user and DNS zone owner
     vanity_domain: str | None = None
     vanity_mail_user: str | None = None
@@ -131,6 +134,7 @@ class Settings:
             "cron_tickets_s",
             "cron_inbox_s",
             "inbox_retention_hours",
+            "stop_grace_s",
         ):
             if name in values:
                 values[name] = _positive_float(name, values[name])

@@ -487,7 +487,7 @@ async def wait_for_run(
 # ensure_dns_record found the record present), leaving a live vanity service without its record.
 # HOSTWRIGHT_TEST_OVERLAP=1 lets hypothesis draw such sequences (of deploys) and shows it.
 OVERLAP = os.environ.get("HOSTWRIGHT_TEST_OVERLAP") == "1"
-EXAMPLES = 40  # 100-140 s on the 2-core machine (quiet-busy); 2 more: the explicit ones below
+EXAMPLES = 25  # 65-90 s on the 2-core machine (quiet-busy); 2 more: the explicit ones below
 # always run: a plan change while suspended (the quota waits for the unsuspend), terminate of
 # a suspended service and a new service in its slot, and the split service through it all
 EVERY_TIME = (
