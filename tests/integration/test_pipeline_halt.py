@@ -162,10 +162,7 @@ class HangingPipeline:
     def next_due(self) -> datetime | None:
         return datetime.now(UTC) + timedelta(hours=1)
 
-    def broker_lost(self) -> None:
-        pass
-
-    def broker_back(self) -> None:
+    def broker_connection(self, up: bool) -> None:
         pass
 
     def halt(self) -> None:
