@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ops.store.database import Cursor
 from projections.view import Row, Table
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -20,6 +21,19 @@ _SQL_TYPES = {
     "sqlite": {"text": "TEXT", "int": "BIGINT", "json": "TEXT", "bool": "INTEGER"},
     "postgresql": {"text": "TEXT", "int": "BIGINT", "json": "TEXT", "bool": "BOOLEAN"},
 }
+
+
+def existing_columns(cur: Cursor, dialect: str, sql_name: str) -> frozenset[str]:
+    """The columns the table has in the database now; empty when there is no such table."""
+    if dialect == "sqlite":
+        cur.execute("SELECT name FROM pragma_table_info(?)", (sql_name,))
+    else:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (sql_name,),
+        )
+    return frozenset(str(name) for (name,) in cur.fetchall())
 
 
 def check_identifier(name: str) -> str:

@@ -7,6 +7,12 @@ positions, so a crash leaves either all or none. A ``Prefetching`` view's reads 
 are made first, a few keys-in-a-list queries per table, instead of one query per row.
 Each table's SQL and row encoding is ``ops.views.table_sql``; the gateway's read port over
 these tables is ``ops.views.view_queries``.
+
+A release may change a view's columns. When the store starts (``ensure_tables``) and finds a
+view's table in the database with other columns than the view declares, it drops that view's
+tables and sets its position to 0, in the one transaction that creates the tables: the runner
+then rebuilds the view from event 0, and no row of the old shape is ever written or read. The
+views whose tables did not change keep their rows and position.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ops.store.database import Cursor, Database
-from ops.views.table_sql import TableSql, check_identifier
+from ops.views.table_sql import TableSql, check_identifier, existing_columns
 from projections.view import Prefetching, Recorded, Row, View
 
 log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 3
 _KEYS_PER_LOAD = 500  # keys per prefetch query: well under both databases' parameter limits
+# PostgreSQL advisory lock (two-key form) held while the view tables are checked and made, so
+# two processes starting at once do not both drop a changed view's tables
+_SCHEMA_LOCK = (0x6877, 0x5649)
 
 
 class ViewStore:
@@ -160,10 +169,14 @@ class ViewStore:
 
     def _create_tables(self) -> None:
         with self._db.transaction() as cur:
+            if self._db.dialect == "postgresql":
+                cur.execute("SELECT pg_advisory_xact_lock(?, ?)", _SCHEMA_LOCK)
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._tracking} "
                 "(view TEXT PRIMARY KEY, position BIGINT NOT NULL)"
             )
+            for view in self._views.values():
+                self._rebuild_if_changed(cur, view)
             for spec in self._sql.values():
                 for statement in spec.create():
                     cur.execute(statement)
@@ -173,6 +186,27 @@ class ViewStore:
                 "ON CONFLICT (view) DO NOTHING",
                 [(name,) for name in self._views],
             )
+
+    def _rebuild_if_changed(self, cur: Cursor, view: View) -> None:
+        """Drops the view's tables and sets its position to 0 when one of its tables exists
+        with columns other than those it declares now (a release changed them)."""
+        specs = [self._sql[table.name] for table in view.tables]
+        changed = [
+            spec.sql_name
+            for spec in specs
+            if (found := existing_columns(cur, self._db.dialect, spec.sql_name))
+            and found != spec.name_set
+        ]
+        if not changed:
+            return
+        log.warning(
+            "view %s: the columns of %s changed; rebuilding it from event 0",
+            view.name,
+            ", ".join(changed),
+        )
+        for spec in specs:
+            cur.execute(f"DROP TABLE IF EXISTS {spec.sql_name}")
+        cur.execute(f"UPDATE {self._tracking} SET position = 0 WHERE view = ?", (view.name,))  # noqa: S608
 
     def _locked_positions(self, cur: Cursor, view_names: Sequence[str]) -> dict[str, int]:
         # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row locks
