@@ -33,8 +33,10 @@ class CommandLedger(Protocol):
         """Raises when the store cannot be reached."""
 
     def recorded_service(self, service_id: str) -> dict[str, Any] | None:
-        """The service as the store holds it (``service_id, mode, domain, status``), for a
-        read the views have not caught up with yet; None when no such service was ordered."""
+        """The service as the store holds it, in the fields of a services-view row
+        (``service_id, client_id, mode, domain, label, status, plan, hestia_user, placement,
+        ordered_at, updated_at, requested``; no progress), for a read the views have not
+        caught up with yet; None when no such service was ordered."""
 
     def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
         """Records Task.Retried (True). Raises NotFound for an unknown task id, Conflict when
@@ -62,6 +64,22 @@ class ViewQueries(Protocol):
     """Reads of the projections' views."""
 
     def service(self, service_id: str) -> dict[str, Any] | None: ...
+
+    def services_page(
+        self,
+        *,
+        status: str | None = None,
+        mode: str | None = None,
+        client_id: str | None = None,
+        server_id: str | None = None,
+        domain: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Services rows matching every filter given (``server_id``: placed there in any
+        role; ``domain``: a case-insensitive substring), newest order first by
+        ``(ordered_at, service_id)``, the first ``limit`` after ``after``, that pair of the
+        last row of the page before."""
 
     def oplog(
         self, *, service_id: str | None, since: datetime | None, limit: int

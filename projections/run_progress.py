@@ -2,7 +2,9 @@
 
 Consumes ``Task.*`` events; emits, per event that moves a service's latest run, the changed
 progress fields of its services row (``progress_total``, ``progress_done``,
-``current_step``) and keeps its own two tables to know which run a task belongs to.
+``current_step``; ``run_operation``, the run's kind, and ``run_open``: a task of it was
+planned or dispatched, so it goes on until its outcome is recorded) and keeps its own two
+tables to know which run a task belongs to.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class RunProgress:
         fields: Row = {}
         if isinstance(event, Task.Dispatched):
             in_flight.append([task_id, task["step"]])
+            fields["run_open"] = True  # a Try again may take up a run that had ended
         elif isinstance(event, Task.Succeeded):
             fields["progress_done"] = int(before["progress_done"] or 0) + 1
         elif not isinstance(event, Task.Errored | Task.Cancelled | Task.Retried):
@@ -103,8 +106,15 @@ class RunProgress:
             },
         )
         if run is not None and event.run == run["run"]:
-            return event.service_id, {"progress_total": int(before["progress_total"] or 0) + 1}
+            total = int(before["progress_total"] or 0) + 1
+            return event.service_id, {"progress_total": total, "run_open": True}
         rows.put(
             self.runs.name, {"service_id": event.service_id, "run": event.run, "in_flight": []}
         )
-        return event.service_id, {"progress_total": 1, "progress_done": 0, "current_step": None}
+        return event.service_id, {
+            "progress_total": 1,
+            "progress_done": 0,
+            "current_step": None,
+            "run_operation": event.operation,
+            "run_open": True,
+        }

@@ -10,6 +10,16 @@ own ``services_aggregates`` table (``ServiceIds``).
 The progress fields follow ``Task.*`` events of the service's latest run (``RunProgress``):
 ``progress_total`` counts its planned tasks, ``progress_done`` its succeeded ones, and
 ``current_step`` is the step of its most recently dispatched task still open (or null).
+
+The operation under way: ``run_operation`` is the kind of the latest run (``deploy``,
+``reset``, ``suspend``, ``unsuspend``, ``change_plan``, ``terminate``: its tasks'
+``operation``) and ``run_open`` whether it is still going — from its first planned task to
+the Service event that records its outcome. ``requested`` is the kind of a run asked for
+whose tasks are not planned yet (queued behind another run, or waiting for a node).
+
+``hestia_user`` is the Hestia user the service owns (as ordered, or the one derived from its
+domain and id); ``placement`` the nodes it was placed on, also kept one row per role and
+node in ``services_servers`` so the list can find the services on a node.
 """
 
 from __future__ import annotations
@@ -17,7 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from domain.run_outcome import RUN_STARTERS
 from domain.service import Service
+from domain.step_chain import derive_username
+from domain.task import Task
 from projections.run_progress import TASK_EVENTS, RunProgress
 from projections.service_ids import ServiceIds
 from projections.view import (
@@ -40,10 +53,31 @@ SERVICES = Table(
         "service_id client_id mode domain label username status plan:json pending"
         " progress_done:int progress_total:int current_step last_error leftovers:json"
         " ordered_at updated_at last_position:int"
+        " hestia_user placement:json requested run_operation run_open:bool"
     ),
     key=("service_id",),
-    # the pipeline's sweep reads the services not settled yet (ops/views/unsettled_services.py)
-    indexes=(("pending",), ("status",)),
+    # the pipeline's sweep reads the services not settled yet (ops/views/unsettled_services.py);
+    # the API's list pages newest first and filters by client
+    indexes=(("pending",), ("status",), ("ordered_at", "service_id"), ("client_id",)),
+)
+
+# every node a service was placed on, with the role it has there
+SERVICE_SERVERS = Table(
+    name="services_servers",
+    columns=columns("service_id role server_id"),
+    key=("service_id", "role", "server_id"),
+    indexes=(("server_id",),),
+)
+
+# the Service events that record a run's outcome: the run is over
+_RUN_ENDS = (
+    Service.Activated,
+    Service.DeployFailed,
+    Service.Suspended,
+    Service.Unsuspended,
+    Service.PlanApplied,
+    Service.OperationFailed,
+    Service.Terminated,
 )
 
 
@@ -62,7 +96,37 @@ def _ordered(event: Service.Ordered) -> Row:
         **fields_of(event, "service_id client_id mode domain label username plan"),
         **_DEPLOY_STARTS,
         "ordered_at": event_time(event),
+        "hestia_user": event.username or derive_username(event.domain, event.service_id),
+        "requested": "deploy",
+        "run_open": False,
     }
+
+
+def _requested(event: Any) -> str | None:
+    """The kind of run a request asks for (None: it starts none)."""
+    return RUN_STARTERS.get(f"Service.{type(event).__name__}")
+
+
+def _operation_fields(row: Row, event: Any) -> Row:
+    """How the event moves the operation under way: a request queues its run; an outcome
+    ends the latest run and the request it answered."""
+    if (kind := _requested(event)) is not None:
+        return {"requested": kind}
+    if not isinstance(event, _RUN_ENDS):
+        return {}
+    ended = {
+        Service.Suspended: ("suspend",),
+        Service.Unsuspended: ("unsuspend",),
+        Service.PlanApplied: ("change_plan",),
+        Service.Activated: ("deploy", "reset"),
+        Service.DeployFailed: ("deploy", "reset"),
+    }.get(type(event), ())
+    if isinstance(event, Service.OperationFailed):
+        ended = (event.operation,)
+    requested = row.get("requested")
+    if isinstance(event, Service.Terminated) or requested in ended:
+        requested = None
+    return {"run_open": False, "requested": requested}
 
 
 def _pending(operation: str) -> Change:
@@ -77,7 +141,7 @@ def _terminate_requested(row: Row, event: Service.TerminateRequested) -> Row:
 
 
 def _redeploy_requested(row: Row, event: Any) -> Row:
-    return dict(_DEPLOY_STARTS)
+    return {**_DEPLOY_STARTS, "run_open": False, "run_operation": None}
 
 
 def _plan_change_requested(row: Row, event: Service.PlanChangeRequested) -> Row:
@@ -111,9 +175,10 @@ def _placement_waiting(row: Row, event: Service.PlacementWaiting) -> Row:
 
 
 def _placed(row: Row, event: Service.Placed) -> Row:
+    placement = {"placement": dict(event.placement)}
     if row["current_step"] != "place":
-        return {}
-    return {"current_step": None, "last_error": None}
+        return placement
+    return {**placement, "current_step": None, "last_error": None}
 
 
 def _settled(status: str) -> Change:
@@ -176,6 +241,7 @@ class ServicesView:
         self._progress = RunProgress(SERVICES.name)
         self.tables: tuple[Table, ...] = (
             SERVICES,
+            SERVICE_SERVERS,
             self._ids.table,
             self._progress.tasks,
             self._progress.runs,
@@ -198,8 +264,11 @@ class ServicesView:
             if before is None:
                 return
             row = {**before, **change(before, event)}
+            row.update(_operation_fields(row, event))
             if change is _redeploy_requested:
                 self._progress.forget_run(row["service_id"], rows)
+            if isinstance(event, Service.Placed):
+                _put_servers(row["service_id"], event.placement, rows)
         row["updated_at"] = event_time(event)
         row["last_position"] = recorded.position
         rows.put(SERVICES.name, row)
@@ -221,6 +290,9 @@ class ServicesView:
         before = rows.get(SERVICES.name, (service_id,))
         if before is None:
             return
+        event = recorded.event
+        if isinstance(event, Task.Planned) and before.get("requested") == event.operation:
+            fields["requested"] = None  # its run has begun
         row = {
             **before,
             **fields,
@@ -228,3 +300,18 @@ class ServicesView:
             "last_position": recorded.position,
         }
         rows.put(SERVICES.name, row)
+
+
+def _put_servers(service_id: str, placement: dict[str, Any], rows: Rows) -> None:
+    by_role = {
+        "web": [placement.get("web_server")],
+        "mail": [placement.get("mail_server")],
+        "dns": list(placement.get("dns_servers") or []),
+    }
+    for role, servers in by_role.items():
+        for server_id in servers:
+            if server_id:
+                rows.put(
+                    SERVICE_SERVERS.name,
+                    {"service_id": service_id, "role": role, "server_id": str(server_id)},
+                )

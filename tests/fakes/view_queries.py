@@ -24,6 +24,25 @@ class FakeViews:
     def service(self, service_id: str) -> dict[str, Any] | None:
         return self.services.get(service_id)
 
+    def services_page(
+        self,
+        *,
+        status: str | None = None,
+        mode: str | None = None,
+        client_id: str | None = None,
+        server_id: str | None = None,
+        domain: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The rows put in, newest order first; only ``status`` filters here."""
+        rows = sorted(
+            self.services.values(),
+            key=lambda row: (str(row.get("ordered_at")), str(row["service_id"])),
+            reverse=True,
+        )
+        return [row for row in rows if status in (None, row.get("status"))][:limit]
+
     def oplog(
         self, *, service_id: str | None, since: datetime | None, limit: int
     ) -> list[dict[str, Any]]:
