@@ -25,7 +25,8 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 ``GET /healthz`` answers ``{"status": "ok"}``, with ``"dead_letters": {"<queue>.dead": n, …}``
 when the app has a ``DeadLetters`` port and the broker answered.
 
-The timeline and task routes live in ``gateway.tasks_api``; reading a request's body and
+The services list and one service's read live in ``gateway.services_api``; the timeline
+and task routes in ``gateway.tasks_api``; reading a request's body and
 query parameters, in ``gateway.request_parsing``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
@@ -63,6 +64,7 @@ from gateway.request_parsing import (
 )
 from gateway.responses import ApiJSONResponse, error, success
 from gateway.servers_api import server_routes
+from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
 from gateway.tasks_api import task_routes
 
@@ -104,15 +106,6 @@ def create_app(
         await asyncio.to_thread(ledger.request, command)
         return success()
 
-    async def service(request: Request) -> Response:
-        service_id: str = request.path_params["service_id"]
-        row = await asyncio.to_thread(views.service, service_id)
-        if row is None:  # read your writes: an order answered 202 may not be in the view yet
-            row = await asyncio.to_thread(ledger.recorded_service, service_id)
-        if row is None:
-            raise NotFound(f"service {service_id} not found")
-        return ApiJSONResponse(_service_status(row))
-
     async def events(request: Request) -> Response:
         service_id: str = request.path_params["service_id"]
         as_of = query_time(request, "as_of")
@@ -148,7 +141,7 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         services_route("/v1/services", order_service, "POST"),
-        services_route("/v1/services/{service_id}", service, "GET"),
+        *service_routes(ledger=ledger, views=views),
         services_route("/v1/services/{service_id}/events", events, "GET"),
         *task_routes(
             ledger=ledger,
@@ -178,40 +171,6 @@ def create_app(
             HTTPException: _http_exception,
         },
     )
-
-
-def _service_status(row: dict[str, Any]) -> dict[str, Any]:
-    """The contract's service body from a services-view row.
-
-    The row holds ``service_id, mode, domain, status`` and the progress as ``done, total,
-    current_step`` — flat, or nested under ``progress``.
-    """
-    nested = row.get("progress")
-    source: dict[str, Any] = nested if isinstance(nested, dict) else row
-    done = int(source.get("done") or 0)
-    total = int(source.get("total") or 0)
-    status = row.get("status")
-    if status == "active":
-        percent = 100
-    elif total <= 0:
-        percent = 0
-    else:
-        percent = max(0, min(100, done * 100 // total))
-    return {
-        "service_id": row.get("service_id"),
-        "mode": row.get("mode"),
-        "domain": row.get("domain"),
-        "status": status,
-        "progress": {
-            "done": done,
-            "total": total,
-            "percent": percent,
-            "current_step": source.get("current_step"),
-        },
-        "last_error": row.get("last_error"),
-        # what a forced terminate could not remove, per node, for staff to clear by hand
-        "leftovers": row.get("leftovers") or [],
-    }
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:

@@ -18,6 +18,8 @@ from typing import Any
 
 from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
+from domain.run_outcome import RUN_STARTERS
+from domain.step_chain import ServiceFacts
 from domain.task import Task
 from domain.task_bulk import ChangeTasksInBulk
 from ops.adapters.sealing import PasswordSealer
@@ -54,9 +56,21 @@ class StoreLedger:
             return None
         return {
             "service_id": service.service_id,
+            "client_id": service.client_id,
             "mode": service.mode,
             "domain": service.domain,
+            "label": service.label,
             "status": service.status,
+            "plan": service.plan,
+            "hestia_user": ServiceFacts.from_service(service).user,
+            "placement": service.placement,
+            "ordered_at": service.created_on,
+            "updated_at": service.modified_on,
+            # a run asked for; whether it has begun is the views' to know
+            "requested": RUN_STARTERS.get(f"Service.{service.last_request[0]}")
+            if service.pending
+            else None,
+            "current_step": "place" if service.waiting_for_placement else None,
         }
 
     def ping(self) -> None:

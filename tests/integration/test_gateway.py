@@ -517,9 +517,17 @@ def test_a_service_reads_its_status_and_progress_from_the_view(
     assert reply.status_code == 200
     assert reply.json() == {
         "service_id": "1001",
+        "client_id": None,
         "mode": "split",
         "domain": "shop.example.com",
+        "label": None,
         "status": "provisioning",
+        "plan": None,
+        "username": None,
+        "roles": {role: {"servers": [], "username": None} for role in ("web", "mail", "dns")},
+        "ordered_at": None,
+        "updated_at": None,
+        "operation": None,
         "progress": {"done": 2, "total": 3, "percent": 66, "current_step": "mail.add_user"},
         "last_error": None,
         "leftovers": [],
@@ -530,8 +538,8 @@ def test_a_service_reads_its_status_and_progress_from_the_view(
     ("status", "done", "total", "percent"),
     [
         ("provisioning", 0, 0, 0),
-        ("active", 0, 0, 100),
-        ("active", 1, 4, 100),
+        ("active", 0, 0, 0),  # no task known: nothing to show done
+        ("active", 1, 4, 25),  # a suspend under way: active, 1 of its 4 tasks done
         ("deploy_failed", 1, 4, 25),
         ("provisioning", 5, 4, 100),
     ],
