@@ -333,3 +333,29 @@ def test_a_running_suspend_shows_its_operation_and_its_real_progress(api: Api) -
     service.mark_suspended(api.clock.advance(seconds=1))
     api.store.save(service)
     assert api.get("/v1/services/1")["operation"] is None
+
+
+def test_a_build_waiting_for_a_node_and_a_failed_suspend_show_as_such(api: Api) -> None:
+    api.order(1)
+    service = api.store.get_service("1")
+    service.wait_for_placement(api.clock.advance(seconds=1), "no server has the mail role")
+    api.store.save(service)
+    waiting = api.get("/v1/services/1")
+    assert waiting["operation"] == {"action": "deploy", "state": "waiting", "done": 0, "total": 0}
+    assert waiting["last_error"] == "waiting: no server has the mail role"
+    api.place(1, "web1", "mail1", ["dns1"])
+    assert api.get("/v1/services/1")["operation"]["state"] == "queued"
+    api.activate(1)
+
+    reply = api.client.post("/v1/services/1/suspend", json={"reason": "unpaid"}, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    (task,) = api.plan_run(1, 2, "suspend", ["web.suspend"])
+    api.run_task(task, finish=False)
+    assert api.get("/v1/services/1")["operation"]["state"] == "running"
+    service = api.store.get_service("1")
+    service.mark_operation_failed(api.clock.advance(seconds=1), "suspend", "web1 is away")
+    api.store.save(service)
+    failed = api.get("/v1/services/1")
+    assert (failed["status"], failed["operation"]) == ("active", None)
+    assert failed["last_error"] == "suspend: web1 is away"
+    assert failed["progress"]["percent"] == 0
