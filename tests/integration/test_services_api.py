@@ -359,3 +359,28 @@ def test_a_build_waiting_for_a_node_and_a_failed_suspend_show_as_such(api: Api) 
     assert (failed["status"], failed["operation"]) == ("active", None)
     assert failed["last_error"] == "suspend: web1 is away"
     assert failed["progress"]["percent"] == 0
+
+
+def test_a_suspend_asked_for_during_the_build_queues_behind_it(api: Api) -> None:
+    api.order(1)
+    api.place(1, "web1", "mail1", ["dns1"])
+    (build,) = api.plan_run(1, 1, "deploy", ["web.user"])
+    api.run_task(build, finish=False)
+    reply = api.client.post("/v1/services/1/suspend", json={"reason": "unpaid"}, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    building = api.get("/v1/services/1")
+    assert building["operation"] == {"action": "deploy", "state": "running", "done": 0, "total": 1}
+    build.succeed(build.attempt, api.clock.advance(seconds=1), changed=True, log=[])
+    api.store.save(build)
+    api.activate(1)
+    built = api.get("/v1/services/1")
+    assert built["status"] == "active"
+    assert built["operation"] == {"action": "suspend", "state": "queued", "done": 0, "total": 0}
+    assert built["progress"]["percent"] == 100  # the build's tasks, all done
+    api.plan_run(1, 2, "suspend", ["web.suspend"])
+    assert api.get("/v1/services/1")["operation"] == {
+        "action": "suspend",
+        "state": "running",
+        "done": 0,
+        "total": 1,
+    }
