@@ -8,8 +8,9 @@ service only gets its own service, never the list):
 - ``GET /v1/services?status=&mode=&client_id=&server_id=&domain=&limit=&cursor=`` →
   ``{"services": [...], "next_cursor": "<opaque>" | null}``. Every filter given must hold:
   ``status`` and ``mode`` exactly (400 for a value no service can have), ``client_id``
-  exactly, ``server_id`` a node the service was placed on in any role, ``domain`` a
-  case-insensitive substring of the domain. Newest order first (the order's time, then the
+  exactly, ``server_id`` a node the service was placed on in any role (both 400 when not of
+  the form an order or a registration takes), ``domain`` a case-insensitive substring of
+  the domain. Newest order first (the order's time, then the
   service id, both descending); ``limit`` per page (default 100, at most 1000). The next
   page is asked for with ``cursor=<next_cursor>``; services ordered meanwhile sort before
   it, so paging neither skips nor repeats one. 400 names a bad parameter.
@@ -39,8 +40,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.commands import MODES
-from domain.errors import NotFound
+from domain.commands import MODES, parse_external_id
+from domain.errors import InvalidInput, NotFound
+from domain.server import parse_server_id
 from domain.service import STATUSES
 from gateway.auth import guarded_route
 from gateway.credentials import SERVICES
@@ -102,6 +104,13 @@ def _filters(request: Request) -> dict[str, str | None]:
     for name, allowed in (("status", STATUSES), ("mode", MODES)):
         if found[name] is not None and found[name] not in allowed:
             raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
+    try:  # ids as the orders and registrations that made them are checked
+        if (client_id := found["client_id"]) is not None:
+            parse_external_id(client_id, "client_id")
+        if (server_id := found["server_id"]) is not None:
+            parse_server_id(server_id)
+    except InvalidInput as exc:
+        raise BadRequest(str(exc)) from None
     return found
 
 

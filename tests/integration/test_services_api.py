@@ -191,6 +191,8 @@ def test_services_listed_in_the_same_minute_are_ordered_by_id(api: Api) -> None:
         ({"cursor": base64.urlsafe_b64encode(b'{"a": 1}').decode()}, "cursor"),
         ({"domain": "x" * 300}, "domain"),
         ({"client_id": "c" * 300}, "client_id"),
+        ({"client_id": "seven eleven"}, "client_id"),
+        ({"server_id": "Web_1"}, "server_id"),
     ],
 )
 def test_bad_list_parameters_are_400_naming_the_parameter(
