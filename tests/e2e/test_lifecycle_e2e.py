@@ -100,6 +100,15 @@ async def test_suspend_unsuspend_and_terminate_reach_every_node_and_repeats_are_
             assert await act(system, service_id, "suspend", reason="unpaid") == 202
             assert await act(system, service_id, "suspend", reason="unpaid") == 202
         await system.wait_status([1, 2], "suspended", 60)
+        for service_id in (1, 2):  # the suspend's run is over, all its tasks done
+            shown = await system.status(service_id)
+            assert shown["operation"] is None, shown
+            assert shown["progress"]["done"] == shown["progress"]["total"] > 0, shown
+        assert (await system.status(2))["roles"] == {
+            "web": {"servers": ["web1"], "username": "bloguser"},
+            "mail": {"servers": ["mail1"], "username": None},  # the provider's shared user
+            "dns": {"servers": ["dns1", "dns2"], "username": None},
+        }
         assert [await user_state(system, n, "user1") for n in nodes] == ["yes"] * 4
         assert await user_state(system, "web1", "bloguser") == "yes"
         assert (await vanity_mailbox(system))["blog"]["SUSPENDED"] == "yes"
