@@ -167,3 +167,35 @@ def test_a_name_under_the_provider_domain_is_422_unless_vanity(
 ) -> None:
     message = refused(client, store, order(domain=domain, username="intruder"), 422)
     assert "hosted.example" in message
+
+
+def terminate(client: Client, store: EventStore, *, finished: bool) -> None:
+    """Asks for service 1001's terminate; ``finished``: the nodes are done (``terminated``),
+    else it stays ``terminating``."""
+    reply = client.post("/v1/services/1001/terminate", json={}, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    if finished:
+        service = store.get_service("1001")
+        service.mark_terminated(START, [])
+        store.save(service)
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["terminated", "terminating"])
+def test_a_terminated_service_id_is_closed_for_good_same_order_or_not(
+    client: Client, store: EventStore, finished: bool
+) -> None:
+    first = order()
+    assert client.post("/v1/services", json=first, headers=AUTH).status_code == 202
+    terminate(client, store, finished=finished)
+    status = "terminated" if finished else "terminating"
+    again = order(domain="fresh.example.com", username="fresh1", plan={"package": "gold"})
+    for body in (first, again):
+        message = refused(client, store, body, 409)
+        assert f"service 1001 is {status}" in message, message
+        assert "closed for good" in message and "a new order needs a new service id" in message
+    reply = client.get("/v1/services/1001", headers=AUTH)
+    assert reply.status_code == 200 and reply.json()["status"] == status
+    # the same order under a new id is welcome (its names were freed by the terminate)
+    if finished:
+        reply = client.post("/v1/services", json=order(service_id=1002), headers=AUTH)
+        assert reply.status_code == 202, reply.text
