@@ -199,3 +199,27 @@ def test_a_terminated_service_id_is_closed_for_good_same_order_or_not(
     if finished:
         reply = client.post("/v1/services", json=order(service_id=1002), headers=AUTH)
         assert reply.status_code == 202, reply.text
+
+
+@pytest.mark.parametrize("plan", [None, {}], ids=["missing", "empty"])
+def test_an_order_without_a_plan_is_422_plan_is_required(
+    client: Client, store: EventStore, plan: dict[str, Any] | None
+) -> None:
+    body = {k: v for k, v in order().items() if k != "plan"}
+    if plan is not None:
+        body["plan"] = plan
+    message = refused(client, store, body, 422)
+    assert message.startswith("plan is required: "), message
+    assert "package" in message and "disk_mb" in message
+
+
+@pytest.mark.parametrize("plan", [None, {}], ids=["null", "empty"])
+def test_a_plan_change_to_no_plan_is_422_plan_is_required(
+    client: Client, store: EventStore, plan: dict[str, Any] | None
+) -> None:
+    assert client.post("/v1/services", json=order(), headers=AUTH).status_code == 202
+    before = store.max_notification_id()
+    reply = client.post("/v1/services/1001/change-plan", json={"plan": plan}, headers=AUTH)
+    assert_readable_error(reply, 422)
+    assert reply.json()["error"].startswith("plan is required: ")
+    assert store.max_notification_id() == before

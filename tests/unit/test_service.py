@@ -23,7 +23,13 @@ def test_an_order_creates_a_provisioning_service_with_a_stable_id() -> None:
 def test_events_carry_the_commands_time_not_the_clock() -> None:
     service = Service.order(
         parse_order(
-            {"service_id": 1, "client_id": 1, "mode": "split", "domain": "a.example"},
+            {
+                "service_id": 1,
+                "client_id": 1,
+                "mode": "split",
+                "domain": "a.example",
+                "plan": {"package": "default"},
+            },
             now=NOW,
             actor="whmcs",
         ),
@@ -131,6 +137,7 @@ def test_bad_orders_are_refused_with_a_readable_reason(
         "client_id": 1,
         "mode": "split",
         "domain": "a.example.com",
+        "plan": {"package": "default"},
     }
     with pytest.raises(InvalidInput, match=message):
         parse_order({**base, **body}, now=NOW, actor="whmcs")

@@ -33,7 +33,13 @@ class History:
         self.views = views
         self.rows = MemoryRows(views)
         self.position = 0
-        body = {"service_id": 42, "client_id": 7, "mode": "split", "domain": "shop.example.com"}
+        body = {
+            "service_id": 42,
+            "client_id": 7,
+            "mode": "split",
+            "domain": "shop.example.com",
+            "plan": {"package": "default"},
+        }
         self.service = Service.order(
             parse_order(body | order, now=NOW, actor="whmcs"), "sealed-secret-text"
         )
@@ -167,7 +173,13 @@ def test_the_oplog_has_one_row_per_event_with_its_actor_and_never_a_password() -
 
 def test_views_ignore_events_of_a_service_they_never_saw_ordered() -> None:
     seen = History(all_views())
-    body = {"service_id": 99, "client_id": 7, "mode": "split", "domain": "other.example.com"}
+    body = {
+        "service_id": 99,
+        "client_id": 7,
+        "mode": "split",
+        "domain": "other.example.com",
+        "plan": {"package": "default"},
+    }
     stranger = Service.order(parse_order(body, now=NOW, actor="whmcs"), None)
     stranger.collect_events()  # recorded elsewhere: its order never reached the views
     stranger.mark_active(NOW)
