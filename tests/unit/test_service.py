@@ -141,3 +141,14 @@ def test_bad_orders_are_refused_with_a_readable_reason(
     }
     with pytest.raises(InvalidInput, match=message):
         parse_order({**base, **body}, now=NOW, actor="whmcs")
+
+
+def test_a_terminated_or_terminating_id_refuses_any_new_order() -> None:
+    service = ordered()
+    service.refuse_reorder()  # a live service: the same order again is the store's to judge
+    ask(service, "terminate")
+    with pytest.raises(Conflict, match=r"is terminating: .* a new order needs a new service id"):
+        service.refuse_reorder()
+    service.mark_terminated(NOW, leftovers=[])
+    with pytest.raises(Conflict, match="is terminated: a terminated service id is closed"):
+        service.refuse_reorder()
