@@ -189,9 +189,7 @@ def parse_lifecycle(
             raise InvalidInput("force must be true or false")
         return TerminateService(force=force, **common)
     if command_class is ChangePlan:
-        if "plan" not in body:
-            raise InvalidInput("change-plan needs a plan")
-        return ChangePlan(plan=HostingPlan.parse(body["plan"]), **common)
+        return ChangePlan(plan=HostingPlan.parse(body.get("plan")), **common)
     if command_class is SuspendService:
         reason = body.get("reason", "")
         if not isinstance(reason, str) or len(reason) > 500:

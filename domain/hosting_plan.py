@@ -2,10 +2,11 @@
 
 A plan arrives from WHMCS as JSON; ``HostingPlan.parse`` types and bounds every field and
 refuses anything it does not know, so a typo in WHMCS configuration is an error, not a
-silently ignored limit. ``None`` means unlimited. In Hestia's terms: ``PACKAGE_KEYS`` names the
-package key each limit goes to, ``PACKAGE_DEFAULTS`` is the package a plan asks for where it
-sets nothing, and ``LIMIT_KEYS`` are the package keys that limit what a user may hold (Hestia
-copies them into the user); the handlers send and check exactly these.
+silently ignored limit; a missing or empty plan is refused too (``plan is required``).
+``None`` means unlimited. In Hestia's terms: ``PACKAGE_KEYS`` names the package key each
+limit goes to, ``PACKAGE_DEFAULTS`` is the package a plan asks for where it sets nothing,
+and ``LIMIT_KEYS`` are the package keys that limit what a user may hold (Hestia copies them
+into the user); the handlers send and check exactly these.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ _BOUNDED_FIELDS: dict[str, int] = {
 }
 
 
+# the fields a plan may carry, as WHMCS sends them (see the README's "The plan")
+PLAN_FIELDS = ("package", *_BOUNDED_FIELDS, "php_version")
+
+
 @dataclass(frozen=True)
 class HostingPlan:
     package: str = "default"
@@ -99,12 +104,19 @@ class HostingPlan:
 
     @classmethod
     def parse(cls, raw: object) -> HostingPlan:
-        """Builds a plan from a JSON object, or raises InvalidInput naming the bad field."""
-        if raw is None:
-            return cls()
+        """Builds a plan from a JSON object, or raises InvalidInput naming the bad field.
+
+        A missing (None) or empty plan is refused rather than taken as ``default`` with no
+        limit: WHMCS always knows the product's plan, so its absence is a configuration
+        error that would otherwise sell an unlimited service."""
+        known = {"package", "php_version", *_BOUNDED_FIELDS}
+        if raw is None or raw == {}:
+            raise InvalidInput(
+                "plan is required: the product's plan, a JSON object with at least one of "
+                f"{', '.join(PLAN_FIELDS)}"
+            )
         if not isinstance(raw, dict):
             raise InvalidInput("plan must be a JSON object")
-        known = {"package", "php_version", *_BOUNDED_FIELDS}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InvalidInput(f"plan has unknown field(s): {', '.join(map(str, unknown))}")

@@ -263,6 +263,17 @@ class Service(Aggregate):
             command_id=command.command_id,
         )
 
+    def refuse_reorder(self) -> None:
+        """An order for an id that exists already: a terminated (or terminating) service's id
+        is closed for good — WHMCS gives a re-created service a new id, and the old one's
+        history stays as it is for audit — so any order for it is a Conflict."""
+        if self.status in ("terminating", "terminated"):
+            raise Conflict(
+                f"service {self.service_id} is {self.status}: a terminated service id is "
+                "closed for good (its history stays for audit); a new order needs a new "
+                "service id"
+            )
+
     def handle(self, command: Command) -> bool:
         """Records the event the command asks for; False when it is already satisfied."""
         if command.command_id and command.command_id in self.command_ids:

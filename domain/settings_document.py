@@ -4,12 +4,13 @@ Consumes a JSON body (complete, or partial for an update); emits its validated v
 dotted name (``retry.max_attempts``), or raises InvalidInput naming the field: unknown keys,
 wrong types and values out of bounds are refused. ``nest`` turns such flat values back into the
 document. The RuntimeSettings aggregate (domain/runtime_settings.py) builds its values from
-them and checks the rule across fields.
+them and checks the rule across fields; ``check_outside_references`` checks what a change
+names outside the document (registered nodes, the WHMCS API).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from domain.errors import InvalidInput
@@ -120,6 +121,30 @@ def parse_document(body: object, *, complete: bool) -> dict[str, Any]:
             elif complete:
                 raise InvalidInput(f"missing setting: {key}.{name}")
     return flat
+
+
+WHMCS_API_VARIABLES = (
+    "HOSTWRIGHT_WHMCS_URL, HOSTWRIGHT_WHMCS_IDENTIFIER and HOSTWRIGHT_WHMCS_SECRET"
+)
+
+
+def check_outside_references(
+    fields: Mapping[str, Any], *, unregistered: Collection[str], whmcs_api: bool
+) -> None:
+    """What a valid change names outside the document must be there, or the change would
+    only fail later, in a log line nobody reads: a per-server limit for a node that is not
+    registered (``unregistered``: the ids of ``concurrency.per_server`` no node has), or
+    tickets enabled where the WHMCS API is not configured. InvalidInput naming the field."""
+    if unregistered:
+        raise InvalidInput(
+            f"concurrency.per_server: server(s) {', '.join(sorted(unregistered))} not "
+            "registered (GET /v1/servers lists the nodes; POST /v1/servers registers one)"
+        )
+    if fields.get("tickets.enabled") is True and not whmcs_api:
+        raise InvalidInput(
+            "tickets.enabled: failure tickets need the WHMCS API; set "
+            f"{WHMCS_API_VARIABLES} (on the gateway and the ticket desk) first"
+        )
 
 
 def _refuse_unknown(given: dict[Any, Any], known: Mapping[str, object], prefix: str) -> None:

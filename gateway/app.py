@@ -83,11 +83,13 @@ def create_app(
     settings: SettingsBook | None = None,
     provider: ProviderSettings | None = None,
     dead_letters: DeadLetters | None = None,
+    whmcs_api: bool = False,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
     ``provider``: the vanity settings orders are checked against (None: no vanity services).
-    ``dead_letters``: the counts ``/healthz`` shows (None: it shows none)."""
+    ``dead_letters``: the counts ``/healthz`` shows (None: it shows none). ``whmcs_api``: the
+    WHMCS API is configured (``PUT /v1/settings`` may enable tickets)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -156,7 +158,9 @@ def create_app(
     if servers is not None:
         routes += server_routes(servers=servers, clock=clock)
     if settings is not None:
-        routes += settings_routes(settings=settings, clock=clock)
+        routes += settings_routes(
+            settings=settings, clock=clock, servers=servers, whmcs_api=whmcs_api
+        )
     return Starlette(
         routes=routes,
         middleware=[

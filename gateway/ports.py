@@ -6,7 +6,7 @@ through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -132,6 +132,10 @@ class ServerBook(Protocol):
 
     def listing(self) -> list[dict[str, Any]]:
         """Every registered node as JSON-ready dicts (public data only)."""
+
+    def unregistered(self, server_ids: Collection[str]) -> list[str]:
+        """The ids among ``server_ids`` that name no registered node (a node registered a
+        moment ago, through another gateway, is registered)."""
 
 
 class SettingsBook(Protocol):

@@ -5,7 +5,9 @@ changes them. Consumes a SettingsBook port and a clock; emits routes.
 takes that document, whole or in part (the fields named replace the current ones; see
 ``domain.runtime_settings``), and answers 200 ``{"result": "success", "changed": [dotted
 names], "settings": {…}}``; ``changed`` is empty, and nothing is recorded, when the values
-were already so. A body that fails validation is a 422 and records nothing. Both are staff's
+were already so. A body that fails validation is a 422 and records nothing; so is one that
+sets a limit for a node not registered, or enables tickets where the WHMCS API is not
+configured. Both are staff's
 (``GET`` a read credential's too); the change is recorded under the caller's name.
 """
 
@@ -20,20 +22,35 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.runtime_settings import parse_settings_update
+from domain.settings_document import check_outside_references
 from gateway.auth import actor_of, guarded_route
 from gateway.credentials import STAFF
-from gateway.ports import SettingsBook
+from gateway.ports import ServerBook, SettingsBook
 from gateway.request_parsing import read_json_object
 from gateway.responses import ApiJSONResponse, success
 
 
-def settings_routes(*, settings: SettingsBook, clock: Callable[[], datetime]) -> list[Route]:
+def settings_routes(
+    *,
+    settings: SettingsBook,
+    clock: Callable[[], datetime],
+    servers: ServerBook | None,
+    whmcs_api: bool,
+) -> list[Route]:
+    """``servers``: where a per-server limit's node must be registered (None: no node is);
+    ``whmcs_api``: whether the WHMCS API is configured, which enabling tickets needs."""
+
     async def show(request: Request) -> Response:
         values = await asyncio.to_thread(settings.current)
         return ApiJSONResponse({"settings": values.as_json()})
 
     async def change(request: Request) -> Response:
         update = parse_settings_update(await read_json_object(request))
+        limited = list(update.fields.get("concurrency.per_server", {}))
+        unregistered = limited
+        if servers is not None and limited:
+            unregistered = await asyncio.to_thread(servers.unregistered, limited)
+        check_outside_references(update.fields, unregistered=unregistered, whmcs_api=whmcs_api)
         applied = await asyncio.to_thread(settings.change, update, clock(), actor_of(request))
         return success(200, changed=applied.changed, settings=applied.values.as_json())
 

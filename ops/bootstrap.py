@@ -121,6 +121,13 @@ class System:
             settings=self.settings_book(),
             provider=provider_settings(self.settings),
             dead_letters=DeadLetterGauge(self.transport, connect=self.connect_transport),
+            whmcs_api=all(
+                (
+                    self.settings.whmcs_url,
+                    self.settings.whmcs_identifier,
+                    self.settings.whmcs_secret,
+                )
+            ),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -3,8 +3,10 @@
 Consumes every ``Service.*`` event; emits ``oplog`` rows keyed by the event's position in
 the notification log: who (the command's actor, or ``hostwright`` for status changes the
 system recorded), what (``action``), whether it was asked for (``kind`` = ``command``) or
-happened (``outcome``), and a JSON ``detail``. Secrets are never copied: ``detail`` is built
-from an allow-list of fields per event, so ``password_sealed`` cannot leak in.
+happened (``outcome``: applied, failed, suspended, terminated with leftovers, waiting for a
+node, …), and a JSON ``detail`` (the reason of a failure or a wait). Secrets are never
+copied: ``detail`` is built from an allow-list of fields per event, so ``password_sealed``
+cannot leak in.
 """
 
 from __future__ import annotations
@@ -39,8 +41,20 @@ def _fields(names: str) -> Detail:
     return detail
 
 
-# event type -> (action, kind, detail); anything not listed is not an operation on a service
-ENTRIES: dict[type[Any], tuple[str, str, Detail]] = {
+def _failed_operation(event: Any) -> str:
+    """``change_plan`` failed -> ``change-plan-failed``: the operation that could not finish."""
+    return f"{str(event.operation).replace('_', '-')}-failed"
+
+
+def _termination(event: Any) -> str:
+    """A terminate forced past what it could not remove says so in its name."""
+    return "terminated-with-leftovers" if event.leftovers else "terminated"
+
+
+# event type -> (action: a word, or how to word this event; kind; detail). Every event the
+# Service aggregate records is here (tests/unit/test_views.py checks it), so a person reading
+# the log finds each request and each outcome, in words, with its reason where it has one.
+ENTRIES: dict[type[Any], tuple[str | Callable[[Any], str], str, Detail]] = {
     Service.Ordered: ("order", "command", _fields("client_id mode domain plan username label")),
     Service.SuspendRequested: ("suspend", "command", _fields("reason")),
     Service.UnsuspendRequested: ("unsuspend", "command", _no_detail),
@@ -50,11 +64,17 @@ ENTRIES: dict[type[Any], tuple[str, str, Detail]] = {
     Service.VerifyRepairRequested: ("verify-repair", "command", _no_detail),
     Service.PlanChangeRequested: ("change-plan", "command", _fields("plan")),
     Service.UsageSyncRequested: ("sync-usage", "command", _no_detail),
+    Service.PlacementWaiting: ("placement-waiting", "outcome", _fields("reason")),
+    Service.Placed: ("placed", "outcome", _fields("placement")),
     Service.Activated: ("activated", "outcome", _no_detail),
     Service.DeployFailed: ("deploy-failed", "outcome", _fields("reason")),
     Service.Suspended: ("suspended", "outcome", _no_detail),
     Service.Unsuspended: ("unsuspended", "outcome", _no_detail),
-    Service.Terminated: ("terminated", "outcome", _fields("leftovers")),
+    Service.PlanApplied: ("plan-applied", "outcome", _no_detail),
+    Service.OperationFailed: (_failed_operation, "outcome", _fields("reason")),
+    Service.Terminated: (_termination, "outcome", _fields("leftovers")),
+    # the key id names the key without revealing it; the sealed text is never copied
+    Service.PasswordResealed: ("password-resealed", "outcome", _fields("key_id")),
 }
 
 
@@ -77,7 +97,8 @@ class OperationLogView:
         entry = ENTRIES.get(type(event))
         if entry is None:
             return
-        action, kind, detail = entry
+        wording, kind, detail = entry
+        action = wording if isinstance(wording, str) else wording(event)
         if isinstance(event, Service.Ordered):
             self._ids.remember(event, rows)
             service_id: str | None = event.service_id

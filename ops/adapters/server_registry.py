@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -130,6 +131,16 @@ class ServerRegistry:
             {**server.fields(), "host_key_fingerprint": fingerprint(server.host_key)}
             for server in self.all()
         ]
+
+    def unregistered(self, server_ids: Collection[str]) -> list[str]:
+        """The gateway's ServerBook check: the ids no registered node has, read afresh before
+        saying so (another gateway may have registered one within the cache's ``ttl``)."""
+        missing = [s for s in server_ids if self.cached(s) is None]
+        if missing:
+            self.refresh()
+            known = {server.server_id for server in self.all()}
+            missing = [s for s in missing if s not in known]
+        return missing
 
     def servers(self) -> list[ServerFacts]:
         return [server.facts() for server in self.all()]

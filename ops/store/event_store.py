@@ -67,9 +67,10 @@ class EventStore:
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
         """Records Service.Ordered with the claims on the service's names, in one transaction;
         False (and nothing recorded) when the service exists already. Conflict, recording
-        nothing, when the service exists with other details, another live service holds
-        one of its names (domain/claim.py), or another client's live service holds a domain
-        its domain is under (a few point reads, on every order).
+        nothing, when the service is terminated or terminating (its id is closed for good),
+        exists with other details, another live service holds one of its names
+        (domain/claim.py), or another client's live service holds a domain its domain is
+        under (a few point reads, on every order).
 
         The first attempt takes every name as new and reads nothing; when the save fails a
         claim was there before (or the service was), and each later attempt decides on what
@@ -98,11 +99,12 @@ class EventStore:
                 existing = self._services.find(service.id)
                 if existing is None:
                     continue  # a name was claimed before: decide on what the store holds
+                existing.refuse_reorder()
                 if _order_details(existing) != _order_details(service):
                     raise Conflict(
                         f"service {command.service_id} already exists with other details "
-                        "(client, mode, domain, plan, username or label); use change-plan "
-                        "or terminate it first"
+                        "(client, mode, domain, plan, username or label); use change-plan, "
+                        "or order it under a new service id"
                     ) from None
                 return False
             return True

@@ -22,7 +22,14 @@ NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 def ordered_before_claims(store: EventStore, service_id: int, domain: str, **extra: Any) -> None:
     """An order as the store recorded it before claims: the Service event alone."""
-    body = {"service_id": service_id, "client_id": 1, "mode": "split", "domain": domain, **extra}
+    body = {
+        "service_id": service_id,
+        "client_id": 1,
+        "mode": "split",
+        "domain": domain,
+        "plan": {"package": "default"},
+        **extra,
+    }
     store.save(Service.order(parse_order(body, now=NOW, actor="whmcs"), None))
 
 
@@ -75,7 +82,12 @@ def test_the_cli_command_backfills_and_exits_1_naming_the_shared_names(
 
 def later(service_id: int, domain: str, username: str | None = None) -> OrderService:
     """An order placed after the upgrade, by another client."""
-    body: dict[str, Any] = {"service_id": service_id, "client_id": 9, "mode": "split"}
+    body: dict[str, Any] = {
+        "service_id": service_id,
+        "client_id": 9,
+        "mode": "split",
+        "plan": {"package": "default"},
+    }
     if username:
         body["username"] = username
     return parse_order({**body, "domain": domain}, now=NOW, actor="whmcs")

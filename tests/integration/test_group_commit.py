@@ -18,6 +18,7 @@ def order(i: int, domain: str | None = None):  # type: ignore[no-untyped-def]
         "client_id": 1,
         "mode": "split",
         "domain": domain or f"g{i}.example.com",
+        "plan": {"package": "default"},
     }
     return parse_order(body, now=NOW, actor="test")
 

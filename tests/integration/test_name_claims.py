@@ -24,7 +24,13 @@ SERVICE_TOPICS = ("Service.",)
 
 
 def order(service_id: int, domain: str, mode: str = "split", **extra: Any) -> OrderService:
-    body = {"service_id": service_id, "client_id": service_id, "mode": mode, "domain": domain}
+    body = {
+        "service_id": service_id,
+        "client_id": service_id,
+        "mode": mode,
+        "domain": domain,
+        "plan": {"package": "default"},
+    }
     return parse_order({**body, **extra}, now=NOW, actor="whmcs")
 
 
@@ -217,7 +223,13 @@ def test_a_subdomain_of_another_customers_domain_is_refused_in_the_store(
     assert store.max_notification_id() == before
     # the same client may: service 2300 of client 2102
     same_client = parse_order(
-        {"service_id": 2300, "client_id": 2102, "mode": "split", "domain": "blog.shop.example.com"},
+        {
+            "service_id": 2300,
+            "client_id": 2102,
+            "mode": "split",
+            "domain": "blog.shop.example.com",
+            "plan": {"package": "default"},
+        },
         now=NOW,
         actor="whmcs",
     )

@@ -167,3 +167,59 @@ def test_a_name_under_the_provider_domain_is_422_unless_vanity(
 ) -> None:
     message = refused(client, store, order(domain=domain, username="intruder"), 422)
     assert "hosted.example" in message
+
+
+def terminate(client: Client, store: EventStore, *, finished: bool) -> None:
+    """Asks for service 1001's terminate; ``finished``: the nodes are done (``terminated``),
+    else it stays ``terminating``."""
+    reply = client.post("/v1/services/1001/terminate", json={}, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    if finished:
+        service = store.get_service("1001")
+        service.mark_terminated(START, [])
+        store.save(service)
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["terminated", "terminating"])
+def test_a_terminated_service_id_is_closed_for_good_same_order_or_not(
+    client: Client, store: EventStore, finished: bool
+) -> None:
+    first = order()
+    assert client.post("/v1/services", json=first, headers=AUTH).status_code == 202
+    terminate(client, store, finished=finished)
+    status = "terminated" if finished else "terminating"
+    again = order(domain="fresh.example.com", username="fresh1", plan={"package": "gold"})
+    for body in (first, again):
+        message = refused(client, store, body, 409)
+        assert f"service 1001 is {status}" in message, message
+        assert "closed for good" in message and "a new order needs a new service id" in message
+    reply = client.get("/v1/services/1001", headers=AUTH)
+    assert reply.status_code == 200 and reply.json()["status"] == status
+    # the same order under a new id is welcome (its names were freed by the terminate)
+    if finished:
+        reply = client.post("/v1/services", json=order(service_id=1002), headers=AUTH)
+        assert reply.status_code == 202, reply.text
+
+
+@pytest.mark.parametrize("plan", [None, {}], ids=["missing", "empty"])
+def test_an_order_without_a_plan_is_422_plan_is_required(
+    client: Client, store: EventStore, plan: dict[str, Any] | None
+) -> None:
+    body = {k: v for k, v in order().items() if k != "plan"}
+    if plan is not None:
+        body["plan"] = plan
+    message = refused(client, store, body, 422)
+    assert message.startswith("plan is required: "), message
+    assert "package" in message and "disk_mb" in message
+
+
+@pytest.mark.parametrize("plan", [None, {}], ids=["null", "empty"])
+def test_a_plan_change_to_no_plan_is_422_plan_is_required(
+    client: Client, store: EventStore, plan: dict[str, Any] | None
+) -> None:
+    assert client.post("/v1/services", json=order(), headers=AUTH).status_code == 202
+    before = store.max_notification_id()
+    reply = client.post("/v1/services/1001/change-plan", json={"plan": plan}, headers=AUTH)
+    assert_readable_error(reply, 422)
+    assert reply.json()["error"].startswith("plan is required: ")
+    assert store.max_notification_id() == before

@@ -84,6 +84,7 @@ def order(store: EventStore, service_id: str = "7") -> None:
                 "client_id": 1,
                 "mode": "split",
                 "domain": f"s{service_id}.example.com",
+                "plan": {"package": "default"},
             },
             now=T0,
             actor="whmcs",

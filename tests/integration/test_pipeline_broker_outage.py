@@ -78,7 +78,13 @@ async def ordered(store: EventStore, broker: Broker) -> tuple[Clock, Pipeline]:
         clock=clock,
         unit_random=lambda: 0.5,
     )
-    order = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    order = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
     store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     return clock, pipeline

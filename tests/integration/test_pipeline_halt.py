@@ -86,7 +86,13 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
         clock=clock,
         unit_random=lambda: 0.5,
     )
-    order = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    order = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
     store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     assert broker.steps() == ["web.user"]
@@ -105,7 +111,13 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
         await asyncio.wait_for(ticking, 30)
     assert broker.take() == []
     assert gated.checkpoints == checkpoints  # nor the new leader's checkpoint overwritten
-    order8 = {"service_id": "8", "client_id": 1, "mode": "split", "domain": "s8.example.com"}
+    order8 = {
+        "service_id": "8",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s8.example.com",
+        "plan": {"package": "default"},
+    }
     store.order_service(parse_order(order8, now=T0, actor="whmcs"), None)
     gated.armed = False
     with pytest.raises(PipelineHalted):  # nor anything taken after the halt

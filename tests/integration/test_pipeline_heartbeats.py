@@ -67,7 +67,13 @@ def stored_kinds(store: EventStore) -> list[str]:
 async def dispatched(store: EventStore) -> tuple[Clock, RecordingPublisher, TaskMessage]:
     store.order_service(
         parse_order(
-            {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"},
+            {
+                "service_id": "7",
+                "client_id": 1,
+                "mode": "split",
+                "domain": "s7.example.com",
+                "plan": {"package": "default"},
+            },
             now=T0,
             actor="whmcs",
         ),
@@ -189,7 +195,13 @@ async def test_a_pipeline_that_rereads_the_store_after_a_failed_save_hears_the_b
     await pipeline.rebuild()
     store.order_service(
         parse_order(
-            {"service_id": "8", "client_id": 1, "mode": "split", "domain": "s8.example.com"},
+            {
+                "service_id": "8",
+                "client_id": 1,
+                "mode": "split",
+                "domain": "s8.example.com",
+                "plan": {"package": "default"},
+            },
             now=T0,
             actor="whmcs",
         ),

@@ -95,7 +95,13 @@ def register_nodes(system: System) -> None:
 def order(system: System) -> None:
     system.store.order_service(
         parse_order(
-            {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"},
+            {
+                "service_id": "7",
+                "client_id": 1,
+                "mode": "split",
+                "domain": "s7.example.com",
+                "plan": {"package": "default"},
+            },
             now=T0,
             actor="whmcs",
         ),

@@ -90,6 +90,7 @@ def order(store: EventStore, service_id: str) -> None:
                 "client_id": 1,
                 "mode": "split",
                 "domain": f"s{service_id}.example.com",
+                "plan": {"package": "default"},
             },
             now=T0,
             actor="whmcs",

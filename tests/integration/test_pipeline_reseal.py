@@ -95,7 +95,13 @@ async def a_step_awaiting_its_retry(
         clock=clock,
         unit_random=lambda: 0.5,
     )
-    body = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    body = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
     command = parse_order(body, now=T0, actor="whmcs")
     store.order_service(command, PasswordSealer(OLD_KEY).seal(PASSWORD))
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
@@ -183,7 +189,13 @@ async def test_a_pipeline_that_missed_the_event_takes_the_resealed_task_on_its_n
 def test_the_old_password_text_is_gone_from_what_the_pipeline_would_plan_next(
     store: EventStore,
 ) -> None:
-    body = {"service_id": "8", "client_id": 1, "mode": "split", "domain": "s8.example.com"}
+    body = {
+        "service_id": "8",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s8.example.com",
+        "plan": {"package": "default"},
+    }
     store.order_service(
         parse_order(body, now=T0, actor="whmcs"), PasswordSealer(OLD_KEY).seal(PASSWORD)
     )

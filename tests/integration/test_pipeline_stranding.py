@@ -105,7 +105,12 @@ def build(
 
 
 def order(store: EventStore, service_id: str = "7") -> Service:
-    body = {"service_id": service_id, "client_id": 1, "mode": "split"}
+    body = {
+        "service_id": service_id,
+        "client_id": 1,
+        "mode": "split",
+        "plan": {"package": "default"},
+    }
     body["domain"] = f"s{service_id}.example.com"
     store.order_service(parse_order(body, now=T0, actor="whmcs"), None)
     return store.get_service(service_id)

@@ -110,7 +110,13 @@ async def test_a_service_ordered_whose_loads_fail_four_times_still_deploys(
         asyncio.ensure_future(relay.run(stop)),
     ]
     try:
-        order = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+        order = {
+            "service_id": "7",
+            "client_id": 1,
+            "mode": "split",
+            "domain": "s7.example.com",
+            "plan": {"package": "default"},
+        }
         store.order_service(parse_order(order, now=datetime.now(UTC), actor="whmcs"), None)
         await wait_for(lambda: published.messages, "the run's first steps")
         assert flaky.failures_left == 0

@@ -61,7 +61,13 @@ def at(minutes: int) -> datetime:
 def record_history(store: EventStore, count: int = SERVICES) -> None:
     """``count`` orders, then a mix of lifecycle requests and the pipeline's outcomes."""
     for i in range(1, count + 1):
-        body = {"service_id": i, "client_id": i % 13, "mode": "split", "domain": f"s{i}.example"}
+        body = {
+            "service_id": i,
+            "client_id": i % 13,
+            "mode": "split",
+            "domain": f"s{i}.example",
+            "plan": {"package": "default"},
+        }
         if i % 11 == 0:
             body["password"] = "Secret-pass-123"
         store.order_service(parse_order(body, now=at(0), actor="whmcs"), "sealed:xyz")

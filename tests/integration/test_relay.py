@@ -219,7 +219,13 @@ async def test_orders_taken_while_the_broker_is_down_are_relayed_when_it_returns
     headers = {"Authorization": f"Bearer {token}"}
 
     async def order(client: httpx.AsyncClient, i: int) -> None:
-        body = {"service_id": i, "client_id": 1, "mode": "split", "domain": f"d{i}.example.org"}
+        body = {
+            "service_id": i,
+            "client_id": 1,
+            "mode": "split",
+            "domain": f"d{i}.example.org",
+            "plan": {"package": "default"},
+        }
         reply = await client.post("/v1/services", json=body, headers=headers)
         assert reply.status_code == 202, reply.text
         assert reply.json() == {"result": "success", "service_id": str(i), "status": "provisioning"}

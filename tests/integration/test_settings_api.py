@@ -28,6 +28,7 @@ from gateway.ports import SettingsBook
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
+from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.bootstrap import System
 from ops.settings import Settings, SettingsError
@@ -46,6 +47,7 @@ from tests.support.gateway import (
 )
 
 DEFAULTS = runtime_defaults(Settings())
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvkcWkh33XP+nVwAr39SKD2LH3ynKCVGsuxXwfRfERU"
 DEFAULT_DOCUMENT = {
     "retry": {"max_attempts": 5, "initial_backoff_s": 5.0, "max_backoff_s": 600.0},
     "concurrency": {"default": 1, "per_server": {}},
@@ -72,17 +74,39 @@ def book(store: EventStore) -> StoreSettingsBook:
     return StoreSettingsBook(store, DEFAULTS)
 
 
-@pytest.fixture
-def client(store: EventStore, book: StoreSettingsBook, clock: Clock) -> Iterator[Client]:
-    app = create_app(
+def settings_app(store: EventStore, book: StoreSettingsBook, clock: Clock, whmcs_api: bool) -> Any:
+    return create_app(
         ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=FakeViews(),
         credentials=credentials_for_tests(),
         clock=clock,
+        servers=ServerRegistry(store),
         settings=book,
+        whmcs_api=whmcs_api,
     )
-    with serving(app) as test_client:
+
+
+@pytest.fixture
+def client(store: EventStore, book: StoreSettingsBook, clock: Clock) -> Iterator[Client]:
+    with serving(settings_app(store, book, clock, whmcs_api=True)) as test_client:
         yield test_client
+
+
+def register(client: Client, *server_ids: str) -> None:
+    """Registers the nodes through ``POST /v1/servers``, as staff do."""
+    for server_id in server_ids:
+        body = {
+            "server_id": server_id,
+            "roles": ["web"],
+            "host": f"{server_id}.example.net",
+            "port": 22,
+            "username": "root",
+            "host_key": ED25519,
+            "ip": "192.0.2.10",
+            "max_concurrency": 4,
+        }
+        reply = client.post("/v1/servers", json=body, headers=STAFF)
+        assert reply.status_code in (200, 201, 202), reply.text
 
 
 def put(client: Client, body: Any) -> Any:
@@ -145,6 +169,8 @@ def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStor
         "concurrency": {"per_server": {"web1": 3, "dns2": 10}},
         "tickets": {"enabled": True, "department_id": 4, "priority": "High"},
     }
+    register(client, "web1", "dns2")
+    registered = store.max_notification_id()
     reply = put(client, change)
     assert reply.status_code == 200, reply.text
     body = reply.json()
@@ -166,7 +192,7 @@ def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStor
     assert body["settings"] == expected
     assert shown(client) == expected
 
-    recorded = events_since(store, 0)
+    recorded = events_since(store, registered)
     assert [event_topic(e) for e in recorded] == [
         "RuntimeSettings.Adopted",
         "RuntimeSettings.Changed",
@@ -220,6 +246,7 @@ def test_putting_the_defaults_back_before_any_change_records_nothing(
 
 
 def test_a_per_server_map_replaces_the_previous_one(client: Client) -> None:
+    register(client, "web1", "web2")
     put(client, {"concurrency": {"per_server": {"web1": 3, "web2": 4}}})
     put(client, {"concurrency": {"per_server": {"web2": 5}}})
     assert shown(client)["concurrency"]["per_server"] == {"web2": 5}
@@ -290,6 +317,38 @@ def test_an_invalid_first_put_records_not_even_the_baseline(
     assert_readable_error(reply, 422)
     assert store.max_notification_id() == 0
     assert shown(client) == DEFAULT_DOCUMENT
+
+
+def test_a_limit_for_a_server_not_registered_is_422_naming_it(
+    client: Client, store: EventStore
+) -> None:
+    register(client, "web1")
+    count, before = store.max_notification_id(), shown(client)
+    reply = put(client, {"batch_size": 50, "concurrency": {"per_server": {"web1": 2, "web9": 3}}})
+    assert_readable_error(reply, 422)
+    message = reply.json()["error"]
+    assert "concurrency.per_server" in message and "web9" in message
+    assert "not registered" in message and "web1" not in message
+    assert store.max_notification_id() == count
+    assert shown(client) == before
+    register(client, "web9")  # once it is, the same change goes through
+    assert put(client, {"concurrency": {"per_server": {"web1": 2, "web9": 3}}}).status_code == 200
+
+
+def test_enabling_tickets_without_the_whmcs_api_is_422_naming_the_field(
+    store: EventStore, book: StoreSettingsBook, clock: Clock
+) -> None:
+    with serving(settings_app(store, book, clock, whmcs_api=False)) as client:
+        reply = put(client, {"batch_size": 50, "tickets": {"enabled": True, "priority": "High"}})
+        assert_readable_error(reply, 422)
+        message = reply.json()["error"]
+        assert "tickets.enabled" in message
+        for variable in ("HOSTWRIGHT_WHMCS_URL", "_IDENTIFIER", "_SECRET"):
+            assert variable in message
+        assert store.max_notification_id() == 0
+        assert shown(client) == DEFAULT_DOCUMENT
+        # what needs no WHMCS is still changed, tickets off included
+        assert put(client, {"tickets": {"enabled": False, "priority": "High"}}).status_code == 200
 
 
 UNREADABLE: list[tuple[str, bytes, str, int]] = [

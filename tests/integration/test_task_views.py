@@ -82,7 +82,13 @@ def succeed(task: Task, seconds: float) -> None:
 
 
 def order(service_id: str = "42") -> Service:
-    body = {"service_id": service_id, "client_id": 7, "mode": "split", "domain": "a.example.com"}
+    body = {
+        "service_id": service_id,
+        "client_id": 7,
+        "mode": "split",
+        "domain": "a.example.com",
+        "plan": {"package": "default"},
+    }
     return Service.order(parse_order(body, now=NOW, actor="whmcs"), None)
 
 
@@ -491,7 +497,13 @@ def record_deploys(store: EventStore, services: int = 6) -> dict[str, list[Task]
     runs: dict[str, list[Task]] = {}
     for i in range(1, services + 1):
         service_id = str(i)
-        body = {"service_id": i, "client_id": 1, "mode": "split", "domain": f"s{i}.example"}
+        body = {
+            "service_id": i,
+            "client_id": 1,
+            "mode": "split",
+            "domain": f"s{i}.example",
+            "plan": {"package": "default"},
+        }
         store.order_service(parse_order(body, now=NOW, actor="whmcs"), None)
         tasks = [plan(s, service_id=service_id) for s in ("web-user", "mail-user", "dns-zone")]
         store.save(*tasks)

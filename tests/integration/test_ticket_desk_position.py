@@ -58,6 +58,7 @@ def stores(database_url: str) -> Iterator[tuple[EventStore, Database]]:
             "client_id": 7,
             "mode": "split",
             "domain": f"s{service_id}.example.com",
+            "plan": {"package": "default"},
         }
         store.order_service(parse_order(body, now=T0, actor="whmcs"), None)
     try:

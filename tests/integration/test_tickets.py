@@ -66,6 +66,7 @@ def store(database_url: str) -> Iterator[EventStore]:
             "client_id": 7,
             "mode": "split",
             "domain": f"s{service_id}.example.com",
+            "plan": {"package": "default"},
         }
         store.order_service(parse_order(body, now=T0, actor="whmcs"), None)
     yield store
@@ -362,7 +363,13 @@ async def test_the_tickets_component_consumes_task_errored_from_its_queue(
     )
     clock = Clock(T0)
     system = System(settings, clock=clock)
-    body = {"service_id": "42", "client_id": 7, "mode": "split", "domain": "s42.example.com"}
+    body = {
+        "service_id": "42",
+        "client_id": 7,
+        "mode": "split",
+        "domain": "s42.example.com",
+        "plan": {"package": "default"},
+    }
     system.store.order_service(parse_order(body, now=T0, actor="whmcs"), None)
     await system.transport.connect()
     system.transport_connected = True

@@ -111,7 +111,12 @@ class HalfPrefetched(RowByRow):
 
 
 def order(i: int, password: str | None = None) -> Service:
-    body: dict[str, Any] = {"service_id": i, "client_id": 7, "mode": "split"}
+    body: dict[str, Any] = {
+        "service_id": i,
+        "client_id": 7,
+        "mode": "split",
+        "plan": {"package": "default"},
+    }
     body |= {"domain": f"s{i}.example"} | ({"password": password} if password else {})
     return Service.order(parse_order(body, now=NOW, actor="whmcs"), "sealed" if password else None)
 

@@ -29,7 +29,13 @@ def record_orders(store: EventStore, count: int, first: int = 1) -> None:
     services = [
         Service.order(
             parse_order(
-                {"service_id": i, "client_id": 7, "mode": "split", "domain": f"s{i}.example.com"},
+                {
+                    "service_id": i,
+                    "client_id": 7,
+                    "mode": "split",
+                    "domain": f"s{i}.example.com",
+                    "plan": {"package": "default"},
+                },
                 now=NOW,
                 actor="test",
             ),

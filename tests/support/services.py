@@ -16,7 +16,14 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def ordered(mode: str = "split", **extra: object) -> Service:
-    body = {"service_id": 42, "client_id": 7, "mode": mode, "domain": "shop.example.com", **extra}
+    body = {
+        "service_id": 42,
+        "client_id": 7,
+        "mode": mode,
+        "domain": "shop.example.com",
+        "plan": {"package": "default"},
+        **extra,
+    }
     service = Service.order(parse_order(body, now=NOW, actor="whmcs"), None)
     service.collect_events()
     return service

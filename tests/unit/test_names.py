@@ -236,11 +236,18 @@ def test_a_trailing_newline_is_refused(check: str) -> None:
 # --- plans ----------------------------------------------------------------------------------
 
 
-def test_no_plan_is_the_default_unlimited_plan() -> None:
-    assert HostingPlan.parse(None) == HostingPlan()
-    assert HostingPlan.parse({}) == HostingPlan()
-    assert HostingPlan().package == "default"
-    assert HostingPlan().disk_mb is None
+@pytest.mark.parametrize("raw", [None, {}], ids=["missing", "empty"])
+def test_a_plan_is_required(raw: object) -> None:
+    # WHMCS always knows the product's plan: none at all would sell an unlimited service
+    with pytest.raises(InvalidInput, match=r"^plan is required: .*package, disk_mb"):
+        HostingPlan.parse(raw)
+
+
+def test_what_a_plan_leaves_out_is_the_default_package_and_unlimited() -> None:
+    plan = HostingPlan.parse({"disk_mb": 500})
+    assert plan.package == "default" and plan.disk_mb == 500
+    assert plan.mail_accounts is None and plan.php_version is None
+    assert HostingPlan.parse({"package": "gold"}) == HostingPlan(package="gold")
 
 
 def test_a_full_plan_is_typed_and_round_trips() -> None:

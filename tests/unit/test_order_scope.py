@@ -17,7 +17,14 @@ PROVIDER = ProviderSettings("hosted.example", "provmail", "provdns")
 
 
 def order(mode: str = "vanity", domain: str = "blog.hosted.example", **extra: Any) -> OrderService:
-    body = {"service_id": 1, "client_id": 1, "mode": mode, "domain": domain, **extra}
+    body = {
+        "service_id": 1,
+        "client_id": 1,
+        "mode": mode,
+        "domain": domain,
+        "plan": {"package": "default"},
+        **extra,
+    }
     if mode == "vanity":
         body.setdefault("label", "blog")
     return parse_order(body, now=NOW, actor="whmcs")

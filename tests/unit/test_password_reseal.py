@@ -17,7 +17,13 @@ POLICY = RetryPolicy(max_attempts=1, initial_backoff_s=1, max_backoff_s=1)
 
 
 def service(password_sealed: str | None = OLD_TEXT) -> Service:
-    body = {"service_id": 42, "client_id": 7, "mode": "split", "domain": "shop.example.com"}
+    body = {
+        "service_id": 42,
+        "client_id": 7,
+        "mode": "split",
+        "domain": "shop.example.com",
+        "plan": {"package": "default"},
+    }
     made = Service.order(parse_order(body, now=NOW, actor="whmcs"), password_sealed)
     made.collect_events()
     return made

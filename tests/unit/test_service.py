@@ -23,7 +23,13 @@ def test_an_order_creates_a_provisioning_service_with_a_stable_id() -> None:
 def test_events_carry_the_commands_time_not_the_clock() -> None:
     service = Service.order(
         parse_order(
-            {"service_id": 1, "client_id": 1, "mode": "split", "domain": "a.example"},
+            {
+                "service_id": 1,
+                "client_id": 1,
+                "mode": "split",
+                "domain": "a.example",
+                "plan": {"package": "default"},
+            },
             now=NOW,
             actor="whmcs",
         ),
@@ -131,6 +137,18 @@ def test_bad_orders_are_refused_with_a_readable_reason(
         "client_id": 1,
         "mode": "split",
         "domain": "a.example.com",
+        "plan": {"package": "default"},
     }
     with pytest.raises(InvalidInput, match=message):
         parse_order({**base, **body}, now=NOW, actor="whmcs")
+
+
+def test_a_terminated_or_terminating_id_refuses_any_new_order() -> None:
+    service = ordered()
+    service.refuse_reorder()  # a live service: the same order again is the store's to judge
+    ask(service, "terminate")
+    with pytest.raises(Conflict, match=r"is terminating: .* a new order needs a new service id"):
+        service.refuse_reorder()
+    service.mark_terminated(NOW, leftovers=[])
+    with pytest.raises(Conflict, match="is terminated: a terminated service id is closed"):
+        service.refuse_reorder()

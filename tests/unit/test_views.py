@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventsourcing.domain import Aggregate
+
 from domain.commands import parse_lifecycle, parse_order
 from domain.service import Service
 from projections.catalogue import all_views
-from projections.oplog_view import OperationLogView
+from projections.oplog_view import ENTRIES, OperationLogView
 from projections.services_view import ServicesView
 from projections.view import Recorded, Row, Rows, View
 from tests.fakes.rows import MemoryRows
@@ -31,7 +33,13 @@ class History:
         self.views = views
         self.rows = MemoryRows(views)
         self.position = 0
-        body = {"service_id": 42, "client_id": 7, "mode": "split", "domain": "shop.example.com"}
+        body = {
+            "service_id": 42,
+            "client_id": 7,
+            "mode": "split",
+            "domain": "shop.example.com",
+            "plan": {"package": "default"},
+        }
         self.service = Service.order(
             parse_order(body | order, now=NOW, actor="whmcs"), "sealed-secret-text"
         )
@@ -151,7 +159,7 @@ def test_the_oplog_has_one_row_per_event_with_its_actor_and_never_a_password() -
         (2, "suspend", "command", "whmcs"),
         (3, "suspended", "outcome", "hostwright"),
         (4, "terminate", "command", "whmcs"),
-        (5, "terminated", "outcome", "hostwright"),
+        (5, "terminated-with-leftovers", "outcome", "hostwright"),
     ]
     assert {e["service_id"] for e in log} == {"42"}
     assert log[0]["detail"]["mode"] == "split" and log[0]["detail"]["domain"] == "shop.example.com"
@@ -165,7 +173,13 @@ def test_the_oplog_has_one_row_per_event_with_its_actor_and_never_a_password() -
 
 def test_views_ignore_events_of_a_service_they_never_saw_ordered() -> None:
     seen = History(all_views())
-    body = {"service_id": 99, "client_id": 7, "mode": "split", "domain": "other.example.com"}
+    body = {
+        "service_id": 99,
+        "client_id": 7,
+        "mode": "split",
+        "domain": "other.example.com",
+        "plan": {"package": "default"},
+    }
     stranger = Service.order(parse_order(body, now=NOW, actor="whmcs"), None)
     stranger.collect_events()  # recorded elsewhere: its order never reached the views
     stranger.mark_active(NOW)
@@ -181,3 +195,84 @@ def test_every_view_in_the_catalogue_has_a_unique_name_and_tables() -> None:
     assert [v.name for v in views] == ["services", "oplog", "task_queue", "timeline"]
     tables = [t.name for v in views for t in v.tables]
     assert len(tables) == len(set(tables))
+
+
+def leaf_service_events() -> list[type[Any]]:
+    """Every event class the Service aggregate records (its bases, ``Event`` and
+    ``Requested``, are never recorded themselves; nor is ``Created``, the library's default
+    that the aggregate's metaclass adds: ``Service.order`` records ``Ordered``)."""
+    declared = [
+        kind
+        for name, kind in vars(Service).items()
+        if isinstance(kind, type) and issubclass(kind, Aggregate.Event) and name != "Created"
+    ]
+    return [k for k in declared if not any(o is not k and issubclass(o, k) for o in declared)]
+
+
+def test_every_service_event_has_an_oplog_line() -> None:
+    # A new Service event must be given an oplog line (projections/oplog_view.py ENTRIES):
+    # a person reading the log looks for every request and every outcome.
+    events = leaf_service_events()
+    assert {"Ordered", "PlanApplied", "OperationFailed", "Terminated"} <= {
+        e.__name__ for e in events
+    }
+    assert [e.__name__ for e in events if e not in ENTRIES] == []
+
+
+def actions(history: History) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return [(e["action"], e["kind"], e["actor"], e["detail"]) for e in history.table("oplog")]
+
+
+def test_the_oplog_tells_every_outcome_in_words() -> None:
+    history = History([OperationLogView()], plan={"package": "gold"})
+    history.outcome("wait_for_placement", minutes=1, reason="no node has the role mail")
+    placement = {"web_server": "web1", "mail_server": "mail1", "dns_servers": ["dns1"]}
+    history.outcome("place", minutes=2, placement=placement)
+    history.outcome("mark_active", minutes=3)
+    history.ask("change-plan", {"plan": {"package": "silver"}}, minutes=4)
+    history.outcome("mark_plan_applied", minutes=5)
+    history.ask("change-plan", {"plan": {"package": "bronze"}}, minutes=6)
+    history.outcome(
+        "mark_operation_failed", minutes=7, operation="change_plan", reason="web1: quota"
+    )
+    history.ask("suspend", {"reason": "unpaid"}, minutes=8)
+    history.outcome("mark_operation_failed", minutes=9, operation="suspend", reason="web1: down")
+    history.outcome("reseal_password", minutes=10, password_sealed="v2:k2:new", key_id="k2")
+    history.ask("terminate", {"force": True}, minutes=11)
+    history.outcome("mark_terminated", minutes=12, leftovers=[{"role": "web", "item": "user"}])
+    outcomes = [a for a in actions(history) if a[1] == "outcome"]
+    assert outcomes == [
+        ("placement-waiting", "outcome", "hostwright", {"reason": "no node has the role mail"}),
+        ("placed", "outcome", "hostwright", {"placement": placement}),
+        ("activated", "outcome", "hostwright", {}),
+        ("plan-applied", "outcome", "hostwright", {}),
+        ("change-plan-failed", "outcome", "hostwright", {"reason": "web1: quota"}),
+        ("suspend-failed", "outcome", "hostwright", {"reason": "web1: down"}),
+        ("password-resealed", "outcome", "hostwright", {"key_id": "k2"}),
+        (
+            "terminated-with-leftovers",
+            "outcome",
+            "hostwright",
+            {"leftovers": [{"role": "web", "item": "user"}]},
+        ),
+    ]
+    assert "v2:k2:new" not in repr(history.table("oplog"))
+
+
+def test_a_terminate_or_unsuspend_that_fails_is_logged_as_such() -> None:
+    history = History([OperationLogView()], plan={"package": "gold"})
+    history.outcome("mark_active", minutes=1)
+    history.ask("suspend", {"reason": "unpaid"}, minutes=2)
+    history.outcome("mark_suspended", minutes=3)
+    history.ask("unsuspend", minutes=4)
+    history.outcome("mark_operation_failed", minutes=5, operation="unsuspend", reason="down")
+    history.ask("terminate", {"force": False}, minutes=6)
+    history.outcome("mark_operation_failed", minutes=7, operation="terminate", reason="refused")
+    history.outcome("mark_terminated", minutes=8, leftovers=[])
+    assert [a[0] for a in actions(history) if a[1] == "outcome"] == [
+        "activated",
+        "suspended",
+        "unsuspend-failed",
+        "terminate-failed",
+        "terminated",
+    ]

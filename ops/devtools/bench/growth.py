@@ -141,6 +141,7 @@ async def deploy_all(
                 "client_id": 1,
                 "mode": "split",
                 "domain": f"{service_id}.bench.example.com",
+                "plan": {"package": "bench", "disk_mb": 1024},
             }
             store.order_service(parse_order(body, now=clock(), actor="bench"), None)
         await pipeline.on_batch([RelayedEvent("Service.Ordered", service_uuid(s), 1) for s in ids])

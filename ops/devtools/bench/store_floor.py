@@ -47,5 +47,11 @@ def store_open_loop(url: str, rate: float, seconds: float) -> LoadResult:
 
 
 def _save_order(store: EventStore, service_id: int, domain: str, now: datetime) -> None:
-    body = {"service_id": service_id, "client_id": 1, "mode": "split", "domain": domain}
+    body = {
+        "service_id": service_id,
+        "client_id": 1,
+        "mode": "split",
+        "domain": domain,
+        "plan": {"package": "bench", "disk_mb": 1024},  # what intake's orders carry
+    }
     store.save(Service.order(parse_order(body, now=now, actor="bench"), None))
