@@ -25,6 +25,7 @@ from typing import Any
 from domain.errors import Conflict
 from domain.retry_policy import RetryPolicy
 from domain.task import Task
+from handlers import pipeline_log
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_dispatch import dispatch_ready
 from handlers.pipeline_runs import OpenRuns, Run
@@ -137,6 +138,8 @@ class Attempts:
             )
         if recorded:
             touched[task.id] = task
+            if item.outcome != "succeeded":
+                pipeline_log.attempt_failed(task, item.attempt, item.error)
 
     async def record(self, touched: dict[uuid.UUID, Task], taken: list[Report]) -> None:
         """Saves what the reports changed, in one transaction, and settles those runs."""
@@ -164,6 +167,8 @@ class Attempts:
             expired = run.expire_leases(
                 now, settings.policy, self.unit_random, lambda t: self.spared(t, now, settings)
             )
+            for task in expired:
+                pipeline_log.attempt_failed(task, task.attempt, task.error or "lease expired")
             if expired:
                 await self.save_or_refresh(expired)
                 await self.settle(run)
