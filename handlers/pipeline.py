@@ -270,9 +270,8 @@ class Pipeline:
         if under_way and current is not None and _waits_for(kind, current.kind):
             if kind == "change_plan" and current.kind in DEPLOY_KINDS:
                 kind = "deploy"  # a deploy under way: deploy again, with the new plan
-            else:  # still pending on the service: started when that run ends
-                current.waiting_command = current_command_id()
-                return True
+            else:
+                return True  # still pending on the service: started when that run ends
         now = self._clock()
         try:  # the planner reads the server registry: never on the event loop
             tasks = await asyncio.to_thread(
@@ -337,7 +336,8 @@ class Pipeline:
             self._open.forget(run)
         waiting = pending_kind(service)
         if waiting is not None and waiting != run.kind:
-            await self._start_run(service.id, service.version, waiting, run.waiting_command)
+            command_id = service.last_request_command  # the request that waited
+            await self._start_run(service.id, service.version, waiting, command_id)
 
     async def _wait_for_placement(self, service_id: str, reason: str) -> None:
         self._check_halted()

@@ -72,15 +72,16 @@ def attempt_failed(task: Task, attempt: int, reason: str) -> None:
 def run_ended(
     service_id: str, run_no: int, kind: str, outcomes: list[StepOutcome], command_id: str | None
 ) -> None:
-    failed = [o for o in outcomes if o.state not in ("succeeded", "cancelled")]
-    outcome = "failed" if failed else "succeeded"
+    failed = [o for o in outcomes if o.state == "error"]  # not those blocked behind them
+    ended_well = all(o.state in ("succeeded", "cancelled") for o in outcomes)
+    outcome = "succeeded" if ended_well else "failed"
     log.info(  # info even when it failed: the step's failure was the error line
         "pipeline: %s run %d of service %s ended: %s%s",
         kind,
         run_no,
         service_id,
         outcome,
-        f" ({', '.join(f'{o.step} {o.state}' for o in failed)})" if failed else "",
+        f" ({', '.join(o.step for o in failed)} in error)" if failed else "",
         extra=_fields(
             service=service_id,
             run=run_no,

@@ -65,8 +65,6 @@ class Run:
     kind: str
     tasks: dict[str, Task] = field(default_factory=dict)  # by step
     outcome_recorded: bool = False
-    # the command of a request that waits for this run to end (its run starts then)
-    waiting_command: str | None = None
 
     def open_tasks(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.is_open]

@@ -53,6 +53,13 @@ def store(tmp_path: Path) -> EventStore:
     return EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
 
 
+class Unsettled:
+    """The services the sweep looks at: service 7, whose run may not have started."""
+
+    def unsettled_services(self) -> list[str]:
+        return ["7"]
+
+
 def build(store: EventStore, clock: Clock, published: RecordingPublisher) -> Pipeline:
     return Pipeline(
         StorePipelineAdapter(store),
@@ -62,6 +69,7 @@ def build(store: EventStore, clock: Clock, published: RecordingPublisher) -> Pip
         settings=PipelineSettings(policy=POLICY, lease_s=30, batch_size=100),
         clock=clock,
         unit_random=lambda: 0.5,
+        unsettled=Unsettled(),
     )
 
 
@@ -108,6 +116,18 @@ async def test_task_messages_carry_the_command_id_also_after_a_restart(
     await restarted.on_result(result(first))
     (second,) = published.take()
     assert (second.step, second.command_id) == ("web.domain", COMMAND)
+
+
+async def test_a_run_the_sweep_starts_carries_the_command_id_of_its_request(
+    store: EventStore,
+) -> None:
+    body = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    store.order_service(parse_order({**body, "command_id": COMMAND}, now=T0, actor="whmcs"), None)
+    published = RecordingPublisher()
+    pipeline = build(store, Clock(T0), published)  # the relayed event never came
+
+    await pipeline.sweep()
+    assert [(m.step, m.command_id) for m in published.take()] == [("web.user", COMMAND)]
 
 
 async def test_a_failure_then_its_retry_then_the_end_are_each_logged_with_the_task(

@@ -134,3 +134,12 @@ def test_bad_orders_are_refused_with_a_readable_reason(
     }
     with pytest.raises(InvalidInput, match=message):
         parse_order({**base, **body}, now=NOW, actor="whmcs")
+
+
+def test_the_latest_request_that_starts_a_run_keeps_its_command_id() -> None:
+    service = ordered()
+    assert service.last_request_command is None  # ordered without one
+    ask(service, "suspend", {"command_id": "c-suspend"})
+    ask(service, "sync-usage", {"command_id": "c-usage"})  # starts no run: not the request
+    assert service.last_request == ("SuspendRequested", service.version - 1)
+    assert service.last_request_command == "c-suspend"
