@@ -10,7 +10,8 @@
 - ``exception``: the traceback, when the line has one (inside the JSON object, so a shipper
   never sees a line that is not JSON).
 
-In text the extra fields follow the message as ``key=value``. Secrets never reach a record:
+In text only the command id follows the message (``command_id=…``): the other fields are what
+the message says already, in words. Secrets never reach a record:
 the lines name credentials and services, never tokens, keys or passwords.
 """
 
@@ -78,15 +79,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The classic ``time LEVEL logger: message`` line, its extra fields after it."""
+    """The classic ``time LEVEL logger: message`` line, its command id after it."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
-        fields = extra_fields(record)
-        return text + "".join(f" {key}={value}" for key, value in fields.items())
+        command_id = getattr(record, "command_id", None)
+        return text if command_id is None else f"{text} command_id={command_id}"
 
 
 def configure_logging(log_format: str, stream: TextIO | None = None) -> logging.Handler | None:

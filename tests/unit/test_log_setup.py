@@ -84,7 +84,7 @@ def test_an_explicit_command_id_wins_over_the_context(
     assert json.loads(lines(stream)[0])["command_id"] == "the-task-s-own"
 
 
-def test_text_stays_the_classic_line_with_the_fields_after_it(
+def test_text_stays_the_classic_line_with_the_command_id_after_it(
     captured: tuple[logging.Logger, io.StringIO, logging.Handler],
 ) -> None:
     logger, stream, handler = captured
@@ -93,7 +93,7 @@ def test_text_stays_the_classic_line_with_the_fields_after_it(
         logger.info("request", extra={"status": 202})
     (line,) = lines(stream)
     assert " INFO hostwright.test_log_setup: request" in line
-    assert line.endswith(" command_id=order-42 status=202")
+    assert line.endswith(" INFO hostwright.test_log_setup: request command_id=order-42")
 
 
 def test_the_log_format_is_text_by_default_and_only_text_or_json() -> None:
