@@ -5,6 +5,7 @@ what follows (a retry, or the end), as is the end of each run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -17,12 +18,13 @@ from domain.commands import parse_order
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service
+from domain.task import Task
 from handlers.messages import ResultMessage, TaskMessage
 from handlers.pipeline import Pipeline, PipelineSettings, RelayedEvent
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.messaging.transport import Message
 from ops.services.pipeline import decode
-from ops.store.event_store import EventStore
+from ops.store.event_store import EventStore, event_as_json
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
 
@@ -191,3 +193,29 @@ async def test_a_run_is_one_line_when_planned_and_one_when_it_ends(
     assert [field(r, "outcome") for r in ended] == ["succeeded"]
     for line in (*planned, *ended):
         assert (field(line, "service"), field(line, "command_id")) == ("7", COMMAND)
+
+
+def test_a_task_planned_before_runs_knew_their_command_reads_with_none(store: EventStore) -> None:
+    task = Task.plan(
+        service_id="7",
+        run=1,
+        step="web.user",
+        role="web",
+        action="ensure_user",
+        server_id="web1",
+        params={},
+        depends_on=[],
+        now=T0,
+        command_id=COMMAND,
+    )
+    (planned,) = task.collect_events()
+    mapper = store.app.mapper
+    stored = mapper.to_stored_event(planned)
+    state = mapper.transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2
+    del state["command_id"]  # as version 1 stored it
+    old = dataclasses.replace(stored, state=mapper.transcoder.encode(state))
+    read: Any = mapper.to_domain_event(old)
+    assert event_as_json(read)["data"]["command_id"] is None  # the events API, the relay
+    rebuilt = read.mutate(None)
+    assert (rebuilt.step, rebuilt.command_id) == ("web.user", None)
