@@ -21,7 +21,9 @@ from domain.service import Service
 from domain.task import Task
 from handlers.messages import ResultMessage, TaskMessage
 from handlers.pipeline import Pipeline, PipelineSettings, RelayedEvent
+from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.adapters.sealing import PasswordSealer
 from ops.messaging.transport import Message
 from ops.services.pipeline import decode
 from ops.store.event_store import EventStore, event_as_json
@@ -161,6 +163,19 @@ async def test_a_failure_then_its_retry_then_the_end_are_each_logged_with_the_ta
     ended = [r for r in lines(caplog, logging.INFO) if "ended" in r.getMessage()]
     assert [field(r, "outcome") for r in ended] == ["failed"]
     assert field(ended[0], "command_id") == COMMAND
+
+
+async def test_a_failure_that_is_not_recorded_is_not_logged(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, published, pipeline = await ordered(store)
+    (first,) = published.take()
+    # staff cancel the task while its handler still runs: the late failure changes nothing
+    ledger = StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests"))
+    assert ledger.cancel_task(first.task_id, T0, "staff")
+    with caplog.at_level(logging.INFO, logger="handlers.pipeline"):
+        await pipeline.on_result(result(first, "failed_retryable"))
+    assert lines(caplog, logging.WARNING) == lines(caplog, logging.ERROR) == []
 
 
 async def test_a_lease_running_out_is_a_logged_failure_too(
