@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from starlette.types import ASGIApp
 
+from domain.commands import OrderService
 from gateway.app import create_app
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer
@@ -30,20 +32,33 @@ from tests.support.gateway import (
 LOGGER = "hostwright.gateway.requests"
 
 
-@pytest.fixture
-def client(sqlite_url: str) -> Iterator[Client]:
-    store = EventStore(sqlite_url)
-    app = create_app(
-        ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
+class FailingLedger(StoreLedger):
+    """A ledger whose orders fail in a way nobody planned for, the password in the message."""
+
+    def order_service(self, command: OrderService) -> bool:
+        raise RuntimeError(f"boom: {command.password}")
+
+
+def app_over(store: EventStore, ledger: type[StoreLedger] = StoreLedger) -> ASGIApp:
+    return create_app(
+        ledger=ledger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=FakeViews(),
         credentials=credentials_for_tests(),
         clock=Clock(START),
     )
-    try:
-        with serving(app) as test_client:
-            yield test_client
-    finally:
-        store.close()
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[EventStore]:
+    event_store = EventStore(sqlite_url)
+    yield event_store
+    event_store.close()
+
+
+@pytest.fixture
+def client(store: EventStore) -> Iterator[Client]:
+    with serving(app_over(store)) as test_client:
+        yield test_client
 
 
 def field(line: logging.LogRecord, name: str) -> Any:
@@ -125,3 +140,21 @@ def test_a_refused_order_is_logged_with_its_status(
     (line,) = request_lines(caplog)
     assert (field(line, "status"), field(line, "credential")) == (422, "whmcs")
     assert PASSWORD not in caplog.text
+
+
+def test_a_call_that_fails_unexpectedly_is_logged_as_500_without_its_secrets(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), serving(app_over(store, FailingLedger)) as failing:
+        reply = failing.post("/v1/services", json=order(command_id="order-500"), headers=AUTH)
+    assert reply.status_code == 500
+
+    (line,) = request_lines(caplog)
+    assert fields(line) == {
+        "method": "POST",
+        "path": "/v1/services",
+        "status": 500,
+        "credential": "whmcs",
+        "command_id": "order-500",
+    }
+    assert PASSWORD not in caplog.text and TOKEN not in caplog.text
