@@ -96,6 +96,8 @@ class Service(Aggregate):
         # the latest event that starts a run (its class name and version): what the pipeline's
         # sweep checks it has a run for
         self.last_request: tuple[str, int] = ("Ordered", 1)
+        # the id of the command that recorded it: the correlation id of its run's log lines
+        self.last_request_command: str | None = command_id
         self.command_ids: list[str] = [command_id] if command_id else []
 
     class Event(Aggregate.Event):
@@ -108,6 +110,7 @@ class Service(Aggregate):
                 ]
             if type(self).__name__ in RUN_STARTING_EVENTS:
                 aggregate.last_request = (type(self).__name__, self.originator_version)
+                aggregate.last_request_command = command_id
             self.apply_to(aggregate)
 
         def apply_to(self, service: Service) -> None:

@@ -63,6 +63,14 @@ class Task(Aggregate):
         params: dict[str, Any]
         depends_on: list[str]
         operation: str  # what its run does: deploy, reset, suspend, unsuspend, terminate, …
+        # the command whose event started the run: the correlation id of the task's log lines
+        command_id: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["command_id"] = None  # planned before runs knew their command
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class Task(Aggregate):
         params: dict[str, Any],
         depends_on: list[str],
         operation: str = "deploy",
+        command_id: str | None = None,
     ) -> None:
         self.service_id = service_id
         self.run = run
@@ -85,6 +94,7 @@ class Task(Aggregate):
         self.params = params
         self.depends_on = depends_on
         self.operation = operation
+        self.command_id = command_id
         self.state = "planned"
         self.attempt = 0
         self.round_start = 0  # attempts before the last "Try again"
@@ -222,6 +232,7 @@ class Task(Aggregate):
         depends_on: list[str],
         now: datetime,
         operation: str = "deploy",
+        command_id: str | None = None,
     ) -> Task:
         return cls._create(
             cls.Planned,
@@ -236,6 +247,7 @@ class Task(Aggregate):
             params=params,
             depends_on=depends_on,
             operation=operation,
+            command_id=command_id,
         )
 
     @property

@@ -49,12 +49,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
+from domain.correlation import set_command_id
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.provider_settings import ProviderSettings, check_order
 from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.credentials import SERVICES, Credentials
 from gateway.ports import CommandLedger, DeadLetters, ServerBook, SettingsBook, ViewQueries
+from gateway.request_log import RequestLogMiddleware
 from gateway.request_parsing import (
     BadRequest,
     query_limit,
@@ -94,6 +96,7 @@ def create_app(
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
         command = parse_order(body, now=clock(), actor=actor_of(request))
+        set_command_id(command.command_id)  # the correlation id of every line it causes
         check_order(command, provider)
         await asyncio.to_thread(ledger.order_service, command)
         return success(service_id=command.service_id, status="provisioning")
@@ -105,6 +108,7 @@ def create_app(
             return error(404, f"unknown action {action!r}")
         body = with_idempotency_key(request, await read_json(request, required=False))
         command = parse_lifecycle(action, service_id, body, now=clock(), actor=actor_of(request))
+        set_command_id(command.command_id)
         await asyncio.to_thread(ledger.request, command)
         return success()
 
@@ -164,6 +168,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestLogMiddleware),  # outermost: a 401 and a 500 get their line too
             Middleware(ErrorBoundaryMiddleware),
             Middleware(BearerTokenMiddleware, credentials=credentials),
         ],

@@ -77,6 +77,13 @@ def actor_of(request: Request) -> str:
     return principal_of(request).name
 
 
+def credential_name(scope: Scope) -> str | None:
+    """The name of the credential the request was let in with; None when it was not (no
+    token, a refused one, a path outside ``/v1``). For the request's log line."""
+    principal = scope.get(_PRINCIPAL)
+    return principal.name if isinstance(principal, Principal) else None
+
+
 def _is_protected(path: str) -> bool:
     return path == _PROTECTED_PREFIX or path.startswith(_PROTECTED_PREFIX + "/")
 

@@ -10,6 +10,7 @@ answers with the contract's error body. Every route reads its request through he
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -67,10 +68,12 @@ def _reject_constant(name: str) -> object:
 
 
 def with_idempotency_key(request: Request, body: object) -> object:
-    """Uses the ``Idempotency-Key`` header as the command id when the body names none."""
+    """Uses the ``Idempotency-Key`` header as the command id when the body names none, and a
+    fresh one when neither does: every command has an id, the correlation id of every log
+    line it causes (domain/correlation.py). A body that is not an object is left to fail."""
     key = request.headers.get("idempotency-key")
     if key is None:
-        return body
+        key = uuid.uuid4().hex
     if body is None:
         return {"command_id": key}
     if isinstance(body, dict) and body.get("command_id") is None:

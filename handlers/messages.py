@@ -27,6 +27,8 @@ class TaskMessage:
     server_id: str
     params: dict[str, Any]
     inputs: dict[str, Any] = field(default_factory=dict)  # outputs of the steps it depends on
+    # the command that started the task's run: the handler's log lines carry it
+    command_id: str | None = None
 
     @property
     def routing_key(self) -> str:

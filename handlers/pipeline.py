@@ -8,12 +8,9 @@ Its working state — the open runs and their tasks — is rebuilt from the even
 start, so a killed pipeline resumes where the store says it was. One pipeline instance is
 active at a time (ops/services/pipeline_lead.py sees to it); handlers are what scales out.
 
-This module starts runs and settles them, and takes what arrives in order; the working state
-lives in handlers/pipeline_runs.py, the attempts (dispatch, results, heartbeats, leases) in
-handlers/pipeline_attempts.py, which ready steps start in handlers/pipeline_dispatch.py, a
-run's placement and tasks in handlers/pipeline_planning.py, the sweep in pipeline_sweep.py, and
-the task messages on their way out (re-sent until confirmed) and the leases while the broker is
-away in handlers/pipeline_sending.py.
+This module starts runs and settles them, and takes what arrives in order; the other
+``handlers/pipeline_*.py`` modules hold its parts (docs/architecture.md says which holds what:
+working state, attempts, dispatch, planning, sweep, sending, the operator's log lines).
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from domain.correlation import command_context, current_command_id
 from domain.errors import Conflict, DomainError
 from domain.run_outcome import (
     DEPLOY_KINDS,
@@ -40,6 +38,7 @@ from domain.run_outcome import (
 from domain.run_outcome import waits_for as _waits_for
 from domain.service import Service, service_uuid
 from domain.task import Task
+from handlers import pipeline_log
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
@@ -152,9 +151,8 @@ class Pipeline:
         await self._send(outgoing)
 
     async def _fresh(self) -> None:
-        """After a save failed for another reason than a conflict, memory may hold changes
-        the store does not (the events left the aggregates with the failed save): the store's
-        word is taken again before anything else is decided."""
+        """After a save failed for another reason than a conflict, memory may hold changes the
+        store does not (they left with the failed save): the store's word is taken again."""
         if self._stale:
             log.warning("pipeline: a save failed earlier; rebuilding from the store")
             await self._rebuild()
@@ -182,12 +180,10 @@ class Pipeline:
         await self.on_batch([beat])
 
     async def on_batch(self, inputs: list[PipelineInput]) -> None:
-        """Everything that arrived together: new runs are planned and their first steps
-        dispatched first; then results and heartbeats are recorded in one transaction, the
-        runs they touched settle and one dispatch round follows (one more transaction).
-        Other relayed events (staff's task commands, scheduler ticks) keep their place.
-        The round's task messages are published once the lock is let go, so the next batch
-        can be decided while they are confirmed."""
+        """Everything that arrived together: new runs planned and their first steps dispatched
+        first; then results and heartbeats recorded in one transaction, the runs they touched
+        settled, one dispatch round (one more transaction); other inputs keep their place. Task
+        messages go out once the lock is let go: the next batch is decided while confirmed."""
         async with self._lock:
             await self._fresh()
             await self._attempts.read_knobs()
@@ -220,7 +216,7 @@ class Pipeline:
     async def _take_event(self, event: RelayedEvent) -> None:
         kind = RUN_STARTERS.get(event.topic)
         if kind is not None:
-            await self._start_run(event.aggregate_id, event.version, kind)
+            await self._start_run(event.aggregate_id, event.version, kind, event.command_id)
         elif event.topic == "Server.Registered":
             await self._sweep.run()  # a build waiting for a node with that role may start
         elif event.topic in STAFF_TASK_TOPICS:
@@ -247,10 +243,13 @@ class Pipeline:
 
     # --- decisions ---------------------------------------------------------------------
 
-    async def _start_run(self, aggregate_id: uuid.UUID, run_no: int, kind: str) -> None:
-        for _ in range(5):
-            if await self._try_start_run(aggregate_id, run_no, kind):
-                return
+    async def _start_run(
+        self, aggregate_id: uuid.UUID, run_no: int, kind: str, command_id: str | None = None
+    ) -> None:
+        with command_context(command_id):  # its lines and its tasks carry the command's id
+            for _ in range(5):
+                if await self._try_start_run(aggregate_id, run_no, kind):
+                    return
         raise Conflict(f"could not start run {run_no} of {aggregate_id}: the service kept changing")
 
     async def _try_start_run(self, aggregate_id: uuid.UUID, run_no: int, kind: str) -> bool:
@@ -275,7 +274,9 @@ class Pipeline:
                 return True  # still pending on the service: started when that run ends
         now = self._clock()
         try:  # the planner reads the server registry: never on the event loop
-            tasks = await asyncio.to_thread(plan_run, self._planner, service, run_no, kind, now)
+            tasks = await asyncio.to_thread(
+                plan_run, self._planner, service, run_no, kind, now, current_command_id()
+            )
         except PlacementWaits as waits:
             await self._wait_for_placement(service_id, waits.reason)
             return True  # started by the sweep once a node with the role is registered
@@ -304,6 +305,8 @@ class Pipeline:
                 return False  # the service changed under us; plan again on fresh state
         for task in tasks:
             self._open.remember(task)
+        if not redelivered:
+            pipeline_log.run_planned(tasks, service_id, run_no, kind)
         if redelivered and current is None:
             await self._settle(self._runs[service_id])  # ended already: forgotten again
         if not tasks:  # nothing to do on any node: the run has ended as it began
@@ -327,12 +330,14 @@ class Pipeline:
         if service is None:
             return  # not recorded: the next settle of this run tries again
         run.outcome_recorded = True
+        pipeline_log.run_ended(run.service_id, run.run, run.kind, outcomes, run.command_id)
         ended_well = all(o.state in ("succeeded", "cancelled") for o in outcomes)
         if ended_well or service.status == "terminated":
             self._open.forget(run)
         waiting = pending_kind(service)
         if waiting is not None and waiting != run.kind:
-            await self._start_run(service.id, service.version, waiting)
+            command_id = service.last_request_command  # the request that waited
+            await self._start_run(service.id, service.version, waiting, command_id)
 
     async def _wait_for_placement(self, service_id: str, reason: str) -> None:
         self._check_halted()
@@ -347,8 +352,7 @@ class Pipeline:
     async def _record_outcome(
         self, service_id: str, kind: str, outcomes: list[StepOutcome]
     ) -> Service | None:
-        """Records the outcome; returns the service as the store has it now (None if it
-        kept changing under us)."""
+        """Records the outcome; the service as the store has it now (None: it kept changing)."""
         self._check_halted()
         try:
             return await asyncio.to_thread(
@@ -363,8 +367,7 @@ class Pipeline:
             return None
 
     async def _send(self, messages: list[TaskMessage]) -> None:
-        # Recorded first; one whose publish is not confirmed is re-sent (resend below).
-        if not self.halted:  # else left to the next leader (the attempts' leases)
+        if not self.halted:  # recorded already; halted: left to the next leader (leases)
             await self._sender.send(messages)
 
     async def resend(self, stop: asyncio.Event) -> None:
@@ -372,8 +375,7 @@ class Pipeline:
         await self._sender.run(stop)
 
     def halt(self) -> None:
-        """Saves, records, publishes and checkpoints nothing from now: its work still under
-        way cannot overwrite what a new leader decides."""
+        """Records, publishes and checkpoints nothing from now: a new leader's word stands."""
         self.halted = True
 
     def _check_halted(self) -> None:

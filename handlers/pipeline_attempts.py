@@ -25,6 +25,7 @@ from typing import Any
 from domain.errors import Conflict
 from domain.retry_policy import RetryPolicy
 from domain.task import Task
+from handlers import pipeline_log
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_dispatch import dispatch_ready
 from handlers.pipeline_runs import OpenRuns, Run
@@ -71,6 +72,8 @@ class Attempts:
     # a lease that may not run out at that moment (the broker is away: no heartbeat can come)
     spared: Callable[[Task, datetime, PipelineSettings], bool] = lambda task, now, settings: False
     knobs: Knobs = field(default_factory=Knobs)
+    # failed attempts taken, logged once their recording is saved: (task, attempt, reason)
+    failures: list[tuple[Task, int, str]] = field(default_factory=list)
 
     async def read_knobs(self) -> None:
         """Reads the settings and the limit of every server of the open runs, in a thread."""
@@ -137,6 +140,8 @@ class Attempts:
             )
         if recorded:
             touched[task.id] = task
+            if item.outcome != "succeeded":
+                self.failures.append((task, item.attempt, item.error))
 
     async def record(self, touched: dict[uuid.UUID, Task], taken: list[Report]) -> None:
         """Saves what the reports changed, in one transaction, and settles those runs."""
@@ -145,17 +150,27 @@ class Attempts:
             return
         tasks = list(touched.values())
         touched.clear()
-        if not await self.save_or_refresh(tasks):
+        if not await self._saved(tasks):
             for item in taken:
                 one: dict[uuid.UUID, Task] = {}
                 self.take(item, one)
-                await self.save_or_refresh(list(one.values()))
+                await self._saved(list(one.values()))
             tasks = [self.open_runs.by_id[t.id] for t in tasks if t.id in self.open_runs.by_id]
         taken.clear()
         for service_id in dict.fromkeys(task.service_id for task in tasks):
             run = self.open_runs.runs.get(service_id)
             if run is not None:
                 await self.settle(run)
+
+    async def _saved(self, tasks: list[Task]) -> bool:
+        """``save_or_refresh``, and the failures taken for it logged once it went through;
+        one that did not (or raised) recorded nothing: their reports are taken again (or
+        redelivered after a rebuild), or were superseded."""
+        failures, self.failures[:] = list(self.failures), []
+        saved = await self.save_or_refresh(tasks)
+        for task, attempt, reason in failures if saved else []:
+            pipeline_log.attempt_failed(task, attempt, reason)
+        return saved
 
     async def expire_leases(self) -> None:
         now, settings = self.clock(), self.current()
@@ -165,7 +180,8 @@ class Attempts:
                 now, settings.policy, self.unit_random, lambda t: self.spared(t, now, settings)
             )
             if expired:
-                await self.save_or_refresh(expired)
+                self.failures.extend((t, t.attempt, t.error or "lease expired") for t in expired)
+                await self._saved(expired)
                 await self.settle(run)
 
     async def retry_terminations(self) -> None:

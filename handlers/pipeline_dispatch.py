@@ -68,6 +68,7 @@ def task_message(run: Run, task: Task, attempt: int) -> TaskMessage:
         server_id=task.server_id,
         params=task.params,
         inputs=inputs,
+        command_id=task.command_id,
     )
 
 

@@ -35,7 +35,12 @@ class PlacementWaits(Exception):
 
 
 def plan_run(
-    planner: Planner, service: Service, run_no: int, kind: str, now: datetime
+    planner: Planner,
+    service: Service,
+    run_no: int,
+    kind: str,
+    now: datetime,
+    command_id: str | None = None,
 ) -> list[Task]:
     placement = service.placement
     if placement is None and kind == "terminate":
@@ -58,6 +63,7 @@ def plan_run(
             depends_on=list(s.depends_on),
             now=now,
             operation=kind,
+            command_id=command_id,
         )
         for s in planner.steps(service, placement, kind)
     ]

@@ -49,6 +49,7 @@ class RelayedEvent:
     topic: str
     aggregate_id: uuid.UUID
     version: int
+    command_id: str | None = None  # the command that recorded it, when it came from one
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,11 @@ class Run:
     def open_tasks(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.is_open]
 
+    @property
+    def command_id(self) -> str | None:
+        """The command that started the run (its tasks carry it), when known."""
+        return next((t.command_id for t in self.tasks.values()), None)
+
     def expire_leases(
         self,
         now: datetime,

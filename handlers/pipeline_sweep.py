@@ -46,7 +46,7 @@ class Sweep:
     source: UnsettledServices | None
     open_runs: OpenRuns
     load: Callable[[uuid.UUID], Awaitable[Service]]
-    start_run: Callable[[uuid.UUID, int, str], Awaitable[None]]
+    start_run: Callable[[uuid.UUID, int, str, str | None], Awaitable[None]]
     settle: Callable[[Run], Awaitable[None]]
 
     async def run(self) -> int:
@@ -77,5 +77,11 @@ class Sweep:
         name, version = service.last_request
         if await self.open_runs.last_run(service_id, ask_store=True) >= version:
             return  # the request has its run (or waited for one that took it along)
-        log.info("pipeline: sweep starts %s of %s (no run yet)", name, service_id)
-        await self.start_run(service.id, version, RUN_STARTERS[f"Service.{name}"])
+        command_id = service.last_request_command
+        log.info(
+            "pipeline: sweep starts %s of %s (no run yet)",
+            name,
+            service_id,
+            extra={"service": service_id, "command_id": command_id},
+        )
+        await self.start_run(service.id, version, RUN_STARTERS[f"Service.{name}"], command_id)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from domain.correlation import command_context
 from handlers.hestia_command import NodeError
 from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
@@ -94,6 +95,10 @@ class RoleHandler:
 
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
+        with command_context(task.command_id):  # every line of this step carries it
+            await self._handle(task)
+
+    async def _handle(self, task: TaskMessage) -> None:
         steplog = StepLog()
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
@@ -102,6 +107,7 @@ class RoleHandler:
             async with self._fenced(task, steplog):
                 if await self._current(task):
                     result = await self._run(task, steplog)
+                    _log_step(task, result, time.monotonic() - began)
                 else:
                     result = _not_run(task, self.role, steplog)
         finally:
@@ -222,11 +228,40 @@ def decode_task(body: bytes) -> TaskMessage:
         "server_id": (task.server_id, str),
         "params": (task.params, dict),
         "inputs": (task.inputs, dict),
+        "command_id": (task.command_id, (str, type(None))),
     }
     for name, (value, kind) in checks.items():
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ValueError(f"malformed task message: {name} has the wrong type")
     return task
+
+
+def _log_step(task: TaskMessage, result: ResultMessage, took_s: float) -> None:
+    """One line per step run: what, where, how it ended and why not well (the error is the
+    node's answer or ours, never a password: commands are logged with it masked)."""
+    failed = result.outcome != "succeeded"
+    log.log(
+        logging.WARNING if failed else logging.INFO,
+        "%s: step %s of service %s on %s (attempt %d): %s%s in %.0f ms",
+        result.role,
+        task.step,
+        task.service_id,
+        task.server_id,
+        task.attempt,
+        result.outcome,
+        f": {result.error}" if failed else (", changed" if result.changed else ""),
+        took_s * 1000,
+        extra={
+            "service": task.service_id,
+            "task": task.task_id,
+            "step": task.step,
+            "server": task.server_id,
+            "attempt": task.attempt,
+            "outcome": result.outcome,
+            "reason": result.error or None,
+            "duration_ms": round(took_s * 1000, 1),
+        },
+    )
 
 
 def _cannot_unseal(sealed: str) -> str:

@@ -29,6 +29,7 @@ from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
+from ops.runtime.log_setup import configure_from_settings
 from ops.runtime.stopping import install_stop_signals, within_grace
 from ops.settings import Settings, SettingsError
 
@@ -43,16 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_simnode(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for chatty in ("httpx", "asyncssh"):  # a line per request / per SSH channel is noise
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    # psycopg_pool warns at every failed connection attempt; each part says once per outage
-    # that the database is away and once that it is back (ops/store/outage.py)
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    configure_from_settings()  # HOSTWRIGHT_LOG_FORMAT: text or json (ops/runtime/log_setup.py)
     try:
         code: int = args.run(args)
     except SettingsError as exc:

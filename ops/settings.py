@@ -86,6 +86,8 @@ class Settings:
     tickets_enabled: bool = False
     tickets_department_id: int = 1
     tickets_priority: str = "Medium"
+    # "text" (a person at a terminal) or "json" (one object per line, for a log shipper)
+    log_format: str = "text"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +160,8 @@ class Settings:
             raise SettingsError("HOSTWRIGHT_LISTEN must be HOST:PORT")
         if not self.view_prefix.replace("_", "").isalnum():
             raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("HOSTWRIGHT_LOG_FORMAT must be text or json")
         self._check_secret_keys()
         self._check_whmcs()
         self._check_tokens()

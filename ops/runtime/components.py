@@ -56,7 +56,8 @@ async def serve_gateway(system: System, stop: asyncio.Event) -> None:
         host=settings.listen_host,
         port=settings.listen_port,
         log_level="warning",
-        access_log=False,
+        log_config=None,  # its lines go through ours (ops/runtime/log_setup.py): one format
+        access_log=False,  # the gateway logs each request itself (gateway/request_log.py)
         lifespan="on",
     )
     server = _EmbeddedServer(config)

@@ -82,8 +82,13 @@ def decode(message: Message) -> PipelineInput:
     if key.startswith("cron."):
         return CronTick(key.removeprefix("cron."))
     envelope = _envelope(message.body)
+    data = envelope.get("data")
+    command_id = data.get("command_id") if isinstance(data, dict) else None
     return RelayedEvent(
-        envelope["topic"], uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
+        envelope["topic"],
+        uuid.UUID(envelope["aggregate_id"]),
+        int(envelope["version"]),
+        command_id if isinstance(command_id, str) else None,
     )
 
 

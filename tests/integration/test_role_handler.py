@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import Publisher, RoleHandler, ServerDirectory
 from ops.devtools.simnode import Faults, SimNode, read_command_log
+from ops.runtime.log_setup import CommandIdFilter
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.simnode_driver import node_and_driver
 
@@ -31,7 +34,12 @@ class Delivered:
 
 
 def task(
-    action: str, params: dict[str, Any], *, attempt: int = 1, server: str = "web1"
+    action: str,
+    params: dict[str, Any],
+    *,
+    attempt: int = 1,
+    server: str = "web1",
+    command_id: str | None = None,
 ) -> Delivered:
     message = TaskMessage(
         task_id="t-1",
@@ -42,6 +50,7 @@ def task(
         action=action,
         server_id=server,
         params=params,
+        command_id=command_id,
     )
     return Delivered(message.to_json())
 
@@ -172,3 +181,71 @@ async def test_a_task_planned_before_owner_marks_takes_its_service_id_as_owner(
         "hostwright service svc-1",
         "hostwright service 7",
     )
+
+
+def field(line: logging.LogRecord, name: str) -> Any:
+    """A field the line was given (``extra``, or the command id filter's); None if none."""
+    return vars(line).get(name)
+
+
+@pytest.fixture
+def caplog(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """pytest's capture, with the filter every process's handler has (the command id)."""
+    command_ids = CommandIdFilter()
+    caplog.handler.addFilter(command_ids)
+    yield caplog
+    caplog.handler.removeFilter(command_ids)
+
+
+def step_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "handlers.role_handler"]
+
+
+async def test_each_step_is_one_line_with_its_task_and_the_command_id_and_no_password(
+    env: tuple[SimNode, RoleHandler, RecordingPublisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, handler, _ = env
+    with caplog.at_level(logging.INFO):
+        await handler.handle(task("ensure_user", USER, command_id="order-7"))
+
+    (line,) = step_lines(caplog)
+    assert line.levelno == logging.INFO
+    assert {
+        name: getattr(line, name, None)
+        for name in ("service", "task", "step", "server", "attempt", "outcome", "command_id")
+    } == {
+        "service": "svc-1",
+        "task": "t-1",
+        "step": "ensure_user",
+        "server": "web1",
+        "attempt": 1,
+        "outcome": "succeeded",
+        "command_id": "order-7",
+    }
+    assert "pw-Secret9" not in caplog.text
+
+
+async def test_a_failed_step_is_a_warning_with_its_reason(
+    env: tuple[SimNode, RoleHandler, RecordingPublisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    node, handler, _ = env
+    node.set_faults(Faults(fail_next=1, fail_code=15))
+    with caplog.at_level(logging.INFO):
+        await handler.handle(task("ensure_user", USER, command_id="order-7"))
+
+    (line,) = step_lines(caplog)
+    assert line.levelno == logging.WARNING
+    assert field(line, "outcome") == "failed_retryable"
+    assert "exited 15 (connect)" in field(line, "reason")
+    assert (field(line, "server"), field(line, "command_id")) == ("web1", "order-7")
+    assert "pw-Secret9" not in caplog.text
+
+
+async def test_a_command_id_that_is_not_text_is_a_malformed_message(
+    env: tuple[SimNode, RoleHandler, RecordingPublisher],
+) -> None:
+    _, handler, publisher = env
+    body = json.loads(task("ensure_user", USER).body) | {"command_id": 7}
+    with pytest.raises(ValueError, match="command_id"):
+        await handler.handle(Delivered(json.dumps(body).encode()))
+    assert publisher.sent == []

@@ -152,3 +152,12 @@ def test_a_terminated_or_terminating_id_refuses_any_new_order() -> None:
     service.mark_terminated(NOW, leftovers=[])
     with pytest.raises(Conflict, match="is terminated: a terminated service id is closed"):
         service.refuse_reorder()
+
+
+def test_the_latest_request_that_starts_a_run_keeps_its_command_id() -> None:
+    service = ordered()
+    assert service.last_request_command is None  # ordered without one
+    ask(service, "suspend", {"command_id": "c-suspend"})
+    ask(service, "sync-usage", {"command_id": "c-usage"})  # starts no run: not the request
+    assert service.last_request == ("SuspendRequested", service.version - 1)
+    assert service.last_request_command == "c-suspend"
