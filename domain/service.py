@@ -14,19 +14,9 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from domain.commands import (
-    ChangePlan,
-    Command,
-    FactoryResetService,
-    OrderService,
-    RedeployService,
-    SuspendService,
-    SyncUsage,
-    TerminateService,
-    UnsuspendService,
-    VerifyRepairService,
-)
+from domain.commands import Command, OrderService
 from domain.errors import Conflict
+from domain.service_requests import decide_request
 
 SERVICE_NAMESPACE = uuid.UUID("5b0e2f1c-6a53-4c8e-9a57-6f1d2c0b7e11")
 STATUSES = ("provisioning", "active", "deploy_failed", "suspended", "terminating", "terminated")
@@ -281,68 +271,18 @@ class Service(Aggregate):
         """Records the event the command asks for; False when it is already satisfied."""
         if command.command_id and command.command_id in self.command_ids:
             return False
-        event = self._decide(command)
-        if event is None:
+        decision = decide_request(self, command)
+        if decision is None:
             return False
-        event_class, fields = event
+        event_name, fields = decision
         self.trigger_event(
-            event_class,
+            getattr(Service, event_name),
             timestamp=command.now,
             actor=command.actor,
             command_id=command.command_id,
             **fields,
         )
         return True
-
-    def _decide(self, command: Command) -> tuple[type[Service.Requested], dict[str, Any]] | None:
-        if isinstance(command, TerminateService):
-            if self.status == "terminated":
-                return None
-            if self.status == "terminating" and (self.forced or not command.force):
-                return None
-            return Service.TerminateRequested, {"force": command.force}
-        self._refuse_when_closing(command)
-        if isinstance(command, SuspendService):
-            if self.pending == "suspend" or (
-                self.status == "suspended" and self.pending != "unsuspend"
-            ):
-                return None
-            return Service.SuspendRequested, {"reason": command.reason}
-        if isinstance(command, UnsuspendService):
-            if self.pending == "suspend" or (
-                self.status == "suspended" and self.pending != "unsuspend"
-            ):
-                return Service.UnsuspendRequested, {}
-            return None
-        if isinstance(command, ChangePlan):
-            new_plan = command.plan.to_json()
-            if new_plan == self.plan:
-                return None
-            return Service.PlanChangeRequested, {"plan": new_plan}
-        if isinstance(command, SyncUsage):
-            return Service.UsageSyncRequested, {}
-        self._refuse_when_suspended(command)
-        if isinstance(command, RedeployService):
-            return Service.RedeployRequested, {}
-        if isinstance(command, FactoryResetService):
-            return Service.FactoryResetRequested, {}
-        if isinstance(command, VerifyRepairService):
-            return Service.VerifyRepairRequested, {}
-        raise TypeError(f"Service cannot handle {type(command).__name__}")
-
-    def _refuse_when_closing(self, command: Command) -> None:
-        if self.status in ("terminating", "terminated"):
-            raise Conflict(
-                f"service {self.service_id} is {self.status}; "
-                f"{_action_name(command)} is not possible"
-            )
-
-    def _refuse_when_suspended(self, command: Command) -> None:
-        if self.status == "suspended" or self.pending == "suspend":
-            raise Conflict(
-                f"service {self.service_id} is suspended; unsuspend it before "
-                f"{_action_name(command)}"
-            )
 
     # Status changes, recorded by the pipeline once the nodes have done the work.
 
@@ -410,16 +350,3 @@ class Service(Aggregate):
     def _refuse_after_termination(self, verb: str) -> None:
         if self.status == "terminated":
             raise Conflict(f"cannot {verb} service {self.service_id}: it is terminated")
-
-
-def _action_name(command: Command) -> str:
-    name = type(command).__name__
-    return {
-        "SuspendService": "suspend",
-        "UnsuspendService": "unsuspend",
-        "RedeployService": "redeploy",
-        "FactoryResetService": "factory reset",
-        "VerifyRepairService": "verify & repair",
-        "ChangePlan": "change plan",
-        "SyncUsage": "usage sync",
-    }.get(name, name)
