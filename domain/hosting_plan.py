@@ -83,7 +83,7 @@ _BOUNDED_FIELDS: dict[str, int] = {
 }
 
 
-# the fields a plan may carry, as WHMCS sends them (see the README's "The plan")
+# the fields a plan may carry, as WHMCS sends them (see docs/api.md, "The plan")
 PLAN_FIELDS = ("package", *_BOUNDED_FIELDS, "php_version")
 
 
