@@ -20,35 +20,42 @@ class MemoryRows:
 
     def __init__(self, tables: dict[str, TableSql]) -> None:
         self._specs = tables
-        self._rows: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in tables}
-        self._keys = {name: spec.table.key for name, spec in tables.items()}
+        # per table: its rows by key, and its key's column names
+        self._tables: dict[str, tuple[dict[tuple[Any, ...], Row], tuple[str, ...]]] = {
+            name: ({}, spec.table.key) for name, spec in tables.items()
+        }
 
     def get(self, table: str, key: tuple[Any, ...]) -> Row | None:
-        row = self._table(table).get(key)
+        row = self._table(table)[0].get(key)
         # a copy, so a view changing what it read does not change the rebuild behind its back
-        return None if row is None else dict(row)
+        return None if row is None else row.copy()
 
     def load(self, table: str, keys: Iterable[tuple[Any, ...]]) -> list[Row]:
-        rows = self._table(table)
-        return [dict(row) for key in keys if (row := rows.get(key)) is not None]
+        rows = self._table(table)[0]
+        return [row.copy() for key in keys if (row := rows.get(key)) is not None]
 
     def put(self, table: str, row: Row) -> None:
-        rows = self._table(table)
-        spec = self._specs[table]
-        if not spec.name_set.issuperset(row):
-            unknown = ", ".join(sorted(set(row) - spec.name_set))
-            raise ValueError(f"{table} has no column(s) {unknown}")
-        rows[tuple([row[k] for k in self._keys[table]])] = dict(row)
+        # kept as given, not copied: a view builds each row it puts (a view changing a row
+        # after putting it would be a bug the SQL runner hides); its columns are checked
+        # once per kept row, in ``encoded``
+        rows, key = self._table(table)
+        rows[(row[key[0]],) if len(key) == 1 else tuple([row[k] for k in key])] = row
 
     def delete(self, table: str, key: tuple[Any, ...]) -> None:
-        self._table(table).pop(key, None)
+        self._table(table)[0].pop(key, None)
 
     def encoded(self, table: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
         """The table's rows by key, each as the column values SQL would hold."""
         spec = self._specs[table]
-        return {key: tuple(spec.encode(row)) for key, row in self._table(table).items()}
+        rows = self._table(table)[0]
+        for row in rows.values():
+            if not spec.name_set.issuperset(row):
+                unknown = ", ".join(sorted(set(row) - spec.name_set))
+                raise ValueError(f"{table} has no column(s) {unknown}")
+        return {key: tuple(spec.encode(row)) for key, row in rows.items()}
 
-    def _table(self, name: str) -> dict[tuple[Any, ...], Row]:
-        if name not in self._rows:
-            raise KeyError(f"the view owns no table {name!r}")
-        return self._rows[name]
+    def _table(self, name: str) -> tuple[dict[tuple[Any, ...], Row], tuple[str, ...]]:
+        try:
+            return self._tables[name]
+        except KeyError:
+            raise KeyError(f"the view owns no table {name!r}") from None

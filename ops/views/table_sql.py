@@ -88,7 +88,7 @@ class TableSql:
         return tuple(row[k] for k in self.table.key)
 
     def encode(self, row: Row) -> list[Any]:
-        values = [row.get(name) for name in self.names]
+        values = list(map(row.get, self.names))
         for i in self._json:
             if values[i] is not None:
                 values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))
