@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ops.store.database import Database
+from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
 from ops.views.memory_rows import MemoryRows
 from ops.views.table_diff import table_difference
@@ -82,13 +83,13 @@ def fold_all(
     )
     while active and active[0][0] <= 0:
         active.pop(0)
+    decode = EventDecoder(store.app.mapper).decode
     after = 0
     while active:
         until = active[-1][0]
         page = store.notifications(after, min(page_size, until - after))
         if not page:
             return
-        decode = store.decode
         for notification in page:
             position = notification.id
             while active and active[0][0] < position:
