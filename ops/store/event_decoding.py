@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import resolve_topic
 
 Event = Any
+_SCALARS = frozenset({str, int, float, bool})
 Converter = Callable[[Any], Any]
 
 
@@ -57,9 +58,17 @@ class EventDecoder:
         except orjson.JSONDecodeError:
             # what orjson refuses (an integer beyond 64 bits, say) the mapper may still read
             return self._mapper.to_domain_event(notification)
+        names = self._names
         try:
             for name, value in state.items():
-                if type(value) is dict or type(value) is list:
+                if type(value) is dict:
+                    data = value.get("_data_")
+                    if len(value) == 2 and "_type_" in value and type(data) in _SCALARS:
+                        # a time or an id at the top: most of them, revived without a walk
+                        state[name] = names[value["_type_"]].decode(data)
+                    else:
+                        state[name] = self._revive(value)
+                elif type(value) is list:
                     state[name] = self._revive(value)
         except Exception as exc:
             raise MapperDeserialisationError(
