@@ -217,10 +217,7 @@ class ServicesView:
         found = self._progress.change(recorded.event, rows)
         if found is None:
             return
-        service_id, fields = found
-        before = rows.get(SERVICES.name, (service_id,))
-        if before is None:
-            return
+        before, fields = found
         row = {
             **before,
             **fields,
