@@ -112,15 +112,15 @@ class ViewStore:
         return position, tables
 
     def snapshot_values(self, view_name: str) -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
-        """``snapshot`` without decoding: each row as the column values SQL holds, which
-        replay compares with its rebuild encoded the same way (decoding JSON is its cost)."""
+        """``snapshot`` without decoding or ordering: each row as the column values SQL holds,
+        which replay keys and compares with its rebuild encoded the same way."""
         view = self._views[view_name]
         self.ensure_tables()
         with self._db.transaction() as cur:
             position = self._locked_positions(cur, [view_name])[view_name]
             tables = {}
             for table in view.tables:
-                cur.execute(self._sql[table.name].select_all)
+                cur.execute(self._sql[table.name].select_unordered)
                 tables[table.name] = [tuple(values) for values in cur.fetchall()]
         return position, tables
 
