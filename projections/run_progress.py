@@ -63,9 +63,8 @@ class RunProgress:
     def forget_run(self, service_id: str, rows: Rows) -> None:
         rows.delete(self.runs.name, (service_id,))
 
-    def change(self, event: Any, rows: Rows) -> tuple[Row, Row] | None:
-        """The service's row as it was and its changed progress fields for one Task event;
-        None if none. The row is handed on so the view need not read it a second time."""
+    def change(self, event: Any, rows: Rows) -> tuple[str, Row] | None:
+        """The service id and the changed progress fields for one Task event; None if none."""
         if isinstance(event, Task.Planned):
             return self._planned(event, rows)
         task_id = aggregate_id(event)
@@ -87,9 +86,9 @@ class RunProgress:
             return None
         fields["current_step"] = in_flight[-1][1] if in_flight else None
         rows.put(self.runs.name, {**run, "in_flight": in_flight})
-        return before, fields
+        return service_id, fields
 
-    def _planned(self, event: Task.Planned, rows: Rows) -> tuple[Row, Row] | None:
+    def _planned(self, event: Task.Planned, rows: Rows) -> tuple[str, Row] | None:
         before = rows.get(self.services, (event.service_id,))
         run = rows.get(self.runs.name, (event.service_id,))
         if before is None or (run is not None and event.run < run["run"]):
@@ -104,8 +103,8 @@ class RunProgress:
             },
         )
         if run is not None and event.run == run["run"]:
-            return before, {"progress_total": int(before["progress_total"] or 0) + 1}
+            return event.service_id, {"progress_total": int(before["progress_total"] or 0) + 1}
         rows.put(
             self.runs.name, {"service_id": event.service_id, "run": event.run, "in_flight": []}
         )
-        return before, {"progress_total": 1, "progress_done": 0, "current_step": None}
+        return event.service_id, {"progress_total": 1, "progress_done": 0, "current_step": None}

@@ -217,7 +217,10 @@ class ServicesView:
         found = self._progress.change(recorded.event, rows)
         if found is None:
             return
-        before, fields = found
+        service_id, fields = found
+        before = rows.get(SERVICES.name, (service_id,))
+        if before is None:
+            return
         row = {
             **before,
             **fields,
