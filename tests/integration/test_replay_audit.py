@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from eventsourcing.persistence import Notification
 
 from ops.cli import main
+from ops.devtools.bench import replay as bench_replay
 from ops.devtools.bench.replay import fill
+from ops.devtools.bench.scratch import scratch_postgres
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
@@ -138,3 +141,31 @@ def test_bench_replay_runs_small_on_both_stores(
 def test_bench_replay_refuses_an_unknown_store(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "replay", "--services", "3", "--stores", "sqlite,mysql"]) == 2
     assert "mysql" in capsys.readouterr().out
+
+
+def test_bench_replay_drops_its_scratch_database_when_the_run_fails(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[str] = []
+
+    class Remembered(scratch_postgres):
+        def __enter__(self) -> str:
+            made.append(self.name)
+            return super().__enter__()
+
+    def failing_fill(database_url: str, services: int) -> None:
+        raise RuntimeError("the fill broke half way")
+
+    monkeypatch.setattr(bench_replay, "scratch_postgres", Remembered)
+    monkeypatch.setattr(bench_replay, "fill", failing_fill)
+    try:
+        with pytest.raises(RuntimeError, match="half way"):
+            bench_replay.measure_store("postgresql", 3, postgres_url)
+        assert len(made) == 1
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", made).fetchall()
+        assert found == []
+    finally:  # had the bench left it, the test still does not
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            for name in made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
