@@ -14,6 +14,7 @@ hostwright token new --name NAME --scope read|services|staff [--scope …]
 hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
+hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -137,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     growth.add_argument("--heartbeats", type=int, default=3, help="heartbeats per step (10 s)")
     growth.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
     growth.set_defaults(run=_run_bench_growth)
+    bench_replay = bench_sub.add_parser(
+        "replay", help="replay's events per second beside the store's read-and-decode floor"
+    )
+    bench_replay.add_argument("--services", type=int, default=1000, help="deploys to replay")
+    bench_replay.add_argument("--stores", default="sqlite,postgresql", help="which stores")
+    bench_replay.add_argument("--postgres-url", default=None, help="PostgreSQL server to use")
+    bench_replay.set_defaults(run=_run_bench_replay)
     return parser
 
 
@@ -346,6 +354,16 @@ def _run_bench_growth(args: argparse.Namespace) -> int:
 
     return run_growth_bench(
         services=args.services, heartbeats=args.heartbeats, database_url=args.database_url
+    )
+
+
+def _run_bench_replay(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.replay import run_replay_bench
+
+    return run_replay_bench(
+        services=args.services,
+        stores=[kind.strip() for kind in args.stores.split(",") if kind.strip()],
+        postgres_url=args.postgres_url,
     )
 
 

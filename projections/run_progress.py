@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from domain.task import Task
-from projections.view import Row, RowLoader, Rows, Table, columns
+from projections.view import Row, RowLoader, Rows, Table, aggregate_id, columns
 
 TASK_EVENTS = (
     Task.Planned,
@@ -54,7 +54,7 @@ class RunProgress:
         """Loads the task rows ``change`` reads for these events at once; returns the service
         ids whose run (and services row) ``change`` will read next."""
         task_ids = {
-            (str(event.originator_id),)
+            (aggregate_id(event),)
             for event in events
             if isinstance(event, TASK_EVENTS) and not isinstance(event, Task.Planned)
         }
@@ -69,7 +69,7 @@ class RunProgress:
         """The service id and the changed progress fields for one Task event; None if none."""
         if isinstance(event, Task.Planned):
             return self._planned(event, rows)
-        task_id = str(event.originator_id)
+        task_id = aggregate_id(event)
         task = rows.get(self.tasks.name, (task_id,))
         if task is None:
             return None
@@ -99,7 +99,7 @@ class RunProgress:
         rows.put(
             self.tasks.name,
             {
-                "task_id": str(event.originator_id),
+                "task_id": aggregate_id(event),
                 "service_id": event.service_id,
                 "run": event.run,
                 "step": event.step,

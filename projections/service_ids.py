@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from domain.service import Service
-from projections.view import RowLoader, Rows, Table, columns
+from projections.view import RowLoader, Rows, Table, aggregate_id, columns
 
 
 class ServiceIds:
@@ -28,15 +28,15 @@ class ServiceIds:
     def remember(self, ordered: Service.Ordered, rows: Rows) -> None:
         rows.put(
             self.table.name,
-            {"aggregate_id": str(ordered.originator_id), "service_id": ordered.service_id},
+            {"aggregate_id": aggregate_id(ordered), "service_id": ordered.service_id},
         )
 
     def of(self, event: Any, rows: Rows) -> str | None:
         """The service id of a later event's aggregate; None when its order was never seen."""
-        found = rows.get(self.table.name, (str(event.originator_id),))
+        found = rows.get(self.table.name, (aggregate_id(event),))
         return None if found is None else str(found["service_id"])
 
     def load(self, events: Iterable[Any], rows: RowLoader) -> set[str]:
         """Loads what ``of`` reads for these events at once; returns the service ids found."""
-        found = rows.load(self.table.name, {(str(event.originator_id),) for event in events})
+        found = rows.load(self.table.name, {(aggregate_id(event),) for event in events})
         return {str(row["service_id"]) for row in found}

@@ -14,7 +14,7 @@ lease, as ``Task.stuck_since``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from domain.task import Task
@@ -116,10 +116,13 @@ PROGRESS: dict[type[Any], Change] = {
 }
 
 
-def progress(row: Row, event: Any, kept: Collection[str]) -> Row:
+def progress(row: Row, event: Any, kept: AbstractSet[str]) -> Row:
     """The fields among ``kept`` that ``event`` changes in its task's ``row``; empty for an
     event that is no progress of a planned task."""
     fold = PROGRESS.get(type(event))
     if fold is None:
         return {}
-    return {name: value for name, value in fold(row, event).items() if name in kept}
+    changed = fold(row, event)
+    if changed.keys() <= kept:  # the usual case: the view has every column the fold sets
+        return changed
+    return {name: value for name, value in changed.items() if name in kept}

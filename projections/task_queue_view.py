@@ -22,7 +22,16 @@ from typing import Any
 
 from domain.task import OPEN_STATES, Task
 from projections.task_progress import PROGRESS, STEP_COLUMNS, planned_step, progress
-from projections.view import Recorded, Row, RowLoader, Rows, Table, columns, event_time
+from projections.view import (
+    Recorded,
+    Row,
+    RowLoader,
+    Rows,
+    Table,
+    aggregate_id,
+    columns,
+    event_time,
+)
 
 TASK_QUEUE = Table(
     name="task_queue",
@@ -42,7 +51,7 @@ _NAMES = frozenset(column.name for column in TASK_QUEUE.columns)
 
 def _planned(event: Task.Planned, position: int) -> Row:
     return {
-        "task_id": str(event.originator_id),
+        "task_id": aggregate_id(event),
         "position": position,
         "service_id": event.service_id,
         "run": event.run,
@@ -114,7 +123,7 @@ class TaskQueueView:
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the rows of the page's tasks that change (a planned task's row is new)."""
-        keys = {(str(r.event.originator_id),) for r in page if type(r.event) in PROGRESS}
+        keys = {(aggregate_id(r.event),) for r in page if type(r.event) in PROGRESS}
         rows.load(TASK_QUEUE.name, keys)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
@@ -124,7 +133,7 @@ class TaskQueueView:
         else:
             if type(event) not in PROGRESS:
                 return
-            before = rows.get(TASK_QUEUE.name, (str(event.originator_id),))
+            before = rows.get(TASK_QUEUE.name, (aggregate_id(event),))
             if before is None:
                 return
             row = {**before, **progress(before, event, _NAMES)}

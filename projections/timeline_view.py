@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from domain.task import Task
 from projections.task_progress import PROGRESS, STEP_COLUMNS, planned_step, progress
-from projections.view import Recorded, RowLoader, Rows, Table, columns
+from projections.view import Recorded, RowLoader, Rows, Table, aggregate_id, columns
 
 TIMELINE = Table(
     name="timeline",
@@ -61,7 +61,7 @@ class DeployTimelineView:
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the steps the page's task events change and the runs its plans extend."""
         events = [recorded.event for recorded in page]
-        rows.load(TIMELINE.name, {(str(e.originator_id),) for e in events if type(e) in _FOLLOWED})
+        rows.load(TIMELINE.name, {(aggregate_id(e),) for e in events if type(e) in _FOLLOWED})
         planned = {(e.service_id,) for e in events if isinstance(e, Task.Planned)}
         rows.load(TIMELINE_RUNS.name, planned)
 
@@ -72,7 +72,7 @@ class DeployTimelineView:
             return
         if type(event) not in _FOLLOWED:
             return
-        before = rows.get(TIMELINE.name, (str(event.originator_id),))
+        before = rows.get(TIMELINE.name, (aggregate_id(event),))
         if before is None:
             return  # a task of a run the timeline no longer shows
         row = {**before, **progress(before, event, _NAMES)}
@@ -89,7 +89,7 @@ class DeployTimelineView:
         elif latest is not None:
             for old in latest["task_ids"]:
                 rows.delete(TIMELINE.name, (old,))
-        task_id = str(event.originator_id)
+        task_id = aggregate_id(event)
         if task_id in task_ids:
             return
         task_ids.append(task_id)

@@ -62,6 +62,8 @@ class TableSql:
         columns = ", ".join(self.names)
         by_key = " AND ".join(f"{k} = ?" for k in table.key)
         self.select_all = f"SELECT {columns} FROM {sql_name} ORDER BY {', '.join(table.key)}"  # noqa: S608
+        # every row in no order, for whoever keys them itself (replay): sorting costs PostgreSQL
+        self.select_unordered = f"SELECT {columns} FROM {sql_name}"  # noqa: S608
         self._select = f"SELECT {columns} FROM {sql_name} WHERE "  # noqa: S608
         self.select_one = self._select + by_key
         self.delete_one = f"DELETE FROM {sql_name} WHERE {by_key}"  # noqa: S608
@@ -102,7 +104,7 @@ class TableSql:
         return tuple(row[k] for k in self.table.key)
 
     def encode(self, row: Row) -> list[Any]:
-        values = [row.get(name) for name in self.names]
+        values = list(map(row.get, self.names))
         for i in self._json:
             if values[i] is not None:
                 values[i] = json.dumps(values[i], sort_keys=True, separators=(",", ":"))

@@ -120,6 +120,23 @@ class ViewStore:
             tables = {t.name: self._select_all(cur, t.name) for t in view.tables}
         return position, tables
 
+    def snapshot_values(self, view_name: str) -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
+        """``snapshot`` without decoding or ordering: each row as the column values SQL holds,
+        which replay keys and compares with its rebuild encoded the same way."""
+        view = self._views[view_name]
+        self.ensure_tables()
+        with self._db.transaction() as cur:
+            position = self._locked_positions(cur, [view_name])[view_name]
+            tables = {}
+            for table in view.tables:
+                cur.execute(self._sql[table.name].select_unordered)
+                tables[table.name] = [tuple(values) for values in cur.fetchall()]
+        return position, tables
+
+    def table_sql(self, table: str) -> TableSql:
+        """One table's statements and row encoding."""
+        return self._sql[table]
+
     def rows(self, table: str) -> list[Row]:
         """Every row of one table, decoded, ordered by its key."""
         self.ensure_tables()
