@@ -48,7 +48,13 @@ def setup(database_url: str) -> Iterator[tuple[EventStore, Database]]:
 
 def record_orders(store: EventStore, count: int) -> None:
     for i in range(1, count + 1):
-        body = {"service_id": i, "client_id": 1, "mode": "split", "domain": f"s{i}.example"}
+        body = {
+            "service_id": i,
+            "client_id": 1,
+            "mode": "split",
+            "domain": f"s{i}.example",
+            "plan": {"package": "default"},
+        }
         store.order_service(parse_order(body, now=NOW, actor="whmcs"), None)
 
 
