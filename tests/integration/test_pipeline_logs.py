@@ -79,7 +79,13 @@ def build(store: EventStore, clock: Clock, published: RecordingPublisher) -> Pip
 
 async def ordered(store: EventStore) -> tuple[Clock, RecordingPublisher, Pipeline]:
     """Service 7 ordered under COMMAND; the pipeline took the relayed event as decoded."""
-    body = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    body = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
     command = parse_order({**body, "command_id": COMMAND}, now=T0, actor="whmcs")
     store.order_service(command, None)
     notifications = store.app.recorder.select_notifications(1, 10)
@@ -125,7 +131,13 @@ async def test_task_messages_carry_the_command_id_also_after_a_restart(
 async def test_a_run_the_sweep_starts_carries_the_command_id_of_its_request(
     store: EventStore,
 ) -> None:
-    body = {"service_id": "7", "client_id": 1, "mode": "split", "domain": "s7.example.com"}
+    body = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
     store.order_service(parse_order({**body, "command_id": COMMAND}, now=T0, actor="whmcs"), None)
     published = RecordingPublisher()
     pipeline = build(store, Clock(T0), published)  # the relayed event never came
