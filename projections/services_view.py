@@ -235,6 +235,7 @@ class ServicesView:
     """Consumes Service events; emits ``services`` rows (and its aggregate-id lookup rows)."""
 
     name = "services"
+    version = 1
 
     def __init__(self) -> None:
         self._ids = ServiceIds("services_aggregates")

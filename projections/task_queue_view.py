@@ -119,6 +119,7 @@ class TaskQueueView:
     """Consumes Task events; emits one ``task_queue`` row per task."""
 
     name = "task_queue"
+    version = 1
     tables: tuple[Table, ...] = (TASK_QUEUE,)
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:

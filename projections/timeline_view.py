@@ -56,6 +56,7 @@ class DeployTimelineView:
     """Consumes Task events; emits the ``timeline`` rows of each service's latest run."""
 
     name = "timeline"
+    version = 1
     tables: tuple[Table, ...] = (TIMELINE, TIMELINE_RUNS)
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:

@@ -117,6 +117,9 @@ class Recorded:
 class View(Protocol):
     name: str
     tables: tuple[Table, ...]
+    # Raised when a release changes what the view makes of the same events (a new line, a
+    # field told otherwise): the view store then rebuilds the view from event 0 at start.
+    version: int
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         """Changes rows for one event; ignores events it does not care about."""

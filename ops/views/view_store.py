@@ -12,7 +12,9 @@ A release may change a view's columns. When the store starts (``ensure_tables``)
 view's table in the database with other columns than the view declares, it drops that view's
 tables and sets its position to 0, in the one transaction that creates the tables: the runner
 then rebuilds the view from event 0, and no row of the old shape is ever written or read. The
-views whose tables did not change keep their rows and position.
+views whose tables did not change keep their rows and position. So does a view whose
+``version`` (kept in ``{prefix}view_versions``; 1 for a view built before versions were kept)
+differs from the one it declares: a release changed what it makes of the same events.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ViewStore:
         self._views = {view.name: view for view in views}
         self._prefix = prefix
         self._tracking = check_identifier(prefix + "tracking")
+        self._versions = check_identifier(prefix + "view_versions")
         self._sql: dict[str, TableSql] = {}
         for view in self._views.values():
             for table in view.tables:
@@ -165,6 +168,7 @@ class ViewStore:
             for spec in self._sql.values():
                 cur.execute(f"DROP TABLE IF EXISTS {spec.sql_name}")
             cur.execute(f"DROP TABLE IF EXISTS {self._tracking}")
+            cur.execute(f"DROP TABLE IF EXISTS {self._versions}")
         self._ready = False
 
     def ensure_tables(self) -> None:
@@ -192,8 +196,14 @@ class ViewStore:
                 f"CREATE TABLE IF NOT EXISTS {self._tracking} "
                 "(view TEXT PRIMARY KEY, position BIGINT NOT NULL)"
             )
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._versions} "
+                "(view TEXT PRIMARY KEY, version BIGINT NOT NULL)"
+            )
+            cur.execute(f"SELECT view, version FROM {self._versions}")  # noqa: S608
+            built = {str(name): int(version) for name, version in cur.fetchall()}
             for view in self._views.values():
-                self._rebuild_if_changed(cur, view)
+                self._rebuild_if_changed(cur, view, built.get(view.name, 1))
             for spec in self._sql.values():
                 for statement in spec.create():
                     cur.execute(statement)
@@ -203,24 +213,32 @@ class ViewStore:
                 "ON CONFLICT (view) DO NOTHING",
                 [(name,) for name in self._views],
             )
+            cur.executemany(
+                f"INSERT INTO {self._versions} (view, version) VALUES (?, ?) "  # noqa: S608
+                "ON CONFLICT (view) DO UPDATE SET version = excluded.version",
+                [(view.name, view.version) for view in self._views.values()],
+            )
 
-    def _rebuild_if_changed(self, cur: Cursor, view: View) -> None:
+    def _rebuild_if_changed(self, cur: Cursor, view: View, built_version: int) -> None:
         """Drops the view's tables and sets its position to 0 when one of its tables exists
-        with columns other than those it declares now (a release changed them)."""
+        with columns other than those it declares now, or was built by another version of the
+        view (a release changed them)."""
         specs = [self._sql[table.name] for table in view.tables]
+        found = {
+            spec.sql_name: existing_columns(cur, self._db.dialect, spec.sql_name) for spec in specs
+        }
         changed = [
             spec.sql_name
             for spec in specs
-            if (found := existing_columns(cur, self._db.dialect, spec.sql_name))
-            and found != spec.name_set
+            if found[spec.sql_name] and found[spec.sql_name] != spec.name_set
         ]
-        if not changed:
+        if changed:
+            why = f"the columns of {', '.join(changed)} changed"
+        elif any(found.values()) and built_version != view.version:
+            why = f"it was built by version {built_version}, this release's is {view.version}"
+        else:
             return
-        log.warning(
-            "view %s: the columns of %s changed; rebuilding it from event 0",
-            view.name,
-            ", ".join(changed),
-        )
+        log.warning("view %s: %s; rebuilding it from event 0", view.name, why)
         for spec in specs:
             cur.execute(f"DROP TABLE IF EXISTS {spec.sql_name}")
         cur.execute(f"UPDATE {self._tracking} SET position = 0 WHERE view = ?", (view.name,))  # noqa: S608

@@ -192,7 +192,7 @@ class Exploding:
     """A view that fails on its ``after``-th event: a crash in the middle of a batch."""
 
     def __init__(self, view: View, after: int) -> None:
-        self.name, self.tables = view.name, view.tables
+        self.name, self.tables, self.version = view.name, view.tables, view.version
         self._view, self._left = view, after
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
@@ -225,7 +225,7 @@ def test_rows_and_position_move_together_or_not_at_all(setup: Setup) -> None:
 
 class Counting:
     def __init__(self, view: View) -> None:
-        self.name, self.tables = view.name, view.tables
+        self.name, self.tables, self.version = view.name, view.tables, view.version
         self._view = view
         self.seen: list[int] = []
 

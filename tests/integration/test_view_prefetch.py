@@ -86,6 +86,7 @@ class RowByRow:
 
     def __init__(self, view: View) -> None:
         self.name, self.tables, self._view = view.name, view.tables, view
+        self.version = view.version
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         self._view.apply(recorded, rows)
@@ -323,6 +324,7 @@ class PairsView:
     """Counts ``(name, n)`` events; its key is two columns of two types."""
 
     name = "pairs"
+    version = 1
     tables: tuple[Table, ...] = (PAIRS,)
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:

@@ -1,5 +1,5 @@
-"""A view whose tables changed columns since a deployment built them is rebuilt from event 0
-when its store starts, on SQLite and PostgreSQL: no failed writes, no rows of the old shape
+"""A view whose tables changed columns, or whose version changed, since a deployment built
+them is rebuilt from event 0 when its store starts, on SQLite and PostgreSQL: no failed writes, no rows of the old shape
 served, and the views whose tables did not change keep their rows and position."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 class CountingView:
     """Counts the events it saw, per aggregate, in the columns it is given."""
 
-    def __init__(self, name: str, spec: str) -> None:
+    def __init__(self, name: str, spec: str, version: int = 1) -> None:
         self.name = name
+        self.version = version
         self.tables: tuple[Table, ...] = (
             Table(name=f"{name}_counts", columns=columns(spec), key=("id",)),
         )
@@ -95,3 +96,31 @@ def test_a_view_whose_columns_changed_is_rebuilt_from_event_0(
     again = ViewStore(db, new)
     assert again.positions() == upgraded.positions()
     assert again.rows("changing_counts") == rebuilt
+
+
+def test_a_view_whose_version_changed_is_rebuilt_and_one_built_before_versions_counts_as_1(
+    setup: tuple[EventStore, Database],
+) -> None:
+    store, db = setup
+    record_orders(store, 2)
+    old: list[View] = [CountingView("told", "id seen:int"), CountingView("steady", "id seen:int")]
+    ProjectionRunner(store, ViewStore(db, old), old).catch_up()
+    last = store.max_notification_id()
+    # a deployment from before versions were kept has no version table: its views count as 1
+    with db.transaction() as cur:
+        cur.execute("DROP TABLE hw_view_versions")
+    assert ViewStore(db, old).positions() == {"told": last, "steady": last}
+
+    # the next release tells the same events otherwise, same columns: version 2
+    new: list[View] = [
+        CountingView("told", "id seen:int", version=2),
+        CountingView("steady", "id seen:int"),
+    ]
+    upgraded = ViewStore(db, new)
+    assert upgraded.positions() == {"told": 0, "steady": last}
+    assert upgraded.rows("told_counts") == []
+    ProjectionRunner(store, upgraded, new).catch_up()
+    assert upgraded.rows("told_counts") == upgraded.rows("steady_counts") != []
+
+    # the version is kept: starting again rebuilds nothing, nor does a fresh store of version 2
+    assert ViewStore(db, new).positions() == {"told": last, "steady": last}
