@@ -9,6 +9,7 @@ SIGSTOP any of them and start it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import socket
@@ -24,6 +25,7 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
+from tests.support.budget import budget
 from tests.support.processes import HostwrightProcess
 
 PROVIDER_DOMAIN = "hosted.example"
@@ -195,7 +197,7 @@ class Deployment:
         await self.wait_for_gateway()
 
     async def wait_for_gateway(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + budget(30)
         while time.monotonic() < deadline:
             try:
                 if (await self.client.get("/healthz")).status_code == 200:
@@ -248,19 +250,27 @@ class Deployment:
         return "\n".join(f"--- {part} ---\n{p.log()[-3000:]}" for part, p in self.processes.items())
 
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.staff.aclose()
-        for process in self.processes.values():
-            process.__exit__()
-        for node in self.nodes.values():
-            await node.stop()
+        """Processes first (a live one would declare its queues again), then each other part
+        even when one of them fails; the first failure is raised at the end."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._delete_broker_names)
+            for node in self.nodes.values():
+                stack.push_async_callback(node.stop)
+            stack.push_async_callback(self.staff.aclose)
+            stack.push_async_callback(self.client.aclose)
+            for process in self.processes.values():
+                stack.callback(process.__exit__)
+
+    async def _delete_broker_names(self) -> None:
         transport = AmqpTransport(self.amqp_url, self.exchange)
         await transport.connect()
-        for queue in QUEUES:
-            await transport.delete_queue(queue)
-            await transport.delete_queue(f"{queue}.dead")
-        await transport.delete_exchange()
-        await transport.close()
+        try:
+            for queue in QUEUES:
+                await transport.delete_queue(queue)
+                await transport.delete_queue(f"{queue}.dead")
+            await transport.delete_exchange()
+        finally:
+            await transport.close()
 
 
 async def wait_until(
@@ -269,6 +279,7 @@ async def wait_until(
     what: str,
     context: Callable[[], str] = lambda: "",
 ) -> None:
+    timeout = budget(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await condition():

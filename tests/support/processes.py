@@ -8,6 +8,7 @@ run's mark (``run_leftovers.RUN_MARK``) for the sweep of a later run, and is lis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,10 +84,8 @@ class HostwrightProcess:
         STARTED.discard(self)
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.proc.wait(budget(10))
 
 
