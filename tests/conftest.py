@@ -46,7 +46,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    stop_all_started()  # the last resort: fixtures' clean-up has run by now
+    """The last resort (fixtures' clean-up has run by now): whatever this run started."""
+    stop_all_started()
+    run_leftovers.kill_processes(_this_run)
 
 
 def _this_run(pid: int) -> bool:

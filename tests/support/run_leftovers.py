@@ -24,7 +24,8 @@ import psycopg
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
 
-RUN_MARK = "HOSTWRIGHT_TEST_RUN"  # in a started process's environment: the owning run's pid
+# in a started process's environment: the owning run's pid (not HOSTWRIGHT_*: no setting)
+RUN_MARK = "HW_TEST_RUN"
 DATABASE_PREFIX = "hw_test_"
 EXCHANGE_PREFIX = "hw-test-"
 LEDGERS = Path(tempfile.gettempdir()) / "hostwright-test-runs"
