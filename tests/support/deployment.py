@@ -107,12 +107,12 @@ class Deployment:
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
+            timeout=budget(10),
         )
         self.staff = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"Authorization": f"Bearer {self.staff_token}"},
-            timeout=10,
+            timeout=budget(10),
         )
 
     # --- nodes -----------------------------------------------------------------------
