@@ -29,6 +29,8 @@ RUN_MARK = "HW_TEST_RUN"
 DATABASE_PREFIX = "hw_test_"
 EXCHANGE_PREFIX = "hw-test-"
 LEDGERS = Path(tempfile.gettempdir()) / "hostwright-test-runs"
+# queues tests declare by a fixed name on their own exchange (not through ``queue_names``)
+FIXED_TEST_QUEUES = ("collector", "watch", "tasks")
 
 Owned = Callable[[int], bool]  # which runs' leftovers to remove, by the run's pid
 
@@ -139,7 +141,7 @@ async def delete_broker_names(amqp_url: str, owned: Owned) -> None:
             transport = AmqpTransport(amqp_url, exchange, timeout=10.0)
             await transport.connect()  # declares the exchange again, deleted below
             try:
-                for queue in [*QUEUES, *suffixes]:
+                for queue in [*QUEUES, *FIXED_TEST_QUEUES, *suffixes]:
                     await transport.delete_queue(queue)
                     await transport.delete_queue(f"{queue}.dead")
                 await transport.delete_exchange()
