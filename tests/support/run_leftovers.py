@@ -94,7 +94,10 @@ def run_of_process(pid: int) -> int | None:
 
 
 def marked_processes(owned: Owned) -> list[int]:
-    found = []
+    """Needs /proc (Linux); elsewhere it finds none, and processes go with their group only."""
+    found: list[int] = []
+    if not Path("/proc").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             run = run_of_process(int(entry.name))
