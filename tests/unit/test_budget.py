@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.support import budget as budget_module
 from tests.support.budget import SCALE_ENV, budget
 
 
@@ -26,8 +27,8 @@ def test_unset_it_follows_the_load_per_core_and_never_shrinks_a_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(SCALE_ENV, raising=False)
-    monkeypatch.setattr(budget_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(budget_module.os, "getloadavg", lambda: (6.0, 0.0, 0.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
     assert budget(10) == 30
-    monkeypatch.setattr(budget_module.os, "getloadavg", lambda: (0.5, 0.0, 0.0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.0, 0.0))
     assert budget(10) == 10
