@@ -53,7 +53,8 @@ async def system(tmp_path, amqp_url, exchange_name, fresh_postgres_url):
 
 async def test_holds_a_deployment(system):
     report = {"exchange": system.exchange, "database": system.database_url.rsplit("/", 1)[1]}
-    Path(REPORT).write_text(json.dumps(report))
+    Path(REPORT + ".part").write_text(json.dumps(report))
+    Path(REPORT + ".part").rename(REPORT)  # whole or not at all for the reader
     await asyncio.Event().wait()  # until the run is stopped from outside
 """
 

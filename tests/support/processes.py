@@ -9,6 +9,7 @@ run's mark (``run_leftovers.RUN_MARK``) for the sweep of a later run, and is lis
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,17 +23,17 @@ from tests.support.budget import budget
 from tests.support.run_leftovers import RUN_MARK, this_run
 
 PR_SET_PDEATHSIG = 1
+try:  # looked up here, not in the forked child: an import there could wait on a lock forever
+    _PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+except OSError:
+    _PRCTL = None
 
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the pytest that started it dies, even by
     SIGKILL (Linux; elsewhere the next run's sweep removes it)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class HostwrightProcess:
