@@ -194,3 +194,33 @@ def test_the_next_run_removes_what_a_killed_run_left(
             following.wait()
         left = what_is_left(proc.pid, postgres_url, amqp_url, report)
         assert left == {"processes": [], "database": False, "broker": []}
+
+
+def marked_sleeper(run: int) -> subprocess.Popen[bytes]:
+    """A process marked as started by ``run`` (it sleeps: it is the target, not a wait)."""
+    env = {**os.environ, run_leftovers.RUN_MARK: str(run)}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
+
+
+def test_the_sweep_kills_processes_of_dead_runs_only() -> None:
+    """What a dead run's processes meet when their death signal did not reach them (started
+    off the main thread, not Linux): the next run's start kills them, and nothing of a run
+    that is still alive."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    alive = marked_sleeper(0)  # stands for a run that is still going
+    orphan = marked_sleeper(ended.pid)
+    spared = marked_sleeper(alive.pid)
+    try:
+        wait_for(
+            lambda: {orphan.pid, spared.pid} <= set(run_leftovers.marked_processes(bool)),
+            10,
+            "the marked processes",
+        )
+        run_leftovers.kill_processes(run_leftovers.dead_run)
+        assert orphan.wait(budget(10)) == -signal.SIGKILL
+        assert spared.poll() is None
+    finally:
+        for proc in (alive, orphan, spared):
+            proc.kill()
+            proc.wait()
