@@ -38,7 +38,9 @@ from pathlib import Path
 
 import pytest
 
+from ops.messaging.amqp_transport import AmqpTransport
 from tests.support.deployment import Deployment
+from tests.support.transports import QueueNames, clean_broker
 
 
 @pytest.fixture
@@ -51,8 +53,26 @@ async def system(tmp_path, amqp_url, exchange_name, fresh_postgres_url):
         await system.close()
 
 
-async def test_holds_a_deployment(system):
-    report = {"exchange": system.exchange, "database": system.database_url.rsplit("/", 1)[1]}
+@pytest.fixture
+async def own_queue(amqp_url, exchange_name):
+    names = QueueNames(exchange_name)
+    transport = AmqpTransport(amqp_url, exchange_name)
+    await transport.connect()
+    try:
+        name = names("own")
+        await transport.declare_queue(name, ["Service.#"])
+        yield transport.queue_name(name)
+    finally:
+        await transport.close()
+        await clean_broker(amqp_url, exchange_name, names)
+
+
+async def test_holds_a_deployment(system, own_queue):
+    report = {
+        "exchange": system.exchange,
+        "database": system.database_url.rsplit("/", 1)[1],
+        "own_queue": own_queue,
+    }
     Path(REPORT + ".part").write_text(json.dumps(report))
     Path(REPORT + ".part").rename(REPORT)  # whole or not at all for the reader
     await asyncio.Event().wait()  # until the run is stopped from outside
@@ -110,7 +130,7 @@ def database_exists(postgres_url: str, name: str) -> bool:
     return row is not None
 
 
-async def broker_names_left(amqp_url: str, exchange: str) -> list[str]:
+async def broker_names_left(amqp_url: str, exchange: str, own_queue: list[str]) -> list[str]:
     """The run's exchanges and queues that still exist (passive declares: each miss closes
     its channel, so one channel per name)."""
     left = []
@@ -121,8 +141,8 @@ async def broker_names_left(amqp_url: str, exchange: str) -> list[str]:
             with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
                 await channel.get_exchange(name, ensure=True)
                 left.append(name)
-        for queue in QUEUES:
-            for name in (f"{exchange}.{queue}", f"{exchange}.{queue}.dead"):
+        for queue in [*(f"{exchange}.{q}" for q in QUEUES), *own_queue]:
+            for name in (queue, f"{queue}.dead"):
                 channel = await connection.channel()
                 with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
                     await channel.get_queue(name, ensure=True)
@@ -138,7 +158,9 @@ def what_is_left(
     return {
         "processes": run_leftovers.marked_processes(lambda owner: owner == run),
         "database": database_exists(postgres_url, report["database"]),
-        "broker": asyncio.run(broker_names_left(amqp_url, report["exchange"])),
+        "broker": asyncio.run(
+            broker_names_left(amqp_url, report["exchange"], [report["own_queue"]])
+        ),
     }
 
 
@@ -159,6 +181,7 @@ def started(
     assert len(made["processes"]) >= len(PARTS), made  # type: ignore[arg-type]
     assert made["database"], made
     assert f"{report['exchange']}.pipeline" in made["broker"], made  # type: ignore[operator]
+    assert report["own_queue"] in made["broker"], made  # type: ignore[operator]
     return report
 
 

@@ -27,6 +27,7 @@ from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
 from tests.support.budget import budget
 from tests.support.processes import HostwrightProcess
+from tests.support.run_leftovers import note_broker_name
 
 PROVIDER_DOMAIN = "hosted.example"
 PROVIDER_MAIL_USER = "provmail"
@@ -277,6 +278,7 @@ class Deployment:
             await transport.delete_exchange()
         finally:
             await transport.close()
+        note_broker_name("removed", self.exchange)
 
 
 async def wait_until(

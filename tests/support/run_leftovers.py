@@ -51,8 +51,10 @@ def exchange_name() -> str:
 
 
 def note_broker_name(*words: str) -> None:
-    """A ledger line: ``exchange NAME`` (its dead-letter exchange and ``QUEUES`` go with it)
-    or ``queue EXCHANGE SUFFIX`` (a test's own queue, and its ``.dead``)."""
+    """A ledger line: ``exchange NAME`` (its dead-letter exchange and ``QUEUES`` go with it),
+    ``queue EXCHANGE NAME`` (a test's own queue as it named it to a transport, and its
+    ``.dead``) or ``removed NAME`` (a test's own clean-up removed the exchange and its queues:
+    the sweep need not)."""
     LEDGERS.mkdir(exist_ok=True)
     with (LEDGERS / f"{this_run()}.ledger").open("a") as ledger:
         ledger.write(" ".join(words) + "\n")
@@ -139,12 +141,13 @@ def ledgers(owned: Owned) -> Iterator[tuple[Path, list[list[str]]]]:
 async def delete_broker_names(amqp_url: str, owned: Owned) -> None:
     """Deletes the exchanges and queues in the owned runs' ledgers, then the ledgers."""
     for path, entries in ledgers(owned):
-        for exchange in {words[1] for words in entries if len(words) >= 2}:
-            suffixes = [w[2] for w in entries if w[0] == "queue" and w[1] == exchange]
+        removed = {words[1] for words in entries if words[0] == "removed"}
+        for exchange in {words[1] for words in entries if len(words) >= 2} - removed:
+            named = [w[2] for w in entries if w[0] == "queue" and w[1] == exchange]
             transport = AmqpTransport(amqp_url, exchange, timeout=10.0)
             await transport.connect()  # declares the exchange again, deleted below
             try:
-                for queue in [*QUEUES, *FIXED_TEST_QUEUES, *suffixes]:
+                for queue in [*QUEUES, *FIXED_TEST_QUEUES, *named]:
                     await transport.delete_queue(queue)
                     await transport.delete_queue(f"{queue}.dead")
                 await transport.delete_exchange()

@@ -31,7 +31,8 @@ class QueueNames:
     def __call__(self, suffix: str) -> str:
         name = f"{self._exchange}.{suffix}"
         if name not in self.made:
-            note_broker_name("queue", self._exchange, suffix)  # for the session's sweep
+            # as the test names it: a transport prefixes it with the exchange once more
+            note_broker_name("queue", self._exchange, name)  # for the session's sweep
         self.made += [name, f"{name}.dead"]
         return name
 
@@ -53,6 +54,7 @@ async def clean_broker(amqp_url: str, exchange: str, queues: QueueNames) -> None
         await cleaner.delete_exchange()
     finally:
         await cleaner.close()
+    note_broker_name("removed", exchange)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
