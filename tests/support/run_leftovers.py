@@ -141,8 +141,13 @@ def ledgers(owned: Owned) -> Iterator[tuple[Path, list[list[str]]]]:
 async def delete_broker_names(amqp_url: str, owned: Owned) -> None:
     """Deletes the exchanges and queues in the owned runs' ledgers, then the ledgers."""
     for path, entries in ledgers(owned):
-        removed = {words[1] for words in entries if words[0] == "removed"}
-        for exchange in {words[1] for words in entries if len(words) >= 2} - removed:
+        left: dict[str, None] = {}  # in order; one declared again after its removal counts
+        for words in entries:
+            if words[0] == "removed":
+                left.pop(words[1], None)
+            else:
+                left[words[1]] = None
+        for exchange in left:
             named = [w[2] for w in entries if w[0] == "queue" and w[1] == exchange]
             transport = AmqpTransport(amqp_url, exchange, timeout=10.0)
             await transport.connect()  # declares the exchange again, deleted below
