@@ -4,22 +4,73 @@ Tests take ``HOSTWRIGHT_TEST_POSTGRES_URL`` / ``HOSTWRIGHT_TEST_AMQP_URL``; unse
 local services (127.0.0.1) when those answer, and testcontainers when they do not and Docker
 does. No service and no Docker is a test *error*, never a skip: the suite must not go green
 without the real parts.
+
+A run removes what it made (processes, databases, exchanges and queues: tests/support/
+run_leftovers.py) when it ends, also on a failure, Ctrl-C or SIGTERM, and what runs that died
+without ending (SIGKILL) left behind when it starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
+from tests.support import run_leftovers
+from tests.support.processes import stop_all_started
+
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI job cancelled, ``kill``) ends the run as Ctrl-C does, so every fixture's
+    clean-up runs instead of the process just vanishing."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run_leftovers.kill_processes(run_leftovers.dead_run)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The last resort (fixtures' clean-up has run by now): whatever this run started."""
+    stop_all_started()
+    run_leftovers.kill_processes(_this_run)
+
+
+def _this_run(pid: int) -> bool:
+    return pid == run_leftovers.this_run()
+
+
+def _with_database_cleanup(url: str) -> Iterator[str]:
+    run_leftovers.drop_databases(url, run_leftovers.dead_run)
+    try:
+        yield url
+    finally:
+        stop_all_started()
+        run_leftovers.drop_databases(url, _this_run)
+
+
+def _with_broker_cleanup(url: str) -> Iterator[str]:
+    asyncio.run(run_leftovers.delete_broker_names(url, run_leftovers.dead_run))
+    try:
+        yield url
+    finally:
+        stop_all_started()  # a process left running would declare its queues again
+        asyncio.run(run_leftovers.delete_broker_names(url, _this_run))
 
 
 def _answers(url: str) -> bool:
@@ -46,10 +97,10 @@ def postgres_url() -> Iterator[str]:
     """A URL of a PostgreSQL server database this suite may create databases from."""
     configured = os.environ.get("HOSTWRIGHT_TEST_POSTGRES_URL")
     if configured:
-        yield configured
+        yield from _with_database_cleanup(configured)
         return
     if _answers(LOCAL_POSTGRES) or not _docker_answers():
-        yield LOCAL_POSTGRES
+        yield from _with_database_cleanup(LOCAL_POSTGRES)
         return
     from testcontainers.postgres import PostgresContainer
 
@@ -61,10 +112,10 @@ def postgres_url() -> Iterator[str]:
 def amqp_url() -> Iterator[str]:
     configured = os.environ.get("HOSTWRIGHT_TEST_AMQP_URL")
     if configured:
-        yield configured
+        yield from _with_broker_cleanup(configured)
         return
     if _answers(LOCAL_AMQP) or not _docker_answers():
-        yield LOCAL_AMQP
+        yield from _with_broker_cleanup(LOCAL_AMQP)
         return
     from testcontainers.rabbitmq import RabbitMqContainer
 
@@ -76,14 +127,16 @@ def amqp_url() -> Iterator[str]:
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"hw_test_{uuid.uuid4().hex[:12]}"
+    name = run_leftovers.database_name()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(postgres_url)
     url = parts._replace(path=f"/{name}").geturl()
-    yield url
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -103,4 +156,4 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def exchange_name() -> str:
     """A broker exchange of this test's own, so tests never see each other's messages."""
-    return f"hw-test-{uuid.uuid4().hex[:10]}"
+    return run_leftovers.exchange_name()

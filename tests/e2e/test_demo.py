@@ -5,6 +5,7 @@ transport); a second start with the same folder carries on where the first stopp
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 from ops.devtools.demo import SAMPLE_IDS
+from tests.support.budget import budget
+from tests.support.run_leftovers import RUN_MARK, this_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +35,7 @@ class _Demo:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTWRIGHT_")}
+        env[RUN_MARK] = str(this_run())  # the run's end and the next run's start find it
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -43,6 +47,7 @@ class _Demo:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
+                start_new_session=True,
             )
         assert self.proc.stdout is not None
         self.first_lines = [self.proc.stdout.readline().strip() for _ in range(3)]
@@ -54,6 +59,7 @@ class _Demo:
         return httpx.get(self.base + path, headers=headers, timeout=5)
 
     def wait_active(self, timeout: float) -> dict[int, Any]:
+        timeout = budget(timeout)
         deadline = time.monotonic() + timeout
         statuses: dict[int, Any] = {}
         while time.monotonic() < deadline:
@@ -74,7 +80,12 @@ class _Demo:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(20)
+        try:
+            return self.proc.wait(budget(20))
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise
 
 
 def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(

@@ -54,6 +54,7 @@ from hypothesis import strategies as st
 from domain.hestia_package import content_package, is_content_package
 from domain.hosting_plan import HostingPlan
 from ops.devtools.simnode import read_state_json
+from tests.support.budget import budget
 from tests.support.convergence import REQUEST_TOPICS, events, run_finished, settle
 from tests.support.deployment import (
     DNS1_IP,
@@ -557,7 +558,8 @@ def test_vanity_services_never_change_the_providers_domain_mail_user_or_zone(
         assert world.labels, "no vanity service was ever made"
         for action in ACTIONS[1:]:
             assert world.steps.get(f"{action}: run"), f"no {action} ever started a run"
-        assert took < 240, f"the examples took {took:.0f}s: lower EXAMPLES"
+        # a guard on the suite's length, not on the machine's speed: scaled to its load
+        assert took < budget(240), f"the examples took {took:.0f}s: lower EXAMPLES"
     finally:
         loop.run_until_complete(world.system.close())
         loop.close()

@@ -15,6 +15,7 @@ import pytest
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.broker_publisher import BrokerPublisher
 from ops.messaging.transport import TransportError, Unroutable
+from tests.support.budget import budget
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.transports import (  # noqa: F401 - shared fixtures
     QueueNames,
@@ -71,7 +72,7 @@ async def test_a_handlers_publish_waits_out_a_broker_outage_and_is_confirmed_aft
     await asyncio.sleep(1.0)
     assert not publishing.done(), "the publish gave up while the broker was away"
     await outage.proxy.start()
-    await asyncio.wait_for(publishing, 60)
+    await asyncio.wait_for(publishing, budget(60))
     await wait_until(lambda: outage.heard[-1] is True, "the connection reported back", 60)
     await wait_for_depth(outage.direct, outage.queue, 1)
 
@@ -81,4 +82,4 @@ async def test_an_unroutable_message_fails_at_once_even_for_a_patient_publisher(
 ) -> None:
     patient = BrokerPublisher(outage.proxied, wait_out_outages=True)
     with pytest.raises(Unroutable):
-        await asyncio.wait_for(patient.publish("nobody.listens", b"{}", "t:2"), 10)
+        await asyncio.wait_for(patient.publish("nobody.listens", b"{}", "t:2"), budget(10))

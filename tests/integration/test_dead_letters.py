@@ -15,6 +15,7 @@ from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.topology import PIPELINE_QUEUE, QUEUES, declare_topology
 from ops.messaging.transport import REDRIVEN_FROM, Delivery, Message
+from tests.support.budget import budget
 
 CRON = Message("cron.retries", b"tick", "m-1", headers={"origin": "scheduler"})
 
@@ -62,7 +63,7 @@ async def _dead_letter_one(amqp_url: str, exchange_name: str) -> dict[str, int] 
         await declare_topology(transport)
         await transport.publish(CRON)
         subscription = await transport.consume(PIPELINE_QUEUE, reject, prefetch=1)
-        await asyncio.wait_for(rejected.wait(), 10)
+        await asyncio.wait_for(rejected.wait(), budget(10))
         await subscription.cancel()
         gauge = DeadLetterGauge(transport, max_age=0.0)
         for _ in range(500):
@@ -87,7 +88,7 @@ async def _take_one(amqp_url: str, exchange_name: str) -> Message:
 
     try:
         subscription = await transport.consume(PIPELINE_QUEUE, take, prefetch=1)
-        message = await asyncio.wait_for(taken, 10)
+        message = await asyncio.wait_for(taken, budget(10))
         await subscription.cancel()
         return message
     finally:

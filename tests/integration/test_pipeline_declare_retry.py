@@ -15,6 +15,7 @@ from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.transport import TransportError
 from ops.runtime.components import serve_pipeline
 from ops.settings import Settings
+from tests.support.budget import budget
 
 
 class ReconnectingBroker(InProcessTransport):
@@ -50,7 +51,7 @@ async def test_a_pipeline_waits_for_the_broker_to_declare_its_queues(
         assert "pipeline: rebuilt" in caplog.text
         assert broker.refused == 3
         stop.set()
-        await asyncio.wait_for(serving, 30)
+        await asyncio.wait_for(serving, budget(30))
     finally:
         stop.set()
         await asyncio.gather(serving, return_exceptions=True)

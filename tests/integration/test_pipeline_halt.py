@@ -28,6 +28,7 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
+from tests.support.budget import budget
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE_S = 30
@@ -108,7 +109,7 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
     finally:
         gated.release.set()
     with contextlib.suppress(PipelineHalted):
-        await asyncio.wait_for(ticking, 30)
+        await asyncio.wait_for(ticking, budget(30))
     assert broker.take() == []
     assert gated.checkpoints == checkpoints  # nor the new leader's checkpoint overwritten
     order8 = {
@@ -198,7 +199,7 @@ async def test_a_lost_lead_cancels_the_tick_under_way_and_halts_the_pipeline(
     stop = asyncio.Event()
     running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
     try:
-        await asyncio.wait_for(pipeline.ticking.wait(), 30)
+        await asyncio.wait_for(pipeline.ticking.wait(), budget(30))
         running.cancel()  # the lead is lost (ops/runtime/components.py)
         done, _ = await asyncio.wait({running}, timeout=30)
         assert done, "run_pipeline waited for the hanging tick to finish"
@@ -226,10 +227,10 @@ async def test_every_pipeline_that_led_takes_its_connection_listener_away(
             running = asyncio.ensure_future(
                 run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8)
             )
-            await asyncio.wait_for(pipeline.ticking.wait(), 30)
+            await asyncio.wait_for(pipeline.ticking.wait(), budget(30))
             assert len(transport.listeners) == 1
             stop.set()
-            await asyncio.wait_for(running, 30)
+            await asyncio.wait_for(running, budget(30))
             assert transport.listeners == []
     finally:
         await transport.close()
@@ -246,7 +247,7 @@ async def test_a_lead_lost_while_rebuilding_cancels_the_rebuild(
     stop = asyncio.Event()
     running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
     try:
-        await asyncio.wait_for(pipeline.rebuilding.wait(), 30)
+        await asyncio.wait_for(pipeline.rebuilding.wait(), budget(30))
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         for _ in range(20):  # the rebuild, had it been left running, would still hang here

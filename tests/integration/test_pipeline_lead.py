@@ -13,6 +13,7 @@ from ops.bootstrap import System
 from ops.runtime.components import serve_pipeline
 from ops.services.pipeline_lead import CHECK_S, STANDBY_S, PipelineLead
 from ops.settings import Settings
+from tests.support.budget import budget
 
 
 async def _standing_by(lead: PipelineLead, stop: asyncio.Event) -> asyncio.Future[bool]:
@@ -32,12 +33,13 @@ async def test_one_lead_on_either_database_the_next_takes_over_on_release(
     assert not first.took_over  # nobody led before it: no need to wait for anyone to halt
     waiting = await _standing_by(second, stop)
     await first.release()
-    assert await asyncio.wait_for(waiting, STANDBY_S * 3)
+    assert await asyncio.wait_for(waiting, budget(STANDBY_S * 3))
     assert second.took_over
     third = PipelineLead(database_url)
     stopped = await _standing_by(third, stop)
     stop.set()
-    assert await asyncio.wait_for(stopped, STANDBY_S * 3) is False  # stopped while standing by
+    # stopped while standing by
+    assert await asyncio.wait_for(stopped, budget(STANDBY_S * 3)) is False
     await second.release()
     await third.release()
 
@@ -57,8 +59,8 @@ async def test_a_lead_whose_session_ends_is_lost_and_taken_over(fresh_postgres_u
             "(SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchall()
     assert ended == [(True,)]
-    await asyncio.wait_for(leader.lost.wait(), CHECK_S * 3)
-    assert await asyncio.wait_for(waiting, STANDBY_S * 3)
+    await asyncio.wait_for(leader.lost.wait(), budget(CHECK_S * 3))
+    assert await asyncio.wait_for(waiting, budget(STANDBY_S * 3))
     assert not standby.lost.is_set()
     await leader.release()
     await standby.release()
@@ -105,7 +107,7 @@ async def test_a_pipeline_that_loses_its_lead_stands_by_and_leads_again_in_the_s
         assert "giving the last leader" not in caplog.text  # nobody else could have led
         assert not piloting.done(), "serve_pipeline ended when it lost the lead"
         stop.set()
-        await asyncio.wait_for(piloting, 30)  # and it still stops cleanly when told to
+        await asyncio.wait_for(piloting, budget(30))  # and it still stops cleanly when told to
     finally:
         stop.set()
         await asyncio.gather(piloting, return_exceptions=True)
@@ -134,5 +136,5 @@ async def test_leading_again_waits_for_the_last_leader_only_if_another_led_meanw
 
 async def test_a_pipeline_on_a_new_sqlite_folder_leads(tmp_path: Path) -> None:
     lead = PipelineLead(f"sqlite:///{tmp_path / 'new' / 'folder' / 'store.sqlite'}")
-    assert await asyncio.wait_for(lead.acquire(asyncio.Event()), 5)
+    assert await asyncio.wait_for(lead.acquire(asyncio.Event()), budget(5))
     await lead.release()

@@ -24,6 +24,7 @@ from ops.bootstrap import System
 from ops.messaging.transport import Delivery
 from ops.settings import Settings
 from tests.fakes.clock import Clock
+from tests.support.budget import budget
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 READ_DELAY_S = 1.0
@@ -146,7 +147,10 @@ async def test_a_slow_database_does_not_block_the_pipelines_event_loop(system: S
             else:
                 await pipeline.tick()
 
-    assert meter.worst < MAX_LAG_S, f"the event loop stalled for {meter.worst:.3f} s"
+    # a busy machine delays the loop too, but never by a whole blocking read
+    assert meter.worst < min(budget(MAX_LAG_S), READ_DELAY_S / 2), (
+        f"the event loop stalled for {meter.worst:.3f} s"
+    )
 
 
 def succeeded(message: TaskMessage) -> ResultMessage:

@@ -25,6 +25,7 @@ from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from projections.view import Recorded, Rows, View
+from tests.support.budget import budget
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SERVICES = 200
@@ -354,7 +355,7 @@ async def test_run_follows_new_events_until_stopped(setup: Setup) -> None:
     await asyncio.to_thread(setup.store.request, ask("terminate", 3, {"force": False}, minutes=9))
     await reaches(setup.store.max_notification_id())
     stop.set()
-    await asyncio.wait_for(running, 5)
+    await asyncio.wait_for(running, budget(5))
     status = SqlViewQueries(setup.db).service("3")
     assert status is not None and status["status"] == "terminating"
 
@@ -393,4 +394,4 @@ async def test_run_idles_after_a_page_that_is_not_full(
     # full pages are followed at once; the first page that is not full ends the burst
     assert asked == list(range(0, last + 1, 7))
     stop.set()
-    await asyncio.wait_for(running, 5)
+    await asyncio.wait_for(running, budget(5))

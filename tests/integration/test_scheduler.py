@@ -333,7 +333,11 @@ async def test_a_tick_the_broker_cannot_take_is_let_go_with_one_warning(
 async def test_two_scheduler_processes_run_each_job_once_per_period(
     database_url: str, db: Database, amqp_url: str, exchange_name: str, tmp_path: Path
 ) -> None:
-    """Acceptance: two schedulers for ten periods → each job ran ten times, not twenty."""
+    """Acceptance: two schedulers for ten periods → each job ran ten times, not twenty.
+
+    Waits for ten periods of every job, not for ten periods of the clock: periods nobody was up
+    for are not made up (ops/services/scheduler.py), so on a machine too busy to run either
+    scheduler at a period's start a period may go by; none may run twice."""
     period = 0.5
     jobs = ("retries", "stuck", "terminations", "tickets")
     env = {
@@ -343,6 +347,13 @@ async def test_two_scheduler_processes_run_each_job_once_per_period(
         **{f"HOSTWRIGHT_CRON_{job.upper()}_S": str(period) for job in jobs},
     }
     seen: list[str] = []
+    claims = ClaimStore(db)
+
+    def periods_ran(job: str) -> set[int]:
+        return {int(mid.rpartition(":")[2]) for mid in seen if mid.startswith(f"cron:{job}:")}
+
+    def claimed() -> int:
+        return sum(len(claims.claims(job)) for job in jobs)
 
     async def record(delivery: Delivery) -> None:
         seen.append(delivery.message.message_id)
@@ -358,19 +369,20 @@ async def test_two_scheduler_processes_run_each_job_once_per_period(
             for n in (1, 2)
         ]
         try:
-            for process in schedulers:
-                await asyncio.to_thread(
-                    wait_for, lambda p=process: "running retries" in p.log(), 30, "a scheduler"
-                )
-            began = time.time()
-            await asyncio.sleep(period * 11)
-            ended = time.time()
+            await asyncio.to_thread(
+                wait_for,
+                lambda: all(len(periods_ran(job)) >= 10 for job in jobs),
+                period * 11 + 30,
+                "ten periods of every job",
+            )
             for process in schedulers:
                 assert process.proc is not None and process.proc.poll() is None, process.log()
         finally:
             codes = [process.terminate() for process in schedulers]
         assert codes == [0, 0], [p.log() for p in schedulers]
-        await asyncio.sleep(0.5)  # the last confirmed ticks reach our queue
+        # every claimed period's tick was confirmed before its scheduler stopped: wait for
+        # all of them, so a second tick of some period would be among them
+        await asyncio.to_thread(wait_for, lambda: len(seen) >= claimed(), 10, "every tick")
     finally:
         for queue in ("watch", *QUEUES):
             await watcher.delete_queue(queue)
@@ -379,10 +391,5 @@ async def test_two_scheduler_processes_run_each_job_once_per_period(
         await watcher.close()
 
     assert [mid for mid, count in Counter(seen).items() if count > 1] == []
-    window = range(math.ceil(began / period), math.floor(ended / period))
-    assert len(window) >= 10
-    for job in jobs:
-        ran = {int(mid.rpartition(":")[2]) for mid in seen if mid.startswith(f"cron:{job}:")}
-        assert set(window) <= ran, (job, sorted(set(window) - ran))
     claimants = {by for job in jobs for _, by in ClaimStore(db).claims(job)}
     assert len(claimants) == 2, claimants  # both schedulers won periods: both really competed

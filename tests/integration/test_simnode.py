@@ -18,6 +18,7 @@ import pytest
 
 from ops.devtools.simnode import Faults, SimNode, read_command_log, read_stats
 from ops.devtools.simnode.faults import SETTLED_NS, FaultFile
+from tests.support.budget import budget
 from tests.support.simnode_ssh import Client
 
 
@@ -454,12 +455,12 @@ async def test_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
         sys.executable, "-c", code, *args, stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    line = (await asyncio.wait_for(proc.stdout.readline(), budget(20))).decode()
     fields = dict(item.split("=", 1) for item in line.split()[1:])
     assert int(fields["ssh"]) > 0 and int(fields["dns"]) > 0 and "mail" not in fields
     assert Path(fields["host_key"]).read_text().startswith("ssh-ed25519 ")
     proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    assert await asyncio.wait_for(proc.wait(), budget(10)) == 0
 
 
 async def test_a_slow_command_shows_as_running_while_it_runs(client: Client, node: SimNode) -> None:
@@ -476,8 +477,8 @@ async def test_a_slow_command_shows_as_running_while_it_runs(client: Client, nod
         while read_stats(node.data_dir).get("running") != count:
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(shows_running(1), 10)
+    await asyncio.wait_for(shows_running(1), budget(10))
     assert not running.done()
     assert (await running).exit_status == 0 and time.monotonic() - started >= 1.5
-    await asyncio.wait_for(shows_running(0), 10)
+    await asyncio.wait_for(shows_running(0), budget(10))
     assert read_stats(node.data_dir) == {"running": 0, "peak_running": 1, "commands": 3}

@@ -27,6 +27,7 @@ from handlers.step_fence import StepFences, fence_key
 from ops.adapters.step_fence import step_fences
 from ops.devtools.simnode import Faults, SimNode, read_command_log
 from tests.fakes.publisher import RecordingPublisher
+from tests.support.budget import budget
 from tests.support.simnode_driver import access_for, client_key_file, start_node
 
 USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com", "owner": "7"}
@@ -143,10 +144,10 @@ async def test_a_waiting_attempt_heartbeats_and_runs_once_the_holder_dies(setup:
             while len(handler.publisher.heartbeats()) < count:
                 await asyncio.sleep(0.05)
 
-        await asyncio.wait_for(heartbeats(5), 30)
+        await asyncio.wait_for(heartbeats(5), budget(30))
         assert not running.done() and read_command_log(setup.node.data_dir) == []
         other_process.close()  # the holder's process dies: its session, its open files go
-        await asyncio.wait_for(running, 30)
+        await asyncio.wait_for(running, budget(30))
     finally:
         other_process.close()
         running.cancel()
@@ -162,7 +163,7 @@ async def test_another_service_does_not_wait_for_the_fence(setup: Setup) -> None
     try:
         assert await held.try_take(fence_key(mine))
         other_service = TaskMessage(**{**mine.__dict__, "service_id": "svc-2"})
-        await asyncio.wait_for(second.handle(other_service), 30)
+        await asyncio.wait_for(second.handle(other_service), budget(30))
         [result] = second.publisher.results()
         assert result.outcome == "succeeded"
     finally:

@@ -32,6 +32,7 @@ from ops.services.tickets import TicketFeed, settings_ticket_config
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
+from tests.support.budget import budget
 from tests.support.whmcs_double import IDENTIFIER, SECRET, WhmcsDouble
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -390,7 +391,7 @@ async def test_the_tickets_component_consumes_task_errored_from_its_queue(
         await asyncio.sleep(0.3)  # nothing more follows
     finally:
         stop.set()
-        await asyncio.wait_for(serving, 10)
+        await asyncio.wait_for(serving, budget(10))
         if broker == "rabbitmq":
             for queue in QUEUES:
                 await system.transport.delete_queue(queue)

@@ -10,6 +10,7 @@ import pytest
 from ops.messaging import amqp_transport
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.transport import Delivery
+from tests.support.budget import budget
 from tests.support.transports import (  # noqa: F401 - shared fixtures
     QueueNames,
     clean_broker,
@@ -58,7 +59,7 @@ async def test_cancelled_while_subscribing_leaves_no_consumer(
         await delivery.ack()
 
     subscribing = asyncio.ensure_future(amqp.consume(queue, received, prefetch=1))
-    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(started.wait(), budget(10))
     assert await _consumers(amqp, queue) == 1
     subscribing.cancel()
     with pytest.raises(asyncio.CancelledError):

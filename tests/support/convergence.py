@@ -15,6 +15,7 @@ from typing import Any
 
 from ops.devtools.simnode import read_command_log, read_state_json
 from ops.store.event_store import EventStore
+from tests.support.budget import budget
 from tests.support.deployment import Deployment, dumps, wait_until
 
 # a request event's version is the number of the run the pipeline starts for it
@@ -165,6 +166,7 @@ async def wait_run(system: Deployment, service_id: int, run: int, timeout: float
 
 async def settle(system: Deployment, quiet_s: float = 0.5, timeout: float = 30) -> None:
     """Waits until no node has run a command for ``quiet_s``: nothing is left in flight."""
+    timeout = budget(timeout)
     deadline = asyncio.get_running_loop().time() + timeout
     marks = log_marks(system)
     quiet_since = asyncio.get_running_loop().time()

@@ -9,6 +9,7 @@ SIGSTOP any of them and start it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import socket
@@ -24,7 +25,9 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
+from tests.support.budget import budget
 from tests.support.processes import HostwrightProcess
+from tests.support.run_leftovers import note_broker_name
 
 PROVIDER_DOMAIN = "hosted.example"
 PROVIDER_MAIL_USER = "provmail"
@@ -94,17 +97,23 @@ class Deployment:
             "HOSTWRIGHT_VANITY_DNS_USER": PROVIDER_DNS_USER,
             "HOSTWRIGHT_CRON_TERMINATIONS_S": "2",
             "HOSTWRIGHT_CRON_STUCK_S": "1",
+            # eventsourcing reads HOSTWRIGHT_-prefixed keys before ops/store/event_store.py's
+            # own: a process holds at most 2 + 2 event store connections, 4 of its Database
+            # pool, a step fence's and the pipeline lead's; 8 parts stay under 80 of
+            # PostgreSQL's 100 slots (about 42 at the busiest moment of a deploy), so parallel
+            # runs do not meet "too many clients"
+            "HOSTWRIGHT_POSTGRES_MAX_OVERFLOW": "2",
         }
         # WHMCS's calls (orders, lifecycle, a service's reads) and staff's (servers, the queue)
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"Authorization": f"Bearer {self.token}"},
-            timeout=10,
+            timeout=budget(10),
         )
         self.staff = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}",
             headers={"Authorization": f"Bearer {self.staff_token}"},
-            timeout=10,
+            timeout=budget(10),
         )
 
     # --- nodes -----------------------------------------------------------------------
@@ -195,7 +204,7 @@ class Deployment:
         await self.wait_for_gateway()
 
     async def wait_for_gateway(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + budget(30)
         while time.monotonic() < deadline:
             try:
                 if (await self.client.get("/healthz")).status_code == 200:
@@ -248,19 +257,28 @@ class Deployment:
         return "\n".join(f"--- {part} ---\n{p.log()[-3000:]}" for part, p in self.processes.items())
 
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.staff.aclose()
-        for process in self.processes.values():
-            process.__exit__()
-        for node in self.nodes.values():
-            await node.stop()
+        """Processes first (a live one would declare its queues again), then each other part
+        even when one of them fails; the first failure is raised at the end."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._delete_broker_names)
+            for node in self.nodes.values():
+                stack.push_async_callback(node.stop)
+            stack.push_async_callback(self.staff.aclose)
+            stack.push_async_callback(self.client.aclose)
+            for process in self.processes.values():
+                stack.callback(process.__exit__)
+
+    async def _delete_broker_names(self) -> None:
         transport = AmqpTransport(self.amqp_url, self.exchange)
         await transport.connect()
-        for queue in QUEUES:
-            await transport.delete_queue(queue)
-            await transport.delete_queue(f"{queue}.dead")
-        await transport.delete_exchange()
-        await transport.close()
+        try:
+            for queue in QUEUES:
+                await transport.delete_queue(queue)
+                await transport.delete_queue(f"{queue}.dead")
+            await transport.delete_exchange()
+        finally:
+            await transport.close()
+        note_broker_name("removed", self.exchange)
 
 
 async def wait_until(
@@ -269,6 +287,7 @@ async def wait_until(
     what: str,
     context: Callable[[], str] = lambda: "",
 ) -> None:
+    timeout = budget(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await condition():

@@ -20,6 +20,7 @@ from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.topology import QUEUES
 from ops.messaging.transport import Transport
 from ops.store.event_store import EventStore
+from tests.support.run_leftovers import note_broker_name
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -59,6 +60,7 @@ async def connected_amqp(amqp_url: str, exchange_name: str) -> AsyncIterator[Amq
             await transport.delete_queue(queue)
         await transport.delete_exchange()
         await transport.close()
+        note_broker_name("removed", exchange_name)
 
 
 @pytest.fixture(params=["amqp", "inprocess"])

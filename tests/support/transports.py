@@ -15,6 +15,8 @@ import pytest
 
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.inprocess_transport import InProcessTransport
+from tests.support.budget import budget
+from tests.support.run_leftovers import note_broker_name
 
 AnyTransport = AmqpTransport | InProcessTransport
 
@@ -28,6 +30,9 @@ class QueueNames:
 
     def __call__(self, suffix: str) -> str:
         name = f"{self._exchange}.{suffix}"
+        if name not in self.made:
+            # as the test names it: a transport prefixes it with the exchange once more
+            note_broker_name("queue", self._exchange, name)  # for the session's sweep
         self.made += [name, f"{name}.dead"]
         return name
 
@@ -49,9 +54,11 @@ async def clean_broker(amqp_url: str, exchange: str, queues: QueueNames) -> None
         await cleaner.delete_exchange()
     finally:
         await cleaner.close()
+    note_broker_name("removed", exchange)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    timeout = budget(timeout)
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -62,6 +69,7 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 
 async def wait_for_depth(
     transport: AnyTransport, queue: str, depth: int, timeout: float = 5.0
 ) -> None:
+    timeout = budget(timeout)
     deadline = time.monotonic() + timeout
     while (current := await transport.queue_depth(queue)) != depth:
         if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ from ops.services.pipeline import run_pipeline
 from ops.store import outage as outage_module
 from ops.store.database import database_unavailable
 from ops.store.outage import Backoff, Outage, riding_out
+from tests.support.budget import budget
 
 
 def test_backoff_doubles_from_a_tenth_of_a_second_to_five_and_resets() -> None:
@@ -138,4 +139,4 @@ async def test_a_pipeline_rebuilding_while_the_database_is_away_stops_when_told(
     await asyncio.sleep(0.5)
     assert not running.done()  # waiting the outage out, not failing
     stop.set()
-    await asyncio.wait_for(running, 5)
+    await asyncio.wait_for(running, budget(5))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ops.services.pipeline import _tick
+from tests.support.budget import budget
 
 
 class CountingPipeline:
@@ -53,5 +54,5 @@ async def test_a_tick_that_ends_after_stop_does_not_sweep() -> None:
 
     pipeline.tick = tick_then_stopped  # type: ignore[method-assign]
     pipeline_any: Any = pipeline
-    await asyncio.wait_for(_tick(pipeline_any, stop, 0.01, 0.0), 30)
+    await asyncio.wait_for(_tick(pipeline_any, stop, 0.01, 0.0), budget(30))
     assert (pipeline.ticks, pipeline.sweeps) == (1, 0)

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from ops.runtime.stopping import within_grace
+from tests.support.budget import budget
 
 
 async def test_a_part_that_stops_when_told_ends_normally() -> None:
@@ -32,7 +33,7 @@ async def test_a_part_still_busy_after_the_grace_is_cancelled() -> None:
 
     work = asyncio.ensure_future(stuck())
     stop.set()
-    await asyncio.wait_for(within_grace(work, stop, grace_s=0.1), 10)
+    await asyncio.wait_for(within_grace(work, stop, grace_s=0.1), budget(10))
     assert work.cancelled()
 
 
