@@ -1,6 +1,7 @@
 """A view whose tables changed columns, or whose version changed, since a deployment built
-them is rebuilt from event 0 when its store starts, on SQLite and PostgreSQL: no failed writes, no rows of the old shape
-served, and the views whose tables did not change keep their rows and position."""
+them is rebuilt from event 0 when its store starts, on SQLite and PostgreSQL: no failed
+writes, no rows of the old shape served, and the views whose tables did not change keep their
+rows and position."""
 
 from __future__ import annotations
 
