@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -29,8 +30,10 @@ from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
+from ops.runtime.gateway_listener import ListenError
+from ops.runtime.readiness import readiness_problems
 from ops.runtime.stopping import install_stop_signals, within_grace
-from ops.settings import Settings, SettingsError
+from ops.settings import Settings, SettingsError, listen_problem
 
 log = logging.getLogger("hostwright")
 
@@ -56,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except SettingsError as exc:
-        print(f"hostwright: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"hostwright: {problem}", file=sys.stderr)
         return 2
     return code
 
@@ -149,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    return _run_until_signal(System(Settings.load()), "all")
+    return _run_until_signal(_checked_system("all"), "all")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -160,13 +164,30 @@ def _run_serve(args: argparse.Namespace) -> int:
         component = f"handler.{args.role}"
     elif args.role is not None:
         raise SettingsError(f"serve {component} takes no role")
-    return _run_until_signal(System(Settings.load()), component)
+    return _run_until_signal(_checked_system(component), component)
+
+
+def _checked_system(component: str) -> System:
+    """The System for ``component``, its settings checked for everything the part needs and
+    the gateway's address already listened on; else a SettingsError naming every problem
+    (a taken address among them) before anything has started."""
+    settings, problems = Settings.read()
+    problems += readiness_problems(settings, component)
+    system = System(settings)
+    listening: list[socket.socket] = []
+    if component in ("all", "gateway") and listen_problem(settings.listen) is None:
+        try:
+            listening = system.listeners()
+        except ListenError as exc:
+            problems.append(str(exc))
+    if problems:
+        for listener in listening:
+            listener.close()
+        raise SettingsError(*dict.fromkeys(problems))
+    return system
 
 
 def _run_until_signal(system: System, component: str) -> int:
-    if component in ("all", "gateway"):
-        system.listeners()  # a taken address is a one-line error before anything starts
-        system.credentials()  # so is a bad tokens file
 
     async def run() -> None:
         stop = asyncio.Event()
