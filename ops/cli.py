@@ -26,6 +26,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
+from ops.cli_arguments import bench_stores, listen_address, milliseconds_list
 from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     redrive.set_defaults(run=_run_redrive)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
-    demo.add_argument("--listen", default="127.0.0.1:8080")
+    demo.add_argument("--listen", default="127.0.0.1:8080", type=listen_address)
     demo.add_argument("--data", default="demo-data")
     demo.set_defaults(run=_run_demo)
 
@@ -127,13 +128,17 @@ def _parser() -> argparse.ArgumentParser:
     intake.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     intake.add_argument("--seconds", type=float, default=10.0)
     intake.add_argument("--rate", type=float, default=200.0, help="open-loop offered rate")
-    intake.add_argument("--stores", default="sqlite,postgresql", help="which stores to measure")
+    intake.add_argument(
+        "--stores", default="sqlite,postgresql", type=bench_stores, help="which stores to measure"
+    )
     intake.set_defaults(run=_run_bench_intake)
     deploy = bench_sub.add_parser(
         "deploy", help="Split orders to active on simulated nodes: rate and latency"
     )
     deploy.add_argument("--services", type=int, default=200, help="orders in the burst")
-    deploy.add_argument("--latency-ms", default="0,50", help="added per node command, e.g. 0,50")
+    deploy.add_argument(
+        "--latency-ms", default="0,50", type=milliseconds_list, help="added per node command"
+    )
     deploy.add_argument("--amqp-url", default=None, help="default: HOSTWRIGHT_AMQP_URL or local")
     deploy.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     deploy.add_argument("--burst-rate", type=float, default=200.0, help="burst orders per second")
@@ -350,7 +355,7 @@ def _run_bench_intake(args: argparse.Namespace) -> int:
         postgres_url=args.postgres_url,
         seconds=args.seconds,
         rate=args.rate,
-        stores=tuple(args.stores.split(",")),
+        stores=args.stores,
     )
 
 
@@ -359,7 +364,7 @@ def _run_bench_deploy(args: argparse.Namespace) -> int:
 
     return run_deploy_bench(
         services=args.services,
-        latencies=tuple(int(v) for v in args.latency_ms.split(",") if v.strip()),
+        latencies=args.latency_ms,
         amqp_url=args.amqp_url,
         postgres_url=args.postgres_url,
         burst_rate=args.burst_rate,
