@@ -210,10 +210,16 @@ def _run_until_signal(system: System, component: str) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
+    from ops.runtime.database_probe import existing_database_problem
     from ops.views.replay import replay_and_compare
     from projections.catalogue import all_views
 
-    system = System(Settings.load())
+    settings = Settings.load()
+    problem = existing_database_problem(settings.database_url)
+    if problem is not None:  # never audit an empty database made up on the spot
+        print(f"hostwright: {problem}", file=sys.stderr)
+        return 1
+    system = System(settings)
     try:
         difference = replay_and_compare(
             system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
