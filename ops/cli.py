@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -31,10 +30,9 @@ from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
-from ops.runtime.gateway_listener import ListenError
-from ops.runtime.readiness import readiness_problems
+from ops.runtime.readiness import checked_system
 from ops.runtime.stopping import install_stop_signals, within_grace
-from ops.settings import Settings, SettingsError, listen_problem
+from ops.settings import Settings, SettingsError
 
 log = logging.getLogger("hostwright")
 
@@ -158,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    return _run_until_signal(_checked_system("all"), "all")
+    return _run_until_signal(checked_system("all"), "all")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -169,27 +167,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         component = f"handler.{args.role}"
     elif args.role is not None:
         raise SettingsError(f"serve {component} takes no role")
-    return _run_until_signal(_checked_system(component), component)
-
-
-def _checked_system(component: str) -> System:
-    """The System for ``component``, its settings checked for everything the part needs and
-    the gateway's address already listened on; else a SettingsError naming every problem
-    (a taken address among them) before anything has started."""
-    settings, problems = Settings.read()
-    problems += readiness_problems(settings, component)
-    system = System(settings)
-    listening: list[socket.socket] = []
-    if component in ("all", "gateway") and listen_problem(settings.listen) is None:
-        try:
-            listening = system.listeners()
-        except ListenError as exc:
-            problems.append(str(exc))
-    if problems:
-        for listener in listening:
-            listener.close()
-        raise SettingsError(*dict.fromkeys(problems))
-    return system
+    return _run_until_signal(checked_system(component), component)
 
 
 def _run_until_signal(system: System, component: str) -> int:
@@ -210,16 +188,12 @@ def _run_until_signal(system: System, component: str) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from ops.runtime.database_probe import existing_database_problem
     from ops.views.replay import replay_and_compare
     from projections.catalogue import all_views
 
-    settings = Settings.load()
-    problem = existing_database_problem(settings.database_url)
-    if problem is not None:  # never audit an empty database made up on the spot
-        print(f"hostwright: {problem}", file=sys.stderr)
+    system = _system_of_an_existing_store()
+    if system is None:
         return 1
-    system = System(settings)
     try:
         difference = replay_and_compare(
             system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
@@ -234,10 +208,26 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 1
 
 
+def _system_of_an_existing_store() -> System | None:
+    """A System for a command that reads what is recorded; None (the reason printed) when
+    the database does not exist or does not answer: never an empty one made up on the spot,
+    which would read as all in order."""
+    from ops.runtime.database_probe import existing_database_problem
+
+    settings = Settings.load()
+    problem = existing_database_problem(settings.database_url)
+    if problem is not None:
+        print(f"hostwright: {problem}", file=sys.stderr)
+        return None
+    return System(settings)
+
+
 def _run_rotate_key(args: argparse.Namespace) -> int:
     from ops.adapters.password_rotation import rotate_sealed_passwords
 
-    system = System(Settings.load())
+    system = _system_of_an_existing_store()
+    if system is None:
+        return 1
     sealer = system.sealer()
     try:
         report = rotate_sealed_passwords(system.store, sealer, system.clock())
@@ -253,7 +243,9 @@ def _run_backfill_claims(args: argparse.Namespace) -> int:
     shared by two live services (the earlier order keeps each)."""
     from ops.store.claims_backfill import backfill_claims
 
-    system = System(Settings.load())
+    system = _system_of_an_existing_store()
+    if system is None:
+        return 1
     try:
         conflicts = backfill_claims(system.store, system.clock())
     finally:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ops.store.event_store import EventStore
 from tests.support.cli_runs import closed_port, run_cli
 
@@ -47,3 +49,14 @@ def test_replay_of_an_existing_database_compares_its_views(tmp_path: Path) -> No
     done = run_cli(tmp_path, "replay", database_url=url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "replay: every view equals its rebuild from event 0"
+
+
+@pytest.mark.parametrize("command", ["rotate-key", "backfill-claims"])
+def test_the_other_store_commands_find_no_database_and_create_none(
+    tmp_path: Path, command: str
+) -> None:
+    """Run where no store is, they would report an empty new one as all in order."""
+    done = run_cli(tmp_path, command, secret_key="k" * 40)
+    assert done.returncode != 0, done.stdout
+    assert "hostwright.sqlite" in _one_line(done.stderr)
+    assert list(tmp_path.iterdir()) == []
