@@ -26,11 +26,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
+from ops.cli_arguments import bench_stores, listen_address, milliseconds_list
 from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
 from ops.runtime.log_setup import configure_from_settings
+from ops.runtime.readiness import checked_system
 from ops.runtime.stopping import install_stop_signals, within_grace
 from ops.settings import Settings, SettingsError
 
@@ -49,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except SettingsError as exc:
-        print(f"hostwright: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"hostwright: {problem}", file=sys.stderr)
         return 2
     return code
 
@@ -94,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     redrive.set_defaults(run=_run_redrive)
 
     demo = sub.add_parser("demo", help="run everything on the embedded default with sample data")
-    demo.add_argument("--listen", default="127.0.0.1:8080")
+    demo.add_argument("--listen", default="127.0.0.1:8080", type=listen_address)
     demo.add_argument("--data", default="demo-data")
     demo.set_defaults(run=_run_demo)
 
@@ -116,13 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     intake.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     intake.add_argument("--seconds", type=float, default=10.0)
     intake.add_argument("--rate", type=float, default=200.0, help="open-loop offered rate")
-    intake.add_argument("--stores", default="sqlite,postgresql", help="which stores to measure")
+    intake.add_argument(
+        "--stores", default="sqlite,postgresql", type=bench_stores, help="which stores to measure"
+    )
     intake.set_defaults(run=_run_bench_intake)
     deploy = bench_sub.add_parser(
         "deploy", help="Split orders to active on simulated nodes: rate and latency"
     )
     deploy.add_argument("--services", type=int, default=200, help="orders in the burst")
-    deploy.add_argument("--latency-ms", default="0,50", help="added per node command, e.g. 0,50")
+    deploy.add_argument(
+        "--latency-ms", default="0,50", type=milliseconds_list, help="added per node command"
+    )
     deploy.add_argument("--amqp-url", default=None, help="default: HOSTWRIGHT_AMQP_URL or local")
     deploy.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     deploy.add_argument("--burst-rate", type=float, default=200.0, help="burst orders per second")
@@ -149,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    return _run_until_signal(System(Settings.load()), "all")
+    return _run_until_signal(checked_system("all"), "all")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -160,13 +167,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         component = f"handler.{args.role}"
     elif args.role is not None:
         raise SettingsError(f"serve {component} takes no role")
-    return _run_until_signal(System(Settings.load()), component)
+    return _run_until_signal(checked_system(component), component)
 
 
 def _run_until_signal(system: System, component: str) -> int:
-    if component in ("all", "gateway"):
-        system.listeners()  # a taken address is a one-line error before anything starts
-        system.credentials()  # so is a bad tokens file
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -187,7 +191,9 @@ def _run_replay(args: argparse.Namespace) -> int:
     from ops.views.replay import replay_and_compare
     from projections.catalogue import all_views
 
-    system = System(Settings.load())
+    system = _system_of_an_existing_store()
+    if system is None:
+        return 1
     try:
         difference = replay_and_compare(
             system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
@@ -202,10 +208,26 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 1
 
 
+def _system_of_an_existing_store() -> System | None:
+    """A System for a command that reads what is recorded; None (the reason printed) when
+    the database does not exist or does not answer: never an empty one made up on the spot,
+    which would read as all in order."""
+    from ops.runtime.database_probe import existing_database_problem
+
+    settings = Settings.load()
+    problem = existing_database_problem(settings.database_url)
+    if problem is not None:
+        print(f"hostwright: {problem}", file=sys.stderr)
+        return None
+    return System(settings)
+
+
 def _run_rotate_key(args: argparse.Namespace) -> int:
     from ops.adapters.password_rotation import rotate_sealed_passwords
 
-    system = System(Settings.load())
+    system = _system_of_an_existing_store()
+    if system is None:
+        return 1
     sealer = system.sealer()
     try:
         report = rotate_sealed_passwords(system.store, sealer, system.clock())
@@ -221,7 +243,9 @@ def _run_backfill_claims(args: argparse.Namespace) -> int:
     shared by two live services (the earlier order keeps each)."""
     from ops.store.claims_backfill import backfill_claims
 
-    system = System(Settings.load())
+    system = _system_of_an_existing_store()
+    if system is None:
+        return 1
     try:
         conflicts = backfill_claims(system.store, system.clock())
     finally:
@@ -329,7 +353,7 @@ def _run_bench_intake(args: argparse.Namespace) -> int:
         postgres_url=args.postgres_url,
         seconds=args.seconds,
         rate=args.rate,
-        stores=tuple(args.stores.split(",")),
+        stores=args.stores,
     )
 
 
@@ -338,7 +362,7 @@ def _run_bench_deploy(args: argparse.Namespace) -> int:
 
     return run_deploy_bench(
         services=args.services,
-        latencies=tuple(int(v) for v in args.latency_ms.split(",") if v.strip()),
+        latencies=args.latency_ms,
         amqp_url=args.amqp_url,
         postgres_url=args.postgres_url,
         burst_rate=args.burst_rate,

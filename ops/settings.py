@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,16 @@ from gateway.credentials import MIN_TOKEN_LENGTH
 
 PREFIX = "HOSTWRIGHT_"
 MIN_SECRET_KEY_CHARS = 32
+MAX_PORT = 65535
 
 
 class SettingsError(ValueError):
-    pass
+    """What is wrong with the settings: one or more problems, one line each, so an operator
+    fixes them all in one go instead of learning of the next one on each start."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = problems
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,19 @@ class Settings:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings, or a SettingsError naming every problem with them."""
+        settings, problems = cls.read(environ)
+        if problems:
+            raise SettingsError(*problems)
+        return settings
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+        """The settings and every problem with them; a value that cannot be read is left at
+        its default, so what depends on the rest can still be checked (``load`` raises)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        problems: list[str] = []
         config_path = environ.get(PREFIX + "CONFIG")
         if config_path is None and Path("hostwright.toml").exists():
             config_path = "hostwright.toml"
@@ -100,11 +117,13 @@ class Settings:
             try:
                 values.update(tomllib.loads(Path(config_path).read_text()))
             except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SettingsError(f"cannot read settings file {config_path}: {exc}") from exc
+                problems.append(f"cannot read settings file {config_path}: {exc}")
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise SettingsError(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
+            problems.append(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
+            for name in unknown:
+                del values[name]
         for name in known:
             if PREFIX + name.upper() in environ:
                 values[name] = environ[PREFIX + name.upper()]
@@ -118,10 +137,8 @@ class Settings:
             "handler_concurrency",
             "tickets_department_id",
         ):
-            if name in values:
-                values[name] = _positive_int(name, values[name])
-        if "tickets_enabled" in values:
-            values["tickets_enabled"] = _flag("tickets_enabled", values["tickets_enabled"])
+            _convert(values, name, _positive_int, problems)
+        _convert(values, "tickets_enabled", _flag, problems)
         for name in (
             "retry_initial_backoff_s",
             "retry_max_backoff_s",
@@ -138,11 +155,9 @@ class Settings:
             "inbox_retention_hours",
             "stop_grace_s",
         ):
-            if name in values:
-                values[name] = _positive_float(name, values[name])
+            _convert(values, name, _positive_float, problems)
         settings = cls(**values)
-        settings.check()
-        return settings
+        return settings, problems + settings.problems()
 
     def __repr__(self) -> str:
         """Every setting but the secrets: a field named for a token or a secret shows as
@@ -151,47 +166,53 @@ class Settings:
         return f"Settings({shown})"
 
     def check(self) -> None:
-        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise SettingsError("HOSTWRIGHT_DATABASE_URL must be sqlite:///path or postgresql://…")
-        if self.amqp_url is not None and not self.amqp_url.startswith(("amqp://", "amqps://")):
-            raise SettingsError("HOSTWRIGHT_AMQP_URL must be amqp://… or amqps://…")
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise SettingsError("HOSTWRIGHT_LISTEN must be HOST:PORT")
-        if not self.view_prefix.replace("_", "").isalnum():
-            raise SettingsError("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
-        if self.log_format not in ("text", "json"):
-            raise SettingsError("HOSTWRIGHT_LOG_FORMAT must be text or json")
-        self._check_secret_keys()
-        self._check_whmcs()
-        self._check_tokens()
+        """Raises a SettingsError naming every problem ``problems`` finds."""
+        problems = self.problems()
+        if problems:
+            raise SettingsError(*problems)
 
-    def _check_tokens(self) -> None:
+    def problems(self) -> list[str]:
+        """Every value that is wrong, one line each (each names its variable)."""
+        found: list[str] = []
+        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            found.append("HOSTWRIGHT_DATABASE_URL must be sqlite:///path or postgresql://…")
+        if self.amqp_url is not None and not self.amqp_url.startswith(("amqp://", "amqps://")):
+            found.append("HOSTWRIGHT_AMQP_URL must be amqp://… or amqps://…")
+        if listen_problem(self.listen):
+            found.append(f"HOSTWRIGHT_LISTEN {listen_problem(self.listen)}")
+        if not self.view_prefix.replace("_", "").isalnum():
+            found.append("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
+        if self.log_format not in ("text", "json"):
+            found.append("HOSTWRIGHT_LOG_FORMAT must be text or json")
+        found += self._secret_key_problems()
+        found += self._whmcs_problems()
+        found += self._token_problems()
+        return found
+
+    def _token_problems(self) -> Iterator[str]:
         tokens = {
             "HOSTWRIGHT_API_TOKEN": self.api_token,
             "HOSTWRIGHT_STAFF_TOKEN": self.staff_token,
         }
         for variable, token in tokens.items():
             if token is not None and len(token) < MIN_TOKEN_LENGTH:
-                raise SettingsError(
+                yield (
                     f"{variable} must be at least {MIN_TOKEN_LENGTH} characters "
                     "(make one with `openssl rand -hex 24`)"
                 )
         if self.api_token is not None and self.api_token == self.staff_token:
-            raise SettingsError("HOSTWRIGHT_STAFF_TOKEN must differ from HOSTWRIGHT_API_TOKEN")
+            yield "HOSTWRIGHT_STAFF_TOKEN must differ from HOSTWRIGHT_API_TOKEN"
 
-    def _check_secret_keys(self) -> None:
+    def _secret_key_problems(self) -> Iterator[str]:
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_CHARS:
-            raise SettingsError(
+            yield (
                 f"HOSTWRIGHT_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters "
                 "(e.g. openssl rand -hex 32)"
             )
         if self.retired_secret_keys and not self.secret_key:
-            raise SettingsError(
-                "HOSTWRIGHT_OLD_SECRET_KEYS needs HOSTWRIGHT_SECRET_KEY (the key that seals now)"
-            )
+            yield "HOSTWRIGHT_OLD_SECRET_KEYS needs HOSTWRIGHT_SECRET_KEY (the key that seals now)"
         if any(len(key) < MIN_SECRET_KEY_CHARS for key in self.retired_secret_keys):
-            raise SettingsError(
+            yield (
                 f"every key in HOSTWRIGHT_OLD_SECRET_KEYS must be at least "
                 f"{MIN_SECRET_KEY_CHARS} characters"
             )
@@ -202,21 +223,19 @@ class Settings:
         listed = (self.old_secret_keys or "").split(",")
         return tuple(key.strip() for key in listed if key.strip())
 
-    def _check_whmcs(self) -> None:
+    def _whmcs_problems(self) -> Iterator[str]:
         if self.whmcs_url is not None and not self.whmcs_url.startswith(("http://", "https://")):
-            raise SettingsError("HOSTWRIGHT_WHMCS_URL must be http(s)://… (the WHMCS base URL)")
-        if self.whmcs_url is not None and not _private_channel(self.whmcs_url):
-            raise SettingsError(
+            yield "HOSTWRIGHT_WHMCS_URL must be http(s)://… (the WHMCS base URL)"
+        elif self.whmcs_url is not None and not _private_channel(self.whmcs_url):
+            yield (
                 "HOSTWRIGHT_WHMCS_URL must be https://… (every call carries the WHMCS secret); "
                 "plain http:// only to this machine (127.0.0.1, ::1, localhost)"
             )
         if self.tickets_priority not in PRIORITIES:
-            raise SettingsError(
-                f"HOSTWRIGHT_TICKETS_PRIORITY must be one of {', '.join(PRIORITIES)}"
-            )
+            yield f"HOSTWRIGHT_TICKETS_PRIORITY must be one of {', '.join(PRIORITIES)}"
         api = (self.whmcs_url, self.whmcs_identifier, self.whmcs_secret)
         if self.tickets_enabled and not all(api):
-            raise SettingsError(
+            yield (
                 "HOSTWRIGHT_TICKETS_ENABLED needs HOSTWRIGHT_WHMCS_URL, "
                 "HOSTWRIGHT_WHMCS_IDENTIFIER and HOSTWRIGHT_WHMCS_SECRET"
             )
@@ -233,6 +252,34 @@ class Settings:
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+def listen_problem(listen: str) -> str | None:
+    """What is wrong with a HOST:PORT to listen on (None: nothing), for the setting and for
+    ``demo --listen`` alike."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        return f"must be HOST:PORT, not {listen!r}"
+    if int(port) > MAX_PORT:
+        return f"has port {port}; a port is 0 to {MAX_PORT}"
+    return None
+
+
+def _convert(
+    values: dict[str, Any],
+    name: str,
+    convert: Callable[[str, object], object],
+    problems: list[str],
+) -> None:
+    """Replaces ``values[name]`` by its converted value; a value that does not convert is
+    dropped (the default stands) and its problem added to ``problems``."""
+    if name not in values:
+        return
+    try:
+        values[name] = convert(PREFIX + name.upper(), values[name])
+    except SettingsError as exc:
+        problems.extend(exc.problems)
+        del values[name]
 
 
 def _private_channel(url: str) -> bool:

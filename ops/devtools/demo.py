@@ -6,9 +6,11 @@ It starts simulated nodes (web1, mail1, dns1, dns2 and a unified uni1, kept unde
 mode 600), makes the provider's vanity mail user, mail domain, DNS user and zone on them as
 staff would, registers them through ``POST /v1/servers`` (with the staff token) and places a
 few sample orders (split, unified, vanity) that deploy to ``active``. Once every node is
-registered it prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and services) and
-``staff token: <token>`` (everything: servers, settings, the task queue), so an order placed
-at once finds its nodes. Run it again with the
+registered it prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and services),
+``staff token: <token>`` (everything: servers, settings, the task queue) and ``vanity domain:
+<domain>`` (a vanity order's domain is ``<label>.<domain>``), so an order placed at once finds
+its nodes. Every vanity mailbox goes to mail1, which holds the provider's mail domain,
+wherever placement puts the service's mail. Run it again with the
 same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
 (or a re-key when a node's port had to change), and the sample orders are repeats, which the
 gateway answers without recording anything.
@@ -30,6 +32,7 @@ from ops.bootstrap import System
 from ops.devtools.demo_nodes import (
     PROVIDER_DNS_USER,
     PROVIDER_DOMAIN,
+    PROVIDER_MAIL_SERVER,
     PROVIDER_MAIL_USER,
     DemoNodes,
     NodeAddress,
@@ -86,6 +89,9 @@ def demo_settings(listen: str, data: Path) -> Settings:
         vanity_domain=PROVIDER_DOMAIN,
         vanity_mail_user=PROVIDER_MAIL_USER,
         vanity_dns_user=PROVIDER_DNS_USER,
+        # without it a vanity mailbox would go to the mail node placement chose, and on the
+        # unified node the provider's mail domain is absent (it serves the provider's zone)
+        vanity_mail_server=PROVIDER_MAIL_SERVER,
         # a demo should show a retry within seconds, not minutes
         retry_initial_backoff_s=1.0,
         retry_max_backoff_s=30.0,
@@ -112,6 +118,8 @@ def _announce(settings: Settings, url: str) -> None:
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
     print(f"staff token: {settings.staff_token}", flush=True)
+    # a vanity order's domain is <label>.<this>: an integrator needs it to place one
+    print(f"vanity domain: {settings.vanity_domain}", flush=True)
     print(
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
@@ -161,9 +169,8 @@ async def _register_and_order(
 ) -> None:
     """Registers the split nodes, orders split and vanity, and only once both are placed
     registers the unified node (then ``announce``: every node is there) and orders unified
-    (as tests/e2e/test_deploy_e2e.py does): the unified node serves the provider's zone, so it
-    cannot also hold the provider's mail domain, and a vanity service placed on it for mail
-    could not get its mailbox."""
+    (as tests/e2e/test_deploy_e2e.py does). Where a vanity service's mailbox goes no longer
+    depends on this order: ``vanity_mail_server`` sends every one to mail1."""
     whmcs_token, staff_token = tokens
     staff = {"Authorization": f"Bearer {staff_token}"}
     headers = {"Authorization": f"Bearer {whmcs_token}"}

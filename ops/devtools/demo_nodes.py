@@ -44,6 +44,10 @@ DEMO_NODES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uni1", ("web", "mail", "dns")),
 )
 SPLIT_NODES = DEMO_NODES[:4]
+# the mail-only node, which holds the provider's mail user and domain (provision_provider):
+# every vanity mailbox goes there (HOSTWRIGHT_VANITY_MAIL_SERVER), whichever mail node
+# placement chose for the service
+PROVIDER_MAIL_SERVER = "mail1"
 
 
 def ensure_client_key(path: Path) -> str:

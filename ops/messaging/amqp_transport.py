@@ -36,6 +36,7 @@ from aio_pika.abc import (
     ConsumerTag,
 )
 
+from ops.messaging.broker_probe import broker_answers
 from ops.messaging.transport import (
     REDRIVEN_FROM,
     DeliveryCallback,
@@ -50,13 +51,8 @@ T = TypeVar("T")
 
 _DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
-_BROKER_ERRORS = (
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
+# OSError covers ConnectionError and TimeoutError
+_BROKER_ERRORS = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError)
 
 
 @asynccontextmanager
@@ -202,6 +198,7 @@ class AmqpTransport:
         if self._connection is not None and not self._connection.is_closed:
             return
         async with _as_transport_errors(f"connect to {self.exchange}", self.timeout):
+            await broker_answers(self.url)  # a broker that is down: one line, not three
             connection = await aio_pika.connect_robust(
                 self.url, reconnect_interval=self.reconnect_interval
             )

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from ops.devtools.demo import SAMPLE_IDS
+from ops.devtools.demo_nodes import PROVIDER_DOMAIN
 from tests.support.budget import budget
 from tests.support.run_leftovers import RUN_MARK, this_run
 
@@ -50,7 +51,7 @@ class _Demo:
                 start_new_session=True,
             )
         assert self.proc.stdout is not None
-        self.first_lines = [self.proc.stdout.readline().strip() for _ in range(3)]
+        self.first_lines = [self.proc.stdout.readline().strip() for _ in range(4)]
         self.token = self.first_lines[1].removeprefix("token: ")
         self.staff_token = self.first_lines[2].removeprefix("staff token: ")
 
@@ -58,21 +59,30 @@ class _Demo:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         return httpx.get(self.base + path, headers=headers, timeout=5)
 
-    def wait_active(self, timeout: float) -> dict[int, Any]:
+    def wait_active(self, timeout: float, ids: list[int] = SAMPLE_IDS) -> dict[int, Any]:
         timeout = budget(timeout)
         deadline = time.monotonic() + timeout
         statuses: dict[int, Any] = {}
         while time.monotonic() < deadline:
             try:
-                for sid in SAMPLE_IDS:
+                for sid in ids:
                     reply = self.get(f"/v1/services/{sid}")
                     statuses[sid] = reply.json().get("status") if reply.status_code == 200 else None
             except httpx.TransportError:
                 pass
-            if statuses and all(statuses.get(sid) == "active" for sid in SAMPLE_IDS):
+            if statuses and all(statuses.get(sid) == "active" for sid in ids):
                 return statuses
             time.sleep(0.2)
-        raise AssertionError(f"the samples did not all reach active: {statuses}\n{self.log()}")
+        raise AssertionError(f"services {ids} did not all reach active: {statuses}\n{self.log()}")
+
+    def mail_placement(self, sid: int) -> str:
+        """The mail server placement chose for the service (its Service.Placed event)."""
+        events = self.get(f"/v1/services/{sid}/events").json()["events"]
+        placed = [e for e in events if e["topic"] == "Service.Placed"]
+        assert placed, events
+        found = list(_values_of(placed[0], "mail_server"))
+        assert found, placed
+        return str(found[0])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -88,6 +98,29 @@ class _Demo:
             raise
 
 
+def _values_of(tree: Any, key: str) -> Any:
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            if name == key:
+                yield value
+            yield from _values_of(value, key)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _values_of(item, key)
+
+
+def _vanity_order(sid: int, label: str) -> dict[str, Any]:
+    return {
+        "service_id": sid,
+        "client_id": sid,
+        "mode": "vanity",
+        "label": label,
+        "domain": f"{label}.{PROVIDER_DOMAIN}",
+        "username": f"{label}demo",
+        "plan": {"package": "vanity"},
+    }
+
+
 def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
     tmp_path: Path,
 ) -> None:
@@ -97,6 +130,8 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
         assert demo.first_lines[0] == f"gateway: http://127.0.0.1:{demo.port}"
         assert demo.first_lines[1].startswith("token: ")
         assert demo.first_lines[2].startswith("staff token: ")
+        # the domain a vanity order's must be under, so an integrator can place one
+        assert demo.first_lines[3] == f"vanity domain: {PROVIDER_DOMAIN}"
         # printed once its nodes are registered: an order placed now finds them
         listed = demo.get("/v1/servers", demo.staff_token).json()["servers"]
         assert {s["server_id"] for s in listed} == {"web1", "mail1", "dns1", "dns2", "uni1"}
@@ -117,6 +152,19 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
         assert demo.get("/v1/servers").status_code == 403  # WHMCS's token: not staff's
         servers = demo.get("/v1/servers", demo.staff_token).json()["servers"]
         assert {s["server_id"] for s in servers} >= {"web1", "mail1", "dns1", "dns2", "uni1"}
+        # an integrator's vanity orders succeed wherever placement puts their mailbox, the
+        # unified node included (the least loaded mail node now: it holds one service)
+        extra = {2001: "blog", 2002: "wiki", 2003: "shop2"}
+        for sid, label in extra.items():
+            reply = httpx.post(
+                f"{demo.base}/v1/services",
+                json=_vanity_order(sid, label),
+                headers={"Authorization": f"Bearer {demo.token}"},
+                timeout=5,
+            )
+            assert reply.status_code == 202, reply.text
+        demo.wait_active(90, list(extra))
+        assert "uni1" in {demo.mail_placement(sid) for sid in extra}
     finally:
         code = demo.stop()
     assert code == 0, demo.log()

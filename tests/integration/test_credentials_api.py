@@ -333,6 +333,8 @@ def serve_gateway(tmp_path: Path, **variables: str) -> subprocess.CompletedProce
             "HOSTWRIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}",
             "HOSTWRIGHT_LISTEN": "127.0.0.1:0",
             "HOSTWRIGHT_SECRET_KEY": "a-secret-key-only-for-tests-0123456789",
+            # `serve` refuses to run without a broker; every case here stops before using it
+            "HOSTWRIGHT_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
             **variables,
         }
     )

@@ -274,7 +274,7 @@ def test_jobs_and_ticks_are_validated() -> None:
     for body in (b"", b"[]", b'{"job": "x", "period": -1, "period_s": 1}', b'{"job": "x"}'):
         with pytest.raises(ValueError):
             Tick.from_json(body)
-    with pytest.raises(SettingsError, match="cron_stuck_s"):
+    with pytest.raises(SettingsError, match="HOSTWRIGHT_CRON_STUCK_S"):
         Settings.load({"HOSTWRIGHT_CRON_STUCK_S": "0"})
     with pytest.raises(ValueError, match="no such cron job: nightly"):
         cron_jobs(Settings.load({}), InProcessTransport("x"), {"nightly": Recorder()})
