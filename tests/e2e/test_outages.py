@@ -27,6 +27,7 @@ from domain.task import LEASE_EXPIRED
 from ops.devtools.simnode import Faults
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
+from tests.support.budget import budget
 from tests.support.convergence import settle
 from tests.support.deployment import Deployment, dumps, wait_until
 from tests.support.resilience import (
@@ -112,7 +113,9 @@ async def the_rest_within_a_lease(
     assert left > 0, f"the deploy ended before {what} came back: the long cut proved nothing"
     await wait_until(
         lambda: some_active(direct_url, len(SERVICES)),
-        LEASE_S,  # a lease waited out would take longer (and shows as LEASE_EXPIRED too)
+        # a lease on a quiet machine, scaled when it is busy: a lease waited out shows as
+        # LEASE_EXPIRED, which the test asserts apart, load or not
+        budget(LEASE_S),
         f"the {left} services left when {what} came back, within a lease",
         system.logs,
     )
