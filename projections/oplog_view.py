@@ -82,6 +82,7 @@ class OperationLogView:
     """Consumes Service events; emits one ``oplog`` row per event (plus its id lookup rows)."""
 
     name = "oplog"
+    folds: frozenset[type[Any]] = frozenset(ENTRIES)
 
     def __init__(self) -> None:
         self._ids = ServiceIds("oplog_aggregates")

@@ -15,16 +15,17 @@ from typing import Any
 from domain.task import Task
 from projections.view import Row, RowLoader, Rows, Table, aggregate_id, columns
 
-TASK_EVENTS = (
-    Task.Planned,
-    Task.Dispatched,
-    Task.LeaseRenewed,
-    Task.Succeeded,
-    Task.Failed,
-    Task.RetryScheduled,
-    Task.Errored,
-    Task.Cancelled,
-    Task.Retried,
+# the Task events that may move a service's progress; a renewed lease, a failed attempt, a
+# retry scheduled or a task hidden changes none of its fields
+PROGRESS_FOLDS = frozenset(
+    {
+        Task.Planned,
+        Task.Dispatched,
+        Task.Succeeded,
+        Task.Errored,
+        Task.Cancelled,
+        Task.Retried,
+    }
 )
 
 
@@ -56,7 +57,7 @@ class RunProgress:
         task_ids = {
             (aggregate_id(event),)
             for event in events
-            if isinstance(event, TASK_EVENTS) and not isinstance(event, Task.Planned)
+            if type(event) in PROGRESS_FOLDS and type(event) is not Task.Planned
         }
         found = rows.load(self.tasks.name, task_ids)
         planned = {event.service_id for event in events if isinstance(event, Task.Planned)}

@@ -31,7 +31,7 @@ from domain.run_outcome import RUN_STARTERS
 from domain.service import Service
 from domain.step_chain import derive_username
 from domain.task import Task
-from projections.run_progress import TASK_EVENTS, RunProgress
+from projections.run_progress import PROGRESS_FOLDS, RunProgress
 from projections.service_ids import ServiceIds
 from projections.view import (
     Change,
@@ -235,6 +235,7 @@ class ServicesView:
     """Consumes Service events; emits ``services`` rows (and its aggregate-id lookup rows)."""
 
     name = "services"
+    folds: frozenset[type[Any]] = frozenset({Service.Ordered, *CHANGES, *PROGRESS_FOLDS})
 
     def __init__(self) -> None:
         self._ids = ServiceIds("services_aggregates")
@@ -249,7 +250,7 @@ class ServicesView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, TASK_EVENTS):
+        if type(event) in PROGRESS_FOLDS:
             self._apply_task_event(recorded, rows)
             return
         if isinstance(event, Service.Ordered):

@@ -120,6 +120,7 @@ class TaskQueueView:
 
     name = "task_queue"
     tables: tuple[Table, ...] = (TASK_QUEUE,)
+    folds: frozenset[type[Any]] = frozenset({Task.Planned, *PROGRESS})
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the rows of the page's tasks that change (a planned task's row is new)."""

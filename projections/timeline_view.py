@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from domain.task import Task
 from projections.task_progress import PROGRESS, STEP_COLUMNS, planned_step, progress
@@ -57,6 +58,7 @@ class DeployTimelineView:
 
     name = "timeline"
     tables: tuple[Table, ...] = (TIMELINE, TIMELINE_RUNS)
+    folds: frozenset[type[Any]] = frozenset({Task.Planned, *_FOLLOWED})
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the steps the page's task events change and the runs its plans extend."""

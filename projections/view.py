@@ -117,6 +117,9 @@ class Recorded:
 class View(Protocol):
     name: str
     tables: tuple[Table, ...]
+    # the event types ``apply`` may change rows for: replay gives a view no other event, and
+    # decodes an event only when some view folds its type (the live runner gives it all)
+    folds: frozenset[type[Any]]
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         """Changes rows for one event; ignores events it does not care about."""

@@ -103,6 +103,11 @@ class EventDecoder:
             return self._names[value["_type_"]].decode(value["_data_"])
         return value
 
+    def event_class(self, topic: str) -> type[Any]:
+        """The class of the events stored under ``topic``, resolved once: a reader can tell
+        from the stored row alone whether it wants the event, before decoding it."""
+        return self._class(topic)[0]
+
     def _class(self, topic: str) -> tuple[type[Any], int]:
         found = self._classes.get(topic)
         if found is None:

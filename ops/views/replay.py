@@ -14,7 +14,7 @@ store's read and decode plus the views' own folds; ``hostwright bench replay`` m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
@@ -22,7 +22,7 @@ from ops.store.event_store import EventStore
 from ops.views.memory_rows import MemoryRows
 from ops.views.table_diff import table_difference
 from ops.views.view_store import ViewStore
-from projections.view import Recorded, View
+from projections.view import Recorded, Rows, View
 
 PAGE_SIZE = 10_000
 
@@ -75,15 +75,21 @@ def fold_all(
     rebuilt: dict[str, MemoryRows],
     page_size: int,
 ) -> None:
-    """Folds every event, read once in order, into each view whose position it is within."""
-    # (position, apply, rows), furthest view last: a view leaves when the log passes it
+    """Folds every event, read once in order, into each view that folds its type and whose
+    position it is within. An event no such view folds is skipped before it is decoded: its
+    stored topic names its type."""
+    # (position, view, rows), furthest view last: a view leaves when the log passes it
     active = sorted(
-        ((positions[view.name], view.apply, rebuilt[view.name]) for view in views),
+        ((positions[view.name], view, rebuilt[view.name]) for view in views),
         key=lambda entry: entry[0],
     )
     while active and active[0][0] <= 0:
         active.pop(0)
-    decode = EventDecoder(store.app.mapper).decode
+    decoder = EventDecoder(store.app.mapper)
+    decode = decoder.decode
+    # per stored topic, the active views that fold its type: worked out once per topic, and
+    # again whenever a view leaves
+    folders: dict[str, list[tuple[Callable[[Recorded, Rows], None], MemoryRows]]] = {}
     after = 0
     while active:
         until = active[-1][0]
@@ -92,11 +98,21 @@ def fold_all(
             return
         for notification in page:
             position = notification.id
-            while active and active[0][0] < position:
-                active.pop(0)
-            if not active:
-                return
+            if active[0][0] < position:
+                while active and active[0][0] < position:
+                    active.pop(0)
+                if not active:
+                    return
+                folders = {}
+            topic = notification.topic
+            targets = folders.get(topic)
+            if targets is None:
+                kind = decoder.event_class(topic)
+                targets = [(view.apply, rows) for _, view, rows in active if kind in view.folds]
+                folders[topic] = targets
+            if not targets:
+                continue
             recorded = Recorded(position, decode(notification))
-            for _, apply, rows in active:
+            for apply, rows in targets:
                 apply(recorded, rows)
         after = page[-1].id

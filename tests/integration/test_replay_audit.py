@@ -86,6 +86,25 @@ def test_the_quick_decoder_makes_the_events_the_mapper_makes(audited: Audited) -
         assert got.__dict__ == expected.__dict__
 
 
+def test_replay_decodes_only_the_events_some_view_folds(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    decode = EventDecoder.decode
+
+    def counting(self: EventDecoder, notification: Notification) -> object:
+        decoded.append(notification.topic)
+        return decode(self, notification)
+
+    monkeypatch.setattr(EventDecoder, "decode", counting)
+    assert audited.replay() is None
+    topics = set(decoded)
+    assert "domain.task:Task.Planned" in topics and "domain.service:Service.Ordered" in topics
+    # claims and servers are in the log (the deploys made them) but no view folds them
+    assert not [t for t in topics if not t.startswith(("domain.task:", "domain.service:"))]
+    assert len(decoded) < audited.store.max_notification_id()
+
+
 def test_a_changed_row_is_named_with_both_values(audited: Audited) -> None:
     audited.execute("UPDATE hw_task_queue SET state = 'error' WHERE step = 'web.package'")
     difference = audited.replay()
