@@ -292,14 +292,11 @@ class ServicesView:
         if before is None:
             return
         event = recorded.event
-        if isinstance(event, Task.Planned) and before.get("requested") == event.operation:
+        if type(event) is Task.Planned and before.get("requested") == event.operation:
             fields["requested"] = None  # its run has begun
-        row = {
-            **before,
-            **fields,
-            "updated_at": event_time(recorded.event),
-            "last_position": recorded.position,
-        }
+        row = {**before, **fields}
+        row["updated_at"] = event_time(event)
+        row["last_position"] = recorded.position
         rows.put(SERVICES.name, row)
 
 

@@ -129,16 +129,17 @@ class TaskQueueView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, Task.Planned):
+        kind = type(event)
+        if kind is Task.Planned:
             row = _planned(event, recorded.position)
         else:
-            if type(event) not in PROGRESS:
+            if kind not in PROGRESS:
                 return
             before = rows.get(TASK_QUEUE.name, (aggregate_id(event),))
             if before is None:
                 return
             row = {**before, **progress(before, event, _NAMES)}
-            lines = LOG_LINES.get(type(event))
+            lines = LOG_LINES.get(kind)
             if lines is not None:
                 row["log"] = [*before["log"], *lines(before, event)]
         row["updated_at"] = event_time(event)

@@ -69,10 +69,11 @@ class DeployTimelineView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, Task.Planned):
+        kind = type(event)
+        if kind is Task.Planned:
             self._planned(event, rows)
             return
-        if type(event) not in _FOLLOWED:
+        if kind not in _FOLLOWED:
             return
         before = rows.get(TIMELINE.name, (aggregate_id(event),))
         if before is None:

@@ -64,22 +64,32 @@ def event_time(event: Any) -> str:
     return iso_time(event.timestamp)
 
 
-# The last time and aggregate id turned into text, with their texts. Every view of an event
-# asks for the same ones, one view after the other, so a replay folding each event into all
-# views formats each once, not once per view (it was a fifth of replay's folding). The
+# The last two times and the last aggregate id turned into text, with their texts. Every
+# view of an event asks for the same ones, one view after the other (an event's own time,
+# and perhaps one time it carries, a lease's end say), so a replay folding each event into
+# all views formats each once, not once per view (it was a fifth of replay's folding). The
 # object is held, so an ``is`` match cannot be another object at a reused address.
 _last_time: tuple[object, str] = (None, "")
+_other_time: tuple[object, str] = (None, "")
 _last_id: tuple[object, str] = (None, "")
 
 
 def iso_time(moment: datetime) -> str:
     """The one text form of a time in views; a naive time is taken to be UTC."""
-    global _last_time
+    global _last_time, _other_time
     last = _last_time
     if last[0] is moment:
         return last[1]
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    text = aware.astimezone(UTC).isoformat(timespec="microseconds")
+    other = _other_time
+    if other[0] is moment:
+        return other[1]
+    zone = moment.tzinfo
+    if zone is UTC:  # what the store gives back: no conversion to make
+        text = moment.isoformat(timespec="microseconds")
+    else:
+        aware = moment if zone is not None else moment.replace(tzinfo=UTC)
+        text = aware.astimezone(UTC).isoformat(timespec="microseconds")
+    _other_time = last
     _last_time = (moment, text)
     return text
 
@@ -97,7 +107,10 @@ def aggregate_id(event: Any) -> str:
 
 
 class Rows(Protocol):
-    """Row access inside one projection batch. Keys are tuples in the table's key order."""
+    """Row access inside one projection batch. Keys are tuples in the table's key order.
+
+    A row ``get`` returns is for reading: a view never changes it (nor a list or dict in
+    it), but puts a new dict, so replay can hand out the rows it holds without copying."""
 
     def get(self, table: str, key: tuple[Any, ...]) -> Row | None: ...
 
