@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
+from ops.store.log_rows import log_rows
 from ops.views.memory_rows import MemoryRows
 from ops.views.table_diff import table_difference
 from ops.views.view_store import ViewStore
@@ -86,25 +87,25 @@ def fold_all(
     while active and active[0][0] <= 0:
         active.pop(0)
     decoder = EventDecoder(store.app.mapper)
-    decode = decoder.decode
+    decode = decoder.decode_row
     # per stored topic, the active views that fold its type: worked out once per topic, and
     # again whenever a view leaves
     folders: dict[str, list[tuple[Callable[[Recorded, Rows], None], MemoryRows]]] = {}
     after = 0
     while active:
         until = active[-1][0]
-        page = store.notifications(after, min(page_size, until - after))
+        page = log_rows(store, after, min(page_size, until - after))
         if not page:
             return
-        for notification in page:
-            position = notification.id
+        for row in page:
+            position = row[0]
             if active[0][0] < position:
                 while active and active[0][0] < position:
                     active.pop(0)
                 if not active:
                     return
                 folders = {}
-            topic = notification.topic
+            topic = row[3]
             targets = folders.get(topic)
             if targets is None:
                 kind = decoder.event_class(topic)
@@ -112,7 +113,7 @@ def fold_all(
                 folders[topic] = targets
             if not targets:
                 continue
-            recorded = Recorded(position, decode(notification))
+            recorded = Recorded(position, decode(row))
             for apply, rows in targets:
                 apply(recorded, rows)
-        after = page[-1].id
+        after = page[-1][0]
