@@ -5,8 +5,10 @@ a row changed, a row missing, a row too many — is named, with how many rows di
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -21,6 +23,7 @@ from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
 from ops.store.log_rows import StoredRow, log_rows
+from ops.views import replay as replay_module
 from ops.views.replay import replay_and_compare
 from projections.catalogue import all_views
 
@@ -120,6 +123,28 @@ def test_the_log_read_as_rows_is_the_notifications_decoded_alike(audited: Audite
         expected, got = store.decode(notification), quick.decode_row(row)
         assert type(got) is type(expected)
         assert got.__dict__ == expected.__dict__
+
+
+def test_replay_pauses_the_cycle_collector_and_restores_it(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enabled: list[bool] = []
+    fold = replay_module.fold_all
+
+    def watching(*args: Any) -> None:
+        enabled.append(gc.isenabled())
+        fold(*args)
+
+    monkeypatch.setattr(replay_module, "fold_all", watching)
+    assert gc.isenabled()
+    assert audited.replay() is None
+    assert enabled == [False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that had paused it finds it paused still
+        assert audited.replay() is None
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_changed_row_is_named_with_both_values(audited: Audited) -> None:
