@@ -71,14 +71,20 @@ def event_time(event: Any) -> str:
     return iso_time(event.timestamp)
 
 
-# The last two times and the last aggregate id turned into text, with their texts. Every
-# view of an event asks for the same ones, one view after the other (an event's own time,
-# and perhaps one time it carries, a lease's end say), so a replay folding each event into
-# all views formats each once, not once per view (it was a fifth of replay's folding). The
-# object is held, so an ``is`` match cannot be another object at a reused address.
+# The last two times turned into text, with their texts. Every view of an event asks for
+# the same ones, one view after the other (an event's own time, and perhaps one time it
+# carries, a lease's end say), so a replay folding each event into all views formats each
+# once, not once per view (it was a fifth of replay's folding). The object is held, so an
+# ``is`` match cannot be another object at a reused address.
 _last_time: tuple[object, str] = (None, "")
 _other_time: tuple[object, str] = (None, "")
-_last_id: tuple[object, str] = (None, "")
+
+# Aggregate ids turned into text, by the id object's address, with the object held (so a
+# match is that very object). Replay's decoder gives every event of one aggregate the same
+# id object, so each is formatted once per aggregate; forgotten all at once when full, so
+# a runner following the log for months holds no more than this many.
+_id_texts: dict[int, tuple[object, str]] = {}
+_ID_TEXTS_KEPT = 10_000
 
 
 def iso_time(moment: datetime) -> str:
@@ -103,13 +109,14 @@ def iso_time(moment: datetime) -> str:
 
 def aggregate_id(event: Any) -> str:
     """The event's aggregate id as text: the key of the rows of one task or service."""
-    global _last_id
     originator_id = event.originator_id
-    last = _last_id
-    if last[0] is originator_id:
-        return last[1]
+    known = _id_texts.get(id(originator_id))
+    if known is not None and known[0] is originator_id:
+        return known[1]
+    if len(_id_texts) >= _ID_TEXTS_KEPT:
+        _id_texts.clear()
     text = str(originator_id)
-    _last_id = (originator_id, text)
+    _id_texts[id(originator_id)] = (originator_id, text)
     return text
 
 
