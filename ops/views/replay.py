@@ -6,10 +6,12 @@ Each view is rebuilt up to exactly the position its live copy has reached (read 
 with its rows), so a projection runner working at the same time does not make a sound view
 look wrong.
 
-It reads the log once, in large pages, and folds each event into every view in memory
-(``MemoryRows``): no SQL per event and no scratch table. The rebuilt tables are then encoded
-as the live ones are stored and compared whole (``table_diff``). Its cost per event is the
-store's read and decode plus the views' own folds; ``hostwright bench replay`` measures it.
+It reads the log once, in large pages of plain rows (``log_rows``), and folds each event
+into the views that fold its type (``View.folds``), in memory (``MemoryRows``): no SQL per
+event and no scratch table; an event no view folds is not even decoded. The rebuilt tables
+are then encoded as the live ones are stored and compared whole (``table_diff``). The cycle
+collector is paused meanwhile. Its cost per event is the read and decode plus the views'
+own folds; ``hostwright bench replay`` measures it.
 """
 
 from __future__ import annotations

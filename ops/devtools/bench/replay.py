@@ -7,8 +7,9 @@ instant fake handler beating three times per step), projects the live views with
 projection runner, and then prints per store:
 
   events      the notifications in the store, and the views replay rebuilds
-  floor       reading every notification in large pages and decoding it into its domain
-              event as replay does (``EventDecoder``): what replay costs before it folds
+  floor       reading every stored event in large pages and decoding it into its domain
+              event as replay does (``log_rows``, ``EventDecoder.decode_row``): what
+              replay costs before it folds
   replay      ``replay_and_compare`` from event 0, which must find every view equal
 
 Both are events per second of the same store in the same run, so the gap between them is
