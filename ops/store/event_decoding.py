@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Hashable
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from eventsourcing.persistence import (
+    DatetimeAsISO,
     JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
@@ -48,6 +50,14 @@ class EventDecoder:
         self._names: dict[str, Transcoding] = (
             transcoder.names if isinstance(transcoder, JSONTranscoder) else {}
         )
+        # each transcoding's decode, taken once; the library's own for times is its
+        # ``datetime.fromisoformat`` called directly (a time is in nearly every event)
+        self._revivers: dict[str, Converter] = {
+            name: datetime.fromisoformat
+            if type(transcoding) is DatetimeAsISO
+            else transcoding.decode
+            for name, transcoding in self._names.items()
+        }
         self._classes: dict[str, tuple[type[Any], int]] = {}
         self._converters: dict[tuple[type[Any], type[Any]], tuple[Converter, dict[Any, Any]]] = {}
         # per converter, the ids it turned into: one object per aggregate, parsed once
@@ -92,14 +102,14 @@ class EventDecoder:
                     state=stored,
                 )
             )
-        names = self._names
+        revivers = self._revivers
         try:
             for name, value in state.items():
                 if type(value) is dict:
                     data = value.get("_data_")
                     if len(value) == 2 and "_type_" in value and type(data) in _SCALARS:
                         # a time or an id at the top: most of them, revived without a walk
-                        state[name] = names[value["_type_"]].decode(data)
+                        state[name] = revivers[value["_type_"]](data)
                     else:
                         state[name] = self._revive(value)
                 elif type(value) is list:
@@ -136,7 +146,7 @@ class EventDecoder:
             if type(item) is dict or type(item) is list:
                 value[name] = self._revive(item)
         if len(value) == 2 and "_type_" in value and "_data_" in value:
-            return self._names[value["_type_"]].decode(value["_data_"])
+            return self._revivers[value["_type_"]](value["_data_"])
         return value
 
     def event_class(self, topic: str) -> type[Any]:
