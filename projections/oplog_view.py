@@ -83,6 +83,7 @@ class OperationLogView:
 
     name = "oplog"
     version = 2
+    folds: frozenset[type[Any]] = frozenset(ENTRIES)
 
     def __init__(self) -> None:
         self._ids = ServiceIds("oplog_aggregates")

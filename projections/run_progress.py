@@ -15,16 +15,17 @@ from typing import Any
 from domain.task import Task
 from projections.view import Row, RowLoader, Rows, Table, aggregate_id, columns
 
-TASK_EVENTS = (
-    Task.Planned,
-    Task.Dispatched,
-    Task.LeaseRenewed,
-    Task.Succeeded,
-    Task.Failed,
-    Task.RetryScheduled,
-    Task.Errored,
-    Task.Cancelled,
-    Task.Retried,
+# the Task events that may move a service's progress; a renewed lease, a failed attempt, a
+# retry scheduled or a task hidden changes none of its fields
+PROGRESS_FOLDS = frozenset(
+    {
+        Task.Planned,
+        Task.Dispatched,
+        Task.Succeeded,
+        Task.Errored,
+        Task.Cancelled,
+        Task.Retried,
+    }
 )
 
 
@@ -56,10 +57,10 @@ class RunProgress:
         task_ids = {
             (aggregate_id(event),)
             for event in events
-            if isinstance(event, TASK_EVENTS) and not isinstance(event, Task.Planned)
+            if type(event) in PROGRESS_FOLDS and type(event) is not Task.Planned
         }
         found = rows.load(self.tasks.name, task_ids)
-        planned = {event.service_id for event in events if isinstance(event, Task.Planned)}
+        planned = {event.service_id for event in events if type(event) is Task.Planned}
         return planned | {str(task["service_id"]) for task in found}
 
     def forget_run(self, service_id: str, rows: Rows) -> None:
@@ -67,8 +68,11 @@ class RunProgress:
 
     def change(self, event: Any, rows: Rows) -> tuple[str, Row] | None:
         """The service id and the changed progress fields for one Task event; None if none."""
-        if isinstance(event, Task.Planned):
+        kind = type(event)
+        if kind is Task.Planned:
             return self._planned(event, rows)
+        if kind not in PROGRESS_FOLDS:
+            return None
         task_id = aggregate_id(event)
         task = rows.get(self.tasks.name, (task_id,))
         if task is None:
@@ -80,13 +84,11 @@ class RunProgress:
             return None
         in_flight = [entry for entry in run["in_flight"] if entry[0] != task_id]
         fields: Row = {}
-        if isinstance(event, Task.Dispatched):
+        if kind is Task.Dispatched:
             in_flight.append([task_id, task["step"]])
             fields["run_open"] = True  # a Try again may take up a run that had ended
-        elif isinstance(event, Task.Succeeded):
+        elif kind is Task.Succeeded:
             fields["progress_done"] = int(before["progress_done"] or 0) + 1
-        elif not isinstance(event, Task.Errored | Task.Cancelled | Task.Retried):
-            return None
         fields["current_step"] = in_flight[-1][1] if in_flight else None
         rows.put(self.runs.name, {**run, "in_flight": in_flight})
         return service_id, fields

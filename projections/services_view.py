@@ -31,7 +31,7 @@ from domain.run_outcome import RUN_STARTERS
 from domain.service import Service
 from domain.step_chain import derive_username
 from domain.task import Task
-from projections.run_progress import TASK_EVENTS, RunProgress
+from projections.run_progress import PROGRESS_FOLDS, RunProgress
 from projections.service_ids import ServiceIds
 from projections.view import (
     Change,
@@ -236,6 +236,7 @@ class ServicesView:
 
     name = "services"
     version = 1
+    folds: frozenset[type[Any]] = frozenset({Service.Ordered, *CHANGES, *PROGRESS_FOLDS})
 
     def __init__(self) -> None:
         self._ids = ServiceIds("services_aggregates")
@@ -250,7 +251,7 @@ class ServicesView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, TASK_EVENTS):
+        if type(event) in PROGRESS_FOLDS:
             self._apply_task_event(recorded, rows)
             return
         if isinstance(event, Service.Ordered):
@@ -292,14 +293,11 @@ class ServicesView:
         if before is None:
             return
         event = recorded.event
-        if isinstance(event, Task.Planned) and before.get("requested") == event.operation:
+        if type(event) is Task.Planned and before.get("requested") == event.operation:
             fields["requested"] = None  # its run has begun
-        row = {
-            **before,
-            **fields,
-            "updated_at": event_time(recorded.event),
-            "last_position": recorded.position,
-        }
+        row = {**before, **fields}
+        row["updated_at"] = event_time(event)
+        row["last_position"] = recorded.position
         rows.put(SERVICES.name, row)
 
 

@@ -121,6 +121,7 @@ class TaskQueueView:
     name = "task_queue"
     version = 1
     tables: tuple[Table, ...] = (TASK_QUEUE,)
+    folds: frozenset[type[Any]] = frozenset({Task.Planned, *PROGRESS})
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the rows of the page's tasks that change (a planned task's row is new)."""
@@ -129,16 +130,17 @@ class TaskQueueView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, Task.Planned):
+        kind = type(event)
+        if kind is Task.Planned:
             row = _planned(event, recorded.position)
         else:
-            if type(event) not in PROGRESS:
+            if kind not in PROGRESS:
                 return
             before = rows.get(TASK_QUEUE.name, (aggregate_id(event),))
             if before is None:
                 return
             row = {**before, **progress(before, event, _NAMES)}
-            lines = LOG_LINES.get(type(event))
+            lines = LOG_LINES.get(kind)
             if lines is not None:
                 row["log"] = [*before["log"], *lines(before, event)]
         row["updated_at"] = event_time(event)

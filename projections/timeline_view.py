@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from domain.task import Task
 from projections.task_progress import PROGRESS, STEP_COLUMNS, planned_step, progress
@@ -58,6 +59,7 @@ class DeployTimelineView:
     name = "timeline"
     version = 1
     tables: tuple[Table, ...] = (TIMELINE, TIMELINE_RUNS)
+    folds: frozenset[type[Any]] = frozenset({Task.Planned, *_FOLLOWED})
 
     def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
         """Loads the steps the page's task events change and the runs its plans extend."""
@@ -68,10 +70,11 @@ class DeployTimelineView:
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event
-        if isinstance(event, Task.Planned):
+        kind = type(event)
+        if kind is Task.Planned:
             self._planned(event, rows)
             return
-        if type(event) not in _FOLLOWED:
+        if kind not in _FOLLOWED:
             return
         before = rows.get(TIMELINE.name, (aggregate_id(event),))
         if before is None:

@@ -54,9 +54,16 @@ def columns(spec: str) -> tuple[Column, ...]:
     return tuple(found)
 
 
+# the names ``fields_of`` was given, split once: it runs for most events of every view
+_FIELD_NAMES: dict[str, list[str]] = {}
+
+
 def fields_of(event: Any, names: str) -> Row:
     """The event's fields named (space-separated), as a row's fields of the same names."""
-    return {name: getattr(event, name) for name in names.split()}
+    split = _FIELD_NAMES.get(names)
+    if split is None:
+        split = _FIELD_NAMES[names] = names.split()
+    return {name: getattr(event, name) for name in split}
 
 
 def event_time(event: Any) -> str:
@@ -64,40 +71,60 @@ def event_time(event: Any) -> str:
     return iso_time(event.timestamp)
 
 
-# The last time and aggregate id turned into text, with their texts. Every view of an event
-# asks for the same ones, one view after the other, so a replay folding each event into all
-# views formats each once, not once per view (it was a fifth of replay's folding). The
-# object is held, so an ``is`` match cannot be another object at a reused address.
+# The last two times turned into text, with their texts. Every view of an event asks for
+# the same ones, one view after the other (an event's own time, and perhaps one time it
+# carries, a lease's end say), so a replay folding each event into all views formats each
+# once, not once per view (it was a fifth of replay's folding). The object is held, so an
+# ``is`` match cannot be another object at a reused address.
 _last_time: tuple[object, str] = (None, "")
-_last_id: tuple[object, str] = (None, "")
+_other_time: tuple[object, str] = (None, "")
+
+# Aggregate ids turned into text, by the id object's address, with the object held (so a
+# match is that very object). Replay's decoder gives every event of one aggregate the same
+# id object, so each is formatted once per aggregate; forgotten all at once when full, so
+# a runner following the log for months holds no more than this many.
+_id_texts: dict[int, tuple[object, str]] = {}
+_ID_TEXTS_KEPT = 10_000
 
 
 def iso_time(moment: datetime) -> str:
     """The one text form of a time in views; a naive time is taken to be UTC."""
-    global _last_time
+    global _last_time, _other_time
     last = _last_time
     if last[0] is moment:
         return last[1]
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    text = aware.astimezone(UTC).isoformat(timespec="microseconds")
+    other = _other_time
+    if other[0] is moment:
+        return other[1]
+    zone = moment.tzinfo
+    if zone is UTC:  # what the store gives back: no conversion to make
+        text = moment.isoformat(timespec="microseconds")
+    else:
+        aware = moment if zone is not None else moment.replace(tzinfo=UTC)
+        text = aware.astimezone(UTC).isoformat(timespec="microseconds")
+    _other_time = last
     _last_time = (moment, text)
     return text
 
 
 def aggregate_id(event: Any) -> str:
     """The event's aggregate id as text: the key of the rows of one task or service."""
-    global _last_id
     originator_id = event.originator_id
-    last = _last_id
-    if last[0] is originator_id:
-        return last[1]
+    known = _id_texts.get(id(originator_id))
+    if known is not None and known[0] is originator_id:
+        return known[1]
+    if len(_id_texts) >= _ID_TEXTS_KEPT:
+        _id_texts.clear()
     text = str(originator_id)
-    _last_id = (originator_id, text)
+    _id_texts[id(originator_id)] = (originator_id, text)
     return text
 
 
 class Rows(Protocol):
-    """Row access inside one projection batch. Keys are tuples in the table's key order."""
+    """Row access inside one projection batch. Keys are tuples in the table's key order.
+
+    A row ``get`` returns is for reading: a view never changes it (nor a list or dict in
+    it), but puts a new dict, so replay can hand out the rows it holds without copying."""
 
     def get(self, table: str, key: tuple[Any, ...]) -> Row | None: ...
 
@@ -120,6 +147,9 @@ class View(Protocol):
     # Raised when a release changes what the view makes of the same events (a new line, a
     # field told otherwise): the view store then rebuilds the view from event 0 at start.
     version: int
+    # the event types ``apply`` may change rows for: replay gives a view no other event, and
+    # decodes an event only when some view folds its type (the live runner gives it all)
+    folds: frozenset[type[Any]]
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         """Changes rows for one event; ignores events it does not care about."""

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Hashable
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from eventsourcing.persistence import (
+    DatetimeAsISO,
     JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
@@ -26,6 +28,8 @@ from eventsourcing.persistence import (
     find_id_convertor,
 )
 from eventsourcing.utils import resolve_topic
+
+from ops.store.log_rows import StoredRow
 
 Event = Any
 _SCALARS = frozenset({str, int, float, bool})
@@ -46,26 +50,66 @@ class EventDecoder:
         self._names: dict[str, Transcoding] = (
             transcoder.names if isinstance(transcoder, JSONTranscoder) else {}
         )
+        # each transcoding's decode, taken once; the library's own for times is its
+        # ``datetime.fromisoformat`` called directly (a time is in nearly every event)
+        self._revivers: dict[str, Converter] = {
+            name: datetime.fromisoformat
+            if type(transcoding) is DatetimeAsISO
+            else transcoding.decode
+            for name, transcoding in self._names.items()
+        }
         self._classes: dict[str, tuple[type[Any], int]] = {}
-        self._converters: dict[tuple[type[Any], type[Any]], Converter] = {}
+        self._converters: dict[tuple[type[Any], type[Any]], tuple[Converter, dict[Any, Any]]] = {}
+        # per converter, the ids it turned into: one object per aggregate, parsed once
+        self._converted: dict[Converter, dict[Any, Any]] = {}
 
     def decode(self, notification: Notification) -> Event:
+        return self.decode_row(
+            (
+                notification.id,
+                notification.originator_id,
+                notification.originator_version,
+                notification.topic,
+                notification.state,
+            )
+        )
+
+    def decode_row(self, row: StoredRow) -> Event:
+        """One stored row (``log_rows``) as its domain event; each distinct originator id is
+        parsed once per decoder, and events of one aggregate share its id object."""
+        position, originator_id, originator_version, topic, stored = row
         if not self._fast:
-            return self._mapper.to_domain_event(notification)
-        cls, class_version = self._class(notification.topic)
+            return self._mapper.to_domain_event(
+                Notification(
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=originator_version,
+                    topic=topic,
+                    state=stored,
+                )
+            )
+        cls, class_version = self._class(topic)
         try:
-            state: dict[str, Any] = orjson.loads(notification.state)
+            state: dict[str, Any] = orjson.loads(stored)
         except orjson.JSONDecodeError:
             # what orjson refuses (an integer beyond 64 bits, say) the mapper may still read
-            return self._mapper.to_domain_event(notification)
-        names = self._names
+            return self._mapper.to_domain_event(
+                Notification(
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=originator_version,
+                    topic=topic,
+                    state=stored,
+                )
+            )
+        revivers = self._revivers
         try:
             for name, value in state.items():
                 if type(value) is dict:
                     data = value.get("_data_")
                     if len(value) == 2 and "_type_" in value and type(data) in _SCALARS:
                         # a time or an id at the top: most of them, revived without a walk
-                        state[name] = names[value["_type_"]].decode(data)
+                        state[name] = revivers[value["_type_"]](data)
                     else:
                         state[name] = self._revive(value)
                 elif type(value) is list:
@@ -73,13 +117,15 @@ class EventDecoder:
         except Exception as exc:
             raise MapperDeserialisationError(
                 f"Failed to deserialise state of stored event with topic "
-                f"'{notification.topic}', originator_id '{notification.originator_id}' and "
-                f"originator_version {notification.originator_version}: {exc}"
+                f"'{topic}', originator_id '{originator_id}' and "
+                f"originator_version {originator_version}: {exc}"
             ) from exc
-        state["originator_id"] = self._converter(cls, notification.originator_id)(
-            notification.originator_id
-        )
-        state["originator_version"] = notification.originator_version
+        converter, known = self._converter(cls, originator_id)
+        converted = known.get(originator_id)
+        if converted is None:
+            converted = known[originator_id] = converter(originator_id)
+        state["originator_id"] = converted
+        state["originator_version"] = originator_version
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
@@ -100,8 +146,13 @@ class EventDecoder:
             if type(item) is dict or type(item) is list:
                 value[name] = self._revive(item)
         if len(value) == 2 and "_type_" in value and "_data_" in value:
-            return self._names[value["_type_"]].decode(value["_data_"])
+            return self._revivers[value["_type_"]](value["_data_"])
         return value
+
+    def event_class(self, topic: str) -> type[Any]:
+        """The class of the events stored under ``topic``, resolved once: a reader can tell
+        from the stored row alone whether it wants the event, before decoding it."""
+        return self._class(topic)[0]
 
     def _class(self, topic: str) -> tuple[type[Any], int]:
         found = self._classes.get(topic)
@@ -110,10 +161,12 @@ class EventDecoder:
             found = self._classes[topic] = (cls, getattr(cls, "class_version", 1))
         return found
 
-    def _converter(self, cls: type[Any], originator_id: Any) -> Converter:
+    def _converter(self, cls: type[Any], originator_id: Any) -> tuple[Converter, dict[Any, Any]]:
+        """The class's id converter for ids of this kind, with the ids it converted so far."""
         kind = type(originator_id)
-        converter = self._converters.get((cls, kind))
-        if converter is None:
+        found = self._converters.get((cls, kind))
+        if found is None:
             converter = find_id_convertor(cast(Hashable, cls), cast(Hashable, kind))
-            self._converters[(cls, kind)] = converter
-        return converter
+            known = self._converted.setdefault(converter, {})
+            found = self._converters[(cls, kind)] = (converter, known)
+        return found

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+import orjson
 
 from ops.store.database import Cursor
 from projections.view import Row, Table
@@ -113,6 +115,28 @@ class TableSql:
                 if values[i] is not None:
                     values[i] = int(bool(values[i]))
         return values
+
+    def encode_many(self, rows: Iterable[Row]) -> Iterator[tuple[Any, ...]]:
+        """``encode`` for many rows at once (what replay compares), writing JSON with orjson:
+        the same text as ``encode`` for the ASCII-only values views hold, and text that
+        decodes to the same value otherwise, which is what ``table_difference`` falls back
+        on when texts differ. A value orjson refuses (an integer beyond 64 bits) is written
+        as ``encode`` writes it."""
+        names, json_at = self.names, self._json
+        bool_at = self._bool if self._bool_as_int else []
+        for row in rows:
+            values = list(map(row.get, names))
+            for i in json_at:
+                value = values[i]
+                if value is not None:
+                    try:
+                        values[i] = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+                    except TypeError:
+                        values[i] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            for i in bool_at:
+                if values[i] is not None:
+                    values[i] = int(bool(values[i]))
+            yield tuple(values)
 
     def decode(self, values: Sequence[Any]) -> Row:
         decoded = list(values)

@@ -5,8 +5,11 @@ a row changed, a row missing, a row too many — is named, with how many rows di
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -19,6 +22,8 @@ from ops.devtools.bench.scratch import scratch_postgres
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
+from ops.store.log_rows import StoredRow, log_rows
+from ops.views import replay as replay_module
 from ops.views.replay import replay_and_compare
 from projections.catalogue import all_views
 
@@ -84,6 +89,62 @@ def test_the_quick_decoder_makes_the_events_the_mapper_makes(audited: Audited) -
         expected, got = store.decode(notification), quick.decode(notification)
         assert type(got) is type(expected)
         assert got.__dict__ == expected.__dict__
+
+
+def test_replay_decodes_only_the_events_some_view_folds(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    decode = EventDecoder.decode_row
+
+    def counting(self: EventDecoder, row: StoredRow) -> object:
+        decoded.append(row[3])
+        return decode(self, row)
+
+    monkeypatch.setattr(EventDecoder, "decode_row", counting)
+    assert audited.replay() is None
+    topics = set(decoded)
+    assert "domain.task:Task.Planned" in topics and "domain.service:Service.Ordered" in topics
+    # claims and servers are in the log (the deploys made them) but no view folds them
+    assert not [t for t in topics if not t.startswith(("domain.task:", "domain.service:"))]
+    assert len(decoded) < audited.store.max_notification_id()
+
+
+def test_the_log_read_as_rows_is_the_notifications_decoded_alike(audited: Audited) -> None:
+    store = audited.store
+    notifications = list(store.notifications(10, 400))
+    rows = list(log_rows(store, 10, 400))
+    assert [(n.id, n.originator_version, n.topic, n.state) for n in notifications] == [
+        (row[0], row[2], row[3], row[4]) for row in rows
+    ]
+    assert [n.originator_id for n in notifications] == [UUID(str(row[1])) for row in rows]
+    quick = EventDecoder(store.app.mapper)
+    for notification, row in zip(notifications, rows, strict=True):
+        expected, got = store.decode(notification), quick.decode_row(row)
+        assert type(got) is type(expected)
+        assert got.__dict__ == expected.__dict__
+
+
+def test_replay_pauses_the_cycle_collector_and_restores_it(
+    audited: Audited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enabled: list[bool] = []
+    fold = replay_module.fold_all
+
+    def watching(*args: Any) -> None:
+        enabled.append(gc.isenabled())
+        fold(*args)
+
+    monkeypatch.setattr(replay_module, "fold_all", watching)
+    assert gc.isenabled()
+    assert audited.replay() is None
+    assert enabled == [False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that had paused it finds it paused still
+        assert audited.replay() is None
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_changed_row_is_named_with_both_values(audited: Audited) -> None:

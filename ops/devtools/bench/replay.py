@@ -7,8 +7,9 @@ instant fake handler beating three times per step), projects the live views with
 projection runner, and then prints per store:
 
   events      the notifications in the store, and the views replay rebuilds
-  floor       reading every notification in large pages and decoding it into its domain
-              event as replay does (``EventDecoder``): what replay costs before it folds
+  floor       reading every stored event in large pages and decoding it into its domain
+              event as replay does (``log_rows``, ``EventDecoder.decode_row``): what
+              replay costs before it folds
   replay      ``replay_and_compare`` from event 0, which must find every view equal
 
 Both are events per second of the same store in the same run, so the gap between them is
@@ -30,6 +31,7 @@ from ops.messaging.inbox import Inbox
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
+from ops.store.log_rows import log_rows
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
 from ops.views.view_store import ViewStore
@@ -75,16 +77,16 @@ def fill(database_url: str, services: int) -> None:
 
 def floor_seconds(store: EventStore) -> float:
     """Seconds to read every notification in large pages and decode each one."""
-    decode = EventDecoder(store.app.mapper).decode
+    decode = EventDecoder(store.app.mapper).decode_row
     began = time.perf_counter()
     after = 0
     while True:
-        page = store.notifications(after, FLOOR_PAGE)
-        for notification in page:
-            decode(notification)
+        page = log_rows(store, after, FLOOR_PAGE)
+        for row in page:
+            decode(row)
         if len(page) < FLOOR_PAGE:
             return time.perf_counter() - began
-        after = page[-1].id
+        after = page[-1][0]
 
 
 def measure(kind: str, database_url: str, services: int) -> ReplayFigures:
