@@ -67,6 +67,14 @@ def _replay_and_compare(
     store: EventStore, db: Database, views: Sequence[View], live_prefix: str, page_size: int
 ) -> str | None:
     live = ViewStore(db, views, live_prefix)
+    stale = live.stale_views()
+    if stale:
+        # an audit never drops the live views: the projections of this release rebuild them
+        return "; ".join(
+            f"view {name} was built by another release ({why}); this release's projections "
+            "rebuild it when they start: run replay once they have caught up"
+            for name, why in stale.items()
+        )
     snapshots = {view.name: live.snapshot_values(view.name) for view in views}
     rebuilt = {
         view.name: MemoryRows({t.name: live.table_sql(t.name) for t in view.tables})

@@ -200,8 +200,7 @@ class ViewStore:
                 f"CREATE TABLE IF NOT EXISTS {self._versions} "
                 "(view TEXT PRIMARY KEY, version BIGINT NOT NULL)"
             )
-            cur.execute(f"SELECT view, version FROM {self._versions}")  # noqa: S608
-            built = {str(name): int(version) for name, version in cur.fetchall()}
+            built = self._built_versions(cur)
             for view in self._views.values():
                 self._rebuild_if_changed(cur, view, built.get(view.name, 1))
             for spec in self._sql.values():
@@ -219,10 +218,25 @@ class ViewStore:
                 [(view.name, view.version) for view in self._views.values()],
             )
 
-    def _rebuild_if_changed(self, cur: Cursor, view: View, built_version: int) -> None:
-        """Drops the view's tables and sets its position to 0 when one of its tables exists
-        with columns other than those it declares now, or was built by another version of the
-        view (a release changed them)."""
+    def stale_views(self) -> dict[str, str]:
+        """The views whose tables another release built (other columns, another version),
+        each with why; reads only, so an audit can say so without dropping anything."""
+        with self._db.transaction() as cur:
+            built = self._built_versions(cur)
+            stale = {
+                view.name: self._why_stale(cur, view, built.get(view.name, 1))
+                for view in self._views.values()
+            }
+        return {name: why for name, why in stale.items() if why}
+
+    def _built_versions(self, cur: Cursor) -> dict[str, int]:
+        """The version each view was built by; none for a store from before versions."""
+        if not existing_columns(cur, self._db.dialect, self._versions):
+            return {}
+        cur.execute(f"SELECT view, version FROM {self._versions}")  # noqa: S608
+        return {str(name): int(version) for name, version in cur.fetchall()}
+
+    def _why_stale(self, cur: Cursor, view: View, built_version: int) -> str | None:
         specs = [self._sql[table.name] for table in view.tables]
         found = {
             spec.sql_name: existing_columns(cur, self._db.dialect, spec.sql_name) for spec in specs
@@ -233,12 +247,20 @@ class ViewStore:
             if found[spec.sql_name] and found[spec.sql_name] != spec.name_set
         ]
         if changed:
-            why = f"the columns of {', '.join(changed)} changed"
-        elif any(found.values()) and built_version != view.version:
-            why = f"it was built by version {built_version}, this release's is {view.version}"
-        else:
+            return f"the columns of {', '.join(changed)} changed"
+        if any(found.values()) and built_version != view.version:
+            return f"it was built by version {built_version}, this release's is {view.version}"
+        return None
+
+    def _rebuild_if_changed(self, cur: Cursor, view: View, built_version: int) -> None:
+        """Drops the view's tables and sets its position to 0 when one of its tables exists
+        with columns other than those it declares now, or was built by another version of the
+        view (a release changed them)."""
+        why = self._why_stale(cur, view, built_version)
+        if why is None:
             return
         log.warning("view %s: %s; rebuilding it from event 0", view.name, why)
+        specs = [self._sql[table.name] for table in view.tables]
         for spec in specs:
             cur.execute(f"DROP TABLE IF EXISTS {spec.sql_name}")
         cur.execute(f"UPDATE {self._tracking} SET position = 0 WHERE view = ?", (view.name,))  # noqa: S608

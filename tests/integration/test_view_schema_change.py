@@ -14,7 +14,9 @@ from domain.commands import parse_order
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.views.projection_runner import ProjectionRunner
+from ops.views.replay import replay_and_compare
 from ops.views.view_store import ViewStore
+from projections.catalogue import all_views
 from projections.view import Recorded, Rows, Table, View, columns
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -125,3 +127,29 @@ def test_a_view_whose_version_changed_is_rebuilt_and_one_built_before_versions_c
 
     # the version is kept: starting again rebuilds nothing, nor does a fresh store of version 2
     assert ViewStore(db, new).positions() == {"told": last, "steady": last}
+
+
+def test_replay_over_views_another_release_built_says_so_and_drops_nothing(
+    setup: tuple[EventStore, Database],
+) -> None:
+    store, db = setup
+    record_orders(store, 2)
+    views = all_views()
+    live = ViewStore(db, views)
+    ProjectionRunner(store, live, views).catch_up()
+    positions, oplog = live.positions(), live.rows("oplog")
+    with db.transaction() as cur:  # as an older release's projections left it
+        cur.execute("UPDATE hw_view_versions SET version = 1 WHERE view = 'oplog'")
+
+    difference = replay_and_compare(store, db, all_views())
+
+    assert difference is not None
+    assert "view oplog was built by another release" in difference
+    assert "version 1, this release's is 2" in difference
+    with db.transaction() as cur:  # read around the view store, which would rebuild it
+        cur.execute("SELECT version FROM hw_view_versions WHERE view = 'oplog'")
+        assert cur.fetchall() == [(1,)]
+        cur.execute("SELECT position FROM hw_tracking WHERE view = 'oplog'")
+        assert cur.fetchall() == [(positions["oplog"],)]
+        cur.execute("SELECT COUNT(*) FROM hw_oplog")
+        assert cur.fetchall() == [(len(oplog),)]
