@@ -65,7 +65,8 @@ class Principal:
             return False
         if self.service_id is None:
             return True
-        return need.area == SERVICES and str(path_params.get("service_id")) == self.service_id
+        # a route without a service id (the list, an order) is never one service's
+        return need.area == SERVICES and path_params.get("service_id") == self.service_id
 
 
 class Credentials(Protocol):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from domain.correlation import command_context
 from handlers.hestia_command import PermanentNodeError, TransientNodeError
 
 # OpenSSH refuses an 11th channel on a connection (MaxSessions 10): kept sessions and the
@@ -182,20 +183,23 @@ class ConnectionPool:
         access = self.access
         where = f"{access.server_id} ({access.username}@{access.host}:{access.port})"
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                conn = await asyncssh.connect(
-                    access.host,
-                    access.port,
-                    username=access.username,
-                    client_keys=list(access.client_keys) or (),
-                    known_hosts=access.known_hosts(),
-                    agent_path=None,
-                    config=None,
-                    encryption_algs=PREFERRED_CIPHERS,
-                    # a node gone without a word is noticed within ~45 s, not hours
-                    keepalive_interval=15,
-                    keepalive_count_max=3,
-                )
+            # a pooled connection outlives the step that opened it: the callbacks and tasks it
+            # starts must not carry that step's command id into later steps' log lines
+            with command_context(None):
+                async with asyncio.timeout(self.connect_timeout):
+                    conn = await asyncssh.connect(
+                        access.host,
+                        access.port,
+                        username=access.username,
+                        client_keys=list(access.client_keys) or (),
+                        known_hosts=access.known_hosts(),
+                        agent_path=None,
+                        config=None,
+                        encryption_algs=PREFERRED_CIPHERS,
+                        # a node gone without a word is noticed within ~45 s, not hours
+                        keepalive_interval=15,
+                        keepalive_count_max=3,
+                    )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise PermanentNodeError(
                 f"{where}: the node's host key does not match the pinned key"

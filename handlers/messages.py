@@ -106,8 +106,8 @@ def _object(body: bytes, cls: type) -> dict[str, Any]:
         raise ValueError(f"not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ValueError(f"{cls.__name__} must be a JSON object")
+    # A field this release does not know is left out, not refused: a message a newer pipeline
+    # or handler sent during a rolling upgrade (or before a rollback) is still handled, instead
+    # of dead-lettered until its step fails for good. A missing field is still an error.
     names = {f.name for f in fields(cls)}
-    unknown = set(value) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__} has unknown fields {sorted(unknown)}")
-    return value
+    return {name: item for name, item in value.items() if name in names}

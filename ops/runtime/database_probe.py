@@ -30,6 +30,9 @@ def existing_database_problem(url: str, timeout_s: float = CONNECT_TIMEOUT_S) ->
         return None
     try:
         psycopg.connect(url, connect_timeout=max(1, round(timeout_s))).close()
+    except psycopg.ProgrammingError:
+        # a URL psycopg cannot parse: its message repeats the URL, password and all
+        return "HOSTWRIGHT_DATABASE_URL is not a PostgreSQL URL psycopg can read"
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return (
@@ -41,6 +44,9 @@ def existing_database_problem(url: str, timeout_s: float = CONNECT_TIMEOUT_S) ->
 
 def _where(url: str) -> str:
     """host:port/database: enough to find it, with no user or password."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # an unreadable host or port: say nothing of the URL
+        return "the configured database"
     return f"{parts.hostname or 'localhost'}{port}{parts.path}"

@@ -56,6 +56,14 @@ def test_a_per_service_principal_reaches_its_own_service_only() -> None:
     assert not staff_bound.may(Need(STAFF, writes=False), {"service_id": "42"})
 
 
+def test_a_principal_of_the_service_named_none_reaches_no_route_without_a_service_id() -> None:
+    # "None" is a valid service id; the list and an order carry no service id at all
+    customer = Principal("customer-none", frozenset({SERVICES}), service_id="None")
+    assert not customer.may(Need(SERVICES, writes=False), {})
+    assert not customer.may(Need(SERVICES, writes=True), {})
+    assert customer.may(Need(SERVICES, writes=False), {"service_id": "None"})
+
+
 def test_the_table_resolves_by_digest_and_keeps_no_token() -> None:
     table = TokenTable.of([known_token("whmcs", {SERVICES}, GOOD)])
     assert table.resolve(GOOD.encode()) == WHMCS
