@@ -189,6 +189,7 @@ def _run_until_signal(system: System, component: str) -> int:
 
 def _run_replay(args: argparse.Namespace) -> int:
     from ops.views.replay import replay_and_compare
+    from ops.views.worker_processes import WorkerFailed
     from projections.catalogue import all_views
 
     system = _system_of_an_existing_store()
@@ -198,6 +199,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         difference = replay_and_compare(
             system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
         )
+    except WorkerFailed as exc:  # no verdict: neither "equal" nor a difference
+        print(f"hostwright: replay did not finish: {exc}", file=sys.stderr)
+        return 1
     finally:
         system.store.close()
         system.db.close()

@@ -10,7 +10,9 @@ projection runner, and then prints per store:
   floor       reading every stored event in large pages and decoding it into its domain
               event as replay does (``log_rows``, ``EventDecoder.decode_row``): what
               replay costs before it folds
-  replay      ``replay_and_compare`` from event 0, which must find every view equal
+  replay      ``replay_and_compare`` from event 0, which must find every view equal, as
+              ``hostwright replay`` runs it (one worker process per core), and beside
+              it the same in one process (``workers=1``), as on a one-core machine
 
 Both are events per second of the same store in the same run, so the gap between them is
 what replay's folding and comparing cost.
@@ -19,6 +21,7 @@ what replay's folding and comparing cost.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,6 +37,7 @@ from ops.store.event_store import EventStore
 from ops.store.log_rows import log_rows
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.replay import replay_and_compare
+from ops.views.replay_groups import view_groups
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 
@@ -49,6 +53,8 @@ class ReplayFigures:
     views: int
     floor_s: float
     replay_s: float
+    one_process_s: float
+    workers: int
     difference: str | None
 
     def rate(self, seconds: float) -> float:
@@ -96,13 +102,19 @@ def measure(kind: str, database_url: str, services: int) -> ReplayFigures:
         events = store.max_notification_id()
         floor_s = floor_seconds(store)
         views = all_views()
+        workers = len(view_groups(views, os.cpu_count() or 1))
         began = time.perf_counter()
         difference = replay_and_compare(store, db, views)
         replay_s = time.perf_counter() - began
+        began = time.perf_counter()
+        difference = difference or replay_and_compare(store, db, views, workers=1)
+        one_process_s = time.perf_counter() - began
     finally:
         db.close()
         store.close()
-    return ReplayFigures(kind, events, len(views), floor_s, replay_s, difference)
+    return ReplayFigures(
+        kind, events, len(views), floor_s, replay_s, one_process_s, workers, difference
+    )
 
 
 def measure_store(kind: str, services: int, postgres_url: str | None) -> ReplayFigures:
@@ -127,7 +139,9 @@ def run_replay_bench(*, services: int, stores: Sequence[str], postgres_url: str 
         figures = measure_store(kind, services, postgres_url)
         print(
             f"  {kind:<10} {figures.events:>9,} events {figures.views} views   "
-            f"replay {figures.rate(figures.replay_s):>9,.0f} ev/s ({figures.replay_s:.2f} s)   "
+            f"replay {figures.rate(figures.replay_s):>9,.0f} ev/s ({figures.replay_s:.2f} s, "
+            f"{figures.workers} worker(s))   in one process "
+            f"{figures.rate(figures.one_process_s):>9,.0f} ev/s   "
             f"floor {figures.rate(figures.floor_s):>9,.0f} ev/s ({figures.floor_s:.2f} s)"
         )
         if figures.difference is not None:

@@ -1,0 +1,157 @@
+"""Replay in worker processes, on SQLite and PostgreSQL: the views split into groups each
+replayed in a forked worker give the verdict the in-process replay gives, a difference
+found in a worker is reported as it is, and a worker that raises or dies is an error naming
+it (``hostwright replay`` exits non-zero) — never a hang, never a verdict, and no worker
+process is left behind, Ctrl-C in the parent included."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops.cli import main
+from ops.devtools.bench.replay import fill
+from ops.store.database import Database
+from ops.store.event_store import EventStore
+from ops.views import replay as replay_module
+from ops.views import worker_processes
+from ops.views.replay import replay_and_compare
+from ops.views.replay_groups import view_groups
+from ops.views.worker_processes import WorkerFailed
+from projections.catalogue import all_views
+
+SERVICES = 3
+
+
+@pytest.fixture
+def filled(database_url: str) -> Iterator[tuple[EventStore, Database]]:
+    fill(database_url, SERVICES)
+    store, db = EventStore(database_url), Database(database_url)
+    try:
+        yield store, db
+    finally:
+        db.close()
+        store.close()
+        assert _children() == [], "a replay worker outlived the test"
+
+
+def _children() -> list[int]:
+    """This process's live child processes, as the kernel lists them."""
+    found: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
+
+
+def _folds_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The processes ``fold_all`` ran in, as seen from this one (a fork's calls stay there)."""
+    pids: list[int] = []
+    fold = replay_module.fold_all
+
+    def recording(*args: Any) -> None:
+        pids.append(os.getpid())
+        fold(*args)
+
+    monkeypatch.setattr(replay_module, "fold_all", recording)
+    return pids
+
+
+def test_workers_and_one_process_find_every_view_equal(
+    filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, db = filled
+    folded_here = _folds_here(monkeypatch)
+    assert replay_and_compare(store, db, all_views(), workers=2) is None
+    assert folded_here == []  # the views were folded in the workers
+    assert replay_and_compare(store, db, all_views(), workers=1) is None
+    assert folded_here == [os.getpid()]
+
+
+def test_a_difference_found_in_a_worker_is_reported_as_in_one_process(
+    filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, db = filled
+    with db.transaction() as cur:
+        cur.execute("UPDATE hw_task_queue SET state = 'error' WHERE step = 'web.package'")
+        cur.execute("DELETE FROM hw_timeline WHERE step = 'web.package' AND service_id = 'g2'")
+    folded_here = _folds_here(monkeypatch)
+    in_workers = replay_and_compare(store, db, all_views(), workers=4)
+    assert folded_here == []
+    assert in_workers is not None
+    assert "view task_queue" in in_workers and "live 'error' != replayed 'succeeded'" in in_workers
+    assert f"rows that differ: task_queue {SERVICES}, timeline 1" in in_workers
+    assert replay_and_compare(store, db, all_views(), workers=1) == in_workers
+
+
+def test_a_worker_that_dies_is_an_error_naming_its_views(
+    filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, db = filled
+
+    def dying(store: EventStore, views: Any, *rest: Any) -> None:
+        if any(view.name == "services" for view in views):
+            os._exit(7)  # as a worker killed or out of memory ends: no answer at all
+
+    monkeypatch.setattr(replay_module, "fold_all", dying)
+    with pytest.raises(WorkerFailed, match=r"services.*without an answer \(exit code 7\)"):
+        replay_and_compare(store, db, all_views(), workers=2)
+    assert _children() == []
+
+
+def test_a_worker_that_raises_makes_replay_exit_non_zero_with_its_error(
+    filled: tuple[EventStore, Database],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    store, _ = filled
+
+    def failing(*args: Any) -> None:
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(replay_module, "fold_all", failing)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOSTWRIGHT_DATABASE_URL", store.database_url)
+    assert main(["replay"]) == 1
+    shown = capsys.readouterr()
+    assert "every view equals" not in shown.out and "differ" not in shown.out
+    assert "hostwright: replay did not finish: replay of " in shown.err
+    assert "RuntimeError: the disk went away" in shown.err
+    assert _children() == []
+
+
+def test_ctrl_c_in_the_parent_kills_the_workers(
+    filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, db = filled
+    seen: list[list[int]] = []
+
+    def never_ending(*args: Any) -> None:
+        os.read(os.pipe()[0], 1)  # blocks until killed: nobody writes to it
+
+    def interrupted(*args: Any) -> list[Any]:
+        seen.append(_children())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay_module, "fold_all", never_ending)
+    monkeypatch.setattr(worker_processes, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay_and_compare(store, db, all_views(), workers=2)
+    assert len(seen) == 1 and len(seen[0]) == 2  # both workers were running
+    assert _children() == []
+
+
+def test_views_split_into_groups_of_about_equal_cost() -> None:
+    views = all_views()
+    names = [[view.name for view in group] for group in view_groups(views, 2)]
+    assert sorted(names) == [["oplog", "task_queue"], ["services", "timeline"]]
+    assert len(view_groups(views, 1)) == 1 and len(view_groups(views, 0)) == 1
+    assert sorted(len(group) for group in view_groups(views, 8)) == [1, 1, 1, 1]
+    for workers in (1, 2, 3, 4):
+        grouped = [view.name for group in view_groups(views, workers) for view in group]
+        assert sorted(grouped) == sorted(view.name for view in views)
