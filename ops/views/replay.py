@@ -61,6 +61,14 @@ def replay_and_compare(
     ``WorkerFailed``: never a verdict."""
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
+    stale = ViewStore(db, views, live_prefix).stale_views()
+    if stale:
+        # an audit never drops the live views: the projections of this release rebuild them
+        return "; ".join(
+            f"view {name} was built by another release ({why}); this release's projections "
+            "rebuild it when they start: run replay once they have caught up"
+            for name, why in stale.items()
+        )
     groups = view_groups(views, (os.cpu_count() or 1) if workers is None else workers)
     if len(groups) > 1:
         jobs = [
@@ -137,14 +145,6 @@ def replay_views(
 ) -> dict[str, ViewVerdict]:
     """Each view's position and, per table, how many rows differ and the first of them."""
     live = ViewStore(db, views, live_prefix)
-    stale = live.stale_views()
-    if stale:
-        # an audit never drops the live views: the projections of this release rebuild them
-        return "; ".join(
-            f"view {name} was built by another release ({why}); this release's projections "
-            "rebuild it when they start: run replay once they have caught up"
-            for name, why in stale.items()
-        )
     snapshots = {view.name: live.snapshot_values(view.name) for view in views}
     rebuilt = {
         view.name: MemoryRows({t.name: live.table_sql(t.name) for t in view.tables})
