@@ -26,7 +26,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
-from ops.cli_arguments import bench_stores, listen_address, milliseconds_list
+from ops.cli_arguments import bench_stores, listen_address, milliseconds_list, worker_count
 from ops.messaging.topology import ROLES
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_run_serve)
 
     replay = sub.add_parser("replay", help="compare every view with a rebuild from event 0")
+    replay.add_argument(
+        "--workers",
+        type=worker_count,
+        default=None,
+        help="processes that fold the views (default: one per core; 1 on a busy machine, "
+        "where workers only compete for the cores)",
+    )
     replay.set_defaults(run=_run_replay)
 
     rotate = sub.add_parser(
@@ -197,7 +204,11 @@ def _run_replay(args: argparse.Namespace) -> int:
         return 1
     try:
         difference = replay_and_compare(
-            system.store, system.db, all_views(), live_prefix=system.settings.view_prefix
+            system.store,
+            system.db,
+            all_views(),
+            live_prefix=system.settings.view_prefix,
+            workers=args.workers,
         )
     except WorkerFailed as exc:  # no verdict: neither "equal" nor a difference
         print(f"hostwright: replay did not finish: {exc}", file=sys.stderr)

@@ -23,6 +23,13 @@ def listen_address(text: str) -> str:
     return text
 
 
+def worker_count(text: str) -> int:
+    """A whole number of processes, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def milliseconds_list(text: str) -> tuple[int, ...]:
     """Comma-separated whole milliseconds, at least one, none below 0 (``0,50``)."""
     parts = [part.strip() for part in text.split(",") if part.strip()]

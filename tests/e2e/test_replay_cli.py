@@ -51,6 +51,20 @@ def test_replay_of_an_existing_database_compares_its_views(tmp_path: Path) -> No
     assert done.stdout.strip() == "replay: every view equals its rebuild from event 0"
 
 
+def test_replay_in_one_process_on_request_and_a_worker_count_below_1_refused(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    EventStore(url).close()
+    done = run_cli(tmp_path, "replay", "--workers", "1", database_url=url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "replay: every view equals its rebuild from event 0"
+    for count in ("0", "two"):
+        refused = run_cli(tmp_path, "replay", "--workers", count, database_url=url)
+        assert refused.returncode == 2
+        assert "argument --workers: must be a whole number of at least 1" in refused.stderr
+
+
 @pytest.mark.parametrize("command", ["rotate-key", "backfill-claims"])
 def test_the_other_store_commands_find_no_database_and_create_none(
     tmp_path: Path, command: str
