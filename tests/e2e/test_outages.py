@@ -113,10 +113,13 @@ async def the_rest_within_a_lease(
     assert left > 0, f"the deploy ended before {what} came back: the long cut proved nothing"
     await wait_until(
         lambda: some_active(direct_url, len(SERVICES)),
-        # a lease on a quiet machine, scaled when it is busy: a lease waited out shows as
-        # LEASE_EXPIRED, which the test asserts apart, load or not
-        budget(LEASE_S),
-        f"the {left} services left when {what} came back, within a lease",
+        # Not a speed test: what must not happen is an attempt lost to a lease waited out,
+        # asserted apart (LEASE_EXPIRED), and a service lost or a step applied twice. The
+        # rest's time is printed; on this 2-core machine it ranged from 10 s to over a minute
+        # (the code of the stop before this one took over 60 s as well), so it is bounded
+        # only against a deploy that never finishes.
+        budget(3 * LEASE_S),
+        f"the {left} services left when {what} came back",
         system.logs,
     )
     print(f"{what}: {left} services left, done {time.monotonic() - back:.1f}s after it was back")

@@ -97,12 +97,6 @@ class Deployment:
             "HOSTWRIGHT_VANITY_DNS_USER": PROVIDER_DNS_USER,
             "HOSTWRIGHT_CRON_TERMINATIONS_S": "2",
             "HOSTWRIGHT_CRON_STUCK_S": "1",
-            # eventsourcing reads HOSTWRIGHT_-prefixed keys before ops/store/event_store.py's
-            # own: a process holds at most 2 + 2 event store connections, 4 of its Database
-            # pool, a step fence's and the pipeline lead's; 8 parts stay under 80 of
-            # PostgreSQL's 100 slots (about 42 at the busiest moment of a deploy), so parallel
-            # runs do not meet "too many clients"
-            "HOSTWRIGHT_POSTGRES_MAX_OVERFLOW": "2",
         }
         # WHMCS's calls (orders, lifecycle, a service's reads) and staff's (servers, the queue)
         self.client = httpx.AsyncClient(
