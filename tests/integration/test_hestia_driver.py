@@ -282,10 +282,17 @@ async def test_the_session_protocol_runs_in_real_bash(tmp_path: Path) -> None:
             while chunk := await source.read(4096):
                 target.write(chunk)
 
-        await asyncio.gather(
-            feed(), copy(bash.stdout, process.stdout), copy(bash.stderr, process.stderr)
-        )
-        process.exit(await bash.wait())
+        try:
+            await asyncio.gather(
+                feed(), copy(bash.stdout, process.stdout), copy(bash.stderr, process.stderr)
+            )
+            process.exit(await bash.wait())
+        finally:
+            # a session cut at the test's end leaves no bash behind, nor its pipes for the
+            # garbage collector to report during a later test
+            if bash.returncode is None:
+                bash.kill()
+                await bash.wait()
 
     server = await asyncssh.listen(
         "127.0.0.1",
