@@ -76,7 +76,7 @@ async def test_a_200_service_deploy_rides_out_5s_and_60s_cuts_of_the_database_an
                 await reached(130)
                 long_cuts = asyncio.gather(cut(database, LEASE_S), _later(LEASE_S / 2, mq))
                 _, back = await long_cuts
-                await the_rest_within_a_lease(system, direct, back, "the broker")
+                await the_rest_finishes_after(system, direct, back, "the broker")
                 await system.wait_status(SERVICES, "active", 60)  # as the API shows them
                 await settle(system)
             finally:
@@ -106,7 +106,7 @@ async def order_all(system: Deployment) -> None:
         await asyncio.gather(*(order_split(system, i) for i in SERVICES[start : start + 25]))
 
 
-async def the_rest_within_a_lease(
+async def the_rest_finishes_after(
     system: Deployment, direct_url: str, back: float, what: str
 ) -> None:
     left = len(SERVICES) - await active(direct_url)
