@@ -266,12 +266,12 @@ def store_env(database_url: str) -> dict[str, str]:
         # deployment of a dozen processes holds few of PostgreSQL's (default 100) slots.
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": "14",
-        # A pooled connection is checked before use (one PostgreSQL dropped in a restart is
-        # replaced, not handed out), and a caller waits at most POOL_WAIT_S for one. Leaving
-        # the check to eventsourcing's own retries saved a third of the commits per deploy,
-        # but a 200-service deploy through database and broker cuts then lost attempts to
-        # lease expiry: kept until that is understood.
-        "POSTGRES_PRE_PING": "y",
+        # No check before each use: eventsourcing tries every read and write again (10 times,
+        # 0.2 s apart) on a connection error, and psycopg_pool drops a broken connection when
+        # it comes back, so one PostgreSQL dropped in a restart costs one retry, not a failed
+        # call; a check per checkout doubled the round trips of every event store call (and
+        # with it, a pipeline whose lead connection was killed missed the loss half the time
+        # in test_pipeline_lead). A caller waits at most POOL_WAIT_S for a connection.
         "POSTGRES_CONNECT_TIMEOUT": str(int(POOL_WAIT_S)),
         **postgres_env(database_url),
     }
