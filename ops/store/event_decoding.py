@@ -74,34 +74,31 @@ class EventDecoder:
             )
         )
 
+    def _by_mapper(self, row: StoredRow) -> Event:
+        """The row decoded by eventsourcing's own mapper, as every store read decodes it."""
+        position, originator_id, originator_version, topic, stored = row
+        return self._mapper.to_domain_event(
+            Notification(
+                id=position,
+                originator_id=originator_id,
+                originator_version=originator_version,
+                topic=topic,
+                state=stored,
+            )
+        )
+
     def decode_row(self, row: StoredRow) -> Event:
         """One stored row (``log_rows``) as its domain event; each distinct originator id is
         parsed once per decoder, and events of one aggregate share its id object."""
-        position, originator_id, originator_version, topic, stored = row
+        _, originator_id, originator_version, topic, stored = row
         if not self._fast:
-            return self._mapper.to_domain_event(
-                Notification(
-                    id=position,
-                    originator_id=originator_id,
-                    originator_version=originator_version,
-                    topic=topic,
-                    state=stored,
-                )
-            )
+            return self._by_mapper(row)
         cls, class_version = self._class(topic)
         try:
             state: dict[str, Any] = orjson.loads(stored)
         except orjson.JSONDecodeError:
             # what orjson refuses (an integer beyond 64 bits, say) the mapper may still read
-            return self._mapper.to_domain_event(
-                Notification(
-                    id=position,
-                    originator_id=originator_id,
-                    originator_version=originator_version,
-                    topic=topic,
-                    state=stored,
-                )
-            )
+            return self._by_mapper(row)
         revivers = self._revivers
         try:
             for name, value in state.items():
