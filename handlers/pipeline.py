@@ -75,11 +75,8 @@ class Pipeline:
         clock: Callable[[], datetime],
         unit_random: Callable[[], float] = random.random,
         unsettled: UnsettledServices | None = None,
-        resend_dispatched: bool = False,
         transient_publish_error: TransientPublishError = os_level_error,
     ) -> None:
-        # resend_dispatched: a rebuild sends again the attempts still under lease (the
-        # in-process transport's queued messages die with the process)
         self._store = store
         self._planner = planner
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
@@ -107,7 +104,11 @@ class Pipeline:
             start_run=self._start_run,
             settle=self._settle,
         )
-        self._resend_dispatched = resend_dispatched
+        # The first rebuild sends again every attempt still under lease: one recorded as the
+        # last leader lost its lead (or died) may never have been published, and the
+        # in-process transport's queued messages die with the process. A handler's inbox
+        # absorbs the copy of one it has handled already.
+        self._resend_dispatched = True
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
         self.halted = False  # see halt()
@@ -124,8 +125,8 @@ class Pipeline:
         async with self._lock:
             await self._rebuild()
             outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
-            # Only the first rebuild finds the queued messages gone with the process; on a
-            # later one (after a failed save) the originals are still queued.
+            # Only the first rebuild may find attempts whose message never went out; on a
+            # later one (after a failed save, under the same lead) what was recorded went out.
             self._resend_dispatched = False
         await self._send(outgoing)
 

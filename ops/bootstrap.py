@@ -191,8 +191,6 @@ class System:
             settings=settings_now,
             clock=self.clock,
             unsettled=ViewUnsettledServices(self.db, self.settings.view_prefix),
-            # the in-process transport's queued task messages die with the process
-            resend_dispatched=not self.settings.amqp_url,
             transient_publish_error=transient_publish_error,
         )
 

@@ -58,9 +58,11 @@ class GatedStore(StorePipelineAdapter):
         self.entered = threading.Event()
         self.release = threading.Event()
         self.checkpoints = 0
+        self.gates: Callable[[tuple[Any, ...]], bool] = lambda aggregates: True
+
 
     def save(self, *aggregates: Any) -> None:
-        if self.armed:
+        if self.armed and self.gates(aggregates):
             self.entered.set()
             assert self.release.wait(30), "the test never released the save"
         super().save(*aggregates)
@@ -124,6 +126,52 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
     with pytest.raises(PipelineHalted):  # nor anything taken after the halt
         await pipeline.on_event("Service.Ordered", service_uuid("8"), version=1)
     assert broker.take() == []
+
+
+async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_leader(
+    tmp_path: Path,
+) -> None:
+    """The lead goes while a dispatch's save is in its thread: the save goes through, the
+    halted pipeline publishes nothing. The next leader's rebuild sends that attempt's message
+    (a handler's inbox absorbs a copy of one handled already) instead of leaving the attempt
+    to run its lease out (the 200-service outage test lost attempts so)."""
+    store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    gated, broker, clock = GatedStore(store), RecordingPublisher(), Clock(T0)
+    settings = PipelineSettings(policy=RetryPolicy(max_attempts=3), lease_s=LEASE_S)
+    pipeline = Pipeline(gated, FixedPlanner(), Limits(), broker, settings=settings, clock=clock)
+    order = {
+        "service_id": "7",
+        "client_id": 1,
+        "mode": "split",
+        "domain": "s7.example.com",
+        "plan": {"package": "default"},
+    }
+    store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
+    gated.gates = lambda aggregates: any(
+        getattr(a, "state", None) == "dispatched" for a in aggregates
+    )
+    gated.armed = True
+    taking = asyncio.ensure_future(pipeline.on_event("Service.Ordered", service_uuid("7"), 1))
+    try:
+        assert await asyncio.to_thread(gated.entered.wait, 30), "no dispatch was saved"
+        pipeline.halt()
+    finally:
+        gated.release.set()
+    with contextlib.suppress(PipelineHalted):
+        await asyncio.wait_for(taking, budget(30))
+    assert broker.take() == []  # recorded, never published
+    next_broker = RecordingPublisher()
+    next_leader = Pipeline(
+        StorePipelineAdapter(store),
+        FixedPlanner(),
+        Limits(),
+        next_broker,
+        settings=settings,
+        clock=clock,
+    )
+    await next_leader.rebuild()
+    assert [(m.step, m.attempt) for m in next_broker.take()] == [("web.user", 1)]
+    store.close()
 
 
 class ListeningTransport(InProcessTransport):

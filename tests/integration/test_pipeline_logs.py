@@ -123,6 +123,8 @@ async def test_task_messages_carry_the_command_id_also_after_a_restart(
 
     restarted = build(store, clock, published)  # the run as the store has it
     await restarted.rebuild()
+    (again,) = published.take()  # the attempt under lease, sent again in case it never went
+    assert (again.message_id, again.command_id) == (first.message_id, COMMAND)
     await restarted.on_result(result(first))
     (second,) = published.take()
     assert (second.step, second.command_id) == ("web.domain", COMMAND)

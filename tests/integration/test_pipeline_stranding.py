@@ -88,8 +88,6 @@ def build(
     planner: Planner,
     published: RecordingPublisher,
     unsettled: Any = None,
-    *,
-    resend: bool = False,
 ) -> Pipeline:
     return Pipeline(
         StorePipelineAdapter(store),
@@ -100,7 +98,6 @@ def build(
         clock=Clock(T0),
         unit_random=lambda: 0.5,
         unsettled=unsettled,
-        resend_dispatched=resend,
     )
 
 
@@ -344,7 +341,7 @@ async def test_a_rebuilt_pipeline_sends_again_the_attempts_still_under_lease(
     lost = published.take()  # died with the process, never handled
     assert [m.step for m in lost] == ["web.user"]
     again = RecordingPublisher()
-    restarted = build(store, Planner(), again, resend=True)
+    restarted = build(store, Planner(), again)
     await restarted.rebuild()
     assert [(m.task_id, m.attempt) for m in again.messages] == [
         (m.task_id, m.attempt) for m in lost
@@ -364,7 +361,7 @@ async def test_only_the_first_rebuild_sends_again_the_attempts_under_lease(
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     published.take()  # died with the process
     again = RecordingPublisher()
-    restarted = build(store, Planner(), again, resend=True)
+    restarted = build(store, Planner(), again)
     await restarted.rebuild()
     assert [m.step for m in again.take()] == ["web.user"]
     await restarted.rebuild()  # after a database outage: the message sent above is queued
