@@ -60,7 +60,6 @@ class GatedStore(StorePipelineAdapter):
         self.checkpoints = 0
         self.gates: Callable[[tuple[Any, ...]], bool] = lambda aggregates: True
 
-
     def save(self, *aggregates: Any) -> None:
         if self.armed and self.gates(aggregates):
             self.entered.set()
