@@ -57,6 +57,8 @@ from ops.messaging.transport import (
     TransportError,
 )
 from ops.runtime.pause import pause
+from ops.store.database import database_unavailable
+from ops.store.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class ConsumerLoop:
         self._handler = handler
         self._name = consumer_name
         self._inbox = inbox
+        # the inbox's database away: one warning per outage, not a traceback per message
+        self._inbox_outage = Outage(consumer_name, "the inbox's database")
         self._prefetch = prefetch
         self._stop_grace = stop_grace
         self._concurrency = 1 if batch_handler else max(1, concurrency)
@@ -232,13 +236,14 @@ class ConsumerLoop:
             seen = (
                 await asyncio.to_thread(self._inbox.seen_among, self._name, again) if again else []
             )
-        except Exception:
-            log.exception("%s: inbox unavailable; handing %d back", self._name, len(batch))
+        except Exception as exc:
+            self._inbox_failed(exc, f"inbox unavailable; handing {len(batch)} back")
             for message_id, delivery in fresh.items():
                 self._redelivery.hand_back(delivery, message_id)
             for delivery in repeats:
                 self._redelivery.hand_back(delivery, delivery.message.message_id)
             return
+        self._inbox_outage.recovered()
         for message_id in seen:
             await settle(fresh.pop(message_id).ack())
         for delivery in repeats:
@@ -278,13 +283,22 @@ class ConsumerLoop:
             self._redelivery.succeeded(message_id)
         try:
             await asyncio.to_thread(self._inbox.remember_all, self._name, list(handled))
-        except Exception:
-            log.exception("%s: could not remember a batch; redelivery follows", self._name)
+        except Exception as exc:
+            self._inbox_failed(exc, "could not remember a batch; redelivery follows")
             for message_id, delivery in handled.items():
                 self._redelivery.hand_back(delivery, message_id)
             return
+        self._inbox_outage.recovered()
         for delivery in handled.values():
             await settle(delivery.ack())
+
+    def _inbox_failed(self, exc: Exception, what: str) -> None:
+        """The database away: one warning per outage (the messages go back with back-off);
+        any other failure with its traceback."""
+        if database_unavailable(exc):
+            self._inbox_outage.failed(exc)
+        else:
+            log.error("%s: %s", self._name, what, exc_info=exc)
 
     def _tail_done(self, tail: asyncio.Future[None]) -> None:
         self._tails.discard(tail)
@@ -299,8 +313,8 @@ class ConsumerLoop:
                 if self._first_deliveries_are_new and not _maybe_seen(delivery)
                 else await asyncio.to_thread(self._inbox.seen, self._name, message_id)
             )
-        except Exception:
-            log.exception("%s: inbox unavailable; handing %s back", self._name, message_id)
+        except Exception as exc:
+            self._inbox_failed(exc, f"inbox unavailable; handing {message_id} back")
             self._redelivery.hand_back(delivery, message_id)
             return
         if seen:
@@ -314,14 +328,13 @@ class ConsumerLoop:
         self._redelivery.succeeded(message_id)
         try:
             await self._remembering.remember(message_id)
-        except Exception:
+        except Exception as exc:
             # Acking now could let a redelivery run the handler twice unnoticed; not acking
             # means one redelivery that the handler (idempotent by design) absorbs.
-            log.exception(
-                "%s: could not remember %s; it will be redelivered", self._name, message_id
-            )
+            self._inbox_failed(exc, f"could not remember {message_id}; it will be redelivered")
             self._redelivery.hand_back(delivery, message_id)
             return
+        self._inbox_outage.recovered()
         await settle(delivery.ack())
 
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import aio_pika
 import aiormq.channel
+import psycopg
 import pytest
 
 from ops.messaging.amqp_transport import AmqpTransport
@@ -387,3 +388,57 @@ async def test_batches_take_what_waits_together_and_fall_back_to_one_by_one(
     await wait_until(lambda: batches[-1] == ["a"], "a message sent again")
     await running.finish()
     db.close()
+
+
+class AwayInbox(Inbox):
+    """An inbox whose database is away (a connection error) until ``back`` is set."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.back = False
+        self.refused = 0
+
+    def _away(self) -> None:
+        if not self.back:
+            self.refused += 1
+            raise psycopg.OperationalError("connection refused (the test's outage)")
+
+    def seen(self, consumer: str, message_id: str) -> bool:
+        self._away()
+        return super().seen(consumer, message_id)
+
+    def remember_all(self, consumer: str, message_ids: list[str]) -> None:
+        self._away()
+        super().remember_all(consumer, message_ids)
+
+
+async def test_an_inbox_whose_database_is_away_logs_one_warning_not_a_traceback_per_message(
+    transport: AnyTransport,
+    queue_names: QueueNames,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The messages go back and are handled once the database is back; meanwhile the log says
+    once that it is away and once that it is back (it wrote a traceback per message)."""
+    queue = queue_names("work")
+    db = Database(database_url)
+    inbox = AwayInbox(db)
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.message_id)
+
+    running = start(transport, queue, handle, inbox, first_pause=0.05, max_pause=0.2)
+    ids = [f"m{i}" for i in range(5)]
+    await _published_when_bound(transport, [task(i) for i in ids])
+    await wait_until(lambda: inbox.refused >= 10, "the inbox refused a few times")
+    inbox.back = True
+    await wait_until(lambda: inbox.seen_among("tester", ids) == set(ids), "all remembered")
+    await running.finish()
+    db.close()
+    lines = [r for r in caplog.records if r.name.startswith("ops.")]
+    assert not [r for r in lines if r.exc_info], [r.getMessage() for r in lines if r.exc_info]
+    said = [r.getMessage() for r in lines]
+    away = [line for line in said if "the inbox's database is unavailable" in line]
+    assert len(away) == 1, away
+    assert any("the inbox's database is back" in line for line in said)
