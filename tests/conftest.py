@@ -45,6 +45,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run_leftovers.kill_processes(run_leftovers.dead_run)
 
 
+E2E = Path(__file__).parent / "e2e"
+# ``make test`` runs the suite in two pytest-xdist workers (``--dist loadgroup``). The end-to-end
+# tests on PostgreSQL start whole deployments (about 43 connections each at their peak): they
+# form one group, run one after another by one worker, so two never pass PostgreSQL's default
+# 100 connections together; the other worker takes the rest of the suite meanwhile.
+POSTGRES_DEPLOYMENTS = pytest.mark.xdist_group("postgres-deployments")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in item.path.parents and _on_postgres(item):
+            item.add_marker(POSTGRES_DEPLOYMENTS)
+
+
+def _on_postgres(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    if "postgres_url" in fixtures:
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("database_url") == "postgresql"
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The last resort (fixtures' clean-up has run by now): whatever this run started."""
     stop_all_started()
