@@ -50,7 +50,9 @@ def log_rows(store: EventStore, after: int, limit: int) -> Sequence[StoredRow]:
             recorder.datastore.get_connection() as connection,
             connection.cursor(row_factory=tuple_row) as cursor,
         ):
-            cursor.execute(query, (after, limit), prepare=True)
+            # binary results: the stored state comes as its bytes, not as hex text the
+            # server writes and the client parses back
+            cursor.execute(query, (after, limit), prepare=True, binary=True)
             return cursor.fetchall()
     return [
         (n.id, n.originator_id, n.originator_version, n.topic, n.state)
