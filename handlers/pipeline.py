@@ -128,7 +128,7 @@ class Pipeline:
             # Only the first rebuild may find attempts whose message never went out; on a
             # later one (after a failed save, under the same lead) what was recorded went out.
             self._resend_dispatched = False
-        await self._send(outgoing)
+        await self._send(outgoing, again=True)
 
     async def _rebuild(self) -> None:
         await self._open.reload()
@@ -367,9 +367,9 @@ class Pipeline:
             log.warning("pipeline: could not record the %s outcome of %s", kind, service_id)
             return None
 
-    async def _send(self, messages: list[TaskMessage]) -> None:
+    async def _send(self, messages: list[TaskMessage], *, again: bool = False) -> None:
         if not self.halted:  # recorded already; halted: left to the next leader (leases)
-            await self._sender.send(messages)
+            await self._sender.send(messages, again=again)
 
     async def resend(self, stop: asyncio.Event) -> None:
         """Re-sends task messages whose publish was not confirmed, until ``stop``."""

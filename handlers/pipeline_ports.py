@@ -39,7 +39,11 @@ class Limits(Protocol):
 
 
 class Publisher(Protocol):
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
+        """Publishes once confirmed; ``again``: a copy of a message that may have gone out
+        already (the handler's inbox is asked about it)."""
 
 
 @dataclass(frozen=True)

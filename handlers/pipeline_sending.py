@@ -24,10 +24,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from domain.task import Task
 from handlers.messages import TaskMessage
+from handlers.pipeline_ports import Publisher
 
 log = logging.getLogger("handlers.pipeline")
 
@@ -38,10 +38,6 @@ transport's errors (ops/bootstrap.py); the default takes only OS-level errors as
 
 def os_level_error(exc: Exception) -> bool:
     return isinstance(exc, OSError)  # ConnectionError, TimeoutError among them
-
-
-class Publisher(Protocol):
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
 
 
 class TaskSender:
@@ -68,9 +64,10 @@ class TaskSender:
         self._kept = asyncio.Event()  # something is kept now
         self._wake = asyncio.Event()  # the broker is back
 
-    async def send(self, messages: list[TaskMessage]) -> None:
-        """Publishes each once, confirms pipelined; the ones not confirmed are kept."""
-        failures = await asyncio.gather(*(self._publish(message) for message in messages))
+    async def send(self, messages: list[TaskMessage], *, again: bool = False) -> None:
+        """Publishes each once, confirms pipelined; the ones not confirmed are kept.
+        ``again``: they may have gone out before (a new leader's rebuild)."""
+        failures = await asyncio.gather(*(self._publish(m, again=again) for m in messages))
         lost = [failure for failure in failures if failure is not None]
         if lost:
             log.warning(
@@ -114,11 +111,11 @@ class TaskSender:
         kept = list(self.unconfirmed.values())
         await asyncio.gather(*(self._resend(message) for message in kept))
 
-    async def _publish(self, message: TaskMessage) -> Exception | None:
+    async def _publish(self, message: TaskMessage, *, again: bool) -> Exception | None:
         """Publishes; the failure (the message is kept then), or None once confirmed."""
         try:
             await self._publisher.publish(
-                message.routing_key, message.to_json(), message.message_id
+                message.routing_key, message.to_json(), message.message_id, again=again
             )
         except Exception as exc:
             self.unconfirmed[message.message_id] = message
@@ -134,7 +131,8 @@ class TaskSender:
         if not self._current(message):
             self._drop(message.message_id)  # superseded: nothing to send
             return
-        if await self._publish(message) is None:
+        # a publish that was not confirmed may have gone out all the same
+        if await self._publish(message, again=True) is None:
             self._drop(message.message_id)
             self.confirmed_late[message.message_id] = (message, self._clock())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ops.messaging.transport import Message, Transport, TransportError, Unroutable
+from ops.messaging.transport import SENT_AGAIN, Message, Transport, TransportError, Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,13 @@ class BrokerPublisher:
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
-        message = Message(routing_key=routing_key, body=body, message_id=message_id)
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
+        """``again``: a copy of a message sent before under this id (marked ``SENT_AGAIN``, so
+        a consumer checks it against its inbox)."""
+        headers = {SENT_AGAIN: "1"} if again else {}
+        message = Message(routing_key, body, message_id, headers)
         if not self._patient:
             await self._transport.publish(message)
             return

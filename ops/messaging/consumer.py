@@ -13,13 +13,15 @@ failure of the infrastructure (database or broker unreachable, also as the cause
 exception) is never held against the message, so an outage of any length dead-letters
 nothing; a message that fails ``max_failures`` times for any other reason goes to
 ``<queue>.dead``, where ``hostwright dead-letters`` counts it and ``hostwright redrive``
-moves it back. A re-driven message (header ``REDRIVEN_FROM``) is checked against the inbox
-like a redelivery. When our own inbox fails the delivery is handed back the same way.
+moves it back. A re-driven message (header ``REDRIVEN_FROM``) and one its publisher sent
+again (``SENT_AGAIN``) are checked against the inbox like a redelivery. When our own inbox
+fails the delivery is handed back the same way.
 
-``first_deliveries_are_new``: the queue's only publisher sends each message id once (the
-pipeline, one task message per attempt), so only a delivery the broker flags as redelivered
-(or a re-driven one) can repeat one: the inbox is asked only about those (it is still written
-for every message).
+``first_deliveries_are_new``: the queue's only publisher sends each message id once but marks
+a copy it sends again (the pipeline: one task message per attempt, sent again when its publish
+was not confirmed or a new leader cannot tell whether it went out), so only a delivery the
+broker flags as redelivered, a re-driven one or a marked copy can repeat one: the inbox is
+asked only about those (it is still written for every message).
 
 Deliveries are handled in arrival order by ``concurrency`` workers (1 by default, which keeps
 the order the broker delivers in); ``prefetch`` is how many the broker lends ahead of them.
@@ -50,6 +52,7 @@ from ops.messaging.inbox import Inbox
 from ops.messaging.redelivery import Redelivery, is_infrastructure, settle
 from ops.messaging.transport import (
     REDRIVEN_FROM,
+    SENT_AGAIN,
     Delivery,
     Message,
     Subscription,
@@ -339,9 +342,10 @@ class ConsumerLoop:
 
 
 def _maybe_seen(delivery: Delivery) -> bool:
-    """Whether the delivery may repeat a message handled before: the broker redelivers it, or
-    staff re-drove it from the dead-letter queue."""
-    return delivery.redelivered or REDRIVEN_FROM in delivery.message.headers
+    """Whether the delivery may repeat a message handled before: the broker redelivers it,
+    staff re-drove it from the dead-letter queue, or its publisher sent it again."""
+    headers = delivery.message.headers
+    return delivery.redelivered or REDRIVEN_FROM in headers or SENT_AGAIN in headers
 
 
 class _Held:

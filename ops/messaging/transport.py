@@ -23,6 +23,9 @@ from typing import Protocol
 # (the message goes straight to its queue, not through the exchange); a consumer checks such a
 # message against its inbox as it does a redelivery.
 REDRIVEN_FROM = "hostwright-redriven-from"
+# Set by a publisher on a message it sends again under the same id (its first publish may have
+# gone out after all): a consumer checks it against its inbox as it does a redelivery.
+SENT_AGAIN = "hostwright-sent-again"
 
 
 class TransportError(Exception):

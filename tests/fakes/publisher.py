@@ -18,9 +18,14 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, str]] = []
         self.messages: list[TaskMessage] = []
+        self.sent_again: list[str] = []  # ids of the messages published as copies
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
         self.sent.append((routing_key, body, message_id))
+        if again:
+            self.sent_again.append(message_id)
         if routing_key.startswith(("result.", "heartbeat.")):
             return
         message = TaskMessage.from_json(body)

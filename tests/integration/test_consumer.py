@@ -16,7 +16,7 @@ from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.consumer import ConsumerLoop, Handler
 from ops.messaging.inbox import Inbox
 from ops.messaging.inprocess_transport import InProcessTransport
-from ops.messaging.transport import Message, TransportError
+from ops.messaging.transport import SENT_AGAIN, Message, TransportError
 from ops.store.database import Database
 from tests.support.budget import budget
 from tests.support.transports import (  # noqa: F401 - shared fixtures
@@ -122,10 +122,19 @@ async def test_with_first_deliveries_new_only_a_redelivery_is_checked_against_th
     assert handled.count("crashed") == 1  # its redelivery was absorbed by the inbox
     every = {"a", "b", "end"}
     await wait_until(lambda: Inbox(db).seen_among("tester", [*every]) == every, "remembered")
+    # a copy its publisher marks as sent again is checked, and absorbed
+    await transport.publish_many([again(task("b")), task("after")])
+    await wait_until(lambda: "after" in handled, "the message after the marked copy")
+    assert handled.count("b") == 1
     await transport.publish_many([task("a")])  # a first delivery: not checked, by design
     await wait_until(lambda: handled.count("a") == 2, "the resent message")
     await running.finish()
     db.close()
+
+
+def again(message: Message) -> Message:
+    """The message as a publisher sends it again under the same id."""
+    return Message(message.routing_key, message.body, message.message_id, {SENT_AGAIN: "1"})
 
 
 class CountingInbox(Inbox):

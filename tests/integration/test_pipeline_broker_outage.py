@@ -52,7 +52,9 @@ class Broker(RecordingPublisher):
         self.away = False
         self.refused: list[str] = []
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
         if self.away:
             self.refused.append(message_id)
             raise ConnectionError("the broker is away")
@@ -157,7 +159,9 @@ class NoQueue(Broker):
     """Refuses every task message for good (as ``Unroutable``, or a message that cannot be
     serialised, would be), while the broker itself is up."""
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
         self.refused.append(message_id)
         raise LookupError(f"no queue is bound for {routing_key!r}")
 

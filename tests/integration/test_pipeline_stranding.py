@@ -346,6 +346,8 @@ async def test_a_rebuilt_pipeline_sends_again_the_attempts_still_under_lease(
     assert [(m.task_id, m.attempt) for m in again.messages] == [
         (m.task_id, m.attempt) for m in lost
     ]
+    assert again.sent_again == [m.message_id for m in lost]  # copies, and marked so
+    assert published.sent_again == []  # a first dispatch is not
     await run_to_the_end(restarted, again)
     assert store.get_service("7").status == "active"
 

@@ -20,10 +20,12 @@ class Broker(RecordingPublisher):
         super().__init__()
         self.away = True
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
         if self.away:
             raise ConnectionError("the broker is away")
-        await super().publish(routing_key, body, message_id)
+        await super().publish(routing_key, body, message_id, again=again)
 
 
 def task_message(step: str) -> TaskMessage:
@@ -52,6 +54,8 @@ async def test_kept_messages_go_out_once_back_but_not_an_attempt_that_is_over() 
                 break
             await asyncio.sleep(0.01)
         assert [m.message_id for m in broker.messages] == [still.message_id]
+        # a publish that was not confirmed may have gone out: the re-send is marked a copy
+        assert broker.sent_again == [still.message_id]
         assert sender.unconfirmed == {}
     finally:
         stop.set()

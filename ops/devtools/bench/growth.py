@@ -55,7 +55,9 @@ class Collector:
     def __init__(self) -> None:
         self.messages: list[TaskMessage] = []
 
-    async def publish(self, routing_key: str, body: bytes, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, message_id: str, *, again: bool = False
+    ) -> None:
         self.messages.append(TaskMessage.from_json(body))
 
     def take(self) -> list[TaskMessage]:
