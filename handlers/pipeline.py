@@ -42,7 +42,7 @@ from handlers import pipeline_log
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.pipeline_attempts import Attempts, Report
 from handlers.pipeline_attempts import PipelineSettings as PipelineSettings
-from handlers.pipeline_dispatch import under_lease
+from handlers.pipeline_dispatch import dispatched_attempts
 from handlers.pipeline_planning import PlacementWaits, Planner, plan_run
 from handlers.pipeline_ports import CronTick as CronTick
 from handlers.pipeline_ports import Limits, PipelineStore
@@ -104,10 +104,10 @@ class Pipeline:
             start_run=self._start_run,
             settle=self._settle,
         )
-        # The first rebuild sends again every attempt still under lease: one recorded as the
-        # last leader lost its lead (or died) may never have been published, and the
-        # in-process transport's queued messages die with the process. A handler's inbox
-        # absorbs the copy of one it has handled already.
+        # The first rebuild sends again every attempt the store has dispatched: one recorded
+        # as the last leader lost its lead (or died) may never have been published, and the
+        # in-process transport's queued messages die with the process. The copies are marked
+        # (``again``): a handler asks its inbox about them.
         self._resend_dispatched = True
         self._lock = asyncio.Lock()
         self._stale = False  # a save failed: memory must be rebuilt from the store
@@ -124,9 +124,10 @@ class Pipeline:
         """Rebuilds the open runs from the store's Task events, then sweeps."""
         async with self._lock:
             await self._rebuild()
-            outgoing = under_lease(self._open, self._clock()) if self._resend_dispatched else []
             # Only the first rebuild may find attempts whose message never went out; on a
             # later one (after a failed save, under the same lead) what was recorded went out.
+            # Cleared once a rebuild went through: one the database broke off is tried again.
+            outgoing = dispatched_attempts(self._open) if self._resend_dispatched else []
             self._resend_dispatched = False
         await self._send(outgoing, again=True)
 

@@ -72,16 +72,15 @@ def task_message(run: Run, task: Task, attempt: int) -> TaskMessage:
     )
 
 
-def under_lease(open_runs: OpenRuns, now: datetime) -> list[TaskMessage]:
-    """The messages of the attempts recorded dispatched whose lease has not run out, to send
-    again (a handler's inbox absorbs the copy of one it has handled already)."""
+def dispatched_attempts(open_runs: OpenRuns) -> list[TaskMessage]:
+    """The messages of every attempt recorded dispatched, to send again after a rebuild —
+    whatever its stored lease says: the rebuild gives each a fresh one, so one whose message
+    never went out must go out now (a handler asks its inbox about the marked copy)."""
     return [
         task_message(run, task, task.attempt)
         for run in open_runs.runs.values()
         for task in run.tasks.values()
         if task.state == "dispatched"
-        and task.lease_expires_at is not None
-        and task.lease_expires_at > now
     ]
 
 

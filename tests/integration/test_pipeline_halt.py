@@ -127,13 +127,16 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
     assert broker.take() == []
 
 
+@pytest.mark.parametrize("lead_back_after_s", [0, LEASE_S + 1], ids=["at-once", "after-its-lease"])
 async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_leader(
-    tmp_path: Path,
+    tmp_path: Path, lead_back_after_s: int
 ) -> None:
     """The lead goes while a dispatch's save is in its thread: the save goes through, the
     halted pipeline publishes nothing. The next leader's rebuild sends that attempt's message
     (a handler's inbox absorbs a copy of one handled already) instead of leaving the attempt
-    to run its lease out (the 200-service outage test lost attempts so)."""
+    to run its lease out (the 200-service outage test lost attempts so) — also when the new
+    lead comes after the attempt's stored lease ran out (a database cut as long as a lease):
+    the rebuild gives every open attempt a fresh lease, so its message must go out too."""
     store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
     gated, broker, clock = GatedStore(store), RecordingPublisher(), Clock(T0)
     settings = PipelineSettings(policy=RetryPolicy(max_attempts=3), lease_s=LEASE_S)
@@ -159,6 +162,7 @@ async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_lead
     with contextlib.suppress(PipelineHalted):
         await asyncio.wait_for(taking, budget(30))
     assert broker.take() == []  # recorded, never published
+    clock.advance(seconds=lead_back_after_s)
     next_broker = RecordingPublisher()
     next_leader = Pipeline(
         StorePipelineAdapter(store),
@@ -173,6 +177,11 @@ async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_lead
     assert (copy.step, copy.attempt) == ("web.user", 1)
     # marked as a copy: a handler asks its inbox about it (the first may have gone out)
     assert next_broker.sent_again == [copy.message_id]
+    clock.advance(seconds=LEASE_S - 1)  # within the fresh lease: the copy is not given up on
+    await next_leader.tick()
+    assert next_broker.take() == []
+    history = [type(e).__name__ for e in StorePipelineAdapter(store).task_history()]
+    assert "Failed" not in history, history
     store.close()
 
 
