@@ -26,6 +26,7 @@ import pytest
 
 from tests.support import run_leftovers
 from tests.support.processes import stop_all_started
+from tests.support.worker_groups import POSTGRES_DEPLOYMENTS
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -46,14 +47,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 E2E = Path(__file__).parent / "e2e"
-# ``make test`` runs the suite in two pytest-xdist workers (``--dist loadgroup``). The end-to-end
-# tests on PostgreSQL start whole deployments (about 43 connections each at their peak): they
-# form one group, run one after another by one worker, so two never pass PostgreSQL's default
-# 100 connections together; the other worker takes the rest of the suite meanwhile.
-POSTGRES_DEPLOYMENTS = pytest.mark.xdist_group("postgres-deployments")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every end-to-end test on PostgreSQL in the deployments' xdist group
+    (tests/support/worker_groups.py)."""
     for item in items:
         if E2E in item.path.parents and _on_postgres(item):
             item.add_marker(POSTGRES_DEPLOYMENTS)

@@ -29,10 +29,11 @@ the order the broker delivers in); ``prefetch`` is how many the broker lends ahe
 With a ``batch_handler`` one worker takes every delivery waiting at that moment (up to
 ``max_batch``) and hands them over together: one handler call and one inbox write for the lot —
 what lets the pipeline record a batch of results in one transaction. The inbox is asked only
-about redelivered deliveries, and the write and the acks run while the next batch is taken, so
-a batch handler must absorb a duplicate the broker does not flag itself (the pipeline does: a
-result or a run start it has seen changes nothing). If the batch handler raises because of
-the infrastructure, every message is handed back with the back-off; for any other reason,
+about redelivered, re-driven and marked (``SENT_AGAIN``) deliveries, and the write and the
+acks run while the next batch is taken, so a batch handler must absorb a duplicate nobody
+flags itself (the pipeline does: a result or a run start it has seen changes nothing). If
+the batch handler raises because of the infrastructure, every message is handed back with the
+back-off; for any other reason,
 each message of the batch goes through ``handler`` on its own, counting one failure for the
 one that fails, so one bad message cannot hold the others back. A message that failed before
 for a reason of its own skips the batch and goes through ``handler`` alone.
@@ -232,8 +233,8 @@ class ConsumerLoop:
                 fresh[message_id] = delivery
         for delivery in alone:
             await self._process(delivery)
-        # Only a redelivered message can have been handled already by this consumer; a batch
-        # handler absorbs a duplicate the broker does not flag (a publisher's retry) itself.
+        # Only a redelivered, re-driven or marked copy can have been handled already by this
+        # consumer; a batch handler absorbs an unmarked duplicate (a publisher's retry) itself.
         again = [message_id for message_id, d in fresh.items() if _maybe_seen(d)]
         try:
             seen = (
@@ -246,7 +247,8 @@ class ConsumerLoop:
             for delivery in repeats:
                 self._redelivery.hand_back(delivery, delivery.message.message_id)
             return
-        self._inbox_outage.recovered()
+        if again:
+            self._inbox_outage.recovered()  # only when it was asked: the database answered
         for message_id in seen:
             await settle(fresh.pop(message_id).ack())
         for delivery in repeats:

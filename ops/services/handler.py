@@ -37,7 +37,8 @@ async def run_handler(
         prefetch=prefetch,
         max_failures=max_failures,
         concurrency=concurrency,
-        # the pipeline publishes a task message once per attempt, after recording it
+        # the pipeline publishes a task message once per attempt, after recording it; a copy
+        # it sends again (an unconfirmed publish, a new leader's) is marked and checked
         first_deliveries_are_new=True,
     )
     try:

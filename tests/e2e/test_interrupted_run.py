@@ -28,6 +28,12 @@ from tests.support import run_leftovers
 from tests.support.budget import budget
 from tests.support.deployment import PARTS
 from tests.support.processes import wait_for
+from tests.support.worker_groups import POSTGRES_DEPLOYMENTS
+
+# every test here in the deployments' group, also the one without PostgreSQL: its sweep acts
+# machine-wide and, on the other xdist worker, could remove what a killed inner run left
+# before the test that checks the next run's sweep gets to look
+pytestmark = POSTGRES_DEPLOYMENTS
 
 REPO = Path(__file__).resolve().parents[2]
 
