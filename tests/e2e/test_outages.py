@@ -8,8 +8,8 @@ broker for 60 s too: the database comes back while the broker is still away, and
 30 s after that. (Staggered, so the two long cuts cost the suite 90 s, not 120, while each
 part still sees each outage alone for half a minute.) Afterwards every service is ``active``,
 no state-changing command hit the same thing twice (each node's command record), no process
-exited, nothing sits in any ``.dead`` queue, no attempt failed on a lease running out, and work
-resumed within seconds of the broker coming back: nobody waited a lease out.
+exited, nothing sits in any ``.dead`` queue, no attempt failed on a lease running out, and every
+attempt out when the broker came back ended within a quarter lease: nobody waited a lease out.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tests.support.tcp_proxy import TcpProxy
 
 LEASE_S = 60.0  # the default: what an outage must not make anyone wait out
 SERVICES = list(range(1001, 1201))
-RESUMED_S = LEASE_S / 4  # reconnecting, the queued messages, a step and a view's update
+RESUMED_S = LEASE_S / 4  # reconnecting, the queued messages, the steps and the view's update
 SETTINGS = {"HOSTWRIGHT_LEASE_S": str(int(LEASE_S)), "HOSTWRIGHT_HEARTBEAT_S": "2"}
 
 
@@ -110,15 +110,17 @@ async def order_all(system: Deployment) -> None:
 async def the_rest_finishes_after(
     system: Deployment, direct_url: str, back: float, what: str
 ) -> None:
-    before = await active(direct_url)
-    left = len(SERVICES) - before
+    left = len(SERVICES) - await active(direct_url)
     assert left > 0, f"the deploy ended before {what} came back: the long cut proved nothing"
-    # Work resumes within seconds, not after a lease: a service more is active well before
-    # a lease could have run out since the cut began (the time is printed)
+    # Work resumes within seconds, not after a lease: every attempt that was out when it came
+    # back (it could end only through the broker) has ended well before a lease could run
+    # out (the time is printed)
+    out = await asyncio.to_thread(_dispatched, direct_url, None)
+    assert out, f"no attempt was out when {what} came back: the long cut proved nothing"
     await wait_until(
-        lambda: some_active(direct_url, before + 1),
+        lambda: nothing_still_out(direct_url, out),
         budget(RESUMED_S),
-        f"work resuming after {what} came back",
+        f"the {len(out)} attempts out when {what} came back",
         system.logs,
     )
     resumed = time.monotonic() - back
@@ -134,7 +136,8 @@ async def the_rest_finishes_after(
         system.logs,
     )
     print(
-        f"{what}: {left} services left; work resumed {resumed:.1f}s after it was back, "
+        f"{what}: {left} services left; the {len(out)} attempts out then ended "
+        f"{resumed:.1f}s after it was back, "
         f"all done {time.monotonic() - back:.1f}s after"
     )
 
@@ -155,6 +158,21 @@ def _count_active(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM hw_services WHERE status = 'active'").fetchone()
     return int(row[0]) if row else 0
+
+
+def _dispatched(database_url: str, among: list[str] | None) -> list[str]:
+    """The tasks the task view shows dispatched (``among`` these, when given)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT task_id FROM hw_task_queue WHERE state = 'dispatched' "
+            "AND (%s::text[] IS NULL OR task_id = ANY(%s::text[]))",
+            (among, among),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+async def nothing_still_out(direct_url: str, out: list[str]) -> bool:
+    return not await asyncio.to_thread(_dispatched, direct_url, out)
 
 
 async def active(direct_url: str) -> int:
