@@ -43,7 +43,10 @@ def _children() -> list[int]:
     """This process's live child processes, as the kernel lists them."""
     found: list[int] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        found += [int(pid) for pid in (task / "children").read_text().split()]
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue  # a thread that ended as we looked (pytest-xdist's own come and go)
     return found
 
 
