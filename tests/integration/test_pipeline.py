@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.commands import parse_lifecycle, parse_order
+from domain.commands import parse_lifecycle
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
@@ -20,6 +20,7 @@ from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
+from tests.support.store_orders import order_in_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -77,20 +78,7 @@ def build(
 
 
 def order(store: EventStore, service_id: str = "7") -> None:
-    store.order_service(
-        parse_order(
-            {
-                "service_id": service_id,
-                "client_id": 1,
-                "mode": "split",
-                "domain": f"s{service_id}.example.com",
-                "plan": {"package": "default"},
-            },
-            now=T0,
-            actor="whmcs",
-        ),
-        None,
-    )
+    order_in_store(store, service_id, now=T0)
 
 
 async def ordered(store: EventStore) -> tuple[Clock, RecordingPublisher, Pipeline]:

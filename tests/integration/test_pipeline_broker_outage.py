@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from domain.commands import parse_order
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
@@ -22,6 +21,7 @@ from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.deployment import wait_until
+from tests.support.store_orders import order_in_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE_S = 30
@@ -80,14 +80,7 @@ async def ordered(store: EventStore, broker: Broker) -> tuple[Clock, Pipeline]:
         clock=clock,
         unit_random=lambda: 0.5,
     )
-    order = {
-        "service_id": "7",
-        "client_id": 1,
-        "mode": "split",
-        "domain": "s7.example.com",
-        "plan": {"package": "default"},
-    }
-    store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
+    order_in_store(store, "7", now=T0)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     return clock, pipeline
 

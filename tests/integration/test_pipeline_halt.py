@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from domain.commands import parse_order
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
@@ -29,6 +28,7 @@ from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
+from tests.support.store_orders import order_in_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE_S = 30
@@ -88,14 +88,7 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
         clock=clock,
         unit_random=lambda: 0.5,
     )
-    order = {
-        "service_id": "7",
-        "client_id": 1,
-        "mode": "split",
-        "domain": "s7.example.com",
-        "plan": {"package": "default"},
-    }
-    store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
+    order_in_store(store, "7", now=T0)
     await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
     assert broker.steps() == ["web.user"]
     broker.take()
@@ -113,14 +106,7 @@ async def test_a_pipeline_halted_mid_tick_records_publishes_and_checkpoints_noth
         await asyncio.wait_for(ticking, budget(30))
     assert broker.take() == []
     assert gated.checkpoints == checkpoints  # nor the new leader's checkpoint overwritten
-    order8 = {
-        "service_id": "8",
-        "client_id": 1,
-        "mode": "split",
-        "domain": "s8.example.com",
-        "plan": {"package": "default"},
-    }
-    store.order_service(parse_order(order8, now=T0, actor="whmcs"), None)
+    order_in_store(store, "8", now=T0)
     gated.armed = False
     with pytest.raises(PipelineHalted):  # nor anything taken after the halt
         await pipeline.on_event("Service.Ordered", service_uuid("8"), version=1)
@@ -133,7 +119,7 @@ async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_lead
 ) -> None:
     """The lead goes while a dispatch's save is in its thread: the save goes through, the
     halted pipeline publishes nothing. The next leader's rebuild sends that attempt's message
-    (a handler's inbox absorbs a copy of one handled already) instead of leaving the attempt
+    (marked as a copy: a handler asks its inbox about it) instead of leaving the attempt
     to run its lease out (the 200-service outage test lost attempts so) — also when the new
     lead comes after the attempt's stored lease ran out (a database cut as long as a lease):
     the rebuild gives every open attempt a fresh lease, so its message must go out too."""
@@ -141,14 +127,7 @@ async def test_a_dispatch_recorded_as_the_lead_was_lost_is_sent_by_the_next_lead
     gated, broker, clock = GatedStore(store), RecordingPublisher(), Clock(T0)
     settings = PipelineSettings(policy=RetryPolicy(max_attempts=3), lease_s=LEASE_S)
     pipeline = Pipeline(gated, FixedPlanner(), Limits(), broker, settings=settings, clock=clock)
-    order = {
-        "service_id": "7",
-        "client_id": 1,
-        "mode": "split",
-        "domain": "s7.example.com",
-        "plan": {"package": "default"},
-    }
-    store.order_service(parse_order(order, now=T0, actor="whmcs"), None)
+    order_in_store(store, "7", now=T0)
     gated.gates = lambda aggregates: any(
         getattr(a, "state", None) == "dispatched" for a in aggregates
     )

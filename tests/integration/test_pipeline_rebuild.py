@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from domain.commands import parse_order
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
@@ -22,6 +21,7 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
+from tests.support.store_orders import order_in_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FINISHED, OPEN = 30, 3
@@ -83,20 +83,7 @@ def build(store: EventStore, db: Database, clock: Clock, published: RecordingPub
 
 
 def order(store: EventStore, service_id: str) -> None:
-    store.order_service(
-        parse_order(
-            {
-                "service_id": service_id,
-                "client_id": 1,
-                "mode": "split",
-                "domain": f"s{service_id}.example.com",
-                "plan": {"package": "default"},
-            },
-            now=T0,
-            actor="whmcs",
-        ),
-        None,
-    )
+    order_in_store(store, service_id, now=T0)
 
 
 def done(message: TaskMessage) -> ResultMessage:

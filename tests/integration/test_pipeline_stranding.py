@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from domain.commands import parse_lifecycle, parse_order
+from domain.commands import parse_lifecycle
 from domain.deploy_plan import StepSpec
 from domain.errors import Conflict
 from domain.retry_policy import RetryPolicy
@@ -32,6 +32,7 @@ from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from tests.fakes.clock import Clock
 from tests.fakes.publisher import RecordingPublisher
+from tests.support.store_orders import order_in_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DEPLOY = [
@@ -102,14 +103,7 @@ def build(
 
 
 def order(store: EventStore, service_id: str = "7") -> Service:
-    body = {
-        "service_id": service_id,
-        "client_id": 1,
-        "mode": "split",
-        "plan": {"package": "default"},
-    }
-    body["domain"] = f"s{service_id}.example.com"
-    store.order_service(parse_order(body, now=T0, actor="whmcs"), None)
+    order_in_store(store, service_id, now=T0)
     return store.get_service(service_id)
 
 

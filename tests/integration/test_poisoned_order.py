@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from domain.commands import parse_order
 from domain.deploy_plan import StepSpec
 from domain.retry_policy import RetryPolicy
 from domain.service import Service, service_uuid
@@ -33,6 +32,7 @@ from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.outbox import connected_amqp
+from tests.support.store_orders import order_in_store
 
 STEPS = [
     StepSpec("web.user", "web", "ensure_user", "web1", {"user": "u1"}, ()),
@@ -110,14 +110,7 @@ async def test_a_service_ordered_whose_loads_fail_four_times_still_deploys(
         asyncio.ensure_future(relay.run(stop)),
     ]
     try:
-        order = {
-            "service_id": "7",
-            "client_id": 1,
-            "mode": "split",
-            "domain": "s7.example.com",
-            "plan": {"package": "default"},
-        }
-        store.order_service(parse_order(order, now=datetime.now(UTC), actor="whmcs"), None)
+        order_in_store(store, "7", now=datetime.now(UTC))
         await wait_for(lambda: published.messages, "the run's first steps")
         assert flaky.failures_left == 0
         # the handlers' results come back through the broker, as in production
