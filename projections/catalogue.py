@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from domain.service import Service
+from domain.task import Task
 from projections.oplog_view import OperationLogView
 from projections.services_view import ServicesView
 from projections.task_queue_view import TaskQueueView
@@ -12,3 +16,10 @@ from projections.view import View
 def all_views() -> list[View]:
     """Fresh instances of every view; add a new view here and it is projected and replayed."""
     return [ServicesView(), OperationLogView(), TaskQueueView(), DeployTimelineView()]
+
+
+# The events that name, in their ``service_id``, the service their aggregate is about: the
+# first event of a service and of each task. Every view keeps to a rule replay's workers rest
+# on (``ops.views.replay_shards``): each table has a ``service_id`` column, and a service's
+# rows change only by events of its own aggregates or of no service.
+SERVICE_NAMING: frozenset[type[Any]] = frozenset({Service.Ordered, Task.Planned})

@@ -13,11 +13,10 @@ are then encoded as the live ones are stored and compared whole (``table_diff``)
 collector is paused meanwhile. Its cost per event is the read and decode plus the views'
 own folds; ``hostwright bench replay`` measures it.
 
-The folds were more than half of that, and single-threaded: on a machine of several cores
-the views are split into groups of about equal cost (``replay_groups``), each replayed by
-``replay_group`` in a forked worker (``worker_processes``) over its own read of the log,
-decoding only what its views fold; only the verdicts come back, and ``summary`` words them
-exactly as one process would.
+That cost is single-threaded, so on a machine of several cores the services are split into
+shards (``replay_shards``), one per core: each forked worker (``worker_processes``) reads
+the whole log but decodes and folds only its services' events, and compares only their
+rows; only the verdicts come back, and ``summary`` words them exactly as one process would.
 """
 
 from __future__ import annotations
@@ -27,22 +26,37 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
 from ops.store.log_rows import log_rows
 from ops.views.memory_rows import MemoryRows
-from ops.views.replay_groups import view_groups
-from ops.views.table_diff import table_difference
+from ops.views.replay_shards import Shard, ShardOwners
+from ops.views.table_diff import first_in_key_order, table_difference
 from ops.views.view_store import ViewStore
 from ops.views.worker_processes import results_of_workers
+from projections.catalogue import SERVICE_NAMING
 from projections.view import Recorded, Rows, View
 
 PAGE_SIZE = 10_000
 
-# a view's position, and per table: its name, how many rows differ, the first described
-ViewVerdict = tuple[int, list[tuple[str, int, str | None]]]
+# Each worker reads the whole log: past this many, more workers cost the database more
+# than they save.
+MOST_WORKERS = 8
+
+# per table of a view: how many rows differ, the key of the first and that row described
+TableVerdict = tuple[int, Any, str | None]
+# a live view's position and its tables' rows, as ``ViewStore.snapshot_values`` reads them
+Snapshot = tuple[int, dict[str, list[tuple[Any, ...]]]]
+# a view's position, and its tables' verdicts in table order
+ViewVerdict = tuple[int, dict[str, TableVerdict]]
+
+
+def default_workers() -> int:
+    """How many workers ``hostwright replay`` uses: one per core, up to ``MOST_WORKERS``."""
+    return max(1, min(os.cpu_count() or 1, MOST_WORKERS))
 
 
 def replay_and_compare(
@@ -55,10 +69,9 @@ def replay_and_compare(
 ) -> str | None:
     """Rebuilds ``views`` in memory up to their live positions and compares them.
 
-    With ``workers`` above one (by default one per core) the views are split into that many
-    groups of about equal cost, each replayed in a process of its own (``replay_groups``);
-    with one, or one group, all are replayed here. A worker that fails raises
-    ``WorkerFailed``: never a verdict."""
+    With ``workers`` above one (by default one per core) the services are split into that
+    many shards, each replayed in a process of its own (``replay_shards``); with one, all
+    are replayed here. A worker that fails raises ``WorkerFailed``: never a verdict."""
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     stale = ViewStore(db, views, live_prefix).stale_views()
@@ -69,42 +82,76 @@ def replay_and_compare(
             "rebuild it when they start: run replay once they have caught up"
             for name, why in stale.items()
         )
-    groups = view_groups(views, (os.cpu_count() or 1) if workers is None else workers)
-    if len(groups) > 1:
+    # read here, once, before any worker starts: each inherits them from the fork
+    live = ViewStore(db, views, live_prefix)
+    snapshots = {view.name: live.snapshot_values(view.name) for view in views}
+    count = default_workers() if workers is None else max(1, workers)
+    if count > 1:
         jobs = [
-            GroupJob(store.database_url, db.url, group, live_prefix, page_size) for group in groups
+            ShardJob(
+                store.database_url,
+                db.url,
+                views,
+                live_prefix,
+                page_size,
+                snapshots,
+                Shard(i, count),
+            )
+            for i in range(count)
         ]
-        names = [f"replay of {', '.join(view.name for view in group)}" for group in groups]
-        verdicts: dict[str, ViewVerdict] = {}
-        for found in results_of_workers(replay_group, jobs, names):
-            verdicts.update(found)
+        names = [f"replay of shard {i + 1} of {count}" for i in range(count)]
+        verdicts = merged(results_of_workers(replay_shard, jobs, names))
     else:
         with cycle_collector_paused():
-            verdicts = replay_views(store, db, views, live_prefix, page_size)
+            verdicts = replay_views(store, live, views, snapshots, page_size, None)
     return summary(views, verdicts)
 
 
 @dataclass(frozen=True)
-class GroupJob:
-    """What a worker needs to replay its views: it opens the store and views itself."""
+class ShardJob:
+    """What a worker needs to replay its shard: it opens the store and views itself."""
 
     store_url: str
     db_url: str
     views: Sequence[View]
     live_prefix: str
     page_size: int
+    snapshots: dict[str, Snapshot]
+    shard: Shard
 
 
-def replay_group(job: GroupJob) -> dict[str, ViewVerdict]:
-    """A worker's part: its views replayed over its own read of the log; only the verdicts,
-    a few lines of text, go back."""
+def replay_shard(job: ShardJob) -> dict[str, ViewVerdict]:
+    """A worker's part: every view replayed for its shard's services over its own read of
+    the log; only the verdicts, a few lines of text, go back."""
     store, db = EventStore(job.store_url), Database(job.db_url)
     try:
+        live = ViewStore(db, job.views, job.live_prefix)
         with cycle_collector_paused():
-            return replay_views(store, db, job.views, job.live_prefix, job.page_size)
+            return replay_views(store, live, job.views, job.snapshots, job.page_size, job.shard)
     finally:
         db.close()
         store.close()
+
+
+def merged(shards: Sequence[dict[str, ViewVerdict]]) -> dict[str, ViewVerdict]:
+    """The shards' verdicts as one: per table the rows that differ added up, and the first
+    difference of them all in key order (with the position its shard replayed up to)."""
+    whole: dict[str, ViewVerdict] = {}
+    for verdicts in shards:
+        for name, (position, tables) in verdicts.items():
+            if name not in whole:
+                whole[name] = (position, dict(tables))
+                continue
+            seen_position, seen = whole[name]
+            for table, (count, key, described) in tables.items():
+                seen_count, seen_key, seen_described = seen[table]
+                if described is not None and (
+                    seen_described is None or first_in_key_order([key, seen_key]) == key
+                ):
+                    seen_key, seen_described, seen_position = key, described, position
+                seen[table] = (seen_count + count, seen_key, seen_described)
+            whole[name] = (seen_position, seen)
+    return whole
 
 
 def summary(views: Sequence[View], verdicts: dict[str, ViewVerdict]) -> str | None:
@@ -114,10 +161,11 @@ def summary(views: Sequence[View], verdicts: dict[str, ViewVerdict]) -> str | No
     counts: list[str] = []
     for view in views:
         position, tables = verdicts[view.name]
-        for table, count, difference in tables:
+        for table in view.tables:
+            count, _, difference = tables[table.name]
             if count:
                 first = first or f"view {view.name} (up to event {position}): {difference}"
-                counts.append(f"{table} {count}")
+                counts.append(f"{table.name} {count}")
     if first is None:
         return None
     return f"{first}; rows that differ: {', '.join(counts)}"
@@ -141,33 +189,46 @@ def cycle_collector_paused() -> Iterator[None]:
 
 
 def replay_views(
-    store: EventStore, db: Database, views: Sequence[View], live_prefix: str, page_size: int
+    store: EventStore,
+    live: ViewStore,
+    views: Sequence[View],
+    snapshots: dict[str, Snapshot],
+    page_size: int,
+    shard: Shard | None,
 ) -> dict[str, ViewVerdict]:
-    """Each view's position and, per table, how many rows differ and the first of them."""
-    live = ViewStore(db, views, live_prefix)
-    snapshots = {view.name: live.snapshot_values(view.name) for view in views}
+    """Each view's position and, per table, how many rows differ from its ``snapshots`` and
+    the first of them; with a ``shard``, of that shard's services only."""
     rebuilt = {
         view.name: MemoryRows({t.name: live.table_sql(t.name) for t in view.tables})
         for view in views
     }
+    owners = None if shard is None else ShardOwners(shard)
     fold_all(
         store,
         views,
         {name: position for name, (position, _) in snapshots.items()},
         rebuilt,
         page_size,
+        owners,
     )
     verdicts: dict[str, ViewVerdict] = {}
     for view in views:
         position, live_tables = snapshots[view.name]
-        tables = []
+        tables: dict[str, TableVerdict] = {}
         for table in view.tables:
-            count, difference = table_difference(
-                live.table_sql(table.name),
+            spec = live.table_sql(table.name)
+            live_values, rebuilt_values = (
                 live_tables[table.name],
                 rebuilt[view.name].encoded(table.name),
             )
-            tables.append((table.name, count, difference))
+            if owners is not None:
+                at = spec.names.index("service_id")
+                keeps = owners.keeps
+                live_values = [values for values in live_values if keeps(values[at])]
+                rebuilt_values = {
+                    key: values for key, values in rebuilt_values.items() if keeps(values[at])
+                }
+            tables[table.name] = table_difference(spec, live_values, rebuilt_values)
         verdicts[view.name] = (position, tables)
     return verdicts
 
@@ -178,10 +239,12 @@ def fold_all(
     positions: dict[str, int],
     rebuilt: dict[str, MemoryRows],
     page_size: int,
+    owners: ShardOwners | None = None,
 ) -> None:
     """Folds every event, read once in order, into each view that folds its type and whose
     position it is within. An event no such view folds is skipped before it is decoded: its
-    stored topic names its type."""
+    stored topic names its type. With ``owners``, so is an event of another shard's service:
+    its aggregate's first event, whoever's it is, says whose it is (read for that field alone)."""
     # (position, view, rows), furthest view last: a view leaves when the log passes it
     active = sorted(
         ((positions[view.name], view, rebuilt[view.name]) for view in views),
@@ -194,6 +257,8 @@ def fold_all(
     # per stored topic, the active views that fold its type: worked out once per topic, and
     # again whenever a view leaves
     folders: dict[str, list[tuple[Callable[[Recorded, Rows], None], MemoryRows]]] = {}
+    # per stored topic, whether its events name their service: worked out once per topic
+    naming: dict[str, bool] = {}
     after = 0
     while active:
         until = active[-1][0]
@@ -216,6 +281,16 @@ def fold_all(
                 folders[topic] = targets
             if not targets:
                 continue
+            if owners is not None:
+                names_service = naming.get(topic)
+                if names_service is None:
+                    names_service = naming[topic] = decoder.event_class(topic) in SERVICE_NAMING
+                if names_service:
+                    service_id = decoder.text_field(row, "service_id")
+                    if not owners.learn(row[1], service_id):
+                        continue
+                elif not owners.takes(row[1]):
+                    continue
             recorded = Recorded(position, decode(row))
             for apply, rows in targets:
                 apply(recorded, rows)

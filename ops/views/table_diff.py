@@ -2,7 +2,8 @@
 
 ``table_difference`` consumes a table's SQL mapping, the live rows as the column values SQL
 holds and the rebuilt rows encoded the same way, keyed by their key; it emits how many rows
-differ and one line naming the first of them in key order (None when the tables are equal).
+differ, the key of the first of them in key order and one line naming it (None, None when
+the tables are equal).
 Equal tables — the audit's usual answer — cost one dict comparison; only rows whose values
 differ are decoded, so two encodings of one value (PostgreSQL's booleans, say) are not a
 difference.
@@ -10,6 +11,7 @@ difference.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ops.views.table_sql import TableSql
@@ -19,24 +21,31 @@ Values = tuple[Any, ...]
 
 def table_difference(
     spec: TableSql, live: list[Values], rebuilt: dict[tuple[Any, ...], Values]
-) -> tuple[int, str | None]:
-    """How many rows differ, and the first one in key order described."""
+) -> tuple[int, Any, str | None]:
+    """How many rows differ, and the first one in key order: its key, and described."""
     key_at = [spec.names.index(name) for name in spec.table.key]
     live_by_key = {tuple([values[i] for i in key_at]): values for values in live}
     if live_by_key == rebuilt:
-        return 0, None
+        return 0, None, None
     differing = [
         key
         for key in live_by_key.keys() | rebuilt.keys()
         if _differs(spec, live_by_key.get(key), rebuilt.get(key))
     ]
     if not differing:
-        return 0, None
+        return 0, None, None
+    first = first_in_key_order(differing)
+    described = _describe(spec, first, live_by_key.get(first), rebuilt.get(first))
+    return len(differing), first, described
+
+
+def first_in_key_order(keys: Iterable[Any]) -> Any:
+    """The least key; keys of mixed types, which do not compare, by their ``repr``."""
+    keys = list(keys)
     try:
-        first = min(differing)
+        return min(keys)
     except TypeError:  # keys of mixed types: any stable order will do
-        first = min(differing, key=repr)
-    return len(differing), _describe(spec, first, live_by_key.get(first), rebuilt.get(first))
+        return min(keys, key=repr)
 
 
 def _differs(spec: TableSql, live: Values | None, rebuilt: Values | None) -> bool:

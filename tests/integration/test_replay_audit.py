@@ -89,6 +89,11 @@ def test_the_quick_decoder_makes_the_events_the_mapper_makes(audited: Audited) -
         expected, got = store.decode(notification), quick.decode(notification)
         assert type(got) is type(expected)
         assert got.__dict__ == expected.__dict__
+        row = (notification.id, notification.originator_id, notification.originator_version)
+        row += (notification.topic, notification.state)
+        for name in ("service_id", "attempt", "error", "lease_expired"):
+            if name in expected.__dict__:  # one field read alone, upcasts included
+                assert quick.text_field(row, name) == getattr(expected, name)
 
 
 def test_replay_decodes_only_the_events_some_view_folds(

@@ -1,8 +1,8 @@
-"""Replay in worker processes, on SQLite and PostgreSQL: the views split into groups each
-replayed in a forked worker give the verdict the in-process replay gives, a difference
-found in a worker is reported as it is, and a worker that raises or dies is an error naming
-it (``hostwright replay`` exits non-zero) — never a hang, never a verdict, and no worker
-process is left behind, Ctrl-C in the parent included."""
+"""Replay in worker processes, on SQLite and PostgreSQL: the services split into shards each
+replayed in a forked worker give the verdict the in-process replay gives, differences found
+in several workers add up to what one process finds, and a worker that raises or dies is an
+error naming it (``hostwright replay`` exits non-zero) — never a hang, never a verdict, and
+no worker process is left behind, Ctrl-C in the parent included."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ import pytest
 from ops.cli import main
 from ops.devtools.bench.replay import fill
 from ops.store.database import Database
+from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
+from ops.store.log_rows import StoredRow
 from ops.views import replay as replay_module
 from ops.views import worker_processes
-from ops.views.replay import replay_and_compare
-from ops.views.replay_groups import view_groups
+from ops.views.replay import ShardJob, replay_and_compare
+from ops.views.replay_shards import Shard
+from ops.views.view_store import ViewStore
 from ops.views.worker_processes import WorkerFailed
 from projections.catalogue import all_views
 
@@ -74,10 +77,12 @@ def test_workers_and_one_process_find_every_view_equal(
     assert folded_here == [os.getpid()]
 
 
-def test_a_difference_found_in_a_worker_is_reported_as_in_one_process(
+def test_differences_found_in_several_workers_are_reported_as_in_one_process(
     filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, db = filled
+    services = [f"g{number}" for number in range(SERVICES)]
+    assert len({_shard_of(service, 4) for service in services}) > 1  # several workers differ
     with db.transaction() as cur:
         cur.execute("UPDATE hw_task_queue SET state = 'error' WHERE step = 'web.package'")
         cur.execute("DELETE FROM hw_timeline WHERE step = 'web.package' AND service_id = 'g2'")
@@ -88,19 +93,51 @@ def test_a_difference_found_in_a_worker_is_reported_as_in_one_process(
     assert "view task_queue" in in_workers and "live 'error' != replayed 'succeeded'" in in_workers
     assert f"rows that differ: task_queue {SERVICES}, timeline 1" in in_workers
     assert replay_and_compare(store, db, all_views(), workers=1) == in_workers
+    assert replay_and_compare(store, db, all_views(), workers=3) == in_workers
 
 
-def test_a_worker_that_dies_is_an_error_naming_its_views(
+def _shard_of(service: str, count: int) -> int:
+    return next(index for index in range(count) if Shard(index, count).owns(service))
+
+
+def test_each_event_is_decoded_by_one_shard_only(
+    filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, db = filled
+    decoded: list[int] = []
+    decode = EventDecoder.decode_row
+
+    def counting(self: EventDecoder, row: StoredRow) -> object:
+        decoded.append(row[0])
+        return decode(self, row)
+
+    monkeypatch.setattr(EventDecoder, "decode_row", counting)
+    assert replay_and_compare(store, db, all_views(), workers=1) is None
+    in_one_process = sorted(decoded)
+    views, live = all_views(), ViewStore(db, all_views())
+    snapshots = {view.name: live.snapshot_values(view.name) for view in views}
+    by_shard = []
+    for index in range(2):  # each shard replayed here, so that its decoding is counted
+        decoded.clear()
+        job = ShardJob(store.database_url, db.url, views, "hw_", 100, snapshots, Shard(index, 2))
+        verdicts = replay_module.replay_shard(job)
+        assert all(count == 0 for _, tables in verdicts.values() for count, *_ in tables.values())
+        by_shard.append(sorted(decoded))
+    assert sorted(by_shard[0] + by_shard[1]) == in_one_process
+    assert all(0 < len(shard) < len(in_one_process) for shard in by_shard)
+
+
+def test_a_worker_that_dies_is_an_error_naming_its_shard(
     filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, db = filled
 
     def dying(store: EventStore, views: Any, *rest: Any) -> None:
-        if any(view.name == "services" for view in views):
+        if rest[-1].shard.index == 1:
             os._exit(7)  # as a worker killed or out of memory ends: no answer at all
 
     monkeypatch.setattr(replay_module, "fold_all", dying)
-    with pytest.raises(WorkerFailed, match=r"services.*without an answer \(exit code 7\)"):
+    with pytest.raises(WorkerFailed, match=r"shard 2 of 2.*without an answer \(exit code 7\)"):
         replay_and_compare(store, db, all_views(), workers=2)
     assert _children() == []
 
@@ -149,12 +186,20 @@ def test_ctrl_c_in_the_parent_kills_the_workers(
     assert _children() == []
 
 
-def test_views_split_into_groups_of_about_equal_cost() -> None:
-    views = all_views()
-    names = [[view.name for view in group] for group in view_groups(views, 2)]
-    assert sorted(names) == [["oplog", "task_queue"], ["services", "timeline"]]
-    assert len(view_groups(views, 1)) == 1 and len(view_groups(views, 0)) == 1
-    assert sorted(len(group) for group in view_groups(views, 8)) == [1, 1, 1, 1]
-    for workers in (1, 2, 3, 4):
-        grouped = [view.name for group in view_groups(views, workers) for view in group]
-        assert sorted(grouped) == sorted(view.name for view in views)
+def test_every_view_table_says_which_service_its_rows_are_about() -> None:
+    # the rule the shards rest on: a table without it could not be split between workers
+    for view in all_views():
+        for table in view.tables:
+            assert "service_id" in [column.name for column in table.columns], table.name
+
+
+def test_every_service_is_in_exactly_one_shard_and_no_service_in_the_first() -> None:
+    services = [f"s{number}" for number in range(400)]
+    for count in (1, 2, 3, 8):
+        shards = [Shard(index, count) for index in range(count)]
+        for service in services:
+            assert sum(shard.owns(service) for shard in shards) == 1
+        assert [shard.owns(None) for shard in shards] == [True] + [False] * (count - 1)
+        assert all(sum(shard.owns(s) for s in services) > 400 / count / 2 for shard in shards)
+    with pytest.raises(ValueError, match="shard 2 of 2 does not exist"):
+        Shard(2, 2)

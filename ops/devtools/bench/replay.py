@@ -21,7 +21,6 @@ what replay's folding and comparing cost.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,8 +35,7 @@ from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
 from ops.store.log_rows import log_rows
 from ops.views.projection_runner import ProjectionRunner
-from ops.views.replay import replay_and_compare
-from ops.views.replay_groups import view_groups
+from ops.views.replay import default_workers, replay_and_compare
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 
@@ -102,7 +100,7 @@ def measure(kind: str, database_url: str, services: int) -> ReplayFigures:
         events = store.max_notification_id()
         floor_s = floor_seconds(store)
         views = all_views()
-        workers = len(view_groups(views, os.cpu_count() or 1))
+        workers = default_workers()
         began = time.perf_counter()
         difference = replay_and_compare(store, db, views)
         replay_s = time.perf_counter() - began
