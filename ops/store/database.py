@@ -6,6 +6,7 @@ SQL is written once with ``?`` placeholders; ``Database.sql`` adapts it to the d
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,8 +28,8 @@ TABLE_CREATION_RACE = (
 
 
 # How pooled connections behave when PostgreSQL goes away and comes back:
-# - each is checked (a round trip) before it is handed out, so one the server dropped is
-#   replaced instead of failing the caller's first statement after a restart;
+# - each is checked before it is handed out (``ConnectionCheck``), so one the server
+#   dropped is replaced instead of failing the caller's first statement after a restart;
 # - a caller waits at most POOL_WAIT_S for a connection, then gets an OperationalError
 #   (psycopg_pool.PoolTimeout) it may retry: no thread is parked for the pool's default 30 s
 #   while the database is down (eventsourcing tries each read and write 10 times);
@@ -85,10 +86,43 @@ def _unavailable(exc: BaseException) -> bool | None:
     return None
 
 
+class ConnectionCheck:
+    """A pool's check of an idle connection before it hands it out (psycopg_pool's ``check``):
+    raises when the connection is no good, so the pool replaces it.
+
+    A round trip only when the server said something since the connection went idle: a
+    sound idle connection has nothing to read, while one whose server restarted, ended the
+    session or had it cut has its goodbye (or its end) waiting on the socket. Checking every
+    connection with a round trip (psycopg_pool's ``check_connection``) cost a deploy a third
+    of its PostgreSQL round trips; this looks at the socket instead, at no cost.
+
+    A connection found dead means the others idle beside it most likely are too (a restart
+    ends them all): the pool's own ``check`` looks at them all at once, rather than the
+    caller finding them one by one with psycopg_pool's back-off of 1, 2, 4 … s in between
+    (3 s after a restart with three idle connections)."""
+
+    def __init__(self, pool: ConnectionPool[Any] | None = None) -> None:
+        self.pool = pool  # set once the pool is made, when it is made with this check
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken:
+            raise psycopg.OperationalError("the pooled connection is closed")
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            if self.pool is not None:
+                self.pool.check()
+            raise
+
+
 def resilient_pool_settings() -> dict[str, Any]:
-    """The ``psycopg_pool.ConnectionPool`` arguments every pool of hostwright's uses."""
+    """The ``psycopg_pool.ConnectionPool`` arguments every pool of hostwright's uses (give
+    its ``check`` the pool once it is made)."""
     return {
-        "check": ConnectionPool.check_connection,
+        "check": ConnectionCheck(),
         "timeout": POOL_WAIT_S,
         "reconnect_timeout": RECONNECT_S,
     }
@@ -167,14 +201,16 @@ class Database:
     def _postgres_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._lock:
             if self._pool is None:
+                settings = resilient_pool_settings()
                 self._pool = ConnectionPool(
                     postgres_conninfo(self.url),
                     kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
                     min_size=1,
                     max_size=self._pool_size,
                     open=True,
-                    **resilient_pool_settings(),
+                    **settings,
                 )
+                settings["check"].pool = self._pool
             return self._pool
 
 

@@ -32,7 +32,13 @@ from domain.commands import Command, OrderService
 from domain.errors import Conflict, NotFound
 from domain.service import Service, service_uuid
 from domain.step_chain import ServiceFacts
-from ops.store.database import POOL_WAIT_S, RECONNECT_S, postgres_env, sqlite_path
+from ops.store.database import (
+    POOL_WAIT_S,
+    RECONNECT_S,
+    ConnectionCheck,
+    postgres_env,
+    sqlite_path,
+)
 from ops.store.group_commit import GroupCommit
 from ops.store.name_claims import NameClaims
 from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
@@ -203,17 +209,19 @@ def _open_application(database_url: str) -> Hostwright:
                 raise
             time.sleep(0.2 * (attempt + 1))
         else:
-            _reconnect_promptly(app)
+            _tune_pool(app)
             return app
     raise AssertionError("unreachable")
 
 
-def _reconnect_promptly(app: Hostwright) -> None:
-    """eventsourcing's pool takes no reconnect timeout from its environment: set it as the
-    other pools have it (ops/store/database.py, RECONNECT_S)."""
+def _tune_pool(app: Hostwright) -> None:
+    """eventsourcing's pool takes neither a reconnect timeout nor a check of our own from its
+    environment: set them as the other pools have them (ops/store/database.py)."""
     pool = getattr(getattr(app.recorder, "datastore", None), "pool", None)
     if pool is not None:
         pool.reconnect_timeout = RECONNECT_S
+        # psycopg_pool keeps its check here; test_database_outage.py fails if it stops using it
+        pool._check = ConnectionCheck(pool)
 
 
 def event_topic(event: object) -> str:
@@ -266,12 +274,9 @@ def store_env(database_url: str) -> dict[str, str]:
         # deployment of a dozen processes holds few of PostgreSQL's (default 100) slots.
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": "14",
-        # A pooled connection is checked before use (one PostgreSQL dropped in a restart is
-        # replaced, not handed out), and a caller waits at most POOL_WAIT_S for one. Without
-        # the check (eventsourcing retries on its own) a deploy makes a third fewer commits
-        # (51 instead of 73 per service); the outage test passed twice that way once the lost
-        # dispatches and the lead test's wrong lock were fixed — not yet enough runs to drop it.
-        "POSTGRES_PRE_PING": "y",
+        # A caller waits at most POOL_WAIT_S for a connection. Pooled connections are checked
+        # before use as every pool's are (``ConnectionCheck``, set in ``_tune_pool``: the
+        # library's own pre-ping is a round trip every time).
         "POSTGRES_CONNECT_TIMEOUT": str(int(POOL_WAIT_S)),
         **postgres_env(database_url),
     }
