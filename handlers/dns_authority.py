@@ -1,7 +1,7 @@
 """Asking DNS as a CA does: find a zone's authoritative servers, then ask them directly.
 
 ``Authorities(resolvers, port=, timeout_s=)`` consumes the resolvers it may use (``ip, port``
-pairs, ``HOSTWRIGHT_DNS_RESOLVERS``) and emits:
+pairs: ``Settings.dns_resolver_addresses``, else ``system_resolvers()``) and emits:
 
 - ``zone_servers(name)`` → ``ZoneServers``: the closest enclosing zone with an NS set (asked of
   the resolvers, walking up one label at a time, never above the top-level domain) and its
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import dns.asyncquery
 import dns.exception
 import dns.flags
-import dns.inet
 import dns.message
 import dns.name
 import dns.rcode
@@ -85,27 +84,6 @@ class CaaChain:
 
     sets: tuple[tuple[str, tuple[CaaRecord, ...]], ...]
     problem: str | None = None
-
-
-def parse_resolvers(text: str, default_port: int = 53) -> list[tuple[str, int]]:
-    """``ip[:port],…`` (``[v6]:port`` for IPv6) as ``(ip, port)`` pairs; ValueError if bad."""
-    found = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port = rest.removeprefix(":") or str(default_port)
-        elif item.count(":") == 1:
-            host, _, port = item.partition(":")
-        else:
-            host, port = item, str(default_port)
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{item!r} has no valid port")
-        if not dns.inet.is_address(host):
-            raise ValueError(f"{item!r} is not an IP address")
-        found.append((host, int(port)))
-    return found
 
 
 def system_resolvers() -> list[tuple[str, int]]:
