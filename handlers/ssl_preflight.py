@@ -214,9 +214,9 @@ class Preflight:
         )
 
     async def _fetch(self, name: str, address: str, token: str, body: str) -> str | None:
-        scheme, port, path = "http", self._http_port, CHALLENGE_PATH + token
-        shown = f"http://{name}{path}"
-        # LE follows redirects to https without verifying the certificate; so does this
+        named = httpx.URL(f"http://{name}{CHALLENGE_PATH}{token}")
+        shown = str(named)
+        # a CA follows redirects to https without verifying the certificate; so does this
         async with httpx.AsyncClient(
             follow_redirects=False,
             verify=False,  # noqa: S501
@@ -224,38 +224,41 @@ class Preflight:
             timeout=self._timeout_s,
         ) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                url = httpx.URL(
-                    scheme=scheme,
-                    host=address,
-                    port=port,
-                    path=path.split("?")[0],
-                    query=path.partition("?")[2].encode(),
-                )
-                extensions = {"sni_hostname": name} if scheme == "https" else {}
+                port = self._http_port if named.scheme == "http" else self._tls_port
+                url = named.copy_with(host=address, port=port)
+                extensions = {"sni_hostname": name} if named.scheme == "https" else {}
                 try:
                     response = await client.get(url, headers={"Host": name}, extensions=extensions)
                 except httpx.HTTPError as exc:
                     return f"{shown} could not be fetched from {address}:{port}: {_why(exc)}"
                 if not response.is_redirect:
-                    break
-                location = url.join(response.headers.get("location", ""))
-                if (location.host or name).lower().rstrip(".") not in (name, address):
-                    return f"{shown} redirects to {location}, another host"
-                if location.scheme not in ("http", "https") or location.port not in (None, 80, 443):
-                    return f"{shown} redirects to {location}, which a CA does not follow"
-                scheme = location.scheme
-                port = self._http_port if scheme == "http" else self._tls_port
-                path = location.raw_path.decode("ascii", "replace")
-            else:
-                return f"{shown} redirects more than {MAX_REDIRECTS} times"
-        if response.status_code != 200:
-            return (
-                f"{shown} answered {response.status_code} {response.reason_phrase} "
-                f"from {address}:{port}, not the token placed on the node"
-            )
-        if response.text.strip() != body:
-            return f"{shown} served other content than the token placed on the node"
-        return None
+                    return _served(shown, response, body, f"{address}:{port}")
+                location = named.join(response.headers.get("location", ""))
+                problem = _unfollowed(location, name)
+                if problem is not None:
+                    return f"{shown} redirects to {location}, {problem}"
+                named = location
+        return f"{shown} redirects more than {MAX_REDIRECTS} times"
+
+
+def _unfollowed(location: httpx.URL, name: str) -> str | None:
+    """Why a CA would not follow a redirect to ``location`` for ``name``, if it would not."""
+    if location.host.rstrip(".").lower() != name:
+        return "another host"
+    if location.scheme not in ("http", "https") or location.port is not None:
+        return "which a CA does not follow (only http and https on ports 80 and 443)"
+    return None
+
+
+def _served(shown: str, response: httpx.Response, body: str, where: str) -> str | None:
+    if response.status_code != 200:
+        return (
+            f"{shown} answered {response.status_code} {response.reason_phrase} from {where}, "
+            "not the token placed on the node"
+        )
+    if response.text.strip() != body:
+        return f"{shown} served other content than the token placed on the node"
+    return None
 
 
 def _address(text: str) -> str:

@@ -7,6 +7,7 @@ Two simulated DNS nodes (127.0.0.21 and .22, one port) hold the zones; a Delegat
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import socket
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from tests.support.budget import budget
 from tests.support.certificates import MiniCa
 
 NS1, NS2, WEB = "127.0.0.21", "127.0.0.22", "127.0.0.31"
+REDIRECTOR = "127.0.0.41"  # a web server that redirects
+SILENT = "127.0.0.23"  # where no DNS server listens
 USER = "alice"
 ZONE = "shop.test"
 LETSENCRYPT = frozenset({"letsencrypt.org"})
@@ -70,7 +73,12 @@ class Network:
     ca: MiniCa
 
     def preflight(
-        self, *, issuer_ids: frozenset[str] = LETSENCRYPT, ours: bool = True, roots: bool = True
+        self,
+        *,
+        issuer_ids: frozenset[str] = LETSENCRYPT,
+        ours: bool = True,
+        roots: bool = True,
+        dns_timeout_s: float = 2.0,
     ) -> Preflight:
         async def ids() -> frozenset[str]:
             return issuer_ids
@@ -79,7 +87,7 @@ class Network:
         authorities = Authorities(
             [("127.0.0.1", self.resolver.port)],
             port=self.resolver.auth_port,
-            timeout_s=budget(2.0),
+            timeout_s=budget(dns_timeout_s),
         )
         return Preflight(
             authorities,
@@ -334,3 +342,84 @@ async def test_a_certificate_missing_a_name_is_not_adopted(net: Network) -> None
     now = datetime.now(UTC)
     assert await preflight.tls([ZONE], WEB, now, _renew_at_a_third_left) is not None
     assert await preflight.tls([ZONE, f"www.{ZONE}"], WEB, now, _renew_at_a_third_left) is None
+
+
+async def test_a_same_host_redirect_is_followed_and_another_host_is_not(net: Network) -> None:
+    """As a CA does: a site may move the challenge within its own name, never elsewhere."""
+    preflight = net.preflight()
+    port = int(net.web.ports()["http"] or 0)
+    bodies: dict[str, str] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        target = head[0].split(" ")[1]
+        host = next(h.split(":", 1)[1].strip() for h in head if h.lower().startswith("host:"))
+        token = target.rsplit("/", 1)[1]
+        if target.startswith("/moved/"):
+            status, extra, body = "200 OK", "", bodies.get(token, "")
+        elif host == "moved.test":
+            status, extra, body = "301 Moved", f"Location: /moved/{token}\r\n", ""
+        else:
+            status, extra, body = "302 Found", f"Location: http://elsewhere.test{target}\r\n", ""
+        writer.write(
+            f"HTTP/1.1 {status}\r\n{extra}Content-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n{body}".encode()
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, REDIRECTOR, port)
+    try:
+        for zone in ("moved.test", "away.test"):
+            await net.zone(zone, ip=REDIRECTOR)
+            assert (await preflight.dns([zone], [REDIRECTOR], wildcard=False)).ok
+
+        async def place(token: str, body: str) -> None:
+            bodies[token] = body
+
+        assert await preflight.http01("moved.test", REDIRECTOR, place, _nothing) is None
+        away = await preflight.http01("away.test", REDIRECTOR, place, _nothing)
+        assert away is not None
+        assert "redirects to http://elsewhere.test/.well-known/acme-challenge/" in away
+        assert away.endswith("another host")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_dns01_record_is_visible_only_once_every_server_has_it(net: Network) -> None:
+    await net.zone(ZONE)
+    verdict = await net.preflight().dns([ZONE], [WEB], wildcard=False)
+    fqdn = f"_acme-challenge.{ZONE}"
+    await run(net.ns1, "v-add-dns-record", USER, ZONE, "_acme-challenge", "TXT", "token-1")
+    assert not await net.preflight().txt_visible(fqdn, "token-1", verdict.authorities)
+    await run(net.ns2, "v-add-dns-record", USER, ZONE, "_acme-challenge", "TXT", "token-1")
+    assert await net.preflight().txt_visible(fqdn, "token-1", verdict.authorities)
+    assert not await net.preflight().txt_visible(fqdn, "token-2", verdict.authorities)
+
+
+async def test_a_server_that_does_not_answer_is_named(net: Network) -> None:
+    await net.zone(ZONE)
+    net.resolver.delegate(ZONE, [(f"ns1.{ZONE}", NS1), (f"ns3.{ZONE}", SILENT)])
+    # nothing ever answers there, so waiting longer could not change the outcome
+    verdict = await net.preflight(dns_timeout_s=0.5).dns([ZONE], [WEB], wildcard=False)
+    assert (verdict.ok, verdict.check) == (False, "dns")
+    assert verdict.reason == f"ns3.{ZONE} ({SILENT}) did not answer for {ZONE} A"
+
+
+async def test_the_delegation_double_truncates_a_long_udp_answer_and_tcp_carries_it(
+    net: Network,
+) -> None:
+    await net.zone(ZONE)
+    for i in range(12):
+        await net.record(ZONE, "big", "TXT", f"record-{i:02}-" + "x" * 50)
+    query = dns.message.make_query(f"big.{ZONE}", "TXT")  # no EDNS: 512 bytes over UDP
+    truncated = await dns.asyncquery.udp(
+        query, "127.0.0.1", timeout=budget(2.0), port=net.resolver.port
+    )
+    assert truncated.flags & dns.flags.TC and not truncated.answer
+    response, used_tcp = await dns.asyncquery.udp_with_fallback(
+        query, "127.0.0.1", timeout=budget(2.0), port=net.resolver.port
+    )
+    assert used_tcp
+    assert sum(len(rrset) for rrset in response.answer) == 12
