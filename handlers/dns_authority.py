@@ -183,7 +183,8 @@ class Authorities:
     ) -> dns.message.Message | None:
         for host, port in self._resolvers:
             response = await self._query(dns.message.make_query(qname, rdtype), host, port)
-            if response is not None and response.rcode() != dns.rcode.SERVFAIL:
+            # SERVFAIL or REFUSED says nothing of the name: ask the next resolver
+            if response is not None and response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
                 return response
         return None
 

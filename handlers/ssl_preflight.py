@@ -11,7 +11,7 @@ node serves them at, and callables that place and remove a file on the node; it 
   ``*.`` name) has no A to check and needs DNS-01.
 - ``tls(names, address, now, renew_from)`` → ``CertificateFacts`` of a certificate the node
   already serves for every name, chaining to a trusted root, valid at ``now`` and not yet at
-  ``renew_from(facts)``; else None.
+  ``renew_from(facts)``; else None (always for a ``*.`` name, which no handshake can ask for).
 - ``http01(name, address, place, remove)`` → None, or why a CA's HTTP-01 fetch would fail: a
   random token is placed on the node, fetched back by name, and removed.
 - ``txt_visible(fqdn, value, servers)`` → whether every server already serves the TXT value.
@@ -90,7 +90,9 @@ class Preflight:
         reason = await self._caa(names)
         if reason is not None:
             return PreflightVerdict(False, "caa", reason)
-        dns01 = all(s.address in self._our_dns or s.name in self._our_dns for s in servers)
+        dns01 = bool(servers) and all(
+            s.address in self._our_dns or s.name in self._our_dns for s in servers
+        )
         if not dns01 and (wildcard or any(_name(n).startswith("*.") for n in names)):
             shown = ", ".join(str(s) for s in sorted(servers, key=str))
             reason = f"a wildcard certificate needs DNS-01, and {shown} are not our DNS servers"
@@ -143,8 +145,8 @@ class Preflight:
             return problem
         token = secrets.token_urlsafe(32)
         body = f"{token}.{secrets.token_urlsafe(16)}"
-        await place(token, body)
         try:
+            await place(token, body)
             return await self._fetch(_name(name), address, token, body)
         finally:
             await remove(token)

@@ -423,3 +423,13 @@ async def test_the_delegation_double_truncates_a_long_udp_answer_and_tcp_carries
     )
     assert used_tcp
     assert sum(len(rrset) for rrset in response.answer) == 12
+
+
+async def test_a_resolver_that_refuses_is_no_answer(net: Network) -> None:
+    """A simulated DNS node refuses names it does not hold, as a resolver closed to us would:
+    that is no verdict on the name."""
+    dns_port = net.resolver.auth_port
+    authorities = Authorities([(NS1, dns_port)], port=dns_port, timeout_s=budget(2.0))
+    zone = await authorities.zone_servers(f"www.{ZONE}")
+    assert zone.servers == ()
+    assert zone.problem == f"no DNS resolver answered ({NS1}:{dns_port})"
