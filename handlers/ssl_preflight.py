@@ -72,6 +72,8 @@ class Preflight:
     ) -> PreflightVerdict:
         """Whether DNS lets a CA validate and issue for ``names`` at ``addresses``."""
         expected = frozenset(_address(a) for a in addresses)
+        for name in names:  # what a failing check finds is no longer confirmed either
+            self._confirmed.pop(_name(name).removeprefix("*."), None)
         servers: set[Server] = set()
         seen: dict[str, set[str]] = {}
         for name in names:

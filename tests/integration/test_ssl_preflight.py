@@ -287,6 +287,10 @@ async def test_an_address_dns_did_not_give_is_never_dialled(net: Network) -> Non
     await _checked(net, preflight)
     other = await preflight.http01(ZONE, "127.0.0.32", place, _nothing)
     assert other is not None and "127.0.0.32 is not an address" in other
+    net.resolver.undelegate(ZONE)  # the domain's DNS left us
+    assert not (await preflight.dns([ZONE], [WEB], wildcard=False)).ok
+    left = await preflight.http01(ZONE, WEB, place, _nothing)
+    assert left is not None and "is not an address the authoritative DNS gave" in left
     assert placed == []
 
 
