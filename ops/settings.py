@@ -94,6 +94,15 @@ class Settings:
     tickets_priority: str = "Medium"
     # "text" (a person at a terminal) or "json" (one object per line, for a log shipper)
     log_format: str = "text"
+    # the SSL pre-flight: the resolvers that find a zone's authoritative servers (ip[:port],…;
+    # unset: the system's), the port those servers are asked at, extra roots a served
+    # certificate may chain to (a PEM file), and the ports a node is reached at for the
+    # HTTP-01 self-check and the TLS probe (tests and the demo move them)
+    dns_resolvers: str | None = None
+    dns_authoritative_port: int = 53
+    trusted_roots: str | None = None
+    http01_port: int = 80
+    tls_probe_port: int = 443
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +148,8 @@ class Settings:
         ):
             _convert(values, name, _positive_int, problems)
         _convert(values, "tickets_enabled", _flag, problems)
+        for name in ("dns_authoritative_port", "http01_port", "tls_probe_port"):
+            _convert(values, name, _port, problems)
         for name in (
             "retry_initial_backoff_s",
             "retry_max_backoff_s",
@@ -185,6 +196,7 @@ class Settings:
         if self.log_format not in ("text", "json"):
             found.append("HOSTWRIGHT_LOG_FORMAT must be text or json")
         found += self._secret_key_problems()
+        found += self._ssl_problems()
         found += self._whmcs_problems()
         found += self._token_problems()
         return found
@@ -216,6 +228,19 @@ class Settings:
                 f"every key in HOSTWRIGHT_OLD_SECRET_KEYS must be at least "
                 f"{MIN_SECRET_KEY_CHARS} characters"
             )
+
+    def _ssl_problems(self) -> Iterator[str]:
+        try:
+            resolver_addresses(self.dns_resolvers or "")
+        except ValueError as exc:
+            yield f"HOSTWRIGHT_DNS_RESOLVERS must be ip[:port],… ({exc})"
+        if self.trusted_roots is not None and not Path(self.trusted_roots).is_file():
+            yield f"HOSTWRIGHT_TRUSTED_ROOTS names no file: {self.trusted_roots}"
+
+    @property
+    def dns_resolver_addresses(self) -> list[tuple[str, int]]:
+        """``HOSTWRIGHT_DNS_RESOLVERS`` as ``(ip, port)`` pairs; empty: use the system's."""
+        return resolver_addresses(self.dns_resolvers or "")
 
     @property
     def retired_secret_keys(self) -> tuple[str, ...]:
@@ -263,6 +288,30 @@ def listen_problem(listen: str) -> str | None:
     if int(port) > MAX_PORT:
         return f"has port {port}; a port is 0 to {MAX_PORT}"
     return None
+
+
+def resolver_addresses(text: str, default_port: int = 53) -> list[tuple[str, int]]:
+    """``ip[:port],…`` (``[v6]:port`` for an IPv6 address with a port) as ``(ip, port)``
+    pairs; ValueError naming the first item that is not one."""
+    found = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or str(default_port)
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        else:
+            host, port = item, str(default_port)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address") from None
+        if not port.isdigit() or not 0 < int(port) <= MAX_PORT:
+            raise ValueError(f"{item!r} has no port from 1 to {MAX_PORT}")
+        found.append((host, int(port)))
+    return found
 
 
 def _convert(
@@ -335,6 +384,13 @@ def _flag(name: str, value: object) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(f"{name} must be true or false")
+
+
+def _port(name: str, value: object) -> int:
+    number = _positive_int(name, value)
+    if number > MAX_PORT:
+        raise SettingsError(f"{name} must be a port from 1 to {MAX_PORT}")
+    return number
 
 
 def _positive_int(name: str, value: object) -> int:
