@@ -99,6 +99,8 @@ class Pebble:
 
     def start(self, timeout_s: float = 20.0) -> Pebble:
         """Starts pebble and returns once its API and management API answer."""
+        if not Path(self.executable).is_file():
+            raise PebbleError(f"{self.executable} not found: apt-get install pebble (Debian)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         in_main = threading.current_thread() is threading.main_thread()

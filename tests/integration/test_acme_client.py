@@ -8,7 +8,6 @@ served here; nothing asks the system's resolver.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,9 +28,6 @@ from tests.support.run_leftovers import RUN_MARK, this_run
 from tests.support.static_dns import StaticDns
 
 pytestmark = pytest.mark.slow
-needs_pebble = pytest.mark.skipif(
-    shutil.which("pebble") is None, reason="Debian's pebble is not installed (.ci/run installs it)"
-)
 
 
 @dataclass
@@ -121,7 +117,6 @@ def _verify(fullchain: str, roots_path: Path, name: str) -> x509_tools.Certifica
     return x509_tools.facts(bundle.certificate)
 
 
-@needs_pebble
 async def test_an_http01_certificate_chains_to_pebbles_root(acme: AcmeClient, ca: Ca) -> None:
     names = ["shop.test", "www.shop.test"]
     ca.dns.a.update({name: "127.0.0.1" for name in names})
@@ -135,9 +130,9 @@ async def test_an_http01_certificate_chains_to_pebbles_root(acme: AcmeClient, ca
     assert abs(facts.lifetime - timedelta(seconds=ca.pebble.validity_s)) <= timedelta(seconds=1)
     assert {host.split(":")[0] for host, _ in ca.http.fetched} == set(names)
     assert ca.pebble.orders_created() == 1
+    assert ca.pebble.requests("/order-plz") == 1
 
 
-@needs_pebble
 async def test_a_wildcard_over_dns01(acme: AcmeClient, ca: Ca) -> None:
     order = await acme.new_order(["*.provider.test"])
     authorization = await acme.authorization(order.authorizations[0])
@@ -151,7 +146,6 @@ async def test_a_wildcard_over_dns01(acme: AcmeClient, ca: Ca) -> None:
     assert ca.http.fetched == []
 
 
-@needs_pebble
 async def test_a_fresh_client_resumes_the_order_from_its_url(ca: Ca) -> None:
     """A process that placed an order and died: the next one, with the account key and the
     stored order URL only, finishes that order and places none of its own."""
@@ -178,7 +172,6 @@ async def test_a_fresh_client_resumes_the_order_from_its_url(ca: Ca) -> None:
     assert ca.pebble.orders_created() == 1
 
 
-@needs_pebble
 async def test_a_challenge_nobody_serves_fails_its_authorization(acme: AcmeClient, ca: Ca) -> None:
     ca.dns.a["dark.test"] = "127.0.0.1"
     order = await acme.new_order(["dark.test"])
@@ -314,7 +307,6 @@ async def test_the_renewal_window_and_its_explanation(
     assert (await acme_at_double.renewal_info("AAAA.AQ")).explanation_url is None
 
 
-@needs_pebble
 async def test_no_ari_at_pebble(acme: AcmeClient) -> None:
     directory = await acme.directory()
     assert directory.renewal_info is None and directory.caa_identities == ()
