@@ -154,7 +154,7 @@ def _verify_chain(
     roots_pem: str,
     now: datetime,
 ) -> None:
-    roots = _certificates(roots_pem, "the trusted roots") if roots_pem.strip() else []
+    roots = _certificates(roots_pem, "the trusted roots bundle") if roots_pem.strip() else []
     if not roots:
         raise CertificateRefused("no trusted roots are configured to check the chain against")
     builder = PolicyBuilder().store(Store(roots)).time(now)

@@ -198,3 +198,15 @@ def test_new_key_and_its_csr(kind, key_type) -> None:
     assert list(csr.subject) == []
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == NAMES
+
+
+@pytest.mark.parametrize("serial", [1, 0x7F, 0x80, 0xFF, 0x8000, 0x8000000000000001, 2**159 - 1])
+def test_ari_id_agrees_with_the_acme_package(issuer, serial) -> None:
+    """acme's own (private) certID encoder as a second opinion."""
+    from acme.client import _renewal_info_path_component
+
+    leaf = issuer.leaf(NAMES, serial=serial)
+    certificate = x509.load_pem_x509_certificate(leaf.certificate_pem.encode())
+    assert x509_tools.facts(leaf.certificate_pem).ari_id == _renewal_info_path_component(
+        certificate
+    )
