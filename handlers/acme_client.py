@@ -3,10 +3,8 @@ needs, and ARI (RFC 9773).
 
 Consumes the directory URL, the account key (PEM: the caller seals and unseals it) and an
 optional PEM bundle trusted for the CA's HTTPS (``HOSTWRIGHT_ACME_CA_BUNDLE``, for a private
-test CA). Emits plain values (``DirectoryInfo``, ``OrderState``, ``Authorization``,
-``Challenge``, ``RenewalWindow``, a full-chain PEM) and raises ``AcmeProblem`` (the CA said
-no: its problem type, detail, HTTP status, ``Retry-After`` and identifier) or
-``AcmeUnavailable`` (network, TLS, an answer that is no ACME: try again later).
+test CA). Emits the plain values of ``handlers/acme_values.py`` and a full-chain PEM; raises
+``AcmeProblem`` (the CA said no) or ``AcmeUnavailable`` (try again later).
 
 acme is synchronous (requests) and its ``ClientNetwork`` is not thread-safe (nonces, session):
 each call runs in this client's thread pool, every thread with a network of its own. Waiting
@@ -23,8 +21,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from acme import client, errors, messages
@@ -44,113 +40,32 @@ from handlers.acme_messages import (
     RenewalInfoExplained,
     retry_after_s,
 )
+from handlers.acme_values import (
+    ERROR_PREFIX,
+    AcmeProblem,
+    AcmeUnavailable,
+    Authorization,
+    Challenge,
+    DirectoryInfo,
+    OrderState,
+    RenewalWindow,
+)
 
-ERROR_PREFIX = "urn:ietf:params:acme:error:"
+# the values live in acme_values.py; importing them from here, as the plan names them, works too
+__all__ = [
+    "AcmeClient",
+    "AcmeProblem",
+    "AcmeUnavailable",
+    "Authorization",
+    "Challenge",
+    "DirectoryInfo",
+    "OrderState",
+    "RenewalWindow",
+]
 SETTLED_AUTHORIZATION = {"valid", "invalid", "deactivated", "expired", "revoked"}
 WORKING_ORDER = {"pending", "processing"}
 T = TypeVar("T")
-S = TypeVar("S", "Authorization", "OrderState")
-
-
-class AcmeProblem(Exception):
-    """The CA refused: ``type`` is the problem type URN, ``status`` the HTTP status,
-    ``retry_after`` seconds from when it answered (None when it gave none)."""
-
-    def __init__(
-        self,
-        type: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        identifier: str | None = None,
-    ) -> None:
-        self.type = type
-        self.detail = detail
-        self.status = status
-        self.retry_after = retry_after
-        self.identifier = identifier
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        code = self.type.removeprefix(ERROR_PREFIX)
-        about = f" for {self.identifier}" if self.identifier else ""
-        status = f", HTTP {self.status}" if self.status else ""
-        return f"{self.detail or code}{about} ({code}{status})"
-
-    @property
-    def code(self) -> str:
-        return self.type.removeprefix(ERROR_PREFIX)
-
-    @property
-    def rate_limited(self) -> bool:
-        return self.type == ERROR_PREFIX + "rateLimited"
-
-    @property
-    def already_replaced(self) -> bool:
-        return self.type == ERROR_PREFIX + "alreadyReplaced"
-
-    @property
-    def malformed(self) -> bool:
-        return self.type == ERROR_PREFIX + "malformed"
-
-
-class AcmeUnavailable(Exception):
-    """The CA could not be reached or gave an answer that is not ACME (transient)."""
-
-
-@dataclass(frozen=True)
-class DirectoryInfo:
-    url: str
-    renewal_info: str | None  # the ARI base URL; None when the CA has no ARI
-    caa_identities: tuple[str, ...]
-    profiles: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Challenge:
-    type: str  # "http-01", "dns-01", …
-    url: str
-    token: str
-    status: str
-    error: AcmeProblem | None = None
-
-
-@dataclass(frozen=True)
-class Authorization:
-    url: str
-    name: str
-    wildcard: bool
-    status: str
-    challenges: tuple[Challenge, ...]
-    retry_after_s: float | None = None
-
-    def challenge(self, type: str) -> Challenge | None:
-        return next((c for c in self.challenges if c.type == type), None)
-
-    @property
-    def error(self) -> AcmeProblem | None:
-        return next((c.error for c in self.challenges if c.error is not None), None)
-
-
-@dataclass(frozen=True)
-class OrderState:
-    url: str
-    status: str  # pending | ready | processing | valid | invalid
-    names: tuple[str, ...]
-    authorizations: tuple[str, ...]
-    finalize: str
-    certificate: str | None
-    error: AcmeProblem | None = None
-    retry_after_s: float | None = None
-
-
-@dataclass(frozen=True)
-class RenewalWindow:
-    start: datetime
-    end: datetime
-    explanation_url: str | None
-    retry_after_s: float | None  # when to ask again (RFC 9773 §4.3.3), None when not said
+S = TypeVar("S", Authorization, OrderState)
 
 
 class _Empty(JSONDeSerializable):

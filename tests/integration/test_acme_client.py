@@ -19,7 +19,8 @@ from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from handlers import x509_tools
-from handlers.acme_client import AcmeClient, AcmeProblem, OrderState
+from handlers.acme_client import AcmeClient
+from handlers.acme_values import AcmeProblem, OrderState
 from ops.devtools.pebble import Pebble, free_port
 from tests.support.acme_double import AcmeDouble
 from tests.support.budget import budget
