@@ -294,6 +294,26 @@ async def test_a_429_with_an_http_date(acme_at_double: AcmeClient, double: AcmeD
     assert 7190 <= refused.value.retry_after <= 7200
 
 
+async def test_waiting_for_an_order_honours_its_retry_after(
+    acme_at_double: AcmeClient, double: AcmeDouble
+) -> None:
+    """The order is processing for 1 s and says Retry-After: 1; the client polls every 0.05 s
+    unless told otherwise, so honouring it means two or three polls, not twenty."""
+    double.processing_s = 1
+    placed = await acme_at_double.new_order(["shop.test"])
+    for url in placed.authorizations:
+        challenge = (await acme_at_double.authorization(url)).challenge("http-01")
+        assert challenge is not None
+        await acme_at_double.answer(challenge.url)
+    key = x509_tools.new_key()
+    finalized = await acme_at_double.finalize(placed, x509_tools.csr_der(key, ["shop.test"]))
+    assert finalized.status == "processing" and finalized.certificate is None
+    polls_before = double.order_polls
+    valid = await acme_at_double.wait_order(placed.url, timeout_s=budget(10))
+    assert valid.status == "valid" and valid.certificate
+    assert double.order_polls - polls_before <= 3
+
+
 async def test_the_renewal_window_and_its_explanation(
     acme_at_double: AcmeClient, double: AcmeDouble
 ) -> None:

@@ -11,8 +11,10 @@ checked: the double tests the client's requests, not its cryptography.
 
 Knobs (set from the test, read per request): ``window = (start, end, explanation_url)``,
 ``replaces_answer = "ok" | "alreadyReplaced" | "malformed"``, ``rate_limit_next =
-retry_after_s`` (the next new order only; ``retry_after_as_date`` sends it as an HTTP date).
-Counters: ``orders``, ``orders_with_replaces``, ``replaced`` (the ids), ``profiles_seen``.
+retry_after_s`` (the next new order only; ``retry_after_as_date`` sends it as an HTTP date),
+``processing_s`` (a finalized order stays ``processing`` that long, answering polls with
+``Retry-After``). Counters: ``orders``, ``orders_with_replaces``, ``replaced`` (the ids),
+``profiles_seen``, ``order_polls`` (POST-as-GETs of orders).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class _Order:
     replaces: str | None
     answered: set[int] = field(default_factory=set)
     fullchain: str | None = None
+    valid_at: float = 0.0  # time.monotonic() from which a finalized order is valid
 
 
 def _b64decode(text: str) -> bytes:
@@ -64,6 +67,8 @@ class AcmeDouble:
         self.replaces_answer = "ok"
         self.rate_limit_next: int | None = None
         self.retry_after_as_date = False
+        self.processing_s = 0
+        self.order_polls = 0
         self.orders = 0
         self.orders_with_replaces = 0
         self.replaced: list[str] = []
@@ -245,7 +250,7 @@ class AcmeDouble:
         if len(order.answered) == len(order.names):
             status = "ready"
         if order.fullchain is not None:
-            status = "valid"
+            status = "valid" if time.monotonic() >= order.valid_at else "processing"
         body: dict[str, Any] = {
             "status": status,
             "identifiers": [{"type": "dns", "value": name} for name in order.names],
@@ -256,12 +261,16 @@ class AcmeDouble:
             body["profile"] = order.profile
         if order.replaces:
             body["replaces"] = order.replaces
-        if order.fullchain is not None:
+        if status == "valid":
             body["certificate"] = f"{self.url}/cert/{n}"
         return body
 
     async def _order(self, request: Request) -> Response:
-        return self._json(self._order_body(request.path_params["n"]))
+        self.order_polls += 1
+        body = self._order_body(request.path_params["n"])
+        if body["status"] == "processing":
+            return self._json(body, 200, **{"Retry-After": str(self.processing_s)})
+        return self._json(body)
 
     def _challenge_body(self, n: int, i: int) -> dict[str, Any]:
         valid = i in self._orders[n].answered
@@ -306,6 +315,7 @@ class AcmeDouble:
             public_key=csr.public_key(),
         )
         order.fullchain = leaf.certificate_pem + self._issuer.certificate_pem
+        order.valid_at = time.monotonic() + self.processing_s
         return self._json(self._order_body(n), Location=f"{self.url}/order/{n}")
 
     async def _certificate(self, request: Request) -> Response:
