@@ -20,7 +20,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from handlers import x509_tools
 from handlers.acme_client import AcmeClient
-from handlers.acme_values import AcmeProblem, OrderState
+from handlers.acme_values import AcmeProblem, AcmeUnavailable, OrderState
 from ops.devtools.pebble import Pebble, free_port
 from tests.support.acme_double import AcmeDouble
 from tests.support.budget import budget
@@ -191,6 +191,24 @@ async def test_an_order_before_register_is_refused_here(tmp_path: Path) -> None:
     try:
         with pytest.raises(RuntimeError, match="register"):
             await client.new_order(["x.test"])
+    finally:
+        client.close()
+
+
+async def test_an_unreachable_ca_is_unavailable_not_a_requests_error() -> None:
+    client = AcmeClient(f"https://127.0.0.1:{free_port()}/dir", x509_tools.new_key())
+    try:
+        with pytest.raises(AcmeUnavailable, match="Connection refused"):
+            await client.directory()
+    finally:
+        client.close()
+
+
+async def test_a_ca_whose_tls_is_not_trusted_is_unavailable(ca: Ca) -> None:
+    client = AcmeClient(ca.pebble.directory_url, x509_tools.new_key())  # no CA bundle
+    try:
+        with pytest.raises(AcmeUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.directory()
     finally:
         client.close()
 
