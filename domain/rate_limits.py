@@ -97,8 +97,9 @@ def keys_for(intent: OrderIntent, account: str) -> list[BucketKey]:
 
 
 def authz_keys_for(names: Iterable[str], account: str) -> list[BucketKey]:
-    """The failed-authorization buckets of names (per name and account): an order is refused
-    while one of them is empty, even an ARI renewal (the exemption covers issuance limits)."""
+    """The failed-authorization buckets of names (per name and account): a new order is
+    refused while one of them is empty (an ARI renewal with ``replaces`` is exempt from this
+    limit too, as from every other)."""
     return [
         BucketKey(f"authz/{account}/{name}", AUTHZ_FAILURES)
         for name in sorted({name.lower().removeprefix("*.") for name in names})

@@ -142,7 +142,7 @@ def test_the_sixth_failed_authorization_in_an_hour_is_refused() -> None:
         tat = answer.tat
     sixth = spend(tat, AUTHZ_FAILURES, T0 + timedelta(minutes=5))
     assert not sixth.allowed
-    # and an order for that name is refused until a token is back, ARI renewal or not
+    # and an order for that name is refused until a token is back
     look = decide_admission([], [bucket], {bucket.key: tat}, T0 + timedelta(minutes=5))
     assert not look.admission.allowed
     assert look.admission.retry_at == T0 + timedelta(minutes=12)
