@@ -8,6 +8,7 @@ until the other has loaded too, so both decide on the same state and one save mu
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +110,16 @@ def test_a_certificate_is_saved_and_read_back_whole(store: EventStore, database_
     assert again.installed == {"web1": "1f"} and again.state == "issued"
     assert again.renew_at is not None and again.next_check_at == T0 + timedelta(days=1)
     assert again.install_target == InstallTarget("web1", "web", "shop", "shop.example.com")
+    # every event crosses the broker as a JSON envelope (facts as JSON, no sealed key)
+    bodies = [json.loads(store.envelope(n)) for n in store.notifications(0, 100)]
+    assert [body["topic"] for body in bodies] == [
+        "Certificate.Seeded",
+        "Certificate.OrderPlaced",
+        "Certificate.Issued",
+        "Certificate.RenewalScheduled",
+        "Certificate.Installed",
+    ]
+    assert bodies[2]["data"]["facts"]["not_after"] == facts().not_after.isoformat()
 
 
 def test_a_sealed_key_never_leaves_the_store_in_an_envelope(store: EventStore) -> None:
