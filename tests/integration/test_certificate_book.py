@@ -8,11 +8,13 @@ until the other has loaded too, so both decide on the same state and one save mu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,9 @@ from domain.ssl_types import CertificateFacts, InstallTarget, OrderIntent, SslCa
 from handlers.ssl_ports import CertificateBook, RateGuard
 from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.rate_ledger import StoreRateLedger
-from ops.adapters.sealing import private_key_sealer
+from ops.adapters.sealing import SealError, private_key_sealer
+from ops.bootstrap import System
+from ops.settings import Settings
 from ops.store.event_store import EventStore, event_topic
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -277,3 +281,24 @@ def test_a_429_empties_the_orders_buckets_until_retry_after(store: EventStore) -
     other_domain = OrderIntent(("x.example.org",), ("example.org",))
     assert ledger.admit(other_domain, ACCOUNT, T0).allowed  # the account is not held back
     assert ledger.admit(intent("b.example.com"), ACCOUNT, until).allowed
+
+
+def test_the_composition_root_builds_the_ssl_adapters(tmp_path: Path) -> None:
+    system = System(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+            secret_key="a-secret-key-only-for-tests-0123456789",
+        )
+    )
+    try:
+        book: CertificateBook = system.certificate_book()
+        guard: RateGuard = system.rate_ledger()
+        assert book.certificate(CERT_ID) is None
+        assert guard.admit(intent("a.example.com"), ACCOUNT, T0).allowed
+        keys = system.key_sealer()
+        assert keys.purpose == "private-key"
+        assert SEALER.unseal(keys.seal(KEY_PEM)) == KEY_PEM
+        with pytest.raises(SealError):
+            system.sealer().unseal(keys.seal(KEY_PEM))
+    finally:
+        asyncio.run(system.close())
