@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -539,10 +539,10 @@ class Certificate(Aggregate):
             raise Conflict(f"{self._what} is {self.mode}: it is never ordered")
         if self.order is not None:
             raise Conflict(f"{self._what} has an open order already ({self.order['url']})")
-        if self.frozen(now):
+        if self.frozen_until is not None and now < self.frozen_until:
+            until = self.frozen_until.astimezone(UTC)
             raise Conflict(
-                f"{self._what} is frozen until {self.frozen_until:%Y-%m-%d %H:%M} UTC: "
-                f"{self.frozen_reason}"
+                f"{self._what} is frozen until {until:%Y-%m-%d %H:%M} UTC: {self.frozen_reason}"
             )
         if not key_sealed:
             raise InvalidInput("an order needs its sealed private key")

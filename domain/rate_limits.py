@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from domain.ssl_types import Admission, OrderIntent
 
@@ -97,12 +97,29 @@ def keys_for(intent: OrderIntent, account: str) -> list[BucketKey]:
 
 
 def authz_keys_for(names: Iterable[str], account: str) -> list[BucketKey]:
-    """The failed-authorization buckets of names (per name and account): a new order is
-    refused while one of them is empty (an ARI renewal with ``replaces`` is exempt from this
-    limit too, as from every other)."""
+    """The failed-authorization buckets of names (per name and account), where a failed
+    authorization is counted."""
     return [
         BucketKey(f"authz/{account}/{name}", AUTHZ_FAILURES)
         for name in sorted({name.lower().removeprefix("*.") for name in names})
+    ]
+
+
+def looks_for(intent: OrderIntent, account: str) -> list[BucketKey]:
+    """The buckets a new order needs a token in without spending it: its names'
+    failed-authorization buckets. None for an ARI renewal with ``replaces`` (exempt from
+    this limit too, as from every other)."""
+    return [] if intent.replaces else authz_keys_for(intent.names, account)
+
+
+def keys_emptied_by_rate_limit(intent: OrderIntent, account: str) -> list[BucketKey]:
+    """The buckets a 429 for this order empties until its Retry-After: the order's own
+    (registered domains, exact set of names), not the account's. A 429 names one limit, and
+    an account-wide freeze would be met, and frozen for, by each certificate in turn."""
+    return [
+        key
+        for key in keys_for(replace(intent, replaces=None), account)
+        if key.limit is not ORDERS_PER_ACCOUNT
     ]
 
 
@@ -137,7 +154,7 @@ def decide_admission(
         limits = ", ".join(dict.fromkeys(limit_text(limit) for limit, _ in refused))
         reason = (
             f"Let's Encrypt's limit of {limits} is reached; "
-            f"next try at {retry_at:%Y-%m-%d %H:%M} UTC"
+            f"next try at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
         )
         return AdmissionDecision(Admission(False, reason, retry_at))
     return AdmissionDecision(Admission(True), spent)

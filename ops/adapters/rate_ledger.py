@@ -11,18 +11,18 @@ day's first spend opens that day's shard with the TAT the latest earlier shard e
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from domain.rate_bucket import RateBucket, bucket_uuid, earlier_days, shard_day
 from domain.rate_limits import (
     AUTHZ_FAILURES,
-    ORDERS_PER_ACCOUNT,
     BucketKey,
     authz_keys_for,
     decide_admission,
     exhausted_until,
+    keys_emptied_by_rate_limit,
     keys_for,
+    looks_for,
 )
 from domain.ssl_types import Admission, OrderIntent
 from ops.store.event_store import EventStore
@@ -41,7 +41,7 @@ class StoreRateLedger:
 
     def admit(self, intent: OrderIntent, account: str, now: datetime) -> Admission:
         spends = keys_for(intent, account)
-        looks = [] if intent.replaces else authz_keys_for(intent.names, account)
+        looks = looks_for(intent, account)
 
         def decide() -> Decision[Admission]:
             buckets = {b.key: self._bucket(b, now) for b in (*spends, *looks)}
@@ -73,13 +73,7 @@ class StoreRateLedger:
     def rate_limited(
         self, intent: OrderIntent, account: str, until: datetime, now: datetime
     ) -> None:
-        # the order's own buckets, not the whole account's: a 429 names one limit, and a
-        # per-account one would be met again (and frozen for) by each certificate in turn
-        keys = [
-            key
-            for key in keys_for(replace(intent, replaces=None), account)
-            if key.limit is not ORDERS_PER_ACCOUNT
-        ]
+        keys = keys_emptied_by_rate_limit(intent, account)
 
         def decide() -> Decision[None]:
             changed = []

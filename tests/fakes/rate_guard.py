@@ -7,16 +7,16 @@ and ``refused`` (the intents, in order) for tests to count.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from domain.rate_limits import (
     AUTHZ_FAILURES,
-    ORDERS_PER_ACCOUNT,
     authz_keys_for,
     decide_admission,
     exhausted_until,
+    keys_emptied_by_rate_limit,
     keys_for,
+    looks_for,
 )
 from domain.ssl_types import Admission, OrderIntent
 from handlers.ssl_ports import RateGuard
@@ -29,8 +29,9 @@ class MemoryRateGuard:
         self.refused: list[OrderIntent] = []
 
     def admit(self, intent: OrderIntent, account: str, now: datetime) -> Admission:
-        looks = [] if intent.replaces else authz_keys_for(intent.names, account)
-        decision = decide_admission(keys_for(intent, account), looks, self.tats, now)
+        decision = decide_admission(
+            keys_for(intent, account), looks_for(intent, account), self.tats, now
+        )
         self.tats.update(decision.spent)
         (self.admitted if decision.admission.allowed else self.refused).append(intent)
         return decision.admission
@@ -43,10 +44,9 @@ class MemoryRateGuard:
     def rate_limited(
         self, intent: OrderIntent, account: str, until: datetime, now: datetime
     ) -> None:
-        for key in keys_for(replace(intent, replaces=None), account):
-            if key.limit is not ORDERS_PER_ACCOUNT:
-                tat = self.tats.get(key.key)
-                self.tats[key.key] = max(tat or now, exhausted_until(until, key.limit))
+        for key in keys_emptied_by_rate_limit(intent, account):
+            tat = self.tats.get(key.key)
+            self.tats[key.key] = max(tat or now, exhausted_until(until, key.limit))
 
 
 _port: RateGuard = MemoryRateGuard()
