@@ -23,6 +23,7 @@ from domain.acme_account import AcmeAccount
 from domain.certificate import Certificate, certificate_uuid
 from domain.errors import Conflict
 from domain.rate_bucket import RateBucket
+from domain.ssl_policy import AriWindow
 from domain.ssl_types import CertificateFacts, InstallTarget, OrderIntent, SslCadence
 from handlers.ssl_ports import CertificateBook, RateGuard
 from ops.adapters.certificate_book import StoreCertificateBook
@@ -30,7 +31,7 @@ from ops.adapters.rate_ledger import StoreRateLedger
 from ops.adapters.sealing import SealError, private_key_sealer
 from ops.bootstrap import System
 from ops.settings import Settings
-from ops.store.event_store import EventStore, event_topic
+from ops.store.event_store import EventStore, aggregate_event_topics, event_topic
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 ACCOUNT = "https://acme.example/acct/1"
@@ -302,3 +303,52 @@ def test_the_composition_root_builds_the_ssl_adapters(tmp_path: Path) -> None:
             system.sealer().unseal(keys.seal(KEY_PEM))
     finally:
         asyncio.run(system.close())
+
+
+def test_every_kind_of_certificate_event_reloads_to_the_same_state(store: EventStore) -> None:
+    """A history with each event the aggregate has, saved and read back, folds to the state
+    the live aggregate had: nothing is lost in the store's encoding (times, lists, nulls)."""
+    book = StoreCertificateBook(store)
+    seed(book)
+    window = AriWindow(T0 + timedelta(days=55), T0 + timedelta(days=57))
+    later = T0 + timedelta(minutes=5)
+
+    def history(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.preflight_failed(T0, "dns", "AAAA 2001:db8::1 is not this server", CADENCE)
+        cert.check(T0, "waiting", CADENCE, reason="order pending")
+        cert.place_order(T0, order_url="o/1", names=cert.names, key_sealed="v2:k:1")
+        cert.issue_failed(
+            T0,
+            reason="rateLimited",
+            cadence=CADENCE,
+            problem="urn:ietf:params:acme:error:rateLimited",
+            retry_after=later,
+            authz_failed=["shop.example.com"],
+        )
+        cert.request_issue(later, "staff", CADENCE, adopt=False)
+        cert.place_order(later, order_url="o/2", names=cert.names, key_sealed="v2:k:2")
+        cert.abandon_order(later, "expired")
+        cert.place_order(later, order_url="o/3", names=cert.names, key_sealed="v2:k:3")
+        cert.reseal_key(later, "order", "v2:k:3b", "k")
+        cert.issued(later, certificate="C", chain="I", facts=facts(), cadence=CADENCE, ari=window)
+        cert.schedule_renewal(
+            later, CADENCE, window, explanation_url="https://ca/why", poll_at=later
+        )
+        cert.mark_installed(later, "web1", "1f")
+        cert.adopt(later, facts(), CADENCE)
+        cert.upload_custom(
+            later, certificate="X", chain="", key_sealed="v2:k:c", facts=facts(), actor="client"
+        )
+        cert.warn_expiry(later, 30)
+        cert.remove_custom(later, "client", CADENCE)
+        cert.retire(later)
+        return cert
+
+    live = book.update(CERT_ID, history, busy="busy")
+    assert live is not None
+    again = StoreCertificateBook(store).certificate(CERT_ID)
+    assert again is not None
+    assert vars(again) == vars(live)
+    stored = {n.topic for n in store.notifications(0, 100)}
+    assert set(aggregate_event_topics(Certificate, Certificate.Seeded)) <= stored
