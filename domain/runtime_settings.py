@@ -1,11 +1,12 @@
 """The RuntimeSettings aggregate: the knobs admins turn while the system runs.
 
-Retry policy, per-server concurrency, dispatch batch size, WHMCS tickets and task-queue
-housekeeping. There is one such aggregate (``SETTINGS_ID``). Until the first change is
-recorded the values are the defaults the process settings give; the first change records
-``RuntimeSettings.Adopted`` (those defaults, the baseline) and then ``RuntimeSettings.Changed``
-in one save; every later change records one ``Changed``. Every ``Changed`` carries the whole
-new document, the names of the fields that changed and the actor, so a reader needs no history.
+Retry policy, per-server concurrency, dispatch batch size, WHMCS tickets, task-queue
+housekeeping and the SSL cadence. There is one such aggregate (``SETTINGS_ID``). Until the
+first change is recorded the values are the defaults the process settings give; the first
+change records ``RuntimeSettings.Adopted`` (those defaults, the baseline) and then
+``RuntimeSettings.Changed`` in one save; every later change records one ``Changed``. Every
+``Changed`` carries the whole new document, the names of the fields that changed and the
+actor, so a reader needs no history.
 
 ``PUT /v1/settings`` bodies go through ``parse_settings_update`` (the document's schema and
 checks are in domain/settings_document.py). A body may be partial: the fields it names replace
@@ -13,7 +14,12 @@ the current values, the others keep theirs (``concurrency.per_server`` is one fi
 given replaces the whole map). The document ``GET`` shows can be sent back
 as is, which changes nothing. Unknown keys, wrong types and values out of bounds are refused
 with a message naming the field; the merged result is checked as a whole (``max_backoff_s``
-at least ``initial_backoff_s``) before anything is recorded.
+at least ``initial_backoff_s``, ``ssl.recheck_interval_s`` at least ``ssl.fast_interval_s``)
+before anything is recorded.
+
+A section added later (``ssl``) is added to the documents recorded before it by an upcast of
+``Adopted`` and ``Changed`` (version 2), with the defaults it was introduced with, so a store
+whose settings were changed before still loads and replays.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from eventsourcing.domain import Aggregate
 from domain.errors import InvalidInput
 from domain.retry_policy import RetryPolicy
 from domain.settings_document import nest, parse_document
+from domain.ssl_types import SslCadence
 from domain.ticket import TicketConfig
 
 SETTINGS_ID = uuid.UUID("5b8e2f0a-6c1d-4e7a-9f3b-1d2c4a6e8b90")
+SSL_DEFAULTS = SslCadence()
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,20 @@ class RuntimeSettingsValues:
     batch_size: int
     tickets: TicketConfig = field(default_factory=TicketConfig)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    ssl: SslCadence = SSL_DEFAULTS
 
     def __post_init__(self) -> None:
-        # each field is bounded by the schema; the one rule across fields lives here
+        # each field is bounded by the schema; the rules across fields live here
         if self.retry.max_backoff_s < self.retry.initial_backoff_s:
             raise InvalidInput(
                 f"retry.max_backoff_s ({self.retry.max_backoff_s:g}) must be at least "
                 f"retry.initial_backoff_s ({self.retry.initial_backoff_s:g})"
+            )
+        if self.ssl.recheck_interval_s < self.ssl.fast_interval_s:
+            raise InvalidInput(
+                f"ssl.recheck_interval_s ({self.ssl.recheck_interval_s}) must be at least "
+                f"ssl.fast_interval_s ({self.ssl.fast_interval_s}): fast mode checks more "
+                "often than the normal re-check, not less"
             )
 
     @classmethod
@@ -121,6 +136,12 @@ class RuntimeSettingsValues:
             "tickets.priority": self.tickets.priority,
             "queue.stuck_after_s": self.queue.stuck_after_s,
             "queue.clean_completed_after_s": self.queue.clean_completed_after_s,
+            "ssl.fast_attempts": self.ssl.fast_attempts,
+            "ssl.fast_interval_s": self.ssl.fast_interval_s,
+            "ssl.recheck_interval_s": self.ssl.recheck_interval_s,
+            "ssl.active_interval_s": self.ssl.active_interval_s,
+            "ssl.freeze_after_failures": self.ssl.freeze_after,
+            "ssl.freeze_s": self.ssl.freeze_s,
         }
 
 
@@ -151,6 +172,12 @@ class RuntimeSettings(Aggregate):
         values: dict[str, Any]
         actor: str
 
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _add_ssl_section(state)
+
     def __init__(self, values: dict[str, Any], actor: str) -> None:
         self.values = RuntimeSettingsValues.from_json(values)
 
@@ -160,6 +187,12 @@ class RuntimeSettings(Aggregate):
         values: dict[str, Any]
         changed: list[str]
         actor: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            _add_ssl_section(state)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.values = RuntimeSettingsValues.from_json(self.values)
@@ -206,4 +239,31 @@ def _build(flat: Mapping[str, Any]) -> RuntimeSettingsValues:
             stuck_after_s=flat["queue.stuck_after_s"],
             clean_completed_after_s=flat["queue.clean_completed_after_s"],
         ),
+        ssl=SslCadence(
+            fast_attempts=flat["ssl.fast_attempts"],
+            fast_interval_s=flat["ssl.fast_interval_s"],
+            recheck_interval_s=flat["ssl.recheck_interval_s"],
+            active_interval_s=flat["ssl.active_interval_s"],
+            freeze_after=flat["ssl.freeze_after_failures"],
+            freeze_s=flat["ssl.freeze_s"],
+        ),
     )
+
+
+def ssl_section(cadence: SslCadence) -> dict[str, int]:
+    """The ``ssl`` section of a settings document."""
+    return {
+        "fast_attempts": cadence.fast_attempts,
+        "fast_interval_s": cadence.fast_interval_s,
+        "recheck_interval_s": cadence.recheck_interval_s,
+        "active_interval_s": cadence.active_interval_s,
+        "freeze_after_failures": cadence.freeze_after,
+        "freeze_s": cadence.freeze_s,
+    }
+
+
+def _add_ssl_section(state: dict[str, Any]) -> None:
+    """Version 1 documents were recorded before the ``ssl`` section: it had its defaults."""
+    values = dict(state["values"])
+    values.setdefault("ssl", ssl_section(SSL_DEFAULTS))
+    state["values"] = values

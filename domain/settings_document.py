@@ -24,6 +24,14 @@ MAX_PER_SERVER = 1_000
 MAX_STUCK_AFTER_S = 7 * 86_400.0
 MAX_CLEAN_AFTER_S = 366 * 86_400.0
 MAX_DEPARTMENT_ID = 2**31 - 1
+# SSL cadence bounds: fast checks no closer than the scheduler's tick allows them to matter,
+# and nothing so rare that a certificate could expire unseen (the shortest lives 160 hours)
+MAX_FAST_ATTEMPTS = 100
+MIN_FAST_INTERVAL_S, MAX_FAST_INTERVAL_S = 5, 3_600
+MIN_RECHECK_S, MAX_RECHECK_S = 60, 86_400
+MIN_ACTIVE_S, MAX_ACTIVE_S = 300, 86_400
+MAX_FREEZE_AFTER = 100
+MIN_FREEZE_S, MAX_FREEZE_S = 60, 7 * 86_400
 
 Check = Callable[[object, str], Any]
 
@@ -92,6 +100,14 @@ _SCHEMA: dict[str, dict[str, Check] | Check] = {
     "queue": {
         "stuck_after_s": _seconds(MAX_STUCK_AFTER_S),
         "clean_completed_after_s": _seconds(MAX_CLEAN_AFTER_S),
+    },
+    "ssl": {
+        "fast_attempts": _whole(0, MAX_FAST_ATTEMPTS),
+        "fast_interval_s": _whole(MIN_FAST_INTERVAL_S, MAX_FAST_INTERVAL_S),
+        "recheck_interval_s": _whole(MIN_RECHECK_S, MAX_RECHECK_S),
+        "active_interval_s": _whole(MIN_ACTIVE_S, MAX_ACTIVE_S),
+        "freeze_after_failures": _whole(1, MAX_FREEZE_AFTER),
+        "freeze_s": _whole(MIN_FREEZE_S, MAX_FREEZE_S),
     },
 }
 

@@ -88,6 +88,27 @@ class PreflightVerdict:
 
 
 @dataclass(frozen=True)
+class CaaRecord:
+    """One CAA record (RFC 8659): ``flags`` (128 = critical), ``tag`` and ``value`` as served."""
+
+    flags: int
+    tag: str
+    value: str
+
+    @property
+    def critical(self) -> bool:
+        return bool(self.flags & 128)
+
+
+@dataclass(frozen=True)
+class CaaSet:
+    """The CAA records found at one name while walking up the tree (empty: none there)."""
+
+    name: str
+    records: tuple[CaaRecord, ...] = ()
+
+
+@dataclass(frozen=True)
 class OrderIntent:
     """A certificate order as the rate-limit model sees it."""
 

@@ -17,11 +17,13 @@ from gateway.app import create_app
 from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
+from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.adapters.rate_ledger import StoreRateLedger
 from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
@@ -145,6 +147,17 @@ class System:
         if not self.settings.secret_key:
             raise SettingsError("HOSTWRIGHT_SECRET_KEY must be set (it seals passwords)")
         return PasswordSealer(self.settings.secret_key, self.settings.retired_secret_keys)
+
+    def key_sealer(self) -> PasswordSealer:
+        """Seals private keys (ACME account, orders, custom certificates): the same secret
+        keys as passwords, another purpose, so neither opens as the other."""
+        return self.sealer().for_purpose("private-key")
+
+    def certificate_book(self) -> StoreCertificateBook:
+        return StoreCertificateBook(self.store)
+
+    def rate_ledger(self) -> StoreRateLedger:
+        return StoreRateLedger(self.store)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(

@@ -4,7 +4,7 @@ hostwright up                       every part in one process
 hostwright serve gateway|relay|projections|pipeline|scheduler
 hostwright serve handler web|mail|dns
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
-hostwright rotate-key               re-seal live passwords under HOSTWRIGHT_SECRET_KEY
+hostwright rotate-key               re-seal live passwords and keys under HOSTWRIGHT_SECRET_KEY
 hostwright backfill-claims          live services ordered before names were claimed claim them
 hostwright dead-letters             each dead-letter queue and how many messages it holds
 hostwright redrive [QUEUE]          move dead letters back to their queue (every queue's by default)
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rotate = sub.add_parser(
         "rotate-key",
-        help="re-seal every live password under HOSTWRIGHT_SECRET_KEY "
+        help="re-seal every live password and private key under HOSTWRIGHT_SECRET_KEY "
         "(exit 0 when HOSTWRIGHT_OLD_SECRET_KEYS can be emptied)",
     )
     rotate.set_defaults(run=_run_rotate_key)

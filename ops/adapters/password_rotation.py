@@ -1,11 +1,15 @@
-"""``hostwright rotate-key``: every sealed password still needed, sealed afresh under the
-current secret key, so the retired keys (``HOSTWRIGHT_OLD_SECRET_KEYS``) can be dropped.
+"""``hostwright rotate-key``: every sealed password and private key still needed, sealed
+afresh under the current secret key, so the retired keys (``HOSTWRIGHT_OLD_SECRET_KEYS``) can
+be dropped.
 
 Consumes the event store and a ``PasswordSealer`` holding the current key and the retired
 ones. Emits ``Service.PasswordResealed`` on every service that is not terminated and holds a
 password sealed under another key (a redeploy plans its steps from it), and
 ``Task.PasswordResealed`` on every task that may still run (open, or in error or cancelled:
-a Try again re-dispatches it with the params it holds) and carries one — then a
+a Try again re-dispatches it with the params it holds) and carries one;
+``Certificate.KeyResealed`` for the key of each open order and current certificate of a
+certificate not retired, and ``AcmeAccount.KeyResealed`` for every ACME account key (ARI
+renewals need the same account, so losing its key costs every ``replaces``) — then a
 ``RotationReport``: what was re-sealed, and what live thing, if any, is still sealed under
 another key. Events are immutable, so re-sealing is a new event, and it holds only the sealed
 text and the key's id. Running it again re-seals nothing and says the same.
@@ -24,6 +28,8 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
+from domain.acme_account import AcmeAccount
+from domain.certificate import Certificate
 from domain.service import Service
 from domain.task import Task
 from ops.adapters.sealing import PasswordSealer, SealError
@@ -36,6 +42,7 @@ class RotationReport:
     key_id: str  # the current key's id
     services: list[str] = field(default_factory=list)  # service ids re-sealed
     tasks: list[str] = field(default_factory=list)  # task ids re-sealed
+    keys: list[str] = field(default_factory=list)  # "certificate <id> order" / "acme account …"
     # "service 1001" / "task <id>" still sealed under another key once the pass is done (a
     # process on the old key sealed it meanwhile, or no key given opens it): by key id
     left: dict[str, str] = field(default_factory=dict)
@@ -49,9 +56,10 @@ class RotationReport:
         said = [f"current key: {self.key_id}"]
         said.append(_resealed("service password", self.services))
         said.append(_resealed("task", self.tasks))
+        said.append(_resealed("private key", self.keys))
         if not self.left:
             said.append(
-                "every live sealed password is under the current key: "
+                "every live sealed password and key is under the current key: "
                 "HOSTWRIGHT_OLD_SECRET_KEYS can be emptied"
             )
             return said
@@ -78,7 +86,101 @@ def rotate_sealed_passwords(
             key_id = _key_id_if_live(sealer, aggregate)
             if key_id is not None and key_id != sealer.key_id:
                 report.left[_name(aggregate)] = key_id
+    _rotate_private_keys(store, sealer.for_purpose("private-key"), now, report)
     return report
+
+
+def _rotate_private_keys(
+    store: EventStore, sealer: PasswordSealer, now: datetime, report: RotationReport
+) -> None:
+    """Re-seals the private keys of certificates and ACME accounts, then names any live one
+    still under another key."""
+    certificates = store.repository(Certificate, "certificate")
+    accounts = store.repository(AcmeAccount, "ACME account")
+    certificate_ids = list(_ids_of(store, Certificate.OrderPlaced, Certificate.CustomUploaded))
+    account_ids = list(_ids_of(store, AcmeAccount.KeyCreated))
+    for cert_id in certificate_ids:
+        for slot in ("order", "current"):
+
+            def decide(cert_id: uuid.UUID = cert_id, slot: str = slot) -> Decision[str | None]:
+                cert = certificates.get(cert_id)
+                text = _live_key(cert, slot)
+                resealed = _resealed_text(sealer, text)
+                if resealed is None or not cert.reseal_key(now, slot, resealed, sealer.key_id):
+                    return Decision(None)
+                return Decision(f"certificate {cert_id} {slot}", (cert,))
+
+            _run(store, decide, cert_id, report)
+
+    for account_id in account_ids:
+
+        def decide_account(account_id: uuid.UUID = account_id) -> Decision[str | None]:
+            account = accounts.get(account_id)
+            resealed = _resealed_text(sealer, account.key_sealed)
+            if resealed is None or not account.reseal_key(now, resealed, sealer.key_id):
+                return Decision(None)
+            return Decision(f"ACME account of {account.directory_url}", (account,))
+
+        _run(store, decide_account, account_id, report)
+
+    for cert_id in certificate_ids:
+        cert = certificates.get(cert_id)
+        for slot in ("order", "current"):
+            _note_left(sealer, _live_key(cert, slot), f"certificate {cert_id} {slot} key", report)
+    for account_id in account_ids:
+        account = accounts.get(account_id)
+        name = f"ACME account of {account.directory_url}"
+        _note_left(sealer, account.key_sealed, name, report)
+
+
+def _live_key(cert: Certificate, slot: str) -> str | None:
+    """The sealed key a certificate still needs in ``slot`` (None: retired, or none held)."""
+    held = cert.order if slot == "order" else cert.current
+    if cert.retired or held is None:
+        return None
+    key: str | None = held.get("key_sealed")
+    return key
+
+
+def _resealed_text(sealer: PasswordSealer, text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return sealer.reseal(text)
+    except SealError:
+        return None  # no key given opens it: the report names it
+
+
+def _run(
+    store: EventStore,
+    decide: Callable[[], Decision[str | None]],
+    aggregate_id: uuid.UUID,
+    report: RotationReport,
+) -> None:
+    done = store.work.run(decide, busy=f"{aggregate_id} kept changing; run rotate-key again")
+    if done is not None:
+        report.keys.append(done)
+
+
+def _note_left(sealer: PasswordSealer, text: str | None, name: str, report: RotationReport) -> None:
+    if text is None:
+        return
+    try:
+        key_id = sealer.key_id_of(text)
+    except SealError:
+        key_id = "unreadable: no key given opens it"
+    if key_id != sealer.key_id:
+        report.left[name] = key_id
+
+
+def _ids_of(store: EventStore, *kinds: type[Any]) -> Iterator[uuid.UUID]:
+    """The aggregates with an event of these kinds, each once, in the order first seen."""
+    seen: set[uuid.UUID] = set()
+    for notification in store.notifications_of(tuple(get_topic(kind) for kind in kinds)):
+        aggregate_id = uuid.UUID(str(notification.originator_id))
+        if aggregate_id not in seen:
+            seen.add(aggregate_id)
+            yield aggregate_id
 
 
 def _reseal_each(

@@ -1,4 +1,5 @@
-"""Sealing of service passwords: AES-256-GCM under a key derived from the secret key.
+"""Sealing of service passwords and private keys: AES-256-GCM under a key derived from the
+secret key.
 
 ``PasswordSealer.seal`` consumes a clear password and emits ``v2:<key id>:<urlsafe base64 of
 nonce | ciphertext+tag>``; only that text is ever recorded. The key id names the key it was
@@ -9,12 +10,19 @@ either), which is what lets the key be rotated: the sealer seals under the curre
 (ops/adapters/password_rotation.py). ``v1:<payload>`` texts, sealed before key ids existed,
 still unseal under whichever of those keys sealed them. ``unseal`` raises ``SealError`` for
 anything none of its keys sealed.
+
+Each sealer has a purpose, bound into every text as AEAD associated data: a password sealer
+(``purpose="service-password"``, the default) and a private-key sealer
+(``purpose="private-key"``: ACME account, order and custom certificate keys) derive the same
+key, so a key id names the same secret key for both, yet neither opens the other's texts —
+a sealed key can never be replayed as a password, nor a password as a key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import os
 from collections.abc import Iterable
 
@@ -28,7 +36,8 @@ _KEY_INFO = b"hostwright/password-sealing/v1"
 _KEY_ID_INFO = b"hostwright/password-sealing/key-id"
 _KEY_ID_BYTES = 6  # 12 hex digits
 # binds every sealed text to its purpose, so it cannot be replayed as another kind of secret
-_ASSOCIATED_DATA = b"hostwright:service-password"
+PURPOSES = {"service-password": "password", "private-key": "private key"}  # → what it is called
+_ASSOCIATED_DATA = b"hostwright:service-password"  # v1 texts: passwords only
 
 
 class SealError(ValueError):
@@ -44,9 +53,17 @@ class _Key:
 
 
 class PasswordSealer:
-    """Seals under one secret key; unseals under it and any retired ones."""
+    """Seals under one secret key; unseals under it and any retired ones, texts of its own
+    purpose only."""
 
-    def __init__(self, secret_key: str, retired_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        retired_keys: Iterable[str] = (),
+        *,
+        purpose: str = "service-password",
+    ) -> None:
+        self._bind(purpose)
         self._current = _Key(secret_key)
         self._keys = {self._current.key_id: self._current}
         for retired in retired_keys:
@@ -54,7 +71,24 @@ class PasswordSealer:
             self._keys.setdefault(key.key_id, key)
 
     def __repr__(self) -> str:
-        return f"PasswordSealer(key_id={self.key_id!r}, keys={len(self._keys)})"
+        return (
+            f"PasswordSealer(purpose={self.purpose!r}, key_id={self.key_id!r}, "
+            f"keys={len(self._keys)})"
+        )
+
+    def _bind(self, purpose: str) -> None:
+        if purpose not in PURPOSES:
+            raise ValueError(f"no sealing purpose {purpose!r}; known: {', '.join(PURPOSES)}")
+        self.purpose = purpose
+        self._noun = PURPOSES[purpose]
+        self._bound = f"hostwright:{purpose}".encode("ascii")
+
+    def for_purpose(self, purpose: str) -> PasswordSealer:
+        """A sealer with the same keys for another purpose (``hostwright rotate-key`` re-seals
+        private keys with the keys it was given for passwords)."""
+        twin = copy.copy(self)
+        twin._bind(purpose)
+        return twin
 
     @property
     def key_id(self) -> str:
@@ -64,7 +98,7 @@ class PasswordSealer:
     def seal(self, password: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
         key = self._current
-        sealed = key.aead.encrypt(nonce, password.encode(), _associated_data(key.key_id))
+        sealed = key.aead.encrypt(nonce, password.encode(), self._associated_data(key.key_id))
         return f"v2:{key.key_id}:{_b64(nonce + sealed)}"
 
     def unseal(self, text: str) -> str:
@@ -83,26 +117,36 @@ class PasswordSealer:
         return self.seal(password)
 
     def _open(self, text: str) -> tuple[str, str]:
-        """The password and the id of the key that opened it."""
+        """The secret and the id of the key that opened it."""
+        noun = self._noun
         version, _, rest = text.partition(":")
         if version == "v2":
             key_id, _, payload = rest.partition(":")
             key = self._keys.get(key_id)
             if key is None:
                 raise SealError(
-                    f"a password is sealed under key {key_id[: _KEY_ID_BYTES * 2]!r}, which is "
+                    f"a {noun} is sealed under key {key_id[: _KEY_ID_BYTES * 2]!r}, which is "
                     "neither HOSTWRIGHT_SECRET_KEY nor one of HOSTWRIGHT_OLD_SECRET_KEYS"
                 )
-            return _decrypt(key, _payload(payload), _associated_data(key_id)), key_id
-        if version == "v1":
-            nonce_and_sealed = _payload(rest)
+            opened = _decrypt(key, _payload(payload, noun), self._associated_data(key_id), noun)
+            return opened, key_id
+        if version == "v1" and self.purpose == "service-password":
+            nonce_and_sealed = _payload(rest, noun)
             for key in self._keys.values():
                 try:
-                    return _decrypt(key, nonce_and_sealed, _ASSOCIATED_DATA), key.key_id
+                    return _decrypt(key, nonce_and_sealed, _ASSOCIATED_DATA, noun), key.key_id
                 except SealError:
                     continue
             raise SealError("a sealed password does not open with any of the keys")
-        raise SealError("not a sealed password of a known version")
+        raise SealError(f"not a sealed {noun} of a known version")
+
+    def _associated_data(self, key_id: str) -> bytes:
+        return self._bound + b":" + key_id.encode("ascii")
+
+
+def private_key_sealer(secret_key: str, retired_keys: Iterable[str] = ()) -> PasswordSealer:
+    """The sealer of private keys (ACME account, order and custom certificate keys)."""
+    return PasswordSealer(secret_key, retired_keys, purpose="private-key")
 
 
 def _derive(secret_key: str, info: bytes, length: int) -> bytes:
@@ -111,30 +155,26 @@ def _derive(secret_key: str, info: bytes, length: int) -> bytes:
     )
 
 
-def _associated_data(key_id: str) -> bytes:
-    return _ASSOCIATED_DATA + b":" + key_id.encode("ascii")
-
-
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
-def _payload(text: str) -> tuple[bytes, bytes]:
+def _payload(text: str, noun: str) -> tuple[bytes, bytes]:
     if not text:
-        raise SealError("a sealed password is empty")
+        raise SealError(f"a sealed {noun} is empty")
     try:
         raw = base64.urlsafe_b64decode(text.encode("ascii"))
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise SealError("a sealed password is not valid base64") from exc
+        raise SealError(f"a sealed {noun} is not valid base64") from exc
     nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
     if len(nonce) != _NONCE_BYTES or not sealed:
-        raise SealError("a sealed password is too short")
+        raise SealError(f"a sealed {noun} is too short")
     return nonce, sealed
 
 
-def _decrypt(key: _Key, nonce_and_sealed: tuple[bytes, bytes], associated: bytes) -> str:
+def _decrypt(key: _Key, nonce_and_sealed: tuple[bytes, bytes], associated: bytes, noun: str) -> str:
     nonce, sealed = nonce_and_sealed
     try:
         return key.aead.decrypt(nonce, sealed, associated).decode()
     except InvalidTag as exc:
-        raise SealError("a sealed password does not open with this key") from exc
+        raise SealError(f"a sealed {noun} does not open with this key") from exc

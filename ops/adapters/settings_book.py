@@ -13,10 +13,12 @@ from datetime import datetime
 from domain.errors import InvalidInput
 from domain.runtime_settings import (
     SETTINGS_ID,
+    SSL_DEFAULTS,
     RuntimeSettings,
     RuntimeSettingsValues,
     SettingsApplied,
     SettingsUpdate,
+    ssl_section,
 )
 from ops.settings import Settings, SettingsError
 from ops.store.event_store import EventStore
@@ -79,6 +81,7 @@ def runtime_defaults(settings: Settings) -> RuntimeSettingsValues:
             "stuck_after_s": settings.stuck_threshold_s,
             "clean_completed_after_s": settings.clean_completed_after_s,
         },
+        "ssl": ssl_section(SSL_DEFAULTS),  # no process setting: changed at run time only
     }
     try:
         return RuntimeSettingsValues.from_json(document)

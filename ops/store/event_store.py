@@ -43,7 +43,8 @@ from ops.store.group_commit import GroupCommit
 from ops.store.name_claims import NameClaims
 from ops.store.unit_of_work import A, Decision, Repository, UnitOfWork
 
-SECRET_FIELDS = frozenset({"password_sealed"})
+# sealed secrets stay in the store: never in broker envelopes nor ``GET …/events``
+SECRET_FIELDS = frozenset({"password_sealed", "key_sealed"})
 _ORDER_ATTEMPTS = 10  # decisions of one order while other orders keep claiming its names
 _ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 

@@ -14,16 +14,19 @@ from typing import Any
 
 import pytest
 
+from domain.acme_account import AcmeAccount
+from domain.certificate import Certificate
 from domain.commands import parse_order
 from domain.retry_policy import RetryPolicy
 from domain.server import parse_server
+from domain.ssl_types import CertificateFacts, SslCadence
 from domain.task import Task
 from handlers.pipeline_dispatch import task_message
 from handlers.pipeline_runs import Run
 from handlers.step_params import resolve_params
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.deploy_planner import DeployPlanner
-from ops.adapters.sealing import PasswordSealer
+from ops.adapters.sealing import PasswordSealer, private_key_sealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.cli import main
 from ops.store.event_store import EventStore
@@ -227,3 +230,111 @@ def test_rotate_key_without_the_old_key_re_seals_nothing_and_names_what_it_canno
     assert "service 1003" not in out  # terminated: not needed
     assert estate.store.max_notification_id() == before
     assert OLD_KEY not in out and NEW_KEY not in out
+
+
+# --- private keys: certificates and the ACME account ----------------------------------------
+
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nTESTKEY\n-----END PRIVATE KEY-----\n"
+
+
+def _certificate(service_id: str) -> Certificate:
+    return Certificate.seed(
+        service_id=service_id,
+        role="web",
+        names=[f"shop{service_id}.example.com"],
+        install=None,
+        dns_targets=[],
+        http01=None,
+        expected_addresses=[],
+        cadence=SslCadence(),
+        now=START,
+        actor="deploy",
+    )
+
+
+def test_rotate_key_re_seals_the_private_keys_of_live_certificates_and_the_account(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    old_keys = private_key_sealer(OLD_KEY)
+    store = EventStore(database_url)
+    try:
+        live = _certificate("2001")
+        live.place_order(
+            START, order_url="o/1", names=live.names, key_sealed=old_keys.seal(KEY_PEM)
+        )
+        live.issued(
+            START,
+            certificate="C",
+            chain="",
+            facts=CertificateFacts(
+                "1f", START, START + timedelta(days=90), ("a",), None, "CN=x", None, "00"
+            ),
+            cadence=SslCadence(),
+        )
+        live.place_order(
+            START, order_url="o/2", names=live.names, key_sealed=old_keys.seal(KEY_PEM)
+        )
+        retired = _certificate("2002")
+        retired.place_order(
+            START, order_url="o/3", names=retired.names, key_sealed=old_keys.seal(KEY_PEM)
+        )
+        retired.retire(START)
+        account = AcmeAccount.create("https://acme.example/dir", old_keys.seal(KEY_PEM), START)
+        store.save(live, retired, account)
+        before = store.max_notification_id()
+
+        code, out = rotate_key(monkeypatch, capsys, tmp_path, database_url, OLD_KEY)
+        assert code == 0, out
+        assert "re-sealed 3 private key(s)" in out
+        assert f"certificate {live.id} order" in out and f"certificate {live.id} current" in out
+        assert "ACME account of https://acme.example/dir" in out
+        assert str(retired.id) not in out  # retired: its key is needed no more
+
+        new_only = private_key_sealer(NEW_KEY)
+        certificates = store.repository(Certificate, "certificate")
+        again = certificates.get(live.id)
+        assert again.order is not None and again.current is not None
+        assert new_only.unseal(again.order["key_sealed"]) == KEY_PEM
+        assert new_only.unseal(again.current["key_sealed"]) == KEY_PEM
+        assert (
+            new_only.unseal(store.repository(AcmeAccount, "a").get(account.id).key_sealed)
+            == KEY_PEM
+        )
+        for notification in store.notifications(before, 100):
+            body = store.envelope(notification).decode()
+            assert "key_sealed" not in body and "PRIVATE KEY" not in body
+
+        assert (
+            rotate_key(monkeypatch, capsys, tmp_path, database_url, OLD_KEY)[1].count(
+                "re-sealed no private keys"
+            )
+            == 1
+        )
+        code, out = rotate_key(monkeypatch, capsys, tmp_path, database_url)  # old key dropped
+        assert code == 0, out
+    finally:
+        store.close()
+
+
+def test_rotate_key_names_a_private_key_no_given_key_opens(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    store = EventStore(database_url)
+    try:
+        store.save(
+            AcmeAccount.create(
+                "https://acme.example/dir", private_key_sealer(OLD_KEY).seal(KEY_PEM), START
+            )
+        )
+    finally:
+        store.close()
+    code, out = rotate_key(monkeypatch, capsys, tmp_path, database_url)
+    assert code == 1
+    assert "ACME account of https://acme.example/dir: unreadable" in out
+    assert OLD_KEY not in out and KEY_PEM not in out

@@ -9,6 +9,7 @@ store's notification id and the settings GET shows are compared before and after
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ DEFAULT_DOCUMENT = {
     "batch_size": 200,
     "tickets": {"enabled": False, "department_id": 1, "priority": "Medium"},
     "queue": {"stuck_after_s": 120.0, "clean_completed_after_s": 604800.0},
+    "ssl": {
+        "fast_attempts": 10,
+        "fast_interval_s": 30,
+        "recheck_interval_s": 3600,
+        "active_interval_s": 86400,
+        "freeze_after_failures": 5,
+        "freeze_s": 21600,
+    },
 }
 
 
@@ -211,6 +220,46 @@ def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStor
     assert shown(client) == {**expected, "batch_size": 20}
 
 
+def test_an_ssl_change_is_recorded_and_shown(client: Client, store: EventStore) -> None:
+    reply = put(client, {"ssl": {"fast_attempts": 4, "freeze_s": 3600}})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["changed"] == ["ssl.fast_attempts", "ssl.freeze_s"]
+    ssl = {**DEFAULT_DOCUMENT["ssl"], "fast_attempts": 4, "freeze_s": 3600}
+    assert shown(client) == {**DEFAULT_DOCUMENT, "ssl": ssl}
+
+
+def _as_version_1(store: EventStore, event: Any) -> Any:
+    """The event as it was stored before the ``ssl`` section existed."""
+    mapper = store.app.mapper
+    stored = mapper.to_stored_event(event)
+    state = mapper.transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2
+    del state["values"]["ssl"]
+    return dataclasses.replace(stored, state=mapper.transcoder.encode(state))
+
+
+def test_settings_changed_before_the_ssl_section_still_load_and_change(
+    store: EventStore, database_url: str
+) -> None:
+    old = RuntimeSettings.adopt(DEFAULTS, START, "admin")
+    old.change(parse_settings_update({"batch_size": 33}), START, "admin")
+    store.recorder.insert_events([_as_version_1(store, e) for e in old.collect_events()])
+
+    book = StoreSettingsBook(store, DEFAULTS)
+    values = book.current()
+    assert values.batch_size == 33 and values.ssl == DEFAULTS.ssl
+    applied = book.change(parse_settings_update({"ssl": {"fast_attempts": 2}}), START, "admin")
+    assert applied.changed == ["ssl.fast_attempts"]
+    reopened = EventStore(database_url)
+    try:
+        again = StoreSettingsBook(reopened, DEFAULTS).current()
+        events = [reopened.decode(n) for n in reopened.notifications(0, 10)]
+    finally:
+        reopened.close()
+    assert (again.batch_size, again.ssl.fast_attempts) == (33, 2)
+    assert [e.values["ssl"]["fast_attempts"] for e in events] == [10, 10, 2]
+
+
 def test_the_recorded_settings_survive_a_new_store(
     client: Client, store: EventStore, database_url: str
 ) -> None:
@@ -294,6 +343,15 @@ INVALID: list[tuple[str, Any, str]] = [
     ("enabled as a number", {"tickets": {"enabled": 1}}, "tickets.enabled"),
     ("zero stuck-after", {"queue": {"stuck_after_s": 0}}, "queue.stuck_after_s"),
     ("negative clean-after", {"queue": {"clean_completed_after_s": -1}}, "clean_completed"),
+    ("fast checks too close", {"ssl": {"fast_interval_s": 1}}, "ssl.fast_interval_s"),
+    ("fast interval a fraction", {"ssl": {"fast_interval_s": 7.5}}, "ssl.fast_interval_s"),
+    ("negative fast attempts", {"ssl": {"fast_attempts": -3}}, "ssl.fast_attempts"),
+    ("recheck below fast", {"ssl": {"recheck_interval_s": 60, "fast_interval_s": 120}}, "recheck"),
+    ("active over a day", {"ssl": {"active_interval_s": 172_800}}, "ssl.active_interval_s"),
+    ("freeze after zero", {"ssl": {"freeze_after_failures": 0}}, "ssl.freeze_after_failures"),
+    ("freeze over a week", {"ssl": {"freeze_s": 700_000}}, "ssl.freeze_s"),
+    ("freeze as a string", {"ssl": {"freeze_s": "6h"}}, "ssl.freeze_s"),
+    ("unknown ssl key", {"ssl": {"profile": "shortlived"}}, "ssl.profile"),
 ]
 
 

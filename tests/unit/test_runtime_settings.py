@@ -11,10 +11,12 @@ import pytest
 from domain.errors import InvalidInput
 from domain.runtime_settings import (
     SETTINGS_ID,
+    SSL_DEFAULTS,
     RuntimeSettings,
     RuntimeSettingsValues,
     parse_settings_update,
 )
+from domain.ssl_types import SslCadence
 
 NOW = datetime(2026, 5, 4, 8, 30, tzinfo=UTC)
 DOCUMENT: dict[str, Any] = {
@@ -23,6 +25,14 @@ DOCUMENT: dict[str, Any] = {
     "batch_size": 100,
     "tickets": {"enabled": False, "department_id": 1, "priority": "Medium"},
     "queue": {"stuck_after_s": 900.0, "clean_completed_after_s": 86400.0},
+    "ssl": {
+        "fast_attempts": 10,
+        "fast_interval_s": 30,
+        "recheck_interval_s": 3600,
+        "active_interval_s": 86400,
+        "freeze_after_failures": 5,
+        "freeze_s": 21600,
+    },
 }
 BASE = RuntimeSettingsValues.from_json(DOCUMENT)
 
@@ -117,3 +127,54 @@ def test_the_values_make_a_retry_policy_and_per_server_limits() -> None:
     assert BASE.max_concurrency("web1") == 4
     assert BASE.max_concurrency("web9") == 2
     assert BASE.max_concurrency("web9", registered=8) == 8
+
+
+def test_the_ssl_cadence_is_a_section_of_the_document() -> None:
+    assert BASE.ssl == SslCadence(
+        fast_attempts=10,
+        fast_interval_s=30,
+        recheck_interval_s=3600,
+        active_interval_s=86400,
+        freeze_after=5,
+        freeze_s=21600,
+    )
+    update = parse_settings_update({"ssl": {"fast_attempts": 3, "freeze_after_failures": 2}})
+    merged = BASE.merged(update)
+    assert (merged.ssl.fast_attempts, merged.ssl.freeze_after) == (3, 2)
+    assert BASE.differences(merged) == ["ssl.fast_attempts", "ssl.freeze_after_failures"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"ssl": {"fast_interval_s": 1}}, "ssl.fast_interval_s must be a whole number from 5"),
+        ({"ssl": {"fast_interval_s": 30.5}}, "ssl.fast_interval_s"),
+        ({"ssl": {"fast_attempts": -1}}, "ssl.fast_attempts"),
+        ({"ssl": {"freeze_after_failures": 0}}, "ssl.freeze_after_failures"),
+        ({"ssl": {"freeze_s": 30 * 86400}}, "ssl.freeze_s"),
+        ({"ssl": {"active_interval_s": 2 * 86400}}, "ssl.active_interval_s"),
+        ({"ssl": {"profile": "tlsserver"}}, "ssl.profile"),
+    ],
+)
+def test_ssl_values_out_of_bounds_are_refused_naming_the_field(body: Any, named: str) -> None:
+    with pytest.raises(InvalidInput, match=named):
+        BASE.merged(parse_settings_update(body))
+
+
+def test_fast_mode_may_not_check_less_often_than_the_recheck() -> None:
+    update = parse_settings_update({"ssl": {"fast_interval_s": 600, "recheck_interval_s": 300}})
+    with pytest.raises(InvalidInput, match=r"ssl\.recheck_interval_s \(300\) must be at least"):
+        BASE.merged(update)
+
+
+def test_a_document_recorded_before_the_ssl_section_upcasts_with_its_defaults() -> None:
+    old = {key: value for key, value in DOCUMENT.items() if key != "ssl"}
+    for event in (RuntimeSettings.Adopted, RuntimeSettings.Changed):
+        assert event.class_version == 2
+        state: dict[str, Any] = {"values": old, "changed": ["batch_size"], "actor": "a"}
+        event.upcast_v1_v2(state)
+        assert RuntimeSettingsValues.from_json(state["values"]).ssl == SSL_DEFAULTS
+        assert "ssl" not in old  # the stored state is not changed in place
+    recent = {"values": DOCUMENT}
+    RuntimeSettings.Changed.upcast_v1_v2(recent)
+    assert recent["values"]["ssl"] == DOCUMENT["ssl"]  # a section present is kept

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops.adapters.sealing import PasswordSealer, SealError
+from ops.adapters.sealing import PasswordSealer, SealError, private_key_sealer
 
 PASSWORD = "Cl3ar-Pa55word!"
 OLD_KEY = "an-old-secret-key-of-32-characters!"
@@ -76,3 +76,42 @@ def test_a_text_whose_key_id_was_swapped_does_not_open() -> None:
 def test_unsealing_garbage_raises(text: str) -> None:
     with pytest.raises(SealError):
         PasswordSealer(NEW_KEY, [OLD_KEY]).unseal(text)
+
+
+# --- private keys: a purpose of their own ---------------------------------------------------
+
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n"
+
+
+def test_a_sealed_private_key_never_opens_as_a_password_nor_a_password_as_a_key() -> None:
+    keys, passwords = private_key_sealer(NEW_KEY), PasswordSealer(NEW_KEY)
+    assert keys.purpose == "private-key" and passwords.purpose == "service-password"
+    assert keys.key_id == passwords.key_id  # the same secret key: rotation sees one id
+    sealed_key = keys.seal(KEY_PEM)
+    assert keys.unseal(sealed_key) == KEY_PEM
+    with pytest.raises(SealError, match="password does not open"):
+        passwords.unseal(sealed_key)
+    with pytest.raises(SealError, match="private key does not open"):
+        keys.unseal(passwords.seal(PASSWORD))
+    with pytest.raises(SealError, match="private key of a known version"):
+        keys.unseal(V1_UNDER_OLD_KEY)  # v1 texts were passwords only
+    assert KEY_PEM not in sealed_key and "PRIVATE KEY" not in sealed_key
+
+
+def test_a_private_key_is_resealed_under_the_current_key_like_a_password() -> None:
+    old_text = private_key_sealer(OLD_KEY).seal(KEY_PEM)
+    rotated = private_key_sealer(NEW_KEY, [OLD_KEY])
+    resealed = rotated.reseal(old_text)
+    assert resealed is not None and private_key_sealer(NEW_KEY).unseal(resealed) == KEY_PEM
+    assert rotated.reseal(resealed) is None
+    with pytest.raises(ValueError, match="purpose"):
+        PasswordSealer(NEW_KEY, purpose="tokens")
+
+
+def test_a_sealer_for_another_purpose_has_the_same_keys() -> None:
+    passwords = PasswordSealer(NEW_KEY, [OLD_KEY])
+    keys = passwords.for_purpose("private-key")
+    assert (keys.purpose, passwords.purpose) == ("private-key", "service-password")
+    assert keys.unseal(private_key_sealer(OLD_KEY).seal(KEY_PEM)) == KEY_PEM
+    with pytest.raises(SealError):
+        passwords.unseal(keys.seal(KEY_PEM))
