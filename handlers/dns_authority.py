@@ -9,7 +9,7 @@ pairs: ``Settings.dns_resolver_addresses``, else ``system_resolvers()``) and emi
 - ``ask(address, name, rdtype)`` → ``Answer``: one authoritative server's own answer, not a
   resolver's cache (UDP, TCP when truncated), at ``port`` (``HOSTWRIGHT_DNS_AUTHORITATIVE_PORT``);
 - ``caa_chain(name)`` → ``CaaChain``: the CAA sets from the name up, closest first, stopping at
-  the first non-empty one, following CNAMEs (RFC 8659), for ``domain.caa.caa_permits``.
+  the first non-empty one, following CNAMEs (RFC 8659), for ``domain.ssl_policy.caa_permits``.
 
 Nothing here raises for a DNS problem: a server that does not answer is an ``Answer`` with
 rcode ``TIMEOUT``, and what went wrong is text a person reads.
@@ -31,7 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
-from domain.caa import CaaRecord
+from domain.ssl_types import CaaRecord, CaaSet
 
 MAX_CNAME_HOPS = 8
 TIMEOUT = "TIMEOUT"
@@ -79,10 +79,10 @@ class Answer:
 
 @dataclass(frozen=True)
 class CaaChain:
-    """CAA sets from a name upward, closest first (``(owner, records)``); ``problem`` when a
-    lookup failed, which must stop issuance (RFC 8659 §3)."""
+    """CAA sets from a name upward, closest first (each at its owner, the name a CNAME led
+    to when one did); ``problem`` when a lookup failed, which must stop issuance (RFC 8659 §3)."""
 
-    sets: tuple[tuple[str, tuple[CaaRecord, ...]], ...]
+    sets: tuple[CaaSet, ...]
     problem: str | None = None
 
 
@@ -127,13 +127,13 @@ class Authorities:
 
     async def caa_chain(self, name: str) -> CaaChain:
         """CAA sets from ``name`` up to (not including) its top-level domain."""
-        sets: list[tuple[str, tuple[CaaRecord, ...]]] = []
+        sets: list[CaaSet] = []
         current = dns.name.from_text(name.removeprefix("*."))
         while len(current) > 2:
             owner, records, problem = await self._caa_at(current, 0)
             if problem is not None:
                 return CaaChain(tuple(sets), problem)
-            sets.append((owner, records))
+            sets.append(CaaSet(owner, records))
             if records:
                 break
             current = current.parent()

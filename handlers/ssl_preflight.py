@@ -6,9 +6,9 @@ node serves them at, and callables that place and remove a file on the node; it 
 - ``dns(names, addresses, wildcard=)`` → ``PreflightVerdict``: every A answer, on every
   authoritative server, is one of ``addresses`` (CNAMEs followed); AAAA is absent or one of
   them (a CA tries IPv6 first, so a stray AAAA fails HTTP-01); CAA lets the CA issue
-  (``domain.caa.caa_permits``, the CA's identities from ``issuer_ids()``); ``dns01`` says every
-  authoritative server is one of ``our_dns``. A wildcard certificate (``wildcard=True``, or a
-  ``*.`` name) has no A to check and needs DNS-01.
+  (``domain.ssl_policy.caa_permits``, the CA's identities from ``issuer_ids()``); ``dns01``
+  says every authoritative server is one of ``our_dns``. A wildcard certificate
+  (``wildcard=True``, or a ``*.`` name) has no A to check and needs DNS-01.
 - ``tls(names, address, now, renew_from)`` → ``CertificateFacts`` of a certificate the node
   already serves for every name, chaining to a trusted root, valid at ``now`` and not yet at
   ``renew_from(facts)``; else None (always for a ``*.`` name, which no handshake can ask for).
@@ -30,7 +30,7 @@ from datetime import datetime
 
 import httpx
 
-from domain.caa import caa_permits
+from domain.ssl_policy import caa_permits
 from domain.ssl_types import CertificateFacts, PreflightVerdict
 from handlers.dns_authority import MAX_CNAME_HOPS, TIMEOUT, Authorities, Server, ZoneServers
 from handlers.tls_probe import certificate_facts, served, verifying_context
@@ -204,7 +204,7 @@ class Preflight:
             chain = await self._authorities.caa_chain(_name(name))
             if chain.problem is not None:
                 return chain.problem
-            reason = caa_permits(chain.sets, ids, _name(name).startswith("*."))
+            reason = caa_permits(chain.sets, ids, wildcard=_name(name).startswith("*."))
             if reason is not None:
                 return f"{reason} (checking {_name(name)})"
         return None

@@ -174,7 +174,8 @@ async def test_caa_at_the_apex_forbidding_the_ca_fails_www(net: Network) -> None
     assert not verdict.ok
     assert verdict.check == "caa"
     assert verdict.reason == (
-        f"CAA issue at {ZONE} allows other.example, not letsencrypt.org (checking www.{ZONE})"
+        f"CAA at {ZONE} allows only other.example to issue certificates, not this CA "
+        f"(letsencrypt.org) (checking www.{ZONE})"
     )
     allowed = await net.preflight(issuer_ids=frozenset({"other.example"})).dns(
         [f"www.{ZONE}"], [WEB], wildcard=False

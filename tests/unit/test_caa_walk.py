@@ -1,11 +1,13 @@
-"""CAA (RFC 8659): the pure rule ``caa_permits``, and ``Authorities.caa_chain``'s walk up the
-tree and along CNAMEs, over a fake DNS that answers from a table."""
+"""CAA (RFC 8659): ``Authorities.caa_chain``'s walk up the tree and along CNAMEs, over a fake
+DNS that answers from a table, giving the sets ``domain.ssl_policy.caa_permits`` reads (the
+rule itself is tested in ``test_caa.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.caa import CaaRecord, caa_permits
+from domain.ssl_policy import caa_permits
+from domain.ssl_types import CaaRecord, CaaSet
 from handlers.dns_authority import Answer, Authorities, Server, ZoneServers
 
 LE = frozenset({"letsencrypt.org"})
@@ -13,82 +15,6 @@ LE = frozenset({"letsencrypt.org"})
 
 def issue(value: str, tag: str = "issue", flags: int = 0) -> CaaRecord:
     return CaaRecord(flags, tag, value)
-
-
-# --- the rule ------------------------------------------------------------------------------
-
-
-def test_no_caa_anywhere_lets_every_ca_issue() -> None:
-    assert caa_permits([("www.shop.test", ()), ("shop.test", ())], LE, False) is None
-    assert caa_permits([], frozenset(), True) is None
-
-
-def test_the_closest_non_empty_set_decides() -> None:
-    chain = [
-        ("www.shop.test", ()),
-        ("shop.test", (issue("letsencrypt.org"),)),
-        ("test", (issue("other.example"),)),
-    ]
-    assert caa_permits(chain, LE, False) is None
-    chain[1] = ("shop.test", (issue("other.example"),))
-    assert caa_permits(chain, LE, False) == (
-        "CAA issue at shop.test allows other.example, not letsencrypt.org"
-    )
-
-
-def test_issuer_names_compare_without_case_dots_or_parameters() -> None:
-    records = (issue(" LetsEncrypt.org. ; accounturi=https://acme.test/acct/1"),)
-    assert caa_permits([("shop.test", records)], LE, False) is None
-
-
-def test_an_empty_issuer_forbids_every_ca() -> None:
-    reason = caa_permits([("shop.test", (issue(";"),))], LE, False)
-    assert reason == "CAA issue at shop.test allows no CA, not letsencrypt.org"
-
-
-def test_issuewild_decides_for_wildcards_and_is_ignored_otherwise() -> None:
-    records = (issue("letsencrypt.org"), issue(";", "issuewild"))
-    assert caa_permits([("p.test", records)], LE, False) is None
-    assert caa_permits([("p.test", records)], LE, True) == (
-        "CAA issuewild at p.test allows no CA for wildcards, not letsencrypt.org"
-    )
-    only_wild = (issue("letsencrypt.org", "issuewild"),)
-    assert caa_permits([("p.test", only_wild)], LE, True) is None
-    assert caa_permits([("p.test", only_wild)], frozenset({"other.example"}), False) is None
-
-
-def test_a_wildcard_without_issuewild_follows_issue() -> None:
-    records = (issue("other.example"),)
-    assert caa_permits([("p.test", records)], LE, True) == (
-        "CAA issue at p.test allows other.example, not letsencrypt.org"
-    )
-
-
-def test_a_set_without_issue_properties_forbids_nothing() -> None:
-    assert caa_permits([("shop.test", (issue("mailto:x@shop.test", "iodef"),))], LE, False) is None
-
-
-def test_an_unknown_critical_property_forbids_and_an_unknown_plain_one_does_not() -> None:
-    critical = (issue("letsencrypt.org"), issue("x", "tbs", flags=128))
-    reason = caa_permits([("shop.test", critical)], LE, False)
-    assert reason is not None and "critical 'tbs'" in reason
-    plain = (issue("letsencrypt.org"), issue("x", "tbs", flags=0))
-    assert caa_permits([("shop.test", plain)], LE, False) is None
-    known_critical = (issue("letsencrypt.org", flags=128),)
-    assert caa_permits([("shop.test", known_critical)], LE, False) is None
-
-
-def test_a_ca_without_caa_identities_is_refused_by_any_issue_set() -> None:
-    records = (issue("letsencrypt.org"),)
-    reason = caa_permits([("shop.test", records)], frozenset(), False)
-    assert reason == (
-        "CAA issue at shop.test allows letsencrypt.org, and this CA publishes no CAA identity "
-        "to match"
-    )
-    assert caa_permits([("shop.test", ())], frozenset(), False) is None
-
-
-# --- the walk ------------------------------------------------------------------------------
 
 
 class TableAuthorities(Authorities):
@@ -126,9 +52,9 @@ async def test_the_walk_goes_up_to_the_first_set_and_stops_there() -> None:
     chain = await fake.caa_chain("a.b.shop.test")
     assert chain.problem is None
     assert chain.sets == (
-        ("a.b.shop.test", ()),
-        ("b.shop.test", ()),
-        ("shop.test", (issue("letsencrypt.org"),)),
+        CaaSet("a.b.shop.test"),
+        CaaSet("b.shop.test"),
+        CaaSet("shop.test", (issue("letsencrypt.org"),)),
     )
     assert fake.asked == ["a.b.shop.test", "b.shop.test", "shop.test"]
 
@@ -136,7 +62,7 @@ async def test_the_walk_goes_up_to_the_first_set_and_stops_there() -> None:
 async def test_the_walk_leaves_the_zone_and_never_asks_the_top_level_domain() -> None:
     fake = TableAuthorities({"shop.example.test": "127.0.0.21"}, {})
     chain = await fake.caa_chain("www.shop.example.test")
-    assert [owner for owner, _ in chain.sets] == [
+    assert [caa_set.name for caa_set in chain.sets] == [
         "www.shop.example.test",
         "shop.example.test",
         "example.test",  # held by no zone here: empty, as a name nothing serves
@@ -154,9 +80,10 @@ async def test_a_cname_is_followed_and_its_target_owns_the_set() -> None:
         },
     )
     chain = await fake.caa_chain("webmail.shop.test")
-    assert chain.sets == (("mail.cdn.test", (issue("other.example"),)),)
-    assert caa_permits(chain.sets, LE, False) == (
-        "CAA issue at mail.cdn.test allows other.example, not letsencrypt.org"
+    assert chain.sets == (CaaSet("mail.cdn.test", (issue("other.example"),)),)
+    assert caa_permits(chain.sets, LE, wildcard=False) == (
+        "CAA at mail.cdn.test allows only other.example to issue certificates, "
+        "not this CA (letsencrypt.org)"
     )
 
 
@@ -165,7 +92,7 @@ async def test_a_wildcard_is_looked_up_at_its_base_name() -> None:
         {"p.test": "127.0.0.21"}, {("p.test", "CAA"): caa(issue(";", "issuewild"))}
     )
     chain = await fake.caa_chain("*.p.test")
-    assert chain.sets == (("p.test", (issue(";", "issuewild"),)),)
+    assert chain.sets == (CaaSet("p.test", (issue(";", "issuewild"),)),)
 
 
 @pytest.mark.parametrize("rcode", ["SERVFAIL", "TIMEOUT", "REFUSED"])
