@@ -25,9 +25,9 @@ from domain.ssl_types import CertificateFacts
 from handlers.dns_authority import Authorities
 from handlers.ssl_preflight import Preflight
 from ops.devtools.delegation_dns import DelegationDns
+from ops.devtools.mini_ca import MiniCa
 from ops.devtools.simnode import SimNode
 from tests.support.budget import budget
-from tests.support.certificates import MiniCa
 
 NS1, NS2, WEB = "127.0.0.21", "127.0.0.22", "127.0.0.31"
 REDIRECTOR = "127.0.0.41"  # a web server that redirects
@@ -95,7 +95,7 @@ class Network:
             our_dns=frozenset({NS1, NS2}) if ours else frozenset(),
             http_port=int(ports["http"] or 0),
             tls_port=int(ports["https"] or 0),
-            trusted_roots_pem=self.ca.root_pem if roots else "",
+            trusted_roots_pem=self.ca.certificate_pem if roots else "",
             timeout_s=budget(5.0),
         )
 
@@ -299,7 +299,7 @@ async def test_an_address_dns_did_not_give_is_never_dialled(net: Network) -> Non
 
 
 async def _install(net: Network, names: list[str], **validity: datetime) -> None:
-    leaf = net.ca.issue(names, **validity)
+    leaf = net.ca.leaf(names, **validity)
     ssl_dir = net.web.data_dir / "fs" / "tmp" / "ssl"
     ssl_dir.mkdir(parents=True)
     (ssl_dir / f"{ZONE}.crt").write_text(leaf.certificate_pem)
