@@ -32,8 +32,9 @@ import httpx
 
 from domain.ssl_policy import caa_permits
 from domain.ssl_types import CertificateFacts, PreflightVerdict
+from handlers import x509_tools
 from handlers.dns_authority import MAX_CNAME_HOPS, TIMEOUT, Authorities, Server, ZoneServers
-from handlers.tls_probe import certificate_facts, served, verifying_context
+from handlers.tls_probe import served, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,8 @@ class Preflight:
         problem = self._undialable(name, address)
         if problem is None:
             outcome = await served(address, self._tls_port, name, self._context, self._timeout_s)
-            if outcome.der is not None:
-                return certificate_facts(outcome.der)
+            if outcome.pem is not None:
+                return x509_tools.facts(outcome.pem)
             problem = outcome.problem
         log.info("TLS probe: %s", problem)
         return None

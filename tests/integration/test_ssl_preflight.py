@@ -22,10 +22,11 @@ import dns.rdatatype
 import pytest
 
 from domain.ssl_types import CertificateFacts
+from handlers import x509_tools
 from handlers.dns_authority import Authorities
 from handlers.ssl_preflight import Preflight
 from ops.devtools.delegation_dns import DelegationDns
-from ops.devtools.mini_ca import MiniCa
+from ops.devtools.mini_ca import Leaf, MiniCa
 from ops.devtools.simnode import SimNode
 from tests.support.budget import budget
 
@@ -298,13 +299,14 @@ async def test_an_address_dns_did_not_give_is_never_dialled(net: Network) -> Non
 # --- TLS -----------------------------------------------------------------------------------
 
 
-async def _install(net: Network, names: list[str], **validity: datetime) -> None:
+async def _install(net: Network, names: list[str], **validity: datetime) -> Leaf:
     leaf = net.ca.leaf(names, **validity)
     ssl_dir = net.web.data_dir / "fs" / "tmp" / "ssl"
     ssl_dir.mkdir(parents=True)
     (ssl_dir / f"{ZONE}.crt").write_text(leaf.certificate_pem)
     (ssl_dir / f"{ZONE}.key").write_text(leaf.key_pem)
     await run(net.web, "v-add-web-domain-ssl", USER, ZONE, "/tmp/ssl")
+    return leaf
 
 
 def _renew_at_a_third_left(facts: CertificateFacts) -> datetime:
@@ -315,10 +317,11 @@ async def test_a_valid_certificate_already_served_is_read_into_facts(net: Networ
     preflight = net.preflight()
     await _checked(net, preflight)
     names = [ZONE, f"www.{ZONE}"]
-    await _install(net, names)
+    leaf = await _install(net, names)
     now = datetime.now(UTC)
     facts = await preflight.tls(names, WEB, now, _renew_at_a_third_left)
     assert facts is not None
+    assert facts == x509_tools.facts(leaf.certificate_pem)  # the served leaf, read as uploads are
     assert facts.names == tuple(names)
     assert facts.common_name == ZONE
     assert facts.issuer == "CN=hostwright test root"
