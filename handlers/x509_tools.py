@@ -23,6 +23,7 @@ from cryptography.x509 import DNSName
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from domain.ssl_policy import covers
 from domain.ssl_types import CertificateFacts, PemBundle
 
 KeyKind = Literal["ec-p256", "rsa-2048"]
@@ -131,7 +132,7 @@ def validate_custom(
     if _spki(leaf.public_key()) != _spki(key.public_key()):
         raise CertificateRefused("the private key does not belong to the certificate")
     found = facts_of(leaf)
-    missing = [n for n in names if not any(_covers(pattern, n) for pattern in found.names)]
+    missing = [n for n in names if not covers(found.names, n)]
     if missing:
         covered = ", ".join(found.names) or "no DNS names"
         raise CertificateRefused(
@@ -174,17 +175,6 @@ def _verify_chain(
 def _first_name(certificate: x509.Certificate) -> str:
     names = _dns_names(certificate)
     return names[0] if names else ""
-
-
-def _covers(pattern: str, name: str) -> bool:
-    """A SAN covers a name: the same name, or a wildcard for exactly one more label."""
-    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
-    if pattern == name:
-        return True
-    if pattern.startswith("*."):
-        label, _, parent = name.partition(".")
-        return bool(label) and label != "*" and parent == pattern[2:]
-    return False
 
 
 def _customer_key(pem: str) -> PrivateKeyTypes:
