@@ -4,7 +4,7 @@ final), the freeze after failures and after a rate limit, and keys that are only
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,31 +21,10 @@ from domain.certificate import (
 )
 from domain.errors import Conflict, InvalidInput
 from domain.ssl_policy import AriWindow
-from domain.ssl_types import CertificateFacts, DnsTarget, Http01Spot, InstallTarget, SslCadence
+from domain.ssl_types import DnsTarget, Http01Spot, InstallTarget
+from tests.support.ssl_values import CADENCE, T0, facts
 
-T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-CADENCE = SslCadence(
-    fast_attempts=3,
-    fast_interval_s=30,
-    recheck_interval_s=3600,
-    active_interval_s=86400,
-    freeze_after=3,
-    freeze_s=6 * 3600,
-)
 SEALED = "v2:abc:sealed-order-key"
-
-
-def facts(serial: str = "1f", days: int = 90, at: datetime = T0) -> CertificateFacts:
-    return CertificateFacts(
-        serial=serial,
-        not_before=at,
-        not_after=at + timedelta(days=days),
-        names=("shop.example", "www.shop.example"),
-        common_name=None,
-        issuer="CN=Test Intermediate",
-        ari_id="a.b",
-        fingerprint="ab" * 32,
-    )
 
 
 def seeded(**changes: Any) -> Certificate:
