@@ -32,8 +32,8 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
+from ops.devtools.background_server import BackgroundServer
 from ops.devtools.mini_ca import MiniCa
 
 PEBBLE = "/usr/bin/pebble"
@@ -54,7 +54,7 @@ class PebbleError(RuntimeError):
     pass
 
 
-class Pebble:
+class Pebble(BackgroundServer):
     def __init__(
         self,
         workdir: Path,
@@ -131,17 +131,6 @@ class Pebble:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-
-    def __enter__(self) -> Pebble:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:

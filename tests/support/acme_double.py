@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -40,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ops.devtools.background_server import BackgroundServer
 from ops.devtools.mini_ca import MiniCa
 
 PROBLEM = "urn:ietf:params:acme:error:"
@@ -61,7 +61,7 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class AcmeDouble:
+class AcmeDouble(BackgroundServer):
     def __init__(self) -> None:
         self.window: tuple[datetime, datetime, str | None] | None = None
         self.replaces_answer = "ok"
@@ -139,17 +139,6 @@ class AcmeDouble:
         self._server = self._thread = None
         self._sock.close()
         self._dir.cleanup()
-
-    def __enter__(self) -> AcmeDouble:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- the server (in its own thread) ------------------------------------------------
 
