@@ -327,16 +327,10 @@ class Certificate(Aggregate):
                 "key_sealed": self.key_sealed,
             }
             cert.order = None
-            cert.state = "issued"
-            _thaw(cert)
-            cert.failures = 0
-            cert.fast_left = 0
-            cert.issue_requested = False
-            cert.last_error = None
+            _settled(cert)
             cert.renew_at = None
             cert.ari = None
             cert.ari_poll_at = None
-            cert.warned = []
             cert.next_check_at = self.timestamp  # installed, then looked at daily
 
     class CustomRemoved(Event):

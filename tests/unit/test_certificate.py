@@ -202,6 +202,17 @@ def test_adopting_a_served_certificate_needs_no_order() -> None:
         removed.adopt(T0, facts(), CADENCE)  # the node still serves the customer's
 
 
+def test_a_custom_certificate_settles_a_failing_frozen_one() -> None:
+    cert = seeded()
+    for n in range(1, 4):
+        cert.place_order(T0, order_url=f"https://ca/o/{n}", names=cert.names, key_sealed=SEALED)
+        cert.issue_failed(T0, reason="HTTP-01 got 404", cadence=CADENCE)
+    assert cert.state == "frozen" and cert.failures == 3
+    cert.upload_custom(T0, certificate="C", chain="", key_sealed=SEALED, facts=facts(), actor="c")
+    assert (cert.state, cert.failures, cert.fast_left, cert.last_error) == ("issued", 0, 0, None)
+    assert cert.frozen_until is None and not cert.frozen(T0) and not cert.issue_requested
+
+
 def test_a_custom_certificate_is_never_ordered_and_delete_hands_back() -> None:
     cert = issued_cert()
     cert.upload_custom(
