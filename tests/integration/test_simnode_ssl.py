@@ -132,7 +132,7 @@ async def test_web_ssl_added_listed_changed_and_deleted(env: Ssl) -> None:
 async def test_the_listing_formats_and_its_unknown_domain(env: Ssl) -> None:
     leaf = env.ca.leaf(NAMES)
     assert await env.run("v-add-web-domain-ssl", USER, DOMAIN, env.leaf_files("l", leaf)) == 0
-    shell = (await env.client.run("v-list-web-domain-ssl", USER, DOMAIN)).stdout
+    shell = str((await env.client.run("v-list-web-domain-ssl", USER, DOMAIN)).stdout)
     assert f"SUBJECT:        {DOMAIN}\n" in shell
     assert f"ALIASES:        {' '.join(NAMES)}\n" in shell and "SSL_FORCE:      no" in shell
     csv = str((await env.client.run("v-list-web-domain-ssl", USER, DOMAIN, "csv")).stdout)
@@ -252,7 +252,7 @@ async def test_two_installs_at_once_one_fails_as_pkill_openssl_makes_it(env: Ssl
         early = await first
     finally:
         await second.close()
-    assert early.exit_status == 2 and "ssl certificate key pair is not valid" in early.stdout
+    assert early.exit_status == 2 and "ssl certificate key pair is not valid" in str(early.stdout)
     assert late.exit_status == 0
     assert [e["exit_code"] for e in read_command_log(env.node.data_dir)[-2:]] == [2, 0]
     env.node.executor.openssl.seconds = 0.02

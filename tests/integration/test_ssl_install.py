@@ -6,14 +6,16 @@ serialised by the node's fence, and the private key in no log line and no error.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import shlex
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from domain.ssl_types import InstallTarget, PemBundle
-from handlers.hestia_command import PermanentNodeError, TransientNodeError
+from handlers.hestia_command import CommandResult, PermanentNodeError, TransientNodeError
 from handlers.hestia_driver import HestiaDriver
 from handlers.ssl_install import CertificateInstaller, certificate_of, install_fence_key
 from handlers.step import StepLog
@@ -175,7 +177,7 @@ async def test_two_installs_on_one_node_at_once_both_succeed_one_after_the_other
         env.installer.install(env.driver, WEB, first, first_leaf.key_pem, logs[0]),
         env.installer.install(env.driver, other, second, second_leaf.key_pem, logs[1]),
     )
-    assert done == [True, True]
+    assert list(done) == [True, True]
     installs = [
         e for e in read_command_log(env.node.data_dir) if e["argv"][0] == "v-add-web-domain-ssl"
     ]
@@ -204,3 +206,49 @@ async def test_without_the_fence_one_of_two_installs_fails(env: Env) -> None:
     with pytest.raises(TransientNodeError) as ended:  # the key matches: worth a retry
         await early
     assert "pkill openssl" in str(ended.value)
+
+
+class PanelFirst:
+    """The node's driver, but Hestia's panel turns SSL on for the domain (its own certificate)
+    just before our ``v-add-web-domain-ssl`` reaches the node."""
+
+    def __init__(self, env: Env, theirs: str) -> None:
+        self._env, self._theirs = env, theirs
+        self.driver = env.driver
+        self.server_id = env.driver.server_id
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.driver, name)
+
+    async def run(self, argv: Sequence[str]) -> CommandResult:
+        if argv[0] == "v-add-web-domain-ssl":
+            line = shlex.join(["v-add-web-domain-ssl", USER, DOMAIN, self._theirs])
+            panel = await self._env.node.executor.execute("admin", line)
+            assert panel.exit_code == 0, panel.stdout
+        return await self.driver.run(argv)
+
+
+async def test_ssl_turned_on_meanwhile_by_someone_else_is_replaced(env: Env) -> None:
+    theirs, their_leaf = env.bundle([DOMAIN])
+    folder = env.node.data_dir / "fs/tmp/panel"
+    folder.mkdir()
+    (folder / f"{DOMAIN}.crt").write_text(theirs.certificate)
+    (folder / f"{DOMAIN}.key").write_text(their_leaf.key_pem)
+    (folder / f"{DOMAIN}.ca").write_text(theirs.chain)
+    ours, our_leaf = env.bundle([DOMAIN])
+    driver = PanelFirst(env, "/tmp/panel")
+    assert await env.installer.install(driver, WEB, ours, our_leaf.key_pem, StepLog())  # type: ignore[arg-type]
+    wanted = ("v-add-web-domain-ssl", "v-change-web-domain-sslcert")
+    installs = [
+        (e["argv"][0], e["exit_code"])
+        for e in read_command_log(env.node.data_dir)
+        if e["argv"][0] in wanted
+    ]
+    # the panel's add, ours finding SSL on (4), then ours replacing theirs
+    assert installs == [(wanted[0], 0), (wanted[0], 4), (wanted[1], 0)]
+    facts = await env.installer.installed(env.driver, WEB)
+    assert facts is not None and facts.serial == format(_serial_of(ours), "x")
+
+
+def _serial_of(bundle: PemBundle) -> int:
+    return x509.load_pem_x509_certificate(bundle.certificate.encode()).serial_number
