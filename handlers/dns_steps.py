@@ -220,7 +220,7 @@ async def ensure_dns_record(
         # another service may have marked the same free name at the same moment
         marks = record_marks(await _records(driver, user, domain), record.record)
         if set(marks) != {mark.value}:
-            await _delete_copies(driver, log, user, domain, mark)
+            await delete_copies(driver, log, user, domain, mark)
             require_ours(driver, what, marks, mark.value)
     changed = await converge_records(driver, log, user, domain, [record]) or changed
     if not changed:
@@ -229,7 +229,7 @@ async def ensure_dns_record(
     return StepOutcome(changed, {"fqdn": fqdn})
 
 
-async def _delete_copies(
+async def delete_copies(
     driver: NodeDriver, log: StepLog, user: str, domain: str, record: DesiredRecord
 ) -> bool:
     """Deletes every copy of ``record``; True if there was one. Checks none is left."""
@@ -267,7 +267,7 @@ async def remove_dns_record(
         what = f"record {record.describe()} in {domain}"
         marks = record_marks(dict(listed), record.record)
         require_ours(driver, what, marks, mark.value, removal=True)
-        changed = await _delete_copies(driver, log, user, domain, record)
+        changed = await delete_copies(driver, log, user, domain, record)
         listed = await _records(driver, user, domain)
     else:
         log.note(f"{domain}: {record.describe()} already absent")
@@ -275,7 +275,7 @@ async def remove_dns_record(
         dict(listed), record.record
     ):
         log.note(f"{domain}: nothing left at {record.record}; removing its owner mark")
-        changed = await _delete_copies(driver, log, user, domain, mark) or changed
+        changed = await delete_copies(driver, log, user, domain, mark) or changed
     return StepOutcome(changed)
 
 

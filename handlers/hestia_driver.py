@@ -1,15 +1,16 @@
 """The HestiaCP driver: ``v-*`` commands on one node over a small pool of SSH connections.
 
-``HestiaDriver(access)`` consumes a ``NodeAccess`` (address, login, the pinned host key, the
-client key files) and emits ``CommandResult``s for argv lists, parsed ``v-list-* json`` output,
-and files put over SFTP. Connections (``hestia_pool``) are opened lazily, kept for the driver's
-lifetime and shared (one SSH connection carries several commands at once, and a fresh connection
-per command is ~7x slower); a broken one is dropped and replaced on the next call. Commands run
-in command sessions (``hestia_session``): shells kept open, one command at a time each, which
-costs a fraction of an exec channel per command; a command that cannot be one line of a session,
-or finds no room for one, gets an exec channel of its own. SSH failures and timeouts raise
-``TransientNodeError``; a host key that does not match the pinned one, or a login the node
-refuses, raise ``PermanentNodeError`` (retrying cannot fix either; an operator must).
+``HestiaDriver(access)`` consumes a ``NodeAccess`` (address, login, the pinned host key, the client
+key files) and emits ``CommandResult``s for argv lists, parsed ``v-list-* json`` output, and files
+put over SFTP (also a private folder of them, for certificate keys). Connections (``hestia_pool``)
+are opened lazily, kept for the driver's lifetime and shared (one SSH connection carries several
+commands at once, and a fresh connection per command is ~7x slower); a broken one is dropped and
+replaced on the next call. Commands run in command sessions (``hestia_session``): shells kept open,
+one command at a time each, which costs a fraction of an exec channel per command; a command that
+cannot be one line of a session, or finds no room for one, gets an exec channel of its own. SSH
+failures and timeouts raise ``TransientNodeError``; a host key that does not match the pinned one,
+or a login the node refuses, raise ``PermanentNodeError`` (retrying cannot fix either; an operator
+must).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import posixpath
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncssh
@@ -126,35 +127,60 @@ class HestiaDriver:
             raise error_for(self.server_id, full, result)
         return self._parse(full, result.stdout)
 
-    async def put_file(self, path: str, data: bytes) -> None:
-        """Writes ``data`` to ``path`` on the node over SFTP, readable by our login only."""
-        slot = await self._pool.acquire()
-        try:
-            async with asyncio.timeout(self._command_timeout):
-                async with slot.conn.start_sftp_client() as sftp:
-                    await sftp.makedirs(posixpath.dirname(path) or "/", exist_ok=True)
-                    async with sftp.open(path, "wb") as remote:
-                        await remote.write(data)
-                    await sftp.chmod(path, 0o600)
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
-            self._pool.discard_unless_refused(slot, exc)
-            raise TransientNodeError(f"{self.server_id}: uploading {path} failed: {exc}") from exc
-        finally:
-            self._pool.release(slot)
+    async def put_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
+        """Writes ``data`` to ``path`` on the node over SFTP with ``mode`` (0600: readable by
+        our login only; a file a Hestia command reads as the user, such as
+        ``v-copy-fs-file``'s source, needs 0644)."""
+        async with self._sftp(f"uploading {path}") as sftp:
+            await sftp.makedirs(posixpath.dirname(path) or "/", exist_ok=True)
+            await self._write(sftp, path, data, mode)
 
     async def remove_file(self, path: str) -> None:
         """Deletes ``path`` on the node over SFTP; a missing file is fine."""
+        async with self._sftp(f"removing {path}") as sftp:
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await sftp.remove(path)
+
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
+        """``directory`` made afresh with mode 0700 (whatever was there, a killed attempt's
+        leftovers, removed first), holding ``files`` by name, each 0600 from its creation."""
+        _check_private(directory, files)
+        async with self._sftp(f"uploading into {directory}") as sftp:
+            await _remove_any(sftp, directory)
+            await sftp.makedirs(posixpath.dirname(directory), exist_ok=True)
+            await sftp.mkdir(directory, asyncssh.SFTPAttrs(permissions=0o700))
+            await sftp.chmod(directory, 0o700)  # the node's umask may have taken bits away
+            for name, data in files.items():
+                await self._write(sftp, posixpath.join(directory, name), data, 0o600)
+
+    async def remove_tree(self, directory: str) -> None:
+        """``directory`` and everything in it gone over SFTP; a missing one is fine."""
+        if not posixpath.isabs(directory) or posixpath.normpath(directory) == "/":
+            raise ValueError(f"{self.server_id}: will not remove the tree {directory!r}")
+        async with self._sftp(f"removing {directory}") as sftp:
+            await _remove_any(sftp, directory)
+
+    @contextlib.asynccontextmanager
+    async def _sftp(self, doing: str) -> AsyncIterator[asyncssh.SFTPClient]:
+        """An SFTP session on a pooled connection; SSH trouble is a TransientNodeError that
+        says what was being done (never the data)."""
         slot = await self._pool.acquire()
         try:
             async with asyncio.timeout(self._command_timeout):
                 async with slot.conn.start_sftp_client() as sftp:
-                    with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                        await sftp.remove(path)
+                    yield sftp
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             self._pool.discard_unless_refused(slot, exc)
-            raise TransientNodeError(f"{self.server_id}: removing {path} failed: {exc}") from exc
+            raise TransientNodeError(f"{self.server_id}: {doing} failed: {exc}") from exc
         finally:
             self._pool.release(slot)
+
+    @staticmethod
+    async def _write(sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int) -> None:
+        attrs = asyncssh.SFTPAttrs(permissions=mode)
+        async with sftp.open(path, "wb", attrs) as remote:
+            await remote.write(data)
+        await sftp.chmod(path, mode)
 
     async def close(self) -> None:
         """Closes every pooled connection; later calls fail with TransientNodeError."""
@@ -218,6 +244,27 @@ class HestiaDriver:
             raise TransientNodeError(
                 f"{self.server_id}: {shown(argv)} printed no valid JSON ({exc})"
             ) from exc
+
+
+def _check_private(directory: str, files: Mapping[str, bytes]) -> None:
+    if not posixpath.isabs(directory) or posixpath.normpath(directory) in ("/", "/tmp"):  # noqa: S108
+        raise ValueError(f"not a private folder of its own: {directory!r}")
+    for name in files:
+        if not name or "/" in name or name in (".", "..") or "\x00" in name:
+            raise ValueError(f"not a plain file name: {name!r}")
+
+
+async def _remove_any(sftp: asyncssh.SFTPClient, path: str) -> None:
+    """``path`` gone, whatever it is: a folder with its contents, a file, or a symbolic link
+    (the link itself, never what it points to)."""
+    try:
+        found = await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return
+    if found.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+        await sftp.rmtree(path)
+    else:
+        await sftp.remove(path)
 
 
 def _text(value: object) -> str:

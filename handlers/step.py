@@ -10,7 +10,7 @@ its params are unusable (a planner bug: never retried).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,9 +29,16 @@ class NodeDriver(Protocol):
 
     async def probe_json(self, argv: Sequence[str]) -> Any | None: ...
 
-    async def put_file(self, path: str, data: bytes) -> None: ...
+    async def put_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None: ...
 
     async def remove_file(self, path: str) -> None: ...
+
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
+        """``directory`` made afresh (mode 0700, anything there before removed) holding
+        ``files`` (plain names, mode 0600)."""
+
+    async def remove_tree(self, directory: str) -> None:
+        """``directory`` and everything in it gone; a missing one is fine."""
 
 
 class StepParamsError(ValueError):

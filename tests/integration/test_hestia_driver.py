@@ -176,6 +176,53 @@ async def test_files_over_sftp(env: tuple[SimNode, HestiaDriver]) -> None:
     assert not stored.exists()
 
 
+async def test_a_file_another_user_must_read_gets_the_mode_asked_for(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    node, driver = env
+    await driver.put_file("/tmp/hw-token", b"t.k\n", mode=0o644)
+    assert (node.data_dir / "fs/tmp/hw-token").stat().st_mode & 0o777 == 0o644
+
+
+async def test_private_files_go_into_a_fresh_0700_folder_and_leave_with_it(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    node, driver = env
+    fs = node.data_dir / "fs"
+    (fs / "tmp/hw-ssl/abc").mkdir(parents=True)
+    (fs / "tmp/hw-ssl/abc/stale.key").write_text("a killed attempt's leftover")
+    files = {"shop.test.crt": b"CRT", "shop.test.key": b"KEY", "shop.test.ca": b"CA"}
+    await driver.put_private_files("/tmp/hw-ssl/abc", files)
+    folder = fs / "tmp/hw-ssl/abc"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+    for name, data in files.items():
+        assert (folder / name).read_bytes() == data
+        assert (folder / name).stat().st_mode & 0o777 == 0o600
+    await driver.remove_tree("/tmp/hw-ssl/abc")
+    await driver.remove_tree("/tmp/hw-ssl/abc")  # gone already: fine
+    assert not folder.exists() and (fs / "tmp/hw-ssl").is_dir()
+
+    # a symbolic link planted at the folder's name is replaced, never followed
+    (fs / "tmp/elsewhere").mkdir()
+    (fs / "tmp/elsewhere/keep").write_text("keep")
+    folder.symlink_to(fs / "tmp/elsewhere")
+    await driver.put_private_files("/tmp/hw-ssl/abc", {"x.key": b"K"})
+    assert not folder.is_symlink() and (folder / "x.key").read_bytes() == b"K"
+    assert (fs / "tmp/elsewhere/keep").read_text() == "keep"
+    await driver.remove_tree("/tmp/hw-ssl/abc")
+
+    for directory, names in (
+        ("/tmp", {"a": b""}),
+        ("relative", {"a": b""}),
+        ("/tmp/x", {"../a": b""}),
+    ):
+        with pytest.raises(ValueError):
+            await driver.put_private_files(directory, names)
+    with pytest.raises(ValueError):
+        await driver.remove_tree("/")
+
+
 def test_errors_never_carry_passwords() -> None:
     argv = ["v-add-mail-account", "u", "d.test", "info", "Sup3r$ecret"]
     said = CommandResult(2, "Error: invalid password format :: Sup3r$ecret\n", "", 1.0)

@@ -305,6 +305,9 @@ async def _install(net: Network, names: list[str], **validity: datetime) -> Leaf
     ssl_dir.mkdir(parents=True)
     (ssl_dir / f"{ZONE}.crt").write_text(leaf.certificate_pem)
     (ssl_dir / f"{ZONE}.key").write_text(leaf.key_pem)
+    # Hestia refuses a certificate no system root signs without its .ca ("Certificate
+    # Authority not found"): the test root is the issuer here
+    (ssl_dir / f"{ZONE}.ca").write_text(net.ca.root_pem)
     await run(net.web, "v-add-web-domain-ssl", USER, ZONE, "/tmp/ssl")
     return leaf
 

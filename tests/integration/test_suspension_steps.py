@@ -4,7 +4,7 @@ user, mailbox and record change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -102,10 +102,16 @@ class RacingDriver:
     async def list_json(self, argv: Sequence[str]) -> Any:
         raise AssertionError("not used")
 
-    async def put_file(self, path: str, data: bytes) -> None:
+    async def put_file(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         raise AssertionError("not used")
 
     async def remove_file(self, path: str) -> None:
+        raise AssertionError("not used")
+
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
+        raise AssertionError("not used")
+
+    async def remove_tree(self, directory: str) -> None:
         raise AssertionError("not used")
 
 

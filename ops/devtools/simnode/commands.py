@@ -3,8 +3,11 @@
 ``run_command(node, argv)`` consumes a ``Node`` (the state plus what the node is) and an argv
 whose first item is the bare command name, and emits a ``CommandResult``: Hestia's exit code, what
 it prints on stdout (Hestia prints its ``Error: …`` lines there too), stderr, and whether the
-state changed. Nothing here does I/O except reading files under the node's file-system root
-(package files, certificate folders, ``/tmp`` password files), as Hestia reads them from its disk.
+state changed. An SSL install that passed its checks ends ``pending`` on Hestia's ``openssl
+s_server`` test instead (``OpensslCheck``): the executor holds that window, as it takes time on
+a real node, and then ``finish_install`` runs the rest. Nothing here does I/O except reading
+files under the node's file-system root (package files, certificate folders, ``/tmp`` password
+files), as Hestia reads them from its disk.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Node:
     fs_root: Path
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     changed: bool = False
+    pending: OpensslCheck | None = None
+
+    def check_pair(self, pair_ok: bool, install: Callable[[], str]) -> str:
+        """Ends the command on Hestia's key-pair test; ``install`` runs after it (if it passes)."""
+        self.pending = OpensslCheck(pair_ok, install)
+        return ""
 
     @property
     def time(self) -> str:
@@ -54,11 +63,22 @@ class Node:
 
 
 @dataclass(frozen=True)
+class OpensslCheck:
+    """An SSL install past its checks, at Hestia's test of the key pair (``pkill openssl``, then
+    ``openssl s_server`` with the pair for half a second, then ``kill`` it): ``pair_ok`` is
+    whether s_server would have started; ``install`` is what the command does after the test."""
+
+    pair_ok: bool
+    install: Callable[[], str]
+
+
+@dataclass(frozen=True)
 class CommandResult:
     exit_code: int
     stdout: str
     stderr: str = ""
     changed: bool = False
+    pending: OpensslCheck | None = None
 
 
 Command = Callable[[Node, list[str]], str]
@@ -82,19 +102,37 @@ def run_command(node: Node, argv: list[str]) -> CommandResult:
     fn = COMMANDS.get(name)
     if fn is None:
         return CommandResult(127, "", f"bash: {name}: command not found\n")
-    node.changed = False
+    node.changed, node.pending = False, None
+    return _answer(node, lambda: fn(node, args))
+
+
+def finish_install(node: Node, check: OpensslCheck, *, killed: bool) -> CommandResult:
+    """The rest of an install once its key-pair test is over: s_server gone before its ``kill``
+    (a key that is not the certificate's, or another check's ``pkill openssl``) is Hestia's
+    exit 2; otherwise the install runs."""
+    node.changed, node.pending = False, None
+    if killed or not check.pair_ok:
+        return _answer(node, _pair_refused)
+    return _answer(node, check.install)
+
+
+def _pair_refused() -> str:
+    raise HestiaError(Exit.INVALID, "ssl certificate key pair is not valid")
+
+
+def _answer(node: Node, work: Callable[[], str]) -> CommandResult:
     try:
-        out = fn(node, args)
+        out = work()
     except HestiaError as err:
         text = f"{err.usage}\n" if err.usage else f"Error: {err.message}\n"
         return CommandResult(int(err.code), text, "", node.changed)
-    return CommandResult(0, out, "", node.changed)
+    return CommandResult(0, out, "", node.changed, node.pending)
 
 
 def _load_command_modules() -> None:
     # The command modules register themselves on import; importing here keeps them out of
     # this module's import graph (they import it).
-    from ops.devtools.simnode import v_dns, v_mail, v_users, v_web  # noqa: F401
+    from ops.devtools.simnode import v_dns, v_fs, v_mail, v_ssl, v_users, v_web  # noqa: F401
 
 
 # -- checks shared by the commands (func/main.sh, func/domain.sh) -----------------------------

@@ -5,16 +5,27 @@ user name (``execute_words``: a command session's line, already split), and emit
 ``CommandResult``. The line is split with ``shlex.split`` and never given
 to a shell; a leading ``sudo`` is dropped; ``/usr/local/hestia/bin/v-…`` and ``v-…`` are the same
 command. The state is saved to disk after every command that changed it.
+
+Commands run one at a time, each atomic, except for the one window a real node has in its SSL
+installs: Hestia tests a key pair with ``pkill openssl; openssl s_server … & sleep 0.5; kill
+$pid``, so a second install's test kills the first one's s_server and the first fails (exit 2).
+``OpensslWindow`` holds that window for ``ssl_check_ms`` while other commands run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ops.devtools.simnode.commands import CommandResult, Node, run_command
+from ops.devtools.simnode.commands import (
+    CommandResult,
+    Node,
+    finish_install,
+    run_command,
+)
 from ops.devtools.simnode.faults import FaultFile
 from ops.devtools.simnode.journal import Journal
 from ops.devtools.simnode.state import StateFile
@@ -43,18 +54,47 @@ def hestia_argv(words: list[str]) -> list[str] | None:
     return [name, *argv[1:]]
 
 
+class OpensslWindow:
+    """The node's key-pair tests still in their window (each an ``openssl s_server``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._running: list[asyncio.Event] = []  # set: that test's s_server was killed
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def test(self) -> bool:
+        """Runs one test: True when another test's ``pkill openssl`` killed it. A killed test
+        ends at once (its outcome is settled); one left alone takes the whole window."""
+        for other in self._running:  # pkill openssl
+            other.set()
+        killed = asyncio.Event()
+        self._running.append(killed)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(killed.wait(), self.seconds)
+        finally:
+            self._running.remove(killed)
+        return killed.is_set()
+
+
 class CommandExecutor:
     """Runs commands against the node's state in ``data_dir``."""
 
-    def __init__(self, data_dir: Path, roles: frozenset[str], ip: str) -> None:
+    def __init__(
+        self, data_dir: Path, roles: frozenset[str], ip: str, *, ssl_check_ms: int = 50
+    ) -> None:
         self.fs_root = data_dir / "fs"
-        self.fs_root.mkdir(parents=True, exist_ok=True)
+        (self.fs_root / "tmp").mkdir(parents=True, exist_ok=True)  # every host has one
         self.roles = roles
         self.ip = ip
         self.store = StateFile(data_dir)
         self.state = self.store.load()
         self.faults = FaultFile(data_dir)
         self.journal = Journal(data_dir)
+        self.openssl = OpensslWindow(ssl_check_ms / 1000)
 
     async def execute(self, user: str, line: str) -> CommandResult:
         """Runs an exec request's command line."""
@@ -101,6 +141,9 @@ class CommandExecutor:
             return CommandResult(faults.fail_commands[argv[0]], "Error: simulated failure\n")
         node = Node(self.state, self.roles, self.ip, self.fs_root)
         result = run_command(node, argv)
+        if result.pending is not None:
+            killed = await self.openssl.test()
+            result = finish_install(node, result.pending, killed=killed)
         if result.changed:
             self.store.save(self.state)
         return result

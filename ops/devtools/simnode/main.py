@@ -1,9 +1,11 @@
 """``SimNode`` (a simulated HestiaCP node, in-process) and ``hostwright simnode`` (its CLI).
 
 ``SimNode(data_dir, roles, host, port, …)`` starts an SSH server answering Hestia's ``v-*``
-commands, plus DNS over UDP (role ``dns``) and HTTP/HTTPS (role ``web``); everything it keeps is
-in ``data_dir``: ``state/``, ``fs/`` (the simulated host's files), ``ssh_host_key[.pub]``,
-``authorized_keys``, ``faults.json``, ``commands.jsonl``, ``stats.json`` and ``ports.json``.
+commands, plus DNS over UDP (role ``dns``) and HTTP/HTTPS (roles ``web`` and ``mail``: sites
+and webmail); ``ssl_check_ms`` is the window of Hestia's key-pair test in SSL installs.
+Everything it keeps is in ``data_dir``: ``state/``, ``fs/`` (the simulated host's files),
+``ssh_host_key[.pub]``, ``authorized_keys``, ``faults.json``, ``commands.jsonl``,
+``stats.json`` and ``ports.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class SimNode:
         http_port: int = 0,
         https_port: int = 0,
         faults: Faults | None = None,
+        ssl_check_ms: int = 50,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,12 +56,14 @@ class SimNode:
             raise ValueError(f"unknown roles: {sorted(unknown)}")
         self.host = host
         self.ip = ip or (host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")  # noqa: S104
-        self.executor = CommandExecutor(self.data_dir, self.roles, self.ip)
+        self.executor = CommandExecutor(
+            self.data_dir, self.roles, self.ip, ssl_check_ms=ssl_check_ms
+        )
         self.ssh = SshListener(self.data_dir, host, port, self.executor)
         self.dns = DnsServer(host, dns_port, self._state) if "dns" in self.roles else None
         self.web = (
             WebServer(self.data_dir, host, http_port, https_port, self._state)
-            if "web" in self.roles
+            if self.roles & {"web", "mail"}
             else None
         )
         self._start_faults = faults or Faults()
@@ -166,6 +171,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--https-port", type=int, default=0)
     parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument(
+        "--ssl-check-ms",
+        type=int,
+        default=50,
+        help="how long Hestia's openssl key-pair test of an SSL install takes (its window)",
+    )
     parser.add_argument("--fail-next", type=int, default=0)
     parser.add_argument("--refuse", action="store_true")
     parser.add_argument("--hang", action="store_true")
@@ -193,6 +204,7 @@ async def _serve(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         https_port=args.https_port,
         faults=faults,
+        ssl_check_ms=args.ssl_check_ms,
     )
     if args.dkim_keys_ahead > 0 and "mail" in node.roles:
         make_dkim_keys_ahead(2048, args.dkim_keys_ahead)

@@ -62,7 +62,7 @@ _ACCOUNT_KEYS = [
 _ONE_ACCOUNT_KEYS = [*_ACCOUNT_KEYS[:5], "RATE_LIMIT", *_ACCOUNT_KEYS[5:], "WEBMAIL_ALIAS"]
 
 
-def _mail_domain(data: UserData, domain: str) -> MailDomain:
+def mail_domain_of(data: UserData, domain: str) -> MailDomain:
     mail = data.mail.get(domain)
     if mail is None:
         raise not_exist("mail domain", domain)
@@ -144,7 +144,7 @@ def add_mail_domain_dkim(node: Node, argv: list[str]) -> str:
     system_enabled(node, "MAIL_SYSTEM")
     data = user_valid(node, user)
     unsuspended(data.conf, "user", user)
-    mail = _mail_domain(data, domain)
+    mail = mail_domain_of(data, domain)
     unsuspended(mail.conf, "mail", domain)
     if mail.conf.get("DKIM") not in ("", "no"):
         raise HestiaError(Exit.EXISTS, f"DKIM={mail.conf['DKIM']} already exists")
@@ -158,10 +158,11 @@ def delete_mail_domain(node: Node, argv: list[str]) -> str:
     user, domain = _user_domain(node, argv, "v-delete-mail-domain", "USER DOMAIN", 2)
     system_enabled(node, "MAIL_SYSTEM")
     data = user_valid(node, user)
-    mail = _mail_domain(data, domain)
+    mail = mail_domain_of(data, domain)
     if mail.conf.get("DKIM") == "yes" and domain in data.dns:
         delete_records_named(node, data.dns[domain], {"mail._domainkey", "_domainkey"})
     del data.mail[domain]
+    data.ssl.pop(f"mail.{domain}", None)
     node.changed = True
     return ""
 
@@ -174,7 +175,7 @@ def _domain_fields(domain: str, conf: Conf) -> dict[str, str]:
 @command("v-list-mail-domain")
 def list_mail_domain(node: Node, argv: list[str]) -> str:
     user, domain = _user_domain(node, argv, "v-list-mail-domain", "USER DOMAIN [FORMAT]", 2)
-    mail = _mail_domain(user_valid(node, user), domain)
+    mail = mail_domain_of(user_valid(node, user), domain)
     return render(
         {domain: _domain_fields(domain, mail.conf)}, arg(argv, 2, "shell"), name_key="DOMAIN"
     )
@@ -193,7 +194,7 @@ def list_mail_domains(node: Node, argv: list[str]) -> str:
 def list_mail_domain_dkim_dns(node: Node, argv: list[str]) -> str:
     usage = "USER DOMAIN [FORMAT]"
     user, domain = _user_domain(node, argv, "v-list-mail-domain-dkim-dns", usage, 2)
-    mail = _mail_domain(user_valid(node, user), domain)
+    mail = mail_domain_of(user_valid(node, user), domain)
     pub = dkim_public_body(mail.dkim_private_pem) if mail.dkim_private_pem else ""
     pub = pub or "DKIM-SUPPORT-IS-NOT-ACTIVATED"
     fmt = arg(argv, 2, "shell")
@@ -214,7 +215,7 @@ def add_mail_account(node: Node, argv: list[str]) -> str:
     system_enabled(node, "MAIL_SYSTEM")
     data = user_valid(node, user)
     unsuspended(data.conf, "user", user)
-    mail = _mail_domain(data, domain)
+    mail = mail_domain_of(data, domain)
     unsuspended(mail.conf, "mail", domain)
     package_full(data, "MAIL_ACCOUNTS", len(mail.accounts))
     aliases = {a for c in mail.accounts.values() for a in c.get("ALIAS", "").split(",") if a}
@@ -247,7 +248,7 @@ def _account(
     data = user_valid(node, user)
     if check_user:
         unsuspended(data.conf, "user", user)
-    mail = _mail_domain(data, domain)
+    mail = mail_domain_of(data, domain)
     if check_user:
         unsuspended(mail.conf, "mail", domain)
     conf = mail.accounts.get(argv[2])
@@ -287,7 +288,7 @@ def delete_mail_account(node: Node, argv: list[str]) -> str:
 @command("v-list-mail-accounts")
 def list_mail_accounts(node: Node, argv: list[str]) -> str:
     user, domain = _user_domain(node, argv, "v-list-mail-accounts", "USER DOMAIN [FORMAT]", 2)
-    mail = _mail_domain(user_valid(node, user), domain)
+    mail = mail_domain_of(user_valid(node, user), domain)
     objects = {a: {k: c.get(k, "") for k in _ACCOUNT_KEYS} for a, c in mail.accounts.items()}
     return render(objects, arg(argv, 2, "shell"), name_key="ACCOUNT")
 
@@ -297,7 +298,7 @@ def list_mail_account(node: Node, argv: list[str]) -> str:
     usage = "USER DOMAIN ACCOUNT [FORMAT]"
     user, domain = _user_domain(node, argv, "v-list-mail-account", usage, 3)
     v.localpart_format(argv[2])
-    mail = _mail_domain(user_valid(node, user), domain)
+    mail = mail_domain_of(user_valid(node, user), domain)
     conf = mail.accounts.get(argv[2])
     if conf is None:
         raise not_exist(f"{domain} account", argv[2])
@@ -345,7 +346,7 @@ def suspend_mail_domain(node: Node, argv: list[str]) -> str:
     system_enabled(node, "MAIL_SYSTEM")
     data = user_valid(node, user)
     unsuspended(data.conf, "user", user)
-    mail = _mail_domain(data, domain)
+    mail = mail_domain_of(data, domain)
     unsuspended(mail.conf, "mail", domain)
     _set_domain_suspended(mail, "yes")
     node.changed = True
@@ -364,7 +365,7 @@ def unsuspend_mail_domain(node: Node, argv: list[str]) -> str:
     user, domain = _user_domain(node, argv, "v-unsuspend-mail-domain", "USER DOMAIN [RESTART]", 2)
     v.restart_format(arg(argv, 2))
     system_enabled(node, "MAIL_SYSTEM")
-    mail = _mail_domain(user_valid(node, user), domain)
+    mail = mail_domain_of(user_valid(node, user), domain)
     suspended(mail.conf, "mail", domain)
     _set_domain_suspended(mail, "no")
     node.changed = True

@@ -1,17 +1,13 @@
-"""Web domains: ``v-add-web-domain`` … ``v-add-web-domain-ssl`` with Hestia's order of checks.
+"""Web domains: ``v-add-web-domain`` … ``v-unsuspend-web-domain`` with Hestia's order of checks.
 
 A web domain's document root is ``/home/<user>/web/<domain>/public_html/`` on the simulated
 host (under the node's file-system root), which the node's HTTP server serves ACME challenge
-files from. ``v-add-web-domain-ssl USER DOMAIN SSL_DIR`` reads ``<domain>.crt``/``.key``/``.ca``
-from ``SSL_DIR`` there, as Hestia does; the HTTPS server then presents that certificate (SNI).
+files from. Its SSL commands are in ``v_ssl.py``.
 """
 
 from __future__ import annotations
 
 import shutil
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ops.devtools.simnode import validation as v
 from ops.devtools.simnode.commands import (
@@ -80,7 +76,7 @@ def docroot(user: str, domain: str) -> str:
     return f"/home/{user}/web/{domain}/public_html/"
 
 
-def _web_domain(data: UserData, domain: str) -> Conf:
+def web_domain_conf(data: UserData, domain: str) -> Conf:
     conf = data.web.get(domain)
     if conf is None:
         raise not_exist("web domain", domain)
@@ -165,7 +161,7 @@ def add_web_domain(node: Node, argv: list[str]) -> str:
     return ""
 
 
-def _user_domain_args(
+def user_domain_args(
     node: Node, argv: list[str], name: str, usage: str, needed: int = 2
 ) -> tuple[str, str]:
     check_args(argv, needed, name, usage)
@@ -177,11 +173,11 @@ def _user_domain_args(
 
 @command("v-delete-web-domain")
 def delete_web_domain(node: Node, argv: list[str]) -> str:
-    user, domain = _user_domain_args(node, argv, "v-delete-web-domain", "USER DOMAIN [RESTART]")
+    user, domain = user_domain_args(node, argv, "v-delete-web-domain", "USER DOMAIN [RESTART]")
     v.restart_format(arg(argv, 2))
     system_enabled(node, "WEB_SYSTEM")
     data = user_valid(node, user)
-    _web_domain(data, domain)
+    web_domain_conf(data, domain)
     del data.web[domain]
     data.ssl.pop(domain, None)
     shutil.rmtree(node.path(f"/home/{user}/web/{domain}"), ignore_errors=True)
@@ -191,8 +187,8 @@ def delete_web_domain(node: Node, argv: list[str]) -> str:
 
 @command("v-list-web-domain")
 def list_web_domain(node: Node, argv: list[str]) -> str:
-    user, domain = _user_domain_args(node, argv, "v-list-web-domain", "USER DOMAIN [FORMAT]")
-    conf = _web_domain(user_valid(node, user), domain)
+    user, domain = user_domain_args(node, argv, "v-list-web-domain", "USER DOMAIN [FORMAT]")
+    conf = web_domain_conf(user_valid(node, user), domain)
     return render({domain: _fields(user, conf)}, arg(argv, 2, "shell"), name_key="DOMAIN")
 
 
@@ -208,7 +204,7 @@ def list_web_domains(node: Node, argv: list[str]) -> str:
 def _changeable(node: Node, user: str, domain: str) -> Conf:
     data = user_valid(node, user)
     unsuspended(data.conf, "user", user)
-    conf = _web_domain(data, domain)
+    conf = web_domain_conf(data, domain)
     unsuspended(conf, "web", domain)
     return conf
 
@@ -216,7 +212,7 @@ def _changeable(node: Node, user: str, domain: str) -> Conf:
 @command("v-change-web-domain-backend-tpl")
 def change_backend_tpl(node: Node, argv: list[str]) -> str:
     usage = "USER DOMAIN TEMPLATE [RESTART]"
-    user, domain = _user_domain_args(node, argv, "v-change-web-domain-backend-tpl", usage, 3)
+    user, domain = user_domain_args(node, argv, "v-change-web-domain-backend-tpl", usage, 3)
     v.object_format(argv[2], "template")
     v.restart_format(arg(argv, 3))
     system_enabled(node, "WEB_BACKEND")
@@ -231,7 +227,7 @@ def change_backend_tpl(node: Node, argv: list[str]) -> str:
 @command("v-change-web-domain-proxy-tpl")
 def change_proxy_tpl(node: Node, argv: list[str]) -> str:
     usage = "USER DOMAIN TEMPLATE [EXTENTIONS] [RESTART]"
-    user, domain = _user_domain_args(node, argv, "v-change-web-domain-proxy-tpl", usage, 3)
+    user, domain = user_domain_args(node, argv, "v-change-web-domain-proxy-tpl", usage, 3)
     extensions = arg(argv, 3, DEFAULT_PROXY_EXT)
     v.object_format(argv[2], "template")
     v.extensions_format(extensions)
@@ -250,10 +246,10 @@ def change_proxy_tpl(node: Node, argv: list[str]) -> str:
 
 @command("v-suspend-web-domain")
 def suspend_web_domain(node: Node, argv: list[str]) -> str:
-    user, domain = _user_domain_args(node, argv, "v-suspend-web-domain", "USER DOMAIN [RESTART]")
+    user, domain = user_domain_args(node, argv, "v-suspend-web-domain", "USER DOMAIN [RESTART]")
     v.restart_format(arg(argv, 2))
     system_enabled(node, "WEB_SYSTEM")
-    conf = _web_domain(user_valid(node, user), domain)
+    conf = web_domain_conf(user_valid(node, user), domain)
     unsuspended(conf, "web", domain)
     conf["SUSPENDED"] = "yes"
     node.changed = True
@@ -262,56 +258,11 @@ def suspend_web_domain(node: Node, argv: list[str]) -> str:
 
 @command("v-unsuspend-web-domain")
 def unsuspend_web_domain(node: Node, argv: list[str]) -> str:
-    user, domain = _user_domain_args(node, argv, "v-unsuspend-web-domain", "USER DOMAIN [RESTART]")
+    user, domain = user_domain_args(node, argv, "v-unsuspend-web-domain", "USER DOMAIN [RESTART]")
     v.restart_format(arg(argv, 2))
     system_enabled(node, "WEB_SYSTEM")
-    conf = _web_domain(user_valid(node, user), domain)
+    conf = web_domain_conf(user_valid(node, user), domain)
     suspended(conf, "web", domain)
     conf["SUSPENDED"] = "no"
-    node.changed = True
-    return ""
-
-
-@command("v-add-web-domain-ssl")
-def add_web_domain_ssl(node: Node, argv: list[str]) -> str:
-    usage = "USER DOMAIN SSL_DIR [SSL_HOME] [RESTART]"
-    user, domain = _user_domain_args(node, argv, "v-add-web-domain-ssl", usage, 3)
-    ssl_dir, ssl_home = argv[2], arg(argv, 3, "same")
-    v.restart_format(arg(argv, 4))
-    system_enabled(node, "WEB_SYSTEM")
-    data = user_valid(node, user)
-    unsuspended(data.conf, "user", user)
-    conf = _web_domain(data, domain)
-    unsuspended(conf, "web", domain)
-    if conf.get("SSL") == "yes":
-        raise HestiaError(Exit.EXISTS, "SSL=yes already exists")
-    files = {ext: node.path(f"{ssl_dir}/{domain}.{ext}") for ext in ("crt", "key", "ca")}
-    for ext in ("crt", "key"):
-        if not files[ext].is_file():
-            raise HestiaError(Exit.NOTEXIST, f"{ssl_dir}/{domain}.{ext} not found")
-    crt, key = files["crt"].read_bytes(), files["key"].read_bytes()
-    try:
-        x509.load_pem_x509_certificate(crt)
-        load_pem_private_key(key, password=None)
-    except ValueError as exc:
-        raise HestiaError(Exit.INVALID, "SSL Certificate is not valid") from exc
-    ca = files["ca"].read_text(encoding="utf-8") if files["ca"].is_file() else ""
-    data.ssl[domain] = {"CRT": crt.decode(), "KEY": key.decode(), "CA": ca}
-    conf.update(SSL="yes", SSL_HOME=ssl_home)
-    node.changed = True
-    return ""
-
-
-@command("v-delete-web-domain-ssl")
-def delete_web_domain_ssl(node: Node, argv: list[str]) -> str:
-    user, domain = _user_domain_args(node, argv, "v-delete-web-domain-ssl", "USER DOMAIN [RESTART]")
-    v.restart_format(arg(argv, 2))
-    system_enabled(node, "WEB_SYSTEM")
-    data = user_valid(node, user)
-    conf = _web_domain(data, domain)
-    if conf.get("SSL") != "yes":
-        raise HestiaError(Exit.NOTEXIST, f"SSL={conf.get('SSL', '')} doesn't exist")
-    data.ssl.pop(domain, None)
-    conf.update(SSL="no", SSL_FORCE="no")
     node.changed = True
     return ""

@@ -1,14 +1,17 @@
-"""HTTP and HTTPS for the web role: enough of a web server for ACME HTTP-01 and TLS checks.
+"""HTTP(S) for the web and mail roles: enough of a web server for ACME HTTP-01 and TLS checks.
 
-``WebServer`` consumes the node state (to map a ``Host`` header to a user's web domain or alias)
-and the simulated file system; it answers ``GET /.well-known/acme-challenge/<token>`` with the
-file of that name under the domain's document root, and 404 for anything else. A suspended
+``WebServer`` consumes the node state (to map a ``Host`` header to a user's web domain or alias,
+or to a mail domain's ``mail.<d>``/``webmail.<d>``, Hestia's webmail vhost) and the simulated
+file system; it answers ``GET /.well-known/acme-challenge/<token>`` with the file of that name
+under the site's document root (webmail's is ``/var/lib/roundcube/public_html``, Hestia's
+nginx template), and 404 for anything else. A suspended
 domain answers every request with Hestia's suspended page ("This site is currently suspended",
 ``templates/web/suspend``); Hestia's nginx sends it with 200, the simulator with 403 so that
 no check can take it for the site. HTTPS presents
-the certificate installed for the requested name (``v-add-web-domain-ssl``; chosen by SNI) or
-else a self-signed one generated once into ``DIR/https_default.crt``/``.key``. Plain asyncio:
-one request per connection, ``Connection: close``.
+the certificate installed for the requested name (chosen by SNI: ``v-add-web-domain-ssl`` for a
+site, ``v-add-mail-domain-ssl`` for webmail) with its ``.ca`` chain, or else a self-signed one
+generated once into ``DIR/https_default.crt``/``.key``. Plain asyncio: one request per
+connection, ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import datetime as dt
 import ssl
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +33,8 @@ from cryptography.x509.oid import NameOID
 from ops.devtools.simnode.state import NodeState
 
 _CHALLENGE = "/.well-known/acme-challenge/"
+WEBMAIL_ROOT = "/var/lib/roundcube/public_html"
+WEBMAIL_PREFIXES = ("mail.", "webmail.")
 SUSPENDED_PAGE = (
     b'<!doctype html>\n<html lang="en">\n<head><title>Access Denied</title></head>\n'
     b"<body><h1>This site is currently suspended</h1>\n<p>If you are the owner of this site, "
@@ -66,13 +72,33 @@ def ensure_default_certificate(data_dir: Path) -> tuple[Path, Path]:
     return crt, key_path
 
 
-def find_site(state: NodeState, host: str) -> tuple[str, str, dict[str, str]] | None:
-    """``(user, domain, web.conf)`` serving ``host`` (the domain itself or one of its aliases)."""
+@dataclass(frozen=True)
+class Site:
+    """What serves a name: its user, the key of its certificate in the user's ``ssl`` table
+    (the web domain, or ``mail.<d>``), its document root and whether it is suspended."""
+
+    user: str
+    certificate: str
+    docroot: str
+    suspended: bool
+
+
+def find_site(state: NodeState, host: str) -> Site | None:
+    """The site serving ``host``: a web domain itself or one of its aliases, else the webmail
+    of a mail domain (``mail.<d>``, ``webmail.<d>``)."""
     host = host.split(":", 1)[0].rstrip(".").lower()
     for user, data in state.users.items():
         for domain, conf in data.web.items():
             if host == domain or host in conf.get("ALIAS", "").split(","):
-                return user, domain, conf
+                root = conf.get("CUSTOM_DOCROOT") or f"/home/{user}/web/{domain}/public_html"
+                return Site(user, domain, root, conf.get("SUSPENDED") == "yes")
+    for prefix in WEBMAIL_PREFIXES:
+        domain = host.removeprefix(prefix)
+        if domain == host:
+            continue
+        for user, data in state.users.items():
+            if domain in data.mail:
+                return Site(user, f"mail.{domain}", WEBMAIL_ROOT, False)
     return None
 
 
@@ -133,8 +159,8 @@ class WebServer:
         site = find_site(self._state(), server_name or "")
         if site is None:
             return
-        user, domain, _conf = site
-        installed = self._state().users[user].ssl.get(domain)
+        data = self._state().users.get(site.user)
+        installed = data.ssl.get(site.certificate) if data else None
         if installed:
             sock.context = self._context(
                 installed["CRT"], installed["KEY"], installed.get("CA", "")
@@ -166,16 +192,14 @@ class WebServer:
             for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
         }
         site = find_site(self._state(), headers.get("host", ""))
-        if site is not None and site[2].get("SUSPENDED") == "yes":
+        if site is not None and site.suspended:
             return "403 Forbidden", b"" if method == "HEAD" else SUSPENDED_PAGE
         if method not in ("GET", "HEAD") or site is None or not target.startswith(_CHALLENGE):
             return "404 Not Found", b"not found\n"
-        user, domain, conf = site
         token = target[len(_CHALLENGE) :].split("?", 1)[0]
         if not token or "/" in token or token.startswith("."):
             return "404 Not Found", b"not found\n"
-        root = conf.get("CUSTOM_DOCROOT") or f"/home/{user}/web/{domain}/public_html"
-        path = self.fs_root / root.strip("/") / ".well-known" / "acme-challenge" / token
+        path = self.fs_root / site.docroot.strip("/") / ".well-known" / "acme-challenge" / token
         if not path.is_file():
             return "404 Not Found", b"not found\n"
         body = path.read_bytes()
