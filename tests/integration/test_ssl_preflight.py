@@ -307,7 +307,7 @@ async def _install(net: Network, names: list[str], **validity: datetime) -> Leaf
     (ssl_dir / f"{ZONE}.key").write_text(leaf.key_pem)
     # Hestia refuses a certificate no system root signs without its .ca ("Certificate
     # Authority not found"): the test root is the issuer here
-    (ssl_dir / f"{ZONE}.ca").write_text(net.ca.root_pem)
+    (ssl_dir / f"{ZONE}.ca").write_text(net.ca.certificate_pem)
     await run(net.web, "v-add-web-domain-ssl", USER, ZONE, "/tmp/ssl")
     return leaf
 
