@@ -39,7 +39,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from domain.certificate import Certificate
-from domain.ssl_policy import EXPIRY_THRESHOLDS_DAYS, expiry_threshold_due, renewal_at
+from domain.ssl_policy import (
+    EXPIRY_THRESHOLDS_DAYS,
+    AriWindow,
+    expiry_threshold_due,
+    renewal_at,
+)
 from domain.ssl_types import PemBundle, SslCadence
 from handlers.ssl_issue import Decide, Issuance, IssueParts, ari_window
 from handlers.ssl_ports import (
@@ -141,18 +146,21 @@ class SslDesk:
     async def _look(self, cert: Certificate, now: datetime, cadence: SslCadence) -> str:
         if await self._keep_installed(cert, now, cadence) is not None:
             return "install_failed"
-        facts = cert.current_facts
+        facts, held = cert.current_facts, cert.ari
         polled = cert.ari_poll_at is not None and cert.ari_poll_at <= now
-        if polled and facts is not None and cert.ari is not None:
+        if polled and facts is not None and held is not None:
             ari, explained, poll_at = await ari_window(await self._client(), facts, now)
-            if ari is not None:
-                await self._record(
-                    cert.id,
-                    lambda c: c.schedule_renewal(
-                        now, cadence, ari, explanation_url=explained, poll_at=poll_at
-                    ),
-                )
-                return "rescheduled"
+            if ari is None:  # not answered now: the window we hold, asked again later
+                ari = AriWindow(held["start"], held["end"])
+                explained = held["explanation_url"]
+                poll_at = now + timedelta(seconds=cadence.recheck_interval_s)
+            await self._record(
+                cert.id,
+                lambda c: c.schedule_renewal(
+                    now, cadence, ari, explanation_url=explained, poll_at=poll_at
+                ),
+            )
+            return "rescheduled"
         await self._record(cert.id, lambda c: c.check(now, "valid", cadence))
         return "valid"
 

@@ -194,6 +194,23 @@ async def test_a_renewal_inside_the_ari_window_is_ordered_with_replaces(rig: Rig
     assert [intent.replaces for intent in rig.guard.admitted] == [None, first.ari_id]
 
 
+async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
+    rig: Rig,
+) -> None:
+    assert await rig.check() == "issued"
+    poll_at = rig.cert.ari_poll_at
+    assert poll_at is not None and poll_at == rig.clock() + timedelta(hours=6)  # Retry-After
+    assert rig.cert.next_check_at == poll_at
+    moved = (rig.clock() + timedelta(days=5), rig.clock() + timedelta(days=6), None)
+    rig.double.window = moved
+    assert await rig.check_when_due() == "rescheduled"
+    cert = rig.cert
+    assert cert.ari is not None and (cert.ari["start"], cert.ari["end"]) == moved[:2]
+    assert cert.renew_at is not None and moved[0] <= cert.renew_at <= moved[1]
+    assert cert.next_check_at is not None and cert.next_check_at > rig.clock()
+    assert rig.double.orders == 1
+
+
 async def test_already_replaced_is_ordered_once_more_without_replaces(rig: Rig) -> None:
     assert await rig.check() == "issued"
     first = rig.cert.current_facts
