@@ -4,7 +4,8 @@
 Service it belongs to, and runs the automatic-SSL flow inside a fence of its own (a held
 fence means another process is on that certificate: this check is skipped):
 
-- skipped: retired; the service suspended or terminating; frozen; not due yet. A terminated
+- skipped: retired; frozen; not due yet; the service suspended or terminating (a ``Checked``
+  puts the next look off, so the tick does not pick it again at once). A terminated
   service's certificate is ``Retired``. A custom or shared certificate is never ordered: a
   custom one is installed if the node lacks it, then looked at again in a day;
 - pre-flight (DNS, CAA, then the TLS probe, then the HTTP-01 self-check): a failure records
@@ -115,12 +116,15 @@ class SslDesk:
         if cert.retired:
             return "retired"
         skipped = await self._service_skip(cert, now)
-        if skipped is not None:
+        if skipped == "retired":
             return skipped
         if cert.mode == "auto" and cert.frozen(now):
             return "frozen"
         if not cert.due(now):
             return "not_due"
+        if skipped is not None:  # looked at again later, not at every tick meanwhile
+            await self._record(cert.id, lambda c: c.check(now, skipped, cadence))
+            return skipped
         if cert.mode != "auto":  # custom: the customer's; shared: the wildcard's
             reason = await self._keep_installed(cert, now, cadence)
             if reason is None:

@@ -354,10 +354,12 @@ async def test_suspended_services_are_skipped_and_terminated_ones_retired(rig: R
     rig.service.mark_suspended(rig.clock())
     mark = len(rig.book.recorded)
     assert await rig.check() == "suspended"
-    assert rig.since(mark) == [] and rig.double.orders == 0
+    assert rig.since(mark) == ["Checked"] and rig.double.orders == 0
+    assert rig.cert.next_check_at is not None and rig.cert.next_check_at > rig.clock()
+    assert await rig.check() == "not_due"  # not picked again at once
     rig.service.mark_terminated(rig.clock(), [])
     assert await rig.check() == "retired"
-    assert rig.since(mark) == ["Retired"] and rig.cert.retired
+    assert rig.since(mark) == ["Checked", "Retired"] and rig.cert.retired
     assert await rig.check() == "retired" and rig.double.orders == 0
 
 
