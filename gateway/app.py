@@ -26,8 +26,8 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 when the app has a ``DeadLetters`` port and the broker answered.
 
 The services list and one service's read live in ``gateway.services_api``; the timeline
-and task routes in ``gateway.tasks_api``; reading a request's body and
-query parameters, in ``gateway.request_parsing``.
+and task routes in ``gateway.tasks_api``; a service's SSL in ``gateway.ssl_api``; reading a
+request's body and query parameters, in ``gateway.request_parsing``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
 when the body has none, so a retried call records one event.
@@ -55,7 +55,15 @@ from domain.provider_settings import ProviderSettings, check_order
 from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
 from gateway.credentials import SERVICES, Credentials
-from gateway.ports import CommandLedger, DeadLetters, ServerBook, SettingsBook, ViewQueries
+from gateway.ports import (
+    CertificateLedger,
+    CommandLedger,
+    DeadLetters,
+    ServerBook,
+    SettingsBook,
+    SslViews,
+    ViewQueries,
+)
 from gateway.request_log import RequestLogMiddleware
 from gateway.request_parsing import (
     BadRequest,
@@ -68,6 +76,7 @@ from gateway.responses import ApiJSONResponse, error, success
 from gateway.servers_api import server_routes
 from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
+from gateway.ssl_api import ssl_routes
 from gateway.tasks_api import task_routes
 
 DEFAULT_OPLOG_LIMIT = 200
@@ -86,12 +95,15 @@ def create_app(
     provider: ProviderSettings | None = None,
     dead_letters: DeadLetters | None = None,
     whmcs_api: bool = False,
+    certificates: CertificateLedger | None = None,
+    ssl_views: SslViews | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
     ``provider``: the vanity settings orders are checked against (None: no vanity services).
     ``dead_letters``: the counts ``/healthz`` shows (None: it shows none). ``whmcs_api``: the
-    WHMCS API is configured (``PUT /v1/settings`` may enable tickets)."""
+    WHMCS API is configured (``PUT /v1/settings`` may enable tickets). ``certificates`` and
+    ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -149,6 +161,17 @@ def create_app(
         services_route("/v1/services", order_service, "POST"),
         *service_routes(ledger=ledger, views=views),
         services_route("/v1/services/{service_id}/events", events, "GET"),
+        *(
+            []
+            if certificates is None or ssl_views is None
+            else ssl_routes(
+                certificates=certificates,
+                ssl_views=ssl_views,
+                ledger=ledger,
+                views=views,
+                clock=clock,
+            )
+        ),
         *task_routes(
             ledger=ledger,
             views=views,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from domain.commands import Command, OrderService
 from domain.runtime_settings import RuntimeSettingsValues, SettingsApplied, SettingsUpdate
 from domain.server import RegisterServer, RekeyServer
+from domain.ssl_requests import CustomUpload
 from domain.task_bulk import ChangeTasksInBulk
 
 
@@ -147,3 +148,26 @@ class SettingsBook(Protocol):
     def change(self, update: SettingsUpdate, now: datetime, actor: str) -> SettingsApplied:
         """Records the update when it changes something (``changed`` empty when not).
         Raises InvalidInput, recording nothing, when the merged values are not valid."""
+
+
+class CertificateLedger(Protocol):
+    """Records what callers ask of a service's certificates (Certificate events)."""
+
+    def request_issue(self, service_id: str, role: str, now: datetime, actor: str) -> None:
+        """Records ``IssueRequested``. NotFound for an unknown service or a certificate not
+        seeded yet; Conflict for a custom certificate, a retired one, or a rate-limit freeze
+        (with the time it ends)."""
+
+    def upload_custom(
+        self, service_id: str, role: str, upload: CustomUpload, now: datetime, actor: str
+    ) -> None:
+        """Checks the certificate (InvalidInput with the reason, nothing recorded), seals the
+        key, records ``CustomUploaded``. NotFound / Conflict as ``request_issue``."""
+
+    def remove_custom(self, service_id: str, role: str, now: datetime, actor: str) -> bool:
+        """Records ``CustomRemoved`` (True); False when the role has no custom certificate."""
+
+
+class SslViews(Protocol):
+    def ssl(self, service_id: str) -> list[dict[str, Any]]:
+        """The service's certificates as the SSL view has them ([] when none)."""

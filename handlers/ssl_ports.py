@@ -7,19 +7,43 @@ domain only ever holds the sealed text). All synchronous, like the store behind 
 desk calls them through ``asyncio.to_thread``. Real implementations live in ops/adapters
 (``StoreCertificateBook``, ``StoreRateLedger``, ``private_key_sealer``); fakes satisfy the
 same Protocols.
+
+The node side and the checks, asynchronous: ``Installer`` (puts a certificate on a web or
+mail domain with Hestia's commands: ``handlers/ssl_install.py`` ``CertificateInstaller``),
+``Challenges`` (HTTP-01 files and DNS-01 TXT records on our nodes:
+``handlers/ssl_challenges.py`` ``ChallengeSpots``), ``NodeDrivers`` (a node's driver by
+server id), ``PreflightChecks`` (``handlers/ssl_preflight.py`` ``Preflight``) and ``AcmeCa``
+(what the desk asks of a CA: ``handlers/acme_client.py`` ``AcmeClient``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from domain.acme_account import AcmeAccount
 from domain.certificate import Certificate
 from domain.service import Service
-from domain.ssl_types import Admission, OrderIntent
+from domain.ssl_types import (
+    Admission,
+    CertificateFacts,
+    DnsTarget,
+    Http01Spot,
+    InstallTarget,
+    OrderIntent,
+    PemBundle,
+    PreflightVerdict,
+)
+from handlers.acme_values import (
+    Authorization,
+    Challenge,
+    DirectoryInfo,
+    OrderState,
+    RenewalWindow,
+)
+from handlers.step import NodeDriver, StepLog
 
 CertificateDecision = Callable[[Certificate | None], Certificate | None]
 AccountDecision = Callable[[AcmeAccount | None], AcmeAccount | None]
@@ -65,3 +89,109 @@ class KeySealer(Protocol):
     def seal(self, secret: str) -> str: ...
 
     def unseal(self, sealed: str) -> str: ...
+
+
+class Installer(Protocol):
+    async def installed(self, driver: NodeDriver, target: InstallTarget) -> CertificateFacts | None:
+        """What the node serves for the target now (None: no certificate there)."""
+
+    async def install(
+        self,
+        driver: NodeDriver,
+        target: InstallTarget,
+        bundle: PemBundle,
+        key_pem: str,
+        log: StepLog,
+    ) -> bool:
+        """Puts the certificate on the target (one install per node at a time); False when
+        the node serves that serial already. Raises NodeError when the node refuses."""
+
+
+class Challenges(Protocol):
+    async def put_http01(
+        self, driver: NodeDriver, spot: Http01Spot, token: str, body: str
+    ) -> None: ...
+
+    async def remove_http01(self, driver: NodeDriver, spot: Http01Spot, token: str) -> None: ...
+
+    async def add_txt(
+        self, driver: NodeDriver, target: DnsTarget, fqdn: str, value: str, log: StepLog
+    ) -> None:
+        """Adds the TXT value once (probes first: ``v-add-dns-record`` adds duplicates)."""
+
+    async def remove_txt(
+        self, driver: NodeDriver, target: DnsTarget, fqdn: str, value: str, log: StepLog
+    ) -> None:
+        """Removes that exact value only."""
+
+
+class NodeDrivers(Protocol):
+    async def driver(self, server_id: str) -> NodeDriver:
+        """The driver of a registered node (LookupError: no such node)."""
+
+
+PlaceToken = Callable[[str, str], Awaitable[None]]
+RemoveToken = Callable[[str], Awaitable[None]]
+
+
+class PreflightChecks(Protocol):
+    async def dns(
+        self, names: Sequence[str], addresses: Iterable[str], *, wildcard: bool = False
+    ) -> PreflightVerdict: ...
+
+    async def tls(
+        self,
+        names: Sequence[str],
+        address: str,
+        now: datetime,
+        renew_from: Callable[[CertificateFacts], datetime],
+    ) -> CertificateFacts | None: ...
+
+    async def http01(
+        self, name: str, address: str, place: PlaceToken, remove: RemoveToken
+    ) -> str | None: ...
+
+    async def txt_visible(self, fqdn: str, value: str, servers: Iterable[str]) -> bool: ...
+
+
+class AcmeCa(Protocol):
+    """One registered ACME account at one CA (``AcmeClient`` after ``register``)."""
+
+    directory_url: str
+    account_url: str | None
+
+    async def directory(self) -> DirectoryInfo: ...
+
+    async def new_order(
+        self, names: Sequence[str], *, replaces: str | None = None, profile: str | None = None
+    ) -> OrderState: ...
+
+    async def order(self, url: str) -> OrderState: ...
+
+    async def authorization(self, url: str) -> Authorization: ...
+
+    def key_authorization(self, token: str) -> str: ...
+
+    def dns01_txt(self, token: str) -> str: ...
+
+    async def answer(self, challenge_url: str) -> Challenge: ...
+
+    async def wait_authorization(self, url: str, *, timeout_s: float = 60.0) -> Authorization: ...
+
+    async def wait_order(self, url: str, *, timeout_s: float = 60.0) -> OrderState: ...
+
+    async def finalize(self, order: OrderState, csr_der: bytes) -> OrderState: ...
+
+    async def download(self, url: str) -> str: ...
+
+    async def renewal_info(self, ari_id: str) -> RenewalWindow | None: ...
+
+
+class AcmeSource(Protocol):
+    async def client(self) -> AcmeCa:
+        """The fleet's registered account at the configured CA (``SslAccount``)."""
+
+
+class CertificateListing(Protocol):
+    def custom_expiring(self, before: datetime) -> list[uuid.UUID]:
+        """The custom certificates (not retired) whose ``not_after`` is before ``before``."""

@@ -18,6 +18,8 @@ from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from ops.adapters.certificate_book import StoreCertificateBook
+from ops.adapters.certificate_inspector import CertificateInspector
+from ops.adapters.certificate_ledger import StoreCertificateLedger
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
@@ -45,6 +47,7 @@ from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
 from ops.views.projection_runner import ProjectionRunner
+from ops.views.ssl_queries import SqlSslQueries
 from ops.views.unsettled_services import ViewUnsettledServices
 from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
@@ -114,13 +117,14 @@ class System:
         return credentials
 
     def gateway(self) -> Starlette:
+        settings_book = self.settings_book()
         return create_app(
             ledger=StoreLedger(self.store, self.sealer()),
             views=SqlViewQueries(self.db, self.settings.view_prefix),
             credentials=self.credentials(),
             clock=self.clock,
             servers=self.server_registry(),
-            settings=self.settings_book(),
+            settings=settings_book,
             provider=provider_settings(self.settings),
             dead_letters=DeadLetterGauge(self.transport, connect=self.connect_transport),
             whmcs_api=all(
@@ -130,6 +134,13 @@ class System:
                     self.settings.whmcs_secret,
                 )
             ),
+            certificates=StoreCertificateLedger(
+                self.certificate_book(),
+                self.key_sealer(),
+                CertificateInspector.with_system_roots(self.settings.trusted_roots),
+                lambda: settings_book.current().ssl,
+            ),
+            ssl_views=SqlSslQueries(self.db, self.settings.view_prefix),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -22,6 +22,8 @@ from gateway.credentials import MIN_TOKEN_LENGTH
 PREFIX = "HOSTWRIGHT_"
 MIN_SECRET_KEY_CHARS = 32
 MAX_PORT = 65535
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+STAGING_ACME_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 
 class SettingsError(ValueError):
@@ -103,6 +105,12 @@ class Settings:
     trusted_roots: str | None = None
     http01_port: int = 80
     tls_probe_port: int = 443
+    # the ACME CA certificates are ordered from (Let's Encrypt's staging directory is
+    # STAGING_ACME_DIRECTORY), the contact address it may mail, and a PEM file trusted for
+    # reaching it over HTTPS (a private test CA such as pebble's)
+    acme_directory: str = LETS_ENCRYPT_DIRECTORY
+    acme_email: str | None = None
+    acme_ca_bundle: str | None = None
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +244,12 @@ class Settings:
             yield f"HOSTWRIGHT_DNS_RESOLVERS must be ip[:port],… ({exc})"
         if self.trusted_roots is not None and not Path(self.trusted_roots).is_file():
             yield f"HOSTWRIGHT_TRUSTED_ROOTS names no file: {self.trusted_roots}"
+        if not self.acme_directory.startswith("https://"):
+            yield "HOSTWRIGHT_ACME_DIRECTORY must be an https:// URL (an ACME directory)"
+        if self.acme_email is not None and not _mail_address(self.acme_email):
+            yield f"HOSTWRIGHT_ACME_EMAIL is not a mail address: {self.acme_email!r}"
+        if self.acme_ca_bundle is not None and not Path(self.acme_ca_bundle).is_file():
+            yield f"HOSTWRIGHT_ACME_CA_BUNDLE names no file: {self.acme_ca_bundle}"
 
     @property
     def dns_resolver_addresses(self) -> list[tuple[str, int]]:
@@ -343,6 +357,11 @@ def _private_channel(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _mail_address(text: str) -> bool:
+    local, at, domain = text.partition("@")
+    return bool(local and at and "." in domain and not any(c.isspace() for c in text))
 
 
 def _shown(name: str, value: object) -> str:

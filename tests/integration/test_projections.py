@@ -104,6 +104,7 @@ def test_catch_up_builds_the_views_and_a_second_catch_up_is_a_no_op(setup: Setup
         "oplog": last,
         "task_queue": last,
         "timeline": last,
+        "ssl": last,
     }
 
     queries = SqlViewQueries(setup.db)

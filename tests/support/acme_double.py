@@ -13,8 +13,11 @@ Knobs (set from the test, read per request): ``window = (start, end, explanation
 ``replaces_answer = "ok" | "alreadyReplaced" | "malformed"``, ``rate_limit_next =
 retry_after_s`` (the next new order only; ``retry_after_as_date`` sends it as an HTTP date),
 ``processing_s`` (a finalized order stays ``processing`` that long, answering polls with
-``Retry-After``). Counters: ``orders``, ``orders_with_replaces``, ``replaced`` (the ids),
-``profiles_seen``, ``order_polls`` (POST-as-GETs of orders).
+``Retry-After``), ``offers_ari`` (False: a directory without ``renewalInfo``, as pebble's),
+``refuse_challenges`` (an answered challenge turns ``invalid``, its authorization and order
+too, as when the CA could not fetch the file). Counters: ``orders``,
+``orders_with_replaces``, ``replaced`` (the ids), ``profiles_seen``, ``order_polls``
+(POST-as-GETs of orders).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class _Order:
     profile: str | None
     replaces: str | None
     answered: set[int] = field(default_factory=set)
+    refused: set[int] = field(default_factory=set)
     fullchain: str | None = None
     valid_at: float = 0.0  # time.monotonic() from which a finalized order is valid
 
@@ -68,6 +72,8 @@ class AcmeDouble(BackgroundServer):
         self.rate_limit_next: int | None = None
         self.retry_after_as_date = False
         self.processing_s = 0
+        self.offers_ari = True
+        self.refuse_challenges = False
         self.order_polls = 0
         self.orders = 0
         self.orders_with_replaces = 0
@@ -180,17 +186,18 @@ class AcmeDouble(BackgroundServer):
 
     async def _directory(self, request: Request) -> Response:
         base = self.url
-        return JSONResponse(
-            {
-                "newNonce": base + "/nonce",
-                "newAccount": base + "/account",
-                "newOrder": base + "/order",
-                "revokeCert": base + "/revoke",
-                "keyChange": base + "/key-change",
-                "renewalInfo": base + "/renewal-info",
-                "meta": {"caaIdentities": ["hostwright-double.test"], "profiles": PROFILES},
-            }
-        )
+        directory = {
+            "newNonce": base + "/nonce",
+            "newAccount": base + "/account",
+            "newOrder": base + "/order",
+            "revokeCert": base + "/revoke",
+            "keyChange": base + "/key-change",
+            "renewalInfo": base + "/renewal-info",
+            "meta": {"caaIdentities": ["hostwright-double.test"], "profiles": PROFILES},
+        }
+        if not self.offers_ari:
+            del directory["renewalInfo"]
+        return JSONResponse(directory)
 
     async def _new_nonce(self, request: Request) -> Response:
         return Response(status_code=200, headers=self._headers())
@@ -236,7 +243,9 @@ class AcmeDouble(BackgroundServer):
     def _order_body(self, n: int) -> dict[str, Any]:
         order = self._orders[n]
         status = "pending"
-        if len(order.answered) == len(order.names):
+        if order.refused:
+            status = "invalid"
+        elif len(order.answered) == len(order.names):
             status = "ready"
         if order.fullchain is not None:
             status = "valid" if time.monotonic() >= order.valid_at else "processing"
@@ -262,13 +271,22 @@ class AcmeDouble(BackgroundServer):
         return self._json(body)
 
     def _challenge_body(self, n: int, i: int) -> dict[str, Any]:
-        valid = i in self._orders[n].answered
-        return {
+        order = self._orders[n]
+        status = "valid" if i in order.answered else "pending"
+        body: dict[str, Any] = {
             "type": "http-01",
             "url": f"{self.url}/chall/{n}/{i}",
             "token": _token(n, i),
-            "status": "valid" if valid else "pending",
+            "status": status,
         }
+        if i in order.refused:
+            body["status"] = "invalid"
+            body["error"] = {
+                "type": PROBLEM + "unauthorized",
+                "detail": "the key authorization file was not found",
+                "status": 403,
+            }
+        return body
 
     async def _authz(self, request: Request) -> Response:
         n, i = request.path_params["n"], request.path_params["i"]
@@ -285,7 +303,10 @@ class AcmeDouble(BackgroundServer):
 
     async def _challenge(self, request: Request) -> Response:
         n, i = request.path_params["n"], request.path_params["i"]
-        self._orders[n].answered.add(i)
+        if self.refuse_challenges:
+            self._orders[n].refused.add(i)
+        else:
+            self._orders[n].answered.add(i)
         link = f'<{self.url}/authz/{n}/{i}>;rel="up"'
         return self._json(self._challenge_body(n, i), Link=link)
 

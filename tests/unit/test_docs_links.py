@@ -14,7 +14,7 @@ import pytest
 from starlette.routing import Route
 
 from gateway.app import create_app
-from gateway.ports import CommandLedger, ServerBook, SettingsBook
+from gateway.ports import CertificateLedger, CommandLedger, ServerBook, SettingsBook, SslViews
 from tests.fakes.view_queries import FakeViews
 from tests.support.gateway import credentials_for_tests
 
@@ -122,6 +122,8 @@ def served_routes() -> list[str]:
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         servers=cast(ServerBook, object()),
         settings=cast(SettingsBook, object()),
+        certificates=cast(CertificateLedger, object()),
+        ssl_views=cast(SslViews, object()),
     )
     named = []
     for route in app.routes:

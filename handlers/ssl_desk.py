@@ -1,0 +1,355 @@
+"""The SSL desk: looks at one certificate and does what it needs, recording each step.
+
+``SslDesk.check(cert_id)`` consumes a Certificate (through the ``CertificateBook``) and the
+Service it belongs to, and runs the automatic-SSL flow inside a fence of its own (a held
+fence means another process is on that certificate: this check is skipped):
+
+- skipped: retired; frozen; not due yet; the service suspended or terminating (a ``Checked``
+  puts the next look off, so the tick does not pick it again at once). A terminated
+  service's certificate is ``Retired``. A custom or shared certificate is never ordered: a
+  custom one is installed if the node lacks it, then looked at again in a day;
+- pre-flight (DNS, CAA, then the TLS probe, then the HTTP-01 self-check): a failure records
+  ``PreflightFailed`` with a readable reason and costs the CA nothing; a valid certificate
+  the node already serves is ``Adopted``, with no order;
+- an open order is resumed, never ordered again; otherwise ``Issuance`` (handlers/ssl_issue.py)
+  admits, orders, proves (HTTP-01, or DNS-01 where every authoritative server is ours, and
+  always for a wildcard), finalizes and records ``Issued`` with the renewal moment
+  (``RenewalScheduled``: inside the CA's ARI window, sent with ``replaces`` when renewing,
+  else the ⅓-lifetime fallback);
+- the certificate is installed on the node (``Installed``); an install that fails records the
+  reason and is tried again at the recheck interval;
+- an issued certificate not due for renewal has its ARI window asked again when its poll
+  time has come, else a ``Checked``.
+
+``warn_expiring(now)`` records ``ExpiryWarned`` once per threshold (30/14/7/1 days) for the
+custom certificates near their end (Let's Encrypt mails no one; custom ones are not ours to
+renew).
+
+Consumes the ports of handlers/ssl_ports.py, the cadence (runtime settings) and a clock;
+emits Certificate events and the outcome of each check as a word (``issued``, ``adopted``,
+``preflight_failed``, …) for the caller's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from domain.certificate import Certificate
+from domain.ssl_policy import (
+    EXPIRY_THRESHOLDS_DAYS,
+    AriWindow,
+    expiry_threshold_due,
+    renewal_at,
+)
+from domain.ssl_types import PemBundle, SslCadence
+from handlers.ssl_issue import Decide, Issuance, IssueParts, ari_window
+from handlers.ssl_ports import (
+    AcmeCa,
+    AcmeSource,
+    CertificateBook,
+    CertificateListing,
+    Installer,
+)
+from handlers.step import StepLog
+from handlers.step_fence import StepFences
+
+log = logging.getLogger(__name__)
+
+SKIPPED_SERVICES = {"suspended": "suspended", "terminating": "terminating"}
+
+
+def certificate_fence_key(cert_id: uuid.UUID) -> int:
+    """The fence of one certificate's checks: a signed 64-bit key, the same in every process."""
+    digest = hashlib.blake2b(f"ssl-certificate/{cert_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SslDesk:
+    """Checks certificates (see the module docstring)."""
+
+    def __init__(
+        self,
+        book: CertificateBook,
+        parts: IssueParts,
+        acme: AcmeSource,
+        installer: Installer,
+        fences: StepFences,
+        cadence: Callable[[], SslCadence],
+        clock: Callable[[], datetime],
+        *,
+        listing: CertificateListing | None = None,
+    ) -> None:
+        self._book = book
+        self._parts = parts
+        self._acme = acme
+        self._installer = installer
+        self._fences = fences
+        self._cadence = cadence
+        self._clock = clock
+        self._listing = listing
+
+    async def check(self, cert_id: uuid.UUID) -> str:
+        """One look at the certificate; what came of it."""
+        key = certificate_fence_key(cert_id)
+        if not await self._fences.try_take(key):
+            return "busy"
+        try:
+            outcome = await self._check(cert_id)
+        except Exception as exc:  # a node or the store away: the next check picks it up
+            log.warning("ssl %s: the check stopped: %s", cert_id, type(exc).__name__)
+            outcome = await self._stopped(cert_id, exc)
+        finally:
+            await self._fences.release(key)
+        log.info("ssl %s: %s", cert_id, outcome)
+        return outcome
+
+    async def _check(self, cert_id: uuid.UUID) -> str:
+        now, cadence = self._clock(), self._cadence()
+        cert = await asyncio.to_thread(self._book.certificate, cert_id)
+        if cert is None:
+            return "unknown"
+        if cert.retired:
+            return "retired"
+        skipped = await self._service_skip(cert, now)
+        if skipped == "retired":
+            return skipped
+        if cert.mode == "auto" and cert.frozen(now):
+            return "frozen"
+        if not cert.due(now):
+            return "not_due"
+        if skipped is not None:  # looked at again later, not at every tick meanwhile
+            await self._record(cert.id, lambda c: c.check(now, skipped, cadence))
+            return skipped
+        if cert.mode != "auto":  # custom: the customer's; shared: the wildcard's
+            reason = await self._keep_installed(cert, now, cadence)
+            if reason is None:
+                await self._record(cert.id, lambda c: c.check(now, cert.mode, cadence))
+            return cert.mode
+        if cert.order is None and not cert.renewal_due(now):
+            return await self._look(cert, now, cadence)
+        return await self._issue(cert, now, cadence)
+
+    async def _service_skip(self, cert: Certificate, now: datetime) -> str | None:
+        if cert.service_id is None:
+            return None
+        service = await asyncio.to_thread(self._book.service, cert.service_id)
+        if service is None:
+            return "no_service"
+        if service.status == "terminated":
+            await self._record(cert.id, lambda c: c.retire(now))
+            return "retired"
+        return SKIPPED_SERVICES.get(service.status)
+
+    # --- an issued certificate ----------------------------------------------------------
+
+    async def _look(self, cert: Certificate, now: datetime, cadence: SslCadence) -> str:
+        if await self._keep_installed(cert, now, cadence) is not None:
+            return "install_failed"
+        facts, held = cert.current_facts, cert.ari
+        polled = cert.ari_poll_at is not None and cert.ari_poll_at <= now
+        if polled and facts is not None and held is not None:
+            ari, explained, poll_at = await ari_window(await self._client(), facts, now)
+            if ari is None:  # not answered now: the window we hold, asked again later
+                ari = AriWindow(held["start"], held["end"])
+                explained = held["explanation_url"]
+                poll_at = now + timedelta(seconds=cadence.recheck_interval_s)
+            await self._record(
+                cert.id,
+                lambda c: c.schedule_renewal(
+                    now, cadence, ari, explanation_url=explained, poll_at=poll_at
+                ),
+            )
+            return "rescheduled"
+        await self._record(cert.id, lambda c: c.check(now, "valid", cadence))
+        return "valid"
+
+    async def _keep_installed(
+        self, cert: Certificate, now: datetime, cadence: SslCadence
+    ) -> str | None:
+        """Installs the current certificate where the node lacks it (one we hold a key for);
+        the reason when that failed (recorded), else None."""
+        current, target = cert.current, cert.install_target
+        if current is None or target is None or not current.get("certificate"):
+            return None
+        serial = current["facts"]["serial"]
+        if cert.installed.get(target.server_id) == serial or not current.get("key_sealed"):
+            return None
+        bundle = PemBundle(current["certificate"], current["chain"] or "")
+        key_pem = self._parts.sealer.unseal(current["key_sealed"])
+        return await self._install(cert, bundle, serial, key_pem, now, cadence)
+
+    async def _install(
+        self,
+        cert: Certificate,
+        bundle: PemBundle,
+        serial: str,
+        key_pem: str,
+        now: datetime,
+        cadence: SslCadence,
+    ) -> str | None:
+        target = cert.install_target
+        if target is None:
+            return None
+        try:
+            driver = await self._parts.drivers.driver(target.server_id)
+            await self._installer.install(driver, target, bundle, key_pem, StepLog())
+        except Exception as exc:  # the node refused or is away: try again later
+            reason = f"installing on {target.server_id} failed: {exc}"
+            await self._record(
+                cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence)
+            )
+            return reason
+        await self._record(cert.id, lambda c: c.mark_installed(now, target.server_id, serial))
+        return None
+
+    # --- getting one --------------------------------------------------------------------
+
+    async def _issue(self, cert: Certificate, now: datetime, cadence: SslCadence) -> str:
+        preflight = self._parts.preflight
+        wildcard = cert.role == "wildcard" or any(n.startswith("*.") for n in cert.names)
+        verdict = await preflight.dns(cert.names, cert.expected_addresses, wildcard=wildcard)
+        if not verdict.ok:
+            check, reason = verdict.check or "dns", verdict.reason or "the DNS check failed"
+            await self._record(cert.id, lambda c: c.preflight_failed(now, check, reason, cadence))
+            return "preflight_failed"
+        address = next(iter(cert.expected_addresses), None)
+        if cert.order is None and cert.adopt_served and not wildcard and address is not None:
+            key = str(cert.id)
+            served = await preflight.tls(
+                cert.names, address, now, lambda f: renewal_at(f, key, None, f.not_before)
+            )
+            if served is not None:
+                await self._record(cert.id, lambda c: c.adopt(now, served, cadence))
+                return "adopted"
+        dns01 = wildcard or (verdict.dns01 and bool(cert.dns_targets))
+        if not dns01:
+            unserved = await self._http01_self_check(cert, address)
+            if unserved is not None:
+                await self._record(
+                    cert.id, lambda c: c.preflight_failed(now, "http01", unserved, cadence)
+                )
+                return "preflight_failed"
+        acme = await self._client()
+        issuance = Issuance(
+            self._parts,
+            acme,
+            cert,
+            lambda decide: self._record(cert.id, decide),
+            cadence,
+            now,
+            dns01=dns01,
+            authorities=verdict.authorities,
+        )
+        if cert.order is not None:
+            got = await issuance.resume()
+        else:
+            got = await issuance.order(await self._replaces(acme, cert))
+        if isinstance(got, str):
+            return got
+        ari, explained, poll_at = await ari_window(acme, got.facts, now)
+        await self._record(
+            cert.id,
+            lambda c: c.issued(
+                now,
+                certificate=got.bundle.certificate,
+                chain=got.bundle.chain,
+                facts=got.facts,
+                cadence=cadence,
+                ari=ari,
+                explanation_url=explained,
+                poll_at=poll_at,
+            ),
+        )
+        installed = await self._install(
+            cert, got.bundle, got.facts.serial, got.key_pem, now, cadence
+        )
+        return "issued" if installed is None else "issued_not_installed"
+
+    async def _http01_self_check(self, cert: Certificate, address: str | None) -> str | None:
+        spot = cert.http01_spot
+        if spot is None or address is None:
+            return (
+                "no way to prove the names: their DNS is not served by our DNS nodes "
+                "(DNS-01) and no web root is known to serve HTTP-01 from"
+            )
+        driver = await self._parts.drivers.driver(spot.server_id)
+        challenges = self._parts.challenges
+        for name in cert.names:
+            reason = await self._parts.preflight.http01(
+                name,
+                address,
+                lambda token, body: challenges.put_http01(driver, spot, token, body),
+                lambda token: challenges.remove_http01(driver, spot, token),
+            )
+            if reason is not None:
+                return reason
+        return None
+
+    async def _replaces(self, acme: AcmeCa, cert: Certificate) -> str | None:
+        """The ARI id of the certificate an order renews, when the CA has ARI and that
+        certificate is ours (one it issued to this account: an adopted one is not)."""
+        facts = cert.current_facts
+        if facts is None or facts.ari_id is None or cert.ari is None:
+            return None
+        if not (cert.current or {}).get("certificate"):
+            return None
+        return facts.ari_id if (await acme.directory()).renewal_info else None
+
+    # --- expiry warnings ----------------------------------------------------------------
+
+    async def warn_expiring(self, now: datetime) -> list[tuple[uuid.UUID, int]]:
+        """Records the expiry warning each custom certificate is owed now, once per
+        threshold; the (certificate, days) warned."""
+        if self._listing is None:
+            return []
+        horizon = now + timedelta(days=max(EXPIRY_THRESHOLDS_DAYS))
+        warned: list[tuple[uuid.UUID, int]] = []
+        for cert_id in await asyncio.to_thread(self._listing.custom_expiring, horizon):
+            owed: list[int] = []
+
+            def decide(cert: Certificate, owed: list[int] = owed) -> None:
+                owed.clear()
+                facts = cert.current_facts
+                if cert.mode != "custom" or facts is None:
+                    return
+                days = expiry_threshold_due(facts.not_after, cert.warned, now)
+                if days is not None and cert.warn_expiry(now, days):
+                    owed.append(days)
+
+            await self._record(cert_id, decide)
+            warned += [(cert_id, days) for days in owed]
+        return warned
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    async def _stopped(self, cert_id: uuid.UUID, exc: Exception) -> str:
+        """Records why a check stopped half-way (an open order stays open: the next check
+        resumes it). The exception's text names a node or a CA, never a key."""
+        now, cadence = self._clock(), self._cadence()
+        reason = f"the check stopped: {exc}" if str(exc) else type(exc).__name__
+        try:
+            await self._record(cert_id, lambda c: c.check(now, "error", cadence, reason))
+        except Exception:
+            log.warning("ssl %s: could not record why the check stopped", cert_id, exc_info=True)
+        return "error"
+
+    async def _client(self) -> AcmeCa:
+        return await self._acme.client()
+
+    async def _record(self, cert_id: uuid.UUID, decide: Decide) -> Certificate | None:
+        """Loads the certificate afresh, lets ``decide`` record on it, saves (again on a
+        conflict)."""
+
+        def on_fresh(cert: Certificate | None) -> Certificate | None:
+            if cert is None:
+                return None
+            decide(cert)
+            return cert
+
+        busy = f"certificate {cert_id} kept changing"
+        return await asyncio.to_thread(self._book.update, cert_id, on_fresh, busy)
