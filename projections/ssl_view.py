@@ -16,12 +16,22 @@ key (sealed or not), no PEM; the certificate's public facts only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from domain.certificate import FROZEN_BY_FAILURES, Certificate
-from projections.view import Recorded, Row, Rows, Table, aggregate_id, columns, event_time, iso_time
+from projections.view import (
+    Recorded,
+    Row,
+    RowLoader,
+    Rows,
+    Table,
+    aggregate_id,
+    columns,
+    event_time,
+    iso_time,
+)
 
 SSL_CERTIFICATES = Table(
     name="ssl_certificates",
@@ -248,6 +258,15 @@ class SslView:
     version = 1
     tables: tuple[Table, ...] = (SSL_CERTIFICATES,)
     folds: frozenset[type[Any]] = frozenset(FOLDS)
+
+    def prefetch(self, page: Sequence[Recorded], rows: RowLoader) -> None:
+        """Loads the rows of the page's certificates (a seeded one's row is new)."""
+        keys = {
+            (aggregate_id(r.event),)
+            for r in page
+            if type(r.event) in FOLDS and not isinstance(r.event, Certificate.Seeded)
+        }
+        rows.load(SSL_CERTIFICATES.name, keys)
 
     def apply(self, recorded: Recorded, rows: Rows) -> None:
         event = recorded.event

@@ -95,7 +95,7 @@ def api(database_url: str) -> Iterator[Api]:
     runner = ProjectionRunner(store, ViewStore(db, views), views)
     book = StoreCertificateBook(store)
     sealer = PasswordSealer(SECRET, purpose="private-key")
-    ca = MiniCa("hostwright API test root")
+    ca = MiniCa("hostwright API test root", now=NOW)  # the gateway's clock, not the run's
     ledger = StoreLedger(store, PasswordSealer(SECRET))
     app = create_app(
         ledger=ledger,
