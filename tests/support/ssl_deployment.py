@@ -25,7 +25,7 @@ from ops.devtools.pebble import Pebble
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import SSL_QUEUES
-from tests.support.deployment import PARTS, Deployment, free_port
+from tests.support.deployment import PARTS, Deployment, free_port, wait_until
 from tests.support.run_leftovers import RUN_MARK, this_run
 
 SSL_PARTS = (*PARTS, "handler ssl")
@@ -105,6 +105,20 @@ class SslDeployment(Deployment):
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         return x509.load_der_x509_certificate(der)
+
+    async def wait_served(self, ip: str, names: list[str], timeout: float) -> None:
+        """Until ``ip`` serves, for every name, a certificate pebble's root verifies (the
+        view says ``issued`` at ``Issued``; the install follows it)."""
+
+        async def served() -> bool:
+            try:
+                for name in names:
+                    await self.presented(ip, name)
+            except (ssl.SSLError, OSError):
+                return False
+            return True
+
+        await wait_until(served, timeout, f"{ip} serving {names}", self.logs)
 
     async def ssl_state(self, service_id: int) -> dict[str, dict[str, object]]:
         """``GET /v1/services/{id}/ssl`` by role."""
