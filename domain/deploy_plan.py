@@ -41,6 +41,8 @@ remove_mailbox      mail  user, domain, account
 remove_dns_zone     dns   user, domain
 remove_dns_record   dns   user, domain, record, type, value (only that exact record goes)
 remove_user         any   user (only a user carrying the service's owner mark goes)
+seed_certificate    ssl   role, names, user, domain, ip, dns, shared, provider_domain
+                          (domain/ssl_plan.py; planned only when automatic SSL is on)
 =================== ===== =====================================================================
 
 ``remove_unused_packages`` (any role, no params) removes the node's ``hw-…`` packages no user
@@ -92,8 +94,9 @@ class RunPlan:
     """One run kind: its steps in split or unified mode and in vanity mode.
 
     Called with the service's facts, its placement, the provider's settings and the nodes'
-    addresses, it refuses what ``check_scope`` refuses and returns the steps in dependency
-    order. ``prefix`` goes before the keys of the node set-up steps the chain adds
+    addresses (and ``ssl``: whether the provider turned automatic SSL on, which only a
+    deploy's chain reads), it refuses what ``check_scope`` refuses and returns the steps in
+    dependency order. ``prefix`` goes before the keys of the node set-up steps the chain adds
     (``change_plan.web.package``).
     """
 
@@ -107,9 +110,11 @@ class RunPlan:
         placement: Placement,
         provider: ProviderSettings | None,
         node_ips: Mapping[str, str],
+        *,
+        ssl: bool = False,
     ) -> list[StepSpec]:
         check_scope(service, provider)
-        chain = StepChain(service, node_ips, self.prefix)
+        chain = StepChain(service, node_ips, self.prefix, ssl=ssl)
         if service.mode == "vanity":
             assert provider is not None  # check_scope refused it otherwise
             self.vanity(chain, service, placement, provider)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain import ssl_plan
 from domain.placement import Placement
 from domain.step_chain import ServiceFacts, StepChain, address_type
 
@@ -20,7 +21,9 @@ MX_PRIORITY = 10
 
 
 def deploy(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
-    """Web user and site, mail domain and DKIM key, then each DNS node's zone and records."""
+    """Web user and site, mail domain and DKIM key, then each DNS node's zone and records;
+    with automatic SSL on, the web and mail certificates are seeded last (``ssl.web``,
+    ``ssl.mail``: domain/ssl_plan.py)."""
     domain, user = service.domain, service.user
     email = contact_email(service)
     web, mail = placement.web_server, placement.mail_server
@@ -35,7 +38,7 @@ def deploy(chain: StepChain, service: ServiceFacts, placement: Placement) -> Non
         {"user": user, "domain": domain, "ip": web_ip, "aliases": [f"www.{domain}"]},
         (web_user,),
     )
-    chain.php(web, web_domain)
+    php = chain.php(web, web_domain)
 
     mail_user = chain.node_user("mail", mail, email)
     mail_domain = chain.add(
@@ -50,6 +53,7 @@ def deploy(chain: StepChain, service: ServiceFacts, placement: Placement) -> Non
         "mail.dkim", "mail", "ensure_dkim", mail, {"user": user, "domain": domain}, (mail_domain,)
     )
 
+    records: list[str] = []
     for dns in placement.dns_servers:
         dns_user = chain.node_user("dns", dns, email)
         zone = chain.add(
@@ -60,18 +64,25 @@ def deploy(chain: StepChain, service: ServiceFacts, placement: Placement) -> Non
             {"user": user, "domain": domain, "ip": web_ip},
             (dns_user,),
         )
-        chain.add(
-            f"dns.records@{dns}",
-            "dns",
-            "ensure_dns_records",
-            dns,
-            {
-                "user": user,
-                "domain": domain,
-                "records": zone_records(domain, web_ip, mail_ip, dkim),
-            },
-            (zone, dkim),
+        records.append(
+            chain.add(
+                f"dns.records@{dns}",
+                "dns",
+                "ensure_dns_records",
+                dns,
+                {
+                    "user": user,
+                    "domain": domain,
+                    "records": zone_records(domain, web_ip, mail_ip, dkim),
+                },
+                (zone, dkim),
+            )
         )
+    if chain.ssl:
+        zones = [(dns, user, domain) for dns in placement.dns_servers]
+        web_after = (web_domain, *php, *records)
+        ssl_plan.seed_web(chain, web, [domain, f"www.{domain}"], web_ip, web_after, zones)
+        ssl_plan.seed_mail(chain, mail, mail_ip, (mail_domain, *records), zones)
 
 
 def removal(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:

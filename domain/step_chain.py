@@ -93,11 +93,17 @@ class StepChain:
     the node serves for this service."""
 
     def __init__(
-        self, service: ServiceFacts, node_ips: Mapping[str, str], prefix: str = ""
+        self,
+        service: ServiceFacts,
+        node_ips: Mapping[str, str],
+        prefix: str = "",
+        *,
+        ssl: bool = False,
     ) -> None:
         self.service = service
         self.node_ips = node_ips
         self.prefix = prefix  # put before the keys of node set-up steps ("change_plan.")
+        self.ssl = ssl  # automatic SSL is on: a deploy ends with its ssl steps (ssl_plan.py)
         self.steps: list[StepSpec] = []
         self._user_steps: dict[str, str] = {}  # server_id -> key of its ensure_user step
         self._removals: dict[str, tuple[str, list[str]]] = {}  # server_id -> (role, keys)
@@ -183,10 +189,13 @@ class StepChain:
             owned=False,  # packages are shared by content, never one service's
         )
 
-    def php(self, web: str, web_domain: str) -> None:
-        """The site's PHP version on ``web`` after its web domain, when the plan names one."""
+    def php(self, web: str, web_domain: str) -> tuple[str, ...]:
+        """The site's PHP version on ``web`` after its web domain, when the plan names one;
+        the key of that step, if any."""
         version = self.service.plan.get("php_version")
-        if version:
+        if not version:
+            return ()
+        return (
             self.add(
                 "web.php",
                 "web",
@@ -194,7 +203,8 @@ class StepChain:
                 web,
                 {"user": self.service.user, "domain": self.service.domain, "php_version": version},
                 (web_domain,),
-            )
+            ),
+        )
 
     def remove(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain import ssl_plan
 from domain.errors import InvalidInput
 from domain.placement import Placement
 from domain.provider_settings import ProviderSettings
@@ -29,7 +30,9 @@ from domain.step_chain import (
 def deploy(
     chain: StepChain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
 ) -> None:
-    """The service's web user and site, its mailbox, its record in the provider's zone."""
+    """The service's web user and site, its mailbox, its record in the provider's zone; with
+    automatic SSL on, ``ssl.web`` last: the site served the provider's wildcard
+    (domain/ssl_plan.py)."""
     web = placement.web_server
     web_user = chain.node_user("web", web, contact_email(service, provider))
     web_domain = chain.add(
@@ -40,15 +43,26 @@ def deploy(
         {"user": service.user, "domain": service.domain, "ip": chain.ip(web), "aliases": []},
         (web_user,),
     )
-    chain.php(web, web_domain)
+    php = chain.php(web, web_domain)
     mailbox = {**_mailbox(service, provider), "password_sealed": service.password_sealed}
     quota = mailbox_quota(service)
     if quota is not None:
         mailbox["quota"] = quota
     chain.add("mail.mailbox", "mail", "ensure_mailbox", _mail_server(placement, provider), mailbox)
-    record = _record(service, provider, published_address(chain, placement, provider))
-    for dns in placement.dns_servers:
+    published = published_address(chain, placement, provider)
+    record = _record(service, provider, published)
+    records = [
         chain.add(f"dns.record@{dns}", "dns", "ensure_dns_record", dns, dict(record))
+        for dns in placement.dns_servers
+    ]
+    if chain.ssl:  # the provider's wildcard, DNS-01 in the provider's zone on our DNS nodes
+        zone = (provider.provider_dns_user, provider.provider_domain)
+        zones = [(dns, *zone) for dns in placement.dns_servers]
+        after = (web_domain, *php, *records)
+        domain = provider.provider_domain
+        ssl_plan.seed_web(
+            chain, web, [service.domain], published, after, zones, provider_domain=domain
+        )
 
 
 def removal(

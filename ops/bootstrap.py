@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +17,10 @@ from gateway.app import create_app
 from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
+from handlers.ssl_desk import SslDesk
+from handlers.ssl_install import CertificateInstaller
+from handlers.ssl_issue import IssueParts
+from handlers.ssl_steps import ssl_actions
 from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.certificate_inspector import CertificateInspector
 from ops.adapters.certificate_ledger import StoreCertificateLedger
@@ -25,11 +29,19 @@ from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
+from ops.adapters.public_suffix import public_suffix_rules
 from ops.adapters.rate_ledger import StoreRateLedger
 from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.adapters.ssl_wiring import (
+    NodeChallenges,
+    RegistryDrivers,
+    RegistryPreflight,
+    acme_account,
+    service_id_of,
+)
 from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
@@ -37,11 +49,13 @@ from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_er
 from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.inbox import Inbox
 from ops.messaging.outbox_relay import OutboxRelay
+from ops.messaging.topology import SSL_ROLE
 from ops.messaging.transport import Transport
 from ops.runtime.gateway_listener import bind_listeners
 from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
+from ops.services.ssl import SslFeed
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -209,7 +223,7 @@ class System:
 
         return Pipeline(
             StorePipelineAdapter(self.store, self.db, self.settings.view_prefix),
-            DeployPlanner(registry, provider_settings(self.settings)),
+            DeployPlanner(registry, provider_settings(self.settings), ssl=self.settings.ssl_auto),
             RuntimeLimits(runtime, registry),
             BrokerPublisher(self.transport),
             settings=settings_now,
@@ -219,8 +233,15 @@ class System:
         )
 
     def role_handler(self, role: str) -> RoleHandler:
+        actions = None
+        if role == SSL_ROLE:  # records that a certificate is wanted; the desk gets it
+            runtime = self.runtime_settings()
+            actions = ssl_actions(
+                self.certificate_book(), lambda: runtime.current().ssl, self.clock
+            )
         return RoleHandler(
             role,
+            actions=actions,
             directory=RegistryDirectory(self.server_registry(), self.settings.ssh_key),
             # a step that ran gets its result out once the broker is back
             publisher=BrokerPublisher(self.transport, wait_out_outages=True),
@@ -230,6 +251,51 @@ class System:
             fences=step_fences(self.settings.database_url),
             attempts=StoreAttempts(self.store),
         )
+
+    def ssl_feed(self) -> tuple[SslFeed, Callable[[], Awaitable[None]]]:
+        """The SSL desk and what feeds it (ops/services/ssl.py), with what closes its parts."""
+        runtime = self.runtime_settings()
+        book, sealer = self.certificate_book(), self.key_sealer()
+        fences = step_fences(self.settings.database_url)
+        registry = self.server_registry()
+        drivers = RegistryDrivers(
+            RegistryDirectory(registry, self.settings.ssh_key),
+            driver_factory(self.settings.command_timeout_s),
+        )
+        account = acme_account(self.settings, book, sealer, self.clock)
+        parts = IssueParts(
+            guard=self.rate_ledger(),
+            preflight=RegistryPreflight(self.settings, registry, account),
+            challenges=NodeChallenges(),
+            drivers=drivers,
+            sealer=sealer,
+            suffixes=public_suffix_rules(),
+            profile=None,
+        )
+        desk = SslDesk(
+            book,
+            parts,
+            account,
+            CertificateInstaller(fences),
+            fences,
+            lambda: runtime.current().ssl,
+            self.clock,
+        )
+        feed = SslFeed(
+            desk,
+            SqlSslQueries(self.db, self.settings.view_prefix),
+            service_id_of(self.store),
+            self.clock,
+            concurrency=self.settings.ssl_concurrency,
+            limit=self.settings.ssl_concurrency * 4,
+        )
+
+        async def close() -> None:
+            account.close()
+            await drivers.close()
+            fences.close()
+
+        return feed, close
 
     def scheduler(self) -> Scheduler:
         return Scheduler(

@@ -2,7 +2,7 @@
 
 hostwright up                       every part in one process
 hostwright serve gateway|relay|projections|pipeline|scheduler
-hostwright serve handler web|mail|dns
+hostwright serve handler web|mail|dns|ssl
 hostwright replay                   exit 0 when every view equals a rebuild from event 0
 hostwright rotate-key               re-seal live passwords and keys under HOSTWRIGHT_SECRET_KEY
 hostwright backfill-claims          live services ordered before names were claimed claim them
@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
 from ops.cli_arguments import bench_stores, listen_address, milliseconds_list, worker_count
-from ops.messaging.topology import ROLES
+from ops.messaging.topology import ROLES, SSL_ROLE
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one part (scale out by running more)")
     serve.add_argument("component", choices=sorted({name.split(".")[0] for name in COMPONENTS}))
-    serve.add_argument("role", nargs="?", choices=ROLES, help="for `serve handler`: the role")
+    serve.add_argument(
+        "role", nargs="?", choices=(*ROLES, SSL_ROLE), help="for `serve handler`: the role"
+    )
     serve.set_defaults(run=_run_serve)
 
     replay = sub.add_parser("replay", help="compare every view with a rebuild from event 0")
@@ -170,7 +172,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     component = args.component
     if component == "handler":
         if args.role is None:
-            raise SettingsError("serve handler needs a role: web, mail or dns")
+            raise SettingsError("serve handler needs a role: web, mail, dns or ssl")
         component = f"handler.{args.role}"
     elif args.role is not None:
         raise SettingsError(f"serve {component} takes no role")

@@ -24,6 +24,7 @@ MIN_SECRET_KEY_CHARS = 32
 MAX_PORT = 65535
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 STAGING_ACME_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
+SSL_MODES = ("off", "auto")
 
 
 class SettingsError(ValueError):
@@ -111,6 +112,12 @@ class Settings:
     acme_directory: str = LETS_ENCRYPT_DIRECTORY
     acme_email: str | None = None
     acme_ca_bundle: str | None = None
+    # automatic SSL: "off" (no ssl steps, no ssl queues, no SSL desk) or "auto" (deploys end
+    # with the ssl steps and ``handler ssl`` runs the desk); how often the desk looks for due
+    # certificates (``cron.ssl``), and how many it checks at once
+    ssl: str = "off"
+    cron_ssl_s: float = 5.0
+    ssl_concurrency: int = 8
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +160,7 @@ class Settings:
             "dispatch_batch",
             "handler_concurrency",
             "tickets_department_id",
+            "ssl_concurrency",
         ):
             _convert(values, name, _positive_int, problems)
         _convert(values, "tickets_enabled", _flag, problems)
@@ -171,6 +179,7 @@ class Settings:
             "cron_terminations_s",
             "cron_tickets_s",
             "cron_inbox_s",
+            "cron_ssl_s",
             "inbox_retention_hours",
             "stop_grace_s",
         ):
@@ -238,6 +247,8 @@ class Settings:
             )
 
     def _ssl_problems(self) -> Iterator[str]:
+        if self.ssl not in SSL_MODES:
+            yield f"HOSTWRIGHT_SSL must be one of {', '.join(SSL_MODES)}, not {self.ssl!r}"
         try:
             resolver_addresses(self.dns_resolvers or "")
         except ValueError as exc:
@@ -250,6 +261,11 @@ class Settings:
             yield f"HOSTWRIGHT_ACME_EMAIL is not a mail address: {self.acme_email!r}"
         if self.acme_ca_bundle is not None and not Path(self.acme_ca_bundle).is_file():
             yield f"HOSTWRIGHT_ACME_CA_BUNDLE names no file: {self.acme_ca_bundle}"
+
+    @property
+    def ssl_auto(self) -> bool:
+        """Whether automatic SSL is on (``HOSTWRIGHT_SSL=auto``)."""
+        return self.ssl == "auto"
 
     @property
     def dns_resolver_addresses(self) -> list[tuple[str, int]]:

@@ -39,9 +39,15 @@ RUN_KINDS = (*PLANS, "reset")
 
 
 class DeployPlanner:
-    def __init__(self, registry: ServerRegistry, provider: ProviderSettings | None) -> None:
+    """``ssl``: the provider turned automatic SSL on (``HOSTWRIGHT_SSL=auto``), so a deploy
+    (and the build half of a reset) ends with the ssl steps; off, the plans are as before."""
+
+    def __init__(
+        self, registry: ServerRegistry, provider: ProviderSettings | None, *, ssl: bool = False
+    ) -> None:
         self._registry = registry
         self._provider = provider
+        self._ssl = ssl
 
     def place(self, service: Service) -> dict[str, Any]:
         try:
@@ -58,9 +64,11 @@ class DeployPlanner:
         nodes = self._nodes(service, placement)
         facts = ServiceFacts.from_service(service)
         ips = self._registry.ips()
+        if kind == "deploy":
+            return plan_deploy(facts, nodes, self._provider, ips, ssl=self._ssl)
         if kind != "reset":
             return PLANS[kind](facts, nodes, self._provider, ips)
-        deploy = plan_deploy(facts, nodes, self._provider, ips)
+        deploy = plan_deploy(facts, nodes, self._provider, ips, ssl=self._ssl)
         removal = plan_removal(facts, nodes, self._provider, ips)
         removed = tuple(step.step for step in removal)
         # factory reset: everything is removed before anything is built again

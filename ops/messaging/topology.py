@@ -50,6 +50,25 @@ QUEUES: dict[str, tuple[str, ...]] = {
     **{handler_queue(role): handler_bindings(role) for role in ROLES},
 }
 
+# automatic SSL (HOSTWRIGHT_SSL=auto) adds the ssl role's task queue and the SSL desk's queue
+# (ops/services/ssl.py): the certificates asked for, the service changes that stop or resume
+# them, and the scheduler's tick. With SSL off neither is declared.
+SSL_ROLE = "ssl"
+SSL_QUEUE = "ssl"
+SSL_BINDINGS = (
+    "Certificate.Seeded",
+    "Certificate.IssueRequested",
+    "Certificate.CustomUploaded",
+    "Certificate.CustomRemoved",
+    "Service.Terminated",
+    "Service.Unsuspended",
+    "cron.ssl",
+)
+SSL_QUEUES: dict[str, tuple[str, ...]] = {
+    handler_queue(SSL_ROLE): handler_bindings(SSL_ROLE),
+    SSL_QUEUE: SSL_BINDINGS,
+}
+
 
 @functools.cache
 def skipped_by_relay(routing_key: str) -> bool:
@@ -69,6 +88,7 @@ def routed(routing_key: str) -> bool:
     )
 
 
-async def declare_topology(transport: Transport) -> None:
-    for queue, bindings in QUEUES.items():
+async def declare_topology(transport: Transport, *, ssl: bool = False) -> None:
+    """Every queue (the SSL ones too when ``ssl``: automatic SSL is on)."""
+    for queue, bindings in {**QUEUES, **(SSL_QUEUES if ssl else {})}.items():
         await transport.declare_queue(queue, bindings)

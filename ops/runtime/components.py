@@ -17,11 +17,12 @@ from contextlib import contextmanager
 import uvicorn
 
 from ops.bootstrap import System
-from ops.messaging.topology import ROLES, declare_topology
+from ops.messaging.topology import ROLES, SSL_ROLE, declare_topology
 from ops.runtime.pause import pause
 from ops.services.handler import run_handler
 from ops.services.pipeline import run_pipeline
 from ops.services.pipeline_lead import TAKEOVER_WAIT_S, PipelineLead
+from ops.services.ssl import run_ssl
 from ops.services.tickets import build_ticket_desk, run_tickets
 from ops.store.database import database_unavailable
 from ops.store.outage import Backoff
@@ -147,6 +148,35 @@ async def _run_pipeline(system: System, halt: asyncio.Event) -> None:
     )
 
 
+async def serve_ssl(system: System, stop: asyncio.Event) -> None:
+    """``handler ssl``: the ssl role's deploy steps and the SSL desk, side by side."""
+    await _connect(system, stop)
+    if not await _declared(system, stop):
+        return
+    feed, close = system.ssl_feed()
+    settings = system.settings
+    await asyncio.gather(
+        run_handler(
+            system.role_handler(SSL_ROLE),
+            system.transport,
+            system.inbox(),
+            stop,
+            prefetch=settings.prefetch,
+            concurrency=settings.handler_concurrency,
+            max_failures=settings.dead_letter_after,
+        ),
+        run_ssl(
+            feed,
+            system.transport,
+            system.inbox(),
+            stop,
+            prefetch=settings.prefetch,
+            max_failures=settings.dead_letter_after,
+            closing=close,
+        ),
+    )
+
+
 def handler_component(role: str) -> Component:
     async def serve_handler(system: System, stop: asyncio.Event) -> None:
         await _connect(system, stop)
@@ -196,12 +226,19 @@ COMPONENTS: dict[str, Component] = {
     "scheduler": serve_scheduler,
     "tickets": serve_tickets,
     **{f"handler.{role}": handler_component(role) for role in ROLES},
+    f"handler.{SSL_ROLE}": serve_ssl,  # run by ``up`` only with automatic SSL on
 }
+
+
+def components_of(system: System) -> list[Component]:
+    """What ``hostwright up`` runs: every component, ``handler ssl`` only with SSL on."""
+    ssl = f"handler.{SSL_ROLE}"
+    return [c for name, c in COMPONENTS.items() if name != ssl or system.settings.ssl_auto]
 
 
 async def serve_all(system: System, stop: asyncio.Event) -> None:
     """Every component in this process: what ``hostwright up`` runs."""
-    tasks = [asyncio.ensure_future(component(system, stop)) for component in COMPONENTS.values()]
+    tasks = [asyncio.ensure_future(component(system, stop)) for component in components_of(system)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -239,7 +276,7 @@ async def _declared(system: System, stop: asyncio.Event) -> bool:
     backoff = Backoff()
     while not stop.is_set():
         try:
-            await declare_topology(system.transport)
+            await declare_topology(system.transport, ssl=system.settings.ssl_auto)
             return True
         except TransportError as exc:
             delay = backoff.next()

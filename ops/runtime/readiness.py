@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import socket
 
+from ops.adapters.public_suffix import DEBIAN_LIST
 from ops.bootstrap import System
 from ops.credentials import credentials_from
 from ops.runtime.gateway_listener import ListenError
 from ops.settings import Settings, SettingsError, listen_problem
 
 # parts that use the secret key: the gateway seals passwords, handlers unseal them
-_SEALING = ("all", "gateway", "handler.web", "handler.mail", "handler.dns")
+_SEALING = ("all", "gateway", "handler.web", "handler.mail", "handler.dns", "handler.ssl")
 # parts that need no transport: they read and write the database only
 _DATABASE_ONLY = ("all", "projections")
 
@@ -29,6 +30,7 @@ NO_CREDENTIAL = (
     "the gateway needs a credential: set HOSTWRIGHT_API_TOKEN (WHMCS), "
     "HOSTWRIGHT_STAFF_TOKEN or HOSTWRIGHT_TOKENS_FILE"
 )
+SSL_OFF = "serve handler ssl needs HOSTWRIGHT_SSL=auto (automatic SSL is off)"
 SECRET_KEY_MISSING = "HOSTWRIGHT_SECRET_KEY must be set (it seals passwords)"  # noqa: S105 - a message, not a key
 
 
@@ -64,7 +66,17 @@ def readiness_problems(settings: Settings, component: str) -> list[str]:
         problems += _credential_problems(settings)
     if component in _SEALING and not settings.secret_key:
         problems.append(SECRET_KEY_MISSING)
+    problems += _ssl_problems(settings, component)
     return problems
+
+
+def _ssl_problems(settings: Settings, component: str) -> list[str]:
+    """``handler ssl`` runs only with automatic SSL on, and then needs the suffix list."""
+    if component == "handler.ssl" and not settings.ssl_auto:
+        return [SSL_OFF]
+    if component in ("all", "handler.ssl") and settings.ssl_auto and not DEBIAN_LIST.is_file():
+        return [f"HOSTWRIGHT_SSL=auto needs the Public Suffix List at {DEBIAN_LIST} (publicsuffix)"]
+    return []
 
 
 def _credential_problems(settings: Settings) -> list[str]:

@@ -50,7 +50,7 @@ def assert_well_formed(steps: list[StepSpec]) -> None:
     for step in steps:
         assert step.step not in seen
         assert set(step.depends_on) <= seen, step
-        assert step.role in ("web", "mail", "dns")
+        assert step.role in ("web", "mail", "dns", "ssl")  # ssl: automatic SSL on
         json.dumps(step.params)  # travels in a task message
         seen.add(step.step)
 

@@ -1,0 +1,149 @@
+"""A ``Deployment`` with automatic SSL on: pebble as the CA, a DelegationDns as the registry
+and the only resolver, and simulated nodes on distinct 127.0.0.x addresses sharing one HTTP,
+one HTTPS and one DNS port (pebble dials a name's address on its one HTTP-01 port, and the
+pre-flight asks every authoritative server on one port). Nothing leaves 127.0.0.0/8: the
+system resolver is never asked (``HOSTWRIGHT_DNS_RESOLVERS`` is the DelegationDns).
+
+``start_ssl()`` starts the resolver and pebble and sets the SSL environment of every part
+started after it; ``delegate(domain, dns_ids)`` makes those nodes authoritative for a
+domain (the customer pointing it at us); ``presented(ip, name)`` is the certificate a node
+serves for SNI ``name``, verified against pebble's root. ``close()`` stops pebble and the
+resolver too, and removes the SSL queues, whatever failed before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+
+from ops.devtools.delegation_dns import DelegationDns
+from ops.devtools.pebble import Pebble
+from ops.devtools.simnode import SimNode
+from ops.messaging.amqp_transport import AmqpTransport
+from ops.messaging.topology import SSL_QUEUES
+from tests.support.deployment import PARTS, Deployment, free_port, wait_until
+from tests.support.run_leftovers import RUN_MARK, this_run
+
+SSL_PARTS = (*PARTS, "handler ssl")
+
+
+class SslDeployment(Deployment):
+    def __init__(self, tmp_path: Path, amqp_url: str, exchange: str, database_url: str) -> None:
+        super().__init__(tmp_path, amqp_url, exchange, database_url)
+        self.http_port, self.https_port, self.dns_port = free_port(), free_port(), free_port()
+        self.resolver = DelegationDns("127.0.0.1", 0, auth_port=self.dns_port)
+        self.pebble: Pebble | None = None
+
+    async def add_node(self, server_id: str, roles: tuple[str, ...], ip: str) -> SimNode:
+        """A node listening on its own ``ip`` (SSH on a port of its own, the shared rest)."""
+        node = SimNode(
+            self.tmp / f"node-{server_id}",
+            roles,
+            ip,
+            ip=ip,
+            dns_port=self.dns_port,
+            http_port=self.http_port,
+            https_port=self.https_port,
+        )
+        await node.start()
+        node.authorize(self.public_key)
+        self.nodes[server_id] = node
+        self.node_ips[server_id] = ip
+        return node
+
+    async def start_ssl(self) -> Pebble:
+        await self.resolver.start()
+        pebble = Pebble(
+            self.tmp / "pebble",
+            http_port=self.http_port,
+            tls_port=free_port(),
+            dns_server=self.resolver.address,
+            env={RUN_MARK: str(this_run())},
+        )
+        self.pebble = pebble
+        await asyncio.to_thread(pebble.start)
+        self.settings.update(
+            {
+                "HOSTWRIGHT_SSL": "auto",
+                "HOSTWRIGHT_CRON_SSL_S": "1",
+                "HOSTWRIGHT_ACME_DIRECTORY": pebble.directory_url,
+                "HOSTWRIGHT_ACME_CA_BUNDLE": str(pebble.ca_bundle_path),
+                "HOSTWRIGHT_TRUSTED_ROOTS": str(pebble.roots_path),
+                "HOSTWRIGHT_DNS_RESOLVERS": self.resolver.address,
+                "HOSTWRIGHT_DNS_AUTHORITATIVE_PORT": str(self.dns_port),
+                "HOSTWRIGHT_HTTP01_PORT": str(self.http_port),
+                "HOSTWRIGHT_TLS_PROBE_PORT": str(self.https_port),
+            }
+        )
+        return pebble
+
+    async def start_all(self) -> None:
+        for part in SSL_PARTS:
+            self.start(part)
+        await self.wait_for_gateway()
+
+    def delegate(self, domain: str, dns_ids: list[str]) -> None:
+        servers = [(f"ns{i}.{domain}", self.node_ips[s]) for i, s in enumerate(dns_ids, 1)]
+        self.resolver.delegate(domain, servers)
+
+    async def presented(self, ip: str, name: str) -> x509.Certificate:
+        """The certificate served at ``ip`` for SNI ``name``; raises unless it verifies
+        against pebble's root for ``name``."""
+        assert self.pebble is not None
+        context = ssl.create_default_context(cafile=str(self.pebble.roots_path))
+        _, writer = await asyncio.open_connection(
+            ip, self.https_port, ssl=context, server_hostname=name
+        )
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return x509.load_der_x509_certificate(der)
+
+    async def wait_served(self, ip: str, names: list[str], timeout: float) -> None:
+        """Until ``ip`` serves, for every name, a certificate pebble's root verifies (the
+        view says ``issued`` at ``Issued``; the install follows it)."""
+
+        async def served() -> bool:
+            try:
+                for name in names:
+                    await self.presented(ip, name)
+            except (ssl.SSLError, OSError):
+                return False
+            return True
+
+        await wait_until(served, timeout, f"{ip} serving {names}", self.logs)
+
+    async def ssl_state(self, service_id: int) -> dict[str, dict[str, object]]:
+        """``GET /v1/services/{id}/ssl`` by role."""
+        reply = await self.client.get(f"/v1/services/{service_id}/ssl")
+        assert reply.status_code == 200, reply.text
+        return {c["role"]: c for c in reply.json()["certificates"]}
+
+    def logs(self) -> str:
+        pebble = self.pebble.log()[-3000:] if self.pebble is not None else ""
+        return f"{super().logs()}\n--- pebble ---\n{pebble}"
+
+    async def close(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._delete_ssl_queues)
+            stack.push_async_callback(self.resolver.stop)
+            if self.pebble is not None:
+                stack.callback(self.pebble.stop)
+            stack.push_async_callback(super().close)
+
+    async def _delete_ssl_queues(self) -> None:
+        transport = AmqpTransport(self.amqp_url, self.exchange)
+        await transport.connect()
+        try:
+            for queue in SSL_QUEUES:
+                await transport.delete_queue(queue)
+                await transport.delete_queue(f"{queue}.dead")
+        finally:
+            await transport.close()
