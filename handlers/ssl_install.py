@@ -5,9 +5,10 @@
 ``StepLog``. ``installed`` emits the ``CertificateFacts`` of the certificate Hestia holds for the
 target (``v-list-{web,mail}-domain-ssl … json``), or None. ``install`` emits whether it changed
 anything: the same serial there already → False, nothing run; otherwise the files go into a
-private folder (0700, files 0600, named after the target so a killed attempt's leftovers are
-replaced), ``v-add-*-ssl`` turns SSL on or ``v-change-*-sslcert`` replaces the certificate, the
-serial is checked afterwards, and the folder is removed whatever happened.
+private folder under our login's home (every folder on the way ours and 0700, files 0600 created
+exclusively, named after the target so a killed attempt's leftovers are replaced),
+``v-add-*-ssl`` turns SSL on or ``v-change-*-sslcert`` replaces the certificate, the serial is
+checked afterwards, and the folder is removed whatever happened.
 
 Hestia's certificate check runs ``pkill openssl`` on the node, so two installs at once make one
 fail: every install holds the node's install fence (``install_fence_key``) for its whole run.
@@ -32,7 +33,9 @@ from handlers.step import NodeDriver, StepLog, listed_domain
 from handlers.step_fence import StepFences, fenced
 from handlers.x509_tools import facts, key_matches
 
-TEMP_ROOT = "/tmp/hostwright-ssl"  # noqa: S108 — a folder of our own under it, 0700
+# Under our login's home, never /tmp: a hosting user could plant a folder (or a symbolic link)
+# there and receive the key. Hestia's v-add-*-ssl runs as root, so it reads it where it is.
+TEMP_ROOT = ".hostwright/ssl"
 _COMMANDS = {
     "web": ("v-add-web-domain-ssl", "v-change-web-domain-sslcert", "v-list-web-domain-ssl"),
     "mail": ("v-add-mail-domain-ssl", "v-change-mail-domain-sslcert", "v-list-mail-domain-ssl"),
@@ -97,7 +100,8 @@ class CertificateInstaller:
             return None  # something Hestia holds that is no certificate: ours replaces it
 
     def temp_folder(self, target: InstallTarget) -> str:
-        """Where ``install`` puts the files for ``target``: the same folder every time."""
+        """Where ``install`` puts the files for ``target`` (relative to our login's home): the
+        same folder every time."""
         identity = f"{target.server_id}|{target.kind}|{target.user}|{target.domain}".encode()
         return posixpath.join(self._temp_root, hashlib.sha256(identity).hexdigest()[:16])
 
@@ -159,13 +163,13 @@ class CertificateInstaller:
             files[f"{name}.ca"] = bundle.chain.encode()
         add, change, _ = _commands(target)
         try:
-            await driver.put_private_files(folder, files)
-            argv = [change if ssl_on else add, target.user, target.domain, folder]
+            placed = await driver.put_private_files(folder, files)
+            argv = [change if ssl_on else add, target.user, target.domain, placed]
             result = await driver.run(argv)
             log.ran(argv, result)
             if result.exit_status == _EXISTS and not ssl_on:
                 # turned on meanwhile by someone else (the panel): replace theirs instead
-                argv = [change, target.user, target.domain, folder]
+                argv = [change, target.user, target.domain, placed]
                 result = await driver.run(argv)
                 log.ran(argv, result)
             if result.exit_status == _INVALID and _pair_matches(bundle, key_pem):

@@ -6,6 +6,7 @@ serialised by the node's fence, and the private key in no log line and no error.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import shlex
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ class Env:
         return [entry["argv"] for entry in read_command_log(self.node.data_dir)]
 
     def folder(self, target: InstallTarget) -> Path:
-        return self.node.data_dir / "fs" / self.installer.temp_folder(target).lstrip("/")
+        # the SFTP root is the login's home on the simulated node
+        return self.node.data_dir / "fs" / self.installer.temp_folder(target)
 
 
 @pytest.fixture
@@ -82,7 +84,7 @@ async def test_add_then_change_and_the_same_serial_runs_nothing(env: Env) -> Non
     assert await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
     facts = await env.installer.installed(env.driver, WEB)
     assert facts is not None and facts.names == (DOMAIN, f"www.{DOMAIN}")
-    folder = env.installer.temp_folder(WEB)
+    folder = "/" + env.installer.temp_folder(WEB)  # under the login's home, "/" here
     assert ["v-add-web-domain-ssl", USER, DOMAIN, folder] in env.commands()
     assert not env.folder(WEB).exists()
 
@@ -100,6 +102,28 @@ async def test_add_then_change_and_the_same_serial_runs_nothing(env: Env) -> Non
     assert not env.folder(WEB).exists()
     for key in (leaf.key_pem, renewed_leaf.key_pem):
         assert _clean("\n".join(log.lines + again.lines), key)
+
+
+@pytest.mark.parametrize("planted", ["open to all", "a link"])
+async def test_a_planted_parent_folder_is_refused_and_the_key_goes_nowhere(
+    env: Env, planted: str
+) -> None:
+    fs = env.node.data_dir / "fs"
+    parent = fs / posixpath.dirname(env.installer.temp_folder(WEB))
+    parent.parent.mkdir(mode=0o700)
+    trap = fs / "tmp/trap"
+    trap.mkdir(parents=True)
+    if planted == "a link":
+        parent.symlink_to(trap)
+    else:
+        parent.mkdir()
+        parent.chmod(0o777)  # someone else could swap the folder in it
+    bundle, leaf = env.bundle([DOMAIN])
+    with pytest.raises(PermanentNodeError, match="not a folder of ours"):
+        await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, StepLog())
+    written = [p for p in fs.rglob("*") if p.is_file() and leaf.key_pem in p.read_text()]
+    assert written == [] and not any(trap.iterdir())
+    assert await env.installer.installed(env.driver, WEB) is None
 
 
 async def test_mail_is_installed_with_the_mail_commands(env: Env) -> None:
