@@ -10,7 +10,8 @@ fence means another process is on that certificate: this check is skipped):
   custom one is installed if the node lacks it, then looked at again in a day;
 - pre-flight (DNS, CAA, then the TLS probe, then the HTTP-01 self-check): a failure records
   ``PreflightFailed`` with a readable reason and costs the CA nothing; a valid certificate
-  the node already serves is ``Adopted``, with no order;
+  the node already serves is ``Adopted``, with no order, unless we hold one of our own
+  (that one is renewed, in its ARI window when the CA gave one);
 - an open order is resumed, never ordered again; otherwise ``Issuance`` (handlers/ssl_issue.py)
   admits, orders, proves (HTTP-01, or DNS-01 where every authoritative server is ours, and
   always for a wildcard), finalizes and records ``Issued`` with the renewal moment
@@ -218,7 +219,12 @@ class SslDesk:
             await self._record(cert.id, lambda c: c.preflight_failed(now, check, reason, cadence))
             return "preflight_failed"
         address = next(iter(cert.expected_addresses), None)
-        if cert.order is None and cert.adopt_served and not wildcard and address is not None:
+        # Only a certificate with none of ours yet adopts: ours, served and "valid" by the
+        # probe's ⅓-lifetime measure, is being renewed (an ARI window may open earlier), and
+        # adopting it would drop that window, the PEM and the sealed key.
+        ours = bool((cert.current or {}).get("certificate"))
+        adoptable = cert.adopt_served and not ours and not wildcard
+        if cert.order is None and adoptable and address is not None:
             key = str(cert.id)
             served = await preflight.tls(
                 cert.names, address, now, lambda f: renewal_at(f, key, None, f.not_before)

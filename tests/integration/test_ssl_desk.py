@@ -194,6 +194,22 @@ async def test_a_renewal_inside_the_ari_window_is_ordered_with_replaces(rig: Rig
     assert [intent.replaces for intent in rig.guard.admitted] == [None, first.ari_id]
 
 
+async def test_an_early_ari_window_renews_our_served_certificate_instead_of_adopting_it(
+    rig: Rig,
+) -> None:
+    now = rig.clock()
+    rig.double.window = (now + timedelta(days=10), now + timedelta(days=12), None)
+    assert await rig.check() == "issued"
+    first = rig.cert.current_facts
+    assert first is not None and rig.cert.renew_at is not None
+    rig.preflight.served = first  # the node serves ours, "valid" until its ⅓ point
+    rig.clock.now = rig.cert.renew_at + timedelta(minutes=1)
+    assert await rig.check() == "issued"
+    assert rig.double.orders == 2 and rig.double.replaced == [first.ari_id]
+    assert "Adopted" not in rig.since(0)
+    assert rig.cert.current["key_sealed"]  # type: ignore[index]
+
+
 async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
     rig: Rig,
 ) -> None:
