@@ -198,15 +198,18 @@ class SslDesk:
             return None
         try:
             driver = await self._parts.drivers.driver(target.server_id)
-            await self._installer.install(driver, target, bundle, key_pem, StepLog())
+            done = await self._installer.install(driver, target, bundle, key_pem, StepLog())
         except Exception as exc:  # the node refused or is away: try again later
             reason = f"installing on {target.server_id} failed: {exc}"
-            await self._record(
-                cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence)
-            )
-            return reason
-        await self._record(cert.id, lambda c: c.mark_installed(now, target.server_id, serial))
-        return None
+        else:
+            if done.on_node:  # Installed only when the node holds it
+                await self._record(
+                    cert.id, lambda c: c.mark_installed(now, target.server_id, serial)
+                )
+                return None
+            reason = f"not installed on {target.server_id}: the domain is suspended there"
+        await self._record(cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence))
+        return reason
 
     # --- getting one --------------------------------------------------------------------
 

@@ -339,6 +339,18 @@ async def test_a_valid_certificate_already_served_is_adopted_without_an_order(ri
     assert rig.since(0)[-2:] == ["Adopted", "RenewalScheduled"]
 
 
+async def test_a_domain_suspended_on_the_node_is_not_recorded_installed(rig: Rig) -> None:
+    rig.installer.suspended.add(TARGET)
+    assert await rig.check() == "issued_not_installed"
+    cert = rig.cert
+    assert cert.installed == {} and "Installed" not in rig.since(0)
+    assert cert.last_check == "install" and "suspended" in (cert.last_error or "")
+
+    rig.installer.suspended.clear()  # back on the node: the next look installs it
+    assert await rig.check_when_due() == "valid"
+    assert rig.cert.installed == {"web1": cert.current_facts.serial}  # type: ignore[union-attr]
+
+
 async def test_a_check_stopped_after_its_order_resumes_that_order(rig: Rig) -> None:
     rig.challenges.fail_put = 3  # after the self-check's two, the CA's first file fails
     outcome = await rig.check()

@@ -19,6 +19,7 @@ from domain.ssl_types import InstallTarget, PemBundle
 from handlers.hestia_command import CommandResult, PermanentNodeError, TransientNodeError
 from handlers.hestia_driver import HestiaDriver
 from handlers.ssl_install import CertificateInstaller, certificate_of, install_fence_key
+from handlers.ssl_ports import InstallOutcome
 from handlers.step import StepLog
 from handlers.step_fence import LocalFences
 from ops.devtools.mini_ca import Leaf, MiniCa
@@ -90,7 +91,8 @@ async def test_add_then_change_and_the_same_serial_runs_nothing(env: Env) -> Non
 
     before = len(env.commands())
     again = StepLog()
-    assert not await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, again)
+    done = await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, again)
+    assert done is InstallOutcome.ALREADY and done.on_node
     assert {argv[0] for argv in env.commands()[before:]} == {"v-list-web-domain-ssl"}
     assert "installed already" in again.lines[-1]
 
@@ -183,7 +185,8 @@ async def test_a_suspended_domain_is_left_alone(env: Env) -> None:
     await env.driver.check(["v-suspend-web-domain", USER, DOMAIN])
     bundle, leaf = env.bundle([DOMAIN])
     log = StepLog()
-    assert not await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
+    done = await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
+    assert done is InstallOutcome.SKIPPED and not done.on_node
     assert "suspended" in log.lines[-1]
     assert await env.installer.installed(env.driver, WEB) is None
 
@@ -201,7 +204,7 @@ async def test_two_installs_on_one_node_at_once_both_succeed_one_after_the_other
         env.installer.install(env.driver, WEB, first, first_leaf.key_pem, logs[0]),
         env.installer.install(env.driver, other, second, second_leaf.key_pem, logs[1]),
     )
-    assert list(done) == [True, True]
+    assert list(done) == [InstallOutcome.INSTALLED] * 2
     installs = [
         e for e in read_command_log(env.node.data_dir) if e["argv"][0] == "v-add-web-domain-ssl"
     ]
