@@ -257,7 +257,7 @@ class SslDesk:
         if cert.order is not None:
             got = await issuance.resume()
         else:
-            got = await issuance.order(await self._replaces(acme, cert))
+            got = await issuance.order(await self._replaces(acme, cert, now))
         if isinstance(got, str):
             return got
         ari, explained, poll_at = await ari_window(acme, got.facts, now)
@@ -299,11 +299,15 @@ class SslDesk:
                 return reason
         return None
 
-    async def _replaces(self, acme: AcmeCa, cert: Certificate) -> str | None:
-        """The ARI id of the certificate an order renews, when the CA has ARI and that
-        certificate is ours (one it issued to this account: an adopted one is not)."""
+    async def _replaces(self, acme: AcmeCa, cert: Certificate, now: datetime) -> str | None:
+        """The ARI id of the certificate an order renews, when the CA has ARI, that
+        certificate is ours (one it issued to this account: an adopted one is not) and its
+        renewal window has opened: Let's Encrypt exempts from its limits only renewals inside
+        the window, so an order before it (one asked for) spends as a new one."""
         facts = cert.current_facts
         if facts is None or facts.ari_id is None or cert.ari is None:
+            return None
+        if now < cert.ari["start"]:
             return None
         if not (cert.current or {}).get("certificate"):
             return None

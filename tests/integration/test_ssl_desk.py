@@ -227,6 +227,23 @@ async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
     assert rig.double.orders == 1
 
 
+async def test_a_renewal_asked_for_before_the_ari_window_spends_as_a_new_order(rig: Rig) -> None:
+    now = rig.clock()
+    rig.double.window = (now + timedelta(days=10), now + timedelta(days=12), None)
+    assert await rig.check() == "issued"
+    rig.clock.now = now + timedelta(days=2)  # the window still days away
+
+    def ask(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.request_issue(rig.clock(), "admin", rig.cadence)
+        return cert
+
+    rig.book.update(rig.cert_id, ask, "busy")
+    assert await rig.check() == "issued"
+    assert rig.double.orders == 2 and rig.double.orders_with_replaces == 0
+    assert [intent.replaces for intent in rig.guard.admitted] == [None, None]
+
+
 async def test_already_replaced_is_ordered_once_more_without_replaces(rig: Rig) -> None:
     assert await rig.check() == "issued"
     first = rig.cert.current_facts
