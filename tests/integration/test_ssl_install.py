@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from domain.ssl_requests import CustomUpload
 from domain.ssl_types import InstallTarget, PemBundle
 from handlers.hestia_command import CommandResult, PermanentNodeError, TransientNodeError
 from handlers.hestia_driver import HestiaDriver
@@ -22,6 +23,7 @@ from handlers.ssl_install import CertificateInstaller, certificate_of, install_f
 from handlers.ssl_ports import InstallOutcome
 from handlers.step import StepLog
 from handlers.step_fence import LocalFences
+from ops.adapters.certificate_inspector import CertificateInspector
 from ops.devtools.mini_ca import Leaf, MiniCa
 from ops.devtools.simnode import Faults, SimNode, read_command_log
 from tests.support.budget import budget
@@ -126,6 +128,26 @@ async def test_a_planted_parent_folder_is_refused_and_the_key_goes_nowhere(
     written = [p for p in fs.rglob("*") if p.is_file() and leaf.key_pem in p.read_text()]
     assert written == [] and not any(trap.iterdir())
     assert await env.installer.installed(env.driver, WEB) is None
+
+
+async def test_a_custom_upload_as_recorded_installs_though_sent_as_a_shuffled_full_chain(
+    env: Env,
+) -> None:
+    root = MiniCa("custom root")
+    upper = root.intermediate("upper intermediate")
+    lower = upper.intermediate("lower intermediate")
+    leaf = lower.leaf([DOMAIN])
+    upload = CustomUpload(  # the chain inside the certificate, and in the wrong order
+        certificate=leaf.certificate_pem + upper.certificate_pem,
+        private_key=leaf.key_pem,
+        chain=root.certificate_pem + lower.certificate_pem,
+    )
+    checked = CertificateInspector(root.certificate_pem).check(upload, [DOMAIN], root.now)
+    assert checked.bundle == PemBundle(
+        leaf.certificate_pem, lower.certificate_pem + upper.certificate_pem
+    )
+    done = await env.installer.install(env.driver, WEB, checked.bundle, leaf.key_pem, StepLog())
+    assert done is InstallOutcome.INSTALLED  # Hestia's checks passed
 
 
 async def test_mail_is_installed_with_the_mail_commands(env: Env) -> None:
