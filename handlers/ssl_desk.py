@@ -253,6 +253,7 @@ class SslDesk:
             now,
             dns01=dns01,
             authorities=verdict.authorities,
+            clock=self._clock,
         )
         if cert.order is not None:
             got = await issuance.resume()

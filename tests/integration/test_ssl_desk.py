@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -293,6 +294,30 @@ async def test_a_429_freezes_the_names_until_its_retry_after(rig: Rig) -> None:
     rig.clock.now = now + timedelta(seconds=3600, minutes=1)
     assert await rig.check() == "issued"
     assert rig.double.orders == 1
+
+
+async def test_a_429_at_finalize_freezes_and_tells_the_guard_from_when_it_came(
+    rig: Rig,
+) -> None:
+    rig.double.rate_limit_finalize_next = 3600
+    put = rig.challenges.put_http01
+
+    async def slow_put(*args: Any) -> None:  # every file put takes ten minutes of the clock
+        rig.clock.advance(10)
+        await put(*args)
+
+    rig.challenges.put_http01 = slow_put  # type: ignore[method-assign]
+    started = rig.clock()
+    assert await rig.check() == "rate_limited"
+    answered = rig.clock()
+    assert answered > started
+    cert = rig.cert
+    assert cert.state == "frozen" and cert.frozen_kind == FROZEN_BY_RATE_LIMIT
+    assert cert.frozen_until == answered + timedelta(seconds=3600)
+    assert rig.double.orders == 1
+    # the guard was told: the same names are refused by the model until then
+    intent = OrderIntent(tuple(NAMES), ("shop.test",))
+    assert not rig.guard.admit(intent, "someone", answered + timedelta(minutes=59)).allowed
 
 
 async def test_failures_in_a_row_freeze_the_name_for_the_cadences_hours(double: AcmeDouble) -> None:
