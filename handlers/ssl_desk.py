@@ -153,9 +153,9 @@ class SslDesk:
             return "install_failed"
         facts, held = cert.current_facts, cert.ari
         polled = cert.ari_poll_at is not None and cert.ari_poll_at <= now
-        if polled and facts is not None and held is not None:
+        if polled and facts is not None:  # a window held, or one not got yet: asked again
             ari, explained, poll_at = await ari_window(await self._client(), facts, now)
-            if ari is None:  # not answered now: the window we hold, asked again later
+            if ari is None and held is not None:  # not answered: the window held, asked again
                 ari = AriWindow(held["start"], held["end"])
                 explained = held["explanation_url"]
                 poll_at = now + timedelta(seconds=cadence.recheck_interval_s)

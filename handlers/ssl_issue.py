@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 Decide = Callable[[Certificate], object]  # what it returns is not used
 Record = Callable[[Decide], Awaitable[Certificate | None]]
 Cleanup = Callable[[], Awaitable[None]]
+ARI_POLL_S = 6 * 3600  # an ARI window asked again this often when the CA says no Retry-After
 NO_RETRY_AFTER_S = 3600  # a 429 without Retry-After: waited out as Let's Encrypt's hour
 OPEN_ORDER = ("pending", "ready", "processing")
 TXT_POLL_S = 1.0
@@ -316,8 +317,10 @@ class Issuance:
 async def ari_window(
     acme: AcmeCa, facts: CertificateFacts, now: datetime
 ) -> tuple[AriWindow | None, str | None, datetime | None]:
-    """The CA's renewal window for a certificate, its explanation URL and when to ask again;
-    (None, None, None) when the CA has no ARI, or it could not be asked now."""
+    """The CA's renewal window for a certificate, its explanation URL and when to ask again
+    (its Retry-After, else ``ARI_POLL_S``); (None, None, None) when the CA has no ARI, and
+    (None, None, when to ask again) when it could not be asked now: a window missed once is
+    asked for again, never given up."""
     if facts.ari_id is None:
         return None, None, None
     try:
@@ -326,10 +329,12 @@ async def ari_window(
         window = await acme.renewal_info(facts.ari_id)
     except (AcmeProblem, AcmeUnavailable) as exc:
         log.info("ssl: no ARI window for %s now: %s", facts.serial, exc)
-        return None, None, None
+        return None, None, now + timedelta(seconds=ARI_POLL_S)
     if window is None:
-        return None, None, None
-    poll_at = (
-        None if window.retry_after_s is None else now + timedelta(seconds=window.retry_after_s)
+        return None, None, now + timedelta(seconds=ARI_POLL_S)
+    wait = ARI_POLL_S if window.retry_after_s is None else window.retry_after_s
+    return (
+        AriWindow(window.start, window.end),
+        window.explanation_url,
+        now + timedelta(seconds=wait),
     )
-    return AriWindow(window.start, window.end), window.explanation_url, poll_at

@@ -228,6 +228,23 @@ async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
     assert rig.double.orders == 1
 
 
+async def test_an_ari_window_missed_at_issue_or_without_retry_after_is_asked_every_6h(
+    rig: Rig,
+) -> None:
+    rig.double.ari_answer = "missing"  # the first fetch fails
+    assert await rig.check() == "issued"
+    assert rig.cert.ari is None
+    assert rig.cert.ari_poll_at == rig.clock() + timedelta(hours=6)
+    rig.double.ari_answer = "no-retry-after"
+    window = (rig.clock() + timedelta(days=5), rig.clock() + timedelta(days=6), None)
+    rig.double.window = window
+    assert await rig.check_when_due() == "rescheduled"
+    cert = rig.cert
+    assert cert.ari is not None and (cert.ari["start"], cert.ari["end"]) == window[:2]
+    assert cert.ari_poll_at == rig.clock() + timedelta(hours=6)  # no Retry-After: 6 h
+    assert rig.double.orders == 1
+
+
 async def test_a_renewal_asked_for_before_the_ari_window_spends_as_a_new_order(rig: Rig) -> None:
     now = rig.clock()
     rig.double.window = (now + timedelta(days=10), now + timedelta(days=12), None)

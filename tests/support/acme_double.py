@@ -12,7 +12,8 @@ checked: the double tests the client's requests, not its cryptography.
 Knobs (set from the test, read per request): ``window = (start, end, explanation_url)``,
 ``replaces_answer = "ok" | "alreadyReplaced" | "malformed"``, ``rate_limit_next =
 retry_after_s`` (the next new order only; ``retry_after_as_date`` sends it as an HTTP date),
-``rate_limit_finalize_next = retry_after_s`` (the next finalize only),
+``rate_limit_finalize_next = retry_after_s`` (the next finalize only), ``ari_answer = "ok" |
+"missing" | "no-retry-after"`` (``renewalInfo`` answers 404, or without ``Retry-After``),
 ``processing_s`` (a finalized order stays ``processing`` that long, answering polls with
 ``Retry-After``), ``offers_ari`` (False: a directory without ``renewalInfo``, as pebble's),
 ``refuse_challenges`` (an answered challenge turns ``invalid``, its authorization and order
@@ -75,6 +76,7 @@ class AcmeDouble(BackgroundServer):
         self.retry_after_as_date = False
         self.processing_s = 0
         self.offers_ari = True
+        self.ari_answer = "ok"
         self.refuse_challenges = False
         self.order_polls = 0
         self.orders = 0
@@ -344,6 +346,8 @@ class AcmeDouble(BackgroundServer):
         )
 
     async def _renewal_info(self, request: Request) -> Response:
+        if self.ari_answer == "missing":
+            return self._problem("malformed", "no renewal information now", 404)
         if self.window is None:
             start = datetime.now(UTC) + timedelta(days=30)
             window: tuple[datetime, datetime, str | None] = (start, start + timedelta(days=2), None)
@@ -354,6 +358,8 @@ class AcmeDouble(BackgroundServer):
         }
         if window[2] is not None:
             body["explanationURL"] = window[2]
+        if self.ari_answer == "no-retry-after":
+            return JSONResponse(body)
         return JSONResponse(body, headers={"Retry-After": str(ARI_RETRY_AFTER_S)})
 
 
