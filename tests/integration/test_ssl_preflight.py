@@ -481,3 +481,20 @@ async def test_a_challenge_answer_streaming_a_large_body_is_cut_off(net: Network
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_caa_level_whose_servers_cannot_be_found_is_the_chains_problem(
+    net: Network,
+) -> None:
+    await net.zone(ZONE)
+    dns_port = net.resolver.auth_port
+    found = Authorities([("127.0.0.1", net.resolver.port)], port=dns_port, timeout_s=budget(2.0))
+    assert (await found.caa_chain(f"www.{ZONE}")).problem is None
+    assert (await found.caa_chain("nowhere.test")).problem is None  # no NS: no CAA there
+    # a resolver that does not recurse: the servers' addresses cannot be found, which is
+    # not "no CAA"
+    refusing = Authorities([(NS1, dns_port)], port=dns_port, timeout_s=budget(2.0))
+    chain = await refusing.caa_chain(f"www.{ZONE}")
+    assert chain.problem is not None
+    assert chain.problem.startswith(f"CAA lookup for www.{ZONE} failed: ")
+    assert chain.problem.endswith("have no address")
