@@ -81,7 +81,8 @@ class BucketKey:
 def keys_for(intent: OrderIntent, account: str) -> list[BucketKey]:
     """The buckets a new order spends from: the account's orders, each registered domain's
     certificates and the exact set of names. None for an ARI renewal that carries
-    ``replaces``: Let's Encrypt exempts those from every limit."""
+    ``replaces``: Let's Encrypt exempts those from every limit (the caller sends ``replaces``
+    only once the renewal window has opened: before it, no exemption)."""
     if intent.replaces:
         return []
     names = ",".join(sorted({name.lower() for name in intent.names}))

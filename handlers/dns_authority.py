@@ -50,11 +50,14 @@ class Server:
 
 @dataclass(frozen=True)
 class ZoneServers:
-    """The zone holding a name and its servers; no servers comes with ``problem``."""
+    """The zone holding a name and its servers; no servers comes with ``problem``, and
+    ``absent`` when that is DNS's answer (no NS set up to the top-level domain), not a
+    lookup that failed."""
 
     zone: str | None
     servers: tuple[Server, ...]
     problem: str | None = None
+    absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Authorities:
             if ns is not None:
                 return await self._servers_of(candidate, response, [r.target for r in ns])
             candidate = candidate.parent()
-        return ZoneServers(None, (), f"no authoritative server for {_text(name)}")
+        return ZoneServers(None, (), f"no authoritative server for {_text(name)}", absent=True)
 
     async def ask(self, address: str, name: str, rdtype: str) -> Answer:
         """``name``'s records of type ``rdtype`` as the server at ``address`` holds them."""
@@ -144,8 +147,10 @@ class Authorities:
     ) -> tuple[str, tuple[CaaRecord, ...], str | None]:
         """The CAA records at ``name`` (or where its CNAMEs lead), that owner, or a problem."""
         zone = await self.zone_servers(_text(name))
-        if not zone.servers:
+        if not zone.servers and zone.absent:
             return _text(name), (), None  # nothing holds the name: nothing there forbids
+        if not zone.servers:  # unknown is not "no CAA": a CA would not issue either
+            return _text(name), (), f"CAA lookup for {_text(name)} failed: {zone.problem}"
         failures = []
         for server in zone.servers:
             answer = await self.ask(server.address, _text(name), "CAA")

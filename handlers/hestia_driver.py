@@ -20,6 +20,7 @@ import contextlib
 import json
 import posixpath
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ import asyncssh
 
 from handlers.hestia_command import (
     CommandResult,
+    PermanentNodeError,
     TransientNodeError,
     check_argv,
     command_line,
@@ -133,7 +135,7 @@ class HestiaDriver:
         ``v-copy-fs-file``'s source, needs 0644)."""
         async with self._sftp(f"uploading {path}") as sftp:
             await sftp.makedirs(posixpath.dirname(path) or "/", exist_ok=True)
-            await self._write(sftp, path, data, mode)
+            await self._write(sftp, path, data, mode, exclusive=False)
 
     async def remove_file(self, path: str) -> None:
         """Deletes ``path`` on the node over SFTP; a missing file is fine."""
@@ -141,24 +143,55 @@ class HestiaDriver:
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await sftp.remove(path)
 
-    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
-        """``directory`` made afresh with mode 0700 (whatever was there, a killed attempt's
-        leftovers, removed first), holding ``files`` by name, each 0600 from its creation."""
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> str:
+        """``directory``, a path under our login's home (relative to it), made afresh with
+        mode 0700 (whatever was there, a killed attempt's leftovers, removed first), holding
+        ``files`` by name, each 0600 and created exclusively; emits its absolute path. Every
+        folder between the home and it must be ours, 0700 and no symbolic link (made so when
+        missing): a folder another user could write in or swap would let them take the key."""
         _check_private(directory, files)
+        if posixpath.isabs(directory):
+            raise ValueError(f"a private folder lives under our home: {directory!r}")
         async with self._sftp(f"uploading into {directory}") as sftp:
-            await _remove_any(sftp, directory)
-            await sftp.makedirs(posixpath.dirname(directory), exist_ok=True)
-            await sftp.mkdir(directory, asyncssh.SFTPAttrs(permissions=0o700))
-            await sftp.chmod(directory, 0o700)  # the node's umask may have taken bits away
+            home, uid = await _home(sftp)
+            parts = posixpath.normpath(directory).split("/")
+            parent = home
+            for part in parts[:-1]:
+                parent = posixpath.join(parent, part)
+                await _own_folder(sftp, parent, uid, 0o700, private=True)
+            folder = posixpath.join(parent, parts[-1])
+            await _remove_any(sftp, folder)
+            await _fresh_folder(sftp, folder, uid, 0o700)
             for name, data in files.items():
-                await self._write(sftp, posixpath.join(directory, name), data, 0o600)
+                await self._write(sftp, posixpath.join(folder, name), data, 0o600)
+            return folder
+
+    async def put_fresh_file(self, root: str, name: str, data: bytes, *, mode: int) -> str:
+        """``data`` as ``<root>/<random>/<name>`` in a folder made for it alone (mode 0755,
+        ``mode`` for the file, both created exclusively); emits the file's path. ``root``
+        (made when missing) must be ours, no symbolic link, and writable by no one else."""
+        _check_private(root, {name: data})
+        if not posixpath.isabs(root):
+            raise ValueError(f"not an absolute folder: {root!r}")
+        async with self._sftp(f"uploading into {root}") as sftp:
+            _, uid = await _home(sftp)
+            await _own_folder(sftp, root, uid, 0o755, private=False)
+            folder = posixpath.join(root, secrets.token_hex(16))
+            await _fresh_folder(sftp, folder, uid, 0o755)
+            path = posixpath.join(folder, name)
+            await self._write(sftp, path, data, mode)
+            return path
 
     async def remove_tree(self, directory: str) -> None:
-        """``directory`` and everything in it gone over SFTP; a missing one is fine."""
-        if not posixpath.isabs(directory) or posixpath.normpath(directory) == "/":
+        """``directory`` (absolute, or relative to our login's home) and everything in it gone
+        over SFTP; a missing one is fine."""
+        normal = posixpath.normpath(directory)
+        if normal in ("/", ".") or normal.startswith("..") or "/../" in f"/{normal}/":
             raise ValueError(f"{self.server_id}: will not remove the tree {directory!r}")
         async with self._sftp(f"removing {directory}") as sftp:
-            await _remove_any(sftp, directory)
+            if not posixpath.isabs(normal):
+                normal = posixpath.join((await _home(sftp))[0], normal)
+            await _remove_any(sftp, normal)
 
     @contextlib.asynccontextmanager
     async def _sftp(self, doing: str) -> AsyncIterator[asyncssh.SFTPClient]:
@@ -176,9 +209,12 @@ class HestiaDriver:
             self._pool.release(slot)
 
     @staticmethod
-    async def _write(sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int) -> None:
+    async def _write(
+        sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int, *, exclusive: bool = True
+    ) -> None:
         attrs = asyncssh.SFTPAttrs(permissions=mode)
-        async with sftp.open(path, "wb", attrs) as remote:
+        # "x": O_CREAT|O_EXCL, never through a symbolic link or into a file already there
+        async with sftp.open(path, "xb" if exclusive else "wb", attrs) as remote:
             await remote.write(data)
         await sftp.chmod(path, mode)
 
@@ -247,11 +283,49 @@ class HestiaDriver:
 
 
 def _check_private(directory: str, files: Mapping[str, bytes]) -> None:
-    if not posixpath.isabs(directory) or posixpath.normpath(directory) in ("/", "/tmp"):  # noqa: S108
+    normal = posixpath.normpath(directory)
+    if normal in ("/", ".", "/tmp") or ".." in normal.split("/"):  # noqa: S108
         raise ValueError(f"not a private folder of its own: {directory!r}")
     for name in files:
         if not name or "/" in name or name in (".", "..") or "\x00" in name:
             raise ValueError(f"not a plain file name: {name!r}")
+
+
+async def _home(sftp: asyncssh.SFTPClient) -> tuple[str, int]:
+    """Our login's home (where SFTP starts) and its owner: the uid our folders must have."""
+    home = await sftp.realpath(".")
+    return home, int((await sftp.stat(home)).uid or 0)
+
+
+async def _own_folder(
+    sftp: asyncssh.SFTPClient, path: str, uid: int, mode: int, *, private: bool
+) -> None:
+    """``path`` a folder of ours (made with ``mode`` when missing) that no one else may
+    write in or swap: not a symbolic link, owned by ``uid``, and mode 0700 when ``private``,
+    else without group or other write bits. Anything else raises ``PermanentNodeError``."""
+    try:
+        found = await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        with contextlib.suppress(asyncssh.SFTPFailure):  # made meanwhile: checked below
+            await sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=mode))
+            await sftp.chmod(path, mode)  # the node's umask may have taken bits away
+        found = await sftp.lstat(path)
+    bits = (found.permissions or 0) & 0o7777
+    safe = bits == 0o700 if private else not bits & 0o022
+    if found.type != asyncssh.FILEXFER_TYPE_DIRECTORY or found.uid != uid or not safe:
+        raise PermanentNodeError(
+            f"{path} is not a folder of ours that no one else may write in "
+            f"(type {found.type}, owner {found.uid}, mode {bits:o}); remove it on the node"
+        )
+
+
+async def _fresh_folder(sftp: asyncssh.SFTPClient, path: str, uid: int, mode: int) -> None:
+    """``path`` made now by us (mkdir fails on anything already there) with ``mode``."""
+    await sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=mode))
+    await sftp.chmod(path, mode)
+    found = await sftp.lstat(path)
+    if found.type != asyncssh.FILEXFER_TYPE_DIRECTORY or found.uid != uid:
+        raise PermanentNodeError(f"{path} is not the folder we just made")
 
 
 async def _remove_any(sftp: asyncssh.SFTPClient, path: str) -> None:

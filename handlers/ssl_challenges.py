@@ -6,7 +6,9 @@ DNS-01 TXT records in a zone on every DNS node that holds it.
 the change on the node, and raises ``NodeError`` when the node refuses.
 
 HTTP-01: our login may not write into a user's home, so the file goes up to
-``<upload_root>/<token>`` (mode 0644: Hestia copies it as the user), then ``v-add-fs-directory``
+``<upload_root>/<random>/<token>`` (mode 0644: Hestia copies it as the user; the random
+folder is made afresh for it, in an upload root that must be ours and writable by no one else,
+so no planted folder or link can redirect the write), then ``v-add-fs-directory``
 makes ``<docroot>/.well-known`` and its ``acme-challenge`` (one level at a time: Hestia resolves
 the path first, and a path whose parent is missing does not resolve) and ``v-copy-fs-file``
 puts it in place; the upload is removed whatever happened. Removal is ``v-delete-fs-file``,
@@ -45,14 +47,15 @@ class ChallengeSpots:
     ) -> None:
         """``<docroot>/.well-known/acme-challenge/<token>`` holds ``body``."""
         folder = _challenge_folder(driver, spot)
-        upload = posixpath.join(self._upload_root, _token(token))
-        await driver.put_file(upload, body.encode(), mode=0o644)
+        upload = await driver.put_fresh_file(
+            self._upload_root, _token(token), body.encode(), mode=0o644
+        )
         try:
             for made in (posixpath.dirname(folder), folder):
                 await apply(driver, log, ["v-add-fs-directory", spot.user, made])
             await apply(driver, log, ["v-copy-fs-file", spot.user, upload, f"{folder}/{token}"])
         finally:
-            await driver.remove_file(upload)
+            await driver.remove_tree(posixpath.dirname(upload))
 
     async def remove_http01(
         self, driver: NodeDriver, spot: Http01Spot, token: str, log: StepLog

@@ -10,7 +10,8 @@ fence means another process is on that certificate: this check is skipped):
   custom one is installed if the node lacks it, then looked at again in a day;
 - pre-flight (DNS, CAA, then the TLS probe, then the HTTP-01 self-check): a failure records
   ``PreflightFailed`` with a readable reason and costs the CA nothing; a valid certificate
-  the node already serves is ``Adopted``, with no order;
+  the node already serves is ``Adopted``, with no order, unless we hold one of our own
+  (that one is renewed, in its ARI window when the CA gave one);
 - an open order is resumed, never ordered again; otherwise ``Issuance`` (handlers/ssl_issue.py)
   admits, orders, proves (HTTP-01, or DNS-01 where every authoritative server is ours, and
   always for a wildcard), finalizes and records ``Issued`` with the renewal moment
@@ -152,9 +153,9 @@ class SslDesk:
             return "install_failed"
         facts, held = cert.current_facts, cert.ari
         polled = cert.ari_poll_at is not None and cert.ari_poll_at <= now
-        if polled and facts is not None and held is not None:
+        if polled and facts is not None:  # a window held, or one not got yet: asked again
             ari, explained, poll_at = await ari_window(await self._client(), facts, now)
-            if ari is None:  # not answered now: the window we hold, asked again later
+            if ari is None and held is not None:  # not answered: the window held, asked again
                 ari = AriWindow(held["start"], held["end"])
                 explained = held["explanation_url"]
                 poll_at = now + timedelta(seconds=cadence.recheck_interval_s)
@@ -197,15 +198,18 @@ class SslDesk:
             return None
         try:
             driver = await self._parts.drivers.driver(target.server_id)
-            await self._installer.install(driver, target, bundle, key_pem, StepLog())
+            done = await self._installer.install(driver, target, bundle, key_pem, StepLog())
         except Exception as exc:  # the node refused or is away: try again later
             reason = f"installing on {target.server_id} failed: {exc}"
-            await self._record(
-                cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence)
-            )
-            return reason
-        await self._record(cert.id, lambda c: c.mark_installed(now, target.server_id, serial))
-        return None
+        else:
+            if done.on_node:  # Installed only when the node holds it
+                await self._record(
+                    cert.id, lambda c: c.mark_installed(now, target.server_id, serial)
+                )
+                return None
+            reason = f"not installed on {target.server_id}: the domain is suspended there"
+        await self._record(cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence))
+        return reason
 
     # --- getting one --------------------------------------------------------------------
 
@@ -218,7 +222,12 @@ class SslDesk:
             await self._record(cert.id, lambda c: c.preflight_failed(now, check, reason, cadence))
             return "preflight_failed"
         address = next(iter(cert.expected_addresses), None)
-        if cert.order is None and cert.adopt_served and not wildcard and address is not None:
+        # Only a certificate with none of ours yet adopts: ours, served and "valid" by the
+        # probe's ⅓-lifetime measure, is being renewed (an ARI window may open earlier), and
+        # adopting it would drop that window, the PEM and the sealed key.
+        ours = bool((cert.current or {}).get("certificate"))
+        adoptable = cert.adopt_served and not ours and not wildcard
+        if cert.order is None and adoptable and address is not None:
             key = str(cert.id)
             served = await preflight.tls(
                 cert.names, address, now, lambda f: renewal_at(f, key, None, f.not_before)
@@ -244,11 +253,12 @@ class SslDesk:
             now,
             dns01=dns01,
             authorities=verdict.authorities,
+            clock=self._clock,
         )
         if cert.order is not None:
             got = await issuance.resume()
         else:
-            got = await issuance.order(await self._replaces(acme, cert))
+            got = await issuance.order(await self._replaces(acme, cert, now))
         if isinstance(got, str):
             return got
         ari, explained, poll_at = await ari_window(acme, got.facts, now)
@@ -290,11 +300,15 @@ class SslDesk:
                 return reason
         return None
 
-    async def _replaces(self, acme: AcmeCa, cert: Certificate) -> str | None:
-        """The ARI id of the certificate an order renews, when the CA has ARI and that
-        certificate is ours (one it issued to this account: an adopted one is not)."""
+    async def _replaces(self, acme: AcmeCa, cert: Certificate, now: datetime) -> str | None:
+        """The ARI id of the certificate an order renews, when the CA has ARI, that
+        certificate is ours (one it issued to this account: an adopted one is not) and its
+        renewal window has opened: Let's Encrypt exempts from its limits only renewals inside
+        the window, so an order before it (one asked for) spends as a new one."""
         facts = cert.current_facts
         if facts is None or facts.ari_id is None or cert.ari is None:
+            return None
+        if now < cert.ari["start"]:
             return None
         if not (cert.current or {}).get("certificate"):
             return None

@@ -3,11 +3,13 @@
 ``CertificateInstaller(fences, *, temp_root, poll_s)`` consumes a ``NodeDriver`` for the node, an
 ``InstallTarget`` (a user's web or mail domain), a ``PemBundle`` and its private key (PEM), and a
 ``StepLog``. ``installed`` emits the ``CertificateFacts`` of the certificate Hestia holds for the
-target (``v-list-{web,mail}-domain-ssl … json``), or None. ``install`` emits whether it changed
-anything: the same serial there already → False, nothing run; otherwise the files go into a
-private folder (0700, files 0600, named after the target so a killed attempt's leftovers are
-replaced), ``v-add-*-ssl`` turns SSL on or ``v-change-*-sslcert`` replaces the certificate, the
-serial is checked afterwards, and the folder is removed whatever happened.
+target (``v-list-{web,mail}-domain-ssl … json``), or None. ``install`` emits an
+``InstallOutcome``: the same serial there already → ``ALREADY``, nothing run; the domain
+suspended → ``SKIPPED``, nothing put there; otherwise the files go into a
+private folder under our login's home (every folder on the way ours and 0700, files 0600 created
+exclusively, named after the target so a killed attempt's leftovers are replaced),
+``v-add-*-ssl`` turns SSL on or ``v-change-*-sslcert`` replaces the certificate, the serial is
+checked afterwards, and the folder is removed whatever happened.
 
 Hestia's certificate check runs ``pkill openssl`` on the node, so two installs at once make one
 fail: every install holds the node's install fence (``install_fence_key``) for its whole run.
@@ -28,11 +30,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from domain.ssl_types import CertificateFacts, InstallTarget, PemBundle
 from handlers.hestia_command import PermanentNodeError, TransientNodeError, error_for
+from handlers.ssl_ports import InstallOutcome
 from handlers.step import NodeDriver, StepLog, listed_domain
 from handlers.step_fence import StepFences, fenced
 from handlers.x509_tools import facts, key_matches
 
-TEMP_ROOT = "/tmp/hostwright-ssl"  # noqa: S108 — a folder of our own under it, 0700
+# Under our login's home, never /tmp: a hosting user could plant a folder (or a symbolic link)
+# there and receive the key. Hestia's v-add-*-ssl runs as root, so it reads it where it is.
+TEMP_ROOT = ".hostwright/ssl"
 _COMMANDS = {
     "web": ("v-add-web-domain-ssl", "v-change-web-domain-sslcert", "v-list-web-domain-ssl"),
     "mail": ("v-add-mail-domain-ssl", "v-change-mail-domain-sslcert", "v-list-mail-domain-ssl"),
@@ -97,7 +102,8 @@ class CertificateInstaller:
             return None  # something Hestia holds that is no certificate: ours replaces it
 
     def temp_folder(self, target: InstallTarget) -> str:
-        """Where ``install`` puts the files for ``target``: the same folder every time."""
+        """Where ``install`` puts the files for ``target`` (relative to our login's home): the
+        same folder every time."""
         identity = f"{target.server_id}|{target.kind}|{target.user}|{target.domain}".encode()
         return posixpath.join(self._temp_root, hashlib.sha256(identity).hexdigest()[:16])
 
@@ -108,18 +114,19 @@ class CertificateInstaller:
         bundle: PemBundle,
         key_pem: str,
         log: StepLog,
-    ) -> bool:
-        """``bundle`` with ``key_pem`` installed on ``target``; False when it was already
-        there or the domain is suspended. Raises ``PermanentNodeError`` when Hestia's own
-        Let's Encrypt is on for the domain (its cron would replace ours) or the domain is
-        missing, ``TransientNodeError`` for what a retry may cure."""
+    ) -> InstallOutcome:
+        """``bundle`` with ``key_pem`` installed on ``target`` (``INSTALLED``); ``ALREADY``
+        when it was there already, ``SKIPPED`` when the domain is suspended. Raises
+        ``PermanentNodeError`` when Hestia's own Let's Encrypt is on for the domain (its cron
+        would replace ours) or the domain is missing, ``TransientNodeError`` for what a
+        retry may cure."""
         wanted = facts(bundle.certificate)
         key = install_fence_key(target.server_id)
         async with fenced(self._fences, key, poll_s=self._poll_s, on_wait=log.note):
             now = await self.installed(driver, target)
             if now is not None and now.serial == wanted.serial:
                 log.note(f"{_what(target)}: certificate {wanted.serial} is installed already")
-                return False
+                return InstallOutcome.ALREADY
             conf = await listed_domain(driver, target.kind, target.user, target.domain)
             if conf is None:
                 raise PermanentNodeError(f"{_what(target)}: the domain is not there")
@@ -131,7 +138,7 @@ class CertificateInstaller:
                 )
             if conf.get("SUSPENDED") == "yes":
                 log.note(f"{_what(target)}: suspended; certificate not installed")
-                return False
+                return InstallOutcome.SKIPPED
             ssl_on = conf.get("SSL", "") not in ("", "no")
             await self._put(driver, target, bundle, key_pem, ssl_on, log)
             after = await self.installed(driver, target)
@@ -141,7 +148,7 @@ class CertificateInstaller:
                     f"after installing {wanted.serial}"
                 )
             log.note(f"{_what(target)}: certificate {wanted.serial} installed")
-            return True
+            return InstallOutcome.INSTALLED
 
     async def _put(
         self,
@@ -159,13 +166,13 @@ class CertificateInstaller:
             files[f"{name}.ca"] = bundle.chain.encode()
         add, change, _ = _commands(target)
         try:
-            await driver.put_private_files(folder, files)
-            argv = [change if ssl_on else add, target.user, target.domain, folder]
+            placed = await driver.put_private_files(folder, files)
+            argv = [change if ssl_on else add, target.user, target.domain, placed]
             result = await driver.run(argv)
             log.ran(argv, result)
             if result.exit_status == _EXISTS and not ssl_on:
                 # turned on meanwhile by someone else (the panel): replace theirs instead
-                argv = [change, target.user, target.domain, folder]
+                argv = [change, target.user, target.domain, placed]
                 result = await driver.run(argv)
                 log.ran(argv, result)
             if result.exit_status == _INVALID and _pair_matches(bundle, key_pem):

@@ -8,8 +8,10 @@ our nodes and the key sealer; it records, in this order and each before the next
 2. the order → ``OrderPlaced`` with the order's new private key sealed, *before* any
    challenge is answered, so a check that dies after it resumes that order (``resume``) and
    never places a second one;
-3. a CA refusal → ``IssueFailed``: a 429 ``rateLimited`` with its ``Retry-After`` (the name
-   frozen until then, and the guard told), a failed authorization (the guard counts it), or
+3. a CA refusal → ``IssueFailed``: a 429 ``rateLimited`` at any step (the order, an
+   authorization, finalize) with its ``Retry-After`` counted from when the answer came (the
+   clock read then; one hour when the CA gave none): the name frozen until then, and the
+   guard told, a failed authorization (the guard counts it), or
    anything else (N in a row freeze the name: ``Certificate.issue_failed``). An ARI renewal
    sent with ``replaces`` and refused ``alreadyReplaced`` or ``malformed`` is ordered once
    more without it, admitted by the guard like any new order;
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 Decide = Callable[[Certificate], object]  # what it returns is not used
 Record = Callable[[Decide], Awaitable[Certificate | None]]
 Cleanup = Callable[[], Awaitable[None]]
+ARI_POLL_S = 6 * 3600  # an ARI window asked again this often when the CA says no Retry-After
+NO_RETRY_AFTER_S = 3600  # a 429 without Retry-After: waited out as Let's Encrypt's hour
 OPEN_ORDER = ("pending", "ready", "processing")
 TXT_POLL_S = 1.0
 
@@ -92,6 +96,7 @@ class Issuance:
         *,
         dns01: bool,
         authorities: Sequence[str],
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._parts = parts
         self._acme = acme
@@ -104,6 +109,9 @@ class Issuance:
         self._account = acme.account_url or acme.directory_url
         # what the certificate is ordered for: the open order's names when resuming
         self._names = list(cert.order["names"] if cert.order else cert.names)
+        self._clock = clock or (lambda: now)  # read when a CA answer needs its own time
+        replaces = cert.order.get("replaces") if cert.order else None
+        self._intent = OrderIntent(tuple(self._names), self._registered(self._names), replaces)
         self._log = StepLog()  # node commands' lines; never holds a key
 
     async def order(self, replaces: str | None) -> Issued | str:
@@ -131,7 +139,7 @@ class Issuance:
 
     async def _place(self, replaces: str | None) -> tuple[OrderState, str] | str:
         names = self._names
-        intent = OrderIntent(tuple(names), self._registered(names), replaces)
+        intent = self._intent = OrderIntent(tuple(names), self._registered(names), replaces)
         guard = self._parts.guard
         admission = await asyncio.to_thread(guard.admit, intent, self._account, self._now)
         if not admission.allowed:
@@ -155,9 +163,6 @@ class Issuance:
                     "ssl %s: replaces refused (%s); ordering without it", self._cert.id, problem
                 )
                 return await self._place(None)
-            if problem.rate_limited:
-                until = self._now + timedelta(seconds=problem.retry_after or 0)
-                await asyncio.to_thread(guard.rate_limited, intent, self._account, until, self._now)
             return await self._failed(problem, f"the CA refused the order: {problem}")
         except AcmeUnavailable as exc:
             return await self._unavailable(exc)
@@ -282,8 +287,15 @@ class Issuance:
         self, problem: AcmeProblem | None, reason: str, authz_failed: list[str] | None = None
     ) -> str:
         retry_after = None
-        if problem is not None and problem.rate_limited and problem.retry_after is not None:
-            retry_after = self._now + timedelta(seconds=problem.retry_after)
+        if problem is not None and problem.rate_limited:
+            # every 429, wherever it came: frozen and the guard told, from when it came
+            answered = self._clock()
+            wait = problem.retry_after if problem.retry_after is not None else NO_RETRY_AFTER_S
+            retry_after = answered + timedelta(seconds=wait)
+            guard = self._parts.guard
+            await asyncio.to_thread(
+                guard.rate_limited, self._intent, self._account, retry_after, answered
+            )
         await self._record(
             lambda c: c.issue_failed(
                 self._now,
@@ -305,8 +317,10 @@ class Issuance:
 async def ari_window(
     acme: AcmeCa, facts: CertificateFacts, now: datetime
 ) -> tuple[AriWindow | None, str | None, datetime | None]:
-    """The CA's renewal window for a certificate, its explanation URL and when to ask again;
-    (None, None, None) when the CA has no ARI, or it could not be asked now."""
+    """The CA's renewal window for a certificate, its explanation URL and when to ask again
+    (its Retry-After, else ``ARI_POLL_S``); (None, None, None) when the CA has no ARI, and
+    (None, None, when to ask again) when it could not be asked now: a window missed once is
+    asked for again, never given up."""
     if facts.ari_id is None:
         return None, None, None
     try:
@@ -315,10 +329,12 @@ async def ari_window(
         window = await acme.renewal_info(facts.ari_id)
     except (AcmeProblem, AcmeUnavailable) as exc:
         log.info("ssl: no ARI window for %s now: %s", facts.serial, exc)
-        return None, None, None
+        return None, None, now + timedelta(seconds=ARI_POLL_S)
     if window is None:
-        return None, None, None
-    poll_at = (
-        None if window.retry_after_s is None else now + timedelta(seconds=window.retry_after_s)
+        return None, None, now + timedelta(seconds=ARI_POLL_S)
+    wait = ARI_POLL_S if window.retry_after_s is None else window.retry_after_s
+    return (
+        AriWindow(window.start, window.end),
+        window.explanation_url,
+        now + timedelta(seconds=wait),
     )
-    return AriWindow(window.start, window.end), window.explanation_url, poll_at

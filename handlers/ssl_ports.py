@@ -18,6 +18,7 @@ server id), ``PreflightChecks`` (``handlers/ssl_preflight.py`` ``Preflight``) an
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -91,6 +92,22 @@ class KeySealer(Protocol):
     def unseal(self, sealed: str) -> str: ...
 
 
+class InstallOutcome(enum.Enum):
+    """What an install did: only ``INSTALLED`` is true (it changed the node), and only
+    ``INSTALLED`` and ``ALREADY`` mean the node holds the certificate now."""
+
+    INSTALLED = "installed"
+    ALREADY = "already"  # the node serves that serial already: nothing run
+    SKIPPED = "skipped"  # the domain is suspended on the node: nothing put there
+
+    def __bool__(self) -> bool:
+        return self is InstallOutcome.INSTALLED
+
+    @property
+    def on_node(self) -> bool:
+        return self is not InstallOutcome.SKIPPED
+
+
 class Installer(Protocol):
     async def installed(self, driver: NodeDriver, target: InstallTarget) -> CertificateFacts | None:
         """What the node serves for the target now (None: no certificate there)."""
@@ -102,9 +119,10 @@ class Installer(Protocol):
         bundle: PemBundle,
         key_pem: str,
         log: StepLog,
-    ) -> bool:
-        """Puts the certificate on the target (one install per node at a time); False when
-        the node serves that serial already. Raises NodeError when the node refuses."""
+    ) -> InstallOutcome:
+        """Puts the certificate on the target (one install per node at a time); ``ALREADY``
+        when the node serves that serial already, ``SKIPPED`` when the domain is suspended
+        there. Raises NodeError when the node refuses."""
 
 
 class Challenges(Protocol):

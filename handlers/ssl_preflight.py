@@ -42,6 +42,7 @@ IssuerIds = Callable[[], Awaitable[frozenset[str]]]
 PlaceToken = Callable[[str, str], Awaitable[None]]  # (token, body) into the name's docroot
 RemoveToken = Callable[[str], Awaitable[None]]
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
+MAX_BODY = 8192  # bytes of a challenge answer read at most (a token is under 100)
 MAX_REDIRECTS = 10  # as Let's Encrypt follows
 
 
@@ -232,12 +233,20 @@ class Preflight:
                 port = self._http_port if named.scheme == "http" else self._tls_port
                 url = named.copy_with(host=address, port=port)
                 extensions = {"sni_hostname": name} if named.scheme == "https" else {}
+                request = client.build_request(
+                    "GET", url, headers={"Host": name}, extensions=extensions
+                )
                 try:
-                    response = await client.get(url, headers={"Host": name}, extensions=extensions)
+                    response = await client.send(request, stream=True)
+                    try:
+                        # a token is a few dozen bytes: more than MAX_BODY is never read
+                        served = await _read_capped(response)
+                    finally:
+                        await response.aclose()
                 except httpx.HTTPError as exc:
                     return f"{shown} could not be fetched from {address}:{port}: {_why(exc)}"
                 if not response.is_redirect:
-                    return _served(shown, response, body, f"{address}:{port}")
+                    return _served(shown, response, served, body, f"{address}:{port}")
                 location = named.join(response.headers.get("location", ""))
                 problem = _unfollowed(location, name)
                 if problem is not None:
@@ -255,13 +264,27 @@ def _unfollowed(location: httpx.URL, name: str) -> str | None:
     return None
 
 
-def _served(shown: str, response: httpx.Response, body: str, where: str) -> str | None:
+async def _read_capped(response: httpx.Response) -> bytes | None:
+    """The body, or None when it is longer than ``MAX_BODY`` (the rest is never read)."""
+    got = bytearray()
+    async for chunk in response.aiter_bytes():
+        got += chunk
+        if len(got) > MAX_BODY:
+            return None
+    return bytes(got)
+
+
+def _served(
+    shown: str, response: httpx.Response, served: bytes | None, body: str, where: str
+) -> str | None:
     if response.status_code != 200:
         return (
             f"{shown} answered {response.status_code} {response.reason_phrase} from {where}, "
             "not the token placed on the node"
         )
-    if response.text.strip() != body:
+    if served is None:
+        return f"{shown} served more than {MAX_BODY} bytes from {where}, not the token"
+    if served.decode("utf-8", "replace").strip() != body:
         return f"{shown} served other content than the token placed on the node"
     return None
 

@@ -33,12 +33,18 @@ class NodeDriver(Protocol):
 
     async def remove_file(self, path: str) -> None: ...
 
-    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
-        """``directory`` made afresh (mode 0700, anything there before removed) holding
-        ``files`` (plain names, mode 0600)."""
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> str:
+        """``directory`` (relative to our login's home, every folder on the way ours and
+        0700) made afresh (mode 0700, anything there before removed) holding ``files``
+        (plain names, mode 0600, created exclusively); emits its absolute path."""
+
+    async def put_fresh_file(self, root: str, name: str, data: bytes, *, mode: int) -> str:
+        """``data`` as ``<root>/<random>/<name>`` in a folder made for it alone (``root``
+        ours, writable by no one else); emits the file's path."""
 
     async def remove_tree(self, directory: str) -> None:
-        """``directory`` and everything in it gone; a missing one is fine."""
+        """``directory`` (absolute or relative to our home) and everything in it gone; a
+        missing one is fine."""
 
 
 class StepParamsError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -113,6 +114,16 @@ def key_matches(certificate_pem: str, key_pem: str) -> bool:
     return _spki(certificate.public_key()) == _spki(_private_key(key_pem).public_key())
 
 
+@dataclass(frozen=True)
+class CheckedCustom:
+    """A customer's certificate that passed: its facts and the files Hestia takes (the leaf
+    alone as ``certificate``, the path built to a trusted root, issuer first and without
+    the root, as ``chain``)."""
+
+    facts: CertificateFacts
+    bundle: PemBundle
+
+
 def validate_custom(
     certificate: str,
     private_key: str,
@@ -122,10 +133,28 @@ def validate_custom(
     roots_pem: str,
     now: datetime,
 ) -> CertificateFacts:
-    """Checks a customer's certificate for ``names``; its facts, or ``CertificateRefused``.
+    """The facts of ``check_custom``."""
+    return check_custom(
+        certificate, private_key, chain, names=names, roots_pem=roots_pem, now=now
+    ).facts
 
-    A ``certificate`` holding a full chain is accepted: what follows the leaf joins ``chain``.
-    The chain must lead from the leaf to one of ``roots_pem`` at ``now``."""
+
+def check_custom(
+    certificate: str,
+    private_key: str,
+    chain: str,
+    *,
+    names: Sequence[str],
+    roots_pem: str,
+    now: datetime,
+) -> CheckedCustom:
+    """Checks a customer's certificate for ``names``; its facts and normalised files, or
+    ``CertificateRefused``.
+
+    A ``certificate`` holding a full chain is accepted: what follows the leaf joins ``chain``,
+    in any order. The chain must lead from the leaf to one of ``roots_pem`` at ``now``; what
+    is kept of it is that path, issuer first, without the root (Hestia refuses a ``.crt``
+    of several certificates, or a ``.ca`` not starting with the leaf's issuer, for good)."""
     leaf, *more = _certificates(certificate, "the certificate")
     intermediates = more + (_certificates(chain, "the chain") if chain.strip() else [])
     key = _customer_key(private_key)
@@ -144,8 +173,9 @@ def validate_custom(
         )
     if now >= found.not_after:
         raise CertificateRefused(f"the certificate expired on {found.not_after:%F %T} UTC")
-    _verify_chain(leaf, intermediates, names, roots_pem, now)
-    return found
+    path = _verify_chain(leaf, intermediates, names, roots_pem, now)
+    between = path[1:-1]  # the built path is leaf, intermediates from its issuer up, root
+    return CheckedCustom(found, PemBundle(_pem(leaf), "".join(_pem(c) for c in between)))
 
 
 def _verify_chain(
@@ -154,7 +184,7 @@ def _verify_chain(
     names: Sequence[str],
     roots_pem: str,
     now: datetime,
-) -> None:
+) -> list[x509.Certificate]:
     roots = _certificates(roots_pem, "the trusted roots bundle") if roots_pem.strip() else []
     if not roots:
         raise CertificateRefused("no trusted roots are configured to check the chain against")
@@ -164,7 +194,7 @@ def _verify_chain(
     if subject is None:
         subject = "hostwright-check" + names[0][1:] if names else _first_name(leaf)
     try:
-        builder.build_server_verifier(DNSName(subject)).verify(leaf, intermediates)
+        return builder.build_server_verifier(DNSName(subject)).verify(leaf, intermediates)
     except VerificationError as error:
         hint = "" if intermediates else "; is the intermediate chain missing?"
         raise CertificateRefused(

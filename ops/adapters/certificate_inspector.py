@@ -1,7 +1,8 @@
 """``CertificateInspector``: checks a customer's certificate before it is recorded.
 
 Consumes the PEM texts of a ``PUT …/ssl/{role}/custom``, the names the role's certificate
-must cover and the time; emits the certificate's facts, or ``InvalidInput`` with the reason
+must cover and the time; emits the certificate's facts and the files Hestia takes (the leaf
+alone, the built chain issuer first without the root), or ``InvalidInput`` with the reason
 (``handlers.x509_tools.validate_custom``: it does not parse, the key is encrypted or not the
 certificate's, a name is not covered, it is not valid now, its chain leads to no trusted
 root). The roots are the system's bundle plus ``HOSTWRIGHT_TRUSTED_ROOTS``. No reason quotes
@@ -18,7 +19,7 @@ from pathlib import Path
 from domain.errors import InvalidInput
 from domain.ssl_requests import CustomUpload
 from domain.ssl_types import CertificateFacts
-from handlers.x509_tools import CertificateRefused, validate_custom
+from handlers.x509_tools import CertificateRefused, CheckedCustom, check_custom
 
 
 class CertificateInspector:
@@ -39,8 +40,12 @@ class CertificateInspector:
     def validate(
         self, upload: CustomUpload, names: Sequence[str], now: datetime
     ) -> CertificateFacts:
+        return self.check(upload, names, now).facts
+
+    def check(self, upload: CustomUpload, names: Sequence[str], now: datetime) -> CheckedCustom:
+        """The facts and the files to record: the leaf alone, the chain issuer first."""
         try:
-            return validate_custom(
+            return check_custom(
                 upload.certificate,
                 upload.private_key,
                 upload.chain,

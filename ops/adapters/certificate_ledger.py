@@ -49,17 +49,19 @@ class StoreCertificateLedger:
         self, service_id: str, role: str, upload: CustomUpload, now: datetime, actor: str
     ) -> None:
         cert = self._seeded(service_id, role)
-        facts = self._inspector.validate(upload, cert.names, now)
+        checked = self._inspector.check(upload, cert.names, now)
         key_sealed = self._sealer.seal(upload.private_key)
         self._update(
             service_id,
             role,
             lambda held: held.upload_custom(
                 now,
-                certificate=upload.certificate,
-                chain=upload.chain,
+                # the normalised files: what the customer sent may hold the chain in the
+                # certificate or in any order, which Hestia refuses for good
+                certificate=checked.bundle.certificate,
+                chain=checked.bundle.chain,
                 key_sealed=key_sealed,
-                facts=facts,
+                facts=checked.facts,
                 actor=actor,
             ),
         )

@@ -142,15 +142,21 @@ class PostgresFences:
 
 
 class FileFences:
-    """``flock``s on bucket files beside a SQLite database."""
+    """``flock``s on bucket files beside a SQLite database.
+
+    A process holds one open file per bucket, counted by the keys it holds in that bucket: a
+    second ``flock`` on a new file of a bucket the process holds already would wait for the
+    process itself (the desk holds a certificate's fence while the installer waits for the
+    node's; both in one bucket never got it). A key in a bucket this process holds for
+    another key is taken at once; the bucket unlocks when its last key is released."""
 
     def __init__(self, database: Path) -> None:
         self._dir = database.parent / f"{database.name}.fences"
         self._local = LocalFences()
-        self._files: dict[int, int] = {}  # key -> the open file holding its lock
+        self._buckets: dict[int, tuple[int, set[int]]] = {}  # bucket -> (its file, keys)
 
     async def try_take(self, key: int) -> bool:
-        if not await self._local.try_take(key):
+        if not await self._local.try_take(key):  # held by this process already: refused
             return False
         try:
             taken = self._lock(key)
@@ -162,22 +168,34 @@ class FileFences:
         return taken
 
     async def release(self, key: int) -> None:
-        fd = self._files.pop(key, None)
         try:
-            if fd is not None:
-                os.close(fd)  # closing the file drops its flock
+            held = self._buckets.get(self._bucket(key))
+            if held is not None and key in held[1]:
+                held[1].discard(key)
+                if not held[1]:
+                    del self._buckets[self._bucket(key)]
+                    os.close(held[0])  # closing the file drops its flock
         finally:
             await self._local.release(key)
 
     def close(self) -> None:
-        files, self._files = self._files, {}
-        for fd in files.values():
+        buckets, self._buckets = self._buckets, {}
+        for fd, _ in buckets.values():
             os.close(fd)
         self._local.close()
 
+    @staticmethod
+    def _bucket(key: int) -> int:
+        return key % BUCKETS
+
     def _lock(self, key: int) -> bool:
+        bucket = self._bucket(key)
+        held = self._buckets.get(bucket)
+        if held is not None:  # ours already, for another key: no second flock
+            held[1].add(key)
+            return True
         self._dir.mkdir(exist_ok=True)
-        path = self._dir / f"{key % BUCKETS:03x}.lock"
+        path = self._dir / f"{bucket:03x}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -187,5 +205,5 @@ class FileFences:
         except BaseException:
             os.close(fd)
             raise
-        self._files[key] = fd
+        self._buckets[bucket] = (fd, {key})
         return True

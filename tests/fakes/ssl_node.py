@@ -26,6 +26,7 @@ from handlers import x509_tools
 from handlers.ssl_ports import (
     Challenges,
     Installer,
+    InstallOutcome,
     NodeDrivers,
     PlaceToken,
     PreflightChecks,
@@ -55,6 +56,7 @@ class FakeInstaller:
         self.installs: list[tuple[InstallTarget, str]] = []
         self.served: dict[InstallTarget, str] = {}  # target → serial
         self.fail_next = 0
+        self.suspended: set[InstallTarget] = set()  # the node skips these: nothing put there
 
     async def installed(self, driver: NodeDriver, target: InstallTarget) -> CertificateFacts | None:
         return None
@@ -66,17 +68,19 @@ class FakeInstaller:
         bundle: PemBundle,
         key_pem: str,
         log: StepLog,
-    ) -> bool:
+    ) -> InstallOutcome:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError(f"{target.server_id} is not answering")
         assert x509_tools.key_matches(bundle.certificate, key_pem)
         serial = x509_tools.facts(bundle.certificate).serial
+        if target in self.suspended:
+            return InstallOutcome.SKIPPED
         if self.served.get(target) == serial:
-            return False
+            return InstallOutcome.ALREADY
         self.served[target] = serial
         self.installs.append((target, serial))
-        return True
+        return InstallOutcome.INSTALLED
 
 
 class FakeChallenges:

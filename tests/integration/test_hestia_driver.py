@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import shlex
 from pathlib import Path
 
@@ -188,39 +189,82 @@ async def test_private_files_go_into_a_fresh_0700_folder_and_leave_with_it(
     env: tuple[SimNode, HestiaDriver],
 ) -> None:
     node, driver = env
-    fs = node.data_dir / "fs"
-    (fs / "tmp/hw-ssl/abc").mkdir(parents=True)
-    (fs / "tmp/hw-ssl/abc/stale.key").write_text("a killed attempt's leftover")
+    fs = node.data_dir / "fs"  # the login's home is the SFTP root here
+    (fs / "hw-ssl/abc").mkdir(parents=True, mode=0o700)
+    (fs / "hw-ssl").chmod(0o700)
+    (fs / "hw-ssl/abc/stale.key").write_text("a killed attempt's leftover")
     files = {"shop.test.crt": b"CRT", "shop.test.key": b"KEY", "shop.test.ca": b"CA"}
-    await driver.put_private_files("/tmp/hw-ssl/abc", files)
-    folder = fs / "tmp/hw-ssl/abc"
+    assert await driver.put_private_files("hw-ssl/abc", files) == "/hw-ssl/abc"
+    folder = fs / "hw-ssl/abc"
     assert folder.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)
     for name, data in files.items():
         assert (folder / name).read_bytes() == data
         assert (folder / name).stat().st_mode & 0o777 == 0o600
-    await driver.remove_tree("/tmp/hw-ssl/abc")
-    await driver.remove_tree("/tmp/hw-ssl/abc")  # gone already: fine
-    assert not folder.exists() and (fs / "tmp/hw-ssl").is_dir()
+    await driver.remove_tree("hw-ssl/abc")
+    await driver.remove_tree("/hw-ssl/abc")  # gone already: fine
+    assert not folder.exists() and (fs / "hw-ssl").is_dir()
 
     # a symbolic link planted at the folder's name is replaced, never followed
-    (fs / "tmp/elsewhere").mkdir()
-    (fs / "tmp/elsewhere/keep").write_text("keep")
-    folder.symlink_to(fs / "tmp/elsewhere")
-    await driver.put_private_files("/tmp/hw-ssl/abc", {"x.key": b"K"})
+    (fs / "elsewhere").mkdir()
+    (fs / "elsewhere/keep").write_text("keep")
+    folder.symlink_to(fs / "elsewhere")
+    await driver.put_private_files("hw-ssl/abc", {"x.key": b"K"})
     assert not folder.is_symlink() and (folder / "x.key").read_bytes() == b"K"
-    assert (fs / "tmp/elsewhere/keep").read_text() == "keep"
-    await driver.remove_tree("/tmp/hw-ssl/abc")
+    assert (fs / "elsewhere/keep").read_text() == "keep"
+    await driver.remove_tree("hw-ssl/abc")
+
+    # missing parents are made ours and 0700
+    await driver.put_private_files("a/b/c", {"x.key": b"K"})
+    assert all((fs / p).stat().st_mode & 0o777 == 0o700 for p in ("a", "a/b", "a/b/c"))
 
     for directory, names in (
-        ("/tmp", {"a": b""}),
-        ("relative", {"a": b""}),
-        ("/tmp/x", {"../a": b""}),
+        ("/tmp/x", {"a": b""}),
+        (".", {"a": b""}),
+        ("../up", {"a": b""}),
+        ("x", {"../a": b""}),
     ):
         with pytest.raises(ValueError):
             await driver.put_private_files(directory, names)
     with pytest.raises(ValueError):
         await driver.remove_tree("/")
+
+
+async def test_a_private_folder_under_a_parent_not_ours_alone_is_refused(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    node, driver = env
+    fs = node.data_dir / "fs"
+    (fs / "open").mkdir(mode=0o777)
+    (fs / "open").chmod(0o777)  # anyone may swap what is in it
+    (fs / "target").mkdir()
+    (fs / "linked").symlink_to(fs / "target")  # a parent that is a link
+    for directory in ("open/abc", "linked/abc"):
+        with pytest.raises(PermanentNodeError):
+            await driver.put_private_files(directory, {"shop.test.key": b"KEY"})
+    assert not (fs / "open/abc").exists() and not any((fs / "target").iterdir())
+
+
+async def test_a_fresh_file_gets_a_folder_of_its_own_under_a_safe_root(
+    env: tuple[SimNode, HestiaDriver],
+) -> None:
+    node, driver = env
+    fs = node.data_dir / "fs"
+    path = await driver.put_fresh_file("/tmp/hw-up", "tok", b"body", mode=0o644)
+    assert path.startswith("/tmp/hw-up/") and path.endswith("/tok")
+    stored = fs / path.lstrip("/")
+    assert stored.read_bytes() == b"body" and stored.stat().st_mode & 0o777 == 0o644
+    again = await driver.put_fresh_file("/tmp/hw-up", "tok", b"body", mode=0o644)
+    assert posixpath.dirname(again) != posixpath.dirname(path)
+
+    (fs / "tmp/planted").mkdir()
+    (fs / "tmp/planted").chmod(0o777)
+    (fs / "tmp/elsewhere").mkdir()
+    (fs / "tmp/linked").symlink_to(fs / "tmp/elsewhere")
+    for root in ("/tmp/planted", "/tmp/linked"):
+        with pytest.raises(PermanentNodeError):
+            await driver.put_fresh_file(root, "tok", b"body", mode=0o644)
+    assert not any((fs / "tmp/planted").iterdir()) and not any((fs / "tmp/elsewhere").iterdir())
 
 
 def test_errors_never_carry_passwords() -> None:

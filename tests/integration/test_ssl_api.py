@@ -239,6 +239,24 @@ def test_five_bad_custom_certificates_are_refused_with_reasons_and_nothing_recor
     assert api.cert.version == version and len(api.stored()) == stored
 
 
+def test_a_custom_full_chain_in_any_order_is_recorded_as_the_leaf_and_its_chain(
+    api: Api,
+) -> None:
+    upper = api.ca.intermediate("upper intermediate")
+    lower = upper.intermediate("lower intermediate")
+    leaf = lower.leaf(NAMES)
+    reply = api.put(
+        certificate=leaf.certificate_pem + upper.certificate_pem,
+        private_key=leaf.key_pem,
+        chain=api.ca.certificate_pem + lower.certificate_pem,
+    )
+    assert reply.status_code == 202, reply.text
+    current = api.cert.current
+    assert current is not None
+    assert current["certificate"] == leaf.certificate_pem
+    assert current["chain"] == lower.certificate_pem + upper.certificate_pem
+
+
 def test_a_good_custom_certificate_is_recorded_with_its_key_sealed_then_removed(
     api: Api,
 ) -> None:

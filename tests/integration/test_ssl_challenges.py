@@ -66,17 +66,41 @@ async def test_an_http01_file_is_served_for_the_domain_and_its_alias(
     copied = [
         e["argv"] for e in read_command_log(node.data_dir) if e["argv"][0] == "v-copy-fs-file"
     ]
-    assert copied[0] == [
-        "v-copy-fs-file",
-        USER,
-        f"{UPLOAD_ROOT}/{TOKEN}",
-        f"/home/{USER}/web/{DOMAIN}/public_html/.well-known/acme-challenge/{TOKEN}",
-    ]
+    assert copied[0][:2] == ["v-copy-fs-file", USER]
+    upload = copied[0][2].split("/")  # a fresh random folder of its own under the root
+    assert "/".join(upload[:-2]) == UPLOAD_ROOT and upload[-1] == TOKEN
+    assert len(upload[-2]) == 32 and copied[1][2] != copied[0][2]
+    assert copied[0][3] == (
+        f"/home/{USER}/web/{DOMAIN}/public_html/.well-known/acme-challenge/{TOKEN}"
+    )
 
     await spots.remove_http01(driver, spot, TOKEN, log)
     await spots.remove_http01(driver, spot, TOKEN, log)  # gone already: fine
     assert (await _fetch(node, DOMAIN)).status_code == 404
     assert all("-> exit 0" in line for line in log.lines if line.startswith("$"))
+
+
+@pytest.mark.parametrize("planted", ["open to all", "a link"])
+async def test_an_upload_root_planted_by_someone_else_is_refused(
+    nodes: dict[str, tuple[SimNode, HestiaDriver]], planted: str
+) -> None:
+    node, driver = nodes["web1"]
+    await driver.check(["v-add-web-domain", USER, DOMAIN])
+    spot = Http01Spot("web1", USER, f"/home/{USER}/web/{DOMAIN}/public_html")
+    fs = node.data_dir / "fs"
+    root, trap = fs / UPLOAD_ROOT.lstrip("/"), fs / "tmp/trap"
+    trap.mkdir(parents=True)
+    if planted == "a link":
+        root.symlink_to(trap)
+    else:
+        root.mkdir()
+        root.chmod(0o777)
+    with pytest.raises(PermanentNodeError, match="not a folder of ours"):
+        await ChallengeSpots().put_http01(driver, spot, TOKEN, BODY, StepLog())
+    assert not any(trap.iterdir())
+    if planted != "a link":
+        assert not any(root.iterdir())
+    assert (await _fetch(node, DOMAIN)).status_code == 404
 
 
 async def test_unsafe_tokens_and_unreachable_roots_are_refused(
@@ -99,7 +123,7 @@ async def test_unsafe_tokens_and_unreachable_roots_are_refused(
     with pytest.raises(PermanentNodeError) as refused:
         await spots.put_http01(driver, webmail, TOKEN, BODY, log)
     assert refused.value.exit_status == 2
-    assert not (node.data_dir / "fs" / UPLOAD_ROOT.lstrip("/") / TOKEN).exists()
+    assert not any((node.data_dir / "fs" / UPLOAD_ROOT.lstrip("/")).iterdir())
 
 
 async def _txt_served(node: SimNode, name: str) -> list[str]:

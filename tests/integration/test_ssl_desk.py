@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -194,6 +195,22 @@ async def test_a_renewal_inside_the_ari_window_is_ordered_with_replaces(rig: Rig
     assert [intent.replaces for intent in rig.guard.admitted] == [None, first.ari_id]
 
 
+async def test_an_early_ari_window_renews_our_served_certificate_instead_of_adopting_it(
+    rig: Rig,
+) -> None:
+    now = rig.clock()
+    rig.double.window = (now + timedelta(days=10), now + timedelta(days=12), None)
+    assert await rig.check() == "issued"
+    first = rig.cert.current_facts
+    assert first is not None and rig.cert.renew_at is not None
+    rig.preflight.served = first  # the node serves ours, "valid" until its ⅓ point
+    rig.clock.now = rig.cert.renew_at + timedelta(minutes=1)
+    assert await rig.check() == "issued"
+    assert rig.double.orders == 2 and rig.double.replaced == [first.ari_id]
+    assert "Adopted" not in rig.since(0)
+    assert rig.cert.current["key_sealed"]  # type: ignore[index]
+
+
 async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
     rig: Rig,
 ) -> None:
@@ -209,6 +226,40 @@ async def test_the_ari_window_is_asked_again_at_its_poll_time_without_an_order(
     assert cert.renew_at is not None and moved[0] <= cert.renew_at <= moved[1]
     assert cert.next_check_at is not None and cert.next_check_at > rig.clock()
     assert rig.double.orders == 1
+
+
+async def test_an_ari_window_missed_at_issue_or_without_retry_after_is_asked_every_6h(
+    rig: Rig,
+) -> None:
+    rig.double.ari_answer = "missing"  # the first fetch fails
+    assert await rig.check() == "issued"
+    assert rig.cert.ari is None
+    assert rig.cert.ari_poll_at == rig.clock() + timedelta(hours=6)
+    rig.double.ari_answer = "no-retry-after"
+    window = (rig.clock() + timedelta(days=5), rig.clock() + timedelta(days=6), None)
+    rig.double.window = window
+    assert await rig.check_when_due() == "rescheduled"
+    cert = rig.cert
+    assert cert.ari is not None and (cert.ari["start"], cert.ari["end"]) == window[:2]
+    assert cert.ari_poll_at == rig.clock() + timedelta(hours=6)  # no Retry-After: 6 h
+    assert rig.double.orders == 1
+
+
+async def test_a_renewal_asked_for_before_the_ari_window_spends_as_a_new_order(rig: Rig) -> None:
+    now = rig.clock()
+    rig.double.window = (now + timedelta(days=10), now + timedelta(days=12), None)
+    assert await rig.check() == "issued"
+    rig.clock.now = now + timedelta(days=2)  # the window still days away
+
+    def ask(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.request_issue(rig.clock(), "admin", rig.cadence)
+        return cert
+
+    rig.book.update(rig.cert_id, ask, "busy")
+    assert await rig.check() == "issued"
+    assert rig.double.orders == 2 and rig.double.orders_with_replaces == 0
+    assert [intent.replaces for intent in rig.guard.admitted] == [None, None]
 
 
 async def test_already_replaced_is_ordered_once_more_without_replaces(rig: Rig) -> None:
@@ -260,6 +311,30 @@ async def test_a_429_freezes_the_names_until_its_retry_after(rig: Rig) -> None:
     rig.clock.now = now + timedelta(seconds=3600, minutes=1)
     assert await rig.check() == "issued"
     assert rig.double.orders == 1
+
+
+async def test_a_429_at_finalize_freezes_and_tells_the_guard_from_when_it_came(
+    rig: Rig,
+) -> None:
+    rig.double.rate_limit_finalize_next = 3600
+    put = rig.challenges.put_http01
+
+    async def slow_put(*args: Any) -> None:  # every file put takes ten minutes of the clock
+        rig.clock.advance(10)
+        await put(*args)
+
+    rig.challenges.put_http01 = slow_put  # type: ignore[method-assign]
+    started = rig.clock()
+    assert await rig.check() == "rate_limited"
+    answered = rig.clock()
+    assert answered > started
+    cert = rig.cert
+    assert cert.state == "frozen" and cert.frozen_kind == FROZEN_BY_RATE_LIMIT
+    assert cert.frozen_until == answered + timedelta(seconds=3600)
+    assert rig.double.orders == 1
+    # the guard was told: the same names are refused by the model until then
+    intent = OrderIntent(tuple(NAMES), ("shop.test",))
+    assert not rig.guard.admit(intent, "someone", answered + timedelta(minutes=59)).allowed
 
 
 async def test_failures_in_a_row_freeze_the_name_for_the_cadences_hours(double: AcmeDouble) -> None:
@@ -321,6 +396,18 @@ async def test_a_valid_certificate_already_served_is_adopted_without_an_order(ri
     assert cert.state == "issued" and cert.current_facts == rig.preflight.served
     assert rig.double.orders == 0 and rig.installer.installs == []
     assert rig.since(0)[-2:] == ["Adopted", "RenewalScheduled"]
+
+
+async def test_a_domain_suspended_on_the_node_is_not_recorded_installed(rig: Rig) -> None:
+    rig.installer.suspended.add(TARGET)
+    assert await rig.check() == "issued_not_installed"
+    cert = rig.cert
+    assert cert.installed == {} and "Installed" not in rig.since(0)
+    assert cert.last_check == "install" and "suspended" in (cert.last_error or "")
+
+    rig.installer.suspended.clear()  # back on the node: the next look installs it
+    assert await rig.check_when_due() == "valid"
+    assert rig.cert.installed == {"web1": cert.current_facts.serial}  # type: ignore[union-attr]
 
 
 async def test_a_check_stopped_after_its_order_resumes_that_order(rig: Rig) -> None:

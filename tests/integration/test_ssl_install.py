@@ -6,6 +6,7 @@ serialised by the node's fence, and the private key in no log line and no error.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import shlex
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from domain.ssl_requests import CustomUpload
 from domain.ssl_types import InstallTarget, PemBundle
 from handlers.hestia_command import CommandResult, PermanentNodeError, TransientNodeError
 from handlers.hestia_driver import HestiaDriver
 from handlers.ssl_install import CertificateInstaller, certificate_of, install_fence_key
+from handlers.ssl_ports import InstallOutcome
 from handlers.step import StepLog
 from handlers.step_fence import LocalFences
+from ops.adapters.certificate_inspector import CertificateInspector
 from ops.devtools.mini_ca import Leaf, MiniCa
 from ops.devtools.simnode import Faults, SimNode, read_command_log
 from tests.support.budget import budget
@@ -45,7 +49,8 @@ class Env:
         return [entry["argv"] for entry in read_command_log(self.node.data_dir)]
 
     def folder(self, target: InstallTarget) -> Path:
-        return self.node.data_dir / "fs" / self.installer.temp_folder(target).lstrip("/")
+        # the SFTP root is the login's home on the simulated node
+        return self.node.data_dir / "fs" / self.installer.temp_folder(target)
 
 
 @pytest.fixture
@@ -82,13 +87,14 @@ async def test_add_then_change_and_the_same_serial_runs_nothing(env: Env) -> Non
     assert await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
     facts = await env.installer.installed(env.driver, WEB)
     assert facts is not None and facts.names == (DOMAIN, f"www.{DOMAIN}")
-    folder = env.installer.temp_folder(WEB)
+    folder = "/" + env.installer.temp_folder(WEB)  # under the login's home, "/" here
     assert ["v-add-web-domain-ssl", USER, DOMAIN, folder] in env.commands()
     assert not env.folder(WEB).exists()
 
     before = len(env.commands())
     again = StepLog()
-    assert not await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, again)
+    done = await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, again)
+    assert done is InstallOutcome.ALREADY and done.on_node
     assert {argv[0] for argv in env.commands()[before:]} == {"v-list-web-domain-ssl"}
     assert "installed already" in again.lines[-1]
 
@@ -100,6 +106,48 @@ async def test_add_then_change_and_the_same_serial_runs_nothing(env: Env) -> Non
     assert not env.folder(WEB).exists()
     for key in (leaf.key_pem, renewed_leaf.key_pem):
         assert _clean("\n".join(log.lines + again.lines), key)
+
+
+@pytest.mark.parametrize("planted", ["open to all", "a link"])
+async def test_a_planted_parent_folder_is_refused_and_the_key_goes_nowhere(
+    env: Env, planted: str
+) -> None:
+    fs = env.node.data_dir / "fs"
+    parent = fs / posixpath.dirname(env.installer.temp_folder(WEB))
+    parent.parent.mkdir(mode=0o700)
+    trap = fs / "tmp/trap"
+    trap.mkdir(parents=True)
+    if planted == "a link":
+        parent.symlink_to(trap)
+    else:
+        parent.mkdir()
+        parent.chmod(0o777)  # someone else could swap the folder in it
+    bundle, leaf = env.bundle([DOMAIN])
+    with pytest.raises(PermanentNodeError, match="not a folder of ours"):
+        await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, StepLog())
+    written = [p for p in fs.rglob("*") if p.is_file() and leaf.key_pem in p.read_text()]
+    assert written == [] and not any(trap.iterdir())
+    assert await env.installer.installed(env.driver, WEB) is None
+
+
+async def test_a_custom_upload_as_recorded_installs_though_sent_as_a_shuffled_full_chain(
+    env: Env,
+) -> None:
+    root = MiniCa("custom root")
+    upper = root.intermediate("upper intermediate")
+    lower = upper.intermediate("lower intermediate")
+    leaf = lower.leaf([DOMAIN])
+    upload = CustomUpload(  # the chain inside the certificate, and in the wrong order
+        certificate=leaf.certificate_pem + upper.certificate_pem,
+        private_key=leaf.key_pem,
+        chain=root.certificate_pem + lower.certificate_pem,
+    )
+    checked = CertificateInspector(root.certificate_pem).check(upload, [DOMAIN], root.now)
+    assert checked.bundle == PemBundle(
+        leaf.certificate_pem, lower.certificate_pem + upper.certificate_pem
+    )
+    done = await env.installer.install(env.driver, WEB, checked.bundle, leaf.key_pem, StepLog())
+    assert done is InstallOutcome.INSTALLED  # Hestia's checks passed
 
 
 async def test_mail_is_installed_with_the_mail_commands(env: Env) -> None:
@@ -159,7 +207,8 @@ async def test_a_suspended_domain_is_left_alone(env: Env) -> None:
     await env.driver.check(["v-suspend-web-domain", USER, DOMAIN])
     bundle, leaf = env.bundle([DOMAIN])
     log = StepLog()
-    assert not await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
+    done = await env.installer.install(env.driver, WEB, bundle, leaf.key_pem, log)
+    assert done is InstallOutcome.SKIPPED and not done.on_node
     assert "suspended" in log.lines[-1]
     assert await env.installer.installed(env.driver, WEB) is None
 
@@ -177,7 +226,7 @@ async def test_two_installs_on_one_node_at_once_both_succeed_one_after_the_other
         env.installer.install(env.driver, WEB, first, first_leaf.key_pem, logs[0]),
         env.installer.install(env.driver, other, second, second_leaf.key_pem, logs[1]),
     )
-    assert list(done) == [True, True]
+    assert list(done) == [InstallOutcome.INSTALLED] * 2
     installs = [
         e for e in read_command_log(env.node.data_dir) if e["argv"][0] == "v-add-web-domain-ssl"
     ]

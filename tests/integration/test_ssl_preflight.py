@@ -444,3 +444,57 @@ async def test_a_resolver_that_refuses_is_no_answer(net: Network) -> None:
     zone = await authorities.zone_servers(f"www.{ZONE}")
     assert zone.servers == ()
     assert zone.problem == f"no DNS resolver answered ({NS1}:{dns_port})"
+
+
+async def test_a_challenge_answer_streaming_a_large_body_is_cut_off(net: Network) -> None:
+    """A site answering with an endless body is read only as far as a token could be."""
+    preflight = net.preflight()
+    port = int(net.web.ports()["http"] or 0)
+    total, chunk = 64 * 1024 * 1024, b"x" * 65536
+    sent: list[int] = [0]
+    ended = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            f"HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n".encode()
+        )
+        try:
+            while sent[0] < total:
+                writer.write(chunk)
+                await writer.drain()
+                sent[0] += len(chunk)
+        except (ConnectionError, OSError):
+            pass  # the reader hung up
+        finally:
+            writer.close()
+            ended.set()
+
+    server = await asyncio.start_server(serve, REDIRECTOR, port)
+    try:
+        await net.zone("big.test", ip=REDIRECTOR)
+        assert (await preflight.dns(["big.test"], [REDIRECTOR], wildcard=False)).ok
+        reason = await preflight.http01("big.test", REDIRECTOR, _nothing, _nothing)
+        assert reason is not None and "served more than" in reason
+        await ended.wait()
+        assert sent[0] < total  # hung up long before the end
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_caa_level_whose_servers_cannot_be_found_is_the_chains_problem(
+    net: Network,
+) -> None:
+    await net.zone(ZONE)
+    dns_port = net.resolver.auth_port
+    found = Authorities([("127.0.0.1", net.resolver.port)], port=dns_port, timeout_s=budget(2.0))
+    assert (await found.caa_chain(f"www.{ZONE}")).problem is None
+    assert (await found.caa_chain("nowhere.test")).problem is None  # no NS: no CAA there
+    # a resolver that does not recurse: the servers' addresses cannot be found, which is
+    # not "no CAA"
+    refusing = Authorities([(NS1, dns_port)], port=dns_port, timeout_s=budget(2.0))
+    chain = await refusing.caa_chain(f"www.{ZONE}")
+    assert chain.problem is not None
+    assert chain.problem.startswith(f"CAA lookup for www.{ZONE} failed: ")
+    assert chain.problem.endswith("have no address")

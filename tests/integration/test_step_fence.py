@@ -24,7 +24,7 @@ from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
 from handlers.step_fence import StepFences, fence_key
-from ops.adapters.step_fence import step_fences
+from ops.adapters.step_fence import BUCKETS, FileFences, step_fences
 from ops.devtools.simnode import Faults, SimNode, read_command_log
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
@@ -215,4 +215,29 @@ async def test_a_fence_released_after_its_session_dropped_is_not_taken_again(
         assert not await theirs.try_take(2)
     finally:
         mine.close()
+        theirs.close()
+
+
+async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
+    tmp_path: Path,
+) -> None:
+    # the desk holds a certificate's fence while the installer asks for the node's; when both
+    # keys share a bucket file the second must not wait for the process itself
+    first, same_bucket, third = 7, 7 + BUCKETS, 7 - BUCKETS
+    ours, theirs = FileFences(tmp_path / "db.sqlite"), FileFences(tmp_path / "db.sqlite")
+    try:
+        assert await ours.try_take(first)
+        assert await ours.try_take(same_bucket)  # at once: no second flock
+        assert not await ours.try_take(first)  # a key this process holds is still refused
+        assert not await theirs.try_take(third)  # another process: the bucket is ours
+        await ours.release(first)
+        assert not await theirs.try_take(third)  # still held for the other key
+        await ours.release(same_bucket)
+        assert await theirs.try_take(third)  # the last key gone: the bucket unlocked
+        assert not await ours.try_take(first)
+        await theirs.release(third)
+        assert await ours.try_take(first)
+        await ours.release(first)
+    finally:
+        ours.close()
         theirs.close()

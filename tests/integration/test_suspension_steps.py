@@ -108,7 +108,10 @@ class RacingDriver:
     async def remove_file(self, path: str) -> None:
         raise AssertionError("not used")
 
-    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> None:
+    async def put_private_files(self, directory: str, files: Mapping[str, bytes]) -> str:
+        raise AssertionError("not used")
+
+    async def put_fresh_file(self, root: str, name: str, data: bytes, *, mode: int) -> str:
         raise AssertionError("not used")
 
     async def remove_tree(self, directory: str) -> None:

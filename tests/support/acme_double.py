@@ -12,6 +12,8 @@ checked: the double tests the client's requests, not its cryptography.
 Knobs (set from the test, read per request): ``window = (start, end, explanation_url)``,
 ``replaces_answer = "ok" | "alreadyReplaced" | "malformed"``, ``rate_limit_next =
 retry_after_s`` (the next new order only; ``retry_after_as_date`` sends it as an HTTP date),
+``rate_limit_finalize_next = retry_after_s`` (the next finalize only), ``ari_answer = "ok" |
+"missing" | "no-retry-after"`` (``renewalInfo`` answers 404, or without ``Retry-After``),
 ``processing_s`` (a finalized order stays ``processing`` that long, answering polls with
 ``Retry-After``), ``offers_ari`` (False: a directory without ``renewalInfo``, as pebble's),
 ``refuse_challenges`` (an answered challenge turns ``invalid``, its authorization and order
@@ -70,9 +72,11 @@ class AcmeDouble(BackgroundServer):
         self.window: tuple[datetime, datetime, str | None] | None = None
         self.replaces_answer = "ok"
         self.rate_limit_next: int | None = None
+        self.rate_limit_finalize_next: int | None = None
         self.retry_after_as_date = False
         self.processing_s = 0
         self.offers_ari = True
+        self.ari_answer = "ok"
         self.refuse_challenges = False
         self.order_polls = 0
         self.orders = 0
@@ -317,6 +321,10 @@ class AcmeDouble(BackgroundServer):
         order = self._orders[n]
         if len(order.answered) != len(order.names):
             return self._problem("orderNotReady", "the order is not ready", 403)
+        if self.rate_limit_finalize_next is not None:
+            wait, self.rate_limit_finalize_next = self.rate_limit_finalize_next, None
+            detail = "too many certificates for this exact set of names"
+            return self._problem("rateLimited", detail, 429, **{"Retry-After": str(wait)})
         csr = x509.load_der_x509_csr(_b64decode(payload["csr"]))
         names = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         leaf = self._issuer.leaf(
@@ -338,6 +346,8 @@ class AcmeDouble(BackgroundServer):
         )
 
     async def _renewal_info(self, request: Request) -> Response:
+        if self.ari_answer == "missing":
+            return self._problem("malformed", "no renewal information now", 404)
         if self.window is None:
             start = datetime.now(UTC) + timedelta(days=30)
             window: tuple[datetime, datetime, str | None] = (start, start + timedelta(days=2), None)
@@ -348,6 +358,8 @@ class AcmeDouble(BackgroundServer):
         }
         if window[2] is not None:
             body["explanationURL"] = window[2]
+        if self.ari_answer == "no-retry-after":
+            return JSONResponse(body)
         return JSONResponse(body, headers={"Retry-After": str(ARI_RETRY_AFTER_S)})
 
 

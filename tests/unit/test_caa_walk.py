@@ -29,7 +29,7 @@ class TableAuthorities(Authorities):
     async def zone_servers(self, name: str) -> ZoneServers:
         held = [z for z in self.zones if name == z or name.endswith("." + z)]
         if not held:
-            return ZoneServers(None, (), f"no authoritative server for {name}")
+            return ZoneServers(None, (), f"no authoritative server for {name}", absent=True)
         zone = max(held, key=len)
         return ZoneServers(zone, (Server(f"ns.{zone}", self.zones[zone]),))
 
@@ -100,3 +100,17 @@ async def test_a_failed_lookup_is_a_problem_not_an_empty_set(rcode: str) -> None
     fake = TableAuthorities({"shop.test": "127.0.0.21"}, {("shop.test", "CAA"): Answer(rcode)})
     chain = await fake.caa_chain("www.shop.test")
     assert chain.problem == (f"CAA lookup for shop.test failed: ns.shop.test (127.0.0.21): {rcode}")
+
+
+async def test_a_level_whose_servers_were_not_found_is_a_problem_not_an_empty_set() -> None:
+    class Unanswered(TableAuthorities):
+        async def zone_servers(self, name: str) -> ZoneServers:
+            if name == "example.test":
+                return ZoneServers(None, (), "no DNS resolver answered (127.0.0.53:53)")
+            return await super().zone_servers(name)
+
+    fake = Unanswered({"shop.example.test": "127.0.0.21"}, {})
+    chain = await fake.caa_chain("www.shop.example.test")
+    assert chain.problem == (
+        "CAA lookup for example.test failed: no DNS resolver answered (127.0.0.53:53)"
+    )
