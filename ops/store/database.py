@@ -107,8 +107,10 @@ class ConnectionCheck:
     def __call__(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
             raise psycopg.OperationalError("the pooled connection is closed")
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if not readable:
+        # poll, not select: a busy process may hold descriptors past select's 1024
+        waiting = select.poll()
+        waiting.register(conn.fileno(), select.POLLIN)
+        if not waiting.poll(0):
             return
         try:
             ConnectionPool.check_connection(conn)

@@ -8,6 +8,7 @@ that the test closes (every connection cut) and reopens.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -107,6 +108,24 @@ async def test_connections_a_restart_cut_are_replaced_at_once_and_sound_ones_cos
     finally:
         db.close()
         store.close()
+
+
+def test_the_check_works_for_a_connection_past_selects_1024_descriptors(
+    fresh_postgres_url: str,
+) -> None:
+    """A busy gateway holds more than 1024 descriptors; select() refuses those (and a
+    refused check would throw every pooled connection away)."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    db = Database(fresh_postgres_url)
+    try:
+        assert _one(db) == 1
+        with db._postgres_pool().connection() as conn:  # type: ignore[attr-defined]
+            assert conn.fileno() > 1024
+        assert _one(db) == 1
+    finally:
+        db.close()
+        for fd in held:
+            os.close(fd)
 
 
 async def test_after_a_long_outage_the_pool_reconnects_as_soon_as_the_database_is_back(
