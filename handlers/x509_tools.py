@@ -2,7 +2,7 @@
 own certificate must pass.
 
 Consumes PEM text (certificates, chains, private keys) and DNS names; emits PKCS#8 PEM keys,
-DER CSRs, ``CertificateFacts`` and ``PemBundle`` (``domain/ssl_types.py``). ``validate_custom``
+DER CSRs, ``CertificateFacts`` and ``PemBundle`` (``domain/ssl_types.py``). ``check_custom``
 raises ``CertificateRefused`` with a reason a person reads; no reason ever quotes the PEM it
 was given (a private key must not reach a log or an API answer).
 """
@@ -122,21 +122,6 @@ class CheckedCustom:
 
     facts: CertificateFacts
     bundle: PemBundle
-
-
-def validate_custom(
-    certificate: str,
-    private_key: str,
-    chain: str,
-    *,
-    names: Sequence[str],
-    roots_pem: str,
-    now: datetime,
-) -> CertificateFacts:
-    """The facts of ``check_custom``."""
-    return check_custom(
-        certificate, private_key, chain, names=names, roots_pem=roots_pem, now=now
-    ).facts
 
 
 def check_custom(

@@ -3,7 +3,7 @@
 Consumes the PEM texts of a ``PUT …/ssl/{role}/custom``, the names the role's certificate
 must cover and the time; emits the certificate's facts and the files Hestia takes (the leaf
 alone, the built chain issuer first without the root), or ``InvalidInput`` with the reason
-(``handlers.x509_tools.validate_custom``: it does not parse, the key is encrypted or not the
+(``handlers.x509_tools.check_custom``: it does not parse, the key is encrypted or not the
 certificate's, a name is not covered, it is not valid now, its chain leads to no trusted
 root). The roots are the system's bundle plus ``HOSTWRIGHT_TRUSTED_ROOTS``. No reason quotes
 the PEM it was given.

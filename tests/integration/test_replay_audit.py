@@ -22,10 +22,11 @@ from ops.devtools.bench.scratch import scratch_postgres
 from ops.store.database import Database
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
-from ops.store.log_rows import StoredRow, log_rows
+from ops.store.log_rows import log_rows
 from ops.views import replay as replay_module
 from ops.views.replay import replay_and_compare
 from projections.catalogue import all_views
+from tests.support.decode_counting import decoded_rows
 
 SERVICES = 4
 
@@ -99,16 +100,9 @@ def test_the_quick_decoder_makes_the_events_the_mapper_makes(audited: Audited) -
 def test_replay_decodes_only_the_events_some_view_folds(
     audited: Audited, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decoded: list[str] = []
-    decode = EventDecoder.decode_row
-
-    def counting(self: EventDecoder, row: StoredRow) -> object:
-        decoded.append(row[3])
-        return decode(self, row)
-
-    monkeypatch.setattr(EventDecoder, "decode_row", counting)
+    decoded = decoded_rows(monkeypatch)
     assert audited.replay(workers=1) is None  # counted here: a worker's calls stay in it
-    topics = set(decoded)
+    topics = {row[3] for row in decoded}
     assert "domain.task:Task.Planned" in topics and "domain.service:Service.Ordered" in topics
     # claims and servers are in the log (the deploys made them) but no view folds them
     assert not [t for t in topics if not t.startswith(("domain.task:", "domain.service:"))]

@@ -16,9 +16,7 @@ import pytest
 from ops.cli import main
 from ops.devtools.bench.replay import fill
 from ops.store.database import Database
-from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
-from ops.store.log_rows import StoredRow
 from ops.views import replay as replay_module
 from ops.views import worker_processes
 from ops.views.replay import ShardJob, replay_and_compare
@@ -26,6 +24,7 @@ from ops.views.replay_shards import Shard
 from ops.views.view_store import ViewStore
 from ops.views.worker_processes import WorkerFailed
 from projections.catalogue import all_views
+from tests.support.decode_counting import decoded_rows
 
 SERVICES = 3
 
@@ -104,16 +103,9 @@ def test_each_event_is_decoded_by_one_shard_only(
     filled: tuple[EventStore, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, db = filled
-    decoded: list[int] = []
-    decode = EventDecoder.decode_row
-
-    def counting(self: EventDecoder, row: StoredRow) -> object:
-        decoded.append(row[0])
-        return decode(self, row)
-
-    monkeypatch.setattr(EventDecoder, "decode_row", counting)
+    decoded = decoded_rows(monkeypatch)
     assert replay_and_compare(store, db, all_views(), workers=1) is None
-    in_one_process = sorted(decoded)
+    in_one_process = sorted(row[0] for row in decoded)
     views, live = all_views(), ViewStore(db, all_views())
     snapshots = {view.name: live.snapshot_values(view.name) for view in views}
     by_shard = []
@@ -122,7 +114,7 @@ def test_each_event_is_decoded_by_one_shard_only(
         job = ShardJob(store.database_url, db.url, views, "hw_", 100, snapshots, Shard(index, 2))
         verdicts = replay_module.replay_shard(job)
         assert all(count == 0 for _, tables in verdicts.values() for count, *_ in tables.values())
-        by_shard.append(sorted(decoded))
+        by_shard.append(sorted(row[0] for row in decoded))
     assert sorted(by_shard[0] + by_shard[1]) == in_one_process
     assert all(0 < len(shard) < len(in_one_process) for shard in by_shard)
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from handlers import x509_tools
-from handlers.x509_tools import CertificateRefused, validate_custom
+from handlers.x509_tools import CertificateRefused, check_custom
 from ops.devtools.mini_ca import Leaf, MiniCa
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def _validate(root: MiniCa, issuer: MiniCa, leaf: Leaf, **changes: object) -> ob
         "now": NOW,
     }
     arguments.update(changes)
-    return validate_custom(**arguments)  # type: ignore[arg-type]
+    return check_custom(**arguments).facts  # type: ignore[arg-type]
 
 
 def _refusal(root: MiniCa, issuer: MiniCa, leaf: Leaf, **changes: object) -> str:
