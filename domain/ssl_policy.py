@@ -11,12 +11,13 @@ same moment, and 10 000 certificates issued in one hour renew over days, not in 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from domain.errors import InvalidInput
-from domain.ssl_types import CaaRecord, CaaSet, CertificateFacts, SslCadence
+from domain.ssl_types import CaaSet, CertificateFacts, SslCadence
 
 ROLES = ("web", "mail", "wildcard")
 SHORT_LIFETIME = timedelta(days=10)
@@ -136,14 +137,25 @@ def after_failure(failures: int, now: datetime, cadence: SslCadence) -> datetime
 
 
 def caa_permits(
-    sets_closest_first: Sequence[CaaSet], issuer_ids: Collection[str], *, wildcard: bool
+    sets_closest_first: Sequence[CaaSet],
+    issuer_ids: Collection[str],
+    *,
+    wildcard: bool,
+    account_uri: str | None = None,
+    method: str | None = None,
 ) -> str | None:
     """None when CAA lets a CA known by ``issuer_ids`` (``meta.caaIdentities``) issue for the
     name, else the reason (RFC 8659). The relevant set is the first non-empty one walking up
     from the name; none at all permits any CA. A critical property we do not know refuses.
     A wildcard is checked against ``issuewild`` when the set has one, else ``issue``; a
     name without ``issue`` properties (``iodef`` only) permits any CA. A CA naming no
-    identity (pebble) is refused by any set of ``issue`` properties."""
+    identity (pebble) is refused by any set of ``issue`` properties.
+
+    A property naming our CA permits only when its parameters do (RFC 8657): ``accounturi``
+    must be ``account_uri`` (our ACME account; None: not known yet, so no match), and
+    ``validationmethods`` must list ``method`` (``http-01`` or ``dns-01``, the one we will
+    use). Other parameters are ignored; a property whose value does not parse (RFC 8659
+    §4.2) permits nothing."""
     relevant = next((caa for caa in sets_closest_first if caa.records), None)
     if relevant is None:
         return None
@@ -159,13 +171,23 @@ def caa_permits(
     properties = [r for r in relevant.records if r.tag.lower() == tag]
     if not properties:
         return None
-    allowed = [_issuer_domain(record) for record in properties]
+    values = [parse_issue_value(record.value) for record in properties]
     ours = {identity.lower().rstrip(".") for identity in issuer_ids}
-    if any(domain in ours for domain in allowed if domain):
-        return None
-    named = sorted({domain for domain in allowed if domain})
     what = "wildcard certificates" if tag == "issuewild" else "certificates"
+    refusals: list[str] = []
+    for value in values:
+        if value is None or value.issuer not in ours:
+            continue
+        refusal = _parameters_refuse(value.parameters, account_uri, method)
+        if refusal is None:
+            return None
+        refusals.append(refusal)
+    if refusals:
+        return f"CAA at {relevant.name} lets this CA issue {what} only {' or '.join(refusals)}"
+    named = sorted({value.issuer for value in values if value is not None and value.issuer})
     if not named:
+        if any(value is None for value in values):
+            return f"CAA at {relevant.name} has {tag} properties that do not parse: none permits"
         return f'CAA at {relevant.name} forbids every CA to issue {what} ({tag} ";")'
     return (
         f"CAA at {relevant.name} allows only {', '.join(named)} to issue {what}, "
@@ -173,10 +195,59 @@ def caa_permits(
     )
 
 
-def _issuer_domain(record: CaaRecord) -> str:
-    """The issuer domain of an ``issue``/``issuewild`` value (before any ``;`` parameters);
-    empty when the value forbids every CA."""
-    return record.value.split(";", 1)[0].strip().lower().rstrip(".")
+@dataclass(frozen=True)
+class IssueValue:
+    """An ``issue``/``issuewild`` value: the issuer domain (lower case, no trailing dot;
+    empty when it forbids every CA) and its parameters, tag → value."""
+
+    issuer: str
+    parameters: dict[str, str]
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:-*[A-Za-z0-9])*")
+_PARAMETER_TAG = _LABEL
+_PARAMETER_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")
+_WSP = " \t"
+
+
+def parse_issue_value(text: str) -> IssueValue | None:
+    """RFC 8659 §4.2: ``[issuer-domain-name] [";" [tag "=" value *(";" tag "=" value)]]``
+    with optional white space around each part; None when ``text`` does not match (a tag
+    given twice included, as it cannot say one thing). A trailing dot on the domain is
+    accepted, as CAs do."""
+    domain, semicolon, rest = text.partition(";")
+    domain = domain.strip(_WSP).rstrip(".")
+    if domain and not all(_LABEL.fullmatch(label) for label in domain.split(".")):
+        return None
+    parameters: dict[str, str] = {}
+    if semicolon and rest.strip(_WSP):
+        for part in rest.split(";"):
+            tag, equals, value = part.partition("=")
+            tag, value = tag.strip(_WSP), value.strip(_WSP)
+            if not equals or not _PARAMETER_TAG.fullmatch(tag) or tag in parameters:
+                return None
+            if not _PARAMETER_VALUE.fullmatch(value):
+                return None
+            parameters[tag] = value
+    return IssueValue(domain.lower(), parameters)
+
+
+def _parameters_refuse(
+    parameters: dict[str, str], account_uri: str | None, method: str | None
+) -> str | None:
+    """Why RFC 8657's parameters keep a property naming our CA from permitting, or None."""
+    bound = parameters.get("accounturi")
+    if bound is not None and bound != account_uri:
+        ours = account_uri or "not registered yet"
+        return f"for the ACME account {bound} (ours is {ours})"
+    listed = parameters.get("validationmethods")
+    if listed is not None:
+        methods = listed.split(",")
+        if not all(_LABEL.fullmatch(m) for m in methods):
+            return f"with validation methods that do not parse ({listed!r})"
+        if method not in methods:
+            return f"by {', '.join(methods)} (this order would use {method or 'none known'})"
+    return None
 
 
 def expiry_threshold_due(not_after: datetime, warned: Collection[int], now: datetime) -> int | None:

@@ -6,7 +6,9 @@ node serves them at, and callables that place and remove a file on the node; it 
 - ``dns(names, addresses, wildcard=)`` → ``PreflightVerdict``: every A answer, on every
   authoritative server, is one of ``addresses`` (CNAMEs followed); AAAA is absent or one of
   them (a CA tries IPv6 first, so a stray AAAA fails HTTP-01); CAA lets the CA issue
-  (``domain.ssl_policy.caa_permits``, the CA's identities from ``issuer_ids()``); ``dns01``
+  (``domain.ssl_policy.caa_permits``, the CA's identities from ``issuer_ids()``, our account
+  from ``account_uri()`` and the validation method the order will use — DNS-01 where it can,
+  else HTTP-01, HTTP-01 also when CAA's ``validationmethods`` allows only that); ``dns01``
   says every authoritative server is one of ``our_dns``. A wildcard certificate
   (``wildcard=True``, or a ``*.`` name) has no A to check and needs DNS-01.
 - ``tls(names, address, now, renew_from)`` → ``CertificateFacts`` of a certificate the node
@@ -39,6 +41,7 @@ from handlers.tls_probe import served, verifying_context
 log = logging.getLogger(__name__)
 
 IssuerIds = Callable[[], Awaitable[frozenset[str]]]
+AccountUri = Callable[[], Awaitable[str | None]]  # our ACME account's URL (CAA accounturi)
 PlaceToken = Callable[[str, str], Awaitable[None]]  # (token, body) into the name's docroot
 RemoveToken = Callable[[str], Awaitable[None]]
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
@@ -54,6 +57,7 @@ class Preflight:
         authorities: Authorities,
         *,
         issuer_ids: IssuerIds,
+        account_uri: AccountUri | None = None,
         our_dns: Collection[str] = frozenset(),
         http_port: int = 80,
         tls_port: int = 443,
@@ -62,6 +66,7 @@ class Preflight:
     ) -> None:
         self._authorities = authorities
         self._issuer_ids = issuer_ids
+        self._account_uri = account_uri
         self._our_dns = frozenset(our_dns)
         self._http_port, self._tls_port = http_port, tls_port
         self._context = verifying_context(trusted_roots_pem)
@@ -91,13 +96,22 @@ class Preflight:
                 reason = await self._addresses(base, rdtype, expected, zone, seen[base], 0)
                 if reason is not None:
                     return PreflightVerdict(False, "dns", reason)
-        reason = await self._caa(names)
-        if reason is not None:
-            return PreflightVerdict(False, "caa", reason)
         dns01 = bool(servers) and all(
             s.address in self._our_dns or s.name in self._our_dns for s in servers
         )
-        if not dns01 and (wildcard or any(_name(n).startswith("*.") for n in names)):
+        wildcard = wildcard or any(_name(n).startswith("*.") for n in names)
+        # the method the order will use: DNS-01 where it can, HTTP-01 when CAA allows only that
+        methods = ["dns-01"] if wildcard else ["dns-01", "http-01"] if dns01 else ["http-01"]
+        refused = None
+        for method in methods:
+            reason = await self._caa(names, method)
+            if reason is None:
+                dns01, refused = dns01 and method == "dns-01", None
+                break
+            refused = refused or reason
+        if refused is not None:
+            return PreflightVerdict(False, "caa", refused)
+        if not dns01 and wildcard:
             shown = ", ".join(str(s) for s in sorted(servers, key=str))
             reason = f"a wildcard certificate needs DNS-01, and {shown} are not our DNS servers"
             return PreflightVerdict(False, "dns", reason)
@@ -200,13 +214,20 @@ class Preflight:
                 return reason
         return None
 
-    async def _caa(self, names: Sequence[str]) -> str | None:
+    async def _caa(self, names: Sequence[str], method: str) -> str | None:
         ids = await self._issuer_ids()
+        account = None if self._account_uri is None else await self._account_uri()
         for name in names:
             chain = await self._authorities.caa_chain(_name(name))
             if chain.problem is not None:
                 return chain.problem
-            reason = caa_permits(chain.sets, ids, wildcard=_name(name).startswith("*."))
+            reason = caa_permits(
+                chain.sets,
+                ids,
+                wildcard=_name(name).startswith("*."),
+                account_uri=account,
+                method=method,
+            )
             if reason is not None:
                 return f"{reason} (checking {_name(name)})"
         return None

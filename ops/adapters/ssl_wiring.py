@@ -134,6 +134,7 @@ class RegistryPreflight:
             preflight = Preflight(
                 self._authorities,
                 issuer_ids=self._issuer_ids,
+                account_uri=self._account_uri,
                 our_dns=ours,
                 http_port=self._settings.http01_port,
                 tls_port=self._settings.tls_probe_port,
@@ -145,6 +146,9 @@ class RegistryPreflight:
     async def _issuer_ids(self) -> frozenset[str]:
         client = await self._acme.client()
         return frozenset((await client.directory()).caa_identities)
+
+    async def _account_uri(self) -> str | None:
+        return (await self._acme.client()).account_url
 
 
 def acme_account(

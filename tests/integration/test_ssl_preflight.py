@@ -80,9 +80,13 @@ class Network:
         ours: bool = True,
         roots: bool = True,
         dns_timeout_s: float = 2.0,
+        account: str | None = None,
     ) -> Preflight:
         async def ids() -> frozenset[str]:
             return issuer_ids
+
+        async def account_uri() -> str | None:
+            return account
 
         ports = self.web.ports()
         authorities = Authorities(
@@ -93,6 +97,7 @@ class Network:
         return Preflight(
             authorities,
             issuer_ids=ids,
+            account_uri=account_uri,
             our_dns=frozenset({NS1, NS2}) if ours else frozenset(),
             http_port=int(ports["http"] or 0),
             tls_port=int(ports["https"] or 0),
@@ -182,6 +187,36 @@ async def test_caa_at_the_apex_forbidding_the_ca_fails_www(net: Network) -> None
         [f"www.{ZONE}"], [WEB], wildcard=False
     )
     assert allowed.ok, allowed.reason
+
+
+async def test_caa_accounturi_binds_issuance_to_our_account(net: Network) -> None:
+    ours = "https://acme.test/acct/1"
+    await net.zone(ZONE)
+    await net.record(ZONE, "@", "CAA", f'0 issue "letsencrypt.org; accounturi={ours}"')
+    verdict = await net.preflight(account=ours).dns([f"www.{ZONE}"], [WEB], wildcard=False)
+    assert verdict.ok, verdict.reason
+    other = await net.preflight(account="https://acme.test/acct/2").dns(
+        [f"www.{ZONE}"], [WEB], wildcard=False
+    )
+    assert not other.ok and other.check == "caa"
+    assert other.reason is not None and ours in other.reason
+
+
+async def test_caa_validationmethods_chooses_or_refuses_the_method(net: Network) -> None:
+    await net.zone(ZONE)
+    await net.record(ZONE, "@", "CAA", '0 issue "letsencrypt.org; validationmethods=http-01"')
+    # our DNS servers would allow DNS-01, but CAA lets the CA validate only by HTTP-01
+    http_only = await net.preflight().dns([f"www.{ZONE}"], [WEB], wildcard=False)
+    assert http_only.ok and not http_only.dns01, http_only.reason
+    await net.zone("provider.test")
+    await net.record(
+        "provider.test", "@", "CAA", '0 issue "letsencrypt.org; validationmethods=dns-01"'
+    )
+    dns_only = await net.preflight(ours=False).dns(["provider.test"], [WEB], wildcard=False)
+    assert not dns_only.ok and dns_only.check == "caa"
+    assert dns_only.reason is not None and "http-01" in dns_only.reason
+    ours = await net.preflight().dns(["provider.test"], [WEB], wildcard=False)
+    assert ours.ok and ours.dns01, ours.reason
 
 
 async def test_issuewild_decides_for_the_wildcard_only(net: Network) -> None:
