@@ -140,7 +140,9 @@ class System:
             servers=self.server_registry(),
             settings=settings_book,
             provider=provider_settings(self.settings),
-            dead_letters=DeadLetterGauge(self.transport, connect=self.connect_transport),
+            dead_letters=DeadLetterGauge(
+                self.transport, connect=self.connect_transport, ssl=self.settings.ssl_auto
+            ),
             whmcs_api=all(
                 (
                     self.settings.whmcs_url,
@@ -190,6 +192,7 @@ class System:
             PositionStore(self.db, self.settings.view_prefix),
             self.transport,
             batch_size=self.settings.relay_batch,
+            ssl=self.settings.ssl_auto,
         )
 
     def projection_runner(self) -> ProjectionRunner:

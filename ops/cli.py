@@ -286,7 +286,9 @@ def _run_dead_letters(args: argparse.Namespace) -> int:
             "inside the `hostwright up` process: its GET /healthz shows their counts"
         )
         return 0
-    counts = _on_the_broker(settings, dead_letter_counts)
+    counts = _on_the_broker(
+        settings, lambda transport: dead_letter_counts(transport, ssl=settings.ssl_auto)
+    )
     if counts is None:
         return 1
     for queue, count in counts.items():
@@ -299,7 +301,7 @@ def _run_redrive(args: argparse.Namespace) -> int:
 
     settings = Settings.load()
     try:
-        queues = None if args.queue is None else [queue_of(args.queue)]
+        queues = None if args.queue is None else [queue_of(args.queue, ssl=settings.ssl_auto)]
     except ValueError as exc:
         print(f"hostwright: {exc}", file=sys.stderr)
         return 2
@@ -309,7 +311,9 @@ def _run_redrive(args: argparse.Namespace) -> int:
             "across restarts: there is nothing to re-drive"
         )
         return 0
-    moved = _on_the_broker(settings, lambda transport: redrive(transport, queues))
+    moved = _on_the_broker(
+        settings, lambda transport: redrive(transport, queues, ssl=settings.ssl_auto)
+    )
     if moved is None:
         return 1
     for queue, count in moved.items():
@@ -331,7 +335,7 @@ def _on_the_broker(
         transport = build_transport(settings)
         try:
             await transport.connect()
-            await declare_topology(transport)
+            await declare_topology(transport, ssl=settings.ssl_auto)
             return await work(transport)
         finally:
             await transport.close()

@@ -53,10 +53,14 @@ class OutboxRelay:
         idle_interval: float = 0.01,
         max_backoff: float = 5.0,
         position_interval: float = 1.0,
+        ssl: bool = False,
     ) -> None:
+        """``ssl``: automatic SSL is on, so the SSL queues are declared with the others (a
+        Certificate event relayed before the SSL desk first declared its queue is kept)."""
         self._store = store
         self._positions = positions
         self._transport = transport
+        self._ssl = ssl
         self._name = name
         self._batch_size = batch_size
         self._idle_interval = idle_interval
@@ -74,7 +78,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def prepare(self) -> None:
-        await declare_topology(self._transport)
+        await declare_topology(self._transport, ssl=self._ssl)
 
     async def relay_once(self) -> int:
         """Relays the next batch after the position; returns how many events it went past

@@ -88,7 +88,13 @@ def routed(routing_key: str) -> bool:
     )
 
 
+def consumed_queues(*, ssl: bool = False) -> dict[str, tuple[str, ...]]:
+    """Every queue hostwright consumes, with its bindings: the SSL ones too when ``ssl``
+    (automatic SSL is on). What is declared, counted for dead letters and re-driven."""
+    return {**QUEUES, **(SSL_QUEUES if ssl else {})}
+
+
 async def declare_topology(transport: Transport, *, ssl: bool = False) -> None:
     """Every queue (the SSL ones too when ``ssl``: automatic SSL is on)."""
-    for queue, bindings in {**QUEUES, **(SSL_QUEUES if ssl else {})}.items():
+    for queue, bindings in consumed_queues(ssl=ssl).items():
         await transport.declare_queue(queue, bindings)
