@@ -22,12 +22,12 @@ import pytest
 from domain.acme_account import AcmeAccount
 from domain.certificate import Certificate, certificate_uuid
 from domain.errors import Conflict
-from domain.rate_bucket import RateBucket
+from domain.rate_bucket import RateBucket, RateBucketHead, bucket_uuid, head_uuid
 from domain.ssl_policy import AriWindow
 from domain.ssl_types import CertificateFacts, InstallTarget, OrderIntent, SslCadence
 from handlers.ssl_ports import CertificateBook, RateGuard
 from ops.adapters.certificate_book import StoreCertificateBook
-from ops.adapters.rate_ledger import StoreRateLedger
+from ops.adapters.rate_ledger import Shard, StoreRateLedger
 from ops.adapters.sealing import SealError, private_key_sealer
 from ops.bootstrap import System
 from ops.settings import Settings
@@ -221,12 +221,12 @@ class RacingLedger(StoreRateLedger):
         self._barrier = barrier
         self._loads = 0
 
-    def _bucket(self, key: Any, now: datetime) -> RateBucket:
-        bucket = super()._bucket(key, now)
+    def _shard(self, key: Any, now: datetime) -> Shard:
+        shard = super()._shard(key, now)
         self._loads += 1
         if self._loads == 4:  # orders, domain, names, authz: all loaded once
             self._barrier.wait(timeout=30)
-        return bucket
+        return shard
 
 
 def test_two_processes_racing_for_the_50th_slot_exactly_one_wins(store: EventStore) -> None:
@@ -241,6 +241,56 @@ def test_two_processes_racing_for_the_50th_slot_exactly_one_wins(store: EventSto
     assert sorted(outcomes) == [False, True]
     refused = StoreRateLedger(store).admit(intent("late.example.com"), ACCOUNT, T0)
     assert not refused.allowed
+
+
+MIDNIGHT = datetime(2026, 12, 2, tzinfo=UTC)
+JUST_BEFORE, JUST_AFTER = MIDNIGHT - timedelta(milliseconds=1), MIDNIGHT + timedelta(milliseconds=1)
+DOMAIN_KEY = "domain/example.com"
+
+
+def shard(store: EventStore, key: str, when: datetime) -> RateBucket | None:
+    return store.repository(RateBucket, "rate bucket").find(bucket_uuid(key, when.date()))
+
+
+def test_two_processes_racing_across_midnight_exactly_one_wins(store: EventStore) -> None:
+    """One admits at 23:59:59.999 on the day's shard, the other at 00:00:00.001 opens the
+    next day's from it: both decided on the same 49 spends, and only one may have the 50th."""
+    fill(StoreRateLedger(store), 49, MIDNIGHT - timedelta(hours=1))
+    barrier = threading.Barrier(2)
+
+    def admit(name_and_time: tuple[str, datetime]) -> bool:
+        name, now = name_and_time
+        return RacingLedger(store, barrier).admit(intent(name), ACCOUNT, now).allowed
+
+    racers = [("racer-a.example.com", JUST_BEFORE), ("racer-b.example.com", JUST_AFTER)]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(admit, racers))
+    assert sorted(outcomes) == [False, True]
+    for when in (JUST_BEFORE, JUST_AFTER):
+        assert not StoreRateLedger(store).admit(intent("late.example.com"), ACCOUNT, when).allowed
+    yesterday = shard(store, DOMAIN_KEY, JUST_BEFORE)
+    assert yesterday is not None and yesterday.carried_to == MIDNIGHT.date().isoformat()
+
+
+def test_a_clock_behind_midnight_spends_on_the_new_days_shard(store: EventStore) -> None:
+    ledger = StoreRateLedger(store)
+    fill(ledger, 49, MIDNIGHT - timedelta(hours=1))
+    assert ledger.admit(intent("after.example.com"), ACCOUNT, JUST_AFTER).allowed  # the 50th
+    behind = ledger.admit(intent("behind.example.com"), ACCOUNT, JUST_BEFORE)
+    assert not behind.allowed and "registered domain" in (behind.reason or "")
+    head = store.repository(RateBucketHead, "head").find(head_uuid(DOMAIN_KEY))
+    assert head is not None and head.day == MIDNIGHT.date().isoformat()
+
+
+def test_a_bucket_state_older_than_eight_days_is_carried(store: EventStore) -> None:
+    """A 429 whose Retry-After is weeks away, and no use of the bucket in between."""
+    ledger = StoreRateLedger(store)
+    until = T0 + timedelta(days=20)
+    ledger.rate_limited(intent("a.example.com"), ACCOUNT, until, T0)
+    for days in (10, 19):
+        refused = ledger.admit(intent("b.example.com"), ACCOUNT, T0 + timedelta(days=days))
+        assert not refused.allowed and refused.retry_at == until, days
+    assert ledger.admit(intent("b.example.com"), ACCOUNT, until).allowed
 
 
 def test_the_51st_certificate_is_refused_and_tomorrow_carries_the_bucket(
