@@ -5,6 +5,10 @@ that run failing terminally (``Task.Errored``) is a failure to report. "Try agai
 run, so a second failure after it is the same operation (a note on the same ticket); a new
 Redeploy or Factory reset is a new run, hence a new ticket.
 
+A custom certificate's expiry is an operation of its own (``expiry_operation(role)``, its
+``run`` the certificate's ``not_after`` in Unix seconds: one ticket per certificate expiry);
+each expiry warning (30/14/7/1 days) is recorded on it as a failure, keyed by its threshold.
+
 Failure 0 is reported by opening the ticket, each later one by a note on it; every failure is
 recorded once (keyed by task id and attempt, so a redelivered ``Task.Errored`` adds nothing).
 A WHMCS call is recorded as attempted *before* it is made, with a lease; until its outcome is
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -36,6 +40,34 @@ def ticket_uuid(service_id: str, operation: str, run: int) -> uuid.UUID:
 def failure_key(task_id: uuid.UUID, attempt: int) -> str:
     """One terminal failure: a task errors at most once per attempt."""
     return f"{task_id}/{attempt}"
+
+
+EXPIRY_OPERATION = "certificate_expiry"
+
+
+def expiry_operation(role: str) -> str:
+    """The operation of a custom certificate's expiry warnings (``certificate_expiry.web``)."""
+    return f"{EXPIRY_OPERATION}.{role}"
+
+
+def expiry_role(operation: str) -> str | None:
+    """The certificate role of an expiry ticket's operation; None for any other ticket."""
+    prefix, dot, role = operation.partition(".")
+    return role if prefix == EXPIRY_OPERATION and dot else None
+
+
+def expiry_run(not_after: datetime) -> int:
+    """An expiry ticket's run: the certificate's end, so a renewed certificate gets its own."""
+    return int(not_after.timestamp())
+
+
+def expiry_of(run: int) -> datetime:
+    return datetime.fromtimestamp(run, UTC)
+
+
+def warning_key(threshold_days: int) -> str:
+    """One expiry warning: each threshold is warned once per certificate."""
+    return f"expiry/{threshold_days}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""The ticket desk: turns terminal task failures into WHMCS tickets, once each.
+"""The ticket desk: turns terminal task failures, and custom certificates near their end,
+into WHMCS tickets, once each.
 
 ``record_failure(task, service)`` records a ``Task.Errored`` on the operation's Ticket
 aggregate (nothing when tickets are disabled, nothing new for a failure seen before);
+``record_expiry(warning, service)`` records a certificate's ``ExpiryWarned`` on that
+certificate expiry's ticket: the first warning opens it, each later threshold is a note;
 ``deliver(ticket_id)`` makes the WHMCS calls the ticket owes, in order — OpenTicket, then one
 AddTicketNote per later failure — recording each attempt before the call and its outcome
 after; ``deliver_pending()`` retries every ticket that still owes a call, once its back-off
@@ -19,6 +22,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,7 +30,16 @@ from domain.errors import Conflict
 from domain.retry_policy import RetryPolicy
 from domain.service import Service
 from domain.task import Task
-from domain.ticket import Ticket, TicketCall, TicketConfig, failure_key, ticket_uuid
+from domain.ticket import (
+    Ticket,
+    TicketCall,
+    TicketConfig,
+    expiry_operation,
+    expiry_run,
+    failure_key,
+    ticket_uuid,
+    warning_key,
+)
 from handlers import ticket_text
 from handlers.whmcs_api import WhmcsError, WhmcsTicket, WhmcsUnavailable
 
@@ -36,6 +49,18 @@ _CONFLICT_RETRIES = 10
 DEFAULT_POLICY = RetryPolicy(max_attempts=100, initial_backoff_s=10.0, max_backoff_s=900.0)
 
 TicketDecision = Callable[[Ticket | None], Ticket | None]
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    """A custom certificate's ``Certificate.ExpiryWarned``: whose, which, when it ends, and the
+    threshold reached (days)."""
+
+    service_id: str
+    role: str
+    server_id: str  # where it is installed ("" when it is not)
+    not_after: datetime
+    threshold_days: int
 
 
 class TicketStore(Protocol):
@@ -136,6 +161,40 @@ class TicketDesk:
             return ticket if recorded else None
 
         busy = f"ticket {ticket_id} is busy; its failure was not recorded"
+        await asyncio.to_thread(self._store.update, ticket_id, decide, busy, _CONFLICT_RETRIES)
+        return ticket_id
+
+    async def record_expiry(self, warning: ExpiryWarning, service: Service) -> uuid.UUID | None:
+        """Records an expiry warning on the certificate expiry's ticket (opened by the first
+        warning, noted by each later threshold, nothing new for one seen before); returns the
+        ticket id, or None when tickets are disabled."""
+        if not self._config().enabled:
+            return None
+        operation, run = expiry_operation(warning.role), expiry_run(warning.not_after)
+        ticket_id = ticket_uuid(warning.service_id, operation, run)
+
+        def decide(found: Ticket | None) -> Ticket | None:
+            now = self._clock()
+            ticket = found or Ticket.raise_for(
+                service_id=warning.service_id,
+                client_id=service.client_id,
+                domain=service.domain,
+                operation=operation,
+                run=run,
+                now=now,
+            )
+            recorded = ticket.record_failure(
+                key=warning_key(warning.threshold_days),
+                step=f"ssl.{warning.role} (custom)",
+                action="expiry_warning",
+                server_id=warning.server_id,
+                attempt=warning.threshold_days,  # an expiry's "attempt": the days threshold
+                error=ticket_text.expiry_line(warning.not_after, warning.threshold_days),
+                now=now,
+            )
+            return ticket if recorded else None
+
+        busy = f"ticket {ticket_id} is busy; the expiry warning was not recorded"
         await asyncio.to_thread(self._store.update, ticket_id, decide, busy, _CONFLICT_RETRIES)
         return ticket_id
 
@@ -294,4 +353,11 @@ def _whmcs_id(value: str) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-__all__ = ["TicketApi", "TicketConfig", "TicketDecision", "TicketDesk", "TicketStore"]
+__all__ = [
+    "ExpiryWarning",
+    "TicketApi",
+    "TicketConfig",
+    "TicketDecision",
+    "TicketDesk",
+    "TicketStore",
+]

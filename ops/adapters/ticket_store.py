@@ -2,8 +2,8 @@
 reads the ticket feed needs.
 
 Consumes the desk's loads, decisions and saves of Ticket aggregates and the feed's reads of
-Task and Service; emits the aggregates, Conflict when another writer recorded first, the
-ids of tickets changed since a position in the store, and the position up to which every
+Task, Certificate and Service; emits the aggregates, Conflict when another writer recorded
+first, the ids of tickets changed since a position in the store, and the position up to which every
 ticket was delivered (kept in the positions table, so a desk starting does not read every
 ticket event ever).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from domain.certificate import Certificate
 from domain.service import Service
 from domain.task import Task
 from domain.ticket import Ticket
@@ -35,6 +36,7 @@ class StoreTicketAdapter:
         self._positions = positions
         self._tickets = store.repository(Ticket, "ticket")
         self._tasks = store.repository(Task, "task")
+        self._certificates = store.repository(Certificate, "certificate")
 
     def ticket(self, ticket_id: uuid.UUID) -> Ticket | None:
         return self._tickets.find(ticket_id)
@@ -42,6 +44,10 @@ class StoreTicketAdapter:
     def task(self, task_id: uuid.UUID, version: int) -> Task:
         """The task as it was right after its event ``version``."""
         return self._tasks.get(task_id, version=version)
+
+    def certificate(self, cert_id: uuid.UUID, version: int) -> Certificate:
+        """The certificate as it was right after its event ``version``."""
+        return self._certificates.get(cert_id, version=version)
 
     def service(self, service_id: str) -> Service:
         return self._store.get_service(service_id)

@@ -32,8 +32,9 @@ PIPELINE_BINDINGS = (
     "cron.*",  # the scheduler's ticks (ops/services/cron_jobs.py)
 )
 TICKETS_QUEUE = "tickets"
-# terminal failures become WHMCS tickets; the scheduler's tick retries undelivered ones
-TICKETS_BINDINGS = ("Task.Errored", "cron.tickets")
+# terminal failures and custom certificates' expiry warnings become WHMCS tickets; the
+# scheduler's tick retries undelivered ones
+TICKETS_BINDINGS = ("Task.Errored", "Certificate.ExpiryWarned", "cron.tickets")
 
 
 def handler_queue(role: str) -> str:

@@ -1,11 +1,15 @@
-"""``hostwright serve tickets``: a WHMCS ticket for every terminally failed operation.
+"""``hostwright serve tickets``: a WHMCS ticket for every terminally failed operation, and
+for every custom certificate near its end.
 
 Consumes its queue ``tickets`` (relayed ``Task.Errored`` envelopes): loads the task as of
 that event and its service from the store, records the failure on the operation's Ticket
-and delivers it at once. Whatever could not be delivered (WHMCS down) is retried by
-``deliver_pending`` — every ``retry_interval`` here, and by the scheduler (the cron runner)
-when it calls it. Both may run at once, in any number of processes: the Ticket aggregate's
-attempts and leases keep each WHMCS call to one.
+and delivers it at once. A relayed ``Certificate.ExpiryWarned`` (the SSL desk's warnings at
+30/14/7/1 days, for custom certificates) is recorded on that certificate expiry's Ticket —
+the first warning opens it, later ones add notes — and delivered the same way. Whatever
+could not be delivered (WHMCS down) is retried by ``deliver_pending`` — every
+``retry_interval`` here, and by the scheduler (the cron runner) when it calls it. Both may
+run at once, in any number of processes: the Ticket aggregate's attempts and leases keep
+each WHMCS call to one.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from domain.ticket import TicketConfig
-from handlers.ticket_desk import TicketApi, TicketDesk
+from handlers.ticket_desk import ExpiryWarning, TicketApi, TicketDesk
 from handlers.whmcs_api import WhmcsApi, WhmcsRejected, WhmcsTicket
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.bootstrap import System
@@ -113,6 +118,9 @@ class TicketFeed:
             await self._desk.deliver_pending()
             return
         envelope = _envelope(message.body)
+        if envelope["topic"] == EXPIRY_WARNED:
+            await self._expiry(envelope)
+            return
         if envelope["topic"] != "Task.Errored":
             return
         task = await asyncio.to_thread(
@@ -122,6 +130,34 @@ class TicketFeed:
         ticket_id = await self._desk.record_failure(task, service)
         if ticket_id is not None:
             await self._desk.deliver(ticket_id, ignore_backoff=True)
+
+    async def _expiry(self, envelope: dict[str, Any]) -> None:
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise ValueError("an ExpiryWarned envelope needs its data")
+        days, not_after = data.get("threshold_days"), data.get("not_after")
+        if isinstance(days, bool) or not isinstance(days, int) or not isinstance(not_after, str):
+            raise ValueError("an ExpiryWarned envelope needs threshold_days and not_after")
+        cert = await asyncio.to_thread(
+            self._store.certificate, uuid.UUID(envelope["aggregate_id"]), int(envelope["version"])
+        )
+        if cert.service_id is None or cert.mode != "custom":
+            return  # only a service's custom certificate is warned of
+        target = cert.install_target
+        warning = ExpiryWarning(
+            service_id=cert.service_id,
+            role=cert.role,
+            server_id="" if target is None else target.server_id,
+            not_after=datetime.fromisoformat(not_after),
+            threshold_days=days,
+        )
+        service = await asyncio.to_thread(self._store.service, cert.service_id)
+        ticket_id = await self._desk.record_expiry(warning, service)
+        if ticket_id is not None:
+            await self._desk.deliver(ticket_id, ignore_backoff=True)
+
+
+EXPIRY_WARNED = "Certificate.ExpiryWarned"
 
 
 async def run_tickets(
