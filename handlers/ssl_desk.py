@@ -103,6 +103,7 @@ class SslDesk:
             fences,
             certificate_fence_key,
             listing,
+            clock,
             record=self._record,
             put=self._put,
             skip=self._service_skip,
@@ -310,7 +311,7 @@ class SslDesk:
             ),
         )
         if cert.role == "wildcard":  # on every vanity site, renewed once for all
-            await self._shared.deliver(cert.id, now, cadence)
+            await self._shared.deliver(cert.id, cadence)
             return "issued"
         installed = await self._install(
             cert, got.bundle, got.facts.serial, got.key_pem, now, cadence

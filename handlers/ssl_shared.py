@@ -12,7 +12,7 @@ per site ``Certificate.WildcardInstalled`` (the wildcard's public facts: the sit
   not issued yet → ``Checked``, still wanted (the site stays ``pending``); the site's node
   not recorded holding the wildcard's serial, or someone asked again (a redeploy, a repair)
   → installed and ``WildcardInstalled``; else ``Checked``;
-- ``deliver(wildcard_id, now, cadence)``, right after the wildcard is issued or renewed:
+- ``deliver(wildcard_id, cadence)``, right after the wildcard is issued or renewed:
   every site served it that lacks it gets it, under the site's own fence (waited for, so a
   check of that site running elsewhere ends first and this one then finds it served), one
   install at a time per node and the nodes in parallel. A site whose service is suspended
@@ -78,6 +78,7 @@ class SharedSites:
         fences: StepFences,
         fence_key: Callable[[uuid.UUID], int],
         listing: CertificateListing | None,
+        clock: Callable[[], datetime],
         *,
         record: Record,
         put: Put,
@@ -89,6 +90,7 @@ class SharedSites:
         self._fences = fences
         self._fence_key = fence_key
         self._listing = listing
+        self._clock = clock
         self._record = record
         self._put = put
         self._skip = skip
@@ -105,8 +107,9 @@ class SharedSites:
             return "shared"
         return await self._install(site, wildcard, now, cadence)
 
-    async def deliver(self, wildcard_id: uuid.UUID, now: datetime, cadence: SslCadence) -> int:
-        """The wildcard on every vanity site served it that lacks it; how many got it."""
+    async def deliver(self, wildcard_id: uuid.UUID, cadence: SslCadence) -> int:
+        """The wildcard on every vanity site served it that lacks it; how many got it. Each
+        site's install is recorded at its own time (a fleet's takes a while)."""
         wildcard = await self._wildcard(wildcard_id)
         if wildcard is None or self._listing is None:
             return 0
@@ -119,25 +122,26 @@ class SharedSites:
             if site.wants_wildcard(wildcard.facts):
                 by_node.setdefault(target.server_id, []).append(site.id)
         served = await asyncio.gather(
-            *(self._deliver_on(ids, wildcard, now, cadence) for ids in by_node.values())
+            *(self._deliver_on(ids, wildcard, cadence) for ids in by_node.values())
         )
         return sum(served)
 
     async def _deliver_on(
-        self, site_ids: list[uuid.UUID], wildcard: _Wildcard, now: datetime, cadence: SslCadence
+        self, site_ids: list[uuid.UUID], wildcard: _Wildcard, cadence: SslCadence
     ) -> int:
         served = 0
         for site_id in site_ids:  # one node's sites, one after the other
             try:
-                served += await self._deliver_to(site_id, wildcard, now, cadence)
+                served += await self._deliver_to(site_id, wildcard, cadence)
             except Exception as exc:  # the store away: the site's own check serves it
                 log.warning("ssl %s: the wildcard not delivered: %s", site_id, exc)
         return served
 
     async def _deliver_to(
-        self, site_id: uuid.UUID, wildcard: _Wildcard, now: datetime, cadence: SslCadence
+        self, site_id: uuid.UUID, wildcard: _Wildcard, cadence: SslCadence
     ) -> bool:
         async with fenced(self._fences, self._fence_key(site_id), poll_s=self._poll_s):
+            now = self._clock()
             site = await asyncio.to_thread(self._book.certificate, site_id)  # afresh
             if site is None or not site.wants_wildcard(wildcard.facts):
                 return False  # served meanwhile, or retired
