@@ -3,7 +3,8 @@ process with HOSTWRIGHT_SSL=auto: two vanity services ordered through the gatewa
 pebble issues ONE certificate, ``*.<provider domain>``, over DNS-01 in the provider's zone on
 our DNS node; the web node then presents that same certificate (one serial) for each vanity
 name by SNI, verified against pebble's root alone; and ``GET …/ssl`` of each service says
-``issued`` with the wildcard's names and dates. Nodes on 127.0.0.8x share one HTTP, HTTPS
+``issued`` with the wildcard's names and dates. A third vanity service ordered afterwards is
+served the same certificate, with no new order. Nodes on 127.0.0.8x share one HTTP, HTTPS
 and DNS port; the DelegationDns is pebble's and hostwright's only resolver
 (tests/support/ssl_deployment.py)."""
 
@@ -68,3 +69,16 @@ async def test_two_vanity_services_share_one_wildcard_from_pebble(
         not_after = datetime.fromisoformat(str(web["not_after"]))
         assert presented[sid].not_valid_after_utc == not_after  # the one the view shows
     assert system.pebble is not None and system.pebble.orders_created() == 1
+
+    # a vanity service ordered once the wildcard is issued is served it at once: no order
+    late = f"late.{PROVIDER_DOMAIN}"
+    await system.order(13, "vanity", late, label="late", username="lateuser")
+    await system.wait_status([13], "active", 90)
+
+    async def late_issued() -> bool:
+        return (await system.ssl_state(13)).get("web", {}).get("state") == "issued"
+
+    await wait_until(late_issued, 60, "the late vanity site issued", system.logs)
+    await system.wait_served(WEB_IP, [late], 30)
+    assert (await system.presented(WEB_IP, late)).serial_number in serials
+    assert system.pebble.orders_created() == 1
