@@ -4,6 +4,8 @@ or the one wildcard the vanity services share, and everything done to get and ke
 pending → checking (an order is open) → issued → renewing (an order is open) → issued …
 any → frozen until T (failures in a row, or the CA's rate limit) → back where it was at T
 mode auto → custom (a customer's own certificate: never ordered, never renewed) → auto
+mode shared (a vanity site): pending → issued when the provider's wildcard is installed on it
+(``WildcardInstalled``, again at each renewal of the wildcard); never ordered itself
 any → retired (the service is terminated: final)
 
 Consumes decisions the SSL desk takes with the time passed in (``now``) and the cadence from
@@ -25,7 +27,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, InvalidInput
-from domain.ssl_policy import AriWindow, after_failure, next_check, renewal_at
+from domain.ssl_policy import AriWindow, after_failure, covers, next_check, renewal_at
 from domain.ssl_types import (
     CertificateFacts,
     DnsTarget,
@@ -247,6 +249,23 @@ class Certificate(Aggregate):
         def apply_to(self, cert: Certificate) -> None:
             cert.installed = {**cert.installed, self.server_id: self.serial}
 
+    class WildcardInstalled(Event):
+        """The provider's wildcard certificate (``wildcard_id``) is on this vanity site's node
+        now: its public facts are the site's current ones (the PEM and the key stay the
+        wildcard's own); looked at again at ``next_check_at``."""
+
+        server_id: str
+        wildcard_id: str
+        facts: dict[str, Any]
+        next_check_at: datetime
+
+        def apply_to(self, cert: Certificate) -> None:
+            cert.current = {"facts": self.facts, "certificate": None, "chain": None}
+            cert.current["key_sealed"] = None
+            cert.installed = {**cert.installed, self.server_id: self.facts["serial"]}
+            _settled(cert)
+            cert.next_check_at = self.next_check_at
+
     class IssueFailed(Event):
         """An order failed (or could not be placed): the open order, if any, is over.
         ``problem`` is the CA's problem type, ``retry_after`` its Retry-After, and
@@ -446,6 +465,22 @@ class Certificate(Aggregate):
     def current_facts(self) -> CertificateFacts | None:
         return None if self.current is None else facts_from_json(self.current["facts"])
 
+    @property
+    def wildcard_id(self) -> uuid.UUID | None:
+        """The wildcard a vanity site (mode ``shared``) is served: that of its name's parent
+        (a vanity site is ``<label>.<provider domain>``); None for any other certificate."""
+        if self.mode != "shared" or not self.names:
+            return None
+        return wildcard_uuid(self.names[0].partition(".")[2])
+
+    def wants_wildcard(self, facts: CertificateFacts) -> bool:
+        """Whether this vanity site should have the wildcard of ``facts`` installed: it is not
+        recorded on its node yet, or someone asked for it again (a redeploy, a repair)."""
+        target = self.install_target
+        if self.mode != "shared" or self.retired or target is None:
+            return False
+        return self.issue_requested or self.installed.get(target.server_id) != facts.serial
+
     def frozen(self, now: datetime) -> bool:
         return self.frozen_until is not None and now < self.frozen_until
 
@@ -484,16 +519,23 @@ class Certificate(Aggregate):
         )
 
     def check(
-        self, now: datetime, outcome: str, cadence: SslCadence, reason: str | None = None
+        self,
+        now: datetime,
+        outcome: str,
+        cadence: SslCadence,
+        reason: str | None = None,
+        *,
+        waiting: bool = False,
     ) -> None:
-        """A look that changed nothing; records when to look next."""
+        """A look that changed nothing; records when to look next (``waiting``: a certificate
+        is still wanted, as a vanity site waiting for the wildcard)."""
         self._refuse_when_retired("check")
         self.trigger_event(
             Certificate.Checked,
             timestamp=now,
             outcome=outcome,
             reason=reason,
-            next_check_at=self._next_check(now, cadence, fast_spent=True),
+            next_check_at=self._next_check(now, cadence, fast_spent=True, waiting=waiting),
         )
 
     def preflight_failed(self, now: datetime, check: str, reason: str, cadence: SslCadence) -> None:
@@ -586,6 +628,39 @@ class Certificate(Aggregate):
         if self.installed.get(server_id) == serial:
             return False
         self.trigger_event(Certificate.Installed, timestamp=now, server_id=server_id, serial=serial)
+        return True
+
+    def wildcard_installed(
+        self,
+        now: datetime,
+        *,
+        server_id: str,
+        wildcard_id: uuid.UUID,
+        facts: CertificateFacts,
+        cadence: SslCadence,
+    ) -> bool:
+        """Records that the node of this vanity site serves the wildcard of ``facts``; False
+        (nothing recorded) when that is recorded already and nothing was asked since."""
+        self._refuse_when_retired("install on")
+        if self.mode != "shared":
+            raise Conflict(f"{self._what} is {self.mode}: it is not served the wildcard")
+        if wildcard_id != self.wildcard_id:
+            raise Conflict(f"{self._what} is not served the wildcard {wildcard_id}")
+        uncovered = [name for name in self.names if not covers(facts.names, name)]
+        if uncovered:
+            raise Conflict(f"{', '.join(facts.names)} does not cover {', '.join(uncovered)}")
+        if self.installed.get(server_id) == facts.serial and not self.issue_requested:
+            return False
+        self.trigger_event(
+            Certificate.WildcardInstalled,
+            timestamp=now,
+            server_id=server_id,
+            wildcard_id=str(wildcard_id),
+            facts=facts_json(facts),
+            # renewed by the wildcard's own check, which installs it here again: this look is
+            # only to find the node has lost it
+            next_check_at=next_check(now, cadence, fast_left=0, issued=True),
+        )
         return True
 
     def issue_failed(

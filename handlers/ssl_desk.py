@@ -7,7 +7,8 @@ fence means another process is on that certificate: this check is skipped):
 - skipped: retired; frozen; not due yet; the service suspended or terminating (a ``Checked``
   puts the next look off, so the tick does not pick it again at once). A terminated
   service's certificate is ``Retired``. A custom or shared certificate is never ordered: a
-  custom one is installed if the node lacks it, then looked at again in a day;
+  custom one is installed if the node lacks it, then looked at again in a day; a shared one
+  (a vanity site) is served the provider's wildcard (handlers/ssl_shared.py);
 - pre-flight (DNS, CAA, then the TLS probe, then the HTTP-01 self-check): a failure records
   ``PreflightFailed`` with a readable reason and costs the CA nothing; a valid certificate
   the node already serves is ``Adopted``, with no order, unless we hold one of our own
@@ -18,7 +19,9 @@ fence means another process is on that certificate: this check is skipped):
   (``RenewalScheduled``: inside the CA's ARI window, sent with ``replaces`` when renewing,
   else the ⅓-lifetime fallback);
 - the certificate is installed on the node (``Installed``); an install that fails records the
-  reason and is tried again at the recheck interval;
+  reason and is tried again at the recheck interval. The wildcard has no node of its own: once
+  issued or renewed it is installed on every vanity site served it (``WildcardInstalled`` on
+  each site's certificate);
 - an issued certificate not due for renewal has its ARI window asked again when its poll
   time has come, else a ``Checked``.
 
@@ -56,6 +59,7 @@ from handlers.ssl_ports import (
     CertificateListing,
     Installer,
 )
+from handlers.ssl_shared import SharedSites
 from handlers.step import StepLog
 from handlers.step_fence import StepFences
 
@@ -93,6 +97,17 @@ class SslDesk:
         self._cadence = cadence
         self._clock = clock
         self._listing = listing
+        self._shared = SharedSites(
+            book,
+            parts.sealer,
+            fences,
+            certificate_fence_key,
+            listing,
+            clock,
+            record=self._record,
+            put=self._put,
+            skip=self._service_skip,
+        )
 
     async def check(self, cert_id: uuid.UUID) -> str:
         """One look at the certificate; what came of it."""
@@ -126,7 +141,9 @@ class SslDesk:
         if skipped is not None:  # looked at again later, not at every tick meanwhile
             await self._record(cert.id, lambda c: c.check(now, skipped, cadence))
             return skipped
-        if cert.mode != "auto":  # custom: the customer's; shared: the wildcard's
+        if cert.mode == "shared":  # a vanity site: served the provider's wildcard
+            return await self._shared.serve(cert, now, cadence)
+        if cert.mode != "auto":  # custom: the customer's
             reason = await self._keep_installed(cert, now, cadence)
             if reason is None:
                 await self._record(cert.id, lambda c: c.check(now, cert.mode, cadence))
@@ -196,16 +213,34 @@ class SslDesk:
         target = cert.install_target
         if target is None:
             return None
+        server_id = target.server_id
+        return await self._put(
+            cert, bundle, key_pem, now, cadence, lambda c: c.mark_installed(now, server_id, serial)
+        )
+
+    async def _put(
+        self,
+        cert: Certificate,
+        bundle: PemBundle,
+        key_pem: str,
+        now: datetime,
+        cadence: SslCadence,
+        mark: Decide,
+    ) -> str | None:
+        """Installs ``bundle`` on the certificate's target (the installer probes first: a
+        node serving it already runs nothing) and records ``mark`` once the node holds it;
+        else records the reason, and returns it."""
+        target = cert.install_target
+        if target is None:
+            return None
         try:
             driver = await self._parts.drivers.driver(target.server_id)
             done = await self._installer.install(driver, target, bundle, key_pem, StepLog())
         except Exception as exc:  # the node refused or is away: try again later
             reason = f"installing on {target.server_id} failed: {exc}"
         else:
-            if done.on_node:  # Installed only when the node holds it
-                await self._record(
-                    cert.id, lambda c: c.mark_installed(now, target.server_id, serial)
-                )
+            if done.on_node:  # recorded installed only when the node holds it
+                await self._record(cert.id, mark)
                 return None
             reason = f"not installed on {target.server_id}: the domain is suspended there"
         await self._record(cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence))
@@ -275,6 +310,9 @@ class SslDesk:
                 poll_at=poll_at,
             ),
         )
+        if cert.role == "wildcard":  # on every vanity site, renewed once for all
+            await self._shared.deliver(cert.id, cadence)
+            return "issued"
         installed = await self._install(
             cert, got.bundle, got.facts.serial, got.key_pem, now, cadence
         )

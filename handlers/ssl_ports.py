@@ -213,3 +213,7 @@ class AcmeSource(Protocol):
 class CertificateListing(Protocol):
     def custom_expiring(self, before: datetime) -> list[uuid.UUID]:
         """The custom certificates (not retired) whose ``not_after`` is before ``before``."""
+
+    def shared_sites(self) -> list[uuid.UUID]:
+        """The vanity sites' certificates (mode ``shared``, not retired): those the
+        wildcard is installed on."""

@@ -275,6 +275,7 @@ class System:
             suffixes=public_suffix_rules(),
             profile=None,
         )
+        queries = SqlSslQueries(self.db, self.settings.view_prefix)
         desk = SslDesk(
             book,
             parts,
@@ -283,10 +284,11 @@ class System:
             fences,
             lambda: runtime.current().ssl,
             self.clock,
+            listing=queries,
         )
         feed = SslFeed(
             desk,
-            SqlSslQueries(self.db, self.settings.view_prefix),
+            queries,
             service_id_of(self.store),
             self.clock,
             concurrency=self.settings.ssl_concurrency,

@@ -8,7 +8,10 @@ primary key, so the key is the id that (service, role) names; the pair is indexe
 
 A pure fold of the events' own fields and timestamps: ``next_check_at``, the renewal moment
 and the ARI window are what the events recorded, never worked out here from settings or the
-clock. The state follows the Certificate aggregate's transitions for what is shown: a freeze
+clock. A vanity site's row (mode ``shared``) is ``pending`` until the provider's wildcard is
+installed on it (``WildcardInstalled``), then ``issued`` with the wildcard's names, issuer and
+dates: the certificate its node serves. The state follows the Certificate aggregate's
+transitions for what is shown: a freeze
 ends (``state`` back to where it was) only at an event recorded after it ended, as in the
 aggregate; readers compare ``frozen_until`` with their own clock. Nothing secret is kept: no
 key (sealed or not), no PEM; the certificate's public facts only.
@@ -162,6 +165,15 @@ def _installed(row: Row, event: Certificate.Installed) -> Row:
     return {"installed": {**(row.get("installed") or {}), event.server_id: event.serial}}
 
 
+def _wildcard_installed(row: Row, event: Certificate.WildcardInstalled) -> Row:
+    return {
+        **_settled(row, event.facts),
+        "names": list(event.facts["names"]),  # what the site is served: the wildcard
+        "installed": {**(row.get("installed") or {}), event.server_id: event.facts["serial"]},
+        "next_check_at": iso_time(event.next_check_at),
+    }
+
+
 def _issue_failed(row: Row, event: Certificate.IssueFailed) -> Row:
     return {
         "last_error": event.reason,
@@ -241,6 +253,7 @@ FOLDS: dict[type[Any], Callable[[Row, Any], Row]] = {
     Certificate.OrderAbandoned: _order_abandoned,
     Certificate.Issued: _issued,
     Certificate.Installed: _installed,
+    Certificate.WildcardInstalled: _wildcard_installed,
     Certificate.IssueFailed: _issue_failed,
     Certificate.Frozen: _frozen,
     Certificate.RenewalScheduled: _renewal_scheduled,

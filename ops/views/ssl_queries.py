@@ -66,6 +66,17 @@ class SqlSslQueries:
         )
         return [uuid.UUID(row["certificate_id"]) for row in found]
 
+    def shared_sites(self) -> list[uuid.UUID]:
+        """The vanity sites' certificates (served the wildcard), not retired."""
+        found = self._store.select(
+            SSL_CERTIFICATES.name,
+            "mode = 'shared' AND state != 'retired'",
+            (),
+            "certificate_id",
+            None,
+        )
+        return [uuid.UUID(row["certificate_id"]) for row in found]
+
 
 def _shown(row: Row) -> dict[str, Any]:
     shown = {name: row[name] for name in SHOWN}

@@ -115,6 +115,9 @@ class Rig:
     def custom_expiring(self, before: datetime) -> list[uuid.UUID]:
         return list(self.expiring)
 
+    def shared_sites(self) -> list[uuid.UUID]:
+        return []  # no vanity site here (tests/integration/test_ssl_desk_shared.py)
+
     @property
     def cert(self) -> Certificate:
         found = self.book.certificate(self.cert_id)

@@ -28,11 +28,11 @@ class Certificates:
     def __init__(self, store: EventStore) -> None:
         self.book = StoreCertificateBook(store)
 
-    def seed(self, service_id: str, role: str = "web") -> uuid.UUID:
+    def seed(self, service_id: str, role: str = "web", *, shared: bool = False) -> uuid.UUID:
         cert = Certificate.seed(
             service_id=service_id,
             role=role,
-            names=[f"{role}.s{service_id}.test"],
+            names=[f"s{service_id}.provider.test" if shared else f"{role}.s{service_id}.test"],
             install=None,
             dns_targets=[],
             http01=None,
@@ -40,6 +40,8 @@ class Certificates:
             cadence=CADENCE,
             now=T0,
             actor="deploy",
+            shared=shared,
+            provider_domain="provider.test" if shared else None,
         )
         self.book.update(cert.id, lambda _: cert, "busy")
         return cert.id
@@ -110,3 +112,15 @@ def test_custom_expiring_and_a_services_certificates_web_first(
     assert queries.custom_expiring(T0 + timedelta(days=365)) == [mail, web]
     assert [row["role"] for row in queries.ssl("1")] == ["web", "mail"]
     assert queries.ssl("2") == []
+
+
+def test_shared_sites_are_the_live_vanity_sites(
+    reads: tuple[Certificates, SqlSslQueries, ProjectionRunner],
+) -> None:
+    certs, queries, runner = reads
+    live = certs.seed("1", shared=True)
+    gone = certs.seed("2", shared=True)
+    certs.change(gone, lambda c: c.retire(T0))
+    certs.seed("3")  # a certificate of its own
+    runner.catch_up()
+    assert queries.shared_sites() == [live]

@@ -1,18 +1,19 @@
 """``hostwright replay`` after SSL events, on SQLite and PostgreSQL: services with web and mail
-certificates through every kind of Certificate event, and the shared wildcard that names no
-service, replay to views equal to the live ones — in one process and sharded over workers,
-whose shards learn a certificate's service from its ``Seeded`` event. A changed SSL row is
-named."""
+certificates through every kind of Certificate event, the shared wildcard that names no
+service and a vanity site served it, replay to views equal to the live ones — in one process
+and sharded over workers, whose shards learn a certificate's service from its ``Seeded``
+event. A changed SSL row is named."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from domain.certificate import FROZEN_BY_FAILURES, Certificate
+from domain.certificate import FROZEN_BY_FAILURES, Certificate, wildcard_uuid
 from domain.commands import parse_order
 from domain.ssl_policy import AriWindow
 from domain.ssl_types import CertificateFacts, Http01Spot, InstallTarget, SslCadence
@@ -64,10 +65,12 @@ class History:
         self.store.order_service(parse_order(body, now=self.tick(), actor="whmcs"), None)
 
     def seed(self, service_id: str | None, role: str) -> Certificate:
+        """``role`` ``shared``: a vanity site's web certificate, served the wildcard."""
+        names = {"wildcard": ["*.provider.test"], "shared": [f"s{service_id}.provider.test"]}
         cert = Certificate.seed(
             service_id=service_id,
-            role=role,
-            names=["*.provider.test"] if role == "wildcard" else [f"{role}.s{service_id}.test"],
+            role="web" if role == "shared" else role,
+            names=names.get(role, [f"{role}.s{service_id}.test"]),
             install=None if service_id is None else InstallTarget("web1", "web", "u", "d.test"),
             dns_targets=[],
             http01=None if service_id is None else Http01Spot("web1", "u", "/home/u/public"),
@@ -75,7 +78,8 @@ class History:
             cadence=CADENCE,
             now=self.tick(),
             actor="deploy",
-            provider_domain="provider.test" if role == "wildcard" else None,
+            shared=role == "shared",
+            provider_domain="provider.test" if role in ("wildcard", "shared") else None,
         )
         self.book.update(cert.id, lambda _: cert, "busy")
         return cert
@@ -138,6 +142,14 @@ _STEPS = {
     "adopt": lambda c, n: c.adopt(n, _facts("ad", n), CADENCE),
     "freeze": lambda c, n: c.freeze(n, n + timedelta(hours=2), "test", FROZEN_BY_FAILURES),
     "retire": lambda c, n: c.retire(n),
+    "wait": lambda c, n: c.check(n, "waiting", CADENCE, waiting=True),
+    "serve": lambda c, n: c.wildcard_installed(
+        n,
+        server_id="web1",
+        wildcard_id=wildcard_uuid("provider.test"),
+        facts=replace(_facts(f"{n:%H%M}", n), names=("*.provider.test",)),
+        cadence=CADENCE,
+    ),
 }
 
 
@@ -160,6 +172,8 @@ def projected(database_url: str) -> Iterator[tuple[EventStore, Database]]:
         history.seed("1003", "web")
         wildcard = history.seed(None, "wildcard")
         history.act(wildcard, "order", "issue", "check")
+        vanity = history.seed("1004", "shared")
+        history.act(vanity, "wait", "serve", "issue_now", "serve", "retire")
         views = all_views()
         ProjectionRunner(store, ViewStore(db, views), views).catch_up()
         yield store, db
@@ -174,7 +188,7 @@ def test_ssl_events_replay_to_the_live_ssl_view_in_one_process_and_sharded(
     store, db = projected
     with db.transaction() as cur:
         cur.execute("SELECT COUNT(*), COUNT(service_id) FROM hw_ssl_certificates")
-        assert tuple(cur.fetchone()) == (5, 4)  # the wildcard's row names no service
+        assert tuple(cur.fetchone()) == (6, 5)  # the wildcard's row names no service
     assert replay_and_compare(store, db, all_views()) is None
     assert replay_and_compare(store, db, all_views(), workers=2) is None
 

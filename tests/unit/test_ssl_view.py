@@ -5,10 +5,11 @@ its own that could drift from the aggregate's. Every event kind is exercised."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.certificate import FROZEN_BY_RATE_LIMIT, Certificate
+from domain.certificate import FROZEN_BY_RATE_LIMIT, Certificate, wildcard_uuid
 from domain.ssl_policy import AriWindow
 from domain.ssl_types import CertificateFacts, Http01Spot, InstallTarget, SslCadence
 from projections.catalogue import SERVICE_NAMING
@@ -81,7 +82,9 @@ class Walk:
             "role": cert.role,
             "mode": cert.mode,
             "state": cert.state,
-            "names": cert.names,
+            # a vanity site shows what it is served: the wildcard's names
+            "names": list(current.names) if cert.mode == "shared" and current else cert.names,
+            "issuer": None if current is None else current.issuer,
             "serial": None if current is None else current.serial,
             "not_after": None if current is None else iso_time(current.not_after),
             "frozen_until": _text(cert.frozen_until),
@@ -177,7 +180,8 @@ def test_every_event_folds_to_what_the_aggregate_says() -> None:
     cert.retire(now)
     walk.fold()
     assert walk.row["state"] == "retired" and walk.row["next_check_at"] is None
-    assert set(FOLDS) == walk.kinds - {Certificate.KeyResealed}
+    # every kind but a vanity site's own (walked below)
+    assert set(FOLDS) - {Certificate.WildcardInstalled} == walk.kinds - {Certificate.KeyResealed}
 
 
 def test_a_reasoned_check_shows_its_reason() -> None:
@@ -202,3 +206,48 @@ def test_the_wildcard_has_no_service_and_seeding_names_the_service() -> None:
     walk = Walk(wildcard)
     assert walk.row["service_id"] is None and walk.row["role"] == "wildcard"
     assert all(column.name != "key_sealed" for column in SSL_CERTIFICATES.columns)
+
+
+def test_a_vanity_site_is_pending_until_the_wildcard_is_installed_then_shows_it() -> None:
+    site = "blog.provider.test"
+    walk = Walk(
+        seeded(
+            names=[site],
+            install=InstallTarget("web1", "web", "bloguser", site),
+            shared=True,
+            provider_domain="provider.test",
+        )
+    )
+    cert = walk.cert
+    cert.check(T0, "waiting", CADENCE, waiting=True)  # the wildcard not issued yet
+    walk.fold()
+    assert walk.row["state"] == "pending" and walk.row["names"] == [site]
+    wildcard = replace(facts("77"), names=("*.provider.test",))
+    now = T0 + timedelta(minutes=5)
+    cert.wildcard_installed(
+        now,
+        server_id="web1",
+        wildcard_id=wildcard_uuid("provider.test"),
+        facts=wildcard,
+        cadence=CADENCE,
+    )
+    walk.fold()
+    row = walk.row
+    assert (row["state"], row["mode"], row["serial"]) == ("issued", "shared", "77")
+    assert row["names"] == ["*.provider.test"] and row["issuer"] == "CN=Test Intermediate"
+    assert Certificate.WildcardInstalled in walk.kinds
+    cert.preflight_failed(now, "install", "installing on web1 failed: gone", CADENCE)
+    walk.fold()  # a failed install of the renewal keeps the one served
+    assert walk.row["state"] == "issued"
+    cert.wildcard_installed(
+        now,
+        server_id="web1",
+        wildcard_id=wildcard_uuid("provider.test"),
+        facts=replace(wildcard, serial="78"),
+        cadence=CADENCE,
+    )
+    walk.fold()
+    assert walk.row["serial"] == "78" and walk.row["last_error"] is None
+    cert.retire(now)
+    walk.fold()
+    assert walk.row["state"] == "retired"
