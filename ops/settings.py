@@ -117,6 +117,9 @@ class Settings:
     # certificates (``cron.ssl``), and how many it checks at once
     ssl: str = "off"
     cron_ssl_s: float = 5.0
+    # how often custom certificates are looked at for an expiry warning they are owed (each
+    # of 30/14/7/1 days is recorded once, so a missed look only comes late, never twice)
+    cron_ssl_expiry_s: float = 3600.0
     ssl_concurrency: int = 8
 
     @classmethod
@@ -180,6 +183,7 @@ class Settings:
             "cron_tickets_s",
             "cron_inbox_s",
             "cron_ssl_s",
+            "cron_ssl_expiry_s",
             "inbox_retention_hours",
             "stop_grace_s",
         ):

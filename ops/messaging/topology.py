@@ -64,6 +64,7 @@ SSL_BINDINGS = (
     "Service.Terminated",
     "Service.Unsuspended",
     "cron.ssl",
+    "cron.ssl_expiry",
 )
 SSL_QUEUES: dict[str, tuple[str, ...]] = {
     handler_queue(SSL_ROLE): handler_bindings(SSL_ROLE),

@@ -7,6 +7,8 @@
   inbox          every ``cron_inbox_s`` (10 min)       prune the consumers' inboxes (in process)
   ssl            every ``cron_ssl_s`` (5 s)            the SSL desk's look for due certificates
                                                       (only with HOSTWRIGHT_SSL=auto)
+  ssl_expiry     every ``cron_ssl_expiry_s`` (1 h)     custom certificates' expiry warnings
+                                                      (only with HOSTWRIGHT_SSL=auto)
 
 By default a job publishes its tick for the pipeline, which does the work: routing key
 ``cron.<job>``, ``message_id`` ``cron:<job>:<period>`` (so a duplicate is absorbed by the
@@ -36,7 +38,11 @@ def cron_periods(settings: Settings) -> dict[str, float]:
         "terminations": settings.cron_terminations_s,
         "tickets": settings.cron_tickets_s,
         "inbox": settings.cron_inbox_s,
-        **({"ssl": settings.cron_ssl_s} if settings.ssl_auto else {}),
+        **(
+            {"ssl": settings.cron_ssl_s, "ssl_expiry": settings.cron_ssl_expiry_s}
+            if settings.ssl_auto
+            else {}
+        ),
     }
 
 

@@ -7,7 +7,10 @@
 - ``Service.Terminated`` / ``Service.Unsuspended`` → the service's web and mail certificates
   are checked (the desk retires a terminated service's, and renews an unsuspended one's);
 - ``cron.ssl`` (the scheduler's tick, every ``HOSTWRIGHT_CRON_SSL_S``) → up to ``limit``
-  certificates the SSL view says are due (``SslDueQueries.due``).
+  certificates the SSL view says are due (``SslDueQueries.due``);
+- ``cron.ssl_expiry`` (every ``HOSTWRIGHT_CRON_SSL_EXPIRY_S``, an hour) → the expiry warnings
+  custom certificates are owed now (``SslDesk.warn_expiring``: each threshold once; the
+  ticket desk opens or notes a ticket for each warning recorded).
 
 Every check runs under one semaphore of ``concurrency`` and in a task of its own, so a slow
 CA never holds the queue; a check already running elsewhere is skipped by the desk's own
@@ -40,6 +43,8 @@ SERVICE_TOPICS = frozenset(topic for topic in SSL_BINDINGS if topic.startswith("
 class Desk(Protocol):
     async def check(self, cert_id: uuid.UUID) -> str: ...
 
+    async def warn_expiring(self, now: datetime) -> list[tuple[uuid.UUID, int]]: ...
+
 
 class SslDueQueries(Protocol):
     def due(self, now: datetime, limit: int) -> list[uuid.UUID]: ...
@@ -71,6 +76,10 @@ class SslFeed:
 
     async def handle(self, message: Message) -> None:
         """Raises ValueError on an envelope that cannot be read (dead-lettered)."""
+        if message.routing_key == "cron.ssl_expiry":
+            for cert_id, days in await self._desk.warn_expiring(self._clock()):
+                log.info("ssl %s: expires within %d days; warning recorded", cert_id, days)
+            return
         for cert_id in await self._certificates(message):
             self._start(cert_id)
 

@@ -29,7 +29,7 @@ BASE = {"HOSTWRIGHT_SECRET_KEY": "k" * 40, "HOSTWRIGHT_AMQP_URL": "amqp://localh
 def test_ssl_is_off_by_default_and_off_adds_nothing() -> None:
     settings = Settings.load(BASE)
     assert settings.ssl == "off" and not settings.ssl_auto
-    assert "ssl" not in cron_periods(settings)
+    assert not {"ssl", "ssl_expiry"} & set(cron_periods(settings))
     assert not set(SSL_QUEUES) & set(QUEUES)
     assert "handler.ssl" in COMPONENTS  # `serve handler ssl` exists …
     up = components_of(System(settings))
@@ -41,6 +41,7 @@ def test_ssl_is_off_by_default_and_off_adds_nothing() -> None:
 def test_auto_adds_the_tick_and_the_component() -> None:
     settings = Settings.load({**BASE, "HOSTWRIGHT_SSL": "auto", "HOSTWRIGHT_CRON_SSL_S": "2"})
     assert settings.ssl_auto and cron_periods(settings)["ssl"] == 2.0
+    assert cron_periods(settings)["ssl_expiry"] == 3600.0  # custom certificates' warnings
     assert components_of(System(settings)) == list(COMPONENTS.values())
     assert SSL_OFF not in readiness_problems(settings, "handler.ssl")
 
@@ -54,6 +55,11 @@ class Desk:
     def __init__(self) -> None:
         self.checked: list[uuid.UUID] = []
         self.release = asyncio.Event()
+        self.warned_at: list[datetime] = []
+
+    async def warn_expiring(self, now: datetime) -> list[tuple[uuid.UUID, int]]:
+        self.warned_at.append(now)
+        return [(uuid.uuid4(), 14)]
 
     async def check(self, cert_id: uuid.UUID) -> str:
         self.checked.append(cert_id)
@@ -94,3 +100,12 @@ async def test_the_feed_checks_what_each_delivery_names() -> None:
     await feed.handle(tick)
     await feed.drain()
     assert due.asked == [(T0, 5)] and desk.checked[3:] == due.ids
+
+
+async def test_the_expiry_tick_asks_the_desk_for_the_warnings_owed_and_checks_nothing() -> None:
+    desk, due = Desk(), Due([uuid.uuid4()])
+    feed = SslFeed(desk, due, {}.get, lambda: T0, concurrency=2, limit=5)
+    tick = Message(routing_key="cron.ssl_expiry", body=b"{}", message_id="cron:ssl_expiry:1")
+    await feed.handle(tick)
+    await feed.drain()
+    assert desk.warned_at == [T0] and desk.checked == [] and due.asked == []
