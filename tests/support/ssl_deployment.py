@@ -17,14 +17,20 @@ import asyncio
 import contextlib
 import ssl
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
+from domain.certificate import certificate_uuid
+from handlers.hestia_driver import HestiaDriver
 from ops.devtools.delegation_dns import DelegationDns
 from ops.devtools.pebble import Pebble
 from ops.devtools.simnode import SimNode
+from ops.devtools.simnode.state import NodeState
+from ops.devtools.simnode.web_server import WebServer
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import SSL_QUEUES
+from ops.store.event_store import EventStore, event_as_json
 from tests.support.deployment import PARTS, Deployment, free_port, wait_until
 from tests.support.run_leftovers import RUN_MARK, this_run
 
@@ -147,3 +153,92 @@ class SslDeployment(Deployment):
                 await transport.delete_queue(f"{queue}.dead")
         finally:
             await transport.close()
+
+    # --- the pre-flight, adoption and custom-certificate checks (test_ssl_checks.py) ----
+
+    def trust_roots(self, *roots_pem: str) -> None:
+        """``HOSTWRIGHT_TRUSTED_ROOTS`` of the parts started after this: pebble's root and
+        ``roots_pem`` (a customer's CA, say), in one file."""
+        assert self.pebble is not None
+        bundle = self.tmp / "trusted-roots.pem"
+        bundle.write_text("\n".join([self.pebble.roots_path.read_text(), *roots_pem]))
+        self.settings["HOSTWRIGHT_TRUSTED_ROOTS"] = str(bundle)
+
+    async def start_all_but(self, *held: str) -> None:
+        """Every SSL part but ``held`` (started later with ``start``)."""
+        for part in SSL_PARTS:
+            if part not in held:
+                self.start(part)
+        await self.wait_for_gateway()
+
+    async def serve_certificate(
+        self, server_id: str, kind: str, user: str, domain: str, pems: tuple[str, str, str]
+    ) -> None:
+        """Puts ``pems`` (certificate, key, chain) on a user's web or mail domain as staff
+        would in Hestia's panel (``v-add-{kind}-domain-ssl``), not through hostwright."""
+        certificate, key, chain = pems
+        driver = HestiaDriver(self.access(server_id))
+        try:
+            files = {f"{domain}.crt": certificate, f"{domain}.key": key, f"{domain}.ca": chain}
+            placed = await driver.put_private_files(
+                ".staff-ssl", {name: text.encode() for name, text in files.items()}
+            )
+            try:
+                await driver.check([f"v-add-{kind}-domain-ssl", user, domain, placed])
+            finally:
+                await driver.remove_tree(placed)
+        finally:
+            await driver.close()
+
+    async def presented_under(self, ip: str, name: str, roots_pem: str) -> x509.Certificate:
+        """The certificate ``ip`` serves for SNI ``name``; raises unless it verifies against
+        ``roots_pem`` for ``name``."""
+        context = ssl.create_default_context(cadata=roots_pem)
+        _, writer = await asyncio.open_connection(
+            ip, self.https_port, ssl=context, server_hostname=name
+        )
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return x509.load_der_x509_certificate(der)
+
+    async def http_answered_by_stranger(self, server_id: str) -> None:
+        """The node's HTTP(S) address answered from now on by a web server that holds no
+        site (another server took the ports: every challenge fetch is a 404)."""
+        node = self.nodes[server_id]
+        assert node.web is not None
+        await node.web.stop()
+        data_dir = self.tmp / f"stranger-{server_id}"
+        data_dir.mkdir()
+        stranger = WebServer(data_dir, node.host, self.http_port, self.https_port, NodeState)
+        await stranger.start()
+        node.web = stranger  # stopped with the node
+
+    async def certificate_events(self, service_id: int, role: str) -> list[dict[str, Any]]:
+        """The Certificate events of a service's role, as the store holds them (JSON)."""
+
+        def read() -> list[dict[str, Any]]:
+            store = EventStore(self.database_url)
+            try:
+                stored = store.recorder.select_events(certificate_uuid(str(service_id), role))
+                return [event_as_json(store.app.mapper.to_domain_event(s)) for s in stored]
+            finally:
+                store.close()
+
+        return await asyncio.to_thread(read)
+
+    def full_logs(self) -> str:
+        """Everything every process of the run wrote (each start's log file), pebble's log
+        and the nodes' command journals: what a secret must never show up in."""
+        texts = [path.read_text(errors="replace") for path in sorted(self.tmp.glob("*.log"))]
+        if self.pebble is not None:
+            texts.append(self.pebble.log())
+        for node in self.nodes.values():
+            journal = node.data_dir / "commands.jsonl"
+            node.executor.journal.flush()
+            if journal.exists():
+                texts.append(journal.read_text(errors="replace"))
+        return "\n".join(texts)
