@@ -198,11 +198,6 @@ class SslDeployment(Deployment):
             if entry["argv"][2:3] == [domain]
         ]
 
-    def node_commands(self, server_id: str, command: str) -> list[dict[str, Any]]:
-        """Every ``command`` the node finished, oldest first."""
-        log = read_command_log(self.nodes[server_id].data_dir)
-        return [entry for entry in log if entry["argv"][:1] == [command]]
-
     async def wait_node_idle(self, server_id: str, timeout: float) -> None:
         """Until the node runs no command (one a killed client left running has ended)."""
 
