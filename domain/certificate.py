@@ -41,6 +41,7 @@ ROLES = ("web", "mail")
 MODES = ("auto", "custom", "shared")
 FROZEN_BY_FAILURES = "failures"
 FROZEN_BY_RATE_LIMIT = "rate_limited"
+DEPLOY_ACTOR = "deploy"  # the deploy chain's ssl step (a first deploy, a redeploy, a repair)
 
 
 def certificate_uuid(service_id: str, role: str) -> uuid.UUID:
@@ -139,20 +140,26 @@ class Certificate(Aggregate):
     class IssueRequested(Event):
         """Someone asked for a certificate now (``POST …/ssl/{role}/issue``, a redeploy, a
         custom certificate removed): fast mode again, a failure freeze lifted, the served
-        certificate adopted only when ``adopt``."""
+        certificate adopted only when ``adopt``. Asked by a deploy (``DEPLOY_ACTOR``: a
+        redeploy, a verify & repair) while a certificate of ours is current, it is that one
+        that is wanted, on its node: looked at now and installed again where the node lacks
+        it, renewed only at its renewal moment."""
 
         actor: str
         fast_attempts: int
         adopt: bool
 
         def apply_to(self, cert: Certificate) -> None:
-            cert.fast_left = self.fast_attempts
             cert.failures = 0
-            cert.issue_requested = True
-            cert.adopt_served = self.adopt
             cert.next_check_at = self.timestamp
             if cert.frozen_kind == FROZEN_BY_FAILURES:
                 _thaw(cert)
+            if self.actor == DEPLOY_ACTOR and _holds_ours(cert):
+                cert.installed = {}  # not taken on trust: the look asks the node again
+                return
+            cert.fast_left = self.fast_attempts
+            cert.issue_requested = True
+            cert.adopt_served = self.adopt
 
     class Checked(Event):
         """A look that changed nothing on the node or at the CA (still valid, not due, an
@@ -838,6 +845,12 @@ class Certificate(Aggregate):
             renew_at=self.renew_at,
             poll_at=self.ari_poll_at,
         )
+
+
+def _holds_ours(cert: Certificate) -> bool:
+    """A current certificate of ours: its PEM and its key (sealed) held, not one adopted."""
+    current = cert.current or {}
+    return bool(current.get("certificate") and current.get("key_sealed"))
 
 
 def _settled(cert: Certificate) -> None:

@@ -18,10 +18,12 @@ fence means another process is on that certificate: this check is skipped):
   always for a wildcard), finalizes and records ``Issued`` with the renewal moment
   (``RenewalScheduled``: inside the CA's ARI window, sent with ``replaces`` when renewing,
   else the ⅓-lifetime fallback);
-- the certificate is installed on the node (``Installed``); an install that fails records the
-  reason and is tried again at the recheck interval. The wildcard has no node of its own: once
-  issued or renewed it is installed on every vanity site served it (``WildcardInstalled`` on
-  each site's certificate);
+- the certificate is put on the node, then ``Issued`` and ``Installed`` are recorded in one
+  save (a check killed before it leaves the order open: the next check resumes it, gets the
+  same certificate and finds it on the node); an install that fails records ``Issued`` and
+  the reason, and is tried again at the recheck interval. The wildcard has no node of its
+  own: once issued or renewed it is installed on every vanity site served it
+  (``WildcardInstalled`` on each site's certificate);
 - an issued certificate not due for renewal has its ARI window asked again when its poll
   time has come, else a ``Checked``.
 
@@ -66,6 +68,20 @@ from handlers.step_fence import StepFences
 log = logging.getLogger(__name__)
 
 SKIPPED_SERVICES = {"suspended": "suspended", "terminating": "terminating"}
+
+
+def _installed(
+    cert: Certificate, now: datetime, serial: str, reason: str | None, cadence: SslCadence
+) -> None:
+    """Records the install of ``serial`` on the certificate's node, or (``reason``) why it
+    is not there: looked at again at the recheck interval."""
+    target = cert.install_target
+    if target is None:
+        return
+    if reason is None:
+        cert.mark_installed(now, target.server_id, serial)
+    else:
+        cert.preflight_failed(now, "install", reason, cadence)
 
 
 def certificate_fence_key(cert_id: uuid.UUID) -> int:
@@ -210,13 +226,9 @@ class SslDesk:
         now: datetime,
         cadence: SslCadence,
     ) -> str | None:
-        target = cert.install_target
-        if target is None:
-            return None
-        server_id = target.server_id
-        return await self._put(
-            cert, bundle, key_pem, now, cadence, lambda c: c.mark_installed(now, server_id, serial)
-        )
+        reason = await self._put_on_node(cert, bundle, key_pem)
+        await self._record(cert.id, lambda c: _installed(c, now, serial, reason, cadence))
+        return reason
 
     async def _put(
         self,
@@ -227,9 +239,23 @@ class SslDesk:
         cadence: SslCadence,
         mark: Decide,
     ) -> str | None:
-        """Installs ``bundle`` on the certificate's target (the installer probes first: a
-        node serving it already runs nothing) and records ``mark`` once the node holds it;
-        else records the reason, and returns it."""
+        """Installs ``bundle`` on the certificate's target and records ``mark`` once the node
+        holds it; else records the reason, and returns it."""
+        if cert.install_target is None:
+            return None
+        reason = await self._put_on_node(cert, bundle, key_pem)
+        if reason is None:
+            await self._record(cert.id, mark)
+        else:
+            await self._record(
+                cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence)
+            )
+        return reason
+
+    async def _put_on_node(self, cert: Certificate, bundle: PemBundle, key_pem: str) -> str | None:
+        """Puts the certificate on its node (the installer probes first: a node serving it
+        already runs nothing); None when the node holds it now, else why not (nothing
+        recorded: the caller records it)."""
         target = cert.install_target
         if target is None:
             return None
@@ -237,14 +263,10 @@ class SslDesk:
             driver = await self._parts.drivers.driver(target.server_id)
             done = await self._installer.install(driver, target, bundle, key_pem, StepLog())
         except Exception as exc:  # the node refused or is away: try again later
-            reason = f"installing on {target.server_id} failed: {exc}"
-        else:
-            if done.on_node:  # recorded installed only when the node holds it
-                await self._record(cert.id, mark)
-                return None
-            reason = f"not installed on {target.server_id}: the domain is suspended there"
-        await self._record(cert.id, lambda c: c.preflight_failed(now, "install", reason, cadence))
-        return reason
+            return f"installing on {target.server_id} failed: {exc}"
+        if not done.on_node:
+            return f"not installed on {target.server_id}: the domain is suspended there"
+        return None
 
     # --- getting one --------------------------------------------------------------------
 
@@ -297,9 +319,13 @@ class SslDesk:
         if isinstance(got, str):
             return got
         ari, explained, poll_at = await ari_window(acme, got.facts, now)
-        await self._record(
-            cert.id,
-            lambda c: c.issued(
+        # On the node first, then Issued and Installed in one save: a check killed between
+        # the two leaves the order open (resumed: the CA hands the same certificate again,
+        # found on the node already), never an issued certificate that no look installs.
+        not_installed = await self._put_on_node(cert, got.bundle, got.key_pem)
+
+        def issued(c: Certificate) -> None:
+            c.issued(
                 now,
                 certificate=got.bundle.certificate,
                 chain=got.bundle.chain,
@@ -308,15 +334,14 @@ class SslDesk:
                 ari=ari,
                 explanation_url=explained,
                 poll_at=poll_at,
-            ),
-        )
+            )
+            _installed(c, now, got.facts.serial, not_installed, cadence)
+
+        await self._record(cert.id, issued)
         if cert.role == "wildcard":  # on every vanity site, renewed once for all
             await self._shared.deliver(cert.id, cadence)
             return "issued"
-        installed = await self._install(
-            cert, got.bundle, got.facts.serial, got.key_pem, now, cadence
-        )
-        return "issued" if installed is None else "issued_not_installed"
+        return "issued" if not_installed is None else "issued_not_installed"
 
     async def _http01_self_check(self, cert: Certificate, address: str | None) -> str | None:
         spot = cert.http01_spot

@@ -7,7 +7,8 @@ the Certificate (through the ``CertificateBook``) and emits:
 - ``Certificate.Seeded`` (fast mode: due at once) when the service has none for the role; a
   vanity site is seeded ``shared`` and the provider's wildcard is seeded too when it is not;
 - ``Certificate.IssueRequested`` (actor ``deploy``) when it has one (a redeploy, a verify &
-  repair): looked at again at once, in fast mode;
+  repair): looked at again at once, in fast mode; a current certificate of ours is installed
+  again where the node lacks it, not ordered anew (domain/certificate.py);
 - nothing for a custom certificate (the customer's) or a retired one.
 
 It never opens SSH (the driver is only asked its server id) and never waits for the CA: the
@@ -22,12 +23,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from domain.certificate import Certificate, certificate_uuid, wildcard_uuid
+from domain.certificate import DEPLOY_ACTOR, Certificate, certificate_uuid, wildcard_uuid
 from domain.ssl_types import DnsTarget, Http01Spot, InstallTarget, SslCadence
 from handlers.ssl_ports import CertificateBook
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
 
-ACTOR = "deploy"
+ACTOR = DEPLOY_ACTOR
 
 
 def ssl_actions(

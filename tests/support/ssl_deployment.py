@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from cryptography import x509
 
 from domain.certificate import certificate_uuid
@@ -26,15 +28,26 @@ from handlers.hestia_driver import HestiaDriver
 from ops.devtools.delegation_dns import DelegationDns
 from ops.devtools.pebble import Pebble
 from ops.devtools.simnode import SimNode
+from ops.devtools.simnode.journal import read_command_log
 from ops.devtools.simnode.state import NodeState
 from ops.devtools.simnode.web_server import WebServer
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import SSL_QUEUES
+from ops.store.database import postgres_conninfo
 from ops.store.event_store import EventStore, event_as_json
 from tests.support.deployment import PARTS, Deployment, free_port, wait_until
 from tests.support.run_leftovers import RUN_MARK, this_run
 
 SSL_PARTS = (*PARTS, "handler ssl")
+# Hestia's certificate installs, web and mail: what "installed once" counts on a node
+INSTALL_COMMANDS = frozenset(
+    {
+        "v-add-web-domain-ssl",
+        "v-change-web-domain-sslcert",
+        "v-add-mail-domain-ssl",
+        "v-change-mail-domain-sslcert",
+    }
+)
 
 
 class SslDeployment(Deployment):
@@ -242,3 +255,52 @@ class SslDeployment(Deployment):
             if journal.exists():
                 texts.append(journal.read_text(errors="replace"))
         return "\n".join(texts)
+
+    # --- crashes and lifecycle (tests/e2e/test_ssl_sigkill.py, test_ssl_lifecycle.py) ---------
+
+    def stored_certificate_events(self, service_id: int, role: str) -> list[dict[str, Any]]:
+        """The certificate's events as PostgreSQL holds them, oldest first: ``topic`` (the
+        event's name, ``OrderPlaced``) and ``data`` (its fields as stored JSON), read from
+        the store's table (eventsourcing names it after the application) on one connection
+        a call, so a test may poll it while every part runs."""
+        cert_id = certificate_uuid(str(service_id), role)
+        conninfo = postgres_conninfo(self.database_url)
+        with psycopg.connect(conninfo, connect_timeout=10, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT topic, state FROM hostwright_events WHERE originator_id = %s"
+                " ORDER BY originator_version",
+                (cert_id,),
+            ).fetchall()
+        return [
+            {"topic": topic.rpartition(".")[2], "data": json.loads(bytes(state))}
+            for topic, state in rows
+        ]
+
+    async def certificate_topics(self, service_id: int, role: str) -> list[str]:
+        events = await asyncio.to_thread(self.stored_certificate_events, service_id, role)
+        return [event["topic"] for event in events]
+
+    def install_runs(self, server_id: str, domain: str) -> list[dict[str, Any]]:
+        """The certificate installs the node finished for ``domain`` (its web domain or its
+        mail domain), oldest first, failed ones included (their ``exit_code`` says so)."""
+        log = read_command_log(self.nodes[server_id].data_dir)
+        return [  # argv: the command, the user, the domain, the folder of the files
+            entry
+            for entry in log
+            if entry["argv"][:1] and entry["argv"][0] in INSTALL_COMMANDS
+            if entry["argv"][2:3] == [domain]
+        ]
+
+    async def wait_node_idle(self, server_id: str, timeout: float) -> None:
+        """Until the node runs no command (one a killed client left running has ended)."""
+
+        async def idle() -> bool:
+            return self.nodes[server_id].executor.journal.running == 0
+
+        await wait_until(idle, timeout, f"{server_id} running no command", self.logs)
+
+    def crash(self, part: str) -> None:
+        """SIGKILL to ``part`` (its whole process group), reaped: no graceful stop."""
+        process = self.processes[part]
+        process.kill()
+        process.__exit__()
