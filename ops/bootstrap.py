@@ -273,7 +273,7 @@ class System:
             drivers=drivers,
             sealer=sealer,
             suffixes=public_suffix_rules(),
-            profile=None,
+            profile=self.settings.acme_profile,
         )
         queries = SqlSslQueries(self.db, self.settings.view_prefix)
         desk = SslDesk(

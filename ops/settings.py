@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -23,6 +24,7 @@ PREFIX = "HOSTWRIGHT_"
 MIN_SECRET_KEY_CHARS = 32
 MAX_PORT = 65535
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 STAGING_ACME_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 SSL_MODES = ("off", "auto")
 
@@ -112,6 +114,9 @@ class Settings:
     acme_directory: str = LETS_ENCRYPT_DIRECTORY
     acme_email: str | None = None
     acme_ca_bundle: str | None = None
+    # the ACME profile orders ask for (Let's Encrypt's "classic", "tlsserver", "shortlived");
+    # unset: the CA's default. A profile the CA does not offer fails the order, with its reason
+    acme_profile: str | None = None
     # automatic SSL: "off" (no ssl steps, no ssl queues, no SSL desk) or "auto" (deploys end
     # with the ssl steps and ``handler ssl`` runs the desk); how often the desk looks for due
     # certificates (``cron.ssl``), and how many it checks at once
@@ -265,6 +270,8 @@ class Settings:
             yield f"HOSTWRIGHT_ACME_EMAIL is not a mail address: {self.acme_email!r}"
         if self.acme_ca_bundle is not None and not Path(self.acme_ca_bundle).is_file():
             yield f"HOSTWRIGHT_ACME_CA_BUNDLE names no file: {self.acme_ca_bundle}"
+        if self.acme_profile is not None and not _PROFILE_NAME.fullmatch(self.acme_profile):
+            yield f"HOSTWRIGHT_ACME_PROFILE is not a profile name: {self.acme_profile!r}"
 
     @property
     def ssl_auto(self) -> bool:

@@ -13,6 +13,7 @@ def test_the_default_directory_is_lets_encrypt_production() -> None:
     assert settings.acme_directory == "https://acme-v02.api.letsencrypt.org/directory"
     assert settings.acme_directory == LETS_ENCRYPT_DIRECTORY
     assert settings.acme_email is None and settings.acme_ca_bundle is None
+    assert settings.acme_profile is None  # the CA's default profile
 
 
 def test_staging_a_contact_and_a_bundle_are_read(tmp_path: Path) -> None:
@@ -23,8 +24,10 @@ def test_staging_a_contact_and_a_bundle_are_read(tmp_path: Path) -> None:
             "HOSTWRIGHT_ACME_DIRECTORY": STAGING_ACME_DIRECTORY,
             "HOSTWRIGHT_ACME_EMAIL": "ops@provider.test",
             "HOSTWRIGHT_ACME_CA_BUNDLE": str(bundle),
+            "HOSTWRIGHT_ACME_PROFILE": "tlsserver",
         }
     )
+    assert settings.acme_profile == "tlsserver"
     assert settings.acme_directory.startswith("https://acme-staging-v02.")
     assert (settings.acme_email, settings.acme_ca_bundle) == ("ops@provider.test", str(bundle))
 
@@ -35,10 +38,12 @@ def test_each_bad_value_is_named(tmp_path: Path) -> None:
             "HOSTWRIGHT_ACME_DIRECTORY": "http://ca.test/dir",
             "HOSTWRIGHT_ACME_EMAIL": "ops at provider",
             "HOSTWRIGHT_ACME_CA_BUNDLE": str(tmp_path / "missing.pem"),
+            "HOSTWRIGHT_ACME_PROFILE": "short lived; rm",
         }
     )
     assert problems == [
         "HOSTWRIGHT_ACME_DIRECTORY must be an https:// URL (an ACME directory)",
         "HOSTWRIGHT_ACME_EMAIL is not a mail address: 'ops at provider'",
         f"HOSTWRIGHT_ACME_CA_BUNDLE names no file: {tmp_path / 'missing.pem'}",
+        "HOSTWRIGHT_ACME_PROFILE is not a profile name: 'short lived; rm'",
     ]
