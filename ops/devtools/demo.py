@@ -40,6 +40,7 @@ from ops.devtools.demo_nodes import (
     provision_provider,
     wait_until,
 )
+from ops.devtools.demo_ssl import NODE_IPS, DemoSsl, pebble_installed
 from ops.runtime import event_loop
 from ops.runtime.components import serve_all
 from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
@@ -75,6 +76,11 @@ SAMPLE_ORDERS = [
     },
 ]
 SAMPLE_IDS: list[int] = [int(str(order["service_id"])) for order in SAMPLE_ORDERS]
+SSL_SAMPLE_DOMAIN = str(SAMPLE_ORDERS[0]["domain"])  # split: its web certificate is on web1
+SSL_OFF = (
+    "ssl: off (no /usr/bin/pebble; `apt-get install pebble` and the demo issues its "
+    "certificates from a local pebble, Let's Encrypt's test CA)"
+)
 NODE_MAX_CONCURRENCY = 4
 
 
@@ -106,14 +112,23 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     data.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(listen, data)
     settings.check()
-    system = System(settings)
-    system.listeners()  # a taken address is a one-line error before the URL is printed
-    url = f"http://{settings.listen}"
-    event_loop.run(_serve_with_samples(system, url, data))
+    ssl = DemoSsl(data) if pebble_installed() else None
+    try:
+        if ssl is not None:
+            ssl.start_pebble()
+            settings = ssl.settings(settings)
+            settings.check()
+        system = System(settings)
+        system.listeners()  # a taken address is a one-line error before the URL is printed
+        url = f"http://{settings.listen}"
+        event_loop.run(_serve_with_samples(system, url, data, ssl))
+    finally:
+        if ssl is not None:
+            ssl.stop_pebble()
     return 0
 
 
-def _announce(settings: Settings, url: str) -> None:
+def _announce(settings: Settings, url: str, ssl: DemoSsl | None) -> None:
     """The URL and tokens, printed once the nodes are registered."""
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
@@ -124,25 +139,39 @@ def _announce(settings: Settings, url: str) -> None:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
+    ssl_lines = ssl.lines(SSL_SAMPLE_DOMAIN) if ssl is not None else [SSL_OFF]
+    for line in [*ssl_lines, f"ssl state: {url}/v1/services/1001/ssl (WHMCS's token)"]:
+        print(line, flush=True)
 
 
-async def _serve_with_samples(system: System, url: str, data: Path) -> None:
+async def _serve_with_samples(system: System, url: str, data: Path, ssl: DemoSsl | None) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop, STOP_GRACE_S)  # and exit late if a part hangs past its grace
     key_path = Path(system.settings.ssh_key or data / "ssh_client_key")
     public_key = ensure_client_key(key_path)
-    nodes = DemoNodes(data / "nodes", public_key)
+    nodes = DemoNodes(
+        data / "nodes",
+        public_key,
+        ips=NODE_IPS if ssl is not None else {},
+        shared_ports=ssl.ports if ssl is not None else None,
+    )
     serving = asyncio.ensure_future(serve_all(system, stop))
+    pointing: asyncio.Future[None] | None = None
     try:
+        if ssl is not None:
+            await ssl.start_resolver()
         addresses = await nodes.start()
         await provision_provider(addresses, key_path)
+        if ssl is not None:
+            ips = {a.server_id: a.ip for a in addresses}
+            pointing = asyncio.ensure_future(ssl.point_dns(system.store, ips))
         setup = asyncio.ensure_future(
             _register_and_order(
                 url,
                 _tokens(system.settings),
                 addresses,
                 serving,
-                partial(_announce, system.settings, url),
+                partial(_announce, system.settings, url, ssl),
             )
         )
         await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,9 +180,13 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         await within_grace(serving, stop, STOP_GRACE_S)
     finally:
         stop.set()
-        await asyncio.gather(serving, return_exceptions=True)
+        if pointing is not None:
+            pointing.cancel()
+        await asyncio.gather(serving, *filter(None, [pointing]), return_exceptions=True)
         await nodes.stop()
         await system.close()
+        if ssl is not None:
+            await ssl.stop_resolver()
 
 
 def _tokens(settings: Settings) -> tuple[str, str]:
