@@ -14,6 +14,13 @@ wherever placement puts the service's mail. Run it again with the
 same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
 (or a re-key when a node's port had to change), and the sample orders are repeats, which the
 gateway answers without recording anything.
+
+With Debian's ``pebble`` and ``publicsuffix`` installed, automatic SSL is on
+(ops/devtools/demo_ssl.py): a local pebble issues the certificates, each node has an address
+of its own (127.0.0.81-85), every service's domain is pointed at its DNS nodes once placed,
+and after the four lines above (and a ``try:`` line) it prints ``ssl: auto …`` with pebble's
+root, a curl line that shows a certificate, and where the SSL state is read. Without them it
+runs with SSL off and prints ``ssl: off …`` naming the packages to install.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from ops.devtools.demo_nodes import (
     provision_provider,
     wait_until,
 )
-from ops.devtools.demo_ssl import NODE_IPS, DemoSsl, pebble_installed
+from ops.devtools.demo_ssl import NODE_IPS, DemoSsl, missing_packages, pebble_installed
 from ops.runtime import event_loop
 from ops.runtime.components import serve_all
 from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
@@ -77,11 +84,31 @@ SAMPLE_ORDERS = [
 ]
 SAMPLE_IDS: list[int] = [int(str(order["service_id"])) for order in SAMPLE_ORDERS]
 SSL_SAMPLE_DOMAIN = str(SAMPLE_ORDERS[0]["domain"])  # split: its web certificate is on web1
-SSL_OFF = (
-    "ssl: off (no /usr/bin/pebble; `apt-get install pebble` and the demo issues its "
-    "certificates from a local pebble, Let's Encrypt's test CA)"
-)
 NODE_MAX_CONCURRENCY = 4
+
+
+SSL_LAYOUT_MARK = "ssl-layout"  # in DIR: its nodes are on addresses of their own (NODE_IPS)
+
+
+def ssl_layout(data: Path) -> bool:
+    """Whether the demo folder's nodes are laid out for SSL: a new folder is (marked so);
+    one made before without it keeps its nodes on 127.0.0.1, where they were registered."""
+    mark = data / SSL_LAYOUT_MARK
+    if not mark.exists() and not (data / "nodes").exists():
+        mark.write_text("nodes on addresses of their own: ops/devtools/demo_ssl.py NODE_IPS\n")
+    return mark.exists()
+
+
+def ssl_off_line(missing: list[str]) -> str:
+    if not missing:
+        return (
+            "ssl: off (this demo folder was made without SSL, its nodes registered on "
+            "127.0.0.1: start with a new folder to see SSL; for make demo: rm -rf demo-data)"
+        )
+    return (
+        f"ssl: off (`apt-get install {' '.join(missing)}` and the demo issues its "
+        "certificates from a local pebble, Let's Encrypt's test CA)"
+    )
 
 
 def demo_settings(listen: str, data: Path) -> Settings:
@@ -112,7 +139,7 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     data.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(listen, data)
     settings.check()
-    ssl = DemoSsl(data) if pebble_installed() else None
+    ssl = DemoSsl(data) if pebble_installed() and ssl_layout(data) else None
     try:
         if ssl is not None:
             ssl.start_pebble()
@@ -139,7 +166,9 @@ def _announce(settings: Settings, url: str, ssl: DemoSsl | None) -> None:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
-    ssl_lines = ssl.lines(SSL_SAMPLE_DOMAIN) if ssl is not None else [SSL_OFF]
+    ssl_lines = (
+        ssl.lines(SSL_SAMPLE_DOMAIN) if ssl is not None else [ssl_off_line(missing_packages())]
+    )
     for line in [*ssl_lines, f"ssl state: {url}/v1/services/1001/ssl (WHMCS's token)"]:
         print(line, flush=True)
 
@@ -152,7 +181,7 @@ async def _serve_with_samples(system: System, url: str, data: Path, ssl: DemoSsl
     nodes = DemoNodes(
         data / "nodes",
         public_key,
-        ips=NODE_IPS if ssl is not None else {},
+        ips=NODE_IPS if (data / SSL_LAYOUT_MARK).exists() else {},
         shared_ports=ssl.ports if ssl is not None else None,
     )
     serving = asyncio.ensure_future(serve_all(system, stop))

@@ -28,6 +28,7 @@ from typing import Any
 from eventsourcing.utils import get_topic
 
 from domain.service import Service
+from ops.adapters.public_suffix import DEBIAN_LIST
 from ops.devtools.delegation_dns import DelegationDns
 from ops.devtools.demo_nodes import PROVIDER_DOMAIN, SharedPorts
 from ops.devtools.pebble import PEBBLE, Pebble
@@ -50,8 +51,15 @@ POINT_EVERY_S = 0.5
 _TOPICS = [get_topic(Service.Ordered), get_topic(Service.Placed)]
 
 
+def missing_packages() -> list[str]:
+    """The Debian packages the demo's automatic SSL needs and this machine lacks: pebble, and
+    the Public Suffix List the rate guard reads."""
+    wanted = {"pebble": Path(PEBBLE), "publicsuffix": DEBIAN_LIST}
+    return [package for package, path in wanted.items() if not path.is_file()]
+
+
 def pebble_installed() -> bool:
-    return Path(PEBBLE).is_file()
+    return not missing_packages()
 
 
 class DemoSsl:
