@@ -15,7 +15,7 @@ hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
-hostwright bench ssl [--domains 149] [--point-rate 0] [--layout embedded|processes] [...]
+hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
 from __future__ import annotations
@@ -180,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
         type=non_negative_rate,
         default=0.0,
         help="domains pointed here per second (0: all at once)",
+    )
+    bench_ssl.add_argument(
+        "--ssl-concurrency",
+        type=worker_count,
+        default=None,
+        help="certificates the SSL desk checks at once (HOSTWRIGHT_SSL_CONCURRENCY; default 8)",
     )
     bench_ssl.add_argument(
         "--layout",
@@ -444,6 +450,7 @@ def _run_bench_ssl(args: argparse.Namespace) -> int:
     return run_ssl_bench(
         domains=args.domains,
         point_rate=args.point_rate,
+        ssl_concurrency=args.ssl_concurrency,
         layout=args.layout,
         amqp_url=args.amqp_url,
         postgres_url=args.postgres_url,

@@ -52,6 +52,7 @@ from ops.devtools.bench.ssl.certificate_timing import CertificateMoments, Certif
 from ops.devtools.delegation_dns import DelegationDns
 from ops.devtools.demo_nodes import SPLIT_NODES, SharedPorts, SimnodeProcesses, ensure_client_key
 from ops.devtools.pebble import Pebble
+from ops.settings import Settings
 from ops.store.event_store import EventStore
 
 SSL_PARTS = (*PARTS, "scheduler", "handler ssl")
@@ -78,6 +79,8 @@ class SslRun:
     acme: dict[str, int]  # requests by kind during the measured phase
     cadence: dict[str, Any]  # the ssl section of the runtime settings
     ordered_to_checked_s: float  # orders placed → every certificate had failed a pre-flight
+    ssl_concurrency: int  # certificates the desk checks at once
+    pointing: str  # "at once" or "N a second"
     verified: dict[tuple[str, str], bool] = field(default_factory=dict)
     roots_pem: str = ""
     intermediates_pem: str = ""
@@ -95,6 +98,7 @@ def measure(
     *,
     domains: int,
     point_rate: float,
+    ssl_concurrency: int | None,
     amqp_url: str | None,
     database_url: str,
     timeout_s: float,
@@ -133,6 +137,8 @@ def measure(
                 **environment(database_url, amqp_url or "", port, tokens, key_path),
                 **ssl_environment(pebble, resolver, ports),
             }
+            if ssl_concurrency is not None:
+                env["HOSTWRIGHT_SSL_CONCURRENCY"] = str(ssl_concurrency)
             parts: tuple[str, ...] = SSL_PARTS
             if amqp_url is None:
                 parts = EMBEDDED_PARTS
@@ -147,6 +153,7 @@ def measure(
                 [a.registration(16) for a in addresses],
             )
             session = _Session(url, tokens, database_url, resolver, pebble, point_rate, ports)
+            session.ssl_concurrency = ssl_concurrency or Settings().ssl_concurrency
             try:
                 return await session.drive(domains, timeout_s)
             finally:
@@ -205,6 +212,7 @@ class _Session:
         self.pebble = pebble
         self.point_rate = point_rate
         self.https_port = ports.https
+        self.ssl_concurrency = Settings().ssl_concurrency
 
     def close(self) -> None:
         self.store.close()
@@ -238,6 +246,8 @@ class _Session:
             dict(acme),
             dict(cadence.get("settings", cadence).get("ssl", {})),
             checked_s,
+            self.ssl_concurrency,
+            rate,
             roots_pem=self.pebble.roots_path.read_text(),
             intermediates_pem=self.pebble.intermediates_path.read_text(),
         )

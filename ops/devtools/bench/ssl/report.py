@@ -95,7 +95,9 @@ def report(run: SslRun, found: Figures) -> None:
     print(
         f"ssl: {found.domains} Split domains, {found.certificates} certificates (web: the "
         f"domain and www.; mail: mail. and webmail.), pebble as the CA, fast mode "
-        f"{cadence.get('fast_attempts', '?')} checks every {cadence.get('fast_interval_s', '?')} s"
+        f"{cadence.get('fast_attempts', '?')} checks every "
+        f"{cadence.get('fast_interval_s', '?')} s, "
+        f"{run.ssl_concurrency} certificates checked at once, domains pointed {run.pointing}"
     )
     print(
         f"  deployed with no DNS pointing here: orders → every certificate failed its first "
