@@ -5,8 +5,8 @@ embedded``: one ``hostwright up`` process, SQLite, the in-process transport) or 
 process on RabbitMQ and PostgreSQL (``--layout processes``, as ``bench deploy`` runs), ``domains``
 Split services are deployed with no DNS pointing at us, then pointed here; it prints:
 
-- certificates issued per minute: issued / (the last ``Certificate.Issued`` - the first domain
-  pointed);
+- certificates issued per minute: issued / (the last ``Certificate.Issued``, as this run saw
+  it, - the first domain pointed), and from the first ordering check on;
 - ACME requests per certificate, counted from pebble's log by kind, beside the protocol's
   minimum of 2k + 4 for k names (``acme_requests``: 8 for the two-name certificates here);
 - DNS points here → certificate served, p50/p99, in fast mode: from the moment the registry

@@ -4,7 +4,7 @@ node, frozen.
 
 An event's timestamp is the ``now`` of the check that recorded it: every event of one check
 carries the moment the check began. So ``ordered`` is when the check that ordered began, and
-``installed`` is when this reader first saw the ``Installed`` event (read right after a
+``issued`` and ``installed`` are when this reader first saw the event (read right after a
 page came back, polled every fraction of a second: at most that much late, never early).
 
 Consumes the store's notification log (only the Certificate topics the figures come from);
@@ -44,7 +44,7 @@ class CertificateMoments:
     preflight_failed: datetime | None = None
     last_preflight_reason: str | None = None
     ordered: datetime | None = None  # the check that placed its first order began
-    issued: datetime | None = None  # the check that got it issued began
+    issued: datetime | None = None  # first seen issued (this reader's clock)
     installed: datetime | None = None  # first seen installed (this reader's clock)
     issue_failures: int = 0
     frozen: str | None = None  # the reason, when frozen
@@ -88,7 +88,7 @@ class CertificateReader:
         elif kind == "ordered":
             moments.ordered = moments.ordered or event.timestamp
         elif kind == "issued":
-            moments.issued = moments.issued or event.timestamp
+            moments.issued = moments.issued or seen
         elif kind == "installed":
             moments.installed = moments.installed or seen
         elif kind == "issue_failed":

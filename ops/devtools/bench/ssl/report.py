@@ -109,8 +109,8 @@ def report(run: SslRun, found: Figures) -> None:
     )
     print(
         f"  certificates issued per minute: {found.per_minute:.0f} "
-        f"(issued / (last Issued - first domain pointed)); once ordering: "
-        f"{found.issuing_per_minute:.0f} (issued / (last Issued - first order))"
+        f"(issued / (last Issued seen - first domain pointed)); once ordering: "
+        f"{found.issuing_per_minute:.0f} (issued / (last Issued seen - first ordering check))"
     )
     per_kind = ", ".join(
         f"{kind} {run.acme.get(kind, 0) / max(found.issued, 1):.2f}"
