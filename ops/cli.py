@@ -15,6 +15,7 @@ hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
+hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from ops.bootstrap import System
-from ops.cli_arguments import bench_stores, listen_address, milliseconds_list, worker_count
+from ops.cli_arguments import (
+    bench_stores,
+    listen_address,
+    milliseconds_list,
+    non_negative_rate,
+    ssl_domain_count,
+    worker_count,
+)
 from ops.messaging.topology import ROLES, SSL_ROLE
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
@@ -161,6 +169,34 @@ def _parser() -> argparse.ArgumentParser:
     bench_replay.add_argument("--stores", default="sqlite,postgresql", help="which stores")
     bench_replay.add_argument("--postgres-url", default=None, help="PostgreSQL server to use")
     bench_replay.set_defaults(run=_run_bench_replay)
+    bench_ssl = bench_sub.add_parser(
+        "ssl", help="certificates from pebble: rate, ACME requests, DNS-to-served; renewal spread"
+    )
+    bench_ssl.add_argument(
+        "--domains", type=ssl_domain_count, default=149, help="Split domains, 1 to 149"
+    )
+    bench_ssl.add_argument(
+        "--point-rate",
+        type=non_negative_rate,
+        default=0.0,
+        help="domains pointed here per second (0: all at once)",
+    )
+    bench_ssl.add_argument(
+        "--ssl-concurrency",
+        type=worker_count,
+        default=None,
+        help="certificates the SSL desk checks at once (HOSTWRIGHT_SSL_CONCURRENCY; default 8)",
+    )
+    bench_ssl.add_argument(
+        "--layout",
+        choices=("embedded", "processes"),
+        default="embedded",
+        help="embedded: one `hostwright up` on SQLite; processes: every part a process on "
+        "RabbitMQ and PostgreSQL",
+    )
+    bench_ssl.add_argument("--amqp-url", default=None, help="default: HOSTWRIGHT_AMQP_URL or local")
+    bench_ssl.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
+    bench_ssl.set_defaults(run=_run_bench_ssl)
     return parser
 
 
@@ -408,6 +444,19 @@ def _run_bench_replay(args: argparse.Namespace) -> int:
     return run_replay_bench(
         services=args.services,
         stores=[kind.strip() for kind in args.stores.split(",") if kind.strip()],
+        postgres_url=args.postgres_url,
+    )
+
+
+def _run_bench_ssl(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.ssl import run_ssl_bench
+
+    return run_ssl_bench(
+        domains=args.domains,
+        point_rate=args.point_rate,
+        ssl_concurrency=args.ssl_concurrency,
+        layout=args.layout,
+        amqp_url=args.amqp_url,
         postgres_url=args.postgres_url,
     )
 

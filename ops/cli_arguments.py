@@ -13,6 +13,9 @@ import argparse
 from ops.settings import listen_problem
 
 BENCH_STORES = ("sqlite", "postgresql")
+# two certificates a domain, and one ACME account may place 300 new orders in 3 hours
+# (the warm-up domain's two among them): ops/devtools/bench/ssl
+SSL_BENCH_MAX_DOMAINS = 149
 
 
 def listen_address(text: str) -> str:
@@ -49,3 +52,25 @@ def bench_stores(text: str) -> tuple[str, ...]:
             f"must name one or more of {', '.join(BENCH_STORES)} (comma-separated), not {text!r}"
         )
     return names
+
+
+def ssl_domain_count(text: str) -> int:
+    """A whole number of domains from 1 to ``SSL_BENCH_MAX_DOMAINS``."""
+    if not text.isdigit() or not 1 <= int(text) <= SSL_BENCH_MAX_DOMAINS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {SSL_BENCH_MAX_DOMAINS}, not {text!r}: each "
+            "domain has two certificates, and one ACME account may place 300 new orders in "
+            "3 hours (Let's Encrypt's limit, which the rate guard keeps)"
+        )
+    return int(text)
+
+
+def non_negative_rate(text: str) -> float:
+    """A number per second, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number per second of 0 or more, not {text!r}")
+    return value

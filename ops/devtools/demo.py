@@ -14,6 +14,13 @@ wherever placement puts the service's mail. Run it again with the
 same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
 (or a re-key when a node's port had to change), and the sample orders are repeats, which the
 gateway answers without recording anything.
+
+With Debian's ``pebble`` and ``publicsuffix`` installed, automatic SSL is on
+(ops/devtools/demo_ssl.py): a local pebble issues the certificates, each node has an address
+of its own (127.0.0.81-85), every service's domain is pointed at its DNS nodes once placed,
+and after the four lines above (and a ``try:`` line) it prints ``ssl: auto …`` with pebble's
+root, a curl line that shows a certificate, and where the SSL state is read. Without them it
+runs with SSL off and prints ``ssl: off …`` naming the packages to install.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from ops.devtools.demo_nodes import (
     provision_provider,
     wait_until,
 )
+from ops.devtools.demo_ssl import NODE_IPS, DemoSsl, missing_packages, pebble_installed
 from ops.runtime import event_loop
 from ops.runtime.components import serve_all
 from ops.runtime.stopping import STOP_GRACE_S, install_stop_signals, within_grace
@@ -75,7 +83,32 @@ SAMPLE_ORDERS = [
     },
 ]
 SAMPLE_IDS: list[int] = [int(str(order["service_id"])) for order in SAMPLE_ORDERS]
+SSL_SAMPLE_DOMAIN = str(SAMPLE_ORDERS[0]["domain"])  # split: its web certificate is on web1
 NODE_MAX_CONCURRENCY = 4
+
+
+SSL_LAYOUT_MARK = "ssl-layout"  # in DIR: its nodes are on addresses of their own (NODE_IPS)
+
+
+def ssl_layout(data: Path) -> bool:
+    """Whether the demo folder's nodes are laid out for SSL: a new folder is (marked so);
+    one made before without it keeps its nodes on 127.0.0.1, where they were registered."""
+    mark = data / SSL_LAYOUT_MARK
+    if not mark.exists() and not (data / "nodes").exists():
+        mark.write_text("nodes on addresses of their own: ops/devtools/demo_ssl.py NODE_IPS\n")
+    return mark.exists()
+
+
+def ssl_off_line(missing: list[str]) -> str:
+    if not missing:
+        return (
+            "ssl: off (this demo folder was made without SSL, its nodes registered on "
+            "127.0.0.1: start with a new folder to see SSL; for make demo: rm -rf demo-data)"
+        )
+    return (
+        f"ssl: off (`apt-get install {' '.join(missing)}` and the demo issues its "
+        "certificates from a local pebble, Let's Encrypt's test CA)"
+    )
 
 
 def demo_settings(listen: str, data: Path) -> Settings:
@@ -106,14 +139,23 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     data.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(listen, data)
     settings.check()
-    system = System(settings)
-    system.listeners()  # a taken address is a one-line error before the URL is printed
-    url = f"http://{settings.listen}"
-    event_loop.run(_serve_with_samples(system, url, data))
+    ssl = DemoSsl(data) if pebble_installed() and ssl_layout(data) else None
+    try:
+        if ssl is not None:
+            ssl.start_pebble()
+            settings = ssl.settings(settings)
+            settings.check()
+        system = System(settings)
+        system.listeners()  # a taken address is a one-line error before the URL is printed
+        url = f"http://{settings.listen}"
+        event_loop.run(_serve_with_samples(system, url, data, ssl))
+    finally:
+        if ssl is not None:
+            ssl.stop_pebble()
     return 0
 
 
-def _announce(settings: Settings, url: str) -> None:
+def _announce(settings: Settings, url: str, ssl: DemoSsl | None) -> None:
     """The URL and tokens, printed once the nodes are registered."""
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
@@ -124,25 +166,41 @@ def _announce(settings: Settings, url: str) -> None:
         f"try: curl -H 'Authorization: Bearer {settings.api_token}' {url}/v1/services/1001",
         flush=True,
     )
+    ssl_lines = (
+        ssl.lines(SSL_SAMPLE_DOMAIN) if ssl is not None else [ssl_off_line(missing_packages())]
+    )
+    for line in [*ssl_lines, f"ssl state: {url}/v1/services/1001/ssl (WHMCS's token)"]:
+        print(line, flush=True)
 
 
-async def _serve_with_samples(system: System, url: str, data: Path) -> None:
+async def _serve_with_samples(system: System, url: str, data: Path, ssl: DemoSsl | None) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop, STOP_GRACE_S)  # and exit late if a part hangs past its grace
     key_path = Path(system.settings.ssh_key or data / "ssh_client_key")
     public_key = ensure_client_key(key_path)
-    nodes = DemoNodes(data / "nodes", public_key)
+    nodes = DemoNodes(
+        data / "nodes",
+        public_key,
+        ips=NODE_IPS if (data / SSL_LAYOUT_MARK).exists() else {},
+        shared_ports=ssl.ports if ssl is not None else None,
+    )
     serving = asyncio.ensure_future(serve_all(system, stop))
+    pointing: asyncio.Future[None] | None = None
     try:
+        if ssl is not None:
+            await ssl.start_resolver()
         addresses = await nodes.start()
         await provision_provider(addresses, key_path)
+        if ssl is not None:
+            ips = {a.server_id: a.ip for a in addresses}
+            pointing = asyncio.ensure_future(ssl.point_dns(system.store, ips))
         setup = asyncio.ensure_future(
             _register_and_order(
                 url,
                 _tokens(system.settings),
                 addresses,
                 serving,
-                partial(_announce, system.settings, url),
+                partial(_announce, system.settings, url, ssl),
             )
         )
         await asyncio.wait({serving, setup}, return_when=asyncio.FIRST_COMPLETED)
@@ -151,9 +209,13 @@ async def _serve_with_samples(system: System, url: str, data: Path) -> None:
         await within_grace(serving, stop, STOP_GRACE_S)
     finally:
         stop.set()
-        await asyncio.gather(serving, return_exceptions=True)
+        if pointing is not None:
+            pointing.cancel()
+        await asyncio.gather(serving, *filter(None, [pointing]), return_exceptions=True)
         await nodes.stop()
         await system.close()
+        if ssl is not None:
+            await ssl.stop_resolver()
 
 
 def _tokens(settings: Settings) -> tuple[str, str]:

@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +110,23 @@ class NodeAddress:
 NodeSpecs = Sequence[tuple[str, tuple[str, ...]]]  # (server_id, roles) of each node
 
 
+@dataclass(frozen=True)
+class SharedPorts:
+    """The DNS, HTTP and HTTPS ports every node listens on, each on its own address: a CA
+    dials a name's A record on one HTTP-01 port, and the SSL pre-flight asks every
+    authoritative server on one port (automatic SSL needs nodes laid out like this)."""
+
+    dns: int
+    http: int
+    https: int
+
+
 @dataclass
 class _NodeFolder:
     """The nodes to run, each under ``data_dir/<server_id>`` with the handlers' key allowed
-    in; how they run is the subclass's."""
+    in; how they run is the subclass's. ``ips`` (server_id → a loopback address) gives a
+    node an address of its own, where it listens and which it is registered with (default
+    127.0.0.1); ``shared_ports`` makes the nodes' DNS, HTTP and HTTPS ports the same."""
 
     data_dir: Path
     public_key: str
@@ -121,6 +134,19 @@ class _NodeFolder:
     _: KW_ONLY
     latency_ms: int = 0
     dkim_keys_ahead: int = 0
+    ips: Mapping[str, str] = field(default_factory=dict)
+    shared_ports: SharedPorts | None = None
+
+    def ip_of(self, server_id: str) -> str:
+        return self.ips.get(server_id, "127.0.0.1")
+
+    def _port_options(self) -> dict[str, int]:
+        ports = self.shared_ports
+        return (
+            {}
+            if ports is None
+            else {"dns_port": ports.dns, "http_port": ports.http, "https_port": ports.https}
+        )
 
     def _authorized_dirs(self) -> Iterator[tuple[str, tuple[str, ...], Path]]:
         """(server_id, roles, node folder) of each node, its key authorized just before."""
@@ -139,20 +165,21 @@ class DemoNodes(_NodeFolder):
 
     async def start(self) -> list[NodeAddress]:
         for server_id, roles, node_dir in self._authorized_dirs():
-            self.nodes[server_id] = await self._start_node(node_dir, roles)
+            self.nodes[server_id] = await self._start_node(server_id, node_dir, roles)
         return self.addresses()
 
-    async def _start_node(self, node_dir: Path, roles: tuple[str, ...]) -> SimNode:
+    async def _start_node(self, server_id: str, node_dir: Path, roles: tuple[str, ...]) -> SimNode:
         faults = Faults(latency_ms=self.latency_ms)
+        ip, ports = self.ip_of(server_id), self._port_options()
         port = _saved_ssh_port(node_dir)
         if port:
-            node = SimNode(node_dir, roles, port=port, faults=faults)
+            node = SimNode(node_dir, roles, ip, port, ip=ip, faults=faults, **ports)
             try:
                 await node.start()
                 return node
             except OSError:  # the old port is taken now: any free one will do
                 await node.stop()
-        node = SimNode(node_dir, roles, faults=faults)
+        node = SimNode(node_dir, roles, ip, ip=ip, faults=faults, **ports)
         await node.start()
         return node
 
@@ -178,11 +205,16 @@ class SimnodeProcesses(_NodeFolder):
 
     def start(self) -> list[NodeAddress]:
         for server_id, roles, node_dir in self._authorized_dirs():
+            ip = self.ip_of(server_id)
             argv = [
                 *(sys.executable, "-m", "ops.cli", "simnode"),
-                *("--roles", ",".join(roles), "--listen", "127.0.0.1:0"),
+                *("--roles", ",".join(roles), "--listen", f"{ip}:0", "--ip", ip),
                 *("--data", str(node_dir), "--latency-ms", str(self.latency_ms)),
                 *("--dkim-keys-ahead", str(self.dkim_keys_ahead)),
+                *(
+                    f"--{name.replace('_', '-')}={port}"
+                    for name, port in self._port_options().items()
+                ),
             ]
             self.procs[server_id] = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -195,9 +227,8 @@ class SimnodeProcesses(_NodeFolder):
             if found is None:
                 raise RuntimeError(f"simnode {server_id} did not start: {line!r}")
             host_key = (self.data_dir / server_id / "ssh_host_key.pub").read_text().strip()
-            self._addresses.append(
-                NodeAddress(server_id, roles, "127.0.0.1", int(found[1]), host_key, "127.0.0.1")
-            )
+            ip = self.ip_of(server_id)
+            self._addresses.append(NodeAddress(server_id, roles, ip, int(found[1]), host_key, ip))
         return list(self._addresses)
 
     def stop(self) -> None:

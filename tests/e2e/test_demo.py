@@ -1,22 +1,35 @@
 """`hostwright demo` (what `make demo` runs): prints the gateway URL and token, starts simulated
 nodes, and deploys its sample orders to `active` on the embedded default (SQLite + in-process
-transport); a second start with the same folder carries on where the first stopped."""
+transport); a second start with the same folder carries on where the first stopped. With
+Debian's pebble installed (as here: the SSL tests need it), the demo issues its certificates
+from a local pebble: the split sample's web certificate becomes issued and its node serves it,
+verified against the root the demo prints, at the address its curl line names."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import queue
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from cryptography import x509
 
-from ops.devtools.demo import SAMPLE_IDS
+from ops.devtools.demo import SAMPLE_IDS, SSL_SAMPLE_DOMAIN
 from ops.devtools.demo_nodes import PROVIDER_DOMAIN
+from ops.devtools.demo_ssl import pebble_installed
 from tests.support.budget import budget
 from tests.support.run_leftovers import RUN_MARK, this_run
 
@@ -54,6 +67,21 @@ class _Demo:
         self.first_lines = [self.proc.stdout.readline().strip() for _ in range(4)]
         self.token = self.first_lines[1].removeprefix("token: ")
         self.staff_token = self.first_lines[2].removeprefix("staff token: ")
+
+    def next_lines(self, count: int, timeout: float) -> list[str]:
+        """The next ``count`` lines the demo prints; fails after ``timeout`` rather than
+        waiting forever on a demo that prints no more (a daemon thread reads the pipe)."""
+        stdout, lines = self.proc.stdout, queue.Queue[list[str]]()
+        assert stdout is not None
+        reader = threading.Thread(
+            target=lambda: lines.put([stdout.readline().strip() for _ in range(count)]),
+            daemon=True,
+        )
+        reader.start()
+        try:
+            return lines.get(timeout=budget(timeout))
+        except queue.Empty:
+            raise AssertionError(f"the demo printed fewer than {count} more lines") from None
 
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.token}"}
@@ -148,7 +176,8 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
             assert all(s["state"] == "succeeded" for s in steps), steps
             assert all(s["started_at"] and s["finished_at"] for s in steps), steps
         split_steps = demo.get("/v1/services/1001/timeline").json()["steps"]
-        assert {s["role"] for s in split_steps} == {"web", "mail", "dns"}
+        ssl_steps = {"ssl"} if pebble_installed() else set()  # SSL is on with pebble
+        assert {s["role"] for s in split_steps} == {"web", "mail", "dns", *ssl_steps}
         assert demo.get("/v1/servers").status_code == 403  # WHMCS's token: not staff's
         servers = demo.get("/v1/servers", demo.staff_token).json()["servers"]
         assert {s["server_id"] for s in servers} >= {"web1", "mail1", "dns1", "dns2", "uni1"}
@@ -185,3 +214,63 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
     for name in ("first", "second"):
         log = (tmp_path / f"{name}.log").read_text(errors="replace")
         assert "Traceback" not in log and " ERROR " not in log, log[-4000:]
+
+
+@pytest.mark.slow
+def test_with_pebble_the_demo_issues_the_split_samples_web_certificate(tmp_path: Path) -> None:
+    assert pebble_installed(), "the SSL tests need Debian's pebble: apt-get install pebble"
+    demo = _Demo(tmp_path, tmp_path / "demo", "ssl")
+    try:
+        try_line, ssl_line, curl_line, state_line = demo.next_lines(4, 30)
+        assert try_line.startswith("try: curl ")
+        root = Path(ssl_line.split("pebble's root: ", 1)[1])
+        assert ssl_line.startswith("ssl: auto") and root.is_file(), ssl_line
+        resolve = re.search(rf"--resolve {re.escape(SSL_SAMPLE_DOMAIN)}:(\d+):([\d.]+) ", curl_line)
+        assert curl_line.startswith(f"see a certificate: curl -v --cacert {root} "), curl_line
+        assert resolve is not None, curl_line
+        assert state_line == f"ssl state: {demo.base}/v1/services/1001/ssl (WHMCS's token)"
+
+        deadline = time.monotonic() + budget(90)
+        web: dict[str, Any] = {}
+        while time.monotonic() < deadline and web.get("state") != "issued":
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.TransportError):
+                certificates = demo.get("/v1/services/1001/ssl").json().get("certificates", [])
+                web = next((c for c in certificates if c["role"] == "web"), {})
+        assert web.get("state") == "issued", f"{web}\n{demo.log()}"
+        assert web["names"] == [SSL_SAMPLE_DOMAIN, f"www.{SSL_SAMPLE_DOMAIN}"]
+
+        port, ip = int(resolve[1]), resolve[2]
+        presented = _served(root, ip, port, SSL_SAMPLE_DOMAIN, budget(30))  # verifies or fails
+        # the one the view shows
+        assert presented.not_valid_after_utc == datetime.fromisoformat(web["not_after"])
+    finally:
+        code = demo.stop()
+    assert code == 0, demo.log()
+    log = (tmp_path / "ssl.log").read_text(errors="replace")
+    assert "Traceback" not in log and " ERROR " not in log, log[-4000:]
+
+
+def _served(root: Path, ip: str, port: int, name: str, timeout: float) -> x509.Certificate:
+    """The certificate ``ip:port`` presents for SNI ``name``, verified against ``root``
+    alone; the install follows the view's ``issued``, so it is waited for."""
+    context = ssl.create_default_context(cafile=str(root))
+
+    async def handshake() -> bytes:
+        _, writer = await asyncio.open_connection(ip, port, ssl=context, server_hostname=name)
+        try:
+            der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return der
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return x509.load_der_x509_certificate(asyncio.run(handshake()))
+        except (ssl.SSLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -98,12 +98,12 @@ def measure(
     )
     port = free_port()
     tokens = (secrets.token_urlsafe(32), secrets.token_urlsafe(32))  # WHMCS's, staff's
-    env = _environment(database_url, amqp_url, port, tokens, key_path)
+    env = environment(database_url, amqp_url, port, tokens, key_path)
     print(f"[{latency_ms} ms/command] starting nodes and {len(PARTS)} processes …", flush=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         addresses = nodes.start()
-        _start_parts(tmp, env, procs)
+        start_parts(tmp, env, procs)
         pids = {part: proc.pid for part, proc in procs.items()}
         pids.update({f"simnode {sid}": p.pid for sid, p in nodes.procs.items()})
         return asyncio.run(
@@ -124,14 +124,14 @@ def measure(
         )
     except BaseException:
         for part in procs:
-            print(f"--- {part} ---\n{_log_path(tmp, part).read_text(errors='replace')[-2000:]}")
+            print(f"--- {part} ---\n{log_path(tmp, part).read_text(errors='replace')[-2000:]}")
         raise
     finally:
-        _stop_parts(procs)
+        stop_parts(procs)
         nodes.stop()
 
 
-def _environment(
+def environment(
     database_url: str, amqp_url: str, port: int, tokens: tuple[str, str], key_path: Path
 ) -> dict[str, str]:
     return {
@@ -150,20 +150,30 @@ def _environment(
     }
 
 
-def _start_parts(tmp: Path, env: dict[str, str], procs: dict[str, subprocess.Popen[bytes]]) -> None:
+def start_parts(
+    tmp: Path,
+    env: dict[str, str],
+    procs: dict[str, subprocess.Popen[bytes]],
+    parts: tuple[str, ...] = PARTS,
+) -> None:
     """Starts each part into ``procs`` as it goes, so a failure part-way still stops the
-    ones already running."""
-    for part in PARTS:
-        with _log_path(tmp, part).open("wb") as log:
+    ones already running; each logs to ``log_path(tmp, part)``."""
+    for part in parts:
+        with log_path(tmp, part).open("wb") as log:
             procs[part] = subprocess.Popen(
-                [sys.executable, "-m", "ops.cli", "serve", *part.split()],
+                [sys.executable, "-m", "ops.cli", *_command(part)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
 
 
-def _stop_parts(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+def _command(part: str) -> list[str]:
+    """``up`` runs every part in one process; any other part is ``serve <part>``."""
+    return ["up"] if part == "up" else ["serve", *part.split()]
+
+
+def stop_parts(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in procs.values():
         proc.send_signal(signal.SIGTERM)
     for proc in procs.values():
@@ -174,7 +184,7 @@ def _stop_parts(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def _log_path(tmp: Path, part: str) -> Path:
+def log_path(tmp: Path, part: str) -> Path:
     return tmp / f"{part.replace(' ', '-')}.log"
 
 
@@ -208,7 +218,7 @@ async def _drive(
 
     slack = 1 + latency_ms / 10  # every node command's added latency stretches the waits
     try:
-        await _register(url, staff, registrations)
+        await register(url, staff, registrations)
         # warm-up: SSH connections, caches and queues exist before anything is measured
         await offer(1, 5, 50)
         await reader.wait_settled(range(1, 6), timeout=120)
@@ -258,9 +268,9 @@ async def _drive(
     )
 
 
-async def _register(url: str, headers: dict[str, str], registrations: list[dict[str, Any]]) -> None:
+async def register(url: str, headers: dict[str, str], registrations: list[dict[str, Any]]) -> None:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
-        await _wait_healthy(client)
+        await wait_healthy(client)
         for body in registrations:
             reply = await client.post("/v1/servers", json=body)
             assert reply.status_code == 202, reply.text
@@ -287,7 +297,7 @@ async def _profiled_burst(
     return stop_profiler(spy)
 
 
-async def _wait_healthy(client: httpx.AsyncClient) -> None:
+async def wait_healthy(client: httpx.AsyncClient) -> None:
     deadline = time.monotonic() + 60
     last: object = None
     while time.monotonic() < deadline:
