@@ -4,8 +4,9 @@
 Service it belongs to, and runs the automatic-SSL flow inside a fence of its own (a held
 fence means another process is on that certificate: this check is skipped):
 
-- skipped: retired; frozen; not due yet; the service suspended or terminating (a ``Checked``
-  puts the next look off, so the tick does not pick it again at once). A terminated
+- skipped: retired; frozen (the certificate of ours we hold is still put back where the
+  node lacks it: no CA is asked); not due yet; the service suspended or terminating (a
+  ``Checked`` puts the next look off, so the tick does not pick it again at once). A terminated
   service's certificate is ``Retired``. A custom or shared certificate is never ordered: a
   custom one is installed if the node lacks it, then looked at again in a day; a shared one
   (a vanity site) is served the provider's wildcard (handlers/ssl_shared.py);
@@ -151,7 +152,7 @@ class SslDesk:
         if skipped == "retired":
             return skipped
         if cert.mode == "auto" and cert.frozen(now):
-            return "frozen"
+            return await self._frozen(cert, skipped, now, cadence)
         if not cert.due(now):
             return "not_due"
         if skipped is not None:  # looked at again later, not at every tick meanwhile
@@ -167,6 +168,18 @@ class SslDesk:
         if cert.order is None and not cert.renewal_due(now):
             return await self._look(cert, now, cadence)
         return await self._issue(cert, now, cadence)
+
+    async def _frozen(
+        self, cert: Certificate, skipped: str | None, now: datetime, cadence: SslCadence
+    ) -> str:
+        """No order till the freeze ends, but the certificate of ours we hold is put back
+        where the node lacks it (a redeploy re-created the domain without SSL): that needs
+        no CA. A look asked meanwhile (a redeploy) is put off to the freeze's end."""
+        if skipped is None and await self._keep_installed(cert, now, cadence) is not None:
+            return "frozen"  # why it is not on the node is recorded: tried again then
+        if cert.due(now):
+            await self._record(cert.id, lambda c: c.check(now, skipped or "frozen", cadence))
+        return "frozen"
 
     async def _service_skip(self, cert: Certificate, now: datetime) -> str | None:
         if cert.service_id is None:

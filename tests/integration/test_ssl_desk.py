@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from domain.certificate import FROZEN_BY_FAILURES, FROZEN_BY_RATE_LIMIT, Certificate
+from domain.certificate import (
+    DEPLOY_ACTOR,
+    FROZEN_BY_FAILURES,
+    FROZEN_BY_RATE_LIMIT,
+    Certificate,
+)
 from domain.service import Service
 from domain.ssl_types import (
     Http01Spot,
@@ -356,6 +361,63 @@ async def test_failures_in_a_row_freeze_the_name_for_the_cadences_hours(double: 
         rig.clock.advance(60)
         assert await rig.check() == "frozen"
         assert double.orders == 3
+    finally:
+        rig.close()
+
+
+def _ask(rig: Rig, actor: str) -> None:
+    """An Issue asked for by ``actor`` (``deploy``: a redeploy's ssl step)."""
+
+    def ask(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.request_issue(rig.clock(), actor, rig.cadence)
+        return cert
+
+    rig.book.update(rig.cert_id, ask, "busy")
+
+
+async def test_a_redeploy_puts_ours_back_on_the_node_while_a_rate_limit_freezes_it(
+    rig: Rig,
+) -> None:
+    """The renewal is frozen by a 429; the customer redeploys and Hestia re-creates the
+    domain without SSL: the certificate we hold is put back at once, no CA asked."""
+    assert await rig.check() == "issued"
+    serial = rig.cert.installed["web1"]
+    rig.double.rate_limit_next = 3600
+    _ask(rig, "staff")  # a renewal now
+    assert await rig.check() == "rate_limited"
+    until = rig.cert.frozen_until
+    assert until is not None and rig.double.orders == 1
+    rig.installer.served.clear()  # the domain re-created without SSL
+    rig.clock.advance(5)
+    _ask(rig, DEPLOY_ACTOR)
+    assert await rig.check() == "frozen"
+    cert = rig.cert
+    assert rig.installer.installs[-1] == (TARGET, serial) and cert.installed == {"web1": serial}
+    assert rig.double.orders == 1 and cert.frozen_until == until
+    assert cert.next_check_at == until  # not picked at every tick till then
+    mark = len(rig.book.recorded)
+    assert await rig.check() == "frozen"  # looked at again: nothing to do, nothing recorded
+    assert rig.since(mark) == [] and len(rig.installer.installs) == 2
+
+
+async def test_a_redeploy_neither_lifts_a_failure_freeze_nor_orders_again(
+    double: AcmeDouble,
+) -> None:
+    rig = Rig(double, SslCadence(freeze_after=2, freeze_s=2 * 3600))
+    try:
+        assert await rig.check() == "issued"
+        double.refuse_challenges = True
+        _ask(rig, "staff")
+        assert [await rig.check_when_due() for _ in range(2)] == ["failed"] * 2
+        cert = rig.cert
+        assert cert.frozen_kind == FROZEN_BY_FAILURES and cert.failures == 2
+        until = cert.frozen_until
+        _ask(rig, DEPLOY_ACTOR)
+        assert await rig.check() == "frozen"
+        cert = rig.cert
+        assert double.orders == 3 and cert.failures == 2 and cert.frozen_until == until
+        assert len(rig.installer.installs) == 1  # the node holds it still: nothing put
     finally:
         rig.close()
 
