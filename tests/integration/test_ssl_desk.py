@@ -59,7 +59,9 @@ def double() -> Iterator[AcmeDouble]:
 class Rig:
     """A desk over in-memory ports, the double as its CA, one seeded web certificate."""
 
-    def __init__(self, double: AcmeDouble, cadence: SslCadence | None = None) -> None:
+    def __init__(
+        self, double: AcmeDouble, cadence: SslCadence | None = None, profile: str | None = None
+    ) -> None:
         self.double = double
         self.cadence = cadence = cadence or SslCadence()
         self.clock = Clock(datetime.now(UTC).replace(microsecond=0))
@@ -84,6 +86,7 @@ class Rig:
                 drivers=FakeDrivers(),
                 sealer=self.sealer,
                 suffixes=public_suffix_rules(),
+                profile=profile,
                 wait_s=10.0,
             ),
             self.account,
@@ -363,6 +366,31 @@ async def test_failures_in_a_row_freeze_the_name_for_the_cadences_hours(double: 
         assert double.orders == 3
     finally:
         rig.close()
+
+
+async def test_an_acme_profile_the_ca_does_not_offer_is_refused_before_any_order(
+    double: AcmeDouble,
+) -> None:
+    """A typo in HOSTWRIGHT_ACME_PROFILE: no order (the CA would answer invalidProfile to
+    every one), no rate token spent, and a reason that names what the CA offers."""
+    rig = Rig(double, profile="tlsservr")
+    try:
+        mark = len(rig.book.recorded)
+        assert await rig.check() == "refused"
+        assert double.orders == 0 and rig.guard.admitted == []
+        assert rig.since(mark)[-1] == "Checked" and "OrderPlaced" not in rig.since(0)
+        event = rig.book.events[-1]
+        assert event.reason == (
+            "the CA offers no ACME profile 'tlsservr' (offers: classic, tlsserver)"
+        )
+    finally:
+        rig.close()
+    offered = Rig(double, profile="tlsserver")
+    try:
+        assert await offered.check() == "issued"
+        assert double.orders == 1 and double.profiles_seen == ["tlsserver"]
+    finally:
+        offered.close()
 
 
 def _ask(rig: Rig, actor: str) -> None:
