@@ -47,6 +47,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from domain.certificate import Certificate
+from domain.errors import Conflict
 from domain.ssl_policy import (
     EXPIRY_THRESHOLDS_DAYS,
     AriWindow,
@@ -332,6 +333,10 @@ class SslDesk:
         if isinstance(got, str):
             return got
         ari, explained, poll_at = await ari_window(acme, got.facts, now)
+        if not await self._still_ordering(cert.id, got.order_url):
+            # a custom certificate came while the CA worked (or the order was dropped): the
+            # one issued is not put on the node in its stead; the next look installs that one
+            return "superseded"
         # On the node first, then Issued and Installed in one save: a check killed between
         # the two leaves the order open (resumed: the CA hands the same certificate again,
         # found on the node already), never an issued certificate that no look installs.
@@ -350,11 +355,38 @@ class SslDesk:
             )
             _installed(c, now, got.facts.serial, not_installed, cadence)
 
-        await self._record(cert.id, issued)
+        try:
+            await self._record(cert.id, issued)
+        except Conflict:  # a custom certificate came just now: ours is on the node instead
+            if not_installed is None:
+                await self._superseded_on_node(cert, got.facts.serial, now)
+            return "superseded"
         if cert.role == "wildcard":  # on every vanity site, renewed once for all
             await self._shared.deliver(cert.id, cadence)
             return "issued"
         return "issued" if not_installed is None else "issued_not_installed"
+
+    async def _still_ordering(self, cert_id: uuid.UUID, order_url: str) -> bool:
+        """Whether the certificate still wants what ``order_url`` issued: automatic, with
+        that order open (a custom certificate uploaded meanwhile has closed it)."""
+        fresh = await asyncio.to_thread(self._book.certificate, cert_id)
+        if fresh is None or fresh.retired or fresh.mode != "auto" or fresh.order is None:
+            return False
+        return bool(fresh.order["url"] == order_url)
+
+    async def _superseded_on_node(self, cert: Certificate, serial: str, now: datetime) -> None:
+        """Records that the node serves ``serial`` (ours, put there as the customer's came),
+        so the next look, due at once since the upload, finds it is not the customer's and
+        installs that one."""
+        target = cert.install_target
+        if target is None:
+            return
+
+        def on_node(c: Certificate) -> None:
+            if not c.retired:
+                c.mark_installed(now, target.server_id, serial)
+
+        await self._record(cert.id, on_node)
 
     async def _http01_self_check(self, cert: Certificate, address: str | None) -> str | None:
         spot = cert.http01_spot

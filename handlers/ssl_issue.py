@@ -63,11 +63,13 @@ TXT_POLL_S = 1.0
 
 @dataclass(frozen=True)
 class Issued:
-    """What ``Issuance`` got: the certificate, its chain and facts, and the clear key."""
+    """What ``Issuance`` got: the certificate, its chain and facts, the clear key, and the
+    order it came from."""
 
     bundle: PemBundle
     facts: CertificateFacts
     key_pem: str
+    order_url: str
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ class Issuance:
         except AcmeUnavailable as exc:
             return await self._unavailable(exc)
         bundle = x509_tools.split_fullchain(fullchain)
-        return Issued(bundle, x509_tools.facts(bundle.certificate), key_pem)
+        return Issued(bundle, x509_tools.facts(bundle.certificate), key_pem, order.url)
 
     async def _prove(self, order: OrderState) -> str | None:
         """Answers every pending authorization; None when all are valid, else the outcome."""

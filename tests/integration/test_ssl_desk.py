@@ -576,6 +576,70 @@ async def test_a_custom_certificate_is_installed_never_ordered_and_warned_once_p
     assert rig.book.recorded.count("Certificate.ExpiryWarned") == 4
 
 
+def _upload_custom(rig: Rig) -> str:
+    """The customer's own certificate uploaded now (as the API does); its serial."""
+    leaf = MiniCa().leaf(NAMES)
+    facts = x509_tools.facts(leaf.certificate_pem)
+
+    def upload(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.upload_custom(
+            rig.clock(),
+            certificate=leaf.certificate_pem,
+            chain="",
+            key_sealed=rig.sealer.seal(leaf.key_pem),
+            facts=facts,
+            actor="whmcs",
+        )
+        return cert
+
+    rig.book.update(rig.cert_id, upload, "busy")
+    return facts.serial
+
+
+async def test_a_custom_certificate_uploaded_while_the_ca_works_is_not_replaced_by_ours(
+    rig: Rig,
+) -> None:
+    put = rig.challenges.put_http01
+    custom: list[str] = []
+
+    async def upload_at_the_cas_first_file(*args: Any) -> None:
+        await put(*args)
+        if rig.challenges.placed == 3 and not custom:  # after the self-check's two
+            custom.append(_upload_custom(rig))
+
+    rig.challenges.put_http01 = upload_at_the_cas_first_file  # type: ignore[method-assign]
+    assert await rig.check() == "superseded"
+    assert rig.double.orders == 1 and custom
+    assert rig.installer.installs == []  # ours never put on the node
+    cert = rig.cert
+    assert cert.mode == "custom" and cert.due(rig.clock())
+    assert await rig.check() == "custom"
+    assert rig.installer.installs == [(TARGET, custom[0])]
+
+
+async def test_a_custom_certificate_uploaded_as_ours_is_installed_is_installed_at_the_next_look(
+    rig: Rig,
+) -> None:
+    install = rig.installer.install
+    custom: list[str] = []
+
+    async def upload_once_ours_is_on(*args: Any) -> Any:
+        done = await install(*args)
+        if not custom:
+            custom.append(_upload_custom(rig))
+        return done
+
+    rig.installer.install = upload_once_ours_is_on  # type: ignore[method-assign]
+    assert await rig.check() == "superseded"
+    ours = rig.installer.installs[0][1]
+    cert = rig.cert
+    assert cert.mode == "custom" and cert.installed == {"web1": ours}  # what the node holds
+    assert cert.due(rig.clock())  # not a day later
+    assert await rig.check() == "custom"
+    assert rig.installer.installs == [(TARGET, ours), (TARGET, custom[0])]
+
+
 async def test_the_fence_is_per_certificate() -> None:
     one, other = uuid.uuid4(), uuid.uuid4()
     assert certificate_fence_key(one) == certificate_fence_key(one)
