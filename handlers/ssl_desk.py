@@ -287,7 +287,13 @@ class SslDesk:
     async def _issue(self, cert: Certificate, now: datetime, cadence: SslCadence) -> str:
         preflight = self._parts.preflight
         wildcard = cert.role == "wildcard" or any(n.startswith("*.") for n in cert.names)
-        verdict = await preflight.dns(cert.names, cert.expected_addresses, wildcard=wildcard)
+        # the pre-flight decides the method (CAA's validationmethods) as the order will
+        verdict = await preflight.dns(
+            cert.names,
+            cert.expected_addresses,
+            wildcard=wildcard,
+            dns01_possible=wildcard or bool(cert.dns_targets),
+        )
         if not verdict.ok:
             check, reason = verdict.check or "dns", verdict.reason or "the DNS check failed"
             await self._record(cert.id, lambda c: c.preflight_failed(now, check, reason, cadence))

@@ -466,6 +466,17 @@ async def test_the_51st_certificate_of_a_registered_domain_is_refused_before_the
     assert "OrderPlaced" not in rig.since(0)
 
 
+async def test_the_preflight_is_told_dns01_is_impossible_without_a_zone_to_prove_in(
+    rig: Rig,
+) -> None:
+    """The method the pre-flight checks CAA for is the one the order uses: HTTP-01 when
+    the certificate has no DNS target, whoever serves its names."""
+    rig.preflight.verdict = PreflightVerdict(True, dns01=True, authorities=("127.0.0.1",))
+    assert await rig.check() == "issued"
+    assert rig.preflight.dns01_possible == [False]
+    assert rig.challenges.txt == {} and rig.challenges.placed == 4  # proved by HTTP-01
+
+
 async def test_a_failed_preflight_is_a_readable_reason_and_no_order(rig: Rig) -> None:
     reason = "AAAA 2001:db8::1 is not this server"
     rig.preflight.verdict = PreflightVerdict(False, "dns", reason)
