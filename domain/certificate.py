@@ -672,8 +672,8 @@ class Certificate(Aggregate):
             server_id=server_id,
             wildcard_id=str(wildcard_id),
             facts=facts_json(facts),
-            # renewed by the wildcard's own check, which installs it here again: this look is
-            # only to find the node has lost it
+            # renewed by the wildcard's own check, which installs it here again: this look
+            # asks the node whether it still serves it (the desk's install probes first)
             next_check_at=next_check(now, cadence, fast_left=0, issued=True),
         )
         return True
