@@ -19,12 +19,13 @@ fence means another process is on that certificate: this check is skipped):
   always for a wildcard), finalizes and records ``Issued`` with the renewal moment
   (``RenewalScheduled``: inside the CA's ARI window, sent with ``replaces`` when renewing,
   else the ⅓-lifetime fallback);
-- the certificate is put on the node, then ``Issued`` and ``Installed`` are recorded in one
-  save (a check killed before it leaves the order open: the next check resumes it, gets the
-  same certificate and finds it on the node); an install that fails records ``Issued`` and
-  the reason, and is tried again at the recheck interval. The wildcard has no node of its
-  own: once issued or renewed it is installed on every vanity site served it
-  (``WildcardInstalled`` on each site's certificate);
+- the certificate is put on the node (unless a custom certificate came while the CA worked:
+  ``superseded``, the customer's is installed at the next look, at once), then ``Issued``
+  and ``Installed`` are recorded in one save (a check killed before it leaves the order
+  open: the next check resumes it, gets the same certificate and finds it on the node); an
+  install that fails records ``Issued`` and the reason, and is tried again at the recheck
+  interval. The wildcard has no node of its own: once issued or renewed it is installed on
+  every vanity site served it (``WildcardInstalled`` on each site's certificate);
 - an issued certificate not due for renewal has its ARI window asked again when its poll
   time has come, else a ``Checked``.
 
