@@ -141,22 +141,25 @@ class Certificate(Aggregate):
         """Someone asked for a certificate now (``POST …/ssl/{role}/issue``, a redeploy, a
         custom certificate removed): fast mode again, a failure freeze lifted, the served
         certificate adopted only when ``adopt``. Asked by a deploy (``DEPLOY_ACTOR``: a
-        redeploy, a verify & repair) while a certificate of ours is current, it is that one
-        that is wanted, on its node: looked at now and installed again where the node lacks
-        it, renewed only at its renewal moment."""
+        redeploy, a verify & repair) while a certificate of ours is current (``reinstall``,
+        decided when asked), it is that one that is wanted, on its node: looked at now and
+        installed again where the node lacks it (even while frozen: that needs no CA),
+        renewed only at its renewal moment; the failures and a freeze are left as they are,
+        so a redeploy never orders a failing renewal again before its freeze ends."""
 
         actor: str
         fast_attempts: int
         adopt: bool
+        reinstall: bool = False  # absent from events recorded before it was: False
 
         def apply_to(self, cert: Certificate) -> None:
-            cert.failures = 0
             cert.next_check_at = self.timestamp
-            if cert.frozen_kind == FROZEN_BY_FAILURES:
-                _thaw(cert)
-            if self.actor == DEPLOY_ACTOR and _holds_ours(cert):
+            if self.reinstall:
                 cert.installed = {}  # not taken on trust: the look asks the node again
                 return
+            cert.failures = 0
+            if cert.frozen_kind == FROZEN_BY_FAILURES:
+                _thaw(cert)
             cert.fast_left = self.fast_attempts
             cert.issue_requested = True
             cert.adopt_served = self.adopt
@@ -523,6 +526,7 @@ class Certificate(Aggregate):
             actor=actor,
             fast_attempts=cadence.fast_attempts,
             adopt=adopt,
+            reinstall=actor == DEPLOY_ACTOR and _holds_ours(self),
         )
 
     def check(
@@ -535,14 +539,18 @@ class Certificate(Aggregate):
         waiting: bool = False,
     ) -> None:
         """A look that changed nothing; records when to look next (``waiting``: a certificate
-        is still wanted, as a vanity site waiting for the wildcard)."""
+        is still wanted, as a vanity site waiting for the wildcard), never before a freeze
+        ends (a look asked while frozen, by a redeploy, is done then)."""
         self._refuse_when_retired("check")
+        next_check_at = self._next_check(now, cadence, fast_spent=True, waiting=waiting)
+        if self.frozen_until is not None and self.frozen(now):
+            next_check_at = max(next_check_at, self.frozen_until)
         self.trigger_event(
             Certificate.Checked,
             timestamp=now,
             outcome=outcome,
             reason=reason,
-            next_check_at=self._next_check(now, cadence, fast_spent=True, waiting=waiting),
+            next_check_at=next_check_at,
         )
 
     def preflight_failed(self, now: datetime, check: str, reason: str, cadence: SslCadence) -> None:
@@ -664,8 +672,8 @@ class Certificate(Aggregate):
             server_id=server_id,
             wildcard_id=str(wildcard_id),
             facts=facts_json(facts),
-            # renewed by the wildcard's own check, which installs it here again: this look is
-            # only to find the node has lost it
+            # renewed by the wildcard's own check, which installs it here again: this look
+            # asks the node whether it still serves it (the desk's install probes first)
             next_check_at=next_check(now, cadence, fast_left=0, issued=True),
         )
         return True

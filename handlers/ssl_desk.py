@@ -4,8 +4,9 @@
 Service it belongs to, and runs the automatic-SSL flow inside a fence of its own (a held
 fence means another process is on that certificate: this check is skipped):
 
-- skipped: retired; frozen; not due yet; the service suspended or terminating (a ``Checked``
-  puts the next look off, so the tick does not pick it again at once). A terminated
+- skipped: retired; frozen (the certificate of ours we hold is still put back where the
+  node lacks it: no CA is asked); not due yet; the service suspended or terminating (a
+  ``Checked`` puts the next look off, so the tick does not pick it again at once). A terminated
   service's certificate is ``Retired``. A custom or shared certificate is never ordered: a
   custom one is installed if the node lacks it, then looked at again in a day; a shared one
   (a vanity site) is served the provider's wildcard (handlers/ssl_shared.py);
@@ -18,12 +19,13 @@ fence means another process is on that certificate: this check is skipped):
   always for a wildcard), finalizes and records ``Issued`` with the renewal moment
   (``RenewalScheduled``: inside the CA's ARI window, sent with ``replaces`` when renewing,
   else the ⅓-lifetime fallback);
-- the certificate is put on the node, then ``Issued`` and ``Installed`` are recorded in one
-  save (a check killed before it leaves the order open: the next check resumes it, gets the
-  same certificate and finds it on the node); an install that fails records ``Issued`` and
-  the reason, and is tried again at the recheck interval. The wildcard has no node of its
-  own: once issued or renewed it is installed on every vanity site served it
-  (``WildcardInstalled`` on each site's certificate);
+- the certificate is put on the node (unless a custom certificate came while the CA worked:
+  ``superseded``, the customer's is installed at the next look, at once), then ``Issued``
+  and ``Installed`` are recorded in one save (a check killed before it leaves the order
+  open: the next check resumes it, gets the same certificate and finds it on the node); an
+  install that fails records ``Issued`` and the reason, and is tried again at the recheck
+  interval. The wildcard has no node of its own: once issued or renewed it is installed on
+  every vanity site served it (``WildcardInstalled`` on each site's certificate);
 - an issued certificate not due for renewal has its ARI window asked again when its poll
   time has come, else a ``Checked``.
 
@@ -46,6 +48,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from domain.certificate import Certificate
+from domain.errors import Conflict
 from domain.ssl_policy import (
     EXPIRY_THRESHOLDS_DAYS,
     AriWindow,
@@ -151,7 +154,7 @@ class SslDesk:
         if skipped == "retired":
             return skipped
         if cert.mode == "auto" and cert.frozen(now):
-            return "frozen"
+            return await self._frozen(cert, skipped, now, cadence)
         if not cert.due(now):
             return "not_due"
         if skipped is not None:  # looked at again later, not at every tick meanwhile
@@ -167,6 +170,18 @@ class SslDesk:
         if cert.order is None and not cert.renewal_due(now):
             return await self._look(cert, now, cadence)
         return await self._issue(cert, now, cadence)
+
+    async def _frozen(
+        self, cert: Certificate, skipped: str | None, now: datetime, cadence: SslCadence
+    ) -> str:
+        """No order till the freeze ends, but the certificate of ours we hold is put back
+        where the node lacks it (a redeploy re-created the domain without SSL): that needs
+        no CA. A look asked meanwhile (a redeploy) is put off to the freeze's end."""
+        if skipped is None and await self._keep_installed(cert, now, cadence) is not None:
+            return "frozen"  # why it is not on the node is recorded: tried again then
+        if cert.due(now):
+            await self._record(cert.id, lambda c: c.check(now, skipped or "frozen", cadence))
+        return "frozen"
 
     async def _service_skip(self, cert: Certificate, now: datetime) -> str | None:
         if cert.service_id is None:
@@ -273,7 +288,13 @@ class SslDesk:
     async def _issue(self, cert: Certificate, now: datetime, cadence: SslCadence) -> str:
         preflight = self._parts.preflight
         wildcard = cert.role == "wildcard" or any(n.startswith("*.") for n in cert.names)
-        verdict = await preflight.dns(cert.names, cert.expected_addresses, wildcard=wildcard)
+        # the pre-flight decides the method (CAA's validationmethods) as the order will
+        verdict = await preflight.dns(
+            cert.names,
+            cert.expected_addresses,
+            wildcard=wildcard,
+            dns01_possible=wildcard or bool(cert.dns_targets),
+        )
         if not verdict.ok:
             check, reason = verdict.check or "dns", verdict.reason or "the DNS check failed"
             await self._record(cert.id, lambda c: c.preflight_failed(now, check, reason, cadence))
@@ -319,6 +340,10 @@ class SslDesk:
         if isinstance(got, str):
             return got
         ari, explained, poll_at = await ari_window(acme, got.facts, now)
+        if not await self._still_ordering(cert.id, got.order_url):
+            # a custom certificate came while the CA worked (or the order was dropped): the
+            # one issued is not put on the node in its stead; the next look installs that one
+            return "superseded"
         # On the node first, then Issued and Installed in one save: a check killed between
         # the two leaves the order open (resumed: the CA hands the same certificate again,
         # found on the node already), never an issued certificate that no look installs.
@@ -337,11 +362,38 @@ class SslDesk:
             )
             _installed(c, now, got.facts.serial, not_installed, cadence)
 
-        await self._record(cert.id, issued)
+        try:
+            await self._record(cert.id, issued)
+        except Conflict:  # a custom certificate came just now: ours is on the node instead
+            if not_installed is None:
+                await self._superseded_on_node(cert, got.facts.serial, now)
+            return "superseded"
         if cert.role == "wildcard":  # on every vanity site, renewed once for all
             await self._shared.deliver(cert.id, cadence)
             return "issued"
         return "issued" if not_installed is None else "issued_not_installed"
+
+    async def _still_ordering(self, cert_id: uuid.UUID, order_url: str) -> bool:
+        """Whether the certificate still wants what ``order_url`` issued: automatic, with
+        that order open (a custom certificate uploaded meanwhile has closed it)."""
+        fresh = await asyncio.to_thread(self._book.certificate, cert_id)
+        if fresh is None or fresh.retired or fresh.mode != "auto" or fresh.order is None:
+            return False
+        return bool(fresh.order["url"] == order_url)
+
+    async def _superseded_on_node(self, cert: Certificate, serial: str, now: datetime) -> None:
+        """Records that the node serves ``serial`` (ours, put there as the customer's came),
+        so the next look, due at once since the upload, finds it is not the customer's and
+        installs that one."""
+        target = cert.install_target
+        if target is None:
+            return
+
+        def on_node(c: Certificate) -> None:
+            if not c.retired:
+                c.mark_installed(now, target.server_id, serial)
+
+        await self._record(cert.id, on_node)
 
     async def _http01_self_check(self, cert: Certificate, address: str | None) -> str | None:
         spot = cert.http01_spot

@@ -4,7 +4,9 @@
 one with an open order, to resume), the ACME account, the rate guard, the challenge spots on
 our nodes and the key sealer; it records, in this order and each before the next step:
 
-1. a refusal by the rate-limit model → ``Frozen`` (kind ``rate_limited``) until it allows;
+1. an ACME profile set (HOSTWRIGHT_ACME_PROFILE) that the CA's directory does not offer →
+   ``Checked`` with the reason (no order, nothing spent: the CA would refuse every one);
+   a refusal by the rate-limit model → ``Frozen`` (kind ``rate_limited``) until it allows;
 2. the order → ``OrderPlaced`` with the order's new private key sealed, *before* any
    challenge is answered, so a check that dies after it resumes that order (``resume``) and
    never places a second one;
@@ -61,11 +63,13 @@ TXT_POLL_S = 1.0
 
 @dataclass(frozen=True)
 class Issued:
-    """What ``Issuance`` got: the certificate, its chain and facts, and the clear key."""
+    """What ``Issuance`` got: the certificate, its chain and facts, the clear key, and the
+    order it came from."""
 
     bundle: PemBundle
     facts: CertificateFacts
     key_pem: str
+    order_url: str
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,13 @@ class Issuance:
     async def _place(self, replaces: str | None) -> tuple[OrderState, str] | str:
         names = self._names
         intent = self._intent = OrderIntent(tuple(names), self._registered(names), replaces)
+        try:
+            unoffered = await self._unoffered_profile()
+        except AcmeUnavailable as exc:
+            return await self._unavailable(exc)
+        if unoffered is not None:  # every order would be refused: none placed, none spent
+            await self._record(lambda c: c.check(self._now, "refused", self._cadence, unoffered))
+            return "refused"
         guard = self._parts.guard
         admission = await asyncio.to_thread(guard.admit, intent, self._account, self._now)
         if not admission.allowed:
@@ -178,6 +189,19 @@ class Issuance:
         )
         return order, key_pem
 
+    async def _unoffered_profile(self) -> str | None:
+        """Why the configured ACME profile cannot be ordered (the CA's directory does not
+        offer it), else None: a typo in HOSTWRIGHT_ACME_PROFILE would have every order
+        refused ``invalidProfile``, each after a rate-ledger token was spent."""
+        profile = self._parts.profile
+        if not profile:
+            return None
+        offered = (await self._acme.directory()).profiles
+        if profile in offered:
+            return None
+        shown = ", ".join(sorted(offered)) or "none"
+        return f"the CA offers no ACME profile {profile!r} (offers: {shown})"
+
     def _registered(self, names: Sequence[str]) -> tuple[str, ...]:
         found = (registered_domain(name, self._parts.suffixes) for name in names)
         return tuple(sorted({domain for domain in found if domain}))
@@ -206,7 +230,7 @@ class Issuance:
         except AcmeUnavailable as exc:
             return await self._unavailable(exc)
         bundle = x509_tools.split_fullchain(fullchain)
-        return Issued(bundle, x509_tools.facts(bundle.certificate), key_pem)
+        return Issued(bundle, x509_tools.facts(bundle.certificate), key_pem, order.url)
 
     async def _prove(self, order: OrderState) -> str | None:
         """Answers every pending authorization; None when all are valid, else the outcome."""

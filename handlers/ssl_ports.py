@@ -154,8 +154,15 @@ RemoveToken = Callable[[str], Awaitable[None]]
 
 class PreflightChecks(Protocol):
     async def dns(
-        self, names: Sequence[str], addresses: Iterable[str], *, wildcard: bool = False
-    ) -> PreflightVerdict: ...
+        self,
+        names: Sequence[str],
+        addresses: Iterable[str],
+        *,
+        wildcard: bool = False,
+        dns01_possible: bool = True,
+    ) -> PreflightVerdict:
+        """``dns01_possible``: whether the certificate has a zone to prove DNS-01 in (the
+        method decided here, CAA's ``validationmethods`` included, is the order's)."""
 
     async def tls(
         self,

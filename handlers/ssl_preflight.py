@@ -75,9 +75,16 @@ class Preflight:
         self._confirmed: dict[str, frozenset[str]] = {}
 
     async def dns(
-        self, names: Sequence[str], addresses: Iterable[str], *, wildcard: bool = False
+        self,
+        names: Sequence[str],
+        addresses: Iterable[str],
+        *,
+        wildcard: bool = False,
+        dns01_possible: bool = True,
     ) -> PreflightVerdict:
-        """Whether DNS lets a CA validate and issue for ``names`` at ``addresses``."""
+        """Whether DNS lets a CA validate and issue for ``names`` at ``addresses``.
+        ``dns01_possible``: whether the certificate has a zone of ours to put a DNS-01 TXT
+        in; without one the order proves by HTTP-01, and CAA is checked for that."""
         expected = frozenset(_address(a) for a in addresses)
         for name in names:  # what a failing check finds is no longer confirmed either
             self._confirmed.pop(_name(name).removeprefix("*."), None)
@@ -96,8 +103,10 @@ class Preflight:
                 reason = await self._addresses(base, rdtype, expected, zone, seen[base], 0)
                 if reason is not None:
                     return PreflightVerdict(False, "dns", reason)
-        dns01 = bool(servers) and all(
-            s.address in self._our_dns or s.name in self._our_dns for s in servers
+        dns01 = (
+            dns01_possible
+            and bool(servers)
+            and all(s.address in self._our_dns or s.name in self._our_dns for s in servers)
         )
         wildcard = wildcard or any(_name(n).startswith("*.") for n in names)
         # the method the order will use: DNS-01 where it can, HTTP-01 when CAA allows only that

@@ -11,7 +11,9 @@ per site ``Certificate.WildcardInstalled`` (the wildcard's public facts: the sit
 - ``serve(site, now, cadence)``, a site's own check (the desk holds its fence): the wildcard
   not issued yet → ``Checked``, still wanted (the site stays ``pending``); the site's node
   not recorded holding the wildcard's serial, or someone asked again (a redeploy, a repair)
-  → installed and ``WildcardInstalled``; else ``Checked``;
+  → installed and ``WildcardInstalled``; else the node is asked whether it still serves it
+  (the installer's probe: nothing run when it does; put back when it lost it) and
+  ``Checked``;
 - ``deliver(wildcard_id, cadence)``, right after the wildcard is issued or renewed:
   every site served it that lacks it gets it, under the site's own fence (waited for, so a
   check of that site running elsewhere ends first and this one then finds it served), one
@@ -102,9 +104,17 @@ class SharedSites:
         if wildcard is None:
             await self._record(site.id, lambda c: c.check(now, "waiting", cadence, waiting=True))
             return "waiting"
-        if not site.wants_wildcard(wildcard.facts):
-            await self._record(site.id, lambda c: c.check(now, "shared", cadence))
-            return "shared"
+        if not site.wants_wildcard(wildcard.facts):  # recorded there: the node is asked
+            key_pem = self._sealer.unseal(wildcard.key_sealed)
+            reason = await self._put(
+                site,
+                wildcard.bundle,
+                key_pem,
+                now,
+                cadence,
+                lambda c: c.check(now, "shared", cadence),
+            )
+            return "shared" if reason is None else "install_failed"
         return await self._install(site, wildcard, now, cadence)
 
     async def deliver(self, wildcard_id: uuid.UUID, cadence: SslCadence) -> int:

@@ -121,6 +121,8 @@ def _seeded(row: Row, event: Certificate.Seeded) -> Row:
 
 
 def _issue_requested(row: Row, event: Certificate.IssueRequested) -> Row:
+    if event.reinstall:  # ours wanted back on its node: not taken as installed till it is
+        return {"installed": {}, "next_check_at": event_time(event)}
     thawed = _thaw(row) if row.get("frozen_kind") == FROZEN_BY_FAILURES else {}
     return {**thawed, "next_check_at": event_time(event)}
 

@@ -106,9 +106,17 @@ class RegistryPreflight:
         self._made: tuple[frozenset[str], Preflight] | None = None
 
     async def dns(
-        self, names: Sequence[str], addresses: Iterable[str], *, wildcard: bool = False
+        self,
+        names: Sequence[str],
+        addresses: Iterable[str],
+        *,
+        wildcard: bool = False,
+        dns01_possible: bool = True,
     ) -> PreflightVerdict:
-        return await (await self._preflight()).dns(names, addresses, wildcard=wildcard)
+        preflight = await self._preflight()
+        return await preflight.dns(
+            names, addresses, wildcard=wildcard, dns01_possible=dns01_possible
+        )
 
     async def tls(
         self,

@@ -2,8 +2,9 @@
 saved by collecting their events, as the store would.
 
 Consumes the decisions the code under test takes; emits the aggregates and ``recorded``, the
-topics of every event saved, in order. ``conflicts`` makes the next N saves lose (the
-decision is then taken again on the state before it, as StoreCertificateBook does).
+topics of every event saved, in order (``events``: the events themselves). ``conflicts``
+makes the next N saves lose (the decision is then taken again on the state before it, as
+StoreCertificateBook does).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class MemoryCertificateBook:
         self.accounts: dict[uuid.UUID, AcmeAccount] = {}
         self.services = dict(services or {})
         self.recorded: list[str] = []
+        self.events: list[Any] = []
         self.conflicts = 0
         self._attempts = attempts
 
@@ -65,7 +67,9 @@ class MemoryCertificateBook:
         return account
 
     def _record(self, aggregate: Any) -> None:
-        self.recorded += [type(e).__qualname__ for e in aggregate.collect_events()]
+        events = aggregate.collect_events()
+        self.events += events
+        self.recorded += [type(e).__qualname__ for e in events]
 
 
 _port: CertificateBook = MemoryCertificateBook()

@@ -124,11 +124,18 @@ class FakePreflight:
         self.served: CertificateFacts | None = None
         self.http01_reason: str | None = None
         self.calls: list[str] = []
+        self.dns01_possible: list[bool] = []  # what each DNS check was told
 
     async def dns(
-        self, names: Sequence[str], addresses: Iterable[str], *, wildcard: bool = False
+        self,
+        names: Sequence[str],
+        addresses: Iterable[str],
+        *,
+        wildcard: bool = False,
+        dns01_possible: bool = True,
     ) -> PreflightVerdict:
         self.calls.append("dns")
+        self.dns01_possible.append(dns01_possible)
         return self.verdict
 
     async def tls(

@@ -218,10 +218,23 @@ async def test_the_relay_declares_the_ssl_queues_only_with_ssl_on(
     """The relay runs before any SSL desk declared its queue: a Certificate event it relays
     must wait in ``ssl`` all the same, not be returned unroutable and lost."""
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    store, db = EventStore(url), Database(url)
-    transport = AmqpTransport(amqp_url, exchange_name, timeout=5.0)
-    await transport.connect()
+    store = EventStore(url)
     try:
+        db = Database(url)
+        try:
+            await _relay_ssl(amqp_url, exchange_name, store, db, ssl)
+        finally:
+            db.close()
+    finally:
+        store.close()
+
+
+async def _relay_ssl(
+    amqp_url: str, exchange_name: str, store: EventStore, db: Database, ssl: bool
+) -> None:
+    transport = AmqpTransport(amqp_url, exchange_name, timeout=5.0)
+    try:
+        await transport.connect()
         store.save(_seeded("42"))
         relay = OutboxRelay(store, PositionStore(db), transport, ssl=ssl)
         await relay.prepare()
@@ -239,7 +252,7 @@ async def test_the_relay_declares_the_ssl_queues_only_with_ssl_on(
             await asyncio.sleep(0.02)
         assert await transport.queue_depth(SSL_QUEUE) == 1
     finally:
-        await transport.close()
-        await _remove(amqp_url, exchange_name)
-        store.close()
-        db.close()
+        try:
+            await transport.close()
+        finally:
+            await _remove(amqp_url, exchange_name)

@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from domain.certificate import FROZEN_BY_FAILURES, FROZEN_BY_RATE_LIMIT, Certificate
+from domain.certificate import (
+    DEPLOY_ACTOR,
+    FROZEN_BY_FAILURES,
+    FROZEN_BY_RATE_LIMIT,
+    Certificate,
+)
 from domain.service import Service
 from domain.ssl_types import (
     Http01Spot,
@@ -54,7 +59,9 @@ def double() -> Iterator[AcmeDouble]:
 class Rig:
     """A desk over in-memory ports, the double as its CA, one seeded web certificate."""
 
-    def __init__(self, double: AcmeDouble, cadence: SslCadence | None = None) -> None:
+    def __init__(
+        self, double: AcmeDouble, cadence: SslCadence | None = None, profile: str | None = None
+    ) -> None:
         self.double = double
         self.cadence = cadence = cadence or SslCadence()
         self.clock = Clock(datetime.now(UTC).replace(microsecond=0))
@@ -79,6 +86,7 @@ class Rig:
                 drivers=FakeDrivers(),
                 sealer=self.sealer,
                 suffixes=public_suffix_rules(),
+                profile=profile,
                 wait_s=10.0,
             ),
             self.account,
@@ -360,6 +368,88 @@ async def test_failures_in_a_row_freeze_the_name_for_the_cadences_hours(double: 
         rig.close()
 
 
+async def test_an_acme_profile_the_ca_does_not_offer_is_refused_before_any_order(
+    double: AcmeDouble,
+) -> None:
+    """A typo in HOSTWRIGHT_ACME_PROFILE: no order (the CA would answer invalidProfile to
+    every one), no rate token spent, and a reason that names what the CA offers."""
+    rig = Rig(double, profile="tlsservr")
+    try:
+        mark = len(rig.book.recorded)
+        assert await rig.check() == "refused"
+        assert double.orders == 0 and rig.guard.admitted == []
+        assert rig.since(mark)[-1] == "Checked" and "OrderPlaced" not in rig.since(0)
+        event = rig.book.events[-1]
+        assert event.reason == (
+            "the CA offers no ACME profile 'tlsservr' (offers: classic, tlsserver)"
+        )
+    finally:
+        rig.close()
+    offered = Rig(double, profile="tlsserver")
+    try:
+        assert await offered.check() == "issued"
+        assert double.orders == 1 and double.profiles_seen == ["tlsserver"]
+    finally:
+        offered.close()
+
+
+def _ask(rig: Rig, actor: str) -> None:
+    """An Issue asked for by ``actor`` (``deploy``: a redeploy's ssl step)."""
+
+    def ask(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.request_issue(rig.clock(), actor, rig.cadence)
+        return cert
+
+    rig.book.update(rig.cert_id, ask, "busy")
+
+
+async def test_a_redeploy_puts_ours_back_on_the_node_while_a_rate_limit_freezes_it(
+    rig: Rig,
+) -> None:
+    """The renewal is frozen by a 429; the customer redeploys and Hestia re-creates the
+    domain without SSL: the certificate we hold is put back at once, no CA asked."""
+    assert await rig.check() == "issued"
+    serial = rig.cert.installed["web1"]
+    rig.double.rate_limit_next = 3600
+    _ask(rig, "staff")  # a renewal now
+    assert await rig.check() == "rate_limited"
+    until = rig.cert.frozen_until
+    assert until is not None and rig.double.orders == 1
+    rig.installer.served.clear()  # the domain re-created without SSL
+    rig.clock.advance(5)
+    _ask(rig, DEPLOY_ACTOR)
+    assert await rig.check() == "frozen"
+    cert = rig.cert
+    assert rig.installer.installs[-1] == (TARGET, serial) and cert.installed == {"web1": serial}
+    assert rig.double.orders == 1 and cert.frozen_until == until
+    assert cert.next_check_at == until  # not picked at every tick till then
+    mark = len(rig.book.recorded)
+    assert await rig.check() == "frozen"  # looked at again: nothing to do, nothing recorded
+    assert rig.since(mark) == [] and len(rig.installer.installs) == 2
+
+
+async def test_a_redeploy_neither_lifts_a_failure_freeze_nor_orders_again(
+    double: AcmeDouble,
+) -> None:
+    rig = Rig(double, SslCadence(freeze_after=2, freeze_s=2 * 3600))
+    try:
+        assert await rig.check() == "issued"
+        double.refuse_challenges = True
+        _ask(rig, "staff")
+        assert [await rig.check_when_due() for _ in range(2)] == ["failed"] * 2
+        cert = rig.cert
+        assert cert.frozen_kind == FROZEN_BY_FAILURES and cert.failures == 2
+        until = cert.frozen_until
+        _ask(rig, DEPLOY_ACTOR)
+        assert await rig.check() == "frozen"
+        cert = rig.cert
+        assert double.orders == 3 and cert.failures == 2 and cert.frozen_until == until
+        assert len(rig.installer.installs) == 1  # the node holds it still: nothing put
+    finally:
+        rig.close()
+
+
 async def test_the_51st_certificate_of_a_registered_domain_is_refused_before_the_ca(
     rig: Rig,
 ) -> None:
@@ -374,6 +464,17 @@ async def test_the_51st_certificate_of_a_registered_domain_is_refused_before_the
     assert cert.frozen_until is not None and cert.frozen_until > now
     assert "registered domain" in (cert.frozen_reason or "")
     assert "OrderPlaced" not in rig.since(0)
+
+
+async def test_the_preflight_is_told_dns01_is_impossible_without_a_zone_to_prove_in(
+    rig: Rig,
+) -> None:
+    """The method the pre-flight checks CAA for is the one the order uses: HTTP-01 when
+    the certificate has no DNS target, whoever serves its names."""
+    rig.preflight.verdict = PreflightVerdict(True, dns01=True, authorities=("127.0.0.1",))
+    assert await rig.check() == "issued"
+    assert rig.preflight.dns01_possible == [False]
+    assert rig.challenges.txt == {} and rig.challenges.placed == 4  # proved by HTTP-01
 
 
 async def test_a_failed_preflight_is_a_readable_reason_and_no_order(rig: Rig) -> None:
@@ -484,6 +585,70 @@ async def test_a_custom_certificate_is_installed_never_ordered_and_warned_once_p
         warned += [days for _, days in await rig.desk.warn_expiring(rig.clock())]
     assert warned == [30, 14, 7, 1]
     assert rig.book.recorded.count("Certificate.ExpiryWarned") == 4
+
+
+def _upload_custom(rig: Rig) -> str:
+    """The customer's own certificate uploaded now (as the API does); its serial."""
+    leaf = MiniCa().leaf(NAMES)
+    facts = x509_tools.facts(leaf.certificate_pem)
+
+    def upload(cert: Certificate | None) -> Certificate | None:
+        assert cert is not None
+        cert.upload_custom(
+            rig.clock(),
+            certificate=leaf.certificate_pem,
+            chain="",
+            key_sealed=rig.sealer.seal(leaf.key_pem),
+            facts=facts,
+            actor="whmcs",
+        )
+        return cert
+
+    rig.book.update(rig.cert_id, upload, "busy")
+    return facts.serial
+
+
+async def test_a_custom_certificate_uploaded_while_the_ca_works_is_not_replaced_by_ours(
+    rig: Rig,
+) -> None:
+    put = rig.challenges.put_http01
+    custom: list[str] = []
+
+    async def upload_at_the_cas_first_file(*args: Any) -> None:
+        await put(*args)
+        if rig.challenges.placed == 3 and not custom:  # after the self-check's two
+            custom.append(_upload_custom(rig))
+
+    rig.challenges.put_http01 = upload_at_the_cas_first_file  # type: ignore[method-assign]
+    assert await rig.check() == "superseded"
+    assert rig.double.orders == 1 and custom
+    assert rig.installer.installs == []  # ours never put on the node
+    cert = rig.cert
+    assert cert.mode == "custom" and cert.due(rig.clock())
+    assert await rig.check() == "custom"
+    assert rig.installer.installs == [(TARGET, custom[0])]
+
+
+async def test_a_custom_certificate_uploaded_as_ours_is_installed_is_installed_at_the_next_look(
+    rig: Rig,
+) -> None:
+    install = rig.installer.install
+    custom: list[str] = []
+
+    async def upload_once_ours_is_on(*args: Any) -> Any:
+        done = await install(*args)
+        if not custom:
+            custom.append(_upload_custom(rig))
+        return done
+
+    rig.installer.install = upload_once_ours_is_on  # type: ignore[method-assign]
+    assert await rig.check() == "superseded"
+    ours = rig.installer.installs[0][1]
+    cert = rig.cert
+    assert cert.mode == "custom" and cert.installed == {"web1": ours}  # what the node holds
+    assert cert.due(rig.clock())  # not a day later
+    assert await rig.check() == "custom"
+    assert rig.installer.installs == [(TARGET, ours), (TARGET, custom[0])]
 
 
 async def test_the_fence_is_per_certificate() -> None:

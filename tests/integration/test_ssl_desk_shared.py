@@ -219,6 +219,22 @@ async def test_one_wildcard_order_is_installed_on_every_live_vanity_site(rig: Sh
     assert rig.ca.orders_created() == 1
 
 
+async def test_a_sites_daily_look_asks_the_node_and_puts_back_a_lost_wildcard(
+    rig: SharedRig,
+) -> None:
+    blog = rig.site(1, "blog")
+    assert await rig.desk.check(rig.wildcard_id) == "issued"
+    serial = rig.serial()
+    assert rig.installer.installs == [(blog, serial)]
+    rig.installer.served.clear()  # the node lost it (Hestia re-created the domain)
+    rig.clock.advance(24 * 60 + 1)
+    assert await rig.desk.check(_site_id(1)) == "shared"
+    assert rig.installer.installs == [(blog, serial), (blog, serial)]
+    assert rig.cert(_site_id(1)).installed == {blog.server_id: serial}
+    next_look = rig.cert(_site_id(1)).next_check_at
+    assert next_look is not None and next_look > rig.clock()  # looked at again in a day
+
+
 async def test_a_renewed_wildcard_reaches_every_site_once(rig: SharedRig) -> None:
     targets = [rig.site(1, "blog"), rig.site(2, "shop", server_id="web2")]
     assert await rig.desk.check(rig.wildcard_id) == "issued"

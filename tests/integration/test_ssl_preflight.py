@@ -217,6 +217,12 @@ async def test_caa_validationmethods_chooses_or_refuses_the_method(net: Network)
     assert dns_only.reason is not None and "http-01" in dns_only.reason
     ours = await net.preflight().dns(["provider.test"], [WEB], wildcard=False)
     assert ours.ok and ours.dns01, ours.reason
+    # our servers, but no zone of the certificate's to put the TXT in: HTTP-01, refused
+    no_zone = await net.preflight().dns(
+        ["provider.test"], [WEB], wildcard=False, dns01_possible=False
+    )
+    assert not no_zone.ok and no_zone.check == "caa"
+    assert no_zone.reason is not None and "http-01" in no_zone.reason
 
 
 async def test_issuewild_decides_for_the_wildcard_only(net: Network) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from domain.certificate import DEPLOY_ACTOR, Certificate
+from domain.certificate import DEPLOY_ACTOR, FROZEN_BY_FAILURES, Certificate
 from domain.ssl_types import InstallTarget
 from tests.support.ssl_values import CADENCE, T0, facts
 
@@ -62,3 +62,32 @@ def test_a_deploy_of_a_certificate_not_ours_orders_as_before() -> None:
     none_yet = _seeded()
     none_yet.request_issue(LATER, DEPLOY_ACTOR, CADENCE)
     assert none_yet.renewal_due(LATER) and none_yet.fast_left == CADENCE.fast_attempts
+
+
+def test_a_deploy_of_ours_leaves_a_failure_freeze_and_the_failures_as_they_are() -> None:
+    """A failing renewal is not ordered again on every redeploy (Let's Encrypt's
+    failed-validation limit): the freeze and the count stand; only the look is now."""
+    cert = _ours_installed()
+    at = LATER
+    for n in range(CADENCE.freeze_after):
+        cert.place_order(at, order_url=f"https://ca/o/{n}", names=cert.names, key_sealed="s")
+        cert.issue_failed(at, reason="unauthorized", cadence=CADENCE)
+    assert cert.frozen(at) and cert.frozen_kind == FROZEN_BY_FAILURES
+    until, failures = cert.frozen_until, cert.failures
+    cert.request_issue(at, DEPLOY_ACTOR, CADENCE)
+    assert cert.frozen(at) and cert.frozen_until == until and cert.failures == failures
+    assert cert.due(at) and cert.installed == {}  # looked at now: put back on its node
+    cert.check(at, "frozen", CADENCE)  # that look changed nothing: next at the freeze's end
+    assert until is not None and cert.next_check_at is not None
+    assert cert.next_check_at >= until
+    cert.request_issue(at, "staff", CADENCE)  # anyone else's ask still lifts it
+    assert not cert.frozen(at) and cert.failures == 0
+
+
+def test_a_deploy_of_ours_leaves_a_rate_limit_freeze() -> None:
+    cert = _ours_installed()
+    cert.place_order(LATER, order_url="https://ca/o/1", names=cert.names, key_sealed="s")
+    retry = LATER + timedelta(days=2)
+    cert.issue_failed(LATER, reason="rateLimited", cadence=CADENCE, retry_after=retry)
+    cert.request_issue(LATER, DEPLOY_ACTOR, CADENCE)
+    assert cert.frozen(LATER) and cert.frozen_until == retry and cert.due(LATER)

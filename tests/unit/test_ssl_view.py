@@ -251,3 +251,23 @@ def test_a_vanity_site_is_pending_until_the_wildcard_is_installed_then_shows_it(
     cert.retire(now)
     walk.fold()
     assert walk.row["state"] == "retired"
+
+
+def test_a_deploy_wanting_ours_back_on_its_node_shows_it_not_installed_as_the_aggregate() -> None:
+    """A redeploy of a certificate of ours empties its installs (the node is asked again);
+    the row says so too, and a freeze stands in both (a redeploy orders nothing)."""
+    walk = Walk(seeded())
+    cert = walk.cert
+    cert.place_order(T0, order_url="https://ca/o/1", names=cert.names, key_sealed=SEALED)
+    cert.issued(T0, certificate="CERT", chain="CHAIN", facts=facts(), cadence=CADENCE)
+    cert.mark_installed(T0, "web1", "1f")
+    walk.fold()
+    assert walk.row["installed"] == {"web1": "1f"}
+    now = T0 + timedelta(days=60)
+    for n in range(3):
+        cert.place_order(now, order_url=f"https://ca/o/r{n}", names=cert.names, key_sealed=SEALED)
+        cert.issue_failed(now, reason="unauthorized", cadence=CADENCE)
+    walk.fold()
+    cert.request_issue(now, "deploy", CADENCE)
+    walk.fold()  # same() compares installed, the freeze and the next look
+    assert walk.row["installed"] == {} and walk.row["state"] == "frozen"
