@@ -188,6 +188,13 @@ def _parser() -> argparse.ArgumentParser:
         help="certificates the SSL desk checks at once (HOSTWRIGHT_SSL_CONCURRENCY; default 8)",
     )
     bench_ssl.add_argument(
+        "--fast-interval",
+        type=int,
+        default=None,
+        help="seconds between fast mode's checks for this run (runtime setting "
+        "ssl.fast_interval_s, 5 to 3600; default: the setting's own, 30)",
+    )
+    bench_ssl.add_argument(
         "--layout",
         choices=("embedded", "processes"),
         default="embedded",
@@ -455,6 +462,7 @@ def _run_bench_ssl(args: argparse.Namespace) -> int:
         domains=args.domains,
         point_rate=args.point_rate,
         ssl_concurrency=args.ssl_concurrency,
+        fast_interval_s=args.fast_interval,
         layout=args.layout,
         amqp_url=args.amqp_url,
         postgres_url=args.postgres_url,

@@ -59,11 +59,13 @@ def run_ssl_bench(
     amqp_url: str | None,
     postgres_url: str | None,
     timeout_s: float = 900.0,
+    fast_interval_s: int | None = None,
 ) -> int:
     measured = measure_ssl(
         domains=domains,
         point_rate=point_rate,
         ssl_concurrency=ssl_concurrency,
+        fast_interval_s=fast_interval_s,
         layout=layout,
         amqp_url=amqp_url,
         postgres_url=postgres_url,
@@ -85,6 +87,7 @@ def measure_ssl(
     amqp_url: str | None = None,
     postgres_url: str | None = None,
     timeout_s: float = 900.0,
+    fast_interval_s: int | None = None,
 ) -> tuple[SslRun, Figures] | None:
     """The run and its figures; None (the reason printed) when it cannot run. ``layout``:
     ``embedded`` (one ``hostwright up`` on SQLite and the in-process transport) or
@@ -109,6 +112,7 @@ def measure_ssl(
                 domains=domains,
                 point_rate=point_rate,
                 ssl_concurrency=ssl_concurrency,
+                fast_interval_s=fast_interval_s,
                 amqp_url=None,
                 database_url=database_url,
                 timeout_s=timeout_s,
@@ -124,6 +128,7 @@ def measure_ssl(
                     domains=domains,
                     point_rate=point_rate,
                     ssl_concurrency=ssl_concurrency,
+                    fast_interval_s=fast_interval_s,
                     amqp_url=vhost_url,
                     database_url=db_url,
                     timeout_s=timeout_s,

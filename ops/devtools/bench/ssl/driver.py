@@ -102,6 +102,7 @@ def measure(
     amqp_url: str | None,
     database_url: str,
     timeout_s: float,
+    fast_interval_s: int | None = None,
 ) -> SslRun:
     """``amqp_url`` None: the embedded default, one ``hostwright up`` process (SQLite and
     the in-process transport); else every part its own process on RabbitMQ."""
@@ -154,6 +155,8 @@ def measure(
             )
             session = _Session(url, tokens, database_url, resolver, pebble, point_rate, ports)
             session.ssl_concurrency = ssl_concurrency or Settings().ssl_concurrency
+            if fast_interval_s is not None:
+                await session.set_fast_interval(fast_interval_s)
             try:
                 return await session.drive(domains, timeout_s)
             finally:
@@ -216,6 +219,13 @@ class _Session:
 
     def close(self) -> None:
         self.store.close()
+
+    async def set_fast_interval(self, seconds: int) -> None:
+        """Fast mode's checks ``seconds`` apart (the runtime setting), before any order."""
+        body = {"ssl": {"fast_interval_s": seconds}}
+        reply = await self.client.put("/v1/settings", json=body, headers=self.staff)
+        if reply.status_code != 200:
+            raise RuntimeError(f"bench ssl: the fast interval was refused: {reply.text}")
 
     async def drive(self, count: int, timeout_s: float) -> SslRun:
         print("warm-up: one domain to served (the ACME account, connections) …", flush=True)
