@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.deployment import wait_until
-from tests.support.ssl_deployment import SslDeployment
+from tests.support.ssl_deployment import SslDeployment, split_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +28,9 @@ UNI_IP = "127.0.0.75"
 async def deployment(
     tmp_path: Path, amqp_url: str, exchange_name: str, fresh_postgres_url: str
 ) -> AsyncIterator[SslDeployment]:
-    system = SslDeployment(tmp_path, amqp_url, exchange_name, fresh_postgres_url)
-    try:
-        await system.add_node("web1", ("web",), WEB_IP)
-        await system.add_node("mail1", ("mail",), MAIL_IP)
-        await system.add_node("dns1", ("dns",), DNS_IP)
-        await system.start_ssl()
-        await system.start_all()
-        await system.register_nodes()
+    ips = (WEB_IP, MAIL_IP, DNS_IP)
+    async with split_nodes(tmp_path, amqp_url, exchange_name, fresh_postgres_url, ips) as system:
         yield system
-    finally:
-        await system.close()
 
 
 async def _state(system: SslDeployment, service_id: int, role: str) -> dict[str, object]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.deployment import PROVIDER_DOMAIN, wait_until
-from tests.support.ssl_deployment import SslDeployment
+from tests.support.ssl_deployment import SslDeployment, split_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +29,11 @@ LABELS = {11: "blog", 12: "shop"}
 async def deployment(
     tmp_path: Path, amqp_url: str, exchange_name: str, fresh_postgres_url: str
 ) -> AsyncIterator[SslDeployment]:
-    system = SslDeployment(tmp_path, amqp_url, exchange_name, fresh_postgres_url)
-    try:
-        await system.add_node("web1", ("web",), WEB_IP)
-        await system.add_node("mail1", ("mail",), MAIL_IP)
-        await system.add_node("dns1", ("dns",), DNS_IP)
-        await system.start_ssl()
-        await system.start_all()
-        await system.register_nodes()
+    ips = (WEB_IP, MAIL_IP, DNS_IP)
+    async with split_nodes(tmp_path, amqp_url, exchange_name, fresh_postgres_url, ips) as system:
         await system.provision_provider("mail1", ["dns1"])  # the provider's zone: on our node
         system.delegate(PROVIDER_DOMAIN, ["dns1"])
         yield system
-    finally:
-        await system.close()
 
 
 async def test_two_vanity_services_share_one_wildcard_from_pebble(

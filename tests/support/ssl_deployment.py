@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,23 @@ class SslDeployment(Deployment):
         process = self.processes[part]
         process.kill()
         process.__exit__()
+
+
+@contextlib.asynccontextmanager
+async def split_nodes(
+    tmp: Path, amqp_url: str, exchange: str, database_url: str, ips: tuple[str, str, str]
+) -> AsyncIterator[SslDeployment]:
+    """A deployment with a web, a mail and a DNS node (``web1``, ``mail1``, ``dns1`` on
+    ``ips``), pebble, every part running and the nodes registered; closed afterwards."""
+    system = SslDeployment(tmp, amqp_url, exchange, database_url)
+    try:
+        for (server_id, role), ip in zip(
+            (("web1", "web"), ("mail1", "mail"), ("dns1", "dns")), ips, strict=True
+        ):
+            await system.add_node(server_id, (role,), ip)
+        await system.start_ssl()
+        await system.start_all()
+        await system.register_nodes()
+        yield system
+    finally:
+        await system.close()
