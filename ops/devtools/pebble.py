@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ops.devtools.background_server import BackgroundServer
+from ops.devtools.listen_ports import free_port as free_port
 from ops.devtools.mini_ca import MiniCa
 
 PEBBLE = "/usr/bin/pebble"
@@ -41,13 +42,6 @@ QUIET_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AU
 ORDER_ADDED = re.compile(r'Added order "[^"]+" to the db')
 REQUEST = re.compile(r"\s(GET|POST|HEAD) (\S+) -> calling handler\(\)")
 PR_SET_PDEATHSIG = 1
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PebbleError(RuntimeError):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import asyncssh
 import httpx
 
 from handlers.hestia_driver import HestiaDriver, NodeAccess
+from ops.devtools.listen_ports import free_port as free_port
 from ops.devtools.simnode import SimNode
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import QUEUES
@@ -51,13 +51,6 @@ PARTS = (
     "handler mail",
     "handler dns",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Deployment:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+
+from ops.devtools.listen_ports import free_port as free_port
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -66,10 +67,3 @@ def scratch_root() -> str | None:
     blocking I/O (auto_da_alloc) — a cost of the machines the nodes stand for, not of ours."""
     shm = Path("/dev/shm")  # noqa: S108 — a scratch directory, removed afterwards
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
