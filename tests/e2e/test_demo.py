@@ -30,6 +30,7 @@ from cryptography import x509
 from ops.devtools.demo import SAMPLE_IDS, SSL_SAMPLE_DOMAIN
 from ops.devtools.demo_nodes import PROVIDER_DOMAIN
 from ops.devtools.demo_ssl import pebble_installed
+from ops.devtools.sni_handshake import presented_der
 from tests.support.budget import budget
 from tests.support.run_leftovers import RUN_MARK, this_run
 
@@ -257,14 +258,7 @@ def _served(root: Path, ip: str, port: int, name: str, timeout: float) -> x509.C
     context = ssl.create_default_context(cafile=str(root))
 
     async def handshake() -> bytes:
-        _, writer = await asyncio.open_connection(ip, port, ssl=context, server_hostname=name)
-        try:
-            der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        return der
+        return await presented_der(context, ip, port, name)
 
     deadline = time.monotonic() + timeout
     while True:

@@ -32,6 +32,7 @@ from ops.devtools.simnode import SimNode
 from ops.devtools.simnode.journal import read_command_log
 from ops.devtools.simnode.state import NodeState
 from ops.devtools.simnode.web_server import WebServer
+from ops.devtools.sni_handshake import presented_der
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.topology import SSL_QUEUES
 from ops.store.database import postgres_conninfo
@@ -115,15 +116,7 @@ class SslDeployment(Deployment):
         against pebble's root for ``name``."""
         assert self.pebble is not None
         context = ssl.create_default_context(cafile=str(self.pebble.roots_path))
-        _, writer = await asyncio.open_connection(
-            ip, self.https_port, ssl=context, server_hostname=name
-        )
-        try:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        der = await presented_der(context, ip, self.https_port, name)
         return x509.load_der_x509_certificate(der)
 
     async def wait_served(self, ip: str, names: list[str], timeout: float) -> None:
@@ -208,15 +201,7 @@ class SslDeployment(Deployment):
         """The certificate ``ip`` serves for SNI ``name``; raises unless it verifies against
         ``roots_pem`` for ``name``."""
         context = ssl.create_default_context(cadata=roots_pem)
-        _, writer = await asyncio.open_connection(
-            ip, self.https_port, ssl=context, server_hostname=name
-        )
-        try:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        der = await presented_der(context, ip, self.https_port, name)
         return x509.load_der_x509_certificate(der)
 
     async def http_answered_by_stranger(self, server_id: str) -> None:

@@ -25,7 +25,6 @@ Consumes a scratch database, virtual host and folder; emits an SslRun.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import ssl
 import subprocess
@@ -52,6 +51,7 @@ from ops.devtools.bench.ssl.certificate_timing import CertificateMoments, Certif
 from ops.devtools.delegation_dns import DelegationDns
 from ops.devtools.demo_nodes import SPLIT_NODES, SharedPorts, SimnodeProcesses, ensure_client_key
 from ops.devtools.pebble import Pebble
+from ops.devtools.sni_handshake import presented_der
 from ops.settings import Settings
 from ops.store.event_store import EventStore
 
@@ -329,7 +329,7 @@ class _Session:
             ders: list[bytes] = []
             try:
                 for name in moments.names:
-                    ders.append(await _presented(context, ip, self.https_port, name))
+                    ders.append(await presented_der(context, ip, self.https_port, name))
             except (ssl.SSLError, OSError) as exc:
                 print(f"  {key}: not served as it should be: {exc}")
                 run.verified[key] = False
@@ -337,14 +337,3 @@ class _Session:
             serials = {f"{x509.load_der_x509_certificate(d).serial_number:x}" for d in ders}
             run.verified[key] = len(serials) == 1
             run.served_pem[key] = ders
-
-
-async def _presented(context: ssl.SSLContext, ip: str, port: int, name: str) -> bytes:
-    _, writer = await asyncio.open_connection(ip, port, ssl=context, server_hostname=name)
-    try:
-        der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return der
