@@ -446,3 +446,24 @@ class Task(Aggregate):
             return False
         self.trigger_event(Task.Hidden, timestamp=now, actor=actor, reason=reason)
         return True
+
+
+# The events that set a task's ``state``; ``Dispatched`` also sets its ``attempt``. So the
+# latest of them says whether an attempt is current: a ``Dispatched`` of that attempt (what a
+# store can answer from one row: ops/adapters/step_gate.py). tests/unit/test_task_state_events.py
+# holds this list to the events' own ``apply``.
+STATE_EVENTS: tuple[type[Any], ...] = (
+    Task.Planned,
+    Task.Dispatched,
+    Task.Succeeded,
+    Task.RetryScheduled,
+    Task.Errored,
+    Task.Cancelled,
+    Task.Retried,
+)
+
+
+def is_current_attempt(latest_state_event: Any, attempt: int) -> bool:
+    """Whether ``attempt`` is the task's current one, given the latest of its ``STATE_EVENTS``:
+    what ``task.state == "dispatched" and task.attempt == attempt`` says of the whole task."""
+    return isinstance(latest_state_event, Task.Dispatched) and latest_state_event.attempt == attempt

@@ -37,7 +37,15 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.ownership import with_owner
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
-from handlers.step_fence import Attempts, LocalFences, StepFences, fence_key, fenced
+from handlers.step_fence import (
+    Attempts,
+    GateOfParts,
+    LocalFences,
+    StepFences,
+    StepGate,
+    fence_key,
+    gated,
+)
 from handlers.step_params import Unseal, resolve_params
 from handlers.step_registry import STEP_ACTIONS
 
@@ -80,7 +88,11 @@ class RoleHandler:
         fences: StepFences | None = None,
         fence_poll_s: float = 0.5,
         attempts: Attempts | None = None,
+        gate: StepGate | None = None,
     ) -> None:
+        """``gate`` asks the step fence and the current attempt at once; without one, they
+        are asked of ``fences`` (this process only, by default) and ``attempts`` (none: every
+        attempt runs)."""
         self.role = role
         self._directory = directory
         self._publisher = publisher
@@ -89,9 +101,8 @@ class RoleHandler:
         self._actions = dict(STEP_ACTIONS if actions is None else actions)
         self._drivers: dict[str, tuple[NodeAccess, ClosableDriver]] = {}
         self._unseal = unseal or _cannot_unseal
-        self._fences: StepFences = fences or LocalFences()
+        self._gate: StepGate = gate or GateOfParts(fences or LocalFences(), attempts)
         self._fence_poll_s = fence_poll_s
-        self._attempts = attempts
 
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
@@ -104,11 +115,14 @@ class RoleHandler:
         heartbeat = asyncio.create_task(self._heartbeats(task))
         result: ResultMessage
         try:
-            async with self._fenced(task, steplog):
-                if await self._current(task):
+            async with self._gated(task, steplog) as current:
+                if current is not False:
                     result = await self._run(task, steplog)
                     _log_step(task, result, time.monotonic() - began)
                 else:
+                    log.info(
+                        "%s: %s (%s) was superseded; dropped", self.role, task.message_id, task.step
+                    )
                     result = _not_run(task, self.role, steplog)
         finally:
             heartbeat.cancel()
@@ -122,29 +136,27 @@ class RoleHandler:
         drivers, self._drivers = self._drivers, {}
         for _, driver in drivers.values():
             await driver.close()
-        self._fences.close()
+        await self._gate.close()
 
-    def _fenced(self, task: TaskMessage, steplog: StepLog) -> AbstractAsyncContextManager[None]:
-        """The task's step fence, held for the body; a wait shows in the step's log and ours."""
+    def _gated(
+        self, task: TaskMessage, steplog: StepLog
+    ) -> AbstractAsyncContextManager[bool | None]:
+        """The task's step fence, held for the body, which learns whether the attempt is still
+        the task's current one (False only when the store says it was superseded or its task
+        ended); a wait shows in the step's log and ours."""
 
         def waiting(reason: str) -> None:
             steplog.note(reason)
             log.info("%s: %s (%s): %s", self.role, task.message_id, task.step, reason)
 
-        return fenced(self._fences, fence_key(task), poll_s=self._fence_poll_s, on_wait=waiting)
-
-    async def _current(self, task: TaskMessage) -> bool:
-        """False only when the store says the attempt was superseded (or its task ended)."""
-        if self._attempts is None:
-            return True
-        try:
-            current = await self._attempts.is_current(task.task_id, task.attempt)
-        except Exception:
-            log.warning("%s: cannot tell if %s is current; running it", self.role, task.message_id)
-            return True
-        if current is False:
-            log.info("%s: %s (%s) was superseded; dropped", self.role, task.message_id, task.step)
-        return current is not False
+        return gated(
+            self._gate,
+            fence_key(task),
+            task.task_id,
+            task.attempt,
+            poll_s=self._fence_poll_s,
+            on_wait=waiting,
+        )
 
     async def _run(self, task: TaskMessage, steplog: StepLog) -> ResultMessage:
         def failed(error: str, *, retryable: bool) -> ResultMessage:

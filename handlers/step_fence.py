@@ -23,6 +23,11 @@ Once it holds the fence, an attempt that is no longer the task's current one (``
 the store has a later attempt, or the task has ended) is dropped without touching the node:
 a message that waited in a queue or at the fence past its attempt, even past its run, must not
 redo a step after what came later (a removal) has run.
+
+A role handler asks both at once through a ``StepGate`` (``enter``: the fence, and with it
+whether the attempt is current; ``leave``): ``GateOfParts`` asks a ``StepFences`` and then
+``Attempts``; a store that can answer both in one statement (ops/adapters/step_gate.py, on
+PostgreSQL) implements the gate itself, which is most of what the two cost a step.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from handlers.messages import TaskMessage
@@ -95,6 +101,53 @@ class LocalFences:
         return frozenset(self._held)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What ``StepGate.enter`` found: whether it took the fence and, with it, whether the
+    attempt is still the task's current one (None: it cannot tell, or did not take it)."""
+
+    taken: bool
+    current: bool | None = None
+
+
+class StepGate(Protocol):
+    async def enter(self, key: int, task_id: str, attempt: int) -> Entry:
+        """Takes the fence ``key`` if no one holds it and says whether the attempt is current;
+        ``Entry(False)`` if someone holds it. Raises when it cannot tell (the database is away)."""
+
+    async def leave(self, key: int) -> None:
+        """Drops a fence ``enter`` took."""
+
+    async def close(self) -> None:
+        """Drops every fence still held and what holds them (the handler is stopping)."""
+
+
+class GateOfParts:
+    """A ``StepGate`` asking a ``StepFences`` and then, once the fence is taken, ``Attempts``
+    (none: every attempt runs). A failed ``is_current`` is no answer, so the attempt runs."""
+
+    def __init__(self, fences: StepFences, attempts: Attempts | None = None) -> None:
+        self._fences = fences
+        self._attempts = attempts
+
+    async def enter(self, key: int, task_id: str, attempt: int) -> Entry:
+        if not await self._fences.try_take(key):
+            return Entry(False)
+        if self._attempts is None:
+            return Entry(True)
+        try:
+            return Entry(True, await self._attempts.is_current(task_id, attempt))
+        except Exception:
+            log.warning("cannot tell if attempt %d of task %s is current", attempt, task_id)
+            return Entry(True)
+
+    async def leave(self, key: int) -> None:
+        await self._fences.release(key)
+
+    async def close(self) -> None:
+        self._fences.close()
+
+
 @asynccontextmanager
 async def fenced(
     fences: StepFences,
@@ -106,10 +159,45 @@ async def fenced(
     """Holds the fence ``key`` for the body; waits (polling every ``poll_s``) while another
     attempt holds it or while the fence cannot be reached. ``on_wait`` hears why, once per
     reason."""
+
+    async def take() -> Entry:
+        return Entry(await fences.try_take(key))
+
+    async with _held(take, fences.release, key, poll_s, on_wait):
+        yield
+
+
+@asynccontextmanager
+async def gated(
+    gate: StepGate,
+    key: int,
+    task_id: str,
+    attempt: int,
+    *,
+    poll_s: float = POLL_S,
+    on_wait: Callable[[str], None] | None = None,
+) -> AsyncIterator[bool | None]:
+    """``fenced`` through a ``StepGate``: holds the fence for the body, which is given whether
+    the attempt is current (None when that cannot be told)."""
+    async with _held(
+        lambda: gate.enter(key, task_id, attempt), gate.leave, key, poll_s, on_wait
+    ) as entry:
+        yield entry.current
+
+
+@asynccontextmanager
+async def _held(
+    take: Callable[[], Awaitable[Entry]],
+    release: Callable[[int], Awaitable[None]],
+    key: int,
+    poll_s: float,
+    on_wait: Callable[[str], None] | None,
+) -> AsyncIterator[Entry]:
     told: set[str] = set()
     while True:
         try:
-            if await fences.try_take(key):
+            entry = await take()
+            if entry.taken:
                 break
             reason = "another attempt is running on this service's node; waiting for it to end"
         except Exception as exc:
@@ -121,10 +209,10 @@ async def fenced(
                 on_wait(reason)
         await asyncio.sleep(poll_s)
     try:
-        yield
+        yield entry
     finally:
         try:
-            await fences.release(key)
+            await release(key)
         except Exception:
             # the fence dies with its connection anyway; nothing to do but say so
             log.warning("step fence %d: not released cleanly", key, exc_info=True)

@@ -25,7 +25,6 @@ from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.certificate_inspector import CertificateInspector
 from ops.adapters.certificate_ledger import StoreCertificateLedger
 from ops.adapters.command_ledger import StoreLedger
-from ops.adapters.current_attempts import StoreAttempts
 from ops.adapters.deploy_planner import DeployPlanner, provider_settings
 from ops.adapters.node_directory import RegistryDirectory, driver_factory
 from ops.adapters.pipeline_store import StorePipelineAdapter
@@ -43,6 +42,7 @@ from ops.adapters.ssl_wiring import (
     service_id_of,
 )
 from ops.adapters.step_fence import step_fences
+from ops.adapters.step_gate import step_gate
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
@@ -251,8 +251,7 @@ class System:
             heartbeat_interval=self.settings.heartbeat_s,
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
-            fences=step_fences(self.settings.database_url),
-            attempts=StoreAttempts(self.store),
+            gate=step_gate(self.settings.database_url, self.store),
         )
 
     def ssl_feed(self) -> tuple[SslFeed, Callable[[], Awaitable[None]]]:

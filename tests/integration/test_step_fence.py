@@ -25,7 +25,9 @@ from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
 from handlers.step_fence import StepFences, fence_key
 from ops.adapters.step_fence import BUCKETS, FileFences, step_fences
+from ops.adapters.step_gate import step_gate
 from ops.devtools.simnode import Faults, SimNode, read_command_log
+from ops.store.event_store import EventStore
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
 from tests.support.simnode_driver import access_for, client_key_file, start_node
@@ -81,15 +83,16 @@ async def setup(tmp_path: Path, database_url: str) -> AsyncIterator[Setup]:
     key_path, public = client_key_file(tmp_path / "keys")
     node.authorize(public)
     directory = Directory(access_for(node, key_path))
-    handlers = []
-    for _ in range(2):  # as two handler processes: fences of their own
+    handlers, stores = [], []
+    for _ in range(2):  # as two handler processes: fences (the gate) of their own
         publisher = RecordingPublisher()
+        stores.append(EventStore(database_url))
         role_handler = RoleHandler(
             "web",
             directory=directory,
             publisher=publisher,
             heartbeat_interval=0.1,
-            fences=step_fences(database_url),
+            gate=step_gate(database_url, stores[-1]),
             fence_poll_s=0.1,
         )
         handlers.append(Handler(role_handler, publisher))
@@ -98,6 +101,8 @@ async def setup(tmp_path: Path, database_url: str) -> AsyncIterator[Setup]:
     finally:
         for handler in handlers:
             await handler.role_handler.close()
+        for store in stores:
+            store.close()
         await node.stop()
 
 
@@ -170,52 +175,85 @@ async def test_another_service_does_not_wait_for_the_fence(setup: Setup) -> None
         held.close()
 
 
+class Fences:
+    """A process's fences as these tests use them: ``PostgresFences`` (the SSL desk's) or the
+    role handlers' ``PostgresGate``, whose advisory locks are the same."""
+
+    def __init__(self, url: str, kind: str) -> None:
+        self._store = EventStore(url) if kind == "gate" else None
+        self._gate = step_gate(url, self._store) if self._store else None
+        self._fences = None if self._gate else step_fences(url)
+
+    async def take(self, key: int) -> bool:
+        if self._gate is not None:
+            return (await self._gate.enter(key, "no-such-task", 1)).taken
+        assert self._fences is not None
+        return await self._fences.try_take(key)
+
+    async def release(self, key: int) -> None:
+        if self._gate is not None:
+            await self._gate.leave(key)
+        else:
+            assert self._fences is not None
+            await self._fences.release(key)
+
+    async def close(self) -> None:
+        if self._gate is not None:
+            await self._gate.close()
+        if self._fences is not None:
+            self._fences.close()
+        if self._store is not None:
+            self._store.close()
+
+
+def drop_fence_sessions(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
+        )
+
+
+@pytest.mark.parametrize("kind", ["fences", "gate"])
 async def test_fences_held_when_the_database_session_drops_are_taken_again(
-    fresh_postgres_url: str,
+    fresh_postgres_url: str, kind: str
 ) -> None:
     """A PostgreSQL restart or a cut connection ends the fence session and frees its locks: the
     next use opens a new session and takes again the fences its steps still hold."""
-    mine, theirs = step_fences(fresh_postgres_url), step_fences(fresh_postgres_url)
+    mine, theirs = Fences(fresh_postgres_url, kind), Fences(fresh_postgres_url, "fences")
     try:
-        assert await mine.try_take(1)
-        with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
-            )
+        assert await mine.take(1)
+        drop_fence_sessions(fresh_postgres_url)
         with pytest.raises(psycopg.OperationalError):
-            await mine.try_take(2)  # the dead session is found out
-        assert await mine.try_take(2)  # a new one, holding 1 again
-        assert not await theirs.try_take(1) and not await theirs.try_take(2)
+            await mine.take(2)  # the dead session is found out
+        assert await mine.take(2)  # a new one, holding 1 again
+        assert not await theirs.take(1) and not await theirs.take(2)
         await mine.release(1)
-        assert await theirs.try_take(1)
+        assert await theirs.take(1)
     finally:
-        mine.close()
-        theirs.close()
+        await mine.close()
+        await theirs.close()
 
 
+@pytest.mark.parametrize("kind", ["fences", "gate"])
 async def test_a_fence_released_after_its_session_dropped_is_not_taken_again(
-    fresh_postgres_url: str,
+    fresh_postgres_url: str, kind: str
 ) -> None:
     """The session drops while a step runs: the step's release fails (the session is gone),
     yet the fence is let go for good: the next session of this process does not take it
     again, and another process can take it."""
-    mine, theirs = step_fences(fresh_postgres_url), step_fences(fresh_postgres_url)
+    mine, theirs = Fences(fresh_postgres_url, kind), Fences(fresh_postgres_url, "fences")
     try:
-        assert await mine.try_take(1)
-        with psycopg.connect(fresh_postgres_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'hostwright step fences' AND datname = current_database()"
-            )
+        assert await mine.take(1)
+        drop_fence_sessions(fresh_postgres_url)
         with pytest.raises(psycopg.OperationalError):
             await mine.release(1)  # the dead session is found out by the release
-        assert await mine.try_take(2)  # a new session: it must not take 1 again
-        assert await theirs.try_take(1)
-        assert not await theirs.try_take(2)
+        assert await mine.take(2)  # a new session: it must not take 1 again
+        assert await theirs.take(1)
+        assert not await theirs.take(2)
     finally:
-        mine.close()
-        theirs.close()
+        await mine.close()
+        await theirs.close()
 
 
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(

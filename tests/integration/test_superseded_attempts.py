@@ -22,7 +22,7 @@ from domain.task import Task
 from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
-from ops.adapters.current_attempts import StoreAttempts
+from ops.adapters.step_gate import step_gate
 from ops.devtools.simnode import SimNode, read_command_log
 from ops.store.event_store import EventStore
 from tests.fakes.publisher import RecordingPublisher
@@ -81,7 +81,7 @@ async def setup(tmp_path: Path, database_url: str) -> AsyncIterator[Setup]:
         "web",
         directory=Directory(node, key_path),
         publisher=publisher,
-        attempts=StoreAttempts(store),
+        gate=step_gate(database_url, store),  # as the handler processes have it
     )
     task = Task.plan(
         service_id="7",
