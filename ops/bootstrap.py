@@ -21,6 +21,7 @@ from handlers.ssl_desk import SslDesk
 from handlers.ssl_install import CertificateInstaller
 from handlers.ssl_issue import IssueParts
 from handlers.ssl_steps import ssl_actions
+from handlers.usage_desk import SharedMail, UsageCadence, UsageDesk
 from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.certificate_inspector import CertificateInspector
 from ops.adapters.certificate_ledger import StoreCertificateLedger
@@ -44,6 +45,7 @@ from ops.adapters.ssl_wiring import (
 )
 from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
+from ops.adapters.usage_book import StoreUsageBook, usage_servers_of
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
 from ops.messaging.dead_letters import DeadLetterGauge
@@ -56,6 +58,7 @@ from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.services.ssl import SslFeed
+from ops.services.usage import UsageFeed
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -301,6 +304,46 @@ class System:
             fences.close()
 
         return feed, close
+
+    def usage_cadence(self) -> UsageCadence:
+        settings = self.settings
+        return UsageCadence(
+            period_s=settings.usage_period_s,
+            fresh_s=settings.usage_fresh_s,
+            retry_s=settings.usage_retry_s,
+            lease_s=settings.usage_lease_s,
+        )
+
+    def usage_desk(self, drivers: RegistryDrivers | None = None) -> UsageDesk:
+        """The usage desk (handlers/usage_desk.py); ``drivers`` reach the nodes (a desk
+        that only takes refreshes, the gateway's, needs none)."""
+        provider = provider_settings(self.settings)
+        shared = None
+        if provider is not None:
+            shared = SharedMail(provider.shared_mail_user, provider.provider_domain)
+        cadence = self.usage_cadence()
+        return UsageDesk(
+            StoreUsageBook(self.store),
+            drivers,
+            lambda: cadence,
+            self.clock,
+            shared_mail=shared,
+        )
+
+    def usage_feed(self) -> tuple[UsageFeed, Callable[[], Awaitable[None]]]:
+        """The usage desk and what feeds it (ops/services/usage.py), with what closes it."""
+        registry = self.server_registry()
+        drivers = RegistryDrivers(
+            RegistryDirectory(registry, self.settings.ssh_key),
+            driver_factory(self.settings.command_timeout_s),
+        )
+        feed = UsageFeed(
+            self.usage_desk(drivers),
+            usage_servers_of(StoreUsageBook(self.store), provider_settings(self.settings)),
+            lambda: [server.server_id for server in registry.servers()],
+            concurrency=self.settings.handler_concurrency,
+        )
+        return feed, drivers.close
 
     def scheduler(self) -> Scheduler:
         return Scheduler(

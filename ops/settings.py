@@ -126,6 +126,16 @@ class Settings:
     # of 30/14/7/1 days is recorded once, so a missed look only comes late, never twice)
     cron_ssl_expiry_s: float = 3600.0
     ssl_concurrency: int = 8
+    # usage sync (ops/services/usage.py): how often the desk's tick looks for nodes due a sync
+    # (``cron.usage``); a node is due one ``usage_period_s`` after its last listing, its
+    # retry after a failure comes after ``usage_retry_s`` doubling up to the period; a refresh
+    # joins a listing made within ``usage_fresh_s``, or a sync queued or running for less than
+    # ``usage_lease_s`` (a longer one died with its process)
+    cron_usage_s: float = 30.0
+    usage_period_s: float = 3600.0
+    usage_fresh_s: float = 60.0
+    usage_retry_s: float = 30.0
+    usage_lease_s: float = 300.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -189,6 +199,11 @@ class Settings:
             "cron_inbox_s",
             "cron_ssl_s",
             "cron_ssl_expiry_s",
+            "cron_usage_s",
+            "usage_period_s",
+            "usage_fresh_s",
+            "usage_retry_s",
+            "usage_lease_s",
             "inbox_retention_hours",
             "stop_grace_s",
         ):
