@@ -18,6 +18,7 @@ collection time, so the usage view is a pure fold of them.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,16 @@ UNITS: dict[str, str] = {
     "databases": "count",
 }
 JOINED, QUEUED, FRESH = "joined", "queued", "fresh"
+
+
+@dataclass(frozen=True)
+class UsageCadence:
+    """When syncs happen (seconds): see ops/settings.py's ``usage_*``."""
+
+    period_s: float = 3600.0
+    fresh_s: float = 60.0
+    retry_s: float = 30.0
+    lease_s: float = 300.0
 
 
 def server_usage_uuid(server_id: str) -> uuid.UUID:
@@ -223,3 +234,22 @@ class ServerUsage(Aggregate):
             failures=failures,
             retry_at=now + timedelta(seconds=delay),
         )
+
+
+def asked(
+    usage: ServerUsage | None,
+    server_id: str,
+    now: datetime,
+    by: str,
+    cadence: UsageCadence,
+    *,
+    tick: bool = False,
+) -> tuple[ServerUsage, str]:
+    """A refresh of the node asked by ``by``: the aggregate (made on the first ask) and what
+    the ask came to (``queued``, ``joined``, ``fresh``; for a ``tick``, ``not_due`` when the
+    node is not due a sync)."""
+    usage = usage or ServerUsage.open(server_id, now)
+    if tick and not usage.due(now, cadence.period_s, cadence.lease_s):
+        return usage, "not_due"
+    outcome = usage.request_sync(now, by, fresh_s=cadence.fresh_s, lease_s=cadence.lease_s)
+    return usage, outcome

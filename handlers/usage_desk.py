@@ -24,23 +24,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.errors import InvalidInput
-from domain.server_usage import ServerUsage
+from domain.server_usage import ServerUsage, UsageCadence
 from domain.usage_figures import mailbox_figures, user_figures
 from handlers.step import NodeDriver
 
 log = logging.getLogger(__name__)
 
 UsageDecision = Callable[[ServerUsage | None], ServerUsage | None]
-
-
-@dataclass(frozen=True)
-class UsageCadence:
-    """When syncs happen (seconds): see ops/settings.py's ``usage_*``."""
-
-    period_s: float = 3600.0
-    fresh_s: float = 60.0
-    retry_s: float = 30.0
-    lease_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 
+from domain.server_usage import UsageCadence
 from gateway.app import create_app
 from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
@@ -21,7 +22,7 @@ from handlers.ssl_desk import SslDesk
 from handlers.ssl_install import CertificateInstaller
 from handlers.ssl_issue import IssueParts
 from handlers.ssl_steps import ssl_actions
-from handlers.usage_desk import SharedMail, UsageCadence, UsageDesk
+from handlers.usage_desk import SharedMail, UsageDesk
 from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.certificate_inspector import CertificateInspector
 from ops.adapters.certificate_ledger import StoreCertificateLedger
@@ -45,7 +46,7 @@ from ops.adapters.ssl_wiring import (
 )
 from ops.adapters.step_fence import step_fences
 from ops.adapters.ticket_store import StoreTicketAdapter
-from ops.adapters.usage_book import StoreUsageBook, usage_servers_of
+from ops.adapters.usage_book import StoreUsageBook, StoreUsageRefresh, usage_servers_of
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
 from ops.messaging.dead_letters import DeadLetterGauge
@@ -66,6 +67,7 @@ from ops.store.positions import PositionStore
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.ssl_queries import SqlSslQueries
 from ops.views.unsettled_services import ViewUnsettledServices
+from ops.views.usage_queries import SqlUsageQueries
 from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
@@ -160,6 +162,12 @@ class System:
                 lambda: settings_book.current().ssl,
             ),
             ssl_views=SqlSslQueries(self.db, self.settings.view_prefix),
+            usage=SqlUsageQueries(self.db, self.settings.view_prefix),
+            usage_refresh=StoreUsageRefresh(
+                StoreUsageBook(self.store),
+                self.usage_cadence,
+                provider_settings(self.settings),
+            ),
         )
 
     def settings_book(self) -> StoreSettingsBook:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from domain.provider_settings import ProviderSettings
-from domain.server_usage import ServerUsage, server_usage_uuid
+from domain.server_usage import ServerUsage, UsageCadence, asked, server_usage_uuid
 from domain.service import Service, service_uuid
 from domain.step_chain import derive_username
 from domain.usage_accounts import service_accounts
@@ -77,3 +78,34 @@ def usage_servers_of(
         return [] if service is None else usage_servers(service, provider)
 
     return find
+
+
+class StoreUsageRefresh:
+    """Implements ``gateway.ports.UsageRefresh``: a refresh of each node asked, in one
+    decision per node (joined when one is pending or fresh)."""
+
+    def __init__(
+        self,
+        book: StoreUsageBook,
+        cadence: Callable[[], UsageCadence],
+        provider: ProviderSettings | None,
+    ) -> None:
+        self._book = book
+        self._cadence = cadence
+        self._provider = provider
+
+    def refresh(self, server_ids: list[str], by: str, now: datetime) -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+        for server_id in server_ids:
+
+            def decide(usage: ServerUsage | None, server_id: str = server_id) -> ServerUsage:
+                usage, outcomes[server_id] = asked(usage, server_id, now, by, self._cadence())
+                return usage
+
+            self._book.update(server_id, decide, f"the usage of server {server_id} kept changing")
+        return outcomes
+
+    def servers_of(self, service_id: str) -> list[str] | None:
+        """The nodes a service's figures come from; None when there is no such service."""
+        service = self._book.service(service_id)
+        return None if service is None else usage_servers(service, self._provider)
