@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.errors import InvalidInput
-from domain.server_usage import ServerUsage, UsageCadence
+from domain.server_usage import ServerUsage, UsageCadence, asked
 from domain.usage_figures import mailbox_figures, user_figures
 from handlers.step import NodeDriver
 
@@ -75,15 +75,11 @@ class UsageDesk:
         """Asks for a sync of the node: ``queued``, ``joined`` or ``fresh`` (``tick``: only
         when the node is due one: else ``not_due``)."""
         outcome = "not_due"
-        cadence, now = self._cadence(), self._clock()
+        now = self._clock()
 
-        def decide(usage: ServerUsage | None) -> ServerUsage:
+        def decide(usage: ServerUsage | None) -> ServerUsage:  # in a thread: reads settings
             nonlocal outcome
-            usage = usage or ServerUsage.open(server_id, now)
-            if tick and not usage.due(now, cadence.period_s, cadence.lease_s):
-                outcome = "not_due"
-                return usage
-            outcome = usage.request_sync(now, by, fresh_s=cadence.fresh_s, lease_s=cadence.lease_s)
+            usage, outcome = asked(usage, server_id, now, by, self._cadence(), tick=tick)
             return usage
 
         await asyncio.to_thread(self._book.update, server_id, decide, _busy(server_id))

@@ -314,12 +314,15 @@ class System:
         return feed, close
 
     def usage_cadence(self) -> UsageCadence:
-        settings = self.settings
+        """The usage syncs' cadence now: period and freshness are runtime settings, the
+        retry's first delay and the lease process settings. Reads the store (cached for a
+        few seconds): call it in a thread."""
+        usage = self.runtime_settings().current().usage
         return UsageCadence(
-            period_s=settings.usage_period_s,
-            fresh_s=settings.usage_fresh_s,
-            retry_s=settings.usage_retry_s,
-            lease_s=settings.usage_lease_s,
+            period_s=usage.period_s,
+            fresh_s=usage.fresh_s,
+            retry_s=self.settings.usage_retry_s,
+            lease_s=self.settings.usage_lease_s,
         )
 
     def usage_desk(self, drivers: RegistryDrivers | None = None) -> UsageDesk:
@@ -329,11 +332,10 @@ class System:
         shared = None
         if provider is not None:
             shared = SharedMail(provider.shared_mail_user, provider.provider_domain)
-        cadence = self.usage_cadence()
         return UsageDesk(
             StoreUsageBook(self.store),
             drivers,
-            lambda: cadence,
+            self.usage_cadence,
             self.clock,
             shared_mail=shared,
         )

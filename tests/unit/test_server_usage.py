@@ -67,12 +67,26 @@ def test_the_tick_queues_a_node_a_period_after_its_last_listing() -> None:
 
 def test_hestia_listings_become_figures() -> None:
     listing = {
-        "alice": {"U_DISK": "120", "U_BANDWIDTH": "33", "U_MAIL_ACCOUNTS": "2",
-                  "U_DATABASES": "1", "U_WEB_DOMAINS": "1", "DISK_QUOTA": "500", "U_DNS_DOMAINS": ""},
+        "alice": {
+            "U_DISK": "120",
+            "U_BANDWIDTH": "33",
+            "U_MAIL_ACCOUNTS": "2",
+            "U_DATABASES": "1",
+            "U_WEB_DOMAINS": "1",
+            "DISK_QUOTA": "500",
+            "U_DNS_DOMAINS": "",
+        },
     }
     assert user_figures(listing) == {
-        "alice": {"disk_mb": 120, "bandwidth_mb": 33, "web_domains": 1, "dns_domains": 0,
-                  "mail_domains": 0, "mail_accounts": 2, "databases": 1}
+        "alice": {
+            "disk_mb": 120,
+            "bandwidth_mb": 33,
+            "web_domains": 1,
+            "dns_domains": 0,
+            "mail_domains": 0,
+            "mail_accounts": 2,
+            "databases": 1,
+        }
     }
     assert mailbox_figures({"bob": {"U_DISK": "7", "QUOTA": "100"}}) == {"bob": {"disk_mb": 7}}
 

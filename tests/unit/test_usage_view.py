@@ -19,8 +19,15 @@ T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
 
 def figures(disk: int, bw: int = 0, mail: int = 0) -> dict[str, int]:
-    return {"disk_mb": disk, "bandwidth_mb": bw, "web_domains": 1, "dns_domains": 0,
-            "mail_domains": 0, "mail_accounts": mail, "databases": 0}
+    return {
+        "disk_mb": disk,
+        "bandwidth_mb": bw,
+        "web_domains": 1,
+        "dns_domains": 0,
+        "mail_domains": 0,
+        "mail_accounts": mail,
+        "databases": 0,
+    }
 
 
 class Fold:
@@ -34,11 +41,21 @@ class Fold:
             self.position += 1
             self.view.apply(Recorded(self.position, event), self.rows)
 
-    def order(self, service_id: str, mode: str, domain: str, placement: dict[str, Any],
-              **extra: Any) -> None:
+    def order(
+        self, service_id: str, mode: str, domain: str, placement: dict[str, Any], **extra: Any
+    ) -> None:
         plan = HostingPlan.parse({"package": "basic", "disk_mb": 1000})
-        command = OrderService(service_id=service_id, client_id="c1", mode=mode, domain=domain,
-                               plan=plan, now=T0, actor="whmcs", command_id=None, **extra)
+        command = OrderService(
+            service_id=service_id,
+            client_id="c1",
+            mode=mode,
+            domain=domain,
+            plan=plan,
+            now=T0,
+            actor="whmcs",
+            command_id=None,
+            **extra,
+        )
         service = Service.order(command, None)
         service.place(T0, placement)
         self.apply(service)
@@ -70,7 +87,9 @@ def test_each_mode_sums_its_own_accounts_and_never_the_shared_user() -> None:
         usage.start(T0, 1)
         mailboxes = None
         if name == "mail1":
-            mailboxes = {("provmail", "hosted.example"): {"bob": {"disk_mb": 12}, "info": {"disk_mb": 40}}}
+            mailboxes = {
+                ("provmail", "hosted.example"): {"bob": {"disk_mb": 12}, "info": {"disk_mb": 40}}
+            }
         usage.listed(T0 + timedelta(seconds=1), 1, listings[name], mailboxes)
         fold.apply(usage)
     split, uni, vanity = fold.row("1"), fold.row("2"), fold.row("3")
