@@ -1,5 +1,5 @@
 """A whole hostwright in one ``hostwright up`` process (SQLite, in-process transport) with
-three simulated nodes that each serve web, mail and DNS, and 30 services of every mode
+three simulated nodes (two serve web, mail and DNS, one web and mail), and 30 services of every mode
 deployed on them: what the usage tests share (one per module, it takes a while to deploy).
 
 ``UsageDeployment.hold`` writes what a node "holds" of its users (``usage.json``, read by its
@@ -17,11 +17,17 @@ from typing import Any
 
 from ops.devtools.simnode import read_command_log
 from ops.devtools.simnode.usage_file import write_usage
-from tests.support.deployment import PROVIDER_DOMAIN, Deployment
+from tests.support.deployment import PROVIDER_DOMAIN, PROVIDER_MAIL_USER, Deployment
 from tests.support.processes import HostwrightProcess
 
-NODES = (("n1", "127.0.0.1"), ("n2", "127.0.0.1"), ("n3", "127.0.0.1"))
-MAIL_NODE = "n2"  # holds the provider's shared mail user (the vanity mailboxes)
+# (server, roles, address in TEST-NET-1): n2 holds the provider's shared mail user (the vanity
+# mailboxes) and so serves no DNS (Hestia refuses one domain to two users of a node)
+NODES = (
+    ("n1", ("web", "mail", "dns"), "192.0.2.51"),
+    ("n2", ("web", "mail"), "192.0.2.52"),
+    ("n3", ("web", "mail", "dns"), "192.0.2.53"),
+)
+MAIL_NODE = "n2"
 # 10 services of each mode; vanity ones are labelled by id
 SERVICES = [(5000 + i, ("split", "unified", "vanity")[i % 3]) for i in range(30)]
 
@@ -59,8 +65,6 @@ class UsageDeployment(Deployment):
         """What the node reports: users' U_* figures, and the shared mail user's mailboxes."""
         usage: dict[str, Any] = {"users": users}
         if mailboxes is not None:
-            from tests.support.deployment import PROVIDER_MAIL_USER
-
             usage["mailboxes"] = {PROVIDER_MAIL_USER: {PROVIDER_DOMAIN: mailboxes}}
         write_usage(self.nodes[server_id].data_dir, usage)
 
@@ -79,14 +83,17 @@ async def deployed_services(tmp: Path) -> AsyncIterator[UsageDeployment]:
     """The three nodes, the provider's shared users, 30 services deployed and active."""
     system = UsageDeployment(tmp)
     try:
-        for server_id, ip in NODES:
-            await system.add_node(server_id, ("web", "mail", "dns"), ip)
-        await system.provision_provider(MAIL_NODE, [s for s, _ in NODES])
+        for server_id, roles, ip in NODES:
+            await system.add_node(server_id, roles, ip)
+        await system.provision_provider(MAIL_NODE, [s for s, r, _ in NODES if "dns" in r])
         system.start_up()
         await system.wait_for_gateway()
         await system.register_nodes(max_concurrency=8)
         for service_id, mode in SERVICES:
-            extra = {"label": f"v{service_id}"} if mode == "vanity" else {}
+            # a package of its own: no two services' package steps race on one
+            extra: dict[str, Any] = {"plan": {"package": f"p{service_id}", "disk_mb": 1000}}
+            if mode == "vanity":
+                extra["label"] = f"v{service_id}"
             domain = (
                 f"v{service_id}.{PROVIDER_DOMAIN}" if mode == "vanity" else f"s{service_id}.example"
             )
