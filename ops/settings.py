@@ -133,7 +133,7 @@ class Settings:
     # ``usage_lease_s`` (a longer one died with its process)
     cron_usage_s: float = 30.0
     usage_period_s: float = 3600.0
-    usage_fresh_s: float = 60.0
+    usage_fresh_s: int = 60
     usage_retry_s: float = 30.0
     usage_lease_s: float = 300.0
 
@@ -182,6 +182,7 @@ class Settings:
         ):
             _convert(values, name, _positive_int, problems)
         _convert(values, "tickets_enabled", _flag, problems)
+        _convert(values, "usage_fresh_s", _whole_seconds, problems)
         for name in ("dns_authoritative_port", "http01_port", "tls_probe_port"):
             _convert(values, name, _port, problems)
         for name in (
@@ -201,7 +202,6 @@ class Settings:
             "cron_ssl_expiry_s",
             "cron_usage_s",
             "usage_period_s",
-            "usage_fresh_s",
             "usage_retry_s",
             "usage_lease_s",
             "inbox_retention_hours",
@@ -434,6 +434,14 @@ def _positive_float(name: str, value: object) -> float:
     if not number > 0:
         raise SettingsError(f"{name} must be above 0")
     return number
+
+
+def _whole_seconds(name: str, value: object) -> int:
+    """A whole number of seconds, 0 allowed."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise SettingsError(f"{name} must be a whole number of seconds (0 or more)")
+    return int(text)
 
 
 def _flag(name: str, value: object) -> bool:

@@ -45,7 +45,7 @@ class UsageDeployment(Deployment):
                 # syncs happen only when asked, unless a test asks the tick for them
                 "HOSTWRIGHT_USAGE_PERIOD_S": "86400",
                 "HOSTWRIGHT_CRON_USAGE_S": "1",
-                "HOSTWRIGHT_USAGE_FRESH_S": "3",
+                "HOSTWRIGHT_USAGE_FRESH_S": "0",  # every refresh lists (unless one is pending)
                 "HOSTWRIGHT_USAGE_RETRY_S": "1",
             }
         )
