@@ -191,6 +191,9 @@ class UsageViews(Protocol):
 
     def billing_rows(self) -> list[dict[str, Any]]: ...
 
+    def position(self) -> int:
+        """The view's position in the store: the same position, the same rows."""
+
 
 class UsageRefresh(Protocol):
     """Asks nodes for a usage sync (joined when one is pending or fresh)."""

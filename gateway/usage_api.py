@@ -24,6 +24,7 @@ The gauges and the bill both read ``domain.usage_metrics.metric_values`` of the 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -135,13 +136,28 @@ def usage_routes(
     async def metrics(request: Request) -> Response:
         return ApiJSONResponse({"metrics": definitions()})
 
+    # every tenant's bill, encoded, per key, with the view position it was read at: WHMCS
+    # asks for all of them at once, and the rows change only when the view moves on
+    encoded: dict[str, tuple[int, bytes]] = {}
+
     async def billing_usage(request: Request) -> Response:
         key = request.query_params.get("key") or "domain"
         if key not in TENANT_KEYS:
             raise BadRequest(f"key must be one of {', '.join(TENANT_KEYS)}")
-        rows = await asyncio.to_thread(usage.billing_rows)
+        position = await asyncio.to_thread(usage.position)
+        kept = encoded.get(key)
+        if kept is None or kept[0] != position:
+            kept = (position, await asyncio.to_thread(_every_bill, key))
+            encoded[key] = kept
+        return Response(kept[1], media_type="application/json")
+
+    def _every_bill(key: str) -> bytes:
+        """Read after the position: a page applied in between is in these rows, and read
+        again at the next call (its position is newer)."""
+        rows = usage.billing_rows()
         tenants = {row[key]: _billed(row) for row in rows if row["status"] != "terminated"}
-        return ApiJSONResponse({"key": key, "tenants": tenants})
+        body = {"key": key, "tenants": tenants}
+        return json.dumps(body, separators=(",", ":")).encode()
 
     async def service_billing(request: Request) -> Response:
         service_id = _service_id(request)

@@ -15,7 +15,7 @@ hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
-hostwright bench usage [--services 10000] [--servers 10] [--requests 50]
+hostwright bench usage [--services 10000] [--servers 10] [--requests 200]
 hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
@@ -214,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_usage.add_argument("--services", type=int, default=10_000, help="services seeded")
     bench_usage.add_argument("--servers", type=int, default=10, help="simulated nodes")
     bench_usage.add_argument(
-        "--requests", type=int, default=50, help="GET /v1/billing/usage calls timed"
+        "--requests", type=int, default=200, help="GET /v1/billing/usage calls timed"
     )
     bench_usage.set_defaults(run=_run_bench_usage)
     return parser

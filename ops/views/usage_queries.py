@@ -91,6 +91,10 @@ class SqlUsageQueries:
     def nodes(self) -> list[Row]:
         return self._store.select(USAGE_NODES.name, "", (), "server_id", None)
 
+    def position(self) -> int:
+        """How far the usage view has followed the store: its rows change only when it moves."""
+        return self._store.positions().get(UsageView.name, 0)
+
     def billing_rows(self) -> list[Row]:
         """Every service's billed sums (plain columns only), by service id."""
         sql = (
