@@ -1,8 +1,9 @@
 """The ServerUsage aggregate: the usage syncs of one node, each one listing of every user.
 
 idle → queued (``SyncQueued``) → running (``SyncStarted``) → idle with figures
-(``UsersListed``, then ``MailboxesListed`` for each vanity mail domain the node holds) or
-idle and failing (``SyncFailed``: the figures collected before are kept, marked stale).
+(``SyncListed``, saved with its listings: domain/usage_listing.py ``NodeUsers.Listed``, and
+``NodeMailboxes.Listed`` for each vanity mail domain the node holds) or idle and failing
+(``SyncFailed``: the figures collected before are kept, marked stale).
 
 A refresh of any kind (the scheduler's tick, "Refresh all", a bulk refresh, a customer's
 "Sync now") asks ``request_sync``; it joins a sync queued or running (unless its lease ran
@@ -11,8 +12,9 @@ queues a new one. So five "Sync now" in a row and a tick cause one listing. A fa
 retried at ``retry_at`` (the tick asks ``due``); a refresh asked before then joins the retry.
 
 Consumes decisions taken with the time passed in (``now``); emits past-tense events. The
-listing events carry every user's figures as the node reported them (``UNITS``), with the
-collection time, so the usage view is a pure fold of them.
+listings carry every user's figures as the node reported them (``UNITS``), with the
+collection time, so the usage view is a pure fold of them; they are aggregates of their own,
+so this one stays small to load.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate
+
+from domain.usage_listing import NodeMailboxes, NodeUsers
 
 SERVER_USAGE_NAMESPACE = uuid.UUID("9d3e61b2-4c7a-4f0e-8a15-2b6c9e0d7f43")
 # what the figures of a listing are counted in: Hestia's U_DISK and U_BANDWIDTH are MiB
@@ -95,14 +99,15 @@ class ServerUsage(Aggregate):
         def apply_to(self, usage: ServerUsage) -> None:
             usage.sync = {"id": self.sync_id, "state": "running", "since": self.timestamp}
 
-    class UsersListed(Event):
-        """One ``v-list-users``: every user's figures (``UNITS``) at ``collected_at``."""
+    class SyncListed(Event):
+        """The sync listed the node: ``users`` users, and the mailboxes of ``mail_domains``
+        (the listings themselves are NodeUsers and NodeMailboxes, saved with this)."""
 
         server_id: str
         sync_id: int
         collected_at: datetime
-        units: dict[str, str]
-        users: dict[str, dict[str, int]]
+        users: int
+        mail_domains: list[str]
 
         def apply_to(self, usage: ServerUsage) -> None:
             usage.sync = None
@@ -110,17 +115,6 @@ class ServerUsage(Aggregate):
             usage.failures = 0
             usage.retry_at = None
             usage.last_error = None
-
-    class MailboxesListed(Event):
-        """One mailbox listing of a mail domain (the provider's shared mail user's): each
-        mailbox's disk use in MiB."""
-
-        server_id: str
-        sync_id: int
-        collected_at: datetime
-        mail_user: str
-        mail_domain: str
-        mailboxes: dict[str, dict[str, int]]
 
     class SyncFailed(Event):
         server_id: str
@@ -194,29 +188,27 @@ class ServerUsage(Aggregate):
         sync_id: int,
         users: dict[str, dict[str, int]],
         mailboxes: dict[tuple[str, str], dict[str, dict[str, int]]] | None = None,
-    ) -> None:
-        """The sync's listings, recorded together: the users, then each mail domain's
-        mailboxes (keyed by (mail user, mail domain))."""
+    ) -> list[NodeUsers | NodeMailboxes]:
+        """Ends the sync with its listings: the users, then each mail domain's mailboxes
+        (keyed by (mail user, mail domain)). Emits the listings, to save with this."""
+        found = sorted((mailboxes or {}).items())
         self.trigger_event(
-            ServerUsage.UsersListed,
+            ServerUsage.SyncListed,
             timestamp=now,
             server_id=self.server_id,
             sync_id=sync_id,
             collected_at=now,
-            units=dict(UNITS),
-            users=users,
+            users=len(users),
+            mail_domains=[domain for (_, domain), _ in found],
         )
-        for (mail_user, mail_domain), found in sorted((mailboxes or {}).items()):
-            self.trigger_event(
-                ServerUsage.MailboxesListed,
-                timestamp=now,
-                server_id=self.server_id,
-                sync_id=sync_id,
-                collected_at=now,
-                mail_user=mail_user,
-                mail_domain=mail_domain,
-                mailboxes=found,
+        listings: list[NodeUsers | NodeMailboxes] = [
+            NodeUsers.record(self.server_id, sync_id, now, dict(UNITS), users)
+        ]
+        for (mail_user, mail_domain), listed in found:
+            listings.append(
+                NodeMailboxes.record(self.server_id, sync_id, now, mail_user, mail_domain, listed)
             )
+        return listings
 
     def fail(
         self, now: datetime, sync_id: int, reason: str, *, retry_s: tuple[float, float]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,11 +26,14 @@ from typing import Any, Protocol
 from domain.errors import InvalidInput
 from domain.server_usage import ServerUsage, UsageCadence, asked
 from domain.usage_figures import mailbox_figures, user_figures
+from domain.usage_listing import NodeMailboxes, NodeUsers
 from handlers.step import NodeDriver
 
 log = logging.getLogger(__name__)
 
 UsageDecision = Callable[[ServerUsage | None], ServerUsage | None]
+# ends a sync on the node's ServerUsage; emits the listings to save with it
+ListingDecision = Callable[[ServerUsage], Sequence[NodeUsers | NodeMailboxes]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class UsageBook(Protocol):
     def update(self, server_id: str, decide: UsageDecision, busy: str) -> ServerUsage | None:
         """Loads the node's ServerUsage afresh, lets ``decide`` record on it (or make it),
         saves; decided again on a conflict."""
+
+    def record_listings(self, server_id: str, decide: ListingDecision, busy: str) -> None:
+        """Like ``update``, saving the listings ``decide`` emits in the same transaction."""
 
 
 class UsageDrivers(Protocol):
@@ -106,7 +112,12 @@ class UsageDesk:
             await self._record(server_id, lambda u: self._failed(u, sync_id, reason))
             return "failed"
         listed_at = self._clock()
-        await self._record(server_id, lambda u: u.listed(listed_at, sync_id, users, mailboxes))
+        await asyncio.to_thread(
+            self._book.record_listings,
+            server_id,
+            lambda u: u.listed(listed_at, sync_id, users, mailboxes),
+            _busy(server_id),
+        )
         log.info("usage %s: sync %d listed %d users", server_id, sync_id, len(users))
         return "listed"
 

@@ -2,7 +2,8 @@
 
 Consumes ``Service.Ordered`` / ``Placed`` / ``PlanChangeRequested`` / ``Terminated`` (who the
 service is, which users its figures are the sum of: domain/usage_accounts.py) and the
-ServerUsage listings (``UsersListed``, ``MailboxesListed``) and failures (``SyncFailed``).
+node listings (``NodeUsers.Listed``, ``NodeMailboxes.Listed``) and failures
+(``ServerUsage.SyncFailed``).
 Emits rows of:
 
 - ``usage_services``: one per service — per account (``figures``: server/user → figures,
@@ -34,6 +35,7 @@ from domain.service import Service
 from domain.step_chain import derive_username
 from domain.usage_accounts import service_accounts, vanity_mailbox
 from domain.usage_figures import billed_bandwidth
+from domain.usage_listing import NodeMailboxes, NodeUsers
 from projections.service_ids import ServiceIds
 from projections.view import (
     Recorded,
@@ -136,8 +138,8 @@ class UsageView:
             Service.Placed,
             Service.PlanChangeRequested,
             Service.Terminated,
-            ServerUsage.UsersListed,
-            ServerUsage.MailboxesListed,
+            NodeUsers.Listed,
+            NodeMailboxes.Listed,
             ServerUsage.SyncFailed,
         }
     )
@@ -158,9 +160,9 @@ class UsageView:
         kind = type(event)
         if kind is Service.Ordered:
             self._ordered(event, rows)
-        elif kind is ServerUsage.UsersListed:
+        elif kind is NodeUsers.Listed:
             self._users_listed(event, rows)
-        elif kind is ServerUsage.MailboxesListed:
+        elif kind is NodeMailboxes.Listed:
             self._mailboxes_listed(event, rows)
         elif kind is ServerUsage.SyncFailed:
             self._sync_failed(event, rows)
@@ -173,10 +175,10 @@ class UsageView:
         mailbox_keys: set[tuple[Any, ...]] = set()
         for recorded in page:
             event = recorded.event
-            if type(event) is ServerUsage.UsersListed:
+            if type(event) is NodeUsers.Listed:
                 server_id = _server_of(event, rows)
                 account_keys |= {(server_id, user) for user in event.users}
-            elif type(event) is ServerUsage.MailboxesListed:
+            elif type(event) is NodeMailboxes.Listed:
                 mailbox_keys |= {(event.mail_domain, account) for account in event.mailboxes}
         found = rows.load(USAGE_ACCOUNTS.name, account_keys)
         found += rows.load(USAGE_MAILBOXES.name, mailbox_keys)
@@ -244,7 +246,7 @@ class UsageView:
 
     # --- listings ---------------------------------------------------------------------------
 
-    def _users_listed(self, event: ServerUsage.UsersListed, rows: Rows) -> None:
+    def _users_listed(self, event: NodeUsers.Listed, rows: Rows) -> None:
         server_id = _server_of(event, rows)
         at = iso_time(event.collected_at)
         month = _month(at)
@@ -283,7 +285,7 @@ class UsageView:
             },
         )
 
-    def _mailboxes_listed(self, event: ServerUsage.MailboxesListed, rows: Rows) -> None:
+    def _mailboxes_listed(self, event: NodeMailboxes.Listed, rows: Rows) -> None:
         server_id = _server_of(event, rows)
         at = iso_time(event.collected_at)
         for account, figures in event.mailboxes.items():

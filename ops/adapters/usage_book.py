@@ -19,7 +19,7 @@ from domain.server_usage import ServerUsage, UsageCadence, asked, server_usage_u
 from domain.service import Service, service_uuid
 from domain.step_chain import derive_username
 from domain.usage_accounts import service_accounts
-from handlers.usage_desk import UsageDecision
+from handlers.usage_desk import ListingDecision, UsageDecision
 from ops.store.event_store import EventStore
 from ops.store.unit_of_work import Decision, Repository
 
@@ -43,6 +43,19 @@ class StoreUsageBook:
             return Decision(usage, _changed(usage))
 
         return self._store.work.run(decided, busy=busy, attempts=_CONFLICT_ATTEMPTS)
+
+    def record_listings(self, server_id: str, decide: ListingDecision, busy: str) -> None:
+        """Loads the node's ServerUsage afresh, lets ``decide`` end its sync and emit the
+        listings, saves them all in one transaction (decided again on a conflict)."""
+
+        def decided() -> Decision[None]:
+            usage = self.usage(server_id)
+            if usage is None:
+                return Decision(None)
+            listings = decide(usage)
+            return Decision(None, (*_changed(usage), *listings))
+
+        self._store.work.run(decided, busy=busy, attempts=_CONFLICT_ATTEMPTS)
 
     def service(self, service_id: str) -> Service | None:
         return self._services.find(service_uuid(service_id))

@@ -29,10 +29,13 @@ def test_refreshes_join_one_queued_sync_then_a_fresh_listing() -> None:
     assert asked(usage, "web1", at(6), "tick", CADENCE, tick=True)[1] == "not_due"
     assert usage.start(at(7), 1) and not usage.start(at(8), 1)  # taken once
     assert asked(usage, "web1", at(9), "sync-now", CADENCE)[1] == "joined"
-    usage.listed(at(10), 1, {"alice": {"disk_mb": 5}})
+    listings = usage.listed(at(10), 1, {"alice": {"disk_mb": 5}})
+    assert [type(e).__qualname__ for x in listings for e in x.collect_events()] == [
+        "NodeUsers.Listed"
+    ]
     assert asked(usage, "web1", at(20), "sync-now", CADENCE)[1] == "fresh"
     assert asked(usage, "web1", at(71), "sync-now", CADENCE)[1] == "queued"
-    assert names(usage) == ["Opened", "SyncQueued", "SyncStarted", "UsersListed", "SyncQueued"]
+    assert names(usage) == ["Opened", "SyncQueued", "SyncStarted", "SyncListed", "SyncQueued"]
 
 
 def test_a_sync_whose_lease_ran_out_is_queued_again() -> None:

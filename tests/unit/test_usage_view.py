@@ -90,8 +90,10 @@ def test_each_mode_sums_its_own_accounts_and_never_the_shared_user() -> None:
             mailboxes = {
                 ("provmail", "hosted.example"): {"bob": {"disk_mb": 12}, "info": {"disk_mb": 40}}
             }
-        usage.listed(T0 + timedelta(seconds=1), 1, listings[name], mailboxes)
+        listed = usage.listed(T0 + timedelta(seconds=1), 1, listings[name], mailboxes)
         fold.apply(usage)
+        for listing in listed:
+            fold.apply(listing)
     split, uni, vanity = fold.row("1"), fold.row("2"), fold.row("3")
     assert (split["disk_mb"], split["mail_accounts"], split["bandwidth_billed_mb"]) == (151, 2, 10)
     assert (uni["disk_mb"], uni["mail_accounts"], uni["bandwidth_billed_mb"]) == (300, 4, 30)
