@@ -15,7 +15,7 @@ hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
-hostwright bench usage [--services 10000] [--servers 10] [--requests 200]
+hostwright bench usage [--services 10000] [--servers 10] [--requests 200] [--database-url URL]
 hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
@@ -215,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
     bench_usage.add_argument("--servers", type=int, default=10, help="simulated nodes")
     bench_usage.add_argument(
         "--requests", type=int, default=200, help="GET /v1/billing/usage calls timed"
+    )
+    bench_usage.add_argument(
+        "--database-url", default=None, help="an empty database to run on (default: SQLite)"
     )
     bench_usage.set_defaults(run=_run_bench_usage)
     return parser
@@ -471,7 +474,12 @@ def _run_bench_replay(args: argparse.Namespace) -> int:
 def _run_bench_usage(args: argparse.Namespace) -> int:
     from ops.devtools.bench.usage import run_usage_bench
 
-    return run_usage_bench(services=args.services, servers=args.servers, requests=args.requests)
+    return run_usage_bench(
+        services=args.services,
+        servers=args.servers,
+        requests=args.requests,
+        database_url=args.database_url,
+    )
 
 
 def _run_bench_ssl(args: argparse.Namespace) -> int:

@@ -171,8 +171,13 @@ def listings_of(nodes: list[SimNode]) -> int:
 
 
 async def run_usage_bench_async(
-    *, services: int = 10_000, servers: int = 10, requests: int = 200
+    *,
+    services: int = 10_000,
+    servers: int = 10,
+    requests: int = 200,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
+    """``database_url``: an empty database to seed and run on (default: a SQLite file)."""
     figures: dict[str, Any] = {"services": services, "servers": servers}
     with tempfile.TemporaryDirectory(prefix="hw-bench-usage-") as scratch:
         root = Path(scratch)
@@ -183,7 +188,8 @@ async def run_usage_bench_async(
         key_path.chmod(0o600)
         began = time.perf_counter()
         seed_nodes(root, services, servers)
-        database_url = f"sqlite:///{root / 'hw.sqlite'}"
+        database_url = database_url or f"sqlite:///{root / 'hw.sqlite'}"
+        figures["store"] = database_url.split(":", 1)[0]
         seed_services(database_url, services, servers)
         figures["seeding (s)"] = round(time.perf_counter() - began, 1)
         port, staff = free_port(), secrets.token_urlsafe(32)
@@ -336,9 +342,13 @@ async def _wait_for(condition: Any, timeout: float, every: float = 0.2) -> None:
     raise TimeoutError("the bench waited too long")
 
 
-def run_usage_bench(*, services: int, servers: int, requests: int) -> int:
+def run_usage_bench(
+    *, services: int, servers: int, requests: int, database_url: str | None = None
+) -> int:
     figures = asyncio.run(
-        run_usage_bench_async(services=services, servers=servers, requests=requests)
+        run_usage_bench_async(
+            services=services, servers=servers, requests=requests, database_url=database_url
+        )
     )
     width = max(len(name) for name in figures)
     for name, value in figures.items():
