@@ -1,6 +1,7 @@
-"""The usage desk on RabbitMQ, as its own process (``serve handler usage``) beside the
-gateway, relay, projections and scheduler: a refresh reaches it through the broker, each node
-is listed once and its listing reaches the view; and a second desk process on the same queue
+"""The usage desk on RabbitMQ and PostgreSQL, as its own process (``serve handler usage``)
+beside the gateway, relay, projections and scheduler: a refresh reaches it through the broker,
+each node is listed once and its listing reaches the view; and a second desk process on the
+same queue
 never lists a node twice (the sync is taken once)."""
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from pathlib import Path
 from ops.devtools.simnode import read_command_log
 from ops.devtools.simnode.usage_file import write_usage
 from tests.support.deployment import Deployment, wait_until
+from tests.support.worker_groups import POSTGRES_DEPLOYMENTS
+
+pytestmark = POSTGRES_DEPLOYMENTS
 
 NODES = (("u1", "192.0.2.61"), ("u2", "192.0.2.62"))
 DESK_PARTS = ("gateway", "relay", "projections", "scheduler", "handler usage")
 
 
 async def test_a_refresh_through_rabbitmq_lists_each_node_once(
-    tmp_path: Path, amqp_url: str, exchange_name: str
+    tmp_path: Path, amqp_url: str, exchange_name: str, fresh_postgres_url: str
 ) -> None:
-    system = Deployment(tmp_path, amqp_url, exchange_name, f"sqlite:///{tmp_path / 'hw.sqlite'}")
+    system = Deployment(tmp_path, amqp_url, exchange_name, fresh_postgres_url)
     system.settings["HOSTWRIGHT_USAGE_PERIOD_S"] = "86400"
     system.settings["HOSTWRIGHT_USAGE_FRESH_S"] = "0"
     try:
