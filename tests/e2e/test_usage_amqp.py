@@ -1,8 +1,7 @@
 """The usage desk on RabbitMQ and PostgreSQL, as its own process (``serve handler usage``)
 beside the gateway, relay, projections and scheduler: a refresh reaches it through the broker,
 each node is listed once and its listing reaches the view; and a second desk process on the
-same queue
-never lists a node twice (the sync is taken once)."""
+same queue never lists a node twice (the sync is taken once)."""
 
 from __future__ import annotations
 
