@@ -1,8 +1,9 @@
 """The RuntimeSettings aggregate: the knobs admins turn while the system runs.
 
 Retry policy, per-server concurrency, dispatch batch size, WHMCS tickets, task-queue
-housekeeping and the SSL cadence. There is one such aggregate (``SETTINGS_ID``). Until the
-first change is recorded the values are the defaults the process settings give; the first
+housekeeping, the SSL cadence and the usage syncs' period and freshness. There is one such
+aggregate (``SETTINGS_ID``). Until the first change is recorded the values are the defaults
+the process settings give; the first
 change records ``RuntimeSettings.Adopted`` (those defaults, the baseline) and then
 ``RuntimeSettings.Changed`` in one save; every later change records one ``Changed``. Every
 ``Changed`` carries the whole new document, the names of the fields that changed and the
@@ -17,9 +18,9 @@ with a message naming the field; the merged result is checked as a whole (``max_
 at least ``initial_backoff_s``, ``ssl.recheck_interval_s`` at least ``ssl.fast_interval_s``)
 before anything is recorded.
 
-A section added later (``ssl``) is added to the documents recorded before it by an upcast of
-``Adopted`` and ``Changed`` (version 2), with the defaults it was introduced with, so a store
-whose settings were changed before still loads and replays.
+A section added later is added to the documents recorded before it by an upcast of
+``Adopted`` and ``Changed`` (version 2: ``ssl``; version 3: ``usage``), with the defaults it
+was introduced with, so a store whose settings were changed before still loads and replays.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ from domain.ticket import TicketConfig
 
 SETTINGS_ID = uuid.UUID("5b8e2f0a-6c1d-4e7a-9f3b-1d2c4a6e8b90")
 SSL_DEFAULTS = SslCadence()
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    """How often each node's usage is listed (``period_s``), and how recent a listing a
+    refresh joins rather than asking for another (``fresh_s``)."""
+
+    period_s: int = 3600
+    fresh_s: int = 60
+
+
+USAGE_DEFAULTS = UsageSettings()
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class RuntimeSettingsValues:
     tickets: TicketConfig = field(default_factory=TicketConfig)
     queue: QueueSettings = field(default_factory=QueueSettings)
     ssl: SslCadence = SSL_DEFAULTS
+    usage: UsageSettings = USAGE_DEFAULTS
 
     def __post_init__(self) -> None:
         # each field is bounded by the schema; the rules across fields live here
@@ -142,6 +156,8 @@ class RuntimeSettingsValues:
             "ssl.active_interval_s": self.ssl.active_interval_s,
             "ssl.freeze_after_failures": self.ssl.freeze_after,
             "ssl.freeze_s": self.ssl.freeze_s,
+            "usage.period_s": self.usage.period_s,
+            "usage.fresh_s": self.usage.fresh_s,
         }
 
 
@@ -172,11 +188,15 @@ class RuntimeSettings(Aggregate):
         values: dict[str, Any]
         actor: str
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             _add_ssl_section(state)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            _add_usage_section(state)
 
     def __init__(self, values: dict[str, Any], actor: str) -> None:
         self.values = RuntimeSettingsValues.from_json(values)
@@ -188,11 +208,15 @@ class RuntimeSettings(Aggregate):
         changed: list[str]
         actor: str
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             _add_ssl_section(state)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            _add_usage_section(state)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.values = RuntimeSettingsValues.from_json(self.values)
@@ -247,6 +271,7 @@ def _build(flat: Mapping[str, Any]) -> RuntimeSettingsValues:
             freeze_after=flat["ssl.freeze_after_failures"],
             freeze_s=flat["ssl.freeze_s"],
         ),
+        usage=UsageSettings(period_s=flat["usage.period_s"], fresh_s=flat["usage.fresh_s"]),
     )
 
 
@@ -266,4 +291,16 @@ def _add_ssl_section(state: dict[str, Any]) -> None:
     """Version 1 documents were recorded before the ``ssl`` section: it had its defaults."""
     values = dict(state["values"])
     values.setdefault("ssl", ssl_section(SSL_DEFAULTS))
+    state["values"] = values
+
+
+def usage_section(usage: UsageSettings) -> dict[str, int]:
+    """The ``usage`` section of a settings document."""
+    return {"period_s": usage.period_s, "fresh_s": usage.fresh_s}
+
+
+def _add_usage_section(state: dict[str, Any]) -> None:
+    """Version 2 documents were recorded before the ``usage`` section: it had its defaults."""
+    values = dict(state["values"])
+    values.setdefault("usage", usage_section(USAGE_DEFAULTS))
     state["values"] = values

@@ -32,6 +32,8 @@ MIN_RECHECK_S, MAX_RECHECK_S = 60, 86_400
 MIN_ACTIVE_S, MAX_ACTIVE_S = 300, 86_400
 MAX_FREEZE_AFTER = 100
 MIN_FREEZE_S, MAX_FREEZE_S = 60, 7 * 86_400
+# usage syncs: a node listed at most every second, at least once a week
+MAX_USAGE_PERIOD_S = 7 * 86_400
 
 Check = Callable[[object, str], Any]
 
@@ -108,6 +110,10 @@ _SCHEMA: dict[str, dict[str, Check] | Check] = {
         "active_interval_s": _whole(MIN_ACTIVE_S, MAX_ACTIVE_S),
         "freeze_after_failures": _whole(1, MAX_FREEZE_AFTER),
         "freeze_s": _whole(MIN_FREEZE_S, MAX_FREEZE_S),
+    },
+    "usage": {
+        "period_s": _whole(1, MAX_USAGE_PERIOD_S),
+        "fresh_s": _whole(0, MAX_USAGE_PERIOD_S),
     },
 }
 

@@ -62,6 +62,8 @@ from gateway.ports import (
     ServerBook,
     SettingsBook,
     SslViews,
+    UsageRefresh,
+    UsageViews,
     ViewQueries,
 )
 from gateway.request_log import RequestLogMiddleware
@@ -78,6 +80,7 @@ from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
 from gateway.ssl_api import ssl_routes
 from gateway.tasks_api import task_routes
+from gateway.usage_api import usage_routes
 
 DEFAULT_OPLOG_LIMIT = 200
 MAX_OPLOG_LIMIT = 1000
@@ -97,13 +100,17 @@ def create_app(
     whmcs_api: bool = False,
     certificates: CertificateLedger | None = None,
     ssl_views: SslViews | None = None,
+    usage: UsageViews | None = None,
+    usage_refresh: UsageRefresh | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
     ``provider``: the vanity settings orders are checked against (None: no vanity services).
     ``dead_letters``: the counts ``/healthz`` shows (None: it shows none). ``whmcs_api``: the
     WHMCS API is configured (``PUT /v1/settings`` may enable tickets). ``certificates`` and
-    ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes)."""
+    ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes).
+    ``usage`` and ``usage_refresh``: usage and metric billing (``gateway.usage_api``; without
+    both, no usage routes)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -178,6 +185,11 @@ def create_app(
             clock=clock,
             # the bulk actions' default ages are runtime settings when the app has them
             queue_ages=None if settings is None else lambda: settings.current().queue,
+        ),
+        *(
+            []
+            if usage is None or usage_refresh is None
+            else usage_routes(usage=usage, refresher=usage_refresh, servers=servers, clock=clock)
         ),
         services_route("/v1/services/{service_id}/{action}", lifecycle, "POST"),
         services_route("/v1/oplog", oplog, "GET"),

@@ -171,3 +171,35 @@ class CertificateLedger(Protocol):
 class SslViews(Protocol):
     def ssl(self, service_id: str) -> list[dict[str, Any]]:
         """The service's certificates as the SSL view has them ([] when none)."""
+
+
+class UsageViews(Protocol):
+    """The usage view (projections/usage_view.py): the gauges' and the bills' one source."""
+
+    def service_usage(self, service_id: str) -> dict[str, Any] | None: ...
+
+    def usage_as_of(self, service_id: str, at: datetime) -> dict[str, Any] | None:
+        """The service's sums in force at ``at``; None before its first listing."""
+
+    def usage_page(
+        self, *, sort: str, descending: bool, limit: int, offset: int, client_id: str | None
+    ) -> list[dict[str, Any]]: ...
+
+    def usage_summary(self, client_id: str | None = None) -> dict[str, Any]: ...
+
+    def nodes(self) -> list[dict[str, Any]]: ...
+
+    def billing_rows(self) -> list[dict[str, Any]]: ...
+
+    def position(self) -> int:
+        """The view's position in the store: the same position, the same rows."""
+
+
+class UsageRefresh(Protocol):
+    """Asks nodes for a usage sync (joined when one is pending or fresh)."""
+
+    def refresh(self, server_ids: list[str], by: str, now: datetime) -> dict[str, str]:
+        """Each node's outcome: ``queued``, ``joined`` or ``fresh``."""
+
+    def servers_of(self, service_id: str) -> list[str] | None:
+        """The nodes a service's figures come from; None when no such service was ordered."""

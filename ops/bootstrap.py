@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 
+from domain.server_usage import UsageCadence
 from gateway.app import create_app
 from gateway.credentials import TokenTable
 from handlers.pipeline import Pipeline, PipelineSettings
@@ -21,6 +22,7 @@ from handlers.ssl_desk import SslDesk
 from handlers.ssl_install import CertificateInstaller
 from handlers.ssl_issue import IssueParts
 from handlers.ssl_steps import ssl_actions
+from handlers.usage_desk import SharedMail, UsageDesk
 from ops.adapters.certificate_book import StoreCertificateBook
 from ops.adapters.certificate_inspector import CertificateInspector
 from ops.adapters.certificate_ledger import StoreCertificateLedger
@@ -44,6 +46,7 @@ from ops.adapters.ssl_wiring import (
 from ops.adapters.step_fence import step_fences
 from ops.adapters.step_gate import step_gate
 from ops.adapters.ticket_store import StoreTicketAdapter
+from ops.adapters.usage_book import StoreUsageBook, StoreUsageRefresh, usage_servers_of
 from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
 from ops.messaging.dead_letters import DeadLetterGauge
@@ -56,6 +59,7 @@ from ops.services.cron_jobs import cron_jobs, prune_inbox
 from ops.services.schedule_claims import ClaimStore
 from ops.services.scheduler import Scheduler
 from ops.services.ssl import SslFeed
+from ops.services.usage import UsageFeed
 from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -63,6 +67,7 @@ from ops.store.positions import PositionStore
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.ssl_queries import SqlSslQueries
 from ops.views.unsettled_services import ViewUnsettledServices
+from ops.views.usage_queries import SqlUsageQueries
 from ops.views.view_queries import SqlViewQueries
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
@@ -157,6 +162,12 @@ class System:
                 lambda: settings_book.current().ssl,
             ),
             ssl_views=SqlSslQueries(self.db, self.settings.view_prefix),
+            usage=SqlUsageQueries(self.db, self.settings.view_prefix),
+            usage_refresh=StoreUsageRefresh(
+                StoreUsageBook(self.store),
+                self.usage_cadence,
+                provider_settings(self.settings),
+            ),
         )
 
     def settings_book(self) -> StoreSettingsBook:
@@ -300,6 +311,48 @@ class System:
             fences.close()
 
         return feed, close
+
+    def usage_cadence(self) -> UsageCadence:
+        """The usage syncs' cadence now: period and freshness are runtime settings, the
+        retry's first delay and the lease process settings. Reads the store (cached for a
+        few seconds): call it in a thread."""
+        usage = self.runtime_settings().current().usage
+        return UsageCadence(
+            period_s=usage.period_s,
+            fresh_s=usage.fresh_s,
+            retry_s=self.settings.usage_retry_s,
+            lease_s=self.settings.usage_lease_s,
+        )
+
+    def usage_desk(self, drivers: RegistryDrivers | None = None) -> UsageDesk:
+        """The usage desk (handlers/usage_desk.py); ``drivers`` reach the nodes (a desk
+        that only takes refreshes, the gateway's, needs none)."""
+        provider = provider_settings(self.settings)
+        shared = None
+        if provider is not None:
+            shared = SharedMail(provider.shared_mail_user, provider.provider_domain)
+        return UsageDesk(
+            StoreUsageBook(self.store),
+            drivers,
+            self.usage_cadence,
+            self.clock,
+            shared_mail=shared,
+        )
+
+    def usage_feed(self) -> tuple[UsageFeed, Callable[[], Awaitable[None]]]:
+        """The usage desk and what feeds it (ops/services/usage.py), with what closes it."""
+        registry = self.server_registry()
+        drivers = RegistryDrivers(
+            RegistryDirectory(registry, self.settings.ssh_key),
+            driver_factory(self.settings.command_timeout_s),
+        )
+        feed = UsageFeed(
+            self.usage_desk(drivers),
+            usage_servers_of(StoreUsageBook(self.store), provider_settings(self.settings)),
+            lambda: [server.server_id for server in registry.servers()],
+            concurrency=self.settings.handler_concurrency,
+        )
+        return feed, drivers.close
 
     def scheduler(self) -> Scheduler:
         return Scheduler(

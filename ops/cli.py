@@ -15,6 +15,7 @@ hostwright bench intake [...]
 hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
+hostwright bench usage [--services 10000] [--servers 10] [--requests 200] [--database-url URL]
 hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
@@ -35,7 +36,7 @@ from ops.cli_arguments import (
     ssl_domain_count,
     worker_count,
 )
-from ops.messaging.topology import ROLES, SSL_ROLE
+from ops.messaging.topology import ROLES, SSL_ROLE, USAGE_ROLE
 from ops.messaging.transport import Transport
 from ops.runtime import event_loop
 from ops.runtime.components import COMPONENTS, serve_all
@@ -75,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one part (scale out by running more)")
     serve.add_argument("component", choices=sorted({name.split(".")[0] for name in COMPONENTS}))
     serve.add_argument(
-        "role", nargs="?", choices=(*ROLES, SSL_ROLE), help="for `serve handler`: the role"
+        "role",
+        nargs="?",
+        choices=(*ROLES, SSL_ROLE, USAGE_ROLE),
+        help="for `serve handler`: the role",
     )
     serve.set_defaults(run=_run_serve)
 
@@ -204,6 +208,18 @@ def _parser() -> argparse.ArgumentParser:
     bench_ssl.add_argument("--amqp-url", default=None, help="default: HOSTWRIGHT_AMQP_URL or local")
     bench_ssl.add_argument("--postgres-url", default=None, help="PostgreSQL server to measure on")
     bench_ssl.set_defaults(run=_run_bench_ssl)
+    bench_usage = bench_sub.add_parser(
+        "usage", help="one usage sync of many services: SSH calls, sync and view time, billing p99"
+    )
+    bench_usage.add_argument("--services", type=int, default=10_000, help="services seeded")
+    bench_usage.add_argument("--servers", type=int, default=10, help="simulated nodes")
+    bench_usage.add_argument(
+        "--requests", type=int, default=200, help="GET /v1/billing/usage calls timed"
+    )
+    bench_usage.add_argument(
+        "--database-url", default=None, help="an empty database to run on (default: SQLite)"
+    )
+    bench_usage.set_defaults(run=_run_bench_usage)
     return parser
 
 
@@ -215,7 +231,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     component = args.component
     if component == "handler":
         if args.role is None:
-            raise SettingsError("serve handler needs a role: web, mail, dns or ssl")
+            raise SettingsError("serve handler needs a role: web, mail, dns, ssl or usage")
         component = f"handler.{args.role}"
     elif args.role is not None:
         raise SettingsError(f"serve {component} takes no role")
@@ -452,6 +468,17 @@ def _run_bench_replay(args: argparse.Namespace) -> int:
         services=args.services,
         stores=[kind.strip() for kind in args.stores.split(",") if kind.strip()],
         postgres_url=args.postgres_url,
+    )
+
+
+def _run_bench_usage(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.usage import run_usage_bench
+
+    return run_usage_bench(
+        services=args.services,
+        servers=args.servers,
+        requests=args.requests,
+        database_url=args.database_url,
     )
 
 

@@ -126,6 +126,16 @@ class Settings:
     # of 30/14/7/1 days is recorded once, so a missed look only comes late, never twice)
     cron_ssl_expiry_s: float = 3600.0
     ssl_concurrency: int = 8
+    # usage sync (ops/services/usage.py): how often the desk's tick looks for nodes due a sync
+    # (``cron.usage``); a node is due one ``usage_period_s`` after its last listing, its
+    # retry after a failure comes after ``usage_retry_s`` doubling up to the period; a refresh
+    # joins a listing made within ``usage_fresh_s``, or a sync queued or running for less than
+    # ``usage_lease_s`` (a longer one died with its process)
+    cron_usage_s: float = 30.0
+    usage_period_s: float = 3600.0
+    usage_fresh_s: int = 60
+    usage_retry_s: float = 30.0
+    usage_lease_s: float = 300.0
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +182,7 @@ class Settings:
         ):
             _convert(values, name, _positive_int, problems)
         _convert(values, "tickets_enabled", _flag, problems)
+        _convert(values, "usage_fresh_s", _whole_seconds, problems)
         for name in ("dns_authoritative_port", "http01_port", "tls_probe_port"):
             _convert(values, name, _port, problems)
         for name in (
@@ -189,6 +200,10 @@ class Settings:
             "cron_inbox_s",
             "cron_ssl_s",
             "cron_ssl_expiry_s",
+            "cron_usage_s",
+            "usage_period_s",
+            "usage_retry_s",
+            "usage_lease_s",
             "inbox_retention_hours",
             "stop_grace_s",
         ):
@@ -419,6 +434,14 @@ def _positive_float(name: str, value: object) -> float:
     if not number > 0:
         raise SettingsError(f"{name} must be above 0")
     return number
+
+
+def _whole_seconds(name: str, value: object) -> int:
+    """A whole number of seconds, 0 allowed."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise SettingsError(f"{name} must be a whole number of seconds (0 or more)")
+    return int(text)
 
 
 def _flag(name: str, value: object) -> bool:

@@ -12,6 +12,7 @@ from projections.services_view import ServicesView
 from projections.ssl_view import SslView
 from projections.task_queue_view import TaskQueueView
 from projections.timeline_view import DeployTimelineView
+from projections.usage_view import UsageView
 from projections.view import View
 
 
@@ -23,6 +24,7 @@ def all_views() -> list[View]:
         TaskQueueView(),
         DeployTimelineView(),
         SslView(),
+        UsageView(),
     ]
 
 

@@ -82,6 +82,7 @@ def runtime_defaults(settings: Settings) -> RuntimeSettingsValues:
             "clean_completed_after_s": settings.clean_completed_after_s,
         },
         "ssl": ssl_section(SSL_DEFAULTS),  # no process setting: changed at run time only
+        "usage": {"period_s": int(settings.usage_period_s), "fresh_s": int(settings.usage_fresh_s)},
     }
     try:
         return RuntimeSettingsValues.from_json(document)

@@ -45,9 +45,16 @@ def handler_bindings(role: str) -> tuple[str, ...]:
     return (f"task.{role}.*",)
 
 
+# the usage desk (ops/services/usage.py, ``handler usage``): the syncs queued, a customer's
+# "Sync now", and the scheduler's tick
+USAGE_ROLE = "usage"
+USAGE_QUEUE = "usage"
+USAGE_BINDINGS = ("ServerUsage.SyncQueued", "Service.UsageSyncRequested", "cron.usage")
+
 QUEUES: dict[str, tuple[str, ...]] = {
     PIPELINE_QUEUE: PIPELINE_BINDINGS,
     TICKETS_QUEUE: TICKETS_BINDINGS,
+    USAGE_QUEUE: USAGE_BINDINGS,
     **{handler_queue(role): handler_bindings(role) for role in ROLES},
 }
 

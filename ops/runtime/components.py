@@ -17,13 +17,14 @@ from contextlib import contextmanager
 import uvicorn
 
 from ops.bootstrap import System
-from ops.messaging.topology import ROLES, SSL_ROLE, declare_topology
+from ops.messaging.topology import ROLES, SSL_ROLE, USAGE_ROLE, declare_topology
 from ops.runtime.pause import pause
 from ops.services.handler import run_handler
 from ops.services.pipeline import run_pipeline
 from ops.services.pipeline_lead import TAKEOVER_WAIT_S, PipelineLead
 from ops.services.ssl import run_ssl
 from ops.services.tickets import build_ticket_desk, run_tickets
+from ops.services.usage import run_usage
 from ops.store.database import database_unavailable
 from ops.store.outage import Backoff
 
@@ -177,6 +178,23 @@ async def serve_ssl(system: System, stop: asyncio.Event) -> None:
     )
 
 
+async def serve_usage(system: System, stop: asyncio.Event) -> None:
+    """``handler usage``: the usage desk, fed syncs queued, "Sync now" and the tick."""
+    await _connect(system, stop)
+    if not await _declared(system, stop):
+        return
+    feed, close = system.usage_feed()
+    await run_usage(
+        feed,
+        system.transport,
+        system.inbox(),
+        stop,
+        prefetch=system.settings.prefetch,
+        max_failures=system.settings.dead_letter_after,
+        closing=close,
+    )
+
+
 def handler_component(role: str) -> Component:
     async def serve_handler(system: System, stop: asyncio.Event) -> None:
         await _connect(system, stop)
@@ -227,6 +245,7 @@ COMPONENTS: dict[str, Component] = {
     "tickets": serve_tickets,
     **{f"handler.{role}": handler_component(role) for role in ROLES},
     f"handler.{SSL_ROLE}": serve_ssl,  # run by ``up`` only with automatic SSL on
+    f"handler.{USAGE_ROLE}": serve_usage,
 }
 
 

@@ -9,6 +9,8 @@
                                                       (only with HOSTWRIGHT_SSL=auto)
   ssl_expiry     every ``cron_ssl_expiry_s`` (1 h)     custom certificates' expiry warnings
                                                       (only with HOSTWRIGHT_SSL=auto)
+  usage          every ``cron_usage_s`` (30 s)         the usage desk's look for nodes due a
+                                                      sync (``usage_period_s``) or a retry
 
 By default a job publishes its tick for the pipeline, which does the work: routing key
 ``cron.<job>``, ``message_id`` ``cron:<job>:<period>`` (so a duplicate is absorbed by the
@@ -38,6 +40,7 @@ def cron_periods(settings: Settings) -> dict[str, float]:
         "terminations": settings.cron_terminations_s,
         "tickets": settings.cron_tickets_s,
         "inbox": settings.cron_inbox_s,
+        "usage": settings.cron_usage_s,
         **(
             {"ssl": settings.cron_ssl_s, "ssl_expiry": settings.cron_ssl_expiry_s}
             if settings.ssl_auto

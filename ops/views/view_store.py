@@ -162,6 +162,18 @@ class ViewStore:
             cur.execute(sql, tuple(params))
             return [spec.decode(values) for values in cur.fetchall()]
 
+    def table_sql_name(self, table: str) -> str:
+        """The SQL name of one of the views' tables (prefixed), for a read written by hand."""
+        return self._sql[table].sql_name
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read written by hand (``?`` placeholders), undecoded: for a read of a
+        few plain columns of many rows, where decoding every JSON column would cost most."""
+        self.ensure_tables()
+        with self._db.transaction() as cur:
+            cur.execute(sql, tuple(params))
+            return [tuple(values) for values in cur.fetchall()]
+
     def drop_all(self) -> None:
         """Drops the views' tables and their tracking: the next use starts from event 0."""
         with self._db.transaction() as cur:

@@ -105,6 +105,7 @@ def test_catch_up_builds_the_views_and_a_second_catch_up_is_a_no_op(setup: Setup
         "task_queue": last,
         "timeline": last,
         "ssl": last,
+        "usage": last,
     }
 
     queries = SqlViewQueries(setup.db)

@@ -195,7 +195,7 @@ def test_bench_replay_runs_small_on_both_stores(
     shown = capsys.readouterr().out
     for kind in ("sqlite", "postgresql"):
         line = next(line for line in shown.splitlines() if line.strip().startswith(kind))
-        assert "events" in line and "5 views" in line and "replay" in line and "floor" in line
+        assert "events" in line and "6 views" in line and "replay" in line and "floor" in line
 
 
 def test_bench_replay_refuses_an_unknown_store(capsys: pytest.CaptureFixture[str]) -> None:

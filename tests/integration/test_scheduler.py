@@ -290,6 +290,7 @@ def test_the_job_table_and_the_published_message() -> None:
         "terminations": 30.0,
         "tickets": 30.0,
         "inbox": 600.0,
+        "usage": 30.0,
     }
     assert next(job for job in jobs if job.name == "tickets").action is recorder
     assert "cron.*" in PIPELINE_BINDINGS

@@ -63,6 +63,7 @@ DEFAULT_DOCUMENT = {
         "freeze_after_failures": 5,
         "freeze_s": 21600,
     },
+    "usage": {"period_s": 3600, "fresh_s": 60},
 }
 
 
@@ -233,8 +234,9 @@ def _as_version_1(store: EventStore, event: Any) -> Any:
     mapper = store.app.mapper
     stored = mapper.to_stored_event(event)
     state = mapper.transcoder.decode(stored.state)
-    assert state.pop("class_version") == 2
+    assert state.pop("class_version") == 3
     del state["values"]["ssl"]
+    del state["values"]["usage"]
     return dataclasses.replace(stored, state=mapper.transcoder.encode(state))
 
 

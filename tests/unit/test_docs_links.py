@@ -14,7 +14,15 @@ import pytest
 from starlette.routing import Route
 
 from gateway.app import create_app
-from gateway.ports import CertificateLedger, CommandLedger, ServerBook, SettingsBook, SslViews
+from gateway.ports import (
+    CertificateLedger,
+    CommandLedger,
+    ServerBook,
+    SettingsBook,
+    SslViews,
+    UsageRefresh,
+    UsageViews,
+)
 from tests.fakes.view_queries import FakeViews
 from tests.support.gateway import credentials_for_tests
 
@@ -124,6 +132,8 @@ def served_routes() -> list[str]:
         settings=cast(SettingsBook, object()),
         certificates=cast(CertificateLedger, object()),
         ssl_views=cast(SslViews, object()),
+        usage=cast(UsageViews, object()),
+        usage_refresh=cast(UsageRefresh, object()),
     )
     named = []
     for route in app.routes:

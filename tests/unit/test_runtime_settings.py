@@ -12,6 +12,7 @@ from domain.errors import InvalidInput
 from domain.runtime_settings import (
     SETTINGS_ID,
     SSL_DEFAULTS,
+    USAGE_DEFAULTS,
     RuntimeSettings,
     RuntimeSettingsValues,
     parse_settings_update,
@@ -33,6 +34,7 @@ DOCUMENT: dict[str, Any] = {
         "freeze_after_failures": 5,
         "freeze_s": 21600,
     },
+    "usage": {"period_s": 3600, "fresh_s": 60},
 }
 BASE = RuntimeSettingsValues.from_json(DOCUMENT)
 
@@ -168,13 +170,26 @@ def test_fast_mode_may_not_check_less_often_than_the_recheck() -> None:
 
 
 def test_a_document_recorded_before_the_ssl_section_upcasts_with_its_defaults() -> None:
-    old = {key: value for key, value in DOCUMENT.items() if key != "ssl"}
+    old = {key: value for key, value in DOCUMENT.items() if key not in ("ssl", "usage")}
     for event in (RuntimeSettings.Adopted, RuntimeSettings.Changed):
-        assert event.class_version == 2
+        assert event.class_version == 3
         state: dict[str, Any] = {"values": old, "changed": ["batch_size"], "actor": "a"}
         event.upcast_v1_v2(state)
+        event.upcast_v2_v3(state)
         assert RuntimeSettingsValues.from_json(state["values"]).ssl == SSL_DEFAULTS
         assert "ssl" not in old  # the stored state is not changed in place
     recent = {"values": DOCUMENT}
     RuntimeSettings.Changed.upcast_v1_v2(recent)
     assert recent["values"]["ssl"] == DOCUMENT["ssl"]  # a section present is kept
+
+
+def test_a_document_recorded_before_the_usage_section_upcasts_with_its_defaults() -> None:
+    old = {key: value for key, value in DOCUMENT.items() if key != "usage"}
+    state: dict[str, Any] = {"values": old, "changed": ["batch_size"], "actor": "a"}
+    RuntimeSettings.Changed.upcast_v2_v3(state)
+    assert RuntimeSettingsValues.from_json(state["values"]).usage == USAGE_DEFAULTS
+    update = parse_settings_update({"usage": {"period_s": 600, "fresh_s": 10}})
+    merged = BASE.merged(update)
+    assert (merged.usage.period_s, merged.usage.fresh_s) == (600, 10)
+    with pytest.raises(InvalidInput, match=r"usage\.period_s"):
+        parse_settings_update({"usage": {"period_s": 0}})

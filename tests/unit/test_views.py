@@ -196,7 +196,14 @@ def test_views_ignore_events_of_a_service_they_never_saw_ordered() -> None:
 
 def test_every_view_in_the_catalogue_has_a_unique_name_and_tables() -> None:
     views = all_views()
-    assert [v.name for v in views] == ["services", "oplog", "task_queue", "timeline", "ssl"]
+    assert [v.name for v in views] == [
+        "services",
+        "oplog",
+        "task_queue",
+        "timeline",
+        "ssl",
+        "usage",
+    ]
     tables = [t.name for v in views for t in v.tables]
     assert len(tables) == len(set(tables))
 

@@ -25,6 +25,7 @@ from ops.devtools.simnode.commands import (
 from ops.devtools.simnode.dkim_keys import dkim_private_key, dkim_public_body
 from ops.devtools.simnode.output import render
 from ops.devtools.simnode.state import Conf, MailDomain, UserData
+from ops.devtools.simnode.usage_file import mailbox_usage, read_usage
 from ops.devtools.simnode.v_dns import add_record, delete_records_named
 from ops.devtools.simnode.v_users import password_hash
 from ops.devtools.simnode.validation import Exit, HestiaError, arg, check_args
@@ -289,7 +290,11 @@ def delete_mail_account(node: Node, argv: list[str]) -> str:
 def list_mail_accounts(node: Node, argv: list[str]) -> str:
     user, domain = _user_domain(node, argv, "v-list-mail-accounts", "USER DOMAIN [FORMAT]", 2)
     mail = mail_domain_of(user_valid(node, user), domain)
-    objects = {a: {k: c.get(k, "") for k in _ACCOUNT_KEYS} for a, c in mail.accounts.items()}
+    held = read_usage(node.fs_root.parent)
+    objects = {
+        a: {k: {**c, **mailbox_usage(held, user, domain, a)}.get(k, "") for k in _ACCOUNT_KEYS}
+        for a, c in mail.accounts.items()
+    }
     return render(objects, arg(argv, 2, "shell"), name_key="ACCOUNT")
 
 

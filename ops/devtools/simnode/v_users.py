@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import Any
 
 from ops.devtools.simnode import validation as v
 from ops.devtools.simnode.commands import (
@@ -21,6 +22,7 @@ from ops.devtools.simnode.commands import (
 )
 from ops.devtools.simnode.output import render
 from ops.devtools.simnode.state import DEFAULT_PACKAGE, Conf, UserData
+from ops.devtools.simnode.usage_file import read_usage, user_usage
 from ops.devtools.simnode.validation import Exit, HestiaError, arg, check_args
 
 _PACKAGE_KEYS = [k for k in DEFAULT_PACKAGE if k not in ("TIME", "DATE")]
@@ -33,6 +35,8 @@ _COUNT_LIMITS = [
     for key, value in DEFAULT_PACKAGE.items()
     if value == "unlimited" and key not in _RESOURCE_LIMITS
 ]
+# v-list-user(s) json prints these, in Hestia 1.10's order (bin/v-list-users): the names
+# without U_ are the package's limits the user holds, the U_ ones what it uses
 _USER_JSON_KEYS = [
     "NAME",
     "PACKAGE",
@@ -49,16 +53,17 @@ _USER_JSON_KEYS = [
     "DATABASES",
     "CRON_JOBS",
     "DISK_QUOTA",
+    "CPU_QUOTA",
+    "CPU_QUOTA_PERIOD",
+    "MEMORY_LIMIT",
+    "SWAP_LIMIT",
     "BANDWIDTH",
-    "HOME",
     "NS",
     "SHELL",
     "BACKUPS",
     "CONTACT",
     "CRON_REPORTS",
     "RKEY",
-    "TWOFA",
-    "QRCODE",
     "ROLE",
     "SUSPENDED",
     "SUSPENDED_USERS",
@@ -87,15 +92,7 @@ _USER_JSON_KEYS = [
     "U_DATABASES",
     "U_CRON_JOBS",
     "U_BACKUPS",
-    "BACKUPS_INCREMENTAL",
     "LANGUAGE",
-    "THEME",
-    "NOTIFICATIONS",
-    "PREF_UI_SORT",
-    "LOGIN_DISABLED",
-    "LOGIN_USE_IPLIST",
-    "LOGIN_ALLOW_IPS",
-    "PHPCLI",
     "TIME",
     "DATE",
 ]
@@ -156,9 +153,10 @@ def usage(data: UserData) -> Conf:
     }
 
 
-def _user_fields(node: Node, name: str) -> dict[str, str]:
+def _user_fields(node: Node, name: str, held: dict[str, Any] | None = None) -> dict[str, str]:
     data = node.state.users[name]
-    conf = {**data.conf, **usage(data), "HOME": f"/home/{name}"}
+    given = user_usage(held if held is not None else read_usage(node.fs_root.parent), name)
+    conf = {**data.conf, **usage(data), **given, "HOME": f"/home/{name}"}
     return {key: conf.get(key, "") for key in _USER_JSON_KEYS}
 
 
@@ -240,7 +238,8 @@ def list_user(node: Node, argv: list[str]) -> str:
 
 @command("v-list-users")
 def list_users(node: Node, argv: list[str]) -> str:
-    users = {name: _user_fields(node, name) for name in sorted(node.state.users)}
+    held = read_usage(node.fs_root.parent)  # read once for every user
+    users = {name: _user_fields(node, name, held) for name in sorted(node.state.users)}
     return render(users, arg(argv, 0, "shell"), name_key="USER")
 
 
