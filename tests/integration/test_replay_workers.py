@@ -31,6 +31,9 @@ SERVICES = 3
 
 @pytest.fixture
 def filled(database_url: str) -> Iterator[tuple[EventStore, Database]]:
+    # what this test worker runs already (another module's deployment, say) is not ours
+    _EARLIER.clear()
+    _EARLIER.update(_all_children())
     fill(database_url, SERVICES)
     store, db = EventStore(database_url), Database(database_url)
     try:
@@ -41,7 +44,15 @@ def filled(database_url: str) -> Iterator[tuple[EventStore, Database]]:
         assert _children() == [], "a replay worker outlived the test"
 
 
+_EARLIER: set[int] = set()
+
+
 def _children() -> list[int]:
+    """This process's live child processes started during this test."""
+    return [pid for pid in _all_children() if pid not in _EARLIER]
+
+
+def _all_children() -> list[int]:
     """This process's live child processes, as the kernel lists them."""
     found: list[int] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
