@@ -241,9 +241,9 @@ class SslDesk:
         now: datetime,
         cadence: SslCadence,
     ) -> str | None:
-        reason = await self._put_on_node(cert, bundle, key_pem)
-        await self._record(cert.id, lambda c: _installed(c, now, serial, reason, cadence))
-        return reason
+        return await self._put(
+            cert, bundle, key_pem, now, cadence, lambda c: _installed(c, now, serial, None, cadence)
+        )
 
     async def _put(
         self,
