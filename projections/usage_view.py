@@ -8,8 +8,8 @@ Emits rows of:
 
 - ``usage_services``: one per service — per account (``figures``: server/user → figures,
   each with its ``collected_at`` and ``stale``), its bandwidth counters (``bandwidth``:
-  month, last reported, billed), and the sums the API shows and bills: ``disk_mb``,
-  ``bandwidth_mb`` (month to date as the nodes report it), ``bandwidth_billed_mb`` (the
+  month, last reported, billed, its listing's time), and the sums the API shows and bills:
+  ``disk_mb``, ``bandwidth_mb`` (month to date as the nodes report it), ``bandwidth_billed_mb`` (the
   month's, never lower than before: domain/usage_figures.py ``billed_bandwidth``),
   ``mail_accounts``, ``databases``, ``web_domains``, ``dns_domains``, ``mail_domains``,
   ``collected_at`` (the oldest of its accounts' last listings), ``stale`` and ``stale_since``;
@@ -97,10 +97,6 @@ USAGE_NODES = Table(
 _ZERO: Row = {name: 0 for name in SUMMED}
 
 
-def _month(moment: str) -> str:
-    return moment[:7]  # "YYYY-MM" of an ISO time in UTC
-
-
 def _totals(figures: dict[str, Any], bandwidth: dict[str, Any]) -> Row:
     """The service's sums over its accounts and mailbox, and the month's billed bandwidth."""
     sums = dict(_ZERO)
@@ -131,7 +127,7 @@ class UsageView:
     """Consumes Service and ServerUsage events; emits the tables in the module docstring."""
 
     name = "usage"
-    version = 1
+    version = 2  # 2: bandwidth counters keep their listing's time (a drop adds nothing)
     folds: frozenset[type[Any]] = frozenset(
         {
             Service.Ordered,
@@ -249,7 +245,6 @@ class UsageView:
     def _users_listed(self, event: NodeUsers.Listed, rows: Rows) -> None:
         server_id = _server_of(event, rows)
         at = iso_time(event.collected_at)
-        month = _month(at)
         for user, figures in event.users.items():
             owner = rows.get(USAGE_ACCOUNTS.name, (server_id, user))
             if owner is None:
@@ -259,7 +254,9 @@ class UsageView:
                 continue
             key = f"{server_id}/{user}"
             counter = billed_bandwidth(
-                (row["bandwidth"] or {}).get(key), month, int(figures.get("bandwidth_mb", 0))
+                (row["bandwidth"] or {}).get(key),
+                event.collected_at,
+                int(figures.get("bandwidth_mb", 0)),
             )
             entry = {**figures, "collected_at": at, "stale_since": None}
             self._put_service(

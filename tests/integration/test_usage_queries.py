@@ -90,14 +90,14 @@ def test_the_usage_reads(reads: tuple[EventStore, SqlUsageQueries, ProjectionRun
     assert alice is not None
     assert (alice["disk_mb"], alice["bandwidth_billed_mb"], alice["stale"]) == (120, 15, True)
     bob = queries.service_usage("2")
-    assert bob is not None and bob["bandwidth_billed_mb"] == 45  # 40, then a drop: + 5
+    assert bob is not None and bob["bandwidth_billed_mb"] == 40  # 40, then a drop: + 0
     page = queries.usage_page(sort="disk_mb", descending=True, limit=1, offset=0, client_id=None)
     assert [r["service_id"] for r in page] == ["1"]
     page = queries.usage_page(sort="disk_mb", descending=True, limit=5, offset=1, client_id="c")
     assert [r["service_id"] for r in page] == ["2"]
     summary = queries.usage_summary()
     assert (summary["services"], summary["stale"], summary["disk_mb"]) == (2, 2, 170)
-    assert summary["bandwidth_billed_mb"] == 60
+    assert summary["bandwidth_billed_mb"] == 55
     assert {r["service_id"]: r["disk_mb"] for r in queries.billing_rows()} == {"1": 120, "2": 50}
     past = queries.usage_as_of("1", T0 + timedelta(minutes=30))
     assert past is not None and past["totals"]["disk_mb"] == 100
