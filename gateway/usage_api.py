@@ -82,6 +82,8 @@ def usage_routes(
         if client_id is not None:
             _parsed(parse_external_id, client_id, "client_id")
 
+        now = clock()
+
         def read() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
             page = usage.usage_page(
                 sort=SORTS[sort],
@@ -90,9 +92,9 @@ def usage_routes(
                 offset=offset,
                 client_id=client_id,
             )
-            return page, usage.usage_summary(client_id), usage.nodes()
+            summary = usage.usage_summary(client_id, billing_month(now))
+            return page, summary, usage.nodes()
 
-        now = clock()
         page, summary, nodes = await asyncio.to_thread(read)
         return ApiJSONResponse(
             {

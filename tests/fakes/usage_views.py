@@ -26,7 +26,9 @@ class FakeUsageViews:
         found = sorted(self.rows.values(), key=lambda r: (r[sort], r["service_id"]))
         return (found[::-1] if descending else found)[offset : offset + limit]
 
-    def usage_summary(self, client_id: str | None = None) -> dict[str, Any]:
+    def usage_summary(
+        self, client_id: str | None = None, month: str | None = None
+    ) -> dict[str, Any]:
         return {"services": len(self.rows)}
 
     def nodes(self) -> list[dict[str, Any]]:
