@@ -16,7 +16,11 @@ Emits rows of:
 - ``usage_history``: the service's sums at each listing that changed them, keyed by
   (service, time): what ``as_of`` reads;
 - ``usage_accounts`` (server, user → service) and ``usage_mailboxes`` (mail domain, account →
-  vanity service): the lookups a listing is folded through;
+  vanity service): the lookups a listing is folded through, each the row of the one live
+  service that holds the name. A service's own ``Terminated`` deletes its rows, so a
+  username or label taken again after termination (claims are released then) is found as
+  the new holder's, and each row changes only by its own service's events, as sharded
+  replay needs (ops/views/replay_shards.py);
 - ``usage_nodes``: one per node (no service): its last listing's time, its users (what a
   failure marks stale), its sync state and last error.
 
@@ -224,10 +228,19 @@ class UsageView:
         if isinstance(event, Service.PlanChangeRequested):
             changed["plan"] = event.plan
         elif isinstance(event, Service.Terminated):
+            # its names may be held by another service next (claims are released at
+            # termination): its lookups go with it, by its own event, and its rows keep the
+            # figures of its last listing
             changed["status"] = "terminated"
+            self._let_go(row, [tuple(a) for a in row["accounts"] or []], rows)
+            if row["mailbox"]:
+                mail_domain, account = row["mailbox"]
+                owner = rows.get(USAGE_MAILBOXES.name, (mail_domain, account))
+                if owner is not None and owner["service_id"] == row["service_id"]:
+                    rows.delete(USAGE_MAILBOXES.name, (mail_domain, account))
         else:
             accounts = service_accounts(row["mode"], row["username"], event.placement)
-            changed["accounts"] = [list(a) for a in accounts]
+            changed["accounts"] = [list(a) for a in accounts]  # placed once (domain/service.py)
             for account in accounts:
                 rows.put(
                     USAGE_ACCOUNTS.name,
@@ -240,6 +253,15 @@ class UsageView:
                 )
         rows.put(USAGE_SERVICES.name, {**row, **changed})
 
+    @staticmethod
+    def _let_go(row: Row, accounts: list[tuple[Any, ...]], rows: Rows) -> None:
+        """Deletes the lookups of these (role, server, user) accounts the service still holds
+        (never another service's)."""
+        for _role, server_id, user in accounts:
+            owner = rows.get(USAGE_ACCOUNTS.name, (server_id, user))
+            if owner is not None and owner["service_id"] == row["service_id"]:
+                rows.delete(USAGE_ACCOUNTS.name, (server_id, user))
+
     # --- listings ---------------------------------------------------------------------------
 
     def _users_listed(self, event: NodeUsers.Listed, rows: Rows) -> None:
@@ -250,8 +272,8 @@ class UsageView:
             if owner is None:
                 continue  # no service's (the provider's shared users, one made by hand)
             row = rows.get(USAGE_SERVICES.name, (owner["service_id"],))
-            if row is None:
-                continue
+            if row is None or row["status"] == "terminated":
+                continue  # (its lookups go at its termination: none is left to find)
             key = f"{server_id}/{user}"
             counter = billed_bandwidth(
                 (row["bandwidth"] or {}).get(key),
@@ -290,7 +312,7 @@ class UsageView:
             if owner is None:
                 continue  # a mailbox of the provider's own (postmaster, info …)
             row = rows.get(USAGE_SERVICES.name, (owner["service_id"],))
-            if row is None:
+            if row is None or row["status"] == "terminated":
                 continue
             entry = {
                 "disk_mb": int(figures.get("disk_mb", 0)),
