@@ -7,8 +7,8 @@ one service reaches only that service's routes, never the lists):
   stale_since}], "next_offset"}``: the Statistics page's data, sorted by any figure;
 - ``GET /v1/services/{id}/usage[?as_of=T]`` → ``{service_id, collected_at, stale,
   stale_since, age_s, gauges: {metric: {used, unit, limit, percent}}, billing_month}``; with
-  ``as_of`` the figures in force at T (``usage_history``), ``gauges`` null before any
-  listing; 404 for an unknown service;
+  ``as_of`` the figures in force at T (``usage_history``) against the limits of the plan
+  then, ``gauges`` null before any listing; 404 for an unknown service;
 - ``GET /v1/billing/metrics`` → ``{"metrics": [{name, display_name, unit, type}]}``;
 - ``GET /v1/billing/usage?key=domain|username`` → ``{"key", "tenants": {<domain>: {service_id,
   username, metrics: {name: value}, collected_at, stale, billing_month}}}``: every service
@@ -119,7 +119,10 @@ def usage_routes(
                     "service_id": service_id,
                     "as_of": as_of.isoformat(),
                     "collected_at": None if totals is None else totals["collected_at"],
-                    "gauges": None if totals is None else gauges(totals, row["plan"], as_of),
+                    # the limits of the plan in force then (kept beside the figures)
+                    "gauges": None
+                    if totals is None
+                    else gauges(totals, totals.get("plan", row["plan"]), as_of),
                     "billing_month": None if totals is None else billing_month(as_of),
                 }
             )

@@ -13,8 +13,8 @@ Emits rows of:
   month's, never lower than before: domain/usage_figures.py ``billed_bandwidth``),
   ``mail_accounts``, ``databases``, ``web_domains``, ``dns_domains``, ``mail_domains``,
   ``collected_at`` (the oldest of its accounts' last listings), ``stale`` and ``stale_since``;
-- ``usage_history``: the service's sums at each listing that changed them, keyed by
-  (service, time): what ``as_of`` reads;
+- ``usage_history``: the service's sums and plan at each listing that changed the sums and
+  at each plan change (once listed), keyed by (service, time): what ``as_of`` reads;
 - ``usage_accounts`` (server, user → service) and ``usage_mailboxes`` (mail domain, account →
   vanity service): the lookups a listing is folded through, each the row of the one live
   service that holds the name. A service's own ``Terminated`` deletes its rows, so a
@@ -122,8 +122,9 @@ def _totals(figures: dict[str, Any], bandwidth: dict[str, Any]) -> Row:
 
 
 def history_totals(row: Row) -> Row:
-    """What ``usage_history`` keeps of a service's row at one time."""
-    names = (*SUMMED, "bandwidth_billed_mb", "billing_month", "collected_at", "stale")
+    """What ``usage_history`` keeps of a service's row at one time: its sums, and the plan
+    in force (the limits ``as_of`` shows beside them)."""
+    names = (*SUMMED, "bandwidth_billed_mb", "billing_month", "collected_at", "stale", "plan")
     return {name: row.get(name) for name in names}
 
 
@@ -227,6 +228,15 @@ class UsageView:
         changed: Row = {"updated_at": event_time(event)}
         if isinstance(event, Service.PlanChangeRequested):
             changed["plan"] = event.plan
+            if row["collected_at"] is not None:  # the figures in force now meet a new plan
+                rows.put(
+                    USAGE_HISTORY.name,
+                    {
+                        "service_id": row["service_id"],
+                        "at": changed["updated_at"],
+                        "totals": history_totals({**row, **changed}),
+                    },
+                )
         elif isinstance(event, Service.Terminated):
             # its names may be held by another service next (claims are released at
             # termination): its lookups go with it, by its own event, and its rows keep the

@@ -179,3 +179,13 @@ def test_after_the_month_turns_a_month_metric_reads_0_until_the_months_first_lis
         assert disk == 150  # a snapshot metric is the value now, whatever the month
     finally:
         client.close()
+
+
+def test_as_of_shows_the_limits_of_the_plan_in_force_then(api: Any) -> None:
+    client, views, _ = api
+    then = {**row("1001", "a.example", 150), "plan": {"disk_mb": 300}}
+    views.past["1001"] = {"service_id": "1001", "at": then["collected_at"], "totals": then}
+    past = client.get("/v1/services/1001/usage?as_of=2026-12-03T10:00:30Z", headers=AUTH).json()
+    assert past["gauges"]["disk_mb"] == {"used": 150, "unit": "MB", "limit": 300, "percent": 50.0}
+    now = client.get("/v1/services/1001/usage", headers=AUTH).json()["gauges"]["disk_mb"]
+    assert (now["limit"], now["percent"]) == (1000, 15.0)
