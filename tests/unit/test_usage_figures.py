@@ -149,3 +149,11 @@ def test_the_view_follows_a_counter_that_resets() -> None:
     assert fold.listed(DEC_1 + hours(1), 1010) == ("2026-12", 10)
     assert fold.listed(DEC_1 + hours(5), 30) == ("2026-12", 10)  # the node's reset
     assert fold.listed(DEC_1 + hours(6), 80) == ("2026-12", 60)
+
+
+def test_the_view_follows_a_node_ahead_of_utc_that_resets_on_the_30th() -> None:
+    fold = Fold()
+    fold.order()
+    assert fold.listed(DEC_1 - hours(4), 1000) == ("2026-11", 1000)
+    assert fold.listed(DEC_1 - hours(2), 20) == ("2026-11", 1000)  # its 1st: the reset
+    assert fold.listed(DEC_1 + hours(1), 70) == ("2026-12", 50)
