@@ -7,12 +7,14 @@ keeps a month's billed bandwidth from ever going down.
 limits, not usage) and emits ``{user: {disk_mb, bandwidth_mb, …}}`` (domain/server_usage.py
 ``UNITS``). ``mailbox_figures`` reads ``v-list-mail-accounts USER DOMAIN json`` (each
 mailbox's ``U_DISK``). ``billed_bandwidth`` is the counter rule: Hestia's ``U_BANDWIDTH`` is
-month to date, recounted daily and reset on the node's 1st (deleting a web domain lowers it
-too): add only increases, and after a drop add the new value.
+month to date, recounted daily and reset on the node's own 1st (deleting a web domain lowers
+it too): add only increases; a drop adds nothing; a reset known to lie between two listings
+(the node was down over the 1st) bills the new value whole.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.errors import InvalidInput
@@ -65,15 +67,42 @@ def mailbox_figures(listing: Any) -> dict[str, dict[str, int]]:
     }
 
 
-def billed_bandwidth(counter: dict[str, Any] | None, month: str, reported: int) -> dict[str, Any]:
-    """The bandwidth counter of one user after a listing in ``month`` (``YYYY-MM``) that
-    reported ``reported`` MiB: ``{"month", "last", "billed"}``. Within a month only increases
-    add; a drop (Hestia's reset, a deleted domain) adds the new value whole. A new month
-    starts its bill at 0 and keeps comparing with the last value reported (the node resets
-    at its own midnight, which a listing may see before or after ours)."""
+# Hestia resets ``U_BANDWIDTH`` on the node's own 1st (its daily recount, 00:10 node time);
+# node clocks run from UTC-12 to UTC+14, so the reset of a month falls between 14 h before
+# and 13 h after the month's UTC start
+RESET_EARLIEST = timedelta(hours=14)
+RESET_LATEST = timedelta(hours=13)
+
+
+def billed_bandwidth(counter: dict[str, Any] | None, at: datetime, reported: int) -> dict[str, Any]:
+    """The bandwidth counter of one user after a listing at ``at`` (UTC) that reported
+    ``reported`` MiB: ``{"month", "last", "billed", "at"}``, ``billed`` counting into the UTC
+    month of ``at``. The rule never bills a MiB twice:
+
+    - an increase since the last listing adds the increase;
+    - a drop adds 0 and only lowers ``last`` (a deleted domain, a recount, or the node's
+      reset seen mid-window: what remains was already billed, or cannot be told apart from it);
+    - a listing no later than the last one changes nothing (an old listing arriving late);
+    - when the last listing was before the month's earliest possible reset and this one after
+      its latest (the node was down over the 1st), the node certainly reset in between: the
+      value reported is all since the reset, and is billed whole.
+
+    A new UTC month starts its bill at 0. Its limits (docs/operations.md): traffic between
+    the node's reset and the next listing is not billed when the listings around the reset are
+    closer than the window, and traffic between the last listing of a month and the node's
+    reset (a node behind UTC) is billed in the new month."""
+    when = at.astimezone(UTC)
+    month = f"{when:%Y-%m}"
+    moment = when.isoformat(timespec="microseconds")
     if counter is None:
-        return {"month": month, "last": reported, "billed": reported}
+        return {"month": month, "last": reported, "billed": reported, "at": moment}
+    before = datetime.fromisoformat(counter["at"])
+    if when <= before:
+        return counter
     billed = counter["billed"] if counter["month"] == month else 0
-    last = counter["last"]
-    added = reported - last if reported >= last else reported
-    return {"month": month, "last": reported, "billed": billed + added}
+    start = datetime(when.year, when.month, 1, tzinfo=UTC)
+    if before < start - RESET_EARLIEST and when >= start + RESET_LATEST:
+        added = reported  # the node reset between the two listings: all of it is this month's
+    else:
+        added = max(0, reported - counter["last"])
+    return {"month": month, "last": reported, "billed": billed + added, "at": moment}

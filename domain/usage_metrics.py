@@ -3,15 +3,18 @@
 ``METRICS`` are what ``GET /v1/billing/metrics`` declares to WHMCS's metric billing (system
 name, display name, unit, type: ``snapshot`` — the value now — or ``period_month`` — the
 month's total) and the gauges of ``GET /v1/services/{id}/usage`` show. ``metric_values``
-consumes a service's sums from the usage view and emits each metric's value; the bill and
-the gauge both call it, so the number billed is the number shown. ``gauges`` adds each
-metric's limit from the service's plan (domain/hosting_plan.py field names; None:
-unlimited) and the percentage used.
+consumes a service's sums from the usage view and the time they are read for, and emits each
+metric's value; the bill and the gauge both call it, so the number billed is the number shown.
+A ``period_month`` metric counts the UTC month of that time: a row whose ``billing_month`` is
+another (no listing yet since the month turned) reads 0 for it, never last month's total.
+``gauges`` adds each metric's limit from the service's plan (domain/hosting_plan.py field
+names; None: unlimited) and the percentage used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -35,14 +38,27 @@ METRICS = (
 TENANT_KEYS = ("domain", "username")
 
 
-def metric_values(row: dict[str, Any]) -> dict[str, int]:
-    """Each metric's value from a service's row of the usage view."""
-    return {metric.name: int(row.get(metric.column) or 0) for metric in METRICS}
+def billing_month(now: datetime) -> str:
+    """The UTC month (``YYYY-MM``) a ``period_month`` metric read at ``now`` counts."""
+    return f"{now.astimezone(UTC):%Y-%m}"
 
 
-def gauges(row: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Each metric's value, unit, limit from the plan and percentage of it used."""
-    values = metric_values(row)
+def metric_values(row: dict[str, Any], now: datetime) -> dict[str, int]:
+    """Each metric's value from a service's row of the usage view, read at ``now``."""
+    current = row.get("billing_month") == billing_month(now)
+    return {
+        metric.name: int(row.get(metric.column) or 0)
+        if current or metric.type != "period_month"
+        else 0
+        for metric in METRICS
+    }
+
+
+def gauges(
+    row: dict[str, Any], plan: dict[str, Any] | None, now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Each metric's value at ``now``, unit, limit from the plan and percentage of it used."""
+    values = metric_values(row, now)
     found: dict[str, dict[str, Any]] = {}
     for metric in METRICS:
         limit = (plan or {}).get(metric.name)

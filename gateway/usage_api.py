@@ -7,18 +7,21 @@ one service reaches only that service's routes, never the lists):
   stale_since}], "next_offset"}``: the Statistics page's data, sorted by any figure;
 - ``GET /v1/services/{id}/usage[?as_of=T]`` → ``{service_id, collected_at, stale,
   stale_since, age_s, gauges: {metric: {used, unit, limit, percent}}, billing_month}``; with
-  ``as_of`` the figures in force at T (``usage_history``), ``gauges`` null before any
-  listing; 404 for an unknown service;
+  ``as_of`` the figures in force at T (``usage_history``) against the limits of the plan
+  then, ``gauges`` null before any listing; 404 for an unknown service;
 - ``GET /v1/billing/metrics`` → ``{"metrics": [{name, display_name, unit, type}]}``;
 - ``GET /v1/billing/usage?key=domain|username`` → ``{"key", "tenants": {<domain>: {service_id,
-  username, metrics: {name: value}, collected_at, stale}}}``: every service not terminated;
+  username, metrics: {name: value}, collected_at, stale, billing_month}}}``: every service
+  not terminated;
 - ``GET /v1/services/{id}/billing`` → ``{service_id, domain, username, metrics, collected_at,
   stale, billing_month}``;
 - ``POST /v1/usage/refresh`` with ``{}`` (every node), ``{"server_id"}`` or ``{"service_ids":
   [...]}`` → 202 ``{"result": "success", "servers": {<id>: queued|joined|fresh}}``; 422 for a
   malformed id, 404 for a node or service no one registered or ordered (nothing recorded).
 
-The gauges and the bill both read ``domain.usage_metrics.metric_values`` of the same row.
+The gauges and the bill both read ``domain.usage_metrics.metric_values`` of the same row, at
+the clock's time: ``billing_month`` is the UTC month now (as_of: at T), and a month metric
+(bandwidth) reads 0 until the service's first listing of that month.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from starlette.routing import Route
 from domain.commands import parse_external_id
 from domain.errors import InvalidInput, NotFound
 from domain.server import parse_server_id
-from domain.usage_metrics import TENANT_KEYS, definitions, gauges, metric_values
+from domain.usage_metrics import TENANT_KEYS, billing_month, definitions, gauges, metric_values
 from gateway.auth import actor_of, guarded_route
 from gateway.credentials import SERVICES
 from gateway.ports import ServerBook, UsageRefresh, UsageViews
@@ -79,6 +82,8 @@ def usage_routes(
         if client_id is not None:
             _parsed(parse_external_id, client_id, "client_id")
 
+        now = clock()
+
         def read() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
             page = usage.usage_page(
                 sort=SORTS[sort],
@@ -87,14 +92,15 @@ def usage_routes(
                 offset=offset,
                 client_id=client_id,
             )
-            return page, usage.usage_summary(client_id), usage.nodes()
+            summary = usage.usage_summary(client_id, billing_month(now))
+            return page, summary, usage.nodes()
 
         page, summary, nodes = await asyncio.to_thread(read)
         return ApiJSONResponse(
             {
                 "summary": summary,
                 "nodes": [_node(n) for n in nodes],
-                "services": [_listed(row) for row in page[:limit]],
+                "services": [_listed(row, now) for row in page[:limit]],
                 "next_offset": offset + limit if len(page) > limit else None,
             }
         )
@@ -113,14 +119,18 @@ def usage_routes(
                     "service_id": service_id,
                     "as_of": as_of.isoformat(),
                     "collected_at": None if totals is None else totals["collected_at"],
-                    "gauges": None if totals is None else gauges(totals, row["plan"]),
-                    "billing_month": None if totals is None else totals["billing_month"],
+                    # the limits of the plan in force then (kept beside the figures)
+                    "gauges": None
+                    if totals is None
+                    else gauges(totals, totals.get("plan", row["plan"]), as_of),
+                    "billing_month": None if totals is None else billing_month(as_of),
                 }
             )
         collected = row["collected_at"]
+        now = clock()
         age = None
         if collected is not None:
-            age = round((clock() - datetime.fromisoformat(collected)).total_seconds(), 1)
+            age = round((now - datetime.fromisoformat(collected)).total_seconds(), 1)
         return ApiJSONResponse(
             {
                 "service_id": service_id,
@@ -128,34 +138,37 @@ def usage_routes(
                 "age_s": age,
                 "stale": row["stale"],
                 "stale_since": row["stale_since"],
-                "gauges": gauges(row, row["plan"]),
-                "billing_month": row["billing_month"],
+                "gauges": gauges(row, row["plan"], now),
+                "billing_month": billing_month(now),
             }
         )
 
     async def metrics(request: Request) -> Response:
         return ApiJSONResponse({"metrics": definitions()})
 
-    # every tenant's bill, encoded, per key, with the view position it was read at: WHMCS
-    # asks for all of them at once, and the rows change only when the view moves on
-    encoded: dict[str, tuple[int, bytes]] = {}
+    # every tenant's bill, encoded, per key and month, with the view position it was read at:
+    # WHMCS asks for all of them at once, and the rows change only when the view moves on
+    encoded: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     async def billing_usage(request: Request) -> Response:
         key = request.query_params.get("key") or "domain"
         if key not in TENANT_KEYS:
             raise BadRequest(f"key must be one of {', '.join(TENANT_KEYS)}")
+        now = clock()
+        month = billing_month(now)
         position = await asyncio.to_thread(usage.position)
-        kept = encoded.get(key)
+        kept = encoded.get((key, month))
         if kept is None or kept[0] != position:
-            kept = (position, await asyncio.to_thread(_every_bill, key))
-            encoded[key] = kept
+            kept = (position, await asyncio.to_thread(_every_bill, key, now))
+            encoded.clear()  # one month's bills kept at a time
+            encoded[(key, month)] = kept
         return Response(kept[1], media_type="application/json")
 
-    def _every_bill(key: str) -> bytes:
+    def _every_bill(key: str, now: datetime) -> bytes:
         """Read after the position: a page applied in between is in these rows, and read
         again at the next call (its position is newer)."""
         rows = usage.billing_rows()
-        tenants = {row[key]: _billed(row) for row in rows if row["status"] != "terminated"}
+        tenants = {row[key]: _billed(row, now) for row in rows if row["status"] != "terminated"}
         body = {"key": key, "tenants": tenants}
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -165,12 +178,7 @@ def usage_routes(
         if row is None:
             raise NotFound(f"service {service_id} not found")
         return ApiJSONResponse(
-            {
-                "service_id": service_id,
-                "domain": row["domain"],
-                **_billed(row),
-                "billing_month": row["billing_month"],
-            }
+            {"service_id": service_id, "domain": row["domain"], **_billed(row, clock())}
         )
 
     async def refresh(request: Request) -> Response:
@@ -245,21 +253,22 @@ def _offset(raw: str | None) -> int:
     return int(raw)
 
 
-def _billed(row: dict[str, Any]) -> dict[str, Any]:
+def _billed(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "service_id": row["service_id"],
         "username": row["username"],
-        "metrics": metric_values(row),
+        "metrics": metric_values(row, now),
         "collected_at": row["collected_at"],
         "stale": row["stale"],
+        "billing_month": billing_month(now),
     }
 
 
-def _listed(row: dict[str, Any]) -> dict[str, Any]:
+def _listed(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     shown = ("service_id", "client_id", "mode", "domain", "username", "status")
     return {
         **{name: row[name] for name in shown},
-        "metrics": metric_values(row),
+        "metrics": metric_values(row, now),
         "collected_at": row["collected_at"],
         "stale": row["stale"],
         "stale_since": row["stale_since"],

@@ -8,15 +8,19 @@ Emits rows of:
 
 - ``usage_services``: one per service — per account (``figures``: server/user → figures,
   each with its ``collected_at`` and ``stale``), its bandwidth counters (``bandwidth``:
-  month, last reported, billed), and the sums the API shows and bills: ``disk_mb``,
-  ``bandwidth_mb`` (month to date as the nodes report it), ``bandwidth_billed_mb`` (the
+  month, last reported, billed, its listing's time), and the sums the API shows and bills:
+  ``disk_mb``, ``bandwidth_mb`` (month to date as the nodes report it), ``bandwidth_billed_mb`` (the
   month's, never lower than before: domain/usage_figures.py ``billed_bandwidth``),
   ``mail_accounts``, ``databases``, ``web_domains``, ``dns_domains``, ``mail_domains``,
   ``collected_at`` (the oldest of its accounts' last listings), ``stale`` and ``stale_since``;
-- ``usage_history``: the service's sums at each listing that changed them, keyed by
-  (service, time): what ``as_of`` reads;
+- ``usage_history``: the service's sums and plan at each listing that changed the sums and
+  at each plan change (once listed), keyed by (service, time): what ``as_of`` reads;
 - ``usage_accounts`` (server, user → service) and ``usage_mailboxes`` (mail domain, account →
-  vanity service): the lookups a listing is folded through;
+  vanity service): the lookups a listing is folded through, each the row of the one live
+  service that holds the name. A service's own ``Terminated`` deletes its rows, so a
+  username or label taken again after termination (claims are released then) is found as
+  the new holder's, and each row changes only by its own service's events, as sharded
+  replay needs (ops/views/replay_shards.py);
 - ``usage_nodes``: one per node (no service): its last listing's time, its users (what a
   failure marks stale), its sync state and last error.
 
@@ -97,10 +101,6 @@ USAGE_NODES = Table(
 _ZERO: Row = {name: 0 for name in SUMMED}
 
 
-def _month(moment: str) -> str:
-    return moment[:7]  # "YYYY-MM" of an ISO time in UTC
-
-
 def _totals(figures: dict[str, Any], bandwidth: dict[str, Any]) -> Row:
     """The service's sums over its accounts and mailbox, and the month's billed bandwidth."""
     sums = dict(_ZERO)
@@ -122,8 +122,9 @@ def _totals(figures: dict[str, Any], bandwidth: dict[str, Any]) -> Row:
 
 
 def history_totals(row: Row) -> Row:
-    """What ``usage_history`` keeps of a service's row at one time."""
-    names = (*SUMMED, "bandwidth_billed_mb", "billing_month", "collected_at", "stale")
+    """What ``usage_history`` keeps of a service's row at one time: its sums, and the plan
+    in force (the limits ``as_of`` shows beside them)."""
+    names = (*SUMMED, "bandwidth_billed_mb", "billing_month", "collected_at", "stale", "plan")
     return {name: row.get(name) for name in names}
 
 
@@ -131,7 +132,7 @@ class UsageView:
     """Consumes Service and ServerUsage events; emits the tables in the module docstring."""
 
     name = "usage"
-    version = 1
+    version = 2  # 2: bandwidth counters keep their listing's time (a drop adds nothing)
     folds: frozenset[type[Any]] = frozenset(
         {
             Service.Ordered,
@@ -227,11 +228,29 @@ class UsageView:
         changed: Row = {"updated_at": event_time(event)}
         if isinstance(event, Service.PlanChangeRequested):
             changed["plan"] = event.plan
+            if row["collected_at"] is not None:  # the figures in force now meet a new plan
+                rows.put(
+                    USAGE_HISTORY.name,
+                    {
+                        "service_id": row["service_id"],
+                        "at": changed["updated_at"],
+                        "totals": history_totals({**row, **changed}),
+                    },
+                )
         elif isinstance(event, Service.Terminated):
+            # its names may be held by another service next (claims are released at
+            # termination): its lookups go with it, by its own event, and its rows keep the
+            # figures of its last listing
             changed["status"] = "terminated"
+            self._let_go(row, [tuple(a) for a in row["accounts"] or []], rows)
+            if row["mailbox"]:
+                mail_domain, account = row["mailbox"]
+                owner = rows.get(USAGE_MAILBOXES.name, (mail_domain, account))
+                if owner is not None and owner["service_id"] == row["service_id"]:
+                    rows.delete(USAGE_MAILBOXES.name, (mail_domain, account))
         else:
             accounts = service_accounts(row["mode"], row["username"], event.placement)
-            changed["accounts"] = [list(a) for a in accounts]
+            changed["accounts"] = [list(a) for a in accounts]  # placed once (domain/service.py)
             for account in accounts:
                 rows.put(
                     USAGE_ACCOUNTS.name,
@@ -244,22 +263,32 @@ class UsageView:
                 )
         rows.put(USAGE_SERVICES.name, {**row, **changed})
 
+    @staticmethod
+    def _let_go(row: Row, accounts: list[tuple[Any, ...]], rows: Rows) -> None:
+        """Deletes the lookups of these (role, server, user) accounts the service still holds
+        (never another service's)."""
+        for _role, server_id, user in accounts:
+            owner = rows.get(USAGE_ACCOUNTS.name, (server_id, user))
+            if owner is not None and owner["service_id"] == row["service_id"]:
+                rows.delete(USAGE_ACCOUNTS.name, (server_id, user))
+
     # --- listings ---------------------------------------------------------------------------
 
     def _users_listed(self, event: NodeUsers.Listed, rows: Rows) -> None:
         server_id = _server_of(event, rows)
         at = iso_time(event.collected_at)
-        month = _month(at)
         for user, figures in event.users.items():
             owner = rows.get(USAGE_ACCOUNTS.name, (server_id, user))
             if owner is None:
                 continue  # no service's (the provider's shared users, one made by hand)
             row = rows.get(USAGE_SERVICES.name, (owner["service_id"],))
-            if row is None:
-                continue
+            if row is None or row["status"] == "terminated":
+                continue  # (its lookups go at its termination: none is left to find)
             key = f"{server_id}/{user}"
             counter = billed_bandwidth(
-                (row["bandwidth"] or {}).get(key), month, int(figures.get("bandwidth_mb", 0))
+                (row["bandwidth"] or {}).get(key),
+                event.collected_at,
+                int(figures.get("bandwidth_mb", 0)),
             )
             entry = {**figures, "collected_at": at, "stale_since": None}
             self._put_service(
@@ -293,7 +322,7 @@ class UsageView:
             if owner is None:
                 continue  # a mailbox of the provider's own (postmaster, info …)
             row = rows.get(USAGE_SERVICES.name, (owner["service_id"],))
-            if row is None:
+            if row is None or row["status"] == "terminated":
                 continue
             entry = {
                 "disk_mb": int(figures.get("disk_mb", 0)),

@@ -3,9 +3,9 @@
 Consumes a Database (the view's tables in a ViewStore of its own); emits a service's row
 (``service_usage``), its sums as they stood at a time (``usage_as_of``, from
 ``usage_history``), a sorted page of every service's sums with the whole fleet's summary
-(``usage_page``, ``usage_summary``), and every service's billed sums at once
-(``billing_rows``: plain columns only, no JSON decoded, so all tenants come back fast).
-Synchronous: call it through ``asyncio.to_thread``.
+(``usage_page``, ``usage_summary``: terminated services counted apart, in no sum), and every
+service's billed sums at once (``billing_rows``: plain columns only, no JSON decoded, so all
+tenants come back fast). Synchronous: call it through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -78,14 +78,25 @@ class SqlUsageQueries:
         )
         return [_plain(values) for values in self._store.fetch(sql, params)]
 
-    def usage_summary(self, client_id: str | None = None) -> Row:
-        """How many services, how many stale, and the sums of every figure."""
+    def usage_summary(self, client_id: str | None = None, month: str | None = None) -> Row:
+        """The fleet's figures: how many services live, how many of them stale, the sums of
+        their figures, and how many terminated (whose last figures are in no sum). With
+        ``month`` (``YYYY-MM``) the billed bandwidth sums only what was counted for it."""
         where, params = ("WHERE client_id = ?", [client_id]) if client_id else ("", [])
-        sums = ", ".join(f"COALESCE(SUM({name}), 0)" for name in (*SUMMED, "bandwidth_billed_mb"))
-        stale = "SUM(CASE WHEN stale THEN 1 ELSE 0 END)"
-        sql = f"SELECT COUNT(*), COALESCE({stale}, 0), {sums} FROM {self._table(USAGE_SERVICES.name)} {where}"  # noqa: S608,E501
-        values = self._store.fetch(sql, params)[0]
-        names = ("services", "stale", *SUMMED, "bandwidth_billed_mb")
+        live = "status <> 'terminated'"
+        billed = f"{live} AND billing_month = ?" if month else live
+        sums = [f"SUM(CASE WHEN {live} THEN {name} ELSE 0 END)" for name in SUMMED]
+        counted = [
+            f"SUM(CASE WHEN {live} THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN {live} AND stale THEN 1 ELSE 0 END)",
+            *sums,
+            f"SUM(CASE WHEN {billed} THEN bandwidth_billed_mb ELSE 0 END)",
+            f"SUM(CASE WHEN {live} THEN 0 ELSE 1 END)",
+        ]
+        table = self._table(USAGE_SERVICES.name)
+        sql = f"SELECT {', '.join(counted)} FROM {table} {where}"  # noqa: S608
+        values = self._store.fetch(sql, [*([month] if month else []), *params])[0]
+        names = ("services", "stale", *SUMMED, "bandwidth_billed_mb", "terminated")
         return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
 
     def nodes(self) -> list[Row]:

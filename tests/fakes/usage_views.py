@@ -13,12 +13,13 @@ class FakeUsageViews:
         self.rows = {row["service_id"]: row for row in rows}
         self.at = 1  # the view's position
         self.billing_reads = 0
+        self.past: dict[str, dict[str, Any]] = {}  # service id → its usage_history row
 
     def service_usage(self, service_id: str) -> dict[str, Any] | None:
         return self.rows.get(service_id)
 
     def usage_as_of(self, service_id: str, at: datetime) -> dict[str, Any] | None:
-        return None
+        return self.past.get(service_id)
 
     def usage_page(
         self, *, sort: str, descending: bool, limit: int, offset: int, client_id: str | None
@@ -26,7 +27,9 @@ class FakeUsageViews:
         found = sorted(self.rows.values(), key=lambda r: (r[sort], r["service_id"]))
         return (found[::-1] if descending else found)[offset : offset + limit]
 
-    def usage_summary(self, client_id: str | None = None) -> dict[str, Any]:
+    def usage_summary(
+        self, client_id: str | None = None, month: str | None = None
+    ) -> dict[str, Any]:
         return {"services": len(self.rows)}
 
     def nodes(self) -> list[dict[str, Any]]:

@@ -143,3 +143,49 @@ def test_a_refresh_is_checked_whole_before_any_node_is_asked(api: Any) -> None:
         "mail1": "queued",
     }
     assert refresh.asked[0] == (["web1", "mail1"], "refresh:staff")
+
+
+def test_after_the_month_turns_a_month_metric_reads_0_until_the_months_first_listing() -> None:
+    views = FakeUsageViews([row("1001", "a.example", 150)])  # billed 9 MB in 2026-12
+    now = [datetime(2026, 12, 31, 23, 59, tzinfo=UTC)]
+    app = create_app(
+        ledger=cast(CommandLedger, object()),
+        views=FakeViews(),
+        credentials=credentials_for_tests(),
+        clock=lambda: now[0],
+        servers=cast(ServerBook, Servers()),
+        usage=views,
+        usage_refresh=FakeUsageRefresh({}),
+    )
+    client = Client(app)
+    try:
+
+        def read() -> list[tuple[Any, ...]]:
+            tenant = client.get("/v1/billing/usage", headers=AUTH).json()["tenants"]["a.example"]
+            bill = client.get("/v1/services/1001/billing", headers=AUTH).json()
+            usage = client.get("/v1/services/1001/usage", headers=AUTH).json()
+            listed = client.get("/v1/usage", headers=STAFF).json()["services"][0]
+            return [
+                (tenant["billing_month"], tenant["metrics"]["bandwidth_mb"]),
+                (bill["billing_month"], bill["metrics"]["bandwidth_mb"]),
+                (usage["billing_month"], usage["gauges"]["bandwidth_mb"]["used"]),
+                ("", listed["metrics"]["bandwidth_mb"]),
+            ]
+
+        assert read() == [("2026-12", 9)] * 3 + [("", 9)]
+        now[0] = datetime(2027, 1, 1, 0, 1, tzinfo=UTC)  # no listing of January yet
+        assert read() == [("2027-01", 0)] * 3 + [("", 0)]
+        disk = client.get("/v1/services/1001/billing", headers=AUTH).json()["metrics"]["disk_mb"]
+        assert disk == 150  # a snapshot metric is the value now, whatever the month
+    finally:
+        client.close()
+
+
+def test_as_of_shows_the_limits_of_the_plan_in_force_then(api: Any) -> None:
+    client, views, _ = api
+    then = {**row("1001", "a.example", 150), "plan": {"disk_mb": 300}}
+    views.past["1001"] = {"service_id": "1001", "at": then["collected_at"], "totals": then}
+    past = client.get("/v1/services/1001/usage?as_of=2026-12-03T10:00:30Z", headers=AUTH).json()
+    assert past["gauges"]["disk_mb"] == {"used": 150, "unit": "MB", "limit": 300, "percent": 50.0}
+    now = client.get("/v1/services/1001/usage", headers=AUTH).json()["gauges"]["disk_mb"]
+    assert (now["limit"], now["percent"]) == (1000, 15.0)

@@ -39,7 +39,7 @@ def reads(database_url: str) -> Iterator[tuple[EventStore, SqlUsageQueries, Proj
         db.close()
 
 
-def order(store: EventStore, service_id: str, user: str, server: str) -> None:
+def order(store: EventStore, service_id: str, user: str, server: str) -> Service:
     plan = HostingPlan.parse({"package": "p", "disk_mb": 1000})
     command = OrderService(
         service_id=service_id,
@@ -55,6 +55,7 @@ def order(store: EventStore, service_id: str, user: str, server: str) -> None:
     service = Service.order(command, None)
     service.place(T0, {"web_server": server, "mail_server": server, "dns_servers": [server]})
     store.save(service)
+    return service
 
 
 def sync(
@@ -90,14 +91,14 @@ def test_the_usage_reads(reads: tuple[EventStore, SqlUsageQueries, ProjectionRun
     assert alice is not None
     assert (alice["disk_mb"], alice["bandwidth_billed_mb"], alice["stale"]) == (120, 15, True)
     bob = queries.service_usage("2")
-    assert bob is not None and bob["bandwidth_billed_mb"] == 45  # 40, then a drop: + 5
+    assert bob is not None and bob["bandwidth_billed_mb"] == 40  # 40, then a drop: + 0
     page = queries.usage_page(sort="disk_mb", descending=True, limit=1, offset=0, client_id=None)
     assert [r["service_id"] for r in page] == ["1"]
     page = queries.usage_page(sort="disk_mb", descending=True, limit=5, offset=1, client_id="c")
     assert [r["service_id"] for r in page] == ["2"]
     summary = queries.usage_summary()
     assert (summary["services"], summary["stale"], summary["disk_mb"]) == (2, 2, 170)
-    assert summary["bandwidth_billed_mb"] == 60
+    assert summary["bandwidth_billed_mb"] == 55
     assert {r["service_id"]: r["disk_mb"] for r in queries.billing_rows()} == {"1": 120, "2": 50}
     past = queries.usage_as_of("1", T0 + timedelta(minutes=30))
     assert past is not None and past["totals"]["disk_mb"] == 100
@@ -108,3 +109,22 @@ def test_the_usage_reads(reads: tuple[EventStore, SqlUsageQueries, ProjectionRun
         "failed",
         "web1: refused",
     )
+
+
+def test_the_fleet_summary_counts_terminated_services_apart_and_this_months_bandwidth(
+    reads: tuple[EventStore, SqlUsageQueries, ProjectionRunner],
+) -> None:
+    store, queries, runner = reads
+    order(store, "1", "alice", "web1")
+    gone = order(store, "2", "bob", "web1")
+    web1 = ServerUsage.open("web1", T0)
+    sync(store, web1, T0, {"alice": figures(100, 10), "bob": figures(50, 40)})
+    gone.mark_terminated(T0 + timedelta(minutes=5), [])
+    store.save(gone)
+    runner.catch_up()
+    summary = queries.usage_summary(None, "2026-12")
+    assert (summary["services"], summary["terminated"], summary["stale"]) == (1, 1, 0)
+    assert (summary["disk_mb"], summary["bandwidth_billed_mb"]) == (100, 10)
+    assert queries.usage_summary("c", "2026-12")["disk_mb"] == 100
+    assert queries.usage_summary(None, "2027-01")["bandwidth_billed_mb"] == 0  # none listed yet
+    assert queries.usage_summary()["bandwidth_billed_mb"] == 10

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.server_usage import ServerUsage, UsageCadence, asked, retry_delay
-from domain.usage_figures import billed_bandwidth, mailbox_figures, user_figures
+from domain.usage_figures import mailbox_figures, user_figures
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 CADENCE = UsageCadence(period_s=3600, fresh_s=60, retry_s=30, lease_s=300)
@@ -92,14 +92,3 @@ def test_hestia_listings_become_figures() -> None:
         }
     }
     assert mailbox_figures({"bob": {"U_DISK": "7", "QUOTA": "100"}}) == {"bob": {"disk_mb": 7}}
-
-
-def test_a_months_billed_bandwidth_never_goes_down() -> None:
-    counter = billed_bandwidth(None, "2026-11", 100)
-    bills = []
-    for reported in (150, 150, 40, 90):  # 40: Hestia reset (or a deleted domain)
-        counter = billed_bandwidth(counter, "2026-11", reported)
-        bills.append(counter["billed"])
-    assert bills == [150, 150, 190, 240]
-    assert billed_bandwidth(counter, "2026-12", 90)["billed"] == 0  # not yet reset on the node
-    assert billed_bandwidth(counter, "2026-12", 5)["billed"] == 5  # the reset: the new value

@@ -109,3 +109,50 @@ def test_each_mode_sums_its_own_accounts_and_never_the_shared_user() -> None:
     assert fold.row("1")["disk_mb"] == 151 and fold.row("3")["disk_mb"] == 19  # kept
     history = fold.rows.tables[USAGE_HISTORY.name]
     assert history[("1", "2026-12-03T10:00:01.000000+00:00")]["totals"]["disk_mb"] == 151
+
+
+def test_the_history_keeps_the_plan_in_force_beside_the_figures() -> None:
+    fold = Fold()
+    plan = HostingPlan.parse({"package": "basic", "disk_mb": 1000})
+    command = OrderService(
+        service_id="1",
+        client_id="c1",
+        mode="unified",
+        domain="uni.example",
+        plan=plan,
+        now=T0,
+        actor="whmcs",
+        command_id=None,
+        username="uni",
+    )
+    service = Service.order(command, None)
+    service.place(T0, UNI)
+    service.trigger_event(
+        Service.PlanChangeRequested,
+        timestamp=T0 + timedelta(seconds=1),
+        actor="whmcs",
+        command_id=None,
+        plan={"package": "basic", "disk_mb": 100},
+    )
+    fold.apply(service)  # a plan change before any listing: no figures to keep
+    assert fold.rows.tables[USAGE_HISTORY.name] == {}
+    node = ServerUsage.open("uni1", T0)
+    node.request_sync(T0 + timedelta(minutes=1), "tick", fresh_s=60, lease_s=300)
+    node.start(T0 + timedelta(minutes=1), 1)
+    listed = node.listed(T0 + timedelta(minutes=1), 1, {"uni": figures(50)})
+    fold.apply(node)
+    for listing in listed:
+        fold.apply(listing)
+    service.trigger_event(
+        Service.PlanChangeRequested,
+        timestamp=T0 + timedelta(hours=1),
+        actor="whmcs",
+        command_id=None,
+        plan={"package": "big", "disk_mb": 5000},
+    )
+    fold.apply(service)
+    history = fold.rows.tables[USAGE_HISTORY.name]
+    listed_at, changed_at = sorted(at for _, at in history)
+    assert history[("1", listed_at)]["totals"]["plan"]["disk_mb"] == 100
+    assert history[("1", changed_at)]["totals"]["plan"]["disk_mb"] == 5000
+    assert history[("1", changed_at)]["totals"]["disk_mb"] == 50

@@ -222,6 +222,7 @@ async def run_usage_bench_async(
                     await _register(client, node)
                 began = time.perf_counter()
                 await _wait_for(lambda: _services_in_view(client, services), 600)
+                await _wait_for(lambda: _relayed_all(system), 600)
                 figures["catching up the seeded events (s)"] = round(time.perf_counter() - began, 1)
                 figures.update(await _one_sync(client, system, nodes, servers))
                 figures.update(await _billing_latency(client, services, requests))

@@ -35,9 +35,9 @@ _COUNT_LIMITS = [
     for key, value in DEFAULT_PACKAGE.items()
     if value == "unlimited" and key not in _RESOURCE_LIMITS
 ]
-# v-list-user(s) json prints these, in Hestia 1.10's order (bin/v-list-users): the names
-# without U_ are the package's limits the user holds, the U_ ones what it uses
-_USER_JSON_KEYS = [
+# v-list-users json prints these for each user, in Hestia 1.10's order (bin/v-list-users):
+# the names without U_ are the package's limits the user holds, the U_ ones what it uses
+_USERS_JSON_KEYS = [
     "NAME",
     "PACKAGE",
     "WEB_TEMPLATE",
@@ -93,6 +93,74 @@ _USER_JSON_KEYS = [
     "U_CRON_JOBS",
     "U_BACKUPS",
     "LANGUAGE",
+    "TIME",
+    "DATE",
+]
+# v-list-user USER json prints its own, longer list (bin/v-list-user): no resource limits, but
+# the home, two-factor, interface and login settings the list of all users leaves out
+_USER_JSON_KEYS = [
+    "NAME",
+    "PACKAGE",
+    "WEB_TEMPLATE",
+    "BACKEND_TEMPLATE",
+    "PROXY_TEMPLATE",
+    "DNS_TEMPLATE",
+    "WEB_DOMAINS",
+    "WEB_ALIASES",
+    "DNS_DOMAINS",
+    "DNS_RECORDS",
+    "MAIL_DOMAINS",
+    "MAIL_ACCOUNTS",
+    "DATABASES",
+    "CRON_JOBS",
+    "DISK_QUOTA",
+    "BANDWIDTH",
+    "HOME",
+    "NS",
+    "SHELL",
+    "BACKUPS",
+    "CONTACT",
+    "CRON_REPORTS",
+    "RKEY",
+    "TWOFA",
+    "QRCODE",
+    "ROLE",
+    "SUSPENDED",
+    "SUSPENDED_USERS",
+    "SUSPENDED_WEB",
+    "SUSPENDED_DNS",
+    "SUSPENDED_MAIL",
+    "SUSPENDED_DB",
+    "SUSPENDED_CRON",
+    "IP_AVAIL",
+    "IP_OWNED",
+    "U_USERS",
+    "U_DISK",
+    "U_DISK_DIRS",
+    "U_DISK_WEB",
+    "U_DISK_MAIL",
+    "U_DISK_DB",
+    "U_BANDWIDTH",
+    "U_WEB_DOMAINS",
+    "U_WEB_SSL",
+    "U_WEB_ALIASES",
+    "U_DNS_DOMAINS",
+    "U_DNS_RECORDS",
+    "U_MAIL_DOMAINS",
+    "U_MAIL_DKIM",
+    "U_MAIL_ACCOUNTS",
+    "U_DATABASES",
+    "U_CRON_JOBS",
+    "U_BACKUPS",
+    "BACKUPS_INCREMENTAL",
+    "LANGUAGE",
+    "THEME",
+    "NOTIFICATIONS",
+    "PREF_UI_SORT",
+    "LOGIN_DISABLED",
+    "LOGIN_USE_IPLIST",
+    "LOGIN_ALLOW_IPS",
+    "PHPCLI",
     "TIME",
     "DATE",
 ]
@@ -153,11 +221,14 @@ def usage(data: UserData) -> Conf:
     }
 
 
-def _user_fields(node: Node, name: str, held: dict[str, Any] | None = None) -> dict[str, str]:
+def _user_fields(
+    node: Node, name: str, held: dict[str, Any] | None = None, keys: list[str] = _USER_JSON_KEYS
+) -> dict[str, str]:
+    """The user's fields as ``v-list-user`` prints them, or with ``keys`` another list's."""
     data = node.state.users[name]
     given = user_usage(held if held is not None else read_usage(node.fs_root.parent), name)
     conf = {**data.conf, **usage(data), **given, "HOME": f"/home/{name}"}
-    return {key: conf.get(key, "") for key in _USER_JSON_KEYS}
+    return {key: conf.get(key, "") for key in keys}
 
 
 @command("v-add-user")
@@ -239,7 +310,9 @@ def list_user(node: Node, argv: list[str]) -> str:
 @command("v-list-users")
 def list_users(node: Node, argv: list[str]) -> str:
     held = read_usage(node.fs_root.parent)  # read once for every user
-    users = {name: _user_fields(node, name, held) for name in sorted(node.state.users)}
+    users = {
+        name: _user_fields(node, name, held, _USERS_JSON_KEYS) for name in sorted(node.state.users)
+    }
     return render(users, arg(argv, 0, "shell"), name_key="USER")
 
 
