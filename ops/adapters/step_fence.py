@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 
 BUCKETS = 4096
 CONNECT_TIMEOUT_S = 5
+# the session fences are held on (here and in ops/adapters/step_gate.py): a vanished peer is
+# noticed in about 10 + 3 x 5 seconds, and its fences drop
+FENCE_SESSION: dict[str, Any] = {
+    "autocommit": True,
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "application_name": "hostwright step fences",
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def step_fences(database_url: str) -> StepFences:
@@ -116,17 +127,7 @@ class PostgresFences:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        conn = psycopg.connect(
-            self._conninfo,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="hostwright step fences",
-            # a vanished peer is noticed in about 10 + 3 x 5 seconds, and its fences drop
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+        conn = psycopg.connect(self._conninfo, **FENCE_SESSION)
         if self._taken:
             log.warning(
                 "step fences: the database session holding %d fence(s) was lost; taking them again",

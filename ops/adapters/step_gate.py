@@ -31,14 +31,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from domain.task import STATE_EVENTS, is_current_attempt
 from handlers.step_fence import Entry, GateOfParts, LocalFences, StepGate
 from ops.adapters.current_attempts import StoreAttempts
-from ops.adapters.step_fence import CONNECT_TIMEOUT_S, step_fences
+from ops.adapters.step_fence import FENCE_SESSION, step_fences
 from ops.store.database import postgres_conninfo
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
 
 log = logging.getLogger(__name__)
-
-APPLICATION_NAME = "hostwright step fences"
 
 
 def step_gate(database_url: str, store: EventStore) -> StepGate:
@@ -139,16 +137,7 @@ class PostgresGate:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        conn = await psycopg.AsyncConnection.connect(
-            self._conninfo,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name=APPLICATION_NAME,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **FENCE_SESSION)
         if self._taken:
             log.warning(
                 "step gate: the database session holding %d fence(s) was lost; taking them again",
