@@ -16,7 +16,7 @@ import pytest
 
 from domain.server_usage import ServerUsage, UsageCadence
 from handlers.usage_desk import UsageDesk
-from ops.adapters.usage_book import StoreUsageBook
+from ops.adapters.usage_book import SNAPSHOT_EVERY, StoreUsageBook
 from ops.store.event_store import EventStore
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -153,3 +153,53 @@ async def test_a_staff_refresh_after_the_answer_queues_one_more_sync(
     assert usage is not None and usage.syncs == syncs
     assert (usage.sync is not None) == (syncs == 2)
     assert node.listings == 1
+
+
+@pytest.fixture
+def either_store(database_url: str) -> Iterator[EventStore]:
+    found = EventStore(database_url)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+async def test_a_nodes_usage_loads_from_its_snapshot_not_all_its_events(
+    either_store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixty syncs (180 events and more): a tick loads the snapshot and few events, and the
+    state is what all the events make (SQLite and PostgreSQL)."""
+    store = either_store
+    clock = Clock()
+    node = HeldNode(clock)
+    node.answer.set()
+    book = StoreUsageBook(store)
+    desk = UsageDesk(book, node, lambda: CADENCE, clock)
+    for number in range(1, 61):
+        clock.now = T0 + timedelta(hours=number)
+        assert await desk.request("web1", "tick", tick=True) == "queued"
+        assert await desk.sync("web1", number) == "listed"
+    clock.now += timedelta(hours=1)
+    await desk.request("web1", "tick", tick=True)
+    node.asked.clear()
+    node.answer.clear()
+    sync = asyncio.ensure_future(desk.sync("web1", 61))
+    await node.asked.wait()
+    await desk.request("web1", "refresh:staff")  # a relist ask in the state: kept too
+    read: list[int] = []
+    events_get = store.app.events.get
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        found = list(events_get(*args, **kwargs))
+        read.append(len(found))
+        return found
+
+    monkeypatch.setattr(store.app.events, "get", counted)
+    loaded = book.usage("web1")
+    assert loaded is not None and sum(read) < SNAPSHOT_EVERY
+    monkeypatch.undo()
+    whole: ServerUsage = store.app.repository.get(loaded.id)  # every event, no snapshot
+    assert whole.version > 180 and loaded.version == whole.version
+    assert vars(loaded) == vars(whole) and loaded.relist_at is not None
+    node.answer.set()
+    assert await sync == "listed"
