@@ -15,12 +15,16 @@ the current values, the others keep theirs (``concurrency.per_server`` is one fi
 given replaces the whole map). The document ``GET`` shows can be sent back
 as is, which changes nothing. Unknown keys, wrong types and values out of bounds are refused
 with a message naming the field; the merged result is checked as a whole (``max_backoff_s``
-at least ``initial_backoff_s``, ``ssl.recheck_interval_s`` at least ``ssl.fast_interval_s``)
-before anything is recorded.
+at least ``initial_backoff_s``, ``ssl.recheck_interval_s`` at least ``ssl.fast_interval_s``,
+``usage.fresh_s`` at most ``usage.period_s``) before anything is recorded.
 
 A section added later is added to the documents recorded before it by an upcast of
 ``Adopted`` and ``Changed`` (version 2: ``ssl``; version 3: ``usage``), with the defaults it
-was introduced with, so a store whose settings were changed before still loads and replays.
+was introduced with (``SSL_DEFAULTS``, ``USAGE_DEFAULTS``: never the process settings, which
+differ between processes and over time, while a replay must decide the same), so a store
+whose settings were changed before still loads and replays. In such a store the process
+settings of a later section (``HOSTWRIGHT_USAGE_PERIOD_S``/``FRESH_S``) never apply: its
+values are those defaults until staff change them.
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class RuntimeSettingsValues:
                 f"ssl.recheck_interval_s ({self.ssl.recheck_interval_s}) must be at least "
                 f"ssl.fast_interval_s ({self.ssl.fast_interval_s}): fast mode checks more "
                 "often than the normal re-check, not less"
+            )
+        if self.usage.fresh_s > self.usage.period_s:
+            raise InvalidInput(
+                f"usage.fresh_s ({self.usage.fresh_s}) must be at most usage.period_s "
+                f"({self.usage.period_s}): a listing is fresh for at most one period"
             )
 
     @classmethod

@@ -7,9 +7,19 @@ idle → queued (``SyncQueued``) → running (``SyncStarted``) → idle with fig
 
 A refresh of any kind (the scheduler's tick, "Refresh all", a bulk refresh, a customer's
 "Sync now") asks ``request_sync``; it joins a sync queued or running (unless its lease ran
-out: the process running it died), and one that collected within ``fresh_s``; otherwise it
-queues a new one. So five "Sync now" in a row and a tick cause one listing. A failed sync is
-retried at ``retry_at`` (the tick asks ``due``); a refresh asked before then joins the retry.
+out: the process running it died, and the refresh, or the next tick, queues another), and
+one that collected within ``fresh_s``; otherwise it queues a new one. So five "Sync now" in
+a row and a tick cause one listing. A failed sync is retried at ``retry_at`` (the tick asks
+``due``); a tick or a "Sync now" asked before then joins the retry, a staff refresh
+(``refresh:…``) does not wait for it: it queues a sync at once.
+
+A staff refresh asked while the sync is running may come after the node's answer was taken:
+it records ``RelistAsked`` with its time, and when the sync ends listed with an answer taken
+before the latest such ask, ``SyncQueued`` for one more sync is recorded with it (any number
+of such asks: one more listing). An ask before the answer was taken is answered by it and
+lists nothing more, so a refresh, five "Sync now" and a tick still cause one listing. Ticks
+and "Sync now" only join. Only the sync running records its end: a sync whose lease ran out
+and was queued again records nothing when it ends late.
 
 Consumes decisions taken with the time passed in (``now``); emits past-tense events. The
 listings carry every user's figures as the node reported them (``UNITS``), with the
@@ -41,6 +51,12 @@ UNITS: dict[str, str] = {
     "databases": "count",
 }
 JOINED, QUEUED, FRESH = "joined", "queued", "fresh"
+STAFF_REFRESH = "refresh"  # ``refresh:ACTOR``: "Refresh all", "force sync", a bulk refresh
+
+
+def staff_refresh(by: str) -> bool:
+    """Whether ``by`` (who asked) is staff's refresh, which never waits for a back-off."""
+    return by == STAFF_REFRESH or by.startswith(STAFF_REFRESH + ":")
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ class ServerUsage(Aggregate):
         self.failures = 0  # failed syncs in a row
         self.retry_at: datetime | None = None
         self.last_error: str | None = None
+        self.relist_at: datetime | None = None  # the latest staff ask while the sync ran
+        self.relist_by: str | None = None
 
     class Event(Aggregate.Event):
         def apply(self, aggregate: Aggregate) -> None:
@@ -92,12 +110,24 @@ class ServerUsage(Aggregate):
         def apply_to(self, usage: ServerUsage) -> None:
             usage.syncs = self.sync_id
             usage.sync = {"id": self.sync_id, "state": "queued", "since": self.timestamp}
+            usage.relist_at = usage.relist_by = None
 
     class SyncStarted(Event):
         sync_id: int
 
         def apply_to(self, usage: ServerUsage) -> None:
             usage.sync = {"id": self.sync_id, "state": "running", "since": self.timestamp}
+
+    class RelistAsked(Event):
+        """Staff asked for a refresh while sync ``sync_id`` ran: when that sync's answer was
+        taken before ``timestamp``, it ends with one more sync queued."""
+
+        sync_id: int
+        by: str
+
+        def apply_to(self, usage: ServerUsage) -> None:
+            usage.relist_at = self.timestamp
+            usage.relist_by = self.by
 
     class SyncListed(Event):
         """The sync listed the node: ``users`` users, and the mailboxes of ``mail_domains``
@@ -115,6 +145,7 @@ class ServerUsage(Aggregate):
             usage.failures = 0
             usage.retry_at = None
             usage.last_error = None
+            usage.relist_at = usage.relist_by = None
 
     class SyncFailed(Event):
         server_id: str
@@ -128,6 +159,7 @@ class ServerUsage(Aggregate):
             usage.failures = self.failures
             usage.retry_at = self.retry_at
             usage.last_error = self.reason
+            usage.relist_at = usage.relist_by = None  # the asks joined the attempt that failed
 
     # --- creating ---------------------------------------------------------------------------
 
@@ -145,11 +177,21 @@ class ServerUsage(Aggregate):
             return False
         return bool(now - self.sync["since"] < timedelta(seconds=lease_s))
 
+    def lapsed(self, now: datetime, lease_s: float) -> bool:
+        """A sync is queued or running but its lease ran out: lost with its process."""
+        return self.sync is not None and not self.pending(now, lease_s)
+
+    def running(self, sync_id: int) -> bool:
+        """Whether ``sync_id`` is the sync running now (the one whose end may be recorded)."""
+        sync = self.sync
+        return sync is not None and sync["id"] == sync_id and sync["state"] == "running"
+
     def due(self, now: datetime, period_s: float, lease_s: float) -> bool:
-        """Whether the scheduler's tick should queue a sync: none pending, and the last one
-        collected a period ago (or never), or its retry has come."""
-        if self.pending(now, lease_s):
-            return False
+        """Whether the scheduler's tick should queue a sync: the one pending was lost (its
+        lease ran out), or none is pending and the last one collected a period ago (or
+        never), or its retry has come."""
+        if self.sync is not None:
+            return self.lapsed(now, lease_s)
         if self.retry_at is not None:
             return now >= self.retry_at
         if self.collected_at is None:
@@ -157,15 +199,30 @@ class ServerUsage(Aggregate):
         return now - self.collected_at >= timedelta(seconds=period_s)
 
     def request_sync(self, now: datetime, by: str, *, fresh_s: float, lease_s: float) -> str:
-        """Joins the pending sync, or a fresh one, or a retry still to come; else queues a
-        sync. What it came to: ``joined``, ``fresh`` or ``queued``."""
+        """Joins the pending sync, or a fresh one, or a retry still to come (unless staff
+        asked); else queues a sync. What it came to: ``joined``, ``fresh`` or ``queued``."""
         if self.pending(now, lease_s):
+            assert self.sync is not None
+            if staff_refresh(by) and self.sync["state"] == "running":
+                # the node's answer may be taken already: one more sync if it was
+                self.trigger_event(
+                    ServerUsage.RelistAsked, timestamp=now, sync_id=self.sync["id"], by=by
+                )
             return JOINED
-        if self.retry_at is not None and now < self.retry_at:
-            return JOINED  # the node failed: its retry is the next listing
-        collected = self.collected_at
-        if collected is not None and now - collected < timedelta(seconds=fresh_s):
-            return FRESH  # retry_at is None here: the last sync listed
+        if self.sync is None:  # (else a sync lapsed: queued again at once)
+            if self.retry_at is not None and now < self.retry_at and not staff_refresh(by):
+                return JOINED  # the node failed: its retry is the next listing
+            collected = self.collected_at
+            if (
+                self.retry_at is None
+                and collected is not None
+                and now - collected < timedelta(seconds=fresh_s)
+            ):
+                return FRESH
+        self._queue(now, by)
+        return QUEUED
+
+    def _queue(self, now: datetime, by: str) -> None:
         self.trigger_event(
             ServerUsage.SyncQueued,
             timestamp=now,
@@ -173,7 +230,6 @@ class ServerUsage(Aggregate):
             sync_id=self.syncs + 1,
             by=by,
         )
-        return QUEUED
 
     def start(self, now: datetime, sync_id: int) -> bool:
         """Takes the queued sync ``sync_id`` (False: it is not the one queued)."""
@@ -188,9 +244,19 @@ class ServerUsage(Aggregate):
         sync_id: int,
         users: dict[str, dict[str, int]],
         mailboxes: dict[tuple[str, str], dict[str, dict[str, int]]] | None = None,
+        *,
+        taken_at: datetime | None = None,
     ) -> list[NodeUsers | NodeMailboxes]:
         """Ends the sync with its listings: the users, then each mail domain's mailboxes
-        (keyed by (mail user, mail domain)). Emits the listings, to save with this."""
+        (keyed by (mail user, mail domain)). Emits the listings, to save with this; none
+        (nothing recorded) when ``sync_id`` is not the sync running. ``taken_at``: when the
+        node answered the users' listing (``now`` when not given); a staff refresh asked
+        after it queues one more sync."""
+        if not self.running(sync_id):
+            return []
+        taken_at = now if taken_at is None else taken_at
+        asked_after = self.relist_at is not None and self.relist_at > taken_at
+        again_by = self.relist_by if asked_after else None
         found = sorted((mailboxes or {}).items())
         self.trigger_event(
             ServerUsage.SyncListed,
@@ -208,13 +274,18 @@ class ServerUsage(Aggregate):
             listings.append(
                 NodeMailboxes.record(self.server_id, sync_id, now, mail_user, mail_domain, listed)
             )
+        if again_by is not None:
+            self._queue(now, again_by)
         return listings
 
     def fail(
         self, now: datetime, sync_id: int, reason: str, *, retry_s: tuple[float, float]
-    ) -> None:
+    ) -> bool:
         """The node could not be listed: its figures stay, stale; retried with back-off
-        (``retry_s``: the first delay and the longest)."""
+        (``retry_s``: the first delay and the longest). False, recording nothing, when
+        ``sync_id`` is not the sync running."""
+        if not self.running(sync_id):
+            return False
         failures = self.failures + 1
         delay = retry_delay(failures, *retry_s)
         self.trigger_event(
@@ -226,6 +297,7 @@ class ServerUsage(Aggregate):
             failures=failures,
             retry_at=now + timedelta(seconds=delay),
         )
+        return True
 
 
 def asked(

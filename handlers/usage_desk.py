@@ -8,6 +8,8 @@ that user's mailboxes of the provider's domain (``v-list-mail-accounts USER DOMA
 the vanity services' mailboxes), then records both listings in one save. A node that cannot
 be reached, or answers what cannot be read, records ``SyncFailed`` with the reason: its
 services keep the figures of the last listing, stale, and the tick retries it with back-off.
+A sync that is no longer the one running when it ends (its lease ran out and another was
+queued) records nothing: ``superseded``; the newer sync lists the node.
 
 ``UsageDesk.request(server_id, by)`` is the one way a refresh is asked (the tick, a bulk
 refresh, a customer's "Sync now"): the aggregate joins a sync pending or fresh, else queues
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from domain.errors import InvalidInput
 from domain.server_usage import ServerUsage, UsageCadence, asked
@@ -104,30 +106,47 @@ class UsageDesk:
         await asyncio.to_thread(self._book.update, server_id, start, _busy(server_id))
         if not started:
             return "not_queued"
+        taken: list[datetime] = []  # when the node answered the users' listing
         try:
-            users, mailboxes = await self._listings(server_id)
+            users, mailboxes = await self._listings(server_id, taken)
         except Exception as exc:  # the node away or garbled: stale figures, a retry later
             reason = _reason(server_id, exc)
             log.warning("usage %s: sync %d failed: %s", server_id, sync_id, reason)
-            await self._record(server_id, lambda u: self._failed(u, sync_id, reason))
-            return "failed"
+            failed = await self._record(server_id, lambda u: self._failed(u, sync_id, reason))
+            return "failed" if failed else self._superseded(server_id, sync_id)
         listed_at = self._clock()
-        await asyncio.to_thread(
-            self._book.record_listings,
-            server_id,
-            lambda u: u.listed(listed_at, sync_id, users, mailboxes),
-            _busy(server_id),
-        )
+        recorded = False
+
+        def listed(usage: ServerUsage) -> Sequence[NodeUsers | NodeMailboxes]:
+            nonlocal recorded
+            found = usage.listed(listed_at, sync_id, users, mailboxes, taken_at=taken[0])
+            recorded = bool(found)
+            return found
+
+        await asyncio.to_thread(self._book.record_listings, server_id, listed, _busy(server_id))
+        if not recorded:
+            return self._superseded(server_id, sync_id)
         log.info("usage %s: sync %d listed %d users", server_id, sync_id, len(users))
         return "listed"
 
+    def _superseded(self, server_id: str, sync_id: int) -> str:
+        log.warning(
+            "usage %s: sync %d ended after its lease ran out and another sync was queued: "
+            "nothing recorded (the newer sync lists the node)",
+            server_id,
+            sync_id,
+        )
+        return "superseded"
+
     async def _listings(
-        self, server_id: str
+        self, server_id: str, taken: list[datetime]
     ) -> tuple[dict[str, dict[str, int]], dict[tuple[str, str], dict[str, dict[str, int]]]]:
         if self._drivers is None:
             raise RuntimeError("this usage desk takes refreshes only: it reaches no node")
         driver = await self._drivers.driver(server_id)
-        users = user_figures(await driver.list_json(["v-list-users"]))
+        answer = await driver.list_json(["v-list-users"])
+        taken.append(self._clock())
+        users = user_figures(answer)
         mailboxes: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
         shared = self._shared
         if shared is not None and shared.mail_user in users:
@@ -138,17 +157,23 @@ class UsageDesk:
                 mailboxes[(shared.mail_user, shared.mail_domain)] = mailbox_figures(listing)
         return users, mailboxes
 
-    def _failed(self, usage: ServerUsage, sync_id: int, reason: str) -> None:
+    def _failed(self, usage: ServerUsage, sync_id: int, reason: str) -> bool:
         cadence = self._cadence()
-        usage.fail(self._clock(), sync_id, reason, retry_s=(cadence.retry_s, cadence.period_s))
+        return usage.fail(
+            self._clock(), sync_id, reason, retry_s=(cadence.retry_s, cadence.period_s)
+        )
 
-    async def _record(self, server_id: str, decide: Callable[[ServerUsage], Any]) -> None:
+    async def _record(self, server_id: str, decide: Callable[[ServerUsage], bool]) -> bool:
+        """Lets ``decide`` record on the node's ServerUsage as it is now: what it answered."""
+        decided = False
+
         def on_fresh(usage: ServerUsage | None) -> ServerUsage | None:
-            if usage is not None:
-                decide(usage)
+            nonlocal decided
+            decided = usage is not None and decide(usage)
             return usage
 
         await asyncio.to_thread(self._book.update, server_id, on_fresh, _busy(server_id))
+        return decided
 
 
 def _busy(server_id: str) -> str:

@@ -24,6 +24,9 @@ from ops.store.event_store import EventStore
 from ops.store.unit_of_work import Decision, Repository
 
 _CONFLICT_ATTEMPTS = 10
+# a node's ServerUsage gains 3-4 events per sync, forever: every tick and refresh loads it
+# from its latest snapshot and at most this many events more
+SNAPSHOT_EVERY = 50
 
 
 class StoreUsageBook:
@@ -31,7 +34,9 @@ class StoreUsageBook:
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._usages: Repository[ServerUsage] = store.repository(ServerUsage, "server usage")
+        self._usages: Repository[ServerUsage] = store.repository(
+            ServerUsage, "server usage", snapshot_every=SNAPSHOT_EVERY
+        )
         self._services: Repository[Service] = store.repository(Service, "service")
 
     def usage(self, server_id: str) -> ServerUsage | None:

@@ -67,7 +67,8 @@ class UsageFeed:
         elif topic == "Service.UsageSyncRequested":
             aggregate_id = uuid.UUID(envelope["aggregate_id"])
             for server_id in await asyncio.to_thread(self._servers_of, aggregate_id):
-                await self._desk.request(server_id, "sync-now")
+                outcome = await self._desk.request(server_id, "sync-now")
+                log.info("usage %s: a sync-now came to %s", server_id, outcome)
 
     def _start(self, server_id: str, sync_id: int) -> None:
         task = asyncio.ensure_future(self._synced(server_id, sync_id))

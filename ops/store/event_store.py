@@ -3,11 +3,20 @@
 ``EventStore`` records commands as events on Service aggregates (one transaction each) and
 reads them back; its notification log is the outbox the relay follows. Events cross process
 boundaries as JSON envelopes made by ``envelope``; secrets never leave the store.
+
+Aggregates that live long and change often (a node's ServerUsage: a few events per sync,
+forever) are snapshotted: ``repository(kind, noun, snapshot_every=N)`` loads them from their
+latest snapshot (table ``stored_snapshots``) and the events after it, and ``save`` puts a
+snapshot of such an aggregate each time its version passes a multiple of N. Snapshotting is
+off for every other aggregate: their loads never look for one. A snapshot is an aggregate's
+state as it was saved; when such an aggregate gains an attribute, give it a ``class_version``
+and an ``upcast_vN_vN+1`` of the state (eventsourcing applies it to older snapshots).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -17,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import Application
+from eventsourcing.application import Repository as EventsourcingRepository
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     IntegrityError,
@@ -48,6 +58,8 @@ SECRET_FIELDS = frozenset({"password_sealed", "key_sealed"})
 _ORDER_ATTEMPTS = 10  # decisions of one order while other orders keep claiming its names
 _ENVELOPE_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
+log = logging.getLogger(__name__)
+
 
 class Hostwright(Application[uuid.UUID]):
     name = "hostwright"
@@ -66,10 +78,22 @@ class EventStore:
         self.work = UnitOfWork(self.save)
         self._services = self.repository(Service, "service")
         self.claims = NameClaims(self.repository(Claim, "claim"), self._services)
+        self._snapshot_every: dict[type[Any], int] = {}
+        self._snapshots = _open_snapshots(self.app)
 
-    def repository(self, kind: type[A], noun: str) -> Repository[A]:
-        """The aggregates of one type; ``noun`` names them in NotFound."""
-        return Repository(self.app.repository, kind, noun)
+    def repository(
+        self, kind: type[A], noun: str, *, snapshot_every: int | None = None
+    ) -> Repository[A]:
+        """The aggregates of one type; ``noun`` names them in NotFound. ``snapshot_every``:
+        snapshot them each time their version passes a multiple of it, and load them from
+        their latest snapshot."""
+        if snapshot_every is None:
+            return Repository(self.app.repository, kind, noun)
+        if snapshot_every < 1:
+            raise ValueError("snapshot_every must be at least 1")
+        self._snapshot_every[kind] = snapshot_every
+        loads = EventsourcingRepository(event_store=self.app.events, snapshot_store=self._snapshots)
+        return Repository(loads, kind, noun)
 
     def order_service(self, command: OrderService, password_sealed: str | None) -> bool:
         """Records Service.Ordered with the claims on the service's names, in one transaction;
@@ -131,7 +155,30 @@ class EventStore:
         return self._services.get(service_uuid(service_id), service_id)
 
     def save(self, *aggregates: Any) -> None:
+        snapshotted = [
+            (aggregate, aggregate.version - len(aggregate.pending_events))
+            for aggregate in aggregates
+            if type(aggregate) in self._snapshot_every
+        ]
         self.app.save(*aggregates)
+        for aggregate, before in snapshotted:
+            every = self._snapshot_every[type(aggregate)]
+            if aggregate.version // every > before // every:
+                self._snapshot(aggregate)
+
+    def _snapshot(self, aggregate: Any) -> None:
+        """Puts a snapshot of the aggregate as just saved. A snapshot only spares reading
+        events: one that cannot be put is logged, and the aggregate loads from its events."""
+        try:
+            self._snapshots.put([type(aggregate).Snapshot.take(aggregate)])
+        except Exception:
+            log.warning(
+                "no snapshot of %s %s at version %d",
+                type(aggregate).__name__,
+                aggregate.id,
+                aggregate.version,
+                exc_info=True,
+            )
 
     def _save_grouped(self, *aggregates: Any) -> None:
         # Events, not aggregates: a combined round that fails is retried caller by caller.
@@ -212,6 +259,21 @@ def _open_application(database_url: str) -> Hostwright:
         else:
             _tune_pool(app)
             return app
+    raise AssertionError("unreachable")
+
+
+def _open_snapshots(app: Hostwright) -> Any:
+    """The snapshot store (table ``stored_snapshots``, made if need be: raced on by processes
+    starting on a new PostgreSQL database like the events' tables, see ``_open_application``)."""
+    for attempt in range(5):
+        try:
+            recorder = app.factory.aggregate_recorder(purpose="snapshots")
+        except (InternalError, ProgrammingError, OperationalError, IntegrityError):
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+        else:
+            return app.factory.event_store(mapper=app.mapper, recorder=recorder)
     raise AssertionError("unreachable")
 
 

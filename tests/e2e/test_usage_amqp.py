@@ -24,6 +24,8 @@ async def test_a_refresh_through_rabbitmq_lists_each_node_once(
     system = Deployment(tmp_path, amqp_url, exchange_name, fresh_postgres_url)
     system.settings["HOSTWRIGHT_USAGE_PERIOD_S"] = "86400"
     system.settings["HOSTWRIGHT_USAGE_FRESH_S"] = "0"
+    # the tick every second, not every 30 s aligned to the clock: the wait below is its
+    system.settings["HOSTWRIGHT_CRON_USAGE_S"] = "1"
     try:
         for server_id, ip in NODES:
             node = await system.add_node(server_id, ("web",), ip)

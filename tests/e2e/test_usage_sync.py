@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ops.devtools.simnode import Faults
+from ops.devtools.simnode import Faults, read_command_log
 from tests.support.cli_runs import run_cli
 from tests.support.deployment import PROVIDER_MAIL_USER, wait_until
 from tests.support.usage_deployment import (
@@ -161,36 +161,85 @@ async def test_one_sync_lists_each_node_once_and_figures_are_what_the_nodes_hold
 async def test_refresh_all_sync_now_five_times_and_the_tick_list_each_node_once(
     system: UsageDeployment,
 ) -> None:
-    # each listing takes 6 s, longer than a settings read is cached: the tick that queued it
-    # sees the long period again before it ends, so only what the test asks can list
+    """The tick queues a sync of every node (the retry of a failed one: no settings to
+    change), whose listing is held on a gate (``held_commands``) while "Refresh all" and five
+    "Sync now" are each answered ``joined``; the gate opens and each node is listed once.
+    Settled without a guess: a probe refresh after the listing must find no sync pending
+    (``queued``, not ``joined``), so every listing the asks caused started before it."""
+    customer = SERVICES[0][0]
+    customer_nodes = await servers_of(system, customer)
+    up = system.processes["up"]
     for node in system.nodes.values():
-        node.set_faults(Faults(slow_commands={"v-list-users": 6000}))
-    before = listings(system)
-    started = now_text()
-    put = await system.staff.put("/v1/settings", json={"usage": {"period_s": 1}})
-    assert put.status_code == 200, put.text
-
-    async def the_tick_is_listing() -> bool:
-        return all(n.executor.journal.running > 0 for n in system.nodes.values())
-
+        node.set_faults(Faults(refuse=True))
+        await node.apply_faults()  # refusing now, not within the watcher's look
+    failing = now_text()
+    seen: list[Any] = []
     try:
-        await wait_until(the_tick_is_listing, 20, "the tick's listing of every node", system.logs)
-        put = await system.staff.put("/v1/settings", json={"usage": {"period_s": 86400}})
-        assert put.status_code == 200, put.text
+        seen.append(await refreshed(system))
+
+        async def all_failed() -> bool:
+            nodes = (await system.staff.get("/v1/usage")).json()["nodes"]
+            seen[1:] = [nodes]
+            return all((n["failed_at"] or "") > failing for n in nodes)
+
+        await wait_until(
+            all_failed, 30, "every node's failed sync", lambda: dumps(seen) + system.logs()
+        )
+        for node in system.nodes.values():
+            node.set_faults(Faults(held_commands=["v-list-users"]))
+            await node.apply_faults()
+        before = listings(system)  # a held listing is counted once it answers
+        started = now_text()
+        log_from = len(up.log())
+
+        async def the_tick_is_listing() -> bool:
+            return all(n.executor.journal.running > 0 for n in system.nodes.values())
+
+        # the tick queues each node's retry (HOSTWRIGHT_USAGE_RETRY_S=1): held at the gate
+        await wait_until(the_tick_is_listing, 30, "the tick's listing of every node", system.logs)
         outcome = await refreshed(system)
         assert outcome["servers"] == dict.fromkeys(SERVER_IDS, "joined")
-        customer = str(SERVICES[0][0])
         for _ in range(5):
             reply = await system.client.post(f"/v1/services/{customer}/sync-usage")
             assert reply.status_code == 202, reply.text
-        await wait_until(
-            lambda: all_collected_after(system, started), 40, "the listings", system.logs
-        )
+
+        def sync_now_outcomes() -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {server_id: [] for server_id in customer_nodes}
+            for line in up.log()[log_from:].splitlines():
+                for server_id in customer_nodes:
+                    marker = f"usage {server_id}: a sync-now came to "
+                    if marker in line:
+                        found[server_id].append(line.split(marker, 1)[1].split()[0])
+            return found
+
+        async def every_sync_now_answered() -> bool:
+            return all(len(answers) >= 5 for answers in sync_now_outcomes().values())
+
+        await wait_until(every_sync_now_answered, 30, "the five Sync now", system.logs)
+        assert sync_now_outcomes() == {s: ["joined"] * 5 for s in customer_nodes}
+        assert all(n.executor.journal.running > 0 for n in system.nodes.values())
     finally:
         for node in system.nodes.values():
-            node.set_faults(Faults())
-    after = listings(system)
-    assert {s: after[s] - before[s] for s in SERVER_IDS} == dict.fromkeys(SERVER_IDS, 1)
+            node.set_faults(Faults())  # the gate opens
+    await wait_until(lambda: all_collected_after(system, started), 30, "the listings", system.logs)
+    probe = now_text()
+    outcome = await refreshed(system)
+    assert outcome["servers"] == dict.fromkeys(SERVER_IDS, "queued"), "a sync was still pending"
+    started_before = {s: listings_started_before(system, s, probe) for s in SERVER_IDS}
+    assert {s: started_before[s] - before[s] for s in SERVER_IDS} == dict.fromkeys(SERVER_IDS, 1)
+    await wait_until(lambda: all_collected_after(system, probe), 30, "the probe", system.logs)
+
+
+def listings_started_before(system: UsageDeployment, server_id: str, moment: str) -> int:
+    """The node's ``v-list-users`` that started before ``moment`` (the views' time text)."""
+    log = read_command_log(system.nodes[server_id].data_dir)
+    return sum(
+        1
+        for entry in log
+        if entry["argv"]
+        and entry["argv"][0].endswith("v-list-users")
+        and datetime.fromisoformat(entry["started"]) < datetime.fromisoformat(moment)
+    )
 
 
 async def test_a_node_down_keeps_its_services_figures_stale_while_the_others_update(
@@ -199,6 +248,7 @@ async def test_a_node_down_keeps_its_services_figures_stale_while_the_others_upd
     held = await hold_figures(system, salt=50)
     down = "n3"
     system.nodes[down].set_faults(Faults(refuse=True))
+    await system.nodes[down].apply_faults()  # refusing before the refresh reaches it
     started = now_text()
     try:
         await refreshed(system)

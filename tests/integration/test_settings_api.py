@@ -171,6 +171,8 @@ def test_process_settings_out_of_bounds_are_a_settings_error() -> None:
         runtime_defaults(Settings(tickets_priority="urgent"))
     with pytest.raises(SettingsError, match=r"max_backoff_s .* at least"):
         runtime_defaults(Settings(retry_initial_backoff_s=30.0, retry_max_backoff_s=10.0))
+    with pytest.raises(SettingsError, match=r"usage\.fresh_s \(120\) must be at most"):
+        runtime_defaults(Settings(usage_period_s=60.0, usage_fresh_s=120))
 
 
 def test_a_valid_put_is_recorded_once_and_shown(client: Client, store: EventStore) -> None:

@@ -482,3 +482,23 @@ async def test_a_slow_command_shows_as_running_while_it_runs(client: Client, nod
     assert (await running).exit_status == 0 and time.monotonic() - started >= 1.5
     await asyncio.wait_for(shows_running(0), budget(10))
     assert read_stats(node.data_dir) == {"running": 0, "peak_running": 1, "commands": 3}
+
+
+async def test_a_held_command_waits_until_it_is_taken_off_the_list(
+    client: Client, node: SimNode
+) -> None:
+    """``held_commands`` is a gate: the command starts (counted as running) and answers only
+    once the list no longer names it; other commands run meanwhile."""
+    node.set_faults(Faults(held_commands=["v-list-users"]))
+    held = asyncio.create_task(client.run("v-list-users", "json"))
+
+    async def shows_running() -> None:
+        while node.executor.journal.running != 1:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(shows_running(), budget(10))
+    await asyncio.wait_for(client.run("v-list-user", "nobody", "json"), budget(10))  # answered
+    assert not held.done()
+    node.set_faults(Faults())
+    assert (await asyncio.wait_for(held, budget(10))).exit_status == 0
+    assert node.executor.journal.running == 0

@@ -193,3 +193,12 @@ def test_a_document_recorded_before_the_usage_section_upcasts_with_its_defaults(
     assert (merged.usage.period_s, merged.usage.fresh_s) == (600, 10)
     with pytest.raises(InvalidInput, match=r"usage\.period_s"):
         parse_settings_update({"usage": {"period_s": 0}})
+
+
+def test_a_listing_may_not_stay_fresh_longer_than_a_period() -> None:
+    with pytest.raises(InvalidInput, match=r"usage\.fresh_s \(7200\) must be at most"):
+        BASE.merged(parse_settings_update({"usage": {"fresh_s": 7200, "period_s": 3600}}))
+    with pytest.raises(InvalidInput, match=r"usage\.fresh_s \(120\) must be at most"):
+        RuntimeSettingsValues.from_json({**DOCUMENT, "usage": {"period_s": 60, "fresh_s": 120}})
+    same = BASE.merged(parse_settings_update({"usage": {"fresh_s": 600, "period_s": 600}}))
+    assert (same.usage.period_s, same.usage.fresh_s) == (600, 600)

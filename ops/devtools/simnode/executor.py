@@ -26,7 +26,7 @@ from ops.devtools.simnode.commands import (
     finish_install,
     run_command,
 )
-from ops.devtools.simnode.faults import FaultFile
+from ops.devtools.simnode.faults import HELD_LOOK_S, FaultFile
 from ops.devtools.simnode.journal import Journal
 from ops.devtools.simnode.state import StateFile
 
@@ -127,6 +127,9 @@ class CommandExecutor:
         faults = self.faults.read()
         if faults.hang:
             await asyncio.Event().wait()
+        while argv and argv[0] in faults.held_commands:  # until the test opens the gate
+            await asyncio.sleep(HELD_LOOK_S)
+            faults = self.faults.read()
         delay_ms = faults.latency_ms + (faults.slow_commands.get(argv[0], 0) if argv else 0)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)

@@ -16,8 +16,13 @@ Format (every key optional)::
       "fail_code": 15,         # ... with this exit code (E_CONNECT by default)
       "latency_ms": 0,         # added to every command
       "fail_commands": {},     # {"v-add-web-domain": 2}: that command always exits with that code
-      "slow_commands": {}      # {"v-add-user": 1500}: that command takes this many ms more
+      "slow_commands": {},     # {"v-add-user": 1500}: that command takes this many ms more
+      "held_commands": []      # ["v-list-users"]: that command is held (started, counted as
+                               # running, not answered) until it is taken off this list
     }
+
+A held command is a gate a test opens when it chooses (``set_faults`` without it), rather
+than a delay it must guess: the command looks at the file every ``HELD_LOOK_S`` until then.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from ops.devtools.simnode.state import write_atomically
 
 SETTLED_NS = 100_000_000  # a file this much older than its parse cannot change unseen
+HELD_LOOK_S = 0.02  # how often a held command looks whether it may go on
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Faults:
     latency_ms: int = 0
     fail_commands: dict[str, int] = field(default_factory=dict)
     slow_commands: dict[str, int] = field(default_factory=dict)
+    held_commands: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Faults:
@@ -75,6 +82,7 @@ class FaultFile:
             faults,
             fail_commands=dict(faults.fail_commands),
             slow_commands=dict(faults.slow_commands),
+            held_commands=list(faults.held_commands),
         )
 
     def _parse(self) -> Faults | None:
