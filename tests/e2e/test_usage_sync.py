@@ -34,10 +34,10 @@ from tests.support.usage_deployment import (
     dumps,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# one deployment for the module: its tests run on one xdist worker, in file order
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("usage-sync")]
 SERVER_IDS = [server_id for server_id, _, _ in NODES]
 SHARED_DISK = 987_654  # what the provider's shared mail user holds: never on any service
-LAST_HELD: dict[str, Any] = {}  # what the nodes held before the latest hold_figures
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -70,7 +70,6 @@ async def hold_figures(system: UsageDeployment, salt: int) -> dict[str, Any]:
             mailboxes["postmaster"] = {"U_DISK": 4321}  # the provider's own mailbox
         system.hold(server_id, figures, mailboxes)
         held[server_id] = {"users": figures, "mailboxes": mailboxes or {}}
-    LAST_HELD["before"], LAST_HELD["now"] = LAST_HELD.get("now"), held
     return held
 
 
@@ -122,6 +121,17 @@ def used(body: dict[str, Any]) -> dict[str, int]:
 def now_text() -> str:
     """Now in the views' time text (UTC, microseconds): compared with theirs as text."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+async def listed(system: UsageDeployment, salt: int) -> dict[str, Any]:
+    """``hold_figures``, then a refresh of every node, waited for: what they were listed with."""
+    held = await hold_figures(system, salt)
+    started = now_text()
+    await refreshed(system)
+    await wait_until(
+        lambda: all_collected_after(system, started), 30, "a listing of every node", system.logs
+    )
+    return held
 
 
 async def refreshed(system: UsageDeployment, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -245,6 +255,7 @@ def listings_started_before(system: UsageDeployment, server_id: str, moment: str
 async def test_a_node_down_keeps_its_services_figures_stale_while_the_others_update(
     system: UsageDeployment,
 ) -> None:
+    last = await listed(system, salt=45)  # what the node that goes down was last listed with
     held = await hold_figures(system, salt=50)
     down = "n3"
     system.nodes[down].set_faults(Faults(refuse=True))
@@ -264,7 +275,7 @@ async def test_a_node_down_keeps_its_services_figures_stale_while_the_others_upd
         touched = {str(s) for s, _ in SERVICES if down in await servers_of(system, s)}
         assert touched, "no service has figures from the node that went down"
         # the node that went down still counts what it held at the last listing
-        mixed = {**held, down: LAST_HELD["before"][down]}
+        mixed = {**held, down: last[down]}
         want = await expected(system, mixed)
         for service_id in want:
             now = await usage_of(system, service_id)
@@ -316,6 +327,7 @@ async def test_the_shared_mail_users_totals_never_show_on_any_service(
 async def test_the_bill_and_the_gauges_agree_and_as_of_answers_the_past(
     system: UsageDeployment,
 ) -> None:
+    await listed(system, salt=85)  # a known past: every node listed, nothing in flight
     past = {str(s): await usage_of(system, str(s)) for s, _ in SERVICES}
     moment = now_text()
     await hold_figures(system, salt=90)
