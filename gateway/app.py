@@ -46,7 +46,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.correlation import set_command_id
@@ -75,6 +75,8 @@ from gateway.request_parsing import (
     with_idempotency_key,
 )
 from gateway.responses import ApiJSONResponse, error, success
+from gateway.screens.live_feed import ChangeSource, LiveFeed
+from gateway.screens.screen_ports import ScreenPorts, screen_routes
 from gateway.servers_api import server_routes
 from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
@@ -102,6 +104,8 @@ def create_app(
     ssl_views: SslViews | None = None,
     usage: UsageViews | None = None,
     usage_refresh: UsageRefresh | None = None,
+    live: ChangeSource | None = None,
+    signing_key: bytes | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
@@ -110,7 +114,8 @@ def create_app(
     WHMCS API is configured (``PUT /v1/settings`` may enable tickets). ``certificates`` and
     ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes).
     ``usage`` and ``usage_refresh``: usage and metric billing (``gateway.usage_api``; without
-    both, no usage routes)."""
+    both, no usage routes). ``live`` and ``signing_key``: the screens (``gateway.screens``:
+    the client area and the staff console; without both, none)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -163,7 +168,7 @@ def create_app(
     def services_route(path: str, endpoint: Endpoint, method: str) -> Route:
         return guarded_route(path, endpoint, method=method, area=SERVICES)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         services_route("/v1/services", order_service, "POST"),
         *service_routes(ledger=ledger, views=views),
@@ -199,6 +204,24 @@ def create_app(
     if settings is not None:
         routes += settings_routes(
             settings=settings, clock=clock, servers=servers, whmcs_api=whmcs_api
+        )
+    if live is not None and signing_key is not None:
+        routes += screen_routes(
+            ScreenPorts(
+                ledger=ledger,
+                views=views,
+                credentials=credentials,
+                clock=clock,
+                live=LiveFeed(live),
+                signing_key=signing_key,
+                servers=servers,
+                settings=settings,
+                certificates=certificates,
+                ssl_views=ssl_views,
+                usage=usage,
+                usage_refresh=usage_refresh,
+                whmcs_api=whmcs_api,
+            )
         )
     return Starlette(
         routes=routes,

@@ -33,7 +33,7 @@ from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.adapters.public_suffix import public_suffix_rules
 from ops.adapters.rate_ledger import StoreRateLedger
 from ops.adapters.runtime_settings_reader import RuntimeSettingsReader
-from ops.adapters.sealing import PasswordSealer
+from ops.adapters.sealing import PasswordSealer, signing_key
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
 from ops.adapters.ssl_wiring import (
@@ -64,6 +64,7 @@ from ops.settings import Settings, SettingsError
 from ops.store.database import Database
 from ops.store.event_store import EventStore
 from ops.store.positions import PositionStore
+from ops.views.live_changes import SqlLiveChanges
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.ssl_queries import SqlSslQueries
 from ops.views.unsettled_services import ViewUnsettledServices
@@ -168,6 +169,8 @@ class System:
                 self.usage_cadence,
                 provider_settings(self.settings),
             ),
+            live=SqlLiveChanges(self.db, self.settings.view_prefix),
+            signing_key=self.screen_signing_key(),
         )
 
     def settings_book(self) -> StoreSettingsBook:
@@ -185,6 +188,12 @@ class System:
         if not self.settings.secret_key:
             raise SettingsError("HOSTWRIGHT_SECRET_KEY must be set (it seals passwords)")
         return PasswordSealer(self.settings.secret_key, self.settings.retired_secret_keys)
+
+    def screen_signing_key(self) -> bytes:
+        """Signs client links and staff console sessions (``gateway.screens``)."""
+        if not self.settings.secret_key:
+            raise SettingsError("HOSTWRIGHT_SECRET_KEY must be set (it signs client links)")
+        return signing_key(self.settings.secret_key, "screens")
 
     def key_sealer(self) -> PasswordSealer:
         """Seals private keys (ACME account, orders, custom certificates): the same secret

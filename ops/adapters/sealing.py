@@ -178,3 +178,12 @@ def _decrypt(key: _Key, nonce_and_sealed: tuple[bytes, bytes], associated: bytes
         return key.aead.decrypt(nonce, sealed, associated).decode()
     except InvalidTag as exc:
         raise SealError(f"a sealed {noun} does not open with this key") from exc
+
+
+def signing_key(secret_key: str, purpose: str) -> bytes:
+    """A key for signing (HMAC) what ``purpose`` hands out — client links, console sessions —
+    derived from the secret key apart from the sealing keys, so no signature tells anything of
+    them. Rotating the secret key invalidates every signature made under the old one."""
+    if not secret_key:
+        raise ValueError("the secret key must not be empty")
+    return _derive(secret_key, b"hostwright/signing/" + purpose.encode("ascii"), 32)

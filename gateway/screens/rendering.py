@@ -1,0 +1,64 @@
+"""HTML responses from the package's templates, and the package's static assets.
+
+``page`` consumes a template name and its context and emits an ``HTMLResponse``. Every value
+is escaped (autoescape is on for every template, whatever its name): a domain, a label, an
+error text or an SSH log line is always text, never markup. Every page is sent with headers
+that keep it to itself: no script, style or image from anywhere but this gateway, no referrer
+(a client link carries its token in the URL), never cached, never sniffed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+STATIC_PREFIX = "/static"
+_ENVIRONMENT = Environment(
+    loader=PackageLoader("gateway.screens", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,  # a value a template names but no page passes is a bug
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENVIRONMENT.globals["static"] = lambda name: f"{STATIC_PREFIX}/{name}"
+
+# frame-ancestors is left to the caller: WHMCS may show the client area in a frame
+_CONTENT_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": _CONTENT_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def page(
+    template: str,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """The template rendered with ``context``, with ``PAGE_HEADERS`` (and ``headers``)."""
+    html = _ENVIRONMENT.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def render(template: str, **context: Any) -> str:
+    """The template rendered with ``context``: a fragment a page or a live update sends."""
+    return _ENVIRONMENT.get_template(template).render(**context)
+
+
+def static_assets() -> Mount:
+    """``/static/…``: the stylesheet and scripts shipped in the package (no CDN)."""
+    return Mount(
+        STATIC_PREFIX, StaticFiles(packages=[("gateway.screens", "static")]), name="static"
+    )
