@@ -7,9 +7,10 @@ client area and the staff console over it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from starlette.routing import BaseRoute
 
@@ -25,6 +26,16 @@ from gateway.ports import (
     ViewQueries,
 )
 from gateway.screens.live_feed import LiveFeed
+
+
+class LiveTaskLog(Protocol):
+    """The lines a task's step logs while it runs, as the handler running it sends them.
+
+    Best effort and never stored: what is recorded for the task (its log in the task-queue
+    view) is unchanged, and a page shows that once the step has ended."""
+
+    def follow(self, task_id: str) -> AsyncIterator[str]:
+        """Each line logged by the task's running step from now on, until the caller stops."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class ScreenPorts:
     usage: UsageViews | None = None
     usage_refresh: UsageRefresh | None = None
     whmcs_api: bool = False
+    task_logs: LiveTaskLog | None = None  # None: a task's log shows once its step has ended
 
 
 def screen_routes(ports: ScreenPorts) -> list[BaseRoute]:

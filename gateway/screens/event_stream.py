@@ -1,0 +1,59 @@
+"""Server-sent events: how a page's live updates travel (``EventSource`` in the browser).
+
+``event_stream`` consumes the request and an async iterator of ``(event, data)`` pairs and
+emits a streaming response of ``text/event-stream``; a comment every ``keepalive_s`` keeps
+proxies from closing a quiet stream, and the stream ends as soon as the page goes away (the
+iterator is closed, so whatever it watches is let go). ``data`` is sent as it is given: pass
+JSON or escaped HTML, one line or several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from gateway.screens.rendering import PAGE_HEADERS
+
+KEEPALIVE_S = 15.0
+
+
+def event_stream(
+    request: Request,
+    events: AsyncIterator[tuple[str, str]],
+    *,
+    keepalive_s: float = KEEPALIVE_S,
+) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        pending: asyncio.Task[tuple[str, str]] | None = None
+        try:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=keepalive_s)
+                if not done:
+                    yield ": keepalive\n\n"
+                    continue
+                try:
+                    event, data = pending.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    pending = None
+                lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+                yield f"event: {event}\n{lines}\n"
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    headers = {**PAGE_HEADERS, "X-Accel-Buffering": "no"}  # nginx: pass each event at once
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
