@@ -16,6 +16,7 @@ hostwright bench deploy [--services N] [--latency-ms 0,50] [...]
 hostwright bench growth [--services 10000] [--heartbeats 3] [--database-url URL]
 hostwright bench replay [--services 1000] [--stores sqlite,postgresql] [--postgres-url URL]
 hostwright bench usage [--services 10000] [--servers 10] [--requests 200] [--database-url URL]
+hostwright bench screens [--services 10000] [--pages 200] [--crowd 50] [--events 60] […]
 hostwright bench ssl [--domains 149] [--point-rate 0] [--ssl-concurrency 8] [--layout …] […]
 """
 
@@ -220,6 +221,22 @@ def _parser() -> argparse.ArgumentParser:
         "--database-url", default=None, help="an empty database to run on (default: SQLite)"
     )
     bench_usage.set_defaults(run=_run_bench_usage)
+    bench_screens = bench_sub.add_parser(
+        "screens", help="live pages: event to every open page p50/p99; console pages' p99"
+    )
+    bench_screens.add_argument("--services", type=int, default=10_000, help="services in views")
+    bench_screens.add_argument("--pages", type=int, default=200, help="open live pages")
+    bench_screens.add_argument(
+        "--crowd", type=int, default=50, help="how many of the pages show one same service"
+    )
+    bench_screens.add_argument("--events", type=int, default=60, help="step results recorded")
+    bench_screens.add_argument(
+        "--requests", type=int, default=200, help="GETs timed per console page and /healthz"
+    )
+    bench_screens.add_argument(
+        "--database-url", default=None, help="an empty database to run on (default: SQLite)"
+    )
+    bench_screens.set_defaults(run=_run_bench_screens)
     return parser
 
 
@@ -477,6 +494,19 @@ def _run_bench_usage(args: argparse.Namespace) -> int:
     return run_usage_bench(
         services=args.services,
         servers=args.servers,
+        requests=args.requests,
+        database_url=args.database_url,
+    )
+
+
+def _run_bench_screens(args: argparse.Namespace) -> int:
+    from ops.devtools.bench.screens import run_screens_bench
+
+    return run_screens_bench(
+        services=args.services,
+        pages=args.pages,
+        crowd=args.crowd,
+        events=args.events,
         requests=args.requests,
         database_url=args.database_url,
     )
