@@ -10,9 +10,9 @@ registered it prints ``gateway: <url>``, ``token: <token>`` (WHMCS's: orders and
 ``staff token: <token>`` (everything: servers, settings, the task queue) and ``vanity domain:
 <domain>`` (a vanity order's domain is ``<label>.<domain>``), so an order placed at once finds
 its nodes. Every vanity mailbox goes to mail1, which holds the provider's mail domain,
-wherever placement puts the service's mail. Run it again with the
-same ``DIR`` and it carries on: same tokens, same nodes and state, re-registration is a no-op
-(or a re-key when a node's port had to change), and the sample orders are repeats, which the
+wherever placement puts the service's mail. Run it again with the same ``DIR`` and it carries
+on: same tokens, same nodes and state, re-registration is a no-op (or a re-key when a node's
+port had to change), and the sample orders are repeats, which the
 gateway answers without recording anything.
 
 With Debian's ``pebble`` and ``publicsuffix`` installed, automatic SSL is on
@@ -20,7 +20,9 @@ With Debian's ``pebble`` and ``publicsuffix`` installed, automatic SSL is on
 of its own (127.0.0.81-85), every service's domain is pointed at its DNS nodes once placed,
 and after the four lines above (and a ``try:`` line) it prints ``ssl: auto …`` with pebble's
 root, a curl line that shows a certificate, and where the SSL state is read. Without them it
-runs with SSL off and prints ``ssl: off …`` naming the packages to install.
+runs with SSL off and prints ``ssl: off …`` naming the packages to install. Last come the
+screens: ``console: <url>/admin`` (staff sign in with the staff token) and ``client link:
+<url>``, the first sample's client area as WHMCS would open it (a link valid for an hour).
 """
 
 from __future__ import annotations
@@ -155,8 +157,9 @@ def run_demo(*, listen: str, data_dir: str) -> int:
     return 0
 
 
-def _announce(settings: Settings, url: str, ssl: DemoSsl | None) -> None:
-    """The URL and tokens, printed once the nodes are registered."""
+def _announce(settings: Settings, url: str, ssl: DemoSsl | None, client_link: str) -> None:
+    """The URL and tokens, printed once the nodes are registered; then the staff console
+    and the first sample's client link (what its customer would open from WHMCS)."""
     print(f"gateway: {url}", flush=True)
     print(f"token: {settings.api_token}", flush=True)
     print(f"staff token: {settings.staff_token}", flush=True)
@@ -169,7 +172,12 @@ def _announce(settings: Settings, url: str, ssl: DemoSsl | None) -> None:
     ssl_lines = (
         ssl.lines(SSL_SAMPLE_DOMAIN) if ssl is not None else [ssl_off_line(missing_packages())]
     )
-    for line in [*ssl_lines, f"ssl state: {url}/v1/services/1001/ssl (WHMCS's token)"]:
+    for line in [
+        *ssl_lines,
+        f"ssl state: {url}/v1/services/1001/ssl (WHMCS's token)",
+        f"console: {url}/admin (sign in with the staff token)",
+        f"client link: {client_link}",
+    ]:
         print(line, flush=True)
 
 
@@ -227,7 +235,7 @@ async def _register_and_order(
     tokens: tuple[str, str],
     addresses: list[NodeAddress],
     serving: asyncio.Future[None],
-    announce: Callable[[], None],
+    announce: Callable[[str], None],
 ) -> None:
     """Registers the split nodes, orders split and vanity, and only once both are placed
     registers the unified node (then ``announce``: every node is there) and orders unified
@@ -277,10 +285,24 @@ async def _register_and_order(
             sid = body["service_id"]
             await wait_until(partial(placed, sid), 60, f"service {sid}'s placement")
         await register(unified)
-        announce()
+        announce(await client_link(client, SAMPLE_IDS[0]))
         for body in SAMPLE_ORDERS:
             if body["mode"] == "unified":
                 await order(body)
+
+
+async def client_link(client: httpx.AsyncClient, service_id: int) -> str:
+    """The service's client link, minted as WHMCS would (the order is stored by now; the
+    route answers 404 until the views have it)."""
+    path = f"/v1/services/{service_id}/client-link"
+    for _ in range(600):
+        reply = await client.post(path, json={})
+        if reply.status_code != 404:
+            break
+        await asyncio.sleep(0.05)
+    if reply.status_code != 200:
+        raise RuntimeError(f"minting a client link: {reply.status_code} {reply.text}")
+    return str(reply.json()["url"])
 
 
 def _kept_secret(path: Path) -> str:

@@ -167,6 +167,7 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
         assert len(demo.token) >= 32 and len(demo.staff_token) >= 32
         assert demo.token != demo.staff_token
         demo.wait_active(90)
+        _sees_the_screens(demo)
         assert httpx.get(f"{demo.base}/v1/services/1003").status_code == 401
         modes = {sid: demo.get(f"/v1/services/{sid}").json()["mode"] for sid in SAMPLE_IDS}
         assert sorted(modes.values()) == ["split", "unified", "vanity"]
@@ -215,6 +216,19 @@ def test_demo_deploys_its_samples_to_active_and_carries_on_after_a_restart(
     for name in ("first", "second"):
         log = (tmp_path / f"{name}.log").read_text(errors="replace")
         assert "Traceback" not in log and " ERROR " not in log, log[-4000:]
+
+
+def _sees_the_screens(demo: _Demo) -> None:
+    """The last two lines: the console's URL (signed out: its sign-in) and the first
+    sample's client link, which opens its client area (active: the dashboard)."""
+    after_ssl = 4 if pebble_installed() else 3  # try, ssl, (curl,) ssl state
+    *_, console, link = demo.next_lines(after_ssl + 2, 30)
+    assert console == f"console: {demo.base}/admin (sign in with the staff token)"
+    assert link.startswith(f"client link: {demo.base}/client/{SAMPLE_IDS[0]}?token="), link
+    signed_out = httpx.get(f"{demo.base}/admin", timeout=5, follow_redirects=True)
+    assert signed_out.url.path == "/admin/sign-in" and 'id="sign-in"' in signed_out.text
+    area = httpx.get(link.removeprefix("client link: "), timeout=5)
+    assert area.status_code == 200 and 'id="dashboard"' in area.text, area.text[:2000]
 
 
 @pytest.mark.slow
