@@ -1,0 +1,318 @@
+"""The screens in a real browser (Debian's headless Chromium, driven by Playwright) on a
+running hostwright with a simulated node: what a customer and staff see, live.
+
+- A customer opens the client link WHMCS minted: the splash advances step by step while the
+  node's gates open one after another, and turns into the dashboard without a reload (a value
+  the test left in the page's JavaScript survives); a step the node fails shows the error
+  screen, and Try again once the node is back ends on the dashboard. On SQLite with one
+  ``hostwright up`` and on RabbitMQ + PostgreSQL with every part a process.
+- Staff sign in, find the service, watch its Deploy tab change live, read a task's log
+  streamed while its step is held on the node, delete the succeeded tasks from the queue in
+  bulk and see the queue change, and change a setting: a bad value shows the API's own
+  message and changes nothing.
+
+Screenshots go to each test's folder; with ``HOSTWRIGHT_SAVE_SCREENSHOTS=1`` the splash and
+the console are saved to ``docs/screens/`` for the README.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from tests.support.browser import Browser, browser, eventually, save_readme_shot
+from tests.support.deployment import Deployment, wait_until
+from tests.support.screens_deployment import (
+    EmbeddedDeployment,
+    client_link,
+    fail,
+    heal,
+    hold,
+    order_unified,
+    running_system,
+)
+from tests.support.worker_groups import POSTGRES_DEPLOYMENTS
+
+__all__ = ["browser"]  # the fixture, imported for the tests here
+
+SCREENS = pytest.mark.xdist_group("screens-browser")  # one worker: each starts a whole system
+pytestmark = pytest.mark.slow
+
+# Every mutation of the page is noted: each distinct list of (step, state) of a timeline, in
+# the order the page showed them (evaluated through the DevTools protocol: the page's CSP,
+# which forbids inline scripts, does not apply to it).
+OBSERVE_TIMELINE = """(selector) => {
+  window.__seen = [];
+  const snap = () => JSON.stringify(Array.from(
+      document.querySelectorAll(selector + ' li[data-step]'),
+      (li) => [li.dataset.step, li.dataset.state]));
+  const note = () => {
+    const now = snap();
+    if (window.__seen[window.__seen.length - 1] !== now) window.__seen.push(now);
+  };
+  note();
+  new MutationObserver(note).observe(document.body,
+      {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=SCREENS),
+        pytest.param("postgresql", marks=POSTGRES_DEPLOYMENTS),
+    ]
+)
+async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+    """SQLite + in-process transport (one ``up``), or RabbitMQ + PostgreSQL (a process per
+    part)."""
+    if request.param == "sqlite":
+        deployment: Deployment = EmbeddedDeployment(tmp_path)
+    else:
+        deployment = Deployment(
+            tmp_path,
+            request.getfixturevalue("amqp_url"),
+            request.getfixturevalue("exchange_name"),
+            request.getfixturevalue("fresh_postgres_url"),
+        )
+    async with running_system(deployment) as running:
+        yield running
+
+
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with running_system(EmbeddedDeployment(tmp_path)) as running:
+        yield running
+
+
+# --- reading the page ------------------------------------------------------------------
+
+
+async def steps_of(page: Page, selector: str) -> dict[str, str]:
+    """The timeline as the page shows it: step → state."""
+    found: list[list[str]] = await page.eval_on_selector_all(
+        f"{selector} li[data-step]", "els => els.map(li => [li.dataset.step, li.dataset.state])"
+    )
+    return dict((step, state) for step, state in found)
+
+
+async def visible_screen(page: Page) -> list[str]:
+    """Which of the client area's three screens are shown (exactly one should be)."""
+    shown = []
+    for screen in ("#splash", "#dashboard", "#error-screen"):
+        if await page.is_visible(screen):
+            shown.append(screen)
+    return shown
+
+
+async def wait_steps(page: Page, selector: str, wanted: dict[str, str], what: str) -> None:
+    async def there() -> bool:
+        steps = await steps_of(page, selector)
+        return all(steps.get(step) == state for step, state in wanted.items())
+
+    await eventually(there, 30, what, page)
+
+
+async def wait_screen(page: Page, screen: str) -> None:
+    async def shown() -> bool:
+        return await visible_screen(page) == [screen]
+
+    await eventually(shown, 60, f"{screen} alone shown", page)
+
+
+async def seen_timelines(page: Page) -> list[dict[str, str]]:
+    seen: list[str] = await page.evaluate("window.__seen")
+    return [dict(json.loads(snapshot)) for snapshot in seen]
+
+
+def done_count(steps: dict[str, str]) -> int:
+    return sum(1 for state in steps.values() if state == "done")
+
+
+# --- the customer ------------------------------------------------------------------------
+
+
+async def test_the_splash_advances_step_by_step_and_turns_into_the_dashboard_without_a_reload(
+    system: Deployment, browser: Browser
+) -> None:
+    hold(system, "v-add-user")  # the first gate: the service's user
+    await order_unified(system, 101)
+    page = await browser.page()
+    await page.goto(await minted_link(system, 101))
+    await page.evaluate("window.__loaded = 'the first load'")
+    await page.evaluate(OBSERVE_TIMELINE, "#timeline")
+
+    await wait_steps(page, "#timeline", {"web.package": "done", "web.user": "running"}, "gate 1")
+    assert await visible_screen(page) == ["#splash"]
+    assert (await page.inner_text("#status")).strip() == "provisioning"
+    steps = await steps_of(page, "#timeline")
+    assert {steps[s] for s in ("web.domain", "mail.domain", "dns.zone@uni1")} == {"waiting"}
+    bar = page.locator("#progress-bar")
+    assert await bar.get_attribute("data-done") == "1"
+    assert await bar.get_attribute("data-total") == str(len(steps))
+    shot = await browser.shot(page, "splash")
+
+    hold(system, "v-add-web-domain")  # the user goes through; the web domain waits
+    await wait_steps(
+        page,
+        "#timeline",
+        {"web.user": "done", "web.domain": "running", "dns.records@uni1": "done"},
+        "gate 2",
+    )
+    assert await visible_screen(page) == ["#splash"]
+    assert await page.locator("#activity li").count() > 0
+
+    heal(system)
+    await wait_screen(page, "#dashboard")
+    assert await page.evaluate("window.__loaded") == "the first load", "the page was reloaded"
+    assert (await page.inner_text("#status")).strip() == "active"
+    seen = [steps for steps in await seen_timelines(page) if steps]
+    assert len(seen) >= 3, seen  # at least: gate 1, gate 2, every step done
+    assert [done_count(s) for s in seen] == sorted(done_count(s) for s in seen), seen
+    assert set(seen[-1].values()) == {"done"}, seen[-1]
+    await browser.shot(page, "dashboard")
+    save_readme_shot(shot, "splash")
+    assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
+
+
+async def test_a_failing_node_shows_the_error_screen_and_try_again_ends_on_the_dashboard(
+    system: Deployment, browser: Browser
+) -> None:
+    fail(system, "v-add-web-domain")
+    await order_unified(system, 102)
+    page = await browser.page()
+    await page.goto(await minted_link(system, 102))
+    await wait_screen(page, "#error-screen")
+    assert (await page.inner_text("#status")).strip() == "deploy_failed"
+    said = (await page.inner_text("#error-text")).strip()
+    assert said and "Traceback" not in said
+    assert (await steps_of(page, "#timeline"))["web.domain"] == "failed"
+    await browser.shot(page, "error-screen")
+
+    heal(system)  # the node is back
+    await page.click("#retry-button")
+    await wait_screen(page, "#dashboard")
+    assert (await page.inner_text("#status")).strip() == "active"
+    assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
+
+
+async def minted_link(system: Deployment, service_id: int) -> str:
+    """The link, once the views know the service (the order is answered before)."""
+
+    async def known() -> bool:
+        return (await system.client.get(f"/v1/services/{service_id}")).status_code == 200
+
+    await wait_until(known, 30, f"service {service_id} in the views")
+    return await client_link(system, service_id)
+
+
+# --- staff -------------------------------------------------------------------------------
+
+
+async def sign_in(page: Page, system: Deployment) -> None:
+    base = str(system.client.base_url)
+    await page.goto(f"{base}/admin/services")
+    assert page.url.startswith(f"{base}/admin/sign-in"), page.url  # no session: the sign-in
+    await page.fill("form#sign-in input[name=token]", system.staff_token)
+    await page.press("form#sign-in input[name=token]", "Enter")
+    await page.wait_for_url(lambda url: "/admin/sign-in" not in url)
+
+
+async def task_of(system: Deployment, service_id: int, step: str) -> dict[str, Any]:
+    reply = await system.staff.get("/v1/tasks", params={"service_id": str(service_id)})
+    found: list[dict[str, Any]] = [t for t in reply.json()["tasks"] if t["step"] == step]
+    assert len(found) == 1, reply.text
+    return found[0]
+
+
+@SCREENS
+async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_and_settings(
+    embedded: Deployment, browser: Browser
+) -> None:
+    system = embedded
+    base = str(system.client.base_url)
+    page = await browser.page()
+    await sign_in(page, system)
+
+    # find the service
+    hold(system, "v-add-web-domain", "v-delete-dns-record")
+    await order_unified(system, 201)
+    await minted_link(system, 201)  # in the views by now
+    await page.goto(f"{base}/admin/services")
+    await page.fill("form#service-search input[name=q]", "site201.example.org")
+    await page.press("form#service-search input[name=q]", "Enter")
+    row = page.locator("#services-table tr[data-service-id='201']")
+    await row.wait_for()
+    assert await page.locator("#services-table tr[data-service-id]").count() == 1
+    shot = await browser.shot(page, "console-services")
+
+    # its Deploy tab, live: held on the web domain and the DNS records' second command
+    await page.goto(f"{base}/admin/services/201?tab=deploy")
+    await page.evaluate("window.__loaded = 'the first load'")
+    await page.evaluate(OBSERVE_TIMELINE, "#deploy-timeline")
+    await wait_steps(
+        page,
+        "#deploy-timeline",
+        {"web.domain": "running", "dns.records@uni1": "running", "mail.dkim": "done"},
+        "the deploy at its gates",
+    )
+    shot = await browser.shot(page, "console-deploy")
+
+    # the DNS records' log, streamed while its step is held on the node
+    records = await task_of(system, 201, "dns.records@uni1")
+    log_page = await browser.page()
+    await sign_in(log_page, system)
+    await log_page.goto(f"{base}/admin/tasks/{records['task_id']}")
+
+    async def streamed() -> bool:
+        return "v-add-dns-record" in await log_page.inner_text("#task-log")
+
+    await eventually(streamed, 30, "the first record's line in the streamed log", log_page)
+    assert (await task_of(system, 201, "dns.records@uni1"))["state"] == "running"
+    assert "attempt 1 succeeded" not in await log_page.inner_text("#task-log")
+    await browser.shot(log_page, "console-task-log")
+
+    heal(system)
+
+    async def ended() -> bool:
+        return "attempt 1 succeeded" in await log_page.inner_text("#task-log")
+
+    await eventually(ended, 30, "the step's end in the log", log_page)
+    await wait_steps(page, "#deploy-timeline", {"web.domain": "done"}, "the deploy's end")
+    assert await page.evaluate("window.__loaded") == "the first load", "the tab was reloaded"
+    seen = [steps for steps in await seen_timelines(page) if steps]
+    assert len(seen) >= 2 and set(seen[-1].values()) == {"done"}, seen
+    await system.wait_status([201], "active", 30)
+
+    # the queue: delete the succeeded tasks in bulk
+    await page.goto(f"{base}/admin/tasks")
+    succeeded = page.locator("#queue-table tr[data-task-id][data-state='succeeded']")
+    assert await succeeded.count() == 7
+    bulk = page.locator("form.bulk[data-action='delete-succeeded']")
+    await bulk.locator("input[name=confirm]").check()
+    await bulk.locator("button, input[type=submit]").first.click()
+
+    async def emptied() -> bool:
+        return await succeeded.count() == 0
+
+    await eventually(emptied, 30, "the succeeded tasks gone from the queue", page)
+    assert (await system.staff.get("/v1/tasks")).json()["tasks"] == []
+
+    # a setting: a bad value shows the API's own message and changes nothing
+    before = (await system.staff.get("/v1/settings")).json()
+    refused = await system.staff.put("/v1/settings", json={"batch_size": 0})
+    assert refused.status_code == 422
+    message = refused.json()["error"]
+    await page.goto(f"{base}/admin/settings")
+    await page.fill("#settings-form [name=batch_size]", "0")
+    await page.press("#settings-form [name=batch_size]", "Enter")
+    flash = page.locator(".flash.error")
+    await flash.wait_for()
+    assert message in await flash.inner_text()
+    assert (await system.staff.get("/v1/settings")).json() == before
+    save_readme_shot(shot, "console")
+    assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
