@@ -4,11 +4,12 @@ Fills a scratch store (a SQLite file in a temporary folder, or ``--database-url`
 database) with ``--services`` services: all but the live ones seeded as events, active
 (``bench usage``'s seeding); the live ones ordered and planned by the real pipeline, run here
 as ``hostwright serve pipeline`` would with an instant fake handler (``bench growth``'s), so
-their deploys sit at their first steps. The gateway and the projections run as their own
-processes (``hostwright serve gateway|projections``). The bench mints each live service's
-client link (``POST /v1/services/{id}/client-link``) and opens ``--pages`` live pages on them
-(SSE on ``/client/{id}/live`` over httpx): one page per service, and ``--crowd`` of them all on
-one service (the pages a customer's colleagues keep open). Then it records ``--events`` step
+their deploys sit at their first steps. The gateway and the projections run in a process of
+their own (``views_side``: as in ``hostwright up``, without its pipeline and handlers). The
+bench mints each live service's client link (``POST /v1/services/{id}/client-link``) and
+opens ``--pages`` live pages on them (SSE on ``/client/{id}/live`` over httpx): one page per
+service, and ``--crowd`` of them all on one service (the pages a customer's colleagues keep
+open). Then it records ``--events`` step
 results as the pipeline does (each a ``Task.Succeeded`` and the next step's dispatch), one
 after another, alternating the crowded service with the others, and measures:
 
@@ -70,19 +71,19 @@ class ScreensFigures:
     seeding_s: float = 0.0
 
 
-class _Processes:
-    """``hostwright serve gateway`` and ``serve projections`` on the scratch store."""
+class _ViewsSide:
+    """The gateway and the projections (``views_side``), a process on the scratch store."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = {**os.environ, **env}
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, part: str) -> None:
-        with (self.logs / f"{part}.log").open("ab") as log:
+    def start(self) -> None:
+        with (self.logs / "views-side.log").open("ab") as log:
             self.started.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "ops.cli", "serve", part],
+                    [sys.executable, "-m", "ops.devtools.bench.views_side"],
                     env=self.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -287,7 +288,7 @@ async def measure(
         figures.seeding_s = time.perf_counter() - began
         port, whmcs, staff = free_port(), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         base = f"http://127.0.0.1:{port}"
-        processes = _Processes(
+        processes = _ViewsSide(
             {
                 "HOSTWRIGHT_DATABASE_URL": database_url,
                 "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
@@ -299,8 +300,7 @@ async def measure(
             scratch,
         )
         try:
-            processes.start("projections")
-            processes.start("gateway")
+            processes.start()
             figures = await _measure_running(
                 figures, deploys, store, database_url, base, (whmcs, staff), crowd, events, requests
             )
