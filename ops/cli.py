@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_simnode(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    if argv[:1] == ["bench"]:
+        _stop_on_sigterm()
     configure_from_settings()  # HOSTWRIGHT_LOG_FORMAT: text or json (ops/runtime/log_setup.py)
     try:
         code: int = args.run(args)
@@ -441,6 +444,17 @@ def _run_token_new(args: argparse.Namespace) -> int:
     print(f"add to HOSTWRIGHT_TOKENS_FILE: {line}")
     print("the token is shown only now; the file keeps its SHA-256", file=sys.stderr)
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does: by an exception, so its ``finally`` blocks
+    stop the processes, nodes and scratch databases it started (the default action would
+    end it at once and leave them running)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _run_bench_intake(args: argparse.Namespace) -> int:

@@ -57,8 +57,15 @@ SERVICES = Table(
     ),
     key=("service_id",),
     # the pipeline's sweep reads the services not settled yet (ops/views/unsettled_services.py);
-    # the API's list pages newest first and filters by client
-    indexes=(("pending",), ("status",), ("ordered_at", "service_id"), ("client_id",)),
+    # the API's list pages newest first and filters by client; the screens' live feed asks
+    # which services changed after a position (ops/views/live_changes.py)
+    indexes=(
+        ("pending",),
+        ("status",),
+        ("ordered_at", "service_id"),
+        ("client_id",),
+        ("last_position",),
+    ),
 )
 
 # every node a service was placed on, with the role it has there

@@ -20,14 +20,16 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 from handlers.step_fence import LocalFences, StepFences
 from ops.store.database import postgres_conninfo, sqlite_path
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 BUCKETS = 4096
@@ -52,6 +54,52 @@ def step_fences(database_url: str) -> StepFences:
     return PostgresFences(database_url)
 
 
+class ShieldedTakes:
+    """Takes a key with a database statement that cannot be cut off half-way.
+
+    The key is taken in this process first (``LocalFences``: session locks are re-entrant, so
+    the database would let a second task of ours in). The statement is shielded: one cut off
+    half-way may or may not have taken the lock, so a caller cancelled meanwhile leaves it to
+    finish, and what it took is let go afterwards (``release``); one that fails, or does not
+    take the key, lets the process's hold go at once."""
+
+    def __init__(self, local: LocalFences, release: Callable[[int], Awaitable[None]]) -> None:
+        self._local = local
+        self._release = release
+        self._undoing: set[asyncio.Future[None]] = set()
+
+    async def take(
+        self, key: int, ask: Callable[[], Awaitable[T]], took: Callable[[T], bool]
+    ) -> T | None:
+        """``ask()``'s answer (``took`` says whether it took the key); None when this process
+        holds the key already."""
+        if not await self._local.try_take(key):
+            return None
+        asking = asyncio.ensure_future(ask())
+        try:
+            answer = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            asking.add_done_callback(lambda done: self._undo_after_cancel(key, done, took))
+            raise
+        except BaseException:
+            await self._local.release(key)
+            raise
+        if not took(answer):
+            await self._local.release(key)
+        return answer
+
+    def _undo_after_cancel(
+        self, key: int, done: asyncio.Future[T], took: Callable[[T], bool]
+    ) -> None:
+        """The caller of ``take`` went away: drop what its statement took, if anything."""
+        if done.cancelled() or done.exception() is not None or not took(done.result()):
+            self._local.discard(key)
+            return
+        undo = asyncio.ensure_future(self._release(key))
+        self._undoing.add(undo)
+        undo.add_done_callback(self._undoing.discard)
+
+
 class PostgresFences:
     """Session advisory locks on one dedicated connection (opened on first use)."""
 
@@ -61,24 +109,13 @@ class PostgresFences:
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._taken: set[int] = set()  # the keys this session holds (taken again on a new one)
-        self._undoing: set[asyncio.Future[None]] = set()
+        self._takes = ShieldedTakes(self._local, self.release)
 
     async def try_take(self, key: int) -> bool:
-        if not await self._local.try_take(key):
-            return False
-        asking = asyncio.ensure_future(asyncio.to_thread(self._ask, key, take=True))
-        try:
-            # shielded: a thread cannot be stopped, so a cancelled caller leaves it to finish
-            taken = await asyncio.shield(asking)
-        except asyncio.CancelledError:
-            asking.add_done_callback(lambda done: self._undo_after_cancel(key, done))
-            raise
-        except BaseException:
-            await self._local.release(key)
-            raise
-        if not taken:
-            await self._local.release(key)
-        return taken
+        answer = await self._takes.take(
+            key, lambda: asyncio.to_thread(self._ask, key, take=True), bool
+        )
+        return bool(answer)
 
     async def release(self, key: int) -> None:
         try:
@@ -93,15 +130,6 @@ class PostgresFences:
                 self._conn = None
             self._taken.clear()
         self._local.close()
-
-    def _undo_after_cancel(self, key: int, done: asyncio.Future[bool]) -> None:
-        """The caller of ``try_take`` went away: drop what its thread took, if anything."""
-        if done.cancelled() or done.exception() is not None or not done.result():
-            self._local.discard(key)
-            return
-        undo = asyncio.ensure_future(self.release(key))
-        self._undoing.add(undo)
-        undo.add_done_callback(self._undoing.discard)
 
     def _ask(self, key: int, *, take: bool) -> bool:
         """Takes (``pg_try_advisory_lock``) or drops (``pg_advisory_unlock``) ``key``."""

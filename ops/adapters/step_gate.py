@@ -31,7 +31,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from domain.task import STATE_EVENTS, is_current_attempt
 from handlers.step_fence import Entry, GateOfParts, LocalFences, StepGate
 from ops.adapters.current_attempts import StoreAttempts
-from ops.adapters.step_fence import FENCE_SESSION, step_fences
+from ops.adapters.step_fence import FENCE_SESSION, ShieldedTakes, step_fences
 from ops.store.database import postgres_conninfo
 from ops.store.event_decoding import EventDecoder
 from ops.store.event_store import EventStore
@@ -59,29 +59,17 @@ class PostgresGate:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self._taken: set[int] = set()  # the keys this session holds (taken again on a new one)
-        self._undoing: set[asyncio.Future[None]] = set()
+        self._takes = ShieldedTakes(self._local, self.leave)
 
     async def enter(self, key: int, task_id: str, attempt: int) -> Entry:
         try:
             task = uuid.UUID(task_id)
         except ValueError:
             task = None  # no such task can be recorded: taken, current unknown
-        if not await self._local.try_take(key):
+        row = await self._takes.take(key, lambda: self._enter(key, task), _took)
+        if row is None or not row[0]:
             return Entry(False)
-        asking = asyncio.ensure_future(self._enter(key, task))
-        try:
-            # shielded: a statement cut off half-way may or may not have taken the lock
-            row = await asyncio.shield(asking)
-        except asyncio.CancelledError:
-            asking.add_done_callback(lambda done: self._undo_after_cancel(key, done))
-            raise
-        except BaseException:
-            await self._local.release(key)
-            raise
-        taken, version, topic, state = row
-        if not taken:
-            await self._local.release(key)
-            return Entry(False)
+        _, version, topic, state = row
         if task is None or topic is None:
             return Entry(True)
         latest = self._decode((0, task, version, topic, state))
@@ -125,15 +113,6 @@ class PostgresGate:
         assert row is not None
         return tuple(row)
 
-    def _undo_after_cancel(self, key: int, done: asyncio.Future[tuple[Any, ...]]) -> None:
-        """The caller of ``enter`` went away: drop what its statement took, if anything."""
-        if done.cancelled() or done.exception() is not None or not done.result()[0]:
-            self._local.discard(key)
-            return
-        undo = asyncio.ensure_future(self.leave(key))
-        self._undoing.add(undo)
-        undo.add_done_callback(self._undoing.discard)
-
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
@@ -169,3 +148,8 @@ def _enter_statement(recorder: PostgresApplicationRecorder) -> Composed:
         # the topics are the code's own, fixed: written into the statement, not sent each time
         topics=SQL(", ").join(Literal(get_topic(cls)) for cls in STATE_EVENTS),
     )
+
+
+def _took(row: tuple[Any, ...]) -> bool:
+    """Whether the gate's statement took the key (its first column)."""
+    return bool(row[0])

@@ -17,16 +17,15 @@ its lead meanwhile is cancelled with what it holds (ops/runtime/components.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from handlers.messages import HeartbeatMessage, ResultMessage
 from handlers.pipeline import CronTick, Pipeline, PipelineInput, RelayedEvent
 from handlers.pipeline_sweep import SWEEP_S
 from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.event_envelope import event_envelope
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import PIPELINE_BINDINGS, PIPELINE_QUEUE
 from ops.messaging.transport import Message, Transport
@@ -81,7 +80,7 @@ def decode(message: Message) -> PipelineInput:
         return HeartbeatMessage.from_json(message.body)
     if key.startswith("cron."):
         return CronTick(key.removeprefix("cron."))
-    envelope = _envelope(message.body)
+    envelope = event_envelope(message.body)
     data = envelope.get("data")
     command_id = data.get("command_id") if isinstance(data, dict) else None
     return RelayedEvent(
@@ -216,13 +215,3 @@ async def _first_of(stop: asyncio.Event, changed: asyncio.Event, timeout: float)
     await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
-
-
-def _envelope(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a JSON event envelope: {exc}") from exc
-    if not isinstance(value, dict) or not {"topic", "aggregate_id", "version"} <= set(value):
-        raise ValueError("an event envelope needs topic, aggregate_id and version")
-    return value

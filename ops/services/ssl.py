@@ -21,6 +21,7 @@ its checks are started; a check lost with its process is found again by the next
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,11 +29,11 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.certificate import ROLES, certificate_uuid
-from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.event_envelope import event_envelope
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import SSL_BINDINGS, SSL_QUEUE
 from ops.messaging.transport import Message, Transport
-from ops.services.pipeline import _envelope
+from ops.services.desk_work import DeskWork, run_desk_queue
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,8 @@ class SslFeed:
         self._due = due
         self._service_id_of = service_id_of
         self._clock = clock
-        self._slots = asyncio.Semaphore(concurrency)
         self._limit = limit
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.work = DeskWork(concurrency)
 
     async def handle(self, message: Message) -> None:
         """Raises ValueError on an envelope that cannot be read (dead-lettered)."""
@@ -81,14 +81,20 @@ class SslFeed:
                 log.info("ssl %s: expires within %d days; warning recorded", cert_id, days)
             return
         for cert_id in await self._certificates(message):
-            self._start(cert_id)
+            # a certificate being looked at now is not started twice: the look records
+            # when to look next
+            self.work.start(
+                cert_id,
+                functools.partial(self._desk.check, cert_id),
+                f"ssl {cert_id}: the check failed",
+            )
 
     async def _certificates(self, message: Message) -> list[uuid.UUID]:
         if message.routing_key == "cron.ssl":
-            if len(self._running) >= self._limit:
+            if len(self.work) >= self._limit:
                 return []  # the last tick's checks are still going: no second helping
             return await asyncio.to_thread(self._due.due, self._clock(), self._limit)
-        envelope = _envelope(message.body)
+        envelope = event_envelope(message.body)
         topic, aggregate_id = envelope["topic"], uuid.UUID(envelope["aggregate_id"])
         if topic in CERTIFICATE_TOPICS:
             return [aggregate_id]
@@ -96,26 +102,6 @@ class SslFeed:
             service_id = await asyncio.to_thread(self._service_id_of, aggregate_id)
             return [] if service_id is None else [certificate_uuid(service_id, r) for r in ROLES]
         return []
-
-    def _start(self, cert_id: uuid.UUID) -> None:
-        if cert_id in self._running:
-            return  # being looked at now; the look records when to look next
-        task = asyncio.ensure_future(self._checked(cert_id))
-        self._running[cert_id] = task
-        task.add_done_callback(lambda _: self._running.pop(cert_id, None))
-
-    async def _checked(self, cert_id: uuid.UUID) -> None:
-        async with self._slots:
-            try:
-                await self._desk.check(cert_id)
-            except Exception:  # the desk records its own failures; this is ours
-                log.exception("ssl %s: the check failed", cert_id)
-
-    async def drain(self) -> None:
-        """Waits for the checks still running (at a stop)."""
-        running = list(self._running.values())
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def run_ssl(
@@ -129,19 +115,15 @@ async def run_ssl(
     closing: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Feeds the desk from the ``ssl`` queue until ``stop``; then lets running checks end."""
-    loop = ConsumerLoop(
-        transport,
-        SSL_QUEUE,
-        SSL_BINDINGS,
+    await run_desk_queue(
         feed.handle,
-        consumer_name=SSL_QUEUE,
-        inbox=inbox,
+        feed.work,
+        transport,
+        inbox,
+        stop,
+        queue=SSL_QUEUE,
+        bindings=SSL_BINDINGS,
         prefetch=prefetch,
         max_failures=max_failures,
+        closing=closing,
     )
-    try:
-        await loop.run(stop)
-    finally:
-        await feed.drain()
-        if closing is not None:
-            await closing()

@@ -27,11 +27,11 @@ from handlers.whmcs_api import WhmcsApi, WhmcsRejected, WhmcsTicket
 from ops.adapters.ticket_store import StoreTicketAdapter
 from ops.bootstrap import System
 from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.event_envelope import event_envelope
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import TICKETS_BINDINGS, TICKETS_QUEUE
 from ops.messaging.transport import Message, Transport
 from ops.runtime.pause import pause
-from ops.services.pipeline import _envelope
 from ops.settings import Settings
 from ops.store.database import database_unavailable
 from ops.store.outage import Outage, riding_out
@@ -117,7 +117,7 @@ class TicketFeed:
         if message.routing_key == "cron.tickets":  # the scheduler: retry what is owed
             await self._desk.deliver_pending()
             return
-        envelope = _envelope(message.body)
+        envelope = event_envelope(message.body)
         if envelope["topic"] == EXPIRY_WARNED:
             await self._expiry(envelope)
             return

@@ -16,16 +16,17 @@ process is queued again by a tick once its lease has run out.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ops.messaging.consumer import ConsumerLoop
+from ops.messaging.event_envelope import event_envelope
 from ops.messaging.inbox import Inbox
 from ops.messaging.topology import USAGE_BINDINGS, USAGE_QUEUE
 from ops.messaging.transport import Message, Transport
-from ops.services.pipeline import _envelope
+from ops.services.desk_work import DeskWork, run_desk_queue
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ class UsageFeed:
         self._desk = desk
         self._servers_of = servers_of
         self._server_ids = server_ids
-        self._slots = asyncio.Semaphore(concurrency)
-        self._running: set[asyncio.Task[None]] = set()
+        self.work = DeskWork(concurrency)
 
     async def handle(self, message: Message) -> None:
         """Raises ValueError on an envelope that cannot be read (dead-lettered)."""
@@ -60,33 +60,20 @@ class UsageFeed:
                 if outcome == "queued":
                     log.info("usage %s: sync queued by the tick", server_id)
             return
-        envelope = _envelope(message.body)
+        envelope = event_envelope(message.body)
         topic, data = envelope["topic"], envelope.get("data") or {}
         if topic == "ServerUsage.SyncQueued":
-            self._start(str(data["server_id"]), int(data["sync_id"]))
+            server_id, sync_id = str(data["server_id"]), int(data["sync_id"])
+            self.work.start(
+                (server_id, sync_id),
+                functools.partial(self._desk.sync, server_id, sync_id),
+                f"usage {server_id}: sync {sync_id} failed",
+            )
         elif topic == "Service.UsageSyncRequested":
             aggregate_id = uuid.UUID(envelope["aggregate_id"])
             for server_id in await asyncio.to_thread(self._servers_of, aggregate_id):
                 outcome = await self._desk.request(server_id, "sync-now")
                 log.info("usage %s: a sync-now came to %s", server_id, outcome)
-
-    def _start(self, server_id: str, sync_id: int) -> None:
-        task = asyncio.ensure_future(self._synced(server_id, sync_id))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _synced(self, server_id: str, sync_id: int) -> None:
-        async with self._slots:
-            try:
-                await self._desk.sync(server_id, sync_id)
-            except Exception:  # the desk records the node's failures; this is ours
-                log.exception("usage %s: sync %d failed", server_id, sync_id)
-
-    async def drain(self) -> None:
-        """Waits for the syncs still running (at a stop)."""
-        running = list(self._running)
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def run_usage(
@@ -100,19 +87,15 @@ async def run_usage(
     closing: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Feeds the desk from the ``usage`` queue until ``stop``; then lets running syncs end."""
-    loop = ConsumerLoop(
-        transport,
-        USAGE_QUEUE,
-        USAGE_BINDINGS,
+    await run_desk_queue(
         feed.handle,
-        consumer_name=USAGE_QUEUE,
-        inbox=inbox,
+        feed.work,
+        transport,
+        inbox,
+        stop,
+        queue=USAGE_QUEUE,
+        bindings=USAGE_BINDINGS,
         prefetch=prefetch,
         max_failures=max_failures,
+        closing=closing,
     )
-    try:
-        await loop.run(stop)
-    finally:
-        await feed.drain()
-        if closing is not None:
-            await closing()

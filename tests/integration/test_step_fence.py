@@ -256,6 +256,34 @@ async def test_a_fence_released_after_its_session_dropped_is_not_taken_again(
         await theirs.close()
 
 
+@pytest.mark.parametrize("kind", ["fences", "gate"])
+async def test_a_caller_cancelled_while_its_statement_runs_leaves_the_fence_free(
+    fresh_postgres_url: str, kind: str
+) -> None:
+    """A step cancelled (its handler stopping) while the statement taking its fence is under
+    way: the statement cannot be cut off half-way, so it finishes, and what it took is let go
+    after it — neither another process nor this one finds the fence held by nobody."""
+    mine, theirs = Fences(fresh_postgres_url, kind), Fences(fresh_postgres_url, "fences")
+    try:
+        taking = asyncio.create_task(mine.take(1))
+        await asyncio.sleep(0)  # under way: the session is being opened, then the statement
+        taking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
+        async def taken_by(fences: Fences) -> None:
+            while not await fences.take(1):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(taken_by(theirs), budget(30))
+        await theirs.release(1)
+        # nor is it left held in this process (its statement may only run now: let it end)
+        await asyncio.wait_for(taken_by(mine), budget(30))
+    finally:
+        await mine.close()
+        await theirs.close()
+
+
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
     tmp_path: Path,
 ) -> None:

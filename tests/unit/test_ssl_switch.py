@@ -94,11 +94,11 @@ async def test_the_feed_checks_what_each_delivery_names() -> None:
     await asyncio.sleep(0.01)
     assert desk.checked == [cert, certificate_uuid("42", "web")]  # two slots
     desk.release.set()
-    await feed.drain()
+    await feed.work.drain()
     assert desk.checked[2:] == [certificate_uuid("42", "mail")]
     tick = Message(routing_key="cron.ssl", body=b"{}", message_id="cron:ssl:1")
     await feed.handle(tick)
-    await feed.drain()
+    await feed.work.drain()
     assert due.asked == [(T0, 5)] and desk.checked[3:] == due.ids
 
 
@@ -107,5 +107,5 @@ async def test_the_expiry_tick_asks_the_desk_for_the_warnings_owed_and_checks_no
     feed = SslFeed(desk, due, {}.get, lambda: T0, concurrency=2, limit=5)
     tick = Message(routing_key="cron.ssl_expiry", body=b"{}", message_id="cron:ssl_expiry:1")
     await feed.handle(tick)
-    await feed.drain()
+    await feed.work.drain()
     assert desk.warned_at == [T0] and desk.checked == [] and due.asked == []
