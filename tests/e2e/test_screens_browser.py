@@ -67,19 +67,22 @@ OBSERVE_TIMELINE = """(selector) => {
         pytest.param("postgresql", marks=POSTGRES_DEPLOYMENTS),
     ]
 )
-async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+def unstarted(request: pytest.FixtureRequest, tmp_path: Path) -> Deployment:
     """SQLite + in-process transport (one ``up``), or RabbitMQ + PostgreSQL (a process per
-    part)."""
+    part); the session's broker and database fixtures are asked for outside the event loop."""
     if request.param == "sqlite":
-        deployment: Deployment = EmbeddedDeployment(tmp_path)
-    else:
-        deployment = Deployment(
-            tmp_path,
-            request.getfixturevalue("amqp_url"),
-            request.getfixturevalue("exchange_name"),
-            request.getfixturevalue("fresh_postgres_url"),
-        )
-    async with running_system(deployment) as running:
+        return EmbeddedDeployment(tmp_path)
+    return Deployment(
+        tmp_path,
+        request.getfixturevalue("amqp_url"),
+        request.getfixturevalue("exchange_name"),
+        request.getfixturevalue("fresh_postgres_url"),
+    )
+
+
+@pytest.fixture
+async def system(unstarted: Deployment) -> AsyncIterator[Deployment]:
+    async with running_system(unstarted) as running:
         yield running
 
 
