@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -349,6 +350,7 @@ async def _measure_running(
             print(f"  {len(pages)} live pages open; recording {events} step results", flush=True)
             latencies, missed = await _measure_events(deploys, pages, events, crowded, 10.0)
             figures.page_latencies_s, figures.missed = latencies, missed
+            print(f"  {len(latencies)} page updates measured, {missed} missed", file=sys.stderr)
             await sign_in(client, staff)
             for path in ("/healthz", "/admin/services", "/admin/tasks"):
                 figures.timings_ms[path] = await _timed(client, path, requests)
@@ -399,6 +401,7 @@ def run_screens_bench(
     if not 0 < crowd <= pages or events < 1 or requests < 1:
         print("bench screens: needs 0 < --crowd <= --pages, --events >= 1, --requests >= 1")
         return 2
+    logging.getLogger("handlers.pipeline").setLevel(logging.WARNING)  # a line per planned run
     with _database(database_url) as (url, scratch):
         print(f"screens: seeding {services:,} services on {url.split(':')[0]} …", flush=True)
         figures = asyncio.run(
