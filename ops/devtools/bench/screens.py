@@ -350,7 +350,12 @@ async def _measure_running(
             print(f"  {len(pages)} live pages open; recording {events} step results", flush=True)
             latencies, missed = await _measure_events(deploys, pages, events, crowded, 10.0)
             figures.page_latencies_s, figures.missed = latencies, missed
-            print(f"  {len(latencies)} page updates measured, {missed} missed", file=sys.stderr)
+            shown = sorted(s * 1000 for s in latencies)
+            print(
+                f"  {len(latencies)} page updates, {missed} missed: "
+                f"p50 {percentile(shown, 50):.0f} ms, p99 {percentile(shown, 99):.0f} ms",
+                file=sys.stderr,
+            )
             await sign_in(client, staff)
             for path in ("/healthz", "/admin/services", "/admin/tasks"):
                 figures.timings_ms[path] = await _timed(client, path, requests)
