@@ -26,7 +26,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from domain.commands import parse_lifecycle
@@ -35,7 +35,7 @@ from domain.ssl_requests import check_role, parse_custom
 from domain.usage_metrics import gauges
 from gateway.request_parsing import BadRequest, query_time
 from gateway.screens.console_session import console_page, form_of, session_of, signed_in
-from gateway.screens.rendering import render
+from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.services_api import service_body
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ async def _page(
         tab = "overview"
     if request.method == "GET" and request.query_params.get("fragment") and tab == "deploy":
         html = await timeline_fragment(ports, service_id)
-        return Response(html, media_type="text/html")
+        return HTMLResponse(html, headers=PAGE_HEADERS)
     row = await asyncio.to_thread(ports.views.service, service_id)
     if row is None:
         row = await asyncio.to_thread(ports.ledger.recorded_service, service_id)

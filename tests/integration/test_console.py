@@ -8,6 +8,7 @@ settings form's refusal with the API's own message, and hostile text staying tex
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer
 from ops.adapters.server_registry import ServerRegistry
 from ops.adapters.settings_book import StoreSettingsBook, runtime_defaults
+from ops.bootstrap import System
 from ops.settings import Settings
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -385,3 +387,58 @@ def test_the_service_page_shows_its_timeline_and_guards_the_factory_reset(
         )
         == []
     )
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def test_the_composition_root_serves_every_console_page(tmp_path: Path) -> None:
+    """``System.gateway()``: the console over every real port (usage, SSL, servers, settings),
+    each page read from views the store's events were projected into."""
+    system = System(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+            api_token=TOKEN,
+            staff_token=STAFF_TOKEN,
+            secret_key="a-secret-key-only-for-tests-0123456789",
+        )
+    )
+    try:
+        with serving(system.gateway()) as client:
+            assert client.post("/v1/services", json=order(), headers=AUTH).status_code == 202
+            views = all_views()
+            ProjectionRunner(system.store, ViewStore(system.db, views), views).catch_up()
+            signed = client.post("/admin/sign-in", data={"token": STAFF_TOKEN})
+            assert signed.status_code == 303
+            pages = [
+                "/admin",
+                "/admin/services?q=1001",
+                "/admin/tasks",
+                "/admin/oplog?service_id=1001",
+                "/admin/statistics?sort=disk_mb&order=desc",
+                "/admin/settings",
+                "/admin/servers",
+                *(f"/admin/services/1001?tab={tab}" for tab in ("overview", "deploy", "tasks")),
+                "/admin/services/1001?tab=ssl",
+                "/admin/services/1001?tab=events&as_of=2099-01-01T00:00:00Z",
+            ]
+            for path in pages:
+                reply = client.get(path)
+                assert reply.status_code == 200, (path, reply.text)
+                assert 'id="sign-out"' in reply.text
+            assert 'data-service-id="1001"' in client.get("/admin/statistics").text
+            assert "Service.Ordered" in client.get("/admin/services/1001?tab=events").text
+            bad = client.get("/admin/statistics?sort=nonsense")
+            assert bad.status_code == 400 and "sort must be one of" in bad.text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
+            assert csrf is not None
+            refreshed = client.post("/admin/statistics/refresh", data={"csrf": csrf.group(1)})
+            assert refreshed.status_code == 200 and "Refresh asked: no node" in refreshed.text
+            before = system.store.max_notification_id()
+            synced = client.post("/admin/services/1001/sync-usage", data={"csrf": csrf.group(1)})
+            assert synced.status_code == 200 and "A usage sync is asked for." in synced.text
+            assert system.store.max_notification_id() > before
+            actors = [e["data"].get("actor") for e in system.store.events_of("1001")]
+            assert actors[-1] == "staff"  # the signed-in credential's name
+    finally:
+        asyncio.run(system.close())
