@@ -49,6 +49,13 @@ BUTTONS = {  # the lifecycle calls the service page's buttons make, and what the
     "factory-reset": "A factory reset is queued.",
 }
 REFUSALS = (InvalidInput, Conflict, NotFound, BadRequest)
+# a refusal's page is answered with the status its API route would give
+REFUSAL_STATUS: dict[type[Exception], int] = {
+    InvalidInput: 422,
+    Conflict: 409,
+    NotFound: 404,
+    BadRequest: 400,
+}
 
 
 async def timeline_fragment(ports: ScreenPorts, service_id: str) -> str:
@@ -80,7 +87,7 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
             )
             await asyncio.to_thread(ports.ledger.request, command)
         except REFUSALS as exc:
-            return await _page(ports, request, tab=tab, failure=str(exc), status_code=409)
+            return await _page(ports, request, tab=tab, failure=str(exc), status_code=_status(exc))
         return await _page(ports, request, tab=tab, flash=BUTTONS[action])
 
     async def ssl(request: Request) -> Response:
@@ -111,7 +118,9 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
             else:
                 raise NotFound(f"unknown SSL change {change!r}")
         except REFUSALS as exc:
-            return await _page(ports, request, tab="ssl", failure=str(exc), status_code=409)
+            return await _page(
+                ports, request, tab="ssl", failure=str(exc), status_code=_status(exc)
+            )
         return await _page(ports, request, tab="ssl", flash=done)
 
     base = "/admin/services/{service_id}"
@@ -120,6 +129,10 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
         Route(base + "/ssl/{role}/{change}", signed_in(ports, ssl, writes=True), methods=["POST"]),
         Route(base + "/{action}", signed_in(ports, lifecycle, writes=True), methods=["POST"]),
     ]
+
+
+def _status(refusal: Exception) -> int:
+    return next(code for kind, code in REFUSAL_STATUS.items() if isinstance(refusal, kind))
 
 
 async def _check_typed_domain(ports: ScreenPorts, service_id: str, typed: str) -> None:

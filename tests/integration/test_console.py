@@ -377,7 +377,7 @@ def test_the_service_page_shows_its_timeline_and_guards_the_factory_reset(
         "/admin/services/1001/factory-reset",
         data={"confirm_domain": "other.example.com", "csrf": console.csrf()},
     )
-    assert wrong.status_code == 409 and "type the service" in wrong.text
+    assert wrong.status_code == 422 and "type the service" in wrong.text
     assert console.last_event() == before
     search = console.client.get("/admin/services", params={"q": "shop.example"})
     assert re.findall(r'<tr data-service-id="([^"]+)"', search.text) == ["1001"]
@@ -440,5 +440,66 @@ def test_the_composition_root_serves_every_console_page(tmp_path: Path) -> None:
             assert system.store.max_notification_id() > before
             actors = [e["data"].get("actor") for e in system.store.events_of("1001")]
             assert actors[-1] == "staff"  # the signed-in credential's name
+    finally:
+        asyncio.run(system.close())
+
+
+def test_a_task_is_retried_or_cancelled_from_its_page(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    broken, running = console.tasks["broken"].id, console.tasks["running"].id
+    page = console.client.get(f"/admin/tasks/{broken}")
+    assert 'id="retry-task"' in page.text and 'id="cancel-task"' not in page.text
+    assert 'id="task-log"' in page.text and "data-stream" not in page.text  # no live log port
+    before = console.last_event()
+    refused = console.client.post(f"/admin/tasks/{running}/retry", data={"csrf": console.csrf()})
+    assert refused.status_code == 409 and 'class="flash error"' in refused.text
+    assert console.last_event() == before
+    cancelled = console.client.post(f"/admin/tasks/{running}/cancel", data={"csrf": console.csrf()})
+    assert cancelled.status_code == 200 and "The task&#39;s cancel is recorded." in cancelled.text
+    assert console.last_event() == before + 1
+    console.project()
+    assert 'data-state="cancelled"' in console.client.get(f"/admin/tasks/{running}").text
+    unknown = console.client.get("/admin/tasks/not-a-task")
+    assert unknown.status_code == 404 and "not found" in unknown.text
+
+
+def test_ssl_buttons_show_the_refusal_and_record_nothing(tmp_path: Path) -> None:
+    system = System(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+            api_token=TOKEN,
+            staff_token=STAFF_TOKEN,
+            secret_key="a-secret-key-only-for-tests-0123456789",
+        )
+    )
+    try:
+        with serving(system.gateway()) as client:
+            assert client.post("/v1/services", json=order(), headers=AUTH).status_code == 202
+            client.post("/admin/sign-in", data={"token": STAFF_TOKEN})
+            found = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
+            assert found is not None
+            csrf = found.group(1)
+            api = client.request(
+                "PUT",
+                "/v1/services/1001/ssl/web/custom",
+                json={"certificate": "", "private_key": "x"},
+                headers=AUTH,
+            )
+            assert api.status_code == 422
+            api_issue = client.post("/v1/services/1001/ssl/web/issue", headers=AUTH)
+            assert api_issue.status_code == 404  # no certificate seeded yet
+            before = system.store.max_notification_id()
+            upload = client.post(
+                "/admin/services/1001/ssl/web/custom",
+                data={"certificate": "", "private_key": "x", "csrf": csrf},
+            )
+            assert upload.status_code == 422
+            assert api.json()["error"] in upload.text
+            issue = client.post("/admin/services/1001/ssl/web/issue", data={"csrf": csrf})
+            assert issue.status_code == 404
+            assert api_issue.json()["error"].replace("'", "&#39;") in issue.text
+            role = client.post("/admin/services/1001/ssl/nonsense/issue", data={"csrf": csrf})
+            assert role.status_code == 404 and "no certificate role" in role.text
+            assert system.store.max_notification_id() == before
     finally:
         asyncio.run(system.close())
