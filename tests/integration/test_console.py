@@ -174,6 +174,10 @@ def test_a_staff_token_signs_in_and_the_cookie_holds_no_token(console: Console) 
     assert home.status_code == 200
     assert 'id="sign-out"' in home.text and "staff" in home.text
     assert STAFF_TOKEN not in home.text
+    over_https = console.client.post(
+        "https://gateway.test/admin/sign-in", data={"token": STAFF_TOKEN}
+    )
+    assert "; secure" in over_https.headers["set-cookie"].lower()
 
 
 @pytest.mark.parametrize(
