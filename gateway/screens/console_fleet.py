@@ -104,7 +104,9 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
                 actor=session_of(request).name,
             )
         except InvalidInput as exc:
-            return await _settings_page(ports, request, failure=str(exc), status_code=422)
+            return await _settings_page(
+                ports, request, failure=str(exc), status_code=422, typed=form_of(request)
+            )
         said = ", ".join(applied.changed) or "nothing"
         return await _settings_page(ports, request, flash=f"Changed: {said}.")
 
@@ -162,11 +164,16 @@ async def _settings_page(
     flash: str | None = None,
     failure: str | None = None,
     status_code: int = 200,
+    typed: Mapping[str, str] | None = None,
 ) -> Response:
+    """The form over the values in force; after a refusal, with what was ``typed`` in it."""
     fields: list[tuple[str, str, str]] = []
     if ports.settings is not None:
         values = (await asyncio.to_thread(ports.settings.current)).as_json()
-        fields = [(name, _kind(value), _text(value)) for name, value in _leaves(values)]
+        fields = [
+            (name, _kind(value), (typed or {}).get(name, _text(value)))
+            for name, value in _leaves(values)
+        ]
     return console_page(
         request,
         "console/settings.html",

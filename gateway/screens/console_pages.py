@@ -61,7 +61,12 @@ def console_routes(ports: ScreenPorts) -> list[BaseRoute]:
             rows, next_cursor = await _services_page(ports, request)
         except (BadRequest, InvalidInput) as exc:
             return console_page(
-                request, "console/services.html", here="services", failure=str(exc), **context
+                request,
+                "console/services.html",
+                here="services",
+                status_code=400,
+                failure=str(exc),
+                **context,
             )
         context.update(rows=rows, next_cursor=next_cursor)
         template = "console/services_rows.html" if params.get("fragment") else None

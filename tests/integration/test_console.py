@@ -338,6 +338,7 @@ def test_a_bad_setting_shows_the_api_message_and_changes_nothing(console: Consol
     assert flash is not None and flash.group(1) == message.replace("'", "&#39;")
     assert console.last_event() == before
     assert console.client.get("/v1/settings", headers=STAFF).json() == shown_before
+    assert 'name="retry.max_attempts" value="0"' in reply.text  # what was typed, to correct
 
     good = console.client.post(
         "/admin/settings", data={"retry.max_attempts": "7", "csrf": console.csrf()}
@@ -383,6 +384,8 @@ def test_the_service_page_shows_its_timeline_and_guards_the_factory_reset(
     )
     assert wrong.status_code == 422 and "type the service" in wrong.text
     assert console.last_event() == before
+    bad = console.client.get("/admin/services", params={"status": "sleeping"})
+    assert bad.status_code == 400 and "status must be one of" in bad.text
     search = console.client.get("/admin/services", params={"q": "shop.example"})
     assert re.findall(r'<tr data-service-id="([^"]+)"', search.text) == ["1001"]
     assert (
