@@ -510,3 +510,20 @@ def test_ssl_buttons_show_the_refusal_and_record_nothing(tmp_path: Path) -> None
             assert system.store.max_notification_id() == before
     finally:
         asyncio.run(system.close())
+
+
+def test_the_services_list_is_paged_newest_first(console: Console) -> None:
+    for n in range(2, 53):  # 52 services in all: a page of 50, then 2
+        body = order(service_id=1000 + n, domain=f"s{n}.example.com", username=f"user{n}")
+        console.clock.now = START + timedelta(minutes=10 + n)
+        assert console.client.post("/v1/services", json=body, headers=AUTH).status_code == 202
+    console.project()
+    console.sign_in(STAFF_TOKEN)
+    first = console.client.get("/admin/services")
+    shown = re.findall(r'<tr data-service-id="([^"]+)"', first.text)
+    assert shown == [str(1000 + n) for n in range(52, 2, -1)]
+    link = re.search(r'id="next-page" href="([^"]+)"', first.text)
+    assert link is not None
+    second = console.client.get(link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<tr data-service-id="([^"]+)"', second.text) == ["1002", "1001"]
+    assert 'id="next-page"' not in second.text
