@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.credentials import READ, STAFF
+from gateway.credentials import READ, STAFF, Principal
 from gateway.request_parsing import MAX_BODY_BYTES, BadRequest
 from gateway.screens.rendering import page
 
@@ -156,9 +156,7 @@ def session_routes(ports: ScreenPorts) -> list[Route]:
     async def sign_in(request: Request) -> Response:
         form = await read_form(request)
         principal = ports.credentials.resolve(form.get("token", "").strip().encode())
-        message = _refusal(principal.scopes if principal else None, principal is not None)
-        if principal is not None and principal.service_id is not None:
-            message = "A credential of one service cannot open the console."
+        message = _refusal(principal)
         if principal is None or message is not None:
             return page("console/sign_in.html", status_code=403, message=message)
         expires = int(ports.clock().timestamp()) + SESSION_S
@@ -181,10 +179,13 @@ def session_routes(ports: ScreenPorts) -> list[Route]:
     ]
 
 
-def _refusal(scopes: frozenset[str] | None, known: bool) -> str | None:
-    if not known or scopes is None:
+def _refusal(principal: Principal | None) -> str | None:
+    """Why this credential may not open the console; None when it may."""
+    if principal is None:
         return "That token names no credential."
-    if STAFF in scopes or READ in scopes:
+    if principal.service_id is not None:
+        return "A credential of one service cannot open the console."
+    if STAFF in principal.scopes or READ in principal.scopes:
         return None
     return "This credential is WHMCS's (services only): the console needs a staff or read one."
 
