@@ -46,6 +46,7 @@ COOKIE_PATH = "/admin"
 SESSION_S = 8 * 3600
 SIGN_IN = "/admin/sign-in"
 _SESSION = "hostwright.console_session"  # the request's session, in the ASGI scope
+_FORM = "hostwright.console_form"  # the form a checked POST carried, in the ASGI scope
 
 ConsolePage = Callable[[Request], Awaitable[Response]]
 
@@ -117,7 +118,7 @@ def session_of(request: Request) -> ConsoleSession:
 
 def form_of(request: Request) -> dict[str, str]:
     """The form a checked POST carried (read once, by ``signed_in``)."""
-    form: dict[str, str] = request.scope.get("hostwright.console_form", {})
+    form: dict[str, str] = request.scope.get(_FORM, {})
     return form
 
 
@@ -137,7 +138,7 @@ def signed_in(ports: ScreenPorts, endpoint: ConsolePage, *, writes: bool = False
             given = form.get("csrf", "")
             if not hmac.compare_digest(given.encode(), session.csrf.encode()):
                 return refused("This form was not sent from the console (no CSRF token).", 403)
-            request.scope["hostwright.console_form"] = form
+            request.scope[_FORM] = form
         if writes and not session.writes:
             return refused("This credential may only read the console.", 403)
         return await endpoint(request)
