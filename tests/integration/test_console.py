@@ -173,6 +173,9 @@ def test_a_staff_token_signs_in_and_the_cookie_holds_no_token(console: Console) 
     home = console.client.get("/admin")
     assert home.status_code == 200
     assert 'id="sign-out"' in home.text and "staff" in home.text
+    # no other site may show the console in a frame (clickjacking a staff member's clicks)
+    assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+    assert home.headers["x-frame-options"] == "DENY"
     assert STAFF_TOKEN not in home.text
     over_https = console.client.post(
         "https://gateway.test/admin/sign-in", data={"token": STAFF_TOKEN}
