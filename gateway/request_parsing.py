@@ -99,7 +99,11 @@ def query_time(request: Request, name: str) -> datetime | None:
 def query_limit(request: Request, *, default: int, most: int) -> int:
     """The ``limit`` query parameter: ``default`` when absent, at most ``most``. Only ASCII
     digits count (``int()`` also reads ``٣`` and refuses ``²``), and few of them."""
-    raw = request.query_params.get("limit")
+    return parsed_limit(request.query_params.get("limit"), default=default, most=most)
+
+
+def parsed_limit(raw: str | None, *, default: int, most: int) -> int:
+    """A ``limit`` given as text (``query_limit``'s check, for a form's field too)."""
     if not raw:
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:

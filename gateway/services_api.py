@@ -64,9 +64,9 @@ def service_routes(*, ledger: CommandLedger, views: ViewQueries) -> list[Route]:
     """The list and the one-service read (module docstring)."""
 
     async def listing(request: Request) -> Response:
-        filters = _filters(request)
+        filters = service_filters(request)
         limit = query_limit(request, default=DEFAULT_SERVICES_LIMIT, most=MAX_SERVICES_LIMIT)
-        after = _read_cursor(request.query_params.get("cursor") or None)
+        after = read_cursor(request.query_params.get("cursor") or None)
         rows = await asyncio.to_thread(
             lambda: views.services_page(**filters, after=after, limit=limit + 1)
         )
@@ -75,7 +75,7 @@ def service_routes(*, ledger: CommandLedger, views: ViewQueries) -> list[Route]:
         return ApiJSONResponse(
             {
                 "services": [service_body(row) for row in page],
-                "next_cursor": _cursor_after(page[-1]) if more else None,
+                "next_cursor": cursor_after(page[-1]) if more else None,
             }
         )
 
@@ -94,7 +94,7 @@ def service_routes(*, ledger: CommandLedger, views: ViewQueries) -> list[Route]:
     ]
 
 
-def _filters(request: Request) -> dict[str, str | None]:
+def service_filters(request: Request) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in ("status", "mode", "client_id", "server_id", "domain"):
         value = request.query_params.get(name) or None
@@ -114,13 +114,13 @@ def _filters(request: Request) -> dict[str, str | None]:
     return found
 
 
-def _cursor_after(row: dict[str, Any]) -> str:
+def cursor_after(row: dict[str, Any]) -> str:
     """The cursor of the page after ``row``: opaque to callers, the row's sort key inside."""
     key = json.dumps([_text_time(row.get("ordered_at")), row["service_id"]])
     return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
 
 
-def _read_cursor(raw: str | None) -> tuple[str, str] | None:
+def read_cursor(raw: str | None) -> tuple[str, str] | None:
     if raw is None:
         return None
     try:

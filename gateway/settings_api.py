@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.runtime_settings import parse_settings_update
+from domain.runtime_settings import SettingsApplied, parse_settings_update
 from domain.settings_document import check_outside_references
 from gateway.auth import actor_of, guarded_route
 from gateway.credentials import STAFF
@@ -45,16 +45,40 @@ def settings_routes(
         return ApiJSONResponse({"settings": values.as_json()})
 
     async def change(request: Request) -> Response:
-        update = parse_settings_update(await read_json_object(request))
-        limited = list(update.fields.get("concurrency.per_server", {}))
-        unregistered = limited
-        if servers is not None and limited:
-            unregistered = await asyncio.to_thread(servers.unregistered, limited)
-        check_outside_references(update.fields, unregistered=unregistered, whmcs_api=whmcs_api)
-        applied = await asyncio.to_thread(settings.change, update, clock(), actor_of(request))
+        body = await read_json_object(request)
+        applied = await asyncio.to_thread(
+            change_settings,
+            settings,
+            body,
+            servers=servers,
+            whmcs_api=whmcs_api,
+            now=clock(),
+            actor=actor_of(request),
+        )
         return success(200, changed=applied.changed, settings=applied.values.as_json())
 
     return [
         guarded_route("/v1/settings", show, method="GET", area=STAFF),
         guarded_route("/v1/settings", change, method="PUT", area=STAFF),
     ]
+
+
+def change_settings(
+    settings: SettingsBook,
+    body: object,
+    *,
+    servers: ServerBook | None,
+    whmcs_api: bool,
+    now: datetime,
+    actor: str,
+) -> SettingsApplied:
+    """A settings change (``PUT /v1/settings``'s body, the console's settings form): checked
+    as the module says, then recorded. InvalidInput, recording nothing, when it is not valid.
+    Synchronous (call it in a thread)."""
+    update = parse_settings_update(body)
+    limited = list(update.fields.get("concurrency.per_server", {}))
+    unregistered = limited
+    if servers is not None and limited:
+        unregistered = servers.unregistered(limited)
+    check_outside_references(update.fields, unregistered=unregistered, whmcs_api=whmcs_api)
+    return settings.change(update, now, actor)

@@ -150,16 +150,10 @@ def task_routes(
 
     async def bulk(request: Request) -> Response:
         body = await read_json_object(request)
-        ages = await asyncio.to_thread(ages_now)
-        command = parse_bulk(body, now=clock(), actor=actor_of(request), defaults=ages)
-        candidates = await asyncio.to_thread(_candidates, views, command)
-        changed = await asyncio.to_thread(ledger.change_tasks, command, candidates)
-        return success(
-            action=command.action,
-            matched=len(candidates),
-            changed=len(changed),
-            task_ids=changed,
+        outcome = await asyncio.to_thread(
+            change_in_bulk, ledger, views, body, ages=ages_now, now=clock(), actor=actor_of(request)
         )
+        return success(**outcome)
 
     return [
         guarded_route("/v1/services/{service_id}/timeline", timeline, method="GET", area=SERVICES),
@@ -177,6 +171,29 @@ def _task_id(request: Request) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         raise NotFound(f"task {raw} not found") from None
+
+
+def change_in_bulk(
+    ledger: CommandLedger,
+    views: ViewQueries,
+    body: object,
+    *,
+    ages: Callable[[], QueueAges],
+    now: datetime,
+    actor: str,
+) -> dict[str, Any]:
+    """A bulk action (``POST /v1/tasks/bulk``'s body, the console's bulk forms): validated,
+    its candidates found, recorded; ``{action, matched, changed, task_ids}``. InvalidInput,
+    recording nothing, for a body ``parse_bulk`` refuses. Synchronous (call it in a thread)."""
+    command = parse_bulk(body, now=now, actor=actor, defaults=ages())
+    candidates = _candidates(views, command)
+    changed = ledger.change_tasks(command, candidates)
+    return {
+        "action": command.action,
+        "matched": len(candidates),
+        "changed": len(changed),
+        "task_ids": changed,
+    }
 
 
 def _candidates(views: ViewQueries, command: ChangeTasksInBulk) -> list[str]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +43,7 @@ from domain.usage_metrics import TENANT_KEYS, billing_month, definitions, gauges
 from gateway.auth import actor_of, guarded_route
 from gateway.credentials import SERVICES
 from gateway.ports import ServerBook, UsageRefresh, UsageViews
-from gateway.request_parsing import BadRequest, query_limit, query_time, read_json
+from gateway.request_parsing import BadRequest, parsed_limit, query_time, read_json
 from gateway.responses import ApiJSONResponse, success
 
 DEFAULT_USAGE_LIMIT = 100
@@ -70,40 +70,7 @@ def usage_routes(
 ) -> list[Route]:
     async def overview(request: Request) -> Response:
         params = request.query_params
-        sort = params.get("sort") or "service_id"
-        if sort not in SORTS:
-            raise BadRequest(f"sort must be one of {', '.join(sorted(SORTS))}")
-        order = params.get("order") or "asc"
-        if order not in ("asc", "desc"):
-            raise BadRequest("order must be asc or desc")
-        limit = query_limit(request, default=DEFAULT_USAGE_LIMIT, most=MAX_USAGE_LIMIT)
-        offset = _offset(params.get("offset"))
-        client_id = params.get("client_id") or None
-        if client_id is not None:
-            _parsed(parse_external_id, client_id, "client_id")
-
-        now = clock()
-
-        def read() -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-            page = usage.usage_page(
-                sort=SORTS[sort],
-                descending=order == "desc",
-                limit=limit + 1,
-                offset=offset,
-                client_id=client_id,
-            )
-            summary = usage.usage_summary(client_id, billing_month(now))
-            return page, summary, usage.nodes()
-
-        page, summary, nodes = await asyncio.to_thread(read)
-        return ApiJSONResponse(
-            {
-                "summary": summary,
-                "nodes": [_node(n) for n in nodes],
-                "services": [_listed(row, now) for row in page[:limit]],
-                "next_offset": offset + limit if len(page) > limit else None,
-            }
-        )
+        return ApiJSONResponse(await asyncio.to_thread(usage_overview, usage, params, clock()))
 
     async def service_usage(request: Request) -> Response:
         service_id = _service_id(request)
@@ -183,42 +150,11 @@ def usage_routes(
 
     async def refresh(request: Request) -> Response:
         body = await read_json(request, required=False)
-        server_ids = await asyncio.to_thread(_targets, body)
+        server_ids = await asyncio.to_thread(refresh_targets, body, servers, refresher)
         outcomes = await asyncio.to_thread(
             refresher.refresh, server_ids, f"refresh:{actor_of(request)}", clock()
         )
         return success(servers=outcomes)
-
-    def _targets(body: object) -> list[str]:
-        """The nodes a refresh names, all checked before anything is recorded."""
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object")
-        unknown = set(body) - {"server_id", "service_ids"}
-        if unknown or len(body) > 1:
-            raise InvalidInput("give at most one of server_id or service_ids")
-        registered = [] if servers is None else [s["server_id"] for s in servers.listing()]
-        if "server_id" in body:
-            server_id = parse_server_id(body["server_id"])
-            if server_id not in registered:
-                raise NotFound(f"no server {server_id!r} is registered")
-            return [server_id]
-        if "service_ids" in body:
-            return _service_servers(body["service_ids"])
-        return registered
-
-    def _service_servers(raw: object) -> list[str]:
-        if not isinstance(raw, list) or not raw or len(raw) > MAX_REFRESH_SERVICES:
-            raise InvalidInput(f"service_ids must be a list of 1 to {MAX_REFRESH_SERVICES} ids")
-        ids = [parse_external_id(item, "service_ids[]") for item in raw]
-        found: list[str] = []
-        for service_id in dict.fromkeys(ids):
-            nodes = refresher.servers_of(service_id)
-            if nodes is None:
-                raise NotFound(f"service {service_id} not found")
-            found += nodes
-        return list(dict.fromkeys(found))
 
     def route(path: str, endpoint: Any, method: str = "GET") -> Route:
         return guarded_route(path, endpoint, method=method, area=SERVICES)
@@ -231,6 +167,71 @@ def usage_routes(
         route("/v1/billing/usage", billing_usage),
         route("/v1/services/{service_id}/billing", service_billing),
     ]
+
+
+def usage_overview(usage: UsageViews, params: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    """``GET /v1/usage``'s body (the Statistics page's data) for its query ``params``;
+    BadRequest for a bad one. Synchronous (call it in a thread)."""
+    sort = params.get("sort") or "service_id"
+    if sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(sorted(SORTS))}")
+    order = params.get("order") or "asc"
+    if order not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc")
+    limit = parsed_limit(params.get("limit"), default=DEFAULT_USAGE_LIMIT, most=MAX_USAGE_LIMIT)
+    offset = _offset(params.get("offset"))
+    client_id = params.get("client_id") or None
+    if client_id is not None:
+        _parsed(parse_external_id, client_id, "client_id")
+    page = usage.usage_page(
+        sort=SORTS[sort],
+        descending=order == "desc",
+        limit=limit + 1,
+        offset=offset,
+        client_id=client_id,
+    )
+    summary = usage.usage_summary(client_id, billing_month(now))
+    return {
+        "summary": summary,
+        "nodes": [_node(n) for n in usage.nodes()],
+        "services": [_listed(row, now) for row in page[:limit]],
+        "next_offset": offset + limit if len(page) > limit else None,
+    }
+
+
+def refresh_targets(body: object, servers: ServerBook | None, refresher: UsageRefresh) -> list[str]:
+    """The nodes a refresh (``POST /v1/usage/refresh``'s body) names, all checked before
+    anything is recorded: ``{}`` every registered node, ``{"server_id"}`` or
+    ``{"service_ids": [...]}``. Synchronous (call it in a thread)."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = set(body) - {"server_id", "service_ids"}
+    if unknown or len(body) > 1:
+        raise InvalidInput("give at most one of server_id or service_ids")
+    registered = [] if servers is None else [s["server_id"] for s in servers.listing()]
+    if "server_id" in body:
+        server_id = parse_server_id(body["server_id"])
+        if server_id not in registered:
+            raise NotFound(f"no server {server_id!r} is registered")
+        return [server_id]
+    if "service_ids" in body:
+        return _service_servers(body["service_ids"], refresher)
+    return registered
+
+
+def _service_servers(raw: object, refresher: UsageRefresh) -> list[str]:
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_REFRESH_SERVICES:
+        raise InvalidInput(f"service_ids must be a list of 1 to {MAX_REFRESH_SERVICES} ids")
+    ids = [parse_external_id(item, "service_ids[]") for item in raw]
+    found: list[str] = []
+    for service_id in dict.fromkeys(ids):
+        nodes = refresher.servers_of(service_id)
+        if nodes is None:
+            raise NotFound(f"service {service_id} not found")
+        found += nodes
+    return list(dict.fromkeys(found))
 
 
 def _service_id(request: Request) -> str:

@@ -27,16 +27,23 @@ _ENVIRONMENT = Environment(
 )
 _ENVIRONMENT.globals["static"] = lambda name: f"{STATIC_PREFIX}/{name}"
 
-# frame-ancestors is left to the caller: WHMCS may show the client area in a frame
 _CONTENT_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 PAGE_HEADERS = {
-    "Content-Security-Policy": _CONTENT_POLICY,
+    # no page is shown in another site's frame (clickjacking): ``page(framed=True)`` lets one
+    "Content-Security-Policy": _CONTENT_POLICY + "; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
+}
+
+# what a page any site may frame is sent instead (no frame-ancestors, no X-Frame-Options)
+FRAMED_HEADERS = {
+    **{name: value for name, value in PAGE_HEADERS.items() if name != "X-Frame-Options"},
+    "Content-Security-Policy": _CONTENT_POLICY,
 }
 
 
@@ -45,11 +52,14 @@ def page(
     *,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
+    framed: bool = False,
     **context: Any,
 ) -> HTMLResponse:
-    """The template rendered with ``context``, with ``PAGE_HEADERS`` (and ``headers``)."""
+    """The template rendered with ``context``, with ``PAGE_HEADERS`` (and ``headers``).
+    ``framed``: any site may show the page in a frame (the client area inside WHMCS)."""
     html = _ENVIRONMENT.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})})
+    sent = {**(FRAMED_HEADERS if framed else PAGE_HEADERS), **(headers or {})}
+    return HTMLResponse(html, status_code=status_code, headers=sent)
 
 
 def render(template: str, **context: Any) -> str:

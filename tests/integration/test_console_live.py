@@ -1,0 +1,294 @@
+"""The console's live routes, driven as a browser's EventSource would be: the ASGI app is
+called directly and its events are read as they are sent, while the test changes the store.
+
+- ``/admin/tasks/{id}/log`` streams the lines a fake ``LiveTaskLog`` gives while the step
+  runs, hostile text included as it is (the page's script shows it as text), and ends with
+  the recorded log once the task is recorded as finished;
+- a finished task, or a gateway without ``task_logs``, gets the recorded log at once;
+- ``/admin/live?service_id=`` sends the Deploy tab's timeline, escaped, when the service
+  changes; ``/admin/live`` a change tick for the lists; neither without a session.
+
+The store is SQLite; the views are projected from it by the test, the live feed polls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.types import Message
+
+from domain.commands import parse_order
+from domain.task import Task
+from gateway.screens.console_session import COOKIE, ConsoleSession, seal
+from gateway.screens.live_feed import LiveFeed
+from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
+from ops.adapters.command_ledger import StoreLedger
+from ops.adapters.sealing import PasswordSealer
+from ops.store.database import Database
+from ops.store.event_store import EventStore
+from ops.views.live_changes import SqlLiveChanges
+from ops.views.projection_runner import ProjectionRunner
+from ops.views.view_queries import SqlViewQueries
+from ops.views.view_store import ViewStore
+from projections.catalogue import all_views
+from tests.fakes.clock import Clock
+from tests.support.deployment import wait_until
+from tests.support.gateway import START, credentials_for_tests, order
+
+HOSTILE = "<script>alert('x')</script>"
+KEY = b"a-signing-key-only-for-console-tests-0123"
+
+
+class FakeTaskLog:
+    """Lines the test hands to whoever follows a task (``LiveTaskLog``)."""
+
+    def __init__(self) -> None:
+        self.followers: dict[str, list[asyncio.Queue[str | None]]] = {}
+
+    async def follow(self, task_id: str) -> AsyncIterator[str]:
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self.followers.setdefault(task_id, []).append(lines)
+        try:
+            while (line := await lines.get()) is not None:
+                yield line
+        finally:
+            self.followers[task_id].remove(lines)
+
+    def say(self, task_id: str, line: str) -> None:
+        for lines in self.followers.get(task_id, []):
+            lines.put_nowait(line)
+
+
+@dataclass
+class Stream:
+    """One open event stream: what the app sent so far, and the means to close it."""
+
+    body: str = ""
+    ended: bool = False
+    status: int | None = None
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def events(self) -> list[tuple[str, str]]:
+        found = []
+        for block in self.body.split("\n\n"):
+            lines = block.split("\n")
+            names = [line[7:] for line in lines if line.startswith("event: ")]
+            data = [line[6:] for line in lines if line.startswith("data: ")]
+            if names:
+                found.append((names[0], "\n".join(data)))
+        return found
+
+
+@dataclass
+class Live:
+    app: Starlette
+    store: EventStore
+    db: Database
+    clock: Clock
+    running: Task
+    cookie: str
+    feed: LiveFeed
+
+    def project(self) -> None:
+        views = all_views()
+        ProjectionRunner(self.store, ViewStore(self.db, views), views).catch_up()
+
+    async def open(self, path: str, cookie: str | None = None) -> tuple[Stream, asyncio.Task[None]]:
+        stream = Stream()
+        query = path.split("?", 1)[1] if "?" in path else ""
+        cookie = self.cookie if cookie is None else cookie
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path.split("?", 1)[0],
+            "raw_path": path.split("?", 1)[0].encode(),
+            "query_string": query.encode(),
+            "headers": [(b"host", b"gateway.test"), (b"cookie", f"{COOKIE}={cookie}".encode())],
+            "client": ("127.0.0.1", 5000),
+            "server": ("gateway.test", 80),
+        }
+        asked = False
+
+        async def receive() -> Message:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await stream.gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stream.status = message["status"]
+            elif message["type"] == "http.response.body":
+                stream.body += message.get("body", b"").decode()
+                stream.ended = not message.get("more_body", False)
+
+        return stream, asyncio.ensure_future(self.app(scope, receive, send))
+
+
+async def closed(stream: Stream, running: asyncio.Task[None]) -> None:
+    stream.gone.set()
+    await asyncio.wait_for(running, 10)
+
+
+def plan(step: str, server_id: str) -> Task:
+    return Task.plan(
+        service_id="1001",
+        run=1,
+        step=step,
+        role=server_id.split("-")[0],
+        action=f"ensure {step}",
+        server_id=server_id,
+        params={},
+        depends_on=[],
+        now=START,
+    )
+
+
+def live_setup(tmp_path: Path, task_logs: LiveTaskLog | None) -> Iterator[Live]:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store, db, clock = EventStore(url), Database(url), Clock(START + timedelta(minutes=10))
+    ledger = StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests"))
+    ledger.order_service(parse_order(order(), now=START, actor="whmcs"))
+    running = plan("running", "dns-1")
+    running.dispatch(START + timedelta(minutes=4), 3600)
+    store.save(running)
+    feed = LiveFeed(SqlLiveChanges(db), every_s=0.05)
+    ports = ScreenPorts(
+        ledger=ledger,
+        views=SqlViewQueries(db),
+        credentials=credentials_for_tests(),
+        clock=clock,
+        live=feed,
+        signing_key=KEY,
+        task_logs=task_logs,
+    )
+    session = ConsoleSession("staff", frozenset({"staff"}), int(clock().timestamp()) + 3600, "c")
+    app = Starlette(routes=screen_routes(ports))
+    live = Live(app, store, db, clock, running, seal(session, KEY), feed)
+    live.project()
+    try:
+        yield live
+    finally:
+        store.close()
+        db.close()
+
+
+@pytest.fixture
+def task_log() -> FakeTaskLog:
+    return FakeTaskLog()
+
+
+@pytest.fixture
+def live(tmp_path: Path, task_log: FakeTaskLog) -> Iterator[Live]:
+    yield from live_setup(tmp_path, task_log)
+
+
+def finish(live: Live, log: list[str]) -> None:
+    assert live.running.succeed(1, START + timedelta(minutes=11), changed=True, log=log)
+    live.store.save(live.running)
+    live.project()
+
+
+async def test_a_running_step_streams_its_lines_then_the_recorded_log(
+    live: Live, task_log: FakeTaskLog
+) -> None:
+    task_id = str(live.running.id)
+    stream, running = await live.open(f"/admin/tasks/{task_id}/log")
+    try:
+
+        async def following() -> bool:
+            return bool(task_log.followers.get(task_id))
+
+        await wait_until(following, 10, "the route to follow the task's log")
+        for line in ("connecting to dns-1", HOSTILE, "two\nlines"):
+            task_log.say(task_id, line)
+
+        async def three_lines() -> bool:
+            return len(stream.events()) == 3
+
+        await wait_until(three_lines, 10, "three streamed lines", lambda: stream.body)
+        assert stream.status == 200 and not stream.ended
+        assert stream.events() == [
+            ("line", "connecting to dns-1"),
+            ("line", HOSTILE),  # data as sent: the page's script appends it as text
+            ("line", "two\nlines"),
+        ]
+        finish(live, ["recorded line"])
+
+        async def ended() -> bool:
+            return stream.ended
+
+        await wait_until(ended, 10, "the stream to end once the step ended", lambda: stream.body)
+        name, data = stream.events()[-1]
+        assert name == "ended"
+        recorded = json.loads(data)
+        assert recorded["state"] == "succeeded"
+        assert "recorded line" in recorded["log"]
+        assert task_log.followers[task_id] == []  # the follow was let go
+    finally:
+        await closed(stream, running)
+
+
+async def test_a_finished_task_gets_its_recorded_log_at_once(live: Live) -> None:
+    finish(live, ["all done", HOSTILE])
+    stream, running = await live.open(f"/admin/tasks/{live.running.id}/log")
+    await asyncio.wait_for(running, 10)
+    assert stream.ended
+    [(name, data)] = stream.events()
+    assert name == "ended"
+    assert HOSTILE in json.loads(data)["log"]
+
+
+async def test_without_live_logs_a_running_task_gets_its_log_so_far(tmp_path: Path) -> None:
+    for live in live_setup(tmp_path, None):
+        stream, running = await live.open(f"/admin/tasks/{live.running.id}/log")
+        await asyncio.wait_for(running, 10)
+        [(name, data)] = stream.events()
+        assert (name, json.loads(data)["state"]) == ("ended", "dispatched")
+
+
+async def test_the_deploy_tab_and_the_lists_hear_of_a_change(live: Live) -> None:
+    timeline, timeline_running = await live.open("/admin/live?service_id=1001")
+    ticks, ticks_running = await live.open("/admin/live")
+    try:
+
+        async def both_open() -> bool:  # and the feed has read where the views stand
+            opened = timeline.body.startswith("retry:") and ticks.body.startswith("retry:")
+            return opened and live.feed.position > 0
+
+        await wait_until(both_open, 10, "both streams to open")
+        assert timeline.events() == [] and ticks.events() == []  # nothing changed yet
+        finish(live, [f"log {HOSTILE}"])
+
+        async def heard() -> bool:
+            return bool(timeline.events()) and bool(ticks.events())
+
+        await wait_until(heard, 10, "both streams to hear the change", lambda: timeline.body)
+        name, html = timeline.events()[0]
+        assert name == "timeline"
+        assert html.startswith('<ol id="deploy-timeline"')
+        assert 'data-step="running" data-state="done"' in html
+        assert ticks.events()[0][0] == "change"
+    finally:
+        await closed(timeline, timeline_running)
+        await closed(ticks, ticks_running)
+
+
+async def test_the_live_routes_need_a_session(live: Live) -> None:
+    for path in ("/admin/live", f"/admin/tasks/{live.running.id}/log"):
+        stream, running = await live.open(path, cookie="forged.cookie")
+        await asyncio.wait_for(running, 10)
+        assert stream.status == 303 and "event:" not in stream.body
