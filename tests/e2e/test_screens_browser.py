@@ -157,7 +157,7 @@ async def test_the_splash_advances_step_by_step_and_turns_into_the_dashboard_wit
     bar = page.locator("#progress-bar")
     assert await bar.get_attribute("data-done") == "1"
     assert await bar.get_attribute("data-total") == str(len(steps))
-    shot = await browser.shot(page, "splash")
+    save_readme_shot(await browser.shot(page, "splash"), "splash")  # the README's
 
     hold(system, "v-add-web-domain")  # the user goes through; the web domain waits
     await wait_steps(
@@ -178,7 +178,6 @@ async def test_the_splash_advances_step_by_step_and_turns_into_the_dashboard_wit
     assert [done_count(s) for s in seen] == sorted(done_count(s) for s in seen), seen
     assert set(seen[-1].values()) == {"done"}, seen[-1]
     await browser.shot(page, "dashboard")
-    save_readme_shot(shot, "splash")
     assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
 
 
@@ -251,7 +250,7 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
     row = page.locator("#services-table tr[data-service-id='201']")
     await row.wait_for()
     assert await page.locator("#services-table tr[data-service-id]").count() == 1
-    shot = await browser.shot(page, "console-services")
+    await browser.shot(page, "console-services")
 
     # its Deploy tab, live: held on the web domain and the DNS records' second command
     await page.goto(f"{base}/admin/services/201?tab=deploy")
@@ -263,7 +262,7 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
         {"web.domain": "running", "dns.records@uni1": "running", "mail.dkim": "done"},
         "the deploy at its gates",
     )
-    shot = await browser.shot(page, "console-deploy")
+    save_readme_shot(await browser.shot(page, "console-deploy"), "console")  # the README's
 
     # the DNS records' log, streamed while its step is held on the node
     records = await task_of(system, 201, "dns.records@uni1")
@@ -318,5 +317,4 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
     await flash.wait_for()
     assert message in await flash.inner_text()
     assert (await system.staff.get("/v1/settings")).json() == before
-    save_readme_shot(shot, "console")
     assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
