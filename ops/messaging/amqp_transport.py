@@ -204,6 +204,7 @@ class AmqpTransport:
         self._admin: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._live: AbstractExchange | None = None
+        self.live_queues: set[str] = set()  # the live channel's queues its listeners hold now
         self._subscriptions: list[_AmqpSubscription] = []
 
     async def connect(self) -> None:
@@ -330,12 +331,14 @@ class AmqpTransport:
                 )
                 await queue.bind(self.live_exchange, routing_key=pattern)
                 await queue.consume(on_message, no_ack=True)
+            self.live_queues.add(name)
             yield heard(buffer)
         finally:
             # also when cancelled (a follower gone): the queue must not outlive the listener
             await asyncio.shield(self._unlisten(channel, name))
 
     async def _unlisten(self, channel: AbstractChannel, queue: str) -> None:
+        self.live_queues.discard(queue)
         try:
             if not channel.is_closed:
                 async with _as_transport_errors(f"delete {queue}", self.timeout):
