@@ -173,9 +173,13 @@ class System:
             ),
             live=SqlLiveChanges(self.db, self.settings.view_prefix),
             signing_key=self.screen_signing_key(),
-            # the broker's live channel: a running step's lines, sent by its role handler
-            task_logs=TransportTaskLog(self.transport, connect=self.connect_transport),
+            task_logs=self.task_logs(),
         )
+
+    def task_logs(self) -> TransportTaskLog:
+        """A running step's log lines as its role handler sends them on the broker's live
+        channel (``role_handler``'s ``live``), for the staff console."""
+        return TransportTaskLog(self.transport, connect=self.connect_transport)
 
     def settings_book(self) -> StoreSettingsBook:
         """The runtime settings (``GET|PUT /v1/settings``), defaults from the process settings."""

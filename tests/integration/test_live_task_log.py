@@ -28,6 +28,7 @@ from ops.devtools.simnode import Faults, SimNode, read_command_log
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.live_log import LineBroadcast, TransportTaskLog, task_log_key
+from tests.fakes.line_outlets import HangingOutlet
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
 from tests.support.simnode_driver import node_and_driver
@@ -236,11 +237,6 @@ async def test_a_follower_gone_leaves_no_queue_behind(transport: AnyTransport, h
     finally:
         await follower.stop()
         await lines.close()
-
-
-class HangingOutlet:
-    async def send(self, task_id: str, line: str) -> None:
-        await asyncio.Event().wait()
 
 
 def timeless(log: list[str]) -> list[str]:

@@ -4,7 +4,6 @@ text the recorded log keeps; the live channel's keys never widen to other tasks.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -14,31 +13,8 @@ from handlers.live_lines import BufferedLiveLines
 from handlers.step import StepLog
 from ops.messaging.inprocess_transport import InProcessTransport
 from ops.messaging.live_log import TransportTaskLog, task_log_key
+from tests.fakes.line_outlets import HangingOutlet, RecordingOutlet
 from tests.support.transports import wait_until
-
-
-class HangingOutlet:
-    """An outlet whose broker never answers: it takes one line and waits for ever."""
-
-    def __init__(self) -> None:
-        self.taken: list[str] = []
-
-    async def send(self, task_id: str, line: str) -> None:
-        self.taken.append(line)
-        await asyncio.Event().wait()
-
-
-class RecordingOutlet:
-    """An outlet that keeps every line, refusing those in ``refuse``."""
-
-    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
-        self.sent: list[tuple[str, str]] = []
-        self._refuse = refuse
-
-    async def send(self, task_id: str, line: str) -> None:
-        if line in self._refuse:
-            raise ConnectionError("broker gone")
-        self.sent.append((task_id, line))
 
 
 async def test_send_never_waits_and_a_full_buffer_drops_and_counts(
