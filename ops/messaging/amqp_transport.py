@@ -323,13 +323,18 @@ class AmqpTransport:
             channel = await connection.channel()
         try:
             async with _as_transport_errors(f"listen {pattern}", self.timeout):
+                # declared on this channel too: restored with it, before its binding, when
+                # the broker comes back without the exchange (it is transient)
+                live = await channel.declare_exchange(
+                    self.live_exchange, aio_pika.ExchangeType.TOPIC, durable=False
+                )
                 queue = await channel.declare_queue(
                     name,
                     exclusive=True,
                     auto_delete=True,
                     arguments={"x-max-length": LISTEN_BUFFER, "x-overflow": "drop-head"},
                 )
-                await queue.bind(self.live_exchange, routing_key=pattern)
+                await queue.bind(live, routing_key=pattern)
                 await queue.consume(on_message, no_ack=True)
             self.live_queues.add(name)
             yield heard(buffer)

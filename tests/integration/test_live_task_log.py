@@ -2,7 +2,8 @@
 the step notes, in order, while the step still runs (the node holds a command until the test
 lets it go); a follower gone leaves no queue and no binding behind; the result's log, what is
 recorded for the task, is the same with or without the live channel, and a live channel that
-hangs neither slows nor fails a step."""
+hangs neither slows nor fails a step; a follower hears again after its broker connection
+dropped and came back."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aio_pika.exceptions
@@ -32,8 +34,11 @@ from tests.fakes.line_outlets import HangingOutlet
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
 from tests.support.simnode_driver import node_and_driver
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.transports import (  # noqa: F401 - shared fixtures
     AnyTransport,
+    QueueNames,
+    clean_broker,
     queue_names,
     transport,
     wait_until,
@@ -265,3 +270,40 @@ async def test_the_recorded_log_is_the_same_and_a_stuck_live_channel_slows_no_st
         if lines is not None:
             assert lines.dropped >= len(result.log) - 2  # one taken, one buffered
     assert logs[0] == logs[1] and len(logs[0]) == 4
+
+
+async def test_a_follower_hears_again_once_the_broker_connection_is_back(
+    amqp_url: str, exchange_name: str, queue_names: QueueNames
+) -> None:
+    """RabbitMQ only: the connection drops (the exclusive queue goes with it) and comes back;
+    the follower's queue, its binding and its consumer are restored, and it hears again."""
+    broker = urlsplit(amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.start()
+    url = amqp_url.replace(f"{broker.hostname}:{broker.port}", f"127.0.0.1:{proxy.port}")
+    gateway_side = AmqpTransport(url, exchange_name, timeout=5.0)
+    handler_side = AmqpTransport(amqp_url, exchange_name, timeout=5.0)
+    lines = BufferedLiveLines(LineBroadcast(handler_side))
+    connected: list[bool] = []
+    follower: Follower | None = None
+    try:
+        await handler_side.connect()
+        await gateway_side.connect()
+        gateway_side.on_connection_change(connected.append)
+        follower = Follower(gateway_side)
+        await follower.listening(lines)
+        await proxy.stop()
+        await wait_until(lambda: connected == [False], "the lost connection reported")
+        await proxy.start()
+        await wait_until(lambda: connected == [False, True], "the connection back", 60)
+        follower.heard.clear()
+        await follower.listening(lines)  # fails unless the queue was declared and bound again
+        assert len(gateway_side.live_queues) == 1
+    finally:
+        if follower is not None:
+            await follower.stop()
+        await lines.close()
+        await gateway_side.close()
+        await handler_side.close()
+        await proxy.stop()
+        await clean_broker(amqp_url, exchange_name, queue_names)
