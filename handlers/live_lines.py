@@ -77,6 +77,8 @@ class BufferedLiveLines:
             drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
+        if self.dropped or self.failed:
+            log.info("live log: %d lines dropped, %d not sent", self.dropped, self.failed)
 
     def _start_drainer(self) -> None:
         if self._drainer is None or self._drainer.done():
