@@ -76,7 +76,7 @@ from gateway.request_parsing import (
 )
 from gateway.responses import ApiJSONResponse, error, success
 from gateway.screens.live_feed import ChangeSource, LiveFeed
-from gateway.screens.screen_ports import ScreenPorts, screen_routes
+from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
 from gateway.servers_api import server_routes
 from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
@@ -106,6 +106,7 @@ def create_app(
     usage_refresh: UsageRefresh | None = None,
     live: ChangeSource | None = None,
     signing_key: bytes | None = None,
+    task_logs: LiveTaskLog | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
@@ -115,7 +116,9 @@ def create_app(
     ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes).
     ``usage`` and ``usage_refresh``: usage and metric billing (``gateway.usage_api``; without
     both, no usage routes). ``live`` and ``signing_key``: the screens (``gateway.screens``:
-    the client area and the staff console; without both, none)."""
+    the client area and the staff console; without both, none). ``task_logs``: a running
+    step's log lines as the handler sends them, for the console (None: a task's log shows
+    once its step has ended)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -221,6 +224,7 @@ def create_app(
                 usage=usage,
                 usage_refresh=usage_refresh,
                 whmcs_api=whmcs_api,
+                task_logs=task_logs,
             )
         )
     return Starlette(
