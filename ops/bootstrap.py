@@ -171,6 +171,7 @@ class System:
             ),
             live=SqlLiveChanges(self.db, self.settings.view_prefix),
             signing_key=self.screen_signing_key(),
+            public_url=self.settings.public_url,
         )
 
     def settings_book(self) -> StoreSettingsBook:
