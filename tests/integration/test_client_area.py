@@ -67,6 +67,7 @@ class Area:
     clock: Clock
     book: StoreCertificateBook
     tasks: dict[str, Task]
+    db: Database
 
     def project(self) -> None:
         self.runner.catch_up()
@@ -179,7 +180,7 @@ def area(sqlite_url: str) -> Iterator[Area]:
                 actor="deploy",
             )
             book.update(seed.id, lambda _: seed, "busy")
-            setup = Area(app, client, store, runner, clock, book, tasks)
+            setup = Area(app, client, store, runner, clock, book, tasks, db)
             setup.project()
             yield setup
     finally:
@@ -449,3 +450,25 @@ def test_the_live_stream_sends_a_state_when_the_services_views_change(area: Area
             await stream.close()
 
     asyncio.run(scenario())
+
+
+def test_a_certificates_change_wakes_its_services_pages_though_the_service_did_not_change(
+    area: Area,
+) -> None:
+    """The SSL view keeps no position per row: the live source finds its change by time."""
+    area.service_changes("mark_active")
+    changes = SqlLiveChanges(area.db)
+    start, nothing = changes.changes_after(None)
+    assert nothing == set()
+    assert area.client.post("/v1/services/1001/ssl/web/issue", headers=AUTH).status_code == 202
+    area.project()
+    moved, changed = changes.changes_after(start)
+    assert moved > start and changed == {"1001"}
+    row = SqlViewQueries(area.db).service("1001")
+    assert row is not None and row["last_position"] <= start  # the SSL view told, not it
+    assert changes.changes_after(moved) == (moved, set())
+    area.clock.advance(seconds=1)
+    assert area.client.post("/v1/services/1002/sync-usage", headers=AUTH).status_code == 202
+    area.project()
+    _, only_the_other = changes.changes_after(moved)
+    assert only_the_other == {"1002"}  # the certificate seen once is not reported again
