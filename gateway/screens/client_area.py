@@ -141,6 +141,9 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
                     found = await ports.live.shared(service_id, position, read)
 
     async def retry(service_id: str, form: dict[str, str], role: str) -> None:
+        found = await asyncio.to_thread(ports.views.service, service_id)
+        if found is None or found["status"] != "deploy_failed":
+            raise Conflict("nothing has failed that could be tried again")
         steps = await asyncio.to_thread(ports.views.timeline, service_id) or []
         failed = [s["task_id"] for s in steps if s.get("state") in ("error", "cancelled")]
         retried = 0

@@ -379,6 +379,9 @@ def test_sync_now_and_issue_now_record_what_the_api_records(area: Area) -> None:
     assert area.act("ssl/web/custom/remove", token).status_code == 202  # nothing custom: no-op
     assert area.position() == before
 
+    nothing_failed = area.act("retry", token)
+    assert nothing_failed.status_code == 409 and area.position() == before
+
     redirect = area.client.post("/client/1001/sync-usage", data={"token": token})
     assert redirect.status_code == 303
     assert redirect.headers["location"] == f"/client/1001?token={token}"
