@@ -10,11 +10,12 @@ The state: ``service_id, status, domain, screen`` (``splash`` while the service 
 also after Try again, while the retried steps run —, ``error`` on ``deploy_failed``,
 ``dashboard`` otherwise), ``writable`` (false while suspended, terminating or terminated),
 ``progress {done, total}`` and ``steps`` (the latest run: ``step, role, state`` —
-``done|running|waiting|failed`` — ``duration_ms``), ``activity`` (the latest oplog entries:
-``at, action, kind``), ``error`` (``{text, detail}`` in words a customer reads: the part that
-failed, and the first line of why, cut short; None unless failed), ``usage`` (``{collected_at,
-stale, gauges}`` or None) and ``ssl`` (per role: ``role, mode, state, not_after,
-frozen_until``). Nothing here is markup: the page escapes it all.
+``done|running|waiting|failed`` — ``duration_ms``), ``activity`` (the oplog entries a
+customer cares for, newest first: ``at, when, action, kind, text``, ``text`` in words),
+``error`` (``{text, detail}`` in words a customer reads: the part that failed, and the
+first line of why, cut short; None unless failed), ``usage`` (``{collected_at, stale,
+gauges}`` or None) and ``ssl`` (per role: ``role, mode, state, not_after, frozen_until``).
+Nothing here is markup: the page escapes it all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,28 @@ STEP_STATES = {
     "cancelled": "failed",
 }
 READ_ONLY_STATUSES = ("suspended", "terminating", "terminated")
+# the operation log's actions, as a customer reads them; one not named here is not shown
+# (a password re-sealed under a new key is staff's business)
+ACTIVITY_WORDS = {
+    "order": "Your order was received",
+    "suspend": "A suspension was asked for",
+    "unsuspend": "Lifting the suspension was asked for",
+    "terminate": "Cancelling the service was asked for",
+    "redeploy": "Setting up again was asked for",
+    "factory-reset": "A reset to a fresh start was asked for",
+    "verify-repair": "A check and repair was asked for",
+    "change-plan": "A plan change was asked for",
+    "sync-usage": "A usage update was asked for",
+    "placement-waiting": "Waiting for a server to become available",
+    "placed": "Servers were chosen for your service",
+    "activated": "Your service is ready",
+    "deploy-failed": "Setting up could not finish",
+    "suspended": "The service was suspended",
+    "unsuspended": "The service was unsuspended",
+    "plan-applied": "The new plan is in force",
+    "terminated": "The service was cancelled",
+    "terminated-with-leftovers": "The service was cancelled",
+}
 # what failed, by the role of the step that failed (its name's first part: ``mail.domain``)
 FAILED_PARTS = {
     "web": "your website",
@@ -85,10 +108,7 @@ def client_state(
         "writable": status not in READ_ONLY_STATUSES,
         "progress": {"done": sum(s["state"] == "done" for s in shown), "total": len(shown)},
         "steps": shown,
-        "activity": [
-            {"at": entry.get("at"), "action": entry.get("action"), "kind": entry.get("kind")}
-            for entry in reversed(activity)  # newest first
-        ],
+        "activity": [_activity(entry) for entry in reversed(activity) if _shown(entry)],
         "error": customer_error(row.get("last_error")) if screen == "error" else None,
         "usage": _usage(usage, now),
         "ssl": [_certificate(cert) for cert in ssl],
@@ -108,6 +128,25 @@ def customer_error(last_error: object) -> dict[str, str]:
     return {
         "text": f"We could not finish setting up {part}. Nothing is lost: you can try again.",
         "detail": why,
+    }
+
+
+def _shown(entry: dict[str, Any]) -> bool:
+    action = str(entry.get("action"))
+    return action in ACTIVITY_WORDS or action.endswith("-failed")
+
+
+def _activity(entry: dict[str, Any]) -> dict[str, Any]:
+    action = str(entry.get("action"))
+    at = entry.get("at")
+    return {
+        "at": at,
+        "when": None
+        if not at
+        else datetime.fromisoformat(str(at)).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "action": action,
+        "kind": entry.get("kind"),
+        "text": ACTIVITY_WORDS.get(action, "An operation could not finish"),
     }
 
 

@@ -82,7 +82,10 @@
       ]);
     }));
     replace(byId("activity"), state.activity.map(function (entry) {
-      return el("li", {}, [el("time", { text: entry.at || "" }), document.createTextNode(" " + entry.action)]);
+      return el("li", { "data-action": entry.action }, [
+        el("time", { datetime: entry.at || "", text: entry.when || "" }),
+        document.createTextNode(" " + entry.text)
+      ]);
     }));
 
     var usage = state.usage;
