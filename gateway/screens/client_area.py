@@ -138,7 +138,8 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
                     sent = text
                 position = await watch.next(RECHECK_S)
                 if position is not None:
-                    found = await ports.live.shared(service_id, position, read)
+                    # keyed apart from other pages' reads of the same service (the console's)
+                    found = await ports.live.shared(f"client:{service_id}", position, read)
 
     async def retry(service_id: str, form: dict[str, str], role: str) -> None:
         found = await asyncio.to_thread(ports.views.service, service_id)

@@ -475,3 +475,51 @@ def test_a_certificates_change_wakes_its_services_pages_though_the_service_did_n
     area.project()
     _, only_the_other = changes.changes_after(moved)
     assert only_the_other == {"1002"}  # the certificate seen once is not reported again
+
+
+class CountingViews:
+    """The real views, counting the timeline reads (one per state a page is sent)."""
+
+    def __init__(self, views: SqlViewQueries) -> None:
+        self._views = views
+        self.timeline_reads = 0
+
+    def timeline(self, service_id: str) -> list[dict[str, Any]] | None:
+        self.timeline_reads += 1
+        return self._views.timeline(service_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._views, name)
+
+
+def test_the_open_pages_of_a_service_cost_one_read_per_change(area: Area) -> None:
+    views = CountingViews(SqlViewQueries(area.db))
+    app = create_app(
+        ledger=StoreLedger(area.store, PasswordSealer(SECRET)),
+        views=views,  # type: ignore[arg-type]
+        credentials=credentials_for_tests(),
+        clock=area.clock,
+        live=SqlLiveChanges(area.db),
+        signing_key=KEY,
+    )
+    token = area.link()
+
+    async def scenario() -> None:
+        pages = [EventStreamReader(app, f"/client/1001/live?token={token}") for _ in range(5)]
+        try:
+            for stream in pages:
+                assert (await stream.next_event(timeout=10))[0] == "state"
+            assert views.timeline_reads >= len(pages)  # each page's own first read
+            for change, status in (("mark_active", "active"), ("mark_suspended", "suspended")):
+                before = views.timeline_reads
+                await asyncio.to_thread(area.service_changes, change)
+                for stream in pages:
+                    event, data = await stream.next_event(timeout=10)
+                    assert (event, json.loads(data)["status"]) == ("state", status)
+            # the feed had started by the second change: one read for the five pages
+            assert views.timeline_reads == before + 1
+        finally:
+            for stream in pages:
+                await stream.close()
+
+    asyncio.run(scenario())
