@@ -49,7 +49,10 @@ RULES: dict[str, dict[str, set[str]]] = {
     # layer: {"project": allowed project packages, "third_party": allowed third-party roots}
     "domain": {"project": {"domain"}, "third_party": {"eventsourcing.domain"}},
     "projections": {"project": {"domain", "projections"}, "third_party": set()},
-    "gateway": {"project": {"domain", "projections", "gateway"}, "third_party": {"starlette", "jinja2"}},
+    "gateway": {
+        "project": {"domain", "projections", "gateway"},
+        "third_party": {"starlette", "jinja2"},
+    },
     "handlers": {
         "project": {"domain", "handlers"},
         "third_party": {"asyncssh", "dns", "acme", "josepy", "cryptography", "httpx"},
