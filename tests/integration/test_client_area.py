@@ -428,7 +428,9 @@ def test_a_wrong_token_or_a_cross_site_form_records_nothing(area: Area) -> None:
 # --- live ------------------------------------------------------------------------------------
 
 
-def test_the_live_stream_sends_a_state_when_the_services_views_change(area: Area) -> None:
+def test_the_live_stream_sends_a_state_when_the_views_change_until_the_link_expires(
+    area: Area,
+) -> None:
     token = area.link()
     refused = area.client.get("/client/1002/live", params={"token": token})
     assert refused.status_code == 403
@@ -447,6 +449,10 @@ def test_the_live_stream_sends_a_state_when_the_services_views_change(area: Area
             await asyncio.to_thread(area.service_changes, "mark_active")
             changed = await state_with(stream, "active")
             assert changed["screen"] == "dashboard"
+            area.clock.advance(minutes=61)  # the link's hour is over
+            await asyncio.to_thread(area.service_changes, "mark_suspended")
+            event, data = await stream.next_event(timeout=10)
+            assert event == "refused" and "expired" in json.loads(data)["error"]
         finally:
             await stream.close()
 
