@@ -14,7 +14,8 @@ also after Try again, while the retried steps run —, ``error`` on ``deploy_fai
 customer cares for, newest first: ``at, when, action, kind, text``, ``text`` in words),
 ``error`` (``{text, detail}`` in words a customer reads: the part that failed, and the
 first line of why, cut short; None unless failed), ``usage`` (``{collected_at, stale,
-gauges}`` or None) and ``ssl`` (per role: ``role, mode, state, not_after, frozen_until``).
+gauges: {metric: {used, unit, limit, percent, label}}}`` or None) and ``ssl`` (per role:
+``role, mode, state, not_after, frozen_until``).
 Nothing here is markup: the page escapes it all.
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from domain.usage_metrics import gauges
+from domain.usage_metrics import definitions, gauges
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
@@ -167,10 +168,14 @@ def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _usage(row: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
     if row is None:
         return None
+    labels = {metric["name"]: metric["display_name"] for metric in definitions()}
     return {
         "collected_at": row.get("collected_at"),
         "stale": bool(row.get("stale")),
-        "gauges": gauges(row, row.get("plan"), now),
+        "gauges": {
+            name: {**gauge, "label": labels.get(name, name)}
+            for name, gauge in gauges(row, row.get("plan"), now).items()
+        },
     }
 
 

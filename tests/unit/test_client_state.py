@@ -115,6 +115,7 @@ def test_usage_gauges_against_the_plan_and_activity_in_words() -> None:
     found = client_state(service("active"), [], activity, usage, [], NOW)
     disk = found["usage"]["gauges"]["disk_mb"]
     assert (disk["used"], disk["limit"], disk["percent"]) == (250, 1000, 25.0)
+    assert disk["label"] and disk["label"] != "disk_mb"
     assert found["usage"]["collected_at"] == T0
     assert [(a["action"], a["text"]) for a in found["activity"]] == [
         ("suspend-failed", "An operation could not finish"),  # newest first

@@ -93,7 +93,7 @@
       var gauge = usage.gauges[name];
       var text = gauge.used + " " + gauge.unit + (gauge.limit ? " of " + gauge.limit + " " + gauge.unit : "");
       var meter = gauge.limit ? el("meter", { min: "0", max: String(gauge.limit), value: String(gauge.used) }) : null;
-      return el("tr", { "data-metric": name }, [el("th", { text: name }), el("td", { text: text }), el("td", {}, [meter])]);
+      return el("tr", { "data-metric": name }, [el("th", { text: gauge.label }), el("td", { text: text }), el("td", {}, [meter])]);
     }));
     byId("usage-collected").textContent = usage && usage.collected_at ? usage.collected_at : "not yet";
 
