@@ -117,9 +117,9 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
             opened(service_id, token)
         except Refused as refused:
             return error(refused.status_code, refused.message, PAGE_HEADERS)
-        return event_stream(request, _changes(service_id, token))
+        return event_stream(request, changes(service_id, token))
 
-    async def _changes(service_id: str, token: str | None) -> AsyncIterator[tuple[str, str]]:
+    async def changes(service_id: str, token: str | None) -> AsyncIterator[tuple[str, str]]:
         def read() -> Awaitable[dict[str, Any] | None]:
             return asyncio.to_thread(read_client_state, ports, service_id, ports.clock())
 
