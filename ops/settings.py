@@ -45,8 +45,8 @@ class Settings:
     database_url: str = "sqlite:///hostwright.sqlite"
     amqp_url: str | None = None
     listen: str = "127.0.0.1:8080"
-    # the address customers reach the gateway at (https://panel.example.com): the base of the
-    # client links it mints; unset: the address the link was asked for at
+    # the address customers reach the gateway at (https://panel.example.com, no path): the
+    # base of the client links it mints; unset: the address the link was asked for at
     public_url: str | None = None
     api_token: str | None = None
     staff_token: str | None = None  # staff's bearer token
@@ -237,8 +237,8 @@ class Settings:
             found.append(f"HOSTWRIGHT_LISTEN {listen_problem(self.listen)}")
         if self.public_url is not None and not _public_url(self.public_url):
             found.append(
-                "HOSTWRIGHT_PUBLIC_URL must be http(s)://host[:port][/path], with no query or "
-                "fragment (the base of client links)"
+                "HOSTWRIGHT_PUBLIC_URL must be http(s)://host[:port], with no path, query or "
+                "credentials (the base of client links; the screens are served at the root)"
             )
         if not self.view_prefix.replace("_", "").isalnum():
             found.append("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
@@ -481,7 +481,8 @@ def _positive_int(name: str, value: object) -> int:
 
 
 def _public_url(url: str) -> bool:
-    """An http(s) base URL a path can follow: a host, no query, fragment or credentials."""
+    """An http(s) origin a path can follow: a host, no path (the pages link to ``/client/…``
+    and ``/static/…`` from the root), query, fragment or credentials."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -489,6 +490,7 @@ def _public_url(url: str) -> bool:
     return (
         parts.scheme in ("http", "https")
         and bool(parts.hostname)
+        and parts.path in ("", "/")
         and not (parts.query or parts.fragment or parts.username or parts.password)
         and not any(c.isspace() or c in "<>\"'" for c in url)
     )

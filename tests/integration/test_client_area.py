@@ -52,7 +52,7 @@ from tests.support.gateway import AUTH, READER, Client, credentials_for_tests, o
 NOW = datetime.now(UTC).replace(microsecond=0)
 SECRET = "a-secret-key-only-for-tests-0123456789"
 KEY = b"screens-signing-key-for-tests-012"
-PUBLIC = "https://panel.example.net/hosting"
+PUBLIC = "https://panel.example.net"
 POLICY = RetryPolicy(max_attempts=1, initial_backoff_s=1, max_backoff_s=1, jitter=0)
 HOSTILE = '<script>alert("x")</script>'
 SCREENS = ("splash", "error-screen", "dashboard")

@@ -49,7 +49,8 @@ def test_a_port_above_65535_is_refused() -> None:
     ("url", "good"),
     [
         ("https://panel.example.com", True),
-        ("http://127.0.0.1:8080/hosting/", True),
+        ("http://127.0.0.1:8080/", True),
+        ("https://panel.example.com/hosting", False),
         ("panel.example.com", False),
         ("ftp://panel.example.com", False),
         ("https://panel.example.com/?x=1", False),
