@@ -68,6 +68,7 @@ class Area:
     book: StoreCertificateBook
     tasks: dict[str, Task]
     db: Database
+    ca: MiniCa
 
     def project(self) -> None:
         self.runner.catch_up()
@@ -180,7 +181,7 @@ def area(database_url: str) -> Iterator[Area]:
                 actor="deploy",
             )
             book.update(seed.id, lambda _: seed, "busy")
-            setup = Area(app, client, store, runner, clock, book, tasks, db)
+            setup = Area(app, client, store, runner, clock, book, tasks, db, ca)
             setup.project()
             yield setup
     finally:
@@ -385,6 +386,28 @@ def test_sync_now_and_issue_now_record_what_the_api_records(area: Area) -> None:
     redirect = area.client.post("/client/1001/sync-usage", data={"token": token})
     assert redirect.status_code == 303
     assert redirect.headers["location"] == f"/client/1001?token={token}"
+
+
+def test_a_customers_own_certificate_is_uploaded_and_removed_as_through_the_api(
+    area: Area,
+) -> None:
+    area.service_changes("mark_active")
+    token = area.link()
+    leaf = area.ca.leaf(["shop1001.example.com"])
+    before = area.position()
+    uploaded = area.act(
+        "ssl/web/custom", token, certificate=leaf.certificate_pem, private_key=leaf.key_pem
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    assert [t for t, _ in area.recorded_since(before)] == ["Certificate.CustomUploaded"]
+    area.project()
+    page = area.page(token).text
+    assert re.search(r'<tr data-role="web" data-state="issued">', page)
+    assert 'class="remove-custom' in page and "PRIVATE KEY" not in page
+    assert "PRIVATE KEY" not in json.dumps(area.state(token))
+    before = area.position()
+    assert area.act("ssl/web/custom/remove", token).status_code == 202
+    assert [t for t, _ in area.recorded_since(before)] == ["Certificate.CustomRemoved"]
 
 
 def test_try_again_records_the_retry_of_each_failed_step(area: Area) -> None:
