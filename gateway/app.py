@@ -26,8 +26,9 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 when the app has a ``DeadLetters`` port and the broker answered.
 
 The services list and one service's read live in ``gateway.services_api``; the timeline
-and task routes in ``gateway.tasks_api``; a service's SSL in ``gateway.ssl_api``; reading a
-request's body and query parameters, in ``gateway.request_parsing``.
+and task routes in ``gateway.tasks_api``; a service's SSL in ``gateway.ssl_api``; the client
+link (``POST /v1/services/{id}/client-link``) and the screens in ``gateway.screens``; reading
+a request's body and query parameters, in ``gateway.request_parsing``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
 when the body has none, so a retried call records one event.
