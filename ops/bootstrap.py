@@ -174,6 +174,7 @@ class System:
             live=SqlLiveChanges(self.db, self.settings.view_prefix),
             signing_key=self.screen_signing_key(),
             task_logs=self.task_logs(),
+            public_url=self.settings.public_url,
         )
 
     def task_logs(self) -> TransportTaskLog:
