@@ -26,8 +26,9 @@ Status codes, one per kind of failure (every error body is ``{"result": "error",
 when the app has a ``DeadLetters`` port and the broker answered.
 
 The services list and one service's read live in ``gateway.services_api``; the timeline
-and task routes in ``gateway.tasks_api``; a service's SSL in ``gateway.ssl_api``; reading a
-request's body and query parameters, in ``gateway.request_parsing``.
+and task routes in ``gateway.tasks_api``; a service's SSL in ``gateway.ssl_api``; the client
+link (``POST /v1/services/{id}/client-link``) and the screens in ``gateway.screens``; reading
+a request's body and query parameters, in ``gateway.request_parsing``.
 
 A lifecycle call (and an order) may carry an ``Idempotency-Key`` header; it is the command id
 when the body has none, so a retried call records one event.
@@ -75,8 +76,9 @@ from gateway.request_parsing import (
     with_idempotency_key,
 )
 from gateway.responses import ApiJSONResponse, error, success
+from gateway.screens.client_links import client_link_routes
 from gateway.screens.live_feed import ChangeSource, LiveFeed
-from gateway.screens.screen_ports import ScreenPorts, screen_routes
+from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
 from gateway.servers_api import server_routes
 from gateway.services_api import service_routes
 from gateway.settings_api import settings_routes
@@ -106,6 +108,8 @@ def create_app(
     usage_refresh: UsageRefresh | None = None,
     live: ChangeSource | None = None,
     signing_key: bytes | None = None,
+    task_logs: LiveTaskLog | None = None,
+    public_url: str | None = None,
 ) -> Starlette:
     """The API over ``ledger`` (writes) and ``views`` (reads), its callers known by
     ``credentials``; what each records is recorded under the caller's credential's name.
@@ -115,7 +119,10 @@ def create_app(
     ``ssl_views``: a service's SSL (``gateway.ssl_api``; without both, no SSL routes).
     ``usage`` and ``usage_refresh``: usage and metric billing (``gateway.usage_api``; without
     both, no usage routes). ``live`` and ``signing_key``: the screens (``gateway.screens``:
-    the client area and the staff console; without both, none)."""
+    the client area and the staff console; without both, none). ``task_logs``: a running
+    step's log lines as the handler sends them, for the console (None: a task's log shows
+    once its step has ended). ``public_url``: the base of the client links (None: the
+    address each link is asked at)."""
 
     async def order_service(request: Request) -> Response:
         body = with_idempotency_key(request, await read_json(request, required=True))
@@ -168,6 +175,27 @@ def create_app(
     def services_route(path: str, endpoint: Endpoint, method: str) -> Route:
         return guarded_route(path, endpoint, method=method, area=SERVICES)
 
+    screens = (
+        None
+        if live is None or signing_key is None
+        else ScreenPorts(
+            ledger=ledger,
+            views=views,
+            credentials=credentials,
+            clock=clock,
+            live=LiveFeed(live),
+            signing_key=signing_key,
+            servers=servers,
+            settings=settings,
+            certificates=certificates,
+            ssl_views=ssl_views,
+            usage=usage,
+            usage_refresh=usage_refresh,
+            whmcs_api=whmcs_api,
+            public_url=public_url,
+            task_logs=task_logs,
+        )
+    )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         services_route("/v1/services", order_service, "POST"),
@@ -196,6 +224,8 @@ def create_app(
             if usage is None or usage_refresh is None
             else usage_routes(usage=usage, refresher=usage_refresh, servers=servers, clock=clock)
         ),
+        # before the lifecycle route, whose {action} would take it
+        *([] if screens is None else client_link_routes(screens)),
         services_route("/v1/services/{service_id}/{action}", lifecycle, "POST"),
         services_route("/v1/oplog", oplog, "GET"),
     ]
@@ -205,24 +235,8 @@ def create_app(
         routes += settings_routes(
             settings=settings, clock=clock, servers=servers, whmcs_api=whmcs_api
         )
-    if live is not None and signing_key is not None:
-        routes += screen_routes(
-            ScreenPorts(
-                ledger=ledger,
-                views=views,
-                credentials=credentials,
-                clock=clock,
-                live=LiveFeed(live),
-                signing_key=signing_key,
-                servers=servers,
-                settings=settings,
-                certificates=certificates,
-                ssl_views=ssl_views,
-                usage=usage,
-                usage_refresh=usage_refresh,
-                whmcs_api=whmcs_api,
-            )
-        )
+    if screens is not None:
+        routes += screen_routes(screens)
     return Starlette(
         routes=routes,
         middleware=[

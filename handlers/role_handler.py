@@ -18,6 +18,9 @@ it holds the fence, an attempt the store says was superseded (``Attempts``) is d
 touches nothing and publishes ``failed_permanent`` "superseded; not run", which the pipeline
 records nowhere but takes as word that the attempt is off the node (a newer run of the service
 waiting for it dispatches at once).
+Each line the step's log notes also goes, as it is noted, to ``live`` (handlers/live_lines.py:
+best effort, never waited on) for whoever follows the task's log while it runs; the result's
+log, what is recorded for the task, is the same with or without it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any, Protocol
 from domain.correlation import command_context
 from handlers.hestia_command import NodeError
 from handlers.hestia_driver import HestiaDriver, NodeAccess
+from handlers.live_lines import LiveLines
 from handlers.messages import HeartbeatMessage, ResultMessage, TaskMessage
 from handlers.ownership import with_owner
 from handlers.step import NodeDriver, StepAction, StepLog, StepOutcome, StepParamsError
@@ -89,10 +93,12 @@ class RoleHandler:
         fence_poll_s: float = 0.5,
         attempts: Attempts | None = None,
         gate: StepGate | None = None,
+        live: LiveLines | None = None,
     ) -> None:
         """``gate`` asks the step fence and the current attempt at once; without one, they
         are asked of ``fences`` (this process only, by default) and ``attempts`` (none: every
-        attempt runs)."""
+        attempt runs). ``live``: where the steps' log lines go as they are noted (None:
+        nowhere; the recorded log is the same either way)."""
         self.role = role
         self._directory = directory
         self._publisher = publisher
@@ -103,6 +109,7 @@ class RoleHandler:
         self._unseal = unseal or _cannot_unseal
         self._gate: StepGate = gate or GateOfParts(fences or LocalFences(), attempts)
         self._fence_poll_s = fence_poll_s
+        self._live = live
 
     async def handle(self, message: InboundMessage) -> None:
         task = decode_task(message.body)
@@ -110,7 +117,7 @@ class RoleHandler:
             await self._handle(task)
 
     async def _handle(self, task: TaskMessage) -> None:
-        steplog = StepLog()
+        steplog = StepLog(self._live_sink(task.task_id))
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
         result: ResultMessage
@@ -129,6 +136,8 @@ class RoleHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
+        if self._live is not None:
+            self._live.send(task.task_id, took)
         result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
 
@@ -137,6 +146,14 @@ class RoleHandler:
         for _, driver in drivers.values():
             await driver.close()
         await self._gate.close()
+        if self._live is not None:
+            await self._live.close()
+
+    def _live_sink(self, task_id: str) -> Callable[[str], None] | None:
+        live = self._live
+        if live is None:
+            return None
+        return lambda line: live.send(task_id, line)
 
     def _gated(
         self, task: TaskMessage, steplog: StepLog

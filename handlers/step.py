@@ -58,18 +58,21 @@ class StepOutcome:
 
 
 class StepLog:
-    """Human-readable lines for the task's log; commands appear with passwords masked."""
+    """Human-readable lines for the task's log; commands appear with passwords masked.
+    ``on_line`` (a role handler's live sink: handlers/live_lines.py) gets each line as it is
+    noted, the same text the log keeps; it must return at once and never raise."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_line: Callable[[str], None] | None = None) -> None:
         self.lines: list[str] = []
+        self._on_line = on_line
 
     def note(self, text: str) -> None:
         self.lines.append(text)
+        if self._on_line is not None:
+            self._on_line(text)
 
     def ran(self, argv: Sequence[str], result: CommandResult) -> None:
-        self.lines.append(
-            f"$ {shown(argv)} -> exit {result.exit_status} ({result.duration_ms:.0f} ms)"
-        )
+        self.note(f"$ {shown(argv)} -> exit {result.exit_status} ({result.duration_ms:.0f} ms)")
 
 
 StepAction = Callable[[NodeDriver, dict[str, Any], dict[str, Any], StepLog], Awaitable[StepOutcome]]

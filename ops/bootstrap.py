@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from domain.server_usage import UsageCadence
 from gateway.app import create_app
 from gateway.credentials import TokenTable
+from handlers.live_lines import BufferedLiveLines
 from handlers.pipeline import Pipeline, PipelineSettings
 from handlers.role_handler import RoleHandler
 from handlers.ssl_desk import SslDesk
@@ -51,6 +52,7 @@ from ops.credentials import credentials_from
 from ops.messaging.broker_publisher import BrokerPublisher, transient_publish_error
 from ops.messaging.dead_letters import DeadLetterGauge
 from ops.messaging.inbox import Inbox
+from ops.messaging.live_log import LineBroadcast, TransportTaskLog
 from ops.messaging.outbox_relay import OutboxRelay
 from ops.messaging.topology import SSL_ROLE
 from ops.messaging.transport import Transport
@@ -171,7 +173,14 @@ class System:
             ),
             live=SqlLiveChanges(self.db, self.settings.view_prefix),
             signing_key=self.screen_signing_key(),
+            task_logs=self.task_logs(),
+            public_url=self.settings.public_url,
         )
+
+    def task_logs(self) -> TransportTaskLog:
+        """A running step's log lines as its role handler sends them on the broker's live
+        channel (``role_handler``'s ``live``), for the staff console."""
+        return TransportTaskLog(self.transport, connect=self.connect_transport)
 
     def settings_book(self) -> StoreSettingsBook:
         """The runtime settings (``GET|PUT /v1/settings``), defaults from the process settings."""
@@ -272,6 +281,7 @@ class System:
             drivers=driver_factory(self.settings.command_timeout_s),
             unseal=self.sealer().unseal,
             gate=step_gate(self.settings.database_url, self.store),
+            live=BufferedLiveLines(LineBroadcast(self.transport)),
         )
 
     def ssl_feed(self) -> tuple[SslFeed, Callable[[], Awaitable[None]]]:

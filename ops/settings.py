@@ -45,6 +45,9 @@ class Settings:
     database_url: str = "sqlite:///hostwright.sqlite"
     amqp_url: str | None = None
     listen: str = "127.0.0.1:8080"
+    # the address customers reach the gateway at (https://panel.example.com, no path): the
+    # base of the client links it mints; unset: the address the link was asked for at
+    public_url: str | None = None
     api_token: str | None = None
     staff_token: str | None = None  # staff's bearer token
     tokens_file: str | None = None  # more named credentials: name, scopes, SHA-256 of the token
@@ -232,6 +235,11 @@ class Settings:
             found.append("HOSTWRIGHT_AMQP_URL must be amqp://… or amqps://…")
         if listen_problem(self.listen):
             found.append(f"HOSTWRIGHT_LISTEN {listen_problem(self.listen)}")
+        if self.public_url is not None and not _public_url(self.public_url):
+            found.append(
+                "HOSTWRIGHT_PUBLIC_URL must be http(s)://host[:port], with no path, query or "
+                "credentials (the base of client links; the screens are served at the root)"
+            )
         if not self.view_prefix.replace("_", "").isalnum():
             found.append("HOSTWRIGHT_VIEW_PREFIX must be letters, digits and '_'")
         if self.log_format not in ("text", "json"):
@@ -470,3 +478,19 @@ def _positive_int(name: str, value: object) -> int:
     if number < 1:
         raise SettingsError(f"{name} must be at least 1")
     return number
+
+
+def _public_url(url: str) -> bool:
+    """An http(s) origin a path can follow: a host, no path (the pages link to ``/client/…``
+    and ``/static/…`` from the root), query, fragment or credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username or parts.password)
+        and not any(c.isspace() or c in "<>\"'" for c in url)
+    )

@@ -1,14 +1,277 @@
-"""The customer's client area: ``/client/{service_id}?token=…`` (to be built)."""
+"""The customer's client area: ``/client/{service_id}?token=…``, its live state and its
+actions.
+
+``client_routes`` consumes the ``ScreenPorts`` and emits the routes (every one opened by a
+client token for that very service, ``gateway.screens.client_tokens``; anything else is a
+403 — a readable page for the page and its forms, the contract's JSON error for ``/state``,
+``/live`` and a form sent by the page's script):
+
+- ``GET /client/{id}?token=`` → the page: the splash while the service is built, the error
+  screen on ``deploy_failed``, the dashboard otherwise (``gateway.screens.client_state``);
+- ``GET /client/{id}/state?token=`` → the state as JSON (the script's polling fallback);
+- ``GET /client/{id}/live?token=`` → server-sent events: ``event: state`` with the same JSON
+  at once and after every change of the service in the views (``ports.live``: one read per
+  change for every page of the service), ``event: refused`` when the token expires;
+- ``POST /client/{id}/retry`` (Try again: ``Task.Retried`` of each failed step of the failed
+  run, as staff's ``POST /v1/tasks/{id}/retry``), ``/sync-usage`` (the lifecycle command of
+  ``POST /v1/services/{id}/sync-usage``), ``/ssl/{role}/issue``, ``/ssl/{role}/custom``
+  (``certificate``, ``private_key``, ``chain``) and ``/ssl/{role}/custom/remove`` (the
+  CertificateLedger calls of ``gateway.ssl_api``). The form field ``token`` is the proof a
+  form comes from the page (another site cannot know it). While the service is suspended,
+  terminating or terminated every one is refused (403) and records nothing. A form answers
+  303 back to the page, or JSON when the script asks for it (``Accept: application/json``):
+  202 on success, the API's status and message on a refusal.
+
+What the customer's actions record is recorded under the actor ``CLIENT_ACTOR``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
 
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from domain.commands import parse_lifecycle
+from domain.correlation import set_command_id
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.ssl_requests import check_role, parse_custom
+from gateway.ports import CertificateLedger
+from gateway.request_parsing import MAX_BODY_BYTES
+from gateway.responses import error, success
+from gateway.screens.client_state import READ_ONLY_STATUSES, read_client_state
+from gateway.screens.client_tokens import TokenRefused, check
+from gateway.screens.event_stream import event_stream
+from gateway.screens.rendering import PAGE_HEADERS, page
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
 
+CLIENT_ACTOR = "client"
+RECHECK_S = 30.0  # how often a quiet live page's token is looked at again
+REFUSALS = {
+    "invalid": "This link is not valid. Open your service from your client area again.",
+    "expired": "This link has expired. Open your service from your client area again "
+    "to get a new one.",
+}
+Action = Callable[[str, dict[str, str], str], Awaitable[None]]
+
+
+class Refused(Exception):
+    """A client request refused with ``status_code`` and a message a customer reads."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
 
 def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
-    return []
+    def opened(service_id: str, token: str | None) -> None:
+        try:
+            check(ports.signing_key, service_id, token, ports.clock())
+        except TokenRefused as refused:
+            raise Refused(403, REFUSALS[refused.reason]) from None
+
+    async def state_of(service_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(read_client_state, ports, service_id, ports.clock())
+        if found is None:
+            raise Refused(404, "There is no such service.")
+        return found
+
+    async def show(request: Request) -> Response:
+        service_id: str = request.path_params["service_id"]
+        token = request.query_params.get("token")
+        try:
+            opened(service_id, token)
+            state = await state_of(service_id)
+        except Refused as refused:
+            return _refused_page(refused)
+        return page(
+            "client/page.html",
+            state=state,
+            token=token,
+            base=f"/client/{quote(service_id)}",
+            roles=[cert["role"] for cert in state["ssl"]],
+        )
+
+    async def state(request: Request) -> Response:
+        service_id: str = request.path_params["service_id"]
+        try:
+            opened(service_id, request.query_params.get("token"))
+            found = await state_of(service_id)
+        except Refused as refused:
+            return error(refused.status_code, refused.message, PAGE_HEADERS)
+        return Response(json.dumps(found), media_type="application/json", headers=PAGE_HEADERS)
+
+    async def live(request: Request) -> Response:
+        service_id: str = request.path_params["service_id"]
+        token = request.query_params.get("token")
+        try:
+            opened(service_id, token)
+        except Refused as refused:
+            return error(refused.status_code, refused.message, PAGE_HEADERS)
+        return event_stream(request, changes(service_id, token))
+
+    async def changes(service_id: str, token: str | None) -> AsyncIterator[tuple[str, str]]:
+        def read() -> Awaitable[dict[str, Any] | None]:
+            return asyncio.to_thread(read_client_state, ports, service_id, ports.clock())
+
+        with ports.live.watch(service_id) as watch:
+            found = await read()  # this page's own first read: the watch is open already
+            sent = None
+            while True:
+                try:
+                    opened(service_id, token)
+                except Refused as refused:
+                    yield "refused", json.dumps({"error": refused.message})
+                    return
+                text = json.dumps(found)
+                if found is not None and text != sent:
+                    yield "state", text
+                    sent = text
+                position = await watch.next(RECHECK_S)
+                if position is not None:
+                    # keyed apart from other pages' reads of the same service (the console's)
+                    found = await ports.live.shared(f"client:{service_id}", position, read)
+
+    async def retry(service_id: str, form: dict[str, str], role: str) -> None:
+        found = await asyncio.to_thread(ports.views.service, service_id)
+        if found is None or found["status"] != "deploy_failed":
+            raise Conflict("nothing has failed that could be tried again")
+        steps = await asyncio.to_thread(ports.views.timeline, service_id) or []
+        failed = [s["task_id"] for s in steps if s.get("state") in ("error", "cancelled")]
+        retried = 0
+        for task_id in failed:
+            try:
+                await asyncio.to_thread(
+                    ports.ledger.retry_task, str(task_id), ports.clock(), CLIENT_ACTOR
+                )
+                retried += 1
+            except (Conflict, NotFound):  # retried meanwhile: its step runs again already
+                continue
+        if not retried:
+            raise Conflict("nothing has failed that could be tried again")
+
+    async def sync_usage(service_id: str, form: dict[str, str], role: str) -> None:
+        command = parse_lifecycle(
+            "sync-usage",
+            service_id,
+            {"command_id": uuid.uuid4().hex},
+            now=ports.clock(),
+            actor=CLIENT_ACTOR,
+        )
+        set_command_id(command.command_id)
+        await asyncio.to_thread(ports.ledger.request, command)
+
+    async def issue(service_id: str, form: dict[str, str], role: str) -> None:
+        certificates = _certificates(ports)
+        await asyncio.to_thread(
+            certificates.request_issue, service_id, role, ports.clock(), CLIENT_ACTOR
+        )
+
+    async def upload(service_id: str, form: dict[str, str], role: str) -> None:
+        certificates = _certificates(ports)
+        fields = {k: v for k, v in form.items() if k != "token" and (v or k != "chain")}
+        custom = parse_custom(fields)
+        await asyncio.to_thread(
+            certificates.upload_custom, service_id, role, custom, ports.clock(), CLIENT_ACTOR
+        )
+
+    async def remove(service_id: str, form: dict[str, str], role: str) -> None:
+        certificates = _certificates(ports)
+        await asyncio.to_thread(
+            certificates.remove_custom, service_id, role, ports.clock(), CLIENT_ACTOR
+        )
+
+    def action(act: Action) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            service_id: str = request.path_params["service_id"]
+            wants_json = "application/json" in request.headers.get("accept", "")
+            back = None  # the page, once the token is known to open it
+            try:
+                form = await _form(request)
+                token = form.get("token")
+                opened(service_id, token)
+                back = f"/client/{quote(service_id)}?token={quote(token or '')}"
+                found = await asyncio.to_thread(
+                    lambda: (
+                        ports.views.service(service_id) or ports.ledger.recorded_service(service_id)
+                    )
+                )
+                if found is None:
+                    raise Refused(404, "There is no such service.")
+                if found["status"] in READ_ONLY_STATUSES:
+                    raise Refused(
+                        403, f"This service is {found['status']}: nothing can be changed now."
+                    )
+                role = request.path_params.get("role")
+                try:
+                    await act(service_id, form, check_role(role) if role is not None else "")
+                except InvalidInput as exc:
+                    raise Refused(422, str(exc)) from None
+                except NotFound as exc:
+                    raise Refused(404, str(exc)) from None
+                except Conflict as exc:
+                    raise Refused(409, str(exc)) from None
+            except Refused as refused:
+                if wants_json:
+                    return error(refused.status_code, refused.message, PAGE_HEADERS)
+                return _refused_page(refused, back)
+            if wants_json:
+                return success()
+            assert back is not None
+            return RedirectResponse(back, status_code=303, headers=PAGE_HEADERS)
+
+        return endpoint
+
+    base = "/client/{service_id}"
+    return [
+        Route(base, show, methods=["GET"]),
+        Route(base + "/state", state, methods=["GET"]),
+        Route(base + "/live", live, methods=["GET"]),
+        Route(base + "/retry", action(retry), methods=["POST"]),
+        Route(base + "/sync-usage", action(sync_usage), methods=["POST"]),
+        Route(base + "/ssl/{role}/issue", action(issue), methods=["POST"]),
+        Route(base + "/ssl/{role}/custom", action(upload), methods=["POST"]),
+        Route(base + "/ssl/{role}/custom/remove", action(remove), methods=["POST"]),
+    ]
+
+
+def _certificates(ports: ScreenPorts) -> CertificateLedger:
+    if ports.certificates is None:
+        raise NotFound("certificates are not managed here")
+    return ports.certificates
+
+
+def _refused_page(refused: Refused, back: str | None = None) -> Response:
+    return page(
+        "client/refused.html",
+        status_code=refused.status_code,
+        message=refused.message,
+        back=back,
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form's fields (the last of each name; none for an empty body); 413 past
+    ``MAX_BODY_BYTES``, 415 for a body of another type."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise Refused(413, "What was sent is too large.")
+    if body and media_type != "application/x-www-form-urlencoded":
+        raise Refused(415, "This form could not be read. Please reload the page.")
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise Refused(400, "This form could not be read. Please reload the page.") from None
+    return {name: values[-1] for name, values in fields.items()}

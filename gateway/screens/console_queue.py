@@ -128,17 +128,20 @@ async def _log_events(ports: ScreenPorts, task: dict[str, Any]) -> AsyncIterator
     if task["state"] == RUNNING and ports.task_logs is not None:
         lines = ports.task_logs.follow(task_id)
         with ports.live.watch(str(task["service_id"])) as watch:
-            line = asyncio.ensure_future(anext(lines))
+            line: asyncio.Future[str] | None = asyncio.ensure_future(anext(lines))
             tick = asyncio.ensure_future(watch.next(STATE_CHECK_S))
             try:
                 while True:
-                    done, _ = await asyncio.wait({line, tick}, return_when=asyncio.FIRST_COMPLETED)
-                    if line in done:
+                    waiting: set[asyncio.Future[Any]] = {tick} if line is None else {line, tick}
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if line is not None and line in done:
                         try:
                             yield "line", line.result()
+                            line = asyncio.ensure_future(anext(lines))
                         except StopAsyncIteration:
-                            break
-                        line = asyncio.ensure_future(anext(lines))
+                            # no live lines to be had (the broker is away): the page waits
+                            # for the step to end and shows its recorded log
+                            line = None
                     if tick in done:
                         now = await asyncio.to_thread(ports.views.task, task_id, ports.clock())
                         if now is None or now["state"] != RUNNING:
@@ -146,6 +149,8 @@ async def _log_events(ports: ScreenPorts, task: dict[str, Any]) -> AsyncIterator
                         tick = asyncio.ensure_future(watch.next(STATE_CHECK_S))
             finally:
                 for pending in (line, tick):
+                    if pending is None:
+                        continue
                     pending.cancel()
                     with contextlib.suppress(BaseException):
                         await pending

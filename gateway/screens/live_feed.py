@@ -102,7 +102,16 @@ class LiveFeed:
                     await asyncio.sleep(self._every_s)
                     continue
                 if not started:  # the first answer is where the feed starts from
-                    started, self._position = True, position
+                    started = True
+                    # a page that opened before it read at a position no one knows (a
+                    # change may have landed between its read and this answer): it reads
+                    # again, once, like on a change
+                    stale = [w for w in self._watches if w.position != position]
+                    if position != self._position:
+                        self._position = position
+                        self._reads = {k: r for k, r in self._reads.items() if not r.done()}
+                    for watch in stale:
+                        watch.changed(position)
                 elif position != self._position:
                     self._position = position
                     self._reads = {k: read for k, read in self._reads.items() if not read.done()}

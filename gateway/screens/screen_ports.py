@@ -55,6 +55,8 @@ class ScreenPorts:
     usage_refresh: UsageRefresh | None = None
     whmcs_api: bool = False
     task_logs: LiveTaskLog | None = None  # None: a task's log shows once its step has ended
+    # the base of the client links (HOSTWRIGHT_PUBLIC_URL); None: the request's own base URL
+    public_url: str | None = None
 
 
 def screen_routes(ports: ScreenPorts) -> list[BaseRoute]:

@@ -3,7 +3,13 @@
 Topology for an exchange named ``E``:
 - ``E``, a durable topic exchange every message is published to;
 - ``E.dead``, a durable direct exchange; each queue ``Q`` dead-letters to it with routing key
-  ``Q``, and the durable queue ``Q.dead`` is bound there with key ``Q``.
+  ``Q``, and the durable queue ``Q.dead`` is bound there with key ``Q``;
+- ``E.live``, a transient topic exchange for the live channel: broadcasts go there
+  non-persistent and non-mandatory on a channel of their own without confirms; each
+  ``listen`` declares an exclusive, auto-deleted queue ``E.live.<random>`` of its own (on its
+  own channel, consumed without acks, at most ``LISTEN_BUFFER`` messages, the oldest dropped
+  past that), bound to its pattern, and deletes it when left; the broker removes it anyway
+  when the listener's connection goes.
 
 Channels: one for publishing (publisher confirms, returns raise, so an unroutable
 ``mandatory`` message fails its publish), one for declarations and depth queries (a broker
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -38,11 +45,14 @@ from aio_pika.abc import (
 
 from ops.messaging.broker_probe import broker_answers
 from ops.messaging.transport import (
+    LISTEN_BUFFER,
     REDRIVEN_FROM,
+    Broadcast,
     DeliveryCallback,
     Message,
     TransportError,
     Unroutable,
+    heard,
 )
 
 log = logging.getLogger(__name__)
@@ -184,6 +194,7 @@ class AmqpTransport:
         self.url = url
         self.exchange = exchange
         self.dead_exchange = f"{exchange}.dead"
+        self.live_exchange = f"{exchange}.live"
         self.timeout = timeout
         self.reconnect_interval = reconnect_interval
         self._listeners: list[Callable[[bool], None]] = []
@@ -192,6 +203,8 @@ class AmqpTransport:
         self._publisher: AbstractRobustChannel | None = None
         self._admin: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._live: AbstractExchange | None = None
+        self.live_queues: set[str] = set()  # the live channel's queues its listeners hold now
         self._subscriptions: list[_AmqpSubscription] = []
 
     async def connect(self) -> None:
@@ -212,6 +225,10 @@ class AmqpTransport:
                 )
                 await self._admin.declare_exchange(
                     self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+                )
+                broadcasting = await connection.channel(publisher_confirms=False)
+                self._live = await broadcasting.declare_exchange(
+                    self.live_exchange, aio_pika.ExchangeType.TOPIC, durable=False
                 )
             except BaseException:
                 await connection.close()
@@ -255,7 +272,7 @@ class AmqpTransport:
         for subscription in subscriptions:
             await subscription.close()
         connection, self._connection = self._connection, None
-        self._publisher = self._admin = self._exchange = None
+        self._publisher = self._admin = self._exchange = self._live = None
         if connection is not None:
             try:
                 await connection.close()
@@ -285,6 +302,55 @@ class AmqpTransport:
         if failures:
             raise failures[0]
         return unroutable
+
+    async def broadcast(self, key: str, body: bytes) -> None:
+        exchange = self._require(self._live)
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+        async with _as_transport_errors(f"broadcast {key}", self.timeout):
+            await exchange.publish(message, key, mandatory=False)
+
+    @asynccontextmanager
+    async def listen(self, pattern: str) -> AsyncIterator[AsyncIterator[Broadcast]]:
+        connection = self._require(self._connection)
+        name = f"{self.live_exchange}.{uuid.uuid4().hex}"
+        buffer = asyncio.Queue[Broadcast](maxsize=LISTEN_BUFFER)
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            if not buffer.full():  # a reader that fell behind loses what comes next
+                buffer.put_nowait(Broadcast(incoming.routing_key or "", incoming.body))
+
+        async with _as_transport_errors(f"listen {pattern}", self.timeout):
+            channel = await connection.channel()
+        try:
+            async with _as_transport_errors(f"listen {pattern}", self.timeout):
+                # declared on this channel too: restored with it, before its binding, when
+                # the broker comes back without the exchange (it is transient)
+                live = await channel.declare_exchange(
+                    self.live_exchange, aio_pika.ExchangeType.TOPIC, durable=False
+                )
+                queue = await channel.declare_queue(
+                    name,
+                    exclusive=True,
+                    auto_delete=True,
+                    arguments={"x-max-length": LISTEN_BUFFER, "x-overflow": "drop-head"},
+                )
+                await queue.bind(live, routing_key=pattern)
+                await queue.consume(on_message, no_ack=True)
+            self.live_queues.add(name)
+            yield heard(buffer)
+        finally:
+            # also when cancelled (a follower gone): the queue must not outlive the listener
+            await asyncio.shield(self._unlisten(channel, name))
+
+    async def _unlisten(self, channel: AbstractChannel, queue: str) -> None:
+        self.live_queues.discard(queue)
+        try:
+            if not channel.is_closed:
+                async with _as_transport_errors(f"delete {queue}", self.timeout):
+                    await channel.queue_delete(queue)
+        except TransportError as exc:
+            log.debug("deleting a live queue: %s", exc)  # exclusive: it goes with the connection
+        await _close_channel(channel)
 
     def queue_name(self, name: str) -> str:
         """The broker's name for a queue: queues are global in a vhost, so they carry the
@@ -375,11 +441,12 @@ class AmqpTransport:
             await channel.queue_delete(name)
 
     async def delete_exchange(self) -> None:
-        """Deletes this transport's exchange and its dead-letter exchange."""
+        """Deletes this transport's exchange, its dead-letter and its live exchange."""
         channel = self._require(self._admin)
         async with _as_transport_errors(f"delete {self.exchange}", self.timeout):
             await channel.exchange_delete(self.exchange)
             await channel.exchange_delete(self.dead_exchange)
+            await channel.exchange_delete(self.live_exchange)
 
     def _require(self, part: T | None) -> T:
         if part is None:

@@ -6,6 +6,8 @@ is bound), a dead-letter queue ``<name>.dead`` per queue, redelivery with ``rede
 of what a consumer rejected with ``requeue`` or left unacked when the transport closed, a
 ``prefetch`` limit per consumer and round-robin over several consumers of one queue.
 
+Its live channel hands each broadcast straight to the listeners whose pattern matches.
+
 Nothing survives the process: it is durable only for as long as this object lives, which is
 enough because the event store, not the broker, is the truth (the relay republishes).
 State lives in the object, so ``close()`` followed by ``connect()`` behaves like a broker
@@ -15,17 +17,22 @@ reconnect: unacked deliveries come back as redelivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from ops.messaging.transport import (
+    LISTEN_BUFFER,
     REDRIVEN_FROM,
+    Broadcast,
     DeliveryCallback,
     Message,
     TransportError,
     Unroutable,
+    heard,
 )
 
 log = logging.getLogger(__name__)
@@ -179,6 +186,7 @@ class InProcessTransport:
         self._bindings: list[tuple[str, _Queue]] = []
         self._consumers: list[_Consumer] = []
         self._connected = False
+        self._listeners: list[tuple[str, asyncio.Queue[Broadcast]]] = []
 
     async def connect(self) -> None:
         self._connected = True
@@ -214,6 +222,27 @@ class InProcessTransport:
             except Unroutable:
                 unroutable.append(message)
         return unroutable
+
+    async def broadcast(self, key: str, body: bytes) -> None:
+        """To each listener whose pattern matches, at once (one that is full loses it)."""
+        for pattern, buffer in list(self._listeners):
+            if topic_matches(pattern, key):
+                with contextlib.suppress(asyncio.QueueFull):
+                    buffer.put_nowait(Broadcast(key, body))
+        await asyncio.sleep(0)  # as a send to a real broker, a suspension point
+
+    @asynccontextmanager
+    async def listen(self, pattern: str) -> AsyncIterator[AsyncIterator[Broadcast]]:
+        listener = (pattern, asyncio.Queue[Broadcast](maxsize=LISTEN_BUFFER))
+        self._listeners.append(listener)
+        try:
+            yield heard(listener[1])
+        finally:
+            self._listeners.remove(listener)
+
+    def listening(self) -> int:
+        """How many listeners are bound now."""
+        return len(self._listeners)
 
     async def declare_queue(self, name: str, bindings: Sequence[str]) -> None:
         self._require_connection()

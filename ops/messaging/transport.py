@@ -11,11 +11,20 @@ Semantics every implementation keeps:
 - ``consume`` gives at most ``prefetch`` unacked deliveries to the callback at once;
 - ``redrive`` moves what a dead-letter queue holds back to its queue, each message with its
   body, routing key, id and headers, and the header ``REDRIVEN_FROM`` (its routing key).
+
+Beside it, the live channel (``LiveChannel``): best-effort broadcasts, such as a running step's
+log lines, that nobody must receive. ``broadcast`` is transient and never ``mandatory`` (a
+broadcast no one listens for is dropped, never an error), nothing of it is stored or
+dead-lettered; ``listen(pattern)`` hears, from the moment it is entered until it is left, the
+broadcasts whose key matches, and leaves nothing behind (no queue, no binding) once left. A
+listener that falls behind loses broadcasts rather than holding the broker or the sender up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,7 +70,33 @@ class Subscription(Protocol):
         """Stops new deliveries; in-flight ones may still be acked or rejected."""
 
 
-class Transport(Protocol):
+@dataclass(frozen=True)
+class Broadcast:
+    key: str
+    body: bytes
+
+
+# what one listener holds for its reader before it drops what comes next
+LISTEN_BUFFER = 1000
+
+
+async def heard(buffer: asyncio.Queue[Broadcast]) -> AsyncIterator[Broadcast]:
+    """A listener's broadcasts as its transport puts them into ``buffer``, for ever."""
+    while True:
+        yield await buffer.get()
+
+
+class LiveChannel(Protocol):
+    async def broadcast(self, key: str, body: bytes) -> None:
+        """Sends ``body`` to whoever listens for ``key`` now, if anyone; raises
+        TransportError only when the broker cannot be reached."""
+
+    def listen(self, pattern: str) -> AbstractAsyncContextManager[AsyncIterator[Broadcast]]:
+        """Entered: bound to ``pattern`` (``*``/``#`` as for queues), the broadcasts from now
+        on, in the order each sender sent them; left: unbound, nothing left on the broker."""
+
+
+class Transport(LiveChannel, Protocol):
     async def connect(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -260,6 +260,38 @@ async def test_without_live_logs_a_running_task_gets_its_log_so_far(tmp_path: Pa
         assert (name, json.loads(data)["state"]) == ("ended", "dispatched")
 
 
+class AwayTaskLog:
+    """A live log whose broker is away: every follow ends at once, with no line."""
+
+    async def follow(self, task_id: str) -> AsyncIterator[str]:
+        for line in ():
+            yield line
+
+
+@pytest.fixture
+def away_live(tmp_path: Path) -> Iterator[Live]:
+    yield from live_setup(tmp_path, AwayTaskLog())
+
+
+async def test_with_no_live_lines_to_be_had_the_stream_waits_for_the_recorded_log(
+    away_live: Live,
+) -> None:
+    stream, running = await away_live.open(f"/admin/tasks/{away_live.running.id}/log")
+    try:
+        await asyncio.sleep(0.3)  # a few ticks of the feed: it must not end meanwhile
+        assert not stream.ended and stream.events() == []
+        finish(away_live, ["recorded line"])
+
+        async def ended() -> bool:
+            return stream.ended
+
+        await wait_until(ended, 10, "the stream to end once the step ended", lambda: stream.body)
+        [(name, data)] = stream.events()
+        assert name == "ended" and "recorded line" in json.loads(data)["log"]
+    finally:
+        await closed(stream, running)
+
+
 async def test_the_deploy_tab_and_the_lists_hear_of_a_change(live: Live) -> None:
     timeline, timeline_running = await live.open("/admin/live?service_id=1001")
     ticks, ticks_running = await live.open("/admin/live")

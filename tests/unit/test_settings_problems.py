@@ -43,3 +43,21 @@ def test_read_keeps_the_default_of_a_value_that_does_not_convert() -> None:
 def test_a_port_above_65535_is_refused() -> None:
     _, problems = Settings.read({"HOSTWRIGHT_LISTEN": "127.0.0.1:99999"})
     assert len(problems) == 1 and "HOSTWRIGHT_LISTEN" in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    ("url", "good"),
+    [
+        ("https://panel.example.com", True),
+        ("http://127.0.0.1:8080/", True),
+        ("https://panel.example.com/hosting", False),
+        ("panel.example.com", False),
+        ("ftp://panel.example.com", False),
+        ("https://panel.example.com/?x=1", False),
+        ("https://user:pw@panel.example.com", False),
+        ('https://panel.example.com/"><script>', False),
+    ],
+)
+def test_the_public_url_is_a_base_a_client_link_can_start_with(url: str, good: bool) -> None:
+    _, problems = Settings.read({"HOSTWRIGHT_PUBLIC_URL": url})
+    assert bool([p for p in problems if "HOSTWRIGHT_PUBLIC_URL" in p]) is not good, problems

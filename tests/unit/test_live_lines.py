@@ -1,0 +1,94 @@
+"""The live sink of a step's log lines: it never waits, drops (and counts) what its full
+buffer cannot hold, keeps the order, survives its outlet failing, and sends exactly the masked
+text the recorded log keeps; the live channel's keys never widen to other tasks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from handlers.hestia_command import CommandResult
+from handlers.live_lines import BufferedLiveLines
+from handlers.step import StepLog
+from ops.messaging.inprocess_transport import InProcessTransport
+from ops.messaging.live_log import TransportTaskLog, task_log_key
+from tests.fakes.line_outlets import HangingOutlet, RecordingOutlet
+from tests.support.transports import wait_until
+
+
+async def test_send_never_waits_and_a_full_buffer_drops_and_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outlet = HangingOutlet()
+    lines = BufferedLiveLines(outlet, capacity=3)
+    with caplog.at_level(logging.WARNING, logger="handlers.live_lines"):
+        for i in range(10):  # the outlet hangs: nothing of this may wait
+            lines.send("t-1", f"line {i}")
+        assert lines.dropped == 7
+        await wait_until(lambda: outlet.taken == ["line 0"], "the drainer to take a line")
+        lines.send("t-1", "line 10")  # room for one again: taken
+        lines.send("t-1", "line 11")  # full again: dropped
+    assert lines.dropped == 8
+    drop_warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drop_warnings) == 1  # one per stretch of drops (the buffer never emptied)
+    await lines.close()
+    assert lines.dropped == 11  # what was still buffered is lost with the sink
+    lines.send("t-1", "after close")
+    assert lines.dropped == 12 and outlet.taken == ["line 0"]
+
+
+async def test_lines_go_out_in_order_and_a_failed_send_loses_only_its_line() -> None:
+    outlet = RecordingOutlet(refuse=("line 2",))
+    lines = BufferedLiveLines(outlet)
+    for i in range(5):
+        lines.send(f"t-{i % 2}", f"line {i}")
+    await wait_until(lambda: len(outlet.sent) == 4, "the four sendable lines")
+    assert outlet.sent == [
+        ("t-0", "line 0"),
+        ("t-1", "line 1"),
+        ("t-1", "line 3"),
+        ("t-0", "line 4"),
+    ]
+    assert (lines.failed, lines.dropped) == (1, 0)
+    lines.send("t-0", "later")  # the drainer lives on after a failure
+    await wait_until(lambda: outlet.sent[-1] == ("t-0", "later"), "a line after the failure")
+    await lines.close()
+
+
+def test_a_line_sent_without_an_event_loop_is_dropped_not_raised() -> None:
+    lines = BufferedLiveLines(RecordingOutlet())
+    lines.send("t-1", "nowhere to go")
+    assert lines.dropped == 1
+
+
+def test_the_live_line_is_the_recorded_line_with_the_password_masked() -> None:
+    argv = ["v-add-user", "alice", "pw-Secret9", "alice@example.com", "default", "hw 7"]
+    result = CommandResult(exit_status=0, stdout="", stderr="", duration_ms=12.0)
+    live: list[str] = []
+    with_sink, without = StepLog(live.append), StepLog()
+    for log in (with_sink, without):
+        log.note("ensure_user on web1 (attempt 1)")
+        log.ran(argv, result)
+    assert live == with_sink.lines == without.lines
+    assert (
+        live[1] == "$ v-add-user alice '*****' alice@example.com default 'hw 7' -> exit 0 (12 ms)"
+    )
+    assert "pw-Secret9" not in "\n".join(live)
+
+
+@pytest.mark.parametrize("task_id", ["", "a.b", "#", "*", "t-1.#", "t 1", "x" * 129])
+async def test_an_id_that_is_not_plain_is_neither_sent_nor_followed(task_id: str) -> None:
+    assert task_log_key(task_id) is None
+    transport = InProcessTransport()
+    await transport.connect()
+    followed = [
+        line async for line in TransportTaskLog(transport, transport.connect).follow(task_id)
+    ]
+    assert followed == [] and transport.listening() == 0
+
+
+def test_plain_ids_have_their_own_key() -> None:
+    uuid_id = "0f6f8d43-2a8e-4a55-9c3e-3f0b7f2f6a21"
+    assert task_log_key(uuid_id) == f"tasklog.{uuid_id}"
+    assert task_log_key("t_1") == "tasklog.t_1"
