@@ -19,6 +19,7 @@ from tests.support.deployment import UNI_IP, Deployment
 from tests.support.processes import HostwrightProcess
 
 NODE = "uni1"
+HELD_COMMAND_TIMEOUT_S = 300
 PERMANENT_EXIT = 8  # E_LIMIT: not a transient exit (handlers/hestia_command.py): no retry
 
 
@@ -42,6 +43,9 @@ class EmbeddedDeployment(Deployment):
 async def running_system(system: Deployment) -> AsyncIterator[Deployment]:
     """``system`` started with its unified node registered; closed afterwards, also on a
     failure."""
+    # a held command answers when the test opens its gate, which may take a browser's while:
+    # not a node that stopped answering (8 s in the other end-to-end tests)
+    system.settings["HOSTWRIGHT_COMMAND_TIMEOUT_S"] = str(HELD_COMMAND_TIMEOUT_S)
     try:
         await system.add_node(NODE, ("web", "mail", "dns"), UNI_IP)
         await system.start_all()
