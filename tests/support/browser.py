@@ -24,6 +24,7 @@ from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright
 
 from tests.support.budget import budget
+from tests.support.deployment import wait_until
 
 CHROMIUM = os.environ.get("HOSTWRIGHT_TEST_CHROMIUM", "/usr/bin/chromium")
 SAVE_SHOTS_ENV = "HOSTWRIGHT_SAVE_SCREENSHOTS"
@@ -112,7 +113,6 @@ async def eventually(
     condition: Callable[[], Awaitable[bool]], timeout: float, what: str, page: Page
 ) -> None:
     """Waits for ``condition`` (a few DOM reads); fails with the page's URL and text."""
-    from tests.support.deployment import wait_until
 
     async def page_text() -> str:
         return await page.inner_text("body")

@@ -35,10 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -73,78 +72,52 @@ class ScreensFigures:
 
 
 class _ViewsSide:
-    """The gateway and the projections (``views_side``), a process on the scratch store."""
+    """The gateway and the projections (``views_side``): a process on the scratch store."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env = {**os.environ, **env}
-        self.logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
+        self.log = logs / "views-side.log"
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with (self.logs / "views-side.log").open("ab") as log:
-            self.started.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "ops.devtools.bench.views_side"],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ops.devtools.bench.views_side"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def tail(self) -> str:
-        return "\n".join(
-            f"--- {path.name} ---\n{path.read_text(errors='replace')[-2000:]}"
-            for path in sorted(self.logs.glob("*.log"))
-        )
+        shown = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+        return f"--- {self.log.name} ---\n{shown}"
 
     def stop(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.started:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-class _SignInForm(HTMLParser):
-    """The fields of ``form#sign-in`` (its hidden ones: a CSRF token, say)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = False
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if tag == "form":
-            self.inside = found.get("id") == "sign-in"
-        elif tag == "input" and self.inside and found.get("name"):
-            self.fields[str(found["name"])] = found.get("value") or ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self.inside = False
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 async def sign_in(client: httpx.AsyncClient, staff_token: str) -> None:
-    """Signs ``client`` in to the console (its cookie jar keeps the session)."""
-    form = _SignInForm()
-    form.feed((await client.get("/admin/sign-in")).text)
-    reply = await client.post("/admin/sign-in", data={**form.fields, "token": staff_token})
+    """Signs ``client`` in to the console with the staff token (its cookie jar keeps the
+    session; the sign-in form carries no CSRF token: docs/console.md)."""
+    reply = await client.post("/admin/sign-in", data={"token": staff_token})
     if reply.status_code >= 400:
         raise RuntimeError(f"signing in to the console: {reply.status_code}")
     if (await client.get("/admin/services", follow_redirects=False)).status_code != 200:
         raise RuntimeError("signed in, the console still does not show /admin/services")
 
 
-async def _wait_for(condition: object, timeout: float, what: str) -> None:
+async def _wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
+        if await condition():
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"bench screens: waited {timeout:.0f} s for {what}")
@@ -289,7 +262,7 @@ async def measure(
         figures.seeding_s = time.perf_counter() - began
         port, whmcs, staff = free_port(), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         base = f"http://127.0.0.1:{port}"
-        processes = _ViewsSide(
+        views_side = _ViewsSide(
             {
                 "HOSTWRIGHT_DATABASE_URL": database_url,
                 "HOSTWRIGHT_LISTEN": f"127.0.0.1:{port}",
@@ -301,14 +274,14 @@ async def measure(
             scratch,
         )
         try:
-            processes.start()
+            views_side.start()
             figures = await _measure_running(
                 figures, deploys, store, database_url, base, (whmcs, staff), crowd, events, requests
             )
         except Exception as exc:
-            raise RuntimeError(f"{exc}\n{processes.tail()}") from exc
+            raise RuntimeError(f"{exc}\n{views_side.tail()}") from exc
         finally:
-            processes.stop()
+            views_side.stop()
     finally:
         store.close()
     return figures
