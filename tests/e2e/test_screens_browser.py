@@ -10,6 +10,7 @@ running hostwright with a simulated node: what a customer and staff see, live.
   streamed while its step is held on the node, delete the succeeded tasks from the queue in
   bulk and see the queue change, and change a setting: a bad value shows the API's own
   message and changes nothing.
+- Markup a node puts in a step's log line stays text in the console, streamed or recorded.
 
 Screenshots go to each test's folder; with ``HOSTWRIGHT_SAVE_SCREENSHOTS=1`` the splash and
 the console are saved to ``docs/screens/`` for the README.
@@ -328,3 +329,47 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
     assert message in await flash.inner_text()
     assert (await system.staff.get("/v1/settings")).json() == before
     assert not [e for e in browser.errors if e.startswith("page error")], browser.errors
+
+
+# an MX target (dots enough for the node to take it) that is markup
+HOSTILE = "<img src=x id=hostile-img>.<b id=hostile-b>x</b>.example.org"
+
+
+@SCREENS
+async def test_a_hostile_line_a_node_puts_in_a_tasks_log_stays_text(
+    embedded: Deployment, browser: Browser
+) -> None:
+    """A record the node holds in the service's zone, with markup in its value, comes back in
+    the DNS records step's log line (the step replaces an MX it did not want, naming its
+    value): streamed or recorded, the console shows it as text, never as an element."""
+    system = embedded
+    base = str(system.client.base_url)
+    hold(system, "v-list-dns-records")  # the records step's first listing waits
+    await order_unified(system, 301)
+
+    async def zone_made() -> bool:
+        reply = await system.staff.get("/v1/tasks", params={"service_id": "301"})
+        states = {t["step"]: t["state"] for t in reply.json()["tasks"]}
+        return states.get("dns.zone@uni1") == "succeeded"
+
+    await wait_until(zone_made, 30, "the zone of service 301")
+    await system.on_node(
+        "uni1", "v-add-dns-record", "u301", "site301.example.org", "@", "MX", HOSTILE
+    )
+    page = await browser.page()
+    await sign_in(page, system)
+    records = await task_of(system, 301, "dns.records@uni1")
+    await page.goto(f"{base}/admin/tasks/{records['task_id']}")
+    heal(system)
+
+    async def ended() -> bool:
+        return "attempt 1 succeeded" in await page.inner_text("#task-log")
+
+    await eventually(ended, 30, "the records step's end in the log", page)
+    for shown in ("streamed", "rendered by the server"):
+        text = await page.inner_text("#task-log")
+        assert HOSTILE in text, f"{shown}:\n{text}"
+        assert await page.locator("#task-log *").count() == 0, shown
+        assert await page.locator("#hostile-img, #hostile-b").count() == 0, shown
+        await page.reload()
+    await browser.shot(page, "console-hostile-log")
