@@ -25,20 +25,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.usage_metrics import definitions, gauges
+from gateway.screens.step_states import step_state
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
 
 ACTIVITY_LIMIT = 10
 DETAIL_CHARS = 160
-STEP_STATES = {
-    "succeeded": "done",
-    "dispatched": "running",
-    "retry_scheduled": "running",
-    "planned": "waiting",
-    "error": "failed",
-    "cancelled": "failed",
-}
 READ_ONLY_STATUSES = ("suspended", "terminating", "terminated")
 # the operation log's actions, as a customer reads them; one not named here is not shown
 # (a password re-sealed under a new key is staff's business)
@@ -152,7 +145,7 @@ def _activity(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
-    state = STEP_STATES.get(str(step.get("state")), "waiting")
+    state = step_state(step.get("state"))
     duration = step.get("duration_ms")
     started = step.get("started_at")
     if duration is None and state == "running" and started:
