@@ -58,6 +58,12 @@ class ScreenPorts:
     # the base of the client links (HOSTWRIGHT_PUBLIC_URL); None: the request's own base URL
     public_url: str | None = None
 
+    def secure_cookies(self, request_scheme: str) -> bool:
+        """Whether a cookie is sent ``Secure``: the public address is https (a TLS proxy in
+        front of a gateway that sees http), or this request came over https."""
+        public_https = (self.public_url or "").lower().startswith("https://")
+        return public_https or request_scheme == "https"
+
 
 def screen_routes(ports: ScreenPorts) -> list[BaseRoute]:
     """The static assets, ``/client/…`` and ``/admin/…``."""
