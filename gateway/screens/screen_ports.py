@@ -2,7 +2,10 @@
 
 ``ScreenPorts`` is built by ``create_app`` from the ports the API uses (one code path, one
 validation for a button and its API route); ``screen_routes`` mounts the static assets, the
-client area and the staff console over it.
+client area and the staff console over it. Pages read ``views`` (and ``ssl_views``,
+``usage``); ``ledger`` records their actions and is read only where the store's word is
+needed (see ``gateway.screens``: a service not yet in the views, the client area's write
+check, the console's Events tab).
 """
 
 from __future__ import annotations
