@@ -372,6 +372,7 @@ def test_a_suspend_or_terminate_asked_for_stops_every_write_before_the_views_sho
         assert refused.status_code == 403, (path, refused.text)
     assert area.position() == before
     area.project()
+    assert area.state(token)["writable"] is False  # the page shows no button either
     for path in ("sync-usage", "ssl/web/issue"):
         assert area.act(path, token).status_code == 403, path
     assert area.position() == before
@@ -516,6 +517,12 @@ def test_a_wrong_token_or_a_cross_site_form_records_nothing(area: Area) -> None:
     assert no_token.status_code == 403 and "not valid" in no_token.text
     json_body = area.client.post("/client/1001/sync-usage", json={"token": area.link()})
     assert json_body.status_code == 415
+    not_utf8 = area.client.post(
+        "/client/1001/sync-usage",
+        content=b"token=%FF%FE",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert not_utf8.status_code == 400
     assert area.position() == before
 
 
