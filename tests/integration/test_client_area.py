@@ -26,6 +26,7 @@ import pytest
 from starlette.applications import Starlette
 
 from domain.certificate import Certificate, certificate_uuid
+from domain.errors import Conflict, NotFound
 from domain.retry_policy import RetryPolicy
 from domain.ssl_types import Http01Spot, InstallTarget, SslCadence
 from domain.task import Task
@@ -494,6 +495,39 @@ def test_try_again_never_runs_again_a_step_staff_cancelled(area: Area) -> None:
         ("Task.Retried", mail.id)
     ]
     assert area.store.repository(Task, "task").get(dns.id, "dns").state == "cancelled"
+
+
+def test_the_ledgers_try_again_retries_no_other_services_step(area: Area) -> None:
+    other = Task.plan(
+        service_id="1002",
+        run=1,
+        step="mail.domain",
+        role="mail",
+        action="create mail.domain",
+        server_id="mail1",
+        params={},
+        depends_on=[],
+        now=NOW,
+    )
+    other.dispatch(area.clock.advance(seconds=1), 30)
+    other.fail(
+        1,
+        area.clock.advance(seconds=1),
+        error="exit 8",
+        retryable=False,
+        log=[],
+        policy=POLICY,
+        unit_random=0,
+    )
+    area.store.save(other)
+    area.service_changes("mark_deploy_failed", "mail.domain: exit 8")
+    ledger = StoreLedger(area.store, PasswordSealer(SECRET))
+    before = area.position()
+    with pytest.raises(Conflict):
+        ledger.retry_failed_deploy("1001", [str(other.id)], area.clock(), "client")
+    with pytest.raises(NotFound):
+        ledger.retry_failed_deploy("9999", [str(other.id)], area.clock(), "client")
+    assert area.position() == before
 
 
 def test_try_again_with_only_cancelled_steps_records_nothing(area: Area) -> None:
