@@ -173,6 +173,38 @@ def _activity(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# a step in words a customer reads (by its name before any ``@node``), else by its role
+STEP_WORDS = {
+    "web.package": "Preparing your hosting plan",
+    "web.user": "Creating your hosting account",
+    "web.domain": "Adding your website",
+    "web.php": "Setting up PHP",
+    "mail.domain": "Setting up e-mail for your domain",
+    "mail.dkim": "Signing your e-mail (DKIM)",
+    "mail.mailbox": "Creating your mailbox",
+    "mail.mailbox_quota": "Setting your mailbox size",
+    "dns.user": "Creating your DNS account",
+    "dns.zone": "Creating your DNS zone",
+    "dns.records": "Publishing your DNS records",
+    "dns.record": "Publishing your DNS record",
+}
+ROLE_WORDS = {
+    "web": "your website",
+    "mail": "your e-mail",
+    "dns": "your DNS",
+    "ssl": "your SSL certificate",
+}
+
+
+def step_words(name: str | None) -> str:
+    """What a step does, in words: ``dns.zone@ns2`` → "Creating your DNS zone"."""
+    base = (name or "").split("@", 1)[0]
+    found = STEP_WORDS.get(base)
+    if found is not None:
+        return found
+    return f"Working on {ROLE_WORDS.get(base.split('.', 1)[0], 'your service')}"
+
+
 def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
     state = step_state(step.get("state"))
     duration = step.get("duration_ms")
@@ -181,6 +213,7 @@ def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
         duration = max(0, int((now - datetime.fromisoformat(started)).total_seconds() * 1000))
     return {
         "step": step.get("step") or step.get("action"),
+        "label": step_words(step.get("step")),
         "role": step.get("role"),
         "state": state,
         "duration_ms": duration,

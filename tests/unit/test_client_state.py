@@ -81,6 +81,25 @@ def test_steps_show_four_states_with_their_times_and_the_progress_counts_done_on
     assert found["progress"] == {"done": 1, "total": 5}
 
 
+def test_steps_are_named_in_words_a_customer_reads() -> None:
+    found = state_of(
+        "provisioning",
+        [
+            step("web.user", "succeeded"),
+            step("dns.zone@ns2", "planned"),
+            step("mail.something_new", "planned"),
+            step("ssl.web", "planned"),
+        ],
+    )
+    assert [s["label"] for s in found["steps"]] == [
+        "Creating your hosting account",
+        "Creating your DNS zone",
+        "Working on your e-mail",
+        "Working on your SSL certificate",
+    ]
+    assert found["steps"][1]["step"] == "dns.zone@ns2"  # the page's hook keeps the name
+
+
 def test_a_failure_is_worded_by_the_part_that_failed() -> None:
     assert customer_error("mail.domain: exit 8: limit\nTraceback …")["text"].startswith(
         "We could not finish setting up your email."
