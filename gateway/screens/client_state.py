@@ -8,12 +8,14 @@ a service id and the time now, and emits the state, or None for a service never 
 
 The state: ``service_id, status, domain, screen`` (``splash`` while the service is built —
 also after Try again, while the retried steps run —, ``error`` on ``deploy_failed``,
-``dashboard`` otherwise), ``writable`` (false while suspended, terminating or terminated),
+``dashboard`` otherwise), ``writable`` (``domain.customer_changes.customer_may_change``:
+false while suspended, terminating or terminated, or a suspend or terminate is asked for),
 ``progress {done, total}`` and ``steps`` (the latest run: ``step, role, state`` —
 ``done|running|waiting|failed`` — ``duration_ms``), ``activity`` (the oplog entries a
 customer cares for, newest first: ``at, when, action, kind, text``, ``text`` in words),
-``error`` (``{text, detail}`` in words a customer reads: the part that failed, and the
-first line of why, cut short; None unless failed), ``usage`` (``{collected_at, stale,
+``error`` (``{text, detail}`` in words a customer reads: the part that failed, and a fixed
+phrase for the kind of trouble — the node unreachable, refusing, too slow, or other; never
+the recorded reason, which is staff's; None unless failed), ``usage`` (``{collected_at, stale,
 gauges: {metric: {used, unit, limit, percent, label}}}`` or None) and ``ssl`` (per role:
 ``role, mode, state, not_after, frozen_until``).
 Nothing here is markup: the page escapes it all.
@@ -21,25 +23,18 @@ Nothing here is markup: the page escapes it all.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from domain.customer_changes import customer_may_change
 from domain.usage_metrics import definitions, gauges
+from gateway.screens.step_states import step_state
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
 
 ACTIVITY_LIMIT = 10
-DETAIL_CHARS = 160
-STEP_STATES = {
-    "succeeded": "done",
-    "dispatched": "running",
-    "retry_scheduled": "running",
-    "planned": "waiting",
-    "error": "failed",
-    "cancelled": "failed",
-}
-READ_ONLY_STATUSES = ("suspended", "terminating", "terminated")
 # the operation log's actions, as a customer reads them; one not named here is not shown
 # (a password re-sealed under a new key is staff's business)
 ACTIVITY_WORDS = {
@@ -68,6 +63,27 @@ FAILED_PARTS = {
     "mail": "your email",
     "dns": "your domain's DNS records",
     "ssl": "your security certificate (HTTPS)",
+}
+
+# the kind of trouble a failed step's recorded reason tells of (the first that matches), and
+# what a customer is told of it instead of the reason
+TROUBLE_KINDS = (
+    ("timed_out", re.compile(r"no answer within|no SSH connection within|timed? ?out|lease", re.I)),
+    (
+        "unreachable",
+        re.compile(
+            r"cannot connect|connection (failed|lost|refused|reset)|unreachable|no route"
+            r"|host key|refused our SSH key|driver is closed|unknown server",
+            re.I,
+        ),
+    ),
+    ("refused", re.compile(r"\bexited \d+|\brefused\b|\bE_[A-Z]+\b", re.I)),
+)
+TROUBLE_WORDS = {
+    "timed_out": "The server building it took too long to answer.",
+    "unreachable": "The server building it could not be reached.",
+    "refused": "The server building it refused a step of the setup.",
+    "other": "Something unexpected went wrong while setting it up.",
 }
 
 
@@ -106,7 +122,7 @@ def client_state(
         "status": status,
         "domain": row.get("domain"),
         "screen": screen,
-        "writable": status not in READ_ONLY_STATUSES,
+        "writable": customer_may_change(status, row.get("requested")),
         "progress": {"done": sum(s["state"] == "done" for s in shown), "total": len(shown)},
         "steps": shown,
         "activity": [_activity(entry) for entry in reversed(activity) if _shown(entry)],
@@ -117,19 +133,25 @@ def client_state(
 
 
 def customer_error(last_error: object) -> dict[str, str]:
-    """The failure in words a customer reads: which part could not be set up, and the first
-    line of the reason cut to ``DETAIL_CHARS`` (no trace, no second line)."""
+    """The failure in words a customer reads: which part could not be set up (the first
+    failed step's role), and a fixed phrase for the kind of trouble. Nothing of the
+    recorded reason itself is shown — it names servers, addresses, commands, users and
+    paths: that is for staff, on the console."""
     reason = str(last_error or "").strip()
-    first = reason.split(";", 1)[0].split("\n", 1)[0].strip()
-    step = first.split(":", 1)[0].strip() if ":" in first else ""
-    part = FAILED_PARTS.get(step.split(".", 1)[0], "your service")
-    why = first.split(":", 1)[1].strip() if ":" in first else first
-    if len(why) > DETAIL_CHARS:
-        why = why[: DETAIL_CHARS - 1].rstrip() + "…"
+    step, _, why = reason.split(";", 1)[0].partition(":")
+    part = FAILED_PARTS.get(step.strip().split(".", 1)[0], "your service") if why else None
     return {
-        "text": f"We could not finish setting up {part}. Nothing is lost: you can try again.",
-        "detail": why,
+        "text": f"We could not finish setting up {part or 'your service'}. "
+        "Nothing is lost: you can try again.",
+        "detail": _trouble(why or reason),
     }
+
+
+def _trouble(why: str) -> str:
+    for kind, pattern in TROUBLE_KINDS:
+        if pattern.search(why):
+            return TROUBLE_WORDS[kind]
+    return TROUBLE_WORDS["other"]
 
 
 def _shown(entry: dict[str, Any]) -> bool:
@@ -151,14 +173,47 @@ def _activity(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# a step in words a customer reads (by its name before any ``@node``), else by its role
+STEP_WORDS = {
+    "web.package": "Preparing your hosting plan",
+    "web.user": "Creating your hosting account",
+    "web.domain": "Adding your website",
+    "web.php": "Setting up PHP",
+    "mail.domain": "Setting up e-mail for your domain",
+    "mail.dkim": "Signing your e-mail (DKIM)",
+    "mail.mailbox": "Creating your mailbox",
+    "mail.mailbox_quota": "Setting your mailbox size",
+    "dns.user": "Creating your DNS account",
+    "dns.zone": "Creating your DNS zone",
+    "dns.records": "Publishing your DNS records",
+    "dns.record": "Publishing your DNS record",
+}
+ROLE_WORDS = {
+    "web": "your website",
+    "mail": "your e-mail",
+    "dns": "your DNS",
+    "ssl": "your SSL certificate",
+}
+
+
+def step_words(name: str | None) -> str:
+    """What a step does, in words: ``dns.zone@ns2`` → "Creating your DNS zone"."""
+    base = (name or "").split("@", 1)[0]
+    found = STEP_WORDS.get(base)
+    if found is not None:
+        return found
+    return f"Working on {ROLE_WORDS.get(base.split('.', 1)[0], 'your service')}"
+
+
 def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
-    state = STEP_STATES.get(str(step.get("state")), "waiting")
+    state = step_state(step.get("state"))
     duration = step.get("duration_ms")
     started = step.get("started_at")
     if duration is None and state == "running" and started:
         duration = max(0, int((now - datetime.fromisoformat(started)).total_seconds() * 1000))
     return {
         "step": step.get("step") or step.get("action"),
+        "label": step_words(step.get("step")),
         "role": step.get("role"),
         "state": state,
         "duration_ms": duration,

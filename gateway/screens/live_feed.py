@@ -31,6 +31,13 @@ class ChangeSource(Protocol):
         """The views' furthest position now, and the ids of the services whose rows changed
         after ``position`` (none asked for when it is None)."""
 
+    async def moved(self, most_s: float) -> None:
+        """Returns when the views may have moved: at once on word from the database where it
+        sends one (then it may wait longer than ``most_s``), else after ``most_s``."""
+
+    async def quiet(self) -> None:
+        """Nobody watches any more: let go of what ``moved`` holds."""
+
 
 class Watch:
     """One page's wait for changes to what it shows."""
@@ -62,6 +69,7 @@ class LiveFeed:
         self._watches: set[Watch] = set()
         self._position = 0
         self._poller: asyncio.Task[None] | None = None
+        self._idle = False  # the poller was cancelled because the last page closed
         self._reads: dict[tuple[str, int], asyncio.Future[Any]] = {}
 
     @property
@@ -80,6 +88,10 @@ class LiveFeed:
             yield watch
         finally:
             self._watches.discard(watch)
+            if not self._watches and self._poller is not None and not self._idle:
+                # the last page closed: stop waiting for the views (a NOTIFY wait is long)
+                self._idle = True
+                self._poller.cancel()
 
     async def shared(self, key: str, position: int, read: Callable[[], Awaitable[Any]]) -> Any:
         """``read()``'s answer for ``key`` at ``position``, read once for every page asking."""
@@ -90,34 +102,48 @@ class LiveFeed:
         return await asyncio.shield(found)
 
     async def _poll(self) -> None:
-        started = False
         try:
-            while self._watches:
+            while True:
                 try:
-                    position, services = await asyncio.to_thread(
-                        self._source.changes_after, self._position if started else None
-                    )
-                except Exception as exc:  # the views' database is away: try again next tick
-                    _log.warning("live feed: the views did not answer (%s)", type(exc).__name__)
-                    await asyncio.sleep(self._every_s)
-                    continue
-                if not started:  # the first answer is where the feed starts from
-                    started = True
-                    # a page that opened before it read at a position no one knows (a
-                    # change may have landed between its read and this answer): it reads
-                    # again, once, like on a change
-                    stale = [w for w in self._watches if w.position != position]
-                    if position != self._position:
-                        self._position = position
-                        self._reads = {k: r for k, r in self._reads.items() if not r.done()}
-                    for watch in stale:
-                        watch.changed(position)
-                elif position != self._position:
-                    self._position = position
-                    self._reads = {k: read for k, read in self._reads.items() if not read.done()}
-                    for watch in list(self._watches):
-                        if watch.key is None or watch.key in services:
-                            watch.changed(position)
-                await asyncio.sleep(self._every_s)
+                    await self._follow()
+                except asyncio.CancelledError:
+                    if not self._idle:  # not the last page closing: the loop is stopping
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                self._idle = False
+                await self._source.quiet()
+                if not self._watches:  # nobody came while it let go: done (no await to here)
+                    return
         finally:
             self._poller = None
+
+    async def _follow(self) -> None:
+        """Tells the watches of every change while any is open."""
+        started = False
+        while self._watches:
+            try:
+                position, services = await asyncio.to_thread(
+                    self._source.changes_after, self._position if started else None
+                )
+            except Exception as exc:  # the views' database is away: try again next tick
+                _log.warning("live feed: the views did not answer (%s)", type(exc).__name__)
+                await self._source.moved(self._every_s)
+                continue
+            if not started:  # the first answer is where the feed starts from
+                started = True
+                # a page that opened before it read at a position no one knows (a change may
+                # have landed between its read and this answer): it reads again, once, like
+                # on a change
+                stale = [w for w in self._watches if w.position != position]
+                if position != self._position:
+                    self._position = position
+                    self._reads = {k: r for k, r in self._reads.items() if not r.done()}
+                for watch in stale:
+                    watch.changed(position)
+            elif position != self._position:
+                self._position = position
+                self._reads = {k: read for k, read in self._reads.items() if not read.done()}
+                for watch in list(self._watches):
+                    if watch.key is None or watch.key in services:
+                        watch.changed(position)
+            await self._source.moved(self._every_s)

@@ -12,21 +12,27 @@ whose rows changed after a position —
   event stamped a little earlier by another process's clock is still found, and each row's
   time is remembered while it is within that window, so it is reported once.
 
-Synchronous: call it through ``asyncio.to_thread``.
+``changes_after`` is synchronous: call it through ``asyncio.to_thread``. ``moved`` waits
+for the views to move: on PostgreSQL for the projection runner's ``NOTIFY``
+(``ops.views.views_moved``; then the feed's poll is only a fallback, every ``LISTENING_POLL_S``),
+on SQLite simply for the feed's poll period.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from ops.store.database import Database
 from ops.views.view_store import ViewStore
+from ops.views.views_moved import ViewsMoved
 from projections.services_view import SERVICES, ServicesView
 from projections.ssl_view import SSL_CERTIFICATES, SslView
 from projections.usage_view import USAGE_SERVICES, UsageView
 from projections.view import View
 
 SKEW_S = 60.0
+LISTENING_POLL_S = 5.0  # how often the feed looks anyway while it listens for NOTIFY
 
 
 class _TimedRows:
@@ -77,6 +83,7 @@ def _earlier(time_text: str | None, seconds: float) -> str | None:
 
 class SqlLiveChanges:
     def __init__(self, db: Database, prefix: str = "hw_", views: list[View] | None = None) -> None:
+        self._listening = None if db.dialect == "sqlite" else ViewsMoved(db.url, prefix)
         self._services = ViewStore(db, [ServicesView()], prefix)
         self._positions = ViewStore(db, views or [ServicesView()], prefix)
         self._timed = [
@@ -101,3 +108,13 @@ class SqlLiveChanges:
         for rows in self._timed:
             changed |= rows.changed()
         return now, changed
+
+    async def moved(self, most_s: float) -> None:
+        if self._listening is None:
+            await asyncio.sleep(most_s)
+        else:
+            await self._listening.moved(max(most_s, LISTENING_POLL_S))
+
+    async def quiet(self) -> None:
+        if self._listening is not None:
+            await self._listening.close()

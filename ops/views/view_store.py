@@ -25,6 +25,7 @@ from typing import Any
 
 from ops.store.database import Cursor, Database
 from ops.views.table_sql import TableSql, check_identifier, existing_columns
+from ops.views.views_moved import notify_moved
 from projections.view import Prefetching, Recorded, Row, View
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class ViewStore:
                     f"UPDATE {self._tracking} SET position = ? WHERE view = ?",  # noqa: S608
                     moved,
                 )
+                if self._db.dialect == "postgresql":  # the gateways' live pages hear at once
+                    notify_moved(cur, self._prefix, max(position for position, _ in moved))
         return stored
 
     def snapshot(self, view_name: str) -> tuple[int, dict[str, list[Row]]]:

@@ -4,13 +4,16 @@ applied after it, and the views' furthest position."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from domain.commands import parse_order
+from gateway.screens.live_feed import LiveFeed
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer
 from ops.store.database import Database
@@ -19,6 +22,7 @@ from ops.views.live_changes import SqlLiveChanges
 from ops.views.projection_runner import ProjectionRunner
 from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
+from tests.support.budget import budget
 from tests.support.gateway import order
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -65,3 +69,42 @@ def test_the_services_changed_after_a_position_and_the_views_furthest_position(
     now, changed = changes.changes_after(first)
     assert now > first and changed == {"2", "3"}
     assert changes.changes_after(now) == (now, set())
+
+
+async def test_on_postgresql_a_page_hears_of_a_change_at_once_not_at_the_next_poll(
+    fresh_postgres_url: str,
+) -> None:
+    """The projection runner's commit NOTIFYs; the feed LISTENs: with a poll period of ten
+    minutes, only the notification can wake the page within the test's budget."""
+    store, db = EventStore(fresh_postgres_url), Database(fresh_postgres_url)
+    views = all_views()
+    runner = ProjectionRunner(store, ViewStore(db, views), views)
+    ledger = StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests"))
+    changes = SqlLiveChanges(db)
+    feed = LiveFeed(changes, every_s=600)
+    try:
+        with feed.watch("7") as page:
+            # the feed has its first answer and listens
+            while not await asyncio.to_thread(listening_sessions, fresh_postgres_url):
+                await asyncio.sleep(0.05)
+            body = order(service_id=7, domain="s7.example.com", username=None)
+            await asyncio.to_thread(ledger.order_service, parse_order(body, now=NOW, actor="w"))
+            await asyncio.to_thread(runner.catch_up)
+            assert await page.next(budget(10)) == feed.position > 0
+        # the last page closed: the feed stops listening (its connection goes)
+        while await asyncio.to_thread(listening_sessions, fresh_postgres_url):
+            await asyncio.sleep(0.05)
+    finally:
+        await changes.quiet()
+        db.close()
+        store.close()
+
+
+def listening_sessions(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
+            ("hostwright live pages",),
+        ).fetchone()
+    return int(row[0]) if row else 0

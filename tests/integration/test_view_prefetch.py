@@ -70,11 +70,15 @@ class RecordingDatabase(Database):
 
 
 def reads(statements: list[tuple[str, str]]) -> list[str]:
-    """The SELECTs of one page, without the tracking rows' lock."""
+    """The SELECTs of one page, without the tracking rows' lock and the NOTIFY of its
+    commit (PostgreSQL: the live pages hear of it)."""
     return [
         sql
         for kind, sql in statements
-        if kind == "execute" and sql.startswith("SELECT") and "tracking" not in sql
+        if kind == "execute"
+        and sql.startswith("SELECT")
+        and "tracking" not in sql
+        and not sql.startswith("SELECT pg_notify")
     ]
 
 

@@ -21,6 +21,12 @@ class Views:
         self.asked = 0
         self.failing = False
 
+    async def moved(self, most_s: float) -> None:
+        await asyncio.sleep(most_s)
+
+    async def quiet(self) -> None:
+        self.quieted = getattr(self, "quieted", 0) + 1
+
     def changes_after(self, position: int | None) -> tuple[int, set[str]]:
         self.asked += 1
         if self.failing:

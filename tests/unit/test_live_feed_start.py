@@ -15,6 +15,12 @@ class Source:
         self.position = 5
         self.answered = 0
 
+    async def moved(self, most_s: float) -> None:
+        await asyncio.sleep(most_s)
+
+    async def quiet(self) -> None:
+        self.quieted = getattr(self, "quieted", 0) + 1
+
     def changes_after(self, position: int | None) -> tuple[int, set[str]]:
         self.answered += 1
         if position is None or self.position <= position:

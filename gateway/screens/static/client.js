@@ -77,7 +77,7 @@
     replace(byId("timeline"), state.steps.map(function (step) {
       return el("li", { "data-step": step.step, "data-state": step.state }, [
         el("span", { "class": "badge " + step.state, text: step.state }),
-        el("span", { "class": "step-name", text: step.step }),
+        el("span", { "class": "step-name", text: step.label }),
         el("span", { "class": "when", text: seconds(step.duration_ms) })
       ]);
     }));
