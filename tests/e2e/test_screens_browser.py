@@ -8,8 +8,8 @@ running hostwright with a simulated node: what a customer and staff see, live.
   ``hostwright up`` and on RabbitMQ + PostgreSQL with every part a process.
 - Staff sign in, find the service, watch its Deploy tab change live, read a task's log
   streamed while its step is held on the node, delete the succeeded tasks from the queue in
-  bulk and see the queue change, and change a setting: a bad value shows the API's own
-  message and changes nothing.
+  bulk and see the queue change (the same post from a form on another site is refused), and
+  change a setting: a bad value shows the API's own message and changes nothing.
 - Markup a node puts in a step's log line stays text in the console, streamed or recorded.
 
 Screenshots go to each test's folder; with ``HOSTWRIGHT_SAVE_SCREENSHOTS=1`` the splash and
@@ -296,7 +296,11 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
         return "attempt 1 succeeded" in await log_page.inner_text("#task-log")
 
     await eventually(ended, 30, "the step's end in the log", log_page)
-    await wait_steps(page, "#deploy-timeline", {"web.domain": "done"}, "the deploy's end")
+
+    async def all_done() -> bool:
+        return set((await steps_of(page, "#deploy-timeline")).values()) == {"done"}
+
+    await eventually(all_done, 30, "every step done on the Deploy tab", page)
     assert await page.evaluate("window.__loaded") == "the first load", "the tab was reloaded"
     seen = [steps for steps in await seen_timelines(page) if steps]
     assert len(seen) >= 2 and set(seen[-1].values()) == {"done"}, seen
@@ -306,6 +310,19 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
     await page.goto(f"{base}/admin/tasks")
     succeeded = page.locator("#queue-table tr[data-task-id][data-state='succeeded']")
     assert await succeeded.count() == 7
+    # the same bulk action posted by a form on another site, in the signed-in browser: refused
+    elsewhere = await page.context.new_page()
+    await elsewhere.set_content(
+        f'<form method="post" action="{base}/admin/tasks/bulk">'
+        '<input name="action" value="delete-succeeded"><input name="confirm" value="yes"></form>'
+    )
+    async with elsewhere.expect_response(lambda r: r.url.endswith("/admin/tasks/bulk")) as sent:
+        # submitted after evaluate returns: the navigation ends the script's context
+        await elsewhere.evaluate("setTimeout(() => document.forms[0].submit(), 0)")
+    assert (await sent.value).status == 403
+    await elsewhere.close()
+    assert len((await system.staff.get("/v1/tasks")).json()["tasks"]) == 7
+
     bulk = page.locator("form.bulk[data-action='delete-succeeded']")
     await bulk.locator("input[name=confirm]").check()
     await bulk.locator("button, input[type=submit]").first.click()
