@@ -4,9 +4,13 @@ Consumes a credential's token (``Credentials.resolve``, constant time; the token
 kept, logged or echoed), the screens' signing key and the clock; emits the ``hw_console``
 cookie and, for each request, the ``ConsoleSession`` it carries or a redirect to the sign-in.
 
-The cookie holds ``{name, scopes, expires, csrf}`` — the credential's name (the actor of what
-the console records), its scopes, an expiry 8 hours after sign-in and a random CSRF secret —
-as base64 JSON with an HMAC-SHA256 of it under the signing key, checked in constant time.
+The cookie holds ``{name, scopes, expires, csrf, fingerprint}`` — the credential's name (the
+actor of what the console records), its scopes, an expiry 8 hours after sign-in, a random CSRF
+secret and the fingerprint of the credential's token (``credentials.fingerprint``: an HMAC of
+its digest under the signing key, never the token) — as base64 JSON with an HMAC-SHA256 of it
+under the signing key, checked in constant time. Every request asks ``Credentials`` again for
+the credential of that name and fingerprint (``principal_named``): a credential removed, given
+a new token or other scopes ends its sessions at once.
 HttpOnly, SameSite=Strict, Path=/admin, Secure over https. A ``staff`` credential gets the
 whole console, a ``read`` one every page and no write form; a WHMCS (``services``) or a
 per-service credential is refused with a message.
@@ -34,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.credentials import READ, STAFF, Principal
+from gateway.credentials import READ, STAFF, Principal, fingerprint, token_digest
 from gateway.request_parsing import MAX_BODY_BYTES, BadRequest
 from gateway.screens.rendering import page
 
@@ -59,6 +63,7 @@ class ConsoleSession:
     scopes: frozenset[str]
     expires: int  # seconds since the epoch
     csrf: str
+    fingerprint: str  # of the credential's token (``credentials.fingerprint``)
 
     @property
     def writes(self) -> bool:
@@ -68,7 +73,13 @@ class ConsoleSession:
 
 def seal(session: ConsoleSession, key: bytes) -> str:
     payload = json.dumps(
-        {"n": session.name, "s": sorted(session.scopes), "e": session.expires, "c": session.csrf},
+        {
+            "n": session.name,
+            "s": sorted(session.scopes),
+            "e": session.expires,
+            "c": session.csrf,
+            "f": session.fingerprint,
+        },
         separators=(",", ":"),
     ).encode()
     body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
@@ -89,6 +100,7 @@ def opened(cookie: str | None, key: bytes, now: datetime) -> ConsoleSession | No
             scopes=frozenset(str(s) for s in fields["s"]),
             expires=int(fields["e"]),
             csrf=str(fields["c"]),
+            fingerprint=str(fields["f"]),
         )
     except (ValueError, KeyError, TypeError, binascii.Error):
         return None
@@ -128,6 +140,8 @@ def signed_in(ports: ScreenPorts, endpoint: ConsolePage, *, writes: bool = False
 
     async def guarded(request: Request) -> Response:
         session = opened(request.cookies.get(COOKIE), ports.signing_key, ports.clock())
+        if session is not None and not _still_granted(ports, session):
+            session = None
         if session is None:
             if request.method != "GET":
                 return refused("Your console session has ended: sign in again.", 403)
@@ -146,6 +160,16 @@ def signed_in(ports: ScreenPorts, endpoint: ConsolePage, *, writes: bool = False
     return guarded
 
 
+def _still_granted(ports: ScreenPorts, session: ConsoleSession) -> bool:
+    """Whether the session's credential still exists, with the same token and scopes."""
+    principal = ports.credentials.principal_named(
+        session.name, session.fingerprint, ports.signing_key
+    )
+    if principal is None or _refusal(principal) is not None:
+        return False
+    return principal.scopes & {STAFF, READ} == session.scopes
+
+
 def refused(message: str, status_code: int) -> Response:
     return page("console/refused.html", status_code=status_code, message=message)
 
@@ -156,13 +180,18 @@ def session_routes(ports: ScreenPorts) -> list[Route]:
 
     async def sign_in(request: Request) -> Response:
         form = await read_form(request)
-        principal = ports.credentials.resolve(form.get("token", "").strip().encode())
+        token = form.get("token", "").strip().encode()
+        principal = ports.credentials.resolve(token)
         message = _refusal(principal)
         if principal is None or message is not None:
             return page("console/sign_in.html", status_code=403, message=message)
         expires = int(ports.clock().timestamp()) + SESSION_S
         session = ConsoleSession(
-            principal.name, principal.scopes & {STAFF, READ}, expires, secrets.token_urlsafe(24)
+            principal.name,
+            principal.scopes & {STAFF, READ},
+            expires,
+            secrets.token_urlsafe(24),
+            fingerprint(ports.signing_key, token_digest(token)),
         )
         response = RedirectResponse("/admin", status_code=303)
         _set_cookie(response, request, seal(session, ports.signing_key), SESSION_S)

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from domain.retry_policy import RetryPolicy
 from domain.task import Task
+from gateway.credentials import READ, Principal, TokenTable, known_token
 from gateway.app import create_app
 from gateway.screens.console_session import COOKIE
 from ops.adapters.command_ledger import StoreLedger
@@ -55,6 +56,20 @@ HOSTILE = "<script>alert('x')</script>"
 SIGNING_KEY = b"a-signing-key-only-for-console-tests-0123"
 
 
+class SwappableCredentials:
+    """The gateway's credentials, which the test may change under a signed-in session (as a
+    restart with another tokens file would)."""
+
+    def __init__(self, table: TokenTable) -> None:
+        self.table = table
+
+    def resolve(self, token: bytes) -> Principal | None:
+        return self.table.resolve(token)
+
+    def principal_named(self, name: str, fingerprint: str, key: bytes) -> Principal | None:
+        return self.table.principal_named(name, fingerprint, key)
+
+
 class CookieClient(Client):
     """The suite's in-process client, with its cookie jar in reach (the console's session)."""
 
@@ -79,6 +94,7 @@ class Console:
     db: Database
     clock: Clock
     tasks: dict[str, Task]
+    credentials: SwappableCredentials
 
     def project(self) -> None:
         views = all_views()
@@ -115,10 +131,11 @@ def plan(step: str, server_id: str, service_id: str = "1001") -> Task:
 def console(tmp_path: Path) -> Iterator[Console]:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store, db, clock = EventStore(url), Database(url), Clock(START)
+    credentials = SwappableCredentials(credentials_for_tests())
     app = create_app(
         ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=SqlViewQueries(db),
-        credentials=credentials_for_tests(),
+        credentials=credentials,
         clock=clock,
         servers=ServerRegistry(store),
         settings=StoreSettingsBook(store, runtime_defaults(Settings())),
@@ -150,7 +167,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
             tasks["running"].dispatch(START + timedelta(minutes=4), 3600)
             store.save(*tasks.values())
             clock.now = START + timedelta(minutes=10)
-            setup = Console(client, store, db, clock, tasks)
+            setup = Console(client, store, db, clock, tasks, credentials)
             setup.project()
             yield setup
     finally:
@@ -219,6 +236,28 @@ def test_an_altered_or_expired_session_is_no_session(console: Console) -> None:
     assert console.client.get("/admin").status_code == 200
     console.clock.advance(8 * 60 + 1)
     assert console.client.get("/admin").status_code == 303
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["removed", "demoted to read", "given a new token"],
+)
+def test_a_credential_removed_or_changed_ends_its_sessions(console: Console, change: str) -> None:
+    console.sign_in(STAFF_TOKEN)
+    assert console.client.get("/admin").status_code == 200
+    csrf = console.csrf()
+    others = [e for e in credentials_for_tests().entries if e.principal.name != "staff"]
+    replaced = {
+        "removed": [],
+        "demoted to read": [known_token("staff", {READ}, STAFF_TOKEN)],
+        "given a new token": [known_token("staff", {"staff"}, "another-" + STAFF_TOKEN)],
+    }[change]
+    console.credentials.table = TokenTable.of([*others, *replaced])
+    assert console.client.get("/admin").status_code == 303
+    before = console.last_event()
+    post = console.client.post("/admin/services/1001/verify-repair", data={"csrf": csrf})
+    assert post.status_code == 403 and "sign in again" in post.text
+    assert console.last_event() == before
 
 
 def test_sign_out_needs_the_csrf_token_and_ends_the_session(console: Console) -> None:

@@ -27,6 +27,7 @@ from starlette.types import Message
 
 from domain.commands import parse_order
 from domain.task import Task
+from gateway.credentials import fingerprint, token_digest
 from gateway.screens.console_session import COOKIE, ConsoleSession, seal
 from gateway.screens.live_feed import LiveFeed
 from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
@@ -41,7 +42,7 @@ from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from tests.fakes.clock import Clock
 from tests.support.deployment import wait_until
-from tests.support.gateway import START, credentials_for_tests, order
+from tests.support.gateway import STAFF_TOKEN, START, credentials_for_tests, order
 
 HOSTILE = "<script>alert('x')</script>"
 KEY = b"a-signing-key-only-for-console-tests-0123"
@@ -175,7 +176,9 @@ def live_setup(tmp_path: Path, task_logs: LiveTaskLog | None) -> Iterator[Live]:
         signing_key=KEY,
         task_logs=task_logs,
     )
-    session = ConsoleSession("staff", frozenset({"staff"}), int(clock().timestamp()) + 3600, "c")
+    expires = int(clock().timestamp()) + 3600
+    signed = fingerprint(KEY, token_digest(STAFF_TOKEN))
+    session = ConsoleSession("staff", frozenset({"staff"}), expires, "c", signed)
     app = Starlette(routes=screen_routes(ports))
     live = Live(app, store, db, clock, running, seal(session, KEY), feed)
     live.project()
