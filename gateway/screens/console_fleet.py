@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from domain.errors import InvalidInput, NotFound
 from gateway.request_parsing import BadRequest, query_time
-from gateway.screens.console_session import console_page, form_of, session_of, signed_in
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.settings_api import change_settings
 from gateway.usage_api import SORTS, refresh_targets, usage_overview
 
@@ -80,7 +80,7 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
         except (InvalidInput, NotFound, BadRequest) as exc:
             return await _statistics_page(ports, request, failure=str(exc), status_code=409)
         said = ", ".join(f"{node}: {outcome}" for node, outcome in sorted(outcomes.items()))
-        return await _statistics_page(ports, request, flash=f"Refresh asked: {said or 'no node'}")
+        return done(request, "/admin/statistics", f"Refresh asked: {said or 'no node'}")
 
     async def settings_form(request: Request) -> Response:
         return await _settings_page(ports, request)
@@ -108,7 +108,7 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
                 ports, request, failure=str(exc), status_code=422, typed=form_of(request)
             )
         said = ", ".join(applied.changed) or "nothing"
-        return await _settings_page(ports, request, flash=f"Changed: {said}.")
+        return done(request, "/admin/settings", f"Changed: {said}.")
 
     return [
         Route("/admin/oplog", signed_in(ports, oplog), methods=["GET"]),
@@ -231,7 +231,7 @@ def _typed(text: str, current: Any) -> Any:
     if isinstance(current, int | float | Mapping):
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth: sent as typed
             return text
         if isinstance(current, float) and type(parsed) is int:
             return float(parsed)

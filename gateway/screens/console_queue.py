@@ -9,7 +9,8 @@ ages, ``task_logs`` when the handlers publish log lines) and emits:
   ``&fragment=1`` is the table alone (what a live update swaps in);
 - ``POST /admin/tasks/bulk`` — a bulk action (``action`` as ``delete-succeeded`` …, the
   ``confirm`` box ticked, optional ``older_than_s``) run by ``tasks_api.change_in_bulk``,
-  the API's own code: the page says how many tasks matched and changed;
+  the API's own code: a 303 to the queue, which says how many tasks matched and changed
+  (reloading it runs nothing again);
 - ``GET /admin/tasks/{task_id}`` — the task with its recorded log; ``POST …/retry|cancel``;
 - ``GET /admin/tasks/{task_id}/log`` — server-sent events: ``event: line`` for each line the
   running step logs (``LiveTaskLog.follow``), then ``event: ended`` with the task's recorded
@@ -33,7 +34,7 @@ from starlette.routing import Route
 
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.task_bulk import BULK_ACTIONS, BulkDefaults, QueueAges
-from gateway.screens.console_session import console_page, form_of, session_of, signed_in
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.event_stream import event_stream
 from gateway.tasks_api import STUCK_VALUES, TASK_STATES, change_in_bulk
 
@@ -76,11 +77,11 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
         except (InvalidInput, ValueError) as exc:
             failure = str(exc) if isinstance(exc, InvalidInput) else "older_than_s must be a number"
             return await _queue_page(ports, request, failure=failure, status_code=422)
-        flash = (
+        said = (
             f"{action.replace('_', ' ')}: {outcome['matched']} matched, "
             f"{outcome['changed']} changed."
         )
-        return await _queue_page(ports, request, flash=flash)
+        return done(request, "/admin/tasks", said)
 
     async def task(request: Request) -> Response:
         return await _task_page(ports, request)
@@ -96,8 +97,9 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
                 changes[action], task_id, ports.clock(), session_of(request).name
             )
         except (NotFound, Conflict) as exc:
-            return await _task_page(ports, request, failure=str(exc), status_code=409)
-        return await _task_page(ports, request, flash=f"The task's {action} is recorded.")
+            status_code = 404 if isinstance(exc, NotFound) else 409
+            return await _task_page(ports, request, failure=str(exc), status_code=status_code)
+        return done(request, f"/admin/tasks/{task_id}", f"The task's {action} is recorded.")
 
     async def log(request: Request) -> Response:
         try:

@@ -17,7 +17,13 @@ per-service credential is refused with a message.
 
 Every POST under ``/admin`` (sign-in aside) carries a ``csrf`` form field equal to the
 session's secret (constant-time compare): a cross-site post without it is a 403 page and
-nothing is recorded. Forms are ``application/x-www-form-urlencoded``, read by ``read_form``.
+nothing is recorded. Forms are ``application/x-www-form-urlencoded``, read by ``read_form``;
+one too large is a 413 page.
+
+A POST that recorded something answers ``done``: a 303 to the page to show, its message in
+the query (``flash``, with ``flash_mac``: an HMAC under the signing key bound to the session,
+so no link made elsewhere puts words on a console page), so reloading the page shows it again
+and records nothing again.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -51,6 +57,7 @@ SESSION_S = 8 * 3600
 SIGN_IN = "/admin/sign-in"
 _SESSION = "hostwright.console_session"  # the request's session, in the ASGI scope
 _FORM = "hostwright.console_form"  # the form a checked POST carried, in the ASGI scope
+_KEY = "hostwright.console_key"  # the signing key, in the ASGI scope (for ``done``)
 
 ConsolePage = Callable[[Request], Awaitable[Response]]
 
@@ -147,8 +154,12 @@ def signed_in(ports: ScreenPorts, endpoint: ConsolePage, *, writes: bool = False
                 return refused("Your console session has ended: sign in again.", 403)
             return RedirectResponse(SIGN_IN, status_code=303)
         request.scope[_SESSION] = session
+        request.scope[_KEY] = ports.signing_key
         if request.method == "POST":
-            form = await read_form(request)
+            try:
+                form = await read_form(request)
+            except BadRequest as exc:
+                return refused(str(exc), exc.status_code)
             given = form.get("csrf", "")
             if not hmac.compare_digest(given.encode(), session.csrf.encode()):
                 return refused("This form was not sent from the console (no CSRF token).", 403)
@@ -179,7 +190,10 @@ def session_routes(ports: ScreenPorts) -> list[Route]:
         return page("console/sign_in.html", message=None)
 
     async def sign_in(request: Request) -> Response:
-        form = await read_form(request)
+        try:
+            form = await read_form(request)
+        except BadRequest as exc:
+            return page("console/sign_in.html", status_code=exc.status_code, message=str(exc))
         token = form.get("token", "").strip().encode()
         principal = ports.credentials.resolve(token)
         message = _refusal(principal)
@@ -232,6 +246,31 @@ def _set_cookie(response: Response, request: Request, value: str, max_age: int) 
     )
 
 
+def done(request: Request, location: str, message: str) -> Response:
+    """The answer to a POST that recorded something: a 303 to ``location`` (a console path,
+    maybe with its query) which shows ``message``."""
+    session = session_of(request)
+    query = urlencode({"flash": message, "flash_mac": _flash_mac(request, session, message)})
+    joiner = "&" if "?" in location else "?"
+    return RedirectResponse(f"{location}{joiner}{query}", status_code=303)
+
+
+def _flash_mac(request: Request, session: ConsoleSession, message: str) -> str:
+    key: bytes = request.scope[_KEY]
+    body = f"console-flash:{session.csrf}:{message}".encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def _shown_flash(request: Request) -> str | None:
+    """The message a ``done`` redirect carries to this page; None when none, or forged."""
+    message = request.query_params.get("flash")
+    mac = request.query_params.get("flash_mac", "")
+    if message is None or request.method != "GET":
+        return None
+    expected = _flash_mac(request, session_of(request), message)
+    return message if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+
 def console_page(
     request: Request,
     template: str,
@@ -249,7 +288,7 @@ def console_page(
         status_code=status_code,
         session=session_of(request),
         here=here,
-        flash=flash,
+        flash=flash if flash is not None else _shown_flash(request),
         failure=failure,
         **context,
     )
