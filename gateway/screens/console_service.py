@@ -211,8 +211,9 @@ async def _tab(
             "gauges": None if usage is None else gauges(usage, usage["plan"], now),
         }
     if tab == "deploy":
+        live_position = ports.live.position  # before the read: see console_live
         steps = await asyncio.to_thread(ports.views.timeline, service_id)
-        return {"steps": steps or [], "live_key": service_id}
+        return {"steps": steps or [], "live_key": service_id, "live_position": live_position}
     if tab == "tasks":
         tasks = await asyncio.to_thread(
             lambda: ports.views.tasks(service_id=service_id, now=ports.clock())

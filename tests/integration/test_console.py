@@ -686,3 +686,8 @@ def test_the_services_list_is_paged_newest_first(console: Console) -> None:
     second = console.client.get(link.group(1).replace("&amp;", "&"))
     assert re.findall(r'<tr data-service-id="([^"]+)"', second.text) == ["1002", "1001"]
     assert 'id="next-page"' not in second.text
+    # a live update of page 2 swaps in page 2, not page 1
+    fragment = re.search(r'data-fragment="([^"]+)"', second.text)
+    assert fragment is not None
+    swapped = console.client.get(fragment.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<tr data-service-id="([^"]+)"', swapped.text) == ["1002", "1001"]
