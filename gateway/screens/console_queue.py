@@ -35,8 +35,8 @@ from starlette.routing import Route
 
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.task_bulk import BULK_ACTIONS, BulkDefaults, QueueAges
-from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.console_live import shared_fragment
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.event_stream import event_stream
 from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.tasks_api import STUCK_VALUES, TASK_STATES, change_in_bulk
