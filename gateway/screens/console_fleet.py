@@ -5,7 +5,8 @@ settings) and emits:
 
 - ``GET /admin/oplog?service_id=&since=&text=`` — the operation log, latest first, filtered
   by service, time (as ``GET /v1/oplog`` reads them) and a word in its actor, action or kind;
-  each entry opens its detail in place;
+  the word is looked for in the latest ``OPLOG_LIMIT`` entries of that service and time only
+  (the page says so); each entry opens its detail in place;
 - ``GET /admin/statistics?sort=&order=&offset=`` — the usage summary, the nodes' syncs and
   the per-service table, sortable and paged (``usage_api.usage_overview``: the API's body);
   ``POST /admin/statistics/refresh`` — **Refresh all** (``usage_api.refresh_targets`` and
@@ -48,6 +49,7 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             "service_id": service_id or "",
             "since": params.get("since", ""),
             "text": text,
+            "oplog_limit": OPLOG_LIMIT,
         }
         try:
             since = query_time(request, "since")

@@ -691,3 +691,13 @@ def test_the_services_list_is_paged_newest_first(console: Console) -> None:
     assert fragment is not None
     swapped = console.client.get(fragment.group(1).replace("&amp;", "&"))
     assert re.findall(r'<tr data-service-id="([^"]+)"', swapped.text) == ["1002", "1001"]
+
+
+def test_the_oplog_says_how_far_its_text_filter_looks(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    plain = console.client.get("/admin/oplog")
+    assert plain.status_code == 200 and 'id="oplog-text-scope"' not in plain.text
+    found = console.client.get("/admin/oplog", params={"text": "whmcs"})
+    assert found.status_code == 200
+    assert "latest 200 entries" in found.text and 'id="oplog-text-scope"' in found.text
+    assert "<td>whmcs</td>" in found.text
