@@ -51,7 +51,6 @@ from starlette.routing import BaseRoute, Route
 
 from domain.commands import LIFECYCLE_ACTIONS, parse_lifecycle, parse_order
 from domain.correlation import set_command_id
-from domain.errors import Conflict, InvalidInput, NotFound
 from domain.provider_settings import ProviderSettings, check_order
 from gateway.auth import BearerTokenMiddleware, Endpoint, actor_of, guarded_route
 from gateway.boundary import ErrorBoundaryMiddleware
@@ -69,13 +68,19 @@ from gateway.ports import (
 )
 from gateway.request_log import RequestLogMiddleware
 from gateway.request_parsing import (
-    BadRequest,
     query_limit,
     query_time,
     read_json,
     with_idempotency_key,
 )
-from gateway.responses import ApiJSONResponse, error, success
+from gateway.responses import (
+    REFUSALS,
+    ApiJSONResponse,
+    error,
+    refusal_message,
+    refusal_status,
+    success,
+)
 from gateway.screens.client_links import client_link_routes
 from gateway.screens.live_feed import ChangeSource, LiveFeed
 from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
@@ -245,25 +250,15 @@ def create_app(
             Middleware(BearerTokenMiddleware, credentials=credentials),
         ],
         exception_handlers={
-            BadRequest: _bad_request,
-            InvalidInput: _status(422),
-            NotFound: _status(404),
-            Conflict: _status(409),
+            **{refusal: _refused for refusal in REFUSALS},
             HTTPException: _http_exception,
         },
     )
 
 
-async def _bad_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BadRequest)
-    return error(exc.status_code, exc.message)
-
-
-def _status(status_code: int) -> Callable[[Request, Exception], Any]:
-    async def handle(request: Request, exc: Exception) -> Response:
-        return error(status_code, str(exc) or "refused")
-
-    return handle
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, REFUSALS)
+    return error(refusal_status(exc), refusal_message(exc))
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

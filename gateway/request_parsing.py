@@ -1,10 +1,12 @@
 """Reading a request as the contract says: its JSON body, its ``Idempotency-Key`` and its
-query parameters.
+query parameters; and a screen's form.
 
 Consumes a Starlette ``Request``; emits the parsed values, or raises ``BadRequest`` — HTTP
 400 for a body that is not JSON, not a JSON object or sent with a non-JSON Content-Type, and
 for a malformed query parameter; 413 for a body larger than 64 KiB — which ``create_app``
 answers with the contract's error body. Every route reads its request through here.
+``read_form`` reads an HTML form (``application/x-www-form-urlencoded``) the same way: 413
+past 64 KiB, 415 for a body of another type, 400 for one that is not UTF-8.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
 MAX_BODY_BYTES = 64 * 1024
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 class BadRequest(Exception):
@@ -47,6 +51,23 @@ async def read_json(request: Request, *, required: bool) -> object:
     if parsed is None and required:
         raise BadRequest("the request body must be a JSON object")
     return parsed
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The urlencoded form's fields, the last value of each name ({} for an empty body)."""
+    raw = await _read_body(request)
+    if not raw:
+        return {}
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != FORM_MEDIA_TYPE:
+        raise BadRequest(f"the form must be sent as {FORM_MEDIA_TYPE}", 415)
+    try:
+        text = raw.decode("utf-8")
+        # strict: a %-escape that is not UTF-8 is refused too, not read as U+FFFD
+        fields = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not UTF-8") from None
+    return dict(fields)
 
 
 async def _read_body(request: Request) -> bytes:

@@ -1,6 +1,9 @@
 """The gateway's JSON replies: ``success`` bodies and the one error shape of the contract.
 
 Every error the gateway gives is ``{"result": "error", "error": "<readable message>"}``.
+``refusal_status`` is the one mapping of a refusal to its HTTP status (``InvalidInput`` 422,
+``NotFound`` 404, ``Conflict`` 409, ``BadRequest`` its own): the API's handlers, the client
+area and the console answer the same refusal with the same status.
 """
 
 from __future__ import annotations
@@ -11,6 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from starlette.responses import JSONResponse
+
+from domain.errors import Conflict, InvalidInput, NotFound
+from gateway.request_parsing import BadRequest
+
+# what a route may let through to be answered as a refusal (``except REFUSALS``)
+REFUSALS = (BadRequest, InvalidInput, NotFound, Conflict)
+Refusal = BadRequest | InvalidInput | NotFound | Conflict
 
 
 class ApiJSONResponse(JSONResponse):
@@ -30,6 +40,26 @@ def error(status_code: int, message: str, headers: dict[str, str] | None = None)
     return ApiJSONResponse(
         {"result": "error", "error": message}, status_code=status_code, headers=headers
     )
+
+
+def refusal_status(exc: Refusal) -> int:
+    """The HTTP status the API answers ``exc`` with."""
+    if isinstance(exc, BadRequest):
+        return exc.status_code
+    if isinstance(exc, InvalidInput):
+        return 422
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    raise TypeError(f"{type(exc).__name__} is not a refusal")
+
+
+def refusal_message(exc: Refusal) -> str:
+    """The refusal's readable message, as the API sends it."""
+    if isinstance(exc, BadRequest):
+        return exc.message
+    return str(exc) or "refused"
 
 
 def _encode(value: object) -> str:

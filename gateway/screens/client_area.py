@@ -32,7 +32,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -40,14 +40,15 @@ from starlette.routing import BaseRoute, Route
 
 from domain.commands import parse_lifecycle
 from domain.correlation import set_command_id
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import Conflict, NotFound
 from domain.ssl_requests import check_role, parse_custom
 from gateway.ports import CertificateLedger
-from gateway.request_parsing import MAX_BODY_BYTES
-from gateway.responses import error, success
+from gateway.request_parsing import read_form
+from gateway.responses import REFUSALS, error, refusal_message, refusal_status, success
 from gateway.screens.client_state import READ_ONLY_STATUSES, read_client_state
 from gateway.screens.client_tokens import TokenRefused, check
 from gateway.screens.event_stream import event_stream
+from gateway.screens.live_reads import live_reads
 from gateway.screens.rendering import PAGE_HEADERS, page
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 CLIENT_ACTOR = "client"
 RECHECK_S = 30.0  # how often a quiet live page's token is looked at again
-REFUSALS = {
+TOKEN_REFUSALS = {
     "invalid": "This link is not valid. Open your service from your client area again.",
     "expired": "This link has expired. Open your service from your client area again "
     "to get a new one.",
@@ -77,7 +78,7 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
         try:
             check(ports.signing_key, service_id, token, ports.clock())
         except TokenRefused as refused:
-            raise Refused(403, REFUSALS[refused.reason]) from None
+            raise Refused(403, TOKEN_REFUSALS[refused.reason]) from None
 
     async def state_of(service_id: str) -> dict[str, Any]:
         found = await asyncio.to_thread(read_client_state, ports, service_id, ports.clock())
@@ -123,23 +124,19 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
         def read() -> Awaitable[dict[str, Any] | None]:
             return asyncio.to_thread(read_client_state, ports, service_id, ports.clock())
 
-        with ports.live.watch(service_id) as watch:
-            found = await read()  # this page's own first read: the watch is open already
-            sent = None
-            while True:
-                try:
-                    opened(service_id, token)
-                except Refused as refused:
-                    yield "refused", json.dumps({"error": refused.message})
-                    return
-                text = json.dumps(found)
-                if found is not None and text != sent:
-                    yield "state", text
-                    sent = text
-                position = await watch.next(RECHECK_S)
-                if position is not None:
-                    # keyed apart from other pages' reads of the same service (the console's)
-                    found = await ports.live.shared(f"client:{service_id}", position, read)
+        sent = None
+        # keyed apart from other pages' reads of the same service (the console's)
+        reads = live_reads(ports.live, service_id, f"client:{service_id}", read, quiet_s=RECHECK_S)
+        async for found in reads:
+            try:
+                opened(service_id, token)
+            except Refused as refused:
+                yield "refused", json.dumps({"error": refused.message})
+                return
+            text = json.dumps(found)
+            if found is not None and text != sent:
+                yield "state", text
+                sent = text
 
     async def retry(service_id: str, form: dict[str, str], role: str) -> None:
         found = await asyncio.to_thread(ports.views.service, service_id)
@@ -194,12 +191,13 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
         async def endpoint(request: Request) -> Response:
             service_id: str = request.path_params["service_id"]
             wants_json = "application/json" in request.headers.get("accept", "")
-            back = None  # the page, once the token is known to open it
+            back: str | None = None  # the page, once the token is known to open it
             try:
-                form = await _form(request)
+                form = await read_form(request)
                 token = form.get("token")
                 opened(service_id, token)
-                back = f"/client/{quote(service_id)}?token={quote(token or '')}"
+                page_url = f"/client/{quote(service_id)}?token={quote(token or '')}"
+                back = page_url
                 found = await asyncio.to_thread(
                     lambda: (
                         ports.views.service(service_id) or ports.ledger.recorded_service(service_id)
@@ -212,22 +210,18 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
                         403, f"This service is {found['status']}: nothing can be changed now."
                     )
                 role = request.path_params.get("role")
-                try:
-                    await act(service_id, form, check_role(role) if role is not None else "")
-                except InvalidInput as exc:
-                    raise Refused(422, str(exc)) from None
-                except NotFound as exc:
-                    raise Refused(404, str(exc)) from None
-                except Conflict as exc:
-                    raise Refused(409, str(exc)) from None
-            except Refused as refused:
+                await act(service_id, form, check_role(role) if role is not None else "")
+            except REFUSALS as exc:  # the API's refusal, with the API's status
+                refused = Refused(refusal_status(exc), refusal_message(exc))
+            except Refused as exc:
+                refused = exc
+            else:
                 if wants_json:
-                    return error(refused.status_code, refused.message, PAGE_HEADERS)
-                return _refused_page(refused, back)
+                    return success()
+                return RedirectResponse(page_url, status_code=303, headers=PAGE_HEADERS)
             if wants_json:
-                return success()
-            assert back is not None
-            return RedirectResponse(back, status_code=303, headers=PAGE_HEADERS)
+                return error(refused.status_code, refused.message, PAGE_HEADERS)
+            return _refused_page(refused, back)
 
         return endpoint
 
@@ -257,21 +251,3 @@ def _refused_page(refused: Refused, back: str | None = None) -> Response:
         message=refused.message,
         back=back,
     )
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The urlencoded form's fields (the last of each name; none for an empty body); 413 past
-    ``MAX_BODY_BYTES``, 415 for a body of another type."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise Refused(413, "What was sent is too large.")
-    if body and media_type != "application/x-www-form-urlencoded":
-        raise Refused(415, "This form could not be read. Please reload the page.")
-    try:
-        fields = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        raise Refused(400, "This form could not be read. Please reload the page.") from None
-    return {name: values[-1] for name, values in fields.items()}

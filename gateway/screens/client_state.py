@@ -12,8 +12,9 @@ also after Try again, while the retried steps run —, ``error`` on ``deploy_fai
 ``progress {done, total}`` and ``steps`` (the latest run: ``step, role, state`` —
 ``done|running|waiting|failed`` — ``duration_ms``), ``activity`` (the oplog entries a
 customer cares for, newest first: ``at, when, action, kind, text``, ``text`` in words),
-``error`` (``{text, detail}`` in words a customer reads: the part that failed, and the
-first line of why, cut short; None unless failed), ``usage`` (``{collected_at, stale,
+``error`` (``{text, detail}`` in words a customer reads: the part that failed, and a fixed
+phrase for the kind of trouble — the node unreachable, refusing, too slow, or other; never
+the recorded reason, which is staff's; None unless failed), ``usage`` (``{collected_at, stale,
 gauges: {metric: {used, unit, limit, percent, label}}}`` or None) and ``ssl`` (per role:
 ``role, mode, state, not_after, frozen_until``).
 Nothing here is markup: the page escapes it all.
@@ -21,24 +22,17 @@ Nothing here is markup: the page escapes it all.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.usage_metrics import definitions, gauges
+from gateway.screens.step_states import step_state
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
 
 ACTIVITY_LIMIT = 10
-DETAIL_CHARS = 160
-STEP_STATES = {
-    "succeeded": "done",
-    "dispatched": "running",
-    "retry_scheduled": "running",
-    "planned": "waiting",
-    "error": "failed",
-    "cancelled": "failed",
-}
 READ_ONLY_STATUSES = ("suspended", "terminating", "terminated")
 # the operation log's actions, as a customer reads them; one not named here is not shown
 # (a password re-sealed under a new key is staff's business)
@@ -68,6 +62,27 @@ FAILED_PARTS = {
     "mail": "your email",
     "dns": "your domain's DNS records",
     "ssl": "your security certificate (HTTPS)",
+}
+
+# the kind of trouble a failed step's recorded reason tells of (the first that matches), and
+# what a customer is told of it instead of the reason
+TROUBLE_KINDS = (
+    ("timed_out", re.compile(r"no answer within|no SSH connection within|timed? ?out|lease", re.I)),
+    (
+        "unreachable",
+        re.compile(
+            r"cannot connect|connection (failed|lost|refused|reset)|unreachable|no route"
+            r"|host key|refused our SSH key|driver is closed|unknown server",
+            re.I,
+        ),
+    ),
+    ("refused", re.compile(r"\bexited \d+|\brefused\b|\bE_[A-Z]+\b", re.I)),
+)
+TROUBLE_WORDS = {
+    "timed_out": "The server building it took too long to answer.",
+    "unreachable": "The server building it could not be reached.",
+    "refused": "The server building it refused a step of the setup.",
+    "other": "Something unexpected went wrong while setting it up.",
 }
 
 
@@ -117,19 +132,25 @@ def client_state(
 
 
 def customer_error(last_error: object) -> dict[str, str]:
-    """The failure in words a customer reads: which part could not be set up, and the first
-    line of the reason cut to ``DETAIL_CHARS`` (no trace, no second line)."""
+    """The failure in words a customer reads: which part could not be set up (the first
+    failed step's role), and a fixed phrase for the kind of trouble. Nothing of the
+    recorded reason itself is shown — it names servers, addresses, commands, users and
+    paths: that is for staff, on the console."""
     reason = str(last_error or "").strip()
-    first = reason.split(";", 1)[0].split("\n", 1)[0].strip()
-    step = first.split(":", 1)[0].strip() if ":" in first else ""
-    part = FAILED_PARTS.get(step.split(".", 1)[0], "your service")
-    why = first.split(":", 1)[1].strip() if ":" in first else first
-    if len(why) > DETAIL_CHARS:
-        why = why[: DETAIL_CHARS - 1].rstrip() + "…"
+    step, _, why = reason.split(";", 1)[0].partition(":")
+    part = FAILED_PARTS.get(step.strip().split(".", 1)[0], "your service") if why else None
     return {
-        "text": f"We could not finish setting up {part}. Nothing is lost: you can try again.",
-        "detail": why,
+        "text": f"We could not finish setting up {part or 'your service'}. "
+        "Nothing is lost: you can try again.",
+        "detail": _trouble(why or reason),
     }
+
+
+def _trouble(why: str) -> str:
+    for kind, pattern in TROUBLE_KINDS:
+        if pattern.search(why):
+            return TROUBLE_WORDS[kind]
+    return TROUBLE_WORDS["other"]
 
 
 def _shown(entry: dict[str, Any]) -> bool:
@@ -152,7 +173,7 @@ def _activity(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step(step: dict[str, Any], now: datetime) -> dict[str, Any]:
-    state = STEP_STATES.get(str(step.get("state")), "waiting")
+    state = step_state(step.get("state"))
     duration = step.get("duration_ms")
     started = step.get("started_at")
     if duration is None and state == "running" and started:

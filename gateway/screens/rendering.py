@@ -4,7 +4,9 @@
 is escaped (autoescape is on for every template, whatever its name): a domain, a label, an
 error text or an SSH log line is always text, never markup. Every page is sent with headers
 that keep it to itself: no script, style or image from anywhere but this gateway, no referrer
-(a client link carries its token in the URL), never cached, never sniffed.
+(a client link carries its token in the URL), never cached, never sniffed, never framed.
+Templates call ``static(name)`` for an asset's URL and ``step_state(task_state)`` for a
+timeline step's shown state (``gateway.screens.step_states``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from gateway.screens.step_states import step_state
+
 STATIC_PREFIX = "/static"
 _ENVIRONMENT = Environment(
     loader=PackageLoader("gateway.screens", "templates"),
@@ -26,24 +30,19 @@ _ENVIRONMENT = Environment(
     lstrip_blocks=True,
 )
 _ENVIRONMENT.globals["static"] = lambda name: f"{STATIC_PREFIX}/{name}"
+_ENVIRONMENT.globals["step_state"] = step_state  # one mapping for every timeline
 
 _CONTENT_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 PAGE_HEADERS = {
-    # no page is shown in another site's frame (clickjacking): ``page(framed=True)`` lets one
+    # no page is shown in another site's frame (clickjacking)
     "Content-Security-Policy": _CONTENT_POLICY + "; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-}
-
-# what a page any site may frame is sent instead (no frame-ancestors, no X-Frame-Options)
-FRAMED_HEADERS = {
-    **{name: value for name, value in PAGE_HEADERS.items() if name != "X-Frame-Options"},
-    "Content-Security-Policy": _CONTENT_POLICY,
 }
 
 
@@ -52,13 +51,11 @@ def page(
     *,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
-    framed: bool = False,
     **context: Any,
 ) -> HTMLResponse:
-    """The template rendered with ``context``, with ``PAGE_HEADERS`` (and ``headers``).
-    ``framed``: any site may show the page in a frame (the client area inside WHMCS)."""
+    """The template rendered with ``context``, with ``PAGE_HEADERS`` (and ``headers``)."""
     html = _ENVIRONMENT.get_template(template).render(**context)
-    sent = {**(FRAMED_HEADERS if framed else PAGE_HEADERS), **(headers or {})}
+    sent = {**PAGE_HEADERS, **(headers or {})}
     return HTMLResponse(html, status_code=status_code, headers=sent)
 
 

@@ -5,12 +5,13 @@ out."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from gateway.screens.client_state import DETAIL_CHARS, client_state, customer_error
+from gateway.screens.client_state import TROUBLE_WORDS, client_state, customer_error
 
 NOW = datetime(2026, 12, 3, 21, 0, 10, tzinfo=UTC)
 T0 = "2026-12-03T21:00:00.000000+00:00"
@@ -80,16 +81,57 @@ def test_steps_show_four_states_with_their_times_and_the_progress_counts_done_on
     assert found["progress"] == {"done": 1, "total": 5}
 
 
-def test_a_failure_is_worded_by_the_part_that_failed_and_its_reason_cut_short() -> None:
+def test_a_failure_is_worded_by_the_part_that_failed() -> None:
     assert customer_error("mail.domain: exit 8: limit\nTraceback …")["text"].startswith(
         "We could not finish setting up your email."
     )
-    assert customer_error("mail.domain: exit 8: limit\nTraceback …")["detail"] == "exit 8: limit"
     assert "your website" in customer_error("web.user: x; dns.zone: y")["text"]
     assert "your service" in customer_error(None)["text"]
     assert "your service" in customer_error("something odd")["text"]
-    long = customer_error("dns.zone: " + "y" * 1000)["detail"]
-    assert len(long) == DETAIL_CHARS and long.endswith("…")
+
+
+# reasons as the node handlers record them (server, command with user and email, addresses,
+# paths), and the kind of trouble each tells of
+RECORDED = [
+    (
+        "mail.domain: srv-7: v-add-mail-account alice example.com info ***** exited 4 "
+        "(E_EXISTS): Error: mail account info@example.com exists in /home/alice/conf",
+        "refused",
+    ),
+    (
+        "web.domain: srv-7 (10.0.3.7:22): cannot connect: [Errno 111] Connect call failed "
+        "('10.0.3.7', 22)",
+        "unreachable",
+    ),
+    ("dns.zone: srv-2 (10.0.3.9:22): no SSH connection within 10s", "timed_out"),
+    (
+        "web.user: srv-2: v-add-user alice ***** alice@example.com: no answer within 30s",
+        "timed_out",
+    ),
+    ("ssl.web: srv-2 (10.0.3.9:22): the node refused our SSH key", "unreachable"),
+    ("web.user: the handler's lease expired", "timed_out"),
+    ("web.user: bad params for add_user: owner /srv/keys/x.pem missing", "other"),
+]
+
+
+@pytest.mark.parametrize(("reason", "kind"), RECORDED)
+def test_a_failure_shows_a_fixed_phrase_for_its_kind_never_the_recorded_reason(
+    reason: str, kind: str
+) -> None:
+    shown = customer_error(reason)
+    assert shown["detail"] == TROUBLE_WORDS[kind]
+    words = json.dumps(shown)
+    for internal in ("srv-", "10.0.3", "v-add", "alice", "example.com", "/home", "/srv", "E_"):
+        assert internal not in words, (internal, words)
+
+
+def test_the_state_of_a_failed_service_carries_no_part_of_the_recorded_reason() -> None:
+    row = {"service_id": "1", "status": "deploy_failed", "domain": "shop.test"}
+    row["last_error"] = RECORDED[0][0]
+    steps = [{"step": "mail.domain", "state": "error", "error": RECORDED[0][0]}]
+    state = client_state(row, steps, [], None, [], NOW)
+    assert state["screen"] == "error"
+    assert "srv-7" not in json.dumps(state) and "info@" not in json.dumps(state)
 
 
 def test_usage_gauges_against_the_plan_and_activity_in_words() -> None:
