@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput
 from gateway.request_parsing import BadRequest, query_time
+from gateway.responses import REFUSALS, refusal_message, refusal_status
 from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.settings_api import change_settings
 from gateway.usage_api import SORTS, refresh_targets, usage_overview
@@ -79,8 +80,10 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             outcomes = await asyncio.to_thread(
                 refresher.refresh, targets, f"refresh:{session_of(request).name}", ports.clock()
             )
-        except (InvalidInput, NotFound, BadRequest) as exc:
-            return await _statistics_page(ports, request, failure=str(exc), status_code=409)
+        except REFUSALS as exc:
+            return await _statistics_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
         said = ", ".join(f"{node}: {outcome}" for node, outcome in sorted(outcomes.items()))
         return done(request, "/admin/statistics", f"Refresh asked: {said or 'no node'}")
 
@@ -107,7 +110,11 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             )
         except InvalidInput as exc:
             return await _settings_page(
-                ports, request, failure=str(exc), status_code=422, typed=form_of(request)
+                ports,
+                request,
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
+                typed=form_of(request),
             )
         said = ", ".join(applied.changed) or "nothing"
         return done(request, "/admin/settings", f"Changed: {said}.")

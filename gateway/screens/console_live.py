@@ -9,13 +9,14 @@ Consumes the ``ScreenPorts``' one ``LiveFeed`` and emits, per open page:
   escaped by the server. ``shared_fragment`` reads a fragment once per position and address,
   whatever the number of pages asking (``LiveFeed.shared``);
 - with ``service_id`` (a service's Deploy tab): ``event: timeline`` with the timeline's
-  HTML each time that service changes, read once per change for every page watching it.
+  HTML at once (``live_reads``: read once the watch is open), then each time that service
+  changes, read once per change for every page watching it.
 
-A page is rendered with the feed's position before it read (``since``, in its stream's
+A list is rendered with the feed's position before it read (``since``, in its stream's
 address): when the feed is further on as the stream opens (a change landed between the
 page's read and the stream, or while ``EventSource`` reconnected), the stream sends a
-change (or the timeline) at once. ``static/console.js`` listens, and polls the fragment
-every 2 s when the stream fails.
+change at once; the Deploy tab's first timeline covers the same gap. ``static/console.js``
+listens, and polls the fragment every 2 s when the stream fails.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.routing import Route
 from gateway.screens.console_service import timeline_fragment
 from gateway.screens.console_session import signed_in
 from gateway.screens.event_stream import event_stream
+from gateway.screens.live_reads import live_reads
 
 if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
@@ -59,25 +61,23 @@ def live_routes(ports: ScreenPorts) -> list[Route]:
                 if position is not None:
                     yield "change", str(position)
 
-    async def timeline(service_id: str, since: int | None) -> AsyncIterator[tuple[str, str]]:
+    async def timeline(service_id: str) -> AsyncIterator[tuple[str, str]]:
         async def read() -> str:
             return await timeline_fragment(ports, service_id)
 
-        with ports.live.watch(service_id) as watch:
-            position: int | None = watch.position
-            if since is not None and since >= watch.position:
-                position = await watch.next()
-            while True:
-                if position is not None:
-                    html: str = await ports.live.shared(f"timeline:{service_id}", position, read)
-                    yield "timeline", html
-                position = await watch.next()
+        reads = live_reads(ports.live, service_id, f"timeline:{service_id}", read)
+        try:
+            async for html in reads:
+                yield "timeline", html
+        finally:  # the page went away: let its watch go now, not when collected
+            aclose = getattr(reads, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def live(request: Request) -> Response:
         service_id = request.query_params.get("service_id")
         raw_since = request.query_params.get("since", "")
         since = int(raw_since) if raw_since.isdigit() else None
-        events = timeline(service_id, since) if service_id else ticks(since)
-        return event_stream(request, events)
+        return event_stream(request, timeline(service_id) if service_id else ticks(since))
 
     return [Route("/admin/live", signed_in(ports, live), methods=["GET"])]

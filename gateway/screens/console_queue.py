@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.task_bulk import BULK_ACTIONS, BulkDefaults, QueueAges
+from gateway.responses import refusal_message, refusal_status
 from gateway.screens.console_live import shared_fragment
 from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.event_stream import event_stream
@@ -79,8 +80,12 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
                 now=ports.clock(),
                 actor=session_of(request).name,
             )
-        except (InvalidInput, ValueError) as exc:
-            failure = str(exc) if isinstance(exc, InvalidInput) else "older_than_s must be a number"
+        except InvalidInput as exc:
+            return await _queue_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
+        except ValueError:
+            failure = "older_than_s must be a number"
             return await _queue_page(ports, request, failure=failure, status_code=422)
         said = (
             f"{action.replace('_', ' ')}: {outcome['matched']} matched, "
@@ -102,8 +107,9 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
                 changes[action], task_id, ports.clock(), session_of(request).name
             )
         except (NotFound, Conflict) as exc:
-            status_code = 404 if isinstance(exc, NotFound) else 409
-            return await _task_page(ports, request, failure=str(exc), status_code=status_code)
+            return await _task_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
         return done(request, f"/admin/tasks/{task_id}", f"The task's {action} is recorded.")
 
     async def log(request: Request) -> Response:

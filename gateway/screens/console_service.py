@@ -34,10 +34,11 @@ from starlette.routing import Route
 
 from domain.commands import parse_lifecycle
 from domain.correlation import set_command_id
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import InvalidInput, NotFound
 from domain.ssl_requests import check_role, parse_custom
 from domain.usage_metrics import gauges
 from gateway.request_parsing import BadRequest, query_time
+from gateway.responses import REFUSALS, refusal_message, refusal_status
 from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.services_api import service_body
@@ -51,14 +52,6 @@ BUTTONS = {  # the lifecycle calls the service page's buttons make, and what the
     "verify-repair": "Verify & Repair is queued.",
     "redeploy": "A redeploy is queued.",
     "factory-reset": "A factory reset is queued.",
-}
-REFUSALS = (InvalidInput, Conflict, NotFound, BadRequest)
-# a refusal's page is answered with the status its API route would give
-REFUSAL_STATUS: dict[type[Exception], int] = {
-    InvalidInput: 422,
-    Conflict: 409,
-    NotFound: 404,
-    BadRequest: 400,
 }
 
 
@@ -92,7 +85,13 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
             set_command_id(command.command_id)  # the correlation id of every line it causes
             await asyncio.to_thread(ports.ledger.request, command)
         except REFUSALS as exc:
-            return await _page(ports, request, tab=tab, failure=str(exc), status_code=_status(exc))
+            return await _page(
+                ports,
+                request,
+                tab=tab,
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
+            )
         return done(request, f"/admin/services/{service_id}?tab={tab}", BUTTONS[action])
 
     async def ssl(request: Request) -> Response:
@@ -124,7 +123,11 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
                 raise NotFound(f"unknown SSL change {change!r}")
         except REFUSALS as exc:
             return await _page(
-                ports, request, tab="ssl", failure=str(exc), status_code=_status(exc)
+                ports,
+                request,
+                tab="ssl",
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
             )
         return done(request, f"/admin/services/{service_id}?tab=ssl", said)
 
@@ -134,10 +137,6 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
         Route(base + "/ssl/{role}/{change}", signed_in(ports, ssl, writes=True), methods=["POST"]),
         Route(base + "/{action}", signed_in(ports, lifecycle, writes=True), methods=["POST"]),
     ]
-
-
-def _status(refusal: Exception) -> int:
-    return next(code for kind, code in REFUSAL_STATUS.items() if isinstance(refusal, kind))
 
 
 async def _check_typed_domain(ports: ScreenPorts, service_id: str, typed: str) -> None:
@@ -211,9 +210,8 @@ async def _tab(
             "gauges": None if usage is None else gauges(usage, usage["plan"], now),
         }
     if tab == "deploy":
-        live_position = ports.live.position  # before the read: see console_live
         steps = await asyncio.to_thread(ports.views.timeline, service_id)
-        return {"steps": steps or [], "live_key": service_id, "live_position": live_position}
+        return {"steps": steps or [], "live_key": service_id}
     if tab == "tasks":
         tasks = await asyncio.to_thread(
             lambda: ports.views.tasks(service_id=service_id, now=ports.clock())

@@ -17,8 +17,9 @@ per-service credential is refused with a message.
 
 Every POST under ``/admin`` (sign-in aside) carries a ``csrf`` form field equal to the
 session's secret (constant-time compare): a cross-site post without it is a 403 page and
-nothing is recorded. Forms are ``application/x-www-form-urlencoded``, read by ``read_form``;
-one too large is a 413 page.
+nothing is recorded. Forms are ``application/x-www-form-urlencoded``, read by
+``request_parsing.read_form`` (the API's body reader): one it refuses (too large, another
+type, not UTF-8) is a page with its status.
 
 A POST that recorded something answers ``done``: a 303 to the page to show, its message in
 the query (``flash``, with ``flash_mac``: an HMAC under the signing key bound to the session,
@@ -38,14 +39,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.credentials import READ, STAFF, Principal, fingerprint, token_digest
-from gateway.request_parsing import MAX_BODY_BYTES, BadRequest
+from gateway.request_parsing import BadRequest, read_form
 from gateway.screens.rendering import page
 
 if TYPE_CHECKING:
@@ -116,16 +117,6 @@ def opened(cookie: str | None, key: bytes, now: datetime) -> ConsoleSession | No
 
 def _mac(key: bytes, body: str) -> str:
     return hmac.new(key, b"console-session:" + body.encode(), hashlib.sha256).hexdigest()
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """The urlencoded form's fields (the last value of a name repeated), at most 64 KiB."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadRequest(f"the form is larger than {MAX_BODY_BYTES} bytes", 413)
-    return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def session_of(request: Request) -> ConsoleSession:

@@ -701,3 +701,42 @@ def test_the_oplog_says_how_far_its_text_filter_looks(console: Console) -> None:
     assert found.status_code == 200
     assert "latest 200 entries" in found.text and 'id="oplog-text-scope"' in found.text
     assert "<td>whmcs</td>" in found.text
+
+
+def test_a_refusal_has_the_api_status(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    before = console.last_event()
+    for action in ("retry", "cancel"):
+        api = console.client.post(f"/v1/tasks/{unknown}/{action}", headers=STAFF)
+        reply = console.client.post(
+            f"/admin/tasks/{unknown}/{action}", data={"csrf": console.csrf()}
+        )
+        assert reply.status_code == api.status_code == 404, reply.text
+    not_a_form = console.client.post(
+        "/admin/settings", content=b'{"csrf": "x"}', headers={"content-type": "application/json"}
+    )
+    assert not_a_form.status_code == 415
+    assert not_a_form.headers["content-type"].startswith("text/html")
+    assert console.last_event() == before
+
+
+def test_a_step_due_to_run_again_shows_running_as_on_the_client_area(console: Console) -> None:
+    flaky = plan("flaky", "web-1")
+    flaky.dispatch(START + timedelta(minutes=5), 60)
+    assert flaky.fail(
+        1,
+        START + timedelta(minutes=6),
+        error="timed out",
+        retryable=True,
+        log=[],
+        policy=POLICY,
+        unit_random=0,
+    )
+    assert flaky.state == "retry_scheduled"
+    console.store.save(flaky)
+    console.project()
+    console.sign_in(STAFF_TOKEN)
+    deploy = console.client.get("/admin/services/1001?tab=deploy")
+    steps = dict(re.findall(r'<li data-step="([^"]+)" data-state="([^"]+)"', deploy.text))
+    assert steps["flaky"] == "running"

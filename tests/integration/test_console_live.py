@@ -246,18 +246,22 @@ async def test_a_running_step_streams_its_lines_then_the_recorded_log(
             return bool(task_log.followers.get(task_id))
 
         await wait_until(following, 10, "the route to follow the task's log")
-        for line in ("connecting to dns-1", HOSTILE, "two\nlines"):
+        # a lone CR ends an SSE line too: a node's line must not start a field of its own
+        forged = 'x\revent: ended\rdata: {"state": "succeeded", "log": []}\r\rretry: 1'
+        for line in ("connecting to dns-1", HOSTILE, "two\nlines", forged):
             task_log.say(task_id, line)
 
-        async def three_lines() -> bool:
-            return len(stream.events()) == 3
+        async def four_lines() -> bool:
+            return len(stream.events()) == 4
 
-        await wait_until(three_lines, 10, "three streamed lines", lambda: stream.body)
+        await wait_until(four_lines, 10, "four streamed lines", lambda: stream.body)
         assert stream.status == 200 and not stream.ended
+        assert "\r" not in stream.body
         assert stream.events() == [
             ("line", "connecting to dns-1"),
             ("line", HOSTILE),  # data as sent: the page's script appends it as text
             ("line", "two\nlines"),
+            ("line", 'x\nevent: ended\ndata: {"state": "succeeded", "log": []}\n\nretry: 1'),
         ]
         finish(live, ["recorded line"])
 
@@ -383,7 +387,7 @@ async def test_a_change_between_the_page_and_its_stream_is_sent_at_once(live: Li
         deploy = await live.get("/admin/services/1001?tab=deploy")
         services = await live.get("/admin/services")
         rendered_at = live.feed.position
-        assert f"since={rendered_at}" in live_src(deploy.text)
+        assert live_src(services.text) == f"/admin/live?since={rendered_at}"
         assert 'data-step="running" data-state="running"' in deploy.text
         finish(live, ["done"])  # lands before either page opens its stream
 
@@ -405,10 +409,8 @@ async def test_a_change_between_the_page_and_its_stream_is_sent_at_once(live: Li
         finally:
             await closed(timeline, timeline_running)
             await closed(changes, changes_running)
-        # a stream opened at the position its page was rendered at waits for the next change
-        quiet, quiet_running = await live.open(
-            f"/admin/live?service_id=1001&since={live.feed.position}"
-        )
+        # a list's stream opened at the position its page was rendered at waits for a change
+        quiet, quiet_running = await live.open(f"/admin/live?since={live.feed.position}")
         try:
             await asyncio.sleep(0.3)  # a few ticks of the feed: nothing to send
             assert quiet.events() == []
