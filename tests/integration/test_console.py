@@ -9,6 +9,7 @@ settings form's refusal with the API's own message, and hostile text staying tex
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -740,3 +741,24 @@ def test_a_step_due_to_run_again_shows_running_as_on_the_client_area(console: Co
     deploy = console.client.get("/admin/services/1001?tab=deploy")
     steps = dict(re.findall(r'<li data-step="([^"]+)" data-state="([^"]+)"', deploy.text))
     assert steps["flaky"] == "running"
+
+
+def test_a_button_logs_its_request_under_its_command_id(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    console.sign_in(STAFF_TOKEN)
+    csrf = console.csrf()
+    caplog.set_level(logging.INFO, logger="hostwright.gateway.requests")
+    reply = console.client.post(
+        "/admin/services/1001/verify-repair", data={"csrf": csrf, "command_id": "staff-vr-1"}
+    )
+    assert reply.status_code == 303
+    lines = [
+        vars(record)
+        for record in caplog.records
+        if record.name == "hostwright.gateway.requests"
+        and vars(record).get("path") == "/admin/services/1001/verify-repair"
+    ]
+    assert [line.get("command_id") for line in lines] == ["staff-vr-1"]
+    recorded = [e["data"].get("command_id") for e in console.store.events_of("1001")]
+    assert recorded[-1] == "staff-vr-1"
