@@ -43,6 +43,16 @@ class CommandLedger(Protocol):
         """Records Task.Retried (True). Raises NotFound for an unknown task id, Conflict when
         the task is not in error or cancelled."""
 
+    def retry_failed_deploy(
+        self, service_id: str, task_ids: Sequence[str], now: datetime, actor: str
+    ) -> list[str]:
+        """A customer's Try again: records Task.Retried on each of ``task_ids`` (candidates
+        the views' timeline found) that the domain's rules let a customer run again
+        (``domain.customer_changes``: the service's own steps in ``error``), deciding on the
+        service and each task as the store holds them. Returns the ids retried. Raises
+        NotFound for an unknown service, Conflict when the service may not be tried again
+        (not ``deploy_failed``, or a suspend or terminate asked for) or nothing was."""
+
     def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
         """Records Task.Cancelled (True). Raises NotFound for an unknown task id, Conflict
         when the task has already finished (succeeded, error or cancelled)."""

@@ -6,6 +6,7 @@ Every dependency is an argument with a builder here; nothing is built at import 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+log = logging.getLogger(__name__)
+PUBLIC_URL_UNSET = (
+    "HOSTWRIGHT_PUBLIC_URL is not set: client links and the console's cookie follow each "
+    "request's scheme and Host (behind a TLS proxy: http:// links, no Secure cookie)"
+)
+
+
 @dataclass
 class System:
     """Everything one process needs, built lazily so each component opens only what it uses."""
@@ -140,6 +148,8 @@ class System:
 
     def gateway(self) -> Starlette:
         settings_book = self.settings_book()
+        if not self.settings.public_url:
+            log.warning(PUBLIC_URL_UNSET)
         return create_app(
             ledger=StoreLedger(self.store, self.sealer()),
             views=SqlViewQueries(self.db, self.settings.view_prefix),

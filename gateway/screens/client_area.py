@@ -12,13 +12,16 @@ client token for that very service, ``gateway.screens.client_tokens``; anything 
 - ``GET /client/{id}/live?token=`` → server-sent events: ``event: state`` with the same JSON
   at once and after every change of the service in the views (``ports.live``: one read per
   change for every page of the service), ``event: refused`` when the token expires;
-- ``POST /client/{id}/retry`` (Try again: ``Task.Retried`` of each failed step of the failed
-  run, as staff's ``POST /v1/tasks/{id}/retry``), ``/sync-usage`` (the lifecycle command of
+- ``POST /client/{id}/retry`` (Try again: ``Task.Retried`` of each step of the failed run
+  that failed — not one staff cancelled —, ``CommandLedger.retry_failed_deploy``, which
+  decides by ``domain.customer_changes``), ``/sync-usage`` (the lifecycle command of
   ``POST /v1/services/{id}/sync-usage``), ``/ssl/{role}/issue``, ``/ssl/{role}/custom``
   (``certificate``, ``private_key``, ``chain``) and ``/ssl/{role}/custom/remove`` (the
   CertificateLedger calls of ``gateway.ssl_api``). The form field ``token`` is the proof a
   form comes from the page (another site cannot know it). While the service is suspended,
-  terminating or terminated every one is refused (403) and records nothing. A form answers
+  terminating or terminated, or once a suspend or terminate is asked for (the store's word,
+  ``domain.customer_changes.customer_may_change``), every one is refused (403) and records
+  nothing. A form answers
   303 back to the page, or JSON when the script asks for it (``Accept: application/json``):
   202 on success, the API's status and message on a refusal.
 
@@ -40,12 +43,13 @@ from starlette.routing import BaseRoute, Route
 
 from domain.commands import parse_lifecycle
 from domain.correlation import set_command_id
-from domain.errors import Conflict, NotFound
+from domain.customer_changes import READ_ONLY_STATUSES, customer_may_change
+from domain.errors import NotFound
 from domain.ssl_requests import check_role, parse_custom
 from gateway.ports import CertificateLedger
 from gateway.request_parsing import read_form
 from gateway.responses import REFUSALS, error, refusal_message, refusal_status, success
-from gateway.screens.client_state import READ_ONLY_STATUSES, read_client_state
+from gateway.screens.client_state import read_client_state
 from gateway.screens.client_tokens import TokenRefused, check
 from gateway.screens.event_stream import event_stream
 from gateway.screens.live_reads import live_reads
@@ -139,22 +143,11 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
                 sent = text
 
     async def retry(service_id: str, form: dict[str, str], role: str) -> None:
-        found = await asyncio.to_thread(ports.views.service, service_id)
-        if found is None or found["status"] != "deploy_failed":
-            raise Conflict("nothing has failed that could be tried again")
         steps = await asyncio.to_thread(ports.views.timeline, service_id) or []
-        failed = [s["task_id"] for s in steps if s.get("state") in ("error", "cancelled")]
-        retried = 0
-        for task_id in failed:
-            try:
-                await asyncio.to_thread(
-                    ports.ledger.retry_task, str(task_id), ports.clock(), CLIENT_ACTOR
-                )
-                retried += 1
-            except (Conflict, NotFound):  # retried meanwhile: its step runs again already
-                continue
-        if not retried:
-            raise Conflict("nothing has failed that could be tried again")
+        candidates = [str(step["task_id"]) for step in steps if step.get("task_id")]
+        await asyncio.to_thread(
+            ports.ledger.retry_failed_deploy, service_id, candidates, ports.clock(), CLIENT_ACTOR
+        )
 
     async def sync_usage(service_id: str, form: dict[str, str], role: str) -> None:
         command = parse_lifecycle(
@@ -198,17 +191,13 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
                 opened(service_id, token)
                 page_url = f"/client/{quote(service_id)}?token={quote(token or '')}"
                 back = page_url
-                found = await asyncio.to_thread(
-                    lambda: (
-                        ports.views.service(service_id) or ports.ledger.recorded_service(service_id)
-                    )
-                )
+                # the store's word, not the views': a suspend recorded but not yet shown, or
+                # asked for and not yet done, stops the customer's changes already
+                found = await asyncio.to_thread(ports.ledger.recorded_service, service_id)
                 if found is None:
                     raise Refused(404, "There is no such service.")
-                if found["status"] in READ_ONLY_STATUSES:
-                    raise Refused(
-                        403, f"This service is {found['status']}: nothing can be changed now."
-                    )
+                if not customer_may_change(found["status"], found.get("requested")):
+                    raise Refused(403, _locked(found["status"], found.get("requested")))
                 role = request.path_params.get("role")
                 await act(service_id, form, check_role(role) if role is not None else "")
             except REFUSALS as exc:  # the API's refusal, with the API's status
@@ -236,6 +225,12 @@ def client_routes(ports: ScreenPorts) -> list[BaseRoute]:
         Route(base + "/ssl/{role}/custom", action(upload), methods=["POST"]),
         Route(base + "/ssl/{role}/custom/remove", action(remove), methods=["POST"]),
     ]
+
+
+def _locked(status: str, requested: str | None) -> str:
+    if status in READ_ONLY_STATUSES:
+        return f"This service is {status}: nothing can be changed now."
+    return f"A {requested} of this service is under way: nothing can be changed now."
 
 
 def _certificates(ports: ScreenPorts) -> CertificateLedger:

@@ -8,7 +8,8 @@ a service id and the time now, and emits the state, or None for a service never 
 
 The state: ``service_id, status, domain, screen`` (``splash`` while the service is built —
 also after Try again, while the retried steps run —, ``error`` on ``deploy_failed``,
-``dashboard`` otherwise), ``writable`` (false while suspended, terminating or terminated),
+``dashboard`` otherwise), ``writable`` (``domain.customer_changes.customer_may_change``:
+false while suspended, terminating or terminated, or a suspend or terminate is asked for),
 ``progress {done, total}`` and ``steps`` (the latest run: ``step, role, state`` —
 ``done|running|waiting|failed`` — ``duration_ms``), ``activity`` (the oplog entries a
 customer cares for, newest first: ``at, when, action, kind, text``, ``text`` in words),
@@ -26,6 +27,7 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from domain.customer_changes import customer_may_change
 from domain.usage_metrics import definitions, gauges
 from gateway.screens.step_states import step_state
 
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from gateway.screens.screen_ports import ScreenPorts
 
 ACTIVITY_LIMIT = 10
-READ_ONLY_STATUSES = ("suspended", "terminating", "terminated")
 # the operation log's actions, as a customer reads them; one not named here is not shown
 # (a password re-sealed under a new key is staff's business)
 ACTIVITY_WORDS = {
@@ -121,7 +122,7 @@ def client_state(
         "status": status,
         "domain": row.get("domain"),
         "screen": screen,
-        "writable": status not in READ_ONLY_STATUSES,
+        "writable": customer_may_change(status, row.get("requested")),
         "progress": {"done": sum(s["state"] == "done" for s in shown), "total": len(shown)},
         "steps": shown,
         "activity": [_activity(entry) for entry in reversed(activity) if _shown(entry)],

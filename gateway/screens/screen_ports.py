@@ -2,7 +2,10 @@
 
 ``ScreenPorts`` is built by ``create_app`` from the ports the API uses (one code path, one
 validation for a button and its API route); ``screen_routes`` mounts the static assets, the
-client area and the staff console over it.
+client area and the staff console over it. Pages read ``views`` (and ``ssl_views``,
+``usage``); ``ledger`` records their actions and is read only where the store's word is
+needed (see ``gateway.screens``: a service not yet in the views, the client area's write
+check, the console's Events tab).
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ class ScreenPorts:
     task_logs: LiveTaskLog | None = None  # None: a task's log shows once its step has ended
     # the base of the client links (HOSTWRIGHT_PUBLIC_URL); None: the request's own base URL
     public_url: str | None = None
+
+    def secure_cookies(self, request_scheme: str) -> bool:
+        """Whether a cookie is sent ``Secure``: the public address is https (a TLS proxy in
+        front of a gateway that sees http), or this request came over https."""
+        public_https = (self.public_url or "").lower().startswith("https://")
+        return public_https or request_scheme == "https"
 
 
 def screen_routes(ports: ScreenPorts) -> list[BaseRoute]:

@@ -3,6 +3,8 @@
 It consumes validated commands and emits events through ``EventStore``; an order's password
 is sealed here, so the clear text never reaches the store, the outbox or the broker. Staff's
 retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on the Task aggregate;
+a customer's Try again (``retry_failed_deploy``) becomes ``Task.Retried`` on the failed steps
+the domain lets a customer run again (``domain.customer_changes``);
 a bulk change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task
 that qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone
 as far as retry and cancel can tell (404), as it is from the queue's reads.
@@ -17,8 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from domain.commands import Command, OrderService
+from domain.customer_changes import customer_may_retry_deploy, customer_retries
 from domain.errors import Conflict, NotFound
 from domain.run_outcome import RUN_STARTERS
+from domain.service import Service
 from domain.step_chain import ServiceFacts
 from domain.task import Task
 from domain.task_bulk import ChangeTasksInBulk
@@ -67,9 +71,7 @@ class StoreLedger:
             "ordered_at": service.created_on,
             "updated_at": service.modified_on,
             # a run asked for; whether it has begun is the views' to know
-            "requested": RUN_STARTERS.get(f"Service.{service.last_request[0]}")
-            if service.pending
-            else None,
+            "requested": _requested(service),
             "current_step": "place" if service.waiting_for_placement else None,
         }
 
@@ -82,6 +84,28 @@ class StoreLedger:
             lambda task: task.retry(now, actor),
             "can be retried only in error or cancelled",
         )
+
+    def retry_failed_deploy(
+        self, service_id: str, task_ids: Sequence[str], now: datetime, actor: str
+    ) -> list[str]:
+        nothing = "nothing has failed that could be tried again"
+        service = self._store.get_service(service_id)  # NotFound for an unknown service
+        if not customer_may_retry_deploy(service.status, _requested(service)):
+            raise Conflict(nothing)
+        retried = []
+        for task_id in dict.fromkeys(task_ids):
+            try:
+                self._change_task(
+                    task_id,
+                    lambda task: customer_retries(task, service_id) and task.retry(now, actor),
+                    "is not a failed step of this service",
+                )
+            except (Conflict, NotFound):  # not one to run again, or retried meanwhile
+                continue
+            retried.append(task_id)
+        if not retried:
+            raise Conflict(nothing)
+        return retried
 
     def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
         return self._change_task(
@@ -149,3 +173,8 @@ class StoreLedger:
         except ValueError:
             raise NotFound(f"task {task_id} not found") from None
         return self._tasks.get(aggregate_id, task_id)
+
+
+def _requested(service: Service) -> str | None:
+    """The run asked for and not yet done (``suspend``, ``terminate``, …), or None."""
+    return RUN_STARTERS.get(f"Service.{service.last_request[0]}") if service.pending else None

@@ -26,6 +26,7 @@ import pytest
 from starlette.applications import Starlette
 
 from domain.certificate import Certificate, certificate_uuid
+from domain.errors import Conflict, NotFound
 from domain.retry_policy import RetryPolicy
 from domain.ssl_types import Http01Spot, InstallTarget, SslCadence
 from domain.task import Task
@@ -357,6 +358,40 @@ def test_a_suspended_service_says_so_shows_no_button_and_refuses_every_write(are
     assert area.position() == before
 
 
+@pytest.mark.parametrize("stop", ["suspend", "terminate"])
+def test_a_suspend_or_terminate_asked_for_stops_every_write_before_the_views_show_it(
+    area: Area, stop: str
+) -> None:
+    area.service_changes("mark_active")
+    token = area.link()
+    asked = area.client.post(f"/v1/services/1001/{stop}", json={}, headers=AUTH)
+    assert asked.status_code == 202, asked.text  # recorded; not projected, not yet run
+    assert area.state(token)["status"] == "active"  # the views have not caught up
+    before = area.position()
+    for path in ("sync-usage", "retry", "ssl/web/issue", "ssl/web/custom/remove"):
+        refused = area.act(path, token)
+        assert refused.status_code == 403, (path, refused.text)
+    assert area.position() == before
+    area.project()
+    assert area.state(token)["writable"] is False  # the page shows no button either
+    for path in ("sync-usage", "ssl/web/issue"):
+        assert area.act(path, token).status_code == 403, path
+    assert area.position() == before
+
+
+def test_a_suspension_recorded_but_not_yet_projected_stops_every_write(area: Area) -> None:
+    area.service_changes("mark_active")
+    token = area.link()
+    service = area.store.get_service("1001")
+    service.mark_suspended(area.clock.advance(seconds=1))
+    area.store.save(service)  # the store has it; the views do not yet
+    before = area.position()
+    for path in ("sync-usage", "ssl/web/issue"):
+        refused = area.act(path, token)
+        assert refused.status_code == 403 and "suspended" in refused.json()["error"], path
+    assert area.position() == before
+
+
 # --- what the buttons record -----------------------------------------------------------------
 
 
@@ -438,6 +473,74 @@ def test_try_again_records_the_retry_of_each_failed_step(area: Area) -> None:
     assert again.status_code == 409 and area.position() == before + 1
 
 
+def test_try_again_never_runs_again_a_step_staff_cancelled(area: Area) -> None:
+    mail = area.tasks["mail.domain"]
+    mail.fail(
+        1,
+        area.clock.advance(seconds=1),
+        error="exit 8",
+        retryable=False,
+        log=[],
+        policy=POLICY,
+        unit_random=0,
+    )
+    dns = plan("dns.zone", "dns")
+    assert dns.cancel(area.clock.advance(seconds=1), "staff")
+    area.store.save(mail, dns)
+    area.service_changes("mark_deploy_failed", "mail.domain: exit 8")
+    token = area.link()
+    before = area.position()
+    assert area.act("retry", token).status_code == 202
+    assert [(t, e.originator_id) for t, e in area.recorded_since(before)] == [
+        ("Task.Retried", mail.id)
+    ]
+    assert area.store.repository(Task, "task").get(dns.id, "dns").state == "cancelled"
+
+
+def test_the_ledgers_try_again_retries_no_other_services_step(area: Area) -> None:
+    other = Task.plan(
+        service_id="1002",
+        run=1,
+        step="mail.domain",
+        role="mail",
+        action="create mail.domain",
+        server_id="mail1",
+        params={},
+        depends_on=[],
+        now=NOW,
+    )
+    other.dispatch(area.clock.advance(seconds=1), 30)
+    other.fail(
+        1,
+        area.clock.advance(seconds=1),
+        error="exit 8",
+        retryable=False,
+        log=[],
+        policy=POLICY,
+        unit_random=0,
+    )
+    area.store.save(other)
+    area.service_changes("mark_deploy_failed", "mail.domain: exit 8")
+    ledger = StoreLedger(area.store, PasswordSealer(SECRET))
+    before = area.position()
+    with pytest.raises(Conflict):
+        ledger.retry_failed_deploy("1001", [str(other.id)], area.clock(), "client")
+    with pytest.raises(NotFound):
+        ledger.retry_failed_deploy("9999", [str(other.id)], area.clock(), "client")
+    assert area.position() == before
+
+
+def test_try_again_with_only_cancelled_steps_records_nothing(area: Area) -> None:
+    mail = area.tasks["mail.domain"]
+    assert mail.cancel(area.clock.advance(seconds=1), "staff")
+    area.store.save(mail)
+    area.service_changes("mark_deploy_failed", "mail.domain: cancelled")
+    token = area.link()
+    before = area.position()
+    refused = area.act("retry", token)
+    assert refused.status_code == 409 and area.position() == before
+
+
 def test_a_wrong_token_or_a_cross_site_form_records_nothing(area: Area) -> None:
     area.service_changes("mark_active")
     other = area.link("1002")
@@ -448,6 +551,12 @@ def test_a_wrong_token_or_a_cross_site_form_records_nothing(area: Area) -> None:
     assert no_token.status_code == 403 and "not valid" in no_token.text
     json_body = area.client.post("/client/1001/sync-usage", json={"token": area.link()})
     assert json_body.status_code == 415
+    not_utf8 = area.client.post(
+        "/client/1001/sync-usage",
+        content=b"token=%FF%FE",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert not_utf8.status_code == 400
     assert area.position() == before
 
 

@@ -58,6 +58,11 @@ class BrokenLedger:
     def retry_task(self, task_id: str, now: datetime, actor: str) -> bool:
         raise RuntimeError("boom")
 
+    def retry_failed_deploy(
+        self, service_id: str, task_ids: Sequence[str], now: datetime, actor: str
+    ) -> list[str]:
+        raise RuntimeError("boom")
+
     def cancel_task(self, task_id: str, now: datetime, actor: str) -> bool:
         raise RuntimeError("boom")
 

@@ -164,3 +164,14 @@ def test_usage_gauges_against_the_plan_and_activity_in_words() -> None:
         ("order", "Your order was received"),
     ]
     assert found["activity"][1]["when"] == "2026-12-03 21:00:00 UTC"
+
+
+@pytest.mark.parametrize(
+    ("status", "requested", "writable"),
+    [("active", None, True), ("active", "suspend", False), ("suspended", None, False)],
+)
+def test_the_page_is_writable_by_the_domains_rule(
+    status: str, requested: str | None, writable: bool
+) -> None:
+    row = {"service_id": "1", "status": status, "domain": "shop.test", "requested": requested}
+    assert client_state(row, [], [], None, [], NOW)["writable"] is writable
