@@ -11,7 +11,8 @@ its digest under the signing key, never the token) — as base64 JSON with an HM
 under the signing key, checked in constant time. Every request asks ``Credentials`` again for
 the credential of that name and fingerprint (``principal_named``): a credential removed, given
 a new token or other scopes ends its sessions at once.
-HttpOnly, SameSite=Strict, Path=/admin, Secure over https. A ``staff`` credential gets the
+HttpOnly, SameSite=Strict, Path=/admin, Secure over https or when the public address is https
+(``ScreenPorts.secure_cookies``: behind a TLS proxy). A ``staff`` credential gets the
 whole console, a ``read`` one every page and no write form; a WHMCS (``services``) or a
 per-service credential is refused with a message.
 
@@ -199,12 +200,13 @@ def session_routes(ports: ScreenPorts) -> list[Route]:
             fingerprint(ports.signing_key, token_digest(token)),
         )
         response = RedirectResponse("/admin", status_code=303)
-        _set_cookie(response, request, seal(session, ports.signing_key), SESSION_S)
+        secure = ports.secure_cookies(request.url.scheme)
+        _set_cookie(response, seal(session, ports.signing_key), SESSION_S, secure=secure)
         return response
 
     async def sign_out(request: Request) -> Response:
         response = RedirectResponse(SIGN_IN, status_code=303)
-        _set_cookie(response, request, "", 0)
+        _set_cookie(response, "", 0, secure=ports.secure_cookies(request.url.scheme))
         return response
 
     return [
@@ -225,7 +227,7 @@ def _refusal(principal: Principal | None) -> str | None:
     return "This credential is WHMCS's (services only): the console needs a staff or read one."
 
 
-def _set_cookie(response: Response, request: Request, value: str, max_age: int) -> None:
+def _set_cookie(response: Response, value: str, max_age: int, *, secure: bool) -> None:
     response.set_cookie(
         COOKIE,
         value,
@@ -233,7 +235,7 @@ def _set_cookie(response: Response, request: Request, value: str, max_age: int) 
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure,
     )
 
 

@@ -212,6 +212,28 @@ def test_a_staff_token_signs_in_and_the_cookie_holds_no_token(console: Console) 
     assert "; secure" in over_https.headers["set-cookie"].lower()
 
 
+def test_the_cookie_is_secure_when_the_public_address_is_https(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store, db = EventStore(url), Database(url)
+    app = create_app(
+        ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
+        views=SqlViewQueries(db),
+        credentials=credentials_for_tests(),
+        clock=Clock(START),
+        live=SqlLiveChanges(db),
+        signing_key=SIGNING_KEY,
+        public_url="https://panel.example.com",
+    )
+    try:
+        with serving(app) as client:  # plain http: TLS ends at a proxy in front
+            signed = client.post("/admin/sign-in", data={"token": STAFF_TOKEN})
+            assert signed.status_code == 303
+            assert "; secure" in signed.headers["set-cookie"].lower()
+    finally:
+        store.close()
+        db.close()
+
+
 @pytest.mark.parametrize(
     ("token", "message"),
     [
