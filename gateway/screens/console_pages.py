@@ -3,8 +3,9 @@
 ``console_routes`` consumes the ``ScreenPorts`` and emits every console route: the sign-in
 (``console_session``), these pages, one service's page (``console_service``), the task queue
 (``console_queue``), the operation log, statistics and settings (``console_fleet``) and the
-live ticks (``console_live``). Every page but the sign-in needs a session; pages read only
-views; what a button does goes through the API's own parsing and ledger calls.
+live ticks (``console_live``). Every page but the sign-in needs a session; pages read views
+(but a service not yet projected and the Events tab: the store, see ``gateway.screens``); what
+a button does goes through the API's own parsing and ledger calls.
 
 - Home: how many services are in each status, the nodes with their open tasks and last
   usage sync, the latest terminal failures, the latest services.
