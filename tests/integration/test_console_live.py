@@ -468,7 +468,9 @@ async def test_log_streams_of_one_task_read_it_once_per_change(
 
         await wait_until(read_once, 10, "the task to be read again")
         await asyncio.sleep(0.3)
-        assert live.views.reads["task"] == quiet + 1
+        # once for the three pages (twice should the feed see the change in two steps), not
+        # once per page
+        assert live.views.reads["task"] - quiet < len(streams)
         assert not any(stream.ended for stream, _ in streams)
     finally:
         for stream, running in streams:
