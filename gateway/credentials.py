@@ -70,9 +70,15 @@ class Principal:
 
 
 class Credentials(Protocol):
-    """Resolves a presented bearer token to a principal; None when it names no credential."""
+    """Resolves a presented bearer token to a principal; None when it names no credential.
+
+    ``principal_named`` finds a credential again by its name and a ``fingerprint`` of its
+    token's digest (``fingerprint``), never by the token: the staff console's session holds
+    them, so a credential removed, demoted or given a new token ends its sessions."""
 
     def resolve(self, token: bytes) -> Principal | None: ...
+
+    def principal_named(self, name: str, fingerprint: str, key: bytes) -> Principal | None: ...
 
 
 def token_digest(token: str | bytes) -> str:
@@ -83,6 +89,12 @@ def token_digest(token: str | bytes) -> str:
     to every request."""
     raw = token.encode("utf-8") if isinstance(token, str) else token
     return DIGEST_PREFIX + hashlib.sha256(raw).hexdigest()
+
+
+def fingerprint(key: bytes, digest: str) -> str:
+    """An HMAC-SHA256 under ``key`` of a token's digest (``token_digest``): it names the token
+    without giving it (or its digest) away, and means nothing without the key."""
+    return hmac.new(key, b"credential:" + digest.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,19 @@ class TokenTable:
         found = None
         for entry in self.entries:
             if hmac.compare_digest(presented, entry.digest.encode("ascii")):
+                found = entry.principal
+        return found
+
+    def principal_named(self, name: str, fingerprint_: str, key: bytes) -> Principal | None:
+        """The principal named ``name`` whose token's ``fingerprint`` under ``key`` is
+        ``fingerprint_``; None when no credential has both (removed, or a new token). Every
+        entry is compared, in constant time, as ``resolve`` does."""
+        given_name, given = name.encode(), fingerprint_.encode()
+        found = None
+        for entry in self.entries:
+            same_name = hmac.compare_digest(given_name, entry.principal.name.encode())
+            same_token = hmac.compare_digest(given, fingerprint(key, entry.digest).encode())
+            if same_name & same_token:
                 found = entry.principal
         return found
 

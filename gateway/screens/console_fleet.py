@@ -5,7 +5,8 @@ settings) and emits:
 
 - ``GET /admin/oplog?service_id=&since=&text=`` — the operation log, latest first, filtered
   by service, time (as ``GET /v1/oplog`` reads them) and a word in its actor, action or kind;
-  each entry opens its detail in place;
+  the word is looked for in the latest ``OPLOG_LIMIT`` entries of that service and time only
+  (the page says so); each entry opens its detail in place;
 - ``GET /admin/statistics?sort=&order=&offset=`` — the usage summary, the nodes' syncs and
   the per-service table, sortable and paged (``usage_api.usage_overview``: the API's body);
   ``POST /admin/statistics/refresh`` — **Refresh all** (``usage_api.refresh_targets`` and
@@ -26,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput
 from gateway.request_parsing import BadRequest, query_time
-from gateway.screens.console_session import console_page, form_of, session_of, signed_in
+from gateway.responses import REFUSALS, refusal_message, refusal_status
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.settings_api import change_settings
 from gateway.usage_api import SORTS, refresh_targets, usage_overview
 
@@ -48,6 +50,7 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             "service_id": service_id or "",
             "since": params.get("since", ""),
             "text": text,
+            "oplog_limit": OPLOG_LIMIT,
         }
         try:
             since = query_time(request, "since")
@@ -77,10 +80,12 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             outcomes = await asyncio.to_thread(
                 refresher.refresh, targets, f"refresh:{session_of(request).name}", ports.clock()
             )
-        except (InvalidInput, NotFound, BadRequest) as exc:
-            return await _statistics_page(ports, request, failure=str(exc), status_code=409)
+        except REFUSALS as exc:
+            return await _statistics_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
         said = ", ".join(f"{node}: {outcome}" for node, outcome in sorted(outcomes.items()))
-        return await _statistics_page(ports, request, flash=f"Refresh asked: {said or 'no node'}")
+        return done(request, "/admin/statistics", f"Refresh asked: {said or 'no node'}")
 
     async def settings_form(request: Request) -> Response:
         return await _settings_page(ports, request)
@@ -105,10 +110,14 @@ def fleet_routes(ports: ScreenPorts) -> list[Route]:
             )
         except InvalidInput as exc:
             return await _settings_page(
-                ports, request, failure=str(exc), status_code=422, typed=form_of(request)
+                ports,
+                request,
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
+                typed=form_of(request),
             )
         said = ", ".join(applied.changed) or "nothing"
-        return await _settings_page(ports, request, flash=f"Changed: {said}.")
+        return done(request, "/admin/settings", f"Changed: {said}.")
 
     return [
         Route("/admin/oplog", signed_in(ports, oplog), methods=["GET"]),
@@ -231,7 +240,7 @@ def _typed(text: str, current: Any) -> Any:
     if isinstance(current, int | float | Mapping):
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth: sent as typed
             return text
         if isinstance(current, float) and type(parsed) is int:
             return float(parsed)

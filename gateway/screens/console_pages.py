@@ -3,23 +3,27 @@
 ``console_routes`` consumes the ``ScreenPorts`` and emits every console route: the sign-in
 (``console_session``), these pages, one service's page (``console_service``), the task queue
 (``console_queue``), the operation log, statistics and settings (``console_fleet``) and the
-live ticks (``console_live``). Every page but the sign-in needs a session; pages read only
-views; what a button does goes through the API's own parsing and ledger calls.
+live ticks (``console_live``). Every page but the sign-in needs a session; pages read views
+(but a service not yet projected and the Events tab: the store, see ``gateway.screens``); what
+a button does goes through the API's own parsing and ledger calls.
 
 - Home: how many services are in each status, the nodes with their open tasks and last
   usage sync, the latest terminal failures, the latest services.
 - Services: search by service id, domain (a substring) or client id, filter by status and
-  mode, paged newest first (``ViewQueries.services_page``, cursor as the API's).
+  mode, paged newest first (``ViewQueries.services_page``, cursor as the API's); live: its
+  table (``?fragment=1``, the page's cursor kept) read once per change for all pages
+  (``console_live.shared_fragment``).
 - Servers: the registered nodes, their roles and limits (``ServerBook.listing``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from domain.commands import MODES
@@ -27,6 +31,7 @@ from domain.errors import InvalidInput
 from domain.service import STATUSES
 from gateway.request_parsing import BadRequest
 from gateway.screens.console_session import console_page, session_routes, signed_in
+from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.services_api import cursor_after, read_cursor, service_body, service_filters
 
 if TYPE_CHECKING:
@@ -39,7 +44,7 @@ RECENT = 10
 
 def console_routes(ports: ScreenPorts) -> list[BaseRoute]:
     from gateway.screens.console_fleet import fleet_routes
-    from gateway.screens.console_live import live_routes
+    from gateway.screens.console_live import live_routes, shared_fragment
     from gateway.screens.console_queue import queue_routes
     from gateway.screens.console_service import service_routes
 
@@ -52,11 +57,24 @@ def console_routes(ports: ScreenPorts) -> list[BaseRoute]:
             "q": params.get("q", ""),
             "status": params.get("status", ""),
             "mode": params.get("mode", ""),
+            "cursor": params.get("cursor", ""),
             "statuses": STATUSES,
             "modes": MODES,
             "rows": [],
             "next_cursor": None,
+            "live_position": ports.live.position,  # before the read: see console_live
         }
+        if params.get("fragment"):
+
+            async def read() -> str:
+                rows, _ = await _services_page(ports, request)
+                return render("console/services_rows.html", rows=rows)
+
+            try:
+                html = await shared_fragment(ports, request, read)
+            except (BadRequest, InvalidInput) as exc:
+                return HTMLResponse(escape(str(exc)), status_code=400, headers=PAGE_HEADERS)
+            return HTMLResponse(html, headers=PAGE_HEADERS)
         try:
             rows, next_cursor = await _services_page(ports, request)
         except (BadRequest, InvalidInput) as exc:
@@ -69,10 +87,7 @@ def console_routes(ports: ScreenPorts) -> list[BaseRoute]:
                 **context,
             )
         context.update(rows=rows, next_cursor=next_cursor)
-        template = "console/services_rows.html" if params.get("fragment") else None
-        return console_page(
-            request, template or "console/services.html", here="services", **context
-        )
+        return console_page(request, "console/services.html", here="services", **context)
 
     async def servers(request: Request) -> Response:
         listing = [] if ports.servers is None else await asyncio.to_thread(ports.servers.listing)

@@ -6,10 +6,12 @@ ages, ``task_logs`` when the handlers publish log lines) and emits:
 
 - ``GET /admin/tasks?state=&service_id=&server_id=&stuck=`` — the queue (checked as
   ``GET /v1/tasks`` checks them), with the counts by state and the bulk forms;
-  ``&fragment=1`` is the table alone (what a live update swaps in);
+  ``&fragment=1`` is the table alone (what a live update swaps in; read once per change for
+  all pages: ``console_live.shared_fragment``);
 - ``POST /admin/tasks/bulk`` — a bulk action (``action`` as ``delete-succeeded`` …, the
   ``confirm`` box ticked, optional ``older_than_s``) run by ``tasks_api.change_in_bulk``,
-  the API's own code: the page says how many tasks matched and changed;
+  the API's own code: a 303 to the queue, which says how many tasks matched and changed
+  (reloading it runs nothing again);
 - ``GET /admin/tasks/{task_id}`` — the task with its recorded log; ``POST …/retry|cancel``;
 - ``GET /admin/tasks/{task_id}/log`` — server-sent events: ``event: line`` for each line the
   running step logs (``LiveTaskLog.follow``), then ``event: ended`` with the task's recorded
@@ -28,13 +30,16 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.task_bulk import BULK_ACTIONS, BulkDefaults, QueueAges
-from gateway.screens.console_session import console_page, form_of, session_of, signed_in
+from gateway.responses import refusal_message, refusal_status
+from gateway.screens.console_live import shared_fragment
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.event_stream import event_stream
+from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.tasks_api import STUCK_VALUES, TASK_STATES, change_in_bulk
 
 if TYPE_CHECKING:
@@ -42,7 +47,9 @@ if TYPE_CHECKING:
 
 QUEUE_LIMIT = 200
 RUNNING = "dispatched"  # the state of a task whose step a handler runs now
-STATE_CHECK_S = 2.0  # how often a log stream looks whether its step has ended, at most
+# a log stream reads its task when the service changed (once for every page on that task and
+# position: ``LiveFeed.shared``), and, should the feed miss one, after this long without
+STATE_FALLBACK_S = 30.0
 BULK_FORMS = tuple(action.replace("_", "-") for action in BULK_ACTIONS)
 
 
@@ -73,14 +80,18 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
                 now=ports.clock(),
                 actor=session_of(request).name,
             )
-        except (InvalidInput, ValueError) as exc:
-            failure = str(exc) if isinstance(exc, InvalidInput) else "older_than_s must be a number"
+        except InvalidInput as exc:
+            return await _queue_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
+        except ValueError:
+            failure = "older_than_s must be a number"
             return await _queue_page(ports, request, failure=failure, status_code=422)
-        flash = (
+        said = (
             f"{action.replace('_', ' ')}: {outcome['matched']} matched, "
             f"{outcome['changed']} changed."
         )
-        return await _queue_page(ports, request, flash=flash)
+        return done(request, "/admin/tasks", said)
 
     async def task(request: Request) -> Response:
         return await _task_page(ports, request)
@@ -96,8 +107,10 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
                 changes[action], task_id, ports.clock(), session_of(request).name
             )
         except (NotFound, Conflict) as exc:
-            return await _task_page(ports, request, failure=str(exc), status_code=409)
-        return await _task_page(ports, request, flash=f"The task's {action} is recorded.")
+            return await _task_page(
+                ports, request, failure=refusal_message(exc), status_code=refusal_status(exc)
+            )
+        return done(request, f"/admin/tasks/{task_id}", f"The task's {action} is recorded.")
 
     async def log(request: Request) -> Response:
         try:
@@ -125,11 +138,15 @@ def queue_routes(ports: ScreenPorts) -> list[Route]:
 async def _log_events(ports: ScreenPorts, task: dict[str, Any]) -> AsyncIterator[tuple[str, str]]:
     """The running step's lines as they come, then the recorded log once it has ended."""
     task_id = str(task["task_id"])
+
+    async def read_task() -> dict[str, Any] | None:
+        return await asyncio.to_thread(ports.views.task, task_id, ports.clock())
+
     if task["state"] == RUNNING and ports.task_logs is not None:
         lines = ports.task_logs.follow(task_id)
         with ports.live.watch(str(task["service_id"])) as watch:
             line: asyncio.Future[str] | None = asyncio.ensure_future(anext(lines))
-            tick = asyncio.ensure_future(watch.next(STATE_CHECK_S))
+            tick = asyncio.ensure_future(watch.next(STATE_FALLBACK_S))
             try:
                 while True:
                     waiting: set[asyncio.Future[Any]] = {tick} if line is None else {line, tick}
@@ -143,10 +160,15 @@ async def _log_events(ports: ScreenPorts, task: dict[str, Any]) -> AsyncIterator
                             # for the step to end and shows its recorded log
                             line = None
                     if tick in done:
-                        now = await asyncio.to_thread(ports.views.task, task_id, ports.clock())
+                        position = tick.result()
+                        now = (
+                            await read_task()
+                            if position is None
+                            else await ports.live.shared(f"task:{task_id}", position, read_task)
+                        )
                         if now is None or now["state"] != RUNNING:
                             break
-                        tick = asyncio.ensure_future(watch.next(STATE_CHECK_S))
+                        tick = asyncio.ensure_future(watch.next(STATE_FALLBACK_S))
             finally:
                 for pending in (line, tick):
                     if pending is None:
@@ -157,8 +179,7 @@ async def _log_events(ports: ScreenPorts, task: dict[str, Any]) -> AsyncIterator
                 aclose = getattr(lines, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        final = await asyncio.to_thread(ports.views.task, task_id, ports.clock())
-        task = final or task
+        task = await read_task() or task
     ended = {"state": task["state"], "log": task.get("log") or []}
     yield "ended", json.dumps(ended)
 
@@ -186,14 +207,24 @@ async def _queue_page(
     if stuck_text is not None and stuck_text not in STUCK_VALUES:
         failure, stuck_text, status_code = "stuck must be true or false", None, 400
     stuck = None if stuck_text is None else STUCK_VALUES[stuck_text]
-    now = ports.clock()
-    tasks = await asyncio.to_thread(
-        lambda: ports.views.tasks(**filters, stuck=stuck, limit=QUEUE_LIMIT, now=now)
-    )
-    counts = Counter(task["state"] for task in tasks)
-    context.update(tasks=tasks, counts=counts, stuck_count=sum(1 for t in tasks if t["stuck"]))
+    context["live_position"] = ports.live.position  # before the read: see console_live
+
+    async def read() -> dict[str, Any]:
+        now = ports.clock()
+        tasks = await asyncio.to_thread(
+            lambda: ports.views.tasks(**filters, stuck=stuck, limit=QUEUE_LIMIT, now=now)
+        )
+        counts = Counter(task["state"] for task in tasks)
+        return {"tasks": tasks, "counts": counts, "stuck_count": sum(t["stuck"] for t in tasks)}
+
     if params.get("fragment") and request.method == "GET":
-        return console_page(request, "console/queue_table.html", here="tasks", **context)
+
+        async def fragment() -> str:
+            return render("console/queue_table.html", **context, **await read())
+
+        html = await shared_fragment(ports, request, fragment)
+        return HTMLResponse(html, headers=PAGE_HEADERS)
+    context.update(await read())
     return console_page(
         request,
         "console/queue.html",

@@ -14,8 +14,11 @@ store's raw events) and emits the page's tabs:
 
 Every button is a staff-only POST with the session's CSRF token; it is parsed by the API's
 own parser (``parse_lifecycle``, ``check_role``, ``parse_custom``) and recorded by the same
-ledger call as its API route, under the signed-in credential's name. A refusal (InvalidInput,
-Conflict, NotFound) shows its message on the page and records nothing.
+ledger call as its API route, under the signed-in credential's name. A lifecycle button's form
+carries a ``command_id`` made when the page was rendered: the API's idempotency, so the same
+form sent twice records once. Done, it answers a 303 to the tab with its message
+(``console_session.done``); a refusal (InvalidInput, Conflict, NotFound) shows its message on
+the page and records nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from domain.commands import parse_lifecycle
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.correlation import set_command_id
+from domain.errors import InvalidInput, NotFound
 from domain.ssl_requests import check_role, parse_custom
 from domain.usage_metrics import gauges
 from gateway.request_parsing import BadRequest, query_time
-from gateway.screens.console_session import console_page, form_of, session_of, signed_in
+from gateway.responses import REFUSALS, refusal_message, refusal_status
+from gateway.screens.console_session import console_page, done, form_of, session_of, signed_in
 from gateway.screens.rendering import PAGE_HEADERS, render
 from gateway.services_api import service_body
 
@@ -47,14 +52,6 @@ BUTTONS = {  # the lifecycle calls the service page's buttons make, and what the
     "verify-repair": "Verify & Repair is queued.",
     "redeploy": "A redeploy is queued.",
     "factory-reset": "A factory reset is queued.",
-}
-REFUSALS = (InvalidInput, Conflict, NotFound, BadRequest)
-# a refusal's page is answered with the status its API route would give
-REFUSAL_STATUS: dict[type[Exception], int] = {
-    InvalidInput: 422,
-    Conflict: 409,
-    NotFound: 404,
-    BadRequest: 400,
 }
 
 
@@ -81,14 +78,21 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
             command = parse_lifecycle(
                 action,
                 service_id,
-                {"command_id": uuid.uuid4().hex},
+                {"command_id": form.get("command_id") or uuid.uuid4().hex},
                 now=ports.clock(),
                 actor=session_of(request).name,
             )
+            set_command_id(command.command_id)  # the correlation id of every line it causes
             await asyncio.to_thread(ports.ledger.request, command)
         except REFUSALS as exc:
-            return await _page(ports, request, tab=tab, failure=str(exc), status_code=_status(exc))
-        return await _page(ports, request, tab=tab, flash=BUTTONS[action])
+            return await _page(
+                ports,
+                request,
+                tab=tab,
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
+            )
+        return done(request, f"/admin/services/{service_id}?tab={tab}", BUTTONS[action])
 
     async def ssl(request: Request) -> Response:
         service_id: str = request.path_params["service_id"]
@@ -102,7 +106,7 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
                 raise NotFound("this gateway has no SSL")
             if change == "issue":
                 await asyncio.to_thread(certificates.request_issue, service_id, role, now, actor)
-                done = f"A certificate for {role} is asked for."
+                said = f"A certificate for {role} is asked for."
             elif change == "custom":
                 fields: dict[str, Any] = {
                     k: form[k] for k in ("certificate", "private_key", "chain") if k in form
@@ -111,17 +115,21 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
                 await asyncio.to_thread(
                     certificates.upload_custom, service_id, role, upload, now, actor
                 )
-                done = f"The custom certificate for {role} is recorded."
+                said = f"The custom certificate for {role} is recorded."
             elif change == "remove-custom":
                 await asyncio.to_thread(certificates.remove_custom, service_id, role, now, actor)
-                done = f"{role} is back to automatic SSL."
+                said = f"{role} is back to automatic SSL."
             else:
                 raise NotFound(f"unknown SSL change {change!r}")
         except REFUSALS as exc:
             return await _page(
-                ports, request, tab="ssl", failure=str(exc), status_code=_status(exc)
+                ports,
+                request,
+                tab="ssl",
+                failure=refusal_message(exc),
+                status_code=refusal_status(exc),
             )
-        return await _page(ports, request, tab="ssl", flash=done)
+        return done(request, f"/admin/services/{service_id}?tab=ssl", said)
 
     base = "/admin/services/{service_id}"
     return [
@@ -129,10 +137,6 @@ def service_routes(ports: ScreenPorts) -> list[Route]:
         Route(base + "/ssl/{role}/{change}", signed_in(ports, ssl, writes=True), methods=["POST"]),
         Route(base + "/{action}", signed_in(ports, lifecycle, writes=True), methods=["POST"]),
     ]
-
-
-def _status(refusal: Exception) -> int:
-    return next(code for kind, code in REFUSAL_STATUS.items() if isinstance(refusal, kind))
 
 
 async def _check_typed_domain(ports: ScreenPorts, service_id: str, typed: str) -> None:
@@ -184,6 +188,8 @@ async def _page(
         tab=tab,
         tabs=TABS,
         service=service_body(row),
+        # one per button and rendering: the same form sent twice records once
+        command_ids={action: uuid.uuid4().hex for action in BUTTONS},
         **shown,
     )
 

@@ -9,6 +9,7 @@ settings form's refusal with the API's own message, and hostile text staying tex
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from domain.retry_policy import RetryPolicy
 from domain.task import Task
 from gateway.app import create_app
+from gateway.credentials import READ, Principal, TokenTable, known_token
 from gateway.screens.console_session import COOKIE
 from ops.adapters.command_ledger import StoreLedger
 from ops.adapters.sealing import PasswordSealer
@@ -55,6 +58,20 @@ HOSTILE = "<script>alert('x')</script>"
 SIGNING_KEY = b"a-signing-key-only-for-console-tests-0123"
 
 
+class SwappableCredentials:
+    """The gateway's credentials, which the test may change under a signed-in session (as a
+    restart with another tokens file would)."""
+
+    def __init__(self, table: TokenTable) -> None:
+        self.table = table
+
+    def resolve(self, token: bytes) -> Principal | None:
+        return self.table.resolve(token)
+
+    def principal_named(self, name: str, fingerprint: str, key: bytes) -> Principal | None:
+        return self.table.principal_named(name, fingerprint, key)
+
+
 class CookieClient(Client):
     """The suite's in-process client, with its cookie jar in reach (the console's session)."""
 
@@ -79,6 +96,8 @@ class Console:
     db: Database
     clock: Clock
     tasks: dict[str, Task]
+    credentials: SwappableCredentials
+    app: Starlette
 
     def project(self) -> None:
         views = all_views()
@@ -95,6 +114,15 @@ class Console:
 
     def last_event(self) -> int:
         return self.store.max_notification_id()
+
+
+def shown(client: Client, reply: httpx.Response) -> httpx.Response:
+    """The page a console POST that recorded something leads to (a 303: reloading it records
+    nothing again)."""
+    assert reply.status_code == 303, reply.text
+    location = reply.headers["location"]
+    assert location.startswith("/admin")
+    return client.get(location)
 
 
 def plan(step: str, server_id: str, service_id: str = "1001") -> Task:
@@ -115,10 +143,11 @@ def plan(step: str, server_id: str, service_id: str = "1001") -> Task:
 def console(tmp_path: Path) -> Iterator[Console]:
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store, db, clock = EventStore(url), Database(url), Clock(START)
+    credentials = SwappableCredentials(credentials_for_tests())
     app = create_app(
         ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
         views=SqlViewQueries(db),
-        credentials=credentials_for_tests(),
+        credentials=credentials,
         clock=clock,
         servers=ServerRegistry(store),
         settings=StoreSettingsBook(store, runtime_defaults(Settings())),
@@ -150,7 +179,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
             tasks["running"].dispatch(START + timedelta(minutes=4), 3600)
             store.save(*tasks.values())
             clock.now = START + timedelta(minutes=10)
-            setup = Console(client, store, db, clock, tasks)
+            setup = Console(client, store, db, clock, tasks, credentials, app)
             setup.project()
             yield setup
     finally:
@@ -181,6 +210,28 @@ def test_a_staff_token_signs_in_and_the_cookie_holds_no_token(console: Console) 
         "https://gateway.test/admin/sign-in", data={"token": STAFF_TOKEN}
     )
     assert "; secure" in over_https.headers["set-cookie"].lower()
+
+
+def test_the_cookie_is_secure_when_the_public_address_is_https(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store, db = EventStore(url), Database(url)
+    app = create_app(
+        ledger=StoreLedger(store, PasswordSealer("a-secret-key-only-for-tests")),
+        views=SqlViewQueries(db),
+        credentials=credentials_for_tests(),
+        clock=Clock(START),
+        live=SqlLiveChanges(db),
+        signing_key=SIGNING_KEY,
+        public_url="https://panel.example.com",
+    )
+    try:
+        with serving(app) as client:  # plain http: TLS ends at a proxy in front
+            signed = client.post("/admin/sign-in", data={"token": STAFF_TOKEN})
+            assert signed.status_code == 303
+            assert "; secure" in signed.headers["set-cookie"].lower()
+    finally:
+        store.close()
+        db.close()
 
 
 @pytest.mark.parametrize(
@@ -221,6 +272,28 @@ def test_an_altered_or_expired_session_is_no_session(console: Console) -> None:
     assert console.client.get("/admin").status_code == 303
 
 
+@pytest.mark.parametrize(
+    "change",
+    ["removed", "demoted to read", "given a new token"],
+)
+def test_a_credential_removed_or_changed_ends_its_sessions(console: Console, change: str) -> None:
+    console.sign_in(STAFF_TOKEN)
+    assert console.client.get("/admin").status_code == 200
+    csrf = console.csrf()
+    others = [e for e in credentials_for_tests().entries if e.principal.name != "staff"]
+    replaced = {
+        "removed": [],
+        "demoted to read": [known_token("staff", {READ}, STAFF_TOKEN)],
+        "given a new token": [known_token("staff", {"staff"}, "another-" + STAFF_TOKEN)],
+    }[change]
+    console.credentials.table = TokenTable.of([*others, *replaced])
+    assert console.client.get("/admin").status_code == 303
+    before = console.last_event()
+    post = console.client.post("/admin/services/1001/verify-repair", data={"csrf": csrf})
+    assert post.status_code == 403 and "sign in again" in post.text
+    assert console.last_event() == before
+
+
 def test_sign_out_needs_the_csrf_token_and_ends_the_session(console: Console) -> None:
     console.sign_in(STAFF_TOKEN)
     assert console.client.post("/admin/sign-out", data={}).status_code == 403
@@ -233,15 +306,48 @@ def test_sign_out_needs_the_csrf_token_and_ends_the_session(console: Console) ->
 # --- CSRF and read-only staff -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "fields"),
-    [
-        ("/admin/tasks/bulk", {"action": "delete-succeeded", "confirm": "yes"}),
-        ("/admin/settings", {"retry.max_attempts": "7"}),
-        ("/admin/services/1001/verify-repair", {}),
-        ("/admin/statistics/refresh", {}),
-    ],
-)
+# every POST route under /admin but the sign-in, with a body it would act on ("{broken}":
+# the id of the task in error); the test below checks that none is left out
+POSTS: list[tuple[str, dict[str, str]]] = [
+    ("/admin/tasks/bulk", {"action": "delete-succeeded", "confirm": "yes"}),
+    ("/admin/tasks/{broken}/retry", {}),
+    ("/admin/tasks/{broken}/cancel", {}),
+    ("/admin/settings", {"retry.max_attempts": "7"}),
+    ("/admin/statistics/refresh", {}),
+    *((f"/admin/services/1001/{action}", {}) for action in ("sync-usage", "verify-repair")),
+    ("/admin/services/1001/redeploy", {}),
+    ("/admin/services/1001/factory-reset", {"confirm_domain": "shop.example.com"}),
+    ("/admin/services/1001/ssl/web/issue", {}),
+    ("/admin/services/1001/ssl/web/custom", {"certificate": "x", "private_key": "y"}),
+    ("/admin/services/1001/ssl/web/remove-custom", {}),
+]
+SIGN_OUT = ("/admin/sign-out", {})
+
+
+def test_the_post_routes_below_are_every_console_post(console: Console) -> None:
+    routes = {
+        route.path
+        for route in console.app.routes
+        if isinstance(route, Route) and "POST" in (route.methods or ())
+        if route.path.startswith("/admin") and route.path != "/admin/sign-in"
+    }
+    covered = {
+        "/admin/tasks/bulk",
+        "/admin/tasks/{task_id}/{action}",
+        "/admin/settings",
+        "/admin/statistics/refresh",
+        "/admin/services/{service_id}/{action}",
+        "/admin/services/{service_id}/ssl/{role}/{change}",
+        "/admin/sign-out",
+    }
+    assert routes == covered
+
+
+def posted(console: Console, path: str) -> str:
+    return path.format(broken=console.tasks["broken"].id)
+
+
+@pytest.mark.parametrize(("path", "fields"), [*POSTS, SIGN_OUT])
 def test_a_post_without_the_csrf_token_is_refused_and_records_nothing(
     console: Console, path: str, fields: dict[str, str]
 ) -> None:
@@ -249,9 +355,21 @@ def test_a_post_without_the_csrf_token_is_refused_and_records_nothing(
     before = console.last_event()
     for csrf in (None, "forged-" + "x" * 20):
         data = fields if csrf is None else {**fields, "csrf": csrf}
-        reply = console.client.post(path, data=data)
+        reply = console.client.post(posted(console, path), data=data)
         assert reply.status_code == 403, reply.text
         assert "CSRF" in reply.text
+    assert console.last_event() == before
+    assert console.client.get("/admin").status_code == 200  # still signed in
+
+
+@pytest.mark.parametrize(("path", "fields"), POSTS)
+def test_read_only_staff_may_post_nothing(
+    console: Console, path: str, fields: dict[str, str]
+) -> None:
+    assert console.sign_in(READ_TOKEN).status_code == 303
+    before = console.last_event()
+    reply = console.client.post(posted(console, path), data={**fields, "csrf": console.csrf()})
+    assert reply.status_code == 403 and "only read" in reply.text
     assert console.last_event() == before
 
 
@@ -275,12 +393,60 @@ def test_read_only_staff_see_every_page_and_no_write_form(console: Console) -> N
         assert reply.status_code == 200, (path, reply.text)
         posts = re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', reply.text)
         assert posts == ["/admin/sign-out"], (path, posts)
+
+
+# --- what a POST answers ----------------------------------------------------------------------
+
+
+def test_sending_a_button_twice_or_reloading_its_result_records_once(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    deploy = console.client.get("/admin/services/1001?tab=deploy").text
+    form = re.search(r'action="/admin/services/1001/redeploy">(.*?)</form>', deploy)
+    assert form is not None
+    fields = dict(re.findall(r'name="(csrf|command_id)" value="([^"]+)"', form.group(1)))
+    assert set(fields) == {"csrf", "command_id"}
     before = console.last_event()
-    reply = console.client.post(
-        "/admin/tasks/bulk",
-        data={"action": "delete-succeeded", "confirm": "yes", "csrf": console.csrf()},
+    first = console.client.post("/admin/services/1001/redeploy", data=fields)
+    assert first.status_code == 303
+    assert console.last_event() == before + 1
+    # the browser sends the very same form again (a double click, a resend)
+    again = console.client.post("/admin/services/1001/redeploy", data=fields)
+    assert again.status_code == 303
+    assert console.last_event() == before + 1
+    # reloading the page a POST led to is a GET: it shows the message and records nothing
+    for _ in range(2):
+        result = console.client.get(first.headers["location"])
+        assert result.status_code == 200
+        assert '<div class="flash">A redeploy is queued.</div>' in result.text
+    assert console.last_event() == before + 1
+    # another rendering of the page gives the button another command id
+    fresh = console.client.get("/admin/services/1001?tab=deploy").text
+    assert fields["command_id"] not in fresh
+
+
+def test_a_message_in_a_link_made_elsewhere_is_not_shown(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    link = "/admin/settings?flash=Call+0800+to+confirm&flash_mac=" + "0" * 64
+    assert "Call 0800" not in console.client.get(link).text
+    assert "Call 0800" not in console.client.get("/admin/settings?flash=Call+0800").text
+
+
+def test_a_deeply_nested_or_too_large_form_is_a_page(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    before = console.last_event()
+    nested = console.client.post(
+        "/admin/settings", data={"retry.max_attempts": "[" * 5000, "csrf": console.csrf()}
     )
-    assert reply.status_code == 403 and "only read" in reply.text
+    assert nested.status_code == 422, nested.text[:300]
+    assert 'class="flash error"' in nested.text
+    large = console.client.post(
+        "/admin/settings", data={"retry.max_attempts": "7" * 70_000, "csrf": console.csrf()}
+    )
+    assert large.status_code == 413
+    assert large.headers["content-type"].startswith("text/html")
+    assert "larger than" in large.text
+    sign_in = console.client.post("/admin/sign-in", data={"token": "t" * 70_000})
+    assert sign_in.status_code == 413 and sign_in.headers["content-type"].startswith("text/html")
     assert console.last_event() == before
 
 
@@ -309,12 +475,15 @@ def test_a_bulk_action_needs_its_confirmation_and_changes_the_queue(console: Con
     assert unconfirmed.status_code == 422 and "confirmation" in unconfirmed.text
     assert console.last_event() == before
 
-    done = console.client.post(
-        "/admin/tasks/bulk",
-        data={"action": "delete-succeeded", "confirm": "yes", "csrf": console.csrf()},
+    done = shown(
+        console.client,
+        console.client.post(
+            "/admin/tasks/bulk",
+            data={"action": "delete-succeeded", "confirm": "yes", "csrf": console.csrf()},
+        ),
     )
     assert done.status_code == 200
-    assert "1 matched, 1 changed" in done.text
+    assert '<div class="flash">delete succeeded: 1 matched, 1 changed.</div>' in done.text
     assert console.last_event() == before + 1
     console.project()
     after = console.client.get("/admin/tasks").text.split('id="queue-table"', 1)[1]
@@ -343,12 +512,15 @@ def test_a_bad_setting_shows_the_api_message_and_changes_nothing(console: Consol
     assert console.client.get("/v1/settings", headers=STAFF).json() == shown_before
     assert 'name="retry.max_attempts" value="0"' in reply.text  # what was typed, to correct
 
-    good = console.client.post(
-        "/admin/settings", data={"retry.max_attempts": "7", "csrf": console.csrf()}
+    good = shown(
+        console.client,
+        console.client.post(
+            "/admin/settings", data={"retry.max_attempts": "7", "csrf": console.csrf()}
+        ),
     )
     assert good.status_code == 200 and "Changed: retry.max_attempts." in good.text
-    shown = console.client.get("/v1/settings", headers=STAFF).json()["settings"]
-    assert shown["retry"]["max_attempts"] == 7
+    in_force = console.client.get("/v1/settings", headers=STAFF).json()["settings"]
+    assert in_force["retry"]["max_attempts"] == 7
     assert 'id="setting-retry.max_attempts" name="retry.max_attempts" value="7"' in good.text
 
 
@@ -442,10 +614,14 @@ def test_the_composition_root_serves_every_console_page(tmp_path: Path) -> None:
             assert bad.status_code == 400 and "sort must be one of" in bad.text
             csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text)
             assert csrf is not None
-            refreshed = client.post("/admin/statistics/refresh", data={"csrf": csrf.group(1)})
+            refreshed = shown(
+                client, client.post("/admin/statistics/refresh", data={"csrf": csrf.group(1)})
+            )
             assert refreshed.status_code == 200 and "Refresh asked: no node" in refreshed.text
             before = system.store.max_notification_id()
-            synced = client.post("/admin/services/1001/sync-usage", data={"csrf": csrf.group(1)})
+            synced = shown(
+                client, client.post("/admin/services/1001/sync-usage", data={"csrf": csrf.group(1)})
+            )
             assert synced.status_code == 200 and "A usage sync is asked for." in synced.text
             assert system.store.max_notification_id() > before
             actors = [e["data"].get("actor") for e in system.store.events_of("1001")]
@@ -464,7 +640,10 @@ def test_a_task_is_retried_or_cancelled_from_its_page(console: Console) -> None:
     refused = console.client.post(f"/admin/tasks/{running}/retry", data={"csrf": console.csrf()})
     assert refused.status_code == 409 and 'class="flash error"' in refused.text
     assert console.last_event() == before
-    cancelled = console.client.post(f"/admin/tasks/{running}/cancel", data={"csrf": console.csrf()})
+    cancelled = shown(
+        console.client,
+        console.client.post(f"/admin/tasks/{running}/cancel", data={"csrf": console.csrf()}),
+    )
     assert cancelled.status_code == 200 and "The task&#39;s cancel is recorded." in cancelled.text
     assert console.last_event() == before + 1
     console.project()
@@ -523,10 +702,85 @@ def test_the_services_list_is_paged_newest_first(console: Console) -> None:
     console.project()
     console.sign_in(STAFF_TOKEN)
     first = console.client.get("/admin/services")
-    shown = re.findall(r'<tr data-service-id="([^"]+)"', first.text)
-    assert shown == [str(1000 + n) for n in range(52, 2, -1)]
+    listed = re.findall(r'<tr data-service-id="([^"]+)"', first.text)
+    assert listed == [str(1000 + n) for n in range(52, 2, -1)]
     link = re.search(r'id="next-page" href="([^"]+)"', first.text)
     assert link is not None
     second = console.client.get(link.group(1).replace("&amp;", "&"))
     assert re.findall(r'<tr data-service-id="([^"]+)"', second.text) == ["1002", "1001"]
     assert 'id="next-page"' not in second.text
+    # a live update of page 2 swaps in page 2, not page 1
+    fragment = re.search(r'data-fragment="([^"]+)"', second.text)
+    assert fragment is not None
+    swapped = console.client.get(fragment.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<tr data-service-id="([^"]+)"', swapped.text) == ["1002", "1001"]
+
+
+def test_the_oplog_says_how_far_its_text_filter_looks(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    plain = console.client.get("/admin/oplog")
+    assert plain.status_code == 200 and 'id="oplog-text-scope"' not in plain.text
+    found = console.client.get("/admin/oplog", params={"text": "whmcs"})
+    assert found.status_code == 200
+    assert "latest 200 entries" in found.text and 'id="oplog-text-scope"' in found.text
+    assert "<td>whmcs</td>" in found.text
+
+
+def test_a_refusal_has_the_api_status(console: Console) -> None:
+    console.sign_in(STAFF_TOKEN)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    before = console.last_event()
+    for action in ("retry", "cancel"):
+        api = console.client.post(f"/v1/tasks/{unknown}/{action}", headers=STAFF)
+        reply = console.client.post(
+            f"/admin/tasks/{unknown}/{action}", data={"csrf": console.csrf()}
+        )
+        assert reply.status_code == api.status_code == 404, reply.text
+    not_a_form = console.client.post(
+        "/admin/settings", content=b'{"csrf": "x"}', headers={"content-type": "application/json"}
+    )
+    assert not_a_form.status_code == 415
+    assert not_a_form.headers["content-type"].startswith("text/html")
+    assert console.last_event() == before
+
+
+def test_a_step_due_to_run_again_shows_running_as_on_the_client_area(console: Console) -> None:
+    flaky = plan("flaky", "web-1")
+    flaky.dispatch(START + timedelta(minutes=5), 60)
+    assert flaky.fail(
+        1,
+        START + timedelta(minutes=6),
+        error="timed out",
+        retryable=True,
+        log=[],
+        policy=POLICY,
+        unit_random=0,
+    )
+    assert flaky.state == "retry_scheduled"
+    console.store.save(flaky)
+    console.project()
+    console.sign_in(STAFF_TOKEN)
+    deploy = console.client.get("/admin/services/1001?tab=deploy")
+    steps = dict(re.findall(r'<li data-step="([^"]+)" data-state="([^"]+)"', deploy.text))
+    assert steps["flaky"] == "running"
+
+
+def test_a_button_logs_its_request_under_its_command_id(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    console.sign_in(STAFF_TOKEN)
+    csrf = console.csrf()
+    caplog.set_level(logging.INFO, logger="hostwright.gateway.requests")
+    reply = console.client.post(
+        "/admin/services/1001/verify-repair", data={"csrf": csrf, "command_id": "staff-vr-1"}
+    )
+    assert reply.status_code == 303
+    lines = [
+        vars(record)
+        for record in caplog.records
+        if record.name == "hostwright.gateway.requests"
+        and vars(record).get("path") == "/admin/services/1001/verify-repair"
+    ]
+    assert [line.get("command_id") for line in lines] == ["staff-vr-1"]
+    recorded = [e["data"].get("command_id") for e in console.store.events_of("1001")]
+    assert recorded[-1] == "staff-vr-1"

@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.types import Message
 
 from domain.commands import parse_order
 from domain.task import Task
+from gateway.credentials import fingerprint, token_digest
 from gateway.screens.console_session import COOKIE, ConsoleSession, seal
 from gateway.screens.live_feed import LiveFeed
 from gateway.screens.screen_ports import LiveTaskLog, ScreenPorts, screen_routes
@@ -41,7 +45,7 @@ from ops.views.view_store import ViewStore
 from projections.catalogue import all_views
 from tests.fakes.clock import Clock
 from tests.support.deployment import wait_until
-from tests.support.gateway import START, credentials_for_tests, order
+from tests.support.gateway import STAFF_TOKEN, START, credentials_for_tests, order
 
 HOSTILE = "<script>alert('x')</script>"
 KEY = b"a-signing-key-only-for-console-tests-0123"
@@ -87,6 +91,23 @@ class Stream:
         return found
 
 
+class CountedViews:
+    """The views, counting the reads of each query (how many a change costs)."""
+
+    def __init__(self, views: SqlViewQueries) -> None:
+        self._views = views
+        self.reads: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        query = getattr(self._views, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.reads[name] += 1
+            return query(*args, **kwargs)
+
+        return counted
+
+
 @dataclass
 class Live:
     app: Starlette
@@ -96,6 +117,15 @@ class Live:
     running: Task
     cookie: str
     feed: LiveFeed
+    views: CountedViews
+
+    async def get(self, path: str) -> httpx.Response:
+        """A page or a fragment, as the signed-in browser asks it."""
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway.test", cookies={COOKIE: self.cookie}
+        ) as client:
+            return await client.get(path)
 
     def project(self) -> None:
         views = all_views()
@@ -166,18 +196,21 @@ def live_setup(tmp_path: Path, task_logs: LiveTaskLog | None) -> Iterator[Live]:
     running.dispatch(START + timedelta(minutes=4), 3600)
     store.save(running)
     feed = LiveFeed(SqlLiveChanges(db), every_s=0.05)
+    views = CountedViews(SqlViewQueries(db))
     ports = ScreenPorts(
         ledger=ledger,
-        views=SqlViewQueries(db),
+        views=views,  # type: ignore[arg-type]
         credentials=credentials_for_tests(),
         clock=clock,
         live=feed,
         signing_key=KEY,
         task_logs=task_logs,
     )
-    session = ConsoleSession("staff", frozenset({"staff"}), int(clock().timestamp()) + 3600, "c")
+    expires = int(clock().timestamp()) + 3600
+    signed = fingerprint(KEY, token_digest(STAFF_TOKEN))
+    session = ConsoleSession("staff", frozenset({"staff"}), expires, "c", signed)
     app = Starlette(routes=screen_routes(ports))
-    live = Live(app, store, db, clock, running, seal(session, KEY), feed)
+    live = Live(app, store, db, clock, running, seal(session, KEY), feed, views)
     live.project()
     try:
         yield live
@@ -213,18 +246,22 @@ async def test_a_running_step_streams_its_lines_then_the_recorded_log(
             return bool(task_log.followers.get(task_id))
 
         await wait_until(following, 10, "the route to follow the task's log")
-        for line in ("connecting to dns-1", HOSTILE, "two\nlines"):
+        # a lone CR ends an SSE line too: a node's line must not start a field of its own
+        forged = 'x\revent: ended\rdata: {"state": "succeeded", "log": []}\r\rretry: 1'
+        for line in ("connecting to dns-1", HOSTILE, "two\nlines", forged):
             task_log.say(task_id, line)
 
-        async def three_lines() -> bool:
-            return len(stream.events()) == 3
+        async def four_lines() -> bool:
+            return len(stream.events()) == 4
 
-        await wait_until(three_lines, 10, "three streamed lines", lambda: stream.body)
+        await wait_until(four_lines, 10, "four streamed lines", lambda: stream.body)
         assert stream.status == 200 and not stream.ended
+        assert "\r" not in stream.body
         assert stream.events() == [
             ("line", "connecting to dns-1"),
             ("line", HOSTILE),  # data as sent: the page's script appends it as text
             ("line", "two\nlines"),
+            ("line", 'x\nevent: ended\ndata: {"state": "succeeded", "log": []}\n\nretry: 1'),
         ]
         finish(live, ["recorded line"])
 
@@ -325,3 +362,116 @@ async def test_the_live_routes_need_a_session(live: Live) -> None:
         stream, running = await live.open(path, cookie="forged.cookie")
         await asyncio.wait_for(running, 10)
         assert stream.status == 303 and "event:" not in stream.body
+
+
+async def feed_started(live: Live) -> tuple[Stream, asyncio.Task[None]]:
+    """A list's stream kept open, so that the feed runs and knows where the views stand."""
+    ticks, running = await live.open("/admin/live")
+
+    async def started() -> bool:
+        return live.feed.position > 0 and len(ticks.events()) > 0
+
+    await wait_until(started, 10, "the feed to start", lambda: ticks.body)
+    return ticks, running
+
+
+def live_src(html: str) -> str:
+    found = re.search(r'data-live-src="([^"]+)"', html)
+    assert found is not None
+    return found.group(1).replace("&amp;", "&")
+
+
+async def test_a_change_between_the_page_and_its_stream_is_sent_at_once(live: Live) -> None:
+    ticks, ticks_running = await feed_started(live)
+    try:
+        deploy = await live.get("/admin/services/1001?tab=deploy")
+        services = await live.get("/admin/services")
+        rendered_at = live.feed.position
+        assert live_src(services.text) == f"/admin/live?since={rendered_at}"
+        assert 'data-step="running" data-state="running"' in deploy.text
+        finish(live, ["done"])  # lands before either page opens its stream
+
+        async def fed() -> bool:
+            return live.feed.position > rendered_at
+
+        await wait_until(fed, 10, "the feed to see the change")
+        timeline, timeline_running = await live.open(live_src(deploy.text))
+        changes, changes_running = await live.open(live_src(services.text))
+        try:
+
+            async def both_sent() -> bool:
+                return bool(timeline.events()) and bool(changes.events())
+
+            await wait_until(both_sent, 10, "the change at once", lambda: timeline.body)
+            name, html = timeline.events()[0]
+            assert name == "timeline" and 'data-step="running" data-state="done"' in html
+            assert changes.events()[0] == ("change", str(live.feed.position))
+        finally:
+            await closed(timeline, timeline_running)
+            await closed(changes, changes_running)
+        # a list's stream opened at the position its page was rendered at waits for a change
+        quiet, quiet_running = await live.open(f"/admin/live?since={live.feed.position}")
+        try:
+            await asyncio.sleep(0.3)  # a few ticks of the feed: nothing to send
+            assert quiet.events() == []
+        finally:
+            await closed(quiet, quiet_running)
+    finally:
+        await closed(ticks, ticks_running)
+
+
+async def test_pages_asking_a_list_at_one_position_cost_one_read(live: Live) -> None:
+    ticks, ticks_running = await feed_started(live)
+    try:
+        position = live.feed.position
+        before = live.views.reads["services_page"], live.views.reads["tasks"]
+        paths = [
+            f"/admin/services?fragment=1&q=&status=&mode=&cursor=&at={position}",
+            f"/admin/tasks?fragment=1&state=&service_id=&server_id=&stuck=&at={position}",
+        ]
+        replies = await asyncio.gather(*(live.get(path) for path in paths * 5))
+        assert all(reply.status_code == 200 for reply in replies)
+        assert {reply.text for reply in replies[0::2]} == {replies[0].text}
+        assert 'data-service-id="1001"' in replies[0].text
+        assert f'data-task-id="{live.running.id}"' in replies[1].text
+        after = live.views.reads["services_page"], live.views.reads["tasks"]
+        assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+        # polling (no position) or a position the feed has left reads
+        await live.get(paths[0].replace(f"&at={position}", ""))
+        await live.get(paths[0].replace(f"&at={position}", "&at=1"))
+        assert live.views.reads["services_page"] == after[0] + 2
+    finally:
+        await closed(ticks, ticks_running)
+
+
+async def test_log_streams_of_one_task_read_it_once_per_change(
+    live: Live, task_log: FakeTaskLog
+) -> None:
+    task_id = str(live.running.id)
+    streams = [await live.open(f"/admin/tasks/{task_id}/log") for _ in range(3)]
+    try:
+
+        async def following() -> bool:
+            return len(task_log.followers.get(task_id, [])) == 3 and live.feed.position > 0
+
+        await wait_until(following, 10, "three pages to follow the task's log")
+        await asyncio.sleep(0.5)  # ten ticks of the feed with no change: no read
+        quiet = live.views.reads["task"]
+        await asyncio.sleep(0.5)
+        assert live.views.reads["task"] == quiet
+        other = plan("other", "web-1")
+        live.store.save(other)  # the service changes, the task does not
+        live.project()
+
+        async def read_once() -> bool:
+            return live.views.reads["task"] > quiet
+
+        await wait_until(read_once, 10, "the task to be read again")
+        await asyncio.sleep(0.3)
+        # once for the three pages (twice should the feed see the change in two steps), not
+        # once per page
+        assert live.views.reads["task"] - quiet < len(streams)
+        assert not any(stream.ended for stream, _ in streams)
+    finally:
+        for stream, running in streams:
+            await closed(stream, running)

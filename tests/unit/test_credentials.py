@@ -14,6 +14,7 @@ from gateway.credentials import (
     Need,
     Principal,
     TokenTable,
+    fingerprint,
     known_token,
     token_digest,
 )
@@ -71,6 +72,18 @@ def test_the_table_resolves_by_digest_and_keeps_no_token() -> None:
     assert table.resolve(b"") is None
     assert GOOD not in repr(table)
     assert token_digest(GOOD) == "sha256:" + hashlib.sha256(GOOD.encode()).hexdigest()
+
+
+def test_the_table_finds_a_credential_by_name_and_fingerprint_only() -> None:
+    table = TokenTable.of([known_token("whmcs", {SERVICES}, GOOD)])
+    key = b"k" * 32
+    signed = fingerprint(key, token_digest(GOOD))
+    assert GOOD not in signed and token_digest(GOOD)[7:] not in signed
+    assert table.principal_named("whmcs", signed, key) == WHMCS
+    assert table.principal_named("staff", signed, key) is None  # another name
+    assert table.principal_named("whmcs", fingerprint(key, token_digest("x" * 40)), key) is None
+    assert table.principal_named("whmcs", signed, b"o" * 32) is None  # another key
+    assert table.principal_named("whmcs", "", key) is None
 
 
 def test_the_table_refuses_a_name_or_a_token_given_twice() -> None:

@@ -2,8 +2,11 @@
 //
 // [data-live-src]: an element whose part [data-target] (an id) follows the server. With
 // data-live-event="timeline" the stream's events carry that part's HTML (rendered and escaped
-// by the server); without, each "change" event makes the page fetch [data-fragment]. When the
-// stream fails, the fragment is polled every 2 s instead.
+// by the server); without, each "change" event (its data: the views' position) makes the page
+// fetch [data-fragment] at that position (one read on the server for every page asking). The
+// stream's address carries the position the page was rendered at, so a change made before the
+// stream opened (or while it reconnected) is sent at once. When the stream fails, the fragment
+// is polled every 2 s instead.
 // #task-log[data-stream]: the running step's log lines, appended as text, then the recorded
 // log once the step has ended.
 (function () {
@@ -18,8 +21,10 @@
     if (fresh) { current.replaceWith(document.importNode(fresh, true)); }
   }
 
-  function refetch(box) {
-    return fetch(box.dataset.fragment, { credentials: "same-origin", cache: "no-store" })
+  function refetch(box, position) {
+    var address = box.dataset.fragment;
+    if (position) { address += "&at=" + encodeURIComponent(position); }
+    return fetch(address, { credentials: "same-origin", cache: "no-store" })
       .then(function (reply) { return reply.ok ? reply.text() : null; })
       .then(function (html) { if (html !== null) { swap(box.dataset.target, html); } })
       .catch(function () {});
@@ -38,7 +43,7 @@
     if (eventName) {
       source.addEventListener(eventName, function (event) { swap(box.dataset.target, event.data); });
     } else {
-      source.addEventListener("change", function () { refetch(box); });
+      source.addEventListener("change", function (event) { refetch(box, event.data); });
     }
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED) { poll(box); }
