@@ -310,8 +310,10 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
     await page.goto(f"{base}/admin/tasks")
     succeeded = page.locator("#queue-table tr[data-task-id][data-state='succeeded']")
     assert await succeeded.count() == 7
-    # the same bulk action posted by a form on another site, in the signed-in browser: refused
-    elsewhere = await page.context.new_page()
+    # the same bulk action posted by a form on another site, with the signed-in session's
+    # cookie (in a browser context of its own, so the console's tab is left as it is): refused
+    elsewhere = await browser.page()
+    await elsewhere.context.add_cookies(await page.context.cookies())
     await elsewhere.set_content(
         f'<form method="post" action="{base}/admin/tasks/bulk">'
         '<input name="action" value="delete-succeeded"><input name="confirm" value="yes"></form>'
@@ -320,7 +322,6 @@ async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_a
         # submitted after evaluate returns: the navigation ends the script's context
         await elsewhere.evaluate("setTimeout(() => document.forms[0].submit(), 0)")
     assert (await sent.value).status == 403
-    await elsewhere.close()
     assert len((await system.staff.get("/v1/tasks")).json()["tasks"]) == 7
 
     bulk = page.locator("form.bulk[data-action='delete-succeeded']")
