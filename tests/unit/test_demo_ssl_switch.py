@@ -20,7 +20,9 @@ def test_without_pebble_the_demo_says_ssl_is_off_and_what_to_install(
     assert not demo_ssl.pebble_installed()
     settings = demo_settings("127.0.0.1:8080", tmp_path)
     assert settings.ssl == "off"
-    demo._announce(settings, "http://127.0.0.1:8080", None, "http://127.0.0.1:8080/client/1001?token=t")
+    demo._announce(
+        settings, "http://127.0.0.1:8080", None, "http://127.0.0.1:8080/client/1001?token=t"
+    )
     shown = capsys.readouterr().out.splitlines()
     assert shown[:4] == [
         "gateway: http://127.0.0.1:8080",
