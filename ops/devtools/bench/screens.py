@@ -336,6 +336,19 @@ async def _measure_running(
 
 
 @contextlib.contextmanager
+def _quiet_pipeline_log() -> Iterator[None]:
+    """The pipeline's line per planned run left out while the bench runs, and only then: the
+    bench also runs inside other processes (the tests'), whose later pipelines log them."""
+    logger = logging.getLogger("handlers.pipeline")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _database(database_url: str | None) -> Iterator[tuple[str, Path]]:
     with tempfile.TemporaryDirectory(prefix="hw-bench-screens-") as tmp:
         yield database_url or f"sqlite:///{Path(tmp) / 'screens.sqlite'}", Path(tmp)
@@ -379,8 +392,7 @@ def run_screens_bench(
     if not 0 < crowd <= pages or events < 1 or requests < 1:
         print("bench screens: needs 0 < --crowd <= --pages, --events >= 1, --requests >= 1")
         return 2
-    logging.getLogger("handlers.pipeline").setLevel(logging.WARNING)  # a line per planned run
-    with _database(database_url) as (url, scratch):
+    with _quiet_pipeline_log(), _database(database_url) as (url, scratch):
         print(f"screens: seeding {services:,} services on {url.split(':')[0]} …", flush=True)
         figures = asyncio.run(
             measure(
