@@ -234,11 +234,9 @@ async def task_of(system: Deployment, service_id: int, step: str) -> dict[str, A
     return found[0]
 
 
-@SCREENS
 async def test_staff_watch_a_deploy_live_read_a_streamed_log_and_run_the_queue_and_settings(
-    embedded: Deployment, browser: Browser
+    system: Deployment, browser: Browser
 ) -> None:
-    system = embedded
     base = str(system.client.base_url)
     page = await browser.page()
     await sign_in(page, system)
