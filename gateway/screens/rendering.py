@@ -5,8 +5,9 @@ is escaped (autoescape is on for every template, whatever its name): a domain, a
 error text or an SSH log line is always text, never markup. Every page is sent with headers
 that keep it to itself: no script, style or image from anywhere but this gateway, no referrer
 (a client link carries its token in the URL), never cached, never sniffed, never framed.
-Templates call ``static(name)`` for an asset's URL and ``step_state(task_state)`` for a
-timeline step's shown state (``gateway.screens.step_states``).
+Templates call ``static(name)`` for an asset's URL, ``step_state(task_state)`` for a
+timeline step's shown state (``gateway.screens.step_states``) and ``when(text)`` for a view's
+time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -31,6 +33,18 @@ _ENVIRONMENT = Environment(
 )
 _ENVIRONMENT.globals["static"] = lambda name: f"{STATIC_PREFIX}/{name}"
 _ENVIRONMENT.globals["step_state"] = step_state  # one mapping for every timeline
+
+
+def when(text: str | None) -> Markup:
+    """A view's time text (ISO 8601, UTC) shown short, the full time kept in the attribute;
+    nothing when there is none. A function, not a template macro: the task queue shows three
+    per row, and 600 macro calls were a third of its page's time."""
+    if not text:
+        return Markup("")
+    return Markup('<time datetime="{}">{}</time>').format(text, text[:19].replace("T", " "))
+
+
+_ENVIRONMENT.globals["when"] = when
 
 _CONTENT_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

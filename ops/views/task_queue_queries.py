@@ -53,7 +53,12 @@ class TaskQueueQueries:
             conditions.append(f"({_STUCK_SINCE} IS NULL OR {_STUCK_SINCE} > ?)")
             params.append(at)
         latest = self._store.select(
-            TASK_QUEUE.name, " AND ".join(conditions), params, "position DESC", limit
+            TASK_QUEUE.name,
+            " AND ".join(conditions),
+            params,
+            "position DESC",
+            limit,
+            without=("log",),
         )
         return [_shown(row, at, with_log=False) for row in reversed(latest)]
 

@@ -20,7 +20,7 @@ differs from the one it declares: a release changed what it makes of the same ev
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from ops.store.database import Cursor, Database
@@ -150,11 +150,21 @@ class ViewStore:
             return self._select_all(cur, table)
 
     def select(
-        self, table: str, where: str, params: Sequence[Any], order_by: str, limit: int | None
+        self,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        order_by: str,
+        limit: int | None,
+        *,
+        without: Collection[str] = (),
     ) -> list[Row]:
-        """Decoded rows of one table; ``where`` and ``order_by`` are SQL written by callers."""
+        """Decoded rows of one table; ``where`` and ``order_by`` are SQL written by callers.
+        The columns named in ``without`` are not read (None in the rows): a list of tasks
+        leaves their logs, the largest values, on the disk."""
         spec = self._sql[table]
-        sql = f"SELECT {', '.join(spec.names)} FROM {spec.sql_name}"  # noqa: S608
+        columns = (f"NULL AS {name}" if name in without else name for name in spec.names)
+        sql = f"SELECT {', '.join(columns)} FROM {spec.sql_name}"  # noqa: S608
         if where:
             sql += f" WHERE {where}"
         sql += f" ORDER BY {order_by}"
