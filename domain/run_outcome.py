@@ -6,11 +6,10 @@ the outcome.
 
 A run has a kind (its tasks' ``operation``): ``deploy`` (order, redeploy, verify & repair),
 ``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan``, ``change_password`` or
-``terminate``. A new
-run supersedes the open one or waits for it to end (``waits_for``). A run has ended when
-nothing more can happen in it: every task is final, or planned behind a step that failed for
-good (``step_outcomes``). Then the service records the outcome once — each rule below checks
-that it is still wanted, so settling the same run again (after a restart, a redelivery)
+``terminate``. A new run supersedes the open one or waits for it to end (``waits_for``). A run
+has ended when nothing more can happen in it: every task is final, or planned behind a step that
+failed for good (``step_outcomes``). Then the service records the outcome once — each rule below
+checks that it is still wanted, so settling the same run again (after a restart, a redelivery)
 records nothing twice:
 
 ========== ============================ ==============================================

@@ -1,14 +1,13 @@
 """``StoreLedger``: the gateway's CommandLedger port over the event store.
 
-It consumes validated commands and emits events through ``EventStore``; an order's password,
-and a change-password's, is sealed here, so the clear text never reaches the store, the
-outbox or the broker. Staff's
-retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on the Task aggregate;
-a customer's Try again (``retry_failed_deploy``) becomes ``Task.Retried`` on the failed steps
-the domain lets a customer run again (``domain.customer_changes``);
-a bulk change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task
-that qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone
-as far as retry and cancel can tell (404), as it is from the queue's reads.
+It consumes validated commands and emits events through ``EventStore``; an order's password, and
+a change-password's, is sealed here, so the clear text never reaches the store, the outbox or
+the broker. Staff's retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on
+the Task aggregate; a customer's Try again (``retry_failed_deploy``) becomes ``Task.Retried`` on
+the failed steps the domain lets a customer run again (``domain.customer_changes``); a bulk
+change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task that
+qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone as far
+as retry and cancel can tell (404), as it is from the queue's reads.
 """
 
 from __future__ import annotations
