@@ -95,6 +95,16 @@ class SyncUsage(Command):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChangePassword(Command):
+    """The customer's new Hestia password. Parsing fills ``password`` (clear, in memory only,
+    never in a repr); the ledger swaps it for ``password_sealed`` before anything is
+    recorded, and the service refuses a ChangePassword that is not sealed."""
+
+    password: str | None = field(default=None, repr=False)
+    password_sealed: str | None = field(default=None, repr=False)
+
+
 LIFECYCLE_ACTIONS: dict[str, type[Command]] = {
     "suspend": SuspendService,
     "unsuspend": UnsuspendService,
@@ -104,6 +114,7 @@ LIFECYCLE_ACTIONS: dict[str, type[Command]] = {
     "verify-repair": VerifyRepairService,
     "change-plan": ChangePlan,
     "sync-usage": SyncUsage,
+    "change-password": ChangePassword,
 }
 
 
@@ -173,10 +184,12 @@ def parse_lifecycle(
         body = {}
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
-    allowed = {"command_id", "force", "plan", "reason"}
+    allowed = {"command_id", "force", "plan", "reason", "password"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(map(str, unknown))}")
+    if "password" in body and command_class is not ChangePassword:
+        raise InvalidInput(f"{action} takes no password")
     common: dict[str, Any] = {
         "service_id": service_id,
         "now": now,
@@ -195,6 +208,13 @@ def parse_lifecycle(
         if not isinstance(reason, str) or len(reason) > 500:
             raise InvalidInput("reason must be a string of at most 500 characters")
         return SuspendService(reason=reason, **common)
+    if command_class is ChangePassword:
+        for name in ("force", "plan", "reason"):
+            if name in body:
+                raise InvalidInput(f"{action} takes no {name}")
+        if body.get("password") is None:
+            raise InvalidInput("password is required")
+        return ChangePassword(password=_parse_password(body["password"]), **common)
     for name in ("force", "plan", "reason"):
         if name in body:
             raise InvalidInput(f"{action} takes no {name}")

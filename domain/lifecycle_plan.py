@@ -1,12 +1,13 @@
-"""Suspend, unsuspend and change-plan runs: which idempotent steps, on which node.
+"""Suspend, unsuspend, change-plan and change-password runs: which idempotent steps, where.
 
-``plan_suspend``, ``plan_unsuspend`` and ``plan_change_plan`` consume what ``plan_deploy``
-consumes (the service's facts, its placement, the provider's settings, the nodes' addresses)
-and emit ``StepSpec``s (domain/step_chain.py), through deploy_plan's ``RunPlan``: each mode's
-steps live in domain/own_domain_plan.py and domain/vanity_plan.py. Terminate is
-``plan_removal``. Suspend shuts the service's site, mail and DNS off, keeping everything;
-unsuspend turns on again what suspend turned off; change plan puts the service's users on its
-(new) plan's package and quotas.
+``plan_suspend``, ``plan_unsuspend``, ``plan_change_plan`` and ``plan_change_password``
+consume what ``plan_deploy`` consumes (the service's facts, its placement, the provider's
+settings, the nodes' addresses) and emit ``StepSpec``s (domain/step_chain.py), through
+deploy_plan's ``RunPlan``: each mode's steps live in domain/own_domain_plan.py and
+domain/vanity_plan.py. Terminate is ``plan_removal``. Suspend shuts the service's site, mail
+and DNS off, keeping everything; unsuspend turns on again what suspend turned off; change plan
+puts the service's users on its (new) plan's package and quotas; change password gives the
+service's users (and a vanity service's own mailbox) the password the customer chose.
 
 Actions and their params (a handler receives exactly these keys; each also gets ``owner``, the
 service id: the handler touches only what carries the service's owner mark; the package steps
@@ -21,6 +22,11 @@ suspend_mailbox      mail  user (the provider's shared mail user), domain, accou
 unsuspend_mailbox    mail  user, domain, account, quota (optional: MB or "unlimited", set
                            once the mailbox is open again)
 ensure_mailbox_quota mail  user, domain, account, quota (MB or "unlimited")
+change_user_password any   user, password_sealed (the service's password, sealed; the handler
+                           unseals it and runs ``v-change-user-password``)
+change_mailbox_password
+                     mail  user (the provider's shared mail user), domain, account,
+                           password_sealed (``v-change-mail-account-password``)
 suspend_dns_record   dns   user (the zone's holder), domain (the zone), record, type, value
 unsuspend_dns_record dns   user, domain, record, type, value
 ==================== ===== ===================================================================
@@ -37,9 +43,15 @@ domain>`` on the provider's shared mail user; its record ``<label>`` in the prov
 every DNS node, matched by name, type and value (never a stored id). Never the provider's users,
 domain, zone or package.
 
+Change password: split and unified, ``change_user_password`` for the service's user on every
+node the placement touches, once per node; vanity, its own web user and its mailbox on the
+provider's shared mail user (whose own password is never touched). Nothing depends: every node
+is done at once. A service with no password (none ordered, none changed) cannot be planned one.
+
 Step keys: ``<kind>.<role>.<thing>`` with ``@<server_id>`` for per-DNS-node steps
-(``suspend.dns.user@dns2``, ``unsuspend.mail.mailbox``, ``change_plan.web.package``). The steps
-of a suspend or unsuspend run depend on nothing: every node is done at once.
+(``suspend.dns.user@dns2``, ``unsuspend.mail.mailbox``, ``change_plan.web.package``,
+``change_password.dns.user@dns2``). The steps of a suspend, unsuspend or change-password run
+depend on nothing: every node is done at once.
 """
 
 from __future__ import annotations
@@ -52,3 +64,4 @@ plan_unsuspend = RunPlan.switch("unsuspend")
 plan_change_plan = RunPlan(
     own_domain_plan.change_plan, vanity_plan.change_plan, prefix="change_plan."
 )
+plan_change_password = RunPlan(own_domain_plan.change_password, vanity_plan.change_password)

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain import ssl_plan
 from domain.placement import Placement
-from domain.step_chain import ServiceFacts, StepChain, address_type
+from domain.step_chain import ServiceFacts, StepChain, address_type, sealed_password
 
 DMARC_POLICY = "v=DMARC1; p=quarantine; pct=100"
 MX_PRIORITY = 10
@@ -109,6 +109,17 @@ def change_plan(chain: StepChain, service: ServiceFacts, placement: Placement) -
     email = contact_email(service)
     for role, server_id in _nodes(placement):
         chain.unused_packages(role, server_id, chain.node_user(role, server_id, email))
+
+
+def change_password(chain: StepChain, service: ServiceFacts, placement: Placement) -> None:
+    """The service's user on every node (web, mail, each DNS node; once per node) takes the
+    new password, at once: nothing depends."""
+    for role, server_id in _nodes(placement):
+        suffix = f"@{server_id}" if role == "dns" else ""
+        params = {"user": service.user, "password_sealed": sealed_password(service)}
+        chain.add(
+            f"change_password.{role}.user{suffix}", role, "change_user_password", server_id, params
+        )
 
 
 def contact_email(service: ServiceFacts) -> str:

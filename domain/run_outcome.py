@@ -5,11 +5,11 @@ start or must wait for the open one, each step's outcome, and the Service event 
 the outcome.
 
 A run has a kind (its tasks' ``operation``): ``deploy`` (order, redeploy, verify & repair),
-``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan`` or ``terminate``. A new
-run supersedes the open one or waits for it to end (``waits_for``). A run has ended when
-nothing more can happen in it: every task is final, or planned behind a step that failed for
-good (``step_outcomes``). Then the service records the outcome once — each rule below checks
-that it is still wanted, so settling the same run again (after a restart, a redelivery)
+``reset`` (factory reset), ``suspend``, ``unsuspend``, ``change_plan``, ``change_password`` or
+``terminate``. A new run supersedes the open one or waits for it to end (``waits_for``). A run
+has ended when nothing more can happen in it: every task is final, or planned behind a step that
+failed for good (``step_outcomes``). Then the service records the outcome once — each rule below
+checks that it is still wanted, so settling the same run again (after a restart, a redelivery)
 records nothing twice:
 
 ========== ============================ ==============================================
@@ -20,6 +20,7 @@ reset      Activated                    DeployFailed
 suspend    Suspended                    OperationFailed (status unchanged)
 unsuspend  Unsuspended                  OperationFailed
 change     PlanApplied                  OperationFailed
+password   PasswordChanged              OperationFailed (``change_password``)
 terminate  Terminated                   forced: Terminated with the leftovers listed;
                                         else OperationFailed once: it stays
                                         ``terminating`` and the scheduler tries the
@@ -47,6 +48,7 @@ RUN_STARTERS = {
     "Service.SuspendRequested": "suspend",
     "Service.UnsuspendRequested": "unsuspend",
     "Service.PlanChangeRequested": "change_plan",
+    "Service.PasswordChangeRequested": "change_password",
     "Service.TerminateRequested": "terminate",
 }
 # Task events staff record (Try again, cancel, force-fail of a stuck attempt, a password
@@ -79,10 +81,17 @@ def may_start(service: Service, kind: str) -> bool:
 
 
 def builds_first(service: Service, kind: str) -> bool:
-    """Whether a run of ``kind`` must wait for the service to be built: a suspend, unsuspend
-    or plan change of a service still being built (ordered, redeployed, factory reset). Its
-    deploy runs first; the request stays pending on the service and runs after it."""
-    return service.status == "provisioning" and kind in ("suspend", "unsuspend", "change_plan")
+    """Whether a run of ``kind`` must wait for the service to be built: a suspend, unsuspend,
+    plan change or password change of a service still being built (ordered, redeployed,
+    factory reset). Its deploy runs first; the request stays pending on the service and runs
+    after it (a deploy keeps an existing user's password, so a password change always runs
+    on its own)."""
+    return service.status == "provisioning" and kind in (
+        "suspend",
+        "unsuspend",
+        "change_plan",
+        "change_password",
+    )
 
 
 def waits_for(kind: str, current: str) -> bool:
@@ -150,6 +159,8 @@ def record_outcome(
         return _record_deploy(service, failed, now)
     if kind == "change_plan":
         return _record_plan_change(service, failed, now)
+    if kind == "change_password":
+        return _record_password_change(service, failed, now)
     if service.pending not in (None, kind):
         return False  # a newer, different request took over
     if failed:
@@ -169,12 +180,15 @@ def record_outcome(
 
 def pending_kind(service: Service) -> str | None:
     """The kind of run the service still waits for once its current run has ended (a
-    suspend, unsuspend or plan change asked for while another run was under way)."""
+    suspend, unsuspend, plan change or password change asked for while another run was
+    under way)."""
     if service.status == "terminated" or service.pending == "terminate":
         return None
     if service.pending in ("suspend", "unsuspend"):
         return service.pending
-    return "change_plan" if service.plan_pending else None
+    if service.plan_pending:
+        return "change_plan"
+    return "change_password" if service.password_pending else None
 
 
 def _record_plan_change(service: Service, failed: list[StepOutcome], now: datetime) -> bool:
@@ -186,6 +200,18 @@ def _record_plan_change(service: Service, failed: list[StepOutcome], now: dateti
     if service.plan_state == "applied":
         return False
     service.mark_plan_applied(now)
+    return True
+
+
+def _record_password_change(service: Service, failed: list[StepOutcome], now: datetime) -> bool:
+    if failed:
+        if service.login_state != "pending":
+            return False
+        service.mark_operation_failed(now, "change_password", _reason(failed))
+        return True
+    if service.login_state == "applied":
+        return False
+    service.mark_password_changed(now)
     return True
 
 

@@ -31,6 +31,7 @@ RUN_STARTING_EVENTS = frozenset(
         "SuspendRequested",
         "UnsuspendRequested",
         "PlanChangeRequested",
+        "PasswordChangeRequested",
         "TerminateRequested",
     }
 )
@@ -80,6 +81,9 @@ class Service(Aggregate):
         self.forced = False
         # "pending": a plan change not on the nodes yet; "failed": it did not get there
         self.plan_state = "applied"
+        # the customer's login (password): "pending" while a new one is not on the nodes
+        # yet, "failed" when it did not get there
+        self.login_state = "applied"
         self.terminate_failed = False  # the last terminate attempt could not finish (reported once)
         self.placement: dict[str, Any] | None = None  # the nodes it lives on, once chosen
         self.waiting_for_placement: str | None = None  # why no node could be chosen yet
@@ -153,6 +157,16 @@ class Service(Aggregate):
     class UsageSyncRequested(Requested):
         pass
 
+    class PasswordChangeRequested(Requested):
+        """The customer's new password, sealed (never in clear); it becomes the service's
+        password, so a later redeploy makes a missing user with it too."""
+
+        password_sealed: str
+
+        def apply_to(self, service: Service) -> None:
+            service.password_sealed = self.password_sealed
+            service.login_state = "pending"
+
     class Placed(Event):
         """The nodes chosen for the service; every later run reuses them, so adding a node
         never moves an existing service."""
@@ -205,6 +219,12 @@ class Service(Aggregate):
         def apply_to(self, service: Service) -> None:
             service.plan_state = "applied"
 
+    class PasswordChanged(Event):
+        """Every node of the service holds the new password now."""
+
+        def apply_to(self, service: Service) -> None:
+            service.login_state = "applied"
+
     class OperationFailed(Event):
         """A suspend, unsuspend, plan change or terminate that could not be finished (a task
         of it is in error); the status stays what it was and staff are told."""
@@ -215,6 +235,8 @@ class Service(Aggregate):
         def apply_to(self, service: Service) -> None:
             if self.operation == "change_plan":
                 service.plan_state = "failed"
+            elif self.operation == "change_password":
+                service.login_state = "failed"
             elif self.operation == "terminate":
                 service.terminate_failed = True
             else:
@@ -322,6 +344,15 @@ class Service(Aggregate):
     def mark_plan_applied(self, now: datetime) -> None:
         self._refuse_after_termination("change the plan of")
         self.trigger_event(Service.PlanApplied, timestamp=now)
+
+    @property
+    def password_pending(self) -> bool:
+        """A password change was asked for and is not on the nodes yet."""
+        return self.login_state == "pending"
+
+    def mark_password_changed(self, now: datetime) -> None:
+        self._refuse_after_termination("change the password of")
+        self.trigger_event(Service.PasswordChanged, timestamp=now)
 
     def mark_operation_failed(self, now: datetime, operation: str, reason: str) -> None:
         self._refuse_after_termination(f"fail the {operation} of")

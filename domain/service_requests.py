@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from domain.commands import (
+    ChangePassword,
     ChangePlan,
     Command,
     FactoryResetService,
@@ -39,6 +40,7 @@ _ACTION_NAMES = {
     VerifyRepairService: "verify & repair",
     ChangePlan: "change plan",
     SyncUsage: "usage sync",
+    ChangePassword: "change password",
 }
 
 
@@ -64,6 +66,13 @@ def decide_request(service: Service, command: Command) -> tuple[str, dict[str, A
     if isinstance(command, SyncUsage):
         return "UsageSyncRequested", {}
     _refuse_when_suspended(service, command)
+    if isinstance(command, ChangePassword):
+        # Hestia refuses to change a suspended user's password (exit 5), so it waits for
+        # an unsuspend like redeploy does; a repeated request runs again (sealing is random,
+        # so two requests cannot be compared), and running it twice sets the same password
+        if not command.password_sealed or command.password is not None:
+            raise ValueError("a ChangePassword must be sealed, and cleared, before it is recorded")
+        return "PasswordChangeRequested", {"password_sealed": command.password_sealed}
     event_name = _PLAIN_REQUESTS.get(type(command))
     if event_name is None:
         raise TypeError(f"Service cannot handle {type(command).__name__}")

@@ -74,6 +74,14 @@ class ServiceFacts:
         return self.username or derive_username(self.domain, self.service_id)
 
 
+def sealed_password(service: ServiceFacts) -> str:
+    """The service's password, sealed, for a password change; none is a Conflict (a step
+    given no password sets a random one of its own, which would lock the customer out)."""
+    if not service.password_sealed:
+        raise Conflict(f"service {service.service_id} has no password to set")
+    return service.password_sealed
+
+
 def derive_username(domain: str, service_id: str) -> str:
     """A valid Hestia username for a service that was ordered without one.
 

@@ -24,6 +24,7 @@ from domain.step_chain import (
     StepChain,
     address_type,
     parse_address,
+    sealed_password,
 )
 
 
@@ -130,6 +131,22 @@ def change_plan(
             _mail_server(placement, provider),
             {**_mailbox(service, provider), "quota": quota},
         )
+
+
+def change_password(
+    chain: StepChain, service: ServiceFacts, placement: Placement, provider: ProviderSettings
+) -> None:
+    """The service's own web user and its mailbox ``<label>@<provider domain>`` (made with
+    the service's password at deploy) take the new password, at once; never the provider's
+    shared mail user, whose password is the provider's."""
+    sealed = sealed_password(service)
+    web = {"user": service.user, "password_sealed": sealed}
+    chain.add("change_password.web.user", "web", "change_user_password", placement.web_server, web)
+    mailbox = {**_mailbox(service, provider), "password_sealed": sealed}
+    mail_server = _mail_server(placement, provider)
+    chain.add(
+        "change_password.mail.mailbox", "mail", "change_mailbox_password", mail_server, mailbox
+    )
 
 
 def contact_email(service: ServiceFacts, provider: ProviderSettings) -> str:

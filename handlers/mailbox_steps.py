@@ -1,5 +1,6 @@
-"""Step actions for one mailbox that stays: ``suspend_mailbox``, ``unsuspend_mailbox`` and
-``ensure_mailbox_quota`` (vanity's ``<label>@<provider domain>`` on the provider's mail user).
+"""Step actions for one mailbox that stays: ``suspend_mailbox``, ``unsuspend_mailbox``,
+``ensure_mailbox_quota`` and ``change_mailbox_password`` (vanity's ``<label>@<provider
+domain>`` on the provider's mail user).
 
 Each probes the mailbox with ``v-list-mail-account … json`` (exit 3 when the user, the mail
 domain or the mailbox is missing: a permanent error naming it), acts only when needed, and
@@ -160,3 +161,27 @@ async def _set_quota(
             f"{driver.server_id}: mailbox {account}@{domain} still has quota {_stored(after)}"
         )
     return True
+
+
+async def change_mailbox_password(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """The mailbox ``account@domain`` of ``user`` takes the password ``password``
+    (``v-change-mail-account-password USER DOMAIN ACCOUNT PASSWORD``).
+
+    params: ``user``, ``domain``, ``account``, ``owner``, ``password`` (unsealed just before
+    the step runs). Only a hash is kept, so the command runs every time; running it again
+    leaves the same password. Absent → permanent error; suspended (the mailbox, its domain or
+    its user: Hestia's exit 5) → permanent error, nothing changed. outputs: none.
+    """
+    where = _where(params)
+    user, domain, account, _ = where
+    password = text(params, "password")
+    if (await _mailbox(driver, where, "change the password of")).get("SUSPENDED") == "yes":
+        raise PermanentNodeError(
+            f"{driver.server_id}: mailbox {account}@{domain} is suspended; its password "
+            "cannot be changed until it is unsuspended"
+        )
+    await apply(driver, log, ["v-change-mail-account-password", user, domain, account, password])
+    log.note(f"mailbox {account}@{domain}: password changed")
+    return StepOutcome(True)

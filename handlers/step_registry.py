@@ -22,6 +22,7 @@ STEP_ACTIONS: dict[str, StepAction] = {
     "remove_unused_packages": package_steps.remove_unused_packages,
     "ensure_user": user_steps.ensure_user,
     "remove_user": user_steps.remove_user,
+    "change_user_password": user_steps.change_user_password,
     "ensure_web_domain": web_steps.ensure_web_domain,
     "ensure_php": web_steps.ensure_php,
     "remove_web_domain": web_steps.remove_web_domain,
@@ -42,4 +43,5 @@ STEP_ACTIONS: dict[str, StepAction] = {
     "suspend_mailbox": mailbox_steps.suspend_mailbox,
     "unsuspend_mailbox": mailbox_steps.unsuspend_mailbox,
     "ensure_mailbox_quota": mailbox_steps.ensure_mailbox_quota,
+    "change_mailbox_password": mailbox_steps.change_mailbox_password,
 }

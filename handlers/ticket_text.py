@@ -21,6 +21,7 @@ _OPERATION_NAMES = {
     "unsuspend": "unsuspend",
     "terminate": "terminate",
     "change_plan": "plan change",
+    "change_password": "password change",
 }
 
 

@@ -1,4 +1,5 @@
-"""Step actions for Hestia users: ``ensure_user``, ``remove_user`` (packages: package_steps.py).
+"""Step actions for Hestia users: ``ensure_user``, ``remove_user``, ``change_user_password``
+(packages: package_steps.py).
 
 A user is "ours" when its name is the owner mark of the service (handlers/ownership.py), written
 by ``v-add-user`` itself; another's, or one with no mark, is never adopted, changed or deleted.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.hosting_plan import LIMIT_KEYS
-from handlers.hestia_command import TransientNodeError
+from handlers.hestia_command import PermanentNodeError, TransientNodeError
 from handlers.ownership import our_user, owner_param, user_mark
 from handlers.package_steps import ensure_package, on_package, remove_if_unused
 from handlers.step import (
@@ -96,3 +97,33 @@ async def remove_user(
     if await driver.probe_json(["v-list-user", user]) is not None:
         raise TransientNodeError(f"{driver.server_id}: user {user} is still present")
     return StepOutcome(changed=changed)
+
+
+async def change_user_password(
+    driver: NodeDriver, params: dict[str, Any], inputs: dict[str, Any], log: StepLog
+) -> StepOutcome:
+    """Hestia user ``user`` of this service takes the password ``password``
+    (``v-change-user-password USER PASSWORD``; the line is quoted by ``command_line`` and the
+    password masked wherever the command is shown).
+
+    params: ``user``, ``password`` (unsealed from ``password_sealed`` just before the step
+    runs), ``owner``. Hestia keeps only a hash, so there is nothing to compare with: the
+    command runs every time, and running it again leaves the same password. Absent, or not
+    ours → permanent error, nothing changed. Suspended → permanent error: Hestia refuses to
+    change a suspended user's password (exit 5), so it waits for an unsuspend. outputs: none.
+    """
+    user, owner = text(params, "user"), owner_param(params)
+    password = text(params, "password")
+    conf = await our_user(driver, user, owner)
+    if conf is None:
+        raise PermanentNodeError(
+            f"{driver.server_id}: user {user} does not exist; there is no password to change"
+        )
+    if conf.get("SUSPENDED") == "yes":
+        raise PermanentNodeError(
+            f"{driver.server_id}: user {user} is suspended; Hestia changes no suspended "
+            "user's password: unsuspend the service, then change it again"
+        )
+    await apply(driver, log, ["v-change-user-password", user, password])
+    log.note(f"user {user}: password changed")
+    return StepOutcome(changed=True)

@@ -64,6 +64,8 @@ ENTRIES: dict[type[Any], tuple[str | Callable[[Any], str], str, Detail]] = {
     Service.VerifyRepairRequested: ("verify-repair", "command", _no_detail),
     Service.PlanChangeRequested: ("change-plan", "command", _fields("plan")),
     Service.UsageSyncRequested: ("sync-usage", "command", _no_detail),
+    # the new password is sealed in the event and never copied: no detail at all
+    Service.PasswordChangeRequested: ("change-password", "command", _no_detail),
     Service.PlacementWaiting: ("placement-waiting", "outcome", _fields("reason")),
     Service.Placed: ("placed", "outcome", _fields("placement")),
     Service.Activated: ("activated", "outcome", _no_detail),
@@ -71,6 +73,7 @@ ENTRIES: dict[type[Any], tuple[str | Callable[[Any], str], str, Detail]] = {
     Service.Suspended: ("suspended", "outcome", _no_detail),
     Service.Unsuspended: ("unsuspended", "outcome", _no_detail),
     Service.PlanApplied: ("plan-applied", "outcome", _no_detail),
+    Service.PasswordChanged: ("password-changed", "outcome", _no_detail),
     Service.OperationFailed: (_failed_operation, "outcome", _fields("reason")),
     Service.Terminated: (_termination, "outcome", _fields("leftovers")),
     # the key id names the key without revealing it; the sealed text is never copied

@@ -12,8 +12,8 @@ The progress fields follow ``Task.*`` events of the service's latest run (``RunP
 ``current_step`` is the step of its most recently dispatched task still open (or null).
 
 The operation under way: ``run_operation`` is the kind of the latest run (``deploy``,
-``reset``, ``suspend``, ``unsuspend``, ``change_plan``, ``terminate``: its tasks'
-``operation``) and ``run_open`` whether it is still going — from its first planned task to
+``reset``, ``suspend``, ``unsuspend``, ``change_plan``, ``change_password``, ``terminate``: its
+tasks' ``operation``) and ``run_open`` whether it is still going — from its first planned task to
 the Service event that records its outcome. ``requested`` is the kind of a run asked for
 whose tasks are not planned yet (queued behind another run, or waiting for a node).
 
@@ -83,6 +83,7 @@ _RUN_ENDS = (
     Service.Suspended,
     Service.Unsuspended,
     Service.PlanApplied,
+    Service.PasswordChanged,
     Service.OperationFailed,
     Service.Terminated,
 )
@@ -125,6 +126,7 @@ def _operation_fields(row: Row, event: Any) -> Row:
         Service.Suspended: ("suspend",),
         Service.Unsuspended: ("unsuspend",),
         Service.PlanApplied: ("change_plan",),
+        Service.PasswordChanged: ("change_password",),
         Service.Activated: ("deploy", "reset"),
         Service.DeployFailed: ("deploy", "reset"),
     }.get(type(event), ())
@@ -162,12 +164,24 @@ def _plan_applied(row: Row, event: Service.PlanApplied) -> Row:
     return {"pending": pending, "last_error": None}
 
 
+def _password_change_requested(row: Row, event: Service.PasswordChangeRequested) -> Row:
+    # pending until changed or failed, like a plan change: the sweep finds one whose run
+    # never started; the sealed password itself is never copied into the view
+    return {"pending": row["pending"] or "change_password"}
+
+
+def _password_changed(row: Row, event: Service.PasswordChanged) -> Row:
+    pending = None if row["pending"] == "change_password" else row["pending"]
+    return {"pending": pending, "last_error": None}
+
+
 def _usage_sync_requested(row: Row, event: Service.UsageSyncRequested) -> Row:
     return {}
 
 
 def _activated(row: Row, event: Service.Activated) -> Row:
-    queued = row["pending"] in ("suspend", "unsuspend")  # asked for during the build: next
+    # asked for during the build: next (a password change is never done by the build)
+    queued = row["pending"] in ("suspend", "unsuspend", "change_password")
     return {
         "status": "active",
         "pending": row["pending"] if queued else None,
@@ -196,14 +210,16 @@ def _settled(status: str) -> Change:
 
 
 def _deploy_failed(row: Row, event: Service.DeployFailed) -> Row:
-    queued = row["pending"] in ("suspend", "unsuspend")  # asked for during the build: next
+    # asked for during the build: next
+    queued = row["pending"] in ("suspend", "unsuspend", "change_password")
     pending = row["pending"] if queued else None
     return {"status": "deploy_failed", "pending": pending, "last_error": event.reason}
 
 
 def _operation_failed(row: Row, event: Service.OperationFailed) -> Row:
-    pending = row["pending"] if event.operation in ("terminate", "change_plan") else None
-    if event.operation == "change_plan" and pending == "change_plan":
+    lasting = ("terminate", "change_plan", "change_password")
+    pending = row["pending"] if event.operation in lasting else None
+    if event.operation in ("change_plan", "change_password") and pending == event.operation:
         pending = None  # it ended, failed: nothing waits for a run any more
     return {"pending": pending, "last_error": f"{event.operation}: {event.reason}"}
 
@@ -226,6 +242,8 @@ CHANGES: dict[type[Any], Change] = {
     Service.VerifyRepairRequested: _pending("verify"),
     Service.PlanChangeRequested: _plan_change_requested,
     Service.UsageSyncRequested: _usage_sync_requested,
+    Service.PasswordChangeRequested: _password_change_requested,
+    Service.PasswordChanged: _password_changed,
     Service.PlacementWaiting: _placement_waiting,
     Service.Placed: _placed,
     Service.Activated: _activated,

@@ -1,13 +1,13 @@
 """``StoreLedger``: the gateway's CommandLedger port over the event store.
 
-It consumes validated commands and emits events through ``EventStore``; an order's password
-is sealed here, so the clear text never reaches the store, the outbox or the broker. Staff's
-retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on the Task aggregate;
-a customer's Try again (``retry_failed_deploy``) becomes ``Task.Retried`` on the failed steps
-the domain lets a customer run again (``domain.customer_changes``);
-a bulk change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task
-that qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone
-as far as retry and cancel can tell (404), as it is from the queue's reads.
+It consumes validated commands and emits events through ``EventStore``; an order's password, and
+a change-password's, is sealed here, so the clear text never reaches the store, the outbox or
+the broker. Staff's retry and cancel of a task become ``Task.Retried`` / ``Task.Cancelled`` on
+the Task aggregate; a customer's Try again (``retry_failed_deploy``) becomes ``Task.Retried`` on
+the failed steps the domain lets a customer run again (``domain.customer_changes``); a bulk
+change (``ChangeTasksInBulk``) becomes ``Task.Hidden`` or ``Task.Errored`` on each task that
+qualifies, saved ``_BULK_BATCH`` tasks at a time. A task hidden by a bulk delete is gone as far
+as retry and cancel can tell (404), as it is from the queue's reads.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from domain.commands import Command, OrderService
+from domain.commands import ChangePassword, Command, OrderService
 from domain.customer_changes import customer_may_retry_deploy, customer_retries
 from domain.errors import Conflict, NotFound
 from domain.run_outcome import RUN_STARTERS
@@ -48,6 +49,9 @@ class StoreLedger:
         return self._store.order_service(command, sealed)
 
     def request(self, command: Command) -> bool:
+        if isinstance(command, ChangePassword) and command.password is not None:
+            sealed = self._sealer.seal(command.password)
+            command = replace(command, password=None, password_sealed=sealed)
         return self._store.request(command)
 
     def events_of(self, service_id: str, as_of: datetime | None) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 registered nodes and the provider's vanity settings.
 
 Run kinds: ``deploy`` (build or converge), ``reset`` (remove everything, then build again),
-``terminate`` (remove only), ``suspend``, ``unsuspend``, ``change_plan``.
+``terminate`` (remove only), ``suspend``, ``unsuspend``, ``change_plan``, ``change_password``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from domain.deploy_plan import (
     plan_removal,
 )
 from domain.errors import Conflict
-from domain.lifecycle_plan import plan_change_plan, plan_suspend, plan_unsuspend
+from domain.lifecycle_plan import (
+    plan_change_password,
+    plan_change_plan,
+    plan_suspend,
+    plan_unsuspend,
+)
 from domain.placement import Placement, placement_for
 from domain.service import Service
 from ops.adapters.server_registry import ServerRegistry
@@ -34,6 +39,7 @@ PLANS: dict[str, PlanFunction] = {
     "suspend": plan_suspend,
     "unsuspend": plan_unsuspend,
     "change_plan": plan_change_plan,
+    "change_password": plan_change_password,
 }
 RUN_KINDS = (*PLANS, "reset")
 

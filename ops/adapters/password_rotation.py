@@ -76,7 +76,9 @@ def rotate_sealed_passwords(
     report = RotationReport(sealer.key_id)
     services = store.repository(Service, "service").get
     tasks = store.repository(Task, "task").get
-    service_ids = list(_ids_with_a_password(store, Service.Ordered))
+    service_ids = list(
+        _ids_with_a_password(store, Service.Ordered, Service.PasswordChangeRequested)
+    )
     task_ids = list(_ids_with_a_password(store, Task.Planned))
     report.services = _reseal_each(store, sealer, services, service_ids, now)
     report.tasks = _reseal_each(store, sealer, tasks, task_ids, now)
@@ -244,14 +246,19 @@ def _name(aggregate: Service | Task) -> str:
     return f"{kind} {_id_of(aggregate)}"
 
 
-def _ids_with_a_password(store: EventStore, created: type[Any]) -> Iterator[uuid.UUID]:
-    """The aggregates created with a sealed password (no event gives one to another)."""
-    for notification in store.notifications_of((get_topic(created),)):
+def _ids_with_a_password(store: EventStore, *kinds: type[Any]) -> Iterator[uuid.UUID]:
+    """The aggregates given a sealed password by an event of these kinds (a service's order
+    or its password change, a task's plan), each once."""
+    seen: set[uuid.UUID] = set()
+    for notification in store.notifications_of(tuple(get_topic(kind) for kind in kinds)):
         event: Any = store.decode(notification)
+        if event.originator_id in seen:
+            continue
         sealed = getattr(event, "password_sealed", None)
         if sealed is None and isinstance(getattr(event, "params", None), dict):
             sealed = event.params.get("password_sealed")
         if sealed:
+            seen.add(event.originator_id)
             yield event.originator_id
 
 

@@ -7,6 +7,8 @@ RabbitMQ and PostgreSQL (the scheduler among them), simulated Hestia nodes over 
 - terminate with a DNS node refusing connections stays ``terminating``; once the node is back
   the scheduler finishes it, no human involved; force terminate with the node gone ends
   ``terminated`` with the leftovers listed;
+- change password → the new password on every node of the service (split: its user on each
+  node; vanity: its own user and mailbox), one command per retried call, told in the oplog;
 - a handler frozen with SIGSTOP mid-step: its task shows stuck once the lease runs out,
   ``force_fail_stuck`` puts it in error, and after SIGCONT its late result records nothing.
 """
@@ -14,13 +16,15 @@ RabbitMQ and PostgreSQL (the scheduler among them), simulated Hestia nodes over 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 from pathlib import Path
 from typing import Any
 
 from domain.hestia_package import content_package, is_content_package
-from ops.devtools.simnode import Faults, read_stats
+from ops.devtools.simnode import Faults, read_command_log, read_state_json, read_stats
+from ops.devtools.simnode.v_users import password_matches
 from tests.support.budget import budget
 from tests.support.deployment import (
     PROVIDER_DNS_USER,
@@ -293,3 +297,82 @@ async def test_a_frozen_handler_shows_stuck_can_be_force_failed_and_its_late_res
         assert "Succeeded" not in events, events
         after_force = events[events.index("Errored") + 1 :]
         assert "Failed" not in after_force and "Succeeded" not in after_force, events
+
+
+def holds_password(system: Deployment, server_id: str, password: str) -> dict[str, bool]:
+    """Which users (``user``) and mailboxes (``user/domain/account``) of a node hold
+    ``password``, read from the node's stored state (it keeps only a salted hash)."""
+    state = json.loads(read_state_json(system.nodes[server_id].data_dir))
+    found: dict[str, bool] = {}
+    for name, user in state["users"].items():
+        found[name] = password_matches(str(user["conf"].get("MD5", "")), password)
+        for domain, mail in user["mail"].items():
+            for account, conf in mail["accounts"].items():
+                stored = str(conf.get("MD5", ""))
+                found[f"{name}/{domain}/{account}"] = password_matches(stored, password)
+    return found
+
+
+async def test_change_password_reaches_every_node_once_per_retried_call(
+    tmp_path: Path, amqp_url: str, exchange_name: str, fresh_postgres_url: str
+) -> None:
+    """WHMCS's ChangePassword: the new password on the service's user on every node (split),
+    on a vanity service's own web user and mailbox (never the provider's shared user); a
+    call retried with the same Idempotency-Key records one command; the oplog says so in
+    words; the clear password is in no process's log, no node's journal, no read."""
+    new = "Brand new p@ss 'w0rd'"
+    async with deployment(
+        tmp_path,
+        amqp_url,
+        exchange_name,
+        fresh_postgres_url,
+        SPLIT_NODES,
+        provider=("mail1", ["dns1", "dns2"]),
+    ) as system:
+        await order_split(system, 1, password="First-passw0rd")
+        await system.order(
+            2, "vanity", f"blog.{PROVIDER_DOMAIN}", label="blog", username="bloguser"
+        )
+        await system.wait_status([1, 2], "active", 120)
+        nodes = ("web1", "mail1", "dns1", "dns2")
+        assert [holds_password(system, n, "First-passw0rd")["user1"] for n in nodes] == [True] * 4
+        provider_before = holds_password(system, "mail1", new)[PROVIDER_MAIL_USER]
+
+        for service_id in (1, 2):
+            for _ in range(2):  # WHMCS retrying the same call
+                reply = await system.client.post(
+                    f"/v1/services/{service_id}/change-password",
+                    json={"password": new},
+                    headers={"Idempotency-Key": f"whmcs-pw-{service_id}"},
+                )
+                assert (reply.status_code, reply.json()) == (202, {"result": "success"})
+
+        async def changed() -> bool:
+            events = [await service_events(system, i) for i in (1, 2)]
+            return all("Service.PasswordChanged" in e for e in events)
+
+        await wait_until(changed, 60, "the password change on the nodes", system.logs)
+        for node in nodes:
+            assert holds_password(system, node, new)["user1"], node
+            assert not holds_password(system, node, "First-passw0rd")["user1"], node
+        assert holds_password(system, "web1", new)["bloguser"]
+        mailbox = f"{PROVIDER_MAIL_USER}/{PROVIDER_DOMAIN}/blog"
+        assert holds_password(system, "mail1", new)[mailbox]
+        assert holds_password(system, "mail1", new)[PROVIDER_MAIL_USER] == provider_before
+        for service_id in (1, 2):
+            events = await service_events(system, service_id)
+            assert events.count("Service.PasswordChangeRequested") == 1, events
+            shown = await system.status(service_id)
+            assert (shown["status"], shown["operation"]) == ("active", None), shown
+            oplog = await system.client.get("/v1/oplog", params={"service_id": str(service_id)})
+            assert oplog.status_code == 200, oplog.text
+            actions = [entry["action"] for entry in oplog.json()["entries"]]
+            assert actions.count("change-password") == 1, actions
+            assert actions[-1] == "password-changed", actions
+            assert new not in oplog.text
+            reply = await system.client.get(f"/v1/services/{service_id}/events")
+            assert new not in reply.text
+        for part, process in system.processes.items():
+            assert new not in process.log(), part
+        for node in nodes:
+            assert new not in json.dumps(read_command_log(system.nodes[node].data_dir)), node

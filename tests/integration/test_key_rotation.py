@@ -16,7 +16,7 @@ import pytest
 
 from domain.acme_account import AcmeAccount
 from domain.certificate import Certificate
-from domain.commands import parse_order
+from domain.commands import parse_lifecycle, parse_order
 from domain.retry_policy import RetryPolicy
 from domain.server import parse_server
 from domain.ssl_types import CertificateFacts, SslCadence
@@ -338,3 +338,27 @@ def test_rotate_key_names_a_private_key_no_given_key_opens(
     assert code == 1
     assert "ACME account of https://acme.example/dir: unreadable" in out
     assert OLD_KEY not in out and KEY_PEM not in out
+
+
+def test_rotate_key_re_seals_a_password_given_by_a_change_password(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A service ordered without a password that got one from ``change-password`` holds a
+    live sealed password too: rotate-key finds it by that event and re-seals it."""
+    new_password = "Changed-later-1"
+    store = EventStore(database_url)
+    try:
+        ledger = StoreLedger(store, PasswordSealer(OLD_KEY))
+        ledger.order_service(parse_order(own_order(1005, password=None), now=START, actor="w"))
+        body = {"password": new_password}
+        ledger.request(parse_lifecycle("change-password", "1005", body, now=LATER, actor="w"))
+        code, out = rotate_key(monkeypatch, capsys, tmp_path, database_url, OLD_KEY)
+        assert code == 0, out
+        assert "re-sealed 1 service password(s): 1005" in out
+        sealed = store.get_service("1005").password_sealed or ""
+        assert PasswordSealer(NEW_KEY).unseal(sealed) == new_password
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -419,6 +420,68 @@ async def test_a_lost_plan_change_of_an_active_service_is_started_by_the_sweep(
         assert ViewUnsettledServices(db).unsettled_services() == []
         await pipeline.sweep()  # applied: nothing waits any more
         assert published.messages == []
+    finally:
+        store.close()
+        db.close()
+
+
+# --- change password ---------------------------------------------------------------------
+
+
+def change_password(store: EventStore, service_id: str = "7") -> int:
+    """A change-password as the ledger records it: sealed (the test's text stands for it)."""
+    parsed = parse_lifecycle(
+        "change-password", service_id, {"password": "New-passw0rd"}, now=T0, actor="whmcs"
+    )
+    store.request(replace(parsed, password=None, password_sealed="v2:test:sealed"))
+    return store.get_service(service_id).version
+
+
+async def test_order_then_change_password_at_once_builds_then_changes_it(
+    store: EventStore,
+) -> None:
+    """A build keeps an existing user's password, so a password change asked for during it is
+    not taken along: it waits for the build and has its own run after it."""
+    order(store)
+    version = change_password(store)
+    published, planner = RecordingPublisher(), Planner()
+    pipeline = build(store, planner, published)
+    await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+    await pipeline.on_event("Service.PasswordChangeRequested", service_uuid("7"), version=version)
+    assert [kind for kind, _, _ in planner.plans] == ["deploy"]  # the change waits
+    await run_to_the_end(pipeline, published)
+    assert [kind for kind, _, _ in planner.plans] == ["deploy", "change_password"]
+    service = store.get_service("7")
+    assert (service.status, service.login_state) == ("active", "applied")
+    assert history(store)[-2:] == ["Activated", "PasswordChanged"]
+
+
+async def test_a_lost_password_change_is_started_by_the_sweep_and_a_failure_reported(
+    database_url: str,
+) -> None:
+    store, db = EventStore(database_url), Database(database_url)
+    try:
+        views = all_views()
+        view_store = ViewStore(db, views)
+        order(store)
+        published, planner = RecordingPublisher(), Planner()
+        pipeline = build(store, planner, published, ViewUnsettledServices(db))
+        await pipeline.on_event("Service.Ordered", service_uuid("7"), version=1)
+        await run_to_the_end(pipeline, published)
+        change_password(store)  # its event never arrives
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == ["7"]
+        await pipeline.sweep()
+        assert [m.step for m in published.messages] == ["web.change_password"]
+        for message in published.take():
+            await pipeline.on_result(failed(message))
+        assert history(store)[-1] == "OperationFailed"
+        service = store.get_service("7")
+        assert (service.status, service.login_state) == ("active", "failed")
+        ProjectionRunner(store, view_store, views).catch_up()
+        assert ViewUnsettledServices(db).unsettled_services() == []
+        row = SqlViewQueries(db).service("7")
+        assert row is not None and row["last_error"].startswith("change_password: ")
     finally:
         store.close()
         db.close()

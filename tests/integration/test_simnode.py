@@ -16,8 +16,9 @@ import dns.rcode
 import httpx
 import pytest
 
-from ops.devtools.simnode import Faults, SimNode, read_command_log, read_stats
+from ops.devtools.simnode import Faults, SimNode, read_command_log, read_state_json, read_stats
 from ops.devtools.simnode.faults import SETTLED_NS, FaultFile
+from ops.devtools.simnode.v_users import password_matches
 from tests.support.budget import budget
 from tests.support.simnode_ssh import Client
 
@@ -104,6 +105,37 @@ async def test_mail_account_alias_is_added_once_and_never_over_an_address_in_use
     # a new mailbox cannot take an alias's address either
     add = ("v-add-mail-account", "alice", "m.test", "hostwright.owner.7", "pw")
     assert (await client.run(*add)).exit_status == 4
+
+
+async def test_passwords_change_as_hestia_changes_them_and_never_on_a_suspended_one(
+    client: Client, node: SimNode
+) -> None:
+    def stored(user: str, account: str | None = None) -> str:
+        users = json.loads(read_state_json(node.data_dir))["users"]
+        if account is None:
+            return str(users[user]["conf"]["MD5"])
+        return str(users[user]["mail"]["m.test"]["accounts"][account]["MD5"])
+
+    await client.run("v-add-user", "alice", "first-pw", "alice@example.com")
+    await client.run("v-add-mail-domain", "alice", "m.test")
+    await client.run("v-add-mail-account", "alice", "m.test", "info", "first-pw")
+    new = "n3w 'pw' $(x)"
+    assert (await client.run("v-change-user-password", "alice", new)).exit_status == 0
+    change_box = ("v-change-mail-account-password", "alice", "m.test", "info")
+    assert (await client.run(*change_box, new)).exit_status == 0
+    for user, account in (("alice", None), ("alice", "info")):
+        assert password_matches(stored(user, account), new)
+        assert not password_matches(stored(user, account), "first-pw")
+    assert (await client.run(*change_box)).exit_status == 1  # no password
+    assert (await client.run(*change_box[:3], "nobody", new)).exit_status == 3
+    assert (await client.run("v-suspend-mail-account", "alice", "m.test", "info")).exit_status == 0
+    assert (await client.run(*change_box, "other-pw")).exit_status == 5
+    assert (await client.run("v-suspend-user", "alice")).exit_status == 0
+    assert (await client.run("v-change-user-password", "alice", "other-pw")).exit_status == 5
+    assert password_matches(stored("alice"), new)
+    assert password_matches(stored("alice", "info"), new)
+    journal = json.dumps(read_command_log(node.data_dir))
+    assert new not in journal and "other-pw" not in journal  # masked as Hestia's log does
 
 
 async def test_domain_of_another_user_exits_4(client: Client) -> None:

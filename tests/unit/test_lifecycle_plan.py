@@ -273,7 +273,15 @@ def test_the_planner_knows_every_run_kind() -> None:
     planner = DeployPlanner(FakeRegistry(), None)  # type: ignore[arg-type]
     service = ordered()
     placement = {"web_server": "web1", "mail_server": "mail1", "dns_servers": ["dns1"]}
-    assert set(RUN_KINDS) == {"deploy", "reset", "terminate", "suspend", "unsuspend", "change_plan"}
+    assert set(RUN_KINDS) == {
+        "deploy",
+        "reset",
+        "terminate",
+        "suspend",
+        "unsuspend",
+        "change_plan",
+        "change_password",  # tests/unit/test_change_password.py
+    }
     # every DNS node registered now is planned, not only the recorded ones
     nodes = Placement("web1", "mail1", ("dns1", "dns2", "all1"))
     service_facts = ServiceFacts.from_service(service)

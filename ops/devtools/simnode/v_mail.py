@@ -327,6 +327,18 @@ def change_mail_account_quota(node: Node, argv: list[str]) -> str:
     return ""
 
 
+@command("v-change-mail-account-password")
+def change_mail_account_password(node: Node, argv: list[str]) -> str:
+    usage = "USER DOMAIN ACCOUNT PASSWORD"
+    _user_domain(node, argv, "v-change-mail-account-password", usage, 4)
+    v.localpart_format(argv[2])
+    _, conf = _account(node, argv, "v-change-mail-account-password", check_user=True)
+    unsuspended(conf, "account", conf["ACCOUNT"])
+    conf["MD5"] = password_hash(read_password(node, argv[3]))
+    node.changed = True
+    return ""
+
+
 @command("v-suspend-mail-account")
 def suspend_mail_account(node: Node, argv: list[str]) -> str:
     _, conf = _account(node, argv, "v-suspend-mail-account", check_user=True)

@@ -199,6 +199,16 @@ def password_hash(password: str) -> str:
     return f"$sim${salt}${hashlib.sha256((salt + password).encode()).hexdigest()}"
 
 
+def password_matches(stored: str, password: str) -> bool:
+    """Whether ``stored`` (a ``password_hash``) is the hash of ``password``: how a test asks
+    a simulated node which password a user or mailbox has, without the node keeping it."""
+    parts = stored.split("$")
+    if len(parts) != 4 or parts[1] != "sim":
+        return False
+    digest = hashlib.sha256((parts[2] + password).encode()).hexdigest()
+    return secrets.compare_digest(digest, parts[3])
+
+
 def usage(data: UserData) -> Conf:
     """The ``U_*``/``SUSPENDED_*`` counters, computed from the objects rather than kept."""
     dns_records = sum(len(z.records) for z in data.dns.values())
