@@ -47,6 +47,7 @@ ACTIVITY_WORDS = {
     "verify-repair": "A check and repair was asked for",
     "change-plan": "A plan change was asked for",
     "sync-usage": "A usage update was asked for",
+    "change-password": "A new password was asked for",
     "placement-waiting": "Waiting for a server to become available",
     "placed": "Servers were chosen for your service",
     "activated": "Your service is ready",
@@ -54,6 +55,7 @@ ACTIVITY_WORDS = {
     "suspended": "The service was suspended",
     "unsuspended": "The service was unsuspended",
     "plan-applied": "The new plan is in force",
+    "password-changed": "Your new password is in force",
     "terminated": "The service was cancelled",
     "terminated-with-leftovers": "The service was cancelled",
 }

@@ -185,6 +185,18 @@ def test_usage_gauges_against_the_plan_and_activity_in_words() -> None:
     assert found["activity"][1]["when"] == "2026-12-03 21:00:00 UTC"
 
 
+def test_a_password_change_shows_in_the_activity_in_words() -> None:
+    activity = [
+        {"at": T0, "action": "change-password", "kind": "command"},
+        {"at": "2026-12-03T21:00:05.000000+00:00", "action": "password-changed", "kind": "outcome"},
+    ]
+    found = client_state(service("active"), [], activity, None, [], NOW)
+    assert [a["text"] for a in found["activity"]] == [
+        "Your new password is in force",
+        "A new password was asked for",
+    ]
+
+
 @pytest.mark.parametrize(
     ("status", "requested", "writable"),
     [("active", None, True), ("active", "suspend", False), ("suspended", None, False)],
