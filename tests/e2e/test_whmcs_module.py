@@ -4,10 +4,10 @@ PHPUnit (Debian's ``phpunit``, with ``php-cli``, ``php-curl``, ``php-xml`` and `
 ``.ci/run`` installs them) runs the module's tests in ``gateway/whmcs/tests/``: a bootstrap
 stands in for WHMCS around the module, and the module talks over HTTP to the ``hostwright up``
 this test starts on SQLite with one simulated unified node (vanity orders are only ordered,
-never built: the label's claim is what the tests need). The gateway's address, the WHMCS credential, the vanity domain, a port where
-nothing listens and the machine's time scale reach PHPUnit in ``HOSTWRIGHT_WHMCS_TEST_*``
-variables; its whole output is shown when it fails. Every PHP file of the module and of its
-tests must pass ``php -l`` too.
+never built: the label's claim is what the tests need). The gateway's address, the WHMCS
+credential, the vanity domain, a port where nothing listens and the machine's time scale reach
+PHPUnit in ``HOSTWRIGHT_WHMCS_TEST_*`` variables; its whole output is shown when it fails.
+Every PHP file of the module and of its tests must pass ``php -l`` too.
 
 The change-password tests are a PHPUnit group of their own, run by a test of their own: they
 need the gateway's ``change-password`` command.
