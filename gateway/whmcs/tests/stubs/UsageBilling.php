@@ -29,7 +29,7 @@ namespace WHMCS\UsageBilling\Contracts\Metrics {
 
         public function usage();
 
-        public function withUsage(UsageInterface $usage = null);
+        public function withUsage(?UsageInterface $usage = null);
 
         public function units();
 
@@ -92,7 +92,7 @@ namespace WHMCS\UsageBilling\Metrics {
         private $units;
         private $usage;
 
-        public function __construct($systemName, $displayName = null, $type = null, UnitInterface $units = null, UsageInterface $usage = null)
+        public function __construct($systemName, $displayName = null, $type = null, ?UnitInterface $units = null, ?UsageInterface $usage = null)
         {
             $types = [self::TYPE_SNAPSHOT, self::TYPE_PERIOD_DAY, self::TYPE_PERIOD_MONTH];
             $this->systemName = $systemName;
@@ -107,7 +107,7 @@ namespace WHMCS\UsageBilling\Metrics {
             return $this->usage;
         }
 
-        public function withUsage(UsageInterface $usage = null)
+        public function withUsage(?UsageInterface $usage = null)
         {
             return new static($this->systemName, $this->displayName, $this->type, $this->units, $usage);
         }
