@@ -118,6 +118,8 @@ class LifecycleTest extends GatewayTestCase
         $said = hostwright_CreateAccount($this->params(5006, ['domain' => 'not a domain!']));
         self::assertStringStartsWith('hostwright refused the values: ', $said);
         self::assertStringContainsString('domain', $said);
+        $latin1 = hostwright_CreateAccount($this->params(5006, ['domain' => "caf\xe9.example.org"]));
+        self::assertStringStartsWith('the call to hostwright cannot be sent: a value in it is not UTF-8 text', $latin1);
         try {
             $this->service(5006);
             self::fail('a refused order was recorded');

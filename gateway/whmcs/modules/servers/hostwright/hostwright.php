@@ -415,6 +415,7 @@ function hostwright_all_services(ApiClient $client, string $action): array
 {
     $services = [];
     $cursor = null;
+    $seen = [];
     do {
         $query = ['limit' => 1000] + ($cursor === null ? [] : ['cursor' => $cursor]);
         $page = $client->get('/v1/services', $query, $action);
@@ -422,6 +423,10 @@ function hostwright_all_services(ApiClient $client, string $action): array
             $services[] = $service;
         }
         $cursor = $page['next_cursor'] ?? null;
+        if (is_string($cursor) && isset($seen[$cursor])) {
+            throw new GatewayError('hostwright gave the same page of services twice: try again later');
+        }
+        $seen[(string) $cursor] = true;
     } while (is_string($cursor) && $cursor !== '');
     return $services;
 }

@@ -117,6 +117,9 @@ class ApiClient
         $payload = null;
         if ($body !== null) {
             $payload = json_encode((object) $body, JSON_UNESCAPED_SLASHES);
+            if ($payload === false) { // text that is not UTF-8, typed into WHMCS
+                throw new GatewayError('the call to hostwright cannot be sent: a value in it is not UTF-8 text (' . json_last_error_msg() . ')');
+            }
             $headers[] = 'Content-Type: application/json';
         }
         if ($idempotencyKey !== null) {
