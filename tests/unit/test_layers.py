@@ -51,7 +51,7 @@ RULES: dict[str, dict[str, set[str]]] = {
     "projections": {"project": {"domain", "projections"}, "third_party": set()},
     "gateway": {
         "project": {"domain", "projections", "gateway"},
-        "third_party": {"starlette", "jinja2"},
+        "third_party": {"starlette", "jinja2", "markupsafe"},  # markupsafe: jinja2's Markup
     },
     "handlers": {
         "project": {"domain", "handlers"},
