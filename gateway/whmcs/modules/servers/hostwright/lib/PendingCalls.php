@@ -42,6 +42,9 @@ class PendingCalls
             );
         }
         $this->ensureTable();
+        // keys left longer than a day are no call's any more (nor are rows of older versions of
+        // this module, whose args_hash was not keyed)
+        Capsule::table(self::TABLE)->where('created_at', '<', date('Y-m-d H:i:s', time() - self::KEEP_S))->delete();
         $argsHash = hash_hmac('sha256', (string) json_encode($args, JSON_UNESCAPED_SLASHES), $this->hashKey);
         $row = Capsule::table(self::TABLE)
             ->where('service_id', $serviceId)
