@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,3 +96,12 @@ async def run_phpunit(system: Deployment, *selection: str) -> None:
     text = output.decode(errors="replace")
     assert process.returncode == 0, f"phpunit failed:\n{text}\n{system.logs()}"
     assert "OK (" in text, text  # no test skipped, incomplete or risky
+
+
+def test_the_module_needs_no_php_extension_but_curl() -> None:
+    """The README promises only php-curl: no mbstring (mb_*) or iconv call in the module."""
+    module = WHMCS / "modules"
+    for file in sorted(module.rglob("*.php")):
+        text = file.read_text()
+        found = re.findall(r"\b(?:mb_\w+|iconv\w*)\s*\(", text)
+        assert not found, f"{file.relative_to(module)} calls {found}"

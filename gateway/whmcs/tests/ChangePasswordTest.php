@@ -22,7 +22,7 @@ class ChangePasswordTest extends GatewayTestCase
         self::assertStringContainsString('cannot be reached', hostwright_ChangePassword($closed));
         self::assertCount(1, Capsule::table(PendingCalls::TABLE)->get());
         // attempt 2 reaches hostwright, which records it, and its answer is lost on the way back
-        $key = (new PendingCalls())->keyFor('5301', 'change-password', ['password' => hash('sha256', $new)]);
+        $key = (new PendingCalls(self::env('TOKEN')))->keyFor('5301', 'change-password', ['password' => hash('sha256', $new)]);
         $this->hostwright()->post('/v1/services/5301/change-password', ['password' => $new], $key, 'test');
         self::assertSame(1, $this->commandsRecorded(5301, 'change-password'));
         // WHMCS retries the same call: hostwright knows its key and records nothing more

@@ -49,6 +49,17 @@ class ConnectionTest extends GatewayTestCase
         self::assertSame('the hostwright server has no hostname or IP address: set one on the server entry', $result['error']);
     }
 
+    public function testAHostnameTypedAsAnHttpsUrlKeepsTls(): void
+    {
+        $base = function (array $entry) {
+            return \WHMCS\Module\Server\Hostwright\ApiClient::baseUrlOf($entry + ['serverport' => '', 'serversecure' => false]);
+        };
+        self::assertSame('https://gw.example.org:443', $base(['serverhostname' => 'https://gw.example.org/']));
+        self::assertSame('https://gw.example.org:8443', $base(['serverhostname' => 'HTTPS://gw.example.org:8443']));
+        self::assertSame('http://gw.example.org:8080', $base(['serverhostname' => 'http://gw.example.org', 'serversecure' => 'on']));
+        self::assertSame('https://gw.example.org:443', $base(['serverhostname' => 'gw.example.org', 'serversecure' => 'on']));
+    }
+
     public function testMetaDataLetsWhmcsMatchServices(): void
     {
         $meta = hostwright_MetaData();

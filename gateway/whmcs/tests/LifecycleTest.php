@@ -43,7 +43,7 @@ class LifecycleTest extends GatewayTestCase
         self::assertStringContainsString('cannot be reached', $said);
         self::assertCount(1, Capsule::table(PendingCalls::TABLE)->get());
         // attempt 2 reaches hostwright, which records it, and its answer is lost on the way back
-        $key = (new PendingCalls())->keyFor('5002', 'sync-usage', []);
+        $key = (new PendingCalls(self::env('TOKEN')))->keyFor('5002', 'sync-usage', []);
         $this->hostwright()->post('/v1/services/5002/sync-usage', [], $key, 'test');
         self::assertSame(1, $this->commandsRecorded(5002, 'sync-usage'));
         // WHMCS retries the same call: hostwright knows its key and records nothing more
@@ -103,13 +103,15 @@ class LifecycleTest extends GatewayTestCase
         self::assertSame(1, $this->commandsRecorded(5005, 'redeploy'));
         self::assertSame(1, $this->commandsRecorded(5005, 'factory-reset'));
         self::assertSame(1, $this->commandsRecorded(5005, 'sync-usage'));
-        // this hostwright runs without automatic SSL: no certificate to issue, said so
+        // hostwright's SSL routes answer (with HOSTWRIGHT_SSL off they would not, and the module
+        // says that instead), but this service has no certificate yet: nothing to issue, said so
         self::assertSame('hostwright has no certificate to issue for this service yet', hostwright_IssueSsl($params));
         $this->waitForStatus(5005, 'active');
 
         self::assertSame('success', hostwright_TerminateAccount($params));
         $this->waitForStatus(5005, 'terminated');
         self::assertSame('success', hostwright_TerminateAccount($params)); // nothing more to do
+        self::assertSame(1, $this->commandsRecorded(5005, 'terminate'));
         self::assertStringContainsString('is terminated', hostwright_SuspendAccount($params));
     }
 
@@ -137,8 +139,16 @@ class LifecycleTest extends GatewayTestCase
             'username' => '',
             'customfields' => ['Vanity label' => 'blog5007'],
         ];
+        Capsule::$tables['tblhosting'] = [
+            ['id' => 5007, 'server' => 1, 'domain' => ''],
+            ['id' => 5077, 'server' => 1, 'domain' => ''],
+        ];
         self::assertSame('success', hostwright_CreateAccount($this->params(5007, $vanity)));
-        self::assertSame('blog5007.' . self::env('VANITY_DOMAIN'), $this->service(5007)['domain']);
+        $built = 'blog5007.' . self::env('VANITY_DOMAIN');
+        self::assertSame($built, $this->service(5007)['domain']);
+        // WHMCS's service record gets the built domain: server sync and metric billing key by it
+        self::assertSame($built, Capsule::table('tblhosting')->where('id', 5007)->first()->domain);
+        self::assertSame('', Capsule::table('tblhosting')->where('id', 5077)->first()->domain);
 
         $said = hostwright_CreateAccount($this->params(5008, $vanity));
         self::assertStringStartsWith('hostwright refused it: ', $said);
@@ -153,12 +163,8 @@ class LifecycleTest extends GatewayTestCase
         $started = microtime(true);
         $said = hostwright_CreateAccount($this->paramsOfClosedGateway(5010));
         self::assertLessThan(5, microtime(true) - $started);
-        self::assertStringStartsWith('hostwright at http://', $said);
-        self::assertStringContainsString('cannot be reached', $said);
-        self::assertSame(
-            "hostwright at http://127.0.0.1:" . self::env('CLOSED_PORT') . " cannot be reached",
-            substr($said, 0, strlen("hostwright at http://127.0.0.1:" . self::env('CLOSED_PORT') . " cannot be reached"))
-        );
+        $host = parse_url(self::env('GATEWAY'), PHP_URL_HOST);
+        self::assertStringStartsWith("hostwright at http://{$host}:" . self::env('CLOSED_PORT') . ' cannot be reached', $said);
     }
 
     public function testAGatewayThatDoesNotAnswerIsAReadableErrorAfterTheTimeout(): void
@@ -176,5 +182,123 @@ class LifecycleTest extends GatewayTestCase
         self::assertSame("hostwright at http://127.0.0.1:{$port} did not answer within 10 s: try again later", $said);
         self::assertGreaterThanOrEqual(9, $took);
         self::assertLessThan(15, $took);
+    }
+
+    public function testNoKeyAndNoLogHoldsAnyPartOfAPasswordsHash(): void
+    {
+        $params = $this->params(5013);
+        $password = $params['password'];
+        $passwordHash = hash('sha256', $password);
+        $closed = array_replace($params, ['serverport' => self::env('CLOSED_PORT')]);
+        // a row an older module left, its args_hash unkeyed: gone once it is a day old
+        Capsule::schema()->create(PendingCalls::TABLE, function () {
+        });
+        Capsule::table(PendingCalls::TABLE)->insert(['service_id' => '5013', 'action' => 'suspend', 'args_hash' => hash('sha256', '[]'), 'idempotency_key' => 'whmcs-5013-suspend-44136fa3', 'created_at' => date('Y-m-d H:i:s', time() - 90000)]);
+        // a change of password hostwright cannot be reached for: its key and args_hash stay
+        self::assertStringContainsString('cannot be reached', hostwright_ChangePassword($closed));
+        self::assertCount(1, Capsule::table(PendingCalls::TABLE)->get());
+        $row = Capsule::table(PendingCalls::TABLE)->first();
+        self::assertSame('change-password', $row->action);
+        $plain = hash('sha256', json_encode(['password' => $passwordHash], JSON_UNESCAPED_SLASHES));
+        $changeKey = (string) $row->idempotency_key;
+        foreach ([$passwordHash, $plain, $row->args_hash] as $hash) { // hostwright logs the key
+            for ($at = 0; $at + 8 <= strlen($hash); $at++) {
+                self::assertStringNotContainsString(substr($hash, $at, 8), $changeKey, 'the key holds part of a hash of the arguments');
+            }
+        }
+        self::assertMatchesRegularExpression('/^whmcs-5013-change-password-[0-9a-f]{16}$/', $changeKey);
+        self::assertNotSame($plain, $row->args_hash, 'args_hash is an unkeyed hash of the password hash');
+        self::assertSame(hash_hmac('sha256', json_encode(['password' => $passwordHash], JSON_UNESCAPED_SLASHES), self::env('TOKEN')), $row->args_hash);
+
+        // an order with the password: its key goes to hostwright, which logs and keeps it
+        self::assertStringContainsString('cannot be reached', hostwright_CreateAccount($closed));
+        $orderRow = Capsule::table(PendingCalls::TABLE)->where('action', 'create')->first();
+        self::assertSame('success', hostwright_CreateAccount($params));
+        $orderKey = (string) $orderRow->idempotency_key;
+        self::assertSame(1, $this->commandsRecorded(5013, 'create'));
+
+        $logged = json_encode($GLOBALS['hostwright_module_log'], JSON_UNESCAPED_SLASHES | JSON_PARTIAL_OUTPUT_ON_ERROR);
+        foreach ([$passwordHash, $plain, $row->args_hash, $orderRow->args_hash] as $hash) {
+            for ($at = 0; $at + 8 <= strlen($hash); $at++) {
+                $part = substr($hash, $at, 8);
+                self::assertStringNotContainsString($part, $changeKey);
+                self::assertStringNotContainsString($part, $orderKey);
+                self::assertStringNotContainsString($part, $logged, 'the module log holds part of a hash of the arguments');
+            }
+        }
+    }
+
+    /** Every lifecycle function of the module: its name and what it needs in the parameters. */
+    public static function lifecycleFunctions(): array
+    {
+        $functions = [
+            'hostwright_CreateAccount', 'hostwright_SuspendAccount', 'hostwright_UnsuspendAccount',
+            'hostwright_TerminateAccount', 'hostwright_ChangePackage', 'hostwright_ChangePassword',
+            'hostwright_Redeploy', 'hostwright_FactoryReset', 'hostwright_VerifyRepair',
+            'hostwright_SyncUsage', 'hostwright_SyncNow', 'hostwright_IssueSsl',
+        ];
+        return array_combine($functions, array_map(function ($function) {
+            return [$function];
+        }, $functions));
+    }
+
+    /** @var bool whether service 5601, the wrong credential's target, was ordered */
+    private static $ordered5601 = false;
+
+    /**
+     * @dataProvider lifecycleFunctions
+     */
+    public function testEachLifecycleFunctionSaysReadablyWhenTheGatewayIsDownOrTheCredentialWrong(string $function): void
+    {
+        // the gateway down: a readable string, not an exception, within the connect timeout
+        $started = microtime(true);
+        $said = $function($this->paramsOfClosedGateway(5601));
+        self::assertLessThan(\WHMCS\Module\Server\Hostwright\ApiClient::CONNECT_TIMEOUT_S + 2, microtime(true) - $started);
+        self::assertIsString($said);
+        self::assertStringContainsString('cannot be reached', $said);
+
+        if (!self::$ordered5601) {
+            self::assertSame('success', hostwright_CreateAccount($this->params(5601)));
+            self::$ordered5601 = true;
+        }
+        Capsule::reset();
+        $before = $this->moduleCommandsOf(5601);
+        // a wrong credential: said so, and nothing recorded or kept pending
+        $said = $function($this->params(5601, ['serveraccesshash' => str_repeat('x', 40)]));
+        self::assertIsString($said);
+        self::assertStringStartsWith('hostwright refused the credential', $said);
+        self::assertStringContainsString('Access Hash', $said);
+        self::assertSame($before, $this->moduleCommandsOf(5601));
+        self::assertCount(0, Capsule::schema()->hasTable(PendingCalls::TABLE) ? Capsule::table(PendingCalls::TABLE)->get() : []);
+    }
+
+    /** The ids of every command the module recorded for the service (its events name them). */
+    private function moduleCommandsOf(int $serviceId): array
+    {
+        $ids = [];
+        foreach ($this->hostwright()->get("/v1/services/{$serviceId}/events", [], 'test')['events'] as $event) {
+            $id = (string) ($event['data']['command_id'] ?? '');
+            if (strpos($id, 'whmcs-') === 0) {
+                $ids[$id] = true;
+            }
+        }
+        ksort($ids);
+        return array_keys($ids);
+    }
+
+    public function testARepeatedUnsuspendRecordsOneCommandAndAnUnknownServiceIsRefused(): void
+    {
+        $params = $this->activeService(5014);
+        self::assertSame('success', hostwright_SuspendAccount($params));
+        $this->waitForStatus(5014, 'suspended');
+        self::assertSame('success', hostwright_UnsuspendAccount($params));
+        $this->waitForStatus(5014, 'active');
+        self::assertSame('success', hostwright_UnsuspendAccount($params)); // active already
+        self::assertSame(1, $this->commandsRecorded(5014, 'unsuspend'));
+
+        $said = hostwright_UnsuspendAccount($this->params(5998)); // never ordered
+        self::assertIsString($said);
+        self::assertMatchesRegularExpression('/^hostwright(:| refused it:) .*5998/', $said);
+        self::assertCount(0, Capsule::table(PendingCalls::TABLE)->get()); // answered: nothing kept
     }
 }

@@ -29,9 +29,44 @@ class UsageTest extends GatewayTestCase
         self::assertSame(\WHMCS\Service\Status::SUSPENDED, $account['status']);
         self::assertMatchesRegularExpression('/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/', $account['created']);
 
+        // created is WHMCS's local time (date(), as WHMCS stores its dates), not UTC
+        $zone = date_default_timezone_get();
+        date_default_timezone_set('Pacific/Auckland');
+        try {
+            $local = hostwright_ListAccounts($this->params(0));
+            $ordered = strtotime($this->service(5401)['ordered_at']);
+            $expected = date('Y-m-d H:i:s', $ordered);
+        } finally {
+            date_default_timezone_set($zone);
+        }
+        $created = array_column($local['accounts'], 'created', 'uniqueIdentifier')['whmcs5401.example.org'];
+        self::assertSame($expected, $created);
+        self::assertNotSame(gmdate('Y-m-d H:i:s', $ordered), $created);
+
         $down = hostwright_ListAccounts($this->paramsOfClosedGateway(0));
         self::assertFalse($down['success']);
         self::assertStringContainsString('cannot be reached', $down['error']);
+    }
+
+    public function testOnlyABuiltServiceIsActiveInWhmcs(): void
+    {
+        self::assertSame(\WHMCS\Service\Status::ACTIVE, hostwright_account_status('active'));
+        self::assertSame(\WHMCS\Service\Status::SUSPENDED, hostwright_account_status('suspended'));
+        self::assertSame(\WHMCS\Service\Status::PENDING, hostwright_account_status('provisioning'));
+        self::assertSame(\WHMCS\Service\Status::PENDING, hostwright_account_status('deploy_failed'));
+
+        // and so ListAccounts says it of a service hostwright is still building
+        self::assertSame('success', hostwright_CreateAccount($this->params(5404)));
+        $status = null;
+        $account = null;
+        // listed once hostwright's views have it; the status read before and after the listing equal
+        $this->waitUntil(function () use (&$status, &$account) {
+            $status = $this->service(5404)['status'];
+            $listed = hostwright_ListAccounts($this->params(0));
+            $account = array_column($listed['accounts'], null, 'uniqueIdentifier')['whmcs5404.example.org'] ?? null;
+            return $account !== null && $this->service(5404)['status'] === $status;
+        }, 30, 'service 5404 to be listed');
+        self::assertSame(hostwright_account_status($status), $account['status']);
     }
 
     public function testUsageUpdateWritesHostwrightsFiguresIntoTheServiceRecords(): void
@@ -108,8 +143,12 @@ class UsageTest extends GatewayTestCase
             self::assertSame($types[$definition['type']], $metric->type());
         }
 
-        $this->expectException(\WHMCS\Module\Server\Hostwright\GatewayError::class);
-        $provider->usage(); // usage does need the server
+        // usage does need the server: run by WHMCS's cron, it logs the failure and gives none
+        self::assertSame([], $provider->usage());
+        self::assertSame([], $provider->tenantUsage('whmcs5403.example.org'));
+        $logged = array_column($GLOBALS['hostwright_module_log'], 'response', 'action');
+        self::assertStringContainsString('cannot be reached', $logged['MetricProvider::usage']);
+        self::assertStringContainsString('cannot be reached', $logged['MetricProvider::tenantUsage']);
     }
 
     /** Asks hostwright for a usage sync of the service's nodes; waits for its figures. */

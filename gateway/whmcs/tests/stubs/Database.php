@@ -67,10 +67,10 @@ namespace WHMCS\Database {
 
         public function where(string $column, $operatorOrValue, $value = null): self
         {
-            if (func_num_args() === 3 && $operatorOrValue !== '=') {
-                throw new \RuntimeException('only = is stood in for');
+            if (func_num_args() === 3 && !in_array($operatorOrValue, ['=', '<'], true)) {
+                throw new \RuntimeException('only = and < are stood in for');
             }
-            $this->wheres[$column] = func_num_args() === 3 ? $value : $operatorOrValue;
+            $this->wheres[] = func_num_args() === 3 ? [$column, $operatorOrValue, $value] : [$column, '=', $operatorOrValue];
             return $this;
         }
 
@@ -117,8 +117,14 @@ namespace WHMCS\Database {
         private function matching(): array
         {
             return array_filter(Capsule::$tables[$this->table], function (array $row) {
-                foreach ($this->wheres as $column => $value) {
-                    if (!array_key_exists($column, $row) || (string) $row[$column] !== (string) $value) {
+                foreach ($this->wheres as [$column, $operator, $value]) {
+                    if (!array_key_exists($column, $row)) {
+                        return false;
+                    }
+                    $holds = $operator === '<'
+                        ? strcmp((string) $row[$column], (string) $value) < 0 // dates as MySQL compares them
+                        : (string) $row[$column] === (string) $value;
+                    if (!$holds) {
                         return false;
                     }
                 }

@@ -16,6 +16,7 @@ use WHMCS\Database\Capsule;
 use WHMCS\Module\Server\Hostwright\ApiClient;
 use WHMCS\Module\Server\Hostwright\GatewayError;
 use WHMCS\Module\Server\Hostwright\MetricProvider;
+use WHMCS\Module\Server\Hostwright\PendingCalls;
 use WHMCS\Module\Server\Hostwright\ProductOptions;
 use WHMCS\Module\Server\Hostwright\ServiceCommands;
 use WHMCS\Service\Status;
@@ -51,12 +52,12 @@ function hostwright_ConfigOptions()
 function hostwright_PackageLoader(array $params)
 {
     try {
-        $answer = ApiClient::fromParams($params)->get('/v1/services', ['limit' => 1000], 'PackageLoader');
+        $services = hostwright_all_services(ApiClient::fromParams($params), 'PackageLoader');
     } catch (GatewayError $error) {
         throw new \Exception($error->getMessage()); // WHMCS shows a loader's exception
     }
     $packages = ['default' => 'default'];
-    foreach ($answer['services'] ?? [] as $service) {
+    foreach ($services as $service) {
         $name = $service['plan']['package'] ?? null;
         if (is_string($name) && $name !== '') {
             $packages[$name] = $name;
@@ -105,14 +106,21 @@ function hostwright_CreateAccount(array $params)
             }
             $body['label'] = $label;
         }
-        hostwright_commands($params)->order($body);
+        $ordered = hostwright_commands($params)->order($body);
+        $built = is_string($ordered['domain'] ?? null) ? $ordered['domain'] : $body['domain'];
+        if ($mode === 'vanity' && trim((string) ($params['domain'] ?? '')) === '' && $built !== '') {
+            // WHMCS keys server sync and metric billing by the service's domain: give it the built one
+            Capsule::table('tblhosting')
+                ->where('id', (int) hostwright_service_id($params))
+                ->update(['domain' => $built]);
+        }
         return 'success';
     });
 }
 
 function hostwright_SuspendAccount(array $params)
 {
-    $reason = mb_substr(trim((string) ($params['suspendreason'] ?? '')), 0, 500);
+    $reason = hostwright_truncated(trim((string) ($params['suspendreason'] ?? '')), 500);
     return hostwright_lifecycle($params, 'suspend', $reason === '' ? [] : ['reason' => $reason], [], __FUNCTION__);
 }
 
@@ -143,7 +151,7 @@ function hostwright_ChangePassword(array $params)
         $params,
         'change-password',
         ['password' => $password],
-        ['password' => hash('sha256', $password)],
+        ['password' => hash('sha256', $password)], // only ever HMAC'd again (PendingCalls)
         __FUNCTION__,
         [$password]
     );
@@ -237,13 +245,26 @@ function hostwright_ListAccounts(array $params)
                 'uniqueIdentifier' => (string) ($service['domain'] ?? ''),
                 'product' => (string) ($service['plan']['package'] ?? ''),
                 'primaryip' => '',
-                'created' => $ordered === false ? '' : gmdate('Y-m-d H:i:s', $ordered),
-                'status' => ($service['status'] ?? '') === 'suspended' ? Status::SUSPENDED : Status::ACTIVE,
+                'created' => $ordered === false ? '' : date('Y-m-d H:i:s', $ordered), // WHMCS's local time
+                'status' => hostwright_account_status((string) ($service['status'] ?? '')),
             ];
         }
         return ['success' => true, 'accounts' => $accounts];
     } catch (\Throwable $error) {
         return ['success' => false, 'error' => hostwright_readable($error, __FUNCTION__, $params)];
+    }
+}
+
+/** WHMCS's status of a service hostwright has as $status: only a built one is Active. */
+function hostwright_account_status(string $status): string
+{
+    switch ($status) {
+        case 'active':
+            return Status::ACTIVE;
+        case 'suspended':
+            return Status::SUSPENDED;
+        default: // provisioning, deploy_failed: ordered, not (yet) running
+            return Status::PENDING;
     }
 }
 
@@ -397,7 +418,7 @@ function hostwright_readable(\Throwable $error, string $function, array $params)
 
 function hostwright_commands(array $params): ServiceCommands
 {
-    return new ServiceCommands(ApiClient::fromParams($params));
+    return new ServiceCommands(ApiClient::fromParams($params), new PendingCalls(ApiClient::tokenOf($params)));
 }
 
 function hostwright_client_link(array $params): array
@@ -446,6 +467,18 @@ function hostwright_label_field(array $params): string
 {
     $field = trim((string) ($params['configoption' . ProductOptions::LABEL_FIELD] ?? ''));
     return $field === '' ? ProductOptions::DEFAULT_LABEL_FIELD : $field;
+}
+
+/**
+ * $text cut to $max characters without mbstring (the module needs only curl); text that is
+ * not UTF-8 is cut by bytes, and the call then says it is not UTF-8.
+ */
+function hostwright_truncated(string $text, int $max): string
+{
+    if (preg_match('/^.{0,' . $max . '}/su', $text, $kept) === 1) {
+        return $kept[0];
+    }
+    return substr($text, 0, $max);
 }
 
 function hostwright_html(string $text): string

@@ -47,7 +47,10 @@ class ApiClient
         return new self(self::baseUrlOf($params), self::tokenOf($params));
     }
 
-    /** scheme://host:port of the server entry: hostname, else its IP; https when "Secure". */
+    /**
+     * scheme://host:port of the server entry: hostname, else its IP; https when "Secure", or
+     * when the hostname was typed as an https:// URL (its scheme and port win).
+     */
     public static function baseUrlOf(array $params): string
     {
         $host = trim((string) ($params['serverhostname'] ?? ''));
@@ -57,14 +60,16 @@ class ApiClient
         if ($host === '') {
             throw new GatewayError('the hostwright server has no hostname or IP address: set one on the server entry');
         }
-        if (preg_match('#^https?://#i', $host)) { // a URL typed into the hostname field
+        $secure = self::isSecure($params['serversecure'] ?? false);
+        if (preg_match('#^(https?)://#i', $host, $scheme)) { // a URL typed into the hostname field
+            $secure = strtolower($scheme[1]) === 'https'; // its scheme says whether TLS is on
+            $urlPort = parse_url($host, PHP_URL_PORT); // and its port, when it names one
             $host = (string) parse_url($host, PHP_URL_HOST);
         }
         if (strpos($host, ':') !== false && $host[0] !== '[') {
             $host = '[' . $host . ']'; // an IPv6 address
         }
-        $secure = self::isSecure($params['serversecure'] ?? false);
-        $port = (int) ($params['serverport'] ?? 0);
+        $port = isset($urlPort) ? (int) $urlPort : (int) ($params['serverport'] ?? 0);
         if ($port <= 0 || $port > 65535) {
             $port = $secure ? 443 : 8080;
         }
@@ -257,7 +262,8 @@ class ApiClient
         return $codes;
     }
 
-    private static function tokenOf(array $params): string
+    /** The credential of the server entry: its Access Hash, else its password. */
+    public static function tokenOf(array $params): string
     {
         $hash = trim((string) ($params['serveraccesshash'] ?? ''));
         return $hash !== '' ? $hash : trim((string) ($params['serverpassword'] ?? ''));

@@ -17,7 +17,8 @@ use WHMCS\UsageBilling\Metrics\Usage;
  *
  * Tenants are keyed by domain, the ListAccounts unique identifier. metrics() names the
  * metrics of GET /v1/billing/metrics without a server call: WHMCS asks for them on product
- * pages, where no server may answer.
+ * pages, where no server may answer. usage() and tenantUsage() run in WHMCS's cron: a gateway
+ * that fails them is logged (logModuleCall) and they give no usage ([]), never an exception.
  */
 class MetricProvider implements ProviderInterface
 {
@@ -43,28 +44,47 @@ class MetricProvider implements ProviderInterface
         ];
     }
 
-    /** Every tenant's metrics with their usage, keyed by the tenant's domain. */
+    /** Every tenant's metrics with their usage, keyed by the tenant's domain; [] when hostwright fails. */
     public function usage()
     {
+        $tenants = $this->tenants('usage');
+        if ($tenants === null) {
+            return [];
+        }
         $usage = [];
-        foreach ($this->tenants() as $domain => $tenant) {
+        foreach ($tenants as $domain => $tenant) {
             $usage[$domain] = $this->withUsage($tenant);
         }
         return $usage;
     }
 
-    /** One tenant's (its domain's) metrics with their usage; no usage for one hostwright lacks. */
+    /**
+     * One tenant's (its domain's) metrics with their usage; no usage for one hostwright lacks;
+     * [] when hostwright fails.
+     */
     public function tenantUsage($tenant)
     {
-        $tenants = $this->tenants();
+        $tenants = $this->tenants('tenantUsage');
+        if ($tenants === null) {
+            return [];
+        }
         $found = $tenants[strtolower((string) $tenant)] ?? null;
         return $found === null ? array_values($this->metrics()) : $this->withUsage($found);
     }
 
-    private function tenants(): array
+    /** hostwright's tenants keyed by domain; null when it failed (logged as $function). */
+    private function tenants(string $function): ?array
     {
-        $client = $this->client ?? ApiClient::fromParams($this->params);
-        $answer = $client->get('/v1/billing/usage', ['key' => 'domain'], 'MetricProvider');
+        try {
+            $client = $this->client ?? ApiClient::fromParams($this->params);
+            $answer = $client->get('/v1/billing/usage', ['key' => 'domain'], 'MetricProvider');
+        } catch (GatewayError $error) {
+            if (function_exists('logModuleCall')) {
+                $secrets = array_values(array_filter([ApiClient::tokenOf($this->params)], 'strlen'));
+                logModuleCall(ApiClient::MODULE, 'MetricProvider::' . $function, [], $error->getMessage(), '', $secrets ?: [ApiClient::MASK]);
+            }
+            return null;
+        }
         return is_array($answer['tenants'] ?? null) ? $answer['tenants'] : [];
     }
 

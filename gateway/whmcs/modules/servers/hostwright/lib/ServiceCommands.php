@@ -14,10 +14,10 @@ class ServiceCommands
     /** @var PendingCalls */
     private $pending;
 
-    public function __construct(ApiClient $client, ?PendingCalls $pending = null)
+    public function __construct(ApiClient $client, PendingCalls $pending)
     {
         $this->client = $client;
-        $this->pending = $pending ?? new PendingCalls();
+        $this->pending = $pending;
     }
 
     /**
