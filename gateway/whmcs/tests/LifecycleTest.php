@@ -55,6 +55,34 @@ class LifecycleTest extends GatewayTestCase
         self::assertSame(2, $this->commandsRecorded(5002, 'sync-usage'));
     }
 
+    public static function buttons(): array
+    {
+        return [
+            'Redeploy' => ['hostwright_Redeploy', 'redeploy', 5701],
+            'Factory reset' => ['hostwright_FactoryReset', 'factory-reset', 5702],
+            'Verify & Repair' => ['hostwright_VerifyRepair', 'verify-repair', 5703],
+            'Sync now' => ['hostwright_SyncNow', 'sync-usage', 5704],
+        ];
+    }
+
+    /**
+     * Each custom button retried after its answer was lost records one command (the same
+     * path as SyncUsage above, checked per function).
+     *
+     * @dataProvider buttons
+     */
+    public function testARetriedButtonRecordsOneCommand(string $function, string $action, int $serviceId): void
+    {
+        $params = $this->activeService($serviceId);
+        self::assertStringContainsString('cannot be reached', $function($this->paramsOfClosedGateway($serviceId)));
+        $key = (new PendingCalls(self::env('TOKEN')))->keyFor((string) $serviceId, $action, []);
+        $this->hostwright()->post("/v1/services/{$serviceId}/{$action}", [], $key, 'test');
+        self::assertSame(1, $this->commandsRecorded($serviceId, $action));
+        self::assertSame('success', $function($params));
+        self::assertSame(1, $this->commandsRecorded($serviceId, $action));
+        self::assertCount(0, Capsule::table(PendingCalls::TABLE)->get());
+    }
+
     public function testSuspendUnsuspendAndSuspendAgainAreEachRecorded(): void
     {
         $params = $this->activeService(5003);
