@@ -208,16 +208,13 @@ def parse_lifecycle(
         if not isinstance(reason, str) or len(reason) > 500:
             raise InvalidInput("reason must be a string of at most 500 characters")
         return SuspendService(reason=reason, **common)
-    if command_class is ChangePassword:
-        for name in ("force", "plan", "reason"):
-            if name in body:
-                raise InvalidInput(f"{action} takes no {name}")
-        if body.get("password") is None:
-            raise InvalidInput("password is required")
-        return ChangePassword(password=_parse_password(body["password"]), **common)
     for name in ("force", "plan", "reason"):
         if name in body:
             raise InvalidInput(f"{action} takes no {name}")
+    if command_class is ChangePassword:
+        if body.get("password") is None:
+            raise InvalidInput("password is required")
+        return ChangePassword(password=_parse_password(body["password"]), **common)
     return command_class(**common)
 
 
