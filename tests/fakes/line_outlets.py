@@ -7,32 +7,36 @@ Consumes the task ids and lines a ``BufferedLiveLines`` drains; emits them back 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from handlers.live_lines import LineOutlet
 
 
 class HangingOutlet:
-    """Takes one line and waits for ever, as a send to a broker that stopped answering."""
+    """Takes one batch and waits for ever, as a send to a broker that stopped answering."""
 
     def __init__(self) -> None:
         self.taken: list[str] = []
 
-    async def send(self, task_id: str, line: str) -> None:
-        self.taken.append(line)
+    async def send(self, task_id: str, lines: Sequence[str]) -> None:
+        self.taken.extend(lines)
         await asyncio.Event().wait()
 
 
 class RecordingOutlet:
-    """Keeps every line sent, in order; a line in ``refuse`` raises as a broker gone would."""
+    """Keeps every line sent, in order, and each batch; a batch holding a line in ``refuse``
+    raises as a broker gone would."""
 
     def __init__(self, refuse: tuple[str, ...] = ()) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.batches: list[tuple[str, list[str]]] = []
         self._refuse = refuse
 
-    async def send(self, task_id: str, line: str) -> None:
-        if line in self._refuse:
+    async def send(self, task_id: str, lines: Sequence[str]) -> None:
+        if any(line in self._refuse for line in lines):
             raise ConnectionError("broker gone")
-        self.sent.append((task_id, line))
+        self.batches.append((task_id, list(lines)))
+        self.sent.extend((task_id, line) for line in lines)
 
 
 _hanging: LineOutlet = HangingOutlet()

@@ -156,6 +156,8 @@ async def test_a_follower_sees_the_running_steps_lines_in_order_before_it_ends(
         node.set_faults(Faults(held_commands=["v-add-user"]))
         handling = asyncio.ensure_future(handler.handle(ensure_user(USER)))
         await wait_until(lambda: held_at(node, "v-add-user"), "v-add-user held", timeout=10)
+        # the line comes within the sink's linger, while the step is still held
+        await wait_until(lambda: follower.lines() != [], "the step's first line", timeout=10)
         assert follower.lines() == ["ensure_user on web1 (attempt 1)"]
         assert not handling.done()
         # v-add-user goes on; the user's probe after it is held: the step is still running

@@ -12,7 +12,12 @@ from handlers.hestia_command import CommandResult
 from handlers.live_lines import BufferedLiveLines
 from handlers.step import StepLog
 from ops.messaging.inprocess_transport import InProcessTransport
-from ops.messaging.live_log import TransportTaskLog, task_log_key
+from ops.messaging.live_log import (
+    TransportTaskLog,
+    decoded_lines,
+    encoded_lines,
+    task_log_key,
+)
 from tests.fakes.line_outlets import HangingOutlet, RecordingOutlet
 from tests.support.transports import wait_until
 
@@ -26,34 +31,55 @@ async def test_send_never_waits_and_a_full_buffer_drops_and_counts(
         for i in range(10):  # the outlet hangs: nothing of this may wait
             lines.send("t-1", f"line {i}")
         assert lines.dropped == 7
-        await wait_until(lambda: outlet.taken == ["line 0"], "the drainer to take a line")
-        lines.send("t-1", "line 10")  # room for one again: taken
-        lines.send("t-1", "line 11")  # full again: dropped
+        await wait_until(lambda: outlet.taken == ["line 0", "line 1", "line 2"], "one batch")
+        for i in range(10, 14):  # room for three again while the outlet hangs: one dropped
+            lines.send("t-1", f"line {i}")
     assert lines.dropped == 8
     drop_warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
-    assert len(drop_warnings) == 1  # one per stretch of drops (the buffer never emptied)
+    assert len(drop_warnings) == 2  # one per stretch of drops: the drainer emptied the buffer
     await lines.close()
     assert lines.dropped == 11  # what was still buffered is lost with the sink
     lines.send("t-1", "after close")
-    assert lines.dropped == 12 and outlet.taken == ["line 0"]
+    assert lines.dropped == 12 and outlet.taken == ["line 0", "line 1", "line 2"]
 
 
-async def test_lines_go_out_in_order_and_a_failed_send_loses_only_its_line() -> None:
+async def test_one_drain_sends_one_batch_per_task_each_in_the_order_noted() -> None:
+    outlet = RecordingOutlet()
+    lines = BufferedLiveLines(outlet)
+    for i in range(5):  # noted together, as a step's lines between two of its awaits
+        lines.send(f"t-{i % 2}", f"line {i}")
+    await wait_until(lambda: len(outlet.batches) == 2, "a batch per task")
+    assert outlet.batches == [
+        ("t-0", ["line 0", "line 2", "line 4"]),
+        ("t-1", ["line 1", "line 3"]),
+    ]
+    lines.send("t-0", "later")  # a quiet spell, then a line: a batch of its own
+    await wait_until(lambda: len(outlet.batches) == 3, "the later line")
+    assert outlet.batches[-1] == ("t-0", ["later"])
+    await lines.close()
+    assert (lines.failed, lines.dropped) == (0, 0)
+
+
+async def test_a_failed_send_loses_only_its_batch_and_the_drainer_lives_on() -> None:
     outlet = RecordingOutlet(refuse=("line 2",))
     lines = BufferedLiveLines(outlet)
-    for i in range(5):
+    for i in range(4):
         lines.send(f"t-{i % 2}", f"line {i}")
-    await wait_until(lambda: len(outlet.sent) == 4, "the four sendable lines")
-    assert outlet.sent == [
-        ("t-0", "line 0"),
-        ("t-1", "line 1"),
-        ("t-1", "line 3"),
-        ("t-0", "line 4"),
-    ]
-    assert (lines.failed, lines.dropped) == (1, 0)
-    lines.send("t-0", "later")  # the drainer lives on after a failure
+    await wait_until(lambda: outlet.sent == [("t-1", "line 1"), ("t-1", "line 3")], "t-1's")
+    assert (lines.failed, lines.dropped) == (2, 0)  # t-0's batch: line 0 and line 2
+    lines.send("t-0", "later")
     await wait_until(lambda: outlet.sent[-1] == ("t-0", "later"), "a line after the failure")
     await lines.close()
+
+
+def test_a_batch_is_one_body_and_every_line_comes_back_as_it_was_noted() -> None:
+    noted = ["$ v-list-user alice json -> exit 0 (3 ms)", "two\nlines", "[not, json", "é ✓", ""]
+    body = encoded_lines(noted)
+    assert decoded_lines(body) == noted
+    # a handler of an earlier release sent each line as a plain body
+    assert decoded_lines(b"$ v-add-user alice '*****'") == ["$ v-add-user alice '*****'"]
+    assert decoded_lines(b"[not json") == ["[not json"]
+    assert decoded_lines(b'["a", 1]') == ['["a", 1]']
 
 
 def test_a_line_sent_without_an_event_loop_is_dropped_not_raised() -> None:
