@@ -9,6 +9,11 @@
   (``is_current_attempt``). Leaving is one more statement. No thread hand-off and no
   aggregate rebuilt: what a step paid for a fence and a ``StoreAttempts`` read was about a
   third of a role handler's time outside its node commands.
+
+  Steps entering or leaving while a statement is under way go together in the next one (a
+  round: the leaves' unlocks first, then the entries, each kind one statement over arrays),
+  as the consumer's inbox writes do: in a burst, a statement per step each way was a fifth of
+  a role handler's CPU and a twelfth of the database's.
 - SQLite: ``GateOfParts`` over the ``flock`` fences and ``StoreAttempts``.
 
 The connection is opened on first use with TCP keepalives (a vanished host's session, and
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -57,16 +63,18 @@ class PostgresGate:
         self._decode = EventDecoder(store.app.mapper).decode_row
         self._local = LocalFences()  # session locks are re-entrant: guard this process first
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()  # one statement at a time on the connection
+        self._lock = asyncio.Lock()  # one round at a time on the connection
         self._taken: set[int] = set()  # the keys this session holds (taken again on a new one)
         self._takes = ShieldedTakes(self._local, self.leave)
+        self._waiting: list[_Request] = []  # asked while a round is under way: the next one
+        self._rounds: asyncio.Future[None] | None = None
 
     async def enter(self, key: int, task_id: str, attempt: int) -> Entry:
         try:
             task = uuid.UUID(task_id)
         except ValueError:
             task = None  # no such task can be recorded: taken, current unknown
-        row = await self._takes.take(key, lambda: self._enter(key, task), _took)
+        row = await self._takes.take(key, lambda: self._ask(_Request(key, task)), _took)
         if row is None or not row[0]:
             return Entry(False)
         _, version, topic, state = row
@@ -77,11 +85,11 @@ class PostgresGate:
 
     async def leave(self, key: int) -> None:
         try:
-            async with self._lock:
-                # let go whatever the unlock does: a key left here would be taken again by
-                # the next session and never unlocked (session locks are re-entrant)
-                self._taken.discard(key)
-                await self._execute("SELECT pg_advisory_unlock(%s)", (key,))
+            # let go whatever the unlock does: a key left here would be taken again by the
+            # next session and never unlocked (session locks are re-entrant). Once asked, the
+            # unlock runs in its round even if this caller is cancelled meanwhile.
+            self._taken.discard(key)
+            await self._ask(_Request(key, None, leave=True))
         finally:
             await self._local.release(key)
 
@@ -93,25 +101,58 @@ class PostgresGate:
                 await conn.close()
         self._local.close()
 
-    async def _enter(self, key: int, task: uuid.UUID | None) -> tuple[Any, ...]:
-        async with self._lock:
-            row = await self._execute(self._enter_sql, (key, task))
-            if row[0]:
-                self._taken.add(key)
-            return row
+    async def _ask(self, request: _Request) -> tuple[Any, ...]:
+        """``request``'s answer, from the round it goes in (this one's, or the next)."""
+        self._waiting.append(request)
+        if self._rounds is None or self._rounds.done():
+            self._rounds = asyncio.ensure_future(self._run_rounds())
+        return await asyncio.shield(request.answer)
+
+    async def _run_rounds(self) -> None:
+        while self._waiting:
+            round_, self._waiting = self._waiting, []
+            try:
+                async with self._lock:
+                    await self._run_round(round_)
+            except Exception as exc:
+                for request in round_:
+                    if not request.answer.done():
+                        request.answer.set_exception(exc)
+                        request.answer.exception()  # told to whoever still waits: no warning
+
+    async def _run_round(self, round_: list[_Request]) -> None:
+        leaving = [request for request in round_ if request.leave]
+        entering = [request for request in round_ if not request.leave]
+        if leaving:
+            await self._execute(_LEAVE, ([request.key for request in leaving],))
+            for request in leaving:
+                request.answer.set_result(())
+        if entering:
+            keys = [request.key for request in entering]
+            rows = await self._execute_all(self._enter_sql, (keys, [r.task for r in entering]))
+            for request, row in zip(entering, rows, strict=True):
+                if row[0]:
+                    self._taken.add(request.key)
+                request.answer.set_result(row)
 
     async def _execute(self, sql: str | Composed, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        rows = await self._execute_all(sql, params)
+        assert rows
+        return rows[0]
+
+    async def _execute_all(
+        self, sql: str | Composed, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
         conn = await self._connection()
         try:
             cursor = await conn.execute(sql, params, prepare=True, binary=True)
-            row = await cursor.fetchone()
+            rows = await cursor.fetchall()
         except psycopg.Error:
             # a broken session has lost its locks already; the next statement opens a new one
             self._conn = None
             await conn.close()
             raise
-        assert row is not None
-        return tuple(row)
+        return [tuple(row) for row in rows]
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None and not self._conn.closed:
@@ -132,16 +173,38 @@ class PostgresGate:
         return conn
 
 
+@dataclass
+class _Request:
+    """A step entering (``task``: its id, None when it cannot be recorded) or leaving ``key``;
+    ``answer``: the statement's row for it."""
+
+    key: int
+    task: uuid.UUID | None
+    leave: bool = False
+    answer: asyncio.Future[tuple[Any, ...]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+# every key of a round's leaves unlocked (a key not held is a warning in the server's log)
+_LEAVE = "SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
+
+
 def _enter_statement(recorder: PostgresApplicationRecorder) -> Composed:
-    """The fence taken and the task's latest state-setting event read, in one statement (a
-    task with no such event yet, or none at all, reads as NULLs)."""
+    """Per key of a round's entries, in their order: the fence taken and the task's latest
+    state-setting event read, in one statement (a task with no such event yet, or none at all,
+    reads as NULLs). No two entries of a round have one key: this process holds each key it
+    asks for (``LocalFences``) until its leave has run."""
     return SQL(
-        "SELECT pg_try_advisory_lock(%s), latest.originator_version, latest.topic, latest.state "
-        "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+        "SELECT pg_try_advisory_lock(asked.key), "
+        "latest.originator_version, latest.topic, latest.state "
+        "FROM unnest(%s::bigint[], %s::uuid[]) WITH ORDINALITY AS asked(key, task, n) "
+        "LEFT JOIN LATERAL ("
         "  SELECT originator_version, topic, state FROM {schema}.{table}"
-        "  WHERE originator_id = %s AND topic IN ({topics})"
+        "  WHERE originator_id = asked.task AND topic IN ({topics})"
         "  ORDER BY originator_version DESC LIMIT 1"
-        ") AS latest ON true"
+        ") AS latest ON true "
+        "ORDER BY asked.n"
     ).format(
         schema=Identifier(recorder.datastore.schema),
         table=Identifier(recorder.events_table_name),

@@ -284,6 +284,44 @@ async def test_a_caller_cancelled_while_its_statement_runs_leaves_the_fence_free
         await theirs.close()
 
 
+async def test_steps_entering_and_leaving_together_share_statements_each_with_its_answer(
+    fresh_postgres_url: str,
+) -> None:
+    """Many steps of one handler process entering at once: each gets its own answer (its fence,
+    and whether its attempt is current), in fewer statements than steps; leaving at once frees
+    every fence for another process, again in fewer statements."""
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    theirs = Fences(fresh_postgres_url, "fences")
+    statements = 0
+    execute_all = gate._execute_all  # type: ignore[attr-defined]
+
+    async def counted(*args: Any) -> Any:
+        nonlocal statements
+        statements += 1
+        return await execute_all(*args)
+
+    gate._execute_all = counted  # type: ignore[attr-defined]
+    keys = range(100, 132)
+    try:
+        assert await theirs.take(131)  # another process holds one of them
+        entries = await asyncio.gather(*(gate.enter(k, "no-such-task", 1) for k in keys))
+        assert [entry.taken for entry in entries] == [k != 131 for k in keys]
+        assert 0 < statements < len(keys)
+        for k in keys:
+            assert not await theirs.take(k) or k == 131
+        statements = 0
+        await asyncio.gather(*(gate.leave(k) for k in keys if k != 131))
+        assert 0 < statements < len(keys) - 1
+        for k in keys:
+            if k != 131:
+                assert await theirs.take(k)
+    finally:
+        await gate.close()
+        await theirs.close()
+        store.close()
+
+
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
     tmp_path: Path,
 ) -> None:
