@@ -82,7 +82,7 @@ class BufferedLiveLines:
         self._waiting.set()
 
     async def close(self) -> None:
-        """Stops sending; lines still buffered are dropped."""
+        """Stops sending; lines still buffered or being sent are dropped (and counted)."""
         self._closed = True
         self.dropped += len(self._buffer)
         self._buffer.clear()
@@ -103,16 +103,25 @@ class BufferedLiveLines:
             await self._waiting.wait()
             await asyncio.sleep(self._linger_s)
             self._waiting.clear()  # a line noted from here on wakes the next round
-            batches = _by_task(self._buffer)
+            taken = len(self._buffer)
+            batches = list(_by_task(self._buffer).items())
             self._buffer.clear()
-            self._dropping = False
-            for task_id, lines in batches.items():
-                try:
-                    await self._outlet.send(task_id, lines)
-                except Exception as exc:
-                    if self.failed == 0:
-                        log.warning("live log lines were not sent (%s)", exc)
-                    self.failed += len(lines)
+            if taken < self._capacity:  # the buffer kept up: a later drop starts a new stretch
+                self._dropping = False
+            try:
+                while batches:
+                    task_id, lines = batches[0]
+                    try:
+                        await self._outlet.send(task_id, lines)
+                    except Exception as exc:
+                        if self.failed == 0:
+                            log.warning("live log lines were not sent (%s)", exc)
+                        self.failed += len(lines)
+                    batches.pop(0)
+            except asyncio.CancelledError:
+                # closed mid-send: the batch under way and those after it are lost with the sink
+                self.dropped += sum(len(lines) for _, lines in batches)
+                raise
 
 
 def _by_task(buffered: deque[tuple[str, str]]) -> dict[str, list[str]]:

@@ -1,19 +1,21 @@
 """The role handlers' step gate (the port: handlers/step_fence.py ``StepGate``).
 
 ``step_gate(database_url, store)``:
-- PostgreSQL: ``PostgresGate``, one statement per step on one asyncio connection of the
-  handler process's own: it takes the fence (``pg_try_advisory_lock``, a session lock as
+- PostgreSQL: ``PostgresGate``, on one asyncio connection of the handler process's own: one
+  statement takes the fence (``pg_try_advisory_lock``, a session lock as
   ops/adapters/step_fence.py's ``PostgresFences`` takes, so the two exclude each other) and
   reads, in the same round trip, the task's latest state-setting event
   (``domain.task.STATE_EVENTS``), which says whether the attempt is current
-  (``is_current_attempt``). Leaving is one more statement. No thread hand-off and no
-  aggregate rebuilt: what a step paid for a fence and a ``StoreAttempts`` read was about a
-  third of a role handler's time outside its node commands.
+  (``is_current_attempt``); another lets it go. No thread hand-off and no aggregate rebuilt:
+  what a step paid for a fence and a ``StoreAttempts`` read was about a third of a role
+  handler's time outside its node commands.
 
-  Steps entering or leaving while a statement is under way go together in the next one (a
-  round: the leaves' unlocks first, then the entries, each kind one statement over arrays),
-  as the consumer's inbox writes do: in a burst, a statement per step each way was a fifth of
-  a role handler's CPU and a twelfth of the database's.
+  Steps entering or leaving while a round is under way go together in the next one (the
+  leaves' unlocks first, then the entries, each kind one statement over arrays), as the
+  consumer's inbox writes do: in a burst, two statements of its own for every step were a
+  fifth of the role handlers' CPU and of the database's. Rounds run one after another, a
+  round's leaves before its entries, so a key let go and taken again in one round, or in two,
+  is held once.
 - SQLite: ``GateOfParts`` over the ``flock`` fences and ``StoreAttempts``.
 
 The connection is opened on first use with TCP keepalives (a vanished host's session, and
@@ -53,7 +55,7 @@ def step_gate(database_url: str, store: EventStore) -> StepGate:
 
 
 class PostgresGate:
-    """Session advisory locks and the current-attempt read, one statement each step."""
+    """Session advisory locks and the current-attempt read, in rounds of statements."""
 
     def __init__(self, database_url: str, store: EventStore) -> None:
         recorder = store.recorder
@@ -68,6 +70,7 @@ class PostgresGate:
         self._takes = ShieldedTakes(self._local, self.leave)
         self._waiting: list[_Request] = []  # asked while a round is under way: the next one
         self._rounds: asyncio.Future[None] | None = None
+        self._closed = False
 
     async def enter(self, key: int, task_id: str, attempt: int) -> Entry:
         try:
@@ -80,8 +83,12 @@ class PostgresGate:
         _, version, topic, state = row
         if task is None or topic is None:
             return Entry(True)
-        latest = self._decode((0, task, version, topic, state))
-        return Entry(True, is_current_attempt(latest, attempt))
+        try:
+            latest = self._decode((0, task, version, topic, state))
+            return Entry(True, is_current_attempt(latest, attempt))
+        except Exception:  # held now, whatever the event says: the attempt runs, as unknown
+            log.warning("cannot tell if attempt %d of task %s is current", attempt, task_id)
+            return Entry(True)
 
     async def leave(self, key: int) -> None:
         try:
@@ -94,6 +101,12 @@ class PostgresGate:
             await self._local.release(key)
 
     async def close(self) -> None:
+        """Refuses what is asked from now on and lets the round under way end, then ends the
+        session (and with it every fence it holds)."""
+        self._closed = True
+        rounds = self._rounds
+        if rounds is not None:
+            await asyncio.wait([rounds])
         async with self._lock:
             conn, self._conn = self._conn, None
             self._taken.clear()
@@ -103,6 +116,8 @@ class PostgresGate:
 
     async def _ask(self, request: _Request) -> tuple[Any, ...]:
         """``request``'s answer, from the round it goes in (this one's, or the next)."""
+        if self._closed:
+            raise RuntimeError("the step gate is closed")
         self._waiting.append(request)
         if self._rounds is None or self._rounds.done():
             self._rounds = asyncio.ensure_future(self._run_rounds())
@@ -114,11 +129,16 @@ class PostgresGate:
             try:
                 async with self._lock:
                     await self._run_round(round_)
-            except Exception as exc:
+            except BaseException as exc:
                 for request in round_:
                     if not request.answer.done():
-                        request.answer.set_exception(exc)
+                        request.answer.set_exception(_failed_round(exc))
                         request.answer.exception()  # told to whoever still waits: no warning
+                if not isinstance(exc, Exception):
+                    # cut off half-way (the loop is closing): what the round took is unknown,
+                    # so its session goes, and every fence with it
+                    await self._drop_connection()
+                    raise
 
     async def _run_round(self, round_: list[_Request]) -> None:
         leaving = [request for request in round_ if request.leave]
@@ -149,10 +169,14 @@ class PostgresGate:
             rows = await cursor.fetchall()
         except psycopg.Error:
             # a broken session has lost its locks already; the next statement opens a new one
-            self._conn = None
-            await conn.close()
+            await self._drop_connection()
             raise
         return [tuple(row) for row in rows]
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is not None and not self._conn.closed:
@@ -163,12 +187,16 @@ class PostgresGate:
                 "step gate: the database session holding %d fence(s) was lost; taking them again",
                 len(self._taken),
             )
-            for key in list(self._taken):
-                # best effort: a fence another process took meanwhile stays theirs
-                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-                row = await cursor.fetchone()
-                if not (row and row[0]):
-                    self._taken.discard(key)
+            try:
+                for key in list(self._taken):
+                    # best effort: a fence another process took meanwhile stays theirs
+                    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                    row = await cursor.fetchone()
+                    if not (row and row[0]):
+                        self._taken.discard(key)
+            except BaseException:
+                await conn.close()  # with the fences it took again: none is left unowned
+                raise
         self._conn = conn
         return conn
 
@@ -186,6 +214,13 @@ class _Request:
     )
 
 
+def _failed_round(exc: BaseException) -> Exception:
+    """What each caller of a failed round is told: its error, or that it was cut off."""
+    if isinstance(exc, Exception):
+        return exc
+    return RuntimeError("the step gate's round was cut off")
+
+
 # every key of a round's leaves unlocked (a key not held is a warning in the server's log)
 _LEAVE = "SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
 
@@ -194,7 +229,8 @@ def _enter_statement(recorder: PostgresApplicationRecorder) -> Composed:
     """Per key of a round's entries, in their order: the fence taken and the task's latest
     state-setting event read, in one statement (a task with no such event yet, or none at all,
     reads as NULLs). No two entries of a round have one key: this process holds each key it
-    asks for (``LocalFences``) until its leave has run."""
+    asks for (``LocalFences``) until its leave is asked, and a round runs the leaves asked
+    before its entries."""
     return SQL(
         "SELECT pg_try_advisory_lock(asked.key), "
         "latest.originator_version, latest.topic, latest.state "

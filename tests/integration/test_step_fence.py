@@ -13,13 +13,15 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from domain.retry_policy import RetryPolicy
+from domain.task import Task
 from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
@@ -32,6 +34,7 @@ from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
 from tests.support.simnode_driver import access_for, client_key_file, start_node
 
+START = datetime(2026, 1, 1, tzinfo=UTC)
 USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com", "owner": "7"}
 
 
@@ -320,6 +323,81 @@ async def test_steps_entering_and_leaving_together_share_statements_each_with_it
         await gate.close()
         await theirs.close()
         store.close()
+
+
+def planned_task(store: EventStore, service_id: str, *, superseded: bool) -> str:
+    """A web task recorded with attempt 1 dispatched (and, if ``superseded``, its lease
+    lapsed since, so attempt 1 is no longer current); its id."""
+    task = Task.plan(
+        service_id=service_id,
+        run=1,
+        step="web.user",
+        role="web",
+        action="ensure_user",
+        server_id="web1",
+        params=USER,
+        depends_on=[],
+        now=START,
+    )
+    task.dispatch(START, 30)
+    if superseded:
+        task.expire_lease(START + timedelta(seconds=31), RetryPolicy(), 0.5)
+    store.save(task)
+    return str(task.id)
+
+
+async def test_entries_sharing_a_statement_each_learn_whether_their_own_attempt_is_current(
+    fresh_postgres_url: str,
+) -> None:
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    try:
+        current = planned_task(store, "svc-1", superseded=False)
+        stale = planned_task(store, "svc-2", superseded=True)
+        unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
+        asked = [current, stale, unknown, "not-a-uuid"]
+        entries = await asyncio.gather(
+            *(gate.enter(200 + i, task_id, 1) for i, task_id in enumerate(asked))
+        )
+        assert [(entry.taken, entry.current) for entry in entries] == [
+            (True, True),
+            (True, False),
+            (True, None),
+            (True, None),
+        ]
+    finally:
+        await gate.close()
+        store.close()
+
+
+async def test_a_gate_closed_while_steps_enter_leaves_no_session_holding_a_fence(
+    fresh_postgres_url: str,
+) -> None:
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    theirs = Fences(fresh_postgres_url, "fences")
+    keys = range(300, 316)
+    try:
+        entering = [asyncio.ensure_future(gate.enter(k, "no-such-task", 1)) for k in keys]
+        while getattr(gate, "_rounds", None) is None:  # asked: their round is under way
+            await asyncio.sleep(0)
+        await gate.close()
+        await asyncio.gather(*entering, return_exceptions=True)
+        with pytest.raises(RuntimeError, match="closed"):
+            await gate.enter(400, "no-such-task", 1)
+        for k in keys:  # the closed gate's session, and every fence it took, is gone
+            assert await asyncio.wait_for(eventually_taken(theirs, k), budget(30))
+    finally:
+        await gate.close()
+        await theirs.close()
+        store.close()
+
+
+async def eventually_taken(fences: Fences, key: int) -> bool:
+    """Takes ``key`` once its holder's session has ended (the server notices at once)."""
+    while not await fences.take(key):
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
