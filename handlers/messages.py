@@ -10,7 +10,7 @@ dead-letter it instead of looping.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 OUTCOMES = ("succeeded", "failed_retryable", "failed_permanent")
@@ -39,7 +39,7 @@ class TaskMessage:
         return f"{self.task_id}:{self.attempt}"
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _encoded(self)
 
     @classmethod
     def from_json(cls, body: bytes) -> TaskMessage:
@@ -66,7 +66,7 @@ class ResultMessage:
         return f"result:{self.task_id}:{self.attempt}"
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _encoded(self)
 
     @classmethod
     def from_json(cls, body: bytes) -> ResultMessage:
@@ -92,11 +92,18 @@ class HeartbeatMessage:
         return f"heartbeat:{self.task_id}:{self.attempt}:{self.sequence}"
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _encoded(self)
 
     @classmethod
     def from_json(cls, body: bytes) -> HeartbeatMessage:
         return cls(**_object(body, cls))
+
+
+def _encoded(message: Any) -> bytes:
+    """A message's fields as one JSON object. Field by field, not ``dataclasses.asdict``, which
+    deep-copies every nested dict and list first: the pipeline encodes a message per attempt."""
+    values = {f.name: getattr(message, f.name) for f in fields(message)}
+    return json.dumps(values, separators=(",", ":")).encode()
 
 
 def _object(body: bytes, cls: type) -> dict[str, Any]:
