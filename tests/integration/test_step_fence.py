@@ -10,6 +10,7 @@ A fence held by a process that then dies lets the waiting attempt run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -398,6 +399,32 @@ async def eventually_taken(fences: Fences, key: int) -> bool:
     while not await fences.take(key):
         await asyncio.sleep(0.05)
     return True
+
+
+async def test_a_leave_cut_off_then_an_entry_of_its_key_hold_the_fence_once(
+    fresh_postgres_url: str,
+) -> None:
+    """A step's leave is cancelled (its handler stopping) and lets the process's hold go at
+    once; the next step of that key enters at once, its entry in the leave's round or the
+    next: the fence is held, once, and one more leave frees it for another process."""
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    theirs = Fences(fresh_postgres_url, "fences")
+    try:
+        assert (await gate.enter(500, "no-such-task", 1)).taken
+        leaving = asyncio.ensure_future(gate.leave(500))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaving
+        assert (await gate.enter(500, "no-such-task", 2)).taken
+        assert not await theirs.take(500)
+        await gate.leave(500)
+        assert await asyncio.wait_for(eventually_taken(theirs, 500), budget(30))
+    finally:
+        await gate.close()
+        await theirs.close()
+        store.close()
 
 
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
