@@ -143,11 +143,13 @@ class RoleHandler:
 
     async def close(self) -> None:
         drivers, self._drivers = self._drivers, {}
-        for _, driver in drivers.values():
-            await driver.close()
-        await self._gate.close()
-        if self._live is not None:
-            await self._live.close()
+        try:
+            for _, driver in drivers.values():
+                await driver.close()
+            await self._gate.close()
+        finally:  # the live sink's listener goes too, whatever closing the rest did
+            if self._live is not None:
+                await self._live.close()
 
     def _live_sink(self, task_id: str) -> Callable[[str], None] | None:
         live = self._live
