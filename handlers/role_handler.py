@@ -143,13 +143,11 @@ class RoleHandler:
 
     async def close(self) -> None:
         drivers, self._drivers = self._drivers, {}
-        try:
-            for _, driver in drivers.values():
-                await driver.close()
-            await self._gate.close()
-        finally:  # the live sink's listener goes too, whatever closing the rest did
-            if self._live is not None:
-                await self._live.close()
+        for _, driver in drivers.values():
+            await driver.close()
+        await self._gate.close()
+        if self._live is not None:
+            await self._live.close()
 
     def _live_sink(self, task_id: str) -> Callable[[str], None] | None:
         live = self._live

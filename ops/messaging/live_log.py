@@ -43,7 +43,6 @@ WANTED_PREFIX = "tasklogwanted."
 ANNOUNCE_S = 2.0  # how often a follower says it still follows
 WANTED_FOR_S = 3 * ANNOUNCE_S  # how long a handler sends a task's lines after it last heard so
 LISTEN_RETRY_S = (1.0, 30.0)  # the back-off of a handler's listener while the broker is away
-FORGET_AT = 10_000  # wishes kept before the lapsed ones are forgotten
 
 
 def task_log_key(task_id: str) -> str | None:
@@ -86,7 +85,6 @@ class LineBroadcast:
         self._until: dict[str, float] = {}  # per followed task, when its wish lapses
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
-        self._forget_at = FORGET_AT  # how many wishes the map holds before the lapsed go
         self._start_listening()
 
     def wants(self, task_id: str) -> bool:
@@ -110,36 +108,28 @@ class LineBroadcast:
     def _start_listening(self) -> None:
         """From the outlet's making on when there is a running loop, else from its first
         question: lines noted before the listener hears a follower are not sent."""
-        if (self._listener is None or self._listener.done()) and not self._closed:
+        if self._listener is None and not self._closed:
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to listen with
                 self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
         """Hears the followers' announcements for ever, again after the broker was away."""
         delay, most = LISTEN_RETRY_S
-        told = False  # one warning per stretch of failures, the rest at debug
         while True:
             try:
                 async with self._channel.listen(f"{WANTED_PREFIX}*") as heard:
-                    delay, told = LISTEN_RETRY_S[0], False
+                    delay = LISTEN_RETRY_S[0]
                     async for announcement in heard:
                         self._heard(announcement.key.removeprefix(WANTED_PREFIX))
             except Exception as exc:  # the broker away, or not yet connected
-                (log.debug if told else log.warning)(
-                    "live log: not hearing which tasks are followed (%s); no live lines "
-                    "until it is heard again, in %.0f s",
-                    exc,
-                    delay,
-                )
-                told = True
+                log.info("live log: not hearing followers (%s); again in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, most)
 
     def _heard(self, task_id: str) -> None:
         now = self._clock()
-        if len(self._until) >= self._forget_at:  # the lapsed wishes go before the map grows on
+        if len(self._until) > 10_000:  # forget the lapsed wishes before the map grows on
             self._until = {task: until for task, until in self._until.items() if until > now}
-            self._forget_at = max(FORGET_AT, 2 * len(self._until))
         self._until[task_id] = now + self._wanted_for_s
 
 
@@ -173,7 +163,8 @@ class TransportTaskLog:
                             yield line
                 finally:
                     announcing.cancel()
-                    await asyncio.wait({announcing})  # a cancel of the caller is not swallowed
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await announcing
         except TransportError as exc:
             log.warning("the live log of task %s cannot be followed: %s", task_id, exc)
 
@@ -182,6 +173,6 @@ class TransportTaskLog:
         while True:
             try:
                 await self._channel.broadcast(f"{WANTED_PREFIX}{task_id}", b"")
-            except Exception as exc:  # the broker away: the next one may get through
+            except TransportError as exc:  # the broker away: the next one may get through
                 log.debug("live log: announcing task %s failed: %s", task_id, exc)
             await asyncio.sleep(self._announce_s)

@@ -158,7 +158,7 @@ async def serve_ssl(system: System, stop: asyncio.Event) -> None:
     settings = system.settings
     await asyncio.gather(
         run_handler(
-            lambda: system.role_handler(SSL_ROLE),
+            system.role_handler(SSL_ROLE),
             system.transport,
             system.inbox(),
             stop,
@@ -201,7 +201,7 @@ def handler_component(role: str) -> Component:
         if not await _declared(system, stop):
             return
         await run_handler(
-            lambda: system.role_handler(role),
+            system.role_handler(role),
             system.transport,
             system.inbox(),
             stop,

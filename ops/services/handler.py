@@ -9,7 +9,6 @@ steps run at once (the pipeline enforces each server's limit before it dispatche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from handlers.role_handler import RoleHandler
 from ops.messaging.consumer import ConsumerLoop
@@ -19,7 +18,7 @@ from ops.messaging.transport import Transport
 
 
 async def run_handler(
-    make_handler: Callable[[], RoleHandler],
+    handler: RoleHandler,
     transport: Transport,
     inbox: Inbox,
     stop: asyncio.Event,
@@ -28,24 +27,21 @@ async def run_handler(
     concurrency: int = 16,
     max_failures: int = 5,
 ) -> None:
-    # made here, not by the caller: a handler made as an argument starts its live sink's
-    # listener before anything could close it (a gather cancelled before this ever ran)
-    handler = make_handler()
+    loop = ConsumerLoop(
+        transport,
+        handler_queue(handler.role),
+        handler_bindings(handler.role),
+        handler.handle,
+        consumer_name=handler_queue(handler.role),
+        inbox=inbox,
+        prefetch=prefetch,
+        max_failures=max_failures,
+        concurrency=concurrency,
+        # the pipeline publishes a task message once per attempt, after recording it; a copy
+        # it sends again (an unconfirmed publish, a new leader's) is marked and checked
+        first_deliveries_are_new=True,
+    )
     try:
-        loop = ConsumerLoop(
-            transport,
-            handler_queue(handler.role),
-            handler_bindings(handler.role),
-            handler.handle,
-            consumer_name=handler_queue(handler.role),
-            inbox=inbox,
-            prefetch=prefetch,
-            max_failures=max_failures,
-            concurrency=concurrency,
-            # the pipeline publishes a task message once per attempt, after recording it; a copy
-            # it sends again (an unconfirmed publish, a new leader's) is marked and checked
-            first_deliveries_are_new=True,
-        )
         await loop.run(stop)
     finally:
         await handler.close()

@@ -353,7 +353,7 @@ async def test_lines_go_out_only_while_a_follower_announces_their_task(
             lines.send(TASK_ID, "followed")
             await wait_until(lambda: heard == [f"tasklog.{TASK_ID} followed"], "the followed line")
             assert await asyncio.wait_for(first, budget(10.0)) == "followed"
-            await follow.aclose()  # type: ignore[attr-defined]  # the page goes away
+            await follow.aclose()  # type: ignore[attr-defined]
             await wait_until(lambda: not outlet.wants(TASK_ID), "the wish to lapse", timeout=10)
             lines.send(TASK_ID, "after the follower left")
             lines.send(TASK_ID, PROBE)
@@ -366,5 +366,4 @@ async def test_lines_go_out_only_while_a_follower_announces_their_task(
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
             await first
-        await follow.aclose()  # type: ignore[attr-defined]  # its announcer with it
         await lines.close()
