@@ -8,9 +8,6 @@ step is never slowed or stopped for it. ``BufferedLiveLines`` is that sink: it k
 dropped and counted (``dropped``), an outlet failure loses the lines it was given (``failed``).
 Nothing of it is recorded: the task's log stays what the step's result carries.
 
-A line of a task nobody follows now (``LineOutlet.wants``) is let go at once: neither
-buffered nor counted, so a step nobody watches costs nothing but that question.
-
 The drainer waits ``linger_s`` after the first line of a quiet spell, then sends what came
 meanwhile, one batch per task: a step notes a line per node command, and a message per line
 cost the handlers, and the broker, a fifth of their CPU in a busy burst. A follower sees the
@@ -41,14 +38,8 @@ class LiveLines(Protocol):
 
 
 class LineOutlet(Protocol):
-    def wants(self, task_id: str) -> bool:
-        """Whether someone follows ``task_id``'s lines now (answers at once, never raises)."""
-
     async def send(self, task_id: str, lines: Sequence[str]) -> None:
         """Sends a task's ``lines``, in order, out together (may wait on a broker, may raise)."""
-
-    async def close(self) -> None:
-        """Stops whatever the outlet runs to learn what is followed."""
 
 
 class BufferedLiveLines:
@@ -76,8 +67,6 @@ class BufferedLiveLines:
         if self._closed:
             self.dropped += 1
             return
-        if not self._outlet.wants(task_id):
-            return
         if len(self._buffer) >= self._capacity:
             if not self._dropping:  # one line per stretch of drops, not one per line
                 log.warning("live log lines are being dropped (the live channel is behind)")
@@ -102,7 +91,6 @@ class BufferedLiveLines:
             drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
-        await self._outlet.close()
         if self.dropped or self.failed:
             log.info("live log: %d lines dropped, %d not sent", self.dropped, self.failed)
 

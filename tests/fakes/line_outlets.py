@@ -18,12 +18,6 @@ class HangingOutlet:
     def __init__(self) -> None:
         self.taken: list[str] = []
 
-    def wants(self, task_id: str) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
-
     async def send(self, task_id: str, lines: Sequence[str]) -> None:
         self.taken.extend(lines)
         await asyncio.Event().wait()
@@ -31,20 +25,12 @@ class HangingOutlet:
 
 class RecordingOutlet:
     """Keeps every line sent, in order, and each batch; a batch holding a line in ``refuse``
-    raises as a broker gone would; only the tasks in ``followed`` are wanted (None: all)."""
+    raises as a broker gone would."""
 
-    def __init__(self, refuse: tuple[str, ...] = (), followed: set[str] | None = None) -> None:
+    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
         self.sent: list[tuple[str, str]] = []
         self.batches: list[tuple[str, list[str]]] = []
         self._refuse = refuse
-        self.followed = followed
-        self.closed = False
-
-    def wants(self, task_id: str) -> bool:
-        return self.followed is None or task_id in self.followed
-
-    async def close(self) -> None:
-        self.closed = True
 
     async def send(self, task_id: str, lines: Sequence[str]) -> None:
         if any(line in self._refuse for line in lines):

@@ -29,7 +29,7 @@ from handlers.role_handler import RoleHandler
 from ops.devtools.simnode import Faults, SimNode, read_command_log
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.inprocess_transport import InProcessTransport
-from ops.messaging.live_log import LineBroadcast, TransportTaskLog, decoded_lines, task_log_key
+from ops.messaging.live_log import LineBroadcast, TransportTaskLog, task_log_key
 from tests.fakes.line_outlets import HangingOutlet
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
@@ -81,10 +81,7 @@ class Follower:
 
     def __init__(self, transport: AnyTransport, task_id: str = TASK_ID) -> None:
         self.heard: list[str] = []
-        # announced often, so the handler side hears it soon after its listener binds
-        self._follow = TransportTaskLog(transport, transport.connect, announce_s=0.05).follow(
-            task_id
-        )
+        self._follow = TransportTaskLog(transport, transport.connect).follow(task_id)
         self._closing = False
         self.running = asyncio.ensure_future(self._read())
 
@@ -224,42 +221,29 @@ async def queue_exists(transport: AmqpTransport, name: str) -> bool:
 @pytest.mark.parametrize("how", ["cancelled", "closed"])
 async def test_a_follower_gone_leaves_no_queue_behind(transport: AnyTransport, how: str) -> None:
     lines = BufferedLiveLines(LineBroadcast(transport))
-    follower: Follower | None = None
+    follower = Follower(transport)
     key = task_log_key(TASK_ID)
     assert key is not None
     try:
-        # the handler side listens for announcements from its first line on: one queue
-        lines.send(TASK_ID, PROBE)
-        await wait_until(lambda: live_listeners(transport) == 1, "the announcements' listener")
-        before = set(transport.live_queues) if isinstance(transport, AmqpTransport) else set()
-        follower = Follower(transport)
         await follower.listening(lines)
         if isinstance(transport, AmqpTransport):
-            [queue] = transport.live_queues - before  # the follower's own
+            [queue] = transport.live_queues
             assert await queue_exists(transport, queue) and await bound_on_broker(transport, key)
         else:
-            assert transport.listening() == 2
+            assert transport.listening() == 1
         if how == "cancelled":  # the page's connection dropped: its request task is cancelled
             await follower.stop()
         else:  # the page's stream ended: it stops reading and closes the iterator
             await follower.close(lines)
         if isinstance(transport, AmqpTransport):
-            assert transport.live_queues == before
+            assert transport.live_queues == set()
             assert not await queue_exists(transport, queue)
             assert not await bound_on_broker(transport, key)
         else:
-            assert isinstance(transport, InProcessTransport) and transport.listening() == 1
+            assert isinstance(transport, InProcessTransport) and transport.listening() == 0
     finally:
-        if follower is not None:
-            await follower.stop()
+        await follower.stop()
         await lines.close()
-
-
-def live_listeners(transport: AnyTransport) -> int:
-    if isinstance(transport, AmqpTransport):
-        return len(transport.live_queues)
-    assert isinstance(transport, InProcessTransport)
-    return transport.listening()
 
 
 def timeless(log: list[str]) -> list[str]:
@@ -325,45 +309,3 @@ async def test_a_follower_hears_again_once_the_broker_connection_is_back(
         await handler_side.close()
         await proxy.stop()
         await clean_broker(amqp_url, exchange_name, queue_names)
-
-
-async def test_lines_go_out_only_while_a_follower_announces_their_task(
-    transport: AnyTransport,
-) -> None:
-    """A handler's outlet wants a task's lines from a follower's first announcement until a
-    while after its last: lines of a task nobody follows never reach the broker."""
-    outlet = LineBroadcast(transport, wanted_for_s=0.5)
-    lines = BufferedLiveLines(outlet)
-    follow = TransportTaskLog(transport, transport.connect, announce_s=0.1).follow(TASK_ID)
-    first = asyncio.ensure_future(anext(follow))
-    try:
-        async with transport.listen("tasklog.*") as everything:  # hears every task's lines
-            heard: list[str] = []
-
-            async def hear() -> None:
-                async for broadcast in everything:
-                    heard.extend(
-                        f"{broadcast.key} {line}" for line in decoded_lines(broadcast.body)
-                    )
-
-            hearing = asyncio.ensure_future(hear())
-            await wait_until(lambda: outlet.wants(TASK_ID), "the follower's announcement")
-            assert not outlet.wants("t-2")
-            lines.send("t-2", "nobody follows this")
-            lines.send(TASK_ID, "followed")
-            await wait_until(lambda: heard == [f"tasklog.{TASK_ID} followed"], "the followed line")
-            assert await asyncio.wait_for(first, budget(10.0)) == "followed"
-            await follow.aclose()  # type: ignore[attr-defined]
-            await wait_until(lambda: not outlet.wants(TASK_ID), "the wish to lapse", timeout=10)
-            lines.send(TASK_ID, "after the follower left")
-            lines.send(TASK_ID, PROBE)
-            await asyncio.sleep(0.3)  # past the sink's linger: anything sent would be here
-            assert heard == [f"tasklog.{TASK_ID} followed"]
-            hearing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await hearing
-    finally:
-        first.cancel()
-        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-            await first
-        await lines.close()

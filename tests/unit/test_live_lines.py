@@ -83,17 +83,6 @@ def test_a_batch_is_one_body_and_every_line_comes_back_as_it_was_noted() -> None
     assert decoded_lines(b'["a", 1]') == ['["a", 1]']
 
 
-async def test_a_line_nobody_follows_is_let_go_at_once_and_not_counted() -> None:
-    outlet = RecordingOutlet(followed={"t-1"})
-    lines = BufferedLiveLines(outlet)
-    lines.send("t-2", "nobody follows this")
-    lines.send("t-1", "followed")
-    await wait_until(lambda: outlet.sent == [("t-1", "followed")], "the followed line")
-    assert (lines.dropped, lines.failed) == (0, 0)
-    await lines.close()
-    assert outlet.closed  # what the outlet runs to learn what is followed stops with the sink
-
-
 def test_a_line_sent_without_an_event_loop_is_dropped_not_raised() -> None:
     lines = BufferedLiveLines(RecordingOutlet())
     lines.send("t-1", "nowhere to go")
