@@ -14,7 +14,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import psycopg
 import pytest
 
 from domain.retry_policy import RetryPolicy
-from domain.task import Task
 from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
@@ -33,9 +32,9 @@ from ops.devtools.simnode import Faults, SimNode, read_command_log
 from ops.store.event_store import EventStore
 from tests.fakes.publisher import RecordingPublisher
 from tests.support.budget import budget
+from tests.support.planned_tasks import at, plan
 from tests.support.simnode_driver import access_for, client_key_file, start_node
 
-START = datetime(2026, 1, 1, tzinfo=UTC)
 USER = {"user": "alice", "password": "pw-Secret9", "email": "alice@example.com", "owner": "7"}
 
 
@@ -327,22 +326,12 @@ async def test_steps_entering_and_leaving_together_share_statements_each_with_it
 
 
 def planned_task(store: EventStore, service_id: str, *, superseded: bool) -> str:
-    """A web task recorded with attempt 1 dispatched (and, if ``superseded``, its lease
-    lapsed since, so attempt 1 is no longer current); its id."""
-    task = Task.plan(
-        service_id=service_id,
-        run=1,
-        step="web.user",
-        role="web",
-        action="ensure_user",
-        server_id="web1",
-        params=USER,
-        depends_on=[],
-        now=START,
-    )
-    task.dispatch(START, 30)
+    """A task recorded with attempt 1 dispatched (and, if ``superseded``, its lease lapsed
+    since, so attempt 1 is no longer current); its id."""
+    task = plan("web-user", service_id=service_id)
+    task.dispatch(at(0), 30)
     if superseded:
-        task.expire_lease(START + timedelta(seconds=31), RetryPolicy(), 0.5)
+        task.expire_lease(at(31), RetryPolicy(), 0.5)
     store.save(task)
     return str(task.id)
 
