@@ -7,8 +7,8 @@ id and a batch of its log lines and broadcasts them as one message under ``taskl
 (gateway/screens/screen_ports.py): ``follow(task_id)`` listens for that key and emits each line
 from then on, until its caller stops (closing the iterator or being cancelled unbinds the
 listener); a body that is not such an array (a handler of an earlier release sent one plain
-line per message) is one line. Neither stores anything:
-the task's recorded log is the one its result carries to the task-queue view.
+line per message) is one line. Neither stores anything: the task's recorded log is the one
+its result carries to the task-queue view.
 
 A task id is a UUID (``domain.task.task_uuid``) or another plain word; anything else (a dot, a
 ``*`` or ``#`` that would widen the binding to other tasks' lines) is neither sent nor followed.
