@@ -12,6 +12,11 @@ The drainer waits ``linger_s`` after the first line of a quiet spell, then sends
 meanwhile, one batch per task: a step notes a line per node command, and a message per line
 cost the handlers, and the broker, a fifth of their CPU in a busy burst. A follower sees the
 lines at most that much later, which a person reading them does not notice.
+
+``settled(task_id)`` says the step's result is on its way with the task's whole log: lines of
+that task still buffered are not sent (the page following the task shows the recorded log
+once the step has ended, so they would only arrive twice). A step quicker than ``linger_s``
+sends nothing live at all: in a burst of short steps that was a broker message per step.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -32,6 +36,10 @@ DEFAULT_LINGER_S = 0.1
 class LiveLines(Protocol):
     def send(self, task_id: str, line: str) -> None:
         """Takes ``line`` for whoever follows ``task_id`` now; returns at once, never raises."""
+
+    def settled(self, task_id: str) -> None:
+        """``task_id``'s step has ended and its result carries the whole log: lines not sent
+        yet need not be; returns at once, never raises."""
 
     async def close(self) -> None:
         """Stops sending (the role handler closes it with its drivers)."""
@@ -55,7 +63,8 @@ class BufferedLiveLines:
         self._outlet = outlet
         self._capacity = capacity
         self._linger_s = linger_s
-        self._buffer: deque[tuple[str, str]] = deque()
+        self._buffer: dict[str, list[str]] = {}  # per task, in the order first noted
+        self._buffered = 0  # lines in _buffer
         self._waiting = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
@@ -67,7 +76,7 @@ class BufferedLiveLines:
         if self._closed:
             self.dropped += 1
             return
-        if len(self._buffer) >= self._capacity:
+        if self._buffered >= self._capacity:
             if not self._dropping:  # one line per stretch of drops, not one per line
                 log.warning("live log lines are being dropped (the live channel is behind)")
                 self._dropping = True
@@ -78,14 +87,18 @@ class BufferedLiveLines:
         except RuntimeError:  # no running event loop: nothing could ever send it
             self.dropped += 1
             return
-        self._buffer.append((task_id, line))
+        self._buffer.setdefault(task_id, []).append(line)
+        self._buffered += 1
         self._waiting.set()
+
+    def settled(self, task_id: str) -> None:
+        self._buffered -= len(self._buffer.pop(task_id, ()))
 
     async def close(self) -> None:
         """Stops sending; lines still buffered or being sent are dropped (and counted)."""
         self._closed = True
-        self.dropped += len(self._buffer)
-        self._buffer.clear()
+        self.dropped += self._buffered
+        self._buffer, self._buffered = {}, 0
         drainer, self._drainer = self._drainer, None
         if drainer is not None:
             drainer.cancel()
@@ -103,9 +116,9 @@ class BufferedLiveLines:
             await self._waiting.wait()
             await asyncio.sleep(self._linger_s)
             self._waiting.clear()  # a line noted from here on wakes the next round
-            taken = len(self._buffer)
-            batches = list(_by_task(self._buffer).items())
-            self._buffer.clear()
+            taken = self._buffered
+            batches = list(self._buffer.items())
+            self._buffer, self._buffered = {}, 0
             if taken < self._capacity:  # the buffer kept up: a later drop starts a new stretch
                 self._dropping = False
             try:
@@ -122,11 +135,3 @@ class BufferedLiveLines:
                 # closed mid-send: the batch under way and those after it are lost with the sink
                 self.dropped += sum(len(lines) for _, lines in batches)
                 raise
-
-
-def _by_task(buffered: deque[tuple[str, str]]) -> dict[str, list[str]]:
-    """The buffered lines per task, each task's in the order they were noted."""
-    batches: dict[str, list[str]] = {}
-    for task_id, line in buffered:
-        batches.setdefault(task_id, []).append(line)
-    return batches

@@ -19,8 +19,9 @@ touches nothing and publishes ``failed_permanent`` "superseded; not run", which 
 records nowhere but takes as word that the attempt is off the node (a newer run of the service
 waiting for it dispatches at once).
 Each line the step's log notes also goes, as it is noted, to ``live`` (handlers/live_lines.py:
-best effort, never waited on) for whoever follows the task's log while it runs; the result's
-log, what is recorded for the task, is the same with or without it.
+best effort, never waited on) for whoever follows the task's log while it runs, until the step
+ends: lines not sent by then are left to the result's log, what is recorded for the task, the
+same with or without the live channel.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ class RoleHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
-        if self._live is not None:
-            self._live.send(task.task_id, took)
+        if self._live is not None:  # the result carries the whole log: the rest need not go
+            self._live.settled(task.task_id)
         result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
 
