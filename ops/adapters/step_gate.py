@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Identifier, Literal
 
 from domain.task import STATE_EVENTS, is_current_attempt
 from handlers.step_fence import Entry, GateOfParts, LocalFences, StepGate
@@ -62,6 +62,7 @@ class PostgresGate:
         assert isinstance(recorder, PostgresApplicationRecorder)
         self._conninfo = postgres_conninfo(database_url)
         self._enter_sql = _enter_statement(recorder)
+        self._enter_one_sql = _enter_one_statement(recorder)
         self._decode = EventDecoder(store.app.mapper).decode_row
         self._local = LocalFences()  # session locks are re-entrant: guard this process first
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -144,25 +145,32 @@ class PostgresGate:
         leaving = [request for request in round_ if request.leave]
         entering = [request for request in round_ if not request.leave]
         if leaving:
-            await self._execute(_LEAVE, ([request.key for request in leaving],))
+            if len(leaving) == 1:
+                await self._execute(_LEAVE_ONE, (leaving[0].key,))
+            else:
+                await self._execute(_LEAVE, ([request.key for request in leaving],))
             for request in leaving:
                 request.answer.set_result(())
         if entering:
-            keys = [request.key for request in entering]
-            rows = await self._execute_all(self._enter_sql, (keys, [r.task for r in entering]))
+            if len(entering) == 1:
+                rows = await self._execute_all(
+                    self._enter_one_sql, (entering[0].key, entering[0].task)
+                )
+            else:
+                keys = [request.key for request in entering]
+                tasks = [request.task for request in entering]
+                rows = await self._execute_all(self._enter_sql, (keys, tasks))
             for request, row in zip(entering, rows, strict=True):
                 if row[0]:
                     self._taken.add(request.key)
                 request.answer.set_result(row)
 
-    async def _execute(self, sql: str | Composed, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    async def _execute(self, sql: bytes, params: tuple[Any, ...]) -> tuple[Any, ...]:
         rows = await self._execute_all(sql, params)
         assert rows
         return rows[0]
 
-    async def _execute_all(
-        self, sql: str | Composed, params: tuple[Any, ...]
-    ) -> list[tuple[Any, ...]]:
+    async def _execute_all(self, sql: bytes, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         conn = await self._connection()
         try:
             cursor = await conn.execute(sql, params, prepare=True, binary=True)
@@ -221,32 +229,54 @@ def _failed_round(exc: BaseException) -> Exception:
     return RuntimeError("the step gate's round was cut off")
 
 
-# every key of a round's leaves unlocked (a key not held is a warning in the server's log)
-_LEAVE = "SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
+# every key of a round's leaves unlocked (a key not held is a warning in the server's log);
+# a round of one leave, the usual one unless the handler is busy, unlocks without an array
+# (an array to build and unnest made a lone step's statements cost twice as much)
+_LEAVE = b"SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
+_LEAVE_ONE = b"SELECT pg_advisory_unlock(%s::bigint)"
 
 
-def _enter_statement(recorder: PostgresApplicationRecorder) -> Composed:
+def _enter_statement(recorder: PostgresApplicationRecorder) -> bytes:
     """Per key of a round's entries, in their order: the fence taken and the task's latest
     state-setting event read, in one statement (a task with no such event yet, or none at all,
     reads as NULLs). No two entries of a round have one key: this process holds each key it
     asks for (``LocalFences``) until its leave is asked, and a round runs the leaves asked
     before its entries."""
-    return SQL(
+    return _rendered(
         "SELECT pg_try_advisory_lock(asked.key), "
         "latest.originator_version, latest.topic, latest.state "
         "FROM unnest(%s::bigint[], %s::uuid[]) WITH ORDINALITY AS asked(key, task, n) "
-        "LEFT JOIN LATERAL ("
-        "  SELECT originator_version, topic, state FROM {schema}.{table}"
+        "LEFT JOIN LATERAL ({latest}) AS latest ON true "
+        "ORDER BY asked.n",
+        recorder,
+    )
+
+
+def _enter_one_statement(recorder: PostgresApplicationRecorder) -> bytes:
+    """``_enter_statement`` for a round of one entry: its key and task without arrays."""
+    return _rendered(
+        "SELECT pg_try_advisory_lock(asked.key), "
+        "latest.originator_version, latest.topic, latest.state "
+        "FROM (SELECT %s::bigint AS key, %s::uuid AS task) AS asked "
+        "LEFT JOIN LATERAL ({latest}) AS latest ON true",
+        recorder,
+    )
+
+
+def _rendered(statement: str, recorder: PostgresApplicationRecorder) -> bytes:
+    """``statement`` with ``{latest}``, the asked task's latest state-setting event, written
+    in; rendered once, not at each round."""
+    latest = SQL(
+        "SELECT originator_version, topic, state FROM {schema}.{table}"
         "  WHERE originator_id = asked.task AND topic IN ({topics})"
         "  ORDER BY originator_version DESC LIMIT 1"
-        ") AS latest ON true "
-        "ORDER BY asked.n"
     ).format(
         schema=Identifier(recorder.datastore.schema),
         table=Identifier(recorder.events_table_name),
         # the topics are the code's own, fixed: written into the statement, not sent each time
         topics=SQL(", ").join(Literal(get_topic(cls)) for cls in STATE_EVENTS),
     )
+    return SQL(statement).format(latest=latest).as_bytes(None)
 
 
 def _took(row: tuple[Any, ...]) -> bool:

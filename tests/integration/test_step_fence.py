@@ -360,6 +360,38 @@ async def test_entries_sharing_a_statement_each_learn_whether_their_own_attempt_
         store.close()
 
 
+async def test_an_entry_alone_learns_whether_its_attempt_is_current_and_its_leave_frees_it(
+    fresh_postgres_url: str,
+) -> None:
+    """A step entering or leaving alone (a round of one, asked without arrays) is told as much
+    as one sharing a round."""
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    theirs = Fences(fresh_postgres_url, "fences")
+    try:
+        current = planned_task(store, "svc-1", superseded=False)
+        stale = planned_task(store, "svc-2", superseded=True)
+        unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
+        asked = [current, stale, unknown, "not-a-uuid"]
+        entries = [await gate.enter(500 + i, task_id, 1) for i, task_id in enumerate(asked)]
+        assert [(entry.taken, entry.current) for entry in entries] == [
+            (True, True),
+            (True, False),
+            (True, None),
+            (True, None),
+        ]
+        assert await theirs.take(600)  # held elsewhere: not taken, and not left taken here
+        assert not (await gate.enter(600, current, 1)).taken
+        for i in range(len(asked)):
+            assert not await theirs.take(500 + i)
+            await gate.leave(500 + i)
+            assert await theirs.take(500 + i)
+    finally:
+        await gate.close()
+        await theirs.close()
+        store.close()
+
+
 async def test_a_gate_closed_while_steps_enter_leaves_no_session_holding_a_fence(
     fresh_postgres_url: str,
 ) -> None:
