@@ -11,7 +11,7 @@ Nothing of it is recorded: the task's log stays what the step's result carries.
 The drainer waits ``linger_s`` after the first line of a quiet spell, then sends what came
 meanwhile, one batch per task: a step notes a line per node command, and a message per line
 cost the handlers, and the broker, a fifth of their CPU in a busy burst. A follower sees the
-lines at most that much later, which a person reading them does not notice.
+lines at most that much later, which a person reading them hardly notices.
 
 ``settled(task_id)`` says the step's result is on its way with the task's whole log: lines of
 that task still buffered are not sent (the page following the task shows the recorded log
@@ -30,7 +30,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 1000
-DEFAULT_LINGER_S = 0.1
+DEFAULT_LINGER_S = 0.25
 
 
 class LiveLines(Protocol):
