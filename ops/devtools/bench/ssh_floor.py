@@ -5,6 +5,10 @@ simulated node in the same process — client and server on one core, nothing el
 Every node command of a deploy costs at least this much CPU somewhere on the machine (the
 handler's side and the node's side), so ``rate * 60 / commands per service`` bounds the
 services per minute one core could deploy if it did nothing but SSH.
+
+A round of 400 commands lasts a fifth of a second, so whatever else the machine does in that
+moment moves it (by up to half on a shared machine); the rate is the best of ``rounds``
+rounds, as a floor wants: what SSH costs with nothing else in the way.
 """
 
 from __future__ import annotations
@@ -19,8 +23,20 @@ from handlers.hestia_driver import HestiaDriver, NodeAccess
 from ops.devtools.simnode import SimNode
 
 
-async def ssh_command_rate(tmp: Path, *, commands: int = 400, concurrency: int = 8) -> float:
-    """Commands per second: ``commands`` probes, ``concurrency`` at a time, after a warm-up."""
+async def ssh_command_rate(
+    tmp: Path, *, commands: int = 400, concurrency: int = 8, rounds: int = 5
+) -> float:
+    """Commands per second: the best of ``ssh_command_rates``."""
+    return max(
+        await ssh_command_rates(tmp, commands=commands, concurrency=concurrency, rounds=rounds)
+    )
+
+
+async def ssh_command_rates(
+    tmp: Path, *, commands: int = 400, concurrency: int = 8, rounds: int = 5
+) -> list[float]:
+    """Commands per second in each of ``rounds`` rounds of ``commands`` probes, ``concurrency``
+    at a time, after a warm-up."""
     key = asyncssh.generate_private_key("ssh-ed25519")
     key_path = tmp / "ssh-floor-key"
     key_path.write_bytes(key.export_private_key())
@@ -41,9 +57,12 @@ async def ssh_command_rate(tmp: Path, *, commands: int = 400, concurrency: int =
             for _ in range(per_worker):
                 await driver.run(["v-list-users", "json"])
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return per_worker * concurrency / (time.perf_counter() - began)
+        rates = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            rates.append(per_worker * concurrency / (time.perf_counter() - began))
+        return rates
     finally:
         await driver.close()
         await node.stop()

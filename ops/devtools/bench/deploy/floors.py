@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.devtools.bench.scratch import scratch_postgres, scratch_vhost
-from ops.devtools.bench.ssh_floor import ssh_command_rate
+from ops.devtools.bench.ssh_floor import ssh_command_rates
 from ops.devtools.bench.store_floor import store_save_rate
 from ops.messaging.amqp_transport import AmqpTransport
 from ops.messaging.transport import Delivery, Message
@@ -25,7 +25,12 @@ class Floor:
     round_trip_ms: list[float]
     msgs_per_s: float
     store_saves_per_s: float
-    ssh_commands_per_s: float
+    ssh_rounds_per_s: list[float]  # commands per second in each round
+
+    @property
+    def ssh_commands_per_s(self) -> float:
+        """The SSH floor: the best round's rate (the others are what the machine took)."""
+        return max(self.ssh_rounds_per_s)
 
 
 def measure_floors(tmp: Path, amqp_url: str, postgres_server: str) -> Floor:
@@ -36,8 +41,8 @@ def measure_floors(tmp: Path, amqp_url: str, postgres_server: str) -> Floor:
         print("floor: PostgreSQL single-event saves for 3 s …", flush=True)
         saves = store_save_rate(db_url, 3.0)
     print("floor: Hestia commands over SSH, driver and simulated node in one process …")
-    ssh_rate = asyncio.run(ssh_command_rate(tmp))
-    return Floor(floor_rt, floor_rate, saves, ssh_rate)
+    ssh_rates = asyncio.run(ssh_command_rates(tmp))
+    return Floor(floor_rt, floor_rate, saves, ssh_rates)
 
 
 async def _broker_floor(
