@@ -13,10 +13,13 @@ meanwhile, one batch per task: a step notes a line per node command, and a messa
 cost the handlers, and the broker, a fifth of their CPU in a busy burst. A follower sees the
 lines at most that much later, which a person reading them hardly notices.
 
-``settled(task_id)`` says the step's result is on its way with the task's whole log: lines of
-that task still buffered are not sent (the page following the task shows the recorded log
-once the step has ended, so they would only arrive twice). A step quicker than ``linger_s``
-sends nothing live at all: in a burst of short steps that was a broker message per step.
+``settled(task_id, step)`` says that run of the step (``step``: the object its lines were
+sent with, one per handling of a message) has ended and its result is on its way with its whole
+log: its lines still buffered are not sent. The page following the task shows the recorded log
+once the pipeline has recorded that result, so they would only arrive twice. A step that ends
+before the drainer's next send sends nothing more live: in a burst of short steps most send
+nothing at all, where each cost a broker message. Another handling of the same task (a
+redelivery waiting for the step fence) keeps its own lines.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ DEFAULT_LINGER_S = 0.25
 
 
 class LiveLines(Protocol):
-    def send(self, task_id: str, line: str) -> None:
-        """Takes ``line`` for whoever follows ``task_id`` now; returns at once, never raises."""
+    def send(self, task_id: str, line: str, step: object = None) -> None:
+        """Takes ``line``, noted by ``step`` (a run of the task's step), for whoever follows
+        ``task_id`` now; returns at once, never raises."""
 
-    def settled(self, task_id: str) -> None:
-        """``task_id``'s step has ended and its result carries the whole log: lines not sent
-        yet need not be; returns at once, never raises."""
+    def settled(self, task_id: str, step: object = None) -> None:
+        """``step`` has ended and its result carries its whole log: the lines it sent that
+        have not gone yet need not; returns at once, never raises."""
 
     async def close(self) -> None:
         """Stops sending (the role handler closes it with its drivers)."""
@@ -63,7 +67,8 @@ class BufferedLiveLines:
         self._outlet = outlet
         self._capacity = capacity
         self._linger_s = linger_s
-        self._buffer: dict[str, list[str]] = {}  # per task, in the order first noted
+        # per task and step, in the order first noted
+        self._buffer: dict[tuple[str, object], list[str]] = {}
         self._buffered = 0  # lines in _buffer
         self._waiting = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
@@ -72,7 +77,7 @@ class BufferedLiveLines:
         self.dropped = 0  # lines that found the buffer full (or the sink closed)
         self.failed = 0  # lines the outlet refused (or not known to have taken)
 
-    def send(self, task_id: str, line: str) -> None:
+    def send(self, task_id: str, line: str, step: object = None) -> None:
         if self._closed:
             self.dropped += 1
             return
@@ -87,12 +92,12 @@ class BufferedLiveLines:
         except RuntimeError:  # no running event loop: nothing could ever send it
             self.dropped += 1
             return
-        self._buffer.setdefault(task_id, []).append(line)
+        self._buffer.setdefault((task_id, step), []).append(line)
         self._buffered += 1
         self._waiting.set()
 
-    def settled(self, task_id: str) -> None:
-        self._buffered -= len(self._buffer.pop(task_id, ()))
+    def settled(self, task_id: str, step: object = None) -> None:
+        self._buffered -= len(self._buffer.pop((task_id, step), ()))
 
     async def close(self) -> None:
         """Stops sending; lines still buffered or being sent are dropped (and counted)."""
@@ -123,7 +128,7 @@ class BufferedLiveLines:
                 self._dropping = False
             try:
                 while batches:
-                    task_id, lines = batches[0]
+                    (task_id, _), lines = batches[0]
                     try:
                         await self._outlet.send(task_id, lines)
                     except Exception as exc:

@@ -21,7 +21,7 @@ waiting for it dispatches at once).
 Each line the step's log notes also goes, as it is noted, to ``live`` (handlers/live_lines.py:
 best effort, never waited on) for whoever follows the task's log while it runs, until the step
 ends: lines not sent by then are left to the result's log, what is recorded for the task, the
-same with or without the live channel.
+same with or without the live channel (a superseded attempt's, recorded nowhere, are dropped).
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class RoleHandler:
             await self._handle(task)
 
     async def _handle(self, task: TaskMessage) -> None:
-        steplog = StepLog(self._live_sink(task.task_id))
+        step = object()  # this handling's lines, apart from another's of the same task
+        steplog = StepLog(self._live_sink(task.task_id, step))
         began = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeats(task))
         result: ResultMessage
@@ -137,8 +138,8 @@ class RoleHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         took = f"{(time.monotonic() - began) * 1000:.0f} ms in the {self.role} handler"
-        if self._live is not None:  # the result carries the whole log: the rest need not go
-            self._live.settled(task.task_id)
+        if self._live is not None:  # the result carries its whole log: the rest need not go
+            self._live.settled(task.task_id, step)
         result = dataclasses.replace(result, log=[*result.log, took])
         await self._publisher.publish(result.routing_key, result.to_json(), result.message_id)
 
@@ -150,11 +151,11 @@ class RoleHandler:
         if self._live is not None:
             await self._live.close()
 
-    def _live_sink(self, task_id: str) -> Callable[[str], None] | None:
+    def _live_sink(self, task_id: str, step: object) -> Callable[[str], None] | None:
         live = self._live
         if live is None:
             return None
-        return lambda line: live.send(task_id, line)
+        return lambda line: live.send(task_id, line, step)
 
     def _gated(
         self, task: TaskMessage, steplog: StepLog

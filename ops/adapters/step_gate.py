@@ -11,7 +11,8 @@
   handler's time outside its node commands.
 
   Steps entering or leaving while a round is under way go together in the next one (the
-  leaves' unlocks first, then the entries, each kind one statement over arrays), as the
+  leaves' unlocks first, then the entries, each kind one statement: over arrays, or without
+  them for a round of one, the usual round unless the handler is busy), as the
   consumer's inbox writes do: in a burst, two statements of its own for every step were a
   fifth of the role handlers' CPU and of the database's. Rounds run one after another, a
   round's leaves before its entries, so a key let go and taken again in one round, or in two,
@@ -231,7 +232,7 @@ def _failed_round(exc: BaseException) -> Exception:
 
 # every key of a round's leaves unlocked (a key not held is a warning in the server's log);
 # a round of one leave, the usual one unless the handler is busy, unlocks without an array
-# (an array to build and unnest made a lone step's statements cost twice as much)
+# (an array to build and unnest made a lone step's statements cost about half as much again)
 _LEAVE = b"SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
 _LEAVE_ONE = b"SELECT pg_advisory_unlock(%s::bigint)"
 

@@ -1,5 +1,5 @@
-"""``hostwright bench deploy``'s SSH floor and share: the floor is the best of several rounds
-over real SSH (a simulated node), printed beside the lowest, and each burst's rate is printed
+"""``hostwright bench deploy``'s SSH floor and share: the floor is the median of several rounds
+over real SSH (a simulated node), printed beside their range, and each burst's rate is printed
 as a share of the bound that floor sets for the run's node commands per service."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_the_report_prints_the_floors_spread_and_each_bursts_share_of_the_ssh_bo
 ) -> None:
     # 2,000 commands/s on 2 cores is 240,000 a minute; at 60 commands a service, 4,000
     # services a minute: a burst of 200 active in 15 s (800/min) is 20 % of that bound
-    floor = Floor([0.5, 0.9], 3000.0, 800.0, ssh_rounds_per_s=[1500.0, 2000.0, 1200.0])
+    floor = Floor([0.5, 0.9], 3000.0, 800.0, ssh_rounds_per_s=[2600.0, 2000.0, 1200.0])
     run = Run(
         latency_ms=0,
         burst=_phase("burst", 200, 15.0),
@@ -54,7 +54,7 @@ def test_the_report_prints_the_floors_spread_and_each_bursts_share_of_the_ssh_bo
     )
     report(floor, [run], 16)
     printed = capsys.readouterr().out
-    assert "2000/s, the best of 3 rounds (the lowest 1200/s)" in printed
+    assert "2000/s, the median of 3 rounds (1200–2600/s)" in printed
     assert "SSH alone bounds this machine at ≈4000 services/min" in printed
     assert "800 Split services active/min in the burst" in printed
     assert "20.0% of the SSH bound" in printed

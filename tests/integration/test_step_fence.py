@@ -368,6 +368,14 @@ async def test_an_entry_alone_learns_whether_its_attempt_is_current_and_its_leav
     store = EventStore(fresh_postgres_url)
     gate = step_gate(fresh_postgres_url, store)
     theirs = Fences(fresh_postgres_url, "fences")
+    asked_with: list[bytes] = []
+    execute_all = gate._execute_all  # type: ignore[attr-defined]
+
+    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
+        asked_with.append(sql)
+        return await execute_all(sql, params)
+
+    gate._execute_all = recorded  # type: ignore[attr-defined]
     try:
         current = planned_task(store, "svc-1", superseded=False)
         stale = planned_task(store, "svc-2", superseded=True)
@@ -386,6 +394,7 @@ async def test_an_entry_alone_learns_whether_its_attempt_is_current_and_its_leav
             assert not await theirs.take(500 + i)
             await gate.leave(500 + i)
             assert await theirs.take(500 + i)
+        assert asked_with and not any(b"unnest" in sql for sql in asked_with)
     finally:
         await gate.close()
         await theirs.close()

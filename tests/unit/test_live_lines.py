@@ -61,16 +61,18 @@ async def test_one_drain_sends_one_batch_per_task_each_in_the_order_noted() -> N
     assert (lines.failed, lines.dropped) == (0, 0)
 
 
-async def test_lines_of_a_settled_task_not_yet_sent_are_left_to_its_result() -> None:
+async def test_lines_of_a_settled_step_not_yet_sent_are_left_to_its_result() -> None:
     outlet = RecordingOutlet()
-    lines = BufferedLiveLines(outlet, capacity=4)
+    lines = BufferedLiveLines(outlet, capacity=5)
+    first, again = object(), object()  # two handlings of t-0 (a redelivery waits its turn)
     for i in range(4):
-        lines.send(f"t-{i % 2}", f"line {i}")
-    lines.settled("t-0")  # its result carries lines 0 and 2: they are not sent
-    lines.settled("t-9")  # a task with nothing buffered: nothing happens
-    lines.send("t-0", "line 4")  # room was made: nothing is dropped
+        lines.send(f"t-{i % 2}", f"line {i}", first if i % 2 == 0 else None)
+    lines.send("t-0", "waiting", again)
+    lines.settled("t-0", first)  # its result carries lines 0 and 2: they are not sent
+    lines.settled("t-9", first)  # nothing buffered: nothing happens
+    lines.send("t-0", "line 4", again)  # room was made: nothing is dropped
     await wait_until(lambda: len(outlet.batches) == 2, "the lines still wanted")
-    assert outlet.batches == [("t-1", ["line 1", "line 3"]), ("t-0", ["line 4"])]
+    assert outlet.batches == [("t-1", ["line 1", "line 3"]), ("t-0", ["waiting", "line 4"])]
     await lines.close()
     assert (lines.failed, lines.dropped) == (0, 0)
 

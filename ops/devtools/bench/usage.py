@@ -181,7 +181,7 @@ async def run_usage_bench_async(
     figures: dict[str, Any] = {"services": services, "servers": servers}
     with tempfile.TemporaryDirectory(prefix="hw-bench-usage-") as scratch:
         root = Path(scratch)
-        figures["ssh floor (commands/s)"] = round(await ssh_command_rate(root), 1)
+        figures["ssh floor (commands/s)"] = round(await ssh_command_rate(root, rounds=1), 1)
         key = asyncssh.generate_private_key("ssh-ed25519")
         key_path = root / "client_key"
         key_path.write_bytes(key.export_private_key())
