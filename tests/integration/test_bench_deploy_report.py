@@ -54,7 +54,7 @@ def test_the_report_prints_the_floors_spread_and_each_bursts_share_of_the_ssh_bo
     )
     report(floor, [run], 16)
     printed = capsys.readouterr().out
-    assert "2000/s, the median of 3 rounds (1200–2600/s)" in printed
+    assert "2000/s, the median of 3 rounds (lowest 1200/s, highest 2600/s)" in printed
     assert "SSH alone bounds this machine at ≈4000 services/min" in printed
     assert "800 Split services active/min in the burst" in printed
     assert "20.0% of the SSH bound" in printed

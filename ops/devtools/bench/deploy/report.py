@@ -37,8 +37,8 @@ def _print_floor(floor: Floor, node_concurrency: int) -> None:
     print(
         f"floor  Hestia commands over SSH (asyncssh client + simulated node, one process, "
         f"one core): {floor.ssh_commands_per_s:.0f}/s, the median of "
-        f"{len(floor.ssh_rounds_per_s)} rounds ({min(floor.ssh_rounds_per_s):.0f}–"
-        f"{max(floor.ssh_rounds_per_s):.0f}/s)"
+        f"{len(floor.ssh_rounds_per_s)} rounds (lowest {min(floor.ssh_rounds_per_s):.0f}/s, "
+        f"highest {max(floor.ssh_rounds_per_s):.0f}/s)"
     )
     print(f"(4 nodes: web1, mail1, dns1, dns2; max_concurrency {node_concurrency} per node)")
 
