@@ -8,18 +8,18 @@ step is never slowed or stopped for it. ``BufferedLiveLines`` is that sink: it k
 dropped and counted (``dropped``), an outlet failure loses the lines it was given (``failed``).
 Nothing of it is recorded: the task's log stays what the step's result carries.
 
-The drainer waits ``linger_s`` after the first line of a quiet spell, then sends what came
-meanwhile, one batch per task: a step notes a line per node command, and a message per line
-cost the handlers, and the broker, a fifth of their CPU in a busy burst. A follower sees the
-lines at most that much later, which a person reading them hardly notices.
+A step's lines go out together, as one batch of its task, ``linger_s`` after the first of them
+not sent yet: a step notes a line per node command, and a message per line cost the handlers,
+and the broker, a fifth of their CPU in a busy burst. A follower sees the lines at most that
+much later, which a person reading them hardly notices.
 
 ``settled(task_id, step)`` says that run of the step (``step``: the object its lines were
 sent with, one per handling of a message) has ended and its result is on its way with its whole
 log: its lines still buffered are not sent. The page following the task shows the recorded log
 once the pipeline has recorded that result, so they would only arrive twice. A step that ends
-before the drainer's next send sends nothing more live: in a burst of short steps most send
-nothing at all, where each cost a broker message. Another handling of the same task (a
-redelivery waiting for the step fence) keeps its own lines.
+within ``linger_s`` of its first line, or of its last batch, sends nothing more live: in a
+burst of short steps most send nothing at all, where each cost a broker message. Another
+handling of the same task (a redelivery waiting for the step fence) keeps its own lines.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ class BufferedLiveLines:
         self._outlet = outlet
         self._capacity = capacity
         self._linger_s = linger_s
-        # per task and step, in the order first noted
-        self._buffer: dict[tuple[str, object], list[str]] = {}
+        # per task and step, in the order of their first line not sent yet
+        self._buffer: dict[tuple[str, object], _Batch] = {}
         self._buffered = 0  # lines in _buffer
         self._waiting = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
@@ -92,12 +93,17 @@ class BufferedLiveLines:
         except RuntimeError:  # no running event loop: nothing could ever send it
             self.dropped += 1
             return
-        self._buffer.setdefault((task_id, step), []).append(line)
+        batch = self._buffer.get((task_id, step))
+        if batch is None:
+            batch = self._buffer[task_id, step] = _Batch(asyncio.get_running_loop().time())
+        batch.lines.append(line)
         self._buffered += 1
         self._waiting.set()
 
     def settled(self, task_id: str, step: object = None) -> None:
-        self._buffered -= len(self._buffer.pop((task_id, step), ()))
+        batch = self._buffer.pop((task_id, step), None)
+        if batch is not None:
+            self._buffered -= len(batch.lines)
 
     async def close(self) -> None:
         """Stops sending; lines still buffered or being sent are dropped (and counted)."""
@@ -117,18 +123,21 @@ class BufferedLiveLines:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._waiting.wait()
-            await asyncio.sleep(self._linger_s)
-            self._waiting.clear()  # a line noted from here on wakes the next round
-            taken = self._buffered
-            batches = list(self._buffer.items())
-            self._buffer, self._buffered = {}, 0
-            if taken < self._capacity:  # the buffer kept up: a later drop starts a new stretch
-                self._dropping = False
+            if not self._buffer:  # all settled meanwhile
+                self._waiting.clear()  # a line noted from here on wakes the drainer
+                continue
+            oldest = next(iter(self._buffer.values())).since
+            wait = oldest + self._linger_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            batches = self._take_due(loop.time())
             try:
                 while batches:
-                    (task_id, _), lines = batches[0]
+                    task_id, lines = batches[0]
                     try:
                         await self._outlet.send(task_id, lines)
                     except Exception as exc:
@@ -140,3 +149,26 @@ class BufferedLiveLines:
                 # closed mid-send: the batch under way and those after it are lost with the sink
                 self.dropped += sum(len(lines) for _, lines in batches)
                 raise
+
+    def _take_due(self, now: float) -> list[tuple[str, list[str]]]:
+        """The batches whose first line has waited ``linger_s`` (or nearly: one wake sends
+        the lines of steps that began together), oldest first, out of the buffer."""
+        if self._buffered < self._capacity:  # the buffer kept up: a later drop starts a new stretch
+            self._dropping = False
+        due = now - self._linger_s * 0.8
+        taken: list[tuple[str, list[str]]] = []
+        for key, batch in list(self._buffer.items()):
+            if batch.since > due:
+                break  # the rest began later still
+            del self._buffer[key]
+            self._buffered -= len(batch.lines)
+            taken.append((key[0], batch.lines))
+        return taken
+
+
+@dataclass
+class _Batch:
+    """A step's lines not sent yet; ``since``: when the first of them was noted."""
+
+    since: float
+    lines: list[str] = field(default_factory=list)

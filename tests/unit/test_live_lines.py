@@ -4,6 +4,7 @@ text the recorded log keeps; the live channel's keys never widen to other tasks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -75,6 +76,22 @@ async def test_lines_of_a_settled_step_not_yet_sent_are_left_to_its_result() -> 
     assert outlet.batches == [("t-1", ["line 1", "line 3"]), ("t-0", ["waiting", "line 4"])]
     await lines.close()
     assert (lines.failed, lines.dropped) == (0, 0)
+
+
+async def test_each_steps_lines_wait_from_their_own_first_line() -> None:
+    """Another task's batch going out does not take a step's younger lines with it: a step
+    settled within the wait from its own first line sends nothing live."""
+    outlet = RecordingOutlet()
+    lines = BufferedLiveLines(outlet, linger_s=2.0)
+    short = object()
+    lines.send("t-long", "long 1")
+    await asyncio.sleep(1.0)  # however long this takes, t-short's wait ends a second after
+    lines.send("t-short", "short 1", short)
+    await wait_until(lambda: outlet.batches != [], "t-long's batch")
+    lines.settled("t-short", short)
+    await lines.close()
+    assert outlet.batches == [("t-long", ["long 1"])]
+    assert (lines.dropped, lines.failed) == (0, 0)
 
 
 async def test_a_failed_send_loses_only_its_batch_and_the_drainer_lives_on() -> None:
