@@ -126,8 +126,9 @@ class BufferedLiveLines:
         loop = asyncio.get_running_loop()
         while True:
             await self._waiting.wait()
-            if not self._buffer:  # all settled meanwhile
+            if not self._buffer:  # all settled meanwhile: a later drop starts a new stretch
                 self._waiting.clear()  # a line noted from here on wakes the drainer
+                self._dropping = False
                 continue
             oldest = next(iter(self._buffer.values())).since
             wait = oldest + self._linger_s - loop.time()
@@ -151,11 +152,11 @@ class BufferedLiveLines:
                 raise
 
     def _take_due(self, now: float) -> list[tuple[str, list[str]]]:
-        """The batches whose first line has waited ``linger_s`` (or nearly: one wake sends
-        the lines of steps that began together), oldest first, out of the buffer."""
+        """The batches whose first line has waited ``linger_s``, oldest first, out of the
+        buffer."""
         if self._buffered < self._capacity:  # the buffer kept up: a later drop starts a new stretch
             self._dropping = False
-        due = now - self._linger_s * 0.8
+        due = now - self._linger_s
         taken: list[tuple[str, list[str]]] = []
         for key, batch in list(self._buffer.items()):
             if batch.since > due:

@@ -55,7 +55,7 @@ async def test_one_drain_sends_one_batch_per_task_each_in_the_order_noted() -> N
         ("t-0", ["line 0", "line 2", "line 4"]),
         ("t-1", ["line 1", "line 3"]),
     ]
-    lines.send("t-0", "later")  # a quiet spell, then a line: a batch of its own
+    lines.send("t-0", "later")  # a line after t-0's batch went: a batch of its own
     await wait_until(lambda: len(outlet.batches) == 3, "the later line")
     assert outlet.batches[-1] == ("t-0", ["later"])
     await lines.close()
@@ -85,13 +85,30 @@ async def test_each_steps_lines_wait_from_their_own_first_line() -> None:
     lines = BufferedLiveLines(outlet, linger_s=2.0)
     short = object()
     lines.send("t-long", "long 1")
-    await asyncio.sleep(1.0)  # however long this takes, t-short's wait ends a second after
+    await asyncio.sleep(1.0)  # however long this takes, t-short's wait ends at least a
+    # second after t-long's: only a stall of a second just then would send the two together
     lines.send("t-short", "short 1", short)
     await wait_until(lambda: outlet.batches != [], "t-long's batch")
     lines.settled("t-short", short)
     await lines.close()
     assert outlet.batches == [("t-long", ["long 1"])]
     assert (lines.dropped, lines.failed) == (0, 0)
+
+
+async def test_a_stretch_of_drops_that_ends_in_settling_warns_again_on_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outlet = RecordingOutlet()
+    lines = BufferedLiveLines(outlet, capacity=2, linger_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="handlers.live_lines"):
+        for stretch in range(2):
+            for i in range(3):  # the third line finds the buffer full
+                lines.send("t-1", f"line {i}", stretch)
+            lines.settled("t-1", stretch)  # the buffer empties without a send
+            await wait_until(lambda: not lines._waiting.is_set(), "the drainer idle")
+    await lines.close()
+    assert outlet.batches == [] and lines.dropped == 2
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 2
 
 
 async def test_a_failed_send_loses_only_its_batch_and_the_drainer_lives_on() -> None:
