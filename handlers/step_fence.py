@@ -44,7 +44,10 @@ from handlers.messages import TaskMessage
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5  # how often a waiting attempt looks at a held fence again
+POLL_S = 0.5  # how often a waiting attempt looks at a held fence again, at most
+# the first wait is short: a fence its holder has just let go in its process may reach the
+# server a moment later (ops/adapters/step_gate.py); the waits double up to the poll
+FIRST_POLL_S = 0.05
 
 
 class StepFences(Protocol):
@@ -156,8 +159,8 @@ async def fenced(
     poll_s: float = POLL_S,
     on_wait: Callable[[str], None] | None = None,
 ) -> AsyncIterator[None]:
-    """Holds the fence ``key`` for the body; waits (polling every ``poll_s``) while another
-    attempt holds it or while the fence cannot be reached. ``on_wait`` hears why, once per
+    """Holds the fence ``key`` for the body; waits (polling soon, then every ``poll_s``) while
+    another attempt holds it or while the fence cannot be reached. ``on_wait`` hears why, once per
     reason."""
 
     async def take() -> Entry:
@@ -194,6 +197,7 @@ async def _held(
     on_wait: Callable[[str], None] | None,
 ) -> AsyncIterator[Entry]:
     told: set[str] = set()
+    wait = min(poll_s, FIRST_POLL_S)
     while True:
         try:
             entry = await take()
@@ -207,7 +211,8 @@ async def _held(
             told.add(reason)
             if on_wait is not None:
                 on_wait(reason)
-        await asyncio.sleep(poll_s)
+        await asyncio.sleep(wait)
+        wait = min(poll_s, wait * 2)
     try:
         yield entry
     finally:

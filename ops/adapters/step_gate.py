@@ -6,24 +6,23 @@
   ops/adapters/step_fence.py's ``PostgresFences`` takes, so the two exclude each other) and
   reads, in the same round trip, the task's latest state-setting event
   (``domain.task.STATE_EVENTS``), which says whether the attempt is current
-  (``is_current_attempt``); another lets it go. No thread hand-off and no aggregate rebuilt:
-  what a step paid for a fence and a ``StoreAttempts`` read was about a third of a role
-  handler's time outside its node commands.
+  (``is_current_attempt``). No thread hand-off and no aggregate rebuilt: what a step paid for
+  a fence and a ``StoreAttempts`` read was about a third of a role handler's time outside
+  its node commands.
 
-  Steps entering or leaving while a round is under way go together in the next one (the
-  leaves' unlocks first, then the entries, each kind one statement: over arrays, or without
-  them for a round of one, the usual round unless the handler is busy), as the
-  consumer's inbox writes do: in a burst, two statements of its own for every step were a
-  fifth of the role handlers' CPU and of the database's.
+  Steps entering while a round is under way go together in the next one (one statement:
+  over arrays, or without them for a round of one), as the consumer's inbox writes do: in a
+  burst, two statements of its own for every step were a fifth of the role handlers' CPU and
+  of the database's.
 
   A step leaving lets its fence go in this process at once and does not wait for the server:
-  the unlock rides with the next round's entries, in their statement, or goes in a round of
-  its own after ``LEAVE_DELAY_S`` (10 ms) when none comes, so most steps cost one statement,
-  not two. Another process asking for that fence meanwhile finds it held and asks again a
-  poll later; the next step of a service reaches a handler only after the pipeline has
-  recorded this one's result, which takes longer than that. An unlock is for the session it
-  was asked on: a session lost meanwhile took its locks with it, and the fences still held
-  here are taken again on the next one.
+  the unlock rides with the next round's entries, in their statement (a CTE run before the
+  entries' locks), or, when no entry comes for ``LEAVE_DELAY_S`` (50 ms), goes in a round of
+  its own, so in a busy handler most steps cost one statement, not two. Another process
+  asking for that fence meanwhile finds it held and asks again soon after (handlers/
+  step_fence.py: the first wait is short). An unlock is asked only for a key this session
+  holds, and runs on that session only: a session lost meanwhile took its locks with it,
+  and the fences still held here are taken again on the next one.
 - SQLite: ``GateOfParts`` over the ``flock`` fences and ``StoreAttempts``.
 
 The connection is opened on first use with TCP keepalives (a vanished host's session, and
@@ -54,8 +53,9 @@ from ops.store.event_store import EventStore
 
 log = logging.getLogger(__name__)
 
-# the longest a fence let go stays held on the server when no entry comes to carry its unlock
-LEAVE_DELAY_S = 0.01
+# how long a fence let go here waits for an entry to carry its unlock before it goes alone
+# (later still when a round is under way then)
+LEAVE_DELAY_S = 0.05
 
 
 def step_gate(database_url: str, store: EventStore) -> StepGate:
@@ -109,15 +109,19 @@ class PostgresGate:
 
     async def leave(self, key: int) -> None:
         """Lets the fence go in this process at once, and on the server with the next
-        entries' statement or within ``LEAVE_DELAY_S``, whichever comes first."""
-        # a key left here is not taken again by a next session (session locks are re-entrant)
-        self._taken.discard(key)
-        if not self._closed:
-            self._leaving.append((key, self._session))
-            if self._flush is None:
-                loop = asyncio.get_running_loop()
-                self._flush = loop.call_later(LEAVE_DELAY_S, self._flush_leaves)
-        await self._local.release(key)
+        entries' statement or, when none comes for ``LEAVE_DELAY_S``, in a round of its own."""
+        held = key in self._taken
+        self._taken.discard(key)  # not taken again by a next session (session locks count)
+        try:
+            # a key this session does not hold (its re-take on a new session failed) is not
+            # unlocked: an unlock riding with an entry of that key could undo the entry
+            if held and not self._closed:
+                self._leaving.append((key, self._session))
+                if self._flush is None:
+                    loop = asyncio.get_running_loop()
+                    self._flush = loop.call_later(LEAVE_DELAY_S, self._flush_leaves)
+        finally:
+            await self._local.release(key)
 
     async def close(self) -> None:
         """Refuses what is asked from now on and lets the round under way end, then ends the
@@ -158,6 +162,9 @@ class PostgresGate:
         while self._waiting or self._leaving:
             round_, self._waiting = self._waiting, []
             leaving, self._leaving = self._leaving, []
+            if leaving and self._flush is not None:  # they ride now: a later leave waits anew
+                self._flush.cancel()
+                self._flush = None
             try:
                 async with self._lock:
                     await self._run_round(round_, leaving)
@@ -166,11 +173,10 @@ class PostgresGate:
                     if not request.answer.done():
                         request.answer.set_exception(_failed_round(exc))
                         request.answer.exception()  # told to whoever still waits: no warning
-                if leaving or not isinstance(exc, Exception):
-                    # unlocks not known to have run, or a round cut off half-way (the loop
-                    # is closing): the session goes, and every fence with it (those still
-                    # held are taken again on the next one)
-                    await self._drop_connection()
+                # what the round took or let go is unknown (a round cut off half-way: the
+                # loop is closing): the session goes, and every fence with it (those steps
+                # still hold are taken again on the next one)
+                await self._drop_connection()
                 if not isinstance(exc, Exception):
                     raise
 
@@ -267,8 +273,8 @@ def _failed_round(exc: BaseException) -> Exception:
     return RuntimeError("the step gate's round was cut off")
 
 
-# every key of a round's leaves unlocked (a key not held is a warning in the server's log);
-# a round of one leave, the usual one unless the handler is busy, unlocks without an array
+# every key of a round's leaves unlocked, when no entry came to carry them (a key not held is
+# a warning in the server's log); one leave alone is unlocked without an array
 # (an array to build and unnest made a lone step's statements cost about half as much again)
 _LEAVE = b"SELECT count(pg_advisory_unlock(k)) FROM unnest(%s::bigint[]) AS k"
 _LEAVE_ONE = b"SELECT pg_advisory_unlock(%s::bigint)"
@@ -278,8 +284,8 @@ def _enter_statement(recorder: PostgresApplicationRecorder) -> bytes:
     """Per key of a round's entries, in their order: the fence taken and the task's latest
     state-setting event read, in one statement (a task with no such event yet, or none at all,
     reads as NULLs). No two entries of a round have one key: this process holds each key it
-    asks for (``LocalFences``) until its leave is asked, and a round runs the leaves asked
-    before its entries."""
+    asks for (``LocalFences``) until its leave is asked, and the unlocks asked before an entry
+    run in its statement or an earlier one."""
     return _rendered(
         "SELECT pg_try_advisory_lock(asked.key), "
         "latest.originator_version, latest.topic, latest.state "
@@ -290,9 +296,11 @@ def _enter_statement(recorder: PostgresApplicationRecorder) -> bytes:
     )
 
 
-# the unlocks that ride with a round's entries: a CTE runs once, whatever the plan; that the
-# same key may be unlocked and taken again in one statement is harmless either way round
-# (session locks count: 1 - 1 + 1 or 1 + 1 - 1)
+# the unlocks that ride with a round's entries. A CTE that calls volatile functions is
+# scanned once; the entries' rows join its one row, so in practice it runs before their locks
+# are taken. The order does not matter anyway: an unlock is asked only for a key this
+# session holds, so a key unlocked and taken again in one statement is held once either way
+# round (session locks count: 1 - 1 + 1 or 1 + 1 - 1)
 _RELEASED = (
     "WITH released AS MATERIALIZED ("
     "  SELECT count(pg_advisory_unlock(k)) AS n FROM unnest(%s::bigint[]) AS k"

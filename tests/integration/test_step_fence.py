@@ -10,7 +10,6 @@ A fence held by a process that then dies lets the waiting attempt run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -266,7 +265,7 @@ async def test_a_fence_released_after_its_session_dropped_is_not_taken_again(
         else:
             await mine.release(1)  # let go here; the server is told with the next statement
             assert await taken_once_the_session_is_found_gone(mine, 2)
-        assert await theirs.take(1)
+        assert await asyncio.wait_for(eventually_taken(theirs, 1), budget(30))
         assert not await theirs.take(2)
     finally:
         await mine.close()
@@ -446,32 +445,6 @@ async def eventually_taken(fences: Fences, key: int) -> bool:
     return True
 
 
-async def test_a_leave_cut_off_then_an_entry_of_its_key_hold_the_fence_once(
-    fresh_postgres_url: str,
-) -> None:
-    """A step's leave is cancelled (its handler stopping) and lets the process's hold go at
-    once; the next step of that key enters at once, its entry in the leave's round or the
-    next: the fence is held, once, and one more leave frees it for another process."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    try:
-        assert (await gate.enter(500, "no-such-task", 1)).taken
-        leaving = asyncio.ensure_future(gate.leave(500))
-        await asyncio.sleep(0)
-        leaving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leaving
-        assert (await gate.enter(500, "no-such-task", 2)).taken
-        assert not await theirs.take(500)
-        await gate.leave(500)
-        assert await asyncio.wait_for(eventually_taken(theirs, 500), budget(30))
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
-
-
 async def test_a_leave_rides_with_the_next_entry_and_one_alone_goes_within_moments(
     fresh_postgres_url: str,
 ) -> None:
@@ -533,10 +506,18 @@ async def test_an_unlock_asked_on_a_lost_session_is_not_run_on_the_next(
 ) -> None:
     """The session drops; a step leaves before the gate opens the next one and the step after
     it enters that key again: the old session's unlock is not run on the new session, where
-    it would let the new step's fence go."""
+    it could let the new step's fence go."""
     store = EventStore(fresh_postgres_url)
     gate = step_gate(fresh_postgres_url, store)
     theirs = Fences(fresh_postgres_url, "fences")
+    asked_with: list[bytes] = []
+    execute_all = gate._execute_all  # type: ignore[attr-defined]
+
+    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
+        asked_with.append(sql)
+        return await execute_all(sql, params)
+
+    gate._execute_all = recorded  # type: ignore[attr-defined]
     try:
         assert (await gate.enter(900, "no-such-task", 1)).taken
         drop_fence_sessions(fresh_postgres_url)
@@ -544,7 +525,7 @@ async def test_an_unlock_asked_on_a_lost_session_is_not_run_on_the_next(
             await gate.enter(901, "no-such-task", 1)  # the gate finds the session gone
         await gate.leave(900)  # asked of the lost session
         assert (await gate.enter(900, "no-such-task", 2)).taken  # on a new one
-        await asyncio.sleep(0.05)  # past the unlock's own round, had it been kept
+        assert b"pg_advisory_unlock" not in asked_with[-1]  # the old unlock did not ride
         assert not await theirs.take(900)
     finally:
         await gate.close()

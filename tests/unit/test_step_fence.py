@@ -12,6 +12,7 @@ import pytest
 
 from domain.deploy_plan import ProviderSettings, ServiceFacts, StepSpec
 from domain.placement import Placement
+from handlers import step_fence
 from handlers.messages import TaskMessage
 from handlers.step_fence import LocalFences, fence_key, fenced
 from ops.adapters.deploy_planner import PLANS
@@ -55,6 +56,23 @@ async def test_a_held_fence_is_waited_for_then_taken_and_released() -> None:
         assert fences.calls == [("take", 7)] * 3
     assert fences.calls[-1] == ("release", 7)
     assert len(heard) == 1 and "another attempt is running" in heard[0]
+
+
+async def test_a_held_fence_is_asked_again_soon_then_every_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fence let go a moment ago may reach the database just after (the step gate sends
+    unlocks with the next statement): the first wait is short, then they double to the poll."""
+    waits: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(step_fence.asyncio, "sleep", no_sleep)
+    fences = ScriptedFences(*([False] * 6), True)
+    async with fenced(fences, 7, poll_s=0.5):
+        pass
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
 
 
 async def test_an_unreachable_fence_is_waited_for_and_said_so() -> None:
