@@ -24,7 +24,7 @@ from domain.retry_policy import RetryPolicy
 from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
-from handlers.step_fence import StepFences, fence_key
+from handlers.step_fence import StepFences, StepGate, fence_key
 from ops.adapters.step_fence import BUCKETS, FileFences, step_fences
 from ops.adapters.step_gate import step_gate
 from ops.devtools.simnode import Faults, SimNode, read_command_log
@@ -300,43 +300,64 @@ async def test_a_caller_cancelled_while_its_statement_runs_leaves_the_fence_free
         await theirs.close()
 
 
+@dataclass
+class GatePair:
+    """A handler process's gate on a fresh database, and another process's fences."""
+
+    url: str
+    store: EventStore
+    gate: StepGate
+    theirs: Fences
+
+
+@pytest.fixture
+async def pair(fresh_postgres_url: str) -> AsyncIterator[GatePair]:
+    store = EventStore(fresh_postgres_url)
+    gate = step_gate(fresh_postgres_url, store)
+    theirs = Fences(fresh_postgres_url, "fences")
+    try:
+        yield GatePair(fresh_postgres_url, store, gate, theirs)
+    finally:
+        await gate.close()
+        await theirs.close()
+        store.close()
+
+
 async def test_steps_entering_and_leaving_together_share_statements_each_with_its_answer(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
     """Many steps of one handler process entering at once: each gets its own answer (its fence,
     and whether its attempt is current), in fewer statements than steps; leaving at once frees
     every fence for another process, again in fewer statements (here one, sent when no entry
     came to carry the unlocks)."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    statements = 0
+    gate, theirs = pair.gate, pair.theirs
+    asked_with = statements_of(gate)
+    keys = range(100, 132)
+    assert await theirs.take(131)  # another process holds one of them
+    entries = await asyncio.gather(*(gate.enter(k, "no-such-task", 1) for k in keys))
+    assert [entry.taken for entry in entries] == [k != 131 for k in keys]
+    assert 0 < len(asked_with) < len(keys)
+    for k in keys:
+        assert not await theirs.take(k) or k == 131
+    asked_with.clear()
+    await asyncio.gather(*(gate.leave(k) for k in keys if k != 131))
+    for k in keys:
+        if k != 131:
+            assert await asyncio.wait_for(eventually_taken(theirs, k), budget(30))
+    assert len(asked_with) == 1
+
+
+def statements_of(gate: StepGate) -> list[bytes]:
+    """The statements ``gate`` (a ``PostgresGate``) sends from now on, in order, as sent."""
+    sent: list[bytes] = []
     execute_all = gate._execute_all  # type: ignore[attr-defined]
 
-    async def counted(*args: Any) -> Any:
-        nonlocal statements
-        statements += 1
-        return await execute_all(*args)
+    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
+        sent.append(sql)
+        return await execute_all(sql, params)
 
-    gate._execute_all = counted  # type: ignore[attr-defined]
-    keys = range(100, 132)
-    try:
-        assert await theirs.take(131)  # another process holds one of them
-        entries = await asyncio.gather(*(gate.enter(k, "no-such-task", 1) for k in keys))
-        assert [entry.taken for entry in entries] == [k != 131 for k in keys]
-        assert 0 < statements < len(keys)
-        for k in keys:
-            assert not await theirs.take(k) or k == 131
-        statements = 0
-        await asyncio.gather(*(gate.leave(k) for k in keys if k != 131))
-        for k in keys:
-            if k != 131:
-                assert await asyncio.wait_for(eventually_taken(theirs, k), budget(30))
-        assert statements == 1
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    gate._execute_all = recorded  # type: ignore[attr-defined]
+    return sent
 
 
 def planned_task(store: EventStore, service_id: str, *, superseded: bool) -> str:
@@ -351,91 +372,65 @@ def planned_task(store: EventStore, service_id: str, *, superseded: bool) -> str
 
 
 async def test_entries_sharing_a_statement_each_learn_whether_their_own_attempt_is_current(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    try:
-        current = planned_task(store, "svc-1", superseded=False)
-        stale = planned_task(store, "svc-2", superseded=True)
-        unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
-        asked = [current, stale, unknown, "not-a-uuid"]
-        entries = await asyncio.gather(
-            *(gate.enter(200 + i, task_id, 1) for i, task_id in enumerate(asked))
-        )
-        assert [(entry.taken, entry.current) for entry in entries] == [
-            (True, True),
-            (True, False),
-            (True, None),
-            (True, None),
-        ]
-    finally:
-        await gate.close()
-        store.close()
+    store, gate = pair.store, pair.gate
+    current = planned_task(store, "svc-1", superseded=False)
+    stale = planned_task(store, "svc-2", superseded=True)
+    unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
+    asked = [current, stale, unknown, "not-a-uuid"]
+    entries = await asyncio.gather(
+        *(gate.enter(200 + i, task_id, 1) for i, task_id in enumerate(asked))
+    )
+    assert [(entry.taken, entry.current) for entry in entries] == [
+        (True, True),
+        (True, False),
+        (True, None),
+        (True, None),
+    ]
 
 
 async def test_an_entry_alone_learns_whether_its_attempt_is_current_and_its_leave_frees_it(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
     """A step entering or leaving alone (a round of one, asked without arrays) is told as much
     as one sharing a round."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    asked_with: list[bytes] = []
-    execute_all = gate._execute_all  # type: ignore[attr-defined]
-
-    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
-        asked_with.append(sql)
-        return await execute_all(sql, params)
-
-    gate._execute_all = recorded  # type: ignore[attr-defined]
-    try:
-        current = planned_task(store, "svc-1", superseded=False)
-        stale = planned_task(store, "svc-2", superseded=True)
-        unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
-        asked = [current, stale, unknown, "not-a-uuid"]
-        entries = [await gate.enter(500 + i, task_id, 1) for i, task_id in enumerate(asked)]
-        assert [(entry.taken, entry.current) for entry in entries] == [
-            (True, True),
-            (True, False),
-            (True, None),
-            (True, None),
-        ]
-        assert await theirs.take(600)  # held elsewhere: not taken, and not left taken here
-        assert not (await gate.enter(600, current, 1)).taken
-        for i in range(len(asked)):
-            assert not await theirs.take(500 + i)
-            await gate.leave(500 + i)
-            assert await asyncio.wait_for(eventually_taken(theirs, 500 + i), budget(30))
-        assert asked_with and not any(b"unnest" in sql for sql in asked_with)
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    store, gate, theirs = pair.store, pair.gate, pair.theirs
+    asked_with = statements_of(gate)
+    current = planned_task(store, "svc-1", superseded=False)
+    stale = planned_task(store, "svc-2", superseded=True)
+    unknown = "6f1c4e3a-0d3b-4f7e-9a51-2f1f7d3c0b11"  # a task id no event has
+    asked = [current, stale, unknown, "not-a-uuid"]
+    entries = [await gate.enter(500 + i, task_id, 1) for i, task_id in enumerate(asked)]
+    assert [(entry.taken, entry.current) for entry in entries] == [
+        (True, True),
+        (True, False),
+        (True, None),
+        (True, None),
+    ]
+    assert await theirs.take(600)  # held elsewhere: not taken, and not left taken here
+    assert not (await gate.enter(600, current, 1)).taken
+    for i in range(len(asked)):
+        assert not await theirs.take(500 + i)
+        await gate.leave(500 + i)
+        assert await asyncio.wait_for(eventually_taken(theirs, 500 + i), budget(30))
+    assert asked_with and not any(b"unnest" in sql for sql in asked_with)
 
 
 async def test_a_gate_closed_while_steps_enter_leaves_no_session_holding_a_fence(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
+    gate, theirs = pair.gate, pair.theirs
     keys = range(300, 316)
-    try:
-        entering = [asyncio.ensure_future(gate.enter(k, "no-such-task", 1)) for k in keys]
-        while getattr(gate, "_rounds", None) is None:  # asked: their round is under way
-            await asyncio.sleep(0)
-        await gate.close()
-        await asyncio.gather(*entering, return_exceptions=True)
-        with pytest.raises(RuntimeError, match="closed"):
-            await gate.enter(400, "no-such-task", 1)
-        for k in keys:  # the closed gate's session, and every fence it took, is gone
-            assert await asyncio.wait_for(eventually_taken(theirs, k), budget(30))
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    entering = [asyncio.ensure_future(gate.enter(k, "no-such-task", 1)) for k in keys]
+    while getattr(gate, "_rounds", None) is None:  # asked: their round is under way
+        await asyncio.sleep(0)
+    await gate.close()
+    await asyncio.gather(*entering, return_exceptions=True)
+    with pytest.raises(RuntimeError, match="closed"):
+        await gate.enter(400, "no-such-task", 1)
+    for k in keys:  # the closed gate's session, and every fence it took, is gone
+        assert await asyncio.wait_for(eventually_taken(theirs, k), budget(30))
 
 
 async def eventually_taken(fences: Fences, key: int) -> bool:
@@ -446,91 +441,56 @@ async def eventually_taken(fences: Fences, key: int) -> bool:
 
 
 async def test_a_leave_rides_with_the_next_entry_and_one_alone_goes_within_moments(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
     """A step leaving does not wait for the server: its unlock goes with the next step's
     entry, in its statement, so another process can take that fence as soon as the entry is
     answered; a leave no entry follows reaches the server on its own a moment later."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    asked_with: list[bytes] = []
-    execute_all = gate._execute_all  # type: ignore[attr-defined]
-
-    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
-        asked_with.append(sql)
-        return await execute_all(sql, params)
-
-    gate._execute_all = recorded  # type: ignore[attr-defined]
-    try:
-        assert (await gate.enter(700, "no-such-task", 1)).taken
-        await gate.leave(700)
-        assert (await gate.enter(701, "no-such-task", 1)).taken
-        assert len(asked_with) == 2 and b"pg_advisory_unlock" in asked_with[1]
-        assert await theirs.take(700)  # no wait: the entry's statement let it go
-        await gate.leave(701)
-        assert await asyncio.wait_for(eventually_taken(theirs, 701), budget(30))
-        assert len(asked_with) == 3
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    gate, theirs = pair.gate, pair.theirs
+    asked_with = statements_of(gate)
+    assert (await gate.enter(700, "no-such-task", 1)).taken
+    await gate.leave(700)
+    assert (await gate.enter(701, "no-such-task", 1)).taken
+    assert len(asked_with) == 2 and b"pg_advisory_unlock" in asked_with[1]
+    assert await theirs.take(700)  # no wait: the entry's statement let it go
+    await gate.leave(701)
+    assert await asyncio.wait_for(eventually_taken(theirs, 701), budget(30))
+    assert len(asked_with) == 3
 
 
 async def test_a_step_entering_the_fence_its_process_just_left_holds_it_once(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
     """The next step of a key enters while the last one's unlock has not reached the server:
     the unlock and the entry share a statement, or follow one another, and the fence is held
     once either way (one more leave frees it)."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    try:
-        for attempt in range(1, 4):
-            assert (await gate.enter(800, "no-such-task", attempt)).taken
-            assert not await theirs.take(800)
-            await gate.leave(800)
-            if attempt == 2:  # this time the unlock goes on its own before the entry
-                assert await asyncio.wait_for(eventually_taken(theirs, 800), budget(30))
-                await theirs.release(800)
-        assert await asyncio.wait_for(eventually_taken(theirs, 800), budget(30))
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    gate, theirs = pair.gate, pair.theirs
+    for attempt in range(1, 4):
+        assert (await gate.enter(800, "no-such-task", attempt)).taken
+        assert not await theirs.take(800)
+        await gate.leave(800)
+        if attempt == 2:  # this time the unlock goes on its own before the entry
+            assert await asyncio.wait_for(eventually_taken(theirs, 800), budget(30))
+            await theirs.release(800)
+    assert await asyncio.wait_for(eventually_taken(theirs, 800), budget(30))
 
 
 async def test_an_unlock_asked_on_a_lost_session_is_not_run_on_the_next(
-    fresh_postgres_url: str,
+    pair: GatePair,
 ) -> None:
     """The session drops; a step leaves before the gate opens the next one and the step after
     it enters that key again: the old session's unlock is not run on the new session, where
     it could let the new step's fence go."""
-    store = EventStore(fresh_postgres_url)
-    gate = step_gate(fresh_postgres_url, store)
-    theirs = Fences(fresh_postgres_url, "fences")
-    asked_with: list[bytes] = []
-    execute_all = gate._execute_all  # type: ignore[attr-defined]
-
-    async def recorded(sql: bytes, params: tuple[Any, ...]) -> Any:
-        asked_with.append(sql)
-        return await execute_all(sql, params)
-
-    gate._execute_all = recorded  # type: ignore[attr-defined]
-    try:
-        assert (await gate.enter(900, "no-such-task", 1)).taken
-        drop_fence_sessions(fresh_postgres_url)
-        with pytest.raises(psycopg.OperationalError):
-            await gate.enter(901, "no-such-task", 1)  # the gate finds the session gone
-        await gate.leave(900)  # asked of the lost session
-        assert (await gate.enter(900, "no-such-task", 2)).taken  # on a new one
-        assert b"pg_advisory_unlock" not in asked_with[-1]  # the old unlock did not ride
-        assert not await theirs.take(900)
-    finally:
-        await gate.close()
-        await theirs.close()
-        store.close()
+    gate, theirs = pair.gate, pair.theirs
+    asked_with = statements_of(gate)
+    assert (await gate.enter(900, "no-such-task", 1)).taken
+    drop_fence_sessions(pair.url)
+    with pytest.raises(psycopg.OperationalError):
+        await gate.enter(901, "no-such-task", 1)  # the gate finds the session gone
+    await gate.leave(900)  # asked of the lost session
+    assert (await gate.enter(900, "no-such-task", 2)).taken  # on a new one
+    assert b"pg_advisory_unlock" not in asked_with[-1]  # the old unlock did not ride
+    assert not await theirs.take(900)
 
 
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
