@@ -247,6 +247,9 @@ class PostgresGate:
                     row = await cursor.fetchone()
                     if not (row and row[0]):
                         self._taken.discard(key)
+                        # nor let go: a step that left it meanwhile asked this session for an
+                        # unlock, which would ride with, and could undo, a later entry of it
+                        self._leaving = [(k, s) for k, s in self._leaving if k != key]
             except BaseException:
                 await conn.close()  # with the fences it took again: none is left unowned
                 raise

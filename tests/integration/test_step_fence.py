@@ -25,6 +25,7 @@ from handlers.hestia_driver import NodeAccess
 from handlers.messages import TaskMessage
 from handlers.role_handler import RoleHandler
 from handlers.step_fence import StepFences, StepGate, fence_key
+from ops.adapters import step_gate as step_gate_module
 from ops.adapters.step_fence import BUCKETS, FileFences, step_fences
 from ops.adapters.step_gate import step_gate
 from ops.devtools.simnode import Faults, SimNode, read_command_log
@@ -491,6 +492,51 @@ async def test_an_unlock_asked_on_a_lost_session_is_not_run_on_the_next(
     assert (await gate.enter(900, "no-such-task", 2)).taken  # on a new one
     assert b"pg_advisory_unlock" not in asked_with[-1]  # the old unlock did not ride
     assert not await theirs.take(900)
+
+
+async def test_a_fence_left_while_the_gate_takes_it_again_in_vain_is_not_unlocked_later(
+    pair: GatePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session drops and another process takes a fence a step of ours held; the step
+    leaves, and the next step of that key enters, while the gate's new session is taking its
+    fences again, and that re-take fails. The other process lets go: the entry takes the
+    fence, and no unlock rides with it, where it could undo it (the key was not this
+    session's when the step left)."""
+    gate, theirs = pair.gate, pair.theirs
+    monkeypatch.setattr(step_gate_module, "LEAVE_DELAY_S", 60.0)  # unlocks only ride
+    assert (await gate.enter(1000, "no-such-task", 1)).taken
+    drop_fence_sessions(pair.url)
+    assert await asyncio.wait_for(eventually_taken(theirs, 1000), budget(30))
+    connect = psycopg.AsyncConnection.connect
+    entering: list[asyncio.Future[Any]] = []
+
+    async def connect_and_step_on_while_taking_again(*args: Any, **kwargs: Any) -> Any:
+        conn = await connect(*args, **kwargs)
+        execute = conn.execute
+
+        async def around_the_take(query: Any, params: Any = None, **options: Any) -> Any:
+            again = "pg_try_advisory_lock" in str(query) and params == (1000,)
+            if again:
+                await gate.leave(1000)  # the step ends while its fence is asked again
+                entering.append(asyncio.ensure_future(gate.enter(1000, "no-such-task", 2)))
+                await asyncio.sleep(0)  # its entry is asked: it goes in the next round
+            cursor = await execute(query, params, **options)
+            if again:
+                await theirs.release(1000)  # after their fence refused ours
+            return cursor
+
+        conn.execute = around_the_take  # type: ignore[method-assign]
+        return conn
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", connect_and_step_on_while_taking_again)
+    asked_with = statements_of(gate)
+    with pytest.raises(psycopg.OperationalError):
+        await gate.enter(1001, "no-such-task", 1)  # finds the session gone
+    assert (await gate.enter(1001, "no-such-task", 1)).taken  # a new one: 1000 not had
+    [entry] = await asyncio.gather(*entering)
+    assert entry.taken
+    assert not any(b"pg_advisory_unlock" in sql for sql in asked_with)
+    assert not await theirs.take(1000)
 
 
 async def test_sqlite_fences_of_one_bucket_held_by_one_process_are_taken_at_once(
