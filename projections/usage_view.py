@@ -14,7 +14,11 @@ Emits rows of:
   ``mail_accounts``, ``databases``, ``web_domains``, ``dns_domains``, ``mail_domains``,
   ``collected_at`` (the oldest of its accounts' last listings), ``stale`` and ``stale_since``;
 - ``usage_history``: the service's sums and plan at each listing that changed the sums and
-  at each plan change (once listed), keyed by (service, time): what ``as_of`` reads;
+  at each plan change (once listed), keyed by (service, time): what ``as_of`` reads. A
+  service's times never go back: two nodes' listings are stored in the order their syncs
+  commit, not always in the order of their times, and a listing folded after one of a later
+  time replaces that row (``history_at`` on ``usage_services``: the time of its last row), so
+  no row shows a state the next fold undid;
 - ``usage_accounts`` (server, user → service) and ``usage_mailboxes`` (mail domain, account →
   vanity service): the lookups a listing is folded through, each the row of the one live
   service that holds the name. A service's own ``Terminated`` deletes its rows, so a
@@ -69,7 +73,7 @@ USAGE_SERVICES = Table(
         " mailbox:json figures:json bandwidth:json disk_mb:int bandwidth_mb:int"
         " bandwidth_billed_mb:int billing_month web_domains:int dns_domains:int"
         " mail_domains:int mail_accounts:int databases:int collected_at stale:bool"
-        " stale_since updated_at"
+        " stale_since updated_at history_at"
     ),
     key=("service_id",),
     indexes=(("client_id",), ("domain",)),
@@ -132,7 +136,9 @@ class UsageView:
     """Consumes Service and ServerUsage events; emits the tables in the module docstring."""
 
     name = "usage"
-    version = 2  # 2: bandwidth counters keep their listing's time (a drop adds nothing)
+    # 2: bandwidth counters keep their listing's time (a drop adds nothing); 3: a service's
+    # history times never go back (history_at)
+    version = 3
     folds: frozenset[type[Any]] = frozenset(
         {
             Service.Ordered,
@@ -212,6 +218,7 @@ class UsageView:
                 "stale": False,
                 "stale_since": None,
                 "updated_at": event_time(event),
+                "history_at": None,
             },
         )
         if mailbox is not None:
@@ -229,13 +236,8 @@ class UsageView:
         if isinstance(event, Service.PlanChangeRequested):
             changed["plan"] = event.plan
             if row["collected_at"] is not None:  # the figures in force now meet a new plan
-                rows.put(
-                    USAGE_HISTORY.name,
-                    {
-                        "service_id": row["service_id"],
-                        "at": changed["updated_at"],
-                        "totals": history_totals({**row, **changed}),
-                    },
+                changed["history_at"] = _kept(
+                    {**row, **changed}, _history_time(row, changed["updated_at"]), rows
                 )
         elif isinstance(event, Service.Terminated):
             # its names may be held by another service next (claims are released at
@@ -378,12 +380,25 @@ class UsageView:
         is kept in its history (``collected_at`` there: when they were first seen)."""
         new = {**row, "figures": figures, "bandwidth": bandwidth, **_totals(figures, bandwidth)}
         new["updated_at"] = at or new["updated_at"]
-        rows.put(USAGE_SERVICES.name, new)
         if at is not None and (_changed_figures(new, row) or row.get("collected_at") is None):
-            rows.put(
-                USAGE_HISTORY.name,
-                {"service_id": row["service_id"], "at": at, "totals": history_totals(new)},
-            )
+            new["history_at"] = _kept(new, _history_time(row, at), rows)
+        rows.put(USAGE_SERVICES.name, new)
+
+
+def _history_time(row: Row, at: str) -> str:
+    """The time of the service's next history row: ``at``, or its last row's time when that
+    is later (a listing stamped later was folded first: its row gives way to this one)."""
+    last = row.get("history_at")
+    return at if last is None or at > last else last
+
+
+def _kept(row: Row, at: str, rows: Rows) -> str:
+    """Keeps the service's sums and plan in its history at ``at``; returns ``at``."""
+    rows.put(
+        USAGE_HISTORY.name,
+        {"service_id": row["service_id"], "at": at, "totals": history_totals(row)},
+    )
+    return at
 
 
 def _node_base(server_id: str, node: Row) -> Row:

@@ -156,3 +156,28 @@ def test_the_history_keeps_the_plan_in_force_beside_the_figures() -> None:
     assert history[("1", listed_at)]["totals"]["plan"]["disk_mb"] == 100
     assert history[("1", changed_at)]["totals"]["plan"]["disk_mb"] == 5000
     assert history[("1", changed_at)]["totals"]["disk_mb"] == 50
+
+
+def test_a_listing_folded_after_a_later_one_of_another_node_is_in_the_history_from_then() -> None:
+    """Two nodes' syncs commit in either order: the history never keeps a mix the next fold
+    undid, nor goes back in time."""
+    fold = Fold()
+    fold.order("3", "vanity", "bob.hosted.example", VANITY, username="bobweb", label="bob")
+    nodes = {name: ServerUsage.open(name, T0) for name in ("web1", "mail1")}
+    listed = {}
+    for usage in nodes.values():
+        usage.request_sync(T0, "tick", fresh_s=60, lease_s=300)
+        usage.start(T0, 1)
+    mailboxes = {("provmail", "hosted.example"): {"bob": {"disk_mb": 12}}}
+    early, late = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
+    listed["mail1"] = nodes["mail1"].listed(late, 1, {"provmail": figures(9999)}, mailboxes)
+    listed["web1"] = nodes["web1"].listed(early, 1, {"bobweb": figures(7, 3)})
+    for name in ("mail1", "web1"):  # the later listing is stored first
+        fold.apply(nodes[name])
+        for listing in listed[name]:
+            fold.apply(listing)
+    history = fold.rows.tables[USAGE_HISTORY.name]
+    last = max(at for _, at in history)
+    assert last == "2026-12-03T10:00:02.000000+00:00"
+    assert history[("3", last)]["totals"]["disk_mb"] == 19 == fold.row("3")["disk_mb"]
+    assert fold.row("3")["history_at"] == last
