@@ -53,6 +53,7 @@ from handlers.pipeline_runs import OpenRuns
 from handlers.pipeline_runs import Run as _Run
 from handlers.pipeline_sending import LeaseHold, TaskSender, TransientPublishError, os_level_error
 from handlers.pipeline_sweep import Sweep, UnsettledServices
+from handlers.pipeline_writes import ThreadedWrites
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,10 @@ class Pipeline:
         self._planner = planner
         fixed = settings if isinstance(settings, PipelineSettings) else PipelineSettings()
         self._clock = clock
-        self._open = OpenRuns(store)
+        # its writes, followed to their end: one still in a thread when the lead is lost
+        # may commit later, and the next leader must rebuild after it (pipeline_writes.py)
+        self._writes = ThreadedWrites()
+        self._open = OpenRuns(store, self._writes)
         # only a publish that failed for a passing reason holds its attempt's lease
         current, transient = self._open.is_current, transient_publish_error
         self._sender = TaskSender(publisher, current=current, clock=clock, transient=transient)
@@ -343,7 +347,7 @@ class Pipeline:
 
     async def _wait_for_placement(self, service_id: str, reason: str) -> None:
         self._check_halted()
-        await asyncio.to_thread(
+        await self._writes.run(
             self._store.update_service,
             service_uuid(service_id),
             lambda service: service.wait_for_placement(self._clock(), reason),
@@ -357,7 +361,7 @@ class Pipeline:
         """Records the outcome; the service as the store has it now (None: it kept changing)."""
         self._check_halted()
         try:
-            return await asyncio.to_thread(
+            return await self._writes.run(
                 self._store.update_service,
                 service_uuid(service_id),
                 lambda service: record_outcome(service, kind, outcomes, self._clock()),
@@ -380,6 +384,11 @@ class Pipeline:
         """Records, publishes and checkpoints nothing from now: a new leader's word stands."""
         self.halted = True
 
+    async def writes_ended(self) -> None:
+        """Returns once none of this pipeline's writes runs in a thread any more (one under
+        way as it was halted may still commit: the next leader must read the store after)."""
+        await self._writes.ended()
+
     def _check_halted(self) -> None:
         if self.halted:
             raise PipelineHalted("the pipeline was halted")
@@ -394,7 +403,7 @@ class Pipeline:
             return
         self._check_halted()
         try:
-            await asyncio.to_thread(self._store.save, *aggregates)
+            await self._writes.run(self._store.save, *aggregates)
         except Conflict:
             raise
         except Exception:

@@ -30,6 +30,7 @@ from domain.retry_policy import RetryPolicy
 from domain.run_outcome import StepOutcome, step_outcomes
 from domain.task import Task, task_uuid
 from handlers.messages import TaskMessage
+from handlers.pipeline_writes import ThreadedWrites
 
 
 class TaskReader(Protocol):
@@ -107,8 +108,9 @@ class OpenRuns:
     """The latest run per service, its tasks by id, the last run that ended well per service,
     and the attempts of superseded runs that may still be running on a node."""
 
-    def __init__(self, store: TaskReader) -> None:
+    def __init__(self, store: TaskReader, writes: ThreadedWrites | None = None) -> None:
         self._store = store
+        self._writes = writes or ThreadedWrites()  # the checkpoint's, followed to their end
         self.runs: dict[str, Run] = {}  # latest run per service
         self.by_id: dict[uuid.UUID, Task] = {}
         # The last run that ended well, for the services that finished one lately (at most
@@ -153,7 +155,7 @@ class OpenRuns:
         position = await asyncio.to_thread(self._store.position)
         ids = list(self.by_id)
         unsaved = dict(self._unsaved)
-        await asyncio.to_thread(self._store.checkpoint, position, ids, unsaved)
+        await self._writes.run(self._store.checkpoint, position, ids, unsaved)
         for service_id, run in unsaved.items():
             if self._unsaved.get(service_id) == run:
                 del self._unsaved[service_id]

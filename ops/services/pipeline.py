@@ -11,7 +11,9 @@ While the database is unavailable a batch is not failed (the consumer would coun
 against its messages): it is held and tried again with back-off until the database is back,
 after the pipeline has rebuilt its working state from the store (the failed try may have
 changed memory the store never heard of). So is the rebuild at start. A pipeline that loses
-its lead meanwhile is cancelled with what it holds (ops/runtime/components.py).
+its lead meanwhile is cancelled with what it holds (ops/runtime/components.py), and ends only
+once its writes still in threads have ended (handlers/pipeline_writes.py), so the next
+leader in this process rebuilds from a store that has them.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ async def run_pipeline(
     try:
         rebuilt = await _rebuilt(pipeline, stop)
     except BaseException:
-        pipeline.halt()  # the lead lost while rebuilding: the rebuild records nothing more
+        await _halted(pipeline)  # the lead lost while rebuilding: it records nothing more
         raise
     if not rebuilt:
         return  # stopped while the database was away
@@ -132,15 +134,23 @@ async def run_pipeline(
         # Cancelled (the lead is lost: another pipeline may lead already) or failed: a tick
         # or a re-send under way is cancelled, not finished, and whatever of this pipeline
         # still runs (in a thread) may save, publish or checkpoint nothing more.
-        pipeline.halt()
         ticking.cancel()
         resending.cancel()
+        await _halted(pipeline)
         raise
     finally:
         stop.set()  # a graceful stop: the tick under way finishes first
         await asyncio.gather(ticking, resending, return_exceptions=True)
         pipeline.halt()
         stop_listening()  # one listener per pipeline that led, not one per re-lead forever
+
+
+async def _halted(pipeline: Pipeline) -> None:
+    """Halts the pipeline and returns once its writes still in threads have ended: one may
+    commit after the halt (a save retried until the database is back), and whoever leads
+    next in this process must rebuild from a store that has it."""
+    pipeline.halt()
+    await pipeline.writes_ended()
 
 
 async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:
