@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,33 +202,6 @@ async def test_a_halted_pipeline_tells_when_its_save_in_a_thread_has_ended(
     store.close()
 
 
-async def test_a_pipeline_whose_lead_is_lost_ends_once_its_writes_have_ended(
-    inbox: Inbox, exchange_name: str
-) -> None:
-    transport = ListeningTransport(exchange_name)
-    await transport.connect()
-    pipeline = HangingPipeline()
-    pipeline.writing.clear()  # a save of it is under way in a thread
-    pipeline_any: Any = pipeline
-    stop = asyncio.Event()
-    running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
-    try:
-        await asyncio.wait_for(pipeline.ticking.wait(), budget(30))
-        running.cancel()  # the lead is lost (ops/runtime/components.py)
-        await asyncio.sleep(0.2)  # time enough to end, had it not waited for the save
-        assert not running.done(), "run_pipeline ended while a save was under way"
-        assert pipeline.halted
-        pipeline.writing.set()
-        await asyncio.wait({running}, timeout=budget(30))
-        assert running.cancelled()
-    finally:
-        stop.set()
-        pipeline.writing.set()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await transport.close()
-
-
 class ListeningTransport(InProcessTransport):
     """An in-process broker that keeps its connection listeners, as the AMQP one does."""
 
@@ -296,28 +270,53 @@ def inbox(sqlite_url: str) -> Iterator[Inbox]:
     db.close()
 
 
-async def test_a_lost_lead_cancels_the_tick_under_way_and_halts_the_pipeline(
-    inbox: Inbox, exchange_name: str
-) -> None:
+@asynccontextmanager
+async def piloting(
+    pipeline: HangingPipeline, inbox: Inbox, exchange_name: str
+) -> AsyncIterator[tuple[ListeningTransport, asyncio.Future[None]]]:
+    """``run_pipeline`` driving ``pipeline`` until its tick hangs; stopped and closed after."""
     transport = ListeningTransport(exchange_name)
     await transport.connect()
-    pipeline = HangingPipeline()
     pipeline_any: Any = pipeline
     stop = asyncio.Event()
     running = asyncio.ensure_future(run_pipeline(pipeline_any, transport, inbox, stop, prefetch=8))
     try:
         await asyncio.wait_for(pipeline.ticking.wait(), budget(30))
+        yield transport, running
+    finally:
+        stop.set()
+        pipeline.writing.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await transport.close()
+
+
+async def test_a_lost_lead_cancels_the_tick_under_way_and_halts_the_pipeline(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    pipeline = HangingPipeline()
+    async with piloting(pipeline, inbox, exchange_name) as (transport, running):
         running.cancel()  # the lead is lost (ops/runtime/components.py)
         done, _ = await asyncio.wait({running}, timeout=30)
         assert done, "run_pipeline waited for the hanging tick to finish"
         assert pipeline.halted
         assert pipeline.ticks_finished == 0
         assert transport.listeners == []
-    finally:
-        stop.set()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await transport.close()
+
+
+async def test_a_pipeline_whose_lead_is_lost_ends_once_its_writes_have_ended(
+    inbox: Inbox, exchange_name: str
+) -> None:
+    pipeline = HangingPipeline()
+    pipeline.writing.clear()  # a save of it is under way in a thread
+    async with piloting(pipeline, inbox, exchange_name) as (_, running):
+        running.cancel()  # the lead is lost (ops/runtime/components.py)
+        await asyncio.sleep(0.2)  # time enough to end, had it not waited for the save
+        assert not running.done(), "run_pipeline ended while a save was under way"
+        assert pipeline.halted
+        pipeline.writing.set()
+        await asyncio.wait({running}, timeout=budget(30))
+        assert running.cancelled()
 
 
 async def test_every_pipeline_that_led_takes_its_connection_listener_away(
