@@ -135,7 +135,11 @@ def ledgers(owned: Owned) -> Iterator[tuple[Path, list[list[str]]]]:
         return
     for path in LEDGERS.glob("*.ledger"):
         if path.stem.isdigit() and owned(int(path.stem)):
-            yield path, [line.split() for line in path.read_text().splitlines() if line]
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                continue  # the other worker of this run swept that dead run a moment ago
+            yield path, [line.split() for line in text.splitlines() if line]
 
 
 async def delete_broker_names(amqp_url: str, owned: Owned) -> None:
@@ -158,4 +162,5 @@ async def delete_broker_names(amqp_url: str, owned: Owned) -> None:
                 await transport.delete_exchange()
             finally:
                 await transport.close()
-        path.unlink()
+        # both workers of a run sweep the dead runs at their start: the other may be first
+        path.unlink(missing_ok=True)
