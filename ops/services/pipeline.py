@@ -36,6 +36,10 @@ from ops.store.outage import Outage, riding_out
 
 log = logging.getLogger(__name__)
 
+# how long a halted pipeline waits for its writes still in threads: well beyond the store's
+# retries of a save while the database is away (about 22 s); only a socket that hangs is longer
+WRITES_WAIT_S = 60.0
+
 
 class PipelineFeed:
     """Decodes what arrives on the pipeline's queue; raises ValueError on anything malformed
@@ -150,7 +154,14 @@ async def _halted(pipeline: Pipeline) -> None:
     commit after the halt (a save retried until the database is back), and whoever leads
     next in this process must rebuild from a store that has it."""
     pipeline.halt()
-    await pipeline.writes_ended()
+    try:
+        await asyncio.wait_for(pipeline.writes_ended(), WRITES_WAIT_S)
+    except TimeoutError:
+        log.warning(
+            "pipeline: a write of the pipeline that lost its lead is still under way after"
+            " %.0f s; leading again without waiting for it",
+            WRITES_WAIT_S,
+        )
 
 
 async def _rebuilt(pipeline: Pipeline, stop: asyncio.Event) -> bool:

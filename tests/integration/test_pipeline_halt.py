@@ -23,6 +23,7 @@ from handlers.pipeline import Pipeline, PipelineHalted, PipelineSettings
 from ops.adapters.pipeline_store import StorePipelineAdapter
 from ops.messaging.inbox import Inbox
 from ops.messaging.inprocess_transport import InProcessTransport
+from ops.services import pipeline as pipeline_service
 from ops.services.pipeline import run_pipeline
 from ops.store.database import Database
 from ops.store.event_store import EventStore
@@ -317,6 +318,23 @@ async def test_a_pipeline_whose_lead_is_lost_ends_once_its_writes_have_ended(
         pipeline.writing.set()
         await asyncio.wait({running}, timeout=budget(30))
         assert running.cancelled()
+
+
+async def test_a_write_that_hangs_holds_a_lost_lead_back_only_so_long(
+    inbox: Inbox,
+    exchange_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A socket that hangs can hold a write for ever: the pipeline goes on after a while."""
+    monkeypatch.setattr(pipeline_service, "WRITES_WAIT_S", 0.2)
+    pipeline = HangingPipeline()
+    pipeline.writing.clear()  # and never set: the write hangs
+    async with piloting(pipeline, inbox, exchange_name) as (_, running):
+        running.cancel()  # the lead is lost (ops/runtime/components.py)
+        await asyncio.wait({running}, timeout=budget(30))
+        assert running.cancelled()
+    assert "still under way after 0 s" in caplog.text
 
 
 async def test_every_pipeline_that_led_takes_its_connection_listener_away(
