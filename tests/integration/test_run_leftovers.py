@@ -18,9 +18,12 @@ NO_SUCH_PID = 4_194_305  # above Linux's largest pid: never a live process
 async def test_two_sweeps_of_one_dead_runs_ledger_at_once_both_end_well(
     amqp_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    exchange = f"hw-test-{NO_SUCH_PID}-{uuid.uuid4().hex[:10]}"
+    # in this run's own ledger too: its clean-up removes the exchange should a sweep fail
+    run_leftovers.note_broker_name("exchange", exchange)
     monkeypatch.setattr(run_leftovers, "LEDGERS", tmp_path)
     ledger = tmp_path / f"{NO_SUCH_PID}.ledger"
-    ledger.write_text(f"exchange hw-test-{NO_SUCH_PID}-{uuid.uuid4().hex[:10]}\n")
+    ledger.write_text(f"exchange {exchange}\n")
     assert run_leftovers.dead_run(NO_SUCH_PID)
     # each reads the ledger before its first await: both sweep it, one removes it first
     await asyncio.gather(
